@@ -1,0 +1,517 @@
+//! The single writer: every change to findings, events and sequences goes
+//! through one thread that group-commits.
+//!
+//! Link sessions and the operator API submit [`WriteRequest`]s. The writer takes
+//! the first waiting request, then every request that queued up while it was
+//! busy, applies them all as one atomic [`WriteSet`], makes the store durable once
+//! (flush plus fdatasync), and only then answers each request. One fsync covers
+//! the whole group, so throughput does not hang on one fsync per batch.
+//!
+//! Invariant: a batch is acknowledged only after its events, the findings derived
+//! from it and its host's high-water sequence are durable together. A batch whose
+//! sequence is at or below the high water was already stored: it is dropped and
+//! acknowledged again, which makes at-least-once delivery exactly-once in effect.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use bannin_proto::identity::HostId;
+use bannin_proto::{now_unix_ms, v1};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::detect::{Detector, FoldIndex, fingerprint, fingerprint_parts};
+use crate::model::{Event, Finding, FindingState, NewFinding, StateChange};
+use crate::store::{Store, StoreError, WriteSet};
+
+/// Most requests folded into one group commit.
+const MAX_GROUP: usize = 4096;
+/// Capacity of the fold index.
+const FOLD_CAPACITY: usize = 100_000;
+
+/// Why a write was not done.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The store failed; nothing of the group was acknowledged.
+    #[error("store failed: {0}")]
+    Store(#[from] StoreError),
+    /// The group commit holding this write failed; nothing of it was acknowledged.
+    #[error("commit failed: {0}")]
+    CommitFailed(String),
+    /// The writer has stopped (shutdown).
+    #[error("collector is shutting down")]
+    Stopped,
+    /// No finding has that id.
+    #[error("no finding {0}")]
+    NoSuchFinding(u64),
+    /// The state change is not allowed.
+    #[error("finding {id} cannot move from {from:?} to {to:?}")]
+    BadTransition {
+        /// Finding id.
+        id: u64,
+        /// Current state.
+        from: FindingState,
+        /// Requested state.
+        to: FindingState,
+    },
+}
+
+/// One request to the writer.
+pub enum WriteRequest {
+    /// Store a telemetry batch of a host; answers with the host's high water.
+    Batch {
+        /// Host, from its certificate.
+        host: HostId,
+        /// The batch.
+        batch: v1::TelemetryBatch,
+        /// Answer.
+        reply: oneshot::Sender<Result<u64, IngestError>>,
+    },
+    /// Raise a finding the collector itself observed (e.g. `host.silent`).
+    Raise {
+        /// The finding.
+        finding: NewFinding,
+        /// Answer with its id.
+        reply: oneshot::Sender<Result<u64, IngestError>>,
+    },
+    /// Move a finding to another state.
+    SetState {
+        /// Finding id.
+        id: u64,
+        /// New state.
+        state: FindingState,
+        /// Operator making the change.
+        operator: String,
+        /// Note.
+        note: String,
+        /// Answer with the updated finding.
+        reply: oneshot::Sender<Result<Finding, IngestError>>,
+    },
+    /// Apply the event retention bound.
+    Prune {
+        /// Events received before this are removed.
+        cutoff_unix_ms: i64,
+        /// Most bytes of events to keep.
+        max_bytes: u64,
+    },
+}
+
+/// Handle to the writer thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Ingest {
+    tx: mpsc::Sender<WriteRequest>,
+    high_water: Arc<Mutex<HashMap<String, u64>>>,
+    latest_finding: watch::Receiver<u64>,
+}
+
+/// Settings of the writer.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Identical findings of a host within this window fold into one.
+    pub fold_window_ms: i64,
+    /// Detection settings.
+    pub detector: Detector,
+}
+
+impl Ingest {
+    /// Starts the writer thread on `store`. The thread ends, after a final
+    /// durable commit, once every [`Ingest`] handle is dropped.
+    pub fn start(
+        store: Store,
+        config: IngestConfig,
+    ) -> Result<(Self, thread::JoinHandle<()>), StoreError> {
+        let high_water: HashMap<String, u64> = store.high_waters()?.into_iter().collect();
+        let high_water = Arc::new(Mutex::new(high_water));
+        let last_id = store.last_finding_id()?;
+        let (latest_tx, latest_rx) = watch::channel(last_id);
+        let (tx, rx) = mpsc::channel(8192);
+        let mut writer = Writer::new(store, config, high_water.clone(), latest_tx)?;
+        let handle = thread::Builder::new()
+            .name("bannin-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|source| StoreError::Io {
+                path: "writer thread".into(),
+                source,
+            })?;
+        Ok((
+            Self {
+                tx,
+                high_water,
+                latest_finding: latest_rx,
+            },
+            handle,
+        ))
+    }
+
+    /// Highest durably stored sequence of a host.
+    pub fn high_water(&self, host: &HostId) -> u64 {
+        lock(&self.high_water)
+            .get(host.as_str())
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Watches the id of the newest finding.
+    pub fn latest_finding(&self) -> watch::Receiver<u64> {
+        self.latest_finding.clone()
+    }
+
+    /// Submits a batch; the returned receiver answers once it is durable.
+    pub async fn submit_batch(
+        &self,
+        host: HostId,
+        batch: v1::TelemetryBatch,
+    ) -> Result<oneshot::Receiver<Result<u64, IngestError>>, IngestError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(WriteRequest::Batch { host, batch, reply })
+            .await
+            .map_err(|_| IngestError::Stopped)?;
+        Ok(rx)
+    }
+
+    /// Raises a collector-side finding and waits until it is durable.
+    pub async fn raise(&self, finding: NewFinding) -> Result<u64, IngestError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(WriteRequest::Raise { finding, reply })
+            .await
+            .map_err(|_| IngestError::Stopped)?;
+        rx.await.map_err(|_| IngestError::Stopped)?
+    }
+
+    /// Moves a finding to another state and waits until it is durable.
+    pub async fn set_state(
+        &self,
+        id: u64,
+        state: FindingState,
+        operator: String,
+        note: String,
+    ) -> Result<Finding, IngestError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(WriteRequest::SetState {
+                id,
+                state,
+                operator,
+                note,
+                reply,
+            })
+            .await
+            .map_err(|_| IngestError::Stopped)?;
+        rx.await.map_err(|_| IngestError::Stopped)?
+    }
+
+    /// Asks the writer to apply the retention bound.
+    pub async fn prune(&self, cutoff_unix_ms: i64, max_bytes: u64) {
+        let _ = self
+            .tx
+            .send(WriteRequest::Prune {
+                cutoff_unix_ms,
+                max_bytes,
+            })
+            .await;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means another thread panicked mid-update of a plain map.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Answers to send once the group is durable.
+enum Pending {
+    Batch(oneshot::Sender<Result<u64, IngestError>>, u64),
+    Raise(oneshot::Sender<Result<u64, IngestError>>, u64),
+    SetState(oneshot::Sender<Result<Finding, IngestError>>, Finding),
+}
+
+struct Writer {
+    store: Store,
+    config: IngestConfig,
+    /// Durable high water per host, shared with sessions (for Welcome).
+    durable_high_water: Arc<Mutex<HashMap<String, u64>>>,
+    /// High water including the group in progress.
+    high_water: HashMap<String, u64>,
+    next_finding_id: u64,
+    folds: FoldIndex,
+    /// Findings changed in the group in progress, by id (folded counts, state changes).
+    dirty: HashMap<u64, Finding>,
+    event_bytes: u64,
+    latest: watch::Sender<u64>,
+}
+
+impl Writer {
+    fn new(
+        store: Store,
+        config: IngestConfig,
+        durable_high_water: Arc<Mutex<HashMap<String, u64>>>,
+        latest: watch::Sender<u64>,
+    ) -> Result<Self, StoreError> {
+        let high_water = lock(&durable_high_water).clone();
+        let mut writer = Self {
+            next_finding_id: store.last_finding_id()? + 1,
+            event_bytes: store.counter("event_bytes")?,
+            folds: FoldIndex::new(config.fold_window_ms, FOLD_CAPACITY),
+            store,
+            config,
+            durable_high_water,
+            high_water,
+            dirty: HashMap::new(),
+            latest,
+        };
+        writer.rebuild_folds()?;
+        Ok(writer)
+    }
+
+    /// Refills the fold index from findings still inside the window, so folding
+    /// survives a restart.
+    fn rebuild_folds(&mut self) -> Result<(), StoreError> {
+        let horizon = now_unix_ms() - self.config.fold_window_ms;
+        let recent = self
+            .store
+            .findings_newest_first(|f| f.last_observed_unix_ms >= horizon)?;
+        for f in recent.into_iter().rev() {
+            let fp = fingerprint_parts(&f.host_id, &f.kind, &f.attributes);
+            self.folds.record(fp, f.id, f.last_observed_unix_ms);
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, mut rx: mpsc::Receiver<WriteRequest>) {
+        let mut group = Vec::with_capacity(MAX_GROUP);
+        while let Some(first) = rx.blocking_recv() {
+            group.push(first);
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(r) => group.push(r),
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(&mut group);
+        }
+        if let Err(error) = self.store.make_durable() {
+            tracing::error!(%error, "Final flush failed");
+        }
+        tracing::debug!("Writer stopped");
+    }
+
+    fn commit_group(&mut self, group: &mut Vec<WriteRequest>) {
+        let mut set = WriteSet::default();
+        let mut pending = Vec::with_capacity(group.len());
+        let mut failed: Option<StoreError> = None;
+        let now = now_unix_ms();
+        for request in group.drain(..) {
+            if failed.is_some() {
+                reply_error(request, || IngestError::Stopped);
+                continue;
+            }
+            match self.stage(request, &mut set, now, &mut pending) {
+                Ok(()) => {}
+                Err(error) => failed = Some(error),
+            }
+        }
+        for finding in self.dirty.values() {
+            if let Err(error) = set.put_finding(finding) {
+                failed.get_or_insert(error);
+            }
+        }
+        self.dirty.clear();
+        set.set_counter("event_bytes", self.event_bytes);
+        let result = match failed {
+            Some(e) => Err(e),
+            None => self
+                .store
+                .apply(set)
+                .and_then(|()| self.store.make_durable()),
+        };
+        match result {
+            Ok(()) => {
+                *lock(&self.durable_high_water) = self.high_water.clone();
+                self.latest.send_replace(self.next_finding_id - 1);
+                for p in pending {
+                    match p {
+                        Pending::Batch(tx, hw) | Pending::Raise(tx, hw) => {
+                            let _ = tx.send(Ok(hw));
+                        }
+                        Pending::SetState(tx, f) => {
+                            let _ = tx.send(Ok(f));
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "Group commit failed; nothing of it is acknowledged");
+                for p in pending {
+                    let message = error.to_string();
+                    match p {
+                        Pending::Batch(tx, _) | Pending::Raise(tx, _) => {
+                            let _ = tx.send(Err(IngestError::CommitFailed(message)));
+                        }
+                        Pending::SetState(tx, _) => {
+                            let _ = tx.send(Err(IngestError::CommitFailed(message)));
+                        }
+                    }
+                }
+                self.reload();
+            }
+        }
+    }
+
+    /// After a failed commit, forget everything staged and start again from the store.
+    fn reload(&mut self) {
+        let hw = lock(&self.durable_high_water).clone();
+        self.high_water = hw;
+        match (self.store.last_finding_id(), self.store.counter("event_bytes")) {
+            (Ok(id), Ok(bytes)) => {
+                self.next_finding_id = id + 1;
+                self.event_bytes = bytes;
+            }
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::error!(%error, "Cannot re-read the store after a failed commit")
+            }
+        }
+        self.folds = FoldIndex::new(self.config.fold_window_ms, FOLD_CAPACITY);
+        if let Err(error) = self.rebuild_folds() {
+            tracing::error!(%error, "Cannot rebuild the fold index");
+        }
+    }
+
+    fn stage(
+        &mut self,
+        request: WriteRequest,
+        set: &mut WriteSet,
+        now: i64,
+        pending: &mut Vec<Pending>,
+    ) -> Result<(), StoreError> {
+        match request {
+            WriteRequest::Batch { host, batch, reply } => {
+                let hw = self.high_water.get(host.as_str()).copied().unwrap_or(0);
+                if batch.sequence <= hw {
+                    tracing::debug!(host.id = %host, sequence = batch.sequence, high_water = hw, "Duplicate batch dropped");
+                    pending.push(Pending::Batch(reply, hw));
+                    return Ok(());
+                }
+                for (index, wire) in batch.events.into_iter().enumerate() {
+                    let event = Event::from_wire(wire, now);
+                    let index = u32::try_from(index).unwrap_or(u32::MAX);
+                    set.add_event(host.as_str(), batch.sequence, index, &event)?;
+                    self.event_bytes += event.approximate_bytes() as u64;
+                    if let Some(finding) = self.config.detector.detect(&host, &event) {
+                        self.stage_finding(finding, now)?;
+                    }
+                }
+                set.set_high_water(host.as_str(), batch.sequence);
+                self.high_water
+                    .insert(host.as_str().to_owned(), batch.sequence);
+                pending.push(Pending::Batch(reply, batch.sequence));
+            }
+            WriteRequest::Raise { finding, reply } => {
+                let id = self.stage_finding(finding, now)?;
+                pending.push(Pending::Raise(reply, id));
+            }
+            WriteRequest::SetState {
+                id,
+                state,
+                operator,
+                note,
+                reply,
+            } => {
+                let current = match self.dirty.get(&id).cloned() {
+                    Some(f) => Some(f),
+                    None => self.store.finding(id)?,
+                };
+                let Some(mut finding) = current else {
+                    let _ = reply.send(Err(IngestError::NoSuchFinding(id)));
+                    return Ok(());
+                };
+                if !finding.state.can_move_to(state) {
+                    let _ = reply.send(Err(IngestError::BadTransition {
+                        id,
+                        from: finding.state,
+                        to: state,
+                    }));
+                    return Ok(());
+                }
+                finding.state = state;
+                finding.history.push(StateChange {
+                    state,
+                    operator,
+                    at_unix_ms: now,
+                    note,
+                });
+                self.dirty.insert(id, finding.clone());
+                pending.push(Pending::SetState(reply, finding));
+            }
+            WriteRequest::Prune {
+                cutoff_unix_ms,
+                max_bytes,
+            } => {
+                let hosts: Vec<String> = self.high_water.keys().cloned().collect();
+                let excess = self.event_bytes.saturating_sub(max_bytes);
+                let (removed, freed) = self.store.prune_events(&hosts, cutoff_unix_ms, excess)?;
+                self.event_bytes = self.event_bytes.saturating_sub(freed);
+                self.folds.prune(now);
+                if removed > 0 {
+                    tracing::info!(events.removed = removed, bytes.freed = freed, "Event retention applied");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds into a recent identical finding or stages a new one; returns its id.
+    fn stage_finding(&mut self, new: NewFinding, now: i64) -> Result<u64, StoreError> {
+        let fp = fingerprint(&new);
+        if let Some(id) = self.folds.lookup(fp, new.observed_unix_ms) {
+            let existing = match self.dirty.get(&id).cloned() {
+                Some(f) => Some(f),
+                None => self.store.finding(id)?,
+            };
+            if let Some(mut f) = existing {
+                f.count += 1;
+                f.last_observed_unix_ms = f.last_observed_unix_ms.max(new.observed_unix_ms);
+                self.folds.record(fp, id, new.observed_unix_ms);
+                self.dirty.insert(id, f);
+                return Ok(id);
+            }
+        }
+        let id = self.next_finding_id;
+        self.next_finding_id += 1;
+        if self.folds.len() >= FOLD_CAPACITY {
+            self.folds.prune(now);
+        }
+        self.folds.record(fp, id, new.observed_unix_ms);
+        tracing::info!(finding.id = id, host.id = %new.host_id, finding.kind = %new.kind, severity = ?new.severity, "Finding");
+        self.dirty.insert(
+            id,
+            Finding {
+                id,
+                host_id: new.host_id.to_string(),
+                kind: new.kind,
+                severity: new.severity,
+                state: FindingState::New,
+                observed_unix_ms: new.observed_unix_ms,
+                received_unix_ms: now,
+                last_observed_unix_ms: new.observed_unix_ms,
+                count: 1,
+                attributes: new.attributes,
+                summary: new.summary,
+                history: Vec::new(),
+            },
+        );
+        Ok(id)
+    }
+}
+
+fn reply_error(request: WriteRequest, error: impl Fn() -> IngestError) {
+    match request {
+        WriteRequest::Batch { reply, .. } | WriteRequest::Raise { reply, .. } => {
+            let _ = reply.send(Err(error()));
+        }
+        WriteRequest::SetState { reply, .. } => {
+            let _ = reply.send(Err(error()));
+        }
+        WriteRequest::Prune { .. } => {}
+    }
+}

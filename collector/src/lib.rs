@@ -1,0 +1,198 @@
+//! The Bannin collector: receives agents' telemetry over mTLS, derives findings,
+//! keeps them in a durable queue, and serves operators.
+//!
+//! # Layout
+//!
+//! Data flows `link` → `ingest` (the single writer, with `detect`) → `store`;
+//! operators read through `operator_api`.
+//!
+//! - [`config`]: the TOML configuration.
+//! - [`link`]: the `AgentLink` service, one stream per agent.
+//! - [`ingest`]: the group-committing writer thread; the only writer of findings and events.
+//! - [`detect`]: which events become findings; folding of identical findings.
+//! - [`store`]: the sled store; nothing else names a tree or a key.
+//! - [`hosts`]: inventory and liveness (`host.silent`).
+//! - [`operator_api`]: the `Operator` service for the CLI.
+//! - [`pki`]: the CA, `pki init` and `pki issue`.
+//!
+//! [`serve`] is what the binary, `bannin up` and the tests all call.
+
+pub mod config;
+pub mod detect;
+pub mod hosts;
+pub mod ingest;
+pub mod link;
+pub mod model;
+pub mod operator_api;
+pub mod pki;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bannin_proto::identity::HostId;
+use bannin_proto::tls::{TlsError, TlsIncoming, TlsMaterial, server_config};
+use bannin_proto::v1::agent_link_server::AgentLinkServer;
+use bannin_proto::v1::operator_server::OperatorServer;
+use bannin_proto::now_unix_ms;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+pub use config::CollectorConfig;
+
+use crate::hosts::HostRegistry;
+use crate::ingest::{Ingest, IngestConfig};
+use crate::model::{NewFinding, Severity};
+use crate::store::{Store, StoreError};
+
+/// How long shutdown waits for streams to close before it stops waiting.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the collector could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// TLS material could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Runs the collector on `listener` until `shutdown` is cancelled, then drains:
+/// streams are closed, the writer commits what it holds, and the store is flushed.
+pub async fn serve(
+    config: CollectorConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let material = TlsMaterial::load(&config.tls)?;
+    let tls = server_config(&material)?;
+    let store = Store::open(&config.data_dir.join("store"))?;
+    let (ingest, writer) = Ingest::start(
+        store.clone(),
+        IngestConfig {
+            fold_window_ms: i64::try_from(config.fold_window.as_millis()).unwrap_or(i64::MAX),
+            detector: detect::Detector {
+                severity_overrides: config.severity_overrides.clone(),
+            },
+        },
+    )?;
+    let hosts = Arc::new(HostRegistry::load(store.clone(), config.silent_after_heartbeats)?);
+    let tracker = TaskTracker::new();
+
+    tracker.spawn(
+        watch_silence(hosts.clone(), ingest.clone(), shutdown.child_token())
+            .instrument(tracing::info_span!("silence")),
+    );
+    tracker.spawn(
+        retention(ingest.clone(), config.clone(), shutdown.child_token())
+            .instrument(tracing::info_span!("retention")),
+    );
+
+    let link = link::LinkService {
+        ingest: ingest.clone(),
+        hosts: hosts.clone(),
+        max_message_bytes: config.max_message_bytes,
+        shutdown: shutdown.child_token(),
+    };
+    let operator = operator_api::OperatorService {
+        store: store.clone(),
+        ingest: ingest.clone(),
+        hosts,
+        shutdown: shutdown.child_token(),
+    };
+    drop(ingest);
+    let addr = listener.local_addr().ok();
+    let incoming = TlsIncoming::new(listener, tls, shutdown.child_token());
+    tracing::info!(listen = ?addr, data_dir = %config.data_dir.display(), "Collector serving");
+    let limit = config.max_message_bytes;
+    let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .max_concurrent_streams(Some(64))
+        .add_service(
+            AgentLinkServer::new(link)
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        )
+        .add_service(
+            OperatorServer::new(operator)
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(64 * 1024 * 1024),
+        )
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+    let result = server.await;
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+        tracing::warn!("Background tasks did not stop within the grace period");
+    }
+    // Every Ingest handle is gone now; the writer commits what it holds and stops.
+    let joined = tokio::task::spawn_blocking(move || writer.join()).await;
+    if !matches!(joined, Ok(Ok(()))) {
+        tracing::error!("Writer thread ended abnormally");
+    }
+    store.make_durable()?;
+    tracing::info!("Collector stopped");
+    result.map_err(ServeError::from)
+}
+
+/// Raises `host.silent` for every host silent past its timeout.
+async fn watch_silence(hosts: Arc<HostRegistry>, ingest: Ingest, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = now_unix_ms();
+        for host in hosts.newly_silent(now) {
+            let Ok(host_id) = HostId::new(host.host_id.clone()) else {
+                continue;
+            };
+            let silent_secs = (now - host.last_seen_unix_ms) / 1000;
+            tracing::warn!(host.id = %host_id, silent.secs = silent_secs, "Host went silent");
+            let finding = NewFinding {
+                host_id,
+                kind: "host.silent".into(),
+                severity: Severity::Medium,
+                observed_unix_ms: now,
+                attributes: BTreeMap::from([
+                    ("last_seen_unix_ms".to_owned(), host.last_seen_unix_ms.to_string()),
+                    (
+                        "heartbeat_interval_secs".to_owned(),
+                        host.heartbeat_interval_secs.to_string(),
+                    ),
+                ]),
+                summary: format!(
+                    "no heartbeat from {} ({}) for {silent_secs} s",
+                    host.host_id, host.hostname
+                ),
+            };
+            if let Err(error) = ingest.raise(finding).await {
+                tracing::error!(%error, "Cannot raise host.silent");
+            }
+        }
+    }
+}
+
+/// Applies the event retention bound once a minute.
+async fn retention(ingest: Ingest, config: CollectorConfig, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let age = i64::try_from(config.event_retention.as_millis()).unwrap_or(i64::MAX);
+        ingest
+            .prune(now_unix_ms().saturating_sub(age), config.event_max_bytes)
+            .await;
+    }
+}

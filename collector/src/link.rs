@@ -1,0 +1,204 @@
+//! The agent link: one bidirectional stream per agent.
+//!
+//! The host id comes from the client certificate ([`PeerInfo`]); the agent's
+//! Hello must name the same host or the stream is refused before anything is
+//! stored. Batches are handed to the writer in arrival order and acknowledged in
+//! the same order, each only once durable; up to [`MAX_IN_FLIGHT`] batches of a
+//! stream may be waiting for the writer at once, which is the stream's backpressure.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bannin_proto::identity::{HostId, PeerIdentity};
+use bannin_proto::tls::PeerInfo;
+use bannin_proto::v1::agent_link_server::AgentLink;
+use bannin_proto::v1::{self, agent_message, collector_message};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
+
+use crate::hosts::HostRegistry;
+use crate::ingest::{Ingest, IngestError};
+
+/// Batches of one stream waiting for the writer at once.
+pub const MAX_IN_FLIGHT: usize = 64;
+/// How long an agent has to say Hello.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `AgentLink` service.
+#[derive(Clone)]
+pub struct LinkService {
+    pub(crate) ingest: Ingest,
+    pub(crate) hosts: Arc<HostRegistry>,
+    pub(crate) max_message_bytes: usize,
+    pub(crate) shutdown: CancellationToken,
+}
+
+type Outbound = mpsc::Sender<Result<v1::CollectorMessage, Status>>;
+
+#[tonic::async_trait]
+impl AgentLink for LinkService {
+    type SessionStream = ReceiverStream<Result<v1::CollectorMessage, Status>>;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<v1::AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let peer = PeerInfo::of(&request)
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+        let host = match &peer.identity {
+            PeerIdentity::Agent(h) => h.clone(),
+            PeerIdentity::Operator(name) => {
+                tracing::warn!(peer.addr = %peer.remote_addr, operator = %name, "Operator certificate refused on the agent link");
+                return Err(Status::permission_denied(
+                    "an operator certificate cannot open an agent stream",
+                ));
+            }
+        };
+        let mut inbound = request.into_inner();
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(v1::AgentMessage {
+                body: Some(agent_message::Body::Hello(hello)),
+            }))) => hello,
+            Ok(Ok(_)) => {
+                tracing::warn!(host.id = %host, peer.addr = %peer.remote_addr, "Stream refused: first message was not Hello");
+                return Err(Status::invalid_argument("the first message must be Hello"));
+            }
+            Ok(Err(status)) => {
+                tracing::warn!(host.id = %host, peer.addr = %peer.remote_addr, error = %status.message(), "Stream refused: bad first message");
+                return Err(status);
+            }
+            Err(_) => {
+                return Err(Status::deadline_exceeded("no Hello within 30 s"));
+            }
+        };
+        if hello.host_id != host.as_str() {
+            tracing::warn!(host.id = %host, claimed = %hello.host_id, peer.addr = %peer.remote_addr, "Stream refused: Hello names another host than the certificate");
+            return Err(Status::permission_denied(format!(
+                "certificate is for host {host}, Hello names {:?}",
+                hello.host_id
+            )));
+        }
+        self.hosts
+            .connected(&host, &hello, peer.remote_addr.to_string())
+            .map_err(|e| internal("registering host", &e))?;
+        tracing::info!(host.id = %host, peer.addr = %peer.remote_addr, hostname = %hello.hostname, agent.version = %hello.agent_version, "Agent connected");
+
+        let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT + 8);
+        let welcome = v1::CollectorMessage {
+            body: Some(collector_message::Body::Welcome(v1::Welcome {
+                acked_sequence: self.ingest.high_water(&host),
+                max_message_bytes: u32::try_from(self.max_message_bytes).unwrap_or(u32::MAX),
+            })),
+        };
+        tx.send(Ok(welcome))
+            .await
+            .map_err(|_| Status::cancelled("agent went away"))?;
+
+        let span = tracing::info_span!("agent_session", host.id = %host, peer.addr = %peer.remote_addr);
+        let this = self.clone();
+        tokio::spawn(async move { this.run_session(host, inbound, tx).await }.instrument(span));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+impl LinkService {
+    async fn run_session(
+        &self,
+        host: HostId,
+        mut inbound: Streaming<v1::AgentMessage>,
+        tx: Outbound,
+    ) {
+        let (acks_tx, acks_rx) = mpsc::channel::<oneshot::Receiver<Result<u64, IngestError>>>(MAX_IN_FLIGHT);
+        let acker = tokio::spawn(send_acks(acks_rx, tx.clone()));
+        loop {
+            let message = tokio::select! {
+                () = self.shutdown.cancelled() => break,
+                m = inbound.message() => m,
+            };
+            let body = match message {
+                Ok(Some(v1::AgentMessage { body: Some(body) })) => body,
+                Ok(Some(v1::AgentMessage { body: None })) => {
+                    tracing::warn!("Empty message; stream closed");
+                    let _ = tx.send(Err(Status::invalid_argument("empty message"))).await;
+                    break;
+                }
+                Ok(None) => break,
+                Err(status) => {
+                    // Oversized or malformed frames end here: this stream only.
+                    tracing::warn!(code = ?status.code(), error = %status.message(), "Bad message from agent; stream closed");
+                    let _ = tx.send(Err(status)).await;
+                    break;
+                }
+            };
+            self.hosts.seen(&host);
+            match body {
+                agent_message::Body::Batch(batch) => {
+                    let submitted = self.ingest.submit_batch(host.clone(), batch).await;
+                    match submitted {
+                        Ok(rx) => {
+                            if acks_tx.send(rx).await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(_) => {
+                            let _ = tx.send(Err(Status::unavailable("collector is shutting down"))).await;
+                            break;
+                        }
+                    }
+                }
+                agent_message::Body::Heartbeat(beat) => {
+                    if let Err(error) = self.hosts.heartbeat(&host, &beat) {
+                        tracing::warn!(%error, "Cannot record heartbeat");
+                    }
+                }
+                agent_message::Body::CommandResult(result) => {
+                    tracing::info!(command.id = %result.command_id, ok = result.ok, detail = %result.detail, "Command result");
+                }
+                agent_message::Body::Hello(_) => {
+                    tracing::warn!("Second Hello on one stream; stream closed");
+                    let _ = tx.send(Err(Status::invalid_argument("Hello may only be sent once"))).await;
+                    break;
+                }
+            }
+        }
+        drop(acks_tx);
+        // Acknowledge what was already handed to the writer before closing.
+        let _ = acker.await;
+        if let Err(error) = self.hosts.disconnected(&host) {
+            tracing::warn!(%error, "Cannot record disconnect");
+        }
+        tracing::info!("Agent disconnected");
+    }
+}
+
+async fn send_acks(
+    mut pending: mpsc::Receiver<oneshot::Receiver<Result<u64, IngestError>>>,
+    tx: Outbound,
+) {
+    while let Some(rx) = pending.recv().await {
+        let message = match rx.await {
+            Ok(Ok(sequence)) => Ok(v1::CollectorMessage {
+                body: Some(collector_message::Body::Ack(v1::Ack { sequence })),
+            }),
+            Ok(Err(error)) => {
+                tracing::error!(%error, "Batch not stored; stream closed so the agent replays it");
+                Err(Status::unavailable("batch not stored; retry"))
+            }
+            Err(_) => Err(Status::unavailable("collector is shutting down")),
+        };
+        let failed = message.is_err();
+        if tx.send(message).await.is_err() || failed {
+            break;
+        }
+    }
+}
+
+/// One conversion of internal errors to a status: the detail goes to the log, not the peer.
+pub(crate) fn internal(what: &str, error: &dyn std::fmt::Display) -> Status {
+    tracing::error!(%error, "{what} failed");
+    Status::internal(format!("{what} failed"))
+}

@@ -1,0 +1,199 @@
+//! `bannin-collector`: serve agents and operators, and manage the PKI.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use bannin_collector::pki::{DEFAULT_SERVER_NAME, PkiDir};
+use bannin_collector::CollectorConfig;
+use bannin_proto::config::EXIT_CONFIG;
+use bannin_proto::identity::{HostId, OperatorName, PeerIdentity};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+/// Bannin collector: receives agents' telemetry over mutual TLS, keeps a durable
+/// findings queue, and serves operators.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the collector.
+    Serve {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Create the CA and certificates.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PkiCommand {
+    /// Create a CA and the collector's server certificate in DIR.
+    Init {
+        /// PKI directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// DNS name for the collector's certificate (repeatable). Default: bannin-collector, localhost.
+        #[arg(long = "name")]
+        names: Vec<String>,
+        /// IP address for the collector's certificate (repeatable). Default: 127.0.0.1, ::1.
+        #[arg(long = "ip")]
+        ips: Vec<IpAddr>,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a client certificate signed by the CA in DIR.
+    Issue {
+        /// PKI directory.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+        #[command(subcommand)]
+        who: IssueWho,
+    },
+}
+
+#[derive(Subcommand)]
+enum IssueWho {
+    /// An agent certificate for HOST_ID.
+    Agent {
+        /// Host id: ASCII letters, digits, '.', '_' and '-'.
+        host_id: String,
+    },
+    /// An operator certificate for NAME.
+    Operator {
+        /// Operator name.
+        name: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("bannin-collector: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { config } => {
+            let config = match CollectorConfig::load(&config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("bannin-collector: {errors}");
+                    return Ok(ExitCode::from(EXIT_CONFIG as u8));
+                }
+            };
+            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            runtime.block_on(async {
+                let listener = tokio::net::TcpListener::bind(config.listen)
+                    .await
+                    .with_context(|| format!("binding {}", config.listen))?;
+                let shutdown = CancellationToken::new();
+                let signal = shutdown.clone();
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    tracing::info!("Shutting down");
+                    signal.cancel();
+                });
+                bannin_collector::serve(config, listener, shutdown)
+                    .await
+                    .context("collector failed")
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pki {
+            command:
+                PkiCommand::Init {
+                    dir,
+                    mut names,
+                    mut ips,
+                    force,
+                },
+        } => {
+            if names.is_empty() {
+                names = vec![DEFAULT_SERVER_NAME.into(), "localhost".into()];
+            }
+            if ips.is_empty() {
+                ips = vec![[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()];
+            }
+            let pki = PkiDir(dir);
+            pki.init(&names, &ips, force)?;
+            println!("CA:        {}", pki.ca_cert().display());
+            println!("collector: {} (names: {})", pki.server_cert().display(), names.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pki {
+            command: PkiCommand::Issue { dir, days, force, who },
+        } => {
+            let identity = match who {
+                IssueWho::Agent { host_id } => PeerIdentity::Agent(
+                    HostId::new(host_id).context("invalid host id")?,
+                ),
+                IssueWho::Operator { name } => PeerIdentity::Operator(
+                    OperatorName::new(name).context("invalid operator name")?,
+                ),
+            };
+            anyhow::ensure!((1..=3650).contains(&days), "--days must be between 1 and 3650");
+            let (cert, key) = PkiDir(dir).issue(&identity, days, force)?;
+            println!("{identity}: {} {}", cert.display(), key.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,288 @@
+//! The collector's domain types. prost types stop at the link and operator API
+//! edges; everything inside speaks these.
+
+use std::collections::BTreeMap;
+
+use bannin_proto::identity::HostId;
+use bannin_proto::v1;
+use serde::{Deserialize, Serialize};
+
+/// Severity of an event or finding, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Severity {
+    /// Telemetry, not an indicator.
+    Info,
+    /// Worth a look.
+    Low,
+    /// Investigate.
+    Medium,
+    /// Investigate now.
+    High,
+    /// Act now.
+    Critical,
+}
+
+impl Severity {
+    /// From the wire; unspecified reads as `Info`.
+    pub fn from_wire(value: i32) -> Self {
+        match v1::Severity::try_from(value).unwrap_or(v1::Severity::Unspecified) {
+            v1::Severity::Unspecified | v1::Severity::Info => Severity::Info,
+            v1::Severity::Low => Severity::Low,
+            v1::Severity::Medium => Severity::Medium,
+            v1::Severity::High => Severity::High,
+            v1::Severity::Critical => Severity::Critical,
+        }
+    }
+
+    /// To the wire.
+    pub fn to_wire(self) -> v1::Severity {
+        match self {
+            Severity::Info => v1::Severity::Info,
+            Severity::Low => v1::Severity::Low,
+            Severity::Medium => v1::Severity::Medium,
+            Severity::High => v1::Severity::High,
+            Severity::Critical => v1::Severity::Critical,
+        }
+    }
+}
+
+/// Where a finding is in its triage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FindingState {
+    /// Nobody has looked at it yet.
+    New,
+    /// A responder has seen it and is on it.
+    Acknowledged,
+    /// Dealt with.
+    Resolved,
+    /// Not an indicator after all.
+    FalsePositive,
+}
+
+impl FindingState {
+    /// Whether moving from `self` to `next` is allowed:
+    /// new → acknowledged → resolved | false_positive, and new → resolved | false_positive.
+    pub fn can_move_to(self, next: FindingState) -> bool {
+        use FindingState::*;
+        matches!(
+            (self, next),
+            (New, Acknowledged) | (New | Acknowledged, Resolved | FalsePositive)
+        )
+    }
+
+    /// To the wire.
+    pub fn to_wire(self) -> v1::FindingState {
+        match self {
+            FindingState::New => v1::FindingState::New,
+            FindingState::Acknowledged => v1::FindingState::Acknowledged,
+            FindingState::Resolved => v1::FindingState::Resolved,
+            FindingState::FalsePositive => v1::FindingState::FalsePositive,
+        }
+    }
+
+    /// From the wire; `None` for unspecified or unknown values.
+    pub fn from_wire(value: i32) -> Option<Self> {
+        match v1::FindingState::try_from(value).ok()? {
+            v1::FindingState::Unspecified => None,
+            v1::FindingState::New => Some(FindingState::New),
+            v1::FindingState::Acknowledged => Some(FindingState::Acknowledged),
+            v1::FindingState::Resolved => Some(FindingState::Resolved),
+            v1::FindingState::FalsePositive => Some(FindingState::FalsePositive),
+        }
+    }
+}
+
+/// One telemetry event as stored for triage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// What was observed, e.g. `net.new_listener` or `process.exec`.
+    pub kind: String,
+    /// Severity the agent gave it.
+    pub severity: Severity,
+    /// When the agent observed it.
+    pub observed_unix_ms: i64,
+    /// When the collector received it.
+    pub received_unix_ms: i64,
+    /// Whether the agent considers it an indicator.
+    pub indicator: bool,
+    /// Structured details.
+    pub attributes: BTreeMap<String, String>,
+    /// One line for humans.
+    pub summary: String,
+}
+
+impl Event {
+    /// From the wire, stamped with the time it was received.
+    pub fn from_wire(event: v1::Event, received_unix_ms: i64) -> Self {
+        Self {
+            severity: Severity::from_wire(event.severity),
+            kind: event.kind,
+            observed_unix_ms: event.observed_unix_ms,
+            received_unix_ms,
+            indicator: event.indicator,
+            attributes: event.attributes.into_iter().collect(),
+            summary: event.summary,
+        }
+    }
+
+    /// Approximate encoded size, for retention accounting.
+    pub fn approximate_bytes(&self) -> usize {
+        self.kind.len()
+            + self.summary.len()
+            + self
+                .attributes
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 2)
+                .sum::<usize>()
+            + 24
+    }
+}
+
+/// A state change of a finding: who moved it, when, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateChange {
+    /// The new state.
+    pub state: FindingState,
+    /// The operator who made the change.
+    pub operator: String,
+    /// When.
+    pub at_unix_ms: i64,
+    /// Optional note.
+    pub note: String,
+}
+
+/// A finding in the durable queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Id, in arrival order, starting at 1.
+    pub id: u64,
+    /// The host it concerns.
+    pub host_id: String,
+    /// Finding kind from the indicator catalogue.
+    pub kind: String,
+    /// Severity.
+    pub severity: Severity,
+    /// Current state.
+    pub state: FindingState,
+    /// When first observed.
+    pub observed_unix_ms: i64,
+    /// When the collector stored it.
+    pub received_unix_ms: i64,
+    /// When last observed (identical findings fold into one).
+    pub last_observed_unix_ms: i64,
+    /// How many identical observations folded into this finding.
+    pub count: u64,
+    /// Structured details.
+    pub attributes: BTreeMap<String, String>,
+    /// Evidence summary for humans.
+    pub summary: String,
+    /// State changes, oldest first.
+    pub history: Vec<StateChange>,
+}
+
+impl Finding {
+    /// To the wire.
+    pub fn to_wire(&self) -> v1::Finding {
+        v1::Finding {
+            id: self.id,
+            host_id: self.host_id.clone(),
+            kind: self.kind.clone(),
+            severity: self.severity.to_wire() as i32,
+            state: self.state.to_wire() as i32,
+            observed_unix_ms: self.observed_unix_ms,
+            received_unix_ms: self.received_unix_ms,
+            last_observed_unix_ms: self.last_observed_unix_ms,
+            count: self.count,
+            attributes: self.attributes.clone().into_iter().collect(),
+            summary: self.summary.clone(),
+            history: self
+                .history
+                .iter()
+                .map(|c| v1::StateChange {
+                    state: c.state.to_wire() as i32,
+                    operator: c.operator.clone(),
+                    at_unix_ms: c.at_unix_ms,
+                    note: c.note.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A finding not yet in the queue: what detection produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewFinding {
+    /// The host it concerns.
+    pub host_id: HostId,
+    /// Finding kind.
+    pub kind: String,
+    /// Severity.
+    pub severity: Severity,
+    /// When observed.
+    pub observed_unix_ms: i64,
+    /// Structured details; identical kind and attributes on one host fold together.
+    pub attributes: BTreeMap<String, String>,
+    /// Evidence summary.
+    pub summary: String,
+}
+
+/// A sensor's reported health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SensorHealth {
+    /// Sensor name.
+    pub name: String,
+    /// ok, degraded, failed or disabled.
+    pub state: String,
+    /// Why, when not ok.
+    pub detail: String,
+}
+
+impl SensorHealth {
+    /// From the wire.
+    pub fn from_wire(s: v1::SensorHealth) -> Self {
+        Self {
+            name: s.name,
+            state: s.state,
+            detail: s.detail,
+        }
+    }
+    /// To the wire.
+    pub fn to_wire(&self) -> v1::SensorHealth {
+        v1::SensorHealth {
+            name: self.name.clone(),
+            state: self.state.clone(),
+            detail: self.detail.clone(),
+        }
+    }
+}
+
+/// A host's inventory and liveness, as kept by the collector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostRecord {
+    /// Host id (from the certificate).
+    pub host_id: String,
+    /// Hostname the agent reported.
+    pub hostname: String,
+    /// Operating system.
+    pub os: String,
+    /// Kernel version.
+    pub kernel: String,
+    /// Addresses of the host's interfaces.
+    pub addresses: Vec<String>,
+    /// Agent version.
+    pub agent_version: String,
+    /// First contact.
+    pub first_seen_unix_ms: i64,
+    /// Last message of any kind.
+    pub last_seen_unix_ms: i64,
+    /// Heartbeat interval the agent announced.
+    pub heartbeat_interval_secs: u32,
+    /// Sensor health from the last hello or heartbeat.
+    pub sensors: Vec<SensorHealth>,
+    /// Bytes in the agent's spool at its last heartbeat.
+    pub spool_bytes: u64,
+    /// Address the agent last connected from.
+    pub peer_address: String,
+    /// Whether a `host.silent` finding was raised since the host was last heard from.
+    pub silent: bool,
+}

@@ -1,0 +1,218 @@
+//! The `Operator` service: what the `bannin` CLI calls. Operator certificates only.
+
+use std::sync::Arc;
+
+use bannin_proto::identity::{OperatorName, PeerIdentity};
+use bannin_proto::tls::PeerInfo;
+use bannin_proto::v1::{self, operator_server::Operator};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::hosts::HostRegistry;
+use crate::ingest::{Ingest, IngestError};
+use crate::link::internal;
+use crate::model::FindingState;
+use crate::store::{EventQuery, Store};
+
+/// Most findings or events returned by one list call.
+pub const MAX_PAGE: usize = 10_000;
+
+/// The `Operator` service.
+#[derive(Clone)]
+pub struct OperatorService {
+    pub(crate) store: Store,
+    pub(crate) ingest: Ingest,
+    pub(crate) hosts: Arc<HostRegistry>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// The calling operator, or a refusal for anyone else.
+fn operator<T>(request: &Request<T>) -> Result<OperatorName, Status> {
+    let peer = PeerInfo::of(request).ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+    match &peer.identity {
+        PeerIdentity::Operator(name) => Ok(name.clone()),
+        PeerIdentity::Agent(host) => {
+            tracing::warn!(peer.addr = %peer.remote_addr, host.id = %host, "Agent certificate refused on the operator API");
+            Err(Status::permission_denied("an agent certificate cannot call the operator API"))
+        }
+    }
+}
+
+fn page(limit: u32) -> usize {
+    match limit {
+        0 => 1000,
+        n => (n as usize).min(MAX_PAGE),
+    }
+}
+
+#[tonic::async_trait]
+impl Operator for OperatorService {
+    async fn who_am_i(
+        &self,
+        request: Request<v1::WhoAmIRequest>,
+    ) -> Result<Response<v1::WhoAmIResponse>, Status> {
+        let name = operator(&request)?;
+        Ok(Response::new(v1::WhoAmIResponse {
+            operator: name.to_string(),
+            collector_version: bannin_proto::VERSION.into(),
+        }))
+    }
+
+    async fn list_hosts(
+        &self,
+        request: Request<v1::ListHostsRequest>,
+    ) -> Result<Response<v1::ListHostsResponse>, Status> {
+        operator(&request)?;
+        let hosts = self
+            .hosts
+            .list()
+            .into_iter()
+            .map(|h| {
+                let r = h.record;
+                v1::Host {
+                    host_id: r.host_id,
+                    hostname: r.hostname,
+                    os: r.os,
+                    kernel: r.kernel,
+                    addresses: r.addresses,
+                    agent_version: r.agent_version,
+                    first_seen_unix_ms: r.first_seen_unix_ms,
+                    last_seen_unix_ms: r.last_seen_unix_ms,
+                    online: h.online,
+                    acked_sequence: 0,
+                    sensors: r.sensors.iter().map(|s| s.to_wire()).collect(),
+                    spool_bytes: r.spool_bytes,
+                    peer_address: r.peer_address,
+                }
+            })
+            .map(|mut h| {
+                if let Ok(id) = bannin_proto::identity::HostId::new(h.host_id.clone()) {
+                    h.acked_sequence = self.ingest.high_water(&id);
+                }
+                h
+            })
+            .collect();
+        Ok(Response::new(v1::ListHostsResponse { hosts }))
+    }
+
+    async fn list_findings(
+        &self,
+        request: Request<v1::ListFindingsRequest>,
+    ) -> Result<Response<v1::ListFindingsResponse>, Status> {
+        operator(&request)?;
+        let r = request.into_inner();
+        let findings = self
+            .store
+            .findings_after(r.since_id, page(r.limit))
+            .map_err(|e| internal("reading findings", &e))?
+            .iter()
+            .map(|f| f.to_wire())
+            .collect();
+        Ok(Response::new(v1::ListFindingsResponse { findings }))
+    }
+
+    type FollowFindingsStream = ReceiverStream<Result<v1::Finding, Status>>;
+
+    async fn follow_findings(
+        &self,
+        request: Request<v1::FollowFindingsRequest>,
+    ) -> Result<Response<Self::FollowFindingsStream>, Status> {
+        let name = operator(&request)?;
+        let mut cursor = request.into_inner().since_id;
+        let (tx, rx) = mpsc::channel(256);
+        let store = self.store.clone();
+        let mut latest = self.ingest.latest_finding();
+        let shutdown = self.shutdown.clone();
+        tracing::debug!(operator = %name, since = cursor, "Following findings");
+        tokio::spawn(async move {
+            loop {
+                let batch = match store.findings_after(cursor, 500) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = tx.send(Err(internal("reading findings", &e))).await;
+                        return;
+                    }
+                };
+                if batch.is_empty() {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tx.closed() => return,
+                        changed = latest.changed() => if changed.is_err() { return },
+                    }
+                    continue;
+                }
+                for f in batch {
+                    cursor = f.id;
+                    if tx.send(Ok(f.to_wire())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn set_finding_state(
+        &self,
+        request: Request<v1::SetFindingStateRequest>,
+    ) -> Result<Response<v1::Finding>, Status> {
+        let name = operator(&request)?;
+        let r = request.into_inner();
+        let state = FindingState::from_wire(r.state)
+            .ok_or_else(|| Status::invalid_argument("unknown finding state"))?;
+        if r.note.len() > 4096 {
+            return Err(Status::invalid_argument("note is longer than 4096 bytes"));
+        }
+        match self.ingest.set_state(r.id, state, name.to_string(), r.note).await {
+            Ok(f) => {
+                tracing::info!(operator = %name, finding.id = f.id, state = ?f.state, "Finding state changed");
+                Ok(Response::new(f.to_wire()))
+            }
+            Err(IngestError::NoSuchFinding(id)) => {
+                Err(Status::not_found(format!("no finding {id}")))
+            }
+            Err(e @ IngestError::BadTransition { .. }) => {
+                Err(Status::failed_precondition(e.to_string()))
+            }
+            Err(e) => Err(internal("changing finding state", &e)),
+        }
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<v1::ListEventsRequest>,
+    ) -> Result<Response<v1::ListEventsResponse>, Status> {
+        operator(&request)?;
+        let r = request.into_inner();
+        let host = bannin_proto::identity::HostId::new(r.host_id)
+            .map_err(|e| Status::invalid_argument(format!("host id: {e}")))?;
+        let query = EventQuery {
+            since_unix_ms: r.since_unix_ms,
+            kind: r.kind,
+            limit: page(r.limit),
+        };
+        let (events, truncated) = self
+            .store
+            .events(host.as_str(), &query)
+            .map_err(|e| internal("reading events", &e))?;
+        let events = events
+            .into_iter()
+            .map(|(sequence, e)| v1::StoredEvent {
+                host_id: host.to_string(),
+                sequence,
+                received_unix_ms: e.received_unix_ms,
+                event: Some(v1::Event {
+                    kind: e.kind,
+                    severity: e.severity.to_wire() as i32,
+                    observed_unix_ms: e.observed_unix_ms,
+                    attributes: e.attributes.into_iter().collect(),
+                    summary: e.summary,
+                    indicator: e.indicator,
+                }),
+            })
+            .collect();
+        Ok(Response::new(v1::ListEventsResponse { events, truncated }))
+    }
+}

@@ -1,0 +1,208 @@
+//! The collector's durable store: one sled database under the data directory.
+//!
+//! Nothing outside this module names a sled tree or a key layout. Record kinds
+//! live in their own files ([`findings`], [`events`], [`hosts`]); this file owns
+//! opening, the atomic [`WriteSet`], and durability.
+//!
+//! # Layout
+//!
+//! Tree `records` holds everything that must change atomically when a batch is
+//! ingested, under one-byte prefixes:
+//!
+//! | key | value |
+//! |---|---|
+//! | `S` host-id | highest stored sequence of the host (u64, big endian) |
+//! | `E` host-id `\0` sequence(u64 BE) index(u32 BE) | [`crate::model::Event`] (postcard) |
+//! | `F` id(u64 BE) | [`crate::model::Finding`] (postcard) |
+//! | `M` name | counters (u64 BE) |
+//!
+//! Tree `hosts` holds [`crate::model::HostRecord`]s by host id; it is inventory,
+//! rewritten on every hello, and need not be atomic with ingest.
+//!
+//! # Durability
+//!
+//! [`Store::make_durable`] flushes sled, then `fdatasync`s sled's data file:
+//! sled 0.34 flushes with `sync_file_range`, which does not flush the drive's
+//! write cache (sled issue 1452). Only after it returns may a batch be acknowledged.
+
+mod events;
+mod findings;
+mod hosts;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+pub use events::EventQuery;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed.
+    #[error("store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A record could not be encoded or decoded.
+    #[error("store record {key}: {source}")]
+    Codec {
+        /// Printable key of the record.
+        key: String,
+        /// Why.
+        #[source]
+        source: postcard::Error,
+    },
+    /// A counter or high-water value had the wrong length.
+    #[error("store value at {0} is corrupt")]
+    Corrupt(String),
+    /// The data file could not be opened or synced.
+    #[error("store data file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+const PREFIX_HIGH_WATER: u8 = b'S';
+const PREFIX_EVENT: u8 = b'E';
+const PREFIX_FINDING: u8 = b'F';
+const PREFIX_META: u8 = b'M';
+
+/// The collector's store. Cheap to clone; all clones share one database.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    records: sled::Tree,
+    hosts: sled::Tree,
+    data_file: std::sync::Arc<(PathBuf, File)>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(256 * 1024 * 1024)
+            // Durability is ours: make_durable() flushes and syncs at every group commit.
+            .flush_every_ms(None)
+            .open()?;
+        let records = db.open_tree("records")?;
+        let hosts = db.open_tree("hosts")?;
+        let data_path = dir.join("db");
+        let data_file = File::open(&data_path).map_err(|source| StoreError::Io {
+            path: data_path.clone(),
+            source,
+        })?;
+        Ok(Self {
+            db,
+            records,
+            hosts,
+            data_file: std::sync::Arc::new((data_path, data_file)),
+        })
+    }
+
+    /// Applies a write set atomically. Not durable until [`Store::make_durable`].
+    pub fn apply(&self, set: WriteSet) -> Result<(), StoreError> {
+        self.records.apply_batch(set.batch)?;
+        Ok(())
+    }
+
+    /// Makes everything applied so far durable: sled flush, then fdatasync of its data file.
+    pub fn make_durable(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        let (path, file) = &*self.data_file;
+        file.sync_data().map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })
+    }
+
+    /// Highest stored sequence of every host.
+    pub fn high_waters(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.records.scan_prefix([PREFIX_HIGH_WATER]) {
+            let (k, v) = item?;
+            let host = String::from_utf8_lossy(&k[1..]).into_owned();
+            out.push((host.clone(), decode_u64(&v, &host)?));
+        }
+        Ok(out)
+    }
+
+    /// A named counter, 0 when never set.
+    pub fn counter(&self, name: &str) -> Result<u64, StoreError> {
+        match self.records.get(meta_key(name))? {
+            Some(v) => decode_u64(&v, name),
+            None => Ok(0),
+        }
+    }
+
+    /// On-disk size of the store in bytes.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+/// A set of writes applied atomically by [`Store::apply`].
+#[derive(Default)]
+pub struct WriteSet {
+    batch: sled::Batch,
+    writes: usize,
+}
+
+impl WriteSet {
+    /// Records the highest stored sequence of a host.
+    pub fn set_high_water(&mut self, host: &str, sequence: u64) {
+        let mut key = Vec::with_capacity(1 + host.len());
+        key.push(PREFIX_HIGH_WATER);
+        key.extend_from_slice(host.as_bytes());
+        self.batch.insert(key, &sequence.to_be_bytes());
+        self.writes += 1;
+    }
+
+    /// Sets a named counter.
+    pub fn set_counter(&mut self, name: &str, value: u64) {
+        self.batch.insert(meta_key(name), &value.to_be_bytes());
+        self.writes += 1;
+    }
+
+    /// Number of writes in the set.
+    pub fn len(&self) -> usize {
+        self.writes
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.writes == 0
+    }
+}
+
+fn meta_key(name: &str) -> Vec<u8> {
+    let mut key = vec![PREFIX_META];
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+fn decode_u64(v: &[u8], what: &str) -> Result<u64, StoreError> {
+    let bytes: [u8; 8] = v
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(what.to_owned()))?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+fn encode<T: serde::Serialize>(value: &T, key: &str) -> Result<Vec<u8>, StoreError> {
+    postcard::to_stdvec(value).map_err(|source| StoreError::Codec {
+        key: key.to_owned(),
+        source,
+    })
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], key: &str) -> Result<T, StoreError> {
+    postcard::from_bytes(bytes).map_err(|source| StoreError::Codec {
+        key: key.to_owned(),
+        source,
+    })
+}

@@ -1,0 +1,43 @@
+//! Bannin's contract: the gRPC services every side speaks, the identity convention
+//! carried in certificates, and the one mTLS configuration every side builds from.
+//!
+//! # Layout
+//!
+//! - [`v1`]: generated prost/tonic code for `proto/bannin/v1/bannin.proto`
+//!   (compiled by protox at build time; no system `protoc`).
+//! - [`identity`]: how a host id or an operator name is carried in a certificate,
+//!   and the validated name types.
+//! - [`tls`]: loading PEM material, the rustls server and client configurations,
+//!   the accepting side (a stream of authenticated connections for tonic) and the
+//!   connecting side (a tonic `Channel` over our rustls client).
+//!
+//! Architecture invariant: a peer's identity comes from its certificate, never from
+//! a message field. [`tls::PeerInfo`] is the only way the collector learns who is
+//! calling.
+
+pub mod config;
+pub mod identity;
+pub mod tls;
+
+/// Generated code for package `bannin.v1`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod v1 {
+    tonic::include_proto!("bannin.v1");
+}
+
+/// Version of the Bannin workspace this crate was built from.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Largest encoded message either side accepts by default (4 MiB).
+///
+/// The limit is checked against the gRPC length prefix before the body is
+/// buffered, so an oversized frame is refused without being allocated.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Milliseconds since the Unix epoch, now. Clamped to 0 for clocks before 1970.
+pub fn now_unix_ms() -> i64 {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(_) => 0,
+    }
+}

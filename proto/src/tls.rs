@@ -1,0 +1,480 @@
+//! The one mTLS configuration every side builds from.
+//!
+//! - TLS 1.3 only, ring as the crypto provider, ALPN `h2`.
+//! - The collector requires a client certificate chained to the Bannin CA
+//!   ([`server_config`]); webpki checks the chain, the validity period and the
+//!   clientAuth extended key usage. An accepted connection then needs exactly one
+//!   Bannin identity in its certificate ([`crate::identity`]).
+//! - Agents and operators trust only the Bannin CA and present their own
+//!   certificate ([`client_config`]).
+//!
+//! [`TlsIncoming`] does the accepting side: each TCP connection gets its own
+//! handshake task with a deadline, refusals are logged with the peer address and
+//! reason, and only authenticated connections reach tonic, as [`PeerStream`]s
+//! whose [`PeerInfo`] tonic puts in every request's extensions.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::Connected;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::identity::{IdentityError, PeerIdentity};
+
+/// How long a peer may take to complete its TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once; further connections wait for a slot.
+pub const MAX_CONCURRENT_HANDSHAKES: usize = 512;
+
+/// Errors building a TLS configuration or connecting.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read or parsed.
+    #[error("cannot read {what} from {path}: {source}")]
+    Pem {
+        /// What the file should hold.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be read.
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// A PEM file held no item of the expected kind.
+    #[error("{path} holds no {what}")]
+    Empty {
+        /// What the file should hold.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
+    /// A key file can be read by users other than its owner.
+    #[error("private key {path} is readable by other users (mode {mode:o}); run `chmod 600 {path}`")]
+    KeyPermissions {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A key file's metadata could not be read.
+    #[error("cannot stat {path}: {source}")]
+    Stat {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// rustls refused the material.
+    #[error("TLS configuration refused: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The client verifier could not be built from the CA.
+    #[error("client certificate verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    /// The collector address is not usable.
+    #[error("invalid collector address {addr:?}: {reason}")]
+    Address {
+        /// The address as given.
+        addr: String,
+        /// Why it is not usable.
+        reason: String,
+    },
+    /// Connecting to the collector failed.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The address.
+        addr: String,
+        /// Why.
+        #[source]
+        source: tonic::transport::Error,
+    },
+}
+
+/// PEM material of one side: the CA it trusts, its own chain and key, and
+/// optionally certificate revocation lists.
+#[derive(Clone, Debug)]
+pub struct TlsMaterial {
+    /// CA certificates to trust.
+    pub ca: Vec<CertificateDer<'static>>,
+    /// Own certificate chain, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// Own private key.
+    pub key: Arc<PrivateKeyDer<'static>>,
+    /// Revoked certificates (checked by the collector only).
+    pub crls: Vec<CertificateRevocationListDer<'static>>,
+}
+
+/// Paths of a side's PEM files.
+#[derive(Clone, Debug)]
+pub struct TlsPaths {
+    /// CA certificate(s).
+    pub ca: PathBuf,
+    /// Own certificate chain.
+    pub cert: PathBuf,
+    /// Own private key; must not be readable by group or others.
+    pub key: PathBuf,
+}
+
+impl TlsMaterial {
+    /// Loads PEM files, refusing a key readable by other users.
+    pub fn load(paths: &TlsPaths) -> Result<Self, TlsError> {
+        check_key_permissions(&paths.key)?;
+        let ca = read_certs(&paths.ca, "CA certificate")?;
+        let chain = read_certs(&paths.cert, "certificate")?;
+        let key = PrivateKeyDer::from_pem_file(&paths.key).map_err(|source| TlsError::Pem {
+            what: "private key",
+            path: paths.key.clone(),
+            source,
+        })?;
+        Ok(Self {
+            ca,
+            chain,
+            key: Arc::new(key),
+            crls: Vec::new(),
+        })
+    }
+
+    /// Builds material from in-memory PEM strings (tests, `bannin up`).
+    pub fn from_pem(ca: &str, cert: &str, key: &str) -> Result<Self, TlsError> {
+        let parse = |what: &'static str, pem: &str| {
+            CertificateDer::pem_slice_iter(pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|source| TlsError::Pem {
+                    what,
+                    path: PathBuf::from("<memory>"),
+                    source,
+                })
+        };
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|source| TlsError::Pem {
+            what: "private key",
+            path: PathBuf::from("<memory>"),
+            source,
+        })?;
+        Ok(Self {
+            ca: parse("CA certificate", ca)?,
+            chain: parse("certificate", cert)?,
+            key: Arc::new(key),
+            crls: Vec::new(),
+        })
+    }
+
+    /// The identity in this side's own leaf certificate.
+    pub fn own_identity(&self) -> Result<PeerIdentity, IdentityError> {
+        let leaf = self.chain.first().ok_or(IdentityError::Missing)?;
+        PeerIdentity::from_certificate(leaf)
+    }
+
+    fn roots(&self) -> Result<RootCertStore, TlsError> {
+        let mut roots = RootCertStore::empty();
+        for ca in &self.ca {
+            roots.add(ca.clone())?;
+        }
+        Ok(roots)
+    }
+}
+
+fn read_certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| TlsError::Pem {
+            what,
+            path: path.to_owned(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Empty {
+            what,
+            path: path.to_owned(),
+        });
+    }
+    Ok(certs)
+}
+
+/// Refuses a private key file that group or others can read or write.
+pub fn check_key_permissions(path: &Path) -> Result<(), TlsError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|source| TlsError::Stat {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(TlsError::KeyPermissions {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The collector's server configuration: client certificates are mandatory and
+/// must chain to the Bannin CA (and not be on a revocation list, if any).
+pub fn server_config(material: &TlsMaterial) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(material.roots()?), provider());
+    if !material.crls.is_empty() {
+        verifier = verifier.with_crls(material.crls.clone());
+    }
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier.build()?)
+        .with_single_cert(material.chain.clone(), material.key.clone_key())?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// An agent's or operator's client configuration: trusts only the Bannin CA,
+/// presents its own certificate.
+pub fn client_config(material: &TlsMaterial) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(material.roots()?)
+        .with_client_auth_cert(material.chain.clone(), material.key.clone_key())?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Who is calling: put in every request's extensions by tonic.
+#[derive(Clone, Debug)]
+pub struct PeerInfo {
+    /// The peer's TCP address.
+    pub remote_addr: SocketAddr,
+    /// The identity in the peer's certificate.
+    pub identity: PeerIdentity,
+}
+
+impl PeerInfo {
+    /// The peer of a request served over [`TlsIncoming`].
+    pub fn of<T>(request: &tonic::Request<T>) -> Option<&PeerInfo> {
+        request.extensions().get::<PeerInfo>()
+    }
+}
+
+/// An authenticated server-side TLS connection.
+pub struct PeerStream {
+    inner: tokio_rustls::server::TlsStream<TcpStream>,
+    info: PeerInfo,
+}
+
+impl PeerStream {
+    /// Who is on the other end.
+    pub fn info(&self) -> &PeerInfo {
+        &self.info
+    }
+}
+
+impl Connected for PeerStream {
+    type ConnectInfo = PeerInfo;
+    fn connect_info(&self) -> PeerInfo {
+        self.info.clone()
+    }
+}
+
+impl AsyncRead for PeerStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for PeerStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Why a connection was refused before reaching the gRPC layer.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// The peer did not finish its handshake in time.
+    #[error("TLS handshake did not finish within {0:?}")]
+    Timeout(Duration),
+    /// The TLS handshake failed (unknown CA, expired, no certificate, revoked …).
+    #[error("TLS handshake failed: {0}")]
+    Tls(#[source] io::Error),
+    /// The certificate was valid but carries no usable identity.
+    #[error("certificate has no usable identity: {0}")]
+    Identity(#[from] IdentityError),
+}
+
+/// Performs the server side of one handshake and reads the peer identity.
+pub async fn accept(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    remote_addr: SocketAddr,
+) -> Result<PeerStream, HandshakeError> {
+    let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+        .await
+        .map_err(|_| HandshakeError::Timeout(HANDSHAKE_TIMEOUT))?
+        .map_err(HandshakeError::Tls)?;
+    // Invariant: the verifier demands a client certificate, so a finished handshake has one.
+    let leaf = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .ok_or(IdentityError::Missing)?;
+    let identity = PeerIdentity::from_certificate(leaf)?;
+    Ok(PeerStream {
+        inner: tls,
+        info: PeerInfo {
+            remote_addr,
+            identity,
+        },
+    })
+}
+
+/// A stream of authenticated connections for `tonic::transport::Server::serve_with_incoming`.
+///
+/// Refused connections never reach tonic; each is logged once with its address and reason.
+pub struct TlsIncoming {
+    rx: mpsc::Receiver<PeerStream>,
+}
+
+impl TlsIncoming {
+    /// Accepts on `listener` until `shutdown` is cancelled.
+    pub fn new(
+        listener: TcpListener,
+        config: Arc<ServerConfig>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(256);
+        let acceptor = TlsAcceptor::from(config);
+        let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    accepted = listener.accept() => accepted,
+                };
+                let (tcp, remote_addr) = match accepted {
+                    Ok(pair) => pair,
+                    Err(error) => {
+                        // EMFILE and friends: back off briefly instead of spinning.
+                        tracing::warn!(%error, "Accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    match accept(&acceptor, tcp, remote_addr).await {
+                        Ok(stream) => {
+                            tracing::debug!(peer.addr = %remote_addr, peer.identity = %stream.info.identity, "TLS peer authenticated");
+                            let _ = tx.send(stream).await;
+                        }
+                        Err(error) => {
+                            tracing::warn!(peer.addr = %remote_addr, %error, "Connection refused");
+                        }
+                    }
+                });
+            }
+        });
+        Self { rx }
+    }
+}
+
+impl tokio_stream::Stream for TlsIncoming {
+    type Item = Result<PeerStream, io::Error>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx).map(|o| o.map(Ok))
+    }
+}
+
+/// Opens a tonic channel to `addr` (`host:port`) over mTLS, checking the
+/// collector's certificate against `server_name`.
+pub async fn connect(
+    addr: &str,
+    server_name: &str,
+    config: Arc<ClientConfig>,
+) -> Result<Channel, TlsError> {
+    let endpoint = endpoint(addr)?;
+    let server_name =
+        ServerName::try_from(server_name.to_owned()).map_err(|e| TlsError::Address {
+            addr: server_name.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let connector = TlsConnector::from(config);
+    let target = addr.to_owned();
+    let service = tower::service_fn(move |_: Uri| {
+        let connector = connector.clone();
+        let server_name = server_name.clone();
+        let target = target.clone();
+        async move {
+            let tcp = TcpStream::connect(&target).await?;
+            tcp.set_nodelay(true)?;
+            let tls = connector.connect(server_name, tcp).await?;
+            Ok::<_, io::Error>(TokioIo::new(tls))
+        }
+    });
+    endpoint
+        .connect_with_connector(service)
+        .await
+        .map_err(|source| TlsError::Connect {
+            addr: addr.to_owned(),
+            source,
+        })
+}
+
+fn endpoint(addr: &str) -> Result<Endpoint, TlsError> {
+    // The scheme only tells tonic to speak HTTP/2 without its own TLS; ours wraps the socket.
+    Endpoint::from_shared(format!("http://{addr}"))
+        .map(|e| {
+            e.connect_timeout(Duration::from_secs(10))
+                .http2_keep_alive_interval(Duration::from_secs(30))
+                .keep_alive_timeout(Duration::from_secs(20))
+                .keep_alive_while_idle(true)
+        })
+        .map_err(|e| TlsError::Address {
+            addr: addr.to_owned(),
+            reason: e.to_string(),
+        })
+}
