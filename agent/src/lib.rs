@@ -1,1 +1,197 @@
-//! placeholder
+//! The Bannin endpoint agent: sensors observe the host, every batch of events
+//! is spooled durably, and the link streams the spool to the collector over
+//! mutual TLS.
+//!
+//! # Layout
+//!
+//! Data flows `sensors` → batcher → `spool` → `link`:
+//!
+//! - [`config`]: the TOML configuration.
+//! - [`sensors`]: the sensor framework and one file per sensor.
+//! - [`spool`]: the sled-backed spool; sequence numbers; overflow and loss reports.
+//! - [`link`]: connect, Hello, replay, acknowledgements, heartbeats, backoff.
+//! - [`inventory`]: what the Hello says about the host.
+//!
+//! [`run`] is what the binary, `bannin up` and the tests all call.
+
+pub mod config;
+pub mod inventory;
+pub mod link;
+pub mod sensors;
+pub mod spool;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bannin_proto::identity::{HostId, IdentityError, PeerIdentity};
+use bannin_proto::tls::{TlsError, TlsMaterial, client_config};
+use bannin_proto::v1;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+pub use config::AgentConfig;
+pub use sensors::HealthBoard;
+
+use crate::spool::{Spool, SpoolError};
+
+/// How long shutdown waits for tasks to stop.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// TLS material could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The certificate carries no usable identity.
+    #[error("agent certificate: {0}")]
+    Identity(#[from] IdentityError),
+    /// The certificate is not an agent certificate.
+    #[error("the certificate is for {0}, not for an agent")]
+    NotAnAgent(PeerIdentity),
+    /// The configured host id differs from the certificate's.
+    #[error("host_id in the config is {configured} but the certificate is for {certificate}")]
+    HostMismatch {
+        /// From the config.
+        configured: HostId,
+        /// From the certificate.
+        certificate: HostId,
+    },
+    /// The spool could not be opened.
+    #[error("spool {path}: {source}")]
+    Spool {
+        /// Spool directory.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: SpoolError,
+    },
+}
+
+/// Runs the agent until `shutdown` is cancelled.
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
+    run_with_health(config, HealthBoard::default(), shutdown).await
+}
+
+/// Runs the agent, reporting sensor health on `board`.
+pub async fn run_with_health(
+    config: AgentConfig,
+    board: HealthBoard,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
+    let material = TlsMaterial::load(&config.tls)?;
+    let host = match material.own_identity()? {
+        PeerIdentity::Agent(h) => h,
+        other => return Err(AgentError::NotAnAgent(other)),
+    };
+    if let Some(configured) = &config.host_id
+        && configured != &host
+    {
+        return Err(AgentError::HostMismatch {
+            configured: configured.clone(),
+            certificate: host,
+        });
+    }
+    let tls = client_config(&material)?;
+    let spool = Spool::open(&config.spool_dir, config.spool_max_bytes).map_err(|source| {
+        AgentError::Spool {
+            path: config.spool_dir.clone(),
+            source,
+        }
+    })?;
+    let spool = Arc::new(spool);
+    let spooled = Arc::new(Notify::new());
+    let tracker = TaskTracker::new();
+    let (events_tx, events_rx) = mpsc::channel(1024);
+    for sensor in sensors::registry(&config, &spool.sensor_state(), &board) {
+        let span = tracing::info_span!("sensor", sensor = sensor.name());
+        tracker.spawn(
+            sensors::run_sensor(sensor, events_tx.clone(), board.clone(), shutdown.child_token())
+                .instrument(span),
+        );
+    }
+    drop(events_tx);
+    tracker.spawn(
+        batcher(
+            events_rx,
+            spool.clone(),
+            spooled.clone(),
+            config.link.batch_max_events,
+            config.link.batch_max_delay,
+        )
+        .instrument(tracing::info_span!("batcher")),
+    );
+    let link = link::Link {
+        config: config.link.clone(),
+        host: host.clone(),
+        tls,
+        spool: spool.clone(),
+        spooled,
+        health: board,
+    };
+    tracker.spawn(link.run(shutdown.child_token()).instrument(tracing::info_span!("link", host.id = %host)));
+    tracker.close();
+    tracing::info!(host.id = %host, collector = %config.link.address, "Agent running");
+    shutdown.cancelled().await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+        tracing::warn!("Agent tasks did not stop within the grace period");
+    }
+    if let Err(error) = spool.flush() {
+        tracing::error!(%error, "Final spool flush failed");
+    }
+    tracing::info!("Agent stopped");
+    Ok(())
+}
+
+/// Gathers sensor events into batches of at most `max_events`, or whatever
+/// arrived within `max_delay`, and spools each. Ends, after spooling what it
+/// holds, when every sensor has stopped.
+async fn batcher(
+    mut events: mpsc::Receiver<Vec<v1::Event>>,
+    spool: Arc<Spool>,
+    spooled: Arc<Notify>,
+    max_events: usize,
+    max_delay: Duration,
+) {
+    let mut pending: Vec<v1::Event> = Vec::new();
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let received = match deadline {
+            Some(d) => tokio::select! {
+                r = events.recv() => Some(r),
+                () = tokio::time::sleep_until(d) => None,
+            },
+            None => Some(events.recv().await),
+        };
+        let closed = matches!(received, Some(None));
+        if let Some(Some(batch)) = received {
+            if pending.is_empty() {
+                deadline = Some(tokio::time::Instant::now() + max_delay);
+            }
+            pending.extend(batch);
+        }
+        let due = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+        while pending.len() >= max_events || ((due || closed) && !pending.is_empty()) {
+            let rest = if pending.len() > max_events {
+                pending.split_off(max_events)
+            } else {
+                Vec::new()
+            };
+            let batch = std::mem::replace(&mut pending, rest);
+            let spool = spool.clone();
+            match tokio::task::spawn_blocking(move || spool.append(batch)).await {
+                Ok(Ok(_)) => spooled.notify_one(),
+                Ok(Err(error)) => tracing::error!(%error, "Cannot spool a batch; its events are lost"),
+                Err(error) => tracing::error!(%error, "Spool task failed"),
+            }
+        }
+        if pending.is_empty() {
+            deadline = None;
+        }
+        if closed {
+            return;
+        }
+    }
+}

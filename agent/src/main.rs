@@ -1,1 +1,92 @@
-fn main(){}
+//! `bannin-agent`: the endpoint agent.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use bannin_agent::AgentConfig;
+use bannin_proto::config::EXIT_CONFIG;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+/// Bannin endpoint agent: watches this host for indicators of compromise and
+/// streams them to the collector over mutual TLS, spooling to disk while the
+/// collector is unreachable.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent.
+    Run {
+        /// Configuration file (TOML); see deploy/agent.example.toml.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Check the configuration and exit (0 when valid, 64 when not).
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cli.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let Command::Run { config, check } = cli.command;
+    let config = match AgentConfig::load(&config) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("bannin-agent: {errors}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    if check {
+        println!("configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bannin-agent: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: AgentConfig) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    signal.cancel();
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("Shutting down");
+            signal.cancel();
+        });
+        bannin_agent::run(config, shutdown).await.context("agent failed")
+    })
+}

@@ -162,9 +162,8 @@ pub fn parse_severity(s: &str) -> Option<Severity> {
 impl CollectorConfig {
     /// Loads and validates `path`, reporting every problem at once.
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
-        let raw: Raw = load_toml(path)?;
+        let (raw, mut errors): (Raw, _) = load_toml(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let mut errors = ConfigErrors::new(path);
         let listen = raw
             .listen
             .parse::<SocketAddr>()
@@ -247,14 +246,14 @@ mod tests {
         let path = dir.path().join("collector.toml");
         std::fs::write(
             &path,
-            "listen = \"nowhere\"\nmax_message_bytes = 1\n[findings.severity]\n\"x\" = \"bad\"\n",
+            "listen = \"nowhere\"\ncolour = 2\nmax_message_bytes = 1\n[findings.severity]\n\"x\" = \"bad\"\n",
         )
         .expect("write");
         let err = CollectorConfig::load(&path).expect_err("invalid");
         let text = err.to_string();
-        for needle in ["listen", "data_dir", "[tls]", "max_message_bytes", "findings.severity.x"] {
+        for needle in ["colour", "listen", "data_dir", "[tls]", "max_message_bytes", "findings.severity.x"] {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }
-        assert_eq!(err.problems.len(), 5, "{text}");
+        assert_eq!(err.problems.len(), 6, "{text}");
     }
 }

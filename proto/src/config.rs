@@ -64,9 +64,12 @@ impl ConfigErrors {
     }
 }
 
-/// Reads `path` as TOML into `T`. Unknown keys, type errors and unreadable files
-/// are all reported as [`ConfigErrors`]; unknown keys are collected all at once.
-pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigErrors> {
+/// Reads `path` as TOML into `T`.
+///
+/// An unreadable file or a syntax or type error is `Err`. Otherwise the value is
+/// returned with a [`ConfigErrors`] already holding every unknown key, so the
+/// caller can add its own validation problems and report them all at once.
+pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<(T, ConfigErrors), ConfigErrors> {
     let mut errors = ConfigErrors::new(path);
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -78,8 +81,11 @@ pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigErrors> {
     parse_toml(&text, errors)
 }
 
-/// Parses TOML text; `errors` names the source.
-pub fn parse_toml<T: DeserializeOwned>(text: &str, mut errors: ConfigErrors) -> Result<T, ConfigErrors> {
+/// Parses TOML text; `errors` names the source. See [`load_toml`].
+pub fn parse_toml<T: DeserializeOwned>(
+    text: &str,
+    mut errors: ConfigErrors,
+) -> Result<(T, ConfigErrors), ConfigErrors> {
     let mut unknown = Vec::new();
     let deserializer = toml::Deserializer::parse(text);
     let parsed = match deserializer {
@@ -93,8 +99,7 @@ pub fn parse_toml<T: DeserializeOwned>(text: &str, mut errors: ConfigErrors) -> 
         errors.push(format!("unknown key `{key}`"));
     }
     match parsed {
-        Ok(value) if unknown.is_empty() => Ok(value),
-        Ok(_) => Err(errors),
+        Ok(value) => Ok((value, errors)),
         Err(e) => {
             errors.push(e.to_string().trim().to_owned());
             Err(errors)
@@ -124,8 +129,8 @@ mod tests {
     #[test]
     fn every_unknown_key_is_reported_at_once() {
         let text = "name = \"x\"\ncolour = 1\n[inner]\nport = 1\nflavour = 2\n";
-        let err = parse_toml::<Sample>(text, ConfigErrors::new(Path::new("t.toml")))
-            .expect_err("unknown keys");
+        let (_, err) = parse_toml::<Sample>(text, ConfigErrors::new(Path::new("t.toml")))
+            .expect("parses");
         assert_eq!(err.problems.len(), 2, "{err}");
         assert!(err.to_string().contains("colour"));
         assert!(err.to_string().contains("inner.flavour"));

@@ -1,0 +1,428 @@
+//! The agent's configuration file (TOML). See `deploy/agent.example.toml` for
+//! every key with its default. Relative paths are relative to the file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bannin_proto::config::{ConfigErrors, load_toml};
+use bannin_proto::identity::HostId;
+use bannin_proto::tls::{TlsPaths, check_key_permissions};
+use bannin_proto::v1::Severity;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+struct Raw {
+    host_id: Option<String>,
+    #[serde(default = "default_root")]
+    root: PathBuf,
+    collector: Option<RawCollector>,
+    tls: Option<RawTls>,
+    spool: Option<RawSpool>,
+    #[serde(default)]
+    link: RawLink,
+    #[serde(default)]
+    sensors: RawSensors,
+}
+
+fn default_root() -> PathBuf {
+    PathBuf::from("/")
+}
+
+#[derive(Debug, Deserialize)]
+struct RawCollector {
+    address: String,
+    #[serde(default = "default_server_name")]
+    server_name: String,
+}
+
+fn default_server_name() -> String {
+    "bannin-collector".into()
+}
+
+#[derive(Debug, Deserialize)]
+struct RawTls {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawSpool {
+    dir: PathBuf,
+    #[serde(default = "default_spool_bytes")]
+    max_bytes: u64,
+}
+
+fn default_spool_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+
+macro_rules! defaults {
+    ($($name:ident: $t:ty = $v:expr;)*) => { $(fn $name() -> $t { $v })* };
+}
+
+defaults! {
+    d_heartbeat: u64 = 30;
+    d_batch_events: usize = 500;
+    d_batch_delay: u64 = 1000;
+    d_in_flight: usize = 32;
+    d_replay_rate: u32 = 100;
+    d_backoff_initial: u64 = 500;
+    d_backoff_max: u64 = 60;
+    d_true: bool = true;
+    d_listener_interval: u64 = 10;
+    d_odd_interval: u64 = 30;
+    d_medium: String = "medium".into();
+    d_odd_paths: Vec<PathBuf> = ["/tmp", "/var/tmp", "/dev/shm", "/home", "/root", "/var/www", "/srv"]
+        .iter().map(PathBuf::from).collect();
+    d_depth: usize = 4;
+    d_entries: usize = 200_000;
+}
+
+#[derive(Debug, Deserialize)]
+struct RawLink {
+    #[serde(default = "d_heartbeat")]
+    heartbeat_secs: u64,
+    #[serde(default = "d_batch_events")]
+    batch_max_events: usize,
+    #[serde(default = "d_batch_delay")]
+    batch_max_delay_ms: u64,
+    #[serde(default = "d_in_flight")]
+    max_in_flight: usize,
+    #[serde(default = "d_replay_rate")]
+    max_batches_per_sec: u32,
+    #[serde(default = "d_backoff_initial")]
+    backoff_initial_ms: u64,
+    #[serde(default = "d_backoff_max")]
+    backoff_max_secs: u64,
+}
+
+impl Default for RawLink {
+    fn default() -> Self {
+        Self {
+            heartbeat_secs: d_heartbeat(),
+            batch_max_events: d_batch_events(),
+            batch_max_delay_ms: d_batch_delay(),
+            max_in_flight: d_in_flight(),
+            max_batches_per_sec: d_replay_rate(),
+            backoff_initial_ms: d_backoff_initial(),
+            backoff_max_secs: d_backoff_max(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct RawSensors {
+    #[serde(default)]
+    net_listener: RawNetListener,
+    #[serde(default)]
+    file_odd_name: RawOddName,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawNetListener {
+    #[serde(default = "d_true")]
+    enabled: bool,
+    #[serde(default = "d_listener_interval")]
+    interval_secs: u64,
+    #[serde(default = "d_medium")]
+    severity: String,
+}
+
+impl Default for RawNetListener {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: d_listener_interval(),
+            severity: d_medium(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct RawOddName {
+    #[serde(default = "d_true")]
+    enabled: bool,
+    #[serde(default = "d_odd_interval")]
+    interval_secs: u64,
+    #[serde(default = "d_medium")]
+    severity: String,
+    #[serde(default = "d_odd_paths")]
+    paths: Vec<PathBuf>,
+    #[serde(default)]
+    dotfiles_unexpected: bool,
+    #[serde(default = "d_depth")]
+    max_depth: usize,
+    #[serde(default = "d_entries")]
+    max_entries: usize,
+}
+
+impl Default for RawOddName {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: d_odd_interval(),
+            severity: d_medium(),
+            paths: d_odd_paths(),
+            dotfiles_unexpected: false,
+            max_depth: d_depth(),
+            max_entries: d_entries(),
+        }
+    }
+}
+
+/// Settings every sensor has.
+#[derive(Debug, Clone)]
+pub struct SensorCommon {
+    /// Whether the sensor runs.
+    pub enabled: bool,
+    /// Time between sweeps.
+    pub interval: Duration,
+    /// Severity of its findings.
+    pub severity: Severity,
+}
+
+/// `[sensors.file_odd_name]`.
+#[derive(Debug, Clone)]
+pub struct OddNameConfig {
+    /// Common settings.
+    pub common: SensorCommon,
+    /// Directories to watch (under `root`).
+    pub paths: Vec<PathBuf>,
+    /// Whether a leading dot is odd.
+    pub dotfiles_unexpected: bool,
+    /// Deepest level walked below each path.
+    pub max_depth: usize,
+    /// Most entries looked at per sweep.
+    pub max_entries: usize,
+}
+
+/// The collector link's settings.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// `host:port` of the collector.
+    pub address: String,
+    /// DNS name in the collector's certificate.
+    pub server_name: String,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// Most events in one batch.
+    pub batch_max_events: usize,
+    /// Longest an event waits to be batched.
+    pub batch_max_delay: Duration,
+    /// Batches sent and not yet acknowledged at once.
+    pub max_in_flight: usize,
+    /// Most batches sent per second (paces replay after an outage).
+    pub max_batches_per_sec: u32,
+    /// First reconnect delay.
+    pub backoff_initial: Duration,
+    /// Longest reconnect delay.
+    pub backoff_max: Duration,
+}
+
+/// A validated agent configuration.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Host id the certificate must carry (if set).
+    pub host_id: Option<HostId>,
+    /// Root of the host's file system as sensors see it.
+    pub root: PathBuf,
+    /// TLS files.
+    pub tls: TlsPaths,
+    /// The collector link.
+    pub link: LinkConfig,
+    /// Spool directory.
+    pub spool_dir: PathBuf,
+    /// Spool byte cap.
+    pub spool_max_bytes: u64,
+    /// `[sensors.net_listener]`.
+    pub net_listener: SensorCommon,
+    /// `[sensors.file_odd_name]`.
+    pub file_odd_name: OddNameConfig,
+}
+
+fn severity(name: &str) -> Option<Severity> {
+    Some(match name {
+        "info" => Severity::Info,
+        "low" => Severity::Low,
+        "medium" => Severity::Medium,
+        "high" => Severity::High,
+        "critical" => Severity::Critical,
+        _ => return None,
+    })
+}
+
+fn common(
+    errors: &mut ConfigErrors,
+    section: &str,
+    enabled: bool,
+    interval_secs: u64,
+    sev: &str,
+) -> SensorCommon {
+    if !(1..=86_400).contains(&interval_secs) {
+        errors.push(format!("sensors.{section}.interval_secs = {interval_secs}: must be 1 to 86400"));
+    }
+    let severity = severity(sev).unwrap_or_else(|| {
+        errors.push(format!(
+            "sensors.{section}.severity = {sev:?}: expected info, low, medium, high or critical"
+        ));
+        Severity::Medium
+    });
+    SensorCommon {
+        enabled,
+        interval: Duration::from_secs(interval_secs.max(1)),
+        severity,
+    }
+}
+
+impl AgentConfig {
+    /// Loads and validates `path`, reporting every problem at once.
+    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        let (raw, errors): (Raw, _) = load_toml(path)?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+        Self::validate(raw, &base, errors)
+    }
+
+    fn validate(raw: Raw, base: &Path, mut errors: ConfigErrors) -> Result<Self, ConfigErrors> {
+        let host_id = raw.host_id.as_deref().and_then(|h| {
+            HostId::new(h)
+                .map_err(|e| errors.push(format!("host_id = {h:?}: {e}")))
+                .ok()
+        });
+        let collector = raw.collector.unwrap_or_else(|| {
+            errors.push("[collector] with address is required");
+            RawCollector {
+                address: String::new(),
+                server_name: default_server_name(),
+            }
+        });
+        if !collector.address.is_empty() && !collector.address.contains(':') {
+            errors.push(format!(
+                "collector.address = {:?}: expected host:port",
+                collector.address
+            ));
+        }
+        let tls = match raw.tls {
+            Some(t) => {
+                let t = TlsPaths {
+                    ca: base.join(t.ca),
+                    cert: base.join(t.cert),
+                    key: base.join(t.key),
+                };
+                for (name, p) in [("tls.ca", &t.ca), ("tls.cert", &t.cert)] {
+                    if !p.is_file() {
+                        errors.push(format!("{name} = {}: no such file", p.display()));
+                    }
+                }
+                if let Err(e) = check_key_permissions(&t.key) {
+                    errors.push(format!("tls.key: {e}"));
+                }
+                t
+            }
+            None => {
+                errors.push("[tls] with ca, cert and key is required");
+                TlsPaths {
+                    ca: PathBuf::new(),
+                    cert: PathBuf::new(),
+                    key: PathBuf::new(),
+                }
+            }
+        };
+        let (spool_dir, spool_max_bytes) = match raw.spool {
+            Some(s) => {
+                if s.max_bytes < 1024 * 1024 {
+                    errors.push(format!("spool.max_bytes = {}: must be at least 1 MiB", s.max_bytes));
+                }
+                (base.join(s.dir), s.max_bytes)
+            }
+            None => {
+                errors.push("[spool] with dir is required");
+                (PathBuf::new(), 0)
+            }
+        };
+        let l = raw.link;
+        if !(1..=3600).contains(&l.heartbeat_secs) {
+            errors.push(format!("link.heartbeat_secs = {}: must be 1 to 3600", l.heartbeat_secs));
+        }
+        if !(1..=10_000).contains(&l.batch_max_events) {
+            errors.push(format!("link.batch_max_events = {}: must be 1 to 10000", l.batch_max_events));
+        }
+        if !(1..=1024).contains(&l.max_in_flight) {
+            errors.push(format!("link.max_in_flight = {}: must be 1 to 1024", l.max_in_flight));
+        }
+        if l.max_batches_per_sec == 0 {
+            errors.push("link.max_batches_per_sec must be at least 1");
+        }
+        if l.backoff_max_secs == 0 || l.backoff_max_secs > 3600 {
+            errors.push(format!("link.backoff_max_secs = {}: must be 1 to 3600", l.backoff_max_secs));
+        }
+        let s = raw.sensors;
+        let net_listener = common(
+            &mut errors,
+            "net_listener",
+            s.net_listener.enabled,
+            s.net_listener.interval_secs,
+            &s.net_listener.severity,
+        );
+        let o = s.file_odd_name;
+        let odd_common = common(&mut errors, "file_odd_name", o.enabled, o.interval_secs, &o.severity);
+        for p in &o.paths {
+            if !p.is_absolute() {
+                errors.push(format!(
+                    "sensors.file_odd_name.paths: {} is not absolute",
+                    p.display()
+                ));
+            }
+        }
+        errors.into_result()?;
+        Ok(Self {
+            host_id,
+            root: raw.root,
+            tls,
+            link: LinkConfig {
+                address: collector.address,
+                server_name: collector.server_name,
+                heartbeat: Duration::from_secs(l.heartbeat_secs),
+                batch_max_events: l.batch_max_events,
+                batch_max_delay: Duration::from_millis(l.batch_max_delay_ms.max(1)),
+                max_in_flight: l.max_in_flight,
+                max_batches_per_sec: l.max_batches_per_sec,
+                backoff_initial: Duration::from_millis(l.backoff_initial_ms.max(10)),
+                backoff_max: Duration::from_secs(l.backoff_max_secs),
+            },
+            spool_dir,
+            spool_max_bytes,
+            net_listener,
+            file_odd_name: OddNameConfig {
+                common: odd_common,
+                paths: o.paths,
+                dotfiles_unexpected: o.dotfiles_unexpected,
+                max_depth: o.max_depth,
+                max_entries: o.max_entries,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            "host_id = \"bad/id\"\nmystery = 1\n[collector]\naddress = \"nocolon\"\n\
+             [link]\nheartbeat_secs = 0\n[sensors.net_listener]\nseverity = \"loud\"\nspeed = 3\n",
+        )
+        .expect("write");
+        let err = AgentConfig::load(&path).expect_err("invalid");
+        let text = err.to_string();
+        for needle in ["mystery", "sensors.net_listener.speed", "host_id", "collector.address", "[tls]", "[spool]", "heartbeat_secs", "severity"] {
+            assert!(text.contains(needle), "{needle} missing from {text}");
+        }
+        assert_eq!(err.problems.len(), 8, "{text}");
+    }
+}

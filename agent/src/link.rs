@@ -1,0 +1,243 @@
+//! The agent's end of the link: connect over mTLS, say Hello, replay the spool
+//! in order, stream new batches, heartbeat, and reconnect with exponential
+//! backoff plus jitter when anything fails.
+//!
+//! Flow control: at most `max_in_flight` batches are sent and unacknowledged at
+//! once, and at most `max_batches_per_sec` are sent per second (a token bucket),
+//! so a fleet replaying its spools after an outage arrives as a steady stream
+//! rather than a flood. Acknowledgements are cumulative; each removes its batches
+//! from the spool.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bannin_proto::identity::HostId;
+use bannin_proto::tls;
+use bannin_proto::v1::{self, agent_link_client::AgentLinkClient, agent_message, collector_message};
+use rand::Rng;
+use bannin_proto::tls::ClientConfig;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::LinkConfig;
+use crate::sensors::HealthBoard;
+use crate::spool::{Spool, SpoolError};
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// Could not connect.
+    #[error(transparent)]
+    Connect(#[from] tls::TlsError),
+    /// The collector refused or ended the stream.
+    #[error("collector: {0}")]
+    Status(#[from] tonic::Status),
+    /// The collector broke the protocol.
+    #[error("protocol: {0}")]
+    Protocol(&'static str),
+    /// The spool failed.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+}
+
+/// Everything a session needs.
+pub struct Link {
+    /// Settings.
+    pub config: LinkConfig,
+    /// Our host id.
+    pub host: HostId,
+    /// Client TLS configuration.
+    pub tls: Arc<ClientConfig>,
+    /// The spool.
+    pub spool: Arc<Spool>,
+    /// Woken when a batch is spooled.
+    pub spooled: Arc<Notify>,
+    /// Sensor health, for Hello and heartbeats.
+    pub health: HealthBoard,
+}
+
+/// Exponential backoff with full jitter: the n-th delay is uniform in
+/// [initial/2, min(max, initial·2ⁿ)].
+#[derive(Debug)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    /// A backoff starting at `initial`, capped at `max`.
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Self {
+            initial,
+            max,
+            attempt: 0,
+        }
+    }
+
+    /// The next delay.
+    pub fn next_delay(&mut self) -> Duration {
+        let ceiling = self
+            .initial
+            .saturating_mul(1u32 << self.attempt.min(20))
+            .min(self.max);
+        self.attempt = self.attempt.saturating_add(1);
+        let floor = (self.initial / 2).min(ceiling);
+        let ms = rand::rng().random_range(floor.as_millis()..=ceiling.as_millis());
+        Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+    }
+
+    /// Back to the initial delay after a healthy session.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+impl Link {
+    /// Runs sessions until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Backoff::new(self.config.backoff_initial, self.config.backoff_max);
+        loop {
+            let mut delivered = false;
+            let result = self.session(&shutdown, &mut delivered).await;
+            if shutdown.is_cancelled() {
+                return;
+            }
+            if delivered {
+                backoff.reset();
+            }
+            let delay = backoff.next_delay();
+            match result {
+                Ok(()) => tracing::info!(retry.ms = delay.as_millis() as u64, "Collector closed the stream; reconnecting"),
+                Err(error) => tracing::warn!(%error, retry.ms = delay.as_millis() as u64, collector = %self.config.address, "Link down; reconnecting"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    fn heartbeat(&self) -> v1::AgentMessage {
+        let stats = self.spool.stats();
+        v1::AgentMessage {
+            body: Some(agent_message::Body::Heartbeat(v1::Heartbeat {
+                sent_unix_ms: bannin_proto::now_unix_ms(),
+                sensors: self.health.to_wire(),
+                spool_bytes: stats.bytes,
+                spool_batches: stats.batches,
+            })),
+        }
+    }
+
+    async fn session(&self, shutdown: &CancellationToken, delivered: &mut bool) -> Result<(), LinkError> {
+        let channel = tls::connect(&self.config.address, &self.config.server_name, self.tls.clone()).await?;
+        let mut client = AgentLinkClient::new(channel)
+            .max_decoding_message_size(bannin_proto::DEFAULT_MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(bannin_proto::DEFAULT_MAX_MESSAGE_BYTES);
+        let (tx, rx) = mpsc::channel(self.config.max_in_flight + 4);
+        let hello = crate::inventory::hello(
+            self.host.as_str(),
+            u32::try_from(self.config.heartbeat.as_secs()).unwrap_or(30),
+            self.health.to_wire(),
+        );
+        let _ = tx
+            .send(v1::AgentMessage {
+                body: Some(agent_message::Body::Hello(hello)),
+            })
+            .await;
+        let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
+        let welcome = match inbound.message().await? {
+            Some(v1::CollectorMessage {
+                body: Some(collector_message::Body::Welcome(w)),
+            }) => w,
+            _ => return Err(LinkError::Protocol("expected Welcome")),
+        };
+        self.spool.acknowledge(welcome.acked_sequence)?;
+        let backlog = self.spool.stats();
+        tracing::info!(collector = %self.config.address, acked = welcome.acked_sequence, backlog.batches = backlog.batches, "Connected to collector");
+
+        let mut next = welcome.acked_sequence + 1;
+        let mut in_flight: VecDeque<u64> = VecDeque::new();
+        let rate = f64::from(self.config.max_batches_per_sec);
+        let burst = (self.config.max_in_flight as f64).max(1.0);
+        let mut tokens = burst;
+        let mut refilled = Instant::now();
+        let mut heartbeat = tokio::time::interval(self.config.heartbeat);
+        heartbeat.tick().await;
+        loop {
+            // Send whatever the window and the rate allow.
+            let now = Instant::now();
+            tokens = (tokens + now.duration_since(refilled).as_secs_f64() * rate).min(burst);
+            refilled = now;
+            let room = self.config.max_in_flight.saturating_sub(in_flight.len());
+            let allowed = room.min(tokens.floor() as usize);
+            if allowed > 0 {
+                for batch in self.spool.read_from(next, allowed)? {
+                    next = batch.sequence + 1;
+                    in_flight.push_back(batch.sequence);
+                    tokens -= 1.0;
+                    let message = v1::AgentMessage {
+                        body: Some(agent_message::Body::Batch(batch)),
+                    };
+                    if tx.send(message).await.is_err() {
+                        return Err(LinkError::Protocol("stream closed while sending"));
+                    }
+                }
+            }
+            let window_full = in_flight.len() >= self.config.max_in_flight;
+            let rate_wait = if tokens < 1.0 {
+                Duration::from_secs_f64((1.0 - tokens) / rate)
+            } else {
+                Duration::from_secs(3600)
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                message = inbound.message() => match message? {
+                    Some(v1::CollectorMessage { body: Some(collector_message::Body::Ack(ack)) }) => {
+                        self.spool.acknowledge(ack.sequence)?;
+                        while in_flight.front().is_some_and(|s| *s <= ack.sequence) {
+                            in_flight.pop_front();
+                        }
+                        *delivered = true;
+                    }
+                    Some(v1::CollectorMessage { body: Some(collector_message::Body::Command(command)) }) => {
+                        tracing::warn!(command.id = %command.id, verb = %command.verb, "Command not supported by this agent");
+                        let result = v1::AgentMessage { body: Some(agent_message::Body::CommandResult(v1::CommandResult {
+                            command_id: command.id,
+                            ok: false,
+                            detail: format!("verb {:?} is not supported by agent {}", command.verb, bannin_proto::VERSION),
+                        }))};
+                        let _ = tx.send(result).await;
+                    }
+                    Some(_) => return Err(LinkError::Protocol("unexpected message")),
+                    None => return Ok(()),
+                },
+                _ = heartbeat.tick() => {
+                    let _ = tx.send(self.heartbeat()).await;
+                }
+                () = self.spooled.notified(), if !window_full && tokens >= 1.0 => {}
+                () = tokio::time::sleep(rate_wait), if tokens < 1.0 => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped_with_jitter() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(60));
+        let delays: Vec<Duration> = (0..30).map(|_| b.next_delay()).collect();
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(60)));
+        assert!(delays.iter().all(|d| *d >= Duration::from_millis(50)));
+        assert!(delays[20..].iter().any(|d| *d > Duration::from_secs(10)), "{delays:?}");
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,248 @@
+//! The sensor framework: a [`Sensor`] trait, a registry built from config, and
+//! per-sensor health.
+//!
+//! Each enabled sensor runs in its own task: every interval it sweeps on a
+//! blocking thread (sensors read `/proc` and walk directories), hands its events
+//! to the batcher, and records its health. Sensors read the host through
+//! [`HostRoot`], so tests can point them at a fixture tree, and remember what
+//! they have seen across restarts through [`SensorState`].
+
+pub mod file_odd_name;
+pub mod net_listener;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bannin_proto::now_unix_ms;
+use bannin_proto::v1::{self, Severity};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AgentConfig;
+
+/// A sensor's health after a sweep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Working fully.
+    Ok,
+    /// Working, but seeing less than it should; says why.
+    Degraded(String),
+    /// Not working; says why.
+    Failed(String),
+    /// Turned off in config.
+    Disabled,
+}
+
+impl Health {
+    /// To the wire.
+    pub fn to_wire(&self, name: &str) -> v1::SensorHealth {
+        let (state, detail) = match self {
+            Health::Ok => ("ok", String::new()),
+            Health::Degraded(d) => ("degraded", d.clone()),
+            Health::Failed(d) => ("failed", d.clone()),
+            Health::Disabled => ("disabled", String::new()),
+        };
+        v1::SensorHealth {
+            name: name.to_owned(),
+            state: state.into(),
+            detail,
+        }
+    }
+}
+
+/// Why a sweep failed outright.
+#[derive(Debug, thiserror::Error)]
+pub enum SensorError {
+    /// The source could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// What.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Sensor state could not be kept.
+    #[error("sensor state: {0}")]
+    State(#[from] sled::Error),
+}
+
+/// One source of observations.
+pub trait Sensor: Send + 'static {
+    /// Stable name, e.g. `net_listener`.
+    fn name(&self) -> &'static str;
+    /// Time between sweeps.
+    fn interval(&self) -> Duration;
+    /// One sweep: pushes what changed since the last one, and says how healthy
+    /// the sensor is.
+    fn sweep(&mut self, out: &mut Vec<v1::Event>) -> Result<Health, SensorError>;
+}
+
+/// The host's file system as sensors see it (`/` in production, a fixture in tests).
+#[derive(Debug, Clone)]
+pub struct HostRoot(pub PathBuf);
+
+impl HostRoot {
+    /// `path` (absolute on the host) under the root.
+    pub fn join(&self, path: impl AsRef<Path>) -> PathBuf {
+        let p = path.as_ref();
+        self.0.join(p.strip_prefix("/").unwrap_or(p))
+    }
+}
+
+/// What one sensor remembers across restarts, kept in the spool's database.
+#[derive(Clone)]
+pub struct SensorState {
+    tree: sled::Tree,
+    key: &'static str,
+}
+
+impl SensorState {
+    /// The state of sensor `key`.
+    pub fn new(tree: sled::Tree, key: &'static str) -> Self {
+        Self { tree, key }
+    }
+
+    /// Loads the saved value; `None` when never saved or unreadable (a sensor
+    /// then starts a new baseline).
+    pub fn load<T: DeserializeOwned>(&self) -> Result<Option<T>, SensorError> {
+        Ok(self
+            .tree
+            .get(self.key)?
+            .and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+
+    /// Saves a value.
+    pub fn save<T: Serialize>(&self, value: &T) -> Result<(), SensorError> {
+        let bytes = serde_json::to_vec(value).unwrap_or_default();
+        self.tree.insert(self.key, bytes)?;
+        Ok(())
+    }
+}
+
+/// Builds an event.
+pub fn event(
+    kind: &str,
+    severity: Severity,
+    indicator: bool,
+    attributes: BTreeMap<String, String>,
+    summary: String,
+) -> v1::Event {
+    v1::Event {
+        kind: kind.into(),
+        severity: severity as i32,
+        observed_unix_ms: now_unix_ms(),
+        attributes: attributes.into_iter().collect(),
+        summary,
+        indicator,
+    }
+}
+
+/// Health of every sensor, shared with the link (heartbeats carry it).
+#[derive(Clone, Default)]
+pub struct HealthBoard(Arc<Mutex<BTreeMap<&'static str, Health>>>);
+
+impl HealthBoard {
+    /// Records a sensor's health; logs changes.
+    pub fn set(&self, name: &'static str, health: Health) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(name) != Some(&health) {
+            match &health {
+                Health::Ok => tracing::info!(sensor = name, "Sensor ok"),
+                Health::Degraded(why) => tracing::warn!(sensor = name, reason = %why, "Sensor degraded"),
+                Health::Failed(why) => tracing::error!(sensor = name, reason = %why, "Sensor failed"),
+                Health::Disabled => tracing::info!(sensor = name, "Sensor disabled"),
+            }
+        }
+        map.insert(name, health);
+    }
+
+    /// Snapshot for the wire.
+    pub fn to_wire(&self) -> Vec<v1::SensorHealth> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|(n, h)| h.to_wire(n)).collect()
+    }
+
+    /// Snapshot.
+    pub fn snapshot(&self) -> Vec<(&'static str, Health)> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|(n, h)| (*n, h.clone())).collect()
+    }
+}
+
+/// Builds every sensor the config enables; disabled ones are marked on the board.
+pub fn registry(
+    config: &AgentConfig,
+    state: &sled::Tree,
+    board: &HealthBoard,
+) -> Vec<Box<dyn Sensor>> {
+    let root = HostRoot(config.root.clone());
+    let mut sensors: Vec<Box<dyn Sensor>> = Vec::new();
+    if config.net_listener.enabled {
+        sensors.push(Box::new(net_listener::NetListener::new(
+            root.clone(),
+            config.net_listener.clone(),
+            SensorState::new(state.clone(), "net_listener"),
+        )));
+    } else {
+        board.set("net_listener", Health::Disabled);
+    }
+    if config.file_odd_name.common.enabled {
+        sensors.push(Box::new(file_odd_name::OddNames::new(
+            root,
+            config.file_odd_name.clone(),
+            SensorState::new(state.clone(), "file_odd_name"),
+        )));
+    } else {
+        board.set("file_odd_name", Health::Disabled);
+    }
+    sensors
+}
+
+/// Runs one sensor until `shutdown`: sweep, send, sleep.
+pub async fn run_sensor(
+    mut sensor: Box<dyn Sensor>,
+    events: mpsc::Sender<Vec<v1::Event>>,
+    board: HealthBoard,
+    shutdown: CancellationToken,
+) {
+    let name = sensor.name();
+    let interval = sensor.interval();
+    loop {
+        let swept = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let result = sensor.sweep(&mut out);
+            (sensor, out, result)
+        })
+        .await;
+        let (returned, out, result) = match swept {
+            Ok(t) => t,
+            Err(error) => {
+                board.set(name, Health::Failed(format!("sweep panicked: {error}")));
+                return;
+            }
+        };
+        sensor = returned;
+        match result {
+            Ok(health) => board.set(name, health),
+            Err(error) => board.set(name, Health::Failed(error.to_string())),
+        }
+        if !out.is_empty() && events.send(out).await.is_err() {
+            return;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// Whether the agent runs as root (effective uid 0): `/proc/self` is owned by the effective uid.
+pub fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+}

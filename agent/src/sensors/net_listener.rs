@@ -1,0 +1,313 @@
+//! `net.new_listener`: listening sockets that were not there before, from
+//! `/proc/net/{tcp,tcp6,udp,udp6}`, attributed to their process where the agent
+//! may read it.
+//!
+//! The first sweep on a host records a baseline (reported as plain `net.listener`
+//! telemetry, not as findings). The baseline is kept across restarts, so a
+//! listener opened while the agent was down is still reported when it comes back.
+//! UDP sockets bound to a port in the ephemeral range are client sockets
+//! (resolvers, NTP clients) and are ignored.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use bannin_proto::v1::{self, Severity};
+
+use super::{Health, HostRoot, Sensor, SensorError, SensorState, event, running_as_root};
+use crate::config::SensorCommon;
+
+/// A listening socket.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Listener {
+    /// tcp, tcp6, udp or udp6.
+    pub protocol: &'static str,
+    /// Local address.
+    pub address: IpAddr,
+    /// Local port.
+    pub port: u16,
+    /// Owner uid.
+    pub uid: u32,
+    /// Socket inode.
+    pub inode: u64,
+}
+
+impl Listener {
+    /// Identity of the listener across sweeps.
+    pub fn key(&self) -> String {
+        format!("{} {}", self.protocol, endpoint(self.address, self.port))
+    }
+}
+
+fn endpoint(addr: IpAddr, port: u16) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+/// Parses one `/proc/net/{tcp,udp}[6]` table; returns listening sockets.
+pub fn parse_table(text: &str, protocol: &'static str, ephemeral: (u16, u16)) -> Vec<Listener> {
+    let tcp = protocol.starts_with("tcp");
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 {
+                return None;
+            }
+            let (address, port) = parse_endpoint(f[1])?;
+            let (_, remote_port) = parse_endpoint(f[2])?;
+            let state = u8::from_str_radix(f[3], 16).ok()?;
+            let listening = if tcp {
+                state == 0x0A
+            } else {
+                state == 0x07 && remote_port == 0 && !(ephemeral.0..=ephemeral.1).contains(&port)
+            };
+            listening.then(|| Listener {
+                protocol,
+                address,
+                port,
+                uid: f[7].parse().unwrap_or(u32::MAX),
+                inode: f[9].parse().unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+fn parse_endpoint(s: &str) -> Option<(IpAddr, u16)> {
+    let (addr, port) = s.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    // The kernel prints each 32-bit word of the address in host byte order.
+    let word = |chunk: &str| u32::from_str_radix(chunk, 16).ok().map(u32::to_ne_bytes);
+    let ip = match addr.len() {
+        8 => IpAddr::V4(Ipv4Addr::from(word(addr)?)),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for i in 0..4 {
+                bytes[i * 4..i * 4 + 4].copy_from_slice(&word(addr.get(i * 8..i * 8 + 8)?)?);
+            }
+            IpAddr::V6(Ipv6Addr::from(bytes))
+        }
+        _ => return None,
+    };
+    Some((ip, port))
+}
+
+/// The sensor.
+pub struct NetListener {
+    root: HostRoot,
+    config: SensorCommon,
+    state: SensorState,
+    known: Option<BTreeSet<String>>,
+}
+
+impl NetListener {
+    /// A sensor reading under `root`.
+    pub fn new(root: HostRoot, config: SensorCommon, state: SensorState) -> Self {
+        Self {
+            root,
+            config,
+            state,
+            known: None,
+        }
+    }
+
+    fn ephemeral_range(&self) -> (u16, u16) {
+        std::fs::read_to_string(self.root.join("/proc/sys/net/ipv4/ip_local_port_range"))
+            .ok()
+            .and_then(|s| {
+                let mut it = s.split_whitespace().map(|p| p.parse::<u16>().ok());
+                Some((it.next()??, it.next()??))
+            })
+            .unwrap_or((32768, 60999))
+    }
+
+    /// Which process owns each socket inode in `wanted` (pid, comm, exe).
+    fn owners(&self, wanted: &BTreeSet<u64>) -> BTreeMap<u64, (u32, String, String)> {
+        let mut found = BTreeMap::new();
+        let Ok(procs) = std::fs::read_dir(self.root.join("/proc")) else {
+            return found;
+        };
+        for entry in procs.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+                continue;
+            };
+            for fd in fds.flatten() {
+                let Ok(target) = std::fs::read_link(fd.path()) else {
+                    continue;
+                };
+                let t = target.to_string_lossy();
+                let Some(inode) = t
+                    .strip_prefix("socket:[")
+                    .and_then(|s| s.strip_suffix(']'))
+                    .and_then(|s| s.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                if wanted.contains(&inode) {
+                    let comm = std::fs::read_to_string(entry.path().join("comm"))
+                        .map(|s| s.trim().to_owned())
+                        .unwrap_or_default();
+                    let exe = std::fs::read_link(entry.path().join("exe"))
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    found.insert(inode, (pid, comm, exe));
+                }
+            }
+            if found.len() == wanted.len() {
+                break;
+            }
+        }
+        found
+    }
+}
+
+impl Sensor for NetListener {
+    fn name(&self) -> &'static str {
+        "net_listener"
+    }
+
+    fn interval(&self) -> Duration {
+        self.config.interval
+    }
+
+    fn sweep(&mut self, out: &mut Vec<v1::Event>) -> Result<Health, SensorError> {
+        let ephemeral = self.ephemeral_range();
+        let mut current = Vec::new();
+        let mut unreadable = Vec::new();
+        for protocol in ["tcp", "tcp6", "udp", "udp6"] {
+            let path = self.root.join(format!("/proc/net/{protocol}"));
+            match std::fs::read_to_string(&path) {
+                Ok(text) => current.extend(parse_table(&text, protocol, ephemeral)),
+                Err(source) if protocol == "tcp" => {
+                    return Err(SensorError::Read { path, source });
+                }
+                // IPv6 may be disabled on the host.
+                Err(_) => unreadable.push(protocol),
+            }
+        }
+        let keys: BTreeSet<String> = current.iter().map(Listener::key).collect();
+        if self.known.is_none() {
+            self.known = self.state.load()?;
+        }
+        match &self.known {
+            None => {
+                for l in &current {
+                    out.push(event(
+                        "net.listener",
+                        Severity::Info,
+                        false,
+                        attributes(l, None),
+                        format!("baseline listener {}", l.key()),
+                    ));
+                }
+            }
+            Some(known) => {
+                let new: Vec<&Listener> = current.iter().filter(|l| !known.contains(&l.key())).collect();
+                let inodes: BTreeSet<u64> = new.iter().map(|l| l.inode).collect();
+                let owners = if inodes.is_empty() { BTreeMap::new() } else { self.owners(&inodes) };
+                for l in new {
+                    let owner = owners.get(&l.inode);
+                    let who = owner
+                        .map(|(pid, comm, _)| format!(" by {comm} (pid {pid})"))
+                        .unwrap_or_default();
+                    out.push(event(
+                        "net.new_listener",
+                        self.config.severity,
+                        true,
+                        attributes(l, owner),
+                        format!("new {} listener on {}{who}", l.protocol, endpoint(l.address, l.port)),
+                    ));
+                }
+                for gone in known.difference(&keys) {
+                    out.push(event(
+                        "net.listener_closed",
+                        Severity::Info,
+                        false,
+                        BTreeMap::from([("listener".to_owned(), gone.clone())]),
+                        format!("listener closed: {gone}"),
+                    ));
+                }
+            }
+        }
+        if self.known.as_ref() != Some(&keys) {
+            self.state.save(&keys)?;
+            self.known = Some(keys);
+        }
+        if !running_as_root() {
+            return Ok(Health::Degraded(
+                "not running as root: listeners are seen, but only this user's processes can be named as their owners".into(),
+            ));
+        }
+        if !unreadable.is_empty() {
+            return Ok(Health::Degraded(format!("cannot read /proc/net/{}", unreadable.join(", /proc/net/"))));
+        }
+        Ok(Health::Ok)
+    }
+}
+
+fn attributes(l: &Listener, owner: Option<&(u32, String, String)>) -> BTreeMap<String, String> {
+    let mut a = BTreeMap::from([
+        ("protocol".to_owned(), l.protocol.to_owned()),
+        ("address".to_owned(), l.address.to_string()),
+        ("port".to_owned(), l.port.to_string()),
+        ("uid".to_owned(), l.uid.to_string()),
+    ]);
+    if let Some((pid, comm, exe)) = owner {
+        a.insert("pid".into(), pid.to_string());
+        a.insert("comm".into(), comm.clone());
+        a.insert("exe".into(), exe.clone());
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:0CEA 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:9C40 0100007F:0CEA 01 00000000:00000000 00:00000000 00000000  1000        0 4343 1 0000000000000000 20 4 30 10 -1
+";
+    const TCP6: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000001000000:0016 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 99 1 0000000000000000 100 0 0 10 0
+";
+    const UDP: &str = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  1: 00000000:0044 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 77 2 0000000000000000 0
+  2: 00000000:A000 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 78 2 0000000000000000 0
+";
+
+    #[test]
+    fn parses_listening_tcp_sockets_only() {
+        let l = parse_table(TCP, "tcp", (32768, 60999));
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].address, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(l[0].port, 3306);
+        assert_eq!(l[0].inode, 4242);
+        assert_eq!(l[0].key(), "tcp 127.0.0.1:3306");
+    }
+
+    #[test]
+    fn parses_ipv6() {
+        let l = parse_table(TCP6, "tcp6", (32768, 60999));
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].address, IpAddr::V6(Ipv6Addr::LOCALHOST));
+        assert_eq!(l[0].port, 22);
+    }
+
+    #[test]
+    fn udp_in_the_ephemeral_range_is_a_client_not_a_listener() {
+        let l = parse_table(UDP, "udp", (32768, 60999));
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].port, 68);
+    }
+
+    #[test]
+    fn garbage_lines_are_skipped() {
+        assert!(parse_table("header\nnot a line\n0: zz:zz\n", "tcp", (1, 2)).is_empty());
+    }
+}

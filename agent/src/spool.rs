@@ -1,0 +1,426 @@
+//! The agent's durable spool: every telemetry batch is written here, under the
+//! next sequence number, before it is sent, and removed only when the collector
+//! acknowledges it.
+//!
+//! # Layout
+//!
+//! One sled tree, `spool`, under one-byte prefixes:
+//!
+//! | key | value |
+//! |---|---|
+//! | `B` sequence(u64 BE) | severity(u8) event-count(u32 BE) batch (prost `TelemetryBatch`) |
+//! | `S` severity(u8) sequence(u64 BE) | empty: the drop order, lowest severity and oldest first |
+//! | `M` `last_seq` | last sequence number handed out (u64 BE); never reused |
+//!
+//! The tree `sensor_state` holds what sensors remember across restarts.
+//!
+//! # Overflow
+//!
+//! Past the byte cap, batches go lowest severity first, oldest first within a
+//! severity. Whatever is dropped is reported in the same atomic write as an
+//! `agent.data_loss` indicator batch of high severity, so loss is never silent
+//! and a crash cannot separate the loss from its report.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use bannin_proto::v1::{self, Severity};
+use bannin_proto::now_unix_ms;
+use prost::Message;
+
+/// Errors of the spool.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// sled failed.
+    #[error("spool: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored batch could not be decoded.
+    #[error("spool batch {sequence} is corrupt: {reason}")]
+    Corrupt {
+        /// Its sequence.
+        sequence: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+const PREFIX_BATCH: u8 = b'B';
+const PREFIX_SEVERITY: u8 = b'S';
+const LAST_SEQ: &[u8] = b"Mlast_seq";
+/// Room kept free for a loss report.
+const REPORT_RESERVE: u64 = 1024;
+/// Finding kind reporting spool overflow.
+pub const DATA_LOSS_KIND: &str = "agent.data_loss";
+
+fn batch_key(seq: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = PREFIX_BATCH;
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn severity_key(sev: u8, seq: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[0] = PREFIX_SEVERITY;
+    k[1] = sev;
+    k[2..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// What was dropped and not yet reported.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Loss {
+    /// Batches dropped.
+    pub batches: u64,
+    /// Events in them.
+    pub events: u64,
+    /// Bytes.
+    pub bytes: u64,
+    /// Highest severity among them.
+    pub max_severity: i32,
+}
+
+#[derive(Debug)]
+struct State {
+    last_seq: u64,
+    bytes: u64,
+    batches: u64,
+}
+
+/// Size and content of the spool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpoolStats {
+    /// Bytes of batches held.
+    pub bytes: u64,
+    /// Batches held.
+    pub batches: u64,
+    /// Last sequence handed out.
+    pub last_sequence: u64,
+}
+
+/// The spool. Share it behind an `Arc`.
+pub struct Spool {
+    db: sled::Db,
+    tree: sled::Tree,
+    sensor_state: sled::Tree,
+    max_bytes: u64,
+    /// Serialises appends and acknowledgements; held only for sled calls, never across `.await`.
+    state: Mutex<State>,
+}
+
+impl Spool {
+    /// Opens (or creates) the spool in `dir` with a byte cap.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(32 * 1024 * 1024)
+            .flush_every_ms(Some(200))
+            .open()?;
+        let tree = db.open_tree("spool")?;
+        let sensor_state = db.open_tree("sensor_state")?;
+        let mut last_seq = match tree.get(LAST_SEQ)? {
+            Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| SpoolError::Corrupt {
+                sequence: 0,
+                reason: "last_seq".into(),
+            })?),
+            None => 0,
+        };
+        let (mut bytes, mut batches) = (0u64, 0u64);
+        for item in tree.scan_prefix([PREFIX_BATCH]) {
+            let (k, v) = item?;
+            bytes += v.len() as u64;
+            batches += 1;
+            last_seq = last_seq.max(seq_of(&k));
+        }
+        Ok(Self {
+            db,
+            tree,
+            sensor_state,
+            max_bytes,
+            state: Mutex::new(State {
+                last_seq,
+                bytes,
+                batches,
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The tree where sensors keep their state.
+    pub fn sensor_state(&self) -> sled::Tree {
+        self.sensor_state.clone()
+    }
+
+    /// Current size.
+    pub fn stats(&self) -> SpoolStats {
+        let s = self.lock();
+        SpoolStats {
+            bytes: s.bytes,
+            batches: s.batches,
+            last_sequence: s.last_seq,
+        }
+    }
+
+    /// Spools `events` as the next batch; returns its sequence, or `None` if the
+    /// batch itself was the one dropped for space (and its loss reported).
+    pub fn append(&self, events: Vec<v1::Event>) -> Result<Option<u64>, SpoolError> {
+        let severity = events.iter().map(|e| e.severity).max().unwrap_or(0);
+        let count = events.len() as u64;
+        let mut state = self.lock();
+        let seq = state.last_seq + 1;
+        let record = encode(seq, severity, events);
+        let mut batch = sled::Batch::default();
+        let mut loss = Loss::default();
+        let mut kept = true;
+        let mut bytes = state.bytes;
+        let mut batches = state.batches;
+        // Drop lowest-severity, oldest batches until the new one fits.
+        let mut victims = self.tree.scan_prefix([PREFIX_SEVERITY]);
+        while bytes + record.len() as u64 + REPORT_RESERVE > self.max_bytes {
+            let Some(item) = victims.next() else {
+                kept = false;
+                break;
+            };
+            let (skey, _) = item?;
+            let (vsev, vseq) = (i32::from(skey[1]), seq_of(&skey[1..]));
+            if vsev > severity {
+                // Everything left outranks the new batch: it is the one to go.
+                kept = false;
+                break;
+            }
+            if let Some(v) = self.tree.get(batch_key(vseq))? {
+                loss.batches += 1;
+                loss.events += u64::from(event_count(&v));
+                loss.bytes += v.len() as u64;
+                loss.max_severity = loss.max_severity.max(vsev);
+                bytes -= v.len() as u64;
+                batches -= 1;
+            }
+            batch.remove(&batch_key(vseq));
+            batch.remove(&skey);
+        }
+        drop(victims);
+        let mut last = state.last_seq;
+        let assigned = if kept {
+            last = seq;
+            batch.insert(&batch_key(seq), record.clone());
+            batch.insert(&severity_key(severity_byte(severity), seq), &[]);
+            bytes += record.len() as u64;
+            batches += 1;
+            Some(seq)
+        } else {
+            loss.batches += 1;
+            loss.events += count;
+            loss.bytes += record.len() as u64;
+            loss.max_severity = loss.max_severity.max(severity);
+            None
+        };
+        if loss.batches > 0 {
+            last += 1;
+            let report = encode(last, Severity::High as i32, vec![loss_event(&loss)]);
+            tracing::warn!(
+                dropped.batches = loss.batches,
+                dropped.events = loss.events,
+                dropped.bytes = loss.bytes,
+                "Spool full: dropped the lowest-severity, oldest telemetry"
+            );
+            batch.insert(&batch_key(last), report.clone());
+            batch.insert(&severity_key(severity_byte(Severity::High as i32), last), &[]);
+            bytes += report.len() as u64;
+            batches += 1;
+        }
+        batch.insert(LAST_SEQ, &last.to_be_bytes());
+        self.tree.apply_batch(batch)?;
+        state.last_seq = last;
+        state.bytes = bytes;
+        state.batches = batches;
+        Ok(assigned)
+    }
+
+    /// Removes every batch up to and including `sequence`; returns how many.
+    pub fn acknowledge(&self, sequence: u64) -> Result<u64, SpoolError> {
+        let mut state = self.lock();
+        let mut batch = sled::Batch::default();
+        let mut removed = 0;
+        let mut freed = 0;
+        for item in self.tree.range(batch_key(0)..=batch_key(sequence)) {
+            let (k, v) = item?;
+            let seq = seq_of(&k);
+            let sev = v.first().copied().unwrap_or(0);
+            batch.remove(k);
+            batch.remove(&severity_key(sev, seq));
+            removed += 1;
+            freed += v.len() as u64;
+        }
+        if removed > 0 {
+            self.tree.apply_batch(batch)?;
+            state.bytes -= freed;
+            state.batches -= removed;
+        }
+        Ok(removed)
+    }
+
+    /// Up to `max` spooled batches with a sequence of at least `from`, in order.
+    pub fn read_from(&self, from: u64, max: usize) -> Result<Vec<v1::TelemetryBatch>, SpoolError> {
+        let mut out = Vec::new();
+        for item in self.tree.range(batch_key(from)..batch_key(u64::MAX)).take(max) {
+            let (k, v) = item?;
+            let sequence = seq_of(&k);
+            let body = v.get(5..).ok_or_else(|| SpoolError::Corrupt {
+                sequence,
+                reason: "short record".into(),
+            })?;
+            let batch = v1::TelemetryBatch::decode(body).map_err(|e| SpoolError::Corrupt {
+                sequence,
+                reason: e.to_string(),
+            })?;
+            out.push(batch);
+        }
+        Ok(out)
+    }
+
+    /// Makes everything spooled durable.
+    pub fn flush(&self) -> Result<(), SpoolError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+fn seq_of(k: &[u8]) -> u64 {
+    // Keys are built by batch_key/severity_key: the last 8 bytes are the sequence.
+    let tail = &k[k.len().saturating_sub(8)..];
+    let mut b = [0u8; 8];
+    b[8 - tail.len()..].copy_from_slice(tail);
+    u64::from_be_bytes(b)
+}
+
+fn severity_byte(sev: i32) -> u8 {
+    u8::try_from(sev.clamp(0, 255)).unwrap_or(0)
+}
+
+fn event_count(record: &[u8]) -> u32 {
+    record
+        .get(1..5)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_be_bytes)
+        .unwrap_or(0)
+}
+
+fn encode(sequence: u64, severity: i32, events: Vec<v1::Event>) -> Vec<u8> {
+    let count = u32::try_from(events.len()).unwrap_or(u32::MAX);
+    let batch = v1::TelemetryBatch { sequence, events };
+    let mut out = Vec::with_capacity(5 + batch.encoded_len());
+    out.push(severity_byte(severity));
+    out.extend_from_slice(&count.to_be_bytes());
+    batch.encode(&mut out).unwrap_or_default();
+    out
+}
+
+fn loss_event(loss: &Loss) -> v1::Event {
+    let severity = Severity::try_from(loss.max_severity)
+        .map(|s| s.as_str_name())
+        .unwrap_or("SEVERITY_UNSPECIFIED");
+    v1::Event {
+        kind: DATA_LOSS_KIND.into(),
+        severity: Severity::High as i32,
+        observed_unix_ms: now_unix_ms(),
+        attributes: [
+            ("dropped_batches".to_owned(), loss.batches.to_string()),
+            ("dropped_events".to_owned(), loss.events.to_string()),
+            ("dropped_bytes".to_owned(), loss.bytes.to_string()),
+            ("highest_dropped_severity".to_owned(), severity.to_owned()),
+        ]
+        .into(),
+        summary: format!(
+            "spool full: {} events in {} batches ({} bytes) dropped before the collector acknowledged them",
+            loss.events, loss.batches, loss.bytes
+        ),
+        indicator: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(n: usize, severity: Severity, pad: usize) -> Vec<v1::Event> {
+        (0..n)
+            .map(|i| v1::Event {
+                kind: "test".into(),
+                severity: severity as i32,
+                observed_unix_ms: i as i64,
+                attributes: [("pad".to_owned(), "x".repeat(pad))].into(),
+                summary: String::new(),
+                indicator: false,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sequences_grow_survive_reopen_and_are_never_reused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let spool = Spool::open(dir.path(), 1 << 30).expect("open");
+            assert_eq!(spool.append(events(1, Severity::Info, 1)).expect("append"), Some(1));
+            assert_eq!(spool.append(events(1, Severity::Info, 1)).expect("append"), Some(2));
+            assert_eq!(spool.acknowledge(2).expect("ack"), 2);
+            spool.flush().expect("flush");
+        }
+        let spool = Spool::open(dir.path(), 1 << 30).expect("reopen");
+        assert_eq!(spool.stats().batches, 0);
+        assert_eq!(spool.append(events(1, Severity::Info, 1)).expect("append"), Some(3));
+    }
+
+    #[test]
+    fn acknowledge_removes_only_up_to_the_sequence() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path(), 1 << 30).expect("open");
+        for _ in 0..5 {
+            spool.append(events(2, Severity::Low, 1)).expect("append");
+        }
+        spool.acknowledge(3).expect("ack");
+        let left: Vec<u64> = spool
+            .read_from(0, 100)
+            .expect("read")
+            .iter()
+            .map(|b| b.sequence)
+            .collect();
+        assert_eq!(left, vec![4, 5]);
+        assert_eq!(spool.stats().batches, 2);
+    }
+
+    #[test]
+    fn overflow_drops_lowest_severity_oldest_first_and_reports_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path(), 1024 * 1024).expect("open");
+        // ~100 KiB batches: 1 high, then info ones until the cap forces drops.
+        spool.append(events(1, Severity::High, 100_000)).expect("append");
+        for _ in 0..12 {
+            spool.append(events(1, Severity::Info, 100_000)).expect("append");
+        }
+        let all = spool.read_from(0, 1000).expect("read");
+        assert!(spool.stats().bytes <= 1024 * 1024);
+        assert_eq!(all[0].sequence, 1, "the high-severity batch survives");
+        let reports: Vec<_> = all
+            .iter()
+            .flat_map(|b| &b.events)
+            .filter(|e| e.kind == DATA_LOSS_KIND)
+            .collect();
+        assert!(!reports.is_empty(), "loss is reported");
+        let dropped: u64 = reports
+            .iter()
+            .map(|e| e.attributes["dropped_events"].parse::<u64>().expect("number"))
+            .sum();
+        let info_left = all
+            .iter()
+            .filter(|b| b.events.iter().all(|e| e.kind == "test" && e.severity == Severity::Info as i32))
+            .count() as u64;
+        assert_eq!(dropped + info_left, 12, "every info batch is either kept or counted as lost");
+        // The oldest info batches went first.
+        let first_info = all.iter().find(|b| b.events[0].kind == "test" && b.sequence > 1);
+        assert!(first_info.expect("some info kept").sequence > 2);
+    }
+}
