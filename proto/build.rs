@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .build_transport(false)
+        .btree_map(".")
         .compile_fds(descriptors)?;
     Ok(())
 }

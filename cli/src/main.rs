@@ -1,1 +1,324 @@
-fn main(){}
+//! `bannin`: the operator CLI, and `bannin up`.
+
+mod client;
+mod output;
+mod up;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use bannin_proto::v1;
+use clap::{Parser, Subcommand};
+use tokio_stream::StreamExt;
+
+use crate::client::{OperatorConfig, config_path};
+use crate::output::{event_json, finding_json, finding_line, host_json, short_time};
+
+/// Bannin operator CLI: watch findings, triage hosts, and run a local
+/// collector plus agent with `bannin up`.
+///
+/// The collector address and the operator certificate come from --config FILE,
+/// else $BANNIN_CONFIG, else ./bannin-data/operator.toml (written by `bannin up`).
+#[derive(Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// Operator config (TOML: collector, server_name, ca, cert, key).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Print JSON instead of text (lists as one array; --follow as JSON lines).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a collector and an agent for this machine, on a dev PKI in --data,
+    /// and follow findings until Ctrl-C.
+    Up(up::UpArgs),
+    /// List hosts with their inventory, liveness and sensor health.
+    Hosts,
+    /// List findings, oldest first; --follow keeps printing new ones.
+    Findings {
+        /// Keep running and print findings as they arrive.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only findings with an id greater than this.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+        /// Most findings to list (without --follow).
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Show or change one finding.
+    Finding {
+        #[command(subcommand)]
+        action: FindingAction,
+    },
+    /// Raw telemetry the collector keeps for a host (for triage).
+    Events {
+        /// Host id.
+        host: String,
+        /// Only events observed since TIME: RFC 3339 (2026-11-25T10:00:00Z) or an age (30s, 15m, 2h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events of this kind (e.g. net.new_listener).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Most events to list.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum FindingAction {
+    /// Show one finding with its history.
+    Show {
+        /// Finding id.
+        id: u64,
+    },
+    /// Acknowledge: you are on it.
+    Ack {
+        /// Finding id.
+        id: u64,
+        /// Why, for the record.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Resolve: dealt with.
+    Resolve {
+        /// Finding id.
+        id: u64,
+        /// Why, for the record.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Mark as a false positive.
+    FalsePositive {
+        /// Finding id.
+        id: u64,
+        /// Why, for the record.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bannin: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("bannin: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Up(args) = cli.command {
+        return up::run(args).await;
+    }
+    init_logging();
+    let config = OperatorConfig::load(&config_path(cli.config))?;
+    let mut client = config.connect().await?;
+    match cli.command {
+        Command::Up(_) => unreachable!("handled above"),
+        Command::Hosts => {
+            let hosts = client
+                .list_hosts(v1::ListHostsRequest {})
+                .await
+                .context("listing hosts")?
+                .into_inner()
+                .hosts;
+            if cli.json {
+                print_json(&hosts.iter().map(host_json).collect::<Vec<_>>())?;
+            } else {
+                println!(
+                    "{:<24} {:<8} {:<20} {:<19} {:<10} {}",
+                    "HOST", "STATUS", "HOSTNAME", "LAST SEEN (UTC)", "ACKED", "SENSORS"
+                );
+                for h in hosts {
+                    let degraded: Vec<String> = h
+                        .sensors
+                        .iter()
+                        .filter(|s| s.state != "ok")
+                        .map(|s| format!("{} {}", s.name, s.state))
+                        .collect();
+                    let sensors = if degraded.is_empty() {
+                        format!("{} ok", h.sensors.len())
+                    } else {
+                        degraded.join(", ")
+                    };
+                    println!(
+                        "{:<24} {:<8} {:<20} {:<19} {:<10} {}",
+                        h.host_id,
+                        if h.online { "online" } else { "offline" },
+                        h.hostname,
+                        short_time(h.last_seen_unix_ms),
+                        h.acked_sequence,
+                        sensors
+                    );
+                }
+            }
+        }
+        Command::Findings { follow, since, limit } => {
+            if follow {
+                let mut stream = client
+                    .follow_findings(v1::FollowFindingsRequest { since_id: since })
+                    .await
+                    .context("following findings")?
+                    .into_inner();
+                while let Some(f) = stream.next().await {
+                    let f = f.context("finding stream")?;
+                    if cli.json {
+                        println!("{}", finding_json(&f));
+                    } else {
+                        println!("{}", finding_line(&f));
+                    }
+                }
+            } else {
+                let findings = client
+                    .list_findings(v1::ListFindingsRequest { since_id: since, limit })
+                    .await
+                    .context("listing findings")?
+                    .into_inner()
+                    .findings;
+                if cli.json {
+                    print_json(&findings.iter().map(finding_json).collect::<Vec<_>>())?;
+                } else {
+                    for f in &findings {
+                        println!("{}", finding_line(f));
+                    }
+                    if findings.is_empty() {
+                        eprintln!("no findings");
+                    }
+                }
+            }
+        }
+        Command::Finding { action } => {
+            let (id, state, note) = match action {
+                FindingAction::Show { id } => {
+                    let found = client
+                        .list_findings(v1::ListFindingsRequest { since_id: id.saturating_sub(1), limit: 1 })
+                        .await
+                        .context("reading finding")?
+                        .into_inner()
+                        .findings
+                        .into_iter()
+                        .find(|f| f.id == id)
+                        .with_context(|| format!("no finding {id}"))?;
+                    print_finding(&found, cli.json)?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                FindingAction::Ack { id, note } => (id, v1::FindingState::Acknowledged, note),
+                FindingAction::Resolve { id, note } => (id, v1::FindingState::Resolved, note),
+                FindingAction::FalsePositive { id, note } => (id, v1::FindingState::FalsePositive, note),
+            };
+            let f = client
+                .set_finding_state(v1::SetFindingStateRequest { id, state: state as i32, note })
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))
+                .with_context(|| format!("changing finding {id}"))?
+                .into_inner();
+            print_finding(&f, cli.json)?;
+        }
+        Command::Events { host, since, kind, limit } => {
+            let since_unix_ms = match since {
+                Some(s) => parse_since(&s)?,
+                None => 0,
+            };
+            let response = client
+                .list_events(v1::ListEventsRequest {
+                    host_id: host.clone(),
+                    since_unix_ms,
+                    kind: kind.unwrap_or_default(),
+                    limit,
+                })
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))
+                .with_context(|| format!("reading events of {host}"))?
+                .into_inner();
+            if cli.json {
+                print_json(&response.events.iter().map(event_json).collect::<Vec<_>>())?;
+            } else {
+                for e in &response.events {
+                    let ev = e.event.clone().unwrap_or_default();
+                    println!(
+                        "{}  {:<8} {:<22} {}",
+                        short_time(ev.observed_unix_ms),
+                        output::severity(ev.severity),
+                        ev.kind,
+                        ev.summary
+                    );
+                }
+            }
+            if response.truncated {
+                eprintln!("(more events match; raise --limit or narrow with --since/--kind)");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_finding(f: &v1::Finding, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&finding_json(f));
+    }
+    println!("{}", finding_line(f));
+    for (k, v) in &f.attributes {
+        println!("    {k}: {v}");
+    }
+    for c in &f.history {
+        println!(
+            "    {} {} by {}{}",
+            short_time(c.at_unix_ms),
+            output::state(c.state),
+            c.operator,
+            if c.note.is_empty() { String::new() } else { format!(": {}", c.note) }
+        );
+    }
+    Ok(())
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// RFC 3339, or an age such as 30s, 15m, 2h, 7d.
+fn parse_since(s: &str) -> anyhow::Result<i64> {
+    if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+        return Ok(i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0));
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .with_context(|| format!("--since {s:?}: expected RFC 3339 time or an age like 15m"))?;
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => anyhow::bail!("--since {s:?}: unit must be s, m, h or d"),
+    };
+    Ok(bannin_proto::now_unix_ms() - n.saturating_mul(unit_ms))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

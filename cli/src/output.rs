@@ -1,0 +1,122 @@
+//! Printing for humans (aligned text) and for scripts (`--json`).
+
+use bannin_proto::v1;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// RFC 3339 UTC time of a Unix millisecond timestamp ("" for 0).
+pub fn rfc3339(ms: i64) -> String {
+    if ms == 0 {
+        return String::new();
+    }
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// Short local-free time for tables: `2026-11-25 21:30:05`.
+pub fn short_time(ms: i64) -> String {
+    let s = rfc3339(ms);
+    s.get(..19).map(|t| t.replace('T', " ")).unwrap_or(s)
+}
+
+/// Lower-case name of a severity.
+pub fn severity(value: i32) -> &'static str {
+    match v1::Severity::try_from(value).unwrap_or(v1::Severity::Unspecified) {
+        v1::Severity::Unspecified => "unspecified",
+        v1::Severity::Info => "info",
+        v1::Severity::Low => "low",
+        v1::Severity::Medium => "medium",
+        v1::Severity::High => "high",
+        v1::Severity::Critical => "critical",
+    }
+}
+
+/// Lower-case name of a finding state.
+pub fn state(value: i32) -> &'static str {
+    match v1::FindingState::try_from(value).unwrap_or(v1::FindingState::Unspecified) {
+        v1::FindingState::Unspecified => "unspecified",
+        v1::FindingState::New => "new",
+        v1::FindingState::Acknowledged => "acknowledged",
+        v1::FindingState::Resolved => "resolved",
+        v1::FindingState::FalsePositive => "false_positive",
+    }
+}
+
+/// A finding as JSON.
+pub fn finding_json(f: &v1::Finding) -> Value {
+    json!({
+        "id": f.id,
+        "host_id": f.host_id,
+        "kind": f.kind,
+        "severity": severity(f.severity),
+        "state": state(f.state),
+        "observed": rfc3339(f.observed_unix_ms),
+        "received": rfc3339(f.received_unix_ms),
+        "last_observed": rfc3339(f.last_observed_unix_ms),
+        "count": f.count,
+        "attributes": f.attributes,
+        "summary": f.summary,
+        "history": f.history.iter().map(|c| json!({
+            "state": state(c.state),
+            "operator": c.operator,
+            "at": rfc3339(c.at_unix_ms),
+            "note": c.note,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A finding as one line of text.
+pub fn finding_line(f: &v1::Finding) -> String {
+    let count = if f.count > 1 { format!(" ×{}", f.count) } else { String::new() };
+    format!(
+        "#{:<6} {}  {:<8} {:<20} {:<24} {:<14} {}{}",
+        f.id,
+        short_time(f.observed_unix_ms),
+        severity(f.severity),
+        f.host_id,
+        f.kind,
+        state(f.state),
+        f.summary,
+        count
+    )
+}
+
+/// A host as JSON.
+pub fn host_json(h: &v1::Host) -> Value {
+    json!({
+        "host_id": h.host_id,
+        "online": h.online,
+        "hostname": h.hostname,
+        "os": h.os,
+        "kernel": h.kernel,
+        "addresses": h.addresses,
+        "agent_version": h.agent_version,
+        "first_seen": rfc3339(h.first_seen_unix_ms),
+        "last_seen": rfc3339(h.last_seen_unix_ms),
+        "acked_sequence": h.acked_sequence,
+        "spool_bytes": h.spool_bytes,
+        "peer_address": h.peer_address,
+        "sensors": h.sensors.iter().map(|s| json!({
+            "name": s.name, "state": s.state, "detail": s.detail,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A stored event as JSON.
+pub fn event_json(e: &v1::StoredEvent) -> Value {
+    let ev = e.event.clone().unwrap_or_default();
+    json!({
+        "host_id": e.host_id,
+        "sequence": e.sequence,
+        "kind": ev.kind,
+        "severity": severity(ev.severity),
+        "indicator": ev.indicator,
+        "observed": rfc3339(ev.observed_unix_ms),
+        "received": rfc3339(e.received_unix_ms),
+        "attributes": ev.attributes,
+        "summary": ev.summary,
+    })
+}
