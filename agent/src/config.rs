@@ -64,7 +64,6 @@ macro_rules! defaults {
 defaults! {
     d_heartbeat: u64 = 30;
     d_batch_events: usize = 500;
-    d_batch_delay: u64 = 1000;
     d_in_flight: usize = 32;
     d_replay_rate: u32 = 100;
     d_backoff_initial: u64 = 500;
@@ -85,8 +84,6 @@ struct RawLink {
     heartbeat_secs: u64,
     #[serde(default = "d_batch_events")]
     batch_max_events: usize,
-    #[serde(default = "d_batch_delay")]
-    batch_max_delay_ms: u64,
     #[serde(default = "d_in_flight")]
     max_in_flight: usize,
     #[serde(default = "d_replay_rate")]
@@ -102,7 +99,6 @@ impl Default for RawLink {
         Self {
             heartbeat_secs: d_heartbeat(),
             batch_max_events: d_batch_events(),
-            batch_max_delay_ms: d_batch_delay(),
             max_in_flight: d_in_flight(),
             max_batches_per_sec: d_replay_rate(),
             backoff_initial_ms: d_backoff_initial(),
@@ -208,8 +204,6 @@ pub struct LinkConfig {
     pub heartbeat: Duration,
     /// Most events in one batch.
     pub batch_max_events: usize,
-    /// Longest an event waits to be batched.
-    pub batch_max_delay: Duration,
     /// Batches sent and not yet acknowledged at once.
     pub max_in_flight: usize,
     /// Most batches sent per second (paces replay after an outage).
@@ -260,7 +254,9 @@ fn common(
     sev: &str,
 ) -> SensorCommon {
     if !(1..=86_400).contains(&interval_secs) {
-        errors.push(format!("sensors.{section}.interval_secs = {interval_secs}: must be 1 to 86400"));
+        errors.push(format!(
+            "sensors.{section}.interval_secs = {interval_secs}: must be 1 to 86400"
+        ));
     }
     let severity = severity(sev).unwrap_or_else(|| {
         errors.push(format!(
@@ -331,7 +327,10 @@ impl AgentConfig {
         let (spool_dir, spool_max_bytes) = match raw.spool {
             Some(s) => {
                 if s.max_bytes < 1024 * 1024 {
-                    errors.push(format!("spool.max_bytes = {}: must be at least 1 MiB", s.max_bytes));
+                    errors.push(format!(
+                        "spool.max_bytes = {}: must be at least 1 MiB",
+                        s.max_bytes
+                    ));
                 }
                 (base.join(s.dir), s.max_bytes)
             }
@@ -342,19 +341,31 @@ impl AgentConfig {
         };
         let l = raw.link;
         if !(1..=3600).contains(&l.heartbeat_secs) {
-            errors.push(format!("link.heartbeat_secs = {}: must be 1 to 3600", l.heartbeat_secs));
+            errors.push(format!(
+                "link.heartbeat_secs = {}: must be 1 to 3600",
+                l.heartbeat_secs
+            ));
         }
         if !(1..=10_000).contains(&l.batch_max_events) {
-            errors.push(format!("link.batch_max_events = {}: must be 1 to 10000", l.batch_max_events));
+            errors.push(format!(
+                "link.batch_max_events = {}: must be 1 to 10000",
+                l.batch_max_events
+            ));
         }
         if !(1..=1024).contains(&l.max_in_flight) {
-            errors.push(format!("link.max_in_flight = {}: must be 1 to 1024", l.max_in_flight));
+            errors.push(format!(
+                "link.max_in_flight = {}: must be 1 to 1024",
+                l.max_in_flight
+            ));
         }
         if l.max_batches_per_sec == 0 {
             errors.push("link.max_batches_per_sec must be at least 1");
         }
         if l.backoff_max_secs == 0 || l.backoff_max_secs > 3600 {
-            errors.push(format!("link.backoff_max_secs = {}: must be 1 to 3600", l.backoff_max_secs));
+            errors.push(format!(
+                "link.backoff_max_secs = {}: must be 1 to 3600",
+                l.backoff_max_secs
+            ));
         }
         let s = raw.sensors;
         let net_listener = common(
@@ -365,7 +376,13 @@ impl AgentConfig {
             &s.net_listener.severity,
         );
         let o = s.file_odd_name;
-        let odd_common = common(&mut errors, "file_odd_name", o.enabled, o.interval_secs, &o.severity);
+        let odd_common = common(
+            &mut errors,
+            "file_odd_name",
+            o.enabled,
+            o.interval_secs,
+            &o.severity,
+        );
         for p in &o.paths {
             if !p.is_absolute() {
                 errors.push(format!(
@@ -384,7 +401,6 @@ impl AgentConfig {
                 server_name: collector.server_name,
                 heartbeat: Duration::from_secs(l.heartbeat_secs),
                 batch_max_events: l.batch_max_events,
-                batch_max_delay: Duration::from_millis(l.batch_max_delay_ms.max(1)),
                 max_in_flight: l.max_in_flight,
                 max_batches_per_sec: l.max_batches_per_sec,
                 backoff_initial: Duration::from_millis(l.backoff_initial_ms.max(10)),
@@ -420,7 +436,16 @@ mod tests {
         .expect("write");
         let err = AgentConfig::load(&path).expect_err("invalid");
         let text = err.to_string();
-        for needle in ["mystery", "sensors.net_listener.speed", "host_id", "collector.address", "[tls]", "[spool]", "heartbeat_secs", "severity"] {
+        for needle in [
+            "mystery",
+            "sensors.net_listener.speed",
+            "host_id",
+            "collector.address",
+            "[tls]",
+            "[spool]",
+            "heartbeat_secs",
+            "severity",
+        ] {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }
         assert_eq!(err.problems.len(), 8, "{text}");

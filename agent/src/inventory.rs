@@ -7,8 +7,8 @@ use sysinfo::{Networks, System};
 pub fn hello(host_id: &str, heartbeat_secs: u32, sensors: Vec<v1::SensorHealth>) -> v1::Hello {
     let networks = Networks::new_with_refreshed_list();
     let mut addresses: Vec<String> = networks
-        .iter()
-        .flat_map(|(_, data)| data.ip_networks().iter().map(|n| n.addr))
+        .values()
+        .flat_map(|data| data.ip_networks().iter().map(|n| n.addr))
         .filter(|a| !a.is_loopback())
         .map(|a| a.to_string())
         .collect();

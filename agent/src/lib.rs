@@ -25,7 +25,6 @@ use std::time::Duration;
 
 use bannin_proto::identity::{HostId, IdentityError, PeerIdentity};
 use bannin_proto::tls::{TlsError, TlsMaterial, client_config};
-use bannin_proto::v1;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -34,6 +33,7 @@ use tracing::Instrument;
 pub use config::AgentConfig;
 pub use sensors::HealthBoard;
 
+use crate::sensors::SweepOutput;
 use crate::spool::{Spool, SpoolError};
 
 /// How long shutdown waits for tasks to stop.
@@ -59,6 +59,9 @@ pub enum AgentError {
         /// From the certificate.
         certificate: HostId,
     },
+    /// The sensors' saved state could not be read.
+    #[error("reading sensor state: {0}")]
+    SensorState(#[source] sensors::SensorError),
     /// The spool could not be opened.
     #[error("spool {path}: {source}")]
     Spool {
@@ -105,23 +108,28 @@ pub async fn run_with_health(
     let spooled = Arc::new(Notify::new());
     let tracker = TaskTracker::new();
     let (events_tx, events_rx) = mpsc::channel(1024);
-    for sensor in sensors::registry(&config, &spool.sensor_state(), &board) {
+    let sensors = sensors::registry(&config, &spool, &board).map_err(AgentError::SensorState)?;
+    for sensor in sensors {
         let span = tracing::info_span!("sensor", sensor = sensor.name());
         tracker.spawn(
-            sensors::run_sensor(sensor, events_tx.clone(), board.clone(), shutdown.child_token())
-                .instrument(span),
+            sensors::run_sensor(
+                sensor,
+                events_tx.clone(),
+                board.clone(),
+                shutdown.child_token(),
+            )
+            .instrument(span),
         );
     }
     drop(events_tx);
     tracker.spawn(
-        batcher(
+        spooler(
             events_rx,
             spool.clone(),
             spooled.clone(),
             config.link.batch_max_events,
-            config.link.batch_max_delay,
         )
-        .instrument(tracing::info_span!("batcher")),
+        .instrument(tracing::info_span!("spooler")),
     );
     let link = link::Link {
         config: config.link.clone(),
@@ -131,11 +139,17 @@ pub async fn run_with_health(
         spooled,
         health: board,
     };
-    tracker.spawn(link.run(shutdown.child_token()).instrument(tracing::info_span!("link", host.id = %host)));
+    tracker.spawn(
+        link.run(shutdown.child_token())
+            .instrument(tracing::info_span!("link", host.id = %host)),
+    );
     tracker.close();
     tracing::info!(host.id = %host, collector = %config.link.address, "Agent running");
     shutdown.cancelled().await;
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("Agent tasks did not stop within the grace period");
     }
     if let Err(error) = spool.flush() {
@@ -145,53 +159,47 @@ pub async fn run_with_health(
     Ok(())
 }
 
-/// Gathers sensor events into batches of at most `max_events`, or whatever
-/// arrived within `max_delay`, and spools each. Ends, after spooling what it
-/// holds, when every sensor has stopped.
-async fn batcher(
-    mut events: mpsc::Receiver<Vec<v1::Event>>,
+/// Spools each sensor sweep as it arrives: its events in batches of at most
+/// `max_events`, together with the sensor's new state, in one atomic write.
+/// Ends when every sensor has stopped.
+///
+/// Sweeps are not merged across sensors: a sweep is the unit that must be
+/// atomic with its sensor's state, and sensors sweep seconds apart, so merging
+/// would buy little and cost that guarantee.
+async fn spooler(
+    mut sweeps: mpsc::Receiver<SweepOutput>,
     spool: Arc<Spool>,
     spooled: Arc<Notify>,
     max_events: usize,
-    max_delay: Duration,
 ) {
-    let mut pending: Vec<v1::Event> = Vec::new();
-    let mut deadline: Option<tokio::time::Instant> = None;
-    loop {
-        let received = match deadline {
-            Some(d) => tokio::select! {
-                r = events.recv() => Some(r),
-                () = tokio::time::sleep_until(d) => None,
-            },
-            None => Some(events.recv().await),
-        };
-        let closed = matches!(received, Some(None));
-        if let Some(Some(batch)) = received {
-            if pending.is_empty() {
-                deadline = Some(tokio::time::Instant::now() + max_delay);
+    while let Some(SweepOutput { sensor, sweep }) = sweeps.recv().await {
+        let mut events = sweep.events;
+        let mut chunks = Vec::with_capacity(events.len() / max_events + 1);
+        while events.len() > max_events {
+            let rest = events.split_off(max_events);
+            chunks.push(std::mem::replace(&mut events, rest));
+        }
+        if !events.is_empty() {
+            chunks.push(events);
+        }
+        let spool = spool.clone();
+        let state = sweep.state;
+        // Invariant: a batch is durable in the spool before the link may send it.
+        // Otherwise a crash could lose a batch the collector already stored, and
+        // the restarted agent would hand its sequence number to new data, which
+        // the collector would then drop as a duplicate.
+        let appended = tokio::task::spawn_blocking(move || {
+            let r = spool.append_sweep(chunks, state.as_deref().map(|s| (sensor, s.to_vec())))?;
+            spool.flush()?;
+            Ok::<_, SpoolError>(r)
+        })
+        .await;
+        match appended {
+            Ok(Ok(_)) => spooled.notify_one(),
+            Ok(Err(error)) => {
+                tracing::error!(sensor, %error, "Cannot spool a sweep; its events are lost")
             }
-            pending.extend(batch);
-        }
-        let due = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
-        while pending.len() >= max_events || ((due || closed) && !pending.is_empty()) {
-            let rest = if pending.len() > max_events {
-                pending.split_off(max_events)
-            } else {
-                Vec::new()
-            };
-            let batch = std::mem::replace(&mut pending, rest);
-            let spool = spool.clone();
-            match tokio::task::spawn_blocking(move || spool.append(batch)).await {
-                Ok(Ok(_)) => spooled.notify_one(),
-                Ok(Err(error)) => tracing::error!(%error, "Cannot spool a batch; its events are lost"),
-                Err(error) => tracing::error!(%error, "Spool task failed"),
-            }
-        }
-        if pending.is_empty() {
-            deadline = None;
-        }
-        if closed {
-            return;
+            Err(error) => tracing::error!(sensor, %error, "Spool task failed"),
         }
     }
 }

@@ -14,9 +14,11 @@ use std::time::Duration;
 
 use bannin_proto::identity::HostId;
 use bannin_proto::tls;
-use bannin_proto::v1::{self, agent_link_client::AgentLinkClient, agent_message, collector_message};
-use rand::Rng;
 use bannin_proto::tls::ClientConfig;
+use bannin_proto::v1::{
+    self, agent_link_client::AgentLinkClient, agent_message, collector_message,
+};
+use rand::Rng;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
@@ -111,8 +113,13 @@ impl Link {
             }
             let delay = backoff.next_delay();
             match result {
-                Ok(()) => tracing::info!(retry.ms = delay.as_millis() as u64, "Collector closed the stream; reconnecting"),
-                Err(error) => tracing::warn!(%error, retry.ms = delay.as_millis() as u64, collector = %self.config.address, "Link down; reconnecting"),
+                Ok(()) => tracing::info!(
+                    retry.ms = delay.as_millis() as u64,
+                    "Collector closed the stream; reconnecting"
+                ),
+                Err(error) => {
+                    tracing::warn!(%error, retry.ms = delay.as_millis() as u64, collector = %self.config.address, "Link down; reconnecting")
+                }
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -133,8 +140,17 @@ impl Link {
         }
     }
 
-    async fn session(&self, shutdown: &CancellationToken, delivered: &mut bool) -> Result<(), LinkError> {
-        let channel = tls::connect(&self.config.address, &self.config.server_name, self.tls.clone()).await?;
+    async fn session(
+        &self,
+        shutdown: &CancellationToken,
+        delivered: &mut bool,
+    ) -> Result<(), LinkError> {
+        let channel = tls::connect(
+            &self.config.address,
+            &self.config.server_name,
+            self.tls.clone(),
+        )
+        .await?;
         let mut client = AgentLinkClient::new(channel)
             .max_decoding_message_size(bannin_proto::DEFAULT_MAX_MESSAGE_BYTES)
             .max_encoding_message_size(bannin_proto::DEFAULT_MAX_MESSAGE_BYTES);
@@ -156,6 +172,7 @@ impl Link {
             }) => w,
             _ => return Err(LinkError::Protocol("expected Welcome")),
         };
+        self.spool.ensure_after(welcome.acked_sequence)?;
         self.spool.acknowledge(welcome.acked_sequence)?;
         let backlog = self.spool.stats();
         tracing::info!(collector = %self.config.address, acked = welcome.acked_sequence, backlog.batches = backlog.batches, "Connected to collector");
@@ -236,7 +253,10 @@ mod tests {
         let delays: Vec<Duration> = (0..30).map(|_| b.next_delay()).collect();
         assert!(delays.iter().all(|d| *d <= Duration::from_secs(60)));
         assert!(delays.iter().all(|d| *d >= Duration::from_millis(50)));
-        assert!(delays[20..].iter().any(|d| *d > Duration::from_secs(10)), "{delays:?}");
+        assert!(
+            delays[20..].iter().any(|d| *d > Duration::from_secs(10)),
+            "{delays:?}"
+        );
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
     }

@@ -11,8 +11,11 @@
 //! | `B` sequence(u64 BE) | severity(u8) event-count(u32 BE) batch (prost `TelemetryBatch`) |
 //! | `S` severity(u8) sequence(u64 BE) | empty: the drop order, lowest severity and oldest first |
 //! | `M` `last_seq` | last sequence number handed out (u64 BE); never reused |
+//! | `T` sensor-name | what the sensor remembers across restarts (JSON) |
 //!
-//! The tree `sensor_state` holds what sensors remember across restarts.
+//! A sensor's state is written in the same atomic batch as the events of the
+//! sweep that produced it ([`Spool::append_sweep`]): a crash can never leave a
+//! sensor believing it reported what the spool never received.
 //!
 //! # Overflow
 //!
@@ -24,8 +27,8 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use bannin_proto::v1::{self, Severity};
 use bannin_proto::now_unix_ms;
+use bannin_proto::v1::{self, Severity};
 use prost::Message;
 
 /// Errors of the spool.
@@ -46,6 +49,7 @@ pub enum SpoolError {
 
 const PREFIX_BATCH: u8 = b'B';
 const PREFIX_SEVERITY: u8 = b'S';
+const PREFIX_STATE: u8 = b'T';
 const LAST_SEQ: &[u8] = b"Mlast_seq";
 /// Room kept free for a loss report.
 const REPORT_RESERVE: u64 = 1024;
@@ -56,6 +60,12 @@ fn batch_key(seq: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = PREFIX_BATCH;
     k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn state_key(name: &str) -> Vec<u8> {
+    let mut k = vec![PREFIX_STATE];
+    k.extend_from_slice(name.as_bytes());
     k
 }
 
@@ -102,7 +112,6 @@ pub struct SpoolStats {
 pub struct Spool {
     db: sled::Db,
     tree: sled::Tree,
-    sensor_state: sled::Tree,
     max_bytes: u64,
     /// Serialises appends and acknowledgements; held only for sled calls, never across `.await`.
     state: Mutex<State>,
@@ -117,12 +126,13 @@ impl Spool {
             .flush_every_ms(Some(200))
             .open()?;
         let tree = db.open_tree("spool")?;
-        let sensor_state = db.open_tree("sensor_state")?;
         let mut last_seq = match tree.get(LAST_SEQ)? {
-            Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| SpoolError::Corrupt {
-                sequence: 0,
-                reason: "last_seq".into(),
-            })?),
+            Some(v) => {
+                u64::from_be_bytes(v.as_ref().try_into().map_err(|_| SpoolError::Corrupt {
+                    sequence: 0,
+                    reason: "last_seq".into(),
+                })?)
+            }
             None => 0,
         };
         let (mut bytes, mut batches) = (0u64, 0u64);
@@ -135,7 +145,6 @@ impl Spool {
         Ok(Self {
             db,
             tree,
-            sensor_state,
             max_bytes,
             state: Mutex::new(State {
                 last_seq,
@@ -147,11 +156,6 @@ impl Spool {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The tree where sensors keep their state.
-    pub fn sensor_state(&self) -> sled::Tree {
-        self.sensor_state.clone()
     }
 
     /// Current size.
@@ -167,57 +171,78 @@ impl Spool {
     /// Spools `events` as the next batch; returns its sequence, or `None` if the
     /// batch itself was the one dropped for space (and its loss reported).
     pub fn append(&self, events: Vec<v1::Event>) -> Result<Option<u64>, SpoolError> {
-        let severity = events.iter().map(|e| e.severity).max().unwrap_or(0);
-        let count = events.len() as u64;
-        let mut state = self.lock();
-        let seq = state.last_seq + 1;
-        let record = encode(seq, severity, events);
+        Ok(self.append_sweep(vec![events], None)?.pop().flatten())
+    }
+
+    /// Spools one sensor sweep atomically: each chunk as the next batch, and the
+    /// sensor's new state (`name`, bytes) in the same write, so that after a crash
+    /// either both the events and the state that says they were reported exist,
+    /// or neither does. Returns each chunk's sequence (`None` if dropped for space).
+    pub fn append_sweep(
+        &self,
+        chunks: Vec<Vec<v1::Event>>,
+        state: Option<(&str, Vec<u8>)>,
+    ) -> Result<Vec<Option<u64>>, SpoolError> {
+        let mut guard = self.lock();
+        let mut last = guard.last_seq;
+        let mut bytes = guard.bytes;
+        let mut batches = guard.batches;
         let mut batch = sled::Batch::default();
         let mut loss = Loss::default();
-        let mut kept = true;
-        let mut bytes = state.bytes;
-        let mut batches = state.batches;
-        // Drop lowest-severity, oldest batches until the new one fits.
+        let mut assigned = Vec::with_capacity(chunks.len());
+        // One pass over the drop order serves every chunk: victims are taken in
+        // order and never twice.
         let mut victims = self.tree.scan_prefix([PREFIX_SEVERITY]);
-        while bytes + record.len() as u64 + REPORT_RESERVE > self.max_bytes {
-            let Some(item) = victims.next() else {
-                kept = false;
-                break;
-            };
-            let (skey, _) = item?;
-            let (vsev, vseq) = (i32::from(skey[1]), seq_of(&skey[1..]));
-            if vsev > severity {
-                // Everything left outranks the new batch: it is the one to go.
-                kept = false;
-                break;
+        for events in chunks {
+            if events.is_empty() {
+                assigned.push(None);
+                continue;
             }
-            if let Some(v) = self.tree.get(batch_key(vseq))? {
+            let severity = events.iter().map(|e| e.severity).max().unwrap_or(0);
+            let count = events.len() as u64;
+            let seq = last + 1;
+            let record = encode(seq, severity, events);
+            let mut kept = true;
+            // Drop lowest-severity, oldest batches until the new one fits.
+            while bytes + record.len() as u64 + REPORT_RESERVE > self.max_bytes {
+                let Some(item) = victims.next() else {
+                    kept = false;
+                    break;
+                };
+                let (skey, _) = item?;
+                let (vsev, vseq) = (i32::from(skey[1]), seq_of(&skey[1..]));
+                if vsev > severity {
+                    // Everything left outranks the new batch: it is the one to go.
+                    kept = false;
+                    break;
+                }
+                if let Some(v) = self.tree.get(batch_key(vseq))? {
+                    loss.batches += 1;
+                    loss.events += u64::from(event_count(&v));
+                    loss.bytes += v.len() as u64;
+                    loss.max_severity = loss.max_severity.max(vsev);
+                    bytes -= v.len() as u64;
+                    batches -= 1;
+                }
+                batch.remove(&batch_key(vseq));
+                batch.remove(&skey);
+            }
+            if kept {
+                last = seq;
+                batch.insert(&batch_key(seq), record.clone());
+                batch.insert(&severity_key(severity_byte(severity), seq), &[]);
+                bytes += record.len() as u64;
+                batches += 1;
+                assigned.push(Some(seq));
+            } else {
                 loss.batches += 1;
-                loss.events += u64::from(event_count(&v));
-                loss.bytes += v.len() as u64;
-                loss.max_severity = loss.max_severity.max(vsev);
-                bytes -= v.len() as u64;
-                batches -= 1;
+                loss.events += count;
+                loss.bytes += record.len() as u64;
+                loss.max_severity = loss.max_severity.max(severity);
+                assigned.push(None);
             }
-            batch.remove(&batch_key(vseq));
-            batch.remove(&skey);
         }
         drop(victims);
-        let mut last = state.last_seq;
-        let assigned = if kept {
-            last = seq;
-            batch.insert(&batch_key(seq), record.clone());
-            batch.insert(&severity_key(severity_byte(severity), seq), &[]);
-            bytes += record.len() as u64;
-            batches += 1;
-            Some(seq)
-        } else {
-            loss.batches += 1;
-            loss.events += count;
-            loss.bytes += record.len() as u64;
-            loss.max_severity = loss.max_severity.max(severity);
-            None
-        };
         if loss.batches > 0 {
             last += 1;
             let report = encode(last, Severity::High as i32, vec![loss_event(&loss)]);
@@ -228,16 +253,44 @@ impl Spool {
                 "Spool full: dropped the lowest-severity, oldest telemetry"
             );
             batch.insert(&batch_key(last), report.clone());
-            batch.insert(&severity_key(severity_byte(Severity::High as i32), last), &[]);
+            batch.insert(
+                &severity_key(severity_byte(Severity::High as i32), last),
+                &[],
+            );
             bytes += report.len() as u64;
             batches += 1;
         }
+        if let Some((name, value)) = state {
+            batch.insert(state_key(name), value);
+        }
         batch.insert(LAST_SEQ, &last.to_be_bytes());
         self.tree.apply_batch(batch)?;
-        state.last_seq = last;
-        state.bytes = bytes;
-        state.batches = batches;
+        guard.last_seq = last;
+        guard.bytes = bytes;
+        guard.batches = batches;
         Ok(assigned)
+    }
+
+    /// The state sensor `name` saved with its last sweep.
+    pub fn sensor_state(&self, name: &str) -> Result<Option<Vec<u8>>, SpoolError> {
+        Ok(self.tree.get(state_key(name))?.map(|v| v.to_vec()))
+    }
+
+    /// Makes sure the next sequence handed out is above `sequence` (the
+    /// collector's high water): if the spool ever lost its tail, new batches
+    /// must not reuse numbers the collector has already stored.
+    pub fn ensure_after(&self, sequence: u64) -> Result<(), SpoolError> {
+        let mut state = self.lock();
+        if state.last_seq < sequence {
+            tracing::warn!(
+                spool.last = state.last_seq,
+                collector.high_water = sequence,
+                "Spool is behind the collector; skipping ahead"
+            );
+            self.tree.insert(LAST_SEQ, &sequence.to_be_bytes())?;
+            state.last_seq = sequence;
+        }
+        Ok(())
     }
 
     /// Removes every batch up to and including `sequence`; returns how many.
@@ -266,7 +319,11 @@ impl Spool {
     /// Up to `max` spooled batches with a sequence of at least `from`, in order.
     pub fn read_from(&self, from: u64, max: usize) -> Result<Vec<v1::TelemetryBatch>, SpoolError> {
         let mut out = Vec::new();
-        for item in self.tree.range(batch_key(from)..batch_key(u64::MAX)).take(max) {
+        for item in self
+            .tree
+            .range(batch_key(from)..batch_key(u64::MAX))
+            .take(max)
+        {
             let (k, v) = item?;
             let sequence = seq_of(&k);
             let body = v.get(5..).ok_or_else(|| SpoolError::Corrupt {
@@ -364,14 +421,23 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let spool = Spool::open(dir.path(), 1 << 30).expect("open");
-            assert_eq!(spool.append(events(1, Severity::Info, 1)).expect("append"), Some(1));
-            assert_eq!(spool.append(events(1, Severity::Info, 1)).expect("append"), Some(2));
+            assert_eq!(
+                spool.append(events(1, Severity::Info, 1)).expect("append"),
+                Some(1)
+            );
+            assert_eq!(
+                spool.append(events(1, Severity::Info, 1)).expect("append"),
+                Some(2)
+            );
             assert_eq!(spool.acknowledge(2).expect("ack"), 2);
             spool.flush().expect("flush");
         }
         let spool = Spool::open(dir.path(), 1 << 30).expect("reopen");
         assert_eq!(spool.stats().batches, 0);
-        assert_eq!(spool.append(events(1, Severity::Info, 1)).expect("append"), Some(3));
+        assert_eq!(
+            spool.append(events(1, Severity::Info, 1)).expect("append"),
+            Some(3)
+        );
     }
 
     #[test]
@@ -397,9 +463,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let spool = Spool::open(dir.path(), 1024 * 1024).expect("open");
         // ~100 KiB batches: 1 high, then info ones until the cap forces drops.
-        spool.append(events(1, Severity::High, 100_000)).expect("append");
+        spool
+            .append(events(1, Severity::High, 100_000))
+            .expect("append");
         for _ in 0..12 {
-            spool.append(events(1, Severity::Info, 100_000)).expect("append");
+            spool
+                .append(events(1, Severity::Info, 100_000))
+                .expect("append");
         }
         let all = spool.read_from(0, 1000).expect("read");
         assert!(spool.stats().bytes <= 1024 * 1024);
@@ -412,15 +482,29 @@ mod tests {
         assert!(!reports.is_empty(), "loss is reported");
         let dropped: u64 = reports
             .iter()
-            .map(|e| e.attributes["dropped_events"].parse::<u64>().expect("number"))
+            .map(|e| {
+                e.attributes["dropped_events"]
+                    .parse::<u64>()
+                    .expect("number")
+            })
             .sum();
         let info_left = all
             .iter()
-            .filter(|b| b.events.iter().all(|e| e.kind == "test" && e.severity == Severity::Info as i32))
+            .filter(|b| {
+                b.events
+                    .iter()
+                    .all(|e| e.kind == "test" && e.severity == Severity::Info as i32)
+            })
             .count() as u64;
-        assert_eq!(dropped + info_left, 12, "every info batch is either kept or counted as lost");
+        assert_eq!(
+            dropped + info_left,
+            12,
+            "every info batch is either kept or counted as lost"
+        );
         // The oldest info batches went first.
-        let first_info = all.iter().find(|b| b.events[0].kind == "test" && b.sequence > 1);
+        let first_info = all
+            .iter()
+            .find(|b| b.events[0].kind == "test" && b.sequence > 1);
         assert!(first_info.expect("some info kept").sequence > 2);
     }
 }

@@ -65,9 +65,13 @@ impl OperatorConfig {
             key: self.key.clone(),
         })
         .context("loading operator certificate")?;
-        let channel = tls::connect(&self.collector, &self.server_name, tls::client_config(&material)?)
-            .await
-            .with_context(|| format!("connecting to the collector at {}", self.collector))?;
+        let channel = tls::connect(
+            &self.collector,
+            &self.server_name,
+            tls::client_config(&material)?,
+        )
+        .await
+        .with_context(|| format!("connecting to the collector at {}", self.collector))?;
         Ok(OperatorClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
     }
 }

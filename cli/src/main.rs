@@ -144,8 +144,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print_json(&hosts.iter().map(host_json).collect::<Vec<_>>())?;
             } else {
                 println!(
-                    "{:<24} {:<8} {:<20} {:<19} {:<10} {}",
-                    "HOST", "STATUS", "HOSTNAME", "LAST SEEN (UTC)", "ACKED", "SENSORS"
+                    "{:<24} {:<8} {:<20} {:<19} {:<10} SENSORS",
+                    "HOST", "STATUS", "HOSTNAME", "LAST SEEN (UTC)", "ACKED"
                 );
                 for h in hosts {
                     let degraded: Vec<String> = h
@@ -171,7 +171,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Findings { follow, since, limit } => {
+        Command::Findings {
+            follow,
+            since,
+            limit,
+        } => {
             if follow {
                 let mut stream = client
                     .follow_findings(v1::FollowFindingsRequest { since_id: since })
@@ -188,7 +192,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             } else {
                 let findings = client
-                    .list_findings(v1::ListFindingsRequest { since_id: since, limit })
+                    .list_findings(v1::ListFindingsRequest {
+                        since_id: since,
+                        limit,
+                    })
                     .await
                     .context("listing findings")?
                     .into_inner()
@@ -209,7 +216,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (id, state, note) = match action {
                 FindingAction::Show { id } => {
                     let found = client
-                        .list_findings(v1::ListFindingsRequest { since_id: id.saturating_sub(1), limit: 1 })
+                        .list_findings(v1::ListFindingsRequest {
+                            since_id: id.saturating_sub(1),
+                            limit: 1,
+                        })
                         .await
                         .context("reading finding")?
                         .into_inner()
@@ -222,17 +232,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 FindingAction::Ack { id, note } => (id, v1::FindingState::Acknowledged, note),
                 FindingAction::Resolve { id, note } => (id, v1::FindingState::Resolved, note),
-                FindingAction::FalsePositive { id, note } => (id, v1::FindingState::FalsePositive, note),
+                FindingAction::FalsePositive { id, note } => {
+                    (id, v1::FindingState::FalsePositive, note)
+                }
             };
             let f = client
-                .set_finding_state(v1::SetFindingStateRequest { id, state: state as i32, note })
+                .set_finding_state(v1::SetFindingStateRequest {
+                    id,
+                    state: state as i32,
+                    note,
+                })
                 .await
                 .map_err(|s| anyhow::anyhow!("{}", s.message()))
                 .with_context(|| format!("changing finding {id}"))?
                 .into_inner();
             print_finding(&f, cli.json)?;
         }
-        Command::Events { host, since, kind, limit } => {
+        Command::Events {
+            host,
+            since,
+            kind,
+            limit,
+        } => {
             let since_unix_ms = match since {
                 Some(s) => parse_since(&s)?,
                 None => 0,
@@ -243,6 +264,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     since_unix_ms,
                     kind: kind.unwrap_or_default(),
                     limit,
+                    after_sequence: 0,
                 })
                 .await
                 .map_err(|s| anyhow::anyhow!("{}", s.message()))
@@ -284,7 +306,11 @@ fn print_finding(f: &v1::Finding, json: bool) -> anyhow::Result<()> {
             short_time(c.at_unix_ms),
             output::state(c.state),
             c.operator,
-            if c.note.is_empty() { String::new() } else { format!(": {}", c.note) }
+            if c.note.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", c.note)
+            }
         );
     }
     Ok(())
@@ -320,5 +346,6 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

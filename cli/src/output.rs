@@ -70,7 +70,11 @@ pub fn finding_json(f: &v1::Finding) -> Value {
 
 /// A finding as one line of text.
 pub fn finding_line(f: &v1::Finding) -> String {
-    let count = if f.count > 1 { format!(" ×{}", f.count) } else { String::new() };
+    let count = if f.count > 1 {
+        format!(" ×{}", f.count)
+    } else {
+        String::new()
+    };
     format!(
         "#{:<6} {}  {:<8} {:<20} {:<24} {:<14} {}{}",
         f.id,

@@ -46,6 +46,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let data = absolute(&args.data)?;
     let host = prepare(&data, args.listen).context("preparing the dev setup")?;
@@ -65,9 +66,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let listen = collector_config.listen;
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
-        format!("cannot listen on {listen}: is another `bannin up` or collector running? (edit {})", data.join("collector.toml").display())
-    })?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {listen}: is another `bannin up` or collector running? (edit {})",
+                data.join("collector.toml").display()
+            )
+        })?;
 
     let shutdown = CancellationToken::new();
     let collector = tokio::spawn(bannin_collector::serve(
@@ -84,8 +90,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
 
     let operator = OperatorConfig::load(&data.join("operator.toml"))?;
     eprintln!("Bannin is up.");
-    eprintln!("  collector  {listen} (mTLS; store in {})", data.join("store").display());
-    eprintln!("  agent      host id {host}, spool in {}", data.join("spool").display());
+    eprintln!(
+        "  collector  {listen} (mTLS; store in {})",
+        data.join("store").display()
+    );
+    eprintln!(
+        "  agent      host id {host}, spool in {}",
+        data.join("spool").display()
+    );
     eprintln!("  operator   {}", data.join("operator.toml").display());
     eprintln!("  In another terminal: `bannin hosts`, `bannin findings`, `bannin events {host}`.");
     if !bannin_agent::sensors::running_as_root() {
@@ -107,7 +119,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn follow_findings(operator: OperatorConfig, json: bool, board: HealthBoard) -> anyhow::Result<()> {
+async fn follow_findings(
+    operator: OperatorConfig,
+    json: bool,
+    board: HealthBoard,
+) -> anyhow::Result<()> {
     // The collector is starting in this process; give it a moment.
     let mut client = None;
     for _ in 0..50 {
@@ -154,7 +170,9 @@ fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
     if p.is_absolute() {
         Ok(p.to_owned())
     } else {
-        Ok(std::env::current_dir().context("current directory")?.join(p))
+        Ok(std::env::current_dir()
+            .context("current directory")?
+            .join(p))
     }
 }
 
@@ -163,10 +181,17 @@ fn local_host_id() -> HostId {
     let name = sysinfo_hostname();
     let cleaned: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     let cleaned = cleaned.trim_start_matches(['.', '-']).to_owned();
-    HostId::new(cleaned).unwrap_or_else(|_| HostId::new("localhost").unwrap_or_else(|_| unreachable_host()))
+    HostId::new(cleaned)
+        .unwrap_or_else(|_| HostId::new("localhost").unwrap_or_else(|_| unreachable_host()))
 }
 
 fn unreachable_host() -> HostId {
@@ -217,7 +242,8 @@ fn prepare(data: &Path, listen: SocketAddr) -> anyhow::Result<HostId> {
     let agent_toml = data.join("agent.toml");
     let host = if agent_toml.exists() {
         let text = std::fs::read_to_string(&agent_toml)?;
-        let value: toml::Value = toml::from_str(&text).with_context(|| format!("{}", agent_toml.display()))?;
+        let value: toml::Value =
+            toml::from_str(&text).with_context(|| format!("{}", agent_toml.display()))?;
         match value.get("host_id").and_then(|v| v.as_str()) {
             Some(h) => HostId::new(h)?,
             None => local_host_id(),
@@ -247,7 +273,6 @@ dir = "spool"
 
 [link]
 heartbeat_secs = 10
-batch_max_delay_ms = 500
 
 [sensors.net_listener]
 interval_secs = 5
@@ -281,5 +306,7 @@ key = "pki/collector.key"
 }
 
 fn relative(base: &Path, p: &Path) -> PathBuf {
-    p.strip_prefix(base).map(Path::to_owned).unwrap_or_else(|_| p.to_owned())
+    p.strip_prefix(base)
+        .map(Path::to_owned)
+        .unwrap_or_else(|_| p.to_owned())
 }

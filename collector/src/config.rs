@@ -251,7 +251,14 @@ mod tests {
         .expect("write");
         let err = CollectorConfig::load(&path).expect_err("invalid");
         let text = err.to_string();
-        for needle in ["colour", "listen", "data_dir", "[tls]", "max_message_bytes", "findings.severity.x"] {
+        for needle in [
+            "colour",
+            "listen",
+            "data_dir",
+            "[tls]",
+            "max_message_bytes",
+            "findings.severity.x",
+        ] {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }
         assert_eq!(err.problems.len(), 6, "{text}");

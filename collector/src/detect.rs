@@ -88,16 +88,16 @@ impl FoldIndex {
 
     /// Remembers that `id` was last observed at `observed_ms`.
     pub fn record(&mut self, fingerprint: u64, id: u64, observed_ms: i64) {
-        if self.entries.len() >= self.capacity && !self.entries.contains_key(&fingerprint) {
-            if let Some(oldest) = self
+        if self.entries.len() >= self.capacity
+            && !self.entries.contains_key(&fingerprint)
+            && let Some(oldest) = self
                 .entries
                 .iter()
                 .min_by_key(|(_, (_, last))| *last)
                 .map(|(k, _)| *k)
-            {
-                self.entries.remove(&oldest);
-                self.shed += 1;
-            }
+        {
+            self.entries.remove(&oldest);
+            self.shed += 1;
         }
         let entry = self.entries.entry(fingerprint).or_insert((id, observed_ms));
         entry.0 = id;
@@ -178,6 +178,9 @@ mod tests {
         let d = Detector {
             severity_overrides: [("net.new_listener".to_owned(), Severity::High)].into(),
         };
-        assert_eq!(d.detect(&host, &e).map(|f| f.severity), Some(Severity::High));
+        assert_eq!(
+            d.detect(&host, &e).map(|f| f.severity),
+            Some(Severity::High)
+        );
     }
 }

@@ -105,7 +105,12 @@ impl HostRegistry {
             } else {
                 hello.heartbeat_interval_secs
             };
-            r.sensors = hello.sensors.iter().cloned().map(SensorHealth::from_wire).collect();
+            r.sensors = hello
+                .sensors
+                .iter()
+                .cloned()
+                .map(SensorHealth::from_wire)
+                .collect();
             r.peer_address = peer_address;
             r.silent = false;
             r.clone()
@@ -121,7 +126,12 @@ impl HostRegistry {
                 return Ok(());
             };
             live.record.last_seen_unix_ms = now_unix_ms();
-            live.record.sensors = beat.sensors.iter().cloned().map(SensorHealth::from_wire).collect();
+            live.record.sensors = beat
+                .sensors
+                .iter()
+                .cloned()
+                .map(SensorHealth::from_wire)
+                .collect();
             live.record.spool_bytes = beat.spool_bytes;
             live.record.silent = false;
             live.record.clone()

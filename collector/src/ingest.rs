@@ -362,7 +362,10 @@ impl Writer {
     fn reload(&mut self) {
         let hw = lock(&self.durable_high_water).clone();
         self.high_water = hw;
-        match (self.store.last_finding_id(), self.store.counter("event_bytes")) {
+        match (
+            self.store.last_finding_id(),
+            self.store.counter("event_bytes"),
+        ) {
             (Ok(id), Ok(bytes)) => {
                 self.next_finding_id = id + 1;
                 self.event_bytes = bytes;
@@ -453,7 +456,11 @@ impl Writer {
                 self.event_bytes = self.event_bytes.saturating_sub(freed);
                 self.folds.prune(now);
                 if removed > 0 {
-                    tracing::info!(events.removed = removed, bytes.freed = freed, "Event retention applied");
+                    tracing::info!(
+                        events.removed = removed,
+                        bytes.freed = freed,
+                        "Event retention applied"
+                    );
                 }
             }
         }

@@ -32,10 +32,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bannin_proto::identity::HostId;
+use bannin_proto::now_unix_ms;
 use bannin_proto::tls::{TlsError, TlsIncoming, TlsMaterial, server_config};
 use bannin_proto::v1::agent_link_server::AgentLinkServer;
 use bannin_proto::v1::operator_server::OperatorServer;
-use bannin_proto::now_unix_ms;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -84,7 +84,10 @@ pub async fn serve(
             },
         },
     )?;
-    let hosts = Arc::new(HostRegistry::load(store.clone(), config.silent_after_heartbeats)?);
+    let hosts = Arc::new(HostRegistry::load(
+        store.clone(),
+        config.silent_after_heartbeats,
+    )?);
     let tracker = TaskTracker::new();
 
     tracker.spawn(
@@ -130,7 +133,10 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
     let result = server.await;
     tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("Background tasks did not stop within the grace period");
     }
     // Every Ingest handle is gone now; the writer commits what it holds and stops.
@@ -164,7 +170,10 @@ async fn watch_silence(hosts: Arc<HostRegistry>, ingest: Ingest, shutdown: Cance
                 severity: Severity::Medium,
                 observed_unix_ms: now,
                 attributes: BTreeMap::from([
-                    ("last_seen_unix_ms".to_owned(), host.last_seen_unix_ms.to_string()),
+                    (
+                        "last_seen_unix_ms".to_owned(),
+                        host.last_seen_unix_ms.to_string(),
+                    ),
                     (
                         "heartbeat_interval_secs".to_owned(),
                         host.heartbeat_interval_secs.to_string(),

@@ -98,7 +98,8 @@ impl AgentLink for LinkService {
             .await
             .map_err(|_| Status::cancelled("agent went away"))?;
 
-        let span = tracing::info_span!("agent_session", host.id = %host, peer.addr = %peer.remote_addr);
+        let span =
+            tracing::info_span!("agent_session", host.id = %host, peer.addr = %peer.remote_addr);
         let this = self.clone();
         tokio::spawn(async move { this.run_session(host, inbound, tx).await }.instrument(span));
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -112,7 +113,8 @@ impl LinkService {
         mut inbound: Streaming<v1::AgentMessage>,
         tx: Outbound,
     ) {
-        let (acks_tx, acks_rx) = mpsc::channel::<oneshot::Receiver<Result<u64, IngestError>>>(MAX_IN_FLIGHT);
+        let (acks_tx, acks_rx) =
+            mpsc::channel::<oneshot::Receiver<Result<u64, IngestError>>>(MAX_IN_FLIGHT);
         let acker = tokio::spawn(send_acks(acks_rx, tx.clone()));
         loop {
             let message = tokio::select! {
@@ -123,7 +125,9 @@ impl LinkService {
                 Ok(Some(v1::AgentMessage { body: Some(body) })) => body,
                 Ok(Some(v1::AgentMessage { body: None })) => {
                     tracing::warn!("Empty message; stream closed");
-                    let _ = tx.send(Err(Status::invalid_argument("empty message"))).await;
+                    let _ = tx
+                        .send(Err(Status::invalid_argument("empty message")))
+                        .await;
                     break;
                 }
                 Ok(None) => break,
@@ -145,7 +149,9 @@ impl LinkService {
                             }
                         }
                         Err(_) => {
-                            let _ = tx.send(Err(Status::unavailable("collector is shutting down"))).await;
+                            let _ = tx
+                                .send(Err(Status::unavailable("collector is shutting down")))
+                                .await;
                             break;
                         }
                     }
@@ -160,7 +166,9 @@ impl LinkService {
                 }
                 agent_message::Body::Hello(_) => {
                     tracing::warn!("Second Hello on one stream; stream closed");
-                    let _ = tx.send(Err(Status::invalid_argument("Hello may only be sent once"))).await;
+                    let _ = tx
+                        .send(Err(Status::invalid_argument("Hello may only be sent once")))
+                        .await;
                     break;
                 }
             }

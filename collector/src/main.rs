@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use bannin_collector::pki::{DEFAULT_SERVER_NAME, PkiDir};
 use bannin_collector::CollectorConfig;
+use bannin_collector::pki::{DEFAULT_SERVER_NAME, PkiDir};
 use bannin_proto::config::EXIT_CONFIG;
 use bannin_proto::identity::{HostId, OperatorName, PeerIdentity};
 use clap::{Parser, Subcommand};
@@ -101,7 +101,10 @@ fn main() -> ExitCode {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if json {
         builder.json().init();
     } else {
@@ -155,21 +158,34 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let pki = PkiDir(dir);
             pki.init(&names, &ips, force)?;
             println!("CA:        {}", pki.ca_cert().display());
-            println!("collector: {} (names: {})", pki.server_cert().display(), names.join(", "));
+            println!(
+                "collector: {} (names: {})",
+                pki.server_cert().display(),
+                names.join(", ")
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Pki {
-            command: PkiCommand::Issue { dir, days, force, who },
+            command:
+                PkiCommand::Issue {
+                    dir,
+                    days,
+                    force,
+                    who,
+                },
         } => {
             let identity = match who {
-                IssueWho::Agent { host_id } => PeerIdentity::Agent(
-                    HostId::new(host_id).context("invalid host id")?,
-                ),
+                IssueWho::Agent { host_id } => {
+                    PeerIdentity::Agent(HostId::new(host_id).context("invalid host id")?)
+                }
                 IssueWho::Operator { name } => PeerIdentity::Operator(
                     OperatorName::new(name).context("invalid operator name")?,
                 ),
             };
-            anyhow::ensure!((1..=3650).contains(&days), "--days must be between 1 and 3650");
+            anyhow::ensure!(
+                (1..=3650).contains(&days),
+                "--days must be between 1 and 3650"
+            );
             let (cert, key) = PkiDir(dir).issue(&identity, days, force)?;
             println!("{identity}: {} {}", cert.display(), key.display());
             Ok(ExitCode::SUCCESS)

@@ -30,12 +30,15 @@ pub struct OperatorService {
 
 /// The calling operator, or a refusal for anyone else.
 fn operator<T>(request: &Request<T>) -> Result<OperatorName, Status> {
-    let peer = PeerInfo::of(request).ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+    let peer =
+        PeerInfo::of(request).ok_or_else(|| Status::unauthenticated("no client certificate"))?;
     match &peer.identity {
         PeerIdentity::Operator(name) => Ok(name.clone()),
         PeerIdentity::Agent(host) => {
             tracing::warn!(peer.addr = %peer.remote_addr, host.id = %host, "Agent certificate refused on the operator API");
-            Err(Status::permission_denied("an agent certificate cannot call the operator API"))
+            Err(Status::permission_denied(
+                "an agent certificate cannot call the operator API",
+            ))
         }
     }
 }
@@ -165,7 +168,11 @@ impl Operator for OperatorService {
         if r.note.len() > 4096 {
             return Err(Status::invalid_argument("note is longer than 4096 bytes"));
         }
-        match self.ingest.set_state(r.id, state, name.to_string(), r.note).await {
+        match self
+            .ingest
+            .set_state(r.id, state, name.to_string(), r.note)
+            .await
+        {
             Ok(f) => {
                 tracing::info!(operator = %name, finding.id = f.id, state = ?f.state, "Finding state changed");
                 Ok(Response::new(f.to_wire()))
@@ -191,6 +198,7 @@ impl Operator for OperatorService {
         let query = EventQuery {
             since_unix_ms: r.since_unix_ms,
             kind: r.kind,
+            after_sequence: r.after_sequence,
             limit: page(r.limit),
         };
         let (events, truncated) = self

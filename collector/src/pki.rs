@@ -141,7 +141,9 @@ impl Ca {
         let mut dn = DistinguishedName::new();
         dn.push(
             DnType::CommonName,
-            dns.first().map(String::as_str).unwrap_or(DEFAULT_SERVER_NAME),
+            dns.first()
+                .map(String::as_str)
+                .unwrap_or(DEFAULT_SERVER_NAME),
         );
         params.distinguished_name = dn;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -258,7 +260,9 @@ impl PkiDir {
                 return Err(PkiError::Exists(p.clone()));
             }
         }
-        let issued = self.load_ca()?.issue_client(identity, Validity::days(days))?;
+        let issued = self
+            .load_ca()?
+            .issue_client(identity, Validity::days(days))?;
         write_file(&cert_path, &issued.cert_pem, 0o644, force)?;
         write_file(&key_path, &issued.key_pem, 0o600, force)?;
         Ok((cert_path, key_path))
@@ -309,7 +313,8 @@ mod tests {
     fn init_writes_private_keys_0600_and_never_overwrites() {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = PkiDir(dir.path().to_owned());
-        pki.init(&["bannin-collector".into()], &[], false).expect("init");
+        pki.init(&["bannin-collector".into()], &[], false)
+            .expect("init");
         for key in [pki.ca_key(), pki.server_key()] {
             let mode = std::fs::metadata(&key).expect("stat").permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{}", key.display());
@@ -320,7 +325,8 @@ mod tests {
             Err(PkiError::Exists(_))
         ));
         assert_eq!(std::fs::read(pki.ca_key()).expect("read"), before);
-        pki.init(&["bannin-collector".into()], &[], true).expect("forced");
+        pki.init(&["bannin-collector".into()], &[], true)
+            .expect("forced");
         assert_ne!(std::fs::read(pki.ca_key()).expect("read"), before);
     }
 
@@ -328,7 +334,8 @@ mod tests {
     fn issued_client_certificate_carries_its_identity() {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = PkiDir(dir.path().to_owned());
-        pki.init(&["bannin-collector".into()], &[], false).expect("init");
+        pki.init(&["bannin-collector".into()], &[], false)
+            .expect("init");
         let id = PeerIdentity::Agent(bannin_proto::identity::HostId::new("web-01").expect("valid"));
         let (cert, _key) = pki.issue(&id, 30, false).expect("issue");
         let pem = std::fs::read_to_string(cert).expect("read");
@@ -339,6 +346,9 @@ mod tests {
         )
         .expect("material");
         assert_eq!(material.own_identity().expect("identity"), id);
-        assert!(matches!(pki.issue(&id, 30, false), Err(PkiError::Exists(_))));
+        assert!(matches!(
+            pki.issue(&id, 30, false),
+            Err(PkiError::Exists(_))
+        ));
     }
 }

@@ -129,8 +129,8 @@ mod tests {
     #[test]
     fn every_unknown_key_is_reported_at_once() {
         let text = "name = \"x\"\ncolour = 1\n[inner]\nport = 1\nflavour = 2\n";
-        let (_, err) = parse_toml::<Sample>(text, ConfigErrors::new(Path::new("t.toml")))
-            .expect("parses");
+        let (_, err) =
+            parse_toml::<Sample>(text, ConfigErrors::new(Path::new("t.toml"))).expect("parses");
         assert_eq!(err.problems.len(), 2, "{err}");
         assert!(err.to_string().contains("colour"));
         assert!(err.to_string().contains("inner.flavour"));

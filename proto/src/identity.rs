@@ -29,7 +29,9 @@ pub enum IdentityError {
     #[error("name is {0} bytes long, longer than {MAX_NAME_LEN}")]
     TooLong(usize),
     /// The name holds a character outside `[A-Za-z0-9._-]` or starts with `.` or `-`.
-    #[error("name {0:?} may only hold ASCII letters, digits, '.', '_' and '-', and may not start with '.' or '-'")]
+    #[error(
+        "name {0:?} may only hold ASCII letters, digits, '.', '_' and '-', and may not start with '.' or '-'"
+    )]
     BadCharacter(String),
     /// The certificate could not be parsed.
     #[error("certificate is not valid X.509 DER: {0}")]
@@ -173,10 +175,22 @@ mod tests {
     fn names_are_validated() {
         assert!(HostId::new("web-01.example_com").is_ok());
         assert_eq!(HostId::new(""), Err(IdentityError::Empty));
-        assert!(matches!(HostId::new("a/b"), Err(IdentityError::BadCharacter(_))));
-        assert!(matches!(HostId::new("../x"), Err(IdentityError::BadCharacter(_))));
-        assert!(matches!(HostId::new("-x"), Err(IdentityError::BadCharacter(_))));
-        assert!(matches!(HostId::new("x".repeat(129)), Err(IdentityError::TooLong(129))));
+        assert!(matches!(
+            HostId::new("a/b"),
+            Err(IdentityError::BadCharacter(_))
+        ));
+        assert!(matches!(
+            HostId::new("../x"),
+            Err(IdentityError::BadCharacter(_))
+        ));
+        assert!(matches!(
+            HostId::new("-x"),
+            Err(IdentityError::BadCharacter(_))
+        ));
+        assert!(matches!(
+            HostId::new("x".repeat(129)),
+            Err(IdentityError::TooLong(129))
+        ));
     }
 
     #[test]

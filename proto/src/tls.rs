@@ -22,10 +22,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
+use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
-use rustls::RootCertStore;
 pub use rustls::{ClientConfig, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -65,7 +65,9 @@ pub enum TlsError {
         path: PathBuf,
     },
     /// A key file can be read by users other than its owner.
-    #[error("private key {path} is readable by other users (mode {mode:o}); run `chmod 600 {path}`")]
+    #[error(
+        "private key {path} is readable by other users (mode {mode:o}); run `chmod 600 {path}`"
+    )]
     KeyPermissions {
         /// The key file.
         path: PathBuf,
@@ -161,11 +163,12 @@ impl TlsMaterial {
                     source,
                 })
         };
-        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|source| TlsError::Pem {
-            what: "private key",
-            path: PathBuf::from("<memory>"),
-            source,
-        })?;
+        let key =
+            PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|source| TlsError::Pem {
+                what: "private key",
+                path: PathBuf::from("<memory>"),
+                source,
+            })?;
         Ok(Self {
             ca: parse("CA certificate", ca)?,
             chain: parse("certificate", cert)?,
@@ -411,6 +414,12 @@ impl TlsIncoming {
                         Ok(stream) => {
                             tracing::debug!(peer.addr = %remote_addr, peer.identity = %stream.info.identity, "TLS peer authenticated");
                             let _ = tx.send(stream).await;
+                        }
+                        Err(HandshakeError::Tls(error))
+                            if error.kind() == io::ErrorKind::UnexpectedEof =>
+                        {
+                            // Port probes and health checks: nothing was attempted.
+                            tracing::debug!(peer.addr = %remote_addr, %error, "Connection closed before the TLS handshake");
                         }
                         Err(error) => {
                             tracing::warn!(peer.addr = %remote_addr, %error, "Connection refused");

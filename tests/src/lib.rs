@@ -1,1 +1,388 @@
-//! x
+//! Test harness for Bannin's end-to-end tests and the fleet benchmark: a
+//! throwaway PKI made with rcgen, collectors and agents run as real processes
+//! (so they can be SIGKILLed), and an operator client over real mTLS.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bannin_collector::pki::{Ca, PkiDir, Validity, write_file};
+use bannin_proto::identity::{HostId, OperatorName, PeerIdentity};
+use bannin_proto::tls::{self, TlsMaterial, TlsPaths};
+use bannin_proto::v1::operator_client::OperatorClient;
+use tonic::transport::Channel;
+
+/// Path of a workspace binary built next to the test executable
+/// (`cargo test --workspace` builds them all).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe dir").to_owned();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` so every binary is built",
+        path.display()
+    );
+    path
+}
+
+/// A free port on 127.0.0.1 (bound and released; fine for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A throwaway PKI in a directory.
+pub struct TestPki {
+    /// The PKI directory.
+    pub dir: PkiDir,
+}
+
+impl TestPki {
+    /// Creates a CA and a collector certificate for `bannin-collector`, `localhost` and 127.0.0.1.
+    pub fn new(root: &Path) -> Self {
+        let dir = PkiDir(root.join("pki"));
+        dir.init(
+            &["bannin-collector".into(), "localhost".into()],
+            &["127.0.0.1".parse().expect("ip")],
+            false,
+        )
+        .expect("pki init");
+        Self { dir }
+    }
+
+    /// Issues (or reuses) an agent certificate; returns TLS paths.
+    pub fn agent(&self, host: &str) -> TlsPaths {
+        let id = PeerIdentity::Agent(HostId::new(host).expect("host id"));
+        self.client(&id)
+    }
+
+    /// Issues (or reuses) an operator certificate; returns TLS paths.
+    pub fn operator(&self, name: &str) -> TlsPaths {
+        let id = PeerIdentity::Operator(OperatorName::new(name).expect("name"));
+        self.client(&id)
+    }
+
+    fn client(&self, id: &PeerIdentity) -> TlsPaths {
+        let (cert, key) = self.dir.client(id);
+        if !cert.exists() {
+            self.dir.issue(id, 30, false).expect("issue");
+        }
+        TlsPaths {
+            ca: self.dir.ca_cert(),
+            cert,
+            key,
+        }
+    }
+
+    /// An agent certificate from this CA that expired yesterday.
+    pub fn expired_agent(&self, host: &str, out: &Path) -> TlsPaths {
+        let ca = self.dir.load_ca().expect("ca");
+        let now = time::OffsetDateTime::now_utc();
+        let issued = ca
+            .issue_client(
+                &PeerIdentity::Agent(HostId::new(host).expect("host")),
+                Validity {
+                    not_before: now - time::Duration::days(30),
+                    not_after: now - time::Duration::days(1),
+                },
+            )
+            .expect("issue");
+        self.write(out, "expired", issued.cert_pem, issued.key_pem)
+    }
+
+    /// An agent certificate for `host` from a different CA.
+    pub fn foreign_agent(&self, host: &str, out: &Path) -> TlsPaths {
+        let ca = Ca::generate("Some other CA").expect("ca");
+        let issued = ca
+            .issue_client(
+                &PeerIdentity::Agent(HostId::new(host).expect("host")),
+                Validity::days(30),
+            )
+            .expect("issue");
+        self.write(out, "foreign", issued.cert_pem, issued.key_pem)
+    }
+
+    fn write(&self, out: &Path, stem: &str, cert: String, key: String) -> TlsPaths {
+        let cert_path = out.join(format!("{stem}.pem"));
+        let key_path = out.join(format!("{stem}.key"));
+        write_file(&cert_path, &cert, 0o644, true).expect("write cert");
+        write_file(&key_path, &key, 0o600, true).expect("write key");
+        TlsPaths {
+            ca: self.dir.ca_cert(),
+            cert: cert_path,
+            key: key_path,
+        }
+    }
+}
+
+/// A child process killed when dropped, with its stderr in a log file.
+pub struct Proc {
+    child: Child,
+    /// Its log.
+    pub log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(mut command: Command, log: PathBuf) -> Self {
+        let file = std::fs::File::create(&log).expect("log file");
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .env(
+                "RUST_LOG",
+                std::env::var("BANNIN_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            );
+        let child = command.spawn().expect("spawn");
+        Self { child, log }
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait up to `grace` for a clean exit; returns whether it exited 0.
+    pub fn terminate(&mut self, grace: Duration) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+        false
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits for the process to exit by itself; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A collector process and what it needs.
+pub struct CollectorProc {
+    /// The process.
+    pub proc: Proc,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its config file.
+    pub config: PathBuf,
+}
+
+/// Writes a collector config in `dir` (store in `dir/store`).
+pub fn collector_config(dir: &Path, pki: &TestPki, port: u16, extra: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("collector dir");
+    let config = dir.join("collector.toml");
+    let text = format!(
+        "listen = \"127.0.0.1:{port}\"\ndata_dir = {data:?}\n{extra}\n[tls]\nca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\n",
+        data = dir.display().to_string(),
+        ca = pki.dir.ca_cert().display().to_string(),
+        cert = pki.dir.server_cert().display().to_string(),
+        key = pki.dir.server_key().display().to_string(),
+    );
+    std::fs::write(&config, text).expect("write config");
+    config
+}
+
+impl CollectorProc {
+    /// Starts `bannin-collector serve` on `port` with data in `dir`, and waits until it accepts connections.
+    pub fn start(dir: &Path, pki: &TestPki, port: u16, extra: &str) -> Self {
+        let config = collector_config(dir, pki, port, extra);
+        Self::start_with(dir, config, port)
+    }
+
+    /// Starts with an existing config.
+    pub fn start_with(dir: &Path, config: PathBuf, port: u16) -> Self {
+        let mut command = Command::new(bin("bannin-collector"));
+        command.arg("serve").arg("--config").arg(&config);
+        let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+        let mut proc = Proc::spawn(command, dir.join(format!("collector-{n}.log")));
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(proc.running(), "collector exited: {}", proc.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "collector did not listen: {}",
+                proc.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { proc, addr, config }
+    }
+}
+
+/// Options of a test agent.
+#[derive(Clone)]
+pub struct AgentOptions {
+    /// Directories the odd-name sensor watches.
+    pub watch: Vec<PathBuf>,
+    /// Whether leading dots are odd.
+    pub dotfiles_unexpected: bool,
+    /// Sensor interval.
+    pub interval_secs: u64,
+    /// Spool byte cap.
+    pub spool_max_bytes: u64,
+    /// Extra TOML appended to `[link]`.
+    pub link: String,
+    /// Whether the listener sensor runs.
+    pub net_listener: bool,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        Self {
+            watch: Vec::new(),
+            dotfiles_unexpected: false,
+            interval_secs: 1,
+            spool_max_bytes: 256 * 1024 * 1024,
+            link: String::new(),
+            net_listener: true,
+        }
+    }
+}
+
+/// Writes an agent config in `dir`.
+pub fn agent_config(
+    dir: &Path,
+    tls: &TlsPaths,
+    collector: SocketAddr,
+    options: &AgentOptions,
+) -> PathBuf {
+    let config = dir.join("agent.toml");
+    let watch: Vec<String> = options
+        .watch
+        .iter()
+        .map(|p| format!("{:?}", p.display().to_string()))
+        .collect();
+    let text = format!(
+        r#"[collector]
+address = "{collector}"
+
+[tls]
+ca = {ca:?}
+cert = {cert:?}
+key = {key:?}
+
+[spool]
+dir = {spool:?}
+max_bytes = {spool_max}
+
+[link]
+heartbeat_secs = 1
+backoff_initial_ms = 100
+backoff_max_secs = 2
+{link}
+
+[sensors.net_listener]
+enabled = {listener}
+interval_secs = {interval}
+
+[sensors.file_odd_name]
+interval_secs = {interval}
+paths = [{watch}]
+dotfiles_unexpected = {dots}
+"#,
+        ca = tls.ca.display().to_string(),
+        cert = tls.cert.display().to_string(),
+        key = tls.key.display().to_string(),
+        spool = dir.join("spool").display().to_string(),
+        spool_max = options.spool_max_bytes,
+        link = options.link,
+        listener = options.net_listener,
+        interval = options.interval_secs,
+        watch = watch.join(", "),
+        dots = options.dotfiles_unexpected,
+    );
+    std::fs::write(&config, text).expect("write agent config");
+    config
+}
+
+/// Starts `bannin-agent run` with a config written in `dir`.
+pub fn start_agent(
+    dir: &Path,
+    tls: &TlsPaths,
+    collector: SocketAddr,
+    options: &AgentOptions,
+) -> Proc {
+    std::fs::create_dir_all(dir).expect("agent dir");
+    let config = agent_config(dir, tls, collector, options);
+    let mut command = Command::new(bin("bannin-agent"));
+    command.arg("run").arg("--config").arg(&config);
+    let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    Proc::spawn(command, dir.join(format!("agent-{n}.log")))
+}
+
+/// An operator client over mTLS.
+pub async fn operator_client(tls_paths: &TlsPaths, addr: SocketAddr) -> OperatorClient<Channel> {
+    let material = TlsMaterial::load(tls_paths).expect("operator material");
+    let config = tls::client_config(&material).expect("client config");
+    let channel = tls::connect(&addr.to_string(), "bannin-collector", config)
+        .await
+        .expect("connect operator");
+    OperatorClient::new(channel).max_decoding_message_size(256 * 1024 * 1024)
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Writes an operator.toml for the CLI.
+pub fn operator_toml(dir: &Path, tls: &TlsPaths, addr: SocketAddr) -> PathBuf {
+    let path = dir.join("operator.toml");
+    let text = format!(
+        "collector = \"{addr}\"\nserver_name = \"bannin-collector\"\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
+        tls.ca.display().to_string(),
+        tls.cert.display().to_string(),
+        tls.key.display().to_string()
+    );
+    std::fs::write(&path, text).expect("write operator.toml");
+    path
+}

@@ -13,9 +13,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bannin_proto::v1;
-
-use super::{Health, HostRoot, Sensor, SensorError, SensorState, event};
+use super::{Health, HostRoot, Sensor, SensorError, Sweep, event};
 use crate::config::OddNameConfig;
 
 /// Most odd paths remembered; past it, the oldest reports may repeat.
@@ -74,18 +72,17 @@ pub fn escape(path: &Path) -> String {
 pub struct OddNames {
     root: HostRoot,
     config: OddNameConfig,
-    state: SensorState,
-    reported: Option<BTreeSet<String>>,
+    /// Odd paths already reported and still present.
+    reported: BTreeSet<String>,
 }
 
 impl OddNames {
-    /// A sensor walking `config.paths` under `root`.
-    pub fn new(root: HostRoot, config: OddNameConfig, state: SensorState) -> Self {
+    /// A sensor walking `config.paths` under `root`, remembering what it reported before.
+    pub fn new(root: HostRoot, config: OddNameConfig, reported: Option<BTreeSet<String>>) -> Self {
         Self {
             root,
             config,
-            state,
-            reported: None,
+            reported: reported.unwrap_or_default(),
         }
     }
 }
@@ -137,10 +134,8 @@ impl Sensor for OddNames {
         self.config.common.interval
     }
 
-    fn sweep(&mut self, out: &mut Vec<v1::Event>) -> Result<Health, SensorError> {
-        if self.reported.is_none() {
-            self.reported = Some(self.state.load()?.unwrap_or_default());
-        }
+    fn sweep(&mut self, sweep: &mut Sweep) -> Result<Health, SensorError> {
+        let out = &mut sweep.events;
         let mut walk = Walk {
             odd: Vec::new(),
             seen: 0,
@@ -150,7 +145,7 @@ impl Sensor for OddNames {
         for p in &self.config.paths {
             self.walk(p, 1, &mut walk);
         }
-        let reported = self.reported.get_or_insert_with(BTreeSet::new);
+        let reported = &mut self.reported;
         let mut present = BTreeSet::new();
         let mut changed = false;
         for (path, why, meta) in walk.odd {
@@ -192,7 +187,7 @@ impl Sensor for OddNames {
             reported.retain(|p| present.contains(p));
         }
         if changed || reported.len() != before {
-            self.state.save(&*reported)?;
+            sweep.save_state(&*reported);
         }
         if !walk.denied.is_empty() {
             let list: Vec<_> = walk.denied.into_iter().collect();
@@ -222,7 +217,10 @@ mod tests {
         assert_eq!(oddity(OsStr::new(" x"), false), Some("leading_space"));
         assert_eq!(oddity(OsStr::new("x "), false), Some("trailing_space"));
         assert_eq!(oddity(OsStr::new("a\tb"), false), Some("control_character"));
-        assert_eq!(oddity(&OsString::from_vec(vec![b'a', 0xff]), false), Some("non_utf8"));
+        assert_eq!(
+            oddity(&OsString::from_vec(vec![b'a', 0xff]), false),
+            Some("non_utf8")
+        );
         assert_eq!(oddity(OsStr::new("..."), false), Some("dots_only"));
         assert_eq!(oddity(OsStr::new(".bashrc"), false), None);
         assert_eq!(oddity(OsStr::new(".bashrc"), true), Some("leading_dot"));

@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AgentConfig;
+use crate::spool::Spool;
 
 /// A sensor's health after a sweep.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,9 +67,9 @@ pub enum SensorError {
         #[source]
         source: std::io::Error,
     },
-    /// Sensor state could not be kept.
+    /// Sensor state could not be read.
     #[error("sensor state: {0}")]
-    State(#[from] sled::Error),
+    State(#[from] crate::spool::SpoolError),
 }
 
 /// One source of observations.
@@ -77,9 +78,9 @@ pub trait Sensor: Send + 'static {
     fn name(&self) -> &'static str;
     /// Time between sweeps.
     fn interval(&self) -> Duration;
-    /// One sweep: pushes what changed since the last one, and says how healthy
-    /// the sensor is.
-    fn sweep(&mut self, out: &mut Vec<v1::Event>) -> Result<Health, SensorError>;
+    /// One sweep: records what changed since the last one (and the sensor's new
+    /// state, if any) in `out`, and says how healthy the sensor is.
+    fn sweep(&mut self, out: &mut Sweep) -> Result<Health, SensorError>;
 }
 
 /// The host's file system as sensors see it (`/` in production, a fixture in tests).
@@ -94,34 +95,34 @@ impl HostRoot {
     }
 }
 
-/// What one sensor remembers across restarts, kept in the spool's database.
-#[derive(Clone)]
-pub struct SensorState {
-    tree: sled::Tree,
-    key: &'static str,
+/// What a sweep produced: events, and the sensor's new state if it changed.
+///
+/// The state is saved in the same atomic write as the events
+/// ([`crate::spool::Spool::append_sweep`]).
+#[derive(Debug, Default)]
+pub struct Sweep {
+    /// Observations.
+    pub events: Vec<v1::Event>,
+    /// New state to remember (JSON), if it changed.
+    pub state: Option<Vec<u8>>,
 }
 
-impl SensorState {
-    /// The state of sensor `key`.
-    pub fn new(tree: sled::Tree, key: &'static str) -> Self {
-        Self { tree, key }
+impl Sweep {
+    /// Records the sensor's new state.
+    pub fn save_state<T: Serialize>(&mut self, value: &T) {
+        self.state = serde_json::to_vec(value).ok();
     }
+}
 
-    /// Loads the saved value; `None` when never saved or unreadable (a sensor
-    /// then starts a new baseline).
-    pub fn load<T: DeserializeOwned>(&self) -> Result<Option<T>, SensorError> {
-        Ok(self
-            .tree
-            .get(self.key)?
-            .and_then(|v| serde_json::from_slice(&v).ok()))
-    }
-
-    /// Saves a value.
-    pub fn save<T: Serialize>(&self, value: &T) -> Result<(), SensorError> {
-        let bytes = serde_json::to_vec(value).unwrap_or_default();
-        self.tree.insert(self.key, bytes)?;
-        Ok(())
-    }
+/// Reads the state a sensor saved with its last sweep; `None` when never saved
+/// or unreadable (the sensor then starts a new baseline).
+pub fn load_state<T: DeserializeOwned>(
+    spool: &Spool,
+    name: &str,
+) -> Result<Option<T>, SensorError> {
+    Ok(spool
+        .sensor_state(name)?
+        .and_then(|v| serde_json::from_slice(&v).ok()))
 }
 
 /// Builds an event.
@@ -153,8 +154,12 @@ impl HealthBoard {
         if map.get(name) != Some(&health) {
             match &health {
                 Health::Ok => tracing::info!(sensor = name, "Sensor ok"),
-                Health::Degraded(why) => tracing::warn!(sensor = name, reason = %why, "Sensor degraded"),
-                Health::Failed(why) => tracing::error!(sensor = name, reason = %why, "Sensor failed"),
+                Health::Degraded(why) => {
+                    tracing::warn!(sensor = name, reason = %why, "Sensor degraded")
+                }
+                Health::Failed(why) => {
+                    tracing::error!(sensor = name, reason = %why, "Sensor failed")
+                }
                 Health::Disabled => tracing::info!(sensor = name, "Sensor disabled"),
             }
         }
@@ -174,19 +179,20 @@ impl HealthBoard {
     }
 }
 
-/// Builds every sensor the config enables; disabled ones are marked on the board.
+/// Builds every sensor the config enables, with the state each saved last;
+/// disabled ones are marked on the board.
 pub fn registry(
     config: &AgentConfig,
-    state: &sled::Tree,
+    spool: &Spool,
     board: &HealthBoard,
-) -> Vec<Box<dyn Sensor>> {
+) -> Result<Vec<Box<dyn Sensor>>, SensorError> {
     let root = HostRoot(config.root.clone());
     let mut sensors: Vec<Box<dyn Sensor>> = Vec::new();
     if config.net_listener.enabled {
         sensors.push(Box::new(net_listener::NetListener::new(
             root.clone(),
             config.net_listener.clone(),
-            SensorState::new(state.clone(), "net_listener"),
+            load_state(spool, "net_listener")?,
         )));
     } else {
         board.set("net_listener", Health::Disabled);
@@ -195,18 +201,26 @@ pub fn registry(
         sensors.push(Box::new(file_odd_name::OddNames::new(
             root,
             config.file_odd_name.clone(),
-            SensorState::new(state.clone(), "file_odd_name"),
+            load_state(spool, "file_odd_name")?,
         )));
     } else {
         board.set("file_odd_name", Health::Disabled);
     }
-    sensors
+    Ok(sensors)
+}
+
+/// One sweep's output on its way to the spool.
+pub struct SweepOutput {
+    /// The sensor.
+    pub sensor: &'static str,
+    /// What it produced.
+    pub sweep: Sweep,
 }
 
 /// Runs one sensor until `shutdown`: sweep, send, sleep.
 pub async fn run_sensor(
     mut sensor: Box<dyn Sensor>,
-    events: mpsc::Sender<Vec<v1::Event>>,
+    events: mpsc::Sender<SweepOutput>,
     board: HealthBoard,
     shutdown: CancellationToken,
 ) {
@@ -214,7 +228,7 @@ pub async fn run_sensor(
     let interval = sensor.interval();
     loop {
         let swept = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
+            let mut out = Sweep::default();
             let result = sensor.sweep(&mut out);
             (sensor, out, result)
         })
@@ -231,7 +245,15 @@ pub async fn run_sensor(
             Ok(health) => board.set(name, health),
             Err(error) => board.set(name, Health::Failed(error.to_string())),
         }
-        if !out.is_empty() && events.send(out).await.is_err() {
+        if (!out.events.is_empty() || out.state.is_some())
+            && events
+                .send(SweepOutput {
+                    sensor: name,
+                    sweep: out,
+                })
+                .await
+                .is_err()
+        {
             return;
         }
         tokio::select! {
@@ -244,5 +266,7 @@ pub async fn run_sensor(
 /// Whether the agent runs as root (effective uid 0): `/proc/self` is owned by the effective uid.
 pub fn running_as_root() -> bool {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }

@@ -12,9 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use bannin_proto::v1::{self, Severity};
+use bannin_proto::v1::Severity;
 
-use super::{Health, HostRoot, Sensor, SensorError, SensorState, event, running_as_root};
+use super::{Health, HostRoot, Sensor, SensorError, Sweep, event, running_as_root};
 use crate::config::SensorCommon;
 
 /// A listening socket.
@@ -98,18 +98,17 @@ fn parse_endpoint(s: &str) -> Option<(IpAddr, u16)> {
 pub struct NetListener {
     root: HostRoot,
     config: SensorCommon,
-    state: SensorState,
+    /// Listeners seen at the last sweep; `None` until a baseline exists.
     known: Option<BTreeSet<String>>,
 }
 
 impl NetListener {
-    /// A sensor reading under `root`.
-    pub fn new(root: HostRoot, config: SensorCommon, state: SensorState) -> Self {
+    /// A sensor reading under `root`, starting from the listeners it saved last.
+    pub fn new(root: HostRoot, config: SensorCommon, known: Option<BTreeSet<String>>) -> Self {
         Self {
             root,
             config,
-            state,
-            known: None,
+            known,
         }
     }
 
@@ -130,7 +129,11 @@ impl NetListener {
             return found;
         };
         for entry in procs.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
                 continue;
             };
             let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
@@ -175,7 +178,8 @@ impl Sensor for NetListener {
         self.config.interval
     }
 
-    fn sweep(&mut self, out: &mut Vec<v1::Event>) -> Result<Health, SensorError> {
+    fn sweep(&mut self, sweep: &mut Sweep) -> Result<Health, SensorError> {
+        let out = &mut sweep.events;
         let ephemeral = self.ephemeral_range();
         let mut current = Vec::new();
         let mut unreadable = Vec::new();
@@ -191,9 +195,6 @@ impl Sensor for NetListener {
             }
         }
         let keys: BTreeSet<String> = current.iter().map(Listener::key).collect();
-        if self.known.is_none() {
-            self.known = self.state.load()?;
-        }
         match &self.known {
             None => {
                 for l in &current {
@@ -207,9 +208,16 @@ impl Sensor for NetListener {
                 }
             }
             Some(known) => {
-                let new: Vec<&Listener> = current.iter().filter(|l| !known.contains(&l.key())).collect();
+                let new: Vec<&Listener> = current
+                    .iter()
+                    .filter(|l| !known.contains(&l.key()))
+                    .collect();
                 let inodes: BTreeSet<u64> = new.iter().map(|l| l.inode).collect();
-                let owners = if inodes.is_empty() { BTreeMap::new() } else { self.owners(&inodes) };
+                let owners = if inodes.is_empty() {
+                    BTreeMap::new()
+                } else {
+                    self.owners(&inodes)
+                };
                 for l in new {
                     let owner = owners.get(&l.inode);
                     let who = owner
@@ -220,7 +228,11 @@ impl Sensor for NetListener {
                         self.config.severity,
                         true,
                         attributes(l, owner),
-                        format!("new {} listener on {}{who}", l.protocol, endpoint(l.address, l.port)),
+                        format!(
+                            "new {} listener on {}{who}",
+                            l.protocol,
+                            endpoint(l.address, l.port)
+                        ),
                     ));
                 }
                 for gone in known.difference(&keys) {
@@ -235,7 +247,7 @@ impl Sensor for NetListener {
             }
         }
         if self.known.as_ref() != Some(&keys) {
-            self.state.save(&keys)?;
+            sweep.save_state(&keys);
             self.known = Some(keys);
         }
         if !running_as_root() {
@@ -244,7 +256,10 @@ impl Sensor for NetListener {
             ));
         }
         if !unreadable.is_empty() {
-            return Ok(Health::Degraded(format!("cannot read /proc/net/{}", unreadable.join(", /proc/net/"))));
+            return Ok(Health::Degraded(format!(
+                "cannot read /proc/net/{}",
+                unreadable.join(", /proc/net/")
+            )));
         }
         Ok(Health::Ok)
     }

@@ -25,20 +25,29 @@ pub struct EventQuery {
     pub since_unix_ms: i64,
     /// Only events of this kind (empty: all).
     pub kind: String,
+    /// Only events of batches after this sequence.
+    pub after_sequence: u64,
     /// At most this many.
     pub limit: usize,
 }
 
 impl Store {
     /// A host's events in arrival order, and whether more matched than `limit`.
+    /// A page holds whole batches: it may run past `limit` to finish the last one.
     pub fn events(
         &self,
         host: &str,
         query: &EventQuery,
     ) -> Result<(Vec<(u64, Event)>, bool), StoreError> {
         let prefix = host_prefix(host);
+        let mut end = prefix.clone();
+        // The separator is 0; the next byte bounds the host's range.
+        if let Some(last) = end.last_mut() {
+            *last = 1;
+        }
+        let start = key(host, query.after_sequence.saturating_add(1), 0);
         let mut out = Vec::new();
-        for item in self.records.scan_prefix(&prefix) {
+        for item in self.records.range(start..end) {
             let (k, v) = item?;
             let event: Event = decode(&v, "event")?;
             if event.observed_unix_ms < query.since_unix_ms
@@ -46,14 +55,16 @@ impl Store {
             {
                 continue;
             }
-            if out.len() == query.limit {
-                return Ok((out, true));
-            }
             let seq_bytes: [u8; 8] = k
                 .get(prefix.len()..prefix.len() + 8)
                 .and_then(|s| s.try_into().ok())
                 .ok_or_else(|| StoreError::Corrupt("event key".into()))?;
-            out.push((u64::from_be_bytes(seq_bytes), event));
+            let sequence = u64::from_be_bytes(seq_bytes);
+            // Pages end at batch boundaries, so `after_sequence` paging never splits a batch.
+            if out.len() >= query.limit && out.last().is_some_and(|(s, _)| *s != sequence) {
+                return Ok((out, true));
+            }
+            out.push((sequence, event));
         }
         Ok((out, false))
     }

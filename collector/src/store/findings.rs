@@ -26,7 +26,10 @@ impl Store {
         let mut out = Vec::new();
         for item in self.records.range(&start[..]..&end[..]).take(limit) {
             let (k, v) = item?;
-            out.push(decode(&v, &format!("finding {}", String::from_utf8_lossy(&k)))?);
+            out.push(decode(
+                &v,
+                &format!("finding {}", String::from_utf8_lossy(&k)),
+            )?);
         }
         Ok(out)
     }
@@ -52,7 +55,11 @@ impl Store {
         mut keep: impl FnMut(&Finding) -> bool,
     ) -> Result<Vec<Finding>, StoreError> {
         let mut out = Vec::new();
-        for item in self.records.range([PREFIX_FINDING]..[PREFIX_FINDING + 1]).rev() {
+        for item in self
+            .records
+            .range([PREFIX_FINDING]..[PREFIX_FINDING + 1])
+            .rev()
+        {
             let (_, v) = item?;
             let f: Finding = decode(&v, "finding")?;
             if !keep(&f) {

@@ -1,1 +1,3 @@
-fn main(){}
+//! Fleet benchmark (see BENCHMARKS.md).
+
+fn main() {}

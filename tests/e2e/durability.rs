@@ -1,0 +1,124 @@
+//! Nothing acknowledged is lost, and nothing is stored twice, across SIGKILL of
+//! either side.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use bannin_tests::{
+    AgentOptions, CollectorProc, TestPki, eventually, free_port, operator_client, start_agent,
+};
+
+use crate::{all_events, all_findings, high_water, odd_files};
+
+const FILES: usize = 12_000;
+
+/// Slow enough that a kill lands mid-stream: 24 batches of 500 at 4 per second.
+fn slow_agent(watched: &Path) -> AgentOptions {
+    AgentOptions {
+        watch: vec![watched.to_owned()],
+        net_listener: false,
+        link: "max_in_flight = 2\nmax_batches_per_sec = 4\n".into(),
+        ..AgentOptions::default()
+    }
+}
+
+async fn assert_each_file_exactly_once(addr: std::net::SocketAddr, pki: &TestPki, host: &str) {
+    let mut client = operator_client(&pki.operator("alice"), addr).await;
+    let events = eventually(Duration::from_secs(120), "every event stored", || {
+        let mut c = client.clone();
+        let host = host.to_owned();
+        async move {
+            let e = all_events(&mut c, &host, "file.odd_name").await;
+            (e.len() >= FILES).then_some(e)
+        }
+    })
+    .await;
+    let paths: BTreeSet<String> = events
+        .iter()
+        .filter_map(|e| e.event.as_ref()?.attributes.get("path").cloned())
+        .collect();
+    assert_eq!(paths.len(), FILES, "every file seen");
+    assert_eq!(events.len(), FILES, "no event stored twice");
+    let findings: Vec<_> = all_findings(&mut client)
+        .await
+        .into_iter()
+        .filter(|f| f.kind == "file.odd_name" && f.host_id == host)
+        .collect();
+    let finding_paths: BTreeSet<&String> = findings
+        .iter()
+        .filter_map(|f| f.attributes.get("path"))
+        .collect();
+    assert_eq!(findings.len(), FILES, "one finding per file, none twice");
+    assert_eq!(finding_paths.len(), FILES);
+    assert!(
+        findings.windows(2).all(|w| w[0].id < w[1].id),
+        "finding ids in arrival order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn collector_sigkill_mid_stream_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let port = free_port();
+    let collector_dir = dir.path().join("collector");
+    let mut collector = CollectorProc::start(&collector_dir, &pki, port, "");
+    let watched = dir.path().join("watched");
+    odd_files(&watched, FILES);
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("crash-host"),
+        collector.addr,
+        &slow_agent(&watched),
+    );
+    let client = operator_client(&pki.operator("alice"), collector.addr).await;
+    let before = eventually(Duration::from_secs(60), "some batches acknowledged", || {
+        let mut c = client.clone();
+        async move {
+            let hw = high_water(&mut c, "crash-host").await;
+            (hw >= 4).then_some(hw)
+        }
+    })
+    .await;
+    collector.proc.kill();
+    drop(client);
+    // While it is down the agent keeps spooling; then the collector comes back on the same store.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let collector = CollectorProc::start_with(&collector_dir, collector.config.clone(), port);
+    let mut client = operator_client(&pki.operator("alice"), collector.addr).await;
+    let after = high_water(&mut client, "crash-host").await;
+    assert!(
+        after >= before,
+        "acknowledged high water survives SIGKILL ({after} < {before})"
+    );
+    assert_each_file_exactly_once(collector.addr, &pki, "crash-host").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_sigkill_mid_stream_then_restart_delivers_exactly_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let watched = dir.path().join("watched");
+    odd_files(&watched, FILES);
+    let agent_dir = dir.path().join("agent");
+    let tls = pki.agent("kill-host");
+    let mut agent = start_agent(&agent_dir, &tls, collector.addr, &slow_agent(&watched));
+    let mut client = operator_client(&pki.operator("alice"), collector.addr).await;
+    eventually(Duration::from_secs(60), "some batches acknowledged", || {
+        let mut c = client.clone();
+        async move { (high_water(&mut c, "kill-host").await >= 4).then_some(()) }
+    })
+    .await;
+    agent.kill();
+    let stored = all_events(&mut client, "kill-host", "file.odd_name")
+        .await
+        .len();
+    assert!(
+        stored < FILES,
+        "the kill landed mid-stream ({stored} of {FILES} stored)"
+    );
+    let _agent = start_agent(&agent_dir, &tls, collector.addr, &slow_agent(&watched));
+    assert_each_file_exactly_once(collector.addr, &pki, "kill-host").await;
+}

@@ -1,0 +1,228 @@
+//! The whole path: sensors on the host → spool → mTLS → collector → findings.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use bannin_proto::v1;
+use bannin_tests::{
+    AgentOptions, CollectorProc, TestPki, bin, eventually, free_port, operator_client,
+    operator_toml, start_agent,
+};
+
+use crate::{all_events, wait_online};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_listener_and_odd_file_reach_findings_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let watched = dir.path().join("watched");
+    std::fs::create_dir_all(&watched).expect("watched");
+    let agent_tls = pki.agent("e2e-host");
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &agent_tls,
+        collector.addr,
+        &AgentOptions {
+            watch: vec![watched.clone()],
+            dotfiles_unexpected: true,
+            ..AgentOptions::default()
+        },
+    );
+    let op = pki.operator("alice");
+    let mut client = operator_client(&op, collector.addr).await;
+    wait_online(&mut client, "e2e-host").await;
+    // The listener baseline must exist before the test opens its listener.
+    eventually(Duration::from_secs(30), "listener baseline", || {
+        let mut c = client.clone();
+        async move {
+            (!all_events(&mut c, "e2e-host", "net.listener")
+                .await
+                .is_empty())
+            .then_some(())
+        }
+    })
+    .await;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port().to_string();
+    std::fs::write(watched.join(" leading-space"), b"x").expect("odd");
+    std::fs::write(watched.join(".hidden"), b"x").expect("dotfile");
+    std::fs::write(watched.join("normal.txt"), b"x").expect("normal");
+
+    let operator = operator_toml(dir.path(), &op, collector.addr);
+    let findings: Vec<serde_json::Value> = eventually(
+        Duration::from_secs(30),
+        "both findings in `bannin findings --json`",
+        || {
+            let operator = operator.clone();
+            let port = port.clone();
+            async move {
+                let out = Command::new(bin("bannin"))
+                    .args(["findings", "--json", "--config"])
+                    .arg(&operator)
+                    .output()
+                    .ok()?;
+                let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;
+                let listener = all.iter().any(|f| {
+                    f["kind"] == "net.new_listener"
+                        && f["host_id"] == "e2e-host"
+                        && f["attributes"]["port"] == port.as_str()
+                });
+                let odd = all.iter().filter(|f| f["kind"] == "file.odd_name").count() >= 2;
+                (listener && odd).then_some(all)
+            }
+        },
+    )
+    .await;
+    let odd: BTreeSet<String> = findings
+        .iter()
+        .filter(|f| f["kind"] == "file.odd_name")
+        .map(|f| {
+            f["attributes"]["path"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    let w = watched.display().to_string();
+    assert_eq!(
+        odd,
+        BTreeSet::from([format!("{w}/ leading-space"), format!("{w}/.hidden")]),
+        "exactly the odd names, not normal.txt"
+    );
+    let listener_finding = findings
+        .iter()
+        .find(|f| f["kind"] == "net.new_listener" && f["attributes"]["port"] == port.as_str())
+        .expect("listener finding");
+    assert_eq!(listener_finding["state"], "new");
+    assert_eq!(listener_finding["severity"], "medium");
+    drop(listener);
+
+    // Triage round trip through the CLI.
+    let id = listener_finding["id"].as_u64().expect("id").to_string();
+    let out = Command::new(bin("bannin"))
+        .args([
+            "finding", "ack", &id, "--note", "looking", "--json", "--config",
+        ])
+        .arg(&operator)
+        .output()
+        .expect("ack");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let acked: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(acked["state"], "acknowledged");
+    assert_eq!(acked["history"][0]["operator"], "alice");
+    let out = Command::new(bin("bannin"))
+        .args(["finding", "ack", &id, "--config"])
+        .arg(&operator)
+        .output()
+        .expect("ack again");
+    assert!(!out.status.success(), "acknowledging twice is refused");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn collector_down_agent_spools_then_delivers_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let port = free_port();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let watched = dir.path().join("watched");
+    std::fs::create_dir_all(&watched).expect("watched");
+    let mut agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("offline-host"),
+        addr,
+        &AgentOptions {
+            watch: vec![watched.clone()],
+            net_listener: false,
+            ..AgentOptions::default()
+        },
+    );
+    // Three rounds of odd files while the collector is down, a few sweeps apart.
+    for round in 0..3 {
+        for i in 0..40 {
+            std::fs::write(watched.join(format!(" r{round}-{i:02}")), b"x").expect("odd");
+        }
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+    assert!(
+        agent.running(),
+        "agent keeps running without a collector: {}",
+        agent.log_text()
+    );
+    assert!(
+        agent.log_text().contains("Link down"),
+        "the agent reports the link is down"
+    );
+
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, port, "");
+    let mut client = operator_client(&pki.operator("alice"), collector.addr).await;
+    let events = eventually(
+        Duration::from_secs(60),
+        "all spooled events delivered",
+        || {
+            let mut c = client.clone();
+            async move {
+                let e = all_events(&mut c, "offline-host", "file.odd_name").await;
+                (e.len() >= 120).then_some(e)
+            }
+        },
+    )
+    .await;
+    assert_eq!(events.len(), 120, "each event exactly once");
+    let sequences: Vec<u64> = events.iter().map(|e| e.sequence).collect();
+    assert!(
+        sequences.windows(2).all(|w| w[0] <= w[1]),
+        "stored in sequence order"
+    );
+    // Every round's batch precedes the next round's.
+    let round_of = |e: &v1::StoredEvent| {
+        e.event
+            .as_ref()
+            .and_then(|ev| ev.attributes.get("path"))
+            .and_then(|p| p.split("/ r").nth(1))
+            .and_then(|r| r.chars().next())
+    };
+    let rounds: Vec<char> = events.iter().filter_map(round_of).collect();
+    assert_eq!(rounds.len(), 120);
+    assert!(
+        rounds.windows(2).all(|w| w[0] <= w[1]),
+        "rounds delivered in order: {rounds:?}"
+    );
+    let _ = &mut client;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_silent_is_raised_when_an_agent_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let mut agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("quiet-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            ..AgentOptions::default()
+        },
+    );
+    let mut client = operator_client(&pki.operator("alice"), collector.addr).await;
+    wait_online(&mut client, "quiet-host").await;
+    agent.kill();
+    // Heartbeat 1 s, three missed heartbeats.
+    eventually(Duration::from_secs(20), "host.silent", || {
+        let mut c = client.clone();
+        async move {
+            crate::all_findings(&mut c)
+                .await
+                .into_iter()
+                .find(|f| f.kind == "host.silent" && f.host_id == "quiet-host")
+        }
+    })
+    .await;
+}
