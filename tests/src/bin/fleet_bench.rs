@@ -1,3 +1,471 @@
-//! Fleet benchmark (see BENCHMARKS.md).
+//! Fleet benchmark: N simulated agents, each on its own mTLS connection,
+//! stream telemetry batches to a real collector process, and — in the same
+//! run — to a bare tonic sink that acknowledges without storing anything.
+//!
+//! ```text
+//! cargo run --release -p bannin-tests --bin bannin-fleet-bench -- throughput --agents 100,1000 --seconds 15
+//! cargo run --release -p bannin-tests --bin bannin-fleet-bench -- idle --agents 1000,10000
+//! ```
+//!
+//! Figures and their meaning are in BENCHMARKS.md.
 
-fn main() {}
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bannin_proto::identity::HostId;
+use bannin_proto::tls::{self, ClientConfig, TlsIncoming, TlsMaterial, TlsPaths};
+use bannin_proto::v1::{self, agent_link_client::AgentLinkClient, agent_message, collector_message};
+use bannin_tests::{TestPki, bin, collector_config, free_port};
+use clap::{Parser, Subcommand};
+use hdrhistogram::Histogram;
+use tokio::sync::{Mutex, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(about = "Bannin fleet benchmark")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Durable acknowledged events per second and ack latency, collector vs bare sink.
+    Throughput {
+        /// Fleet sizes to run, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+        agents: Vec<usize>,
+        /// Measured seconds per run (after a warm-up of 3 s).
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+        /// Events per batch.
+        #[arg(long, default_value_t = 200)]
+        batch_events: usize,
+        /// Batches in flight per agent.
+        #[arg(long, default_value_t = 4)]
+        in_flight: usize,
+    },
+    /// Resident memory of the collector with N idle connected agents.
+    Idle {
+        /// Fleet sizes, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+        agents: Vec<usize>,
+    },
+    /// (internal) Run the bare sink: an AgentLink server that acknowledges and stores nothing.
+    Sink {
+        /// PKI directory.
+        #[arg(long)]
+        pki: PathBuf,
+        /// Listen address.
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Cmd::Throughput { agents, seconds, batch_events, in_flight } => {
+                throughput(&agents, seconds, batch_events, in_flight).await
+            }
+            Cmd::Idle { agents } => idle(&agents).await,
+            Cmd::Sink { pki, listen } => sink(&pki, listen).await,
+        }
+    })
+}
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or(0)
+    }
+}
+
+fn wait_listening(addr: SocketAddr, child: &mut Child) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(addr).is_err() {
+        anyhow::ensure!(matches!(child.try_wait(), Ok(None)), "server exited");
+        anyhow::ensure!(Instant::now() < deadline, "server did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn start_collector(dir: &Path, pki: &TestPki) -> anyhow::Result<Server> {
+    let port = free_port();
+    let config = collector_config(dir, pki, port, "");
+    let mut child = Command::new(bin("bannin-collector"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("collector.log"))?)
+        .spawn()
+        .context("starting bannin-collector")?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_listening(addr, &mut child)?;
+    Ok(Server { child, addr })
+}
+
+fn start_sink(dir: &Path, pki: &TestPki) -> anyhow::Result<Server> {
+    let port = free_port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("sink")
+        .arg("--pki")
+        .arg(&pki.dir.0)
+        .arg("--listen")
+        .arg(addr.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("sink.log"))?)
+        .spawn()?;
+    wait_listening(addr, &mut child)?;
+    Ok(Server { child, addr })
+}
+
+/// The bare sink: same TLS, same service, acknowledges every batch at once.
+async fn sink(pki: &Path, listen: SocketAddr) -> anyhow::Result<()> {
+    let dir = bannin_collector::pki::PkiDir(pki.to_owned());
+    let material = TlsMaterial::load(&TlsPaths { ca: dir.ca_cert(), cert: dir.server_cert(), key: dir.server_key() })?;
+    let config = tls::server_config(&material)?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let incoming = TlsIncoming::new(listener, config, CancellationToken::new());
+    tonic::transport::Server::builder()
+        .add_service(v1::agent_link_server::AgentLinkServer::new(BareSink))
+        .serve_with_incoming(incoming)
+        .await?;
+    Ok(())
+}
+
+struct BareSink;
+
+#[tonic::async_trait]
+impl v1::agent_link_server::AgentLink for BareSink {
+    type SessionStream = ReceiverStream<Result<v1::CollectorMessage, tonic::Status>>;
+    async fn session(
+        &self,
+        request: tonic::Request<tonic::Streaming<v1::AgentMessage>>,
+    ) -> Result<tonic::Response<Self::SessionStream>, tonic::Status> {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            while let Ok(Some(m)) = inbound.message().await {
+                let reply = match m.body {
+                    Some(agent_message::Body::Hello(_)) => collector_message::Body::Welcome(v1::Welcome::default()),
+                    Some(agent_message::Body::Batch(b)) => collector_message::Body::Ack(v1::Ack { sequence: b.sequence }),
+                    _ => continue,
+                };
+                if tx.send(Ok(v1::CollectorMessage { body: Some(reply) })).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(tonic::Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+fn sample_events(n: usize, agent: usize) -> Vec<v1::Event> {
+    (0..n)
+        .map(|i| v1::Event {
+            kind: "process.exec".into(),
+            severity: v1::Severity::Info as i32,
+            observed_unix_ms: bannin_proto::now_unix_ms(),
+            attributes: [
+                ("exe".to_owned(), "/usr/bin/curl".to_owned()),
+                ("cmdline".to_owned(), format!("curl -s https://example.invalid/{agent}/{i}")),
+                ("pid".to_owned(), (1000 + i).to_string()),
+                ("ppid".to_owned(), "1".to_owned()),
+                ("uid".to_owned(), "1000".to_owned()),
+                ("sha256".to_owned(), "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".to_owned()),
+            ]
+            .into(),
+            summary: String::new(),
+            // One indicator in a hundred, so detection and the findings queue work too.
+            indicator: i % 100 == 0,
+        })
+        .collect()
+}
+
+struct Tally {
+    events: AtomicU64,
+    latency: Mutex<Histogram<u64>>,
+}
+
+async fn connect(addr: SocketAddr, config: Arc<ClientConfig>) -> anyhow::Result<AgentLinkClient<tonic::transport::Channel>> {
+    let channel = tls::connect(&addr.to_string(), "bannin-collector", config).await?;
+    Ok(AgentLinkClient::new(channel)
+        .max_decoding_message_size(16 << 20)
+        .max_encoding_message_size(16 << 20))
+}
+
+/// One simulated agent: Hello, then keep `in_flight` batches outstanding until `stop`.
+#[allow(clippy::too_many_arguments)]
+async fn agent_loop(
+    index: usize,
+    host: String,
+    addr: SocketAddr,
+    config: Arc<ClientConfig>,
+    batch_events: usize,
+    in_flight: usize,
+    measure_from: Instant,
+    stop: CancellationToken,
+    tally: Arc<Tally>,
+) -> anyhow::Result<()> {
+    let mut client = connect(addr, config).await?;
+    let (tx, rx) = mpsc::channel(in_flight + 2);
+    tx.send(v1::AgentMessage {
+        body: Some(agent_message::Body::Hello(v1::Hello { host_id: host, heartbeat_interval_secs: 30, ..Default::default() })),
+    })
+    .await?;
+    let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
+    let mut next = match inbound.message().await? {
+        Some(v1::CollectorMessage { body: Some(collector_message::Body::Welcome(w)) }) => w.acked_sequence + 1,
+        other => anyhow::bail!("expected Welcome, got {other:?}"),
+    };
+    let events = sample_events(batch_events, index);
+    let mut sent: VecDeque<(u64, Instant)> = VecDeque::new();
+    let mut local = Histogram::<u64>::new(3)?;
+    let mut acked_events = 0u64;
+    loop {
+        while sent.len() < in_flight && !stop.is_cancelled() {
+            let batch = v1::TelemetryBatch { sequence: next, events: events.clone() };
+            sent.push_back((next, Instant::now()));
+            next += 1;
+            tx.send(v1::AgentMessage { body: Some(agent_message::Body::Batch(batch)) }).await?;
+        }
+        if sent.is_empty() {
+            break;
+        }
+        let message = tokio::select! {
+            m = inbound.message() => m?,
+            () = tokio::time::sleep(Duration::from_secs(30)) => anyhow::bail!("no ack within 30 s"),
+        };
+        if let Some(v1::CollectorMessage { body: Some(collector_message::Body::Ack(ack)) }) = message {
+            let now = Instant::now();
+            while let Some((seq, at)) = sent.front().copied() {
+                if seq > ack.sequence {
+                    break;
+                }
+                sent.pop_front();
+                if at >= measure_from && !stop.is_cancelled() {
+                    acked_events += batch_events as u64;
+                    let _ = local.record(now.duration_since(at).as_micros() as u64);
+                }
+            }
+        }
+    }
+    tally.events.fetch_add(acked_events, Ordering::Relaxed);
+    tally.latency.lock().await.add(&local)?;
+    Ok(())
+}
+
+struct RunResult {
+    events_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    failed: usize,
+}
+
+async fn run_load(
+    addr: SocketAddr,
+    configs: &[(String, Arc<ClientConfig>)],
+    seconds: u64,
+    batch_events: usize,
+    in_flight: usize,
+) -> anyhow::Result<RunResult> {
+    let stop = CancellationToken::new();
+    let tally = Arc::new(Tally { events: AtomicU64::new(0), latency: Mutex::new(Histogram::new(3)?) });
+    let warmup = Duration::from_secs(3) + Duration::from_millis(configs.len() as u64 * 3);
+    let measure_from = Instant::now() + warmup;
+    let mut tasks = Vec::new();
+    for (i, (host, config)) in configs.iter().enumerate() {
+        tasks.push(tokio::spawn(agent_loop(
+            i,
+            host.clone(),
+            addr,
+            config.clone(),
+            batch_events,
+            in_flight,
+            measure_from,
+            stop.clone(),
+            tally.clone(),
+        )));
+    }
+    tokio::time::sleep_until((measure_from + Duration::from_secs(seconds)).into()).await;
+    stop.cancel();
+    let mut failed = 0;
+    for t in tasks {
+        match t.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                failed += 1;
+                if failed <= 3 {
+                    eprintln!("agent failed: {e:#}");
+                }
+            }
+            Err(_) => failed += 1,
+        }
+    }
+    let latency = tally.latency.lock().await;
+    Ok(RunResult {
+        events_per_sec: tally.events.load(Ordering::Relaxed) as f64 / seconds as f64,
+        p50_ms: latency.value_at_quantile(0.50) as f64 / 1000.0,
+        p99_ms: latency.value_at_quantile(0.99) as f64 / 1000.0,
+        failed,
+    })
+}
+
+fn agent_configs(pki: &TestPki, n: usize) -> anyhow::Result<Vec<(String, Arc<ClientConfig>)>> {
+    (0..n)
+        .map(|i| {
+            let host = format!("sim-{i:05}");
+            HostId::new(host.as_str())?;
+            let material = TlsMaterial::load(&pki.agent(&host))?;
+            Ok((host, tls::client_config(&material)?))
+        })
+        .collect()
+}
+
+async fn throughput(agents: &[usize], seconds: u64, batch_events: usize, in_flight: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = TestPki::new(dir.path());
+    let max = agents.iter().copied().max().unwrap_or(0);
+    eprintln!("issuing {max} agent certificates…");
+    let configs = agent_configs(&pki, max)?;
+    println!("| agents | target | durable acked events/s | p50 ack ms | p99 ack ms | failed agents |");
+    println!("|---:|---|---:|---:|---:|---:|");
+    for &n in agents {
+        let run_dir = dir.path().join(format!("run-{n}"));
+        std::fs::create_dir_all(&run_dir)?;
+        let collector = start_collector(&run_dir.join("collector"), &pki)?;
+        let c = run_load(collector.addr, &configs[..n], seconds, batch_events, in_flight).await?;
+        let store_bytes = dir_size(&run_dir.join("collector/store"));
+        drop(collector);
+        let sink = start_sink(&run_dir, &pki)?;
+        let s = run_load(sink.addr, &configs[..n], seconds, batch_events, in_flight).await?;
+        drop(sink);
+        println!(
+            "| {n} | collector (sled, fdatasync) | {:.0} | {:.1} | {:.1} | {} |",
+            c.events_per_sec, c.p50_ms, c.p99_ms, c.failed
+        );
+        println!(
+            "| {n} | bare tonic sink | {:.0} | {:.1} | {:.1} | {} |",
+            s.events_per_sec, s.p50_ms, s.p99_ms, s.failed
+        );
+        println!(
+            "| {n} | ratio collector / sink | {:.0} % | | | |",
+            100.0 * c.events_per_sec / s.events_per_sec.max(1.0)
+        );
+        eprintln!("store after the {n}-agent run: {} MiB", store_bytes / (1 << 20));
+    }
+    Ok(())
+}
+
+fn dir_size(p: &Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|d| {
+            d.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+async fn idle(agents: &[usize]) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = TestPki::new(dir.path());
+    let max = agents.iter().copied().max().unwrap_or(0);
+    eprintln!("issuing {max} agent certificates…");
+    let configs = agent_configs(&pki, max)?;
+    println!("| idle agents connected | collector RSS (MiB) | RSS per agent (KiB) |");
+    println!("|---:|---:|---:|");
+    for &n in agents {
+        let collector = start_collector(&dir.path().join(format!("idle-{n}")), &pki)?;
+        let baseline = collector.rss_bytes();
+        let stop = CancellationToken::new();
+        let permits = Arc::new(tokio::sync::Semaphore::new(200));
+        let connected = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for (host, config) in configs[..n].iter().cloned() {
+            let stop = stop.clone();
+            let permits = permits.clone();
+            let connected = connected.clone();
+            let addr = collector.addr;
+            tasks.push(tokio::spawn(async move {
+                let permit = permits.acquire_owned().await?;
+                let mut client = connect(addr, config).await?;
+                let (tx, rx) = mpsc::channel(4);
+                tx.send(v1::AgentMessage {
+                    body: Some(agent_message::Body::Hello(v1::Hello { host_id: host, heartbeat_interval_secs: 30, ..Default::default() })),
+                })
+                .await?;
+                let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
+                inbound.message().await?;
+                drop(permit);
+                connected.fetch_add(1, Ordering::Relaxed);
+                stop.cancelled().await;
+                drop(tx);
+                anyhow::Ok(())
+            }));
+        }
+        let started = Instant::now();
+        while connected.load(Ordering::Relaxed) < n as u64 && started.elapsed() < Duration::from_secs(300) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let up = connected.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let rss = collector.rss_bytes();
+        eprintln!("{up} of {n} agents connected in {:.1} s; collector RSS before {} MiB", started.elapsed().as_secs_f64(), baseline >> 20);
+        println!(
+            "| {up} | {} | {:.0} |",
+            rss >> 20,
+            (rss.saturating_sub(baseline)) as f64 / 1024.0 / up.max(1) as f64
+        );
+        stop.cancel();
+        for t in tasks {
+            let _ = t.await;
+        }
+        drop(collector);
+    }
+    Ok(())
+}
