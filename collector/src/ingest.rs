@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::detect::{Detector, FoldIndex, fingerprint, fingerprint_parts};
 use crate::model::{Event, Finding, FindingState, NewFinding, StateChange};
-use crate::store::{Store, StoreError, WriteSet};
+use crate::store::{Store, StoreError, WriteSet, encode_events};
 
 /// Most requests folded into one group commit.
 const MAX_GROUP: usize = 4096;
@@ -62,8 +62,8 @@ pub enum WriteRequest {
     Batch {
         /// Host, from its certificate.
         host: HostId,
-        /// The batch.
-        batch: v1::TelemetryBatch,
+        /// The batch, encoded and with its finding candidates.
+        batch: PreparedBatch,
         /// Answer.
         reply: oneshot::Sender<Result<u64, IngestError>>,
     },
@@ -96,9 +96,22 @@ pub enum WriteRequest {
     },
 }
 
+/// A batch made ready for the writer by the session that received it: its
+/// events encoded as store records and its finding candidates detected, so the
+/// single writer thread does nothing but dedup, fold and insert.
+pub struct PreparedBatch {
+    /// The agent's sequence number.
+    pub sequence: u64,
+    /// Store records of its events.
+    pub records: Vec<Vec<u8>>,
+    /// Finding candidates, in event order.
+    pub findings: Vec<NewFinding>,
+}
+
 /// Handle to the writer thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Ingest {
+    detector: Arc<Detector>,
     tx: mpsc::Sender<WriteRequest>,
     high_water: Arc<Mutex<HashMap<String, u64>>>,
     latest_finding: watch::Receiver<u64>,
@@ -125,6 +138,7 @@ impl Ingest {
         let last_id = store.last_finding_id()?;
         let (latest_tx, latest_rx) = watch::channel(last_id);
         let (tx, rx) = mpsc::channel(8192);
+        let detector = Arc::new(config.detector.clone());
         let mut writer = Writer::new(store, config, high_water.clone(), latest_tx)?;
         let handle = thread::Builder::new()
             .name("bannin-writer".into())
@@ -135,6 +149,7 @@ impl Ingest {
             })?;
         Ok((
             Self {
+                detector,
                 tx,
                 high_water,
                 latest_finding: latest_rx,
@@ -156,12 +171,32 @@ impl Ingest {
         self.latest_finding.clone()
     }
 
+    /// Encodes a received batch and detects its finding candidates.
+    pub fn prepare(&self, host: &HostId, batch: v1::TelemetryBatch) -> Result<PreparedBatch, IngestError> {
+        let now = now_unix_ms();
+        let events: Vec<Event> = batch
+            .events
+            .into_iter()
+            .map(|wire| Event::from_wire(wire, now))
+            .collect();
+        let findings = events
+            .iter()
+            .filter_map(|e| self.detector.detect(host, e))
+            .collect();
+        Ok(PreparedBatch {
+            sequence: batch.sequence,
+            records: encode_events(now, &events)?,
+            findings,
+        })
+    }
+
     /// Submits a batch; the returned receiver answers once it is durable.
     pub async fn submit_batch(
         &self,
         host: HostId,
         batch: v1::TelemetryBatch,
     ) -> Result<oneshot::Receiver<Result<u64, IngestError>>, IngestError> {
+        let batch = self.prepare(&host, batch)?;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(WriteRequest::Batch { host, batch, reply })
@@ -395,15 +430,10 @@ impl Writer {
                     pending.push(Pending::Batch(reply, hw));
                     return Ok(());
                 }
-                for (index, wire) in batch.events.into_iter().enumerate() {
-                    let event = Event::from_wire(wire, now);
-                    let index = u32::try_from(index).unwrap_or(u32::MAX);
-                    set.add_event(host.as_str(), batch.sequence, index, &event)?;
-                    self.event_bytes += event.approximate_bytes() as u64;
-                    if let Some(finding) = self.config.detector.detect(&host, &event) {
-                        self.stage_finding(finding, now)?;
-                    }
+                for finding in batch.findings {
+                    self.stage_finding(finding, now)?;
                 }
+                self.event_bytes += set.add_event_records(host.as_str(), batch.sequence, batch.records);
                 set.set_high_water(host.as_str(), batch.sequence);
                 self.high_water
                     .insert(host.as_str().to_owned(), batch.sequence);

@@ -124,18 +124,6 @@ impl Event {
             summary: event.summary,
         }
     }
-
-    /// Approximate encoded size, for retention accounting.
-    pub fn approximate_bytes(&self) -> usize {
-        self.kind.len()
-            + self.summary.len()
-            + self
-                .attributes
-                .iter()
-                .map(|(k, v)| k.len() + v.len() + 2)
-                .sum::<usize>()
-            + 24
-    }
 }
 
 /// A state change of a finding: who moved it, when, and why.

@@ -1,4 +1,12 @@
 //! Raw telemetry per host, kept for triage within a retention bound.
+//!
+//! A batch's events are stored as a few records of about [`CHUNK_BYTES`] each,
+//! not one record per event: a sled insert costs far more than encoding a few
+//! dozen events. Records stay small because sled 0.34 keeps up to 16 items in a
+//! leaf and moves a leaf over 128 KiB into a blob file of its own, so large
+//! values turn every write into file creation and deletion.
+//! A record is the receive time (i64 BE, so retention can skip decoding)
+//! followed by its events (postcard).
 
 use super::{PREFIX_EVENT, Store, StoreError, WriteSet, decode, encode};
 use crate::model::Event;
@@ -11,11 +19,29 @@ fn host_prefix(host: &str) -> Vec<u8> {
     k
 }
 
-fn key(host: &str, sequence: u64, index: u32) -> Vec<u8> {
+/// Target size of one stored record of events.
+pub const CHUNK_BYTES: usize = 6 * 1024;
+
+fn key(host: &str, sequence: u64, chunk: u16) -> Vec<u8> {
     let mut k = host_prefix(host);
     k.extend_from_slice(&sequence.to_be_bytes());
-    k.extend_from_slice(&index.to_be_bytes());
+    k.extend_from_slice(&chunk.to_be_bytes());
     k
+}
+
+/// Rough encoded size of an event, to cut batches into chunks without encoding twice.
+fn estimate(e: &Event) -> usize {
+    24 + e.kind.len()
+        + e.summary.len()
+        + e.attributes.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>()
+}
+
+fn received_of(value: &[u8]) -> i64 {
+    value
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(i64::from_be_bytes)
+        .unwrap_or(i64::MIN)
 }
 
 /// What to read of a host's events.
@@ -33,7 +59,8 @@ pub struct EventQuery {
 
 impl Store {
     /// A host's events in arrival order, and whether more matched than `limit`.
-    /// A page holds whole batches: it may run past `limit` to finish the last one.
+    /// A page holds whole batches: it may run past `limit` to finish the last one,
+    /// so paging with `after_sequence` never splits a batch.
     pub fn events(
         &self,
         host: &str,
@@ -47,51 +74,54 @@ impl Store {
         }
         let start = key(host, query.after_sequence.saturating_add(1), 0);
         let mut out = Vec::new();
+        let mut last_sequence = None;
         for item in self.records.range(start..end) {
             let (k, v) = item?;
-            let event: Event = decode(&v, "event")?;
-            if event.observed_unix_ms < query.since_unix_ms
-                || (!query.kind.is_empty() && event.kind != query.kind)
-            {
-                continue;
-            }
             let seq_bytes: [u8; 8] = k
                 .get(prefix.len()..prefix.len() + 8)
                 .and_then(|s| s.try_into().ok())
                 .ok_or_else(|| StoreError::Corrupt("event key".into()))?;
             let sequence = u64::from_be_bytes(seq_bytes);
-            // Pages end at batch boundaries, so `after_sequence` paging never splits a batch.
-            if out.len() >= query.limit && out.last().is_some_and(|(s, _)| *s != sequence) {
+            if out.len() >= query.limit && last_sequence != Some(sequence) {
                 return Ok((out, true));
             }
-            out.push((sequence, event));
+            last_sequence = Some(sequence);
+            let events: Vec<Event> = decode(v.get(8..).unwrap_or_default(), "event batch")?;
+            out.extend(
+                events
+                    .into_iter()
+                    .filter(|e| {
+                        e.observed_unix_ms >= query.since_unix_ms
+                            && (query.kind.is_empty() || e.kind == query.kind)
+                    })
+                    .map(|e| (sequence, e)),
+            );
         }
         Ok((out, false))
     }
 
-    /// Deletes each host's events received before `cutoff_unix_ms`, then, while
-    /// more than `bytes_to_free` remain to be freed, the oldest events of every
+    /// Deletes each host's batches received before `cutoff_unix_ms`, then, while
+    /// fewer than `bytes_to_free` bytes are freed, the oldest batches of every
     /// host in turn (round robin, so one noisy host cannot erase another's
-    /// history alone). Returns (events removed, bytes freed). Applied, not yet durable.
+    /// history alone). Returns (batches removed, bytes freed). Applied, not yet durable.
     pub fn prune_events(
         &self,
         hosts: &[String],
         cutoff_unix_ms: i64,
         bytes_to_free: u64,
     ) -> Result<(u64, u64), StoreError> {
-        const CHUNK: usize = 256;
+        const CHUNK: usize = 16;
         let mut removed = 0u64;
         let mut freed = 0u64;
         for host in hosts {
             let mut batch = sled::Batch::default();
-            // Sequences follow time within a host, so the first young event ends the old ones.
+            // Sequences follow time within a host, so the first young batch ends the old ones.
             for item in self.records.scan_prefix(host_prefix(host)) {
                 let (k, v) = item?;
-                let event: Event = decode(&v, "event")?;
-                if event.received_unix_ms >= cutoff_unix_ms {
+                if received_of(&v) >= cutoff_unix_ms {
                     break;
                 }
-                freed += event.approximate_bytes() as u64;
+                freed += v.len() as u64;
                 removed += 1;
                 batch.remove(k);
             }
@@ -104,8 +134,7 @@ impl Store {
                 let mut batch = sled::Batch::default();
                 for item in self.records.scan_prefix(host_prefix(host)).take(CHUNK) {
                     let (k, v) = item?;
-                    let event: Event = decode(&v, "event")?;
-                    freed += event.approximate_bytes() as u64;
+                    freed += v.len() as u64;
                     removed += 1;
                     batch.remove(k);
                     progress = true;
@@ -121,17 +150,39 @@ impl Store {
 }
 
 impl WriteSet {
-    /// Adds one event of a batch.
-    pub fn add_event(
-        &mut self,
-        host: &str,
-        sequence: u64,
-        index: u32,
-        event: &Event,
-    ) -> Result<(), StoreError> {
-        let bytes = encode(event, "event")?;
-        self.batch.insert(key(host, sequence, index), bytes);
-        self.writes += 1;
-        Ok(())
+    /// Adds the records of one batch made by [`encode_events`]; returns their bytes.
+    pub fn add_event_records(&mut self, host: &str, sequence: u64, records: Vec<Vec<u8>>) -> u64 {
+        let mut total = 0;
+        for (chunk, value) in records.into_iter().enumerate() {
+            total += value.len() as u64;
+            let chunk = u16::try_from(chunk).unwrap_or(u16::MAX);
+            self.batch.insert(key(host, sequence, chunk), value);
+            self.writes += 1;
+        }
+        total
     }
+}
+
+/// Encodes a batch's events as store records of about [`CHUNK_BYTES`] each.
+///
+/// Pure CPU work, done by the caller (a link session) so the single writer
+/// thread only inserts.
+pub fn encode_events(received_unix_ms: i64, events: &[Event]) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut records = Vec::new();
+    let mut start = 0;
+    while start < events.len() {
+        let mut end = start;
+        let mut size = 0;
+        while end < events.len() && (end == start || size + estimate(&events[end]) <= CHUNK_BYTES) {
+            size += estimate(&events[end]);
+            end += 1;
+        }
+        let body = encode(&&events[start..end], "event batch")?;
+        let mut value = Vec::with_capacity(8 + body.len());
+        value.extend_from_slice(&received_unix_ms.to_be_bytes());
+        value.extend_from_slice(&body);
+        records.push(value);
+        start = end;
+    }
+    Ok(records)
 }

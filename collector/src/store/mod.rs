@@ -12,7 +12,7 @@
 //! | key | value |
 //! |---|---|
 //! | `S` host-id | highest stored sequence of the host (u64, big endian) |
-//! | `E` host-id `\0` sequence(u64 BE) index(u32 BE) | [`crate::model::Event`] (postcard) |
+//! | `E` host-id `\0` sequence(u64 BE) chunk(u16 BE) | received time (i64 BE), then some of the batch's [`crate::model::Event`]s (postcard); see [`events`] |
 //! | `F` id(u64 BE) | [`crate::model::Finding`] (postcard) |
 //! | `M` name | counters (u64 BE) |
 //!
@@ -32,7 +32,7 @@ mod hosts;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-pub use events::EventQuery;
+pub use events::{EventQuery, encode_events};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,10 @@
 //!
 //! Figures and their meaning are in BENCHMARKS.md.
 
+/// The same allocator as the collector, so the sink comparison is like for like.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
