@@ -172,7 +172,11 @@ impl Ingest {
     }
 
     /// Encodes a received batch and detects its finding candidates.
-    pub fn prepare(&self, host: &HostId, batch: v1::TelemetryBatch) -> Result<PreparedBatch, IngestError> {
+    pub fn prepare(
+        &self,
+        host: &HostId,
+        batch: v1::TelemetryBatch,
+    ) -> Result<PreparedBatch, IngestError> {
         let now = now_unix_ms();
         let events: Vec<Event> = batch
             .events
@@ -433,7 +437,8 @@ impl Writer {
                 for finding in batch.findings {
                     self.stage_finding(finding, now)?;
                 }
-                self.event_bytes += set.add_event_records(host.as_str(), batch.sequence, batch.records);
+                self.event_bytes +=
+                    set.add_event_records(host.as_str(), batch.sequence, batch.records);
                 set.set_high_water(host.as_str(), batch.sequence);
                 self.high_water
                     .insert(host.as_str().to_owned(), batch.sequence);

@@ -120,7 +120,7 @@ impl Event {
             observed_unix_ms: event.observed_unix_ms,
             received_unix_ms,
             indicator: event.indicator,
-            attributes: event.attributes.into_iter().collect(),
+            attributes: event.attributes,
             summary: event.summary,
         }
     }

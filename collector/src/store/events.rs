@@ -33,7 +33,10 @@ fn key(host: &str, sequence: u64, chunk: u16) -> Vec<u8> {
 fn estimate(e: &Event) -> usize {
     24 + e.kind.len()
         + e.summary.len()
-        + e.attributes.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>()
+        + e.attributes
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 2)
+            .sum::<usize>()
 }
 
 fn received_of(value: &[u8]) -> i64 {

@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bannin_proto::identity::HostId;
 use bannin_proto::tls::{self, ClientConfig, TlsIncoming, TlsMaterial, TlsPaths};
-use bannin_proto::v1::{self, agent_link_client::AgentLinkClient, agent_message, collector_message};
+use bannin_proto::v1::{
+    self, agent_link_client::AgentLinkClient, agent_message, collector_message,
+};
 use bannin_tests::{TestPki, bin, collector_config, free_port};
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
@@ -75,12 +77,17 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
-            Cmd::Throughput { agents, seconds, batch_events, in_flight } => {
-                throughput(&agents, seconds, batch_events, in_flight).await
-            }
+            Cmd::Throughput {
+                agents,
+                seconds,
+                batch_events,
+                in_flight,
+            } => throughput(&agents, seconds, batch_events, in_flight).await,
             Cmd::Idle { agents } => idle(&agents).await,
             Cmd::Sink { pki, listen } => sink(&pki, listen).await,
         }
@@ -94,7 +101,9 @@ struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -109,7 +118,8 @@ impl Drop for Server {
 
 impl Server {
     fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -166,7 +176,11 @@ fn start_sink(dir: &Path, pki: &TestPki) -> anyhow::Result<Server> {
 /// The bare sink: same TLS, same service, acknowledges every batch at once.
 async fn sink(pki: &Path, listen: SocketAddr) -> anyhow::Result<()> {
     let dir = bannin_collector::pki::PkiDir(pki.to_owned());
-    let material = TlsMaterial::load(&TlsPaths { ca: dir.ca_cert(), cert: dir.server_cert(), key: dir.server_key() })?;
+    let material = TlsMaterial::load(&TlsPaths {
+        ca: dir.ca_cert(),
+        cert: dir.server_cert(),
+        key: dir.server_key(),
+    })?;
     let config = tls::server_config(&material)?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let incoming = TlsIncoming::new(listener, config, CancellationToken::new());
@@ -191,11 +205,19 @@ impl v1::agent_link_server::AgentLink for BareSink {
         tokio::spawn(async move {
             while let Ok(Some(m)) = inbound.message().await {
                 let reply = match m.body {
-                    Some(agent_message::Body::Hello(_)) => collector_message::Body::Welcome(v1::Welcome::default()),
-                    Some(agent_message::Body::Batch(b)) => collector_message::Body::Ack(v1::Ack { sequence: b.sequence }),
+                    Some(agent_message::Body::Hello(_)) => {
+                        collector_message::Body::Welcome(v1::Welcome::default())
+                    }
+                    Some(agent_message::Body::Batch(b)) => collector_message::Body::Ack(v1::Ack {
+                        sequence: b.sequence,
+                    }),
                     _ => continue,
                 };
-                if tx.send(Ok(v1::CollectorMessage { body: Some(reply) })).await.is_err() {
+                if tx
+                    .send(Ok(v1::CollectorMessage { body: Some(reply) }))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -212,11 +234,17 @@ fn sample_events(n: usize, agent: usize) -> Vec<v1::Event> {
             observed_unix_ms: bannin_proto::now_unix_ms(),
             attributes: [
                 ("exe".to_owned(), "/usr/bin/curl".to_owned()),
-                ("cmdline".to_owned(), format!("curl -s https://example.invalid/{agent}/{i}")),
+                (
+                    "cmdline".to_owned(),
+                    format!("curl -s https://example.invalid/{agent}/{i}"),
+                ),
                 ("pid".to_owned(), (1000 + i).to_string()),
                 ("ppid".to_owned(), "1".to_owned()),
                 ("uid".to_owned(), "1000".to_owned()),
-                ("sha256".to_owned(), "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".to_owned()),
+                (
+                    "sha256".to_owned(),
+                    "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".to_owned(),
+                ),
             ]
             .into(),
             summary: String::new(),
@@ -231,7 +259,10 @@ struct Tally {
     latency: Mutex<Histogram<u64>>,
 }
 
-async fn connect(addr: SocketAddr, config: Arc<ClientConfig>) -> anyhow::Result<AgentLinkClient<tonic::transport::Channel>> {
+async fn connect(
+    addr: SocketAddr,
+    config: Arc<ClientConfig>,
+) -> anyhow::Result<AgentLinkClient<tonic::transport::Channel>> {
     let channel = tls::connect(&addr.to_string(), "bannin-collector", config).await?;
     Ok(AgentLinkClient::new(channel)
         .max_decoding_message_size(16 << 20)
@@ -254,12 +285,18 @@ async fn agent_loop(
     let mut client = connect(addr, config).await?;
     let (tx, rx) = mpsc::channel(in_flight + 2);
     tx.send(v1::AgentMessage {
-        body: Some(agent_message::Body::Hello(v1::Hello { host_id: host, heartbeat_interval_secs: 30, ..Default::default() })),
+        body: Some(agent_message::Body::Hello(v1::Hello {
+            host_id: host,
+            heartbeat_interval_secs: 30,
+            ..Default::default()
+        })),
     })
     .await?;
     let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
     let mut next = match inbound.message().await? {
-        Some(v1::CollectorMessage { body: Some(collector_message::Body::Welcome(w)) }) => w.acked_sequence + 1,
+        Some(v1::CollectorMessage {
+            body: Some(collector_message::Body::Welcome(w)),
+        }) => w.acked_sequence + 1,
         other => anyhow::bail!("expected Welcome, got {other:?}"),
     };
     let events = sample_events(batch_events, index);
@@ -268,10 +305,16 @@ async fn agent_loop(
     let mut acked_events = 0u64;
     loop {
         while sent.len() < in_flight && !stop.is_cancelled() {
-            let batch = v1::TelemetryBatch { sequence: next, events: events.clone() };
+            let batch = v1::TelemetryBatch {
+                sequence: next,
+                events: events.clone(),
+            };
             sent.push_back((next, Instant::now()));
             next += 1;
-            tx.send(v1::AgentMessage { body: Some(agent_message::Body::Batch(batch)) }).await?;
+            tx.send(v1::AgentMessage {
+                body: Some(agent_message::Body::Batch(batch)),
+            })
+            .await?;
         }
         if sent.is_empty() {
             break;
@@ -280,7 +323,10 @@ async fn agent_loop(
             m = inbound.message() => m?,
             () = tokio::time::sleep(Duration::from_secs(30)) => anyhow::bail!("no ack within 30 s"),
         };
-        if let Some(v1::CollectorMessage { body: Some(collector_message::Body::Ack(ack)) }) = message {
+        if let Some(v1::CollectorMessage {
+            body: Some(collector_message::Body::Ack(ack)),
+        }) = message
+        {
             let now = Instant::now();
             while let Some((seq, at)) = sent.front().copied() {
                 if seq > ack.sequence {
@@ -314,7 +360,10 @@ async fn run_load(
     in_flight: usize,
 ) -> anyhow::Result<RunResult> {
     let stop = CancellationToken::new();
-    let tally = Arc::new(Tally { events: AtomicU64::new(0), latency: Mutex::new(Histogram::new(3)?) });
+    let tally = Arc::new(Tally {
+        events: AtomicU64::new(0),
+        latency: Mutex::new(Histogram::new(3)?),
+    });
     let warmup = Duration::from_secs(3) + Duration::from_millis(configs.len() as u64 * 3);
     let measure_from = Instant::now() + warmup;
     let mut tasks = Vec::new();
@@ -366,19 +415,33 @@ fn agent_configs(pki: &TestPki, n: usize) -> anyhow::Result<Vec<(String, Arc<Cli
         .collect()
 }
 
-async fn throughput(agents: &[usize], seconds: u64, batch_events: usize, in_flight: usize) -> anyhow::Result<()> {
+async fn throughput(
+    agents: &[usize],
+    seconds: u64,
+    batch_events: usize,
+    in_flight: usize,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let pki = TestPki::new(dir.path());
     let max = agents.iter().copied().max().unwrap_or(0);
     eprintln!("issuing {max} agent certificates…");
     let configs = agent_configs(&pki, max)?;
-    println!("| agents | target | durable acked events/s | p50 ack ms | p99 ack ms | failed agents |");
+    println!(
+        "| agents | target | durable acked events/s | p50 ack ms | p99 ack ms | failed agents |"
+    );
     println!("|---:|---|---:|---:|---:|---:|");
     for &n in agents {
         let run_dir = dir.path().join(format!("run-{n}"));
         std::fs::create_dir_all(&run_dir)?;
         let collector = start_collector(&run_dir.join("collector"), &pki)?;
-        let c = run_load(collector.addr, &configs[..n], seconds, batch_events, in_flight).await?;
+        let c = run_load(
+            collector.addr,
+            &configs[..n],
+            seconds,
+            batch_events,
+            in_flight,
+        )
+        .await?;
         let store_bytes = dir_size(&run_dir.join("collector/store"));
         drop(collector);
         let sink = start_sink(&run_dir, &pki)?;
@@ -396,7 +459,10 @@ async fn throughput(agents: &[usize], seconds: u64, batch_events: usize, in_flig
             "| {n} | ratio collector / sink | {:.0} % | | | |",
             100.0 * c.events_per_sec / s.events_per_sec.max(1.0)
         );
-        eprintln!("store after the {n}-agent run: {} MiB", store_bytes / (1 << 20));
+        eprintln!(
+            "store after the {n}-agent run: {} MiB",
+            store_bytes / (1 << 20)
+        );
     }
     Ok(())
 }
@@ -440,7 +506,11 @@ async fn idle(agents: &[usize]) -> anyhow::Result<()> {
                 let mut client = connect(addr, config).await?;
                 let (tx, rx) = mpsc::channel(4);
                 tx.send(v1::AgentMessage {
-                    body: Some(agent_message::Body::Hello(v1::Hello { host_id: host, heartbeat_interval_secs: 30, ..Default::default() })),
+                    body: Some(agent_message::Body::Hello(v1::Hello {
+                        host_id: host,
+                        heartbeat_interval_secs: 30,
+                        ..Default::default()
+                    })),
                 })
                 .await?;
                 let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
@@ -453,13 +523,19 @@ async fn idle(agents: &[usize]) -> anyhow::Result<()> {
             }));
         }
         let started = Instant::now();
-        while connected.load(Ordering::Relaxed) < n as u64 && started.elapsed() < Duration::from_secs(300) {
+        while connected.load(Ordering::Relaxed) < n as u64
+            && started.elapsed() < Duration::from_secs(300)
+        {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let up = connected.load(Ordering::Relaxed);
         tokio::time::sleep(Duration::from_secs(3)).await;
         let rss = collector.rss_bytes();
-        eprintln!("{up} of {n} agents connected in {:.1} s; collector RSS before {} MiB", started.elapsed().as_secs_f64(), baseline >> 20);
+        eprintln!(
+            "{up} of {n} agents connected in {:.1} s; collector RSS before {} MiB",
+            started.elapsed().as_secs_f64(),
+            baseline >> 20
+        );
         println!(
             "| {up} | {} | {:.0} |",
             rss >> 20,
