@@ -557,3 +557,231 @@ fn reply_error(request: WriteRequest, error: impl Fn() -> IngestError) {
         WriteRequest::Prune { .. } => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Severity;
+    use crate::store::EventQuery;
+
+    fn wire_event(kind: &str, indicator: bool, attr: &str) -> v1::Event {
+        v1::Event {
+            kind: kind.into(),
+            severity: v1::Severity::Medium as i32,
+            observed_unix_ms: now_unix_ms(),
+            attributes: [("path".to_owned(), attr.to_owned())].into(),
+            summary: format!("{kind} {attr}"),
+            indicator,
+        }
+    }
+
+    fn start(dir: &std::path::Path) -> (Ingest, thread::JoinHandle<()>, Store) {
+        let store = Store::open(dir).expect("store");
+        let (ingest, writer) = Ingest::start(
+            store.clone(),
+            IngestConfig {
+                fold_window_ms: 60_000,
+                detector: Detector::default(),
+            },
+        )
+        .expect("ingest");
+        (ingest, writer, store)
+    }
+
+    async fn submit(ingest: &Ingest, host: &HostId, sequence: u64, events: Vec<v1::Event>) -> u64 {
+        ingest
+            .submit_batch(host.clone(), v1::TelemetryBatch { sequence, events })
+            .await
+            .expect("submit")
+            .await
+            .expect("reply")
+            .expect("stored")
+    }
+
+    #[tokio::test]
+    async fn duplicate_batches_are_dropped_and_acknowledged_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ingest, writer, store) = start(dir.path());
+        let host = HostId::new("h1").expect("host");
+        assert_eq!(
+            submit(&ingest, &host, 1, vec![wire_event("x", false, "a")]).await,
+            1
+        );
+        assert_eq!(
+            submit(&ingest, &host, 2, vec![wire_event("x", false, "b")]).await,
+            2
+        );
+        // A replay of 1 after 2 was stored: acknowledged with the high water, not stored.
+        assert_eq!(
+            submit(&ingest, &host, 1, vec![wire_event("x", false, "c")]).await,
+            2
+        );
+        let (events, _) = store
+            .events(
+                "h1",
+                &EventQuery {
+                    limit: 100,
+                    ..Default::default()
+                },
+            )
+            .expect("events");
+        let paths: Vec<&str> = events
+            .iter()
+            .map(|(_, e)| e.attributes["path"].as_str())
+            .collect();
+        assert_eq!(paths, ["a", "b"]);
+        assert_eq!(ingest.high_water(&host), 2);
+        drop(ingest);
+        writer.join().expect("writer");
+    }
+
+    #[tokio::test]
+    async fn identical_findings_fold_and_state_changes_follow_the_rules() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ingest, writer, store) = start(dir.path());
+        let host = HostId::new("h1").expect("host");
+        submit(
+            &ingest,
+            &host,
+            1,
+            vec![wire_event("file.odd_name", true, "/tmp/ x"); 3],
+        )
+        .await;
+        submit(
+            &ingest,
+            &host,
+            2,
+            vec![wire_event("file.odd_name", true, "/tmp/ y")],
+        )
+        .await;
+        let findings = store.findings_after(0, 10).expect("findings");
+        assert_eq!(findings.len(), 2, "{findings:?}");
+        assert_eq!(findings[0].count, 3);
+        assert_eq!(findings[0].severity, Severity::Medium);
+        assert_eq!(findings[1].count, 1);
+
+        let f = ingest
+            .set_state(
+                1,
+                FindingState::Acknowledged,
+                "alice".into(),
+                "on it".into(),
+            )
+            .await
+            .expect("ack");
+        assert_eq!(f.history.len(), 1);
+        assert!(matches!(
+            ingest
+                .set_state(1, FindingState::New, "alice".into(), String::new())
+                .await,
+            Err(IngestError::BadTransition { .. })
+        ));
+        assert!(matches!(
+            ingest
+                .set_state(99, FindingState::Resolved, "alice".into(), String::new())
+                .await,
+            Err(IngestError::NoSuchFinding(99))
+        ));
+        let stored = store.finding(1).expect("read").expect("present");
+        assert_eq!(stored.state, FindingState::Acknowledged);
+        assert_eq!(stored.history[0].operator, "alice");
+        drop(ingest);
+        writer.join().expect("writer");
+    }
+
+    #[tokio::test]
+    async fn state_survives_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = HostId::new("h1").expect("host");
+        {
+            let (ingest, writer, _) = start(dir.path());
+            submit(
+                &ingest,
+                &host,
+                7,
+                vec![wire_event("file.odd_name", true, "/tmp/ x")],
+            )
+            .await;
+            drop(ingest);
+            writer.join().expect("writer");
+        }
+        let (ingest, writer, store) = start(dir.path());
+        assert_eq!(ingest.high_water(&host), 7);
+        // Folding survives the restart too.
+        submit(
+            &ingest,
+            &host,
+            8,
+            vec![wire_event("file.odd_name", true, "/tmp/ x")],
+        )
+        .await;
+        let findings = store.findings_after(0, 10).expect("findings");
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].count, 2);
+        drop(ingest);
+        writer.join().expect("writer");
+    }
+
+    #[tokio::test]
+    async fn retention_removes_old_batches_then_the_oldest_by_bytes_round_robin() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ingest, writer, store) = start(dir.path());
+        let a = HostId::new("a").expect("host");
+        let b = HostId::new("b").expect("host");
+        for seq in 1..=10 {
+            submit(
+                &ingest,
+                &a,
+                seq,
+                vec![wire_event("x", false, &"p".repeat(500))],
+            )
+            .await;
+            submit(
+                &ingest,
+                &b,
+                seq,
+                vec![wire_event("x", false, &"p".repeat(500))],
+            )
+            .await;
+        }
+        let count = |host: &str| {
+            store
+                .events(
+                    host,
+                    &EventQuery {
+                        limit: 1000,
+                        ..Default::default()
+                    },
+                )
+                .expect("events")
+                .0
+        };
+        // Nothing is old enough; a byte budget of about half removes the oldest of both hosts.
+        let total = store.counter("event_bytes").expect("counter");
+        ingest.prune(0, total / 2).await;
+        // A round trip through the writer orders us after the prune.
+        submit(&ingest, &a, 11, vec![]).await;
+        let (left_a, left_b) = (count("a"), count("b"));
+        assert!(
+            left_a.len() < 10 && left_b.len() < 10,
+            "{} {}",
+            left_a.len(),
+            left_b.len()
+        );
+        assert!(
+            left_a.len().abs_diff(left_b.len()) <= 1,
+            "round robin keeps hosts even"
+        );
+        assert_eq!(
+            left_a.last().map(|(s, _)| *s),
+            Some(10),
+            "the newest survive"
+        );
+        // Everything received before now + 1 s is old.
+        ingest.prune(now_unix_ms() + 1000, u64::MAX).await;
+        submit(&ingest, &a, 12, vec![]).await;
+        assert!(count("a").is_empty() && count("b").is_empty());
+        drop(ingest);
+        writer.join().expect("writer");
+    }
+}

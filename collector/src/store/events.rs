@@ -113,7 +113,6 @@ impl Store {
         cutoff_unix_ms: i64,
         bytes_to_free: u64,
     ) -> Result<(u64, u64), StoreError> {
-        const CHUNK: usize = 16;
         let mut removed = 0u64;
         let mut freed = 0u64;
         for host in hosts {
@@ -133,19 +132,23 @@ impl Store {
         let mut progress = true;
         while freed < bytes_to_free && progress {
             progress = false;
+            // Each host gives up an equal share of what is still to be freed.
+            let share = ((bytes_to_free - freed) / hosts.len().max(1) as u64).max(1);
             for host in hosts {
                 let mut batch = sled::Batch::default();
-                for item in self.records.scan_prefix(host_prefix(host)).take(CHUNK) {
+                let mut from_host = 0u64;
+                for item in self.records.scan_prefix(host_prefix(host)) {
+                    if from_host >= share {
+                        break;
+                    }
                     let (k, v) = item?;
-                    freed += v.len() as u64;
+                    from_host += v.len() as u64;
                     removed += 1;
                     batch.remove(k);
                     progress = true;
                 }
+                freed += from_host;
                 self.records.apply_batch(batch)?;
-                if freed >= bytes_to_free {
-                    break;
-                }
             }
         }
         Ok((removed, freed))
