@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_transport(false)
         .btree_map(".")
+        .bytes(".")
         .compile_fds(descriptors)?;
     Ok(())
 }

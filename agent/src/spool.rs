@@ -368,7 +368,7 @@ fn event_count(record: &[u8]) -> u32 {
 
 fn encode(sequence: u64, severity: i32, events: Vec<v1::Event>) -> Vec<u8> {
     let count = u32::try_from(events.len()).unwrap_or(u32::MAX);
-    let batch = v1::TelemetryBatch { sequence, events };
+    let batch = v1::TelemetryBatch::from_events(sequence, &events);
     let mut out = Vec::with_capacity(5 + batch.encoded_len());
     out.push(severity_byte(severity));
     out.extend_from_slice(&count.to_be_bytes());
@@ -474,9 +474,13 @@ mod tests {
         let all = spool.read_from(0, 1000).expect("read");
         assert!(spool.stats().bytes <= 1024 * 1024);
         assert_eq!(all[0].sequence, 1, "the high-severity batch survives");
+        let all: Vec<(u64, Vec<v1::Event>)> = all
+            .iter()
+            .map(|b| (b.sequence, b.decode_events().expect("decodes")))
+            .collect();
         let reports: Vec<_> = all
             .iter()
-            .flat_map(|b| &b.events)
+            .flat_map(|(_, events)| events)
             .filter(|e| e.kind == DATA_LOSS_KIND)
             .collect();
         assert!(!reports.is_empty(), "loss is reported");
@@ -490,8 +494,8 @@ mod tests {
             .sum();
         let info_left = all
             .iter()
-            .filter(|b| {
-                b.events
+            .filter(|(_, events)| {
+                events
                     .iter()
                     .all(|e| e.kind == "test" && e.severity == Severity::Info as i32)
             })
@@ -504,7 +508,7 @@ mod tests {
         // The oldest info batches went first.
         let first_info = all
             .iter()
-            .find(|b| b.events[0].kind == "test" && b.sequence > 1);
-        assert!(first_info.expect("some info kept").sequence > 2);
+            .find(|(seq, events)| events[0].kind == "test" && *seq > 1);
+        assert!(first_info.expect("some info kept").0 > 2);
     }
 }

@@ -35,6 +35,14 @@ pub enum IngestError {
     /// The store failed; nothing of the group was acknowledged.
     #[error("store failed: {0}")]
     Store(#[from] StoreError),
+    /// An event of a batch is not a valid encoded Event.
+    #[error("event {index} of the batch is malformed: {reason}")]
+    Malformed {
+        /// Its index in the batch.
+        index: usize,
+        /// What the decoder said.
+        reason: String,
+    },
     /// The group commit holding this write failed; nothing of it was acknowledged.
     #[error("commit failed: {0}")]
     CommitFailed(String),
@@ -171,25 +179,36 @@ impl Ingest {
         self.latest_finding.clone()
     }
 
-    /// Encodes a received batch and detects its finding candidates.
+    /// Checks a received batch, detects its finding candidates and cuts it into
+    /// store records. Events are stored as received: only their [`v1::EventHeader`]
+    /// is decoded, and indicators in full (about one event in a hundred).
     pub fn prepare(
         &self,
         host: &HostId,
         batch: v1::TelemetryBatch,
     ) -> Result<PreparedBatch, IngestError> {
+        use prost::Message;
         let now = now_unix_ms();
-        let events: Vec<Event> = batch
-            .events
-            .into_iter()
-            .map(|wire| Event::from_wire(wire, now))
-            .collect();
-        let findings = events
-            .iter()
-            .filter_map(|e| self.detector.detect(host, e))
-            .collect();
+        let mut findings = Vec::new();
+        for (index, raw) in batch.events.iter().enumerate() {
+            let header =
+                v1::EventHeader::decode(raw.clone()).map_err(|e| IngestError::Malformed {
+                    index,
+                    reason: e.to_string(),
+                })?;
+            if header.indicator {
+                let event = v1::Event::decode(raw.clone()).map_err(|e| IngestError::Malformed {
+                    index,
+                    reason: e.to_string(),
+                })?;
+                if let Some(f) = self.detector.detect(host, &Event::from_wire(event, now)) {
+                    findings.push(f);
+                }
+            }
+        }
         Ok(PreparedBatch {
             sequence: batch.sequence,
-            records: encode_events(now, &events)?,
+            records: encode_events(now, &batch.events),
             findings,
         })
     }
@@ -590,7 +609,10 @@ mod tests {
 
     async fn submit(ingest: &Ingest, host: &HostId, sequence: u64, events: Vec<v1::Event>) -> u64 {
         ingest
-            .submit_batch(host.clone(), v1::TelemetryBatch { sequence, events })
+            .submit_batch(
+                host.clone(),
+                v1::TelemetryBatch::from_events(sequence, &events),
+            )
             .await
             .expect("submit")
             .await

@@ -148,6 +148,15 @@ impl LinkService {
                                 break;
                             }
                         }
+                        Err(IngestError::Malformed { index, reason }) => {
+                            tracing::warn!(event.index = index, %reason, "Malformed event in batch; stream closed, nothing of the batch stored");
+                            let _ = tx
+                                .send(Err(Status::invalid_argument(format!(
+                                    "event {index} of the batch is malformed: {reason}"
+                                ))))
+                                .await;
+                            break;
+                        }
                         Err(_) => {
                             let _ = tx
                                 .send(Err(Status::unavailable("collector is shutting down")))

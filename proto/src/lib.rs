@@ -25,6 +25,29 @@ pub mod v1 {
     tonic::include_proto!("bannin.v1");
 }
 
+impl v1::TelemetryBatch {
+    /// A batch of `events`, each encoded as the contract carries them.
+    pub fn from_events(sequence: u64, events: &[v1::Event]) -> Self {
+        use prost::Message;
+        Self {
+            sequence,
+            events: events
+                .iter()
+                .map(|e| bytes::Bytes::from(e.encode_to_vec()))
+                .collect(),
+        }
+    }
+
+    /// Decodes every event of the batch.
+    pub fn decode_events(&self) -> Result<Vec<v1::Event>, prost::DecodeError> {
+        use prost::Message;
+        self.events
+            .iter()
+            .map(|raw| v1::Event::decode(raw.clone()))
+            .collect()
+    }
+}
+
 /// Version of the Bannin workspace this crate was built from.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -144,6 +144,24 @@ async fn oversized_and_malformed_frames_close_only_their_stream() {
         "malformed message refused"
     );
 
+    // A well-formed batch carrying an event that is not an encoded Event.
+    let bad_event = grpc_frame(
+        &v1::AgentMessage {
+            body: Some(agent_message::Body::Batch(v1::TelemetryBatch {
+                sequence: 1,
+                events: vec![Bytes::from_static(&[0x0a, 0xff, 0xff])],
+            })),
+        }
+        .encode_to_vec(),
+    );
+    let status = raw_stream(collector.addr, &bad, vec![hello("bad-host"), bad_event]).await;
+    assert_eq!(
+        status,
+        (tonic::Code::InvalidArgument as i32).to_string(),
+        "malformed event refused: {}",
+        collector.proc.log_text()
+    );
+
     // A first message that is not Hello.
     let not_hello = grpc_frame(
         &v1::AgentMessage {

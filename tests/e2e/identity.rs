@@ -30,18 +30,19 @@ fn hello(host: &str) -> v1::AgentMessage {
 }
 
 fn batch(sequence: u64) -> v1::AgentMessage {
+    let event = v1::Event {
+        kind: "net.new_listener".into(),
+        severity: v1::Severity::High as i32,
+        observed_unix_ms: 1,
+        indicator: true,
+        summary: "should never be stored".into(),
+        ..Default::default()
+    };
     v1::AgentMessage {
-        body: Some(agent_message::Body::Batch(v1::TelemetryBatch {
+        body: Some(agent_message::Body::Batch(v1::TelemetryBatch::from_events(
             sequence,
-            events: vec![v1::Event {
-                kind: "net.new_listener".into(),
-                severity: v1::Severity::High as i32,
-                observed_unix_ms: 1,
-                indicator: true,
-                summary: "should never be stored".into(),
-                ..Default::default()
-            }],
-        })),
+            &[event],
+        ))),
     }
 }
 

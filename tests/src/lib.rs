@@ -13,21 +13,59 @@ use bannin_proto::tls::{self, TlsMaterial, TlsPaths};
 use bannin_proto::v1::operator_client::OperatorClient;
 use tonic::transport::Channel;
 
-/// Path of a workspace binary built next to the test executable
-/// (`cargo test --workspace` builds them all).
+/// Path of a workspace binary, built on first use.
+///
+/// `cargo test` builds the binaries of a package only for that package's own
+/// integration tests, so the first call runs `cargo build --bins` for the
+/// workspace (with the cargo and target directory of the running test, a no-op
+/// when they are fresh). Set `BANNIN_SKIP_BUILD=1` to use what is there.
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let mut dir = exe.parent().expect("exe dir").to_owned();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let dir = BUILT
+        .get_or_init(build_binaries)
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{e}"));
     let path = dir.join(name);
     assert!(
         path.exists(),
-        "{} is missing: run the tests with `cargo test --workspace` so every binary is built",
+        "{} is missing after the build",
         path.display()
     );
     path
+}
+
+fn build_binaries() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut dir = exe.parent().ok_or("no exe dir")?.to_owned();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    if std::env::var_os("BANNIN_SKIP_BUILD").is_some() {
+        return Ok(dir);
+    }
+    let profile = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("debug")
+        .to_owned();
+    let target_dir = dir.parent().ok_or("no target dir")?.to_owned();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .args(["build", "--workspace", "--bins", "--quiet"])
+        .arg("--manifest-path")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target_dir);
+    if profile == "release" {
+        command.arg("--release");
+    }
+    let status = command
+        .status()
+        .map_err(|e| format!("running cargo build: {e}"))?;
+    if !status.success() {
+        return Err(format!("cargo build --workspace --bins failed: {status}"));
+    }
+    Ok(dir)
 }
 
 /// A free port on 127.0.0.1 (bound and released; fine for tests).

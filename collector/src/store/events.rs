@@ -1,14 +1,24 @@
 //! Raw telemetry per host, kept for triage within a retention bound.
 //!
+//! Events are stored exactly as the agent encoded them (the contract's `Event`),
+//! so ingest never decodes and re-encodes attributes; they are decoded into
+//! [`Event`]s when read. This is the one place the store holds a wire format, on
+//! purpose: raw telemetry is evidence, and keeping it as received is both cheaper
+//! and more faithful.
+//!
 //! A batch's events are stored as a few records of about [`CHUNK_BYTES`] each,
-//! not one record per event: a sled insert costs far more than encoding a few
+//! not one record per event: a sled insert costs far more than copying a few
 //! dozen events. Records stay small because sled 0.34 keeps up to 16 items in a
 //! leaf and moves a leaf over 128 KiB into a blob file of its own, so large
 //! values turn every write into file creation and deletion.
 //! A record is the receive time (i64 BE, so retention can skip decoding)
-//! followed by its events (postcard).
+//! followed by its events, each as a varint length and the encoded event.
 
-use super::{PREFIX_EVENT, Store, StoreError, WriteSet, decode, encode};
+use bannin_proto::v1;
+use bytes::{Buf, Bytes};
+use prost::Message;
+
+use super::{PREFIX_EVENT, Store, StoreError, WriteSet};
 use crate::model::Event;
 
 fn host_prefix(host: &str) -> Vec<u8> {
@@ -29,14 +39,23 @@ fn key(host: &str, sequence: u64, chunk: u16) -> Vec<u8> {
     k
 }
 
-/// Rough encoded size of an event, to cut batches into chunks without encoding twice.
-fn estimate(e: &Event) -> usize {
-    24 + e.kind.len()
-        + e.summary.len()
-        + e.attributes
-            .iter()
-            .map(|(k, v)| k.len() + v.len() + 2)
-            .sum::<usize>()
+/// Decodes the events of one record.
+type DecodedRecord = (i64, Vec<Result<v1::Event, prost::DecodeError>>);
+
+fn decode_record(value: &[u8]) -> Result<DecodedRecord, StoreError> {
+    let received = received_of(value);
+    let mut body = Bytes::copy_from_slice(value.get(8..).unwrap_or_default());
+    let mut events = Vec::new();
+    while body.has_remaining() {
+        let len = prost::encoding::decode_varint(&mut body)
+            .map_err(|_| StoreError::Corrupt("event record length".into()))?;
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len > body.remaining() {
+            return Err(StoreError::Corrupt("event record truncated".into()));
+        }
+        events.push(v1::Event::decode(body.split_to(len)));
+    }
+    Ok((received, events))
 }
 
 fn received_of(value: &[u8]) -> i64 {
@@ -89,16 +108,28 @@ impl Store {
                 return Ok((out, true));
             }
             last_sequence = Some(sequence);
-            let events: Vec<Event> = decode(v.get(8..).unwrap_or_default(), "event batch")?;
-            out.extend(
-                events
-                    .into_iter()
-                    .filter(|e| {
-                        e.observed_unix_ms >= query.since_unix_ms
-                            && (query.kind.is_empty() || e.kind == query.kind)
-                    })
-                    .map(|e| (sequence, e)),
-            );
+            let (received, events) = decode_record(&v)?;
+            for (index, decoded) in events.into_iter().enumerate() {
+                let event = match decoded {
+                    Ok(wire) => Event::from_wire(wire, received),
+                    // Ingest checked the structure; a value that still does not decode
+                    // (say, bytes that are not UTF-8 in an attribute) is shown, not hidden.
+                    Err(e) => Event {
+                        kind: "bannin.undecodable_event".into(),
+                        severity: crate::model::Severity::Info,
+                        observed_unix_ms: received,
+                        received_unix_ms: received,
+                        indicator: false,
+                        attributes: [("index".to_owned(), index.to_string())].into(),
+                        summary: format!("stored event does not decode: {e}"),
+                    },
+                };
+                if event.observed_unix_ms >= query.since_unix_ms
+                    && (query.kind.is_empty() || event.kind == query.kind)
+                {
+                    out.push((sequence, event));
+                }
+            }
         }
         Ok((out, false))
     }
@@ -169,26 +200,26 @@ impl WriteSet {
     }
 }
 
-/// Encodes a batch's events as store records of about [`CHUNK_BYTES`] each.
+/// Cuts a batch's encoded events into store records of about [`CHUNK_BYTES`].
 ///
-/// Pure CPU work, done by the caller (a link session) so the single writer
+/// Pure copying, done by the caller (a link session) so the single writer
 /// thread only inserts.
-pub fn encode_events(received_unix_ms: i64, events: &[Event]) -> Result<Vec<Vec<u8>>, StoreError> {
+pub fn encode_events(received_unix_ms: i64, events: &[Bytes]) -> Vec<Vec<u8>> {
     let mut records = Vec::new();
-    let mut start = 0;
-    while start < events.len() {
-        let mut end = start;
-        let mut size = 0;
-        while end < events.len() && (end == start || size + estimate(&events[end]) <= CHUNK_BYTES) {
-            size += estimate(&events[end]);
-            end += 1;
+    let mut current: Vec<u8> = Vec::new();
+    for raw in events {
+        if current.len() > 8 && current.len() + raw.len() > CHUNK_BYTES {
+            records.push(std::mem::take(&mut current));
         }
-        let body = encode(&&events[start..end], "event batch")?;
-        let mut value = Vec::with_capacity(8 + body.len());
-        value.extend_from_slice(&received_unix_ms.to_be_bytes());
-        value.extend_from_slice(&body);
-        records.push(value);
-        start = end;
+        if current.is_empty() {
+            current.reserve(CHUNK_BYTES + 16);
+            current.extend_from_slice(&received_unix_ms.to_be_bytes());
+        }
+        prost::encoding::encode_varint(raw.len() as u64, &mut current);
+        current.extend_from_slice(raw);
     }
-    Ok(records)
+    if !current.is_empty() {
+        records.push(current);
+    }
+    records
 }

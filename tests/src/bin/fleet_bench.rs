@@ -299,7 +299,8 @@ async fn agent_loop(
         }) => w.acked_sequence + 1,
         other => anyhow::bail!("expected Welcome, got {other:?}"),
     };
-    let events = sample_events(batch_events, index);
+    // Encoded once, as a real agent encodes each event once when it spools it.
+    let events = v1::TelemetryBatch::from_events(0, &sample_events(batch_events, index)).events;
     let mut sent: VecDeque<(u64, Instant)> = VecDeque::new();
     let mut local = Histogram::<u64>::new(3)?;
     let mut acked_events = 0u64;
