@@ -12,7 +12,8 @@
 //! leaf and moves a leaf over 128 KiB into a blob file of its own, so large
 //! values turn every write into file creation and deletion.
 //! A record is the receive time (i64 BE, so retention can skip decoding)
-//! followed by its events, each as a varint length and the encoded event.
+//! followed by its events, each as a varint length and the encoded event,
+//! compressed with LZ4 (size prepended).
 
 use bannin_proto::v1;
 use bytes::{Buf, Bytes};
@@ -44,7 +45,9 @@ type DecodedRecord = (i64, Vec<Result<v1::Event, prost::DecodeError>>);
 
 fn decode_record(value: &[u8]) -> Result<DecodedRecord, StoreError> {
     let received = received_of(value);
-    let mut body = Bytes::copy_from_slice(value.get(8..).unwrap_or_default());
+    let body = lz4_flex::decompress_size_prepended(value.get(8..).unwrap_or_default())
+        .map_err(|e| StoreError::Corrupt(format!("event record: {e}")))?;
+    let mut body = Bytes::from(body);
     let mut events = Vec::new();
     while body.has_remaining() {
         let len = prost::encoding::decode_varint(&mut body)
@@ -200,26 +203,46 @@ impl WriteSet {
     }
 }
 
-/// Cuts a batch's encoded events into store records of about [`CHUNK_BYTES`].
+/// Cuts a batch's encoded events into store records, each compressed (LZ4) to
+/// at most about [`CHUNK_BYTES`].
 ///
-/// Pure copying, done by the caller (a link session) so the single writer
+/// Pure CPU work, done by the caller (a link session) so the single writer
 /// thread only inserts.
 pub fn encode_events(received_unix_ms: i64, events: &[Bytes]) -> Vec<Vec<u8>> {
     let mut records = Vec::new();
-    let mut current: Vec<u8> = Vec::new();
-    for raw in events {
-        if current.len() > 8 && current.len() + raw.len() > CHUNK_BYTES {
-            records.push(std::mem::take(&mut current));
-        }
-        if current.is_empty() {
-            current.reserve(CHUNK_BYTES + 16);
-            current.extend_from_slice(&received_unix_ms.to_be_bytes());
-        }
-        prost::encoding::encode_varint(raw.len() as u64, &mut current);
-        current.extend_from_slice(raw);
-    }
-    if !current.is_empty() {
-        records.push(current);
-    }
+    encode_range(received_unix_ms, events, &mut records);
     records
+}
+
+/// Raw bytes gathered before compressing; telemetry compresses well, and a
+/// record that still comes out too large is split in two.
+const RAW_CHUNK_BYTES: usize = 48 * 1024;
+
+fn encode_range(received_unix_ms: i64, events: &[Bytes], records: &mut Vec<Vec<u8>>) {
+    let mut start = 0;
+    while start < events.len() {
+        let mut end = start;
+        let mut raw = 0;
+        while end < events.len() && (end == start || raw + events[end].len() <= RAW_CHUNK_BYTES) {
+            raw += events[end].len() + 5;
+            end += 1;
+        }
+        let mut body = Vec::with_capacity(raw);
+        for e in &events[start..end] {
+            prost::encoding::encode_varint(e.len() as u64, &mut body);
+            body.extend_from_slice(e);
+        }
+        let compressed = lz4_flex::compress_prepend_size(&body);
+        if compressed.len() > CHUNK_BYTES && end - start > 1 {
+            let mid = start + (end - start) / 2;
+            encode_range(received_unix_ms, &events[start..mid], records);
+            encode_range(received_unix_ms, &events[mid..end], records);
+        } else {
+            let mut value = Vec::with_capacity(8 + compressed.len());
+            value.extend_from_slice(&received_unix_ms.to_be_bytes());
+            value.extend_from_slice(&compressed);
+            records.push(value);
+        }
+        start = end;
+    }
 }

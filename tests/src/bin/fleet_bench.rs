@@ -226,30 +226,72 @@ impl v1::agent_link_server::AgentLink for BareSink {
     }
 }
 
+/// Process-exec telemetry shaped like a busy server's: 16 binaries with their
+/// own hashes, arguments that differ on every event (a random token), varying
+/// pids and users. Random tokens keep compression honest: repetitive sample data
+/// would flatter the store.
 fn sample_events(n: usize, agent: usize) -> Vec<v1::Event> {
+    const EXES: [&str; 16] = [
+        "/usr/bin/curl",
+        "/usr/bin/bash",
+        "/usr/bin/python3.11",
+        "/usr/sbin/sshd",
+        "/usr/bin/sudo",
+        "/usr/bin/systemctl",
+        "/usr/bin/ls",
+        "/usr/bin/grep",
+        "/usr/bin/awk",
+        "/usr/bin/tar",
+        "/usr/bin/gzip",
+        "/usr/lib/postgresql/15/bin/postgres",
+        "/usr/sbin/nginx",
+        "/usr/bin/cron",
+        "/usr/bin/perl",
+        "/usr/bin/git",
+    ];
+    let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ (agent as u64).wrapping_mul(0x2545_f491_4f6c_dd1d);
+    let mut next = move || {
+        // xorshift64*
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
     (0..n)
-        .map(|i| v1::Event {
-            kind: "process.exec".into(),
-            severity: v1::Severity::Info as i32,
-            observed_unix_ms: bannin_proto::now_unix_ms(),
-            attributes: [
-                ("exe".to_owned(), "/usr/bin/curl".to_owned()),
-                (
-                    "cmdline".to_owned(),
-                    format!("curl -s https://example.invalid/{agent}/{i}"),
-                ),
-                ("pid".to_owned(), (1000 + i).to_string()),
-                ("ppid".to_owned(), "1".to_owned()),
-                ("uid".to_owned(), "1000".to_owned()),
-                (
-                    "sha256".to_owned(),
-                    "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".to_owned(),
-                ),
-            ]
-            .into(),
-            summary: String::new(),
-            // One indicator in a hundred, so detection and the findings queue work too.
-            indicator: i % 100 == 0,
+        .map(|i| {
+            let exe_index = (next() % EXES.len() as u64) as usize;
+            let exe = EXES[exe_index];
+            let hash = format!(
+                "{:016x}{:016x}{:016x}{:016x}",
+                exe_index * 7919,
+                exe_index * 104729,
+                exe_index,
+                !exe_index
+            );
+            let token = format!("{:016x}", next());
+            v1::Event {
+                kind: "process.exec".into(),
+                severity: v1::Severity::Info as i32,
+                observed_unix_ms: bannin_proto::now_unix_ms(),
+                attributes: [
+                    ("exe".to_owned(), exe.to_owned()),
+                    (
+                        "cmdline".to_owned(),
+                        format!("{exe} --job {token} /srv/data/{agent}/{i}"),
+                    ),
+                    ("pid".to_owned(), (1000 + next() % 60000).to_string()),
+                    ("ppid".to_owned(), (1 + next() % 2000).to_string()),
+                    (
+                        "uid".to_owned(),
+                        [0, 33, 1000, 1001][(next() % 4) as usize].to_string(),
+                    ),
+                    ("sha256".to_owned(), hash),
+                ]
+                .into(),
+                summary: String::new(),
+                // One indicator in a hundred, so detection and the findings queue work too.
+                indicator: i % 100 == 0,
+            }
         })
         .collect()
 }
