@@ -37,6 +37,9 @@ pub enum SpoolError {
     /// sled failed.
     #[error("spool: {0}")]
     Sled(#[from] sled::Error),
+    /// The spool directory could not be created or protected.
+    #[error("spool directory {0}: {1}")]
+    Io(std::path::PathBuf, #[source] std::io::Error),
     /// A stored batch could not be decoded.
     #[error("spool batch {sequence} is corrupt: {reason}")]
     Corrupt {
@@ -120,6 +123,8 @@ pub struct Spool {
 impl Spool {
     /// Opens (or creates) the spool in `dir` with a byte cap.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
+        // Telemetry is sensitive: the spool is for the agent's eyes only.
+        private_dir(dir).map_err(|e| SpoolError::Io(dir.to_owned(), e))?;
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(32 * 1024 * 1024)
@@ -346,6 +351,13 @@ impl Spool {
     }
 }
 
+/// Creates `dir` if needed and makes it accessible to its owner only.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 fn seq_of(k: &[u8]) -> u64 {
     // Keys are built by batch_key/severity_key: the last 8 bytes are the sequence.
     let tail = &k[k.len().saturating_sub(8)..];
@@ -438,6 +450,16 @@ mod tests {
             spool.append(events(1, Severity::Info, 1)).expect("append"),
             Some(3)
         );
+    }
+
+    #[test]
+    fn spool_directory_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("spool");
+        Spool::open(&path, 1 << 30).expect("open");
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
     }
 
     #[test]

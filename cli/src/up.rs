@@ -41,8 +41,9 @@ pub struct UpArgs {
 
 /// Runs `bannin up` until Ctrl-C.
 pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
+    // Sensor health is printed below as a summary; its log lines would repeat it.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,bannin_agent::sensors=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -190,7 +190,11 @@ impl Sensor for OddNames {
             sweep.save_state(&*reported);
         }
         if !walk.denied.is_empty() {
-            let list: Vec<_> = walk.denied.into_iter().collect();
+            let total = walk.denied.len();
+            let mut list: Vec<_> = walk.denied.into_iter().take(5).collect();
+            if total > list.len() {
+                list.push(format!("and {} more", total - list.len()));
+            }
             return Ok(Health::Degraded(format!(
                 "permission denied reading {} (run as root to watch them)",
                 list.join(", ")

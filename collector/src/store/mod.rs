@@ -80,10 +80,16 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
+        // Findings and telemetry are sensitive: the store is for the collector's eyes only.
+        std::fs::create_dir_all(dir)
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            })
+            .map_err(|source| StoreError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(256 * 1024 * 1024)
