@@ -42,17 +42,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if cli.log_json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    bannin_proto::process::init_logging(cli.log_json, "info");
     let Command::Run { config, check } = cli.command;
     let config = match AgentConfig::load(&config) {
         Ok(c) => c,
@@ -80,19 +70,7 @@ fn run(config: AgentConfig) -> anyhow::Result<()> {
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();
         tokio::spawn(async move {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(t) => t,
-                    Err(_) => {
-                        let _ = tokio::signal::ctrl_c().await;
-                        signal.cancel();
-                        return;
-                    }
-                };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+            bannin_proto::process::shutdown_signal().await;
             tracing::info!("Shutting down");
             signal.cancel();
         });

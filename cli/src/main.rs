@@ -133,7 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Up(args) = cli.command {
         return up::run(args).await;
     }
-    init_logging();
+    bannin_proto::process::init_logging(false, "warn");
     let config = OperatorConfig::load(&config_path(cli.config))?;
     let mut client = config.connect().await?;
     match cli.command {
@@ -343,14 +343,4 @@ fn parse_since(s: &str) -> anyhow::Result<i64> {
         _ => anyhow::bail!("--since {s:?}: unit must be s, m, h or d"),
     };
     Ok(bannin_proto::now_unix_ms() - n.saturating_mul(unit_ms))
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
 }

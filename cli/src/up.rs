@@ -42,13 +42,7 @@ pub struct UpArgs {
 /// Runs `bannin up` until Ctrl-C.
 pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     // Sensor health is printed below as a summary; its log lines would repeat it.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,bannin_agent::sensors=error"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    bannin_proto::process::init_logging(false, "warn,bannin_agent::sensors=error");
     let data = absolute(&args.data)?;
     let host = prepare(&data, args.listen).context("preparing the dev setup")?;
 
@@ -179,8 +173,7 @@ fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
 
 /// This machine's host id: its hostname with anything outside `[A-Za-z0-9._-]` replaced.
 fn local_host_id() -> HostId {
-    let name = sysinfo_hostname();
-    let cleaned: String = name
+    let cleaned: String = kernel_hostname()
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
@@ -190,17 +183,11 @@ fn local_host_id() -> HostId {
             }
         })
         .collect();
-    let cleaned = cleaned.trim_start_matches(['.', '-']).to_owned();
-    HostId::new(cleaned)
-        .unwrap_or_else(|_| HostId::new("localhost").unwrap_or_else(|_| unreachable_host()))
+    HostId::new(cleaned.trim_start_matches(['.', '-']))
+        .unwrap_or_else(|_| HostId::new("localhost").expect("\"localhost\" is a valid host id"))
 }
 
-fn unreachable_host() -> HostId {
-    // "localhost" is a valid host id; this is never reached.
-    HostId::new("local").unwrap_or_else(|_| std::process::abort())
-}
-
-fn sysinfo_hostname() -> String {
+fn kernel_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "localhost".into())

@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod identity;
+pub mod process;
 pub mod tls;
 
 /// Generated code for package `bannin.v1`.
