@@ -22,6 +22,16 @@ struct Raw {
     link: RawLink,
     #[serde(default)]
     sensors: RawSensors,
+    #[serde(default)]
+    response: RawResponse,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct RawResponse {
+    #[serde(default)]
+    dns_resolvers: Vec<String>,
+    #[serde(default)]
+    local_operator: bool,
 }
 
 fn default_root() -> PathBuf {
@@ -233,6 +243,10 @@ pub struct AgentConfig {
     pub net_listener: SensorCommon,
     /// `[sensors.file_odd_name]`.
     pub file_odd_name: OddNameConfig,
+    /// `[response]`: DNS resolvers an isolated host may still use.
+    pub dns_resolvers: Vec<std::net::IpAddr>,
+    /// `[response] local_operator`: this agent runs on the operator's machine.
+    pub local_operator: bool,
 }
 
 fn severity(name: &str) -> Option<Severity> {
@@ -391,8 +405,19 @@ impl AgentConfig {
                 ));
             }
         }
+        let mut dns_resolvers = Vec::new();
+        for r in &raw.response.dns_resolvers {
+            match r.parse() {
+                Ok(ip) => dns_resolvers.push(ip),
+                Err(_) => errors.push(format!(
+                    "response.dns_resolvers: {r:?} is not an IP address"
+                )),
+            }
+        }
         errors.into_result()?;
         Ok(Self {
+            dns_resolvers,
+            local_operator: raw.response.local_operator,
             host_id,
             root: raw.root,
             tls,

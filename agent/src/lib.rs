@@ -17,6 +17,7 @@
 pub mod config;
 pub mod inventory;
 pub mod link;
+pub mod response;
 pub mod sensors;
 pub mod spool;
 
@@ -105,6 +106,16 @@ pub async fn run_with_health(
         }
     })?;
     let spool = Arc::new(spool);
+    // Before anything else: a host that was isolated stays isolated.
+    let responder = response::Responder::new(
+        response::ResponseConfig {
+            collector: config.link.address.clone(),
+            dns_resolvers: config.dns_resolvers.clone(),
+            local_operator: config.local_operator,
+        },
+        spool.clone(),
+    );
+    responder.restore().await;
     let spooled = Arc::new(Notify::new());
     let tracker = TaskTracker::new();
     let (events_tx, events_rx) = mpsc::channel(1024);
@@ -131,7 +142,16 @@ pub async fn run_with_health(
         )
         .instrument(tracing::info_span!("spooler")),
     );
+    let (commands_tx, commands_rx) = mpsc::channel(64);
+    let (results_tx, results_rx) = mpsc::channel(64);
+    tracker.spawn(
+        responder
+            .run(commands_rx, results_tx, shutdown.child_token())
+            .instrument(tracing::info_span!("response")),
+    );
     let link = link::Link {
+        commands: commands_tx,
+        results: tokio::sync::Mutex::new(results_rx),
         config: config.link.clone(),
         host: host.clone(),
         tls,

@@ -59,6 +59,11 @@ pub struct Link {
     pub spooled: Arc<Notify>,
     /// Sensor health, for Hello and heartbeats.
     pub health: HealthBoard,
+    /// Commands to the responder.
+    pub commands: mpsc::Sender<v1::Command>,
+    /// Results from the responder; held by the open session. Results made while
+    /// disconnected wait here for the next session.
+    pub results: tokio::sync::Mutex<mpsc::Receiver<v1::CommandResult>>,
 }
 
 /// Exponential backoff with full jitter: the n-th delay is uniform in
@@ -183,6 +188,7 @@ impl Link {
         let burst = (self.config.max_in_flight as f64).max(1.0);
         let mut tokens = burst;
         let mut refilled = Instant::now();
+        let mut results = self.results.lock().await;
         let mut heartbeat = tokio::time::interval(self.config.heartbeat);
         heartbeat.tick().await;
         loop {
@@ -222,17 +228,27 @@ impl Link {
                         *delivered = true;
                     }
                     Some(v1::CollectorMessage { body: Some(collector_message::Body::Command(command)) }) => {
-                        tracing::warn!(command.id = %command.id, verb = %command.verb, "Command not supported by this agent");
-                        let result = v1::AgentMessage { body: Some(agent_message::Body::CommandResult(v1::CommandResult {
-                            command_id: command.id,
-                            ok: false,
-                            detail: format!("verb {:?} is not supported by agent {}", command.verb, bannin_proto::VERSION),
-                        }))};
-                        let _ = tx.send(result).await;
+                        if let Err(mpsc::error::TrySendError::Full(command)) = self.commands.try_send(command) {
+                            let busy = v1::CommandResult {
+                                command_id: command.id,
+                                ok: false,
+                                detail: "agent busy: too many commands queued".into(),
+                            };
+                            let _ = tx.send(v1::AgentMessage { body: Some(agent_message::Body::CommandResult(busy)) }).await;
+                        }
                     }
                     Some(_) => return Err(LinkError::Protocol("unexpected message")),
                     None => return Ok(()),
                 },
+                Some(result) = results.recv() => {
+                    let message = v1::AgentMessage { body: Some(agent_message::Body::CommandResult(result)) };
+                    if let Err(mpsc::error::SendError(unsent)) = tx.send(message).await {
+                        // The stream died under us: the collector re-sends unanswered
+                        // commands on the next session, and every verb is idempotent.
+                        tracing::warn!(?unsent, "Command result not sent; the collector will ask again");
+                        return Err(LinkError::Protocol("stream closed while sending a result"));
+                    }
+                }
                 _ = heartbeat.tick() => {
                     let _ = tx.send(self.heartbeat()).await;
                 }

@@ -276,6 +276,12 @@ impl Spool {
         Ok(assigned)
     }
 
+    /// Saves a named state on its own (not tied to a sweep) and flushes it.
+    pub fn put_state(&self, name: &str, value: Vec<u8>) -> Result<(), SpoolError> {
+        self.tree.insert(state_key(name), value)?;
+        self.flush()
+    }
+
     /// The state sensor `name` saved with its last sweep.
     pub fn sensor_state(&self, name: &str) -> Result<Option<Vec<u8>>, SpoolError> {
         Ok(self.tree.get(state_key(name))?.map(|v| v.to_vec()))

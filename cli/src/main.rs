@@ -62,6 +62,47 @@ enum Command {
         #[command(subcommand)]
         action: FindingAction,
     },
+    /// Cut a host off the network, except its channel to the collector, DHCP, its
+    /// configured DNS resolvers and addresses you allow. Delivered when the host
+    /// next connects if it is offline now.
+    Isolate {
+        /// Host id.
+        host: String,
+        /// Why (recorded in the action log).
+        #[arg(long)]
+        reason: String,
+        /// An address or network the host may still reach (a jump host); repeatable.
+        #[arg(long = "allow")]
+        allow: Vec<String>,
+        /// Needed to isolate the machine `bannin up` runs on (the one you are using).
+        #[arg(long)]
+        yes_isolate_this_machine: bool,
+        #[command(flatten)]
+        send: SendOptions,
+    },
+    /// Undo `isolate`: the host removes exactly its isolation table.
+    Release {
+        /// Host id.
+        host: String,
+        /// Why (recorded in the action log).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        send: SendOptions,
+    },
+    /// Ask a host's agent to answer (round trip through the command queue).
+    Ping {
+        /// Host id.
+        host: String,
+        #[command(flatten)]
+        send: SendOptions,
+    },
+    /// The command queue: what was sent to which host, by whom, and what came of it.
+    Commands {
+        /// Only this host's commands.
+        #[arg(long)]
+        host: Option<String>,
+    },
     /// Raw telemetry the collector keeps for a host (for triage).
     Events {
         /// Host id.
@@ -76,6 +117,20 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         limit: u32,
     },
+}
+
+/// Options shared by commands sent to hosts.
+#[derive(clap::Args)]
+struct SendOptions {
+    /// Return once the command is queued instead of waiting for the host's answer.
+    #[arg(long)]
+    no_wait: bool,
+    /// How long to wait for the answer, in seconds.
+    #[arg(long, default_value_t = 60)]
+    wait_secs: u64,
+    /// Drop the command if the host has not picked it up within this many seconds (default 7 days).
+    #[arg(long, default_value_t = 0)]
+    expires_secs: u32,
 }
 
 #[derive(Subcommand)]
@@ -149,8 +204,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print_json(&hosts.iter().map(host_json).collect::<Vec<_>>())?;
             } else {
                 println!(
-                    "{:<24} {:<8} {:<20} {:<19} {:<10} SENSORS",
-                    "HOST", "STATUS", "HOSTNAME", "LAST SEEN (UTC)", "ACKED"
+                    "{:<24} {:<8} {:<18} {:<20} {:<19} {:<10} SENSORS",
+                    "HOST", "STATUS", "ISOLATION", "HOSTNAME", "LAST SEEN (UTC)", "ACKED"
                 );
                 for h in hosts {
                     let degraded: Vec<String> = h
@@ -165,9 +220,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         degraded.join(", ")
                     };
                     println!(
-                        "{:<24} {:<8} {:<20} {:<19} {:<10} {}",
+                        "{:<24} {:<8} {:<18} {:<20} {:<19} {:<10} {}",
                         h.host_id,
                         if h.online { "online" } else { "offline" },
+                        h.isolation,
                         h.hostname,
                         short_time(h.last_seen_unix_ms),
                         h.acked_sequence,
@@ -253,6 +309,91 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .into_inner();
             print_finding(&f, cli.json)?;
         }
+        Command::Isolate {
+            host,
+            reason,
+            allow,
+            yes_isolate_this_machine,
+            send,
+        } => {
+            let mut arguments = std::collections::BTreeMap::new();
+            if !allow.is_empty() {
+                arguments.insert("allow".to_owned(), allow.join(","));
+            }
+            if yes_isolate_this_machine {
+                arguments.insert("confirm_local".to_owned(), "yes".to_owned());
+            }
+            return send_command(
+                &mut client,
+                &host,
+                "isolate",
+                arguments,
+                reason,
+                send,
+                cli.json,
+            )
+            .await;
+        }
+        Command::Release { host, reason, send } => {
+            return send_command(
+                &mut client,
+                &host,
+                "release",
+                Default::default(),
+                reason,
+                send,
+                cli.json,
+            )
+            .await;
+        }
+        Command::Ping { host, send } => {
+            return send_command(
+                &mut client,
+                &host,
+                "ping",
+                Default::default(),
+                String::new(),
+                send,
+                cli.json,
+            )
+            .await;
+        }
+        Command::Commands { host } => {
+            let commands = client
+                .list_commands(v1::ListCommandsRequest {
+                    host_id: host.unwrap_or_default(),
+                })
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))
+                .context("listing commands")?
+                .into_inner()
+                .commands;
+            if cli.json {
+                print_json(
+                    &commands
+                        .iter()
+                        .map(output::command_json)
+                        .collect::<Vec<_>>(),
+                )?;
+            } else {
+                println!(
+                    "{:<7} {:<19} {:<20} {:<8} {:<10} {:<12} RESULT",
+                    "ID", "ISSUED (UTC)", "HOST", "VERB", "STATE", "OPERATOR"
+                );
+                for c in &commands {
+                    println!(
+                        "{:<7} {:<19} {:<20} {:<8} {:<10} {:<12} {}",
+                        c.id,
+                        short_time(c.created_unix_ms),
+                        c.host_id,
+                        c.verb,
+                        c.state,
+                        c.operator,
+                        c.result
+                    );
+                }
+            }
+        }
         Command::Events {
             host,
             since,
@@ -295,6 +436,73 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Queues a command and, unless told not to, waits for the host's answer.
+async fn send_command(
+    client: &mut v1::operator_client::OperatorClient<tonic::transport::Channel>,
+    host: &str,
+    verb: &str,
+    arguments: std::collections::BTreeMap<String, String>,
+    reason: String,
+    send: SendOptions,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let queued = client
+        .issue_command(v1::IssueCommandRequest {
+            host_id: host.to_owned(),
+            verb: verb.to_owned(),
+            arguments,
+            reason,
+            expires_in_secs: send.expires_secs,
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))
+        .with_context(|| format!("sending {verb} to {host}"))?
+        .into_inner();
+    if !json {
+        eprintln!("{verb} {host}: queued as {} ({})", queued.id, queued.state);
+    }
+    let mut last = queued;
+    if !send.no_wait {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(send.wait_secs);
+        let mut told_offline = false;
+        while !matches!(last.state.as_str(), "succeeded" | "failed" | "expired")
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let commands = client
+                .list_commands(v1::ListCommandsRequest {
+                    host_id: host.to_owned(),
+                })
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                .into_inner()
+                .commands;
+            if let Some(c) = commands.into_iter().find(|c| c.id == last.id) {
+                if c.state == "pending" && !told_offline && !json {
+                    eprintln!(
+                        "{host} has not picked it up yet; it is delivered when the host connects (expires {})",
+                        short_time(c.expires_unix_ms)
+                    );
+                    told_offline = true;
+                }
+                last = c;
+            }
+        }
+    }
+    if json {
+        print_json(&output::command_json(&last))?;
+    } else {
+        println!(
+            "{} {} {}: {} {}",
+            last.id, last.verb, last.host_id, last.state, last.result
+        );
+    }
+    Ok(match last.state.as_str() {
+        "failed" | "expired" => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    })
 }
 
 fn print_finding(f: &v1::Finding, json: bool) -> anyhow::Result<()> {

@@ -103,6 +103,7 @@ pub fn host_json(h: &v1::Host) -> Value {
         "acked_sequence": h.acked_sequence,
         "spool_bytes": h.spool_bytes,
         "peer_address": h.peer_address,
+        "isolation": h.isolation,
         "sensors": h.sensors.iter().map(|s| json!({
             "name": s.name, "state": s.state, "detail": s.detail,
         })).collect::<Vec<_>>(),
@@ -122,5 +123,23 @@ pub fn event_json(e: &v1::StoredEvent) -> Value {
         "received": rfc3339(e.received_unix_ms),
         "attributes": ev.attributes,
         "summary": ev.summary,
+    })
+}
+
+/// A command as JSON.
+pub fn command_json(c: &v1::CommandRecord) -> Value {
+    json!({
+        "id": c.id,
+        "host_id": c.host_id,
+        "verb": c.verb,
+        "arguments": c.arguments,
+        "operator": c.operator,
+        "reason": c.reason,
+        "state": c.state,
+        "created": rfc3339(c.created_unix_ms),
+        "delivered": rfc3339(c.delivered_unix_ms),
+        "finished": rfc3339(c.finished_unix_ms),
+        "expires": rfc3339(c.expires_unix_ms),
+        "result": c.result,
     })
 }

@@ -267,6 +267,11 @@ interval_secs = 5
 
 [sensors.file_odd_name]
 interval_secs = 10
+
+[response]
+# This agent runs on the machine you operate from: isolating it needs
+# `bannin isolate --yes-isolate-this-machine`.
+local_operator = true
 "#,
             ca = relative(data, &pki.ca_cert()).display(),
             cert = relative(data, &cert).display(),

@@ -17,6 +17,7 @@
 //!
 //! [`serve`] is what the binary, `bannin up` and the tests all call.
 
+pub mod commands;
 pub mod config;
 pub mod detect;
 pub mod hosts;
@@ -88,11 +89,16 @@ pub async fn serve(
         store.clone(),
         config.silent_after_heartbeats,
     )?);
+    let commands = Arc::new(commands::Commands::new(store.clone()));
     let tracker = TaskTracker::new();
 
     tracker.spawn(
         watch_silence(hosts.clone(), ingest.clone(), shutdown.child_token())
             .instrument(tracing::info_span!("silence")),
+    );
+    tracker.spawn(
+        expire_commands(commands.clone(), shutdown.child_token())
+            .instrument(tracing::info_span!("commands")),
     );
     tracker.spawn(
         retention(ingest.clone(), config.clone(), shutdown.child_token())
@@ -102,6 +108,7 @@ pub async fn serve(
     let link = link::LinkService {
         ingest: ingest.clone(),
         hosts: hosts.clone(),
+        commands: commands.clone(),
         max_message_bytes: config.max_message_bytes,
         shutdown: shutdown.child_token(),
     };
@@ -109,6 +116,7 @@ pub async fn serve(
         store: store.clone(),
         ingest: ingest.clone(),
         hosts,
+        commands,
         shutdown: shutdown.child_token(),
     };
     drop(ingest);
@@ -187,6 +195,20 @@ async fn watch_silence(hosts: Arc<HostRegistry>, ingest: Ingest, shutdown: Cance
             if let Err(error) = ingest.raise(finding).await {
                 tracing::error!(%error, "Cannot raise host.silent");
             }
+        }
+    }
+}
+
+/// Expires undelivered commands.
+async fn expire_commands(commands: Arc<commands::Commands>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(error) = commands.expire(now_unix_ms()).await {
+            tracing::error!(%error, "Cannot expire commands");
         }
     }
 }

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
+use crate::commands::Commands;
 use crate::hosts::HostRegistry;
 use crate::ingest::{Ingest, IngestError};
 
@@ -32,6 +33,7 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct LinkService {
     pub(crate) ingest: Ingest,
     pub(crate) hosts: Arc<HostRegistry>,
+    pub(crate) commands: Arc<Commands>,
     pub(crate) max_message_bytes: usize,
     pub(crate) shutdown: CancellationToken,
 }
@@ -116,6 +118,13 @@ impl LinkService {
         let (acks_tx, acks_rx) =
             mpsc::channel::<oneshot::Receiver<Result<u64, IngestError>>>(MAX_IN_FLIGHT);
         let acker = tokio::spawn(send_acks(acks_rx, tx.clone()));
+        let session = match self.commands.attach(&host, tx.clone()).await {
+            Ok(id) => Some(id),
+            Err(error) => {
+                tracing::error!(%error, "Cannot deliver pending commands");
+                None
+            }
+        };
         loop {
             let message = tokio::select! {
                 () = self.shutdown.cancelled() => break,
@@ -171,7 +180,9 @@ impl LinkService {
                     }
                 }
                 agent_message::Body::CommandResult(result) => {
-                    tracing::info!(command.id = %result.command_id, ok = result.ok, detail = %result.detail, "Command result");
+                    if let Err(error) = self.commands.record_result(&host, result).await {
+                        tracing::error!(%error, "Cannot record a command result");
+                    }
                 }
                 agent_message::Body::Hello(_) => {
                     tracing::warn!("Second Hello on one stream; stream closed");
@@ -181,6 +192,9 @@ impl LinkService {
                     break;
                 }
             }
+        }
+        if let Some(id) = session {
+            self.commands.detach(&host, id);
         }
         drop(acks_tx);
         // Acknowledge what was already handed to the writer before closing.

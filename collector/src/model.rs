@@ -274,3 +274,145 @@ pub struct HostRecord {
     /// Whether a `host.silent` finding was raised since the host was last heard from.
     pub silent: bool,
 }
+
+/// Where a command is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandState {
+    /// Queued; the host has not received it.
+    Pending,
+    /// Sent to the host; no result yet.
+    Delivered,
+    /// The host carried it out.
+    Succeeded,
+    /// The host could not carry it out; `result` says why.
+    Failed,
+    /// Not delivered before it expired.
+    Expired,
+}
+
+impl CommandState {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandState::Pending => "pending",
+            CommandState::Delivered => "delivered",
+            CommandState::Succeeded => "succeeded",
+            CommandState::Failed => "failed",
+            CommandState::Expired => "expired",
+        }
+    }
+
+    /// Whether the command is finished.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            CommandState::Succeeded | CommandState::Failed | CommandState::Expired
+        )
+    }
+}
+
+/// A command in the durable queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    /// Id, in issue order.
+    pub id: u64,
+    /// Target host.
+    pub host_id: String,
+    /// What to do.
+    pub verb: String,
+    /// Arguments of the verb.
+    pub arguments: BTreeMap<String, String>,
+    /// Who asked.
+    pub operator: String,
+    /// Why.
+    pub reason: String,
+    /// Where it is.
+    pub state: CommandState,
+    /// When it was issued.
+    pub created_unix_ms: i64,
+    /// When it was sent to the host (0: not yet).
+    pub delivered_unix_ms: i64,
+    /// When the host answered or it expired (0: not yet).
+    pub finished_unix_ms: i64,
+    /// When it expires if not delivered.
+    pub expires_unix_ms: i64,
+    /// The host's answer.
+    pub result: String,
+}
+
+impl Command {
+    /// The id as the wire carries it.
+    pub fn wire_id(&self) -> String {
+        format!("c{}", self.id)
+    }
+
+    /// To the operator API.
+    pub fn to_wire(&self) -> v1::CommandRecord {
+        v1::CommandRecord {
+            id: self.wire_id(),
+            host_id: self.host_id.clone(),
+            verb: self.verb.clone(),
+            arguments: self.arguments.clone(),
+            operator: self.operator.clone(),
+            reason: self.reason.clone(),
+            state: self.state.as_str().into(),
+            created_unix_ms: self.created_unix_ms,
+            delivered_unix_ms: self.delivered_unix_ms,
+            finished_unix_ms: self.finished_unix_ms,
+            expires_unix_ms: self.expires_unix_ms,
+            result: self.result.clone(),
+        }
+    }
+}
+
+/// What the collector wants a host's isolation to be, and whether the host confirmed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Isolation {
+    /// Whether the host should be isolated.
+    pub isolated: bool,
+    /// Arguments of the isolation (allowed addresses).
+    pub arguments: BTreeMap<String, String>,
+    /// Whether the host has confirmed the current desired state.
+    pub confirmed: bool,
+}
+
+impl Isolation {
+    /// How `bannin hosts` shows it.
+    pub fn describe(this: Option<&Isolation>) -> &'static str {
+        match this {
+            Some(Isolation {
+                isolated: true,
+                confirmed: true,
+                ..
+            }) => "isolated",
+            Some(Isolation {
+                isolated: true,
+                confirmed: false,
+                ..
+            }) => "pending isolation",
+            Some(Isolation {
+                isolated: false,
+                confirmed: false,
+                ..
+            }) => "pending release",
+            _ => "not isolated",
+        }
+    }
+}
+
+/// One entry of the action log: every operator action and every command result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Action {
+    /// When.
+    pub at_unix_ms: i64,
+    /// Who (an operator, or `host:ID` for a result).
+    pub actor: String,
+    /// What.
+    pub verb: String,
+    /// On what.
+    pub target: String,
+    /// Why.
+    pub reason: String,
+    /// What came of it.
+    pub result: String,
+}

@@ -10,6 +10,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::commands::{CommandError, Commands, DEFAULT_EXPIRY};
 use crate::hosts::HostRegistry;
 use crate::ingest::{Ingest, IngestError};
 use crate::link::internal;
@@ -25,6 +26,7 @@ pub struct OperatorService {
     pub(crate) store: Store,
     pub(crate) ingest: Ingest,
     pub(crate) hosts: Arc<HostRegistry>,
+    pub(crate) commands: Arc<Commands>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -75,6 +77,7 @@ impl Operator for OperatorService {
             .map(|h| {
                 let r = h.record;
                 v1::Host {
+                    isolation: self.commands.isolation_status(&r.host_id).into(),
                     host_id: r.host_id,
                     hostname: r.hostname,
                     os: r.os,
@@ -222,5 +225,52 @@ impl Operator for OperatorService {
             })
             .collect();
         Ok(Response::new(v1::ListEventsResponse { events, truncated }))
+    }
+
+    async fn issue_command(
+        &self,
+        request: Request<v1::IssueCommandRequest>,
+    ) -> Result<Response<v1::CommandRecord>, Status> {
+        let name = operator(&request)?;
+        let r = request.into_inner();
+        let host = bannin_proto::identity::HostId::new(r.host_id)
+            .map_err(|e| Status::invalid_argument(format!("host id: {e}")))?;
+        let expires = match r.expires_in_secs {
+            0 => DEFAULT_EXPIRY,
+            n => std::time::Duration::from_secs(u64::from(n)),
+        };
+        match self
+            .commands
+            .issue(
+                &host,
+                &r.verb,
+                r.arguments,
+                name.as_str(),
+                &r.reason,
+                expires,
+            )
+            .await
+        {
+            Ok(c) => Ok(Response::new(c.to_wire())),
+            Err(CommandError::Store(e)) => Err(internal("queueing the command", &e)),
+            Err(e) => Err(Status::invalid_argument(e.to_string())),
+        }
+    }
+
+    async fn list_commands(
+        &self,
+        request: Request<v1::ListCommandsRequest>,
+    ) -> Result<Response<v1::ListCommandsResponse>, Status> {
+        operator(&request)?;
+        let r = request.into_inner();
+        let host = (!r.host_id.is_empty()).then_some(r.host_id.as_str());
+        let commands = self
+            .commands
+            .list(host)
+            .map_err(|e| internal("reading commands", &e))?
+            .iter()
+            .map(|c| c.to_wire())
+            .collect();
+        Ok(Response::new(v1::ListCommandsResponse { commands }))
     }
 }

@@ -6,6 +6,7 @@ mod config;
 mod durability;
 mod identity;
 mod pipeline;
+mod response;
 
 use std::path::Path;
 use std::time::Duration;

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod netns;
+
 use bannin_collector::pki::{Ca, PkiDir, Validity, write_file};
 use bannin_proto::identity::{HostId, OperatorName, PeerIdentity};
 use bannin_proto::tls::{self, TlsMaterial, TlsPaths};
@@ -168,7 +170,8 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(mut command: Command, log: PathBuf) -> Self {
+    /// Starts `command` with its stderr in `log`.
+    pub fn spawn(mut command: Command, log: PathBuf) -> Self {
         let file = std::fs::File::create(&log).expect("log file");
         command
             .stdin(Stdio::null())
@@ -298,6 +301,8 @@ pub struct AgentOptions {
     pub spool_max_bytes: u64,
     /// Extra TOML appended to `[link]`.
     pub link: String,
+    /// Body of the `[response]` section.
+    pub response: String,
     /// Whether the listener sensor runs.
     pub net_listener: bool,
 }
@@ -310,6 +315,7 @@ impl Default for AgentOptions {
             interval_secs: 1,
             spool_max_bytes: 256 * 1024 * 1024,
             link: String::new(),
+            response: String::new(),
             net_listener: true,
         }
     }
@@ -355,6 +361,9 @@ interval_secs = {interval}
 interval_secs = {interval}
 paths = [{watch}]
 dotfiles_unexpected = {dots}
+
+[response]
+{response}
 "#,
         ca = tls.ca.display().to_string(),
         cert = tls.cert.display().to_string(),
@@ -366,6 +375,7 @@ dotfiles_unexpected = {dots}
         interval = options.interval_secs,
         watch = watch.join(", "),
         dots = options.dotfiles_unexpected,
+        response = options.response,
     );
     std::fs::write(&config, text).expect("write agent config");
     config

@@ -17,7 +17,9 @@
 //! | `M` name | counters (u64 BE) |
 //!
 //! Tree `hosts` holds [`crate::model::HostRecord`]s by host id; it is inventory,
-//! rewritten on every hello, and need not be atomic with ingest.
+//! rewritten on every hello, and need not be atomic with ingest. Trees
+//! `commands` (by id), `isolation` (desired state by host id) and `actions`
+//! (the action log, by id) are in [`commands`].
 //!
 //! # Durability
 //!
@@ -25,6 +27,7 @@
 //! sled 0.34 flushes with `sync_file_range`, which does not flush the drive's
 //! write cache (sled issue 1452). Only after it returns may a batch be acknowledged.
 
+mod commands;
 mod events;
 mod findings;
 mod hosts;
@@ -74,6 +77,9 @@ pub struct Store {
     db: sled::Db,
     records: sled::Tree,
     hosts: sled::Tree,
+    commands: sled::Tree,
+    isolation: sled::Tree,
+    actions: sled::Tree,
     data_file: std::sync::Arc<(PathBuf, File)>,
 }
 
@@ -98,6 +104,9 @@ impl Store {
             .open()?;
         let records = db.open_tree("records")?;
         let hosts = db.open_tree("hosts")?;
+        let commands = db.open_tree("commands")?;
+        let isolation = db.open_tree("isolation")?;
+        let actions = db.open_tree("actions")?;
         let data_path = dir.join("db");
         let data_file = File::open(&data_path).map_err(|source| StoreError::Io {
             path: data_path.clone(),
@@ -107,6 +116,9 @@ impl Store {
             db,
             records,
             hosts,
+            commands,
+            isolation,
+            actions,
             data_file: std::sync::Arc::new((data_path, data_file)),
         })
     }

@@ -1,0 +1,230 @@
+//! Answers the collector's commands: `ping`, `isolate`, `release`.
+//!
+//! Commands are carried out one at a time, in the order they arrive, by one
+//! task ([`Responder::run`]); results go back over whichever stream is open.
+//! The isolation state is persisted in the spool, and [`Responder::restore`]
+//! re-applies it before the agent does anything else.
+
+pub mod isolate;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bannin_proto::v1;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::spool::Spool;
+use isolate::{IsolationError, Net, Spec};
+
+/// Key of the isolation state in the spool.
+const STATE: &str = "isolation";
+
+/// The persisted isolation state.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Persisted {
+    /// The applied spec.
+    pub spec: Spec,
+}
+
+/// What the responder needs from the agent's config.
+#[derive(Debug, Clone)]
+pub struct ResponseConfig {
+    /// `host:port` of the collector.
+    pub collector: String,
+    /// DNS resolvers the isolated host may use.
+    pub dns_resolvers: Vec<IpAddr>,
+    /// This agent runs on the operator's own machine (`bannin up`).
+    pub local_operator: bool,
+}
+
+/// Carries out commands.
+pub struct Responder {
+    config: ResponseConfig,
+    spool: Arc<Spool>,
+    started: Instant,
+}
+
+impl Responder {
+    /// A responder.
+    pub fn new(config: ResponseConfig, spool: Arc<Spool>) -> Self {
+        Self {
+            config,
+            spool,
+            started: Instant::now(),
+        }
+    }
+
+    fn persisted(&self) -> Option<Persisted> {
+        self.spool
+            .sensor_state(STATE)
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_slice(&v).ok())
+    }
+
+    fn persist(&self, state: Option<&Persisted>) -> Result<(), String> {
+        let bytes = match state {
+            Some(s) => serde_json::to_vec(s).map_err(|e| e.to_string())?,
+            None => b"null".to_vec(),
+        };
+        self.spool
+            .put_state(STATE, bytes)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Re-applies a persisted isolation (after a restart or a reboot). No
+    /// self-test here: the collector may simply be down, and a host that was
+    /// isolated must stay isolated until an operator releases it.
+    pub async fn restore(&self) {
+        let Some(state) = self.persisted() else {
+            return;
+        };
+        match isolate::apply(&state.spec).await {
+            Ok(()) => {
+                tracing::warn!(collector = ?state.spec.collector, "Host is isolated: isolation re-applied at start")
+            }
+            Err(error) => tracing::error!(%error, "HOST SHOULD BE ISOLATED BUT RE-APPLYING FAILED"),
+        }
+    }
+
+    /// Handles commands until the channel closes or `shutdown`.
+    pub async fn run(
+        self,
+        mut commands: mpsc::Receiver<v1::Command>,
+        results: mpsc::Sender<v1::CommandResult>,
+        shutdown: CancellationToken,
+    ) {
+        let mut refresh = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                command = commands.recv() => {
+                    let Some(command) = command else { return };
+                    let result = self.handle(command).await;
+                    if results.send(result).await.is_err() {
+                        return;
+                    }
+                }
+                _ = refresh.tick() => self.refresh_collector().await,
+            }
+        }
+    }
+
+    /// While isolated, follows the collector's address if its DNS name moves.
+    async fn refresh_collector(&self) {
+        let Some(mut state) = self.persisted() else {
+            return;
+        };
+        let Ok(mut now) = isolate::resolve(&self.config.collector).await else {
+            return;
+        };
+        now.sort();
+        let mut before = state.spec.collector.clone();
+        before.sort();
+        if now != before {
+            state.spec.collector = now;
+            match isolate::apply(&state.spec).await {
+                Ok(()) => {
+                    let _ = self.persist(Some(&state));
+                    tracing::info!(collector = ?state.spec.collector, "Collector address changed; isolation updated");
+                }
+                Err(error) => {
+                    tracing::error!(%error, "Cannot update isolation to the collector's new address")
+                }
+            }
+        }
+    }
+
+    /// Carries out one command.
+    pub async fn handle(&self, command: v1::Command) -> v1::CommandResult {
+        tracing::info!(command.id = %command.id, verb = %command.verb, "Command received");
+        let outcome = match command.verb.as_str() {
+            "ping" => Ok(format!(
+                "agent {} up {} s",
+                bannin_proto::VERSION,
+                self.started.elapsed().as_secs()
+            )),
+            "isolate" => self.isolate(&command).await,
+            "release" => self.release().await,
+            other => Err(format!(
+                "verb {other:?} is not supported by agent {}",
+                bannin_proto::VERSION
+            )),
+        };
+        match &outcome {
+            Ok(detail) => tracing::info!(command.id = %command.id, %detail, "Command done"),
+            Err(detail) => tracing::error!(command.id = %command.id, %detail, "Command failed"),
+        }
+        let (ok, detail) = match outcome {
+            Ok(d) => (true, d),
+            Err(d) => (false, d),
+        };
+        v1::CommandResult {
+            command_id: command.id,
+            ok,
+            detail,
+        }
+    }
+
+    async fn isolate(&self, command: &v1::Command) -> Result<String, String> {
+        if self.config.local_operator
+            && command.arguments.get("confirm_local").map(String::as_str) != Some("yes")
+        {
+            return Err("refused: this agent runs under `bannin up` on the machine you operate from, and isolating it would cut your own session off; repeat with --yes-isolate-this-machine if that is really what you want".into());
+        }
+        let allow = command
+            .arguments
+            .get("allow")
+            .map(|a| {
+                a.split(',')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(Net::parse)
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+        let collector = isolate::resolve(&self.config.collector)
+            .await
+            .map_err(|e| e.to_string())?;
+        let spec = Spec {
+            collector: collector.clone(),
+            resolvers: self.config.dns_resolvers.clone(),
+            allow,
+        };
+        isolate::apply(&spec)
+            .await
+            .map_err(|e: IsolationError| e.to_string())?;
+        if let Err(why) = isolate::self_test(&collector).await {
+            let rollback = isolate::remove().await;
+            tracing::error!(reason = %why, "Isolation self-test failed: collector unreachable; rolled back");
+            return Err(match rollback {
+                Ok(_) => format!(
+                    "isolation rolled back, host NOT isolated: the collector was unreachable with the rules applied ({why})"
+                ),
+                Err(e) => {
+                    format!("isolation self-test failed ({why}) AND removing the table failed: {e}")
+                }
+            });
+        }
+        self.persist(Some(&Persisted { spec: spec.clone() }))?;
+        Ok(format!(
+            "isolated: collector {:?}, resolvers {:?}, allowed {:?}",
+            spec.collector,
+            spec.resolvers,
+            spec.allow.iter().map(|n| n.addr).collect::<Vec<_>>()
+        ))
+    }
+
+    async fn release(&self) -> Result<String, String> {
+        let removed = isolate::remove().await.map_err(|e| e.to_string())?;
+        self.persist(None)?;
+        Ok(if removed {
+            "released: isolation table removed".into()
+        } else {
+            "released: the host was not isolated".into()
+        })
+    }
+}

@@ -1,0 +1,375 @@
+//! The durable command queue: commands for hosts, delivered now if the host is
+//! connected or when it reconnects, with their results; the desired isolation
+//! state of every host; and the action log entries for both.
+//!
+//! Command state: pending → delivered → succeeded | failed, or pending → expired.
+//! Every change is durable (store flush + fdatasync) before it is acknowledged
+//! to the operator or acted on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bannin_proto::identity::HostId;
+use bannin_proto::{now_unix_ms, v1};
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use crate::model::{Action, Command, CommandState, Isolation};
+use crate::store::{Store, StoreError};
+
+/// Commands not delivered within this expire, unless the operator says otherwise.
+pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(7 * 86_400);
+/// Verbs agents understand.
+pub const VERBS: &[&str] = &["ping", "isolate", "release"];
+/// Most arguments of one command, and longest argument or reason.
+const MAX_ARGUMENTS: usize = 64;
+const MAX_TEXT: usize = 4096;
+
+/// Why a command was not queued or a result not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// Unknown verb.
+    #[error("unknown verb {0:?}; known verbs: ping, isolate, release")]
+    UnknownVerb(String),
+    /// isolate and release need a reason.
+    #[error("{0} needs a reason (--reason)")]
+    NoReason(String),
+    /// Arguments too many or too long.
+    #[error("arguments or reason too large")]
+    TooLarge,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+type Outbound = mpsc::Sender<Result<v1::CollectorMessage, Status>>;
+
+/// The queue and the live sessions it delivers to.
+pub struct Commands {
+    store: Store,
+    /// Live sessions by host: (session id, sender). A `std::sync::Mutex`: no
+    /// `.await` while held; senders are cloned out before sending.
+    sessions: Mutex<HashMap<String, Vec<(u64, Outbound)>>>,
+    next_session: AtomicU64,
+    next_reconcile: AtomicU64,
+    /// Serialises state changes of commands (issue, deliver, result, expire).
+    ops: tokio::sync::Mutex<()>,
+}
+
+fn message(id: String, verb: &str, arguments: BTreeMap<String, String>) -> v1::CollectorMessage {
+    v1::CollectorMessage {
+        body: Some(v1::collector_message::Body::Command(v1::Command {
+            id,
+            verb: verb.to_owned(),
+            arguments,
+        })),
+    }
+}
+
+impl Commands {
+    /// A queue over `store`.
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            sessions: Mutex::new(HashMap::new()),
+            next_session: AtomicU64::new(1),
+            next_reconcile: AtomicU64::new(1),
+            ops: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(u64, Outbound)>>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn sender(&self, host: &str) -> Option<Outbound> {
+        self.lock()
+            .get(host)
+            .and_then(|v| v.last())
+            .map(|(_, tx)| tx.clone())
+    }
+
+    async fn durable(&self) -> Result<(), StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.make_durable())
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Corrupt("flush task panicked".into())))
+    }
+
+    /// Queues a command, durably, and delivers it if the host is connected.
+    pub async fn issue(
+        &self,
+        host: &HostId,
+        verb: &str,
+        arguments: BTreeMap<String, String>,
+        operator: &str,
+        reason: &str,
+        expires_in: Duration,
+    ) -> Result<Command, CommandError> {
+        if !VERBS.contains(&verb) {
+            return Err(CommandError::UnknownVerb(verb.to_owned()));
+        }
+        if (verb == "isolate" || verb == "release") && reason.trim().is_empty() {
+            return Err(CommandError::NoReason(verb.to_owned()));
+        }
+        if arguments.len() > MAX_ARGUMENTS
+            || reason.len() > MAX_TEXT
+            || arguments.iter().any(|(k, v)| k.len() + v.len() > MAX_TEXT)
+        {
+            return Err(CommandError::TooLarge);
+        }
+        let _guard = self.ops.lock().await;
+        let now = now_unix_ms();
+        let command = Command {
+            id: self.store.next_command_id()?,
+            host_id: host.to_string(),
+            verb: verb.to_owned(),
+            arguments: arguments.clone(),
+            operator: operator.to_owned(),
+            reason: reason.to_owned(),
+            state: CommandState::Pending,
+            created_unix_ms: now,
+            delivered_unix_ms: 0,
+            finished_unix_ms: 0,
+            expires_unix_ms: now
+                .saturating_add(i64::try_from(expires_in.as_millis()).unwrap_or(i64::MAX)),
+            result: String::new(),
+        };
+        if verb == "isolate" || verb == "release" {
+            self.store.put_isolation(
+                host.as_str(),
+                &Isolation {
+                    isolated: verb == "isolate",
+                    arguments,
+                    confirmed: false,
+                },
+            )?;
+        }
+        self.store.put_command(&command)?;
+        self.store.append_action(&Action {
+            at_unix_ms: now,
+            actor: operator.to_owned(),
+            verb: format!("command.{verb}"),
+            target: host.to_string(),
+            reason: reason.to_owned(),
+            result: format!("queued as {}", command.wire_id()),
+        })?;
+        self.durable().await?;
+        tracing::info!(command.id = %command.wire_id(), host.id = %host, verb, operator, "Command queued");
+        drop(_guard);
+        self.deliver_pending(host.as_str(), false).await?;
+        Ok(self.store.command(command.id)?.unwrap_or(command))
+    }
+
+    /// Registers a live session of `host`, delivers its pending commands, and
+    /// re-sends its desired isolation state. Returns the session id for [`Commands::detach`].
+    pub async fn attach(&self, host: &HostId, tx: Outbound) -> Result<u64, StoreError> {
+        let id = self.next_session.fetch_add(1, Ordering::Relaxed);
+        self.lock()
+            .entry(host.to_string())
+            .or_default()
+            .push((id, tx.clone()));
+        if let Some(desired) = self.store.isolation(host.as_str())?
+            && desired.isolated
+        {
+            // The agent re-applies its own persisted state at start; this covers a
+            // host whose state was lost (a reinstall) and confirms the current one.
+            let n = self.next_reconcile.fetch_add(1, Ordering::Relaxed);
+            let _ = tx
+                .send(Ok(message(format!("r{n}"), "isolate", desired.arguments)))
+                .await;
+        }
+        // Commands delivered on an earlier session but never answered are sent
+        // again: every verb is idempotent, and an answer may have been lost with
+        // the old stream.
+        self.deliver_pending(host.as_str(), true).await?;
+        Ok(id)
+    }
+
+    /// Forgets a session.
+    pub fn detach(&self, host: &HostId, session: u64) {
+        let mut sessions = self.lock();
+        if let Some(list) = sessions.get_mut(host.as_str()) {
+            list.retain(|(id, _)| *id != session);
+            if list.is_empty() {
+                sessions.remove(host.as_str());
+            }
+        }
+    }
+
+    async fn deliver_pending(&self, host: &str, unanswered_too: bool) -> Result<(), StoreError> {
+        let Some(tx) = self.sender(host) else {
+            return Ok(());
+        };
+        let _guard = self.ops.lock().await;
+        let now = now_unix_ms();
+        for mut command in self.store.commands()? {
+            let due = match command.state {
+                CommandState::Pending => command.expires_unix_ms >= now,
+                CommandState::Delivered => unanswered_too,
+                _ => false,
+            };
+            if command.host_id != host || !due {
+                continue;
+            }
+            let sent = tx
+                .send(Ok(message(
+                    command.wire_id(),
+                    &command.verb,
+                    command.arguments.clone(),
+                )))
+                .await;
+            if sent.is_err() {
+                break;
+            }
+            command.state = CommandState::Delivered;
+            command.delivered_unix_ms = now;
+            self.store.put_command(&command)?;
+            tracing::info!(command.id = %command.wire_id(), host.id = host, verb = %command.verb, "Command delivered");
+        }
+        self.durable().await
+    }
+
+    /// Records a host's answer to a command. Answers to commands of other hosts
+    /// and to finished commands are ignored (and logged).
+    pub async fn record_result(
+        &self,
+        host: &HostId,
+        result: v1::CommandResult,
+    ) -> Result<(), StoreError> {
+        let _guard = self.ops.lock().await;
+        let now = now_unix_ms();
+        if result.command_id.starts_with('r') {
+            // A reconcile of the desired isolation state.
+            if let Some(mut desired) = self.store.isolation(host.as_str())?
+                && desired.isolated
+            {
+                desired.confirmed = result.ok;
+                self.store.put_isolation(host.as_str(), &desired)?;
+            }
+            if !result.ok {
+                tracing::error!(host.id = %host, detail = %result.detail, "Host could not re-apply its isolation");
+            }
+            self.store.append_action(&Action {
+                at_unix_ms: now,
+                actor: format!("host:{host}"),
+                verb: "isolation.reconcile".into(),
+                target: host.to_string(),
+                reason: String::new(),
+                result: format!(
+                    "{}: {}",
+                    if result.ok { "ok" } else { "failed" },
+                    result.detail
+                ),
+            })?;
+            return self.durable().await;
+        }
+        let id = result
+            .command_id
+            .strip_prefix('c')
+            .and_then(|n| n.parse::<u64>().ok());
+        let Some(mut command) = id.map(|id| self.store.command(id)).transpose()?.flatten() else {
+            tracing::warn!(host.id = %host, command.id = %result.command_id, "Result for an unknown command ignored");
+            return Ok(());
+        };
+        if command.host_id != host.as_str() {
+            tracing::warn!(host.id = %host, command.id = %result.command_id, command.host = %command.host_id, "Result for another host's command ignored");
+            return Ok(());
+        }
+        if command.state.is_final() {
+            return Ok(());
+        }
+        command.state = if result.ok {
+            CommandState::Succeeded
+        } else {
+            CommandState::Failed
+        };
+        command.finished_unix_ms = now;
+        command.result = result.detail.chars().take(MAX_TEXT).collect();
+        self.store.put_command(&command)?;
+        if (command.verb == "isolate" || command.verb == "release")
+            && let Some(mut desired) = self.store.isolation(host.as_str())?
+            // Only the command that set the current desired state confirms it.
+            && desired.isolated == (command.verb == "isolate")
+        {
+            if result.ok {
+                desired.confirmed = true;
+            } else if command.verb == "isolate" {
+                // The agent rolled back: the host is not isolated. Say so.
+                desired.isolated = false;
+                desired.confirmed = true;
+            }
+            self.store.put_isolation(host.as_str(), &desired)?;
+        }
+        self.store.append_action(&Action {
+            at_unix_ms: now,
+            actor: format!("host:{host}"),
+            verb: format!("result.{}", command.verb),
+            target: command.wire_id(),
+            reason: command.reason.clone(),
+            result: format!("{}: {}", command.state.as_str(), command.result),
+        })?;
+        self.durable().await?;
+        if result.ok {
+            tracing::info!(command.id = %command.wire_id(), host.id = %host, verb = %command.verb, detail = %command.result, "Command succeeded");
+        } else {
+            tracing::warn!(command.id = %command.wire_id(), host.id = %host, verb = %command.verb, detail = %command.result, "Command failed");
+        }
+        Ok(())
+    }
+
+    /// Marks undelivered commands past their expiry as expired.
+    pub async fn expire(&self, now: i64) -> Result<(), StoreError> {
+        let _guard = self.ops.lock().await;
+        let mut changed = false;
+        for mut command in self.store.commands()? {
+            if command.state == CommandState::Pending && command.expires_unix_ms < now {
+                command.state = CommandState::Expired;
+                command.finished_unix_ms = now;
+                self.store.put_command(&command)?;
+                self.store.append_action(&Action {
+                    at_unix_ms: now,
+                    actor: "collector".into(),
+                    verb: format!("expire.{}", command.verb),
+                    target: command.wire_id(),
+                    reason: command.reason.clone(),
+                    result: "expired before the host reconnected".into(),
+                })?;
+                if command.verb == "isolate" || command.verb == "release" {
+                    // An expired isolate leaves the host as it was: not isolated.
+                    if let Some(mut desired) = self.store.isolation(&command.host_id)?
+                        && !desired.confirmed
+                        && desired.isolated == (command.verb == "isolate")
+                    {
+                        desired.isolated = !desired.isolated;
+                        desired.confirmed = true;
+                        self.store.put_isolation(&command.host_id, &desired)?;
+                    }
+                }
+                tracing::warn!(command.id = %command.wire_id(), host.id = %command.host_id, "Command expired undelivered");
+                changed = true;
+            }
+        }
+        if changed {
+            self.durable().await?;
+        }
+        Ok(())
+    }
+
+    /// Commands, oldest first, optionally of one host.
+    pub fn list(&self, host: Option<&str>) -> Result<Vec<Command>, StoreError> {
+        Ok(self
+            .store
+            .commands()?
+            .into_iter()
+            .filter(|c| host.is_none_or(|h| c.host_id == h))
+            .collect())
+    }
+
+    /// How a host's isolation is shown.
+    pub fn isolation_status(&self, host: &str) -> &'static str {
+        Isolation::describe(self.store.isolation(host).ok().flatten().as_ref())
+    }
+}

@@ -1,0 +1,475 @@
+//! Response: the durable command queue, and isolation in network namespaces.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use bannin_proto::v1;
+use bannin_tests::netns::{Host, Lab, is_root};
+use bannin_tests::{
+    AgentOptions, CollectorProc, Proc, TestPki, agent_config, bin, collector_config, eventually,
+    free_port, operator_client, operator_toml, start_agent,
+};
+
+use crate::wait_online;
+
+async fn command_state(
+    client: &mut v1::operator_client::OperatorClient<tonic::transport::Channel>,
+    id: &str,
+) -> v1::CommandRecord {
+    client
+        .list_commands(v1::ListCommandsRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .commands
+        .into_iter()
+        .find(|c| c.id == id)
+        .expect("command listed")
+}
+
+async fn issue(
+    client: &mut v1::operator_client::OperatorClient<tonic::transport::Channel>,
+    host: &str,
+    verb: &str,
+    expires_in_secs: u32,
+) -> v1::CommandRecord {
+    client
+        .issue_command(v1::IssueCommandRequest {
+            host_id: host.into(),
+            verb: verb.into(),
+            reason: "test".into(),
+            expires_in_secs,
+            ..Default::default()
+        })
+        .await
+        .expect("issue")
+        .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_for_an_offline_host_are_delivered_when_it_returns_and_expired_ones_are_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let mut client = operator_client(&pki.operator("alice"), collector.addr).await;
+    let waiting = issue(&mut client, "later-host", "ping", 0).await;
+    let expiring = issue(&mut client, "later-host", "ping", 1).await;
+    assert_eq!(waiting.state, "pending");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        command_state(&mut client, &expiring.id).await.state,
+        "expired"
+    );
+
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("later-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            ..AgentOptions::default()
+        },
+    );
+    let done = eventually(Duration::from_secs(30), "queued ping answered", || {
+        let mut c = client.clone();
+        let id = waiting.id.clone();
+        async move {
+            let c = command_state(&mut c, &id).await;
+            (c.state == "succeeded").then_some(c)
+        }
+    })
+    .await;
+    assert!(done.result.starts_with("agent "), "{}", done.result);
+    assert!(done.delivered_unix_ms >= done.created_unix_ms);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        command_state(&mut client, &expiring.id).await.state,
+        "expired",
+        "never delivered"
+    );
+
+    // The CLI round trip, and the record of who asked.
+    let operator = operator_toml(dir.path(), &pki.operator("alice"), collector.addr);
+    let out = Command::new(bin("bannin"))
+        .args(["ping", "later-host", "--json", "--config"])
+        .arg(&operator)
+        .output()
+        .expect("ping");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(record["state"], "succeeded");
+    assert_eq!(record["operator"], "alice");
+
+    let status = client
+        .issue_command(v1::IssueCommandRequest {
+            host_id: "later-host".into(),
+            verb: "reboot".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("unknown verb");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let status = client
+        .issue_command(v1::IssueCommandRequest {
+            host_id: "later-host".into(),
+            verb: "isolate".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("isolate without a reason");
+    assert!(status.message().contains("reason"), "{}", status.message());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn isolating_the_bannin_up_machine_needs_the_explicit_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("my-laptop"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            response: "local_operator = true".into(),
+            ..AgentOptions::default()
+        },
+    );
+    let mut client = operator_client(&pki.operator("alice"), collector.addr).await;
+    wait_online(&mut client, "my-laptop").await;
+    let operator = operator_toml(dir.path(), &pki.operator("alice"), collector.addr);
+    let out = Command::new(bin("bannin"))
+        .args([
+            "isolate",
+            "my-laptop",
+            "--reason",
+            "oops",
+            "--json",
+            "--config",
+        ])
+        .arg(&operator)
+        .output()
+        .expect("isolate");
+    assert!(!out.status.success());
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(record["state"], "failed");
+    let result = record["result"].as_str().unwrap_or_default();
+    assert!(
+        result.contains("bannin up") && result.contains("--yes-isolate-this-machine"),
+        "{result}"
+    );
+}
+
+/// Everything an isolation test needs, inside a lab of namespaces.
+struct Site {
+    _dir: tempfile::TempDir,
+    lab: Lab,
+    pki: TestPki,
+    operator: std::path::PathBuf,
+    agent_dir: std::path::PathBuf,
+    agent_options: AgentOptions,
+    watched: std::path::PathBuf,
+    collector: Option<Proc>,
+    agent: Option<Proc>,
+    _listeners: Vec<Proc>,
+}
+
+const PORT: u16 = 7443;
+
+impl Site {
+    fn new() -> Self {
+        assert!(
+            is_root(),
+            "isolation tests need root (network namespaces, nftables)"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lab = Lab::new();
+        let pki = TestPki::new(dir.path());
+        // The collector, on its own host.
+        let cdir = dir.path().join("collector");
+        let config = collector_config(&cdir, &pki, PORT, "");
+        let text = std::fs::read_to_string(&config).expect("config");
+        std::fs::write(
+            &config,
+            text.replace(
+                &format!("127.0.0.1:{PORT}"),
+                &format!("{}:{PORT}", Host::Collector.v4()),
+            ),
+        )
+        .expect("config");
+        let mut command = lab.command(Host::Collector, &bin("bannin-collector"));
+        command.arg("serve").arg("--config").arg(&config);
+        let collector = Proc::spawn(command, cdir.join("collector.log"));
+        // Listeners on the peer and on the agent, dual stack.
+        let mut listeners = Vec::new();
+        for (host, port) in [(Host::Peer, "9000"), (Host::Agent, "9001")] {
+            let mut c = lab.command(host, Path::new("python3"));
+            c.args(["-m", "http.server", port, "--bind", "::"]);
+            listeners.push(Proc::spawn(
+                c,
+                dir.path().join(format!("listener-{port}.log")),
+            ));
+        }
+        let operator_dir = dir.path().join("operator");
+        std::fs::create_dir_all(&operator_dir).expect("dir");
+        let operator = operator_toml(
+            &operator_dir,
+            &pki.operator("alice"),
+            format!("{}:{PORT}", Host::Collector.v4())
+                .parse()
+                .expect("addr"),
+        );
+        let watched = dir.path().join("watched");
+        std::fs::create_dir_all(&watched).expect("watched");
+        let agent_dir = dir.path().join("agent");
+        std::fs::create_dir_all(&agent_dir).expect("agent dir");
+        let agent_options = AgentOptions {
+            watch: vec![watched.clone()],
+            net_listener: false,
+            ..AgentOptions::default()
+        };
+        let mut site = Self {
+            _dir: dir,
+            lab,
+            pki,
+            operator,
+            agent_dir,
+            agent_options,
+            watched,
+            collector: Some(collector),
+            agent: None,
+            _listeners: listeners,
+        };
+        site.wait_until(
+            |s| s.lab.can_connect(Host::Peer, &Host::Collector.v4(), PORT),
+            "collector listening",
+        );
+        site.wait_until(
+            |s| s.lab.can_connect(Host::Agent, &Host::Peer.v4(), 9000),
+            "peer listener",
+        );
+        site.wait_until(
+            |s| s.lab.can_connect(Host::Peer, &Host::Agent.v4(), 9001),
+            "agent-side listener",
+        );
+        site.start_agent();
+        site
+    }
+
+    fn wait_until(&mut self, check: impl Fn(&Self) -> bool, what: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !check(self) {
+            let logs: String = [&self.collector, &self.agent]
+                .iter()
+                .filter_map(|p| p.as_ref().map(|p| p.log_text()))
+                .collect();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}\n{logs}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn start_agent(&mut self) {
+        let tls = self.pki.agent("web-01");
+        let config = agent_config(
+            &self.agent_dir,
+            &tls,
+            format!("{}:{PORT}", Host::Collector.v4())
+                .parse()
+                .expect("addr"),
+            &self.agent_options,
+        );
+        let mut command = self.lab.command(Host::Agent, &bin("bannin-agent"));
+        command.arg("run").arg("--config").arg(&config);
+        let n = std::fs::read_dir(&self.agent_dir)
+            .map(|d| d.count())
+            .unwrap_or(0);
+        self.agent = Some(Proc::spawn(
+            command,
+            self.agent_dir.join(format!("agent-{n}.log")),
+        ));
+        self.wait_until(
+            |s| s.host_field("online") == Some(serde_json::Value::Bool(true)),
+            "agent online",
+        );
+    }
+
+    fn cli(&self, args: &[&str]) -> (bool, serde_json::Value, String) {
+        let out = self
+            .lab
+            .command(Host::Collector, &bin("bannin"))
+            .args(args)
+            .arg("--json")
+            .arg("--config")
+            .arg(&self.operator)
+            .output()
+            .expect("bannin");
+        let value = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        (
+            out.status.success(),
+            value,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn host_field(&self, field: &str) -> Option<serde_json::Value> {
+        let (_, hosts, _) = self.cli(&["hosts"]);
+        hosts
+            .as_array()?
+            .iter()
+            .find(|h| h["host_id"] == "web-01")
+            .map(|h| h[field].clone())
+    }
+
+    fn reachability(&self) -> [bool; 4] {
+        [
+            self.lab.can_connect(Host::Agent, &Host::Peer.v4(), 9000),
+            self.lab.can_connect(Host::Agent, &Host::Peer.v6(), 9000),
+            self.lab.can_connect(Host::Peer, &Host::Agent.v4(), 9001),
+            self.lab.can_connect(Host::Peer, &Host::Agent.v6(), 9001),
+        ]
+    }
+
+    fn has_table(&self) -> bool {
+        self.lab
+            .nft(Host::Agent, &["list", "tables"])
+            .map(|t| t.contains("bannin_isolation"))
+            .unwrap_or(false)
+    }
+
+    fn odd_file_arrives(&mut self, name: &str) {
+        std::fs::write(self.watched.join(format!(" {name}")), b"x").expect("odd file");
+        let wanted = format!(" {name}");
+        self.wait_until(
+            |s| {
+                let (_, events, _) = s.cli(&["events", "web-01", "--kind", "file.odd_name"]);
+                events.as_array().is_some_and(|e| {
+                    e.iter().any(|e| {
+                        e["attributes"]["path"]
+                            .as_str()
+                            .is_some_and(|p| p.ends_with(&wanted))
+                    })
+                })
+            },
+            "telemetry from the agent",
+        );
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        // Processes first, then the namespaces (Lab's own drop).
+        self.agent.take();
+        self.collector.take();
+        self._listeners.clear();
+    }
+}
+
+#[test]
+fn isolation_in_network_namespaces_needs_root() {
+    let mut site = Site::new();
+    assert_eq!(
+        site.reachability(),
+        [true; 4],
+        "before isolation everything connects"
+    );
+    assert_eq!(site.host_field("isolation"), Some("not isolated".into()));
+
+    let (ok, record, stderr) = site.cli(&["isolate", "web-01", "--reason", "compromised"]);
+    assert!(ok, "{record} {stderr}");
+    assert_eq!(record["state"], "succeeded", "{record}");
+    assert!(site.has_table());
+    assert_eq!(
+        site.reachability(),
+        [false; 4],
+        "isolated over IPv4 and IPv6, both ways"
+    );
+    assert_eq!(site.host_field("isolation"), Some("isolated".into()));
+    site.odd_file_arrives("while-isolated");
+    let (ok, again, _) = site.cli(&["isolate", "web-01", "--reason", "twice is harmless"]);
+    assert!(ok && again["state"] == "succeeded", "{again}");
+
+    // A restart — and a reboot, which loses the table — re-applies isolation first.
+    site.agent.take();
+    site.lab
+        .nft(
+            Host::Agent,
+            &["delete", "table", "inet", "bannin_isolation"],
+        )
+        .expect("delete table");
+    assert_eq!(
+        site.reachability()[0],
+        true,
+        "table gone while the agent is down"
+    );
+    site.start_agent();
+    assert!(site.has_table(), "re-applied at start");
+    assert_eq!(site.reachability(), [false; 4]);
+    site.odd_file_arrives("after-restart");
+    assert_eq!(site.host_field("isolation"), Some("isolated".into()));
+
+    let (ok, record, stderr) = site.cli(&["release", "web-01", "--reason", "clean"]);
+    assert!(ok, "{record} {stderr}");
+    assert_eq!(record["state"], "succeeded");
+    assert!(!site.has_table(), "no Bannin table remains");
+    assert_eq!(
+        site.reachability(),
+        [true; 4],
+        "after release everything connects again"
+    );
+    assert_eq!(site.host_field("isolation"), Some("not isolated".into()));
+    let (ok, twice, _) = site.cli(&["release", "web-01", "--reason", "again"]);
+    assert!(
+        ok && twice["result"]
+            .as_str()
+            .is_some_and(|r| r.contains("not isolated")),
+        "{twice}"
+    );
+
+    let (_, commands, _) = site.cli(&["commands", "--host", "web-01"]);
+    let verbs: Vec<&str> = commands
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|c| c["verb"].as_str())
+        .collect();
+    assert_eq!(verbs, ["isolate", "isolate", "release", "release"]);
+}
+
+#[test]
+fn isolation_whose_self_test_fails_rolls_back_needs_root() {
+    let site = Site::new();
+    // New connections to the collector are dropped on the collector's side; the
+    // agent's established stream survives, so the command still arrives.
+    let block = format!(
+        "table inet testblock {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n    ip saddr {} tcp dport {PORT} ct state new drop\n  }}\n}}\n",
+        Host::Agent.v4()
+    );
+    let file = site._dir.path().join("block.nft");
+    std::fs::write(&file, block).expect("write rules");
+    let path = file.display().to_string();
+    site.lab
+        .nft(Host::Collector, &["-f", &path])
+        .expect("block new connections");
+    let (ok, record, _) = site.cli(&["isolate", "web-01", "--reason", "should roll back"]);
+    assert!(!ok);
+    assert_eq!(record["state"], "failed", "{record}");
+    let result = record["result"].as_str().unwrap_or_default();
+    assert!(
+        result.contains("rolled back") && result.contains("NOT isolated"),
+        "{result}"
+    );
+    assert!(!site.has_table(), "the table was removed");
+    assert_eq!(site.reachability(), [true; 4]);
+    assert_eq!(site.host_field("isolation"), Some("not isolated".into()));
+    site.lab
+        .nft(Host::Collector, &["delete", "table", "inet", "testblock"])
+        .expect("unblock");
+}
