@@ -64,6 +64,26 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
         agents: Vec<usize>,
     },
+    /// Isolate issued → rules enforced → acknowledged, and release, over N cycles
+    /// (root: runs in network namespaces it creates and removes).
+    Isolate {
+        /// Isolate/release cycles.
+        #[arg(long, default_value_t = 100)]
+        cycles: usize,
+    },
+    /// (internal) The operator side of `isolate`, run inside the collector's namespace.
+    #[command(hide = true)]
+    IsolateClient {
+        /// Operator certificate paths: CA, cert, key.
+        #[arg(long, num_args = 3)]
+        tls: Vec<PathBuf>,
+        /// Collector address.
+        #[arg(long)]
+        collector: SocketAddr,
+        /// Cycles.
+        #[arg(long)]
+        cycles: usize,
+    },
     /// (internal) Run the bare sink: an AgentLink server that acknowledges and stores nothing.
     Sink {
         /// PKI directory.
@@ -90,6 +110,12 @@ fn main() -> anyhow::Result<()> {
             } => throughput(&agents, seconds, batch_events, in_flight).await,
             Cmd::Idle { agents } => idle(&agents).await,
             Cmd::Sink { pki, listen } => sink(&pki, listen).await,
+            Cmd::Isolate { cycles } => isolate(cycles).await,
+            Cmd::IsolateClient {
+                tls,
+                collector,
+                cycles,
+            } => isolate_client(&tls, collector, cycles).await,
         }
     })
 }
@@ -589,6 +615,174 @@ async fn idle(agents: &[usize]) -> anyhow::Result<()> {
             let _ = t.await;
         }
         drop(collector);
+    }
+    Ok(())
+}
+
+async fn isolate(cycles: usize) -> anyhow::Result<()> {
+    use bannin_tests::netns::{Host, Lab, is_root};
+    anyhow::ensure!(
+        is_root(),
+        "the isolation benchmark needs root (network namespaces, nftables)"
+    );
+    let dir = tempfile::tempdir()?;
+    let lab = Lab::new();
+    let pki = TestPki::new(dir.path());
+    let collector_addr: SocketAddr = format!("{}:7443", Host::Collector.v4()).parse()?;
+    let config = collector_config(&dir.path().join("collector"), &pki, 7443, "");
+    let text =
+        std::fs::read_to_string(&config)?.replace("127.0.0.1:7443", &collector_addr.to_string());
+    std::fs::write(&config, text)?;
+    let mut collector = bannin_tests::Proc::spawn(
+        {
+            let mut c = lab.command(Host::Collector, &bin("bannin-collector"));
+            c.arg("serve")
+                .arg("--config")
+                .arg(&config)
+                .env("RUST_LOG", "warn");
+            c
+        },
+        dir.path().join("collector.log"),
+    );
+    let agent_dir = dir.path().join("agent");
+    std::fs::create_dir_all(&agent_dir)?;
+    let agent_config = bannin_tests::agent_config(
+        &agent_dir,
+        &pki.agent("bench-host"),
+        collector_addr,
+        &bannin_tests::AgentOptions {
+            net_listener: false,
+            ..Default::default()
+        },
+    );
+    let mut agent = bannin_tests::Proc::spawn(
+        {
+            let mut c = lab.command(Host::Agent, &bin("bannin-agent"));
+            c.arg("run")
+                .arg("--config")
+                .arg(&agent_config)
+                .env("RUST_LOG", "warn");
+            c
+        },
+        dir.path().join("agent.log"),
+    );
+    let op = pki.operator("bench");
+    let status = lab
+        .command(Host::Collector, &std::env::current_exe()?)
+        .arg("isolate-client")
+        .arg("--tls")
+        .args([&op.ca, &op.cert, &op.key])
+        .arg("--collector")
+        .arg(collector_addr.to_string())
+        .arg("--cycles")
+        .arg(cycles.to_string())
+        .status()?;
+    agent.kill();
+    collector.kill();
+    anyhow::ensure!(
+        status.success(),
+        "isolate client failed; agent log:\n{}",
+        agent.log_text()
+    );
+    Ok(())
+}
+
+async fn isolate_client(
+    tls_paths: &[PathBuf],
+    collector: SocketAddr,
+    cycles: usize,
+) -> anyhow::Result<()> {
+    let paths = TlsPaths {
+        ca: tls_paths[0].clone(),
+        cert: tls_paths[1].clone(),
+        key: tls_paths[2].clone(),
+    };
+    let material = TlsMaterial::load(&paths)?;
+    let mut client = None;
+    for _ in 0..100 {
+        if let Ok(channel) = tls::connect(
+            &collector.to_string(),
+            "bannin-collector",
+            tls::client_config(&material)?,
+        )
+        .await
+        {
+            client = Some(v1::operator_client::OperatorClient::new(channel));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut client = client.context("collector not reachable")?;
+    let started = Instant::now();
+    loop {
+        let hosts = client
+            .list_hosts(v1::ListHostsRequest {})
+            .await?
+            .into_inner()
+            .hosts;
+        if hosts.iter().any(|h| h.host_id == "bench-host" && h.online) {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "agent did not come online"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut isolate = Histogram::<u64>::new(3)?;
+    let mut release = Histogram::<u64>::new(3)?;
+    for _ in 0..cycles {
+        for (verb, hist) in [("isolate", &mut isolate), ("release", &mut release)] {
+            let t0 = Instant::now();
+            let issued = client
+                .issue_command(v1::IssueCommandRequest {
+                    host_id: "bench-host".into(),
+                    verb: verb.into(),
+                    reason: "benchmark".into(),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            loop {
+                let state = client
+                    .list_commands(v1::ListCommandsRequest {
+                        host_id: "bench-host".into(),
+                    })
+                    .await?
+                    .into_inner()
+                    .commands
+                    .into_iter()
+                    .find(|c| c.id == issued.id)
+                    .map(|c| (c.state, c.result))
+                    .unwrap_or_default();
+                match state.0.as_str() {
+                    "succeeded" => break,
+                    "failed" | "expired" => anyhow::bail!("{verb} {}: {}", state.0, state.1),
+                    _ => tokio::time::sleep(Duration::from_millis(2)).await,
+                }
+                anyhow::ensure!(
+                    t0.elapsed() < Duration::from_secs(30),
+                    "{verb} not acknowledged"
+                );
+            }
+            hist.record(t0.elapsed().as_micros() as u64)?;
+        }
+    }
+    println!("| command | cycles | p50 ms | p99 ms | max ms |");
+    println!("|---|---:|---:|---:|---:|");
+    for (verb, h) in [
+        (
+            "isolate (issued → rules applied, self-test passed → acknowledged)",
+            &isolate,
+        ),
+        ("release", &release),
+    ] {
+        println!(
+            "| {verb} | {cycles} | {:.1} | {:.1} | {:.1} |",
+            h.value_at_quantile(0.5) as f64 / 1000.0,
+            h.value_at_quantile(0.99) as f64 / 1000.0,
+            h.max() as f64 / 1000.0
+        );
     }
     Ok(())
 }
