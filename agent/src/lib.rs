@@ -112,6 +112,7 @@ pub async fn run_with_health(
             collector: config.link.address.clone(),
             dns_resolvers: config.dns_resolvers.clone(),
             local_operator: config.local_operator,
+            root: config.root.clone(),
         },
         spool.clone(),
     );

@@ -97,6 +97,20 @@ enum Command {
         #[command(flatten)]
         send: SendOptions,
     },
+    /// Ask a host a read-only question and get the answer within seconds:
+    /// processes, connections, listeners, logins, users, services,
+    /// stat PATH, hash PATH (SHA-256), ls PATH. Output is bounded (5,000 rows, 1 MiB).
+    Triage {
+        /// Host id.
+        host: String,
+        /// The question.
+        #[arg(value_parser = ["processes", "connections", "listeners", "logins", "users", "services", "stat", "hash", "ls"])]
+        question: String,
+        /// Absolute path, for stat, hash and ls.
+        path: Option<String>,
+        #[command(flatten)]
+        send: SendOptions,
+    },
     /// The command queue: what was sent to which host, by whom, and what came of it.
     Commands {
         /// Only this host's commands.
@@ -358,10 +372,50 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await;
         }
+        Command::Triage {
+            host,
+            question,
+            path,
+            send,
+        } => {
+            let mut arguments =
+                std::collections::BTreeMap::from([("question".to_owned(), question.clone())]);
+            if let Some(p) = path {
+                arguments.insert("path".to_owned(), p);
+            }
+            let record = issue_and_wait(
+                &mut client,
+                &host,
+                "triage",
+                arguments,
+                String::new(),
+                &send,
+                true,
+            )
+            .await?;
+            if record.state != "succeeded" {
+                anyhow::bail!(
+                    "triage {question} on {host}: {} {}",
+                    record.state,
+                    record.result
+                );
+            }
+            let answer: serde_json::Value =
+                serde_json::from_str(&record.result).context("the agent's answer is not JSON")?;
+            if cli.json {
+                print_json(&answer)?;
+            } else {
+                output::print_rows(&answer["rows"]);
+                if answer["truncated"] == true {
+                    eprintln!("(truncated: {} rows in all)", answer["total"]);
+                }
+            }
+        }
         Command::Commands { host } => {
             let commands = client
                 .list_commands(v1::ListCommandsRequest {
                     host_id: host.unwrap_or_default(),
+                    ..Default::default()
                 })
                 .await
                 .map_err(|s| anyhow::anyhow!("{}", s.message()))
@@ -438,7 +492,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Queues a command and, unless told not to, waits for the host's answer.
+/// Queues a command and, unless told not to, waits for the host's answer;
+/// prints the outcome and exits non-zero when it failed or expired.
 async fn send_command(
     client: &mut v1::operator_client::OperatorClient<tonic::transport::Channel>,
     host: &str,
@@ -448,49 +503,7 @@ async fn send_command(
     send: SendOptions,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let queued = client
-        .issue_command(v1::IssueCommandRequest {
-            host_id: host.to_owned(),
-            verb: verb.to_owned(),
-            arguments,
-            reason,
-            expires_in_secs: send.expires_secs,
-        })
-        .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))
-        .with_context(|| format!("sending {verb} to {host}"))?
-        .into_inner();
-    if !json {
-        eprintln!("{verb} {host}: queued as {} ({})", queued.id, queued.state);
-    }
-    let mut last = queued;
-    if !send.no_wait {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(send.wait_secs);
-        let mut told_offline = false;
-        while !matches!(last.state.as_str(), "succeeded" | "failed" | "expired")
-            && std::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            let commands = client
-                .list_commands(v1::ListCommandsRequest {
-                    host_id: host.to_owned(),
-                })
-                .await
-                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-                .into_inner()
-                .commands;
-            if let Some(c) = commands.into_iter().find(|c| c.id == last.id) {
-                if c.state == "pending" && !told_offline && !json {
-                    eprintln!(
-                        "{host} has not picked it up yet; it is delivered when the host connects (expires {})",
-                        short_time(c.expires_unix_ms)
-                    );
-                    told_offline = true;
-                }
-                last = c;
-            }
-        }
-    }
+    let last = issue_and_wait(client, host, verb, arguments, reason, &send, json).await?;
     if json {
         print_json(&output::command_json(&last))?;
     } else {
@@ -503,6 +516,71 @@ async fn send_command(
         "failed" | "expired" => ExitCode::FAILURE,
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// Queues a command and, unless `send.no_wait`, polls until it is finished or the wait runs out.
+async fn issue_and_wait(
+    client: &mut v1::operator_client::OperatorClient<tonic::transport::Channel>,
+    host: &str,
+    verb: &str,
+    arguments: std::collections::BTreeMap<String, String>,
+    reason: String,
+    send: &SendOptions,
+    quiet: bool,
+) -> anyhow::Result<v1::CommandRecord> {
+    let queued = client
+        .issue_command(v1::IssueCommandRequest {
+            host_id: host.to_owned(),
+            verb: verb.to_owned(),
+            arguments,
+            reason,
+            expires_in_secs: send.expires_secs,
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))
+        .with_context(|| format!("sending {verb} to {host}"))?
+        .into_inner();
+    if !quiet {
+        eprintln!("{verb} {host}: queued as {} ({})", queued.id, queued.state);
+    }
+    let mut last = queued;
+    if send.no_wait {
+        return Ok(last);
+    }
+    let started = std::time::Instant::now();
+    let deadline = started + std::time::Duration::from_secs(send.wait_secs);
+    let mut told_offline = false;
+    while !matches!(last.state.as_str(), "succeeded" | "failed" | "expired")
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let found = client
+            .list_commands(v1::ListCommandsRequest {
+                host_id: host.to_owned(),
+                command_id: last.id.clone(),
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            .into_inner()
+            .commands
+            .into_iter()
+            .next();
+        if let Some(c) = found {
+            if c.state == "pending"
+                && !told_offline
+                && !quiet
+                && started.elapsed() > std::time::Duration::from_secs(2)
+            {
+                eprintln!(
+                    "{host} has not picked it up yet; it is delivered when the host connects (expires {})",
+                    short_time(c.expires_unix_ms)
+                );
+                told_offline = true;
+            }
+            last = c;
+        }
+    }
+    Ok(last)
 }
 
 fn print_finding(f: &v1::Finding, json: bool) -> anyhow::Result<()> {

@@ -143,3 +143,50 @@ pub fn command_json(c: &v1::CommandRecord) -> Value {
         "result": c.result,
     })
 }
+
+/// Prints an array of JSON objects as an aligned table (columns from the first row).
+pub fn print_rows(rows: &Value) {
+    let Some(rows) = rows.as_array() else { return };
+    let Some(first) = rows.first().and_then(Value::as_object) else {
+        eprintln!("(no rows)");
+        return;
+    };
+    let columns: Vec<&String> = first.keys().collect();
+    let cell = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let mut widths: Vec<usize> = columns.iter().map(|c| c.len()).collect();
+    for r in rows {
+        for (i, c) in columns.iter().enumerate() {
+            widths[i] = widths[i].max(cell(&r[c.as_str()]).chars().count().min(60));
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                format!(
+                    "{:<w$}",
+                    c.chars().take(60).collect::<String>(),
+                    w = widths[i]
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    println!(
+        "{}",
+        line(columns.iter().map(|c| c.to_uppercase()).collect())
+    );
+    for r in rows {
+        println!(
+            "{}",
+            line(columns.iter().map(|c| cell(&r[c.as_str()])).collect())
+        );
+    }
+}

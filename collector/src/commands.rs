@@ -22,7 +22,9 @@ use crate::store::{Store, StoreError};
 /// Commands not delivered within this expire, unless the operator says otherwise.
 pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(7 * 86_400);
 /// Verbs agents understand.
-pub const VERBS: &[&str] = &["ping", "isolate", "release"];
+pub const VERBS: &[&str] = &["ping", "isolate", "release", "triage"];
+/// Largest answer kept for a triage command (the agent bounds its answers to 1 MiB).
+const MAX_TRIAGE_RESULT: usize = 1024 * 1024 + 1024;
 /// Most arguments of one command, and longest argument or reason.
 const MAX_ARGUMENTS: usize = 64;
 const MAX_TEXT: usize = 4096;
@@ -31,7 +33,7 @@ const MAX_TEXT: usize = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     /// Unknown verb.
-    #[error("unknown verb {0:?}; known verbs: ping, isolate, release")]
+    #[error("unknown verb {0:?}; known verbs: ping, isolate, release, triage")]
     UnknownVerb(String),
     /// isolate and release need a reason.
     #[error("{0} needs a reason (--reason)")]
@@ -287,7 +289,12 @@ impl Commands {
             CommandState::Failed
         };
         command.finished_unix_ms = now;
-        command.result = result.detail.chars().take(MAX_TEXT).collect();
+        let limit = if command.verb == "triage" {
+            MAX_TRIAGE_RESULT
+        } else {
+            MAX_TEXT
+        };
+        command.result = result.detail.chars().take(limit).collect();
         self.store.put_command(&command)?;
         if (command.verb == "isolate" || command.verb == "release")
             && let Some(mut desired) = self.store.isolation(host.as_str())?
@@ -309,7 +316,12 @@ impl Commands {
             verb: format!("result.{}", command.verb),
             target: command.wire_id(),
             reason: command.reason.clone(),
-            result: format!("{}: {}", command.state.as_str(), command.result),
+            // The log keeps the outcome, not a whole triage answer.
+            result: format!(
+                "{}: {}",
+                command.state.as_str(),
+                command.result.chars().take(256).collect::<String>()
+            ),
         })?;
         self.durable().await?;
         if result.ok {

@@ -269,6 +269,7 @@ impl Operator for OperatorService {
             .list(host)
             .map_err(|e| internal("reading commands", &e))?
             .iter()
+            .filter(|c| r.command_id.is_empty() || c.wire_id() == r.command_id)
             .map(|c| c.to_wire())
             .collect();
         Ok(Response::new(v1::ListCommandsResponse { commands }))

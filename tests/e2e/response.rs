@@ -469,3 +469,101 @@ fn isolation_whose_self_test_fails_rolls_back_needs_root() {
         .nft(Host::Collector, &["delete", "table", "inet", "testblock"])
         .expect("unblock");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn live_triage_answers_read_only_questions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("triage-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            ..AgentOptions::default()
+        },
+    );
+    let mut client = operator_client(&pki.operator("alice"), collector.addr).await;
+    wait_online(&mut client, "triage-host").await;
+    let operator = operator_toml(dir.path(), &pki.operator("alice"), collector.addr);
+    let evidence = dir.path().join("evidence");
+    std::fs::create_dir_all(&evidence).expect("dir");
+    std::fs::write(evidence.join("dropper.sh"), b"abc").expect("file");
+    let fifo = evidence.join("pipe");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+
+    let triage = |args: &[&str]| {
+        let out = Command::new(bin("bannin"))
+            .args(["triage", "triage-host"])
+            .args(args)
+            .args(["--json", "--config"])
+            .arg(&operator)
+            .output()
+            .expect("triage");
+        let value: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        (
+            out.status.success(),
+            value,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let file = evidence.join("dropper.sh").display().to_string();
+    let (ok, hash, err) = triage(&["hash", &file]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        hash["rows"][0]["sha256"],
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    let (ok, listing, err) = triage(&["ls", &evidence.display().to_string()]);
+    assert!(ok, "{err}");
+    let names: Vec<&str> = listing["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(names, ["dropper.sh", "pipe"]);
+    assert_eq!(listing["rows"][1]["type"], "fifo");
+    let (ok, processes, err) = triage(&["processes"]);
+    assert!(ok, "{err}");
+    assert!(
+        processes["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .any(|p| p["comm"] == "bannin-agent"),
+        "the agent sees itself"
+    );
+    let (ok, listeners, err) = triage(&["listeners"]);
+    assert!(ok, "{err}");
+    let port = collector.addr.port().to_string();
+    assert!(
+        listeners["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .any(|l| l["local"]
+                .as_str()
+                .is_some_and(|a| a.ends_with(&format!(":{port}")))),
+        "the collector's listener is seen"
+    );
+
+    let (ok, _, err) = triage(&["hash", &fifo.display().to_string()]);
+    assert!(
+        !ok && err.contains("fifo") && err.contains("refused"),
+        "{err}"
+    );
+    let (ok, _, err) = triage(&["stat", "/etc/../etc/shadow"]);
+    assert!(!ok && err.contains(".."), "{err}");
+    let (ok, _, err) = triage(&["stat", "relative/path"]);
+    assert!(!ok && err.contains("absolute"), "{err}");
+}

@@ -1,4 +1,4 @@
-//! Answers the collector's commands: `ping`, `isolate`, `release`.
+//! Answers the collector's commands: `ping`, `isolate`, `release`, `triage`.
 //!
 //! Commands are carried out one at a time, in the order they arrive, by one
 //! task ([`Responder::run`]); results go back over whichever stream is open.
@@ -6,6 +6,7 @@
 //! re-applies it before the agent does anything else.
 
 pub mod isolate;
+pub mod triage;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -37,6 +38,8 @@ pub struct ResponseConfig {
     pub dns_resolvers: Vec<IpAddr>,
     /// This agent runs on the operator's own machine (`bannin up`).
     pub local_operator: bool,
+    /// The host's file system as triage reads it.
+    pub root: std::path::PathBuf,
 }
 
 /// Carries out commands.
@@ -148,6 +151,20 @@ impl Responder {
             )),
             "isolate" => self.isolate(&command).await,
             "release" => self.release().await,
+            "triage" => {
+                let root = crate::sensors::HostRoot(self.config.root.clone());
+                let question = command
+                    .arguments
+                    .get("question")
+                    .cloned()
+                    .unwrap_or_default();
+                let path = command.arguments.get("path").cloned();
+                tokio::task::spawn_blocking(move || {
+                    triage::answer(&root, &question, path.as_deref())
+                })
+                .await
+                .unwrap_or_else(|e| Err(format!("triage task failed: {e}")))
+            }
             other => Err(format!(
                 "verb {other:?} is not supported by agent {}",
                 bannin_proto::VERSION

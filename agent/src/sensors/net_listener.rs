@@ -46,9 +46,43 @@ fn endpoint(addr: IpAddr, port: u16) -> String {
     }
 }
 
-/// Parses one `/proc/net/{tcp,udp}[6]` table; returns listening sockets.
-pub fn parse_table(text: &str, protocol: &'static str, ephemeral: (u16, u16)) -> Vec<Listener> {
-    let tcp = protocol.starts_with("tcp");
+/// One socket of a `/proc/net/{tcp,udp}[6]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Socket {
+    /// tcp, tcp6, udp or udp6.
+    pub protocol: &'static str,
+    /// Local address and port.
+    pub local: (IpAddr, u16),
+    /// Remote address and port.
+    pub remote: (IpAddr, u16),
+    /// Kernel socket state (TCP: 01 established, 0A listen …).
+    pub state: u8,
+    /// Owner uid.
+    pub uid: u32,
+    /// Socket inode.
+    pub inode: u64,
+}
+
+/// TCP state names by the kernel's numbering.
+pub fn tcp_state(state: u8) -> &'static str {
+    match state {
+        0x01 => "established",
+        0x02 => "syn_sent",
+        0x03 => "syn_recv",
+        0x04 => "fin_wait1",
+        0x05 => "fin_wait2",
+        0x06 => "time_wait",
+        0x07 => "close",
+        0x08 => "close_wait",
+        0x09 => "last_ack",
+        0x0A => "listen",
+        0x0B => "closing",
+        _ => "unknown",
+    }
+}
+
+/// Parses one `/proc/net/{tcp,udp}[6]` table; malformed lines are skipped.
+pub fn parse_sockets(text: &str, protocol: &'static str) -> Vec<Socket> {
     text.lines()
         .skip(1)
         .filter_map(|line| {
@@ -56,21 +90,38 @@ pub fn parse_table(text: &str, protocol: &'static str, ephemeral: (u16, u16)) ->
             if f.len() < 10 {
                 return None;
             }
-            let (address, port) = parse_endpoint(f[1])?;
-            let (_, remote_port) = parse_endpoint(f[2])?;
-            let state = u8::from_str_radix(f[3], 16).ok()?;
-            let listening = if tcp {
-                state == 0x0A
-            } else {
-                state == 0x07 && remote_port == 0 && !(ephemeral.0..=ephemeral.1).contains(&port)
-            };
-            listening.then(|| Listener {
+            Some(Socket {
                 protocol,
-                address,
-                port,
+                local: parse_endpoint(f[1])?,
+                remote: parse_endpoint(f[2])?,
+                state: u8::from_str_radix(f[3], 16).ok()?,
                 uid: f[7].parse().unwrap_or(u32::MAX),
                 inode: f[9].parse().unwrap_or(0),
             })
+        })
+        .collect()
+}
+
+/// Parses one `/proc/net/{tcp,udp}[6]` table; returns listening sockets.
+pub fn parse_table(text: &str, protocol: &'static str, ephemeral: (u16, u16)) -> Vec<Listener> {
+    let tcp = protocol.starts_with("tcp");
+    parse_sockets(text, protocol)
+        .into_iter()
+        .filter(|s| {
+            if tcp {
+                s.state == 0x0A
+            } else {
+                s.state == 0x07
+                    && s.remote.1 == 0
+                    && !(ephemeral.0..=ephemeral.1).contains(&s.local.1)
+            }
+        })
+        .map(|s| Listener {
+            protocol,
+            address: s.local.0,
+            port: s.local.1,
+            uid: s.uid,
+            inode: s.inode,
         })
         .collect()
 }

@@ -747,6 +747,7 @@ async fn isolate_client(
                 let state = client
                     .list_commands(v1::ListCommandsRequest {
                         host_id: "bench-host".into(),
+                        command_id: issued.id.clone(),
                     })
                     .await?
                     .into_inner()

@@ -1,0 +1,463 @@
+//! Live triage: small, read-only questions answered at once from the host's own
+//! interfaces (`/proc`, `/etc`, utmp, the file system), with bounded output.
+//!
+//! Paths come from the operator and are checked: absolute, no `..`, looked up
+//! under the agent's host root, and never followed through a symlink (`stat`
+//! and `ls` describe the link itself; `hash` refuses anything but a regular file).
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::sensors::HostRoot;
+use crate::sensors::file_odd_name::escape;
+use crate::sensors::net_listener::{parse_sockets, tcp_state};
+
+/// Most rows in one answer.
+pub const MAX_ROWS: usize = 5000;
+/// Most bytes of one answer (JSON).
+pub const MAX_BYTES: usize = 1024 * 1024;
+/// The questions.
+pub const QUESTIONS: &[&str] = &[
+    "processes",
+    "connections",
+    "listeners",
+    "logins",
+    "users",
+    "services",
+    "stat",
+    "hash",
+    "ls",
+];
+
+/// Answers `question` (with `path` for stat, hash and ls) as JSON text.
+pub fn answer(root: &HostRoot, question: &str, path: Option<&str>) -> Result<String, String> {
+    let rows = match question {
+        "processes" => processes(root),
+        "connections" => sockets(root, false),
+        "listeners" => sockets(root, true),
+        "logins" => logins(root)?,
+        "users" => users(root)?,
+        "services" => services(root),
+        "stat" | "hash" | "ls" => {
+            let path = path.ok_or_else(|| format!("{question} needs a path"))?;
+            let (shown, real) = host_path(root, path)?;
+            match question {
+                "stat" => vec![stat(&shown, &real)?],
+                "hash" => vec![hash(&shown, &real)?],
+                _ => ls(&real)?,
+            }
+        }
+        other => {
+            return Err(format!(
+                "unknown triage question {other:?}; known: {}",
+                QUESTIONS.join(", ")
+            ));
+        }
+    };
+    Ok(bounded(question, rows))
+}
+
+/// Serialises rows, dropping the tail past [`MAX_ROWS`] or [`MAX_BYTES`].
+fn bounded(question: &str, mut rows: Vec<Value>) -> String {
+    let total = rows.len();
+    rows.truncate(MAX_ROWS);
+    loop {
+        let text = json!({ "question": question, "rows": rows, "total": total, "truncated": rows.len() < total })
+            .to_string();
+        if text.len() <= MAX_BYTES || rows.is_empty() {
+            return text;
+        }
+        let keep = rows.len() * MAX_BYTES / text.len();
+        rows.truncate(keep.saturating_sub(1));
+    }
+}
+
+/// Checks an operator's path: absolute, no `..`, not absurdly long.
+pub fn host_path(root: &HostRoot, path: &str) -> Result<(String, PathBuf), String> {
+    let p = Path::new(path);
+    if !p.is_absolute() || path.len() > 4096 {
+        return Err(format!("{path:?}: give an absolute path"));
+    }
+    if p.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(format!("{path:?}: '..' is not allowed"));
+    }
+    Ok((escape(p), root.join(p)))
+}
+
+fn kind(ft: &std::fs::FileType) -> &'static str {
+    if ft.is_symlink() {
+        "symlink"
+    } else if ft.is_dir() {
+        "directory"
+    } else if ft.is_file() {
+        "file"
+    } else if ft.is_fifo() {
+        "fifo"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_block_device() {
+        "block_device"
+    } else if ft.is_char_device() {
+        "char_device"
+    } else {
+        "other"
+    }
+}
+
+fn stat(shown: &str, real: &Path) -> Result<Value, String> {
+    let m = std::fs::symlink_metadata(real).map_err(|e| format!("{shown}: {e}"))?;
+    let mut v = json!({
+        "path": shown,
+        "type": kind(&m.file_type()),
+        "size": m.len(),
+        "mode": format!("{:o}", m.mode() & 0o7777),
+        "uid": m.uid(),
+        "gid": m.gid(),
+        "inode": m.ino(),
+        "links": m.nlink(),
+        "mtime": m.mtime(),
+        "ctime": m.ctime(),
+        "atime": m.atime(),
+    });
+    if m.file_type().is_symlink()
+        && let Ok(target) = std::fs::read_link(real)
+    {
+        v["target"] = Value::String(escape(&target));
+    }
+    Ok(v)
+}
+
+fn hash(shown: &str, real: &Path) -> Result<Value, String> {
+    let before = std::fs::symlink_metadata(real).map_err(|e| format!("{shown}: {e}"))?;
+    if !before.file_type().is_file() {
+        return Err(format!(
+            "{shown} is a {}, not a regular file: refused",
+            kind(&before.file_type())
+        ));
+    }
+    let mut file = std::fs::File::open(real).map_err(|e| format!("{shown}: {e}"))?;
+    // The path may have been swapped between lstat and open: hash only the file we checked.
+    let opened = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
+    if (opened.dev(), opened.ino()) != (before.dev(), before.ino()) {
+        return Err(format!("{shown} changed while being opened: refused"));
+    }
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(|e| format!("{shown}: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    let digest: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(json!({ "path": shown, "sha256": digest, "size": size }))
+}
+
+fn ls(real: &Path) -> Result<Vec<Value>, String> {
+    let m = std::fs::symlink_metadata(real).map_err(|e| e.to_string())?;
+    if !m.is_dir() {
+        return Err(format!(
+            "not a directory (it is a {})",
+            kind(&m.file_type())
+        ));
+    }
+    let mut rows = Vec::new();
+    for entry in std::fs::read_dir(real)
+        .map_err(|e| e.to_string())?
+        .flatten()
+    {
+        if rows.len() > MAX_ROWS {
+            break;
+        }
+        let name = escape(Path::new(&entry.file_name()));
+        match entry.metadata() {
+            Ok(m) => rows.push(json!({
+                "name": name,
+                "type": kind(&m.file_type()),
+                "size": m.len(),
+                "mode": format!("{:o}", m.mode() & 0o7777),
+                "uid": m.uid(),
+                "mtime": m.mtime(),
+            })),
+            Err(e) => rows.push(json!({ "name": name, "error": e.to_string() })),
+        }
+    }
+    rows.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    Ok(rows)
+}
+
+fn boot_time(root: &HostRoot) -> i64 {
+    std::fs::read_to_string(root.join("/proc/stat"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn processes(root: &HostRoot) -> Vec<Value> {
+    let boot = boot_time(root);
+    // USER_HZ is 100 on every Linux architecture Bannin supports.
+    const TICKS: i64 = 100;
+    let mut rows = Vec::new();
+    let Ok(dir) = std::fs::read_dir(root.join("/proc")) else {
+        return rows;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let base = entry.path();
+        let Ok(stat) = std::fs::read_to_string(base.join("stat")) else {
+            continue;
+        };
+        // comm is in parentheses and may itself hold spaces and parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = &stat[open + 1..close];
+        let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ppid: u32 = rest.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let start_ticks: i64 = rest.get(19).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let uid: Option<u32> = std::fs::read_to_string(base.join("status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Uid:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            });
+        let exe = std::fs::read_link(base.join("exe"))
+            .map(|p| escape(&p))
+            .unwrap_or_default();
+        let cmdline: String = std::fs::read(base.join("cmdline"))
+            .map(|b| {
+                let shown = escape(Path::new(std::ffi::OsStr::from_bytes(
+                    &b.iter()
+                        .map(|c| if *c == 0 { b' ' } else { *c })
+                        .collect::<Vec<u8>>(),
+                )));
+                shown.trim_end().chars().take(512).collect()
+            })
+            .unwrap_or_default();
+        rows.push(json!({
+            "pid": pid,
+            "ppid": ppid,
+            "uid": uid,
+            "comm": comm,
+            "exe": exe,
+            "deleted_exe": exe.ends_with(" (deleted)"),
+            "cmdline": cmdline,
+            "started": boot + start_ticks / TICKS,
+        }));
+    }
+    rows.sort_by_key(|r| r["pid"].as_u64());
+    rows
+}
+
+fn sockets(root: &HostRoot, listening: bool) -> Vec<Value> {
+    let mut rows = Vec::new();
+    for protocol in ["tcp", "tcp6", "udp", "udp6"] {
+        let Ok(text) = std::fs::read_to_string(root.join(format!("/proc/net/{protocol}"))) else {
+            continue;
+        };
+        for s in parse_sockets(&text, protocol) {
+            let tcp = protocol.starts_with("tcp");
+            let is_listener = if tcp {
+                s.state == 0x0A
+            } else {
+                s.remote.1 == 0
+            };
+            if is_listener != listening {
+                continue;
+            }
+            rows.push(json!({
+                "protocol": protocol,
+                "local": format!("{}:{}", s.local.0, s.local.1),
+                "remote": format!("{}:{}", s.remote.0, s.remote.1),
+                "state": if tcp { tcp_state(s.state) } else { "udp" },
+                "uid": s.uid,
+                "inode": s.inode,
+            }));
+        }
+    }
+    rows
+}
+
+fn users(root: &HostRoot) -> Result<Vec<Value>, String> {
+    let text = std::fs::read_to_string(root.join("/etc/passwd"))
+        .map_err(|e| format!("/etc/passwd: {e}"))?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 7).then(|| {
+                json!({
+                    "name": f[0], "uid": f[2].parse::<u32>().ok(), "gid": f[3].parse::<u32>().ok(),
+                    "gecos": f[4], "home": f[5], "shell": f[6],
+                })
+            })
+        })
+        .collect())
+}
+
+/// Logged-in sessions from utmp (`struct utmp`, 384 bytes per record on Linux).
+fn logins(root: &HostRoot) -> Result<Vec<Value>, String> {
+    const RECORD: usize = 384;
+    const USER_PROCESS: i16 = 7;
+    let path = ["/run/utmp", "/var/run/utmp"]
+        .iter()
+        .map(|p| root.join(p))
+        .find(|p| p.exists());
+    let Some(path) = path else {
+        return Ok(Vec::new());
+    };
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = |b: &[u8]| {
+        let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
+        escape(Path::new(std::ffi::OsStr::from_bytes(&b[..end])))
+    };
+    let mut rows = Vec::new();
+    for r in bytes.chunks_exact(RECORD) {
+        let kind = i16::from_ne_bytes([r[0], r[1]]);
+        if kind != USER_PROCESS {
+            continue;
+        }
+        let pid = i32::from_ne_bytes([r[4], r[5], r[6], r[7]]);
+        let since = i32::from_ne_bytes([r[340], r[341], r[342], r[343]]);
+        rows.push(json!({
+            "user": text(&r[44..76]),
+            "line": text(&r[8..40]),
+            "host": text(&r[76..332]),
+            "pid": pid,
+            "since": since,
+        }));
+    }
+    Ok(rows)
+}
+
+fn services(root: &HostRoot) -> Vec<Value> {
+    let mut enabled = BTreeSet::new();
+    if let Ok(dir) = std::fs::read_dir(root.join("/etc/systemd/system")) {
+        for wants in dir
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".wants"))
+        {
+            if let Ok(links) = std::fs::read_dir(wants.path()) {
+                for l in links.flatten() {
+                    enabled.insert(l.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+    }
+    let mut seen = BTreeSet::new();
+    let mut rows = Vec::new();
+    for dir in [
+        "/etc/systemd/system",
+        "/run/systemd/system",
+        "/usr/lib/systemd/system",
+        "/lib/systemd/system",
+    ] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !(name.ends_with(".service") || name.ends_with(".timer"))
+                || !seen.insert(name.clone())
+            {
+                continue;
+            }
+            rows.push(json!({
+                "unit": name,
+                "path": format!("{dir}/{name}"),
+                "enabled": enabled.contains(&name),
+                "mtime": e.metadata().map(|m| m.mtime()).unwrap_or(0),
+            }));
+        }
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> HostRoot {
+        HostRoot(PathBuf::from("/"))
+    }
+
+    #[test]
+    fn hostile_paths_are_refused() {
+        assert!(host_path(&root(), "etc/passwd").is_err());
+        assert!(host_path(&root(), "/etc/../etc/shadow").is_err());
+        assert!(host_path(&root(), "/etc/passwd").is_ok());
+    }
+
+    #[test]
+    fn hash_refuses_what_is_not_a_regular_file() {
+        let err = answer(&root(), "hash", Some("/dev/null")).expect_err("device");
+        assert!(err.contains("char_device"), "{err}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("/etc/hostname", &link).expect("symlink");
+        let err = answer(&root(), "hash", link.to_str()).expect_err("symlink");
+        assert!(err.contains("symlink"), "{err}");
+    }
+
+    #[test]
+    fn hash_is_sha256() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("f");
+        std::fs::write(&f, b"abc").expect("write");
+        let text = answer(&root(), "hash", f.to_str()).expect("hash");
+        assert!(
+            text.contains("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn answers_are_bounded() {
+        let rows = (0..20_000)
+            .map(|i| json!({ "i": i, "pad": "x".repeat(100) }))
+            .collect();
+        let text = bounded("t", rows);
+        assert!(text.len() <= MAX_BYTES);
+        let v: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(v["truncated"], true);
+        assert_eq!(v["total"], 20_000);
+    }
+
+    #[test]
+    fn processes_include_this_one() {
+        let text = answer(&root(), "processes", None).expect("processes");
+        let v: Value = serde_json::from_str(&text).expect("json");
+        let me = std::process::id();
+        assert!(
+            v["rows"]
+                .as_array()
+                .expect("rows")
+                .iter()
+                .any(|r| r["pid"] == me)
+        );
+    }
+}
