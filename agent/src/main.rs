@@ -38,12 +38,49 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Take a forensic snapshot of this host into a file, without a collector:
+    /// volatile state first, then the files you name, in one tar + zstd bundle
+    /// whose manifest lists every artifact's SHA-256.
+    Snapshot {
+        /// Where to write the bundle (default: ./bannin-snapshot-HOST-TIME.tar.zst).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// A file to include (absolute path; regular files only); repeatable.
+        #[arg(long = "file")]
+        files: Vec<String>,
+        /// Why, for the manifest.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Who is collecting, for the manifest (default: $USER).
+        #[arg(long)]
+        operator: Option<String>,
+        /// Agent config, for the host id in its certificate (default: the hostname).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     bannin_proto::process::init_logging(cli.log_json, "info");
-    let Command::Run { config, check } = cli.command;
+    let (config, check) = match cli.command {
+        Command::Run { config, check } => (config, check),
+        Command::Snapshot {
+            out,
+            files,
+            reason,
+            operator,
+            config,
+        } => {
+            return match snapshot(out, files, reason, operator, config) {
+                Ok(code) => code,
+                Err(error) => {
+                    eprintln!("bannin-agent: {error:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
     let config = match AgentConfig::load(&config) {
         Ok(c) => c,
         Err(errors) => {
@@ -78,4 +115,78 @@ fn run(config: AgentConfig) -> anyhow::Result<()> {
             .await
             .context("agent failed")
     })
+}
+
+fn snapshot(
+    out: Option<PathBuf>,
+    files: Vec<String>,
+    reason: String,
+    operator: Option<String>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    use bannin_agent::response::snapshot;
+    let (host_id, root) = match config {
+        Some(path) => match AgentConfig::load(&path) {
+            Ok(c) => {
+                let material =
+                    bannin_proto::tls::TlsMaterial::load(&c.tls).context("agent certificate")?;
+                let id = match material.own_identity()? {
+                    bannin_proto::identity::PeerIdentity::Agent(h) => h.to_string(),
+                    other => anyhow::bail!("the certificate is for {other}, not an agent"),
+                };
+                (id, c.root)
+            }
+            Err(errors) => {
+                eprintln!("bannin-agent: {errors}");
+                return Ok(ExitCode::from(EXIT_CONFIG as u8));
+            }
+        },
+        None => (
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|_| "localhost".into()),
+            PathBuf::from("/"),
+        ),
+    };
+    let out = out.unwrap_or_else(|| snapshot::default_name(&host_id));
+    // The bundle holds the host's secrets (sudoers, keys, logs): owner only.
+    let file = std::os::unix::fs::OpenOptionsExt::mode(
+        std::fs::OpenOptions::new().write(true).create_new(true),
+        0o600,
+    )
+    .open(&out)
+    .with_context(|| format!("creating {} (it must not exist)", out.display()))?;
+    let request = snapshot::Request {
+        command_id: String::new(),
+        operator: operator.unwrap_or_else(|| std::env::var("USER").unwrap_or_default()),
+        reason,
+        files,
+        max_file_bytes: snapshot::DEFAULT_MAX_FILE_BYTES,
+        max_bundle_bytes: snapshot::DEFAULT_MAX_BUNDLE_BYTES,
+    };
+    eprintln!(
+        "Collecting a snapshot of {host_id} into {} …",
+        out.display()
+    );
+    let manifest = snapshot::collect(
+        &bannin_agent::sensors::HostRoot(root),
+        &host_id,
+        request,
+        std::io::BufWriter::new(file),
+    )
+    .context("writing the bundle")?;
+    let bytes: u64 = manifest.artifacts.iter().map(|a| a.size).sum();
+    println!(
+        "{}: {} artifacts, {bytes} bytes before compression",
+        out.display(),
+        manifest.artifacts.len()
+    );
+    for s in &manifest.skipped {
+        println!("  not collected: {}: {}", s.source, s.error);
+    }
+    println!(
+        "Verify a copy with: tar --zstd -xOf {} manifest.json",
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -567,3 +567,126 @@ async fn live_triage_answers_read_only_questions() {
     let (ok, _, err) = triage(&["stat", "relative/path"]);
     assert!(!ok && err.contains("absolute"), "{err}");
 }
+
+#[test]
+fn offline_snapshot_bundle_verifies_and_refuses_devices_and_fifos() {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let named = dir.path().join("note.txt");
+    std::fs::write(&named, b"left by the attacker").expect("file");
+    let fifo = dir.path().join("pipe");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink("/etc/passwd", &link).expect("symlink");
+    let out = dir.path().join("snap.tar.zst");
+    let run = Command::new(bin("bannin-agent"))
+        .args([
+            "snapshot",
+            "--reason",
+            "triage",
+            "--operator",
+            "alice",
+            "--out",
+        ])
+        .arg(&out)
+        .args(["--file", &named.display().to_string()])
+        .args(["--file", &fifo.display().to_string()])
+        .args(["--file", "/dev/null"])
+        .args(["--file", &link.display().to_string()])
+        .output()
+        .expect("snapshot");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        std::fs::metadata(&out)
+            .expect("bundle")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert!(
+        stdout.contains("FIFO") && stdout.contains("/dev/null") && stdout.contains("symlink"),
+        "{stdout}"
+    );
+
+    // Read the bundle back with nothing but tar and zstd, and check every hash.
+    let decoder = zstd::Decoder::new(std::fs::File::open(&out).expect("open")).expect("zstd");
+    let mut archive = tar::Archive::new(decoder);
+    let mut contents = std::collections::BTreeMap::new();
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let path = entry.path().expect("path").display().to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).expect("read");
+        contents.insert(path, bytes);
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&contents["manifest.json"]).expect("manifest");
+    assert_eq!(manifest["operator"], "alice");
+    assert_eq!(manifest["reason"], "triage");
+    assert!(
+        manifest["started"]
+            .as_str()
+            .is_some_and(|s| s.ends_with('Z'))
+    );
+    let artifacts = manifest["artifacts"].as_array().expect("artifacts");
+    assert!(artifacts.len() >= 5);
+    assert_eq!(
+        artifacts[0]["path"], "artifacts/processes.json",
+        "most volatile first"
+    );
+    for a in artifacts {
+        let bytes = &contents[a["path"].as_str().expect("path")];
+        let digest = {
+            use sha2::Digest;
+            sha2::Sha256::digest(bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        assert_eq!(a["sha256"], digest.as_str(), "{}", a["path"]);
+        assert_eq!(a["size"], bytes.len());
+    }
+    let note = artifacts
+        .iter()
+        .find(|a| a["source"] == named.display().to_string())
+        .expect("named file");
+    assert_eq!(
+        contents[note["path"].as_str().expect("path")],
+        b"left by the attacker"
+    );
+    let skipped: Vec<String> = manifest["skipped"]
+        .as_array()
+        .expect("skipped")
+        .iter()
+        .map(|s| s["error"].to_string())
+        .collect();
+    assert!(
+        skipped
+            .iter()
+            .any(|e| e.contains("pipe") && e.contains("refused")),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped
+            .iter()
+            .any(|e| e.contains("/dev/null") && e.contains("refused")),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped.iter().any(|e| e.contains("symlink (not followed)")),
+        "{skipped:?}"
+    );
+}

@@ -6,6 +6,7 @@
 //! re-applies it before the agent does anything else.
 
 pub mod isolate;
+pub mod snapshot;
 pub mod triage;
 
 use std::net::IpAddr;
