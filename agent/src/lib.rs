@@ -113,6 +113,8 @@ pub async fn run_with_health(
             dns_resolvers: config.dns_resolvers.clone(),
             local_operator: config.local_operator,
             root: config.root.clone(),
+            work_dir: config.spool_dir.clone(),
+            host_id: host.to_string(),
         },
         spool.clone(),
     );

@@ -63,7 +63,7 @@ pub struct Link {
     pub commands: mpsc::Sender<v1::Command>,
     /// Results from the responder; held by the open session. Results made while
     /// disconnected wait here for the next session.
-    pub results: tokio::sync::Mutex<mpsc::Receiver<v1::CommandResult>>,
+    pub results: tokio::sync::Mutex<mpsc::Receiver<agent_message::Body>>,
 }
 
 /// Exponential backoff with full jitter: the n-th delay is uniform in
@@ -240,8 +240,8 @@ impl Link {
                     Some(_) => return Err(LinkError::Protocol("unexpected message")),
                     None => return Ok(()),
                 },
-                Some(result) = results.recv() => {
-                    let message = v1::AgentMessage { body: Some(agent_message::Body::CommandResult(result)) };
+                Some(body) = results.recv() => {
+                    let message = v1::AgentMessage { body: Some(body) };
                     if let Err(mpsc::error::SendError(unsent)) = tx.send(message).await {
                         // The stream died under us: the collector re-sends unanswered
                         // commands on the next session, and every verb is idempotent.

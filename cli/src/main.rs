@@ -111,6 +111,21 @@ enum Command {
         #[command(flatten)]
         send: SendOptions,
     },
+    /// Take a forensic snapshot of a host: volatile state first, then the files
+    /// you name, streamed to the collector, which verifies every hash and the
+    /// manifest before it stores the evidence.
+    Snapshot {
+        /// Host id.
+        host: String,
+        /// A file to include (absolute path, regular files only); repeatable.
+        #[arg(long = "file")]
+        files: Vec<String>,
+        /// Why (recorded in the manifest and the action log).
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        send: SendOptions,
+    },
     /// The command queue: what was sent to which host, by whom, and what came of it.
     Commands {
         /// Only this host's commands.
@@ -410,6 +425,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     eprintln!("(truncated: {} rows in all)", answer["total"]);
                 }
             }
+        }
+        Command::Snapshot {
+            host,
+            files,
+            reason,
+            mut send,
+        } => {
+            let mut arguments = std::collections::BTreeMap::new();
+            if !files.is_empty() {
+                arguments.insert("files".to_owned(), files.join("\n"));
+            }
+            if send.wait_secs == 60 {
+                send.wait_secs = 600;
+            }
+            return send_command(
+                &mut client,
+                &host,
+                "snapshot",
+                arguments,
+                reason,
+                send,
+                cli.json,
+            )
+            .await;
         }
         Command::Commands { host } => {
             let commands = client

@@ -22,7 +22,7 @@ use crate::store::{Store, StoreError};
 /// Commands not delivered within this expire, unless the operator says otherwise.
 pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(7 * 86_400);
 /// Verbs agents understand.
-pub const VERBS: &[&str] = &["ping", "isolate", "release", "triage"];
+pub const VERBS: &[&str] = &["ping", "isolate", "release", "triage", "snapshot"];
 /// Largest answer kept for a triage command (the agent bounds its answers to 1 MiB).
 const MAX_TRIAGE_RESULT: usize = 1024 * 1024 + 1024;
 /// Most arguments of one command, and longest argument or reason.
@@ -33,7 +33,7 @@ const MAX_TEXT: usize = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     /// Unknown verb.
-    #[error("unknown verb {0:?}; known verbs: ping, isolate, release, triage")]
+    #[error("unknown verb {0:?}; known verbs: ping, isolate, release, triage, snapshot")]
     UnknownVerb(String),
     /// isolate and release need a reason.
     #[error("{0} needs a reason (--reason)")]
@@ -51,6 +51,7 @@ type Outbound = mpsc::Sender<Result<v1::CollectorMessage, Status>>;
 /// The queue and the live sessions it delivers to.
 pub struct Commands {
     store: Store,
+    evidence: std::sync::Arc<crate::evidence::Evidence>,
     /// Live sessions by host: (session id, sender). A `std::sync::Mutex`: no
     /// `.await` while held; senders are cloned out before sending.
     sessions: Mutex<HashMap<String, Vec<(u64, Outbound)>>>,
@@ -72,9 +73,10 @@ fn message(id: String, verb: &str, arguments: BTreeMap<String, String>) -> v1::C
 
 impl Commands {
     /// A queue over `store`.
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: Store, evidence: std::sync::Arc<crate::evidence::Evidence>) -> Self {
         Self {
             store,
+            evidence,
             sessions: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
             next_reconcile: AtomicU64::new(1),
@@ -121,6 +123,12 @@ impl Commands {
             || arguments.iter().any(|(k, v)| k.len() + v.len() > MAX_TEXT)
         {
             return Err(CommandError::TooLarge);
+        }
+        let mut arguments = arguments;
+        if verb == "snapshot" {
+            // The manifest names who asked and why, as the collector knows it.
+            arguments.insert("operator".into(), operator.to_owned());
+            arguments.insert("reason".into(), reason.to_owned());
         }
         let _guard = self.ops.lock().await;
         let now = now_unix_ms();
@@ -289,6 +297,36 @@ impl Commands {
             CommandState::Failed
         };
         command.finished_unix_ms = now;
+        let mut result = result;
+        if command.verb == "snapshot" {
+            // The agent's word is not enough: the collector's own checks decide.
+            match self
+                .evidence
+                .take_outcome(host.as_str(), &command.wire_id())
+            {
+                Some(crate::evidence::Outcome::Stored {
+                    path,
+                    sha256,
+                    size,
+                    artifacts,
+                }) if result.ok => {
+                    result.detail = format!(
+                        "evidence stored and verified: {artifacts} artifacts, {size} bytes, sha256 {sha256}, {}",
+                        path.display()
+                    );
+                }
+                Some(crate::evidence::Outcome::Rejected(why)) => {
+                    command.state = CommandState::Failed;
+                    result.detail = why;
+                }
+                _ if result.ok => {
+                    command.state = CommandState::Failed;
+                    result.detail =
+                        "the agent reported success but no complete bundle arrived".into();
+                }
+                _ => {}
+            }
+        }
         let limit = if command.verb == "triage" {
             MAX_TRIAGE_RESULT
         } else {
@@ -370,14 +408,45 @@ impl Commands {
         Ok(())
     }
 
-    /// Commands, oldest first, optionally of one host.
+    /// Commands, oldest first, optionally of one host. A snapshot being
+    /// received shows its progress as its result.
     pub fn list(&self, host: Option<&str>) -> Result<Vec<Command>, StoreError> {
         Ok(self
             .store
             .commands()?
             .into_iter()
             .filter(|c| host.is_none_or(|h| c.host_id == h))
+            .map(|mut c| {
+                if c.state == CommandState::Delivered
+                    && let Some(bytes) = self.evidence.progress(&c.host_id, &c.wire_id())
+                {
+                    c.result = format!("receiving: {bytes} bytes");
+                }
+                c
+            })
             .collect())
+    }
+
+    /// Passes an evidence chunk to the evidence store (blocking I/O on the blocking pool).
+    pub async fn evidence_chunk(&self, host: &HostId, chunk: v1::EvidenceChunk) {
+        // Only a delivered snapshot of this very host may upload.
+        let expected = chunk
+            .command_id
+            .strip_prefix('c')
+            .and_then(|n| n.parse::<u64>().ok())
+            .and_then(|id| self.store.command(id).ok().flatten())
+            .is_some_and(|c| {
+                c.host_id == host.as_str()
+                    && c.verb == "snapshot"
+                    && c.state == CommandState::Delivered
+            });
+        if !expected {
+            tracing::warn!(host.id = %host, command.id = %chunk.command_id, "Evidence chunk for no open snapshot of this host ignored");
+            return;
+        }
+        let evidence = self.evidence.clone();
+        let host = host.to_string();
+        let _ = tokio::task::spawn_blocking(move || evidence.chunk(&host, chunk)).await;
     }
 
     /// How a host's isolation is shown.

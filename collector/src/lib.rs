@@ -20,6 +20,7 @@
 pub mod commands;
 pub mod config;
 pub mod detect;
+pub mod evidence;
 pub mod hosts;
 pub mod ingest;
 pub mod link;
@@ -89,7 +90,14 @@ pub async fn serve(
         store.clone(),
         config.silent_after_heartbeats,
     )?);
-    let commands = Arc::new(commands::Commands::new(store.clone()));
+    let evidence =
+        Arc::new(
+            evidence::Evidence::new(&config.data_dir).map_err(|source| StoreError::Io {
+                path: config.data_dir.join("evidence"),
+                source,
+            })?,
+        );
+    let commands = Arc::new(commands::Commands::new(store.clone(), evidence));
     let tracker = TaskTracker::new();
 
     tracker.spawn(

@@ -179,6 +179,9 @@ impl LinkService {
                         tracing::warn!(%error, "Cannot record heartbeat");
                     }
                 }
+                agent_message::Body::EvidenceChunk(chunk) => {
+                    self.commands.evidence_chunk(&host, chunk).await;
+                }
                 agent_message::Body::CommandResult(result) => {
                     if let Err(error) = self.commands.record_result(&host, result).await {
                         tracing::error!(%error, "Cannot record a command result");

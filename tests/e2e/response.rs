@@ -690,3 +690,141 @@ fn offline_snapshot_bundle_verifies_and_refuses_devices_and_fifos() {
         "{skipped:?}"
     );
 }
+
+fn snapshot_via_cli(
+    corrupt: bool,
+) -> (
+    tempfile::TempDir,
+    bool,
+    serde_json::Value,
+    String,
+    std::path::PathBuf,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector_dir = dir.path().join("collector");
+    let collector = CollectorProc::start(&collector_dir, &pki, free_port(), "");
+    let env = if corrupt {
+        vec![("BANNIN_TEST_CORRUPT_CHUNK".to_owned(), "1".to_owned())]
+    } else {
+        vec![]
+    };
+    let agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("snap-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            env,
+            ..AgentOptions::default()
+        },
+    );
+    let named = dir.path().join("webshell.php");
+    std::fs::write(&named, b"<?php system($_GET['c']); ?>").expect("file");
+    let operator = operator_toml(dir.path(), &pki.operator("alice"), collector.addr);
+    let out = Command::new(bin("bannin"))
+        .args([
+            "snapshot",
+            "snap-host",
+            "--reason",
+            "suspected webshell",
+            "--json",
+            "--file",
+        ])
+        .arg(&named)
+        .arg("--config")
+        .arg(&operator)
+        .output()
+        .expect("snapshot");
+    let record: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    let logs = format!("{}\n{}", agent.log_text(), collector.proc.log_text());
+    drop(agent);
+    drop(collector);
+    (
+        dir,
+        out.status.success(),
+        record,
+        logs,
+        collector_dir.join("evidence"),
+    )
+}
+
+#[test]
+fn snapshot_arrives_and_every_hash_verifies() {
+    use std::io::Read;
+    let (_dir, ok, record, logs, evidence) = snapshot_via_cli(false);
+    assert!(ok, "{record}\n{logs}");
+    assert_eq!(record["state"], "succeeded");
+    let result = record["result"].as_str().unwrap_or_default();
+    assert!(result.contains("evidence stored and verified"), "{result}");
+    let stored: Vec<_> = std::fs::read_dir(&evidence)
+        .expect("evidence dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tar.zst"))
+        .collect();
+    assert_eq!(stored.len(), 1);
+    // Content-addressed: the name is the bundle's SHA-256.
+    let bytes = std::fs::read(stored[0].path()).expect("bundle");
+    let digest: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    assert_eq!(
+        stored[0].file_name().to_string_lossy(),
+        format!("{digest}.tar.zst")
+    );
+    assert!(result.contains(&digest));
+    let mut archive = tar::Archive::new(zstd::Decoder::new(bytes.as_slice()).expect("zstd"));
+    let mut manifest = None;
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        if entry.path().expect("path").display().to_string() == "manifest.json" {
+            let mut m = Vec::new();
+            entry.read_to_end(&mut m).expect("read");
+            manifest = Some(serde_json::from_slice::<serde_json::Value>(&m).expect("json"));
+        }
+    }
+    let manifest = manifest.expect("manifest");
+    assert_eq!(
+        manifest["operator"], "alice",
+        "the collector names the operator"
+    );
+    assert_eq!(manifest["reason"], "suspected webshell");
+    assert_eq!(manifest["host_id"], "snap-host");
+    assert_eq!(manifest["command_id"], record["id"]);
+    assert!(
+        manifest["artifacts"]
+            .as_array()
+            .expect("artifacts")
+            .iter()
+            .any(|a| a["source"]
+                .as_str()
+                .is_some_and(|s| s.ends_with("webshell.php")))
+    );
+}
+
+#[test]
+fn snapshot_with_a_byte_flipped_in_transit_fails_and_stores_nothing() {
+    let (_dir, ok, record, logs, evidence) = snapshot_via_cli(true);
+    assert!(!ok, "{record}");
+    assert_eq!(record["state"], "failed", "{record}\n{logs}");
+    let result = record["result"].as_str().unwrap_or_default();
+    assert!(
+        result.contains("offset 0") && result.contains("SHA-256"),
+        "{result}"
+    );
+    let stored = std::fs::read_dir(&evidence)
+        .expect("evidence dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tar.zst"))
+        .count();
+    assert_eq!(stored, 0, "no bundle stored");
+    let incoming = std::fs::read_dir(evidence.join("incoming"))
+        .expect("incoming")
+        .count();
+    assert_eq!(incoming, 0, "no partial upload left");
+}

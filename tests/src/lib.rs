@@ -303,6 +303,8 @@ pub struct AgentOptions {
     pub link: String,
     /// Body of the `[response]` section.
     pub response: String,
+    /// Extra environment variables of the agent process (test hooks).
+    pub env: Vec<(String, String)>,
     /// Whether the listener sensor runs.
     pub net_listener: bool,
 }
@@ -316,6 +318,7 @@ impl Default for AgentOptions {
             spool_max_bytes: 256 * 1024 * 1024,
             link: String::new(),
             response: String::new(),
+            env: Vec::new(),
             net_listener: true,
         }
     }
@@ -392,6 +395,7 @@ pub fn start_agent(
     let config = agent_config(dir, tls, collector, options);
     let mut command = Command::new(bin("bannin-agent"));
     command.arg("run").arg("--config").arg(&config);
+    command.envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
     Proc::spawn(command, dir.join(format!("agent-{n}.log")))
 }

@@ -41,6 +41,85 @@ pub struct ResponseConfig {
     pub local_operator: bool,
     /// The host's file system as triage reads it.
     pub root: std::path::PathBuf,
+    /// Where snapshots are assembled before they are sent (the spool directory).
+    pub work_dir: std::path::PathBuf,
+    /// This host's id, for snapshot manifests.
+    pub host_id: String,
+}
+
+/// Bytes per evidence chunk.
+pub const CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Streams a file as evidence chunks; returns its size and SHA-256.
+async fn stream_file(
+    path: &std::path::Path,
+    command_id: &str,
+    out: &mpsc::Sender<v1::agent_message::Body>,
+) -> Result<(u64, String), String> {
+    use sha2::Digest;
+    use tokio::io::AsyncReadExt;
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| e.to_string())?;
+    let size = file.metadata().await.map_err(|e| e.to_string())?.len();
+    let mut whole = sha2::Sha256::new();
+    let mut offset = 0u64;
+    let corrupt = std::env::var_os("BANNIN_TEST_CORRUPT_CHUNK").is_some();
+    loop {
+        let mut buf = vec![0u8; CHUNK_BYTES];
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = file
+                .read(&mut buf[filled..])
+                .await
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        buf.truncate(filled);
+        whole.update(&buf);
+        let last = offset + filled as u64 >= size;
+        let sha256: String = sha2::Sha256::digest(&buf)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if corrupt && offset == 0 && !buf.is_empty() {
+            // Test hook: a byte flipped in transit, after the hash was taken.
+            buf[0] ^= 0xff;
+        }
+        let chunk = v1::EvidenceChunk {
+            command_id: command_id.to_owned(),
+            offset,
+            data: buf.into(),
+            sha256,
+            last,
+            bundle_size: if last { size } else { 0 },
+            bundle_sha256: if last {
+                whole
+                    .clone()
+                    .finalize()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
+            } else {
+                String::new()
+            },
+        };
+        out.send(v1::agent_message::Body::EvidenceChunk(chunk))
+            .await
+            .map_err(|_| "agent is shutting down".to_owned())?;
+        offset += filled as u64;
+        if last {
+            let sha: String = whole
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            return Ok((size, sha));
+        }
+    }
 }
 
 /// Carries out commands.
@@ -97,7 +176,7 @@ impl Responder {
     pub async fn run(
         self,
         mut commands: mpsc::Receiver<v1::Command>,
-        results: mpsc::Sender<v1::CommandResult>,
+        results: mpsc::Sender<v1::agent_message::Body>,
         shutdown: CancellationToken,
     ) {
         let mut refresh = tokio::time::interval(Duration::from_secs(60));
@@ -106,13 +185,84 @@ impl Responder {
                 () = shutdown.cancelled() => return,
                 command = commands.recv() => {
                     let Some(command) = command else { return };
-                    let result = self.handle(command).await;
-                    if results.send(result).await.is_err() {
+                    let result = if command.verb == "snapshot" {
+                        self.snapshot(command, &results).await
+                    } else {
+                        self.handle(command).await
+                    };
+                    if results.send(v1::agent_message::Body::CommandResult(result)).await.is_err() {
                         return;
                     }
                 }
                 _ = refresh.tick() => self.refresh_collector().await,
             }
+        }
+    }
+
+    /// Collects a snapshot into a file beside the spool, streams it in chunks,
+    /// and answers with its size and hash.
+    async fn snapshot(
+        &self,
+        command: v1::Command,
+        out: &mpsc::Sender<v1::agent_message::Body>,
+    ) -> v1::CommandResult {
+        let id = command.id.clone();
+        let fail = |detail: String| v1::CommandResult {
+            command_id: id.clone(),
+            ok: false,
+            detail,
+        };
+        let request = snapshot::Request {
+            command_id: command.id.clone(),
+            operator: command
+                .arguments
+                .get("operator")
+                .cloned()
+                .unwrap_or_default(),
+            reason: command.arguments.get("reason").cloned().unwrap_or_default(),
+            files: command
+                .arguments
+                .get("files")
+                .map(|f| {
+                    f.lines()
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            max_file_bytes: snapshot::DEFAULT_MAX_FILE_BYTES,
+            max_bundle_bytes: snapshot::DEFAULT_MAX_BUNDLE_BYTES,
+        };
+        let path = self
+            .config
+            .work_dir
+            .join(format!("snapshot-{}.tar.zst", command.id));
+        let root = crate::sensors::HostRoot(self.config.root.clone());
+        let host = self.config.host_id.clone();
+        let file_path = path.clone();
+        let collected = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::create(&file_path)?;
+            snapshot::collect(&root, &host, request, std::io::BufWriter::new(file))
+        })
+        .await;
+        let manifest = match collected {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => return fail(format!("collecting the snapshot: {e}")),
+            Err(e) => return fail(format!("snapshot task failed: {e}")),
+        };
+        let streamed = stream_file(&path, &command.id, out).await;
+        let _ = std::fs::remove_file(&path);
+        match streamed {
+            Ok((size, sha)) => v1::CommandResult {
+                command_id: command.id,
+                ok: true,
+                detail: format!(
+                    "bundle {size} bytes, sha256 {sha}, {} artifacts, {} not collected",
+                    manifest.artifacts.len(),
+                    manifest.skipped.len()
+                ),
+            },
+            Err(e) => fail(format!("streaming the snapshot: {e}")),
         }
     }
 

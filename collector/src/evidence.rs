@@ -1,0 +1,299 @@
+//! Receiving evidence bundles (snapshots): chunks are checked one by one
+//! against their hashes and assembled in order; at the end the whole bundle's
+//! size and hash, then every artifact against the bundle's manifest, are
+//! verified before the bundle is stored, content-addressed, as
+//! `DATA_DIR/evidence/SHA256.tar.zst`. A bundle that fails any check is deleted,
+//! and its command fails with the reason — never a silently bad bundle.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use bannin_proto::v1;
+use sha2::{Digest, Sha256};
+
+/// Largest bundle accepted.
+pub const MAX_BUNDLE_BYTES: u64 = 1024 * 1024 * 1024;
+
+fn hex(d: impl AsRef<[u8]>) -> String {
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+struct Upload {
+    file: std::fs::File,
+    path: PathBuf,
+    received: u64,
+    hasher: Sha256,
+}
+
+/// What became of an upload.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Stored and verified at this path, with this hash.
+    Stored {
+        /// Where.
+        path: PathBuf,
+        /// SHA-256 of the bundle.
+        sha256: String,
+        /// Size.
+        size: u64,
+        /// Artifacts verified.
+        artifacts: usize,
+    },
+    /// Rejected; nothing stored.
+    Rejected(String),
+}
+
+/// Uploads in progress and their outcomes, by (host, command id).
+pub struct Evidence {
+    dir: PathBuf,
+    uploads: Mutex<HashMap<(String, String), Upload>>,
+    outcomes: Mutex<HashMap<(String, String), Outcome>>,
+}
+
+impl Evidence {
+    /// Evidence kept under `data_dir/evidence`.
+    pub fn new(data_dir: &Path) -> std::io::Result<Self> {
+        let dir = data_dir.join("evidence");
+        std::fs::create_dir_all(dir.join("incoming"))?;
+        Ok(Self {
+            dir,
+            uploads: Mutex::new(HashMap::new()),
+            outcomes: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn reject(&self, key: (String, String), why: String) {
+        if let Some(u) = self
+            .uploads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key)
+        {
+            let _ = std::fs::remove_file(&u.path);
+        }
+        tracing::warn!(host.id = %key.0, command.id = %key.1, reason = %why, "Evidence upload rejected");
+        self.outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, Outcome::Rejected(why));
+    }
+
+    /// Takes one chunk. Blocking file I/O: call from a blocking context.
+    pub fn chunk(&self, host: &str, chunk: v1::EvidenceChunk) {
+        let key = (host.to_owned(), chunk.command_id.clone());
+        if self
+            .outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&key)
+        {
+            return; // Already rejected or stored: ignore the rest.
+        }
+        let data_hash = hex(Sha256::digest(&chunk.data));
+        if data_hash != chunk.sha256 {
+            return self.reject(
+                key,
+                format!(
+                    "the chunk at offset {} failed its SHA-256 check: upload rejected",
+                    chunk.offset
+                ),
+            );
+        }
+        let mut uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        if !uploads.contains_key(&key) {
+            if chunk.offset != 0 {
+                drop(uploads);
+                return self.reject(
+                    key,
+                    format!("upload started at offset {}, not 0", chunk.offset),
+                );
+            }
+            let safe: String = chunk
+                .command_id
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .collect();
+            let path = self
+                .dir
+                .join("incoming")
+                .join(format!("{}-{safe}.part", key.0));
+            match std::fs::File::create(&path) {
+                Ok(file) => {
+                    uploads.insert(
+                        key.clone(),
+                        Upload {
+                            file,
+                            path,
+                            received: 0,
+                            hasher: Sha256::new(),
+                        },
+                    );
+                }
+                Err(e) => {
+                    drop(uploads);
+                    return self.reject(key, format!("cannot store the upload: {e}"));
+                }
+            }
+        }
+        let Some(up) = uploads.get_mut(&key) else {
+            return;
+        };
+        if chunk.offset != up.received {
+            let why = format!(
+                "chunk at offset {} but {} bytes received: upload rejected",
+                chunk.offset, up.received
+            );
+            drop(uploads);
+            return self.reject(key, why);
+        }
+        if up.received + chunk.data.len() as u64 > MAX_BUNDLE_BYTES {
+            drop(uploads);
+            return self.reject(
+                key,
+                format!("bundle over the limit of {MAX_BUNDLE_BYTES} bytes"),
+            );
+        }
+        if let Err(e) = up.file.write_all(&chunk.data) {
+            drop(uploads);
+            return self.reject(key, format!("cannot store the upload: {e}"));
+        }
+        up.hasher.update(&chunk.data);
+        up.received += chunk.data.len() as u64;
+        if !chunk.last {
+            return;
+        }
+        let Some(up) = uploads.remove(&key) else {
+            return;
+        };
+        drop(uploads);
+        let sha256 = hex(up.hasher.finalize());
+        if up.received != chunk.bundle_size || sha256 != chunk.bundle_sha256 {
+            let _ = std::fs::remove_file(&up.path);
+            return self.reject(key, format!(
+                "bundle is {} bytes with SHA-256 {sha256}, the agent announced {} bytes with {}: rejected",
+                up.received, chunk.bundle_size, chunk.bundle_sha256
+            ));
+        }
+        if let Err(e) = up.file.sync_all() {
+            let _ = std::fs::remove_file(&up.path);
+            return self.reject(key, format!("cannot store the upload: {e}"));
+        }
+        match verify_manifest(&up.path) {
+            Ok(artifacts) => {
+                let final_path = self.dir.join(format!("{sha256}.tar.zst"));
+                if let Err(e) = std::fs::rename(&up.path, &final_path) {
+                    let _ = std::fs::remove_file(&up.path);
+                    return self.reject(key, format!("cannot store the bundle: {e}"));
+                }
+                tracing::info!(host.id = %key.0, command.id = %key.1, sha256 = %sha256, size = up.received, artifacts, "Evidence stored and verified");
+                self.outcomes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(
+                        key,
+                        Outcome::Stored {
+                            path: final_path,
+                            sha256,
+                            size: up.received,
+                            artifacts,
+                        },
+                    );
+            }
+            Err(why) => {
+                let _ = std::fs::remove_file(&up.path);
+                self.reject(key, format!("bundle manifest check failed: {why}"));
+            }
+        }
+    }
+
+    /// Bytes received so far of an upload in progress.
+    pub fn progress(&self, host: &str, command_id: &str) -> Option<u64> {
+        self.uploads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(host.to_owned(), command_id.to_owned()))
+            .map(|u| u.received)
+    }
+
+    /// The outcome of a finished upload (taken: asked once, by the command's result).
+    pub fn take_outcome(&self, host: &str, command_id: &str) -> Option<Outcome> {
+        let key = (host.to_owned(), command_id.to_owned());
+        if let Some(u) = self
+            .uploads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key)
+        {
+            let _ = std::fs::remove_file(&u.path);
+            return Some(Outcome::Rejected(
+                "the upload ended before its last chunk".into(),
+            ));
+        }
+        self.outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key)
+    }
+}
+
+/// Reads the bundle and checks every artifact against `manifest.json`.
+fn verify_manifest(path: &Path) -> Result<usize, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let decoder = zstd::Decoder::new(file).map_err(|e| format!("not zstd: {e}"))?;
+    let mut archive = tar::Archive::new(decoder);
+    let mut hashes: BTreeMap<String, (String, u64)> = BTreeMap::new();
+    let mut manifest = None;
+    for entry in archive
+        .entries()
+        .map_err(|e| format!("not a tar archive: {e}"))?
+    {
+        let mut entry = entry.map_err(|e| format!("bad tar entry: {e}"))?;
+        let name = entry
+            .path()
+            .map_err(|e| e.to_string())?
+            .display()
+            .to_string();
+        if name == "manifest.json" {
+            let mut bytes = Vec::new();
+            entry
+                .take(16 * 1024 * 1024)
+                .read_to_end(&mut bytes)
+                .map_err(|e| e.to_string())?;
+            manifest = Some(bytes);
+            continue;
+        }
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = entry.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            hasher.update(&buf[..n]);
+        }
+        hashes.insert(name, (hex(hasher.finalize()), size));
+    }
+    let manifest = manifest.ok_or("no manifest.json")?;
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&manifest).map_err(|e| format!("manifest.json: {e}"))?;
+    let artifacts = manifest["artifacts"]
+        .as_array()
+        .ok_or("manifest has no artifacts")?;
+    for a in artifacts {
+        let path = a["path"].as_str().ok_or("artifact without a path")?;
+        let (sha, size) = hashes
+            .remove(path)
+            .ok_or_else(|| format!("{path} is in the manifest but not in the bundle"))?;
+        if a["sha256"].as_str() != Some(sha.as_str()) || a["size"].as_u64() != Some(size) {
+            return Err(format!("{path} does not match its manifest entry"));
+        }
+    }
+    if let Some(extra) = hashes.keys().next() {
+        return Err(format!("{extra} is in the bundle but not in the manifest"));
+    }
+    Ok(artifacts.len())
+}
