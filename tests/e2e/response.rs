@@ -828,3 +828,63 @@ fn snapshot_with_a_byte_flipped_in_transit_fails_and_stores_nothing() {
         .count();
     assert_eq!(incoming, 0, "no partial upload left");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn isolate_without_nftables_fails_with_a_clear_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    // An agent whose PATH holds no `nft`.
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("bare-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            env: vec![(
+                "PATH".into(),
+                dir.path().join("empty-bin").display().to_string(),
+            )],
+            ..AgentOptions::default()
+        },
+    );
+    let mut client = operator_client(&pki.operator("alice"), collector.addr).await;
+    wait_online(&mut client, "bare-host").await;
+    let operator = operator_toml(dir.path(), &pki.operator("alice"), collector.addr);
+    let out = Command::new(bin("bannin"))
+        .args([
+            "isolate",
+            "bare-host",
+            "--reason",
+            "test",
+            "--json",
+            "--config",
+        ])
+        .arg(&operator)
+        .output()
+        .expect("isolate");
+    assert!(!out.status.success());
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(record["state"], "failed");
+    assert!(
+        record["result"]
+            .as_str()
+            .is_some_and(|r| r.contains("nftables is not installed")
+                || r.contains("nft (nftables) is not installed")),
+        "{record}"
+    );
+    let hosts = client
+        .list_hosts(v1::ListHostsRequest {})
+        .await
+        .expect("hosts")
+        .into_inner()
+        .hosts;
+    let host = hosts
+        .iter()
+        .find(|h| h.host_id == "bare-host")
+        .expect("host");
+    assert_eq!(
+        host.isolation, "not isolated",
+        "a failed isolation is shown as such"
+    );
+}

@@ -279,6 +279,24 @@ fn read_safely(
     Ok(bytes)
 }
 
+/// SHA-256 of a file, streamed (executables can be large).
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hasher
+                .finalize()
+                .iter()
+                .map(|x| format!("{x:02x}"))
+                .collect());
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
 /// SHA-256 of each running process's executable, cached by device and inode.
 fn exe_hashes(root: &HostRoot, processes_json: &str) -> String {
     let mut cache: HashMap<(u64, u64), String> = HashMap::new();
@@ -297,16 +315,9 @@ fn exe_hashes(root: &HostRoot, processes_json: &str) -> String {
             continue;
         };
         let key = (meta.dev(), meta.ino());
-        let hash = cache.entry(key).or_insert_with(|| {
-            std::fs::read(&exe)
-                .map(|b| {
-                    Sha256::digest(&b)
-                        .iter()
-                        .map(|x| format!("{x:02x}"))
-                        .collect()
-                })
-                .unwrap_or_default()
-        });
+        let hash = cache
+            .entry(key)
+            .or_insert_with(|| sha256_file(&exe).unwrap_or_default());
         out.push(serde_json::json!({ "pid": pid, "exe": row["exe"], "sha256": hash }));
     }
     serde_json::to_string(&out).unwrap_or_default()
