@@ -124,6 +124,9 @@ fn default_event_bytes() -> u64 {
     10 * 1024 * 1024 * 1024
 }
 
+/// Smallest `max_message_bytes`: room for a 1 MiB snapshot chunk or triage answer.
+pub const MIN_MESSAGE_BYTES: u64 = 2 * 1024 * 1024;
+
 /// A validated collector configuration.
 #[derive(Debug, Clone)]
 pub struct CollectorConfig {
@@ -194,9 +197,10 @@ impl CollectorConfig {
         let max_message_bytes = raw
             .max_message_bytes
             .unwrap_or(bannin_proto::DEFAULT_MAX_MESSAGE_BYTES as u64);
-        if !(1024..=64 * 1024 * 1024).contains(&max_message_bytes) {
+        // Snapshot chunks and triage answers are up to 1 MiB plus framing.
+        if !(MIN_MESSAGE_BYTES..=64 * 1024 * 1024).contains(&max_message_bytes) {
             errors.push(format!(
-                "max_message_bytes = {max_message_bytes}: must be between 1024 and 67108864"
+                "max_message_bytes = {max_message_bytes}: must be between {MIN_MESSAGE_BYTES} and 67108864 (snapshot chunks and triage answers take up to 1 MiB)"
             ));
         }
         if raw.hosts.silent_after_heartbeats == 0 {

@@ -15,7 +15,7 @@ use prost::Message;
 
 use crate::{all_events, odd_files, wait_online};
 
-const MAX: usize = 64 * 1024;
+const MAX: usize = 2 * 1024 * 1024;
 
 fn grpc_frame(payload: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(5 + payload.len());
