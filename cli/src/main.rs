@@ -126,6 +126,17 @@ enum Command {
         #[command(flatten)]
         send: SendOptions,
     },
+    /// The action log: every command, result and expiry, hash-chained.
+    /// `bannin actions verify` walks the chain and names the first entry that no
+    /// longer matches.
+    Actions {
+        /// `verify` to check the chain instead of listing.
+        #[arg(value_parser = ["verify"])]
+        verify: Option<String>,
+        /// Only entries about this host.
+        #[arg(long)]
+        host: Option<String>,
+    },
     /// The command queue: what was sent to which host, by whom, and what came of it.
     Commands {
         /// Only this host's commands.
@@ -449,6 +460,63 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cli.json,
             )
             .await;
+        }
+        Command::Actions {
+            verify: Some(_), ..
+        } => {
+            let r = client
+                .verify_actions(v1::VerifyActionsRequest {})
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                .into_inner();
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "ok": r.ok, "entries": r.entries, "first_bad_seq": r.first_bad_seq, "reason": r.reason,
+                }))?;
+            } else if r.ok {
+                println!(
+                    "action log intact: {} entries, every hash chains",
+                    r.entries
+                );
+            } else {
+                println!(
+                    "ACTION LOG TAMPERED: entry {} {}",
+                    r.first_bad_seq, r.reason
+                );
+            }
+            if !r.ok {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Actions { verify: None, host } => {
+            let actions = client
+                .list_actions(v1::ListActionsRequest {
+                    host_id: host.unwrap_or_default(),
+                })
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                .into_inner()
+                .actions;
+            if cli.json {
+                print_json(&actions.iter().map(output::action_json).collect::<Vec<_>>())?;
+            } else {
+                for a in &actions {
+                    println!(
+                        "{:>5} {}  {:<16} {:<18} {:<20} {}{}",
+                        a.seq,
+                        short_time(a.at_unix_ms),
+                        a.actor,
+                        a.verb,
+                        a.target,
+                        a.result.chars().take(80).collect::<String>(),
+                        if a.reason.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (reason: {})", a.reason)
+                        }
+                    );
+                }
+            }
         }
         Command::Commands { host } => {
             let commands = client

@@ -190,3 +190,18 @@ pub fn print_rows(rows: &Value) {
         );
     }
 }
+
+/// An action log entry as JSON.
+pub fn action_json(a: &v1::ActionEntry) -> Value {
+    json!({
+        "seq": a.seq,
+        "at": rfc3339(a.at_unix_ms),
+        "actor": a.actor,
+        "verb": a.verb,
+        "target": a.target,
+        "reason": a.reason,
+        "result": a.result,
+        "prev_sha256": a.prev_sha256,
+        "sha256": a.sha256,
+    })
+}

@@ -400,6 +400,41 @@ impl Isolation {
     }
 }
 
+/// An action log entry as stored: the action, its place in the chain, and hashes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainedAction {
+    /// Position in the log, from 1.
+    pub seq: u64,
+    /// The action.
+    pub action: Action,
+    /// SHA-256 (hex) of the previous entry; 64 zeros for the first.
+    pub prev_sha256: String,
+    /// SHA-256 (hex) of this entry: of `seq`, the action's fields and `prev_sha256`.
+    pub sha256: String,
+}
+
+impl ChainedAction {
+    /// The hash this entry should carry.
+    pub fn compute_hash(seq: u64, action: &Action, prev: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        // Length-prefixed fields: no two different entries hash the same text.
+        let mut field = |b: &[u8]| {
+            h.update((b.len() as u64).to_be_bytes());
+            h.update(b);
+        };
+        field(&seq.to_be_bytes());
+        field(&action.at_unix_ms.to_be_bytes());
+        field(action.actor.as_bytes());
+        field(action.verb.as_bytes());
+        field(action.target.as_bytes());
+        field(action.reason.as_bytes());
+        field(action.result.as_bytes());
+        field(prev.as_bytes());
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 /// One entry of the action log: every operator action and every command result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Action {

@@ -274,4 +274,60 @@ impl Operator for OperatorService {
             .collect();
         Ok(Response::new(v1::ListCommandsResponse { commands }))
     }
+
+    async fn list_actions(
+        &self,
+        request: Request<v1::ListActionsRequest>,
+    ) -> Result<Response<v1::ListActionsResponse>, Status> {
+        operator(&request)?;
+        let host = request.into_inner().host_id;
+        let actor = format!("host:{host}");
+        let actions = self
+            .store
+            .actions()
+            .map_err(|e| internal("reading the action log", &e))?
+            .into_iter()
+            .filter(|a| host.is_empty() || a.action.target == host || a.action.actor == actor)
+            .map(|a| v1::ActionEntry {
+                seq: a.seq,
+                at_unix_ms: a.action.at_unix_ms,
+                actor: a.action.actor,
+                verb: a.action.verb,
+                target: a.action.target,
+                reason: a.action.reason,
+                result: a.action.result,
+                prev_sha256: a.prev_sha256,
+                sha256: a.sha256,
+            })
+            .collect();
+        Ok(Response::new(v1::ListActionsResponse { actions }))
+    }
+
+    async fn verify_actions(
+        &self,
+        request: Request<v1::VerifyActionsRequest>,
+    ) -> Result<Response<v1::VerifyActionsResponse>, Status> {
+        let name = operator(&request)?;
+        let outcome = self
+            .store
+            .verify_actions()
+            .map_err(|e| internal("reading the action log", &e))?;
+        let response = match outcome {
+            Ok(entries) => v1::VerifyActionsResponse {
+                ok: true,
+                entries,
+                ..Default::default()
+            },
+            Err((seq, reason)) => {
+                tracing::error!(operator = %name, action.seq = seq, %reason, "Action log verification FAILED");
+                v1::VerifyActionsResponse {
+                    ok: false,
+                    entries: seq.saturating_sub(1),
+                    first_bad_seq: seq,
+                    reason,
+                }
+            }
+        };
+        Ok(Response::new(response))
+    }
 }

@@ -888,3 +888,80 @@ async fn isolate_without_nftables_fails_with_a_clear_reason() {
         "a failed isolation is shown as such"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn action_log_verify_names_the_entry_changed_in_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let port = free_port();
+    let collector_dir = dir.path().join("collector");
+    let mut collector = CollectorProc::start(&collector_dir, &pki, port, "");
+    let mut client = operator_client(&pki.operator("alice"), collector.addr).await;
+    for reason in ["first", "second", "third"] {
+        client
+            .issue_command(v1::IssueCommandRequest {
+                host_id: "audited-host".into(),
+                verb: "ping".into(),
+                reason: reason.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("issue");
+    }
+    let operator = operator_toml(dir.path(), &pki.operator("alice"), collector.addr);
+    let run = |args: &[&str]| {
+        let out = Command::new(bin("bannin"))
+            .args(args)
+            .args(["--json", "--config"])
+            .arg(&operator)
+            .output()
+            .expect("bannin");
+        (
+            out.status.success(),
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default(),
+        )
+    };
+    let (ok, actions) = run(&["actions", "--host", "audited-host"]);
+    assert!(ok);
+    let actions = actions.as_array().expect("array").clone();
+    assert_eq!(actions.len(), 3);
+    assert_eq!(actions[1]["reason"], "second");
+    assert_eq!(actions[1]["prev_sha256"], actions[0]["sha256"], "chained");
+    let (ok, verdict) = run(&["actions", "verify"]);
+    assert!(
+        ok && verdict["ok"] == true && verdict["entries"] == 3,
+        "{verdict}"
+    );
+
+    // Change entry 2 behind the collector's back, directly in its store.
+    drop(client);
+    assert!(
+        collector.proc.terminate(Duration::from_secs(15)),
+        "clean stop"
+    );
+    {
+        let db = sled::open(collector_dir.join("store")).expect("open store");
+        let tree = db.open_tree("actions").expect("tree");
+        let key = 2u64.to_be_bytes();
+        let mut value = tree.get(key).expect("get").expect("entry 2").to_vec();
+        let at = value
+            .windows(6)
+            .position(|w| w == b"second")
+            .expect("reason bytes");
+        value[at..at + 6].copy_from_slice(b"SECOND");
+        tree.insert(key, value).expect("insert");
+        db.flush().expect("flush");
+    }
+    let collector = CollectorProc::start_with(&collector_dir, collector.config.clone(), port);
+    let (ok, verdict) = run(&["actions", "verify"]);
+    assert!(!ok, "verification fails");
+    assert_eq!(verdict["ok"], false);
+    assert_eq!(verdict["first_bad_seq"], 2, "{verdict}");
+    assert!(
+        verdict["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("changed")),
+        "{verdict}"
+    );
+    drop(collector);
+}

@@ -80,6 +80,8 @@ pub struct Store {
     commands: sled::Tree,
     isolation: sled::Tree,
     actions: sled::Tree,
+    /// Serialises appends to the action log (its hash chain).
+    action_lock: std::sync::Arc<std::sync::Mutex<()>>,
     data_file: std::sync::Arc<(PathBuf, File)>,
 }
 
@@ -119,6 +121,7 @@ impl Store {
             commands,
             isolation,
             actions,
+            action_lock: std::sync::Arc::new(std::sync::Mutex::new(())),
             data_file: std::sync::Arc::new((data_path, data_file)),
         })
     }
