@@ -137,6 +137,13 @@ enum Command {
         #[arg(long)]
         host: Option<String>,
     },
+    /// Operators and their roles (admin only): viewer reads; responder also
+    /// isolates, releases, snapshots, triages and works findings; admin also
+    /// manages operators.
+    Operator {
+        #[command(subcommand)]
+        action: OperatorAction,
+    },
     /// The command queue: what was sent to which host, by whom, and what came of it.
     Commands {
         /// Only this host's commands.
@@ -171,6 +178,33 @@ struct SendOptions {
     /// Drop the command if the host has not picked it up within this many seconds (default 7 days).
     #[arg(long, default_value_t = 0)]
     expires_secs: u32,
+}
+
+#[derive(Subcommand)]
+enum OperatorAction {
+    /// Register an operator (their certificate is issued with `bannin-collector pki issue operator NAME`).
+    Add {
+        /// Name, as in their certificate.
+        name: String,
+        /// viewer, responder or admin.
+        #[arg(long, value_parser = ["viewer", "responder", "admin"])]
+        role: String,
+    },
+    /// List operators.
+    List,
+    /// Change an operator's role (and enable them).
+    SetRole {
+        /// Name.
+        name: String,
+        /// viewer, responder or admin.
+        #[arg(value_parser = ["viewer", "responder", "admin"])]
+        role: String,
+    },
+    /// Disable an operator: every call of theirs is refused from now on.
+    Disable {
+        /// Name.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -514,6 +548,47 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         } else {
                             format!(" (reason: {})", a.reason)
                         }
+                    );
+                }
+            }
+        }
+        Command::Operator { action } => {
+            let records = match action {
+                OperatorAction::List => client
+                    .list_operators(v1::ListOperatorsRequest {})
+                    .await
+                    .map(|r| r.into_inner().operators),
+                OperatorAction::Add { name, role } => client
+                    .add_operator(v1::OperatorChange { name, role })
+                    .await
+                    .map(|r| vec![r.into_inner()]),
+                OperatorAction::SetRole { name, role } => client
+                    .set_operator_role(v1::OperatorChange { name, role })
+                    .await
+                    .map(|r| vec![r.into_inner()]),
+                OperatorAction::Disable { name } => client
+                    .disable_operator(v1::OperatorChange {
+                        name,
+                        role: String::new(),
+                    })
+                    .await
+                    .map(|r| vec![r.into_inner()]),
+            }
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+            if cli.json {
+                print_json(&records.iter().map(|o| serde_json::json!({
+                    "name": o.name, "role": o.role, "enabled": o.enabled,
+                    "created": output::rfc3339(o.created_unix_ms), "created_by": o.created_by,
+                })).collect::<Vec<_>>())?;
+            } else {
+                for o in &records {
+                    println!(
+                        "{:<20} {:<10} {:<9} added {} by {}",
+                        o.name,
+                        o.role,
+                        if o.enabled { "enabled" } else { "DISABLED" },
+                        short_time(o.created_unix_ms),
+                        o.created_by
                     );
                 }
             }

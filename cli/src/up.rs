@@ -282,6 +282,12 @@ local_operator = true
     };
     let collector_toml = data.join("collector.toml");
     if !collector_toml.exists() {
+        let admin = OperatorConfig::load(&operator_toml)?
+            .cert
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("admin")
+            .to_owned();
         let text = format!(
             r#"# Collector for `bannin up`. See deploy/collector.example.toml.
 listen = "{listen}"
@@ -291,6 +297,10 @@ data_dir = "."
 ca = "pki/ca.pem"
 cert = "pki/collector.pem"
 key = "pki/collector.key"
+
+[operators]
+# Made admin on the first start (when no operator is registered yet).
+bootstrap_admins = ["{admin}"]
 "#
         );
         write_file(&collector_toml, &text, 0o600, false)?;

@@ -47,6 +47,14 @@ struct Raw {
     findings: RawFindings,
     #[serde(default)]
     events: RawEvents,
+    #[serde(default)]
+    operators: RawOperators,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct RawOperators {
+    #[serde(default)]
+    bootstrap_admins: Vec<String>,
 }
 
 fn default_listen() -> String {
@@ -148,6 +156,8 @@ pub struct CollectorConfig {
     pub event_retention: Duration,
     /// Most bytes of raw events kept.
     pub event_max_bytes: u64,
+    /// Operators made admin when the operator table is empty (first start).
+    pub bootstrap_admins: Vec<bannin_proto::identity::OperatorName>,
 }
 
 /// Parses a severity name.
@@ -220,8 +230,16 @@ impl CollectorConfig {
         if raw.events.retention_days == 0 {
             errors.push("events.retention_days must be at least 1");
         }
+        let mut bootstrap_admins = Vec::new();
+        for name in &raw.operators.bootstrap_admins {
+            match bannin_proto::identity::OperatorName::new(name.as_str()) {
+                Ok(n) => bootstrap_admins.push(n),
+                Err(e) => errors.push(format!("operators.bootstrap_admins: {name:?}: {e}")),
+            }
+        }
         errors.into_result()?;
         Ok(Self {
+            bootstrap_admins,
             // Checked above: every None pushed an error.
             listen: listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7443))),
             data_dir: data_dir.unwrap_or_default(),

@@ -98,6 +98,7 @@ pub async fn serve(
             })?,
         );
     let commands = Arc::new(commands::Commands::new(store.clone(), evidence));
+    bootstrap_operators(&store, &config)?;
     let tracker = TaskTracker::new();
 
     tracker.spawn(
@@ -205,6 +206,38 @@ async fn watch_silence(hosts: Arc<HostRegistry>, ingest: Ingest, shutdown: Cance
             }
         }
     }
+}
+
+/// On a store with no operators, makes the configured bootstrap admins admin.
+fn bootstrap_operators(store: &Store, config: &CollectorConfig) -> Result<(), StoreError> {
+    if !store.operators()?.is_empty() {
+        return Ok(());
+    }
+    if config.bootstrap_admins.is_empty() {
+        tracing::warn!(
+            "No operators are registered and [operators] bootstrap_admins is empty: every operator call will be refused"
+        );
+        return Ok(());
+    }
+    for name in &config.bootstrap_admins {
+        store.put_operator(&model::OperatorRecord {
+            name: name.to_string(),
+            role: model::Role::Admin,
+            enabled: true,
+            created_unix_ms: now_unix_ms(),
+            created_by: "bootstrap".into(),
+        })?;
+        store.append_action(&model::Action {
+            at_unix_ms: now_unix_ms(),
+            actor: "collector".into(),
+            verb: "operator.bootstrap".into(),
+            target: name.to_string(),
+            reason: "first start: [operators] bootstrap_admins".into(),
+            result: "admin".into(),
+        })?;
+        tracing::info!(operator = %name, "Bootstrap admin registered");
+    }
+    store.make_durable()
 }
 
 /// Expires undelivered commands.

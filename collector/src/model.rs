@@ -451,3 +451,63 @@ pub struct Action {
     /// What came of it.
     pub result: String,
 }
+
+/// What an operator may do. Ordered: each role may do what the ones below it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Role {
+    /// Reads.
+    Viewer,
+    /// Also isolates, releases, snapshots, triages and works findings.
+    Responder,
+    /// Also manages operators (and, later, rules, tokens and evidence disposal).
+    Admin,
+}
+
+impl Role {
+    /// Parses a role name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "viewer" => Some(Role::Viewer),
+            "responder" => Some(Role::Responder),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Responder => "responder",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// An operator known to the collector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatorRecord {
+    /// Name, as in their certificate.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Disabled operators can do nothing.
+    pub enabled: bool,
+    /// When added.
+    pub created_unix_ms: i64,
+    /// Who added them (`bootstrap` for the configured first admins).
+    pub created_by: String,
+}
+
+impl OperatorRecord {
+    /// To the wire.
+    pub fn to_wire(&self) -> v1::OperatorRecord {
+        v1::OperatorRecord {
+            name: self.name.clone(),
+            role: self.role.as_str().into(),
+            enabled: self.enabled,
+            created_unix_ms: self.created_unix_ms,
+            created_by: self.created_by.clone(),
+        }
+    }
+}

@@ -14,7 +14,7 @@ use crate::commands::{CommandError, Commands, DEFAULT_EXPIRY};
 use crate::hosts::HostRegistry;
 use crate::ingest::{Ingest, IngestError};
 use crate::link::internal;
-use crate::model::FindingState;
+use crate::model::{Action, FindingState, OperatorRecord, Role};
 use crate::store::{EventQuery, Store};
 
 /// Most findings or events returned by one list call.
@@ -45,6 +45,127 @@ fn operator<T>(request: &Request<T>) -> Result<OperatorName, Status> {
     }
 }
 
+impl OperatorService {
+    /// The calling operator, if registered, enabled and at least `needed`.
+    /// Denials are written to the action log.
+    async fn authorize<T>(
+        &self,
+        request: &Request<T>,
+        needed: Role,
+        verb: &str,
+    ) -> Result<OperatorName, Status> {
+        let name = operator(request)?;
+        let record = self
+            .store
+            .operator(name.as_str())
+            .map_err(|e| internal("reading operators", &e))?;
+        let why = match &record {
+            None => Some(format!(
+                "operator {name} is not registered on this collector (an admin adds them with `bannin operator add`)"
+            )),
+            Some(r) if !r.enabled => Some(format!("operator {name} is disabled")),
+            Some(r) if r.role < needed => Some(format!(
+                "{verb} needs the {} role; operator {name} is a {}",
+                needed.as_str(),
+                r.role.as_str()
+            )),
+            Some(_) => None,
+        };
+        let Some(why) = why else { return Ok(name) };
+        tracing::warn!(operator = %name, verb, reason = %why, "Operator call denied");
+        let logged = self.store.append_action(&Action {
+            at_unix_ms: bannin_proto::now_unix_ms(),
+            actor: name.to_string(),
+            verb: format!("denied.{verb}"),
+            target: String::new(),
+            reason: String::new(),
+            result: why.clone(),
+        });
+        if let Err(e) = logged {
+            tracing::error!(error = %e, "Cannot log a denied call");
+        }
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.make_durable()).await;
+        Err(Status::permission_denied(why))
+    }
+
+    async fn change_operator(
+        &self,
+        request: Request<v1::OperatorChange>,
+        verb: &str,
+    ) -> Result<Response<v1::OperatorRecord>, Status> {
+        let admin = self.authorize(&request, Role::Admin, verb).await?;
+        let change = request.into_inner();
+        let name = OperatorName::new(change.name.as_str())
+            .map_err(|e| Status::invalid_argument(format!("operator name: {e}")))?;
+        let existing = self
+            .store
+            .operator(name.as_str())
+            .map_err(|e| internal("reading operators", &e))?;
+        let role = || {
+            Role::parse(&change.role)
+                .ok_or_else(|| Status::invalid_argument("role must be viewer, responder or admin"))
+        };
+        let record = match (verb, existing) {
+            ("operator.add", Some(_)) => {
+                return Err(Status::already_exists(format!(
+                    "operator {name} exists; use set-role"
+                )));
+            }
+            ("operator.add", None) => OperatorRecord {
+                name: name.to_string(),
+                role: role()?,
+                enabled: true,
+                created_unix_ms: bannin_proto::now_unix_ms(),
+                created_by: admin.to_string(),
+            },
+            (_, None) => return Err(Status::not_found(format!("no operator {name}"))),
+            ("operator.set_role", Some(mut r)) => {
+                r.role = role()?;
+                r.enabled = true;
+                r
+            }
+            (_, Some(mut r)) => {
+                r.enabled = false;
+                r
+            }
+        };
+        if record.name == admin.as_str() && (record.role != Role::Admin || !record.enabled) {
+            return Err(Status::failed_precondition(
+                "an admin cannot demote or disable themselves",
+            ));
+        }
+        self.store
+            .put_operator(&record)
+            .and_then(|()| {
+                self.store.append_action(&Action {
+                    at_unix_ms: bannin_proto::now_unix_ms(),
+                    actor: admin.to_string(),
+                    verb: verb.to_owned(),
+                    target: record.name.clone(),
+                    reason: String::new(),
+                    result: format!(
+                        "{} {}",
+                        record.role.as_str(),
+                        if record.enabled {
+                            "enabled"
+                        } else {
+                            "disabled"
+                        }
+                    ),
+                })
+            })
+            .map_err(|e| internal("changing operators", &e))?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.make_durable())
+            .await
+            .map_err(|e| internal("flushing", &e))?
+            .map_err(|e| internal("flushing", &e))?;
+        tracing::info!(admin = %admin, operator = %record.name, role = record.role.as_str(), enabled = record.enabled, "{verb}");
+        Ok(Response::new(record.to_wire()))
+    }
+}
+
 fn page(limit: u32) -> usize {
     match limit {
         0 => 1000,
@@ -58,7 +179,7 @@ impl Operator for OperatorService {
         &self,
         request: Request<v1::WhoAmIRequest>,
     ) -> Result<Response<v1::WhoAmIResponse>, Status> {
-        let name = operator(&request)?;
+        let name = self.authorize(&request, Role::Viewer, "whoami").await?;
         Ok(Response::new(v1::WhoAmIResponse {
             operator: name.to_string(),
             collector_version: bannin_proto::VERSION.into(),
@@ -69,7 +190,7 @@ impl Operator for OperatorService {
         &self,
         request: Request<v1::ListHostsRequest>,
     ) -> Result<Response<v1::ListHostsResponse>, Status> {
-        operator(&request)?;
+        self.authorize(&request, Role::Viewer, "hosts.list").await?;
         let hosts = self
             .hosts
             .list()
@@ -107,7 +228,8 @@ impl Operator for OperatorService {
         &self,
         request: Request<v1::ListFindingsRequest>,
     ) -> Result<Response<v1::ListFindingsResponse>, Status> {
-        operator(&request)?;
+        self.authorize(&request, Role::Viewer, "findings.list")
+            .await?;
         let r = request.into_inner();
         let findings = self
             .store
@@ -125,7 +247,9 @@ impl Operator for OperatorService {
         &self,
         request: Request<v1::FollowFindingsRequest>,
     ) -> Result<Response<Self::FollowFindingsStream>, Status> {
-        let name = operator(&request)?;
+        let name = self
+            .authorize(&request, Role::Viewer, "findings.follow")
+            .await?;
         let mut cursor = request.into_inner().since_id;
         let (tx, rx) = mpsc::channel(256);
         let store = self.store.clone();
@@ -164,7 +288,9 @@ impl Operator for OperatorService {
         &self,
         request: Request<v1::SetFindingStateRequest>,
     ) -> Result<Response<v1::Finding>, Status> {
-        let name = operator(&request)?;
+        let name = self
+            .authorize(&request, Role::Responder, "finding.state")
+            .await?;
         let r = request.into_inner();
         let state = FindingState::from_wire(r.state)
             .ok_or_else(|| Status::invalid_argument("unknown finding state"))?;
@@ -194,7 +320,8 @@ impl Operator for OperatorService {
         &self,
         request: Request<v1::ListEventsRequest>,
     ) -> Result<Response<v1::ListEventsResponse>, Status> {
-        operator(&request)?;
+        self.authorize(&request, Role::Viewer, "events.list")
+            .await?;
         let r = request.into_inner();
         let host = bannin_proto::identity::HostId::new(r.host_id)
             .map_err(|e| Status::invalid_argument(format!("host id: {e}")))?;
@@ -231,7 +358,13 @@ impl Operator for OperatorService {
         &self,
         request: Request<v1::IssueCommandRequest>,
     ) -> Result<Response<v1::CommandRecord>, Status> {
-        let name = operator(&request)?;
+        let name = self
+            .authorize(
+                &request,
+                Role::Responder,
+                &format!("command.{}", request.get_ref().verb),
+            )
+            .await?;
         let r = request.into_inner();
         let host = bannin_proto::identity::HostId::new(r.host_id)
             .map_err(|e| Status::invalid_argument(format!("host id: {e}")))?;
@@ -261,7 +394,8 @@ impl Operator for OperatorService {
         &self,
         request: Request<v1::ListCommandsRequest>,
     ) -> Result<Response<v1::ListCommandsResponse>, Status> {
-        operator(&request)?;
+        self.authorize(&request, Role::Viewer, "commands.list")
+            .await?;
         let r = request.into_inner();
         let host = (!r.host_id.is_empty()).then_some(r.host_id.as_str());
         let commands = self
@@ -279,7 +413,8 @@ impl Operator for OperatorService {
         &self,
         request: Request<v1::ListActionsRequest>,
     ) -> Result<Response<v1::ListActionsResponse>, Status> {
-        operator(&request)?;
+        self.authorize(&request, Role::Viewer, "actions.list")
+            .await?;
         let host = request.into_inner().host_id;
         let actor = format!("host:{host}");
         let actions = self
@@ -307,7 +442,9 @@ impl Operator for OperatorService {
         &self,
         request: Request<v1::VerifyActionsRequest>,
     ) -> Result<Response<v1::VerifyActionsResponse>, Status> {
-        let name = operator(&request)?;
+        let name = self
+            .authorize(&request, Role::Viewer, "actions.verify")
+            .await?;
         let outcome = self
             .store
             .verify_actions()
@@ -329,5 +466,42 @@ impl Operator for OperatorService {
             }
         };
         Ok(Response::new(response))
+    }
+
+    async fn add_operator(
+        &self,
+        request: Request<v1::OperatorChange>,
+    ) -> Result<Response<v1::OperatorRecord>, Status> {
+        self.change_operator(request, "operator.add").await
+    }
+
+    async fn set_operator_role(
+        &self,
+        request: Request<v1::OperatorChange>,
+    ) -> Result<Response<v1::OperatorRecord>, Status> {
+        self.change_operator(request, "operator.set_role").await
+    }
+
+    async fn disable_operator(
+        &self,
+        request: Request<v1::OperatorChange>,
+    ) -> Result<Response<v1::OperatorRecord>, Status> {
+        self.change_operator(request, "operator.disable").await
+    }
+
+    async fn list_operators(
+        &self,
+        request: Request<v1::ListOperatorsRequest>,
+    ) -> Result<Response<v1::ListOperatorsResponse>, Status> {
+        self.authorize(&request, Role::Admin, "operator.list")
+            .await?;
+        let operators = self
+            .store
+            .operators()
+            .map_err(|e| internal("reading operators", &e))?
+            .iter()
+            .map(OperatorRecord::to_wire)
+            .collect();
+        Ok(Response::new(v1::ListOperatorsResponse { operators }))
     }
 }

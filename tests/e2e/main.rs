@@ -7,6 +7,7 @@ mod durability;
 mod identity;
 mod pipeline;
 mod response;
+mod roles;
 
 use std::path::Path;
 use std::time::Duration;

@@ -245,12 +245,16 @@ pub struct CollectorProc {
     pub config: PathBuf,
 }
 
+/// Operators the test collectors make admin on first start.
+pub const BOOTSTRAP_ADMINS: [&str; 3] = ["alice", "auditor", "bench"];
+
 /// Writes a collector config in `dir` (store in `dir/store`).
 pub fn collector_config(dir: &Path, pki: &TestPki, port: u16, extra: &str) -> PathBuf {
     std::fs::create_dir_all(dir).expect("collector dir");
     let config = dir.join("collector.toml");
     let text = format!(
-        "listen = \"127.0.0.1:{port}\"\ndata_dir = {data:?}\n{extra}\n[tls]\nca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\n",
+        "listen = \"127.0.0.1:{port}\"\ndata_dir = {data:?}\n{extra}\n[tls]\nca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\n\n[operators]\nbootstrap_admins = {admins:?}\n",
+        admins = BOOTSTRAP_ADMINS,
         data = dir.display().to_string(),
         ca = pki.dir.ca_cert().display().to_string(),
         cert = pki.dir.server_cert().display().to_string(),

@@ -4,7 +4,7 @@
 //! is followed by [`Store::make_durable`] before it is acknowledged to anyone.
 
 use super::{Store, StoreError, decode, encode};
-use crate::model::{Action, ChainedAction, Command, Isolation};
+use crate::model::{Action, ChainedAction, Command, Isolation, OperatorRecord};
 
 impl Store {
     /// The next command id.
@@ -49,6 +49,30 @@ impl Store {
         let bytes = encode(isolation, "isolation")?;
         self.isolation.insert(host.as_bytes(), bytes)?;
         Ok(())
+    }
+
+    /// An operator's record.
+    pub fn operator(&self, name: &str) -> Result<Option<OperatorRecord>, StoreError> {
+        self.operators
+            .get(name.as_bytes())?
+            .map(|v| decode(&v, "operator"))
+            .transpose()
+    }
+
+    /// Inserts or replaces an operator.
+    pub fn put_operator(&self, op: &OperatorRecord) -> Result<(), StoreError> {
+        self.operators
+            .insert(op.name.as_bytes(), encode(op, "operator")?)?;
+        Ok(())
+    }
+
+    /// Every operator, by name.
+    pub fn operators(&self) -> Result<Vec<OperatorRecord>, StoreError> {
+        self.operators
+            .iter()
+            .values()
+            .map(|v| decode(&v?, "operator"))
+            .collect()
     }
 
     /// Appends to the action log, chaining the entry to the previous one by hash.

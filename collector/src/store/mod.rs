@@ -80,6 +80,7 @@ pub struct Store {
     commands: sled::Tree,
     isolation: sled::Tree,
     actions: sled::Tree,
+    operators: sled::Tree,
     /// Serialises appends to the action log (its hash chain).
     action_lock: std::sync::Arc<std::sync::Mutex<()>>,
     data_file: std::sync::Arc<(PathBuf, File)>,
@@ -109,6 +110,7 @@ impl Store {
         let commands = db.open_tree("commands")?;
         let isolation = db.open_tree("isolation")?;
         let actions = db.open_tree("actions")?;
+        let operators = db.open_tree("operators")?;
         let data_path = dir.join("db");
         let data_file = File::open(&data_path).map_err(|source| StoreError::Io {
             path: data_path.clone(),
@@ -121,6 +123,7 @@ impl Store {
             commands,
             isolation,
             actions,
+            operators,
             action_lock: std::sync::Arc::new(std::sync::Mutex::new(())),
             data_file: std::sync::Arc::new((data_path, data_file)),
         })
