@@ -189,8 +189,10 @@ impl Link {
         let mut tokens = burst;
         let mut refilled = Instant::now();
         let mut results = self.results.lock().await;
-        let mut heartbeat = tokio::time::interval(self.config.heartbeat);
-        heartbeat.tick().await;
+        // The first heartbeat comes early: sensors have usually finished their first
+        // sweep by then, so the collector shows their health without waiting a full interval.
+        let first = self.config.heartbeat.min(Duration::from_secs(3));
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + first, self.config.heartbeat);
         loop {
             // Send whatever the window and the rate allow.
             let now = Instant::now();
