@@ -205,3 +205,31 @@ pub fn action_json(a: &v1::ActionEntry) -> Value {
         "sha256": a.sha256,
     })
 }
+
+/// An evidence record as JSON.
+pub fn evidence_json(e: &v1::EvidenceRecord) -> Value {
+    json!({
+        "id": e.id,
+        "state": e.state,
+        "sha256": e.sha256,
+        "size": e.size,
+        "host_id": e.host_id,
+        "command_id": e.command_id,
+        "operator": e.operator,
+        "reason": e.reason,
+        "collected_started": e.collected_started,
+        "collected_finished": e.collected_finished,
+        "received": rfc3339(e.received_unix_ms),
+        "verified": rfc3339(e.verified_unix_ms),
+    })
+}
+
+/// Evidence with its custody events as JSON.
+pub fn evidence_detail_json(d: &v1::EvidenceDetail) -> Value {
+    json!({
+        "record": d.record.as_ref().map(evidence_json),
+        "custody": d.custody.iter().map(action_json).collect::<Vec<_>>(),
+        "verified": d.verified,
+        "verify_result": d.verify_result,
+    })
+}

@@ -309,9 +309,39 @@ impl Commands {
                     sha256,
                     size,
                     artifacts,
+                    manifest,
                 }) if result.ok => {
+                    let record = self.store.add_evidence(crate::model::EvidenceRecord {
+                        id: String::new(),
+                        sha256: sha256.clone(),
+                        size,
+                        host_id: host.to_string(),
+                        command_id: command.wire_id(),
+                        operator: command.operator.clone(),
+                        reason: command.reason.clone(),
+                        collected_started: manifest["started"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                        collected_finished: manifest["finished"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                        received_unix_ms: now,
+                        verified_unix_ms: now,
+                        disposed: false,
+                    })?;
+                    self.store.append_action(&Action {
+                        at_unix_ms: now,
+                        actor: "collector".into(),
+                        verb: "evidence.received".into(),
+                        target: record.target(),
+                        reason: command.reason.clone(),
+                        result: format!("verified: {artifacts} artifacts, {size} bytes, sha256 {sha256}, from {host} for {}", command.operator),
+                    })?;
                     result.detail = format!(
-                        "evidence stored and verified: {artifacts} artifacts, {size} bytes, sha256 {sha256}, {}",
+                        "evidence {} stored and verified: {artifacts} artifacts, {size} bytes, sha256 {sha256}, {}",
+                        record.id,
                         path.display()
                     );
                 }
@@ -425,6 +455,11 @@ impl Commands {
                 c
             })
             .collect())
+    }
+
+    /// The evidence store.
+    pub fn evidence(&self) -> &crate::evidence::Evidence {
+        &self.evidence
     }
 
     /// Passes an evidence chunk to the evidence store (blocking I/O on the blocking pool).

@@ -40,6 +40,8 @@ pub enum Outcome {
         size: u64,
         /// Artifacts verified.
         artifacts: usize,
+        /// The bundle's manifest.
+        manifest: serde_json::Value,
     },
     /// Rejected; nothing stored.
     Rejected(String),
@@ -181,7 +183,7 @@ impl Evidence {
             return self.reject(key, format!("cannot store the upload: {e}"));
         }
         match verify_manifest(&up.path) {
-            Ok(artifacts) => {
+            Ok((artifacts, manifest)) => {
                 let final_path = self.dir.join(format!("{sha256}.tar.zst"));
                 if let Err(e) = std::fs::rename(&up.path, &final_path) {
                     let _ = std::fs::remove_file(&up.path);
@@ -198,6 +200,7 @@ impl Evidence {
                             sha256,
                             size: up.received,
                             artifacts,
+                            manifest,
                         },
                     );
             }
@@ -205,6 +208,25 @@ impl Evidence {
                 let _ = std::fs::remove_file(&up.path);
                 self.reject(key, format!("bundle manifest check failed: {why}"));
             }
+        }
+    }
+
+    /// Where a stored bundle lives.
+    pub fn bundle_path(&self, sha256: &str) -> PathBuf {
+        self.dir.join(format!("{sha256}.tar.zst"))
+    }
+
+    /// Re-hashes a stored bundle; `Ok(sha256)` of what is on disk.
+    pub fn rehash(&self, sha256: &str) -> std::io::Result<String> {
+        let mut file = std::fs::File::open(self.bundle_path(sha256))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                return Ok(hex(hasher.finalize()));
+            }
+            hasher.update(&buf[..n]);
         }
     }
 
@@ -238,8 +260,9 @@ impl Evidence {
     }
 }
 
-/// Reads the bundle and checks every artifact against `manifest.json`.
-fn verify_manifest(path: &Path) -> Result<usize, String> {
+/// Reads the bundle and checks every artifact against `manifest.json`;
+/// returns the number of artifacts and the manifest.
+pub fn verify_manifest(path: &Path) -> Result<(usize, serde_json::Value), String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let decoder = zstd::Decoder::new(file).map_err(|e| format!("not zstd: {e}"))?;
     let mut archive = tar::Archive::new(decoder);
@@ -295,5 +318,5 @@ fn verify_manifest(path: &Path) -> Result<usize, String> {
     if let Some(extra) = hashes.keys().next() {
         return Err(format!("{extra} is in the bundle but not in the manifest"));
     }
-    Ok(artifacts.len())
+    Ok((artifacts.len(), manifest))
 }

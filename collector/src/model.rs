@@ -511,3 +511,58 @@ impl OperatorRecord {
         }
     }
 }
+
+/// A piece of evidence held by the collector. Its custody events are the action
+/// log entries whose target is `evidence:ID` (one hash chain for both).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvidenceRecord {
+    /// Id, `e` and a number in arrival order.
+    pub id: String,
+    /// SHA-256 of the bundle (also its file name).
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Host it came from.
+    pub host_id: String,
+    /// Command that asked for it.
+    pub command_id: String,
+    /// Operator who asked.
+    pub operator: String,
+    /// Why.
+    pub reason: String,
+    /// Collection start on the host (manifest).
+    pub collected_started: String,
+    /// Collection end on the host (manifest).
+    pub collected_finished: String,
+    /// When the collector had it all.
+    pub received_unix_ms: i64,
+    /// When the collector verified it (hashes and manifest).
+    pub verified_unix_ms: i64,
+    /// Held, or disposed of.
+    pub disposed: bool,
+}
+
+impl EvidenceRecord {
+    /// Custody target name in the action log.
+    pub fn target(&self) -> String {
+        format!("evidence:{}", self.id)
+    }
+
+    /// To the wire.
+    pub fn to_wire(&self) -> v1::EvidenceRecord {
+        v1::EvidenceRecord {
+            id: self.id.clone(),
+            sha256: self.sha256.clone(),
+            size: self.size,
+            host_id: self.host_id.clone(),
+            command_id: self.command_id.clone(),
+            operator: self.operator.clone(),
+            reason: self.reason.clone(),
+            collected_started: self.collected_started.clone(),
+            collected_finished: self.collected_finished.clone(),
+            received_unix_ms: self.received_unix_ms,
+            verified_unix_ms: self.verified_unix_ms,
+            state: if self.disposed { "disposed" } else { "held" }.into(),
+        }
+    }
+}

@@ -14,7 +14,7 @@ use crate::commands::{CommandError, Commands, DEFAULT_EXPIRY};
 use crate::hosts::HostRegistry;
 use crate::ingest::{Ingest, IngestError};
 use crate::link::internal;
-use crate::model::{Action, FindingState, OperatorRecord, Role};
+use crate::model::{Action, EvidenceRecord, FindingState, OperatorRecord, Role};
 use crate::store::{EventQuery, Store};
 
 /// Most findings or events returned by one list call.
@@ -163,6 +163,81 @@ impl OperatorService {
             .map_err(|e| internal("flushing", &e))?;
         tracing::info!(admin = %admin, operator = %record.name, role = record.role.as_str(), enabled = record.enabled, "{verb}");
         Ok(Response::new(record.to_wire()))
+    }
+}
+
+fn action_to_wire(a: crate::model::ChainedAction) -> v1::ActionEntry {
+    v1::ActionEntry {
+        seq: a.seq,
+        at_unix_ms: a.action.at_unix_ms,
+        actor: a.action.actor,
+        verb: a.action.verb,
+        target: a.action.target,
+        reason: a.action.reason,
+        result: a.action.result,
+        prev_sha256: a.prev_sha256,
+        sha256: a.sha256,
+    }
+}
+
+impl OperatorService {
+    fn evidence_record(&self, id: &str) -> Result<EvidenceRecord, Status> {
+        self.store
+            .evidence(id)
+            .map_err(|e| internal("reading evidence", &e))?
+            .ok_or_else(|| Status::not_found(format!("no evidence {id}")))
+    }
+
+    /// Appends a custody event and makes it durable.
+    async fn custody_event(
+        &self,
+        actor: &str,
+        verb: &str,
+        record: &EvidenceRecord,
+        reason: &str,
+        result: String,
+    ) -> Result<(), Status> {
+        self.store
+            .append_action(&Action {
+                at_unix_ms: bannin_proto::now_unix_ms(),
+                actor: actor.to_owned(),
+                verb: verb.to_owned(),
+                target: record.target(),
+                reason: reason.to_owned(),
+                result,
+            })
+            .map_err(|e| internal("writing custody", &e))?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.make_durable())
+            .await
+            .map_err(|e| internal("flushing", &e))?
+            .map_err(|e| internal("flushing", &e))
+    }
+
+    fn detail(&self, record: &EvidenceRecord) -> Result<v1::EvidenceDetail, Status> {
+        let target = record.target();
+        let custody = self
+            .store
+            .actions()
+            .map_err(|e| internal("reading custody", &e))?
+            .into_iter()
+            .filter(|a| a.action.target == target)
+            .map(action_to_wire)
+            .collect();
+        let manifest_json = if record.disposed {
+            String::new()
+        } else {
+            crate::evidence::verify_manifest(&self.commands.evidence().bundle_path(&record.sha256))
+                .map(|(_, m)| serde_json::to_string_pretty(&m).unwrap_or_default())
+                .unwrap_or_default()
+        };
+        Ok(v1::EvidenceDetail {
+            record: Some(record.to_wire()),
+            custody,
+            manifest_json,
+            verified: false,
+            verify_result: String::new(),
+        })
     }
 }
 
@@ -423,17 +498,7 @@ impl Operator for OperatorService {
             .map_err(|e| internal("reading the action log", &e))?
             .into_iter()
             .filter(|a| host.is_empty() || a.action.target == host || a.action.actor == actor)
-            .map(|a| v1::ActionEntry {
-                seq: a.seq,
-                at_unix_ms: a.action.at_unix_ms,
-                actor: a.action.actor,
-                verb: a.action.verb,
-                target: a.action.target,
-                reason: a.action.reason,
-                result: a.action.result,
-                prev_sha256: a.prev_sha256,
-                sha256: a.sha256,
-            })
+            .map(action_to_wire)
             .collect();
         Ok(Response::new(v1::ListActionsResponse { actions }))
     }
@@ -503,5 +568,217 @@ impl Operator for OperatorService {
             .map(OperatorRecord::to_wire)
             .collect();
         Ok(Response::new(v1::ListOperatorsResponse { operators }))
+    }
+
+    async fn list_evidence(
+        &self,
+        request: Request<v1::ListEvidenceRequest>,
+    ) -> Result<Response<v1::ListEvidenceResponse>, Status> {
+        self.authorize(&request, Role::Viewer, "evidence.list")
+            .await?;
+        let evidence = self
+            .store
+            .evidence_list()
+            .map_err(|e| internal("reading evidence", &e))?
+            .iter()
+            .map(EvidenceRecord::to_wire)
+            .collect();
+        Ok(Response::new(v1::ListEvidenceResponse { evidence }))
+    }
+
+    async fn show_evidence(
+        &self,
+        request: Request<v1::EvidenceRequest>,
+    ) -> Result<Response<v1::EvidenceDetail>, Status> {
+        let name = self
+            .authorize(&request, Role::Viewer, "evidence.show")
+            .await?;
+        let record = self.evidence_record(&request.get_ref().id)?;
+        self.custody_event(
+            name.as_str(),
+            "evidence.viewed",
+            &record,
+            "",
+            "record shown".into(),
+        )
+        .await?;
+        Ok(Response::new(self.detail(&record)?))
+    }
+
+    async fn verify_evidence(
+        &self,
+        request: Request<v1::EvidenceRequest>,
+    ) -> Result<Response<v1::EvidenceDetail>, Status> {
+        let name = self
+            .authorize(&request, Role::Viewer, "evidence.verify")
+            .await?;
+        let record = self.evidence_record(&request.get_ref().id)?;
+        if record.disposed {
+            return Err(Status::failed_precondition(format!(
+                "evidence {} was disposed of",
+                record.id
+            )));
+        }
+        let evidence = self.commands.evidence();
+        let (verified, result) = match evidence.rehash(&record.sha256) {
+            Ok(sha) if sha == record.sha256 => {
+                match crate::evidence::verify_manifest(&evidence.bundle_path(&record.sha256)) {
+                    Ok((n, _)) => (
+                        true,
+                        format!("intact: sha256 {sha} matches, {n} artifacts match the manifest"),
+                    ),
+                    Err(e) => (false, format!("MANIFEST CHECK FAILED: {e}")),
+                }
+            }
+            Ok(sha) => (
+                false,
+                format!(
+                    "MODIFIED: the stored bytes hash to {sha}, the record says {}",
+                    record.sha256
+                ),
+            ),
+            Err(e) => (false, format!("UNREADABLE: {e}")),
+        };
+        self.custody_event(
+            name.as_str(),
+            "evidence.verified",
+            &record,
+            "",
+            result.clone(),
+        )
+        .await?;
+        let mut detail = self.detail(&record)?;
+        detail.verified = verified;
+        detail.verify_result = result;
+        Ok(Response::new(detail))
+    }
+
+    type ExportEvidenceStream = ReceiverStream<Result<v1::ExportChunk, Status>>;
+
+    async fn export_evidence(
+        &self,
+        request: Request<v1::ExportEvidenceRequest>,
+    ) -> Result<Response<Self::ExportEvidenceStream>, Status> {
+        let name = self
+            .authorize(&request, Role::Admin, "evidence.export")
+            .await?;
+        let r = request.into_inner();
+        if r.recipient.trim().is_empty() || r.reason.trim().is_empty() {
+            return Err(Status::invalid_argument(
+                "export needs a recipient and a reason",
+            ));
+        }
+        let record = self.evidence_record(&r.id)?;
+        if record.disposed {
+            return Err(Status::failed_precondition(format!(
+                "evidence {} was disposed of",
+                record.id
+            )));
+        }
+        let evidence = self.commands.evidence();
+        match evidence.rehash(&record.sha256) {
+            Ok(sha) if sha == record.sha256 => {}
+            Ok(sha) => {
+                return Err(Status::data_loss(format!(
+                    "evidence {} no longer matches its hash ({sha}); not exported",
+                    record.id
+                )));
+            }
+            Err(e) => return Err(internal("reading evidence", &e)),
+        }
+        self.custody_event(
+            name.as_str(),
+            "evidence.exported",
+            &record,
+            &r.reason,
+            format!("to {}", r.recipient),
+        )
+        .await?;
+        let detail = self.detail(&record)?;
+        let path = evidence.bundle_path(&record.sha256);
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            if tx
+                .send(Ok(v1::ExportChunk {
+                    detail: Some(detail),
+                    data: Default::default(),
+                }))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let mut file = match tokio::fs::File::open(&path).await {
+                Ok(f) => f,
+                Err(e) => {
+                    let _ = tx.send(Err(internal("reading evidence", &e))).await;
+                    return;
+                }
+            };
+            loop {
+                let mut buf = vec![0u8; 1024 * 1024];
+                match file.read(&mut buf).await {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if tx
+                            .send(Ok(v1::ExportChunk {
+                                detail: None,
+                                data: buf.into(),
+                            }))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(internal("reading evidence", &e))).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn dispose_evidence(
+        &self,
+        request: Request<v1::DisposeEvidenceRequest>,
+    ) -> Result<Response<v1::EvidenceDetail>, Status> {
+        let name = self
+            .authorize(&request, Role::Admin, "evidence.dispose")
+            .await?;
+        let r = request.into_inner();
+        if !matches!(r.method.as_str(), "wiped" | "returned" | "transferred") {
+            return Err(Status::invalid_argument(
+                "method must be wiped, returned or transferred",
+            ));
+        }
+        let mut record = self.evidence_record(&r.id)?;
+        if record.disposed {
+            return Err(Status::failed_precondition(format!(
+                "evidence {} was already disposed of",
+                record.id
+            )));
+        }
+        let path = self.commands.evidence().bundle_path(&record.sha256);
+        if let Err(e) = std::fs::remove_file(&path) {
+            return Err(internal("removing the evidence", &e));
+        }
+        record.disposed = true;
+        self.store
+            .put_evidence(&record)
+            .map_err(|e| internal("writing evidence", &e))?;
+        self.custody_event(
+            name.as_str(),
+            "evidence.disposed",
+            &record,
+            &r.reason,
+            format!("method: {}", r.method),
+        )
+        .await?;
+        Ok(Response::new(self.detail(&record)?))
     }
 }

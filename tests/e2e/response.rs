@@ -757,7 +757,10 @@ fn snapshot_arrives_and_every_hash_verifies() {
     assert!(ok, "{record}\n{logs}");
     assert_eq!(record["state"], "succeeded");
     let result = record["result"].as_str().unwrap_or_default();
-    assert!(result.contains("evidence stored and verified"), "{result}");
+    assert!(
+        result.contains("evidence e1 stored and verified"),
+        "{result}"
+    );
     let stored: Vec<_> = std::fs::read_dir(&evidence)
         .expect("evidence dir")
         .flatten()
@@ -967,4 +970,146 @@ async fn action_log_verify_names_the_entry_changed_in_the_store() {
         "{verdict}"
     );
     drop(collector);
+}
+
+#[test]
+fn evidence_custody_verify_export_and_dispose() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector_dir = dir.path().join("collector");
+    let collector = CollectorProc::start(&collector_dir, &pki, free_port(), "");
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("case-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            ..AgentOptions::default()
+        },
+    );
+    let operator = operator_toml(dir.path(), &pki.operator("alice"), collector.addr);
+    let run = |args: &[&str]| {
+        let out = Command::new(bin("bannin"))
+            .args(args)
+            .args(["--json", "--config"])
+            .arg(&operator)
+            .output()
+            .expect("bannin");
+        let value = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default();
+        (
+            out.status.success(),
+            value,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, record, err) = run(&["snapshot", "case-host", "--reason", "case 7"]);
+    assert!(ok, "{record} {err}");
+    let (_, list, _) = run(&["evidence", "list"]);
+    let item = list[0].clone();
+    assert_eq!(item["id"], "e1");
+    assert_eq!(item["operator"], "alice");
+    assert_eq!(item["state"], "held");
+
+    let (ok, verified, _) = run(&["evidence", "verify", "e1"]);
+    assert!(ok && verified["verified"] == true, "{verified}");
+    let out = dir.path().join("export");
+    let (ok, exported, err) = run(&[
+        "evidence",
+        "export",
+        "e1",
+        "--to",
+        out.to_str().expect("utf8"),
+        "--recipient",
+        "Legal",
+        "--reason",
+        "court",
+    ]);
+    assert!(ok, "{exported} {err}");
+    for f in ["manifest.json", "custody.json", "SHA256SUMS", "README.txt"] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    // A third party checks it with standard tools.
+    let check = Command::new("sha256sum")
+        .arg("-c")
+        .arg("SHA256SUMS")
+        .current_dir(&out)
+        .output()
+        .expect("sha256sum");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let custody: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("custody.json")).expect("custody"))
+            .expect("json");
+    let verbs: Vec<&str> = custody["custody"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|a| a["verb"].as_str())
+        .collect();
+    assert_eq!(
+        verbs,
+        [
+            "evidence.received",
+            "evidence.verified",
+            "evidence.exported"
+        ]
+    );
+
+    // Change one byte of the stored bundle: verify names it, export refuses it.
+    let sha = item["sha256"].as_str().expect("sha");
+    let stored = collector_dir
+        .join("evidence")
+        .join(format!("{sha}.tar.zst"));
+    let mut bytes = std::fs::read(&stored).expect("bundle");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&stored, &bytes).expect("tamper");
+    let (ok, verified, _) = run(&["evidence", "verify", "e1"]);
+    assert!(!ok);
+    assert!(
+        verified["verify_result"]
+            .as_str()
+            .is_some_and(|r| r.contains("MODIFIED")),
+        "{verified}"
+    );
+    let (ok, _, err) = run(&[
+        "evidence",
+        "export",
+        "e1",
+        "--to",
+        dir.path().join("again").to_str().expect("utf8"),
+        "--recipient",
+        "x",
+        "--reason",
+        "y",
+    ]);
+    assert!(!ok && err.contains("no longer matches"), "{err}");
+
+    let (ok, disposed, err) = run(&[
+        "evidence",
+        "dispose",
+        "e1",
+        "--method",
+        "wiped",
+        "--reason",
+        "case closed",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(disposed["record"]["state"], "disposed");
+    assert!(!stored.exists(), "wiped");
+    let verbs: Vec<&str> = disposed["custody"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|a| a["verb"].as_str())
+        .collect();
+    assert_eq!(verbs.last(), Some(&"evidence.disposed"));
+    let (ok, verdict, _) = run(&["actions", "verify"]);
+    assert!(
+        ok && verdict["ok"] == true,
+        "custody is part of the one hash chain: {verdict}"
+    );
 }

@@ -70,6 +70,32 @@ async fn call(c: &mut Client, verb: &str) -> Result<(), String> {
             })
             .await
             .err(),
+        "evidence.list" => c.list_evidence(v1::ListEvidenceRequest {}).await.err(),
+        // No evidence e99: allowed callers get NotFound.
+        "evidence.show" => c
+            .show_evidence(v1::EvidenceRequest { id: "e99".into() })
+            .await
+            .err(),
+        "evidence.verify" => c
+            .verify_evidence(v1::EvidenceRequest { id: "e99".into() })
+            .await
+            .err(),
+        "evidence.export" => c
+            .export_evidence(v1::ExportEvidenceRequest {
+                id: "e99".into(),
+                recipient: "r".into(),
+                reason: "r".into(),
+            })
+            .await
+            .err(),
+        "evidence.dispose" => c
+            .dispose_evidence(v1::DisposeEvidenceRequest {
+                id: "e99".into(),
+                method: "wiped".into(),
+                reason: String::new(),
+            })
+            .await
+            .err(),
         other => panic!("no verb {other}"),
     };
     match status {
@@ -82,7 +108,13 @@ const VIEWER_VERBS: &[&str] = &[
     "hosts", "findings", "follow", "events", "commands", "actions", "verify",
 ];
 const RESPONDER_VERBS: &[&str] = &["ack", "ping", "isolate", "release", "snapshot", "triage"];
-const ADMIN_VERBS: &[&str] = &["operator.list", "operator.set_role", "operator.disable"];
+const ADMIN_VERBS: &[&str] = &[
+    "operator.list",
+    "operator.set_role",
+    "operator.disable",
+    "evidence.export",
+    "evidence.dispose",
+];
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_role_can_do_exactly_its_verbs() {
@@ -169,8 +201,8 @@ async fn every_role_can_do_exactly_its_verbs() {
         .iter()
         .filter(|a| a.verb.starts_with("denied."))
         .count();
-    // val: 6 responder + 3 admin verbs; rita: 3 admin verbs; stranger 1; rita disabled 1.
-    assert_eq!(denied, 6 + 3 + 3 + 1 + 1, "{actions:#?}");
+    // val: 6 responder + 5 admin verbs; rita: 5 admin verbs; stranger 1; rita disabled 1.
+    assert_eq!(denied, 6 + 5 + 5 + 1 + 1, "{actions:#?}");
     assert!(
         actions
             .iter()

@@ -4,7 +4,7 @@
 //! is followed by [`Store::make_durable`] before it is acknowledged to anyone.
 
 use super::{Store, StoreError, decode, encode};
-use crate::model::{Action, ChainedAction, Command, Isolation, OperatorRecord};
+use crate::model::{Action, ChainedAction, Command, EvidenceRecord, Isolation, OperatorRecord};
 
 impl Store {
     /// The next command id.
@@ -49,6 +49,42 @@ impl Store {
         let bytes = encode(isolation, "isolation")?;
         self.isolation.insert(host.as_bytes(), bytes)?;
         Ok(())
+    }
+
+    /// Records a new piece of evidence under the next id.
+    pub fn add_evidence(&self, mut record: EvidenceRecord) -> Result<EvidenceRecord, StoreError> {
+        let n = self.evidence.iter().count() as u64 + 1;
+        record.id = format!("e{n}");
+        self.put_evidence(&record)?;
+        Ok(record)
+    }
+
+    /// Replaces an evidence record.
+    pub fn put_evidence(&self, record: &EvidenceRecord) -> Result<(), StoreError> {
+        let n: u64 = record.id.trim_start_matches('e').parse().unwrap_or(0);
+        self.evidence
+            .insert(n.to_be_bytes(), encode(record, "evidence")?)?;
+        Ok(())
+    }
+
+    /// One evidence record by id (`e3`).
+    pub fn evidence(&self, id: &str) -> Result<Option<EvidenceRecord>, StoreError> {
+        let Some(n) = id.strip_prefix('e').and_then(|n| n.parse::<u64>().ok()) else {
+            return Ok(None);
+        };
+        self.evidence
+            .get(n.to_be_bytes())?
+            .map(|v| decode(&v, "evidence"))
+            .transpose()
+    }
+
+    /// All evidence, oldest first.
+    pub fn evidence_list(&self) -> Result<Vec<EvidenceRecord>, StoreError> {
+        self.evidence
+            .iter()
+            .values()
+            .map(|v| decode(&v?, "evidence"))
+            .collect()
     }
 
     /// An operator's record.

@@ -81,6 +81,7 @@ pub struct Store {
     isolation: sled::Tree,
     actions: sled::Tree,
     operators: sled::Tree,
+    evidence: sled::Tree,
     /// Serialises appends to the action log (its hash chain).
     action_lock: std::sync::Arc<std::sync::Mutex<()>>,
     data_file: std::sync::Arc<(PathBuf, File)>,
@@ -111,6 +112,7 @@ impl Store {
         let isolation = db.open_tree("isolation")?;
         let actions = db.open_tree("actions")?;
         let operators = db.open_tree("operators")?;
+        let evidence = db.open_tree("evidence")?;
         let data_path = dir.join("db");
         let data_file = File::open(&data_path).map_err(|source| StoreError::Io {
             path: data_path.clone(),
@@ -124,6 +126,7 @@ impl Store {
             isolation,
             actions,
             operators,
+            evidence,
             action_lock: std::sync::Arc::new(std::sync::Mutex::new(())),
             data_file: std::sync::Arc::new((data_path, data_file)),
         })
