@@ -136,6 +136,9 @@ enum Command {
         /// Only entries about this host.
         #[arg(long)]
         host: Option<String>,
+        /// Only entries about this incident and its affected hosts.
+        #[arg(long)]
+        incident: Option<u64>,
     },
     /// Operators and their roles (admin only): viewer reads; responder also
     /// isolates, releases, snapshots, triages and works findings; admin also
@@ -143,6 +146,12 @@ enum Command {
     Operator {
         #[command(subcommand)]
         action: OperatorAction,
+    },
+    /// Incidents: findings grouped under a title, a severity (critical, high,
+    /// medium, low) and a status (open → contained → eradicated → recovered → closed).
+    Incident {
+        #[command(subcommand)]
+        action: IncidentAction,
     },
     /// Evidence held by the collector and its chain of custody.
     Evidence {
@@ -183,6 +192,68 @@ struct SendOptions {
     /// Drop the command if the host has not picked it up within this many seconds (default 7 days).
     #[arg(long, default_value_t = 0)]
     expires_secs: u32,
+}
+
+#[derive(Subcommand)]
+enum IncidentAction {
+    /// Open an incident.
+    Open {
+        /// Title.
+        #[arg(long)]
+        title: String,
+        /// critical, high, medium or low.
+        #[arg(long, value_parser = ["critical", "high", "medium", "low"])]
+        severity: String,
+        /// Incident commander (default: you).
+        #[arg(long, default_value = "")]
+        commander: String,
+        /// A finding to attach; repeatable.
+        #[arg(long = "finding")]
+        findings: Vec<u64>,
+    },
+    /// List incidents.
+    List,
+    /// Show an incident: affected hosts and its timeline.
+    Show {
+        /// Incident id.
+        id: u64,
+    },
+    /// Attach findings.
+    AddFinding {
+        /// Incident id.
+        id: u64,
+        /// Finding ids.
+        #[arg(required = true)]
+        findings: Vec<u64>,
+    },
+    /// Add a note.
+    Note {
+        /// Incident id.
+        id: u64,
+        /// The note.
+        text: String,
+    },
+    /// Change the severity.
+    SetSeverity {
+        /// Incident id.
+        id: u64,
+        /// critical, high, medium or low.
+        #[arg(value_parser = ["critical", "high", "medium", "low"])]
+        severity: String,
+    },
+    /// Move the status forward.
+    SetStatus {
+        /// Incident id.
+        id: u64,
+        /// open, contained, eradicated, recovered or closed.
+        #[arg(value_parser = ["open", "contained", "eradicated", "recovered", "closed"])]
+        status: String,
+    },
+    /// Close the incident.
+    Close {
+        /// Incident id.
+        id: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -569,10 +640,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Actions { verify: None, host } => {
+        Command::Actions {
+            verify: None,
+            host,
+            incident,
+        } => {
             let actions = client
                 .list_actions(v1::ListActionsRequest {
                     host_id: host.unwrap_or_default(),
+                    incident: incident.unwrap_or(0),
                 })
                 .await
                 .map_err(|s| anyhow::anyhow!("{}", s.message()))?
@@ -637,6 +713,112 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         short_time(o.created_unix_ms),
                         o.created_by
                     );
+                }
+            }
+        }
+        Command::Incident { action } => {
+            let status = |s: tonic::Status| anyhow::anyhow!("{}", s.message());
+            let update = |id: u64| v1::UpdateIncidentRequest {
+                id,
+                ..Default::default()
+            };
+            let detail = match action {
+                IncidentAction::List => {
+                    let list = client
+                        .list_incidents(v1::ListIncidentsRequest {})
+                        .await
+                        .map_err(status)?
+                        .into_inner()
+                        .incidents;
+                    if cli.json {
+                        print_json(&list.iter().map(output::incident_json).collect::<Vec<_>>())?;
+                    } else {
+                        for i in &list {
+                            println!(
+                                "#{:<4} {:<9} {:<11} {:<19} {:<12} {} ({} findings)",
+                                i.id,
+                                i.severity,
+                                i.status,
+                                short_time(i.opened_unix_ms),
+                                i.commander,
+                                i.title,
+                                i.findings.len()
+                            );
+                        }
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+                IncidentAction::Open {
+                    title,
+                    severity,
+                    commander,
+                    findings,
+                } => {
+                    client
+                        .open_incident(v1::OpenIncidentRequest {
+                            title,
+                            severity,
+                            commander,
+                            findings,
+                        })
+                        .await
+                }
+                IncidentAction::Show { id } => {
+                    client.show_incident(v1::IncidentRequest { id }).await
+                }
+                IncidentAction::AddFinding { id, findings } => {
+                    client
+                        .update_incident(v1::UpdateIncidentRequest {
+                            add_findings: findings,
+                            ..update(id)
+                        })
+                        .await
+                }
+                IncidentAction::Note { id, text } => {
+                    client
+                        .update_incident(v1::UpdateIncidentRequest {
+                            note: text,
+                            ..update(id)
+                        })
+                        .await
+                }
+                IncidentAction::SetSeverity { id, severity } => {
+                    client
+                        .update_incident(v1::UpdateIncidentRequest {
+                            severity,
+                            ..update(id)
+                        })
+                        .await
+                }
+                IncidentAction::SetStatus { id, status: st } => {
+                    client
+                        .update_incident(v1::UpdateIncidentRequest {
+                            status: st,
+                            ..update(id)
+                        })
+                        .await
+                }
+                IncidentAction::Close { id } => {
+                    client
+                        .update_incident(v1::UpdateIncidentRequest {
+                            status: "closed".into(),
+                            ..update(id)
+                        })
+                        .await
+                }
+            }
+            .map_err(status)?
+            .into_inner();
+            if cli.json {
+                print_json(&output::incident_detail_json(&detail))?;
+            } else if let Some(i) = &detail.incident {
+                println!(
+                    "Incident #{} — {} [{}; {}] commander {}",
+                    i.id, i.title, i.severity, i.status, i.commander
+                );
+                println!("  affected hosts: {}", detail.affected_hosts.join(", "));
+                for t in &detail.timeline {
+                    println!("  {}  {:<7} {}", short_time(t.at_unix_ms), t.source, t.text);
                 }
             }
         }

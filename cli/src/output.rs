@@ -233,3 +233,28 @@ pub fn evidence_detail_json(d: &v1::EvidenceDetail) -> Value {
         "verify_result": d.verify_result,
     })
 }
+
+/// An incident as JSON.
+pub fn incident_json(i: &v1::Incident) -> Value {
+    json!({
+        "id": i.id,
+        "title": i.title,
+        "severity": i.severity,
+        "status": i.status,
+        "commander": i.commander,
+        "findings": i.findings,
+        "notes": i.notes.iter().map(|n| json!({"at": rfc3339(n.at_unix_ms), "operator": n.operator, "text": n.text})).collect::<Vec<_>>(),
+        "opened": rfc3339(i.opened_unix_ms),
+        "opened_by": i.opened_by,
+        "closed": rfc3339(i.closed_unix_ms),
+    })
+}
+
+/// An incident with its affected hosts and timeline as JSON.
+pub fn incident_detail_json(d: &v1::IncidentDetail) -> Value {
+    json!({
+        "incident": d.incident.as_ref().map(incident_json),
+        "affected_hosts": d.affected_hosts,
+        "timeline": d.timeline.iter().map(|t| json!({"at": rfc3339(t.at_unix_ms), "source": t.source, "text": t.text})).collect::<Vec<_>>(),
+    })
+}

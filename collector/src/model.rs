@@ -169,6 +169,17 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// Lower-case severity name.
+    pub fn severity_name(&self) -> &'static str {
+        match self.severity {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
     /// To the wire.
     pub fn to_wire(&self) -> v1::Finding {
         v1::Finding {
@@ -563,6 +574,78 @@ impl EvidenceRecord {
             received_unix_ms: self.received_unix_ms,
             verified_unix_ms: self.verified_unix_ms,
             state: if self.disposed { "disposed" } else { "held" }.into(),
+        }
+    }
+}
+
+/// The guidance's incident status scale, in order.
+pub const INCIDENT_STATUSES: [&str; 5] = ["open", "contained", "eradicated", "recovered", "closed"];
+/// The guidance's severity scale.
+pub const INCIDENT_SEVERITIES: [&str; 4] = ["critical", "high", "medium", "low"];
+
+/// A note on an incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentNote {
+    /// When.
+    pub at_unix_ms: i64,
+    /// Who.
+    pub operator: String,
+    /// What.
+    pub text: String,
+}
+
+/// An incident: findings grouped under a title, a severity and a status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// Id from 1.
+    pub id: u64,
+    /// Title.
+    pub title: String,
+    /// critical, high, medium or low.
+    pub severity: String,
+    /// open → contained → eradicated → recovered → closed.
+    pub status: String,
+    /// Incident commander.
+    pub commander: String,
+    /// Attached finding ids.
+    pub findings: Vec<u64>,
+    /// Notes, oldest first.
+    pub notes: Vec<IncidentNote>,
+    /// Opened when.
+    pub opened_unix_ms: i64,
+    /// Opened by.
+    pub opened_by: String,
+    /// Closed when (0: not closed).
+    pub closed_unix_ms: i64,
+}
+
+impl Incident {
+    /// Action log target.
+    pub fn target(&self) -> String {
+        format!("incident:{}", self.id)
+    }
+
+    /// To the wire.
+    pub fn to_wire(&self) -> v1::Incident {
+        v1::Incident {
+            id: self.id,
+            title: self.title.clone(),
+            severity: self.severity.clone(),
+            status: self.status.clone(),
+            commander: self.commander.clone(),
+            findings: self.findings.clone(),
+            notes: self
+                .notes
+                .iter()
+                .map(|n| v1::IncidentNote {
+                    at_unix_ms: n.at_unix_ms,
+                    operator: n.operator.clone(),
+                    text: n.text.clone(),
+                })
+                .collect(),
+            opened_unix_ms: self.opened_unix_ms,
+            opened_by: self.opened_by.clone(),
+            closed_unix_ms: self.closed_unix_ms,
         }
     }
 }

@@ -14,7 +14,10 @@ use crate::commands::{CommandError, Commands, DEFAULT_EXPIRY};
 use crate::hosts::HostRegistry;
 use crate::ingest::{Ingest, IngestError};
 use crate::link::internal;
-use crate::model::{Action, EvidenceRecord, FindingState, OperatorRecord, Role};
+use crate::model::{
+    Action, EvidenceRecord, FindingState, INCIDENT_SEVERITIES, INCIDENT_STATUSES, Incident,
+    IncidentNote, OperatorRecord, Role,
+};
 use crate::store::{EventQuery, Store};
 
 /// Most findings or events returned by one list call.
@@ -238,6 +241,136 @@ impl OperatorService {
             verified: false,
             verify_result: String::new(),
         })
+    }
+}
+
+impl OperatorService {
+    fn incident_record(&self, id: u64) -> Result<Incident, Status> {
+        self.store
+            .incident(id)
+            .map_err(|e| internal("reading incidents", &e))?
+            .ok_or_else(|| Status::not_found(format!("no incident {id}")))
+    }
+
+    /// Hosts of the incident's findings.
+    fn affected_hosts(&self, incident: &Incident) -> Result<Vec<String>, Status> {
+        let mut hosts = std::collections::BTreeSet::new();
+        for id in &incident.findings {
+            if let Some(f) = self
+                .store
+                .finding(*id)
+                .map_err(|e| internal("reading findings", &e))?
+            {
+                hosts.insert(f.host_id);
+            }
+        }
+        Ok(hosts.into_iter().collect())
+    }
+
+    /// Whether an action log entry belongs to the incident's story: about the
+    /// incident itself, or a command, result or evidence of an affected host.
+    fn concerns(action: &Action, incident: &Incident, hosts: &[String]) -> bool {
+        action.target == incident.target()
+            || hosts.iter().any(|h| {
+                action.target == *h
+                    || action.actor == format!("host:{h}")
+                    || action.result.contains(&format!("from {h} "))
+            })
+    }
+
+    fn incident_detail(&self, incident: &Incident) -> Result<v1::IncidentDetail, Status> {
+        let hosts = self.affected_hosts(incident)?;
+        let mut timeline = Vec::new();
+        for id in &incident.findings {
+            if let Some(f) = self
+                .store
+                .finding(*id)
+                .map_err(|e| internal("reading findings", &e))?
+            {
+                timeline.push(v1::TimelineEntry {
+                    at_unix_ms: f.observed_unix_ms,
+                    source: "finding".into(),
+                    text: format!(
+                        "#{} {} {} on {}: {}",
+                        f.id,
+                        f.severity_name(),
+                        f.kind,
+                        f.host_id,
+                        f.summary
+                    ),
+                });
+            }
+        }
+        for a in self
+            .store
+            .actions()
+            .map_err(|e| internal("reading the action log", &e))?
+        {
+            if Self::concerns(&a.action, incident, &hosts) {
+                timeline.push(v1::TimelineEntry {
+                    at_unix_ms: a.action.at_unix_ms,
+                    source: "action".into(),
+                    text: format!(
+                        "{} {} {}: {}",
+                        a.action.actor, a.action.verb, a.action.target, a.action.result
+                    ),
+                });
+            }
+        }
+        for n in &incident.notes {
+            timeline.push(v1::TimelineEntry {
+                at_unix_ms: n.at_unix_ms,
+                source: "note".into(),
+                text: format!("{}: {}", n.operator, n.text),
+            });
+        }
+        timeline.sort_by_key(|t| t.at_unix_ms);
+        Ok(v1::IncidentDetail {
+            incident: Some(incident.to_wire()),
+            affected_hosts: hosts,
+            timeline,
+        })
+    }
+
+    async fn save_incident(
+        &self,
+        incident: &Incident,
+        operator: &str,
+        verb: &str,
+        result: String,
+    ) -> Result<(), Status> {
+        self.store
+            .put_incident(incident)
+            .and_then(|()| {
+                self.store.append_action(&Action {
+                    at_unix_ms: bannin_proto::now_unix_ms(),
+                    actor: operator.to_owned(),
+                    verb: verb.to_owned(),
+                    target: incident.target(),
+                    reason: String::new(),
+                    result,
+                })
+            })
+            .map_err(|e| internal("writing the incident", &e))?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.make_durable())
+            .await
+            .map_err(|e| internal("flushing", &e))?
+            .map_err(|e| internal("flushing", &e))
+    }
+
+    fn check_findings(&self, ids: &[u64]) -> Result<(), Status> {
+        for id in ids {
+            if self
+                .store
+                .finding(*id)
+                .map_err(|e| internal("reading findings", &e))?
+                .is_none()
+            {
+                return Err(Status::not_found(format!("no finding {id}")));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -490,14 +623,28 @@ impl Operator for OperatorService {
     ) -> Result<Response<v1::ListActionsResponse>, Status> {
         self.authorize(&request, Role::Viewer, "actions.list")
             .await?;
-        let host = request.into_inner().host_id;
+        let r = request.into_inner();
+        let host = r.host_id;
         let actor = format!("host:{host}");
+        let incident = match r.incident {
+            0 => None,
+            id => {
+                let i = self.incident_record(id)?;
+                let hosts = self.affected_hosts(&i)?;
+                Some((i, hosts))
+            }
+        };
         let actions = self
             .store
             .actions()
             .map_err(|e| internal("reading the action log", &e))?
             .into_iter()
             .filter(|a| host.is_empty() || a.action.target == host || a.action.actor == actor)
+            .filter(|a| {
+                incident
+                    .as_ref()
+                    .is_none_or(|(i, hosts)| Self::concerns(&a.action, i, hosts))
+            })
             .map(action_to_wire)
             .collect();
         Ok(Response::new(v1::ListActionsResponse { actions }))
@@ -780,5 +927,157 @@ impl Operator for OperatorService {
         )
         .await?;
         Ok(Response::new(self.detail(&record)?))
+    }
+
+    async fn open_incident(
+        &self,
+        request: Request<v1::OpenIncidentRequest>,
+    ) -> Result<Response<v1::IncidentDetail>, Status> {
+        let name = self
+            .authorize(&request, Role::Responder, "incident.open")
+            .await?;
+        let r = request.into_inner();
+        if r.title.trim().is_empty() || r.title.len() > 512 {
+            return Err(Status::invalid_argument(
+                "an incident needs a title (at most 512 bytes)",
+            ));
+        }
+        if !INCIDENT_SEVERITIES.contains(&r.severity.as_str()) {
+            return Err(Status::invalid_argument(
+                "severity must be critical, high, medium or low",
+            ));
+        }
+        self.check_findings(&r.findings)?;
+        let incident = Incident {
+            id: self
+                .store
+                .next_incident_id()
+                .map_err(|e| internal("reading incidents", &e))?,
+            title: r.title,
+            severity: r.severity,
+            status: "open".into(),
+            commander: if r.commander.is_empty() {
+                name.to_string()
+            } else {
+                r.commander
+            },
+            findings: r.findings,
+            notes: Vec::new(),
+            opened_unix_ms: bannin_proto::now_unix_ms(),
+            opened_by: name.to_string(),
+            closed_unix_ms: 0,
+        };
+        self.save_incident(
+            &incident,
+            name.as_str(),
+            "incident.open",
+            format!("{} ({})", incident.title, incident.severity),
+        )
+        .await?;
+        Ok(Response::new(self.incident_detail(&incident)?))
+    }
+
+    async fn list_incidents(
+        &self,
+        request: Request<v1::ListIncidentsRequest>,
+    ) -> Result<Response<v1::ListIncidentsResponse>, Status> {
+        self.authorize(&request, Role::Viewer, "incident.list")
+            .await?;
+        let incidents = self
+            .store
+            .incidents()
+            .map_err(|e| internal("reading incidents", &e))?
+            .iter()
+            .map(Incident::to_wire)
+            .collect();
+        Ok(Response::new(v1::ListIncidentsResponse { incidents }))
+    }
+
+    async fn show_incident(
+        &self,
+        request: Request<v1::IncidentRequest>,
+    ) -> Result<Response<v1::IncidentDetail>, Status> {
+        self.authorize(&request, Role::Viewer, "incident.show")
+            .await?;
+        let incident = self.incident_record(request.get_ref().id)?;
+        Ok(Response::new(self.incident_detail(&incident)?))
+    }
+
+    async fn update_incident(
+        &self,
+        request: Request<v1::UpdateIncidentRequest>,
+    ) -> Result<Response<v1::IncidentDetail>, Status> {
+        let name = self
+            .authorize(&request, Role::Responder, "incident.update")
+            .await?;
+        let r = request.into_inner();
+        let mut incident = self.incident_record(r.id)?;
+        if incident.status == "closed" {
+            return Err(Status::failed_precondition(format!(
+                "incident {} is closed",
+                incident.id
+            )));
+        }
+        let mut changes = Vec::new();
+        self.check_findings(&r.add_findings)?;
+        for f in r.add_findings {
+            if !incident.findings.contains(&f) {
+                incident.findings.push(f);
+                changes.push(format!("finding #{f} added"));
+            }
+        }
+        if !r.note.is_empty() {
+            if r.note.len() > 8192 {
+                return Err(Status::invalid_argument("a note is at most 8192 bytes"));
+            }
+            incident.notes.push(IncidentNote {
+                at_unix_ms: bannin_proto::now_unix_ms(),
+                operator: name.to_string(),
+                text: r.note,
+            });
+            changes.push("note added".into());
+        }
+        if !r.severity.is_empty() {
+            if !INCIDENT_SEVERITIES.contains(&r.severity.as_str()) {
+                return Err(Status::invalid_argument(
+                    "severity must be critical, high, medium or low",
+                ));
+            }
+            changes.push(format!("severity {} → {}", incident.severity, r.severity));
+            incident.severity = r.severity;
+        }
+        if !r.status.is_empty() {
+            let from = INCIDENT_STATUSES
+                .iter()
+                .position(|s| *s == incident.status)
+                .unwrap_or(0);
+            let Some(to) = INCIDENT_STATUSES.iter().position(|s| *s == r.status) else {
+                return Err(Status::invalid_argument(
+                    "status must be open, contained, eradicated, recovered or closed",
+                ));
+            };
+            if to < from {
+                return Err(Status::failed_precondition(format!(
+                    "status moves forward only: {} cannot go back to {}",
+                    incident.status, r.status
+                )));
+            }
+            changes.push(format!("status {} → {}", incident.status, r.status));
+            incident.status = r.status;
+            if incident.status == "closed" {
+                incident.closed_unix_ms = bannin_proto::now_unix_ms();
+            }
+        }
+        if changes.is_empty() {
+            return Err(Status::invalid_argument("nothing to change"));
+        }
+        self.save_incident(
+            &incident,
+            name.as_str(),
+            "incident.update",
+            changes.join("; "),
+        )
+        .await?;
+        Ok(Response::new(self.incident_detail(&incident)?))
     }
 }

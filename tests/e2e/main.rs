@@ -5,6 +5,7 @@ mod bad_input;
 mod config;
 mod durability;
 mod identity;
+mod incidents;
 mod pipeline;
 mod response;
 mod roles;

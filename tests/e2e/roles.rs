@@ -70,6 +70,16 @@ async fn call(c: &mut Client, verb: &str) -> Result<(), String> {
             })
             .await
             .err(),
+        "incident.list" => c.list_incidents(v1::ListIncidentsRequest {}).await.err(),
+        "incident.show" => c.show_incident(v1::IncidentRequest { id: 99 }).await.err(),
+        "incident.update" => c
+            .update_incident(v1::UpdateIncidentRequest {
+                id: 99,
+                note: "n".into(),
+                ..Default::default()
+            })
+            .await
+            .err(),
         "evidence.list" => c.list_evidence(v1::ListEvidenceRequest {}).await.err(),
         // No evidence e99: allowed callers get NotFound.
         "evidence.show" => c
@@ -107,7 +117,15 @@ async fn call(c: &mut Client, verb: &str) -> Result<(), String> {
 const VIEWER_VERBS: &[&str] = &[
     "hosts", "findings", "follow", "events", "commands", "actions", "verify",
 ];
-const RESPONDER_VERBS: &[&str] = &["ack", "ping", "isolate", "release", "snapshot", "triage"];
+const RESPONDER_VERBS: &[&str] = &[
+    "ack",
+    "ping",
+    "isolate",
+    "release",
+    "snapshot",
+    "triage",
+    "incident.update",
+];
 const ADMIN_VERBS: &[&str] = &[
     "operator.list",
     "operator.set_role",
@@ -201,8 +219,8 @@ async fn every_role_can_do_exactly_its_verbs() {
         .iter()
         .filter(|a| a.verb.starts_with("denied."))
         .count();
-    // val: 6 responder + 5 admin verbs; rita: 5 admin verbs; stranger 1; rita disabled 1.
-    assert_eq!(denied, 6 + 5 + 5 + 1 + 1, "{actions:#?}");
+    // val: 7 responder + 5 admin verbs; rita: 5 admin verbs; stranger 1; rita disabled 1.
+    assert_eq!(denied, 7 + 5 + 5 + 1 + 1, "{actions:#?}");
     assert!(
         actions
             .iter()

@@ -82,6 +82,7 @@ pub struct Store {
     actions: sled::Tree,
     operators: sled::Tree,
     evidence: sled::Tree,
+    incidents: sled::Tree,
     /// Serialises appends to the action log (its hash chain).
     action_lock: std::sync::Arc<std::sync::Mutex<()>>,
     data_file: std::sync::Arc<(PathBuf, File)>,
@@ -113,6 +114,7 @@ impl Store {
         let actions = db.open_tree("actions")?;
         let operators = db.open_tree("operators")?;
         let evidence = db.open_tree("evidence")?;
+        let incidents = db.open_tree("incidents")?;
         let data_path = dir.join("db");
         let data_file = File::open(&data_path).map_err(|source| StoreError::Io {
             path: data_path.clone(),
@@ -127,6 +129,7 @@ impl Store {
             actions,
             operators,
             evidence,
+            incidents,
             action_lock: std::sync::Arc::new(std::sync::Mutex::new(())),
             data_file: std::sync::Arc::new((data_path, data_file)),
         })
