@@ -219,15 +219,7 @@ impl Evidence {
     /// Re-hashes a stored bundle; `Ok(sha256)` of what is on disk.
     pub fn rehash(&self, sha256: &str) -> std::io::Result<String> {
         let mut file = std::fs::File::open(self.bundle_path(sha256))?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                return Ok(hex(hasher.finalize()));
-            }
-            hasher.update(&buf[..n]);
-        }
+        sha256_stream(&mut file).map(|(sha, _)| sha)
     }
 
     /// Bytes received so far of an upload in progress.
@@ -260,6 +252,21 @@ impl Evidence {
     }
 }
 
+/// SHA-256 (hex) and length of everything `r` yields, read in 64 KiB pieces.
+fn sha256_stream(r: &mut impl Read) -> std::io::Result<(String, u64)> {
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Ok((hex(hasher.finalize()), size));
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+}
+
 /// Reads the bundle and checks every artifact against `manifest.json`;
 /// returns the number of artifacts and the manifest.
 pub fn verify_manifest(path: &Path) -> Result<(usize, serde_json::Value), String> {
@@ -287,18 +294,8 @@ pub fn verify_manifest(path: &Path) -> Result<(usize, serde_json::Value), String
             manifest = Some(bytes);
             continue;
         }
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = entry.read(&mut buf).map_err(|e| e.to_string())?;
-            if n == 0 {
-                break;
-            }
-            size += n as u64;
-            hasher.update(&buf[..n]);
-        }
-        hashes.insert(name, (hex(hasher.finalize()), size));
+        let hashed = sha256_stream(&mut entry).map_err(|e| e.to_string())?;
+        hashes.insert(name, hashed);
     }
     let manifest = manifest.ok_or("no manifest.json")?;
     let manifest: serde_json::Value =

@@ -1,10 +1,9 @@
 //! Incidents: open, attach, note, severity, forward-only status, timeline.
 
-use std::process::Command;
 use std::time::Duration;
 
 use bannin_tests::{
-    AgentOptions, CollectorProc, TestPki, bin, eventually, free_port, operator_client,
+    AgentOptions, CollectorProc, TestPki, bannin_json, eventually, free_port, operator_client,
     operator_toml, start_agent,
 };
 
@@ -40,20 +39,7 @@ async fn an_incident_runs_from_open_to_closed_with_its_timeline() {
     })
     .await;
     let operator = operator_toml(dir.path(), &pki.operator("alice"), collector.addr);
-    let run = |args: &[&str]| {
-        let out = Command::new(bin("bannin"))
-            .args(args)
-            .args(["--json", "--config"])
-            .arg(&operator)
-            .output()
-            .expect("bannin");
-        let value = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default();
-        (
-            out.status.success(),
-            value,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| bannin_json(&operator, args);
     let id = finding.id.to_string();
     let (ok, opened, err) = run(&[
         "incident",

@@ -7,8 +7,8 @@ use std::time::Duration;
 use bannin_proto::v1;
 use bannin_tests::netns::{Host, Lab, is_root};
 use bannin_tests::{
-    AgentOptions, CollectorProc, Proc, TestPki, agent_config, bin, collector_config, eventually,
-    free_port, operator_client, operator_toml, start_agent,
+    AgentOptions, CollectorProc, Proc, TestPki, agent_config, bannin_json, bin, collector_config,
+    eventually, free_port, operator_client, operator_toml, start_agent,
 };
 
 use crate::wait_online;
@@ -500,20 +500,9 @@ async fn live_triage_answers_read_only_questions() {
     );
 
     let triage = |args: &[&str]| {
-        let out = Command::new(bin("bannin"))
-            .args(["triage", "triage-host"])
-            .args(args)
-            .args(["--json", "--config"])
-            .arg(&operator)
-            .output()
-            .expect("triage");
-        let value: serde_json::Value =
-            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-        (
-            out.status.success(),
-            value,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let mut all = vec!["triage", "triage-host"];
+        all.extend_from_slice(args);
+        bannin_json(&operator, &all)
     };
 
     let file = evidence.join("dropper.sh").display().to_string();
@@ -913,16 +902,8 @@ async fn action_log_verify_names_the_entry_changed_in_the_store() {
     }
     let operator = operator_toml(dir.path(), &pki.operator("alice"), collector.addr);
     let run = |args: &[&str]| {
-        let out = Command::new(bin("bannin"))
-            .args(args)
-            .args(["--json", "--config"])
-            .arg(&operator)
-            .output()
-            .expect("bannin");
-        (
-            out.status.success(),
-            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default(),
-        )
+        let (ok, value, _) = bannin_json(&operator, args);
+        (ok, value)
     };
     let (ok, actions) = run(&["actions", "--host", "audited-host"]);
     assert!(ok);
@@ -988,20 +969,7 @@ fn evidence_custody_verify_export_and_dispose() {
         },
     );
     let operator = operator_toml(dir.path(), &pki.operator("alice"), collector.addr);
-    let run = |args: &[&str]| {
-        let out = Command::new(bin("bannin"))
-            .args(args)
-            .args(["--json", "--config"])
-            .arg(&operator)
-            .output()
-            .expect("bannin");
-        let value = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default();
-        (
-            out.status.success(),
-            value,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| bannin_json(&operator, args);
     let (ok, record, err) = run(&["snapshot", "case-host", "--reason", "case 7"]);
     assert!(ok, "{record} {err}");
     let (_, list, _) = run(&["evidence", "list"]);

@@ -442,3 +442,20 @@ pub fn operator_toml(dir: &Path, tls: &TlsPaths, addr: SocketAddr) -> PathBuf {
     std::fs::write(&path, text).expect("write operator.toml");
     path
 }
+
+/// Runs `bannin ARGS --json --config OPERATOR`; returns (exit success, stdout as JSON
+/// (Null when it is not JSON), stderr).
+pub fn bannin_json(operator: &Path, args: &[&str]) -> (bool, serde_json::Value, String) {
+    let out = Command::new(bin("bannin"))
+        .args(args)
+        .args(["--json", "--config"])
+        .arg(operator)
+        .output()
+        .expect("run bannin");
+    let value = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (
+        out.status.success(),
+        value,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -55,7 +55,10 @@ impl Store {
 
     /// Records a new piece of evidence under the next id.
     pub fn add_evidence(&self, mut record: EvidenceRecord) -> Result<EvidenceRecord, StoreError> {
-        let n = self.evidence.iter().count() as u64 + 1;
+        let n = match self.evidence.last()? {
+            Some((k, _)) => k.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0) + 1,
+            None => 1,
+        };
         record.id = format!("e{n}");
         self.put_evidence(&record)?;
         Ok(record)
