@@ -24,6 +24,8 @@ struct Raw {
     sensors: RawSensors,
     #[serde(default)]
     response: RawResponse,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -80,6 +82,8 @@ defaults! {
     d_backoff_max: u64 = 60;
     d_true: bool = true;
     d_listener_interval: u64 = 10;
+    d_connection_interval: u64 = 15;
+    d_max_peers: usize = 4096;
     d_odd_interval: u64 = 30;
     d_medium: String = "medium".into();
     d_odd_paths: Vec<PathBuf> = ["/tmp", "/var/tmp", "/dev/shm", "/home", "/root", "/var/www", "/srv"]
@@ -123,6 +127,31 @@ struct RawSensors {
     net_listener: RawNetListener,
     #[serde(default)]
     file_odd_name: RawOddName,
+    #[serde(default)]
+    net_connection: RawNetConnection,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawNetConnection {
+    #[serde(default = "d_true")]
+    enabled: bool,
+    #[serde(default = "d_connection_interval")]
+    interval_secs: u64,
+    #[serde(default)]
+    include_loopback: bool,
+    #[serde(default = "d_max_peers")]
+    max_peers: usize,
+}
+
+impl Default for RawNetConnection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: d_connection_interval(),
+            include_loopback: false,
+            max_peers: d_max_peers(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,6 +232,17 @@ pub struct OddNameConfig {
     pub max_entries: usize,
 }
 
+/// `[sensors.net_connection]`.
+#[derive(Debug, Clone)]
+pub struct NetConnectionConfig {
+    /// Common settings (its events are telemetry; severity is unused).
+    pub common: SensorCommon,
+    /// Whether connections to and from loopback addresses are reported.
+    pub include_loopback: bool,
+    /// Most peers remembered (oldest forgotten first, then reported again if seen).
+    pub max_peers: usize,
+}
+
 /// The collector link's settings.
 #[derive(Debug, Clone)]
 pub struct LinkConfig {
@@ -222,6 +262,8 @@ pub struct LinkConfig {
     pub backoff_initial: Duration,
     /// Longest reconnect delay.
     pub backoff_max: Duration,
+    /// `[labels]`: announced in every hello (site, zone, role, owner…).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// A validated agent configuration.
@@ -243,6 +285,8 @@ pub struct AgentConfig {
     pub net_listener: SensorCommon,
     /// `[sensors.file_odd_name]`.
     pub file_odd_name: OddNameConfig,
+    /// `[sensors.net_connection]`.
+    pub net_connection: NetConnectionConfig,
     /// `[response]`: DNS resolvers an isolated host may still use.
     pub dns_resolvers: Vec<std::net::IpAddr>,
     /// `[response] local_operator`: this agent runs on the operator's machine.
@@ -405,6 +449,20 @@ impl AgentConfig {
                 ));
             }
         }
+        let c = s.net_connection;
+        let connection_common = common(
+            &mut errors,
+            "net_connection",
+            c.enabled,
+            c.interval_secs,
+            "info",
+        );
+        if !(16..=1_000_000).contains(&c.max_peers) {
+            errors.push(format!(
+                "sensors.net_connection.max_peers = {}: must be 16 to 1000000",
+                c.max_peers
+            ));
+        }
         let mut dns_resolvers = Vec::new();
         for r in &raw.response.dns_resolvers {
             match r.parse() {
@@ -413,6 +471,9 @@ impl AgentConfig {
                     "response.dns_resolvers: {r:?} is not an IP address"
                 )),
             }
+        }
+        if let Err(e) = bannin_proto::labels::check(&raw.labels) {
+            errors.push(format!("[labels]: {e}"));
         }
         errors.into_result()?;
         Ok(Self {
@@ -430,10 +491,16 @@ impl AgentConfig {
                 max_batches_per_sec: l.max_batches_per_sec,
                 backoff_initial: Duration::from_millis(l.backoff_initial_ms.max(10)),
                 backoff_max: Duration::from_secs(l.backoff_max_secs),
+                labels: raw.labels,
             },
             spool_dir,
             spool_max_bytes,
             net_listener,
+            net_connection: NetConnectionConfig {
+                common: connection_common,
+                include_loopback: c.include_loopback,
+                max_peers: c.max_peers,
+            },
             file_odd_name: OddNameConfig {
                 common: odd_common,
                 paths: o.paths,
@@ -456,7 +523,8 @@ mod tests {
         std::fs::write(
             &path,
             "host_id = \"bad/id\"\nmystery = 1\n[collector]\naddress = \"nocolon\"\n\
-             [link]\nheartbeat_secs = 0\n[sensors.net_listener]\nseverity = \"loud\"\nspeed = 3\n",
+             [link]\nheartbeat_secs = 0\n[sensors.net_listener]\nseverity = \"loud\"\nspeed = 3\n\
+             [sensors.net_connection]\nmax_peers = 1\n[labels]\nSite = \"x\"\n",
         )
         .expect("write");
         let err = AgentConfig::load(&path).expect_err("invalid");
@@ -470,9 +538,11 @@ mod tests {
             "[spool]",
             "heartbeat_secs",
             "severity",
+            "max_peers",
+            "label key \"Site\"",
         ] {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }
-        assert_eq!(err.problems.len(), 8, "{text}");
+        assert_eq!(err.problems.len(), 10, "{text}");
     }
 }

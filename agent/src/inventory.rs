@@ -4,7 +4,12 @@ use bannin_proto::v1;
 use sysinfo::{Networks, System};
 
 /// Hostname, OS, kernel, addresses and boot time of this host.
-pub fn hello(host_id: &str, heartbeat_secs: u32, sensors: Vec<v1::SensorHealth>) -> v1::Hello {
+pub fn hello(
+    host_id: &str,
+    heartbeat_secs: u32,
+    sensors: Vec<v1::SensorHealth>,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> v1::Hello {
     let networks = Networks::new_with_refreshed_list();
     let mut addresses: Vec<String> = networks
         .values()
@@ -24,5 +29,6 @@ pub fn hello(host_id: &str, heartbeat_secs: u32, sensors: Vec<v1::SensorHealth>)
         boot_time_unix_ms: i64::try_from(System::boot_time()).unwrap_or(0) * 1000,
         sensors,
         heartbeat_interval_secs: heartbeat_secs,
+        labels: labels.clone(),
     }
 }

@@ -164,6 +164,7 @@ impl Link {
             self.host.as_str(),
             u32::try_from(self.config.heartbeat.as_secs()).unwrap_or(30),
             self.health.to_wire(),
+            &self.config.labels,
         );
         let _ = tx
             .send(v1::AgentMessage {

@@ -43,8 +43,13 @@ enum Command {
     /// Run a collector and an agent for this machine, on a dev PKI in --data,
     /// and follow findings until Ctrl-C.
     Up(up::UpArgs),
-    /// List hosts with their inventory, liveness and sensor health.
+    /// List hosts with their inventory, liveness, labels and sensor health.
     Hosts,
+    /// Change one host: `bannin host label web-07 site="Osaka, JP" zone=PCI`.
+    Host {
+        #[command(subcommand)]
+        action: HostAction,
+    },
     /// List findings, oldest first; --follow keeps printing new ones.
     Findings {
         /// Keep running and print findings as they arrive.
@@ -254,6 +259,50 @@ enum IncidentAction {
         /// Incident id.
         id: u64,
     },
+    /// The scoping brief, in Markdown (--json: as a document): the first
+    /// indicator (what, from which source, seen by whom and when), the status
+    /// on the guidance's scale, the affected assets with OS, services,
+    /// applications and location labels, the actions already taken, the
+    /// network picture among affected hosts and what they reach, and the sites.
+    Brief {
+        /// Incident id.
+        id: u64,
+        /// Write the report to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The lessons-learned review, in Markdown (--json: as a document): the
+    /// timeline, time to detect (first indicator → opened) and to contain
+    /// (opened → first isolation), and the guidance's eight review questions
+    /// filled in where the data answers them.
+    Review {
+        /// Incident id.
+        id: u64,
+        /// Write the report to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum HostAction {
+    /// Set or remove a host's labels (admin). Operator labels win over the ones
+    /// the agent reports from its config; the scoping brief reads the location
+    /// from site, zone, location, city, country and region.
+    Label {
+        /// Host id.
+        host: String,
+        /// KEY=VALUE to set; repeatable.
+        #[arg(value_parser = parse_label)]
+        set: Vec<(String, String)>,
+        /// A label key to remove; repeatable.
+        #[arg(long)]
+        remove: Vec<String>,
+    },
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    bannin_proto::labels::parse_assignment(text)
 }
 
 #[derive(Subcommand)]
@@ -421,6 +470,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         h.acked_sequence,
                         sensors
                     );
+                    if !h.labels.is_empty() {
+                        let labels: Vec<String> =
+                            h.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        println!("{:<24} labels: {}", "", labels.join(", "));
+                    }
                 }
             }
         }
@@ -717,6 +771,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Incident { action } => {
+            let action_kind = match &action {
+                IncidentAction::Brief { .. } => Some("brief"),
+                IncidentAction::Review { .. } => Some("review"),
+                _ => None,
+            };
             let status = |s: tonic::Status| anyhow::anyhow!("{}", s.message());
             let update = |id: u64| v1::UpdateIncidentRequest {
                 id,
@@ -765,6 +824,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 IncidentAction::Show { id } => {
                     client.show_incident(v1::IncidentRequest { id }).await
+                }
+                IncidentAction::Brief { id, out } | IncidentAction::Review { id, out } => {
+                    let kind = if matches!(action_kind, Some("brief")) {
+                        "brief"
+                    } else {
+                        "review"
+                    };
+                    let report = client
+                        .incident_report(v1::IncidentReportRequest {
+                            id,
+                            kind: kind.into(),
+                        })
+                        .await
+                        .map_err(status)?
+                        .into_inner();
+                    let text = if cli.json {
+                        report.json + "\n"
+                    } else {
+                        report.markdown
+                    };
+                    match out {
+                        Some(path) => {
+                            std::fs::write(&path, text)
+                                .with_context(|| format!("writing {}", path.display()))?;
+                            eprintln!("{kind} of incident {id} written to {}", path.display());
+                        }
+                        None => print!("{text}"),
+                    }
+                    return Ok(ExitCode::SUCCESS);
                 }
                 IncidentAction::AddFinding { id, findings } => {
                     client
@@ -823,6 +911,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Evidence { action } => return evidence(&mut client, action, cli.json).await,
+        Command::Host {
+            action: HostAction::Label { host, set, remove },
+        } => {
+            let h = client
+                .set_host_labels(v1::SetHostLabelsRequest {
+                    host_id: host,
+                    set: set.into_iter().collect(),
+                    remove,
+                })
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                .into_inner();
+            if cli.json {
+                print_json(&host_json(&h))?;
+            } else {
+                let labels: Vec<String> =
+                    h.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!("{}: {}", h.host_id, labels.join(", "));
+            }
+        }
         Command::Commands { host } => {
             let commands = client
                 .list_commands(v1::ListCommandsRequest {

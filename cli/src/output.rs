@@ -104,6 +104,7 @@ pub fn host_json(h: &v1::Host) -> Value {
         "spool_bytes": h.spool_bytes,
         "peer_address": h.peer_address,
         "isolation": h.isolation,
+        "labels": h.labels,
         "sensors": h.sensors.iter().map(|s| json!({
             "name": s.name, "state": s.state, "detail": s.detail,
         })).collect::<Vec<_>>(),

@@ -115,7 +115,20 @@ impl HostRegistry {
             r.silent = false;
             r.clone()
         };
-        self.store.put_host(&record)
+        self.store.put_host(&record)?;
+        match bannin_proto::labels::check(&hello.labels) {
+            Ok(()) => {
+                let mut labels = self.store.host_labels(host.as_str())?;
+                if labels.reported != hello.labels {
+                    labels.reported = hello.labels.clone();
+                    self.store.put_host_labels(host.as_str(), &labels)?;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(host.id = %host, %error, "Labels in hello refused; keeping the host's previous labels");
+            }
+        }
+        Ok(())
     }
 
     /// Records a heartbeat.

@@ -27,6 +27,7 @@ pub mod link;
 pub mod model;
 pub mod operator_api;
 pub mod pki;
+pub mod reports;
 pub mod store;
 
 use std::collections::BTreeMap;

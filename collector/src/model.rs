@@ -60,6 +60,16 @@ pub enum FindingState {
 }
 
 impl FindingState {
+    /// Lower-case name, as the CLI prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingState::New => "new",
+            FindingState::Acknowledged => "acknowledged",
+            FindingState::Resolved => "resolved",
+            FindingState::FalsePositive => "false_positive",
+        }
+    }
+
     /// Whether moving from `self` to `next` is allowed:
     /// new → acknowledged → resolved | false_positive, and new → resolved | false_positive.
     pub fn can_move_to(self, next: FindingState) -> bool {
@@ -252,6 +262,25 @@ impl SensorHealth {
             state: self.state.clone(),
             detail: self.detail.clone(),
         }
+    }
+}
+
+/// A host's labels: what its agent reports (`[labels]` in its config) and what
+/// operators set on the collector, which wins on the same key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostLabels {
+    /// From the agent's last hello.
+    pub reported: BTreeMap<String, String>,
+    /// Set by operators (`bannin host label`).
+    pub set: BTreeMap<String, String>,
+}
+
+impl HostLabels {
+    /// The labels in force: the agent's, with operators' over them.
+    pub fn effective(&self) -> BTreeMap<String, String> {
+        let mut out = self.reported.clone();
+        out.extend(self.set.clone());
+        out
     }
 }
 

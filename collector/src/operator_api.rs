@@ -18,6 +18,7 @@ use crate::model::{
     Action, EvidenceRecord, FindingState, INCIDENT_SEVERITIES, INCIDENT_STATUSES, Incident,
     IncidentNote, OperatorRecord, Role,
 };
+use crate::reports;
 use crate::store::{EventQuery, Store};
 
 /// Most findings or events returned by one list call.
@@ -252,82 +253,25 @@ impl OperatorService {
             .ok_or_else(|| Status::not_found(format!("no incident {id}")))
     }
 
-    /// Hosts of the incident's findings.
-    fn affected_hosts(&self, incident: &Incident) -> Result<Vec<String>, Status> {
-        let mut hosts = std::collections::BTreeSet::new();
-        for id in &incident.findings {
-            if let Some(f) = self
-                .store
-                .finding(*id)
-                .map_err(|e| internal("reading findings", &e))?
-            {
-                hosts.insert(f.host_id);
-            }
-        }
-        Ok(hosts.into_iter().collect())
-    }
-
-    /// Whether an action log entry belongs to the incident's story: about the
-    /// incident itself, or a command, result or evidence of an affected host.
-    fn concerns(action: &Action, incident: &Incident, hosts: &[String]) -> bool {
-        action.target == incident.target()
-            || hosts.iter().any(|h| {
-                action.target == *h
-                    || action.actor == format!("host:{h}")
-                    || action.result.contains(&format!("from {h} "))
-            })
+    fn facts(&self, incident: Incident) -> Result<reports::Facts, Status> {
+        reports::Facts::gather(&self.store, incident)
+            .map_err(|e| internal("reading the incident's records", &e))
     }
 
     fn incident_detail(&self, incident: &Incident) -> Result<v1::IncidentDetail, Status> {
-        let hosts = self.affected_hosts(incident)?;
-        let mut timeline = Vec::new();
-        for id in &incident.findings {
-            if let Some(f) = self
-                .store
-                .finding(*id)
-                .map_err(|e| internal("reading findings", &e))?
-            {
-                timeline.push(v1::TimelineEntry {
-                    at_unix_ms: f.observed_unix_ms,
-                    source: "finding".into(),
-                    text: format!(
-                        "#{} {} {} on {}: {}",
-                        f.id,
-                        f.severity_name(),
-                        f.kind,
-                        f.host_id,
-                        f.summary
-                    ),
-                });
-            }
-        }
-        for a in self
-            .store
-            .actions()
-            .map_err(|e| internal("reading the action log", &e))?
-        {
-            if Self::concerns(&a.action, incident, &hosts) {
-                timeline.push(v1::TimelineEntry {
-                    at_unix_ms: a.action.at_unix_ms,
-                    source: "action".into(),
-                    text: format!(
-                        "{} {} {}: {}",
-                        a.action.actor, a.action.verb, a.action.target, a.action.result
-                    ),
-                });
-            }
-        }
-        for n in &incident.notes {
-            timeline.push(v1::TimelineEntry {
-                at_unix_ms: n.at_unix_ms,
-                source: "note".into(),
-                text: format!("{}: {}", n.operator, n.text),
-            });
-        }
-        timeline.sort_by_key(|t| t.at_unix_ms);
+        let facts = self.facts(incident.clone())?;
+        let timeline = facts
+            .timeline()
+            .into_iter()
+            .map(|t| v1::TimelineEntry {
+                at_unix_ms: t.at_unix_ms,
+                source: t.source.into(),
+                text: t.text,
+            })
+            .collect();
         Ok(v1::IncidentDetail {
             incident: Some(incident.to_wire()),
-            affected_hosts: hosts,
+            affected_hosts: facts.affected,
             timeline,
         })
     }
@@ -407,6 +351,11 @@ impl Operator for OperatorService {
                 let r = h.record;
                 v1::Host {
                     isolation: self.commands.isolation_status(&r.host_id).into(),
+                    labels: self
+                        .store
+                        .host_labels(&r.host_id)
+                        .map(|l| l.effective())
+                        .unwrap_or_default(),
                     host_id: r.host_id,
                     hostname: r.hostname,
                     os: r.os,
@@ -629,9 +578,11 @@ impl Operator for OperatorService {
         let incident = match r.incident {
             0 => None,
             id => {
-                let i = self.incident_record(id)?;
-                let hosts = self.affected_hosts(&i)?;
-                Some((i, hosts))
+                let facts = self.facts(self.incident_record(id)?)?;
+                Some(
+                    reports::Scope::new(&self.store, &facts.incident, &facts.affected)
+                        .map_err(|e| internal("reading evidence", &e))?,
+                )
             }
         };
         let actions = self
@@ -643,7 +594,7 @@ impl Operator for OperatorService {
             .filter(|a| {
                 incident
                     .as_ref()
-                    .is_none_or(|(i, hosts)| Self::concerns(&a.action, i, hosts))
+                    .is_none_or(|scope| scope.concerns(&a.action))
             })
             .map(action_to_wire)
             .collect();
@@ -1079,5 +1030,129 @@ impl Operator for OperatorService {
         )
         .await?;
         Ok(Response::new(self.incident_detail(&incident)?))
+    }
+
+    async fn incident_report(
+        &self,
+        request: Request<v1::IncidentReportRequest>,
+    ) -> Result<Response<v1::IncidentReportResponse>, Status> {
+        self.authorize(&request, Role::Viewer, "incident.report")
+            .await?;
+        let r = request.into_inner();
+        if r.kind != "brief" && r.kind != "review" {
+            return Err(Status::invalid_argument(
+                "report kind must be brief or review",
+            ));
+        }
+        let incident = self.incident_record(r.id)?;
+        let service = self.clone();
+        // Reports read the action log and the affected hosts' telemetry: off the runtime.
+        let (markdown, json) = tokio::task::spawn_blocking(move || {
+            let facts = service.facts(incident)?;
+            let rendered = if r.kind == "brief" {
+                let fleet: Vec<_> = service
+                    .hosts
+                    .list()
+                    .into_iter()
+                    .map(|v| {
+                        let iso = service
+                            .commands
+                            .isolation_status(&v.record.host_id)
+                            .to_owned();
+                        (v, iso)
+                    })
+                    .collect();
+                let brief = reports::brief(&service.store, &facts, &fleet)
+                    .map_err(|e| internal("reading telemetry", &e))?;
+                (brief.markdown(), serde_json::to_string_pretty(&brief))
+            } else {
+                let gaps: Vec<(String, Vec<String>)> = service
+                    .hosts
+                    .list()
+                    .into_iter()
+                    .filter(|v| facts.affected.contains(&v.record.host_id))
+                    .map(|v| (v.record.host_id.clone(), reports::sensor_gaps(&v.record)))
+                    .filter(|(_, g)| !g.is_empty())
+                    .collect();
+                let review = reports::review(&facts, &gaps);
+                (review.markdown(), serde_json::to_string_pretty(&review))
+            };
+            let json = rendered
+                .1
+                .map_err(|e| internal("encoding the report", &e))?;
+            Ok::<_, Status>((rendered.0, json))
+        })
+        .await
+        .map_err(|e| internal("building the report", &e))??;
+        Ok(Response::new(v1::IncidentReportResponse { markdown, json }))
+    }
+
+    async fn set_host_labels(
+        &self,
+        request: Request<v1::SetHostLabelsRequest>,
+    ) -> Result<Response<v1::Host>, Status> {
+        let name = self.authorize(&request, Role::Admin, "host.label").await?;
+        let r = request.into_inner();
+        if self
+            .store
+            .host(&r.host_id)
+            .map_err(|e| internal("reading hosts", &e))?
+            .is_none()
+        {
+            return Err(Status::not_found(format!("no host {:?}", r.host_id)));
+        }
+        if r.set.is_empty() && r.remove.is_empty() {
+            return Err(Status::invalid_argument("nothing to change"));
+        }
+        bannin_proto::labels::check(&r.set).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        for key in &r.remove {
+            bannin_proto::labels::check_key(key)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        }
+        let mut labels = self
+            .store
+            .host_labels(&r.host_id)
+            .map_err(|e| internal("reading labels", &e))?;
+        for key in &r.remove {
+            labels.set.remove(key);
+        }
+        labels.set.extend(r.set.clone());
+        bannin_proto::labels::check(&labels.effective())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let mut changes: Vec<String> = r.set.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        changes.extend(r.remove.iter().map(|k| format!("-{k}")));
+        self.store
+            .put_host_labels(&r.host_id, &labels)
+            .and_then(|()| {
+                self.store.append_action(&Action {
+                    at_unix_ms: bannin_proto::now_unix_ms(),
+                    actor: name.to_string(),
+                    verb: "host.label".into(),
+                    target: r.host_id.clone(),
+                    reason: String::new(),
+                    result: changes.join(", "),
+                })
+            })
+            .map_err(|e| internal("writing labels", &e))?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.make_durable())
+            .await
+            .map_err(|e| internal("flushing", &e))?
+            .map_err(|e| internal("flushing", &e))?;
+        let host = self
+            .hosts
+            .list()
+            .into_iter()
+            .find(|h| h.record.host_id == r.host_id)
+            .map(|h| v1::Host {
+                host_id: h.record.host_id.clone(),
+                hostname: h.record.hostname.clone(),
+                online: h.online,
+                isolation: self.commands.isolation_status(&h.record.host_id).into(),
+                labels: labels.effective(),
+                ..v1::Host::default()
+            })
+            .unwrap_or_default();
+        Ok(Response::new(host))
     }
 }

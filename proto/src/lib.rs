@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod identity;
+pub mod labels;
 pub mod process;
 pub mod tls;
 

@@ -166,23 +166,29 @@ async fn isolating_the_bannin_up_machine_needs_the_explicit_flag() {
 }
 
 /// Everything an isolation test needs, inside a lab of namespaces.
-struct Site {
-    _dir: tempfile::TempDir,
-    lab: Lab,
+pub(crate) struct Site {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) lab: Lab,
     pki: TestPki,
     operator: std::path::PathBuf,
     agent_dir: std::path::PathBuf,
     agent_options: AgentOptions,
-    watched: std::path::PathBuf,
-    collector: Option<Proc>,
-    agent: Option<Proc>,
+    pub(crate) watched: std::path::PathBuf,
+    collector_config: std::path::PathBuf,
+    pub(crate) collector: Option<Proc>,
+    pub(crate) agent: Option<Proc>,
     _listeners: Vec<Proc>,
 }
 
-const PORT: u16 = 7443;
+pub(crate) const PORT: u16 = 7443;
 
 impl Site {
     fn new() -> Self {
+        Self::with(|_| {})
+    }
+
+    /// A lab whose agent runs with `options` changed by `change`.
+    pub(crate) fn with(change: impl FnOnce(&mut AgentOptions)) -> Self {
         assert!(
             is_root(),
             "isolation tests need root (network namespaces, nftables)"
@@ -202,9 +208,7 @@ impl Site {
             ),
         )
         .expect("config");
-        let mut command = lab.command(Host::Collector, &bin("bannin-collector"));
-        command.arg("serve").arg("--config").arg(&config);
-        let collector = Proc::spawn(command, cdir.join("collector.log"));
+        let collector = Self::spawn_collector(&lab, &config);
         // Listeners on the peer and on the agent, dual stack.
         let mut listeners = Vec::new();
         for (host, port) in [(Host::Peer, "9000"), (Host::Agent, "9001")] {
@@ -228,13 +232,15 @@ impl Site {
         std::fs::create_dir_all(&watched).expect("watched");
         let agent_dir = dir.path().join("agent");
         std::fs::create_dir_all(&agent_dir).expect("agent dir");
-        let agent_options = AgentOptions {
+        let mut agent_options = AgentOptions {
             watch: vec![watched.clone()],
             net_listener: false,
             ..AgentOptions::default()
         };
+        change(&mut agent_options);
         let mut site = Self {
-            _dir: dir,
+            collector_config: config,
+            dir,
             lab,
             pki,
             operator,
@@ -261,7 +267,27 @@ impl Site {
         site
     }
 
-    fn wait_until(&mut self, check: impl Fn(&Self) -> bool, what: &str) {
+    fn spawn_collector(lab: &Lab, config: &Path) -> Proc {
+        let mut command = lab.command(Host::Collector, &bin("bannin-collector"));
+        command.arg("serve").arg("--config").arg(config);
+        let n = std::fs::read_dir(config.parent().expect("collector dir"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        Proc::spawn(command, config.with_file_name(format!("collector-{n}.log")))
+    }
+
+    /// The collector's store directory.
+    pub(crate) fn collector_store(&self) -> std::path::PathBuf {
+        self.collector_config.with_file_name("store")
+    }
+
+    /// Starts the collector again (after a test stopped it) and waits until it serves.
+    pub(crate) fn restart_collector(&mut self) {
+        self.collector = Some(Self::spawn_collector(&self.lab, &self.collector_config));
+        self.wait_until(|s| s.cli(&["hosts"]).0, "collector serving again");
+    }
+
+    pub(crate) fn wait_until(&mut self, check: impl Fn(&Self) -> bool, what: &str) {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while !check(self) {
             let logs: String = [&self.collector, &self.agent]
@@ -301,7 +327,24 @@ impl Site {
         );
     }
 
-    fn cli(&self, args: &[&str]) -> (bool, serde_json::Value, String) {
+    /// Runs `bannin ARGS` in the collector's namespace without --json: (ok, stdout, stderr).
+    pub(crate) fn cli_text(&self, args: &[&str]) -> (bool, String, String) {
+        let out = self
+            .lab
+            .command(Host::Collector, &bin("bannin"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.operator)
+            .output()
+            .expect("bannin");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub(crate) fn cli(&self, args: &[&str]) -> (bool, serde_json::Value, String) {
         let out = self
             .lab
             .command(Host::Collector, &bin("bannin"))
@@ -319,7 +362,7 @@ impl Site {
         )
     }
 
-    fn host_field(&self, field: &str) -> Option<serde_json::Value> {
+    pub(crate) fn host_field(&self, field: &str) -> Option<serde_json::Value> {
         let (_, hosts, _) = self.cli(&["hosts"]);
         hosts
             .as_array()?
@@ -328,7 +371,7 @@ impl Site {
             .map(|h| h[field].clone())
     }
 
-    fn reachability(&self) -> [bool; 4] {
+    pub(crate) fn reachability(&self) -> [bool; 4] {
         [
             self.lab.can_connect(Host::Agent, &Host::Peer.v4(), 9000),
             self.lab.can_connect(Host::Agent, &Host::Peer.v6(), 9000),
@@ -337,14 +380,14 @@ impl Site {
         ]
     }
 
-    fn has_table(&self) -> bool {
+    pub(crate) fn has_table(&self) -> bool {
         self.lab
             .nft(Host::Agent, &["list", "tables"])
             .map(|t| t.contains("bannin_isolation"))
             .unwrap_or(false)
     }
 
-    fn odd_file_arrives(&mut self, name: &str) {
+    pub(crate) fn odd_file_arrives(&mut self, name: &str) {
         std::fs::write(self.watched.join(format!(" {name}")), b"x").expect("odd file");
         let wanted = format!(" {name}");
         self.wait_until(
@@ -448,7 +491,7 @@ fn isolation_whose_self_test_fails_rolls_back_needs_root() {
         "table inet testblock {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n    ip saddr {} tcp dport {PORT} ct state new drop\n  }}\n}}\n",
         Host::Agent.v4()
     );
-    let file = site._dir.path().join("block.nft");
+    let file = site.dir.path().join("block.nft");
     std::fs::write(&file, block).expect("write rules");
     let path = file.display().to_string();
     site.lab

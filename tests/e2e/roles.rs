@@ -70,6 +70,11 @@ async fn call(c: &mut Client, verb: &str) -> Result<(), String> {
             })
             .await
             .err(),
+        // No title: allowed callers get InvalidArgument.
+        "incident.open" => c
+            .open_incident(v1::OpenIncidentRequest::default())
+            .await
+            .err(),
         "incident.list" => c.list_incidents(v1::ListIncidentsRequest {}).await.err(),
         "incident.show" => c.show_incident(v1::IncidentRequest { id: 99 }).await.err(),
         "incident.update" => c
@@ -106,6 +111,23 @@ async fn call(c: &mut Client, verb: &str) -> Result<(), String> {
             })
             .await
             .err(),
+        // No incident 99: allowed callers get NotFound.
+        "incident.report" => c
+            .incident_report(v1::IncidentReportRequest {
+                id: 99,
+                kind: "brief".into(),
+            })
+            .await
+            .err(),
+        // No host "nowhere": allowed callers get NotFound.
+        "host.label" => c
+            .set_host_labels(v1::SetHostLabelsRequest {
+                host_id: "nowhere".into(),
+                set: [("site".to_owned(), "x".to_owned())].into(),
+                remove: Vec::new(),
+            })
+            .await
+            .err(),
         other => panic!("no verb {other}"),
     };
     match status {
@@ -115,7 +137,19 @@ async fn call(c: &mut Client, verb: &str) -> Result<(), String> {
 }
 
 const VIEWER_VERBS: &[&str] = &[
-    "hosts", "findings", "follow", "events", "commands", "actions", "verify",
+    "hosts",
+    "findings",
+    "follow",
+    "events",
+    "commands",
+    "actions",
+    "verify",
+    "incident.list",
+    "incident.show",
+    "incident.report",
+    "evidence.list",
+    "evidence.show",
+    "evidence.verify",
 ];
 const RESPONDER_VERBS: &[&str] = &[
     "ack",
@@ -124,6 +158,7 @@ const RESPONDER_VERBS: &[&str] = &[
     "release",
     "snapshot",
     "triage",
+    "incident.open",
     "incident.update",
 ];
 const ADMIN_VERBS: &[&str] = &[
@@ -132,6 +167,7 @@ const ADMIN_VERBS: &[&str] = &[
     "operator.disable",
     "evidence.export",
     "evidence.dispose",
+    "host.label",
 ];
 
 #[tokio::test(flavor = "multi_thread")]
@@ -219,8 +255,8 @@ async fn every_role_can_do_exactly_its_verbs() {
         .iter()
         .filter(|a| a.verb.starts_with("denied."))
         .count();
-    // val: 7 responder + 5 admin verbs; rita: 5 admin verbs; stranger 1; rita disabled 1.
-    assert_eq!(denied, 7 + 5 + 5 + 1 + 1, "{actions:#?}");
+    // val: 8 responder + 6 admin verbs; rita: 6 admin verbs; stranger 1; rita disabled 1.
+    assert_eq!(denied, 8 + 6 + 6 + 1 + 1, "{actions:#?}");
     assert!(
         actions
             .iter()

@@ -311,6 +311,10 @@ pub struct AgentOptions {
     pub env: Vec<(String, String)>,
     /// Whether the listener sensor runs.
     pub net_listener: bool,
+    /// Whether the connection sensor runs (with loopback peers included).
+    pub net_connection: bool,
+    /// Raw TOML appended to the config (whole tables, e.g. `[labels]`).
+    pub extra: String,
 }
 
 impl Default for AgentOptions {
@@ -324,6 +328,8 @@ impl Default for AgentOptions {
             response: String::new(),
             env: Vec::new(),
             net_listener: true,
+            net_connection: false,
+            extra: String::new(),
         }
     }
 }
@@ -364,6 +370,11 @@ backoff_max_secs = 2
 enabled = {listener}
 interval_secs = {interval}
 
+[sensors.net_connection]
+enabled = {connection}
+interval_secs = {interval}
+include_loopback = true
+
 [sensors.file_odd_name]
 interval_secs = {interval}
 paths = [{watch}]
@@ -371,6 +382,8 @@ dotfiles_unexpected = {dots}
 
 [response]
 {response}
+
+{extra}
 "#,
         ca = tls.ca.display().to_string(),
         cert = tls.cert.display().to_string(),
@@ -383,6 +396,8 @@ dotfiles_unexpected = {dots}
         watch = watch.join(", "),
         dots = options.dotfiles_unexpected,
         response = options.response,
+        connection = options.net_connection,
+        extra = options.extra,
     );
     std::fs::write(&config, text).expect("write agent config");
     config

@@ -8,6 +8,7 @@
 //! they have seen across restarts through [`SensorState`].
 
 pub mod file_odd_name;
+pub mod net_connection;
 pub mod net_listener;
 
 use std::collections::BTreeMap;
@@ -196,6 +197,15 @@ pub fn registry(
         )));
     } else {
         board.set("net_listener", Health::Disabled);
+    }
+    if config.net_connection.common.enabled {
+        sensors.push(Box::new(net_connection::NetConnection::new(
+            root.clone(),
+            config.net_connection.clone(),
+            load_state(spool, "net_connection")?,
+        )));
+    } else {
+        board.set("net_connection", Health::Disabled);
     }
     if config.file_odd_name.common.enabled {
         sensors.push(Box::new(file_odd_name::OddNames::new(

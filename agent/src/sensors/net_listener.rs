@@ -126,6 +126,55 @@ pub fn parse_table(text: &str, protocol: &'static str, ephemeral: (u16, u16)) ->
         .collect()
 }
 
+/// Which process owns each socket inode in `wanted` (pid, comm, exe).
+pub fn socket_owners(
+    root: &HostRoot,
+    wanted: &BTreeSet<u64>,
+) -> BTreeMap<u64, (u32, String, String)> {
+    let mut found = BTreeMap::new();
+    let Ok(procs) = std::fs::read_dir(root.join("/proc")) else {
+        return found;
+    };
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            let t = target.to_string_lossy();
+            let Some(inode) = t
+                .strip_prefix("socket:[")
+                .and_then(|s| s.strip_suffix(']'))
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if wanted.contains(&inode) {
+                let comm = std::fs::read_to_string(entry.path().join("comm"))
+                    .map(|s| s.trim().to_owned())
+                    .unwrap_or_default();
+                let exe = std::fs::read_link(entry.path().join("exe"))
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                found.insert(inode, (pid, comm, exe));
+            }
+        }
+        if found.len() == wanted.len() {
+            break;
+        }
+    }
+    found
+}
+
 fn parse_endpoint(s: &str) -> Option<(IpAddr, u16)> {
     let (addr, port) = s.split_once(':')?;
     let port = u16::from_str_radix(port, 16).ok()?;
@@ -171,52 +220,6 @@ impl NetListener {
                 Some((it.next()??, it.next()??))
             })
             .unwrap_or((32768, 60999))
-    }
-
-    /// Which process owns each socket inode in `wanted` (pid, comm, exe).
-    fn owners(&self, wanted: &BTreeSet<u64>) -> BTreeMap<u64, (u32, String, String)> {
-        let mut found = BTreeMap::new();
-        let Ok(procs) = std::fs::read_dir(self.root.join("/proc")) else {
-            return found;
-        };
-        for entry in procs.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
-                continue;
-            };
-            for fd in fds.flatten() {
-                let Ok(target) = std::fs::read_link(fd.path()) else {
-                    continue;
-                };
-                let t = target.to_string_lossy();
-                let Some(inode) = t
-                    .strip_prefix("socket:[")
-                    .and_then(|s| s.strip_suffix(']'))
-                    .and_then(|s| s.parse::<u64>().ok())
-                else {
-                    continue;
-                };
-                if wanted.contains(&inode) {
-                    let comm = std::fs::read_to_string(entry.path().join("comm"))
-                        .map(|s| s.trim().to_owned())
-                        .unwrap_or_default();
-                    let exe = std::fs::read_link(entry.path().join("exe"))
-                        .map(|p| p.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    found.insert(inode, (pid, comm, exe));
-                }
-            }
-            if found.len() == wanted.len() {
-                break;
-            }
-        }
-        found
     }
 }
 
@@ -267,7 +270,7 @@ impl Sensor for NetListener {
                 let owners = if inodes.is_empty() {
                     BTreeMap::new()
                 } else {
-                    self.owners(&inodes)
+                    socket_owners(&self.root, &inodes)
                 };
                 for l in new {
                     let owner = owners.get(&l.inode);

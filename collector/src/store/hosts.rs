@@ -1,7 +1,7 @@
 //! Host inventory and liveness records.
 
 use super::{Store, StoreError, decode, encode};
-use crate::model::HostRecord;
+use crate::model::{HostLabels, HostRecord};
 
 impl Store {
     /// Every known host, by host id.
@@ -25,6 +25,23 @@ impl Store {
     pub fn put_host(&self, host: &HostRecord) -> Result<(), StoreError> {
         let bytes = encode(host, &host.host_id)?;
         self.hosts.insert(host.host_id.as_bytes(), bytes)?;
+        Ok(())
+    }
+
+    /// A host's labels (empty when it has none).
+    pub fn host_labels(&self, host_id: &str) -> Result<HostLabels, StoreError> {
+        Ok(self
+            .labels
+            .get(host_id.as_bytes())?
+            .map(|v| decode(&v, host_id))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    /// Replaces a host's labels.
+    pub fn put_host_labels(&self, host_id: &str, labels: &HostLabels) -> Result<(), StoreError> {
+        let bytes = encode(labels, host_id)?;
+        self.labels.insert(host_id.as_bytes(), bytes)?;
         Ok(())
     }
 }

@@ -17,7 +17,8 @@
 //! | `M` name | counters (u64 BE) |
 //!
 //! Tree `hosts` holds [`crate::model::HostRecord`]s by host id; it is inventory,
-//! rewritten on every hello, and need not be atomic with ingest. Trees
+//! rewritten on every hello, and need not be atomic with ingest; tree `labels`
+//! holds each host's [`crate::model::HostLabels`] beside it. Trees
 //! `commands` (by id), `isolation` (desired state by host id) and `actions`
 //! (the action log, by id) are in [`commands`].
 //!
@@ -83,6 +84,7 @@ pub struct Store {
     operators: sled::Tree,
     evidence: sled::Tree,
     incidents: sled::Tree,
+    labels: sled::Tree,
     /// Serialises appends to the action log (its hash chain).
     action_lock: std::sync::Arc<std::sync::Mutex<()>>,
     data_file: std::sync::Arc<(PathBuf, File)>,
@@ -115,6 +117,7 @@ impl Store {
         let operators = db.open_tree("operators")?;
         let evidence = db.open_tree("evidence")?;
         let incidents = db.open_tree("incidents")?;
+        let labels = db.open_tree("labels")?;
         let data_path = dir.join("db");
         let data_file = File::open(&data_path).map_err(|source| StoreError::Io {
             path: data_path.clone(),
@@ -130,6 +133,7 @@ impl Store {
             operators,
             evidence,
             incidents,
+            labels,
             action_lock: std::sync::Arc::new(std::sync::Mutex::new(())),
             data_file: std::sync::Arc::new((data_path, data_file)),
         })

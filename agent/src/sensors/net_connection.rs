@@ -1,0 +1,265 @@
+//! `net.connection`: the peers this host talks to, from the established TCP
+//! sockets in `/proc/net/{tcp,tcp6}`: telemetry (not findings) that gives the
+//! collector the network picture of an incident — who reached whom, on which
+//! port, with which program.
+//!
+//! A connection is reported once per (direction, peer address, service port):
+//! inbound when the local port is one this host listens on, outbound
+//! otherwise; the service port is the listening side's. What was reported is
+//! remembered (at most `max_peers` entries, oldest forgotten first) across
+//! restarts. Loopback peers are left out unless `include_loopback` is set.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use bannin_proto::v1::Severity;
+
+use super::net_listener::{Socket, parse_sockets, socket_owners};
+use super::{Health, HostRoot, Sensor, SensorError, Sweep, event, running_as_root};
+use crate::config::NetConnectionConfig;
+
+/// Most connections reported by one sweep; the rest wait for the next.
+pub const MAX_EVENTS_PER_SWEEP: usize = 1000;
+
+const TCP_ESTABLISHED: u8 = 0x01;
+const TCP_LISTEN: u8 = 0x0A;
+
+/// One peer of this host, as reported.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Peer {
+    /// `inbound` or `outbound`.
+    pub direction: &'static str,
+    /// The other end (IPv4-mapped addresses shown as IPv4).
+    pub peer: IpAddr,
+    /// The listening side's port.
+    pub port: u16,
+}
+
+impl Peer {
+    /// Identity across sweeps.
+    pub fn key(&self) -> String {
+        format!("{} {} {}", self.direction, self.peer, self.port)
+    }
+}
+
+/// Established TCP connections of `sockets`, as peers, with the socket of each.
+pub fn peers(sockets: &[Socket], include_loopback: bool) -> Vec<(Peer, &Socket)> {
+    let listening: HashSet<u16> = sockets
+        .iter()
+        .filter(|s| s.state == TCP_LISTEN)
+        .map(|s| s.local.1)
+        .collect();
+    sockets
+        .iter()
+        .filter(|s| s.state == TCP_ESTABLISHED)
+        .filter_map(|s| {
+            let peer = s.remote.0.to_canonical();
+            if peer.is_loopback() && !include_loopback {
+                return None;
+            }
+            let inbound = listening.contains(&s.local.1);
+            Some((
+                Peer {
+                    direction: if inbound { "inbound" } else { "outbound" },
+                    peer,
+                    port: if inbound { s.local.1 } else { s.remote.1 },
+                },
+                s,
+            ))
+        })
+        .collect()
+}
+
+/// The sensor.
+pub struct NetConnection {
+    root: HostRoot,
+    config: NetConnectionConfig,
+    order: VecDeque<String>,
+    known: HashSet<String>,
+}
+
+impl NetConnection {
+    /// A sensor reading under `root`, remembering the peers it saved last.
+    pub fn new(root: HostRoot, config: NetConnectionConfig, known: Option<Vec<String>>) -> Self {
+        let mut sensor = Self {
+            root,
+            config,
+            order: VecDeque::new(),
+            known: HashSet::new(),
+        };
+        for key in known.unwrap_or_default() {
+            sensor.remember(key);
+        }
+        sensor
+    }
+
+    fn remember(&mut self, key: String) {
+        if self.known.insert(key.clone()) {
+            self.order.push_back(key);
+        }
+        while self.order.len() > self.config.max_peers {
+            if let Some(old) = self.order.pop_front() {
+                self.known.remove(&old);
+            }
+        }
+    }
+}
+
+impl Sensor for NetConnection {
+    fn name(&self) -> &'static str {
+        "net_connection"
+    }
+
+    fn interval(&self) -> Duration {
+        self.config.common.interval
+    }
+
+    fn sweep(&mut self, sweep: &mut Sweep) -> Result<Health, SensorError> {
+        let mut sockets = Vec::new();
+        let mut unreadable = Vec::new();
+        for protocol in ["tcp", "tcp6"] {
+            let path = self.root.join(format!("/proc/net/{protocol}"));
+            match std::fs::read_to_string(&path) {
+                Ok(text) => sockets.extend(parse_sockets(&text, protocol)),
+                Err(source) if protocol == "tcp" => {
+                    return Err(SensorError::Read { path, source });
+                }
+                Err(_) => unreadable.push(protocol),
+            }
+        }
+        let mut seen_now = BTreeSet::new();
+        let fresh: Vec<(Peer, &Socket)> = peers(&sockets, self.config.include_loopback)
+            .into_iter()
+            .filter(|(p, _)| !self.known.contains(&p.key()) && seen_now.insert(p.key()))
+            .take(MAX_EVENTS_PER_SWEEP)
+            .collect();
+        if !fresh.is_empty() {
+            let inodes: BTreeSet<u64> = fresh.iter().map(|(_, s)| s.inode).collect();
+            let owners = socket_owners(&self.root, &inodes);
+            for (peer, socket) in &fresh {
+                let mut a = BTreeMap::from([
+                    ("direction".to_owned(), peer.direction.to_owned()),
+                    ("protocol".to_owned(), socket.protocol.to_owned()),
+                    ("remote_address".to_owned(), peer.peer.to_string()),
+                    ("remote_port".to_owned(), socket.remote.1.to_string()),
+                    (
+                        "local_address".to_owned(),
+                        socket.local.0.to_canonical().to_string(),
+                    ),
+                    ("local_port".to_owned(), socket.local.1.to_string()),
+                    ("port".to_owned(), peer.port.to_string()),
+                    ("uid".to_owned(), socket.uid.to_string()),
+                ]);
+                let mut by = String::new();
+                if let Some((pid, comm, exe)) = owners.get(&socket.inode) {
+                    a.insert("pid".into(), pid.to_string());
+                    a.insert("comm".into(), comm.clone());
+                    a.insert("exe".into(), exe.clone());
+                    by = format!(" by {comm} (pid {pid})");
+                }
+                let summary = match peer.direction {
+                    "inbound" => format!(
+                        "inbound connection from {} to port {}{by}",
+                        peer.peer, peer.port
+                    ),
+                    _ => format!(
+                        "outbound connection to {} port {}{by}",
+                        peer.peer, peer.port
+                    ),
+                };
+                sweep
+                    .events
+                    .push(event("net.connection", Severity::Info, false, a, summary));
+            }
+            for (peer, _) in fresh {
+                self.remember(peer.key());
+            }
+            sweep.save_state(&self.order);
+        }
+        if !running_as_root() {
+            return Ok(Health::Degraded(
+                "not running as root: connections are seen, but only this user's processes can be named".into(),
+            ));
+        }
+        if !unreadable.is_empty() {
+            return Ok(Health::Degraded("cannot read /proc/net/tcp6".into()));
+        }
+        Ok(Health::Ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 100 1 0 100 0 0 10 0
+   1: 0A00000A:0016 0500000A:D431 01 00000000:00000000 00:00000000 00000000     0        0 101 1 0 100 0 0 10 0
+   2: 0A00000A:A001 08080808:01BB 01 00000000:00000000 00:00000000 00000000  1000        0 102 1 0 100 0 0 10 0
+   3: 0100007F:A002 0100007F:1F90 01 00000000:00000000 00:00000000 00000000  1000        0 103 1 0 100 0 0 10 0
+";
+
+    #[test]
+    fn established_sockets_become_inbound_and_outbound_peers() {
+        let sockets = parse_sockets(TABLE, "tcp");
+        let found: Vec<String> = peers(&sockets, false)
+            .iter()
+            .map(|(p, _)| p.key())
+            .collect();
+        assert_eq!(found, ["inbound 10.0.0.5 22", "outbound 8.8.8.8 443"]);
+        let with_loopback = peers(&sockets, true);
+        assert_eq!(with_loopback.len(), 3);
+        assert_eq!(with_loopback[2].0.key(), "outbound 127.0.0.1 8080");
+    }
+
+    fn config(max_peers: usize) -> NetConnectionConfig {
+        NetConnectionConfig {
+            common: crate::config::SensorCommon {
+                enabled: true,
+                interval: Duration::from_secs(1),
+                severity: Severity::Info,
+            },
+            include_loopback: false,
+            max_peers,
+        }
+    }
+
+    #[test]
+    fn each_peer_is_reported_once_and_memory_is_bounded() {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(root.path().join("proc/net")).expect("dir");
+        std::fs::write(root.path().join("proc/net/tcp"), TABLE).expect("table");
+        let mut sensor = NetConnection::new(HostRoot(root.path().into()), config(1), None);
+        let mut first = Sweep::default();
+        sensor.sweep(&mut first).expect("sweep");
+        assert_eq!(first.events.len(), 2);
+        assert!(
+            first
+                .events
+                .iter()
+                .all(|e| e.kind == "net.connection" && !e.indicator)
+        );
+        assert_eq!(first.events[0].attributes["direction"], "inbound");
+        assert_eq!(first.events[0].attributes["port"], "22");
+        // Only one peer is remembered: the other comes back, and evicts the first.
+        assert_eq!(sensor.known.len(), 1);
+        let mut again = Sweep::default();
+        sensor.sweep(&mut again).expect("sweep");
+        assert_eq!(again.events.len(), 1);
+        assert_eq!(sensor.known.len(), 1);
+
+        let mut roomy = NetConnection::new(HostRoot(root.path().into()), config(10), None);
+        let mut s1 = Sweep::default();
+        roomy.sweep(&mut s1).expect("sweep");
+        let saved: Vec<String> = serde_json::from_slice(&s1.state.expect("state")).expect("json");
+        let mut restarted =
+            NetConnection::new(HostRoot(root.path().into()), config(10), Some(saved));
+        let mut s2 = Sweep::default();
+        restarted.sweep(&mut s2).expect("sweep");
+        assert!(
+            s2.events.is_empty(),
+            "known peers are not reported again after a restart"
+        );
+    }
+}
