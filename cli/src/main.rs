@@ -176,7 +176,7 @@ enum Command {
         /// Only events observed since TIME: RFC 3339 (2026-11-25T10:00:00Z) or an age (30s, 15m, 2h, 7d).
         #[arg(long)]
         since: Option<String>,
-        /// Only events of this kind (e.g. net.new_listener).
+        /// Only events of this kind (e.g. net.new_listener), or of a family (net.*).
         #[arg(long)]
         kind: Option<String>,
         /// Most events to list.

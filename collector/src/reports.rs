@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::hosts::HostView;
-use crate::model::{Action, Command, CommandState, EvidenceRecord, Finding, Incident};
+use crate::model::{Action, Command, CommandState, Event, EvidenceRecord, Finding, Incident};
 use crate::store::{EventQuery, Store, StoreError};
 
 /// Most events of one kind read per host for the network picture.
@@ -572,8 +572,20 @@ pub fn brief(
             })
             .or_default()
             .push(host.clone());
-        let (services, mut applications) = services(store, host)?;
-        let (flows, omitted) = flows(store, host, &facts.commands, &owners, &facts.affected)?;
+        // One pass over the host's network telemetry (newest batches last).
+        let query = EventQuery {
+            kind: "net.*".into(),
+            limit: MAX_NETWORK_EVENTS,
+            ..EventQuery::default()
+        };
+        let (events, truncated) = store.events(host, &query)?;
+        if truncated {
+            network.sources.push(format!(
+                "only the first {MAX_NETWORK_EVENTS} network events of {host} were read"
+            ));
+        }
+        let (services, mut applications) = services(&events);
+        let (flows, omitted) = flows(&events, host, &facts.commands, &owners, &facts.affected);
         network.omitted += omitted;
         for flow in flows {
             if !flow.exe.is_empty() {
@@ -708,21 +720,18 @@ fn detected_by(f: &Finding) -> String {
 /// Listening services of a host from its net_listener telemetry: the
 /// baseline, plus new listeners, minus closed ones. Returns the services and
 /// the executables owning them.
-fn services(store: &Store, host: &str) -> Result<(Vec<Service>, BTreeSet<String>), StoreError> {
+fn services(events: &[(u64, Event)]) -> (Vec<Service>, BTreeSet<String>) {
     let mut current: BTreeMap<String, Service> = BTreeMap::new();
     let mut apps = BTreeSet::new();
-    let query = EventQuery {
-        limit: MAX_NETWORK_EVENTS,
-        ..EventQuery::default()
-    };
-    let mut events = Vec::new();
-    for kind in ["net.listener", "net.new_listener", "net.listener_closed"] {
-        let q = EventQuery {
-            kind: kind.into(),
-            ..query.clone()
-        };
-        events.extend(store.events(host, &q)?.0);
-    }
+    let mut events: Vec<&(u64, Event)> = events
+        .iter()
+        .filter(|(_, e)| {
+            matches!(
+                e.kind.as_str(),
+                "net.listener" | "net.new_listener" | "net.listener_closed"
+            )
+        })
+        .collect();
     events.sort_by_key(|(seq, e)| (*seq, e.observed_unix_ms));
     for (_, e) in events {
         let a = &e.attributes;
@@ -764,7 +773,7 @@ fn services(store: &Store, host: &str) -> Result<(Vec<Service>, BTreeSet<String>
     }
     let mut list: Vec<Service> = current.into_values().collect();
     list.sort();
-    Ok((list, apps))
+    (list, apps)
 }
 
 /// Enabled systemd units from the host's latest `triage services` answer.
@@ -832,19 +841,14 @@ fn split_endpoint(text: &str) -> Option<(IpAddr, u16)> {
 /// Connections of a host: from net.connection telemetry and from its latest
 /// `triage connections` answer. Returns the flows and how many were left out.
 fn flows(
-    store: &Store,
+    events: &[(u64, Event)],
     host: &str,
     commands: &[Command],
     owners: &BTreeMap<IpAddr, String>,
     affected: &[String],
-) -> Result<(Vec<Flow>, usize), StoreError> {
+) -> (Vec<Flow>, usize) {
     let mut out = BTreeSet::new();
-    let q = EventQuery {
-        kind: "net.connection".into(),
-        limit: MAX_NETWORK_EVENTS,
-        ..EventQuery::default()
-    };
-    for (_, e) in store.events(host, &q)?.0 {
+    for (_, e) in events.iter().filter(|(_, e)| e.kind == "net.connection") {
         let a = &e.attributes;
         let (Some(peer), Some(port)) = (
             a.get("remote_address")
@@ -895,10 +899,10 @@ fn flows(
         });
     }
     let total = out.len();
-    Ok((
+    (
         out.into_iter().take(MAX_PEERS_PER_HOST).collect(),
         total.saturating_sub(MAX_PEERS_PER_HOST),
-    ))
+    )
 }
 
 impl Brief {

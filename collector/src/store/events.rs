@@ -74,12 +74,23 @@ fn received_of(value: &[u8]) -> i64 {
 pub struct EventQuery {
     /// Only events observed at or after this time.
     pub since_unix_ms: i64,
-    /// Only events of this kind (empty: all).
+    /// Only events of this kind (empty: all; `net.*`: every kind starting `net.`).
     pub kind: String,
     /// Only events of batches after this sequence.
     pub after_sequence: u64,
     /// At most this many.
     pub limit: usize,
+}
+
+impl EventQuery {
+    /// Whether `kind` is wanted.
+    pub fn matches_kind(&self, kind: &str) -> bool {
+        match self.kind.strip_suffix('*') {
+            _ if self.kind.is_empty() => true,
+            Some(prefix) => kind.starts_with(prefix),
+            None => kind == self.kind,
+        }
+    }
 }
 
 impl Store {
@@ -127,8 +138,7 @@ impl Store {
                         summary: format!("stored event does not decode: {e}"),
                     },
                 };
-                if event.observed_unix_ms >= query.since_unix_ms
-                    && (query.kind.is_empty() || event.kind == query.kind)
+                if event.observed_unix_ms >= query.since_unix_ms && query.matches_kind(&event.kind)
                 {
                     out.push((sequence, event));
                 }
@@ -244,5 +254,23 @@ fn encode_range(received_unix_ms: i64, events: &[Bytes], records: &mut Vec<Vec<u
             records.push(value);
         }
         start = end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_match_exactly_or_by_family() {
+        let q = |k: &str| EventQuery {
+            kind: k.into(),
+            ..EventQuery::default()
+        };
+        assert!(q("").matches_kind("net.connection"));
+        assert!(q("net.*").matches_kind("net.connection"));
+        assert!(!q("net.*").matches_kind("file.odd_name"));
+        assert!(q("net.connection").matches_kind("net.connection"));
+        assert!(!q("net.conn").matches_kind("net.connection"));
     }
 }
