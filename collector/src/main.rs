@@ -60,6 +60,10 @@ enum PkiCommand {
         /// Overwrite existing files.
         #[arg(long)]
         force: bool,
+        /// Also issue the first operator's certificate for NAME; add NAME to
+        /// `[operators] bootstrap_admins` so the collector makes them admin.
+        #[arg(long, value_name = "NAME")]
+        admin: Option<String>,
     },
     /// Issue a client certificate signed by the CA in DIR.
     Issue {
@@ -138,8 +142,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     mut names,
                     mut ips,
                     force,
+                    admin,
                 },
         } => {
+            let admin = admin
+                .map(|a| OperatorName::new(a).context("invalid operator name for --admin"))
+                .transpose()?;
             if names.is_empty() {
                 names = vec![DEFAULT_SERVER_NAME.into(), "localhost".into()];
             }
@@ -154,6 +162,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 pki.server_cert().display(),
                 names.join(", ")
             );
+            if let Some(name) = admin {
+                let identity = PeerIdentity::Operator(name.clone());
+                let (cert, key) = pki.issue(&identity, 365, force)?;
+                println!("{identity}: {} {}", cert.display(), key.display());
+                println!(
+                    "first admin: put this in collector.toml so {name} is admin on the first start:\n  [operators]\n  bootstrap_admins = [\"{name}\"]"
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Pki {

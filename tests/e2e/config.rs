@@ -87,3 +87,36 @@ fn world_readable_key_is_refused() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("readable by other users"));
 }
+
+#[test]
+fn pki_init_can_issue_the_first_admin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = dir.path().join("pki");
+    let out = Command::new(bin("bannin-collector"))
+        .args(["pki", "init", "--admin", "boss", "--dir"])
+        .arg(&pki)
+        .output()
+        .expect("pki init");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("bootstrap_admins = [\"boss\"]"),
+        "tells the operator how to make boss admin: {stdout}"
+    );
+    let key = pki.join("operators/boss.key");
+    assert!(pki.join("operators/boss.pem").is_file() && key.is_file());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key).expect("key").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // A bad name changes nothing: no CA is created.
+    let again = dir.path().join("other");
+    let out = Command::new(bin("bannin-collector"))
+        .args(["pki", "init", "--admin", "bad name", "--dir"])
+        .arg(&again)
+        .output()
+        .expect("pki init");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--admin"));
+    assert!(!again.exists());
+}
