@@ -26,6 +26,8 @@ struct Raw {
     response: RawResponse,
     #[serde(default)]
     labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    severity: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -84,6 +86,8 @@ defaults! {
     d_listener_interval: u64 = 10;
     d_connection_interval: u64 = 15;
     d_max_peers: usize = 4096;
+    d_flood: usize = 100;
+    d_admin_ports: Vec<u16> = vec![22, 3389, 5900, 5985, 5986];
     d_odd_interval: u64 = 30;
     d_medium: String = "medium".into();
     d_odd_paths: Vec<PathBuf> = ["/tmp", "/var/tmp", "/dev/shm", "/home", "/root", "/var/www", "/srv"]
@@ -129,6 +133,94 @@ struct RawSensors {
     file_odd_name: RawOddName,
     #[serde(default)]
     net_connection: RawNetConnection,
+    #[serde(default)]
+    accounts: RawAccounts,
+    #[serde(default)]
+    process: RawProcess,
+    #[serde(default)]
+    system: RawSystem,
+    #[serde(default)]
+    hardware: RawHardware,
+    #[serde(default)]
+    net_interface: RawNetInterface,
+}
+
+/// A sensor section with only `enabled` and `interval_secs`; its findings take
+/// their severity per kind from the sensor, overridden by `[severity]`.
+macro_rules! simple_sensor {
+    ($raw:ident, $interval:expr) => {
+        #[derive(Debug, Deserialize)]
+        #[serde(default)]
+        struct $raw {
+            enabled: bool,
+            interval_secs: u64,
+        }
+        impl Default for $raw {
+            fn default() -> Self {
+                Self {
+                    enabled: true,
+                    interval_secs: $interval,
+                }
+            }
+        }
+    };
+}
+
+simple_sensor!(RawAccounts, 30);
+simple_sensor!(RawSystem, 30);
+simple_sensor!(RawHardware, 30);
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct RawProcess {
+    enabled: bool,
+    interval_secs: u64,
+    suspicious_dirs: Vec<PathBuf>,
+    allow: Vec<String>,
+    ioc_hashes: Option<PathBuf>,
+    max_hash_bytes: u64,
+    exec_telemetry: bool,
+}
+
+impl Default for RawProcess {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: 2,
+            suspicious_dirs: ["/tmp", "/var/tmp", "/dev/shm"]
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
+            allow: Vec::new(),
+            ioc_hashes: None,
+            max_hash_bytes: 256 * 1024 * 1024,
+            exec_telemetry: true,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct RawNetInterface {
+    enabled: bool,
+    interval_secs: u64,
+    warmup_samples: u32,
+    spike_factor: f64,
+    min_bytes_per_sec: u64,
+    asymmetry_ratio: f64,
+}
+
+impl Default for RawNetInterface {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: 10,
+            warmup_samples: 30,
+            spike_factor: 10.0,
+            min_bytes_per_sec: 1024 * 1024,
+            asymmetry_ratio: 20.0,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,6 +233,12 @@ struct RawNetConnection {
     include_loopback: bool,
     #[serde(default = "d_max_peers")]
     max_peers: usize,
+    #[serde(default = "d_flood")]
+    flood_threshold: usize,
+    #[serde(default = "d_admin_ports")]
+    remote_admin_ports: Vec<u16>,
+    #[serde(default)]
+    remote_admin_allow: Vec<String>,
 }
 
 impl Default for RawNetConnection {
@@ -150,6 +248,9 @@ impl Default for RawNetConnection {
             interval_secs: d_connection_interval(),
             include_loopback: false,
             max_peers: d_max_peers(),
+            flood_threshold: d_flood(),
+            remote_admin_ports: d_admin_ports(),
+            remote_admin_allow: Vec::new(),
         }
     }
 }
@@ -241,6 +342,45 @@ pub struct NetConnectionConfig {
     pub include_loopback: bool,
     /// Most peers remembered (oldest forgotten first, then reported again if seen).
     pub max_peers: usize,
+    /// Established connections with one peer at which `net.connection_flood` is raised.
+    pub flood_threshold: usize,
+    /// Remote-administration ports (ssh, RDP, VNC, WinRM).
+    pub remote_admin_ports: Vec<u16>,
+    /// Networks allowed to open sessions on those ports; empty: nobody is
+    /// unapproved (the check is off).
+    pub remote_admin_allow: Vec<ipnet::IpNet>,
+}
+
+/// `[sensors.process]`.
+#[derive(Debug, Clone)]
+pub struct ProcessConfig {
+    /// Common settings.
+    pub common: SensorCommon,
+    /// Executing from under these is suspicious.
+    pub suspicious_dirs: Vec<PathBuf>,
+    /// Executables never reported as unknown: absolute paths or SHA-256 values.
+    pub allow: Vec<String>,
+    /// File of SHA-256 values (one per line, `#` comments) of known-bad executables.
+    pub ioc_hashes: Option<PathBuf>,
+    /// Executables larger than this are not hashed.
+    pub max_hash_bytes: u64,
+    /// Whether every new process is sent as `process.exec` telemetry.
+    pub exec_telemetry: bool,
+}
+
+/// `[sensors.net_interface]`.
+#[derive(Debug, Clone)]
+pub struct NetInterfaceConfig {
+    /// Common settings.
+    pub common: SensorCommon,
+    /// Samples learned before rates are judged.
+    pub warmup_samples: u32,
+    /// A rate this many times the learned mean is a spike.
+    pub spike_factor: f64,
+    /// Rates below this are never spikes.
+    pub min_bytes_per_sec: u64,
+    /// rx/tx (or tx/rx) above this, past `min_bytes_per_sec`, is asymmetric.
+    pub asymmetry_ratio: f64,
 }
 
 /// The collector link's settings.
@@ -287,6 +427,18 @@ pub struct AgentConfig {
     pub file_odd_name: OddNameConfig,
     /// `[sensors.net_connection]`.
     pub net_connection: NetConnectionConfig,
+    /// `[sensors.accounts]`.
+    pub accounts: SensorCommon,
+    /// `[sensors.process]`.
+    pub process: ProcessConfig,
+    /// `[sensors.system]`.
+    pub system: SensorCommon,
+    /// `[sensors.hardware]`.
+    pub hardware: SensorCommon,
+    /// `[sensors.net_interface]`.
+    pub net_interface: NetInterfaceConfig,
+    /// `[severity]`: finding kind → severity, over each sensor's default.
+    pub severity: std::collections::BTreeMap<String, Severity>,
     /// `[response]`: DNS resolvers an isolated host may still use.
     pub dns_resolvers: Vec<std::net::IpAddr>,
     /// `[response] local_operator`: this agent runs on the operator's machine.
@@ -463,6 +615,86 @@ impl AgentConfig {
                 c.max_peers
             ));
         }
+        let mut remote_admin_allow = Vec::new();
+        for net in &c.remote_admin_allow {
+            match net
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| net.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            {
+                Ok(n) => remote_admin_allow.push(n),
+                Err(_) => errors.push(format!(
+                    "sensors.net_connection.remote_admin_allow: {net:?} is not an address or network"
+                )),
+            }
+        }
+        if c.flood_threshold < 2 {
+            errors.push("sensors.net_connection.flood_threshold must be at least 2");
+        }
+        let simple = |errors: &mut ConfigErrors, name: &str, enabled: bool, interval: u64| {
+            common(errors, name, enabled, interval, "info")
+        };
+        let accounts = simple(
+            &mut errors,
+            "accounts",
+            s.accounts.enabled,
+            s.accounts.interval_secs,
+        );
+        let system = simple(
+            &mut errors,
+            "system",
+            s.system.enabled,
+            s.system.interval_secs,
+        );
+        let hardware = simple(
+            &mut errors,
+            "hardware",
+            s.hardware.enabled,
+            s.hardware.interval_secs,
+        );
+        let p = s.process;
+        let process_common = simple(&mut errors, "process", p.enabled, p.interval_secs);
+        for d in &p.suspicious_dirs {
+            if !d.is_absolute() {
+                errors.push(format!(
+                    "sensors.process.suspicious_dirs: {} is not absolute",
+                    d.display()
+                ));
+            }
+        }
+        for a in &p.allow {
+            let hash = a.len() == 64 && a.bytes().all(|b| b.is_ascii_hexdigit());
+            if !hash && !a.starts_with('/') {
+                errors.push(format!(
+                    "sensors.process.allow: {a:?} is neither an absolute path nor a SHA-256"
+                ));
+            }
+        }
+        let ioc_hashes = p.ioc_hashes.map(|f| base.join(f));
+        if let Some(f) = &ioc_hashes
+            && !f.is_file()
+        {
+            errors.push(format!(
+                "sensors.process.ioc_hashes = {}: no such file",
+                f.display()
+            ));
+        }
+        let n = s.net_interface;
+        let interface_common = simple(&mut errors, "net_interface", n.enabled, n.interval_secs);
+        let above_one = |v: f64| v.is_finite() && v > 1.0;
+        if !above_one(n.spike_factor) || !above_one(n.asymmetry_ratio) {
+            errors.push("sensors.net_interface.spike_factor and asymmetry_ratio must be above 1");
+        }
+        let mut severity_overrides = std::collections::BTreeMap::new();
+        for (kind, level) in &raw.severity {
+            match severity(level) {
+                Some(v) => {
+                    severity_overrides.insert(kind.clone(), v);
+                }
+                None => errors.push(format!(
+                    "severity.{kind:?} = {level:?}: expected info, low, medium, high or critical"
+                )),
+            }
+        }
         let mut dns_resolvers = Vec::new();
         for r in &raw.response.dns_resolvers {
             match r.parse() {
@@ -500,7 +732,29 @@ impl AgentConfig {
                 common: connection_common,
                 include_loopback: c.include_loopback,
                 max_peers: c.max_peers,
+                flood_threshold: c.flood_threshold,
+                remote_admin_ports: c.remote_admin_ports,
+                remote_admin_allow,
             },
+            accounts,
+            system,
+            hardware,
+            process: ProcessConfig {
+                common: process_common,
+                suspicious_dirs: p.suspicious_dirs,
+                allow: p.allow,
+                ioc_hashes,
+                max_hash_bytes: p.max_hash_bytes,
+                exec_telemetry: p.exec_telemetry,
+            },
+            net_interface: NetInterfaceConfig {
+                common: interface_common,
+                warmup_samples: n.warmup_samples,
+                spike_factor: n.spike_factor,
+                min_bytes_per_sec: n.min_bytes_per_sec,
+                asymmetry_ratio: n.asymmetry_ratio,
+            },
+            severity: severity_overrides,
             file_odd_name: OddNameConfig {
                 common: odd_common,
                 paths: o.paths,

@@ -142,6 +142,7 @@ pub async fn run_with_health(
             spool.clone(),
             spooled.clone(),
             config.link.batch_max_events,
+            Arc::new(config.severity.clone()),
         )
         .instrument(tracing::info_span!("spooler")),
     );
@@ -194,9 +195,16 @@ async fn spooler(
     spool: Arc<Spool>,
     spooled: Arc<Notify>,
     max_events: usize,
+    severity: Arc<std::collections::BTreeMap<String, bannin_proto::v1::Severity>>,
 ) {
     while let Some(SweepOutput { sensor, sweep }) = sweeps.recv().await {
         let mut events = sweep.events;
+        // `[severity]` in the config: the operator's word over the sensor's default.
+        for e in events.iter_mut().filter(|e| e.indicator) {
+            if let Some(level) = severity.get(&e.kind) {
+                e.severity = *level as i32;
+            }
+        }
         let mut chunks = Vec::with_capacity(events.len() / max_events + 1);
         while events.len() > max_events {
             let rest = events.split_off(max_events);

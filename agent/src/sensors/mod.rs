@@ -7,6 +7,7 @@
 //! [`HostRoot`], so tests can point them at a fixture tree, and remember what
 //! they have seen across restarts through [`SensorState`].
 
+pub mod accounts;
 pub mod file_odd_name;
 pub mod net_connection;
 pub mod net_listener;
@@ -206,6 +207,15 @@ pub fn registry(
         )));
     } else {
         board.set("net_connection", Health::Disabled);
+    }
+    if config.accounts.enabled {
+        sensors.push(Box::new(accounts::Accounts::new(
+            root.clone(),
+            config.accounts.clone(),
+            load_state(spool, "accounts")?,
+        )));
+    } else {
+        board.set("accounts", Health::Disabled);
     }
     if config.file_odd_name.common.enabled {
         sensors.push(Box::new(file_odd_name::OddNames::new(

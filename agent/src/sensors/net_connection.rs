@@ -8,6 +8,15 @@
 //! otherwise; the service port is the listening side's. What was reported is
 //! remembered (at most `max_peers` entries, oldest forgotten first) across
 //! restarts. Loopback peers are left out unless `include_loopback` is set.
+//!
+//! Two findings come from the same read:
+//!
+//! - `net.connection_flood` (medium): at least `flood_threshold` established
+//!   connections with one peer, in and out together — raised when the peer
+//!   crosses the threshold, again only after it has dropped below it;
+//! - `net.unapproved_remote_access` (high): an inbound session on a
+//!   remote-administration port (ssh, RDP, VNC, WinRM) from a peer outside
+//!   `remote_admin_allow`; the check is on when that list is not empty.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::net::IpAddr;
@@ -77,6 +86,8 @@ pub struct NetConnection {
     config: NetConnectionConfig,
     order: VecDeque<String>,
     known: HashSet<String>,
+    /// Peers at or over the flood threshold at the last sweep.
+    flooding: HashSet<IpAddr>,
 }
 
 impl NetConnection {
@@ -87,6 +98,7 @@ impl NetConnection {
             config,
             order: VecDeque::new(),
             known: HashSet::new(),
+            flooding: HashSet::new(),
         };
         for key in known.unwrap_or_default() {
             sensor.remember(key);
@@ -103,6 +115,65 @@ impl NetConnection {
                 self.known.remove(&old);
             }
         }
+    }
+}
+
+impl NetConnection {
+    /// Whether `peer` is an inbound remote-admin session from outside the allow list.
+    fn unapproved(&self, peer: &Peer) -> bool {
+        peer.direction == "inbound"
+            && !self.config.remote_admin_allow.is_empty()
+            && self.config.remote_admin_ports.contains(&peer.port)
+            && !peer.peer.is_loopback()
+            && !self
+                .config
+                .remote_admin_allow
+                .iter()
+                .any(|n| n.contains(&peer.peer))
+    }
+
+    /// Raises `net.connection_flood` for peers crossing the threshold.
+    fn floods(&mut self, all: &[(Peer, &Socket)], sweep: &mut Sweep) {
+        let mut per_peer: BTreeMap<IpAddr, (usize, usize, BTreeSet<u16>)> = BTreeMap::new();
+        for (p, _) in all {
+            let entry = per_peer.entry(p.peer).or_default();
+            if p.direction == "inbound" {
+                entry.0 += 1;
+            } else {
+                entry.1 += 1;
+            }
+            entry.2.insert(p.port);
+        }
+        let mut now = HashSet::new();
+        for (peer, (inbound, outbound, ports)) in per_peer {
+            if inbound + outbound < self.config.flood_threshold {
+                continue;
+            }
+            now.insert(peer);
+            if self.flooding.contains(&peer) {
+                continue;
+            }
+            let ports: Vec<String> = ports.iter().take(20).map(u16::to_string).collect();
+            sweep.events.push(event(
+                "net.connection_flood",
+                Severity::Medium,
+                true,
+                BTreeMap::from([
+                    ("peer".to_owned(), peer.to_string()),
+                    ("connections".to_owned(), (inbound + outbound).to_string()),
+                    ("inbound".to_owned(), inbound.to_string()),
+                    ("outbound".to_owned(), outbound.to_string()),
+                    ("ports".to_owned(), ports.join(",")),
+                    ("threshold".to_owned(), self.config.flood_threshold.to_string()),
+                ]),
+                format!(
+                    "{} established connections with {peer} ({inbound} in, {outbound} out; ports {})",
+                    inbound + outbound,
+                    ports.join(",")
+                ),
+            ));
+        }
+        self.flooding = now;
     }
 }
 
@@ -128,8 +199,10 @@ impl Sensor for NetConnection {
                 Err(_) => unreadable.push(protocol),
             }
         }
+        let all = peers(&sockets, self.config.include_loopback);
+        self.floods(&all, sweep);
         let mut seen_now = BTreeSet::new();
-        let fresh: Vec<(Peer, &Socket)> = peers(&sockets, self.config.include_loopback)
+        let fresh: Vec<(Peer, &Socket)> = all
             .into_iter()
             .filter(|(p, _)| !self.known.contains(&p.key()) && seen_now.insert(p.key()))
             .take(MAX_EVENTS_PER_SWEEP)
@@ -168,6 +241,18 @@ impl Sensor for NetConnection {
                         peer.peer, peer.port
                     ),
                 };
+                if self.unapproved(peer) {
+                    sweep.events.push(event(
+                        "net.unapproved_remote_access",
+                        Severity::High,
+                        true,
+                        a.clone(),
+                        format!(
+                            "remote-admin session on port {} from {}, which is not in the allow list{by}",
+                            peer.port, peer.peer
+                        ),
+                    ));
+                }
                 sweep
                     .events
                     .push(event("net.connection", Severity::Info, false, a, summary));
@@ -222,6 +307,9 @@ mod tests {
             },
             include_loopback: false,
             max_peers,
+            flood_threshold: 100,
+            remote_admin_ports: vec![22],
+            remote_admin_allow: Vec::new(),
         }
     }
 
@@ -260,6 +348,74 @@ mod tests {
         assert!(
             s2.events.is_empty(),
             "known peers are not reported again after a restart"
+        );
+    }
+
+    #[test]
+    fn floods_and_unapproved_remote_admin_sessions() {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(root.path().join("proc/net")).expect("dir");
+        // 10.0.0.10 listens on 22; 10.0.0.5 holds 3 sessions to it, 8.8.8.8 one outbound.
+        let mut table = String::from(TABLE);
+        for (i, port) in ["D432", "D433"].iter().enumerate() {
+            table.push_str(&format!(
+                "   {}: 0A00000A:0016 0500000A:{port} 01 00000000:00000000 00:00000000 00000000     0        0 20{i} 1 0 100 0 0 10 0\n",
+                i + 4
+            ));
+        }
+        std::fs::write(root.path().join("proc/net/tcp"), &table).expect("table");
+        let mut c = config(100);
+        c.flood_threshold = 3;
+        c.remote_admin_allow = vec!["192.168.0.0/16".parse().expect("net")];
+        let mut sensor = NetConnection::new(HostRoot(root.path().into()), c.clone(), None);
+        let mut s = Sweep::default();
+        sensor.sweep(&mut s).expect("sweep");
+        let kinds: Vec<&str> = s.events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(
+            kinds
+                .iter()
+                .filter(|k| **k == "net.connection_flood")
+                .count(),
+            1,
+            "{kinds:?}"
+        );
+        let flood = s
+            .events
+            .iter()
+            .find(|e| e.kind == "net.connection_flood")
+            .expect("flood");
+        assert_eq!(flood.attributes["peer"], "10.0.0.5");
+        assert_eq!(flood.attributes["inbound"], "3");
+        let unapproved: Vec<_> = s
+            .events
+            .iter()
+            .filter(|e| e.kind == "net.unapproved_remote_access")
+            .collect();
+        assert_eq!(unapproved.len(), 1, "one per peer and port");
+        assert_eq!(unapproved[0].attributes["remote_address"], "10.0.0.5");
+        // Still flooding: not raised again.
+        let mut again = Sweep::default();
+        sensor.sweep(&mut again).expect("sweep");
+        assert!(again.events.is_empty());
+
+        // An allowed peer is not unapproved; an empty allow list turns the check off.
+        c.remote_admin_allow = vec!["10.0.0.0/8".parse().expect("net")];
+        let mut allowed = NetConnection::new(HostRoot(root.path().into()), c.clone(), None);
+        let mut s = Sweep::default();
+        allowed.sweep(&mut s).expect("sweep");
+        assert!(
+            !s.events
+                .iter()
+                .any(|e| e.kind == "net.unapproved_remote_access")
+        );
+        c.remote_admin_allow.clear();
+        let mut off = NetConnection::new(HostRoot(root.path().into()), c, None);
+        let mut s = Sweep::default();
+        off.sweep(&mut s).expect("sweep");
+        assert!(
+            !s.events
+                .iter()
+                .any(|e| e.kind == "net.unapproved_remote_access")
         );
     }
 }
