@@ -9,6 +9,7 @@ mod incidents;
 mod pipeline;
 mod response;
 mod roles;
+mod sensors;
 
 use std::path::Path;
 use std::time::Duration;

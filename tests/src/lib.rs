@@ -315,7 +315,16 @@ pub struct AgentOptions {
     pub net_connection: bool,
     /// Raw TOML appended to the config (whole tables, e.g. `[labels]`).
     pub extra: String,
+    /// Sensors off by default in tests that this agent runs: any of accounts,
+    /// process, system, hardware, net_interface.
+    pub enable: Vec<&'static str>,
+    /// Extra keys for one of those sensors' sections: (sensor, TOML lines).
+    pub sensor_toml: Vec<(&'static str, String)>,
 }
+
+/// Sensors the harness turns off unless a test enables them.
+pub const OPTIONAL_SENSORS: &[&str] =
+    &["accounts", "process", "system", "hardware", "net_interface"];
 
 impl Default for AgentOptions {
     fn default() -> Self {
@@ -330,6 +339,8 @@ impl Default for AgentOptions {
             net_listener: true,
             net_connection: false,
             extra: String::new(),
+            enable: Vec::new(),
+            sensor_toml: Vec::new(),
         }
     }
 }
@@ -380,6 +391,7 @@ interval_secs = {interval}
 paths = [{watch}]
 dotfiles_unexpected = {dots}
 
+{optional}
 [response]
 {response}
 
@@ -398,6 +410,23 @@ dotfiles_unexpected = {dots}
         response = options.response,
         connection = options.net_connection,
         extra = options.extra,
+        optional = OPTIONAL_SENSORS
+            .iter()
+            .map(|name| {
+                let extra: Vec<&str> = options
+                    .sensor_toml
+                    .iter()
+                    .filter(|(n, _)| n == name)
+                    .map(|(_, t)| t.as_str())
+                    .collect();
+                format!(
+                    "[sensors.{name}]\nenabled = {}\ninterval_secs = {}\n{}\n",
+                    options.enable.contains(name),
+                    options.interval_secs,
+                    extra.join("\n")
+                )
+            })
+            .collect::<String>(),
     );
     std::fs::write(&config, text).expect("write agent config");
     config

@@ -11,6 +11,7 @@ pub mod accounts;
 pub mod file_odd_name;
 pub mod net_connection;
 pub mod net_listener;
+pub mod process;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -216,6 +217,15 @@ pub fn registry(
         )));
     } else {
         board.set("accounts", Health::Disabled);
+    }
+    if config.process.common.enabled {
+        sensors.push(Box::new(process::Processes::new(
+            root.clone(),
+            config.process.clone(),
+            load_state(spool, "process")?,
+        )));
+    } else {
+        board.set("process", Health::Disabled);
     }
     if config.file_odd_name.common.enabled {
         sensors.push(Box::new(file_odd_name::OddNames::new(

@@ -1,0 +1,606 @@
+//! Processes, by polling `/proc`: every process that appeared since the last
+//! sweep is read once — executable, its SHA-256 (cached by device, inode,
+//! size and mtime), command line, user, parent and start time.
+//!
+//! | kind | when | default severity |
+//! |---|---|---|
+//! | `process.ioc_match` | the executable's SHA-256 is in the IOC hash list | critical |
+//! | `process.suspicious_exec` | it runs from a suspicious directory (`/tmp`, `/var/tmp`, `/dev/shm`) or its file was deleted | high |
+//! | `process.unknown_binary` | its SHA-256 is not in the learned baseline nor the allow list | medium |
+//! | `process.exec` | telemetry: every new process (if `exec_telemetry`) | info |
+//!
+//! The first sweep learns the baseline: every executable running then is known.
+//! Each unknown hash is reported once, then joins the baseline. Polling misses
+//! processes that live less than one interval; the kernel's process events
+//! connector is the planned complement.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
+
+use bannin_proto::v1::Severity;
+use sha2::{Digest, Sha256};
+
+use super::accounts::parse_passwd;
+use super::{Health, HostRoot, Sensor, SensorError, Sweep, event, running_as_root};
+use crate::config::ProcessConfig;
+
+/// Most hashes kept in the baseline; past it, the oldest learned are forgotten.
+pub const MAX_BASELINE: usize = 100_000;
+/// Most entries of the hash cache before it is cleared.
+const MAX_CACHE: usize = 16_384;
+/// Longest command line kept, in bytes.
+const MAX_CMDLINE: usize = 2048;
+/// Hashing reads at most this many bytes per sweep; the rest waits.
+const HASH_BUDGET_PER_SWEEP: u64 = 512 * 1024 * 1024;
+
+/// A process as read from `/proc/PID`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcInfo {
+    /// Process id.
+    pub pid: u32,
+    /// Parent.
+    pub ppid: u32,
+    /// Start time, in clock ticks since boot.
+    pub start_ticks: u64,
+    /// Short name.
+    pub comm: String,
+    /// Real uid.
+    pub uid: u32,
+    /// Executable path as the kernel shows it (`… (deleted)` when unlinked).
+    pub exe: String,
+    /// Arguments, space-joined, bounded.
+    pub cmdline: String,
+}
+
+/// Parses `/proc/PID/stat`: (comm, ppid, start time). The comm may hold spaces
+/// and parentheses, so fields are counted from the last `)`.
+pub fn parse_stat(text: &str) -> Option<(String, u32, u64)> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text.get(open + 1..close)?.to_owned();
+    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+    // rest[0] is the state (field 3); ppid is field 4, starttime field 22.
+    let ppid = rest.get(1)?.parse().ok()?;
+    let start = rest.get(19)?.parse().ok()?;
+    Some((comm, ppid, start))
+}
+
+/// The real uid from `/proc/PID/status`.
+pub fn parse_uid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|u| u.parse().ok())
+}
+
+/// What the sensor remembers across restarts: the learned baseline.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessState {
+    /// SHA-256 values of known executables, in the order learned.
+    pub baseline: Vec<String>,
+}
+
+/// The sensor.
+pub struct Processes {
+    root: HostRoot,
+    config: ProcessConfig,
+    baseline: Option<(Vec<String>, HashSet<String>)>,
+    /// pid → (start time, executable) of every process seen at the last sweep:
+    /// a process that execs another program keeps its pid and start time.
+    seen: HashMap<u32, (u64, String)>,
+    cache: HashMap<(u64, u64, i64, u64), String>,
+    ioc: HashSet<String>,
+    ioc_stamp: Option<(i64, u64)>,
+    users: (Option<(i64, u64)>, HashMap<u32, String>),
+}
+
+impl Processes {
+    /// A sensor reading under `root`, starting from the baseline it saved last.
+    pub fn new(root: HostRoot, config: ProcessConfig, state: Option<ProcessState>) -> Self {
+        let baseline = state.map(|s| {
+            let set = s.baseline.iter().cloned().collect();
+            (s.baseline, set)
+        });
+        Self {
+            root,
+            config,
+            baseline,
+            seen: HashMap::new(),
+            cache: HashMap::new(),
+            ioc: HashSet::new(),
+            ioc_stamp: None,
+            users: (None, HashMap::new()),
+        }
+    }
+
+    /// Reloads the IOC list when its file changed. Returns a problem to report.
+    fn refresh_ioc(&mut self) -> Option<String> {
+        let path = self.config.ioc_hashes.clone()?;
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) => return Some(format!("IOC list {}: {e}", path.display())),
+        };
+        let stamp = (meta.mtime(), meta.size());
+        if self.ioc_stamp == Some(stamp) {
+            return None;
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                self.ioc = parse_ioc(&text);
+                self.ioc_stamp = Some(stamp);
+                tracing::info!(path = %path.display(), hashes = self.ioc.len(), "IOC hash list loaded");
+                None
+            }
+            Err(e) => Some(format!("IOC list {}: {e}", path.display())),
+        }
+    }
+
+    fn user_name(&mut self, uid: u32) -> String {
+        let passwd = self.root.join("/etc/passwd");
+        let stamp = std::fs::metadata(&passwd)
+            .ok()
+            .map(|m| (m.mtime(), m.size()));
+        if stamp != self.users.0 {
+            let map = std::fs::read_to_string(&passwd)
+                .map(|t| {
+                    parse_passwd(&t)
+                        .into_iter()
+                        .map(|u| (u.uid, u.name))
+                        .collect()
+                })
+                .unwrap_or_default();
+            self.users = (stamp, map);
+        }
+        self.users.1.get(&uid).cloned().unwrap_or_default()
+    }
+
+    fn read(&self, pid: u32) -> Option<ProcInfo> {
+        let dir = self.root.join(format!("/proc/{pid}"));
+        let (comm, ppid, start_ticks) =
+            parse_stat(&std::fs::read_to_string(dir.join("stat")).ok()?)?;
+        let uid = std::fs::read_to_string(dir.join("status"))
+            .ok()
+            .and_then(|s| parse_uid(&s))
+            .unwrap_or(u32::MAX);
+        let exe = std::fs::read_link(dir.join("exe"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut raw = Vec::new();
+        if let Ok(f) = std::fs::File::open(dir.join("cmdline")) {
+            let _ = f.take(MAX_CMDLINE as u64).read_to_end(&mut raw);
+        }
+        let cmdline = String::from_utf8_lossy(&raw)
+            .split('\0')
+            .filter(|a| !a.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        Some(ProcInfo {
+            pid,
+            ppid,
+            start_ticks,
+            comm,
+            uid,
+            exe,
+            cmdline,
+        })
+    }
+
+    /// SHA-256 of the process's executable, read through `/proc/PID/exe` (which
+    /// works even when the file was deleted). `Err` says why there is none.
+    fn hash(&mut self, pid: u32, budget: &mut u64) -> Result<String, String> {
+        let path = self.root.join(format!("/proc/{pid}/exe"));
+        let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+        let meta = file.metadata().map_err(|e| e.to_string())?;
+        let key = (meta.dev(), meta.ino(), meta.mtime(), meta.size());
+        if let Some(h) = self.cache.get(&key) {
+            return Ok(h.clone());
+        }
+        if meta.size() > self.config.max_hash_bytes {
+            return Err(format!("larger than {} bytes", self.config.max_hash_bytes));
+        }
+        if *budget < meta.size() {
+            return Err("hashing budget of this sweep spent".into());
+        }
+        *budget -= meta.size();
+        let digest = sha256_reader(file).map_err(|e| e.to_string())?;
+        if self.cache.len() >= MAX_CACHE {
+            self.cache.clear();
+        }
+        self.cache.insert(key, digest.clone());
+        Ok(digest)
+    }
+
+    fn allowed(&self, exe: &str, sha: &str) -> bool {
+        self.config
+            .allow
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(sha) || a == exe)
+    }
+
+    fn suspicious(&self, exe: &str) -> Option<&'static str> {
+        if exe.ends_with(" (deleted)") {
+            return Some("deleted_executable");
+        }
+        let path = Path::new(exe);
+        self.config
+            .suspicious_dirs
+            .iter()
+            .any(|d| path.starts_with(d))
+            .then_some("suspicious_directory")
+    }
+
+    fn learn(&mut self, sha: &str) {
+        if let Some((order, set)) = &mut self.baseline
+            && set.insert(sha.to_owned())
+        {
+            order.push(sha.to_owned());
+            if order.len() > MAX_BASELINE {
+                let old = order.remove(0);
+                set.remove(&old);
+            }
+        }
+    }
+}
+
+/// SHA-256 (hex) of everything `reader` yields.
+pub fn sha256_reader(mut reader: impl Read) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// SHA-256 values of an IOC list: one per line, `#` comments and anything
+/// after the hash on the line (a name, as `sha256sum` prints) ignored.
+pub fn parse_ioc(text: &str) -> HashSet<String> {
+    text.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.len() == 64 && w.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+impl Sensor for Processes {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    fn interval(&self) -> Duration {
+        self.config.common.interval
+    }
+
+    fn sweep(&mut self, sweep: &mut Sweep) -> Result<Health, SensorError> {
+        let proc_dir = self.root.join("/proc");
+        let entries = std::fs::read_dir(&proc_dir).map_err(|source| SensorError::Read {
+            path: proc_dir.clone(),
+            source,
+        })?;
+        let mut problems: Vec<String> = self.refresh_ioc().into_iter().collect();
+        let learning = self.baseline.is_none();
+        if learning {
+            self.baseline = Some((Vec::new(), HashSet::new()));
+        }
+        let baseline_before = self.baseline.as_ref().map(|(o, _)| o.len());
+        let mut now = HashMap::with_capacity(self.seen.len() + 16);
+        let mut budget = HASH_BUDGET_PER_SWEEP;
+        let mut unreadable = 0usize;
+        let mut unhashed = BTreeSet::new();
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let dir = self.root.join(format!("/proc/{pid}"));
+            let Some((_, _, start)) = std::fs::read_to_string(dir.join("stat"))
+                .ok()
+                .and_then(|s| parse_stat(&s))
+            else {
+                continue;
+            };
+            let exe = std::fs::read_link(dir.join("exe"))
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let unchanged = self
+                .seen
+                .get(&pid)
+                .is_some_and(|(s, e)| *s == start && *e == exe);
+            now.insert(pid, (start, exe));
+            if unchanged {
+                continue;
+            }
+            let Some(info) = self.read(pid) else { continue };
+            // Kernel threads have no executable.
+            if info.exe.is_empty() {
+                if info.ppid != 2 && pid != 2 {
+                    unreadable += 1;
+                }
+                continue;
+            }
+            let hashed = self.hash(pid, &mut budget);
+            let mut a = BTreeMap::from([
+                ("pid".to_owned(), pid.to_string()),
+                ("ppid".to_owned(), info.ppid.to_string()),
+                ("comm".to_owned(), info.comm.clone()),
+                ("exe".to_owned(), info.exe.clone()),
+                ("cmdline".to_owned(), info.cmdline.clone()),
+                ("uid".to_owned(), info.uid.to_string()),
+                ("user".to_owned(), self.user_name(info.uid)),
+                ("start_ticks".to_owned(), info.start_ticks.to_string()),
+            ]);
+            if let Some(parent) = self.read(info.ppid) {
+                a.insert("parent_exe".into(), parent.exe);
+            }
+            match &hashed {
+                Ok(sha) => {
+                    a.insert("sha256".into(), sha.clone());
+                }
+                Err(why) => {
+                    unhashed.insert(why.clone());
+                }
+            }
+            let who = format!("{} (pid {pid}, user {})", info.exe, a["user"]);
+            if let Ok(sha) = &hashed
+                && self.ioc.contains(sha)
+            {
+                sweep.events.push(event(
+                    "process.ioc_match",
+                    Severity::Critical,
+                    true,
+                    a.clone(),
+                    format!("known-bad executable running: {who}, sha256 {sha}"),
+                ));
+            }
+            if let Some(why) = self.suspicious(&info.exe) {
+                let mut b = a.clone();
+                b.insert("reason".into(), why.into());
+                sweep.events.push(event(
+                    "process.suspicious_exec",
+                    Severity::High,
+                    true,
+                    b,
+                    match why {
+                        "deleted_executable" => {
+                            format!("process running a deleted executable: {who}")
+                        }
+                        _ => format!("process running from a suspicious directory: {who}"),
+                    },
+                ));
+            }
+            if let Ok(sha) = &hashed {
+                let known = self
+                    .baseline
+                    .as_ref()
+                    .is_some_and(|(_, set)| set.contains(sha));
+                if !learning && !known && !self.allowed(&info.exe, sha) {
+                    sweep.events.push(event(
+                        "process.unknown_binary",
+                        Severity::Medium,
+                        true,
+                        a.clone(),
+                        format!("executable not seen on this host before: {who}, sha256 {sha}"),
+                    ));
+                }
+                self.learn(sha);
+            }
+            if self.config.exec_telemetry {
+                sweep.events.push(event(
+                    "process.exec",
+                    Severity::Info,
+                    false,
+                    a,
+                    format!("process {} (pid {pid}): {}", info.comm, info.cmdline),
+                ));
+            }
+        }
+        self.seen = now;
+        if self.baseline.as_ref().map(|(o, _)| o.len()) != baseline_before || learning {
+            let state = ProcessState {
+                baseline: self
+                    .baseline
+                    .as_ref()
+                    .map(|(o, _)| o.clone())
+                    .unwrap_or_default(),
+            };
+            sweep.save_state(&state);
+        }
+        if !running_as_root() {
+            problems.push(
+                "not running as root: other users' processes show no executable and are not hashed"
+                    .into(),
+            );
+        } else if unreadable > 0 {
+            problems.push(format!("{unreadable} processes had no readable executable"));
+        }
+        if let Some(why) = unhashed.into_iter().find(|w| w.contains("budget")) {
+            problems.push(why);
+        }
+        Ok(if problems.is_empty() {
+            Health::Ok
+        } else {
+            Health::Degraded(problems.join("; "))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// A fake `/proc/PID` whose `exe` links to `exe`.
+    fn fixture_process(root: &Path, pid: u32, ppid: u32, exe: &Path, comm: &str) -> PathBuf {
+        let dir = root.join(format!("proc/{pid}"));
+        std::fs::create_dir_all(&dir).expect("proc dir");
+        std::fs::write(
+            dir.join("stat"),
+            format!(
+                "{pid} ({comm}) S {ppid} 1 1 0 -1 4194304 0 0 0 0 0 0 0 0 20 0 1 0 {} 0 0",
+                1000 + pid
+            ),
+        )
+        .expect("stat");
+        std::fs::write(
+            dir.join("status"),
+            "Name:\tx\nUid:\t1000\t1000\t1000\t1000\n",
+        )
+        .expect("status");
+        std::fs::write(dir.join("cmdline"), format!("{comm}\0--flag\0")).expect("cmdline");
+        std::os::unix::fs::symlink(exe, dir.join("exe")).expect("exe link");
+        dir
+    }
+
+    #[test]
+    fn stat_with_a_hostile_comm_parses() {
+        let stat = "42 (evil) S 1 (x) S 7 1 1 0 -1 4194304 0 0 0 0 0 0 0 0 20 0 1 0 555 0 0";
+        assert_eq!(parse_stat(stat), Some(("evil) S 1 (x".into(), 7, 555)));
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn ioc_lists_take_sha256sum_output_and_comments() {
+        let h = "a".repeat(64);
+        let list = parse_ioc(&format!("# bad\n{h}  /tmp/x\nnothex\n{}\n", "B".repeat(64)));
+        assert!(list.contains(&h) && list.contains(&"b".repeat(64)));
+        assert_eq!(list.len(), 2);
+    }
+
+    fn config(root: &Path) -> ProcessConfig {
+        ProcessConfig {
+            common: crate::config::SensorCommon {
+                enabled: true,
+                interval: Duration::from_secs(1),
+                severity: Severity::Medium,
+            },
+            // Not /tmp: the fixture itself lives there.
+            suspicious_dirs: vec![PathBuf::from("/dev/shm")],
+            allow: Vec::new(),
+            ioc_hashes: Some(root.join("ioc.txt")),
+            max_hash_bytes: 1 << 20,
+            exec_telemetry: true,
+        }
+    }
+
+    #[test]
+    fn baseline_then_unknown_suspicious_and_ioc() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let bin = root.join("bin");
+        std::fs::create_dir_all(&bin).expect("bin");
+        std::fs::write(bin.join("known"), b"known binary").expect("known");
+        std::fs::write(bin.join("new"), b"new binary").expect("new");
+        std::fs::write(bin.join("bad"), b"bad binary").expect("bad");
+        let bad_sha = sha256_reader(&b"bad binary"[..]).expect("sha");
+        std::fs::write(root.join("ioc.txt"), format!("{bad_sha}  bad\n")).expect("ioc");
+        fixture_process(root, 100, 1, &bin.join("known"), "known");
+        let mut sensor = Processes::new(HostRoot(root.into()), config(root), None);
+        let mut first = Sweep::default();
+        sensor.sweep(&mut first).expect("sweep");
+        assert!(
+            first.events.iter().all(|e| !e.indicator),
+            "the baseline is quiet"
+        );
+        assert_eq!(first.events.len(), 1, "one exec telemetry event");
+        assert!(first.state.is_some());
+
+        // Seen processes are not read again.
+        let mut quiet = Sweep::default();
+        sensor.sweep(&mut quiet).expect("sweep");
+        assert!(quiet.events.is_empty());
+
+        fixture_process(root, 200, 100, &bin.join("new"), "new");
+        fixture_process(root, 300, 100, &bin.join("bad"), "bad");
+        fixture_process(
+            root,
+            400,
+            100,
+            Path::new("/var/lib/dropper (deleted)"),
+            "dropper",
+        );
+        fixture_process(root, 500, 100, &bin.join("known"), "known");
+        let mut second = Sweep::default();
+        sensor.sweep(&mut second).expect("sweep");
+        let mut found: Vec<(String, String)> = second
+            .events
+            .iter()
+            .filter(|e| e.indicator)
+            .map(|e| (e.kind.clone(), e.attributes["pid"].clone()))
+            .collect();
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                ("process.ioc_match".into(), "300".into()),
+                ("process.suspicious_exec".into(), "400".into()),
+                ("process.unknown_binary".into(), "200".into()),
+                ("process.unknown_binary".into(), "300".into()),
+            ]
+        );
+        let deleted = second
+            .events
+            .iter()
+            .find(|e| e.kind == "process.suspicious_exec")
+            .expect("suspicious");
+        assert_eq!(deleted.attributes["reason"], "deleted_executable");
+        let exec = second
+            .events
+            .iter()
+            .find(|e| e.kind == "process.exec" && e.attributes["pid"] == "200")
+            .expect("exec telemetry");
+        assert_eq!(exec.attributes["cmdline"], "new --flag");
+        assert_eq!(
+            exec.attributes["parent_exe"],
+            bin.join("known").display().to_string()
+        );
+
+        // A restart keeps the baseline: the same binaries are not unknown again.
+        let saved: ProcessState =
+            serde_json::from_slice(&second.state.expect("state")).expect("json");
+        let mut restarted = Processes::new(HostRoot(root.into()), config(root), Some(saved));
+        let mut after = Sweep::default();
+        restarted.sweep(&mut after).expect("sweep");
+        assert!(
+            !after
+                .events
+                .iter()
+                .any(|e| e.kind == "process.unknown_binary"),
+            "{:?}",
+            after.events
+        );
+    }
+
+    #[test]
+    fn allow_list_silences_unknown_binaries() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::write(root.join("ioc.txt"), "").expect("ioc");
+        std::fs::write(root.join("tool"), b"admin tool").expect("tool");
+        let mut c = config(root);
+        c.allow = vec![root.join("tool").display().to_string()];
+        let mut sensor = Processes::new(HostRoot(root.into()), c, Some(ProcessState::default()));
+        fixture_process(root, 10, 1, &root.join("tool"), "tool");
+        let mut s = Sweep::default();
+        sensor.sweep(&mut s).expect("sweep");
+        assert!(!s.events.iter().any(|e| e.indicator), "{:?}", s.events);
+    }
+}

@@ -1,0 +1,176 @@
+//! Sensors provoked for real: processes started by the test, accounts and
+//! system state read from fixture trees where the real thing cannot be changed
+//! safely on a shared machine.
+
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use bannin_proto::v1;
+use bannin_tests::{
+    AgentOptions, CollectorProc, TestPki, eventually, free_port, operator_client, start_agent,
+};
+
+use crate::{all_events, all_findings};
+
+/// Kills the child when dropped.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn findings_of(findings: &[v1::Finding], kind: &str, pid: u32) -> usize {
+    findings
+        .iter()
+        .filter(|f| f.kind == kind && f.attributes.get("pid") == Some(&pid.to_string()))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn processes_from_dev_shm_with_a_known_bad_hash_are_found_and_known_ones_are_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    // Running before the agent starts: part of the learned baseline.
+    let sleep = which("sleep");
+    let _known_before = Reaped(Command::new(&sleep).arg("300").spawn().expect("sleep"));
+
+    // A dropper in /dev/shm: a copy of sleep made unique, so nothing knows its hash.
+    let shm = tempfile::tempdir_in("/dev/shm").expect("shm dir");
+    let implant = shm.path().join("kworker");
+    let mut bytes = std::fs::read(&sleep).expect("read sleep");
+    bytes.extend_from_slice(dir.path().to_string_lossy().as_bytes());
+    std::fs::write(&implant, &bytes).expect("implant");
+    std::fs::set_permissions(
+        &implant,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let sha = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(&bytes);
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let ioc = dir.path().join("ioc.txt");
+    std::fs::write(&ioc, format!("# test IOC list\n{sha}  kworker\n")).expect("ioc");
+
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("proc-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            enable: vec!["process"],
+            sensor_toml: vec![(
+                "process",
+                format!("ioc_hashes = {:?}", ioc.display().to_string()),
+            )],
+            ..AgentOptions::default()
+        },
+    );
+    let mut client = operator_client(&pki.operator("alice"), collector.addr).await;
+    // The baseline is learned once the first exec telemetry arrives.
+    eventually(Duration::from_secs(30), "baseline telemetry", || {
+        let mut c = client.clone();
+        async move {
+            let e = all_events(&mut c, "proc-host", "process.exec").await;
+            (!e.is_empty()).then_some(())
+        }
+    })
+    .await;
+
+    let bad = Reaped(Command::new(&implant).arg("300").spawn().expect("implant"));
+    let known_after = Reaped(Command::new(&sleep).arg("301").spawn().expect("sleep"));
+    let bad_pid = bad.0.id();
+    let found = eventually(Duration::from_secs(30), "process findings", || {
+        let mut c = client.clone();
+        async move {
+            let f = all_findings(&mut c).await;
+            (findings_of(&f, "process.suspicious_exec", bad_pid) == 1
+                && findings_of(&f, "process.ioc_match", bad_pid) == 1
+                && findings_of(&f, "process.unknown_binary", bad_pid) == 1)
+                .then_some(f)
+        }
+    })
+    .await;
+    let ioc_match = found
+        .iter()
+        .find(|f| f.kind == "process.ioc_match")
+        .expect("ioc match");
+    assert_eq!(ioc_match.severity, v1::Severity::Critical as i32);
+    assert_eq!(ioc_match.attributes["sha256"], sha);
+    assert_eq!(
+        ioc_match.attributes["exe"],
+        implant.display().to_string(),
+        "{ioc_match:?}"
+    );
+    assert_eq!(
+        ioc_match.attributes["cmdline"],
+        format!("{} 300", implant.display())
+    );
+
+    // The known binary started after the baseline raised nothing, but its exec was seen.
+    let known_pid = known_after.0.id();
+    eventually(
+        Duration::from_secs(30),
+        "exec telemetry of the known binary",
+        || {
+            let mut c = client.clone();
+            async move {
+                let e = all_events(&mut c, "proc-host", "process.exec").await;
+                e.iter()
+                    .any(|e| {
+                        e.event.as_ref().is_some_and(|e| {
+                            e.attributes.get("pid") == Some(&known_pid.to_string())
+                        })
+                    })
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let f = all_findings(&mut client).await;
+    assert!(
+        !f.iter()
+            .any(|f| f.attributes.get("pid") == Some(&known_pid.to_string())),
+        "a binary from the baseline is not a finding: {f:?}"
+    );
+
+    // Fileless: a process that re-executes itself from a memfd runs a deleted
+    // executable, and the same pid changing program is noticed.
+    let script = format!(
+        "import os\nfd = os.memfd_create('kworker', 0)\nos.write(fd, open({:?}, 'rb').read())\nos.execv('/proc/self/fd/%d' % fd, ['kworker', '300'])\n",
+        sleep.display().to_string()
+    );
+    let fileless = Reaped(
+        Command::new("python3")
+            .args(["-c", &script])
+            .spawn()
+            .expect("python3"),
+    );
+    let pid = fileless.0.id().to_string();
+    let f = eventually(Duration::from_secs(30), "a deleted executable", || {
+        let mut c = client.clone();
+        let pid = pid.clone();
+        async move {
+            let f = all_findings(&mut c).await;
+            f.into_iter().find(|f| {
+                f.kind == "process.suspicious_exec" && f.attributes.get("pid") == Some(&pid)
+            })
+        }
+    })
+    .await;
+    assert_eq!(f.attributes["reason"], "deleted_executable", "{f:?}");
+    assert!(f.attributes["exe"].starts_with("/memfd:kworker"), "{f:?}");
+}
+
+fn which(name: &str) -> std::path::PathBuf {
+    ["/usr/bin", "/bin"]
+        .iter()
+        .map(|d| std::path::Path::new(d).join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} not found"))
+}
