@@ -174,3 +174,77 @@ fn which(name: &str) -> std::path::PathBuf {
         .find(|p| p.is_file())
         .unwrap_or_else(|| panic!("{name} not found"))
 }
+
+/// Promiscuous mode and a traffic flood, for real, on the agent's interface
+/// inside a network namespace.
+#[test]
+fn promiscuous_mode_and_an_inbound_flood_need_root() {
+    use bannin_tests::netns::Host;
+
+    let mut site = crate::response::Site::with(|o| {
+        o.enable = vec!["net_interface"];
+        o.sensor_toml = vec![(
+            "net_interface",
+            "warmup_samples = 3\nmin_bytes_per_sec = 100000".into(),
+        )];
+    });
+    let findings = |s: &crate::response::Site, kind: &str| -> Vec<serde_json::Value> {
+        let (_, f, _) = s.cli(&["findings"]);
+        f.as_array()
+            .map(|f| f.iter().filter(|f| f["kind"] == kind).cloned().collect())
+            .unwrap_or_default()
+    };
+
+    let ns = site.lab.ns(Host::Agent);
+    let ok = Command::new("ip")
+        .args(["-n", &ns, "link", "set", "eth0", "promisc", "on"])
+        .status()
+        .expect("ip");
+    assert!(ok.success());
+    site.wait_until(
+        |s| !findings(s, "net.promiscuous").is_empty(),
+        "net.promiscuous",
+    );
+    assert_eq!(
+        findings(&site, "net.promiscuous")[0]["attributes"]["interface"],
+        "eth0"
+    );
+
+    // Let the interface learn its quiet baseline, then flood it from the peer.
+    std::thread::sleep(Duration::from_secs(5));
+    let mut sink = site
+        .lab
+        .command(Host::Agent, std::path::Path::new("python3"));
+    sink.args([
+        "-c",
+        "import socket\ns=socket.socket(socket.AF_INET6)\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('::', 9100))\ns.listen(4)\nwhile True:\n    c,_=s.accept()\n    while c.recv(1<<20): pass\n",
+    ]);
+    let _sink = bannin_tests::Proc::spawn(sink, site.dir.path().join("sink.log"));
+    site.wait_until(
+        |s| s.lab.can_connect(Host::Peer, &Host::Agent.v4(), 9100),
+        "sink listening",
+    );
+    let mut flood = site
+        .lab
+        .command(Host::Peer, std::path::Path::new("python3"));
+    flood.args([
+        "-c",
+        &format!(
+            "import socket,time\nc=socket.create_connection(('{}', 9100))\nb=b'x'*(1<<16)\nend=time.time()+12\nwhile time.time()<end:\n    c.sendall(b*16)\n    time.sleep(0.02)\n",
+            Host::Agent.v4()
+        ),
+    ]);
+    let _flood = bannin_tests::Proc::spawn(flood, site.dir.path().join("flood.log"));
+    site.wait_until(
+        |s| !findings(s, "traffic.spike").is_empty() && !findings(s, "net.asymmetric").is_empty(),
+        "traffic.spike and net.asymmetric",
+    );
+    let spike = &findings(&site, "traffic.spike")[0];
+    assert_eq!(spike["attributes"]["interface"], "eth0");
+    assert_eq!(spike["attributes"]["direction"], "receive", "{spike}");
+    assert_eq!(
+        findings(&site, "traffic.spike").len(),
+        1,
+        "one finding per episode"
+    );
+}

@@ -9,9 +9,12 @@
 
 pub mod accounts;
 pub mod file_odd_name;
+pub mod hardware;
 pub mod net_connection;
+pub mod net_interface;
 pub mod net_listener;
 pub mod process;
+pub mod system;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -226,6 +229,33 @@ pub fn registry(
         )));
     } else {
         board.set("process", Health::Disabled);
+    }
+    if config.system.enabled {
+        sensors.push(Box::new(system::System::new(
+            root.clone(),
+            config.system.clone(),
+            load_state(spool, "system")?,
+        )));
+    } else {
+        board.set("system", Health::Disabled);
+    }
+    if config.hardware.enabled {
+        sensors.push(Box::new(hardware::Hardware::new(
+            root.clone(),
+            config.hardware.clone(),
+            load_state(spool, "hardware")?,
+        )));
+    } else {
+        board.set("hardware", Health::Disabled);
+    }
+    if config.net_interface.common.enabled {
+        sensors.push(Box::new(net_interface::NetInterface::new(
+            root.clone(),
+            config.net_interface.clone(),
+            load_state(spool, "net_interface")?,
+        )));
+    } else {
+        board.set("net_interface", Health::Disabled);
     }
     if config.file_odd_name.common.enabled {
         sensors.push(Box::new(file_odd_name::OddNames::new(
