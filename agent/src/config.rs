@@ -143,6 +143,57 @@ struct RawSensors {
     hardware: RawHardware,
     #[serde(default)]
     net_interface: RawNetInterface,
+    #[serde(default)]
+    logs: RawLogs,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct RawLogs {
+    enabled: bool,
+    interval_secs: u64,
+    auth_logs: Vec<PathBuf>,
+    utmp: PathBuf,
+    lastlog: PathBuf,
+    suricata_eve: Vec<PathBuf>,
+    clamav_logs: Vec<PathBuf>,
+    pattern_files: Vec<PathBuf>,
+    patterns: Vec<RawPattern>,
+    default_patterns: bool,
+    dormant_days: u32,
+    failed_login_threshold: u32,
+    read_existing: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawPattern {
+    name: String,
+    regex: String,
+    #[serde(default = "d_medium")]
+    severity: String,
+    #[serde(default)]
+    files: Vec<PathBuf>,
+}
+
+impl Default for RawLogs {
+    fn default() -> Self {
+        let paths = |p: &[&str]| p.iter().map(PathBuf::from).collect();
+        Self {
+            enabled: true,
+            interval_secs: 5,
+            auth_logs: paths(&["/var/log/auth.log", "/var/log/secure"]),
+            utmp: PathBuf::from("/var/run/utmp"),
+            lastlog: PathBuf::from("/var/log/lastlog"),
+            suricata_eve: paths(&["/var/log/suricata/eve.json"]),
+            clamav_logs: paths(&["/var/log/clamav/clamav.log", "/var/log/clamav/clamscan.log"]),
+            pattern_files: paths(&["/var/log/syslog", "/var/log/messages", "/var/log/kern.log"]),
+            patterns: Vec::new(),
+            default_patterns: true,
+            dormant_days: 90,
+            failed_login_threshold: 10,
+            read_existing: false,
+        }
+    }
 }
 
 /// A sensor section with only `enabled` and `interval_secs`; its findings take
@@ -368,6 +419,77 @@ pub struct ProcessConfig {
     pub exec_telemetry: bool,
 }
 
+/// A `log.pattern` rule.
+#[derive(Debug, Clone)]
+pub struct PatternRule {
+    /// Rule name (in the finding's `rule` attribute).
+    pub name: String,
+    /// What to match.
+    pub regex: regex::Regex,
+    /// Severity of its findings.
+    pub severity: Severity,
+    /// Files it applies to (empty: every `pattern_files` entry).
+    pub files: Vec<PathBuf>,
+}
+
+/// `[sensors.logs]`.
+#[derive(Debug, Clone)]
+pub struct LogsConfig {
+    /// Common settings.
+    pub common: SensorCommon,
+    /// Auth logs (the first that exists per sweep is read; all are tailed).
+    pub auth_logs: Vec<PathBuf>,
+    /// The utmp file (live sessions).
+    pub utmp: PathBuf,
+    /// The lastlog file (last login per uid), read once to seed dormancy.
+    pub lastlog: PathBuf,
+    /// Suricata eve.json files.
+    pub suricata_eve: Vec<PathBuf>,
+    /// ClamAV logs (clamd or clamscan --log).
+    pub clamav_logs: Vec<PathBuf>,
+    /// Files the pattern rules read.
+    pub pattern_files: Vec<PathBuf>,
+    /// Pattern rules (defaults first, unless turned off).
+    pub patterns: Vec<PatternRule>,
+    /// Days without a login after which an account is dormant.
+    pub dormant_days: u32,
+    /// Failed logins from one source within a minute that raise a finding.
+    pub failed_login_threshold: u32,
+    /// Read files from their start the first time (else from their end).
+    pub read_existing: bool,
+}
+
+/// The default `log.pattern` rules: kernel taint, segfaults and OOM kills.
+pub fn default_patterns() -> Vec<PatternRule> {
+    [
+        (
+            "kernel_taint",
+            r"taints kernel|tainting kernel",
+            Severity::Medium,
+        ),
+        (
+            "segfault",
+            r"segfault at [0-9a-f]+ ip [0-9a-f]+",
+            Severity::Low,
+        ),
+        (
+            "oom_kill",
+            r"Out of memory: Kill(ed)? process|oom-kill:",
+            Severity::Medium,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, re, severity)| {
+        Some(PatternRule {
+            name: name.into(),
+            regex: regex::Regex::new(re).ok()?,
+            severity,
+            files: Vec::new(),
+        })
+    })
+    .collect()
+}
+
 /// `[sensors.net_interface]`.
 #[derive(Debug, Clone)]
 pub struct NetInterfaceConfig {
@@ -437,6 +559,8 @@ pub struct AgentConfig {
     pub hardware: SensorCommon,
     /// `[sensors.net_interface]`.
     pub net_interface: NetInterfaceConfig,
+    /// `[sensors.logs]`.
+    pub logs: LogsConfig,
     /// `[severity]`: finding kind → severity, over each sensor's default.
     pub severity: std::collections::BTreeMap<String, Severity>,
     /// `[response]`: DNS resolvers an isolated host may still use.
@@ -684,6 +808,37 @@ impl AgentConfig {
         if !above_one(n.spike_factor) || !above_one(n.asymmetry_ratio) {
             errors.push("sensors.net_interface.spike_factor and asymmetry_ratio must be above 1");
         }
+        let lg = s.logs;
+        let logs_common = simple(&mut errors, "logs", lg.enabled, lg.interval_secs);
+        let mut patterns = if lg.default_patterns {
+            default_patterns()
+        } else {
+            Vec::new()
+        };
+        for (i, p) in lg.patterns.into_iter().enumerate() {
+            let severity = severity(&p.severity).unwrap_or_else(|| {
+                errors.push(format!(
+                    "sensors.logs.patterns[{i}].severity = {:?}: expected info, low, medium, high or critical",
+                    p.severity
+                ));
+                Severity::Medium
+            });
+            match regex::Regex::new(&p.regex) {
+                Ok(regex) => patterns.push(PatternRule {
+                    name: p.name,
+                    regex,
+                    severity,
+                    files: p.files,
+                }),
+                Err(e) => errors.push(format!(
+                    "sensors.logs.patterns[{i}] ({}): bad regex: {e}",
+                    p.name
+                )),
+            }
+        }
+        if lg.dormant_days == 0 {
+            errors.push("sensors.logs.dormant_days must be at least 1");
+        }
         let mut severity_overrides = std::collections::BTreeMap::new();
         for (kind, level) in &raw.severity {
             match severity(level) {
@@ -755,6 +910,19 @@ impl AgentConfig {
                 asymmetry_ratio: n.asymmetry_ratio,
             },
             severity: severity_overrides,
+            logs: LogsConfig {
+                common: logs_common,
+                auth_logs: lg.auth_logs,
+                utmp: lg.utmp,
+                lastlog: lg.lastlog,
+                suricata_eve: lg.suricata_eve,
+                clamav_logs: lg.clamav_logs,
+                pattern_files: lg.pattern_files,
+                patterns,
+                dormant_days: lg.dormant_days,
+                failed_login_threshold: lg.failed_login_threshold.max(1),
+                read_existing: lg.read_existing,
+            },
             file_odd_name: OddNameConfig {
                 common: odd_common,
                 paths: o.paths,

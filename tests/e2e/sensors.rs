@@ -248,3 +248,113 @@ fn promiscuous_mode_and_an_inbound_flood_need_root() {
         "one finding per episode"
     );
 }
+
+/// A real `clamscan` (Debian package) with a one-line signature database over
+/// the standard EICAR test file, and auth lines as sshd and sudo write them,
+/// reach the collector as findings.
+#[tokio::test(flavor = "multi_thread")]
+async fn clamav_detections_and_auth_events_from_the_logs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).expect("logs");
+    let auth = logs.join("auth.log");
+    let scan_log = logs.join("clamscan.log");
+    std::fs::write(&auth, "").expect("auth");
+    std::fs::write(&scan_log, "").expect("scan log");
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("av-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            enable: vec!["logs"],
+            sensor_toml: vec![(
+                "logs",
+                format!(
+                    "auth_logs = [{:?}]\nclamav_logs = [{:?}]\nsuricata_eve = []\npattern_files = []\n",
+                    auth.display().to_string(),
+                    scan_log.display().to_string()
+                ),
+            )],
+            ..AgentOptions::default()
+        },
+    );
+    let mut client = operator_client(&pki.operator("alice"), collector.addr).await;
+    // The sensor has taken its starting positions once the host reports it healthy.
+    eventually(Duration::from_secs(30), "logs sensor running", || {
+        let mut c = client.clone();
+        async move {
+            let hosts = c
+                .list_hosts(v1::ListHostsRequest {})
+                .await
+                .ok()?
+                .into_inner()
+                .hosts;
+            hosts
+                .iter()
+                .flat_map(|h| &h.sensors)
+                .any(|s| s.name == "logs" && s.state == "ok")
+                .then_some(())
+        }
+    })
+    .await;
+
+    let eicar = logs.join("eicar.com");
+    std::fs::write(
+        &eicar,
+        br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*",
+    )
+    .expect("eicar");
+    let sha = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(std::fs::read(&eicar).expect("read"));
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let db = logs.join("bannin-test.hsb");
+    std::fs::write(&db, format!("{sha}:68:Bannin.Test.EICAR\n")).expect("db");
+    let scan = Command::new("clamscan")
+        .arg("--no-summary")
+        .arg("-d")
+        .arg(&db)
+        .arg(format!("--log={}", scan_log.display()))
+        .arg(&eicar)
+        .output()
+        .expect("clamscan must be installed (Debian package clamav); .ci/run installs it");
+    assert_eq!(scan.status.code(), Some(1), "clamscan found it: {scan:?}");
+
+    let mut lines = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&auth)
+        .expect("auth");
+    std::io::Write::write_all(
+        &mut lines,
+        concat!(
+            "Nov 25 10:00:01 av-host sudo:    mallory : user NOT in sudoers ; TTY=pts/1 ; PWD=/tmp ; USER=root ; COMMAND=/bin/bash\n",
+            "Nov 25 10:00:02 av-host sshd[600]: pam_faillock(sshd:auth): Consecutive login failures for user root account temporarily locked\n",
+        )
+        .as_bytes(),
+    )
+    .expect("append");
+
+    let found = eventually(Duration::from_secs(30), "log findings", || {
+        let mut c = client.clone();
+        async move {
+            let f = all_findings(&mut c).await;
+            let has = |k: &str| f.iter().any(|f| f.kind == k);
+            (has("av.detection") && has("account.sudo") && has("account.lockouts")).then_some(f)
+        }
+    })
+    .await;
+    let av = found.iter().find(|f| f.kind == "av.detection").expect("av");
+    assert_eq!(av.attributes["path"], eicar.display().to_string());
+    assert_eq!(av.attributes["signature"], "Bannin.Test.EICAR.UNOFFICIAL");
+    let sudo = found
+        .iter()
+        .find(|f| f.kind == "account.sudo")
+        .expect("sudo");
+    assert_eq!(sudo.attributes["outcome"], "not_in_sudoers");
+    assert_eq!(sudo.severity, v1::Severity::High as i32);
+    let _ = &mut client;
+}

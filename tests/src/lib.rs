@@ -323,8 +323,14 @@ pub struct AgentOptions {
 }
 
 /// Sensors the harness turns off unless a test enables them.
-pub const OPTIONAL_SENSORS: &[&str] =
-    &["accounts", "process", "system", "hardware", "net_interface"];
+pub const OPTIONAL_SENSORS: &[&str] = &[
+    "accounts",
+    "process",
+    "system",
+    "hardware",
+    "net_interface",
+    "logs",
+];
 
 impl Default for AgentOptions {
     fn default() -> Self {

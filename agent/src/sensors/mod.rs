@@ -8,8 +8,10 @@
 //! they have seen across restarts through [`SensorState`].
 
 pub mod accounts;
+pub mod auth;
 pub mod file_odd_name;
 pub mod hardware;
+pub mod logs;
 pub mod net_connection;
 pub mod net_interface;
 pub mod net_listener;
@@ -256,6 +258,15 @@ pub fn registry(
         )));
     } else {
         board.set("net_interface", Health::Disabled);
+    }
+    if config.logs.common.enabled {
+        sensors.push(Box::new(logs::Logs::new(
+            root.clone(),
+            config.logs.clone(),
+            load_state(spool, "logs")?,
+        )));
+    } else {
+        board.set("logs", Health::Disabled);
     }
     if config.file_odd_name.common.enabled {
         sensors.push(Box::new(file_odd_name::OddNames::new(
