@@ -145,6 +145,35 @@ struct RawSensors {
     net_interface: RawNetInterface,
     #[serde(default)]
     logs: RawLogs,
+    #[serde(default)]
+    file_integrity: RawFileIntegrity,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct RawFileIntegrity {
+    enabled: bool,
+    interval_secs: u64,
+    paths: Vec<PathBuf>,
+    library_paths: Vec<PathBuf>,
+    hash_rate_mib: u64,
+    max_file_bytes: u64,
+    one_filesystem: bool,
+}
+
+impl Default for RawFileIntegrity {
+    fn default() -> Self {
+        let paths = |p: &[&str]| p.iter().map(PathBuf::from).collect();
+        Self {
+            enabled: true,
+            interval_secs: 300,
+            paths: paths(&["/bin", "/sbin", "/usr/bin", "/usr/sbin", "/boot", "/etc"]),
+            library_paths: paths(&["/usr/lib", "/lib", "/usr/lib64", "/lib64"]),
+            hash_rate_mib: 32,
+            max_file_bytes: 512 * 1024 * 1024,
+            one_filesystem: true,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -419,6 +448,23 @@ pub struct ProcessConfig {
     pub exec_telemetry: bool,
 }
 
+/// `[sensors.file_integrity]`.
+#[derive(Debug, Clone)]
+pub struct FileIntegrityConfig {
+    /// Common settings.
+    pub common: SensorCommon,
+    /// Paths whose every file is in the baseline (plus the agent's binary and config).
+    pub paths: Vec<PathBuf>,
+    /// Paths whose libraries (`*.so*`) and kernel modules only are in the baseline.
+    pub library_paths: Vec<PathBuf>,
+    /// Hashing rate cap in MiB/s (0: none).
+    pub hash_rate_mib: u64,
+    /// Larger files are recorded without a hash.
+    pub max_file_bytes: u64,
+    /// Whether other file systems below a path are left out.
+    pub one_filesystem: bool,
+}
+
 /// A `log.pattern` rule.
 #[derive(Debug, Clone)]
 pub struct PatternRule {
@@ -561,6 +607,10 @@ pub struct AgentConfig {
     pub net_interface: NetInterfaceConfig,
     /// `[sensors.logs]`.
     pub logs: LogsConfig,
+    /// `[sensors.file_integrity]`.
+    pub file_integrity: FileIntegrityConfig,
+    /// The file this configuration was read from (in the integrity baseline).
+    pub config_path: Option<PathBuf>,
     /// `[severity]`: finding kind → severity, over each sensor's default.
     pub severity: std::collections::BTreeMap<String, Severity>,
     /// `[response]`: DNS resolvers an isolated host may still use.
@@ -610,7 +660,9 @@ impl AgentConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
         let (raw, errors): (Raw, _) = load_toml(path)?;
         let base = path.parent().unwrap_or(Path::new(".")).to_owned();
-        Self::validate(raw, &base, errors)
+        let mut config = Self::validate(raw, &base, errors)?;
+        config.config_path = std::fs::canonicalize(path).ok();
+        Ok(config)
     }
 
     fn validate(raw: Raw, base: &Path, mut errors: ConfigErrors) -> Result<Self, ConfigErrors> {
@@ -839,6 +891,16 @@ impl AgentConfig {
         if lg.dormant_days == 0 {
             errors.push("sensors.logs.dormant_days must be at least 1");
         }
+        let fi = s.file_integrity;
+        let fim_common = simple(&mut errors, "file_integrity", fi.enabled, fi.interval_secs);
+        for p in fi.paths.iter().chain(&fi.library_paths) {
+            if !p.is_absolute() {
+                errors.push(format!(
+                    "sensors.file_integrity: {} is not absolute",
+                    p.display()
+                ));
+            }
+        }
         let mut severity_overrides = std::collections::BTreeMap::new();
         for (kind, level) in &raw.severity {
             match severity(level) {
@@ -910,6 +972,15 @@ impl AgentConfig {
                 asymmetry_ratio: n.asymmetry_ratio,
             },
             severity: severity_overrides,
+            config_path: None,
+            file_integrity: FileIntegrityConfig {
+                common: fim_common,
+                paths: fi.paths,
+                library_paths: fi.library_paths,
+                hash_rate_mib: fi.hash_rate_mib,
+                max_file_bytes: fi.max_file_bytes,
+                one_filesystem: fi.one_filesystem,
+            },
             logs: LogsConfig {
                 common: logs_common,
                 auth_logs: lg.auth_logs,

@@ -53,6 +53,12 @@ pub enum SpoolError {
 const PREFIX_BATCH: u8 = b'B';
 const PREFIX_SEVERITY: u8 = b'S';
 const PREFIX_STATE: u8 = b'T';
+const PREFIX_RECORD: u8 = b'R';
+
+/// A sensor's keyed record to write: (key, value), `None` removing it.
+pub type RecordWrite = (Vec<u8>, Option<Vec<u8>>);
+/// A stored record: (key, value).
+pub type Record = (Vec<u8>, Vec<u8>);
 const LAST_SEQ: &[u8] = b"Mlast_seq";
 /// Room kept free for a loss report.
 const REPORT_RESERVE: u64 = 1024;
@@ -63,6 +69,15 @@ fn batch_key(seq: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = PREFIX_BATCH;
     k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn record_key(sensor: &str, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(sensor.len() + key.len() + 2);
+    k.push(PREFIX_RECORD);
+    k.extend_from_slice(sensor.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key);
     k
 }
 
@@ -188,6 +203,18 @@ impl Spool {
         chunks: Vec<Vec<v1::Event>>,
         state: Option<(&str, Vec<u8>)>,
     ) -> Result<Vec<Option<u64>>, SpoolError> {
+        self.append_sweep_with_records(chunks, state, None)
+    }
+
+    /// [`Spool::append_sweep`], also writing a sensor's keyed records (`None`
+    /// removes one) in the same atomic write: for baselines too large for one
+    /// state value, such as the file integrity baseline.
+    pub fn append_sweep_with_records(
+        &self,
+        chunks: Vec<Vec<v1::Event>>,
+        state: Option<(&str, Vec<u8>)>,
+        records: Option<(&str, Vec<RecordWrite>)>,
+    ) -> Result<Vec<Option<u64>>, SpoolError> {
         let mut guard = self.lock();
         let mut last = guard.last_seq;
         let mut bytes = guard.bytes;
@@ -268,6 +295,15 @@ impl Spool {
         if let Some((name, value)) = state {
             batch.insert(state_key(name), value);
         }
+        if let Some((sensor, records)) = records {
+            for (key, value) in records {
+                let k = record_key(sensor, &key);
+                match value {
+                    Some(v) => batch.insert(k, v),
+                    None => batch.remove(k),
+                }
+            }
+        }
         batch.insert(LAST_SEQ, &last.to_be_bytes());
         self.tree.apply_batch(batch)?;
         guard.last_seq = last;
@@ -280,6 +316,33 @@ impl Spool {
     pub fn put_state(&self, name: &str, value: Vec<u8>) -> Result<(), SpoolError> {
         self.tree.insert(state_key(name), value)?;
         self.flush()
+    }
+
+    /// One keyed record of a sensor.
+    pub fn record(&self, sensor: &str, key: &[u8]) -> Result<Option<Vec<u8>>, SpoolError> {
+        Ok(self.tree.get(record_key(sensor, key))?.map(|v| v.to_vec()))
+    }
+
+    /// A sensor's records whose keys start with `prefix`, as (key, value).
+    pub fn records_with_prefix(
+        &self,
+        sensor: &str,
+        prefix: &[u8],
+    ) -> Result<Vec<Record>, SpoolError> {
+        let full = record_key(sensor, prefix);
+        let skip = record_key(sensor, b"").len();
+        self.tree
+            .scan_prefix(&full)
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((k[skip..].to_vec(), v.to_vec()))
+            })
+            .collect()
+    }
+
+    /// How many records a sensor holds.
+    pub fn record_count(&self, sensor: &str) -> usize {
+        self.tree.scan_prefix(record_key(sensor, b"")).count()
     }
 
     /// The state sensor `name` saved with its last sweep.

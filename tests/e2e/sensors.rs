@@ -358,3 +358,100 @@ async fn clamav_detections_and_auth_events_from_the_logs() {
     assert_eq!(sudo.severity, v1::Severity::High as i32);
     let _ = &mut client;
 }
+
+/// Real files changed under a watched critical path: content, permissions and
+/// a timestomp with `touch -d`, each its own finding.
+#[tokio::test(flavor = "multi_thread")]
+async fn integrity_changes_are_reported_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let critical = dir.path().join("critical");
+    std::fs::create_dir_all(critical.join("bin")).expect("dir");
+    std::fs::write(critical.join("bin/login"), b"original login").expect("login");
+    std::fs::write(critical.join("sudoers"), b"root ALL=(ALL) ALL\n").expect("sudoers");
+    std::fs::write(critical.join("motd"), b"hello\n").expect("motd");
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("fim-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            enable: vec!["file_integrity"],
+            sensor_toml: vec![(
+                "file_integrity",
+                format!(
+                    "paths = [{:?}]\nlibrary_paths = []\nhash_rate_mib = 0",
+                    critical.display().to_string()
+                ),
+            )],
+            ..AgentOptions::default()
+        },
+    );
+    let client = operator_client(&pki.operator("alice"), collector.addr).await;
+    eventually(Duration::from_secs(60), "baseline built", || {
+        let mut c = client.clone();
+        async move {
+            let hosts = c
+                .list_hosts(v1::ListHostsRequest {})
+                .await
+                .ok()?
+                .into_inner()
+                .hosts;
+            hosts
+                .iter()
+                .flat_map(|h| &h.sensors)
+                .any(|s| s.name == "file_integrity" && s.state == "ok")
+                .then_some(())
+        }
+    })
+    .await;
+    // One more interval, so the baseline sweep is surely spooled.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    std::fs::write(critical.join("bin/login"), b"trojaned login").expect("trojan");
+    let stomp = Command::new("touch")
+        .args(["-d", "2019-01-01 00:00:00"])
+        .arg(critical.join("bin/login"))
+        .status()
+        .expect("touch");
+    assert!(stomp.success());
+    std::fs::set_permissions(
+        critical.join("sudoers"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .expect("chmod");
+    std::fs::write(critical.join("bin/backdoor"), b"new").expect("new file");
+    let path = |p: &str| critical.join(p).display().to_string();
+    let found = eventually(Duration::from_secs(30), "integrity findings", || {
+        let mut c = client.clone();
+        let (login, sudoers, backdoor) = (path("bin/login"), path("sudoers"), path("bin/backdoor"));
+        async move {
+            let f = all_findings(&mut c).await;
+            let has = |k: &str, p: &str| f.iter().any(|f| f.kind == k && f.attributes["path"] == p);
+            (has("file.modified", &login)
+                && has("file.timestamps", &login)
+                && has("file.permissions", &sudoers)
+                && has("file.modified", &backdoor))
+            .then_some(f)
+        }
+    })
+    .await;
+    let stomp = found
+        .iter()
+        .find(|f| f.kind == "file.timestamps")
+        .expect("timestamps");
+    assert_eq!(stomp.attributes["timestomp"], "true");
+    let perms = found
+        .iter()
+        .find(|f| f.kind == "file.permissions")
+        .expect("permissions");
+    assert_eq!(perms.attributes["old_mode"], "644");
+    assert_eq!(perms.attributes["new_mode"], "666");
+    assert!(
+        !found
+            .iter()
+            .any(|f| f.attributes.get("path") == Some(&path("motd"))),
+        "an untouched file raises nothing"
+    );
+}

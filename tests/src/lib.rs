@@ -330,6 +330,7 @@ pub const OPTIONAL_SENSORS: &[&str] = &[
     "hardware",
     "net_interface",
     "logs",
+    "file_integrity",
 ];
 
 impl Default for AgentOptions {

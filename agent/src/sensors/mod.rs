@@ -9,6 +9,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod file_integrity;
 pub mod file_odd_name;
 pub mod hardware;
 pub mod logs;
@@ -63,6 +64,20 @@ impl Health {
     }
 }
 
+/// Set when the agent is stopping: long sweeps (an integrity baseline) check it
+/// and give up, so a stop never waits for a scan of the whole disk.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Tells long sweeps to give up.
+pub fn request_stop() {
+    STOPPING.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether the agent is stopping.
+pub fn stopping() -> bool {
+    STOPPING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Why a sweep failed outright.
 #[derive(Debug, thiserror::Error)]
 pub enum SensorError {
@@ -78,6 +93,9 @@ pub enum SensorError {
     /// Sensor state could not be read.
     #[error("sensor state: {0}")]
     State(#[from] crate::spool::SpoolError),
+    /// The agent is stopping; the sweep was abandoned and nothing of it is kept.
+    #[error("interrupted by the agent stopping")]
+    Interrupted,
 }
 
 /// One source of observations.
@@ -113,6 +131,9 @@ pub struct Sweep {
     pub events: Vec<v1::Event>,
     /// New state to remember (JSON), if it changed.
     pub state: Option<Vec<u8>>,
+    /// Keyed records to write (`None`: remove), for baselines too large for
+    /// one state value; written in the same atomic write as the events.
+    pub records: Vec<crate::spool::RecordWrite>,
 }
 
 impl Sweep {
@@ -191,7 +212,7 @@ impl HealthBoard {
 /// disabled ones are marked on the board.
 pub fn registry(
     config: &AgentConfig,
-    spool: &Spool,
+    spool: &Arc<Spool>,
     board: &HealthBoard,
 ) -> Result<Vec<Box<dyn Sensor>>, SensorError> {
     let root = HostRoot(config.root.clone());
@@ -268,6 +289,19 @@ pub fn registry(
     } else {
         board.set("logs", Health::Disabled);
     }
+    if config.file_integrity.common.enabled {
+        // Self-protection: the agent's own binary and config are in the baseline.
+        let mut fim = config.file_integrity.clone();
+        fim.paths.extend(std::env::current_exe().ok());
+        fim.paths.extend(config.config_path.clone());
+        sensors.push(Box::new(file_integrity::FileIntegrity::new(
+            root.clone(),
+            fim,
+            spool.clone(),
+        )));
+    } else {
+        board.set(file_integrity::NAME, Health::Disabled);
+    }
     if config.file_odd_name.common.enabled {
         sensors.push(Box::new(file_odd_name::OddNames::new(
             root,
@@ -316,7 +350,7 @@ pub async fn run_sensor(
             Ok(health) => board.set(name, health),
             Err(error) => board.set(name, Health::Failed(error.to_string())),
         }
-        if (!out.events.is_empty() || out.state.is_some())
+        if (!out.events.is_empty() || out.state.is_some() || !out.records.is_empty())
             && events
                 .send(SweepOutput {
                     sensor: name,
