@@ -128,6 +128,8 @@ impl Default for RawLink {
 #[derive(Debug, Deserialize, Default)]
 struct RawSensors {
     #[serde(default)]
+    fold_after: Option<usize>,
+    #[serde(default)]
     net_listener: RawNetListener,
     #[serde(default)]
     file_odd_name: RawOddName,
@@ -609,6 +611,9 @@ pub struct AgentConfig {
     pub logs: LogsConfig,
     /// `[sensors.file_integrity]`.
     pub file_integrity: FileIntegrityConfig,
+    /// `[sensors] fold_after`: past this many findings of one kind in one
+    /// sweep, they are sent as one finding with a count and examples.
+    pub fold_after: usize,
     /// The file this configuration was read from (in the integrity baseline).
     pub config_path: Option<PathBuf>,
     /// `[severity]`: finding kind → severity, over each sensor's default.
@@ -891,6 +896,7 @@ impl AgentConfig {
         if lg.dormant_days == 0 {
             errors.push("sensors.logs.dormant_days must be at least 1");
         }
+        let fold_after = s.fold_after.unwrap_or(20);
         let fi = s.file_integrity;
         let fim_common = simple(&mut errors, "file_integrity", fi.enabled, fi.interval_secs);
         for p in fi.paths.iter().chain(&fi.library_paths) {
@@ -973,6 +979,7 @@ impl AgentConfig {
             },
             severity: severity_overrides,
             config_path: None,
+            fold_after: fold_after.max(1),
             file_integrity: FileIntegrityConfig {
                 common: fim_common,
                 paths: fi.paths,

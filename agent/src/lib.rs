@@ -131,6 +131,7 @@ pub async fn run_with_health(
                 events_tx.clone(),
                 board.clone(),
                 shutdown.child_token(),
+                config.fold_after,
             )
             .instrument(span),
         );

@@ -455,3 +455,119 @@ async fn integrity_changes_are_reported_apart() {
         "an untouched file raises nothing"
     );
 }
+
+/// Archives found by their magic bytes whatever their name, office documents
+/// left alone, and a storm of odd names folded into few findings with counts.
+#[tokio::test(flavor = "multi_thread")]
+async fn archives_by_magic_and_storms_folded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let watched = dir.path().join("www");
+    std::fs::create_dir_all(&watched).expect("dir");
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("files-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            watch: vec![watched.clone()],
+            ..AgentOptions::default()
+        },
+    );
+    let client = operator_client(&pki.operator("alice"), collector.addr).await;
+    eventually(Duration::from_secs(30), "first walk", || {
+        let mut c = client.clone();
+        async move {
+            let hosts = c
+                .list_hosts(v1::ListHostsRequest {})
+                .await
+                .ok()?
+                .into_inner()
+                .hosts;
+            hosts
+                .iter()
+                .flat_map(|h| &h.sensors)
+                .any(|s| s.name == "file_odd_name" && s.state == "ok")
+                .then_some(())
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let script = format!(
+        "import zipfile\n\
+         with zipfile.ZipFile({loot:?}, 'w') as z: z.writestr('db/passwords.txt', 'x'*1000)\n\
+         with zipfile.ZipFile({doc:?}, 'w') as z:\n    z.writestr('[Content_Types].xml', '<Types/>')\n    z.writestr('word/document.xml', '<w/>')\n",
+        loot = watched.join("report.pdf").display().to_string(),
+        doc = watched.join("minutes.docx").display().to_string(),
+    );
+    let made = Command::new("python3")
+        .args(["-c", &script])
+        .status()
+        .expect("python3");
+    assert!(made.success());
+    let tar = Command::new("tar")
+        .arg("czf")
+        .arg(watched.join("backup.tgz"))
+        .arg("-C")
+        .arg(dir.path())
+        .arg("pki")
+        .status()
+        .expect("tar");
+    assert!(tar.success());
+    for i in 0..500 {
+        std::fs::write(watched.join(format!(" hidden-{i}")), b"x").expect("storm");
+    }
+    let path = |p: &str| watched.join(p).display().to_string();
+    let found = eventually(
+        Duration::from_secs(30),
+        "archives and the folded storm",
+        || {
+            let mut c = client.clone();
+            let (loot, tgz) = (path("report.pdf"), path("backup.tgz"));
+            async move {
+                let f = all_findings(&mut c).await;
+                let archive = |p: &str| {
+                    f.iter()
+                        .any(|f| f.kind == "file.archive" && f.attributes["path"] == p)
+                };
+                let odd: u64 = f
+                    .iter()
+                    .filter(|f| f.kind == "file.odd_name")
+                    .map(|f| {
+                        f.attributes
+                            .get("folded_count")
+                            .and_then(|n| n.parse().ok())
+                            .unwrap_or(1)
+                    })
+                    .sum();
+                (archive(&loot) && archive(&tgz) && odd == 500).then_some(f)
+            }
+        },
+    )
+    .await;
+    let loot = found
+        .iter()
+        .find(|f| f.kind == "file.archive" && f.attributes["path"] == path("report.pdf"))
+        .expect("loot");
+    assert_eq!(loot.attributes["format"], "zip");
+    assert_eq!(loot.attributes["disguised"], "true");
+    let tgz = found
+        .iter()
+        .find(|f| f.attributes.get("path") == Some(&path("backup.tgz")))
+        .expect("tgz");
+    assert_eq!(tgz.attributes["format"], "gzip");
+    assert_eq!(tgz.attributes["disguised"], "false");
+    assert!(
+        !found
+            .iter()
+            .any(|f| f.attributes.get("path") == Some(&path("minutes.docx"))),
+        "an office document is not an archive"
+    );
+    let odd = found.iter().filter(|f| f.kind == "file.odd_name").count();
+    assert!(
+        odd <= 3,
+        "500 odd names arrive folded, not as {odd} findings"
+    );
+}

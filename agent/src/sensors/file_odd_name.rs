@@ -3,8 +3,14 @@
 //! not UTF-8, and (where config says dotfiles are unexpected) a leading dot.
 //! Names made only of dots and spaces (`...`, `. .`) are always odd.
 //!
-//! Each odd path is reported once while it exists; what was reported is kept
-//! across restarts. Symlinks are never followed.
+//! The same walk finds `file.archive`: regular files created or changed since
+//! the previous walk whose first bytes are those of an archive — zip, rar, 7z,
+//! tar, gzip, bzip2, xz or zstd — whatever their name. Office documents, jars
+//! and other zip-based formats are told apart by their first member, so a zip
+//! renamed `.docx` is still an archive.
+//!
+//! Each odd path and each archive is reported once while it exists; what was
+//! reported is kept across restarts. Symlinks are never followed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
@@ -12,6 +18,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use bannin_proto::v1::Severity;
 
 use super::{Health, HostRoot, Sensor, SensorError, Sweep, event};
 use crate::config::OddNameConfig;
@@ -68,27 +76,106 @@ pub fn escape(path: &Path) -> String {
     out
 }
 
+/// What the sensor remembers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OddState {
+    /// Odd paths already reported and still present.
+    pub reported: BTreeSet<String>,
+    /// Archives already reported and still present.
+    pub archives: BTreeSet<String>,
+    /// Start of the last walk (ctime ns): files changed after it are sniffed.
+    pub since_ns: i128,
+}
+
+/// The saved state, in its current or its first form (a set of odd paths).
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+pub enum SavedOdd {
+    /// Current.
+    Current(OddState),
+    /// Before archives were tracked.
+    Legacy(BTreeSet<String>),
+}
+
+/// The archive format of a file's first bytes, if any.
+pub fn archive_format(head: &[u8]) -> Option<&'static str> {
+    let starts = |m: &[u8]| head.starts_with(m);
+    if starts(b"PK\x03\x04") {
+        // Zip-based documents and packages name a marker as their first member.
+        let len = head
+            .get(26..28)
+            .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+            .unwrap_or(0);
+        let first = head.get(30..30 + len).unwrap_or_default();
+        let document: [&[u8]; 4] = [
+            b"[Content_Types].xml",
+            b"mimetype",
+            b"META-INF/",
+            b"AndroidManifest.xml",
+        ];
+        return (!document.contains(&first)).then_some("zip");
+    }
+    if starts(b"PK\x05\x06") || starts(b"PK\x07\x08") {
+        return Some("zip");
+    }
+    if starts(b"Rar!\x1a\x07") {
+        return Some("rar");
+    }
+    if starts(b"7z\xbc\xaf\x27\x1c") {
+        return Some("7z");
+    }
+    if starts(b"\x1f\x8b") {
+        return Some("gzip");
+    }
+    if starts(b"BZh") && head.get(3).is_some_and(|b| (b'1'..=b'9').contains(b)) {
+        return Some("bzip2");
+    }
+    if starts(b"\xfd7zXZ\x00") {
+        return Some("xz");
+    }
+    if starts(b"\x28\xb5\x2f\xfd") {
+        return Some("zstd");
+    }
+    if head.get(257..262) == Some(b"ustar") {
+        return Some("tar");
+    }
+    None
+}
+
 /// The sensor.
 pub struct OddNames {
     root: HostRoot,
     config: OddNameConfig,
-    /// Odd paths already reported and still present.
-    reported: BTreeSet<String>,
+    state: OddState,
+    first: bool,
 }
 
 impl OddNames {
     /// A sensor walking `config.paths` under `root`, remembering what it reported before.
-    pub fn new(root: HostRoot, config: OddNameConfig, reported: Option<BTreeSet<String>>) -> Self {
+    pub fn new(root: HostRoot, config: OddNameConfig, saved: Option<SavedOdd>) -> Self {
+        let first = saved.is_none();
+        let state = match saved {
+            Some(SavedOdd::Current(s)) => s,
+            Some(SavedOdd::Legacy(reported)) => OddState {
+                reported,
+                ..OddState::default()
+            },
+            None => OddState::default(),
+        };
         Self {
             root,
             config,
-            reported: reported.unwrap_or_default(),
+            state,
+            first,
         }
     }
 }
 
 struct Walk {
     odd: Vec<(PathBuf, &'static str, std::fs::Metadata)>,
+    /// Regular files changed since the last walk.
+    fresh: Vec<(PathBuf, std::fs::Metadata)>,
+    since_ns: i128,
     seen: usize,
     denied: BTreeSet<String>,
     truncated: bool,
@@ -117,6 +204,10 @@ impl OddNames {
             if let Some(why) = oddity(&name, self.config.dotfiles_unexpected) {
                 walk.odd.push((child.clone(), why, meta.clone()));
             }
+            let ctime_ns = i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec());
+            if meta.is_file() && meta.len() >= 4 && ctime_ns >= walk.since_ns {
+                walk.fresh.push((child.clone(), meta.clone()));
+            }
             // DirEntry::metadata does not follow symlinks.
             if meta.is_dir() && depth < self.config.max_depth {
                 self.walk(&child, depth + 1, walk);
@@ -136,7 +227,18 @@ impl Sensor for OddNames {
 
     fn sweep(&mut self, sweep: &mut Sweep) -> Result<Health, SensorError> {
         let out = &mut sweep.events;
+        let started_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or(0);
         let mut walk = Walk {
+            fresh: Vec::new(),
+            // The first walk learns what is there: only later files are sniffed.
+            since_ns: if self.first {
+                i128::MAX
+            } else {
+                self.state.since_ns
+            },
             odd: Vec::new(),
             seen: 0,
             denied: BTreeSet::new(),
@@ -145,9 +247,77 @@ impl Sensor for OddNames {
         for p in &self.config.paths {
             self.walk(p, 1, &mut walk);
         }
-        let reported = &mut self.reported;
+        // since_ns rides along whenever the state is saved: a stale one only
+        // means more files are sniffed after a restart, never a repeat report.
+        let mut changed = self.first;
+        let mut archives_present = BTreeSet::new();
+        for (path, meta) in &walk.fresh {
+            let shown = escape(path);
+            let mut head = [0u8; 512];
+            let n = std::fs::File::open(self.root.join(path))
+                .and_then(|mut f| {
+                    use std::io::Read;
+                    f.read(&mut head)
+                })
+                .unwrap_or(0);
+            let Some(format) = archive_format(&head[..n]) else {
+                continue;
+            };
+            archives_present.insert(shown.clone());
+            if self.state.archives.contains(&shown) {
+                continue;
+            }
+            let extension = path
+                .extension()
+                .map(|e| e.to_string_lossy().to_lowercase())
+                .unwrap_or_default();
+            let disguised = !matches!(
+                (format, extension.as_str()),
+                ("zip", "zip")
+                    | ("rar", "rar")
+                    | ("7z", "7z")
+                    | ("tar", "tar")
+                    | ("gzip", "gz" | "tgz")
+                    | ("bzip2", "bz2" | "tbz2")
+                    | ("xz", "xz" | "txz")
+                    | ("zstd", "zst" | "tzst")
+            );
+            out.push(event(
+                "file.archive",
+                Severity::Medium,
+                true,
+                BTreeMap::from([
+                    ("path".to_owned(), shown.clone()),
+                    ("format".to_owned(), format.to_owned()),
+                    ("extension".to_owned(), extension),
+                    ("disguised".to_owned(), disguised.to_string()),
+                    ("size".to_owned(), meta.len().to_string()),
+                    ("uid".to_owned(), meta.uid().to_string()),
+                ]),
+                if disguised {
+                    format!("{format} archive disguised by its name: {shown}")
+                } else {
+                    format!("new {format} archive: {shown}")
+                },
+            ));
+            if self.state.archives.len() < MAX_REMEMBERED {
+                self.state.archives.insert(shown);
+            }
+            changed = true;
+        }
+        if !walk.truncated {
+            // Archives gone from the watched paths are forgotten (they may come back).
+            let before = self.state.archives.len();
+            let root = &self.root;
+            self.state
+                .archives
+                .retain(|p| archives_present.contains(p) || root.join(p).exists());
+            changed |= self.state.archives.len() != before;
+        }
+        self.state.since_ns = started_ns;
+        self.first = false;
+        let reported = &mut self.state.reported;
         let mut present = BTreeSet::new();
-        let mut changed = false;
         for (path, why, meta) in walk.odd {
             let shown = escape(&path);
             present.insert(shown.clone());
@@ -187,7 +357,7 @@ impl Sensor for OddNames {
             reported.retain(|p| present.contains(p));
         }
         if changed || reported.len() != before {
-            sweep.save_state(&*reported);
+            sweep.save_state(&self.state);
         }
         if !walk.denied.is_empty() {
             let total = walk.denied.len();
@@ -229,6 +399,35 @@ mod tests {
         assert_eq!(oddity(OsStr::new(".bashrc"), false), None);
         assert_eq!(oddity(OsStr::new(".bashrc"), true), Some("leading_dot"));
         assert_eq!(oddity(OsStr::new("report.pdf"), true), None);
+    }
+
+    #[test]
+    fn archives_by_magic_and_documents_apart() {
+        let zip_member = |name: &[u8]| {
+            let mut h = b"PK\x03\x04".to_vec();
+            h.resize(26, 0);
+            h.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            h.extend_from_slice(&[0, 0]);
+            h.extend_from_slice(name);
+            h
+        };
+        assert_eq!(
+            archive_format(&zip_member(b"loot/passwords.txt")),
+            Some("zip")
+        );
+        assert_eq!(archive_format(&zip_member(b"[Content_Types].xml")), None);
+        assert_eq!(archive_format(&zip_member(b"mimetype")), None);
+        assert_eq!(archive_format(b"Rar!\x1a\x07\x01\x00"), Some("rar"));
+        assert_eq!(archive_format(b"7z\xbc\xaf\x27\x1c\x00\x04"), Some("7z"));
+        assert_eq!(archive_format(b"\x1f\x8b\x08\x00"), Some("gzip"));
+        assert_eq!(archive_format(b"BZh91AY"), Some("bzip2"));
+        assert_eq!(archive_format(b"BZhello"), None);
+        assert_eq!(archive_format(b"\xfd7zXZ\x00\x00"), Some("xz"));
+        assert_eq!(archive_format(b"\x28\xb5\x2f\xfd\x00"), Some("zstd"));
+        let mut tar = vec![0u8; 512];
+        tar[257..262].copy_from_slice(b"ustar");
+        assert_eq!(archive_format(&tar), Some("tar"));
+        assert_eq!(archive_format(b"#!/bin/sh\n"), None);
     }
 
     #[test]

@@ -314,6 +314,49 @@ pub fn registry(
     Ok(sensors)
 }
 
+/// Folds storms: past `max_per_kind` findings of one kind in one sweep, they
+/// become one finding with the count, the highest severity and the first
+/// examples, so 10,000 files created at once are one finding, not 10,000.
+/// Telemetry (non-indicator events) is left alone.
+pub fn fold(events: &mut Vec<v1::Event>, max_per_kind: usize) {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in events.iter().filter(|e| e.indicator) {
+        *counts.entry(e.kind.as_str()).or_default() += 1;
+    }
+    let storms: Vec<String> = counts
+        .into_iter()
+        .filter(|(_, n)| *n > max_per_kind)
+        .map(|(k, _)| k.to_owned())
+        .collect();
+    for kind in storms {
+        let (storm, rest): (Vec<v1::Event>, Vec<v1::Event>) = std::mem::take(events)
+            .into_iter()
+            .partition(|e| e.indicator && e.kind == kind);
+        *events = rest;
+        let Some(first) = storm.first() else { continue };
+        let mut folded = first.clone();
+        folded.severity = storm
+            .iter()
+            .map(|e| e.severity)
+            .max()
+            .unwrap_or(first.severity);
+        let examples: Vec<&str> = storm.iter().take(5).map(|e| e.summary.as_str()).collect();
+        folded
+            .attributes
+            .insert("folded_count".into(), storm.len().to_string());
+        folded
+            .attributes
+            .insert("examples".into(), examples.join(" | "));
+        folded.summary = format!(
+            "{} × {kind} in one sweep, e.g. {}",
+            storm.len(),
+            first.summary
+        );
+        events.push(folded);
+        tracing::warn!(kind, count = storm.len(), "Finding storm folded into one");
+    }
+}
+
 /// One sweep's output on its way to the spool.
 pub struct SweepOutput {
     /// The sensor.
@@ -328,6 +371,7 @@ pub async fn run_sensor(
     events: mpsc::Sender<SweepOutput>,
     board: HealthBoard,
     shutdown: CancellationToken,
+    fold_after: usize,
 ) {
     let name = sensor.name();
     let interval = sensor.interval();
@@ -335,6 +379,7 @@ pub async fn run_sensor(
         let swept = tokio::task::spawn_blocking(move || {
             let mut out = Sweep::default();
             let result = sensor.sweep(&mut out);
+            fold(&mut out.events, fold_after);
             (sensor, out, result)
         })
         .await;
@@ -374,4 +419,60 @@ pub fn running_as_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storms_fold_into_one_finding_with_a_count() {
+        let mut events: Vec<v1::Event> = (0..10_000)
+            .map(|i| {
+                event(
+                    "file.archive",
+                    if i == 7 {
+                        Severity::High
+                    } else {
+                        Severity::Medium
+                    },
+                    true,
+                    BTreeMap::from([("path".to_owned(), format!("/tmp/{i}.zip"))]),
+                    format!("new zip archive: /tmp/{i}.zip"),
+                )
+            })
+            .collect();
+        events.push(event(
+            "file.odd_name",
+            Severity::Medium,
+            true,
+            BTreeMap::new(),
+            "one".into(),
+        ));
+        events.extend((0..50).map(|_| {
+            event(
+                "process.exec",
+                Severity::Info,
+                false,
+                BTreeMap::new(),
+                "t".into(),
+            )
+        }));
+        fold(&mut events, 20);
+        let archives: Vec<&v1::Event> =
+            events.iter().filter(|e| e.kind == "file.archive").collect();
+        assert_eq!(archives.len(), 1);
+        assert_eq!(archives[0].attributes["folded_count"], "10000");
+        assert_eq!(archives[0].severity, Severity::High as i32);
+        assert!(archives[0].attributes["examples"].contains("/tmp/4.zip"));
+        assert_eq!(
+            events.iter().filter(|e| e.kind == "file.odd_name").count(),
+            1
+        );
+        assert_eq!(
+            events.iter().filter(|e| e.kind == "process.exec").count(),
+            50,
+            "telemetry is not folded"
+        );
+    }
 }
