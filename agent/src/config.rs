@@ -149,6 +149,30 @@ struct RawSensors {
     logs: RawLogs,
     #[serde(default)]
     file_integrity: RawFileIntegrity,
+    #[serde(default)]
+    resources: RawResources,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct RawResources {
+    enabled: bool,
+    interval_secs: u64,
+    warmup_samples: u32,
+    threshold_percent: f64,
+    margin_percent: f64,
+}
+
+impl Default for RawResources {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: 10,
+            warmup_samples: 30,
+            threshold_percent: 90.0,
+            margin_percent: 30.0,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -450,6 +474,19 @@ pub struct ProcessConfig {
     pub exec_telemetry: bool,
 }
 
+/// `[sensors.resources]`.
+#[derive(Debug, Clone)]
+pub struct ResourcesConfig {
+    /// Common settings.
+    pub common: SensorCommon,
+    /// Samples learned before use is judged.
+    pub warmup_samples: u32,
+    /// Share (0–1) above which use may be anomalous.
+    pub threshold: f64,
+    /// How far above the learned mean it must also be.
+    pub margin: f64,
+}
+
 /// `[sensors.file_integrity]`.
 #[derive(Debug, Clone)]
 pub struct FileIntegrityConfig {
@@ -611,6 +648,8 @@ pub struct AgentConfig {
     pub logs: LogsConfig,
     /// `[sensors.file_integrity]`.
     pub file_integrity: FileIntegrityConfig,
+    /// `[sensors.resources]`.
+    pub resources: ResourcesConfig,
     /// `[sensors] fold_after`: past this many findings of one kind in one
     /// sweep, they are sent as one finding with a count and examples.
     pub fold_after: usize,
@@ -897,6 +936,16 @@ impl AgentConfig {
             errors.push("sensors.logs.dormant_days must be at least 1");
         }
         let fold_after = s.fold_after.unwrap_or(20);
+        let rs = s.resources;
+        let resources_common = simple(&mut errors, "resources", rs.enabled, rs.interval_secs);
+        for (name, v) in [
+            ("threshold_percent", rs.threshold_percent),
+            ("margin_percent", rs.margin_percent),
+        ] {
+            if !(v.is_finite() && (1.0..=100.0).contains(&v)) {
+                errors.push(format!("sensors.resources.{name} = {v}: must be 1 to 100"));
+            }
+        }
         let fi = s.file_integrity;
         let fim_common = simple(&mut errors, "file_integrity", fi.enabled, fi.interval_secs);
         for p in fi.paths.iter().chain(&fi.library_paths) {
@@ -980,6 +1029,12 @@ impl AgentConfig {
             severity: severity_overrides,
             config_path: None,
             fold_after: fold_after.max(1),
+            resources: ResourcesConfig {
+                common: resources_common,
+                warmup_samples: rs.warmup_samples,
+                threshold: rs.threshold_percent / 100.0,
+                margin: rs.margin_percent / 100.0,
+            },
             file_integrity: FileIntegrityConfig {
                 common: fim_common,
                 paths: fi.paths,

@@ -331,6 +331,7 @@ pub const OPTIONAL_SENSORS: &[&str] = &[
     "net_interface",
     "logs",
     "file_integrity",
+    "resources",
 ];
 
 impl Default for AgentOptions {

@@ -17,6 +17,7 @@ pub mod net_connection;
 pub mod net_interface;
 pub mod net_listener;
 pub mod process;
+pub mod resources;
 pub mod system;
 
 use std::collections::BTreeMap;
@@ -301,6 +302,15 @@ pub fn registry(
         )));
     } else {
         board.set(file_integrity::NAME, Health::Disabled);
+    }
+    if config.resources.common.enabled {
+        sensors.push(Box::new(resources::Resources::new(
+            root.clone(),
+            config.resources.clone(),
+            load_state(spool, "resources")?,
+        )));
+    } else {
+        board.set("resources", Health::Disabled);
     }
     if config.file_odd_name.common.enabled {
         sensors.push(Box::new(file_odd_name::OddNames::new(
