@@ -704,19 +704,48 @@ impl AgentConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
         let (raw, errors): (Raw, _) = load_toml(path)?;
         let base = path.parent().unwrap_or(Path::new(".")).to_owned();
-        let mut config = Self::validate(raw, &base, errors)?;
+        let mut config = Self::validate(raw, &base, errors, false)?;
         config.config_path = std::fs::canonicalize(path).ok();
         Ok(config)
     }
 
-    fn validate(raw: Raw, base: &Path, mut errors: ConfigErrors) -> Result<Self, ConfigErrors> {
+    /// Loads the sensors' settings for `bannin-agent check`, which runs without
+    /// a collector: `[collector]`, `[tls]` and `[spool]` may be absent, and with
+    /// no file every default applies.
+    pub fn load_standalone(path: Option<&Path>) -> Result<Self, ConfigErrors> {
+        let (raw, errors, base): (Raw, _, _) = match path {
+            Some(p) => {
+                let (raw, errors) = load_toml(p)?;
+                (raw, errors, p.parent().unwrap_or(Path::new(".")).to_owned())
+            }
+            None => {
+                let (raw, errors) = bannin_proto::config::parse_toml(
+                    "",
+                    ConfigErrors::new(Path::new("(defaults)")),
+                )?;
+                (raw, errors, PathBuf::from("."))
+            }
+        };
+        let mut config = Self::validate(raw, &base, errors, true)?;
+        config.config_path = path.and_then(|p| std::fs::canonicalize(p).ok());
+        Ok(config)
+    }
+
+    fn validate(
+        raw: Raw,
+        base: &Path,
+        mut errors: ConfigErrors,
+        standalone: bool,
+    ) -> Result<Self, ConfigErrors> {
         let host_id = raw.host_id.as_deref().and_then(|h| {
             HostId::new(h)
                 .map_err(|e| errors.push(format!("host_id = {h:?}: {e}")))
                 .ok()
         });
         let collector = raw.collector.unwrap_or_else(|| {
-            errors.push("[collector] with address is required");
+            if !standalone {
+                errors.push("[collector] with address is required");
+            }
             RawCollector {
                 address: String::new(),
                 server_name: default_server_name(),
@@ -746,7 +775,9 @@ impl AgentConfig {
                 t
             }
             None => {
-                errors.push("[tls] with ca, cert and key is required");
+                if !standalone {
+                    errors.push("[tls] with ca, cert and key is required");
+                }
                 TlsPaths {
                     ca: PathBuf::new(),
                     cert: PathBuf::new(),
@@ -765,7 +796,9 @@ impl AgentConfig {
                 (base.join(s.dir), s.max_bytes)
             }
             None => {
-                errors.push("[spool] with dir is required");
+                if !standalone {
+                    errors.push("[spool] with dir is required");
+                }
                 (PathBuf::new(), 0)
             }
         };

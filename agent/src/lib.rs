@@ -14,6 +14,7 @@
 //!
 //! [`run`] is what the binary, `bannin up` and the tests all call.
 
+pub mod check;
 pub mod config;
 pub mod inventory;
 pub mod link;

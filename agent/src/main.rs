@@ -38,6 +38,21 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Run every sensor once against the baseline in a state directory and print
+    /// the findings and each sensor's health — triage on a host with no
+    /// collector. The first run learns the baselines; later runs report what
+    /// changed. Exit status: 0 nothing found, 1 findings, 64 bad config.
+    Check {
+        /// Agent config (TOML); only its sensor settings are used. Default: every default.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Where baselines are kept between runs.
+        #[arg(long, default_value = "/var/lib/bannin/check")]
+        state_dir: PathBuf,
+        /// Print one JSON document (findings with their attributes, sensors).
+        #[arg(long)]
+        json: bool,
+    },
     /// Take a forensic snapshot of this host into a file, without a collector:
     /// volatile state first, then the files you name, in one tar + zstd bundle
     /// whose manifest lists every artifact's SHA-256.
@@ -62,9 +77,20 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    bannin_proto::process::init_logging(cli.log_json, "info");
+    // A check prints its own report: only warnings and errors are logged.
+    let level = if matches!(cli.command, Command::Check { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
+    bannin_proto::process::init_logging(cli.log_json, level);
     let (config, check) = match cli.command {
         Command::Run { config, check } => (config, check),
+        Command::Check {
+            config,
+            state_dir,
+            json,
+        } => return standalone_check(config.as_deref(), &state_dir, json),
         Command::Snapshot {
             out,
             files,
@@ -98,6 +124,62 @@ fn main() -> ExitCode {
             eprintln!("bannin-agent: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn standalone_check(
+    config: Option<&std::path::Path>,
+    state_dir: &std::path::Path,
+    json: bool,
+) -> ExitCode {
+    let config = match AgentConfig::load_standalone(config) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("bannin-agent: {errors}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    let report = match bannin_agent::check::check(&config, state_dir) {
+        Ok(r) => r,
+        Err(error) => {
+            eprintln!("bannin-agent: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(error) => {
+                eprintln!("bannin-agent: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        if report.first_run {
+            println!(
+                "First run: baselines learned in {}; run again to see what changes.",
+                state_dir.display()
+            );
+        }
+        for f in &report.findings {
+            println!("{:<8} {:<28} {}", f.severity, f.kind, f.summary);
+        }
+        if report.findings.is_empty() {
+            println!("No findings.");
+        }
+        println!();
+        for s in &report.sensors {
+            if s.detail.is_empty() {
+                println!("sensor {:<16} {}", s.name, s.state);
+            } else {
+                println!("sensor {:<16} {} — {}", s.name, s.state, s.detail);
+            }
+        }
+    }
+    if report.findings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

@@ -120,3 +120,89 @@ fn pki_init_can_issue_the_first_admin() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--admin"));
     assert!(!again.exists());
 }
+
+/// `bannin-agent check` on a host with no collector: the first run learns,
+/// the next reports what changed, as text or JSON, with an exit status scripts use.
+#[test]
+fn standalone_check_learns_then_reports_changes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).expect("etc");
+    std::fs::create_dir_all(root.join("srv")).expect("srv");
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/bash\n").expect("passwd");
+    std::fs::write(root.join("etc/group"), "root:x:0:\n").expect("group");
+    let config = dir.path().join("check.toml");
+    let mut text = format!("root = {:?}\n", root.display().to_string());
+    for off in [
+        "net_listener",
+        "net_connection",
+        "process",
+        "system",
+        "hardware",
+        "net_interface",
+        "logs",
+        "file_integrity",
+        "resources",
+    ] {
+        text.push_str(&format!("[sensors.{off}]\nenabled = false\n"));
+    }
+    text.push_str("[sensors.file_odd_name]\npaths = [\"/srv\"]\n");
+    std::fs::write(&config, text).expect("config");
+    let state = dir.path().join("state");
+    let run = |json: bool| {
+        let mut c = Command::new(bin("bannin-agent"));
+        c.args(["check", "--config"])
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(&state);
+        if json {
+            c.arg("--json");
+        }
+        c.output().expect("check")
+    };
+    let first = run(false);
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert_eq!(first.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("First run") && stdout.contains("No findings"),
+        "{stdout}"
+    );
+
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0::/root:/bin/bash\ntoor:x:0:0::/root:/bin/sh\n",
+    )
+    .expect("passwd");
+    std::fs::write(root.join("srv/ payload"), b"x").expect("odd");
+    let second = run(true);
+    assert_eq!(
+        second.status.code(),
+        Some(1),
+        "findings make the exit status 1"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&second.stdout).expect("json");
+    assert_eq!(report["first_run"], false);
+    let findings = report["findings"].as_array().expect("findings");
+    assert_eq!(
+        findings[0]["kind"], "account.uid0",
+        "most severe first: {report}"
+    );
+    assert_eq!(findings[0]["severity"], "critical");
+    assert_eq!(findings[0]["attributes"]["user"], "toor");
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["kind"] == "file.odd_name" && f["attributes"]["path"] == "/srv/ payload"),
+        "{report}"
+    );
+    assert!(
+        report["sensors"]
+            .as_array()
+            .expect("sensors")
+            .iter()
+            .any(|s| s["name"] == "process" && s["state"] == "disabled")
+    );
+    // A broken config: exit 64, nothing run.
+    std::fs::write(&config, "[sensors.accounts]\nenabled = \"yes\"\n").expect("config");
+    assert_eq!(run(false).status.code(), Some(64));
+}

@@ -430,7 +430,9 @@ impl Sensor for Processes {
                     .into(),
             );
         } else if unreadable > 0 {
-            problems.push(format!("{unreadable} processes had no readable executable"));
+            problems.push(format!(
+                "{unreadable} process(es) had no readable executable (exited, or another mount namespace)"
+            ));
         }
         if let Some(why) = unhashed.into_iter().find(|w| w.contains("budget")) {
             problems.push(why);
