@@ -1105,6 +1105,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_config_has_only_known_keys_of_the_right_types() {
+        let text = include_str!("../../deploy/agent.example.toml");
+        let (raw, errors): (Raw, _) = bannin_proto::config::parse_toml(
+            text,
+            ConfigErrors::new(Path::new("agent.example.toml")),
+        )
+        .expect("parses");
+        assert!(errors.problems.is_empty(), "{errors}");
+        assert_eq!(raw.sensors.process.interval_secs, 2);
+        assert!(raw.sensors.file_integrity.enabled);
+    }
+
+    #[test]
     fn every_problem_is_reported_at_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("agent.toml");
