@@ -437,6 +437,8 @@ pub struct OddNameConfig {
     pub max_depth: usize,
     /// Most entries looked at per sweep.
     pub max_entries: usize,
+    /// Findings built per sweep before the rest are only counted (`[sensors] fold_after`).
+    pub max_events: usize,
 }
 
 /// `[sensors.net_connection]`.
@@ -1095,6 +1097,7 @@ impl AgentConfig {
                 dotfiles_unexpected: o.dotfiles_unexpected,
                 max_depth: o.max_depth,
                 max_entries: o.max_entries,
+                max_events: fold_after.max(1),
             },
         })
     }

@@ -135,11 +135,23 @@ impl Throttle {
     }
 }
 
+/// Records are written straight to the store in chunks of this many while the
+/// baseline is learned, so memory never holds the whole baseline.
+const LEARN_CHUNK: usize = 4096;
+
+/// What the sensor keeps besides its records.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FimState {
+    /// Whether one full scan has completed: until then, nothing is reported.
+    pub baseline_complete: bool,
+}
+
 /// The sensor.
 pub struct FileIntegrity {
     root: HostRoot,
     config: FileIntegrityConfig,
     spool: Arc<Spool>,
+    state: FimState,
     /// Records written by the previous sweep, in case the store has not applied them yet.
     pending: HashMap<Vec<u8>, Option<Entry>>,
     /// Figures of the last sweep.
@@ -148,11 +160,17 @@ pub struct FileIntegrity {
 
 impl FileIntegrity {
     /// A sensor over `config.paths` under `root`, with its baseline in `spool`.
-    pub fn new(root: HostRoot, config: FileIntegrityConfig, spool: Arc<Spool>) -> Self {
+    pub fn new(
+        root: HostRoot,
+        config: FileIntegrityConfig,
+        spool: Arc<Spool>,
+        state: Option<FimState>,
+    ) -> Self {
         Self {
             root,
             config,
             spool,
+            state: state.unwrap_or_default(),
             pending: HashMap::new(),
             last_stats: ScanStats::default(),
         }
@@ -385,7 +403,7 @@ impl FileIntegrity {
 
     /// One full scan of every configured path.
     pub fn scan(&mut self, sweep: &mut Sweep) -> ScanStats {
-        let learning = self.spool.record_count(NAME) == 0 && self.pending.is_empty();
+        let learning = !self.state.baseline_complete;
         let mut throttle = Throttle::new(self.config.hash_rate_mib);
         let mut stats = ScanStats::default();
         let roots: Vec<(PathBuf, bool)> = self
@@ -444,6 +462,16 @@ impl FileIntegrity {
                     &mut stats,
                 );
                 stack.extend(subdirs);
+                if learning && sweep.records.len() >= LEARN_CHUNK {
+                    // No events while learning: the records need no company.
+                    let chunk = std::mem::take(&mut sweep.records);
+                    if let Err(error) =
+                        self.spool
+                            .append_sweep_with_records(Vec::new(), None, Some((NAME, chunk)))
+                    {
+                        tracing::error!(%error, "Cannot store part of the integrity baseline");
+                    }
+                }
             }
         }
         self.pending = sweep
@@ -495,6 +523,7 @@ impl Sensor for FileIntegrity {
 
     fn sweep(&mut self, sweep: &mut Sweep) -> Result<Health, SensorError> {
         let started = Instant::now();
+        let learning = !self.state.baseline_complete;
         let stats = self.scan(sweep);
         if super::stopping() {
             // A partial scan would record a partial baseline: keep none of it.
@@ -502,6 +531,10 @@ impl Sensor for FileIntegrity {
             sweep.records.clear();
             self.pending.clear();
             return Err(SensorError::Interrupted);
+        }
+        if learning {
+            self.state.baseline_complete = true;
+            sweep.save_state(&self.state);
         }
         self.last_stats = stats;
         tracing::debug!(
@@ -597,6 +630,7 @@ mod tests {
             HostRoot(r.into()),
             config(vec![PathBuf::from("/etc"), PathBuf::from("/usr/bin")]),
             spool.clone(),
+            None,
         );
         let first = sweep(&mut sensor, &spool);
         assert!(first.events.is_empty(), "the baseline is quiet");
@@ -655,6 +689,9 @@ mod tests {
             HostRoot(r.into()),
             config(vec![PathBuf::from("/etc"), PathBuf::from("/usr/bin")]),
             spool.clone(),
+            Some(FimState {
+                baseline_complete: true,
+            }),
         );
         let after = sweep(&mut restarted, &spool);
         assert!(after.events.is_empty(), "{:?}", kinds(&after));
@@ -670,7 +707,7 @@ mod tests {
         std::fs::write(r.join("opt/agent"), vec![7u8; 2 << 20]).expect("agent");
         let mut c = config(vec![PathBuf::from("/opt/agent")]);
         c.hash_rate_mib = 8;
-        let mut sensor = FileIntegrity::new(HostRoot(r.into()), c, spool.clone());
+        let mut sensor = FileIntegrity::new(HostRoot(r.into()), c, spool.clone(), None);
         let started = Instant::now();
         sweep(&mut sensor, &spool);
         assert!(

@@ -318,12 +318,29 @@ impl Sensor for OddNames {
         self.first = false;
         let reported = &mut self.state.reported;
         let mut present = BTreeSet::new();
+        let mut built = 0usize;
+        let mut overflow: Vec<String> = Vec::new();
+        let mut overflow_count = 0u64;
         for (path, why, meta) in walk.odd {
             let shown = escape(&path);
             present.insert(shown.clone());
             if reported.contains(&shown) {
                 continue;
             }
+            // Past the folding threshold the findings would be folded anyway:
+            // count them instead of building them, so a storm costs a counter.
+            if built >= self.config.max_events {
+                overflow_count += 1;
+                if overflow.len() < 5 {
+                    overflow.push(shown.clone());
+                }
+                if reported.len() < MAX_REMEMBERED {
+                    reported.insert(shown);
+                }
+                changed = true;
+                continue;
+            }
+            built += 1;
             let kind = if meta.is_dir() {
                 "directory"
             } else if meta.file_type().is_symlink() {
@@ -350,6 +367,21 @@ impl Sensor for OddNames {
                 reported.insert(shown);
             }
             changed = true;
+        }
+        if overflow_count > 0 {
+            out.push(event(
+                "file.odd_name",
+                self.config.common.severity,
+                true,
+                BTreeMap::from([
+                    ("folded_count".to_owned(), overflow_count.to_string()),
+                    ("examples".to_owned(), overflow.join(" | ")),
+                ]),
+                format!(
+                    "{overflow_count} more odd names, e.g. {}",
+                    overflow.join(", ")
+                ),
+            ));
         }
         // Forget what is gone, so it is reported again if it comes back.
         let before = reported.len();

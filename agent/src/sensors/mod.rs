@@ -299,6 +299,7 @@ pub fn registry(
             root.clone(),
             fim,
             spool.clone(),
+            load_state(spool, file_integrity::NAME)?,
         )));
     } else {
         board.set(file_integrity::NAME, Health::Disabled);
@@ -351,9 +352,19 @@ pub fn fold(events: &mut Vec<v1::Event>, max_per_kind: usize) {
             .max()
             .unwrap_or(first.severity);
         let examples: Vec<&str> = storm.iter().take(5).map(|e| e.summary.as_str()).collect();
+        // An event may already stand for several (a sensor that stopped building them).
+        let count: u64 = storm
+            .iter()
+            .map(|e| {
+                e.attributes
+                    .get("folded_count")
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1)
+            })
+            .sum();
         folded
             .attributes
-            .insert("folded_count".into(), storm.len().to_string());
+            .insert("folded_count".into(), count.to_string());
         folded
             .attributes
             .insert("examples".into(), examples.join(" | "));

@@ -1,0 +1,453 @@
+//! Agent footprint benchmark (BENCHMARKS.md, "Agent"): the cost of one /proc
+//! sweep per process against a bare /proc walk, a file-creation storm, the
+//! integrity baseline of /usr and /etc against `aide --init` and a re-check
+//! against `aide --check`, the stripped binary size, and the agent's memory and
+//! CPU over a run with its default config.
+//!
+//! Run as root after `cargo build --release --workspace --bins`:
+//! `target/release/bannin-agent-bench [--minutes 10] [--skip-idle] [--skip-aide]`.
+//! It installs `aide` and `time` (Debian packages) if they are missing.
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bannin_agent::config::{OddNameConfig, ProcessConfig, SensorCommon};
+use bannin_agent::sensors::{self, HostRoot, Sensor, Sweep};
+use bannin_proto::v1::Severity;
+use clap::Parser;
+
+#[derive(Parser)]
+struct Args {
+    /// Minutes of the idle run.
+    #[arg(long, default_value_t = 10)]
+    minutes: u64,
+    /// Skip the idle run.
+    #[arg(long)]
+    skip_idle: bool,
+    /// Skip the AIDE comparison.
+    #[arg(long)]
+    skip_aide: bool,
+}
+
+fn common() -> SensorCommon {
+    SensorCommon {
+        enabled: true,
+        interval: Duration::from_secs(1),
+        severity: Severity::Medium,
+    }
+}
+
+fn release_bin(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let p = exe.with_file_name(name);
+    if !p.is_file() {
+        bail!(
+            "{} missing: run cargo build --release --workspace --bins",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+fn ensure_package(binary: &str, package: &str) -> anyhow::Result<()> {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {binary}")])
+        .output()?
+        .status
+        .success();
+    if !found {
+        eprintln!("installing {package}…");
+        let ok = Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends", package])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()?
+            .success();
+        if !ok {
+            bail!("cannot install {package}");
+        }
+    }
+    Ok(())
+}
+
+/// Runs `cmd` under GNU time: (seconds, peak RSS in KiB, exit status).
+fn timed(cmd: Command) -> anyhow::Result<(f64, u64, i32)> {
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(ToOwned::to_owned).collect();
+    let out = Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg(&program)
+        .args(&args)
+        .output()
+        .with_context(|| format!("running {}", Path::new(&program).display()))?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    let field = |name: &str| {
+        err.lines()
+            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_owned()))
+            .unwrap_or_default()
+    };
+    let rss = field("Maximum resident set size (kbytes):")
+        .parse()
+        .unwrap_or(0);
+    let wall = field("Elapsed (wall clock) time (h:mm:ss or m:ss):");
+    let secs = wall
+        .split(':')
+        .rev()
+        .enumerate()
+        .map(|(i, p)| p.parse::<f64>().unwrap_or(0.0) * 60f64.powi(i as i32))
+        .sum();
+    Ok((secs, rss, out.status.code().unwrap_or(-1)))
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = s.get(s.rfind(')')? + 2..)?;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
+}
+
+fn proc_sweep() -> anyhow::Result<()> {
+    let pids = std::fs::read_dir("/proc")?
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .count();
+    let config = ProcessConfig {
+        common: common(),
+        suspicious_dirs: vec![PathBuf::from("/tmp"), PathBuf::from("/dev/shm")],
+        allow: Vec::new(),
+        ioc_hashes: None,
+        max_hash_bytes: 256 << 20,
+        exec_telemetry: true,
+    };
+    let mut sensor = sensors::process::Processes::new(HostRoot("/".into()), config, None);
+    sensor.sweep(&mut Sweep::default())?; // learns, hashes
+    let rounds = 300;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        sensor.sweep(&mut Sweep::default())?;
+    }
+    let ours = started.elapsed().as_secs_f64() / f64::from(rounds);
+    // Baseline: the least any poller does — list /proc and read each stat.
+    let started = Instant::now();
+    for _ in 0..rounds {
+        for e in std::fs::read_dir("/proc")?.flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+            {
+                let _ = std::fs::read_to_string(e.path().join("stat"));
+            }
+        }
+    }
+    let bare = started.elapsed().as_secs_f64() / f64::from(rounds);
+    println!("## /proc sweep ({pids} processes, mean of {rounds} steady-state sweeps)");
+    println!(
+        "process sensor: {:.1} µs per sweep, {:.2} µs per process",
+        ours * 1e6,
+        ours * 1e6 / pids as f64
+    );
+    println!(
+        "bare walk (list /proc, read every stat): {:.1} µs per sweep, {:.2} µs per process; ratio {:.2}",
+        bare * 1e6,
+        bare * 1e6 / pids as f64,
+        ours / bare
+    );
+    Ok(())
+}
+
+fn storm() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let watched = dir.path().join("w");
+    std::fs::create_dir_all(&watched)?;
+    let config = OddNameConfig {
+        common: common(),
+        paths: vec![watched.clone()],
+        dotfiles_unexpected: false,
+        max_depth: 4,
+        max_entries: 200_000,
+        max_events: 20,
+    };
+    let mut sensor = sensors::file_odd_name::OddNames::new(HostRoot("/".into()), config, None);
+    sensor.sweep(&mut Sweep::default())?;
+    let rss_before = rss_kib(std::process::id());
+    let n = 10_000;
+    let created = Instant::now();
+    for i in 0..n {
+        std::fs::write(watched.join(format!(" storm-{i}")), b"x")?;
+    }
+    let create_secs = created.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let mut sweep = Sweep::default();
+    sensor.sweep(&mut sweep)?;
+    sensors::fold(&mut sweep.events, 20);
+    let secs = started.elapsed().as_secs_f64();
+    let rss_after = rss_kib(std::process::id());
+    let folded: Vec<_> = sweep
+        .events
+        .iter()
+        .filter(|e| e.kind == "file.odd_name")
+        .collect();
+    let count: u64 = folded
+        .iter()
+        .map(|e| {
+            e.attributes
+                .get("folded_count")
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1)
+        })
+        .sum();
+    println!("## File-creation storm");
+    println!(
+        "{n} odd-named files created in {create_secs:.2} s; one sweep took {secs:.3} s and produced {} finding(s) counting {count} files (exact: {}); RSS {} → {} KiB",
+        folded.len(),
+        count == n,
+        rss_before,
+        rss_after
+    );
+    Ok(())
+}
+
+fn aide_comparison() -> anyhow::Result<()> {
+    ensure_package("aide", "aide")?;
+    ensure_package("/usr/bin/time", "time")?;
+    let work = tempfile::tempdir()?;
+    // A scratch tree inside /usr both tools see, changed between the runs.
+    let scratch = PathBuf::from("/usr/local/bannin-bench-scratch");
+    std::fs::create_dir_all(&scratch)?;
+    for i in 0..20 {
+        std::fs::write(scratch.join(format!("f{i}")), vec![i as u8; 4096])?;
+    }
+    let aide_conf = work.path().join("aide.conf");
+    let db = work.path().join("aide.db");
+    std::fs::write(
+        &aide_conf,
+        format!(
+            "database_in=file:{db}\ndatabase_out=file:{db}\ngzip_dbout=no\nBanninRule = p+u+g+s+m+c+i+sha256\n/usr BanninRule\n/etc BanninRule\n",
+            db = db.display()
+        ),
+    )?;
+    let agent_conf = work.path().join("agent.toml");
+    let mut text = String::from(
+        "[sensors.file_integrity]\npaths = [\"/usr\", \"/etc\"]\nlibrary_paths = []\nhash_rate_mib = 0\n",
+    );
+    for off in [
+        "net_listener",
+        "net_connection",
+        "process",
+        "system",
+        "hardware",
+        "net_interface",
+        "logs",
+        "resources",
+        "accounts",
+        "file_odd_name",
+    ] {
+        text.push_str(&format!("[sensors.{off}]\nenabled = false\n"));
+    }
+    std::fs::write(&agent_conf, text)?;
+    let state = work.path().join("state");
+    let agent = release_bin("bannin-agent")?;
+    let ours = |label: &str| -> anyhow::Result<(f64, u64)> {
+        let mut c = Command::new(&agent);
+        c.arg("check")
+            .arg("--config")
+            .arg(&agent_conf)
+            .arg("--state-dir")
+            .arg(&state);
+        let (secs, rss, code) = timed(c)?;
+        if code > 1 {
+            bail!("bannin-agent check ({label}) exited {code}");
+        }
+        Ok((secs, rss))
+    };
+    // Warm the page cache for both alike.
+    let _ = Command::new("sh")
+        .args([
+            "-c",
+            "find /usr /etc -xdev -type f -print0 | xargs -0 cat > /dev/null 2>&1",
+        ])
+        .status();
+    let mut aide_init = Command::new("aide");
+    aide_init
+        .arg("--init")
+        .arg(format!("--config={}", aide_conf.display()));
+    let (aide_init_secs, aide_init_rss, code) = timed(aide_init)?;
+    if code != 0 {
+        bail!("aide --init exited {code}");
+    }
+    let new_db = db.with_extension("db");
+    let _ = new_db;
+    let (our_init_secs, our_init_rss) = ours("baseline")?;
+    // Change a handful of files, then re-check with both.
+    for i in 0..5 {
+        std::fs::write(scratch.join(format!("f{i}")), vec![0xEE; 4096 + i])?;
+    }
+    let mut aide_check = Command::new("aide");
+    aide_check
+        .arg("--check")
+        .arg(format!("--config={}", aide_conf.display()));
+    let (aide_check_secs, aide_check_rss, aide_code) = timed(aide_check)?;
+    let (our_check_secs, our_check_rss) = ours("re-check")?;
+    let files = Command::new("sh")
+        .args([
+            "-c",
+            "find /usr /etc -xdev \\( -type f -o -type l \\) | wc -l",
+        ])
+        .output()?;
+    let _ = std::fs::remove_dir_all(&scratch);
+    println!(
+        "## Integrity baseline of /usr and /etc ({} files and symlinks), SHA-256 + permissions + owner + size + times + inode",
+        String::from_utf8_lossy(&files.stdout).trim()
+    );
+    println!("| | bannin-agent check | aide | ratio (aide / ours) |\n|---|---|---|---|");
+    println!(
+        "| baseline time | {our_init_secs:.1} s | {aide_init_secs:.1} s | {:.2} |",
+        aide_init_secs / our_init_secs.max(0.01)
+    );
+    println!(
+        "| baseline peak RSS | {} MiB | {} MiB | {:.2} |",
+        our_init_rss / 1024,
+        aide_init_rss / 1024,
+        aide_init_rss as f64 / our_init_rss.max(1) as f64
+    );
+    println!(
+        "| re-check after 5 changes, time | {our_check_secs:.1} s | {aide_check_secs:.1} s (exit {aide_code}) | {:.2} |",
+        aide_check_secs / our_check_secs.max(0.01)
+    );
+    println!(
+        "| re-check peak RSS | {} MiB | {} MiB | {:.2} |",
+        our_check_rss / 1024,
+        aide_check_rss / 1024,
+        aide_check_rss as f64 / our_check_rss.max(1) as f64
+    );
+    Ok(())
+}
+
+fn binary_size() -> anyhow::Result<()> {
+    let agent = release_bin("bannin-agent")?;
+    let dir = tempfile::tempdir()?;
+    let stripped = dir.path().join("bannin-agent");
+    std::fs::copy(&agent, &stripped)?;
+    let ok = Command::new("strip").arg(&stripped).status()?.success();
+    if !ok {
+        bail!("strip failed");
+    }
+    let size = std::fs::metadata(&stripped)?.len();
+    println!(
+        "## Binary\nstripped release bannin-agent: {:.1} MiB ({size} bytes)",
+        size as f64 / 1048576.0
+    );
+    Ok(())
+}
+
+fn idle(minutes: u64) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = bannin_tests::TestPki::new(dir.path());
+    let port = bannin_tests::free_port();
+    let cdir = dir.path().join("collector");
+    let config = bannin_tests::collector_config(&cdir, &pki, port, "");
+    let mut c = Command::new(release_bin("bannin-collector")?);
+    c.arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "warn");
+    let _collector = bannin_tests::Proc::spawn(c, cdir.join("collector.log"));
+    std::thread::sleep(Duration::from_secs(2));
+    // The default config: every sensor at its default settings.
+    let adir = dir.path().join("agent");
+    std::fs::create_dir_all(&adir)?;
+    let tls = pki.agent("idle-host");
+    let agent_toml = adir.join("agent.toml");
+    std::fs::write(
+        &agent_toml,
+        format!(
+            "[collector]\naddress = \"127.0.0.1:{port}\"\n[tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n[spool]\ndir = {:?}\n",
+            tls.ca.display().to_string(),
+            tls.cert.display().to_string(),
+            tls.key.display().to_string(),
+            adir.join("spool").display().to_string()
+        ),
+    )?;
+    let mut a = Command::new(release_bin("bannin-agent")?);
+    a.arg("run")
+        .arg("--config")
+        .arg(&agent_toml)
+        .env("RUST_LOG", "warn");
+    let agent = bannin_tests::Proc::spawn(a, adir.join("agent.log"));
+    let pid = agent.pid();
+    let ticks_per_sec = 100.0;
+    let start = Instant::now();
+    let total = Duration::from_secs(minutes * 60);
+    let half = total / 2;
+    let mut peak = 0;
+    let mut second_half_start = None;
+    let mut samples = Vec::new();
+    while start.elapsed() < total {
+        std::thread::sleep(Duration::from_secs(5));
+        let rss = rss_kib(pid);
+        peak = peak.max(rss);
+        samples.push((start.elapsed().as_secs(), rss, cpu_ticks(pid)));
+        if second_half_start.is_none() && start.elapsed() >= half {
+            second_half_start = Some((start.elapsed(), cpu_ticks(pid)));
+        }
+    }
+    let end_ticks = cpu_ticks(pid);
+    let end_rss = rss_kib(pid);
+    let whole_cpu = end_ticks as f64 / ticks_per_sec / start.elapsed().as_secs_f64() * 100.0;
+    let (t0, k0) = second_half_start.unwrap_or((Duration::ZERO, 0));
+    let idle_cpu =
+        (end_ticks - k0) as f64 / ticks_per_sec / (start.elapsed() - t0).as_secs_f64() * 100.0;
+    println!("## Agent, default config, {minutes} min against a local collector");
+    println!(
+        "RSS at the end {:.1} MiB, peak {:.1} MiB; CPU over the whole run {whole_cpu:.2} % of one core (includes building the integrity baseline), over the second half (idle) {idle_cpu:.3} %",
+        end_rss as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    let last = samples
+        .iter()
+        .rev()
+        .take(3)
+        .map(|s| s.1)
+        .collect::<Vec<_>>();
+    println!("last RSS samples (KiB): {last:?}");
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    proc_sweep()?;
+    storm()?;
+    binary_size()?;
+    if !args.skip_aide {
+        aide_comparison()?;
+    }
+    if !args.skip_idle {
+        idle(args.minutes)?;
+    }
+    Ok(())
+}
