@@ -151,6 +151,59 @@ struct RawSensors {
     file_integrity: RawFileIntegrity,
     #[serde(default)]
     resources: RawResources,
+    #[serde(default)]
+    file_access: RawFileAccess,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct RawFileAccess {
+    enabled: bool,
+    interval_secs: u64,
+    paths: Vec<PathBuf>,
+    allow: Vec<PathBuf>,
+}
+
+impl Default for RawFileAccess {
+    fn default() -> Self {
+        let paths = |p: &[&str]| p.iter().map(PathBuf::from).collect();
+        Self {
+            enabled: true,
+            interval_secs: 2,
+            paths: paths(&[
+                "/etc/shadow",
+                "/etc/gshadow",
+                "/etc/sudoers",
+                "/etc/sudoers.d",
+                "/root/.ssh",
+                "/home/*/.ssh",
+            ]),
+            allow: paths(&[
+                "/usr/sbin/sshd",
+                "/usr/lib/openssh/sshd-session",
+                "/usr/bin/sudo",
+                "/usr/bin/su",
+                "/bin/su",
+                "/usr/bin/login",
+                "/bin/login",
+                "/usr/bin/passwd",
+                "/usr/sbin/unix_chkpwd",
+                "/sbin/unix_chkpwd",
+                "/usr/bin/chage",
+                "/usr/bin/gpasswd",
+                "/usr/bin/newgrp",
+                "/usr/sbin/useradd",
+                "/usr/sbin/usermod",
+                "/usr/sbin/userdel",
+                "/usr/sbin/groupadd",
+                "/usr/sbin/chpasswd",
+                "/usr/sbin/visudo",
+                "/usr/sbin/cron",
+                "/usr/lib/systemd/systemd-logind",
+                "/lib/systemd/systemd-logind",
+            ]),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -476,6 +529,17 @@ pub struct ProcessConfig {
     pub exec_telemetry: bool,
 }
 
+/// `[sensors.file_access]`.
+#[derive(Debug, Clone)]
+pub struct FileAccessConfig {
+    /// Common settings.
+    pub common: SensorCommon,
+    /// Critical files and directories (`/home/*/.ssh`: one `*` per path).
+    pub paths: Vec<PathBuf>,
+    /// Executables whose access is expected.
+    pub allow: Vec<PathBuf>,
+}
+
 /// `[sensors.resources]`.
 #[derive(Debug, Clone)]
 pub struct ResourcesConfig {
@@ -652,6 +716,8 @@ pub struct AgentConfig {
     pub file_integrity: FileIntegrityConfig,
     /// `[sensors.resources]`.
     pub resources: ResourcesConfig,
+    /// `[sensors.file_access]`.
+    pub file_access: FileAccessConfig,
     /// `[sensors] fold_after`: past this many findings of one kind in one
     /// sweep, they are sent as one finding with a count and examples.
     pub fold_after: usize,
@@ -971,6 +1037,16 @@ impl AgentConfig {
             errors.push("sensors.logs.dormant_days must be at least 1");
         }
         let fold_after = s.fold_after.unwrap_or(20);
+        let fa = s.file_access;
+        let access_common = simple(&mut errors, "file_access", fa.enabled, fa.interval_secs);
+        for p in fa.paths.iter().chain(&fa.allow) {
+            if !p.is_absolute() {
+                errors.push(format!(
+                    "sensors.file_access: {} is not absolute",
+                    p.display()
+                ));
+            }
+        }
         let rs = s.resources;
         let resources_common = simple(&mut errors, "resources", rs.enabled, rs.interval_secs);
         for (name, v) in [
@@ -1064,6 +1140,11 @@ impl AgentConfig {
             severity: severity_overrides,
             config_path: None,
             fold_after: fold_after.max(1),
+            file_access: FileAccessConfig {
+                common: access_common,
+                paths: fa.paths,
+                allow: fa.allow,
+            },
             resources: ResourcesConfig {
                 common: resources_common,
                 warmup_samples: rs.warmup_samples,

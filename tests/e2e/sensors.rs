@@ -571,3 +571,80 @@ async fn archives_by_magic_and_storms_folded() {
         "500 odd names arrive folded, not as {odd} findings"
     );
 }
+
+/// fanotify names the process that opened a critical file, however short-lived;
+/// allowed programs are quiet.
+#[tokio::test(flavor = "multi_thread")]
+async fn critical_file_access_names_the_process_needs_root() {
+    assert!(bannin_tests::netns::is_root(), "fanotify needs root");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let secret = dir.path().join("shadow");
+    std::fs::write(&secret, "root:$6$hash:19000::::::\n").expect("secret");
+    let head = which("head");
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("fa-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            enable: vec!["file_access"],
+            sensor_toml: vec![(
+                "file_access",
+                format!(
+                    "paths = [{:?}]\nallow = [{:?}]",
+                    secret.display().to_string(),
+                    head.display().to_string()
+                ),
+            )],
+            ..AgentOptions::default()
+        },
+    );
+    let client = operator_client(&pki.operator("alice"), collector.addr).await;
+    eventually(Duration::from_secs(30), "file_access watching", || {
+        let mut c = client.clone();
+        async move {
+            let hosts = c
+                .list_hosts(v1::ListHostsRequest {})
+                .await
+                .ok()?
+                .into_inner()
+                .hosts;
+            hosts
+                .iter()
+                .flat_map(|h| &h.sensors)
+                .any(|s| s.name == "file_access" && s.state == "ok")
+                .then_some(())
+        }
+    })
+    .await;
+    let allowed = Command::new(&head).arg(&secret).output().expect("head");
+    assert!(allowed.status.success());
+    let cat = which("cat");
+    let read = Command::new(&cat).arg(&secret).output().expect("cat");
+    assert!(read.status.success());
+    let found = eventually(Duration::from_secs(30), "file.access", || {
+        let mut c = client.clone();
+        async move {
+            let f = all_findings(&mut c).await;
+            f.into_iter().find(|f| f.kind == "file.access")
+        }
+    })
+    .await;
+    assert_eq!(found.attributes["path"], secret.display().to_string());
+    assert_eq!(
+        found.attributes["exe"],
+        cat.display().to_string(),
+        "{found:?}"
+    );
+    assert_eq!(found.attributes["uid"], "0");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut c = client.clone();
+    let all = all_findings(&mut c).await;
+    assert!(
+        !all.iter()
+            .any(|f| f.kind == "file.access" && f.attributes["exe"] == head.display().to_string()),
+        "an allowed program is quiet: {all:?}"
+    );
+}

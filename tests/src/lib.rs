@@ -337,6 +337,7 @@ pub const OPTIONAL_SENSORS: &[&str] = &[
     "logs",
     "file_integrity",
     "resources",
+    "file_access",
 ];
 
 impl Default for AgentOptions {

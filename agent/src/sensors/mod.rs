@@ -9,6 +9,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod file_access;
 pub mod file_integrity;
 pub mod file_odd_name;
 pub mod hardware;
@@ -303,6 +304,14 @@ pub fn registry(
         )));
     } else {
         board.set(file_integrity::NAME, Health::Disabled);
+    }
+    if config.file_access.common.enabled {
+        sensors.push(Box::new(file_access::FileAccess::new(
+            root.clone(),
+            config.file_access.clone(),
+        )));
+    } else {
+        board.set("file_access", Health::Disabled);
     }
     if config.resources.common.enabled {
         sensors.push(Box::new(resources::Resources::new(
