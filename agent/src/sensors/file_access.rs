@@ -87,10 +87,7 @@ impl FileAccess {
     pub fn new(root: HostRoot, config: FileAccessConfig) -> Self {
         let queue = Arc::new(Mutex::new(Queue::default()));
         let paths = expand(&root, &config.paths);
-        let unavailable = match start(&root, &paths, queue.clone()) {
-            Ok(()) => None,
-            Err(why) => Some(why),
-        };
+        let unavailable = start(&root, &paths, queue.clone()).err();
         Self {
             config,
             queue,
