@@ -95,6 +95,22 @@ enum Command {
         #[command(flatten)]
         send: SendOptions,
     },
+    /// Make a host's sensors learn their baselines again (after planned changes
+    /// such as an upgrade): the next sweep learns quietly, later ones report
+    /// changes against the new baseline. Without --sensor, every baseline sensor.
+    Relearn {
+        /// Host id.
+        host: String,
+        /// Only this sensor (process, file_integrity, accounts, system, hardware,
+        /// net_listener, net_connection, net_interface, resources, file_odd_name).
+        #[arg(long)]
+        sensor: Option<String>,
+        /// Why (recorded in the action log).
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        send: SendOptions,
+    },
     /// Ask a host's agent to answer (round trip through the command queue).
     Ping {
         /// Host id.
@@ -586,6 +602,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &host,
                 "release",
                 Default::default(),
+                reason,
+                send,
+                cli.json,
+            )
+            .await;
+        }
+        Command::Relearn {
+            host,
+            sensor,
+            reason,
+            send,
+        } => {
+            let arguments = sensor
+                .map(|s| std::collections::BTreeMap::from([("sensor".to_owned(), s)]))
+                .unwrap_or_default();
+            return send_command(
+                &mut client,
+                &host,
+                "relearn",
+                arguments,
                 reason,
                 send,
                 cli.json,

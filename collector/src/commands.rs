@@ -22,7 +22,9 @@ use crate::store::{Store, StoreError};
 /// Commands not delivered within this expire, unless the operator says otherwise.
 pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(7 * 86_400);
 /// Verbs agents understand.
-pub const VERBS: &[&str] = &["ping", "isolate", "release", "triage", "snapshot"];
+pub const VERBS: &[&str] = &[
+    "ping", "isolate", "release", "triage", "snapshot", "relearn",
+];
 /// Largest answer kept for a triage command (the agent bounds its answers to 1 MiB).
 const MAX_TRIAGE_RESULT: usize = 1024 * 1024 + 1024;
 /// Most arguments of one command, and longest argument or reason.
@@ -33,7 +35,7 @@ const MAX_TEXT: usize = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     /// Unknown verb.
-    #[error("unknown verb {0:?}; known verbs: ping, isolate, release, triage, snapshot")]
+    #[error("unknown verb {0:?}; known verbs: ping, isolate, release, triage, snapshot, relearn")]
     UnknownVerb(String),
     /// isolate and release need a reason.
     #[error("{0} needs a reason (--reason)")]

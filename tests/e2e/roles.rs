@@ -44,7 +44,7 @@ async fn call(c: &mut Client, verb: &str) -> Result<(), String> {
             })
             .await
             .err(),
-        "ping" | "isolate" | "release" | "snapshot" | "triage" => c
+        "ping" | "isolate" | "release" | "snapshot" | "triage" | "relearn" => c
             .issue_command(v1::IssueCommandRequest {
                 host_id: "offline-host".into(),
                 verb: verb.into(),
@@ -158,6 +158,7 @@ const RESPONDER_VERBS: &[&str] = &[
     "release",
     "snapshot",
     "triage",
+    "relearn",
     "incident.open",
     "incident.update",
 ];
@@ -255,8 +256,8 @@ async fn every_role_can_do_exactly_its_verbs() {
         .iter()
         .filter(|a| a.verb.starts_with("denied."))
         .count();
-    // val: 8 responder + 6 admin verbs; rita: 6 admin verbs; stranger 1; rita disabled 1.
-    assert_eq!(denied, 8 + 6 + 6 + 1 + 1, "{actions:#?}");
+    // val: 9 responder + 6 admin verbs; rita: 6 admin verbs; stranger 1; rita disabled 1.
+    assert_eq!(denied, 9 + 6 + 6 + 1 + 1, "{actions:#?}");
     assert!(
         actions
             .iter()

@@ -648,3 +648,56 @@ async fn critical_file_access_names_the_process_needs_root() {
         "an allowed program is quiet: {all:?}"
     );
 }
+
+/// `bannin relearn`: the command reaches the agent, which names the sensors
+/// that will learn again; an unknown sensor is a clear error.
+#[tokio::test(flavor = "multi_thread")]
+async fn relearn_reaches_the_agent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("relearn-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            ..AgentOptions::default()
+        },
+    );
+    let mut client = operator_client(&pki.operator("alice"), collector.addr).await;
+    crate::wait_online(&mut client, "relearn-host").await;
+    let operator = bannin_tests::operator_toml(dir.path(), &pki.operator("alice"), collector.addr);
+    let (ok, all, err) = bannin_tests::bannin_json(
+        &operator,
+        &["relearn", "relearn-host", "--reason", "after the upgrade"],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(all["state"], "succeeded", "{all}");
+    let result = all["result"].as_str().unwrap_or_default();
+    assert!(
+        result.contains("process") && result.contains("file_integrity"),
+        "{result}"
+    );
+    let (ok, one, _) = bannin_tests::bannin_json(
+        &operator,
+        &["relearn", "relearn-host", "--sensor", "accounts"],
+    );
+    assert!(
+        ok && one["result"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("accounts")),
+        "{one}"
+    );
+    let (ok, bad, _) = bannin_tests::bannin_json(
+        &operator,
+        &["relearn", "relearn-host", "--sensor", "file_access"],
+    );
+    assert!(!ok || bad["state"] == "failed", "{bad}");
+    assert!(
+        bad["result"]
+            .as_str()
+            .is_some_and(|r| r.contains("keeps no baseline")),
+        "{bad}"
+    );
+}

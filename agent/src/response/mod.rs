@@ -316,6 +316,19 @@ impl Responder {
                 .await
                 .unwrap_or_else(|e| Err(format!("triage task failed: {e}")))
             }
+            "relearn" => crate::sensors::request_relearn(
+                command
+                    .arguments
+                    .get("sensor")
+                    .map(String::as_str)
+                    .filter(|s| !s.is_empty()),
+            )
+            .map(|names| {
+                format!(
+                    "relearning at the next sweep (quietly): {}",
+                    names.join(", ")
+                )
+            }),
             other => Err(format!(
                 "verb {other:?} is not supported by agent {}",
                 bannin_proto::VERSION

@@ -136,6 +136,10 @@ impl Sensor for Accounts {
         "accounts"
     }
 
+    fn relearn(&mut self) {
+        self.state = None;
+    }
+
     fn interval(&self) -> Duration {
         self.config.interval
     }
@@ -346,6 +350,28 @@ mod tests {
         let mut again = Sweep::default();
         sensor.sweep(&mut again).expect("sweep");
         assert!(again.events.is_empty(), "{:?}", kinds(&again));
+    }
+
+    #[test]
+    fn relearning_makes_the_next_sweep_quiet_then_watches_again() {
+        let (dir, mut sensor) = fixture();
+        sensor.sweep(&mut Sweep::default()).expect("baseline");
+        let add = |name: &str, uid: u32| {
+            let path = dir.path().join("etc/passwd");
+            let mut text = std::fs::read_to_string(&path).expect("passwd");
+            text.push_str(&format!("{name}:x:{uid}:{uid}::/home/{name}:/bin/sh\n"));
+            std::fs::write(path, text).expect("passwd");
+        };
+        add("deploy", 1500);
+        sensor.relearn();
+        let mut relearned = Sweep::default();
+        sensor.sweep(&mut relearned).expect("sweep");
+        assert!(relearned.events.is_empty(), "the planned change is learned");
+        add("intruder", 1501);
+        let mut after = Sweep::default();
+        sensor.sweep(&mut after).expect("sweep");
+        assert_eq!(kinds(&after), ["account.new_user"]);
+        assert_eq!(after.events[0].attributes["user"], "intruder");
     }
 
     #[test]

@@ -293,7 +293,9 @@ impl FileIntegrity {
             if seen.binary_search(k).is_err() && !self.pending.get(k).is_some_and(Option::is_none) {
                 let name = OsStr::from_bytes(&k[dir_prefix(dir).len()..]);
                 let host = dir.join(name);
-                if let Ok(old) = postcard::from_bytes::<Entry>(v) {
+                if let Ok(old) = postcard::from_bytes::<Entry>(v)
+                    && !learning
+                {
                     sweep.events.push(event(
                         "file.modified",
                         Severity::High,
@@ -515,6 +517,11 @@ fn attrs(
 impl Sensor for FileIntegrity {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn relearn(&mut self) {
+        self.state.baseline_complete = false;
+        self.pending.clear();
     }
 
     fn interval(&self) -> Duration {

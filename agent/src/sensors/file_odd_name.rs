@@ -221,6 +221,10 @@ impl Sensor for OddNames {
         "file_odd_name"
     }
 
+    fn relearn(&mut self) {
+        self.first = true;
+    }
+
     fn interval(&self) -> Duration {
         self.config.common.interval
     }

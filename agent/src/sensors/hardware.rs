@@ -145,6 +145,10 @@ impl Sensor for Hardware {
         "hardware"
     }
 
+    fn relearn(&mut self) {
+        self.state = None;
+    }
+
     fn interval(&self) -> Duration {
         self.config.interval
     }

@@ -109,6 +109,56 @@ pub trait Sensor: Send + 'static {
     /// One sweep: records what changed since the last one (and the sensor's new
     /// state, if any) in `out`, and says how healthy the sensor is.
     fn sweep(&mut self, out: &mut Sweep) -> Result<Health, SensorError>;
+    /// Forgets the learned baseline: the next sweep learns it again, quietly.
+    /// Sensors without a baseline ignore it.
+    fn relearn(&mut self) {}
+}
+
+/// Sensors that keep a learned baseline (what `relearn` applies to).
+pub const BASELINE_SENSORS: &[&str] = &[
+    "accounts",
+    "file_integrity",
+    "file_odd_name",
+    "hardware",
+    "net_connection",
+    "net_interface",
+    "net_listener",
+    "process",
+    "resources",
+    "system",
+];
+
+static RELEARN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Asks `sensor` (or every baseline sensor, for `None`) to relearn before its
+/// next sweep. Returns the sensors asked, or why not.
+pub fn request_relearn(sensor: Option<&str>) -> Result<Vec<&'static str>, String> {
+    let names: Vec<&'static str> = match sensor {
+        None => BASELINE_SENSORS.to_vec(),
+        Some(name) => match BASELINE_SENSORS.iter().find(|s| **s == name) {
+            Some(s) => vec![*s],
+            None => {
+                return Err(format!(
+                    "{name:?} keeps no baseline; sensors with one: {}",
+                    BASELINE_SENSORS.join(", ")
+                ));
+            }
+        },
+    };
+    let mut pending = RELEARN.lock().unwrap_or_else(|p| p.into_inner());
+    for n in &names {
+        if !pending.iter().any(|p| p == n) {
+            pending.push((*n).to_owned());
+        }
+    }
+    Ok(names)
+}
+
+fn take_relearn(sensor: &str) -> bool {
+    let mut pending = RELEARN.lock().unwrap_or_else(|p| p.into_inner());
+    let before = pending.len();
+    pending.retain(|p| p != sensor);
+    pending.len() != before
 }
 
 /// The host's file system as sensors see it (`/` in production, a fixture in tests).
@@ -406,7 +456,12 @@ pub async fn run_sensor(
     let name = sensor.name();
     let interval = sensor.interval();
     loop {
+        let relearn = take_relearn(name);
         let swept = tokio::task::spawn_blocking(move || {
+            if relearn {
+                tracing::info!(sensor = sensor.name(), "Relearning the baseline");
+                sensor.relearn();
+            }
             let mut out = Sweep::default();
             let result = sensor.sweep(&mut out);
             fold(&mut out.events, fold_after);

@@ -182,6 +182,11 @@ impl Sensor for NetConnection {
         "net_connection"
     }
 
+    fn relearn(&mut self) {
+        self.known.clear();
+        self.order.clear();
+    }
+
     fn interval(&self) -> Duration {
         self.config.common.interval
     }

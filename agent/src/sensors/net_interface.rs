@@ -239,6 +239,11 @@ impl Sensor for NetInterface {
         "net_interface"
     }
 
+    fn relearn(&mut self) {
+        self.learned.clear();
+        self.last = None;
+    }
+
     fn interval(&self) -> Duration {
         self.config.common.interval
     }

@@ -228,6 +228,10 @@ impl Sensor for NetListener {
         "net_listener"
     }
 
+    fn relearn(&mut self) {
+        self.known = None;
+    }
+
     fn interval(&self) -> Duration {
         self.config.interval
     }

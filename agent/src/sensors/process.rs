@@ -283,6 +283,11 @@ impl Sensor for Processes {
         "process"
     }
 
+    fn relearn(&mut self) {
+        self.baseline = None;
+        self.seen.clear();
+    }
+
     fn interval(&self) -> Duration {
         self.config.common.interval
     }

@@ -127,6 +127,10 @@ impl Sensor for Resources {
         "resources"
     }
 
+    fn relearn(&mut self) {
+        self.learned.clear();
+    }
+
     fn interval(&self) -> Duration {
         self.config.common.interval
     }

@@ -234,6 +234,10 @@ impl Sensor for System {
         "system"
     }
 
+    fn relearn(&mut self) {
+        self.state = None;
+    }
+
     fn interval(&self) -> Duration {
         self.config.interval
     }
