@@ -96,6 +96,7 @@ pub fn check(config: &AgentConfig, state_dir: &Path) -> Result<CheckReport, Chec
         .is_none();
     let board = HealthBoard::default();
     let mut findings = Vec::new();
+    // Sensors are dropped at the end of each turn: file baselines are committed.
     for mut sensor in sensors::registry(config, &spool, &board)? {
         let name = sensor.name();
         let mut sweep = Sweep::default();
@@ -123,9 +124,8 @@ pub fn check(config: &AgentConfig, state_dir: &Path) -> Result<CheckReport, Chec
             });
         }
         // Keep the baselines; the events themselves go nowhere.
-        let records = (!sweep.records.is_empty()).then_some((name, sweep.records));
         spool
-            .append_sweep_with_records(Vec::new(), sweep.state.map(|s| (name, s)), records)
+            .append_sweep(Vec::new(), sweep.state.map(|s| (name, s)))
             .map_err(|source| CheckError::State {
                 path: state_dir.to_owned(),
                 source,

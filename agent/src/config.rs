@@ -245,7 +245,7 @@ impl Default for RawFileIntegrity {
         let paths = |p: &[&str]| p.iter().map(PathBuf::from).collect();
         Self {
             enabled: true,
-            interval_secs: 300,
+            interval_secs: 3600,
             paths: paths(&["/bin", "/sbin", "/usr/bin", "/usr/sbin", "/boot", "/etc"]),
             library_paths: paths(&["/usr/lib", "/lib", "/usr/lib64", "/lib64"]),
             hash_rate_mib: 32,

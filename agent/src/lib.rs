@@ -218,18 +218,12 @@ async fn spooler(
         }
         let spool = spool.clone();
         let state = sweep.state;
-        let records = sweep.records;
         // Invariant: a batch is durable in the spool before the link may send it.
         // Otherwise a crash could lose a batch the collector already stored, and
         // the restarted agent would hand its sequence number to new data, which
         // the collector would then drop as a duplicate.
         let appended = tokio::task::spawn_blocking(move || {
-            let records = (!records.is_empty()).then_some((sensor, records));
-            let r = spool.append_sweep_with_records(
-                chunks,
-                state.as_deref().map(|s| (sensor, s.to_vec())),
-                records,
-            )?;
+            let r = spool.append_sweep(chunks, state.as_deref().map(|s| (sensor, s.to_vec())))?;
             spool.flush()?;
             Ok::<_, SpoolError>(r)
         })

@@ -53,12 +53,7 @@ pub enum SpoolError {
 const PREFIX_BATCH: u8 = b'B';
 const PREFIX_SEVERITY: u8 = b'S';
 const PREFIX_STATE: u8 = b'T';
-const PREFIX_RECORD: u8 = b'R';
 
-/// A sensor's keyed record to write: (key, value), `None` removing it.
-pub type RecordWrite = (Vec<u8>, Option<Vec<u8>>);
-/// A stored record: (key, value).
-pub type Record = (Vec<u8>, Vec<u8>);
 const LAST_SEQ: &[u8] = b"Mlast_seq";
 /// Room kept free for a loss report.
 const REPORT_RESERVE: u64 = 1024;
@@ -69,15 +64,6 @@ fn batch_key(seq: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = PREFIX_BATCH;
     k[1..].copy_from_slice(&seq.to_be_bytes());
-    k
-}
-
-fn record_key(sensor: &str, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(sensor.len() + key.len() + 2);
-    k.push(PREFIX_RECORD);
-    k.extend_from_slice(sensor.as_bytes());
-    k.push(0);
-    k.extend_from_slice(key);
     k
 }
 
@@ -130,6 +116,7 @@ pub struct SpoolStats {
 pub struct Spool {
     db: sled::Db,
     tree: sled::Tree,
+    dir: std::path::PathBuf,
     max_bytes: u64,
     /// Serialises appends and acknowledgements; held only for sled calls, never across `.await`.
     state: Mutex<State>,
@@ -142,7 +129,7 @@ impl Spool {
         private_dir(dir).map_err(|e| SpoolError::Io(dir.to_owned(), e))?;
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(32 * 1024 * 1024)
+            .cache_capacity(8 * 1024 * 1024)
             .flush_every_ms(Some(200))
             .open()?;
         let tree = db.open_tree("spool")?;
@@ -165,6 +152,7 @@ impl Spool {
         Ok(Self {
             db,
             tree,
+            dir: dir.to_owned(),
             max_bytes,
             state: Mutex::new(State {
                 last_seq,
@@ -172,6 +160,11 @@ impl Spool {
                 batches,
             }),
         })
+    }
+
+    /// The spool's directory (sensors keep large baselines in files beside it).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -202,18 +195,6 @@ impl Spool {
         &self,
         chunks: Vec<Vec<v1::Event>>,
         state: Option<(&str, Vec<u8>)>,
-    ) -> Result<Vec<Option<u64>>, SpoolError> {
-        self.append_sweep_with_records(chunks, state, None)
-    }
-
-    /// [`Spool::append_sweep`], also writing a sensor's keyed records (`None`
-    /// removes one) in the same atomic write: for baselines too large for one
-    /// state value, such as the file integrity baseline.
-    pub fn append_sweep_with_records(
-        &self,
-        chunks: Vec<Vec<v1::Event>>,
-        state: Option<(&str, Vec<u8>)>,
-        records: Option<(&str, Vec<RecordWrite>)>,
     ) -> Result<Vec<Option<u64>>, SpoolError> {
         let mut guard = self.lock();
         let mut last = guard.last_seq;
@@ -295,15 +276,6 @@ impl Spool {
         if let Some((name, value)) = state {
             batch.insert(state_key(name), value);
         }
-        if let Some((sensor, records)) = records {
-            for (key, value) in records {
-                let k = record_key(sensor, &key);
-                match value {
-                    Some(v) => batch.insert(k, v),
-                    None => batch.remove(k),
-                }
-            }
-        }
         batch.insert(LAST_SEQ, &last.to_be_bytes());
         self.tree.apply_batch(batch)?;
         guard.last_seq = last;
@@ -316,33 +288,6 @@ impl Spool {
     pub fn put_state(&self, name: &str, value: Vec<u8>) -> Result<(), SpoolError> {
         self.tree.insert(state_key(name), value)?;
         self.flush()
-    }
-
-    /// One keyed record of a sensor.
-    pub fn record(&self, sensor: &str, key: &[u8]) -> Result<Option<Vec<u8>>, SpoolError> {
-        Ok(self.tree.get(record_key(sensor, key))?.map(|v| v.to_vec()))
-    }
-
-    /// A sensor's records whose keys start with `prefix`, as (key, value).
-    pub fn records_with_prefix(
-        &self,
-        sensor: &str,
-        prefix: &[u8],
-    ) -> Result<Vec<Record>, SpoolError> {
-        let full = record_key(sensor, prefix);
-        let skip = record_key(sensor, b"").len();
-        self.tree
-            .scan_prefix(&full)
-            .map(|item| {
-                let (k, v) = item?;
-                Ok((k[skip..].to_vec(), v.to_vec()))
-            })
-            .collect()
-    }
-
-    /// How many records a sensor holds.
-    pub fn record_count(&self, sensor: &str) -> usize {
-        self.tree.scan_prefix(record_key(sensor, b"")).count()
     }
 
     /// The state sensor `name` saved with its last sweep.

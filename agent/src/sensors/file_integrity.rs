@@ -7,21 +7,27 @@
 //! | `file.permissions` | mode, owner or group changed | high |
 //! | `file.timestamps` | mtime changed while the content did not, or mtime moved backwards while ctime moved on (`timestomp` = true) | medium (timestomping: high) |
 //!
-//! The baseline lives in the agent's store, one record per file keyed by
-//! directory and name, written in the same atomic write as the sweep's events;
-//! memory holds one directory at a time. A rescan stats every file and hashes
-//! only those whose size, inode, mtime or ctime moved. Hashing is throttled to
-//! `hash_rate_mib` MiB/s so a rescan never hogs the disk. The first sweep
-//! builds the baseline quietly. Symlinks are recorded by their target, never
+//! The baseline of each configured path is a file beside the agent's store
+//! holding its records in walk order: directory entries sorted by name, depth
+//! first — which is `Path`'s component order. A rescan walks in the same order
+//! and merges with the old file as it goes, writing the new one, so memory
+//! holds one directory listing and one record, never the baseline: a million
+//! files cost what ten do. Only files whose size, inode, mtime or ctime moved
+//! are hashed again; hashing is throttled to `hash_rate_mib` MiB/s so a rescan
+//! never hogs the disk. A path without a baseline file is learned quietly.
+//!
+//! The new file replaces the old one at the start of the next sweep, or when the
+//! sensor stops — once the sweep's findings are in the spool. After a crash an
+//! unconfirmed new file is discarded and its changes are reported again: at
+//! least once, never lost. Symlinks are recorded by their target, never
 //! followed; other file systems below a path are not entered.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bannin_proto::v1::Severity;
@@ -30,9 +36,8 @@ use sha2::{Digest, Sha256};
 
 use super::{Health, HostRoot, Sensor, SensorError, Sweep, event};
 use crate::config::FileIntegrityConfig;
-use crate::spool::Spool;
 
-/// The sensor's name (and its records' namespace in the store).
+/// The sensor's name.
 pub const NAME: &str = "file_integrity";
 
 /// One file as recorded.
@@ -92,18 +97,85 @@ pub struct ScanStats {
     pub unreadable: u64,
 }
 
-/// The store key of `name` in directory `dir`: `dir \0 name`.
-fn key(dir: &Path, name: &OsStr) -> Vec<u8> {
-    let mut k = dir.as_os_str().as_bytes().to_vec();
-    k.push(0);
-    k.extend_from_slice(name.as_bytes());
-    k
+/// One baseline record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Record {
+    /// Host path, as bytes.
+    path: Vec<u8>,
+    entry: Entry,
 }
 
-fn dir_prefix(dir: &Path) -> Vec<u8> {
-    let mut k = dir.as_os_str().as_bytes().to_vec();
-    k.push(0);
-    k
+/// Reads a baseline file's records in order; a missing or damaged file ends early.
+struct BaselineReader {
+    file: Option<std::io::BufReader<std::fs::File>>,
+    next: Option<Record>,
+}
+
+impl BaselineReader {
+    fn open(path: &Path) -> Self {
+        let mut r = Self {
+            file: std::fs::File::open(path).ok().map(std::io::BufReader::new),
+            next: None,
+        };
+        r.advance();
+        r
+    }
+
+    fn advance(&mut self) {
+        self.next = None;
+        let Some(f) = self.file.as_mut() else { return };
+        let mut len = [0u8; 4];
+        if f.read_exact(&mut len).is_err() {
+            self.file = None;
+            return;
+        }
+        let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
+        if f.read_exact(&mut buf).is_err() {
+            self.file = None;
+            return;
+        }
+        match postcard::from_bytes(&buf) {
+            Ok(r) => self.next = Some(r),
+            Err(_) => self.file = None,
+        }
+    }
+
+    fn peek_path(&self) -> Option<&Path> {
+        self.next
+            .as_ref()
+            .map(|r| Path::new(OsStr::from_bytes(&r.path)))
+    }
+
+    fn take(&mut self) -> Option<Record> {
+        let r = self.next.take();
+        self.advance();
+        r
+    }
+}
+
+/// Writes a baseline file.
+struct BaselineWriter {
+    file: std::io::BufWriter<std::fs::File>,
+}
+
+impl BaselineWriter {
+    fn create(path: &Path) -> std::io::Result<Self> {
+        Ok(Self {
+            file: std::io::BufWriter::new(std::fs::File::create(path)?),
+        })
+    }
+
+    fn write(&mut self, record: &Record) -> std::io::Result<()> {
+        let bytes = postcard::to_stdvec(record).map_err(std::io::Error::other)?;
+        let len = u32::try_from(bytes.len()).map_err(std::io::Error::other)?;
+        self.file.write_all(&len.to_le_bytes())?;
+        self.file.write_all(&bytes)
+    }
+
+    fn finish(mut self) -> std::io::Result<()> {
+        self.file.flush()?;
+        self.file.get_ref().sync_all()
+    }
 }
 
 /// Keeps hashing under a byte rate.
@@ -135,44 +207,63 @@ impl Throttle {
     }
 }
 
-/// Records are written straight to the store in chunks of this many while the
-/// baseline is learned, so memory never holds the whole baseline.
-const LEARN_CHUNK: usize = 4096;
-
-/// What the sensor keeps besides its records.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FimState {
-    /// Whether one full scan has completed: until then, nothing is reported.
-    pub baseline_complete: bool,
+/// The merge state of one scan of one configured path.
+struct Scan<'a> {
+    events: &'a mut Vec<bannin_proto::v1::Event>,
+    old: BaselineReader,
+    new: BaselineWriter,
+    learning: bool,
+    library_only: bool,
+    dev: u64,
+    throttle: &'a mut Throttle,
+    stats: &'a mut ScanStats,
 }
 
 /// The sensor.
 pub struct FileIntegrity {
     root: HostRoot,
     config: FileIntegrityConfig,
-    spool: Arc<Spool>,
-    state: FimState,
-    /// Records written by the previous sweep, in case the store has not applied them yet.
-    pending: HashMap<Vec<u8>, Option<Entry>>,
+    dir: PathBuf,
+    /// New baseline files waiting to replace the old ones: (new, old).
+    uncommitted: Vec<(PathBuf, PathBuf)>,
     /// Figures of the last sweep.
     pub last_stats: ScanStats,
 }
 
 impl FileIntegrity {
-    /// A sensor over `config.paths` under `root`, with its baseline in `spool`.
-    pub fn new(
-        root: HostRoot,
-        config: FileIntegrityConfig,
-        spool: Arc<Spool>,
-        state: Option<FimState>,
-    ) -> Self {
+    /// A sensor over `config.paths` under `root`, keeping its baselines in `dir`.
+    pub fn new(root: HostRoot, config: FileIntegrityConfig, dir: PathBuf) -> Self {
+        // A new file left by a crash may be ahead of the spool: discard it, so
+        // its changes are reported again rather than lost.
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().ends_with(".new") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
         Self {
             root,
             config,
-            spool,
-            state: state.unwrap_or_default(),
-            pending: HashMap::new(),
+            dir,
+            uncommitted: Vec::new(),
             last_stats: ScanStats::default(),
+        }
+    }
+
+    fn baseline_file(&self, top: &Path, library_only: bool) -> PathBuf {
+        let digest = Sha256::digest(top.as_os_str().as_bytes());
+        let tag: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let kind = if library_only { "lib" } else { "all" };
+        self.dir.join(format!("{tag}-{kind}.baseline"))
+    }
+
+    /// Replaces old baselines with the new ones of the previous sweep.
+    fn commit(&mut self) {
+        for (new, old) in self.uncommitted.drain(..) {
+            if let Err(error) = std::fs::rename(&new, &old) {
+                tracing::error!(file = %old.display(), %error, "Cannot commit an integrity baseline");
+            }
         }
     }
 
@@ -227,187 +318,115 @@ impl FileIntegrity {
             || host_path.components().any(|c| c.as_os_str() == "modules")
     }
 
-    /// Scans one directory (host path), comparing with its stored children;
-    /// returns subdirectories to visit.
-    #[allow(clippy::too_many_arguments)]
-    fn scan_dir(
-        &self,
-        dir: &Path,
-        dev: u64,
-        library_only: bool,
-        learning: bool,
-        sweep: &mut Sweep,
-        throttle: &mut Throttle,
-        stats: &mut ScanStats,
-    ) -> Vec<PathBuf> {
-        let mut subdirs = Vec::new();
-        let stored: BTreeMap<Vec<u8>, Vec<u8>> = self
-            .spool
-            .records_with_prefix(NAME, &dir_prefix(dir))
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(k, _)| !k[dir_prefix(dir).len()..].contains(&0))
-            .collect();
-        let mut seen = Vec::new();
-        match std::fs::read_dir(self.root.join(dir)) {
-            Ok(entries) => {
-                for e in entries.flatten() {
-                    let name = e.file_name();
-                    let host = dir.join(&name);
-                    let Ok(meta) = e.metadata() else { continue };
-                    if meta.is_dir() {
-                        if meta.dev() == dev || !self.config.one_filesystem {
-                            subdirs.push(host);
-                        }
-                        continue;
-                    }
-                    if !(meta.is_file() || meta.file_type().is_symlink())
-                        || !self.wanted(&host, library_only)
-                    {
-                        continue;
-                    }
-                    stats.files += 1;
-                    let k = key(dir, &name);
-                    seen.push(k.clone());
-                    let old: Option<Entry> = match self.pending.get(&k) {
-                        Some(p) => p.clone(),
-                        None => stored.get(&k).and_then(|v| postcard::from_bytes(v).ok()),
-                    };
-                    self.compare(
-                        &host,
-                        &e.path(),
-                        &meta,
-                        old,
-                        k,
-                        learning,
-                        sweep,
-                        throttle,
-                        stats,
-                    );
-                }
+    /// Reports old records that sort before `upto` (all of them for `None`) as removed.
+    fn drain_removed(&self, scan: &mut Scan<'_>, upto: Option<&Path>) {
+        while let Some(p) = scan.old.peek_path() {
+            if upto.is_some_and(|u| p >= u) {
+                break;
             }
-            Err(_) => stats.unreadable += 1,
-        }
-        seen.sort_unstable();
-        for (k, v) in &stored {
-            if seen.binary_search(k).is_err() && !self.pending.get(k).is_some_and(Option::is_none) {
-                let name = OsStr::from_bytes(&k[dir_prefix(dir).len()..]);
-                let host = dir.join(name);
-                if let Ok(old) = postcard::from_bytes::<Entry>(v)
-                    && !learning
-                {
-                    sweep.events.push(event(
-                        "file.modified",
-                        Severity::High,
-                        true,
-                        attrs(&host, "removed", Some(&old), None),
-                        format!("critical file removed: {}", host.display()),
-                    ));
-                }
-                sweep.records.push((k.clone(), None));
-            }
-        }
-        subdirs
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn compare(
-        &self,
-        host: &Path,
-        real: &Path,
-        meta: &std::fs::Metadata,
-        old: Option<Entry>,
-        k: Vec<u8>,
-        learning: bool,
-        sweep: &mut Sweep,
-        throttle: &mut Throttle,
-        stats: &mut ScanStats,
-    ) {
-        let mut now = Entry::from_meta(meta);
-        let Some(old) = old else {
-            now.sha256 = self.hash(real, meta, throttle, stats);
-            if !learning {
-                sweep.events.push(event(
+            let Some(old) = scan.old.take() else { break };
+            let host = PathBuf::from(OsStr::from_bytes(&old.path));
+            if !scan.learning {
+                scan.events.push(event(
                     "file.modified",
                     Severity::High,
                     true,
-                    attrs(host, "added", None, Some(&now)),
-                    format!("new file in a critical path: {}", host.display()),
+                    attrs(&host, "removed", Some(&old.entry), None),
+                    format!("critical file removed: {}", host.display()),
                 ));
             }
-            sweep.records.push((k, postcard::to_stdvec(&now).ok()));
-            return;
+        }
+    }
+
+    /// Walks `dir` (a host path) depth first, entries sorted by name.
+    fn walk(&self, dir: &Path, scan: &mut Scan<'_>) -> std::io::Result<()> {
+        if super::stopping() {
+            return Ok(());
+        }
+        let mut entries: Vec<(std::ffi::OsString, std::fs::Metadata)> =
+            match std::fs::read_dir(self.root.join(dir)) {
+                Ok(rd) => rd
+                    .flatten()
+                    .filter_map(|e| Some((e.file_name(), e.metadata().ok()?)))
+                    .collect(),
+                Err(_) => {
+                    scan.stats.unreadable += 1;
+                    return Ok(());
+                }
+            };
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, meta) in entries {
+            let host = dir.join(&name);
+            if meta.is_dir() {
+                if meta.dev() == scan.dev || !self.config.one_filesystem {
+                    self.walk(&host, scan)?;
+                }
+                continue;
+            }
+            if (meta.is_file() || meta.file_type().is_symlink())
+                && self.wanted(&host, scan.library_only)
+            {
+                self.visit(&host, &meta, scan)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges one current file with the old baseline and writes its new record.
+    fn visit(
+        &self,
+        host: &Path,
+        meta: &std::fs::Metadata,
+        scan: &mut Scan<'_>,
+    ) -> std::io::Result<()> {
+        scan.stats.files += 1;
+        self.drain_removed(scan, Some(host));
+        let old = match scan.old.peek_path() {
+            Some(p) if p == host => scan.old.take().map(|r| r.entry),
+            _ => None,
         };
-        now.sha256 = if now.content_may_differ(&old) {
-            self.hash(real, meta, throttle, stats)
-        } else {
-            old.sha256.clone()
-        };
-        if now == old {
-            return;
-        }
-        let content = now.sha256 != old.sha256;
-        if content {
-            sweep.events.push(event(
-                "file.modified",
-                Severity::High,
-                true,
-                attrs(host, "modified", Some(&old), Some(&now)),
-                format!("critical file changed: {}", host.display()),
-            ));
-        }
-        if (now.mode, now.uid, now.gid) != (old.mode, old.uid, old.gid) {
-            sweep.events.push(event(
-                "file.permissions",
-                Severity::High,
-                true,
-                attrs(host, "permissions", Some(&old), Some(&now)),
-                format!(
-                    "permissions of {} changed: {:o} {}:{} → {:o} {}:{}",
-                    host.display(),
-                    old.mode & 0o7777,
-                    old.uid,
-                    old.gid,
-                    now.mode & 0o7777,
-                    now.uid,
-                    now.gid
-                ),
-            ));
-        }
-        let backwards = now.mtime_ns < old.mtime_ns && now.ctime_ns > old.ctime_ns;
-        if backwards || (!content && now.mtime_ns != old.mtime_ns) {
-            let mut a = attrs(host, "timestamps", Some(&old), Some(&now));
-            a.insert("timestomp".into(), backwards.to_string());
-            sweep.events.push(event(
-                "file.timestamps",
-                if backwards {
-                    Severity::High
+        let real = self.root.join(host);
+        let mut now = Entry::from_meta(meta);
+        match &old {
+            None => {
+                now.sha256 = self.hash(&real, meta, scan.throttle, scan.stats);
+                if !scan.learning {
+                    scan.events.push(event(
+                        "file.modified",
+                        Severity::High,
+                        true,
+                        attrs(host, "added", None, Some(&now)),
+                        format!("new file in a critical path: {}", host.display()),
+                    ));
+                }
+            }
+            Some(old) => {
+                now.sha256 = if now.content_may_differ(old) {
+                    self.hash(&real, meta, scan.throttle, scan.stats)
                 } else {
-                    Severity::Medium
-                },
-                true,
-                a,
-                if backwards {
-                    format!(
-                        "mtime of {} moved backwards while ctime moved on: timestomping",
-                        host.display()
-                    )
-                } else {
-                    format!(
-                        "mtime of {} changed without a content change",
-                        host.display()
-                    )
-                },
-            ));
+                    old.sha256.clone()
+                };
+                if now != *old && !scan.learning {
+                    compare(host, old, &now, scan.events);
+                }
+            }
         }
-        sweep.records.push((k, postcard::to_stdvec(&now).ok()));
+        scan.new.write(&Record {
+            path: host.as_os_str().as_bytes().to_vec(),
+            entry: now,
+        })
     }
 
     /// One full scan of every configured path.
-    pub fn scan(&mut self, sweep: &mut Sweep) -> ScanStats {
-        let learning = !self.state.baseline_complete;
+    pub fn scan(&mut self, events: &mut Vec<bannin_proto::v1::Event>) -> ScanStats {
+        self.commit();
         let mut throttle = Throttle::new(self.config.hash_rate_mib);
         let mut stats = ScanStats::default();
+        if let Err(error) = std::fs::create_dir_all(&self.dir) {
+            tracing::error!(dir = %self.dir.display(), %error, "Cannot create the integrity baseline directory");
+            stats.unreadable += 1;
+            return stats;
+        }
         let roots: Vec<(PathBuf, bool)> = self
             .config
             .paths
@@ -420,73 +439,111 @@ impl FileIntegrity {
             let Ok(meta) = std::fs::symlink_metadata(&real) else {
                 continue;
             };
-            if !meta.is_dir() {
-                // A single file: recorded under its parent directory.
-                let (Some(dir), Some(name)) = (top.parent(), top.file_name()) else {
+            let file = self.baseline_file(&top, library_only);
+            let new_file = file.with_extension("baseline.new");
+            let new = match BaselineWriter::create(&new_file) {
+                Ok(w) => w,
+                Err(error) => {
+                    tracing::error!(file = %new_file.display(), %error, "Cannot write an integrity baseline");
+                    stats.unreadable += 1;
                     continue;
-                };
-                stats.files += 1;
-                let k = key(dir, name);
-                let old = match self.pending.get(&k) {
-                    Some(p) => p.clone(),
-                    None => self
-                        .spool
-                        .record(NAME, &k)
-                        .ok()
-                        .flatten()
-                        .and_then(|v| postcard::from_bytes(&v).ok()),
-                };
-                self.compare(
-                    &top,
-                    &real,
-                    &meta,
-                    old,
-                    k,
-                    learning,
-                    sweep,
-                    &mut throttle,
-                    &mut stats,
-                );
-                continue;
-            }
-            let mut stack = vec![top];
-            while let Some(dir) = stack.pop() {
-                if super::stopping() {
-                    return stats;
                 }
-                let subdirs = self.scan_dir(
-                    &dir,
-                    meta.dev(),
-                    library_only,
-                    learning,
-                    sweep,
-                    &mut throttle,
-                    &mut stats,
-                );
-                stack.extend(subdirs);
-                if learning && sweep.records.len() >= LEARN_CHUNK {
-                    // No events while learning: the records need no company.
-                    let chunk = std::mem::take(&mut sweep.records);
-                    if let Err(error) =
-                        self.spool
-                            .append_sweep_with_records(Vec::new(), None, Some((NAME, chunk)))
-                    {
-                        tracing::error!(%error, "Cannot store part of the integrity baseline");
-                    }
+            };
+            let mut scan = Scan {
+                events: &mut *events,
+                old: BaselineReader::open(&file),
+                new,
+                learning: !file.exists(),
+                library_only,
+                dev: meta.dev(),
+                throttle: &mut throttle,
+                stats: &mut stats,
+            };
+            let walked = if meta.is_dir() {
+                self.walk(&top, &mut scan)
+            } else {
+                self.visit(&top, &meta, &mut scan)
+            };
+            if super::stopping() {
+                let _ = std::fs::remove_file(&new_file);
+                return stats;
+            }
+            self.drain_removed(&mut scan, None);
+            match walked.and_then(|()| scan.new.finish()) {
+                Ok(()) => self.uncommitted.push((new_file, file)),
+                Err(error) => {
+                    tracing::error!(file = %new_file.display(), %error, "Cannot write an integrity baseline");
+                    let _ = std::fs::remove_file(&new_file);
                 }
             }
         }
-        self.pending = sweep
-            .records
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    v.as_ref().and_then(|v| postcard::from_bytes(v).ok()),
-                )
-            })
-            .collect();
         stats
+    }
+}
+
+impl Drop for FileIntegrity {
+    /// The last sweep's findings were handed to the spooler before the sensor
+    /// is dropped: its baselines may replace the old ones.
+    fn drop(&mut self) {
+        self.commit();
+    }
+}
+
+/// The findings of one changed file.
+fn compare(host: &Path, old: &Entry, now: &Entry, events: &mut Vec<bannin_proto::v1::Event>) {
+    let content = now.sha256 != old.sha256;
+    if content {
+        events.push(event(
+            "file.modified",
+            Severity::High,
+            true,
+            attrs(host, "modified", Some(old), Some(now)),
+            format!("critical file changed: {}", host.display()),
+        ));
+    }
+    if (now.mode, now.uid, now.gid) != (old.mode, old.uid, old.gid) {
+        events.push(event(
+            "file.permissions",
+            Severity::High,
+            true,
+            attrs(host, "permissions", Some(old), Some(now)),
+            format!(
+                "permissions of {} changed: {:o} {}:{} → {:o} {}:{}",
+                host.display(),
+                old.mode & 0o7777,
+                old.uid,
+                old.gid,
+                now.mode & 0o7777,
+                now.uid,
+                now.gid
+            ),
+        ));
+    }
+    let backwards = now.mtime_ns < old.mtime_ns && now.ctime_ns > old.ctime_ns;
+    if backwards || (!content && now.mtime_ns != old.mtime_ns) {
+        let mut a = attrs(host, "timestamps", Some(old), Some(now));
+        a.insert("timestomp".into(), backwards.to_string());
+        events.push(event(
+            "file.timestamps",
+            if backwards {
+                Severity::High
+            } else {
+                Severity::Medium
+            },
+            true,
+            a,
+            if backwards {
+                format!(
+                    "mtime of {} moved backwards while ctime moved on: timestomping",
+                    host.display()
+                )
+            } else {
+                format!(
+                    "mtime of {} changed without a content change",
+                    host.display()
+                )
+            },
+        ));
     }
 }
 
@@ -520,8 +577,13 @@ impl Sensor for FileIntegrity {
     }
 
     fn relearn(&mut self) {
-        self.state.baseline_complete = false;
-        self.pending.clear();
+        // Without baseline files the next scan learns quietly.
+        self.uncommitted.clear();
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 
     fn interval(&self) -> Duration {
@@ -530,20 +592,13 @@ impl Sensor for FileIntegrity {
 
     fn sweep(&mut self, sweep: &mut Sweep) -> Result<Health, SensorError> {
         let started = Instant::now();
-        let learning = !self.state.baseline_complete;
-        let stats = self.scan(sweep);
+        let stats = self.scan(&mut sweep.events);
+        self.last_stats = stats;
         if super::stopping() {
-            // A partial scan would record a partial baseline: keep none of it.
+            // A partial scan keeps no baseline and reports nothing.
             sweep.events.clear();
-            sweep.records.clear();
-            self.pending.clear();
             return Err(SensorError::Interrupted);
         }
-        if learning {
-            self.state.baseline_complete = true;
-            sweep.save_state(&self.state);
-        }
-        self.last_stats = stats;
         tracing::debug!(
             files = stats.files,
             hashed = stats.hashed,
@@ -586,13 +641,9 @@ mod tests {
         }
     }
 
-    /// Sweeps and applies the records as the spooler would.
-    fn sweep(sensor: &mut FileIntegrity, spool: &Spool) -> Sweep {
+    fn sweep(sensor: &mut FileIntegrity) -> Sweep {
         let mut s = Sweep::default();
         sensor.sweep(&mut s).expect("sweep");
-        spool
-            .append_sweep_with_records(Vec::new(), None, Some((NAME, s.records.clone())))
-            .expect("apply");
         s
     }
 
@@ -620,10 +671,10 @@ mod tests {
         let root = tempfile::tempdir().expect("root");
         let r = root.path();
         let store = tempfile::tempdir().expect("store");
-        let spool = Arc::new(Spool::open(store.path(), 64 << 20).expect("spool"));
         for (p, text) in [
             ("etc/passwd", "root:x:0:0\n"),
             ("etc/ssh/sshd_config", "PermitRootLogin no\n"),
+            ("etc/ssh.d/x", "sorts after etc/ssh/ by component"),
             ("usr/bin/ls", "ELF ls"),
             ("usr/lib/libc.so.6", "ELF libc"),
             ("usr/lib/python3/site.py", "not a library"),
@@ -633,17 +684,17 @@ mod tests {
             std::fs::write(f, text).expect("write");
         }
         set_mtime(&r.join("usr/bin/ls"), 1_600_000_000);
+        let paths = vec![PathBuf::from("/etc"), PathBuf::from("/usr/bin")];
         let mut sensor = FileIntegrity::new(
             HostRoot(r.into()),
-            config(vec![PathBuf::from("/etc"), PathBuf::from("/usr/bin")]),
-            spool.clone(),
-            None,
+            config(paths.clone()),
+            store.path().into(),
         );
-        let first = sweep(&mut sensor, &spool);
+        let first = sweep(&mut sensor);
         assert!(first.events.is_empty(), "the baseline is quiet");
-        assert_eq!(spool.record_count(NAME), 4, "python file is not a library");
-        let quiet = sweep(&mut sensor, &spool);
-        assert!(quiet.events.is_empty() && quiet.records.is_empty());
+        assert_eq!(sensor.last_stats.files, 5, "python file is not a library");
+        let quiet = sweep(&mut sensor);
+        assert!(quiet.events.is_empty(), "{:?}", kinds(&quiet));
         assert_eq!(
             sensor.last_stats.hashed, 0,
             "unchanged files are not hashed again"
@@ -657,10 +708,12 @@ mod tests {
         set_mtime(&r.join("usr/bin/ls"), 1_500_000_000);
         std::fs::write(r.join("usr/bin/nc"), "ELF nc").expect("new");
         std::fs::remove_file(r.join("usr/lib/libc.so.6")).expect("rm");
-        let changed = sweep(&mut sensor, &spool);
+        std::fs::remove_file(r.join("etc/ssh.d/x")).expect("rm");
+        let changed = sweep(&mut sensor);
         assert_eq!(
             kinds(&changed),
             [
+                ("file.modified".into(), "/etc/ssh.d/x".into()),
                 ("file.modified".into(), "/etc/ssh/sshd_config".into()),
                 ("file.modified".into(), "/usr/bin/ls".into()),
                 ("file.modified".into(), "/usr/bin/nc".into()),
@@ -684,24 +737,51 @@ mod tests {
 
         // A touch without a content change is a timestamp change only.
         set_mtime(&r.join("etc/passwd"), 2_000_000_000);
-        let touched = sweep(&mut sensor, &spool);
+        let touched = sweep(&mut sensor);
         assert_eq!(
             kinds(&touched),
             [("file.timestamps".into(), "/etc/passwd".into())]
         );
         assert_eq!(touched.events[0].attributes["timestomp"], "false");
 
-        // A restarted sensor over the same store reports nothing new.
+        // Stopped cleanly and restarted over the same directory: nothing new.
+        drop(sensor);
         let mut restarted = FileIntegrity::new(
             HostRoot(r.into()),
-            config(vec![PathBuf::from("/etc"), PathBuf::from("/usr/bin")]),
-            spool.clone(),
-            Some(FimState {
-                baseline_complete: true,
-            }),
+            config(paths.clone()),
+            store.path().into(),
         );
-        let after = sweep(&mut restarted, &spool);
+        let after = sweep(&mut restarted);
         assert!(after.events.is_empty(), "{:?}", kinds(&after));
+
+        // Relearning: the next scan is quiet whatever changed.
+        std::fs::write(r.join("etc/passwd"), "changed for the upgrade\n").expect("edit");
+        restarted.relearn();
+        assert!(sweep(&mut restarted).events.is_empty());
+    }
+
+    #[test]
+    fn a_crash_before_commit_reports_the_changes_again() {
+        let root = tempfile::tempdir().expect("root");
+        let r = root.path();
+        let store = tempfile::tempdir().expect("store");
+        std::fs::create_dir_all(r.join("etc")).expect("etc");
+        std::fs::write(r.join("etc/hosts"), "127.0.0.1 localhost\n").expect("hosts");
+        let paths = vec![PathBuf::from("/etc")];
+        let mut sensor = FileIntegrity::new(
+            HostRoot(r.into()),
+            config(paths.clone()),
+            store.path().into(),
+        );
+        sweep(&mut sensor);
+        sweep(&mut sensor); // commits the baseline
+        std::fs::write(r.join("etc/hosts"), "10.6.6.6 bank.example\n").expect("poison");
+        assert_eq!(sweep(&mut sensor).events.len(), 1);
+        // Crash: the sensor vanishes without dropping; a new one starts.
+        std::mem::forget(sensor);
+        let mut again = FileIntegrity::new(HostRoot(r.into()), config(paths), store.path().into());
+        let s = sweep(&mut again);
+        assert_eq!(kinds(&s), [("file.modified".into(), "/etc/hosts".into())]);
     }
 
     #[test]
@@ -709,20 +789,19 @@ mod tests {
         let root = tempfile::tempdir().expect("root");
         let r = root.path();
         let store = tempfile::tempdir().expect("store");
-        let spool = Arc::new(Spool::open(store.path(), 64 << 20).expect("spool"));
         std::fs::create_dir_all(r.join("opt")).expect("dir");
         std::fs::write(r.join("opt/agent"), vec![7u8; 2 << 20]).expect("agent");
         let mut c = config(vec![PathBuf::from("/opt/agent")]);
         c.hash_rate_mib = 8;
-        let mut sensor = FileIntegrity::new(HostRoot(r.into()), c, spool.clone(), None);
+        let mut sensor = FileIntegrity::new(HostRoot(r.into()), c, store.path().into());
         let started = Instant::now();
-        sweep(&mut sensor, &spool);
+        sweep(&mut sensor);
         assert!(
             started.elapsed() >= Duration::from_millis(200),
             "2 MiB at 8 MiB/s takes at least 250 ms"
         );
         std::fs::write(r.join("opt/agent"), vec![8u8; 2 << 20]).expect("agent");
-        let changed = sweep(&mut sensor, &spool);
+        let changed = sweep(&mut sensor);
         assert_eq!(
             kinds(&changed),
             [("file.modified".into(), "/opt/agent".into())]

@@ -183,9 +183,6 @@ pub struct Sweep {
     pub events: Vec<v1::Event>,
     /// New state to remember (JSON), if it changed.
     pub state: Option<Vec<u8>>,
-    /// Keyed records to write (`None`: remove), for baselines too large for
-    /// one state value; written in the same atomic write as the events.
-    pub records: Vec<crate::spool::RecordWrite>,
 }
 
 impl Sweep {
@@ -349,8 +346,7 @@ pub fn registry(
         sensors.push(Box::new(file_integrity::FileIntegrity::new(
             root.clone(),
             fim,
-            spool.clone(),
-            load_state(spool, file_integrity::NAME)?,
+            spool.dir().join(file_integrity::NAME),
         )));
     } else {
         board.set(file_integrity::NAME, Health::Disabled);
@@ -480,7 +476,7 @@ pub async fn run_sensor(
             Ok(health) => board.set(name, health),
             Err(error) => board.set(name, Health::Failed(error.to_string())),
         }
-        if (!out.events.is_empty() || out.state.is_some() || !out.records.is_empty())
+        if (!out.events.is_empty() || out.state.is_some())
             && events
                 .send(SweepOutput {
                     sensor: name,
