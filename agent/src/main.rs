@@ -1,9 +1,8 @@
 //! `bannin-agent`: the endpoint agent.
 
-/// mimalloc: the collector and agent allocate and free many small strings per
-/// event; glibc malloc spent a fifth of the writer thread in its free lists.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The agent keeps the system allocator: mimalloc (the collector's, for its
+// writer thread) commits its arenas eagerly, 40 MiB of resident memory for an
+// agent that allocates little (BENCHMARKS.md, "Agent footprint").
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -130,6 +130,7 @@ impl Spool {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(8 * 1024 * 1024)
+            .segment_size(64 * 1024)
             .flush_every_ms(Some(200))
             .open()?;
         let tree = db.open_tree("spool")?;
