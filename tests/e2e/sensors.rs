@@ -582,7 +582,11 @@ async fn critical_file_access_names_the_process_needs_root() {
     let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
     let secret = dir.path().join("shadow");
     std::fs::write(&secret, "root:$6$hash:19000::::::\n").expect("secret");
-    let head = which("head");
+    // Readers linger a moment after opening, as a process that goes on to use
+    // what it read would: fanotify notifications are asynchronous, and a reader
+    // gone within microseconds is reported with its pid only (documented).
+    let allowed = std::fs::canonicalize(which("python3")).expect("python3");
+    let intruder = std::fs::canonicalize(which("sh")).expect("sh");
     let _agent = start_agent(
         &dir.path().join("agent"),
         &pki.agent("fa-host"),
@@ -595,7 +599,7 @@ async fn critical_file_access_names_the_process_needs_root() {
                 format!(
                     "paths = [{:?}]\nallow = [{:?}]",
                     secret.display().to_string(),
-                    head.display().to_string()
+                    allowed.display().to_string()
                 ),
             )],
             ..AgentOptions::default()
@@ -619,11 +623,24 @@ async fn critical_file_access_names_the_process_needs_root() {
         }
     })
     .await;
-    let allowed = Command::new(&head).arg(&secret).output().expect("head");
-    assert!(allowed.status.success());
-    let cat = which("cat");
-    let read = Command::new(&cat).arg(&secret).output().expect("cat");
-    assert!(read.status.success());
+    let quiet = Command::new(&allowed)
+        .arg("-c")
+        .arg(format!(
+            "import time\nf = open({:?})\nf.read()\ntime.sleep(2)\n",
+            secret.display().to_string()
+        ))
+        .status()
+        .expect("python3");
+    assert!(quiet.success());
+    let read = Command::new(&intruder)
+        .arg("-c")
+        .arg(format!(
+            "exec 3< {:?}; sleep 2",
+            secret.display().to_string()
+        ))
+        .status()
+        .expect("sh");
+    assert!(read.success());
     let found = eventually(Duration::from_secs(30), "file.access", || {
         let mut c = client.clone();
         async move {
@@ -635,16 +652,16 @@ async fn critical_file_access_names_the_process_needs_root() {
     assert_eq!(found.attributes["path"], secret.display().to_string());
     assert_eq!(
         found.attributes["exe"],
-        cat.display().to_string(),
+        intruder.display().to_string(),
         "{found:?}"
     );
     assert_eq!(found.attributes["uid"], "0");
-    tokio::time::sleep(Duration::from_secs(3)).await;
     let mut c = client.clone();
     let all = all_findings(&mut c).await;
     assert!(
-        !all.iter()
-            .any(|f| f.kind == "file.access" && f.attributes["exe"] == head.display().to_string()),
+        !all.iter().any(
+            |f| f.kind == "file.access" && f.attributes["exe"] == allowed.display().to_string()
+        ),
         "an allowed program is quiet: {all:?}"
     );
 }

@@ -9,6 +9,12 @@
 //! program opening the same file again within a minute is counted, not
 //! reported again.
 //!
+//! Events are notifications, not permission requests: the agent never makes an
+//! open wait for it (a stalled agent must not hang logins). The price: a
+//! reader that exits within microseconds, like `cat /etc/shadow`, may be gone
+//! before the thread reads its `/proc` entry; it is then reported with its pid
+//! only ("already exited").
+//!
 //! fanotify needs CAP_SYS_ADMIN: without it the sensor is degraded and says
 //! so (inotify cannot name the process, so it is no substitute here).
 
