@@ -118,6 +118,11 @@ pub struct Spool {
     tree: sled::Tree,
     dir: std::path::PathBuf,
     max_bytes: u64,
+    /// Highest sequence known to be on disk: only these may be sent. A batch
+    /// visible in sled but not yet flushed could be lost by a crash after the
+    /// collector stored it; the restarted agent would then report its events
+    /// again under new sequence numbers.
+    durable_seq: std::sync::atomic::AtomicU64,
     /// Serialises appends and acknowledgements; held only for sled calls, never across `.await`.
     state: Mutex<State>,
 }
@@ -130,7 +135,6 @@ impl Spool {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(8 * 1024 * 1024)
-            .segment_size(64 * 1024)
             .flush_every_ms(Some(200))
             .open()?;
         let tree = db.open_tree("spool")?;
@@ -155,6 +159,7 @@ impl Spool {
             tree,
             dir: dir.to_owned(),
             max_bytes,
+            durable_seq: std::sync::atomic::AtomicU64::new(last_seq),
             state: Mutex::new(State {
                 last_seq,
                 bytes,
@@ -336,8 +341,9 @@ impl Spool {
         Ok(removed)
     }
 
-    /// Up to `max` spooled batches with a sequence of at least `from`, in order.
+    /// Up to `max` durable spooled batches with a sequence of at least `from`, in order.
     pub fn read_from(&self, from: u64, max: usize) -> Result<Vec<v1::TelemetryBatch>, SpoolError> {
+        let durable = self.durable_seq.load(std::sync::atomic::Ordering::Acquire);
         let mut out = Vec::new();
         for item in self
             .tree
@@ -346,6 +352,9 @@ impl Spool {
         {
             let (k, v) = item?;
             let sequence = seq_of(&k);
+            if sequence > durable {
+                break;
+            }
             let body = v.get(5..).ok_or_else(|| SpoolError::Corrupt {
                 sequence,
                 reason: "short record".into(),
@@ -359,9 +368,12 @@ impl Spool {
         Ok(out)
     }
 
-    /// Makes everything spooled durable.
+    /// Makes everything spooled durable (and so sendable).
     pub fn flush(&self) -> Result<(), SpoolError> {
+        let target = self.lock().last_seq;
         self.db.flush()?;
+        self.durable_seq
+            .fetch_max(target, std::sync::atomic::Ordering::AcqRel);
         Ok(())
     }
 }
@@ -444,6 +456,26 @@ mod tests {
     }
 
     #[test]
+    fn only_flushed_batches_can_be_sent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path(), 1 << 30).expect("open");
+        spool.append(events(1, Severity::Info, 1)).expect("append");
+        assert!(
+            spool.read_from(0, 10).expect("read").is_empty(),
+            "visible in sled is not on disk"
+        );
+        spool.flush().expect("flush");
+        assert_eq!(spool.read_from(0, 10).expect("read").len(), 1);
+        drop(spool);
+        let reopened = Spool::open(dir.path(), 1 << 30).expect("reopen");
+        assert_eq!(
+            reopened.read_from(0, 10).expect("read").len(),
+            1,
+            "what survived a restart is on disk"
+        );
+    }
+
+    #[test]
     fn sequences_grow_survive_reopen_and_are_never_reused() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
@@ -485,6 +517,7 @@ mod tests {
             spool.append(events(2, Severity::Low, 1)).expect("append");
         }
         spool.acknowledge(3).expect("ack");
+        spool.flush().expect("flush");
         let left: Vec<u64> = spool
             .read_from(0, 100)
             .expect("read")
@@ -508,6 +541,7 @@ mod tests {
                 .append(events(1, Severity::Info, 100_000))
                 .expect("append");
         }
+        spool.flush().expect("flush");
         let all = spool.read_from(0, 1000).expect("read");
         assert!(spool.stats().bytes <= 1024 * 1024);
         assert_eq!(all[0].sequence, 1, "the high-severity batch survives");
