@@ -339,6 +339,7 @@ struct RawProcess {
     ioc_hashes: Option<PathBuf>,
     max_hash_bytes: u64,
     exec_telemetry: bool,
+    exec_events: bool,
 }
 
 impl Default for RawProcess {
@@ -354,6 +355,7 @@ impl Default for RawProcess {
             ioc_hashes: None,
             max_hash_bytes: 256 * 1024 * 1024,
             exec_telemetry: true,
+            exec_events: true,
         }
     }
 }
@@ -527,6 +529,9 @@ pub struct ProcessConfig {
     pub max_hash_bytes: u64,
     /// Whether every new process is sent as `process.exec` telemetry.
     pub exec_telemetry: bool,
+    /// Whether execs come from the kernel's process events connector as they
+    /// happen (polling remains the fallback).
+    pub exec_events: bool,
 }
 
 /// `[sensors.file_access]`.
@@ -1129,6 +1134,7 @@ impl AgentConfig {
                 ioc_hashes,
                 max_hash_bytes: p.max_hash_bytes,
                 exec_telemetry: p.exec_telemetry,
+                exec_events: p.exec_events,
             },
             net_interface: NetInterfaceConfig {
                 common: interface_common,

@@ -718,3 +718,73 @@ async fn relearn_reaches_the_agent() {
         "{bad}"
     );
 }
+
+/// A process that lives a millisecond, far shorter than the polling interval,
+/// is still seen: the kernel's process events connector reports its exec.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_shorter_than_the_poll_interval_is_seen_needs_root() {
+    assert!(
+        bannin_tests::netns::is_root(),
+        "the connector needs CAP_NET_ADMIN"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let shm = tempfile::tempdir_in("/dev/shm").expect("shm dir");
+    let flash = shm.path().join("flash");
+    std::fs::copy(which("true"), &flash).expect("copy");
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("flash-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            enable: vec!["process"],
+            // A poll every 30 s: only the connector can see the process.
+            interval_secs: 30,
+            ..AgentOptions::default()
+        },
+    );
+    let client = operator_client(&pki.operator("alice"), collector.addr).await;
+    eventually(Duration::from_secs(60), "process sensor running", || {
+        let mut c = client.clone();
+        async move {
+            let hosts = c
+                .list_hosts(v1::ListHostsRequest {})
+                .await
+                .ok()?
+                .into_inner()
+                .hosts;
+            hosts
+                .iter()
+                .flat_map(|h| &h.sensors)
+                .any(|s| s.name == "process" && s.state != "disabled")
+                .then_some(())
+        }
+    })
+    .await;
+    // A shell that runs the program and waits: the program exits at once.
+    let ran = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{:?}; {:?}",
+            flash.display().to_string(),
+            flash.display().to_string()
+        ))
+        .status()
+        .expect("sh");
+    assert!(ran.success());
+    let path = flash.display().to_string();
+    let found = eventually(Duration::from_secs(70), "the short-lived process", || {
+        let mut c = client.clone();
+        let path = path.clone();
+        async move {
+            let f = all_findings(&mut c).await;
+            f.into_iter().find(|f| {
+                f.kind == "process.suspicious_exec" && f.attributes.get("exe") == Some(&path)
+            })
+        }
+    })
+    .await;
+    assert_eq!(found.attributes["reason"], "suspicious_directory");
+}

@@ -17,6 +17,7 @@ pub mod logs;
 pub mod net_connection;
 pub mod net_interface;
 pub mod net_listener;
+pub mod proc_events;
 pub mod process;
 pub mod resources;
 pub mod system;

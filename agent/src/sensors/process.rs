@@ -96,6 +96,10 @@ pub struct Processes {
     ioc: HashSet<String>,
     ioc_stamp: Option<(i64, u64)>,
     users: (Option<(i64, u64)>, HashMap<u32, String>),
+    /// Execs from the kernel's process events connector, when it listens.
+    events: Option<std::sync::Arc<std::sync::Mutex<super::proc_events::ExecQueue>>>,
+    /// Why the connector is not listening, if it is not.
+    connector_problem: Option<String>,
 }
 
 impl Processes {
@@ -105,6 +109,17 @@ impl Processes {
             let set = s.baseline.iter().cloned().collect();
             (s.baseline, set)
         });
+        let (events, connector_problem) = if config.exec_events {
+            let queue = std::sync::Arc::new(std::sync::Mutex::new(
+                super::proc_events::ExecQueue::default(),
+            ));
+            match super::proc_events::start(root.clone(), queue.clone()) {
+                Ok(()) => (Some(queue), None),
+                Err(why) => (None, Some(why)),
+            }
+        } else {
+            (None, None)
+        };
         Self {
             root,
             config,
@@ -114,6 +129,8 @@ impl Processes {
             ioc: HashSet::new(),
             ioc_stamp: None,
             users: (None, HashMap::new()),
+            events,
+            connector_problem,
         }
     }
 
@@ -159,7 +176,14 @@ impl Processes {
     }
 
     fn read(&self, pid: u32) -> Option<ProcInfo> {
-        let dir = self.root.join(format!("/proc/{pid}"));
+        read_proc(&self.root, pid)
+    }
+}
+
+/// Reads `/proc/PID` under `root`.
+pub fn read_proc(root: &HostRoot, pid: u32) -> Option<ProcInfo> {
+    {
+        let dir = root.join(format!("/proc/{pid}"));
         let (comm, ppid, start_ticks) =
             parse_stat(&std::fs::read_to_string(dir.join("stat")).ok()?)?;
         let uid = std::fs::read_to_string(dir.join("status"))
@@ -188,12 +212,19 @@ impl Processes {
             cmdline,
         })
     }
+}
 
+impl Processes {
     /// SHA-256 of the process's executable, read through `/proc/PID/exe` (which
     /// works even when the file was deleted). `Err` says why there is none.
     fn hash(&mut self, pid: u32, budget: &mut u64) -> Result<String, String> {
         let path = self.root.join(format!("/proc/{pid}/exe"));
         let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+        self.hash_file(file, budget)
+    }
+
+    /// SHA-256 of an open executable, cached by device, inode, mtime and size.
+    fn hash_file(&mut self, file: std::fs::File, budget: &mut u64) -> Result<String, String> {
         let meta = file.metadata().map_err(|e| e.to_string())?;
         let key = (meta.dev(), meta.ino(), meta.mtime(), meta.size());
         if let Some(h) = self.cache.get(&key) {
@@ -212,6 +243,93 @@ impl Processes {
         }
         self.cache.insert(key, digest.clone());
         Ok(digest)
+    }
+
+    /// Reports one new process: IOC match, suspicious location, unknown
+    /// binary, and its exec telemetry.
+    fn judge(
+        &mut self,
+        info: &ProcInfo,
+        hashed: Result<String, String>,
+        learning: bool,
+        unhashed: &mut BTreeSet<String>,
+        sweep: &mut Sweep,
+    ) {
+        let pid = info.pid;
+        let mut a = BTreeMap::from([
+            ("pid".to_owned(), pid.to_string()),
+            ("ppid".to_owned(), info.ppid.to_string()),
+            ("comm".to_owned(), info.comm.clone()),
+            ("exe".to_owned(), info.exe.clone()),
+            ("cmdline".to_owned(), info.cmdline.clone()),
+            ("uid".to_owned(), info.uid.to_string()),
+            ("user".to_owned(), self.user_name(info.uid)),
+            ("start_ticks".to_owned(), info.start_ticks.to_string()),
+        ]);
+        if let Some(parent) = self.read(info.ppid) {
+            a.insert("parent_exe".into(), parent.exe);
+        }
+        match &hashed {
+            Ok(sha) => {
+                a.insert("sha256".into(), sha.clone());
+            }
+            Err(why) => {
+                unhashed.insert(why.clone());
+            }
+        }
+        let who = format!("{} (pid {pid}, user {})", info.exe, a["user"]);
+        if let Ok(sha) = &hashed
+            && self.ioc.contains(sha)
+        {
+            sweep.events.push(event(
+                "process.ioc_match",
+                Severity::Critical,
+                true,
+                a.clone(),
+                format!("known-bad executable running: {who}, sha256 {sha}"),
+            ));
+        }
+        if let Some(why) = self.suspicious(&info.exe) {
+            let mut b = a.clone();
+            b.insert("reason".into(), why.into());
+            sweep.events.push(event(
+                "process.suspicious_exec",
+                Severity::High,
+                true,
+                b,
+                match why {
+                    "deleted_executable" => {
+                        format!("process running a deleted executable: {who}")
+                    }
+                    _ => format!("process running from a suspicious directory: {who}"),
+                },
+            ));
+        }
+        if let Ok(sha) = &hashed {
+            let known = self
+                .baseline
+                .as_ref()
+                .is_some_and(|(_, set)| set.contains(sha));
+            if !learning && !known && !self.allowed(&info.exe, sha) {
+                sweep.events.push(event(
+                    "process.unknown_binary",
+                    Severity::Medium,
+                    true,
+                    a.clone(),
+                    format!("executable not seen on this host before: {who}, sha256 {sha}"),
+                ));
+            }
+            self.learn(sha);
+        }
+        if self.config.exec_telemetry {
+            sweep.events.push(event(
+                "process.exec",
+                Severity::Info,
+                false,
+                a,
+                format!("process {} (pid {pid}): {}", info.comm, info.cmdline),
+            ));
+        }
     }
 
     fn allowed(&self, exe: &str, sha: &str) -> bool {
@@ -308,6 +426,44 @@ impl Sensor for Processes {
         let mut budget = HASH_BUDGET_PER_SWEEP;
         let mut unreadable = 0usize;
         let mut unhashed = BTreeSet::new();
+        // First what the kernel reported as it happened: short-lived processes
+        // are gone from /proc by now, but were resolved when they started.
+        let (execs, lost) = match &self.events {
+            Some(q) => {
+                let mut q = q.lock().unwrap_or_else(|p| p.into_inner());
+                (
+                    q.execs.drain(..).collect::<Vec<_>>(),
+                    std::mem::take(&mut q.lost),
+                )
+            }
+            None => (Vec::new(), 0),
+        };
+        for exec in execs {
+            let info = exec.info;
+            if info.exe.is_empty()
+                || self
+                    .seen
+                    .get(&info.pid)
+                    .is_some_and(|(s, e)| *s == info.start_ticks && *e == info.exe)
+            {
+                continue;
+            }
+            let hashed = match exec.exe_file {
+                Some(f) => self.hash_file(f, &mut budget),
+                None => Err("exited before its executable could be opened".into()),
+            };
+            self.judge(&info, hashed, learning, &mut unhashed, sweep);
+            self.seen
+                .insert(info.pid, (info.start_ticks, info.exe.clone()));
+        }
+        if lost > 0 {
+            problems.push(format!(
+                "{lost} exec events lost (queue or kernel buffer full)"
+            ));
+        }
+        if let Some(why) = &self.connector_problem {
+            problems.push(format!("{why}; polling /proc only"));
+        }
         for entry in entries.flatten() {
             let Some(pid) = entry
                 .file_name()
@@ -343,80 +499,7 @@ impl Sensor for Processes {
                 continue;
             }
             let hashed = self.hash(pid, &mut budget);
-            let mut a = BTreeMap::from([
-                ("pid".to_owned(), pid.to_string()),
-                ("ppid".to_owned(), info.ppid.to_string()),
-                ("comm".to_owned(), info.comm.clone()),
-                ("exe".to_owned(), info.exe.clone()),
-                ("cmdline".to_owned(), info.cmdline.clone()),
-                ("uid".to_owned(), info.uid.to_string()),
-                ("user".to_owned(), self.user_name(info.uid)),
-                ("start_ticks".to_owned(), info.start_ticks.to_string()),
-            ]);
-            if let Some(parent) = self.read(info.ppid) {
-                a.insert("parent_exe".into(), parent.exe);
-            }
-            match &hashed {
-                Ok(sha) => {
-                    a.insert("sha256".into(), sha.clone());
-                }
-                Err(why) => {
-                    unhashed.insert(why.clone());
-                }
-            }
-            let who = format!("{} (pid {pid}, user {})", info.exe, a["user"]);
-            if let Ok(sha) = &hashed
-                && self.ioc.contains(sha)
-            {
-                sweep.events.push(event(
-                    "process.ioc_match",
-                    Severity::Critical,
-                    true,
-                    a.clone(),
-                    format!("known-bad executable running: {who}, sha256 {sha}"),
-                ));
-            }
-            if let Some(why) = self.suspicious(&info.exe) {
-                let mut b = a.clone();
-                b.insert("reason".into(), why.into());
-                sweep.events.push(event(
-                    "process.suspicious_exec",
-                    Severity::High,
-                    true,
-                    b,
-                    match why {
-                        "deleted_executable" => {
-                            format!("process running a deleted executable: {who}")
-                        }
-                        _ => format!("process running from a suspicious directory: {who}"),
-                    },
-                ));
-            }
-            if let Ok(sha) = &hashed {
-                let known = self
-                    .baseline
-                    .as_ref()
-                    .is_some_and(|(_, set)| set.contains(sha));
-                if !learning && !known && !self.allowed(&info.exe, sha) {
-                    sweep.events.push(event(
-                        "process.unknown_binary",
-                        Severity::Medium,
-                        true,
-                        a.clone(),
-                        format!("executable not seen on this host before: {who}, sha256 {sha}"),
-                    ));
-                }
-                self.learn(sha);
-            }
-            if self.config.exec_telemetry {
-                sweep.events.push(event(
-                    "process.exec",
-                    Severity::Info,
-                    false,
-                    a,
-                    format!("process {} (pid {pid}): {}", info.comm, info.cmdline),
-                ));
-            }
+            self.judge(&info, hashed, learning, &mut unhashed, sweep);
         }
         self.seen = now;
         if self.baseline.as_ref().map(|(o, _)| o.len()) != baseline_before || learning {
@@ -505,6 +588,7 @@ mod tests {
             ioc_hashes: Some(root.join("ioc.txt")),
             max_hash_bytes: 1 << 20,
             exec_telemetry: true,
+            exec_events: false,
         }
     }
 

@@ -142,6 +142,7 @@ fn proc_sweep() -> anyhow::Result<()> {
         ioc_hashes: None,
         max_hash_bytes: 256 << 20,
         exec_telemetry: true,
+        exec_events: false,
     };
     let mut sensor = sensors::process::Processes::new(HostRoot("/".into()), config, None);
     sensor.sweep(&mut Sweep::default())?; // learns, hashes

@@ -1,0 +1,173 @@
+//! The kernel's process events connector (netlink, `CN_IDX_PROC`): every exec
+//! as it happens, so processes that live shorter than a polling interval are
+//! still seen. A reader thread resolves each new program at once — its
+//! `/proc` entry and an open handle on its executable, which keeps the file
+//! readable for hashing even after the process and the file are gone — and
+//! queues it for the process sensor's next sweep. It only listens: the audit
+//! socket is never touched.
+//!
+//! Needs CAP_NET_ADMIN; without it the process sensor polls alone and says so.
+
+use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
+
+use nix::sys::socket::{MsgFlags, NetlinkAddr, bind, recv, send};
+
+use super::HostRoot;
+use super::process::{ProcInfo, read_proc};
+
+const NETLINK_CONNECTOR: i32 = 11;
+const CN_IDX_PROC: u32 = 1;
+const CN_VAL_PROC: u32 = 1;
+const PROC_CN_MCAST_LISTEN: u32 = 1;
+const PROC_EVENT_EXEC: u32 = 0x0000_0002;
+const NLMSG_DONE: u16 = 3;
+/// Most execs queued between sweeps; past it they are counted as dropped.
+const MAX_QUEUED: usize = 20_000;
+
+/// One exec, resolved when it happened.
+pub struct Exec {
+    /// The process as it was.
+    pub info: ProcInfo,
+    /// Its executable, held open (None if it was already gone).
+    pub exe_file: Option<std::fs::File>,
+}
+
+/// Execs waiting for the process sensor.
+#[derive(Default)]
+pub struct ExecQueue {
+    /// Resolved execs.
+    pub execs: VecDeque<Exec>,
+    /// Execs lost: the queue was full, or the kernel's buffer overflowed.
+    pub lost: u64,
+}
+
+/// The listening message: nlmsghdr + cn_msg + PROC_CN_MCAST_LISTEN.
+fn listen_message() -> Vec<u8> {
+    let mut m = Vec::with_capacity(40);
+    m.extend_from_slice(&40u32.to_ne_bytes());
+    m.extend_from_slice(&NLMSG_DONE.to_ne_bytes());
+    m.extend_from_slice(&0u16.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend_from_slice(&std::process::id().to_ne_bytes());
+    m.extend_from_slice(&CN_IDX_PROC.to_ne_bytes());
+    m.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend_from_slice(&4u16.to_ne_bytes());
+    m.extend_from_slice(&0u16.to_ne_bytes());
+    m.extend_from_slice(&PROC_CN_MCAST_LISTEN.to_ne_bytes());
+    m
+}
+
+/// The (pid, tgid) of each exec event in a received datagram.
+pub fn parse_execs(buf: &[u8]) -> Vec<(u32, u32)> {
+    let u32_at = |at: usize| {
+        buf.get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_ne_bytes)
+    };
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(len) = u32_at(at) {
+        let len = len as usize;
+        if len < 16 || at + len > buf.len() {
+            break;
+        }
+        // nlmsghdr (16) + cn_msg (20) + proc_event: what, cpu, timestamp (16), data.
+        let event = at + 36;
+        if u32_at(event) == Some(PROC_EVENT_EXEC)
+            && let (Some(pid), Some(tgid)) = (u32_at(event + 16), u32_at(event + 20))
+        {
+            out.push((pid, tgid));
+        }
+        at += (len + 3) & !3;
+    }
+    out
+}
+
+/// Subscribes to exec events and starts the reader thread.
+pub fn start(root: HostRoot, queue: Arc<Mutex<ExecQueue>>) -> Result<(), String> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::from(libc_af_netlink()),
+        Type::DGRAM,
+        Some(Protocol::from(NETLINK_CONNECTOR)),
+    )
+    .map_err(|e| format!("process events connector unavailable ({e})"))?;
+    let _ = socket.set_recv_buffer_size(4 * 1024 * 1024);
+    bind(
+        socket.as_raw_fd(),
+        &NetlinkAddr::new(std::process::id(), CN_IDX_PROC),
+    )
+    .map_err(|e| format!("process events connector: bind: {e} (needs CAP_NET_ADMIN)"))?;
+    send(socket.as_raw_fd(), &listen_message(), MsgFlags::empty())
+        .map_err(|e| format!("process events connector: subscribe: {e}"))?;
+    std::thread::Builder::new()
+        .name("bannin-proc-events".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match recv(socket.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                    Ok(n) => n,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(nix::errno::Errno::ENOBUFS) => {
+                        lock(&queue).lost += 1;
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "Process events connector failed; polling only");
+                        return;
+                    }
+                };
+                for (pid, tgid) in parse_execs(&buf[..n]) {
+                    if pid != tgid {
+                        continue;
+                    }
+                    let exe_file = std::fs::File::open(root.join(format!("/proc/{pid}/exe"))).ok();
+                    let resolved = read_proc(&root, pid);
+                    let mut q = lock(&queue);
+                    // A process gone before it could be read left nothing to judge.
+                    match resolved {
+                        Some(info) if q.execs.len() < MAX_QUEUED => {
+                            q.execs.push_back(Exec { info, exe_file });
+                        }
+                        Some(_) => q.lost += 1,
+                        None => {}
+                    }
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the process events reader: {e}"))?;
+    Ok(())
+}
+
+fn lock(q: &Mutex<ExecQueue>) -> std::sync::MutexGuard<'_, ExecQueue> {
+    q.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+const fn libc_af_netlink() -> i32 {
+    16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_events_parse() {
+        let mut msg = listen_message();
+        msg.truncate(36);
+        msg[0..4].copy_from_slice(&60u32.to_ne_bytes());
+        msg.extend_from_slice(&PROC_EVENT_EXEC.to_ne_bytes());
+        msg.extend_from_slice(&0u32.to_ne_bytes());
+        msg.extend_from_slice(&0u64.to_ne_bytes());
+        msg.extend_from_slice(&4242u32.to_ne_bytes());
+        msg.extend_from_slice(&4242u32.to_ne_bytes());
+        assert_eq!(msg.len(), 60);
+        assert_eq!(parse_execs(&msg), [(4242, 4242)]);
+        assert!(parse_execs(&msg[..20]).is_empty());
+        assert!(parse_execs(b"").is_empty());
+    }
+}
