@@ -732,7 +732,7 @@ async fn a_process_shorter_than_the_poll_interval_is_seen_needs_root() {
     let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
     let shm = tempfile::tempdir_in("/dev/shm").expect("shm dir");
     let flash = shm.path().join("flash");
-    std::fs::copy(which("true"), &flash).expect("copy");
+    std::fs::copy(which("sleep"), &flash).expect("copy");
     let _agent = start_agent(
         &dir.path().join("agent"),
         &pki.agent("flash-host"),
@@ -763,16 +763,9 @@ async fn a_process_shorter_than_the_poll_interval_is_seen_needs_root() {
         }
     })
     .await;
-    // A shell that runs the program and waits: the program exits at once.
-    let ran = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "{:?}; {:?}",
-            flash.display().to_string(),
-            flash.display().to_string()
-        ))
-        .status()
-        .expect("sh");
+    // A fifth of a second: a hundred and fifty times shorter than the poll, and
+    // long enough for the reader thread on a loaded machine.
+    let ran = Command::new(&flash).arg("0.2").status().expect("flash");
     assert!(ran.success());
     let path = flash.display().to_string();
     let found = eventually(Duration::from_secs(70), "the short-lived process", || {

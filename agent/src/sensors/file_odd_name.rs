@@ -84,7 +84,9 @@ pub struct OddState {
     /// Archives already reported and still present.
     pub archives: BTreeSet<String>,
     /// Start of the last walk (ctime ns): files changed after it are sniffed.
-    pub since_ns: i128,
+    /// (i64, not i128: serde's untagged enums cannot buffer 128-bit integers,
+    /// and a state that fails to load would make the sensor report everything again.)
+    pub since_ns: i64,
 }
 
 /// The saved state, in its current or its first form (a set of odd paths).
@@ -175,7 +177,7 @@ struct Walk {
     odd: Vec<(PathBuf, &'static str, std::fs::Metadata)>,
     /// Regular files changed since the last walk.
     fresh: Vec<(PathBuf, std::fs::Metadata)>,
-    since_ns: i128,
+    since_ns: i64,
     seen: usize,
     denied: BTreeSet<String>,
     truncated: bool,
@@ -204,7 +206,10 @@ impl OddNames {
             if let Some(why) = oddity(&name, self.config.dotfiles_unexpected) {
                 walk.odd.push((child.clone(), why, meta.clone()));
             }
-            let ctime_ns = i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec());
+            let ctime_ns = meta
+                .ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.ctime_nsec());
             if meta.is_file() && meta.len() >= 4 && ctime_ns >= walk.since_ns {
                 walk.fresh.push((child.clone(), meta.clone()));
             }
@@ -233,13 +238,13 @@ impl Sensor for OddNames {
         let out = &mut sweep.events;
         let started_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i128)
+            .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
             .unwrap_or(0);
         let mut walk = Walk {
             fresh: Vec::new(),
             // The first walk learns what is there: only later files are sniffed.
             since_ns: if self.first {
-                i128::MAX
+                i64::MAX
             } else {
                 self.state.since_ns
             },
@@ -435,6 +440,25 @@ mod tests {
         assert_eq!(oddity(OsStr::new(".bashrc"), false), None);
         assert_eq!(oddity(OsStr::new(".bashrc"), true), Some("leading_dot"));
         assert_eq!(oddity(OsStr::new("report.pdf"), true), None);
+    }
+
+    #[test]
+    fn saved_state_loads_back() {
+        let state = OddState {
+            reported: BTreeSet::from(["/tmp/ x".to_owned()]),
+            archives: BTreeSet::from(["/tmp/a.zip".to_owned()]),
+            since_ns: 1_795_000_000_000_000_000,
+        };
+        let json = serde_json::to_vec(&state).expect("json");
+        match serde_json::from_slice::<SavedOdd>(&json).expect("loads") {
+            SavedOdd::Current(s) => assert_eq!(s, state),
+            SavedOdd::Legacy(_) => panic!("read as the legacy form"),
+        }
+        let legacy = serde_json::to_vec(&state.reported).expect("json");
+        assert!(matches!(
+            serde_json::from_slice::<SavedOdd>(&legacy).expect("loads"),
+            SavedOdd::Legacy(_)
+        ));
     }
 
     #[test]
