@@ -83,6 +83,28 @@ pub async fn high_water(client: &mut OperatorClient<Channel>, host: &str) -> u64
         .unwrap_or(0)
 }
 
+/// Waits until some host reports `sensor` healthy (its first sweep is done).
+pub async fn wait_sensor_ok(client: &OperatorClient<Channel>, sensor: &str, within: Duration) {
+    eventually(within, &format!("sensor {sensor} ok"), || {
+        let mut c = client.clone();
+        let sensor = sensor.to_owned();
+        async move {
+            let hosts = c
+                .list_hosts(v1::ListHostsRequest {})
+                .await
+                .ok()?
+                .into_inner()
+                .hosts;
+            hosts
+                .iter()
+                .flat_map(|h| &h.sensors)
+                .any(|s| s.name == sensor && s.state == "ok")
+                .then_some(())
+        }
+    })
+    .await;
+}
+
 /// Waits until the host is online.
 pub async fn wait_online(client: &mut OperatorClient<Channel>, host: &str) {
     eventually(Duration::from_secs(30), "agent online", || {

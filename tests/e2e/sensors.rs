@@ -283,23 +283,7 @@ async fn clamav_detections_and_auth_events_from_the_logs() {
     );
     let mut client = operator_client(&pki.operator("alice"), collector.addr).await;
     // The sensor has taken its starting positions once the host reports it healthy.
-    eventually(Duration::from_secs(30), "logs sensor running", || {
-        let mut c = client.clone();
-        async move {
-            let hosts = c
-                .list_hosts(v1::ListHostsRequest {})
-                .await
-                .ok()?
-                .into_inner()
-                .hosts;
-            hosts
-                .iter()
-                .flat_map(|h| &h.sensors)
-                .any(|s| s.name == "logs" && s.state == "ok")
-                .then_some(())
-        }
-    })
-    .await;
+    crate::wait_sensor_ok(&client, "logs", Duration::from_secs(30)).await;
 
     let eicar = logs.join("eicar.com");
     std::fs::write(
@@ -389,23 +373,7 @@ async fn integrity_changes_are_reported_apart() {
         },
     );
     let client = operator_client(&pki.operator("alice"), collector.addr).await;
-    eventually(Duration::from_secs(60), "baseline built", || {
-        let mut c = client.clone();
-        async move {
-            let hosts = c
-                .list_hosts(v1::ListHostsRequest {})
-                .await
-                .ok()?
-                .into_inner()
-                .hosts;
-            hosts
-                .iter()
-                .flat_map(|h| &h.sensors)
-                .any(|s| s.name == "file_integrity" && s.state == "ok")
-                .then_some(())
-        }
-    })
-    .await;
+    crate::wait_sensor_ok(&client, "file_integrity", Duration::from_secs(60)).await;
     // One more interval, so the baseline sweep is surely spooled.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -476,23 +444,7 @@ async fn archives_by_magic_and_storms_folded() {
         },
     );
     let client = operator_client(&pki.operator("alice"), collector.addr).await;
-    eventually(Duration::from_secs(30), "first walk", || {
-        let mut c = client.clone();
-        async move {
-            let hosts = c
-                .list_hosts(v1::ListHostsRequest {})
-                .await
-                .ok()?
-                .into_inner()
-                .hosts;
-            hosts
-                .iter()
-                .flat_map(|h| &h.sensors)
-                .any(|s| s.name == "file_odd_name" && s.state == "ok")
-                .then_some(())
-        }
-    })
-    .await;
+    crate::wait_sensor_ok(&client, "file_odd_name", Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let script = format!(
@@ -606,23 +558,7 @@ async fn critical_file_access_names_the_process_needs_root() {
         },
     );
     let client = operator_client(&pki.operator("alice"), collector.addr).await;
-    eventually(Duration::from_secs(30), "file_access watching", || {
-        let mut c = client.clone();
-        async move {
-            let hosts = c
-                .list_hosts(v1::ListHostsRequest {})
-                .await
-                .ok()?
-                .into_inner()
-                .hosts;
-            hosts
-                .iter()
-                .flat_map(|h| &h.sensors)
-                .any(|s| s.name == "file_access" && s.state == "ok")
-                .then_some(())
-        }
-    })
-    .await;
+    crate::wait_sensor_ok(&client, "file_access", Duration::from_secs(30)).await;
     let quiet = Command::new(&allowed)
         .arg("-c")
         .arg(format!(
