@@ -452,6 +452,14 @@ struct RawOddName {
     max_depth: usize,
     #[serde(default = "d_entries")]
     max_entries: usize,
+    #[serde(default = "d_true")]
+    realtime: bool,
+    #[serde(default = "d_watches")]
+    max_watches: usize,
+}
+
+fn d_watches() -> usize {
+    16_384
 }
 
 impl Default for RawOddName {
@@ -464,6 +472,8 @@ impl Default for RawOddName {
             dotfiles_unexpected: false,
             max_depth: d_depth(),
             max_entries: d_entries(),
+            realtime: true,
+            max_watches: d_watches(),
         }
     }
 }
@@ -494,6 +504,10 @@ pub struct OddNameConfig {
     pub max_entries: usize,
     /// Findings built per sweep before the rest are only counted (`[sensors] fold_after`).
     pub max_events: usize,
+    /// Whether creations are seen as they happen (inotify) as well as at each walk.
+    pub realtime: bool,
+    /// Most directories watched by inotify.
+    pub max_watches: usize,
 }
 
 /// `[sensors.net_connection]`.
@@ -1185,6 +1199,8 @@ impl AgentConfig {
                 max_depth: o.max_depth,
                 max_entries: o.max_entries,
                 max_events: fold_after.max(1),
+                realtime: o.realtime,
+                max_watches: o.max_watches.max(1),
             },
         })
     }

@@ -654,3 +654,165 @@ async fn relearn_reaches_the_agent() {
         "{bad}"
     );
 }
+
+/// What the host's sensor says of itself, for failure messages.
+async fn sensor_health(
+    client: &bannin_proto::v1::operator_client::OperatorClient<tonic::transport::Channel>,
+    sensor: &str,
+) -> String {
+    let mut c = client.clone();
+    let Ok(hosts) = c.list_hosts(v1::ListHostsRequest {}).await else {
+        return "collector unreachable".into();
+    };
+    hosts
+        .into_inner()
+        .hosts
+        .iter()
+        .flat_map(|h| &h.sensors)
+        .filter(|s| s.name == sensor)
+        .map(|s| format!("{} {}: {}", s.name, s.state, s.detail))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Waits for the first finding `pick` returns; on timeout, fails with the
+/// sensor's health and the agent's log.
+async fn finding_within(
+    client: &bannin_proto::v1::operator_client::OperatorClient<tonic::transport::Channel>,
+    within: Duration,
+    sensor: &str,
+    agent: &bannin_tests::Proc,
+    pick: impl Fn(&v1::Finding) -> bool,
+) -> v1::Finding {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let mut c = client.clone();
+        if let Some(f) = all_findings(&mut c).await.into_iter().find(|f| pick(f)) {
+            return f;
+        }
+        if std::time::Instant::now() > deadline {
+            let log = agent.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!(
+                "no finding within {within:?}; {}; agent log (last lines, newest first):\n{}",
+                sensor_health(client, sensor).await,
+                tail.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A process that lives a fifth of a second, with the next /proc walk ten
+/// minutes away, is still judged — within seconds: the kernel's process events
+/// connector reports its exec, the reader resolves it at once and wakes the
+/// sensor.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_shorter_than_the_poll_interval_is_seen_at_once_needs_root() {
+    assert!(
+        bannin_tests::netns::is_root(),
+        "the connector needs CAP_NET_ADMIN"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let shm = tempfile::tempdir_in("/dev/shm").expect("shm dir");
+    let flash = shm.path().join("flash");
+    std::fs::copy(which("sleep"), &flash).expect("copy");
+    let agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("flash-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            enable: vec!["process"],
+            interval_secs: 600,
+            ..AgentOptions::default()
+        },
+    );
+    let client = operator_client(&pki.operator("alice"), collector.addr).await;
+    // Listening (its first walk done) whatever else the machine runs: ok, or
+    // degraded by processes it could not read, but not by the connector.
+    eventually(
+        Duration::from_secs(90),
+        "process sensor walked /proc",
+        || {
+            let client = client.clone();
+            async move {
+                let h = sensor_health(&client, "process").await;
+                (h.starts_with("process ok") || h.starts_with("process degraded")).then_some(h)
+            }
+        },
+    )
+    .await;
+    let health = sensor_health(&client, "process").await;
+    assert!(!health.contains("connector"), "{health}");
+    let ran = Command::new(&flash).arg("0.2").status().expect("flash");
+    assert!(ran.success());
+    let path = flash.display().to_string();
+    let found = finding_within(&client, Duration::from_secs(30), "process", &agent, |f| {
+        f.kind == "process.suspicious_exec" && f.attributes.get("exe") == Some(&path)
+    })
+    .await;
+    assert_eq!(found.attributes["reason"], "suspicious_directory");
+    assert!(
+        found.attributes.contains_key("sha256"),
+        "hashed through the held handle: {found:?}"
+    );
+}
+
+/// A file dropped in a watched directory is checked when it appears (inotify),
+/// not at the next walk ten minutes later: a zip named like a picture in a new
+/// subdirectory, and a name made to hide.
+#[tokio::test(flavor = "multi_thread")]
+async fn creations_in_watched_directories_are_reported_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let watched = dir.path().join("srv");
+    std::fs::create_dir_all(&watched).expect("watched");
+    let agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("drop-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            watch: vec![watched.clone()],
+            interval_secs: 600,
+            ..AgentOptions::default()
+        },
+    );
+    let client = operator_client(&pki.operator("alice"), collector.addr).await;
+    crate::wait_sensor_ok(&client, "file_odd_name", Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // inotify's watches
+    std::fs::create_dir(watched.join("uploads")).expect("uploads");
+    let disguised = watched.join("uploads/holiday.jpg");
+    std::fs::write(
+        &disguised,
+        b"PK\x03\x04\x14\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x05\0\0\0loot/",
+    )
+    .expect("zip");
+    let hidden = watched.join("uploads/...");
+    std::fs::write(&hidden, b"x").expect("odd");
+    let archive = finding_within(
+        &client,
+        Duration::from_secs(20),
+        "file_odd_name",
+        &agent,
+        |f| f.kind == "file.archive",
+    )
+    .await;
+    assert_eq!(archive.attributes["path"], disguised.display().to_string());
+    assert_eq!(archive.attributes["format"], "zip");
+    assert_eq!(archive.attributes["disguised"], "true");
+    let odd = finding_within(
+        &client,
+        Duration::from_secs(20),
+        "file_odd_name",
+        &agent,
+        |f| f.kind == "file.odd_name",
+    )
+    .await;
+    assert_eq!(odd.attributes["path"], hidden.display().to_string());
+    assert_eq!(odd.attributes["reason"], "dots_only");
+}

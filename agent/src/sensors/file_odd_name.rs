@@ -11,6 +11,11 @@
 //!
 //! Each odd path and each archive is reported once while it exists; what was
 //! reported is kept across restarts. Symlinks are never followed.
+//!
+//! With `realtime` (the default), inotify reports creations as they happen
+//! ([`super::creations`]): the sensor is woken and checks just those paths, so
+//! a file dropped in `/tmp` is reported within a second, not at the next walk.
+//! The walk still runs every interval and after any lost event.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
@@ -21,6 +26,9 @@ use std::time::Duration;
 
 use bannin_proto::v1::Severity;
 
+use std::sync::{Arc, Mutex};
+
+use super::creations::Created;
 use super::{Health, HostRoot, Sensor, SensorError, Sweep, event};
 use crate::config::OddNameConfig;
 
@@ -150,6 +158,14 @@ pub struct OddNames {
     config: OddNameConfig,
     state: OddState,
     first: bool,
+    /// Creations queued by the inotify reader, when it runs.
+    created: Option<Arc<Mutex<Created>>>,
+    /// Why inotify is not watching, if it was asked to and is not.
+    realtime_problem: Option<String>,
+    wake: Arc<tokio::sync::Notify>,
+    last_walk: Option<std::time::Instant>,
+    /// What the last full walk could not see (a partial sweep keeps it).
+    walk_problem: Option<String>,
 }
 
 impl OddNames {
@@ -164,11 +180,33 @@ impl OddNames {
             },
             None => OddState::default(),
         };
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let (created, realtime_problem) = if config.realtime {
+            let queue = Arc::new(Mutex::new(Created::default()));
+            match super::creations::start(
+                root.clone(),
+                config.paths.clone(),
+                config.max_depth,
+                config.max_watches,
+                queue.clone(),
+                wake.clone(),
+            ) {
+                Ok(()) => (Some(queue), None),
+                Err(why) => (None, Some(why)),
+            }
+        } else {
+            (None, None)
+        };
         Self {
             root,
             config,
             state,
             first,
+            created,
+            realtime_problem,
+            wake,
+            last_walk: None,
+            walk_problem: None,
         }
     }
 }
@@ -181,6 +219,8 @@ struct Walk {
     seen: usize,
     denied: BTreeSet<String>,
     truncated: bool,
+    /// Only paths inotify reported were looked at: nothing can be forgotten.
+    partial: bool,
 }
 
 impl OddNames {
@@ -200,23 +240,29 @@ impl OddNames {
                 return;
             }
             walk.seen += 1;
-            let name = entry.file_name();
-            let Ok(meta) = entry.metadata() else { continue };
-            let child = host_path.join(&name);
-            if let Some(why) = oddity(&name, self.config.dotfiles_unexpected) {
-                walk.odd.push((child.clone(), why, meta.clone()));
-            }
-            let ctime_ns = meta
-                .ctime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(meta.ctime_nsec());
-            if meta.is_file() && meta.len() >= 4 && ctime_ns >= walk.since_ns {
-                walk.fresh.push((child.clone(), meta.clone()));
-            }
             // DirEntry::metadata does not follow symlinks.
-            if meta.is_dir() && depth < self.config.max_depth {
-                self.walk(&child, depth + 1, walk);
-            }
+            let Ok(meta) = entry.metadata() else { continue };
+            self.consider(host_path.join(entry.file_name()), meta, depth, walk);
+        }
+    }
+
+    /// Checks one entry found at `depth`: its name, its first bytes if it
+    /// changed since the last walk, and below it if it is a directory.
+    fn consider(&self, child: PathBuf, meta: std::fs::Metadata, depth: usize, walk: &mut Walk) {
+        if let Some(name) = child.file_name()
+            && let Some(why) = oddity(name, self.config.dotfiles_unexpected)
+        {
+            walk.odd.push((child.clone(), why, meta.clone()));
+        }
+        let ctime_ns = meta
+            .ctime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(meta.ctime_nsec());
+        if meta.is_file() && meta.len() >= 4 && ctime_ns >= walk.since_ns {
+            walk.fresh.push((child.clone(), meta.clone()));
+        }
+        if meta.is_dir() && depth < self.config.max_depth {
+            self.walk(&child, depth + 1, walk);
         }
     }
 }
@@ -232,6 +278,10 @@ impl Sensor for OddNames {
 
     fn interval(&self) -> Duration {
         self.config.common.interval
+    }
+
+    fn waker(&self) -> Option<Arc<tokio::sync::Notify>> {
+        self.created.as_ref().map(|_| self.wake.clone())
     }
 
     fn sweep(&mut self, sweep: &mut Sweep) -> Result<Health, SensorError> {
@@ -252,9 +302,36 @@ impl Sensor for OddNames {
             seen: 0,
             denied: BTreeSet::new(),
             truncated: false,
+            partial: false,
         };
-        for p in &self.config.paths {
-            self.walk(p, 1, &mut walk);
+        let (queued, lost, realtime_failed) = match &self.created {
+            Some(q) => {
+                let mut q = q.lock().unwrap_or_else(|p| p.into_inner());
+                let paths: BTreeSet<(PathBuf, usize)> = q.paths.drain(..).collect();
+                (paths, std::mem::take(&mut q.overflowed), q.failed.clone())
+            }
+            None => (BTreeSet::new(), false, None),
+        };
+        // Woken by inotify sooner than an interval after the last walk: only
+        // what it reported needs a look.
+        let due = self.created.is_none()
+            || self
+                .last_walk
+                .is_none_or(|t| t.elapsed() + super::WAKE_DEBOUNCE >= self.config.common.interval);
+        if self.first || due || lost || realtime_failed.is_some() {
+            for p in &self.config.paths {
+                self.walk(p, 1, &mut walk);
+            }
+            self.last_walk = Some(std::time::Instant::now());
+        } else {
+            walk.partial = true;
+            for (path, depth) in queued {
+                // Gone already, or a symlink's target: nothing to see.
+                let Ok(meta) = std::fs::symlink_metadata(self.root.join(&path)) else {
+                    continue;
+                };
+                self.consider(path, meta, depth, &mut walk);
+            }
         }
         // since_ns rides along whenever the state is saved: a stale one only
         // means more files are sniffed after a restart, never a repeat report.
@@ -314,7 +391,7 @@ impl Sensor for OddNames {
             }
             changed = true;
         }
-        if !walk.truncated {
+        if !walk.truncated && !walk.partial {
             // Archives gone from the watched paths are forgotten (they may come back).
             let before = self.state.archives.len();
             let root = &self.root;
@@ -323,7 +400,9 @@ impl Sensor for OddNames {
                 .retain(|p| archives_present.contains(p) || root.join(p).exists());
             changed |= self.state.archives.len() != before;
         }
-        self.state.since_ns = started_ns;
+        if !walk.partial {
+            self.state.since_ns = started_ns;
+        }
         self.first = false;
         let reported = &mut self.state.reported;
         let mut present = BTreeSet::new();
@@ -394,30 +473,52 @@ impl Sensor for OddNames {
         }
         // Forget what is gone, so it is reported again if it comes back.
         let before = reported.len();
-        if !walk.truncated {
+        if !walk.truncated && !walk.partial {
             reported.retain(|p| present.contains(p));
         }
         if changed || reported.len() != before {
             sweep.save_state(&self.state);
         }
-        if !walk.denied.is_empty() {
+        let walk_problem = if walk.partial {
+            self.walk_problem.clone()
+        } else if !walk.denied.is_empty() {
             let total = walk.denied.len();
             let mut list: Vec<_> = walk.denied.into_iter().take(5).collect();
             if total > list.len() {
                 list.push(format!("and {} more", total - list.len()));
             }
-            return Ok(Health::Degraded(format!(
+            Some(format!(
                 "permission denied reading {} (run as root to watch them)",
                 list.join(", ")
-            )));
-        }
-        if walk.truncated {
-            return Ok(Health::Degraded(format!(
+            ))
+        } else if walk.truncated {
+            Some(format!(
                 "stopped after {} entries (sensors.file_odd_name.max_entries)",
                 self.config.max_entries
-            )));
-        }
-        Ok(Health::Ok)
+            ))
+        } else {
+            None
+        };
+        self.walk_problem.clone_from(&walk_problem);
+        let unwatched = self
+            .created
+            .as_ref()
+            .map_or(0, |q| q.lock().unwrap_or_else(|p| p.into_inner()).unwatched);
+        let problems: Vec<String> = walk_problem
+            .into_iter()
+            .chain(self.realtime_problem.clone())
+            .chain(realtime_failed)
+            .chain((unwatched > 0).then(|| {
+                format!(
+                    "{unwatched} directories beyond sensors.file_odd_name.max_watches are seen at each walk only"
+                )
+            }))
+            .collect();
+        Ok(if problems.is_empty() {
+            Health::Ok
+        } else {
+            Health::Degraded(problems.join("; "))
+        })
     }
 }
 
@@ -494,5 +595,78 @@ mod tests {
     fn escaping_keeps_paths_on_one_line() {
         let p = PathBuf::from(OsString::from_vec(b"/tmp/a\nb\xff\\".to_vec()));
         assert_eq!(escape(&p), "/tmp/a\\x0ab\\xff\\\\");
+    }
+}
+
+#[cfg(test)]
+mod realtime_tests {
+    use super::*;
+    use crate::config::SensorCommon;
+
+    fn sensor(root: &Path) -> OddNames {
+        let config = OddNameConfig {
+            common: SensorCommon {
+                enabled: true,
+                // Never due again: every later sweep is inotify's alone.
+                interval: Duration::from_secs(3600),
+                severity: Severity::Medium,
+            },
+            paths: vec![PathBuf::from("/w")],
+            dotfiles_unexpected: false,
+            max_depth: 4,
+            max_entries: 10_000,
+            max_events: 100,
+            realtime: true,
+            max_watches: 100,
+        };
+        OddNames::new(HostRoot(root.to_path_buf()), config, None)
+    }
+
+    /// Sweeps until `want` findings arrived (inotify's reader runs apart).
+    fn sweep_until(s: &mut OddNames, want: usize) -> Vec<bannin_proto::v1::Event> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut events = Vec::new();
+        while events.len() < want && std::time::Instant::now() < deadline {
+            let mut sweep = Sweep::default();
+            assert_eq!(s.sweep(&mut sweep).expect("sweep"), Health::Ok);
+            events.extend(sweep.events);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        events
+    }
+
+    #[test]
+    fn creations_are_checked_without_a_walk_and_nothing_is_forgotten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("w")).expect("w");
+        std::fs::write(dir.path().join("w/ old"), b"x").expect("old odd");
+        let mut s = sensor(dir.path());
+        let first = sweep_until(&mut s, 1);
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert!(s.created.is_some(), "inotify runs");
+        std::thread::sleep(Duration::from_millis(300)); // the reader's watches
+        std::fs::create_dir(dir.path().join("w/sub")).expect("sub");
+        std::fs::write(dir.path().join("w/sub/report.pdf"), b"PK\x05\x06\0\0\0\0").expect("zip");
+        std::fs::write(dir.path().join("w/\u{7}bell"), b"x").expect("odd");
+        let found = sweep_until(&mut s, 2);
+        let kinds: BTreeSet<(String, String)> = found
+            .iter()
+            .map(|e| (e.kind.clone(), e.attributes["path"].clone()))
+            .collect();
+        assert_eq!(
+            kinds,
+            BTreeSet::from([
+                ("file.archive".to_owned(), "/w/sub/report.pdf".to_owned()),
+                ("file.odd_name".to_owned(), "/w/\\x07bell".to_owned()),
+            ]),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .all(|e| e.attributes.get("path").map(String::as_str) != Some("/w/ old"))
+        );
+        // The partial sweeps kept what the walk reported.
+        assert!(s.state.reported.contains("/w/ old"));
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod creations;
 pub mod file_access;
 pub mod file_integrity;
 pub mod file_odd_name;
@@ -113,7 +114,18 @@ pub trait Sensor: Send + 'static {
     /// Forgets the learned baseline: the next sweep learns it again, quietly.
     /// Sensors without a baseline ignore it.
     fn relearn(&mut self) {}
+    /// For event-driven sensors: notified when something is waiting, so it is
+    /// swept within [`WAKE_DEBOUNCE`] instead of at the next interval.
+    fn waker(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
 }
+
+/// How long a woken sensor waits for the burst to go quiet before sweeping:
+/// a storm of events costs one sweep, not one per event (and is folded as one).
+pub const WAKE_DEBOUNCE: Duration = Duration::from_millis(250);
+/// The longest a woken sensor waits for a burst to end.
+pub const WAKE_MAX_DELAY: Duration = Duration::from_secs(3);
 
 /// Sensors that keep a learned baseline (what `relearn` applies to).
 pub const BASELINE_SENSORS: &[&str] = &[
@@ -452,6 +464,7 @@ pub async fn run_sensor(
 ) {
     let name = sensor.name();
     let interval = sensor.interval();
+    let waker = sensor.waker();
     loop {
         let relearn = take_relearn(name);
         let swept = tokio::task::spawn_blocking(move || {
@@ -488,9 +501,27 @@ pub async fn run_sensor(
         {
             return;
         }
+        let woken = async {
+            match &waker {
+                Some(w) => {
+                    w.notified().await;
+                    let cap = tokio::time::sleep(WAKE_MAX_DELAY);
+                    tokio::pin!(cap);
+                    loop {
+                        tokio::select! {
+                            () = &mut cap => break,
+                            () = tokio::time::sleep(WAKE_DEBOUNCE) => break,
+                            () = w.notified() => {}
+                        }
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
+            () = woken => {}
         }
     }
 }

@@ -23,6 +23,8 @@ const CN_VAL_PROC: u32 = 1;
 const PROC_CN_MCAST_LISTEN: u32 = 1;
 const PROC_EVENT_EXEC: u32 = 0x0000_0002;
 const NLMSG_DONE: u16 = 3;
+/// The socket's receive buffer: about ten thousand exec events.
+const RECV_BUFFER: usize = 8 * 1024 * 1024;
 /// Most execs queued between sweeps; past it they are counted as dropped.
 const MAX_QUEUED: usize = 20_000;
 
@@ -41,6 +43,8 @@ pub struct ExecQueue {
     pub execs: VecDeque<Exec>,
     /// Execs lost: the queue was full, or the kernel's buffer overflowed.
     pub lost: u64,
+    /// Why the reader stopped, if it did.
+    pub failed: Option<String>,
 }
 
 /// The listening message: nlmsghdr + cn_msg + PROC_CN_MCAST_LISTEN.
@@ -50,7 +54,7 @@ fn listen_message() -> Vec<u8> {
     m.extend_from_slice(&NLMSG_DONE.to_ne_bytes());
     m.extend_from_slice(&0u16.to_ne_bytes());
     m.extend_from_slice(&0u32.to_ne_bytes());
-    m.extend_from_slice(&std::process::id().to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
     m.extend_from_slice(&CN_IDX_PROC.to_ne_bytes());
     m.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
     m.extend_from_slice(&0u32.to_ne_bytes());
@@ -88,7 +92,14 @@ pub fn parse_execs(buf: &[u8]) -> Vec<(u32, u32)> {
 }
 
 /// Subscribes to exec events and starts the reader thread.
-pub fn start(root: HostRoot, queue: Arc<Mutex<ExecQueue>>) -> Result<(), String> {
+///
+/// `wake` is notified after each batch so the process sensor judges it within
+/// moments, not at its next polling interval.
+pub fn start(
+    root: HostRoot,
+    queue: Arc<Mutex<ExecQueue>>,
+    wake: Arc<tokio::sync::Notify>,
+) -> Result<(), String> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(
         Domain::from(libc_af_netlink()),
@@ -96,12 +107,20 @@ pub fn start(root: HostRoot, queue: Arc<Mutex<ExecQueue>>) -> Result<(), String>
         Some(Protocol::from(NETLINK_CONNECTOR)),
     )
     .map_err(|e| format!("process events connector unavailable ({e})"))?;
-    let _ = socket.set_recv_buffer_size(4 * 1024 * 1024);
-    bind(
-        socket.as_raw_fd(),
-        &NetlinkAddr::new(std::process::id(), CN_IDX_PROC),
+    // A burst of execs (a build, a test suite) must not overflow the kernel's
+    // buffer while the reader resolves each one: ask for 8 MiB past rmem_max
+    // (CAP_NET_ADMIN, which the connector needs anyway), else what rmem_max allows.
+    if nix::sys::socket::setsockopt(
+        &socket,
+        nix::sys::socket::sockopt::RcvBufForce,
+        &RECV_BUFFER,
     )
-    .map_err(|e| format!("process events connector: bind: {e} (needs CAP_NET_ADMIN)"))?;
+    .is_err()
+    {
+        let _ = socket.set_recv_buffer_size(RECV_BUFFER);
+    }
+    bind(socket.as_raw_fd(), &NetlinkAddr::new(0, CN_IDX_PROC))
+        .map_err(|e| format!("process events connector: bind: {e} (needs CAP_NET_ADMIN)"))?;
     send(socket.as_raw_fd(), &listen_message(), MsgFlags::empty())
         .map_err(|e| format!("process events connector: subscribe: {e}"))?;
     std::thread::Builder::new()
@@ -118,9 +137,12 @@ pub fn start(root: HostRoot, queue: Arc<Mutex<ExecQueue>>) -> Result<(), String>
                     }
                     Err(error) => {
                         tracing::error!(%error, "Process events connector failed; polling only");
+                        lock(&queue).failed =
+                            Some(format!("process events connector failed: {error}"));
                         return;
                     }
                 };
+                let mut queued = false;
                 for (pid, tgid) in parse_execs(&buf[..n]) {
                     if pid != tgid {
                         continue;
@@ -132,10 +154,14 @@ pub fn start(root: HostRoot, queue: Arc<Mutex<ExecQueue>>) -> Result<(), String>
                     match resolved {
                         Some(info) if q.execs.len() < MAX_QUEUED => {
                             q.execs.push_back(Exec { info, exe_file });
+                            queued = true;
                         }
                         Some(_) => q.lost += 1,
                         None => {}
                     }
+                }
+                if queued {
+                    wake.notify_one();
                 }
             }
         })

@@ -100,6 +100,13 @@ pub struct Processes {
     events: Option<std::sync::Arc<std::sync::Mutex<super::proc_events::ExecQueue>>>,
     /// Why the connector is not listening, if it is not.
     connector_problem: Option<String>,
+    /// Notified by the connector's reader when execs are waiting.
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    /// When `/proc` was last walked: a sweep woken by the connector sooner
+    /// than an interval after it only judges the queued execs.
+    last_walk: Option<std::time::Instant>,
+    /// Walks so far (every tenth re-reads every process).
+    walks: u32,
 }
 
 impl Processes {
@@ -109,11 +116,12 @@ impl Processes {
             let set = s.baseline.iter().cloned().collect();
             (s.baseline, set)
         });
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
         let (events, connector_problem) = if config.exec_events {
             let queue = std::sync::Arc::new(std::sync::Mutex::new(
                 super::proc_events::ExecQueue::default(),
             ));
-            match super::proc_events::start(root.clone(), queue.clone()) {
+            match super::proc_events::start(root.clone(), queue.clone(), wake.clone()) {
                 Ok(()) => (Some(queue), None),
                 Err(why) => (None, Some(why)),
             }
@@ -131,6 +139,9 @@ impl Processes {
             users: (None, HashMap::new()),
             events,
             connector_problem,
+            wake,
+            last_walk: None,
+            walks: 0,
         }
     }
 
@@ -396,74 +407,26 @@ pub fn parse_ioc(text: &str) -> HashSet<String> {
         .collect()
 }
 
-impl Sensor for Processes {
-    fn name(&self) -> &'static str {
-        "process"
-    }
-
-    fn relearn(&mut self) {
-        self.baseline = None;
-        self.seen.clear();
-    }
-
-    fn interval(&self) -> Duration {
-        self.config.common.interval
-    }
-
-    fn sweep(&mut self, sweep: &mut Sweep) -> Result<Health, SensorError> {
+impl Processes {
+    /// Walks `/proc`: reads and judges every process not seen as it is now at
+    /// the last walk (all of them when learning). `trusted`: the connector
+    /// judged every exec since, so a pid already seen is taken as it was.
+    /// Returns how many processes had no readable executable.
+    fn walk(
+        &mut self,
+        trusted: bool,
+        learning: bool,
+        budget: &mut u64,
+        unhashed: &mut BTreeSet<String>,
+        sweep: &mut Sweep,
+    ) -> Result<usize, SensorError> {
         let proc_dir = self.root.join("/proc");
         let entries = std::fs::read_dir(&proc_dir).map_err(|source| SensorError::Read {
             path: proc_dir.clone(),
             source,
         })?;
-        let mut problems: Vec<String> = self.refresh_ioc().into_iter().collect();
-        let learning = self.baseline.is_none();
-        if learning {
-            self.baseline = Some((Vec::new(), HashSet::new()));
-        }
-        let baseline_before = self.baseline.as_ref().map(|(o, _)| o.len());
         let mut now = HashMap::with_capacity(self.seen.len() + 16);
-        let mut budget = HASH_BUDGET_PER_SWEEP;
         let mut unreadable = 0usize;
-        let mut unhashed = BTreeSet::new();
-        // First what the kernel reported as it happened: short-lived processes
-        // are gone from /proc by now, but were resolved when they started.
-        let (execs, lost) = match &self.events {
-            Some(q) => {
-                let mut q = q.lock().unwrap_or_else(|p| p.into_inner());
-                (
-                    q.execs.drain(..).collect::<Vec<_>>(),
-                    std::mem::take(&mut q.lost),
-                )
-            }
-            None => (Vec::new(), 0),
-        };
-        for exec in execs {
-            let info = exec.info;
-            if info.exe.is_empty()
-                || self
-                    .seen
-                    .get(&info.pid)
-                    .is_some_and(|(s, e)| *s == info.start_ticks && *e == info.exe)
-            {
-                continue;
-            }
-            let hashed = match exec.exe_file {
-                Some(f) => self.hash_file(f, &mut budget),
-                None => Err("exited before its executable could be opened".into()),
-            };
-            self.judge(&info, hashed, learning, &mut unhashed, sweep);
-            self.seen
-                .insert(info.pid, (info.start_ticks, info.exe.clone()));
-        }
-        if lost > 0 {
-            problems.push(format!(
-                "{lost} exec events lost (queue or kernel buffer full)"
-            ));
-        }
-        if let Some(why) = &self.connector_problem {
-            problems.push(format!("{why}; polling /proc only"));
-        }
         for entry in entries.flatten() {
             let Some(pid) = entry
                 .file_name()
@@ -472,6 +435,10 @@ impl Sensor for Processes {
             else {
                 continue;
             };
+            if trusted && let Some(known) = self.seen.remove(&pid) {
+                now.insert(pid, known);
+                continue;
+            }
             let dir = self.root.join(format!("/proc/{pid}"));
             let Some((_, _, start)) = std::fs::read_to_string(dir.join("stat"))
                 .ok()
@@ -498,10 +465,100 @@ impl Sensor for Processes {
                 }
                 continue;
             }
-            let hashed = self.hash(pid, &mut budget);
-            self.judge(&info, hashed, learning, &mut unhashed, sweep);
+            let hashed = self.hash(pid, budget);
+            self.judge(&info, hashed, learning, unhashed, sweep);
         }
         self.seen = now;
+        Ok(unreadable)
+    }
+}
+
+impl Sensor for Processes {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    fn relearn(&mut self) {
+        self.baseline = None;
+        self.seen.clear();
+    }
+
+    fn interval(&self) -> Duration {
+        self.config.common.interval
+    }
+
+    fn waker(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        self.events.as_ref().map(|_| self.wake.clone())
+    }
+
+    fn sweep(&mut self, sweep: &mut Sweep) -> Result<Health, SensorError> {
+        let mut problems: Vec<String> = self.refresh_ioc().into_iter().collect();
+        let learning = self.baseline.is_none();
+        if learning {
+            self.baseline = Some((Vec::new(), HashSet::new()));
+        }
+        let baseline_before = self.baseline.as_ref().map(|(o, _)| o.len());
+        let mut budget = HASH_BUDGET_PER_SWEEP;
+        let mut unreadable = 0usize;
+        let mut unhashed = BTreeSet::new();
+        // First what the kernel reported as it happened: short-lived processes
+        // are gone from /proc by now, but were resolved when they started.
+        let (execs, lost, failed) = match &self.events {
+            Some(q) => {
+                let mut q = q.lock().unwrap_or_else(|p| p.into_inner());
+                (
+                    q.execs.drain(..).collect::<Vec<_>>(),
+                    std::mem::take(&mut q.lost),
+                    q.failed.clone(),
+                )
+            }
+            None => (Vec::new(), 0, None),
+        };
+        for exec in execs {
+            let info = exec.info;
+            if info.exe.is_empty()
+                || self
+                    .seen
+                    .get(&info.pid)
+                    .is_some_and(|(s, e)| *s == info.start_ticks && *e == info.exe)
+            {
+                continue;
+            }
+            let hashed = match exec.exe_file {
+                Some(f) => self.hash_file(f, &mut budget),
+                None => Err("exited before its executable could be opened".into()),
+            };
+            self.judge(&info, hashed, learning, &mut unhashed, sweep);
+            self.seen
+                .insert(info.pid, (info.start_ticks, info.exe.clone()));
+        }
+        if lost > 0 {
+            problems.push(format!(
+                "{lost} exec events lost (queue or kernel buffer full)"
+            ));
+        }
+        if let Some(why) = self.connector_problem.as_ref().or(failed.as_ref()) {
+            problems.push(format!("{why}; polling /proc only"));
+        }
+        // Woken by the connector sooner than an interval after the last walk:
+        // the queued execs were all there was to judge.
+        let due = self.events.is_none()
+            || self
+                .last_walk
+                .is_none_or(|t| t.elapsed() + super::WAKE_DEBOUNCE >= self.config.common.interval);
+        if learning || due || lost > 0 || failed.is_some() {
+            self.walks = self.walks.wrapping_add(1);
+            // With the connector listening and nothing lost, every exec was
+            // judged as it happened: a known pid needs no reading, only a new
+            // one. Every tenth walk re-reads them all anyway.
+            let trusted = self.events.is_some()
+                && failed.is_none()
+                && lost == 0
+                && !learning
+                && !self.walks.is_multiple_of(10);
+            unreadable = self.walk(trusted, learning, &mut budget, &mut unhashed, sweep)?;
+            self.last_walk = Some(std::time::Instant::now());
+        }
         if self.baseline.as_ref().map(|(o, _)| o.len()) != baseline_before || learning {
             let state = ProcessState {
                 baseline: self
