@@ -271,6 +271,8 @@ struct RawLogs {
     dormant_days: u32,
     failed_login_threshold: u32,
     read_existing: bool,
+    journal: bool,
+    journalctl: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -300,6 +302,8 @@ impl Default for RawLogs {
             dormant_days: 90,
             failed_login_threshold: 10,
             read_existing: false,
+            journal: true,
+            journalctl: PathBuf::from("journalctl"),
         }
     }
 }
@@ -627,6 +631,10 @@ pub struct LogsConfig {
     pub failed_login_threshold: u32,
     /// Read files from their start the first time (else from their end).
     pub read_existing: bool,
+    /// Whether the systemd journal is read (when the host keeps one).
+    pub journal: bool,
+    /// The `journalctl` program (looked up in PATH when not absolute).
+    pub journalctl: PathBuf,
 }
 
 /// The default `log.pattern` rules: kernel taint, segfaults and OOM kills.
@@ -1191,6 +1199,8 @@ impl AgentConfig {
                 dormant_days: lg.dormant_days,
                 failed_login_threshold: lg.failed_login_threshold.max(1),
                 read_existing: lg.read_existing,
+                journal: lg.journal,
+                journalctl: lg.journalctl,
             },
             file_odd_name: OddNameConfig {
                 common: odd_common,

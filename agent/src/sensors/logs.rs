@@ -18,6 +18,12 @@
 //! directory, then read from the start. A file seen for the first time is read
 //! from its end (`read_existing` reads it whole). Missing files are idle
 //! sources, not errors.
+//!
+//! The systemd journal ([`super::journal`], from a saved cursor) is the auth
+//! source when no auth log file exists — Debian 12 without rsyslog, RHEL 9 —
+//! and feeds the pattern rules without `files` when no pattern file exists;
+//! where rsyslog writes both, the files are read and the journal is not
+//! counted twice.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek, SeekFrom};
@@ -31,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use super::accounts::parse_passwd;
 use super::auth::{AuthEvent, parse_auth_line, parse_lastlog, parse_utmp};
-use super::{Health, HostRoot, Sensor, SensorError, Sweep, event};
+use super::{Health, HostRoot, Sensor, SensorError, Sweep, event, journal};
 use crate::config::LogsConfig;
 
 /// Most bytes read from one file per sweep; the rest waits for the next.
@@ -61,6 +67,9 @@ pub struct LogsState {
     pub last_login: BTreeMap<String, i64>,
     /// Whether lastlog was read once.
     pub seeded: bool,
+    /// Where reading the journal stopped.
+    #[serde(default)]
+    pub journal_cursor: Option<String>,
 }
 
 /// Which parser reads a file.
@@ -81,6 +90,8 @@ pub struct Logs {
     failures: BTreeMap<String, (i64, u32, BTreeSet<String>, bool)>,
     /// Multi-source sessions already reported: user → hosts.
     multi: BTreeMap<String, BTreeSet<String>>,
+    /// journalctl --follow, after the first sweep caught up.
+    follower: Option<journal::Follower>,
 }
 
 impl Logs {
@@ -92,6 +103,7 @@ impl Logs {
             state: state.unwrap_or_default(),
             failures: BTreeMap::new(),
             multi: BTreeMap::new(),
+            follower: None,
         }
     }
 
@@ -367,6 +379,37 @@ impl Logs {
 }
 
 /// A path next to `file` with inode `ino` on device `dev` (a rotated log).
+impl Logs {
+    /// Runs the pattern rules over one line of `file` (`None`: the journal,
+    /// read by the rules without `files`), shown as `shown`.
+    fn match_patterns(
+        &self,
+        line: &str,
+        file: Option<&Path>,
+        shown: &str,
+        out: &mut Vec<v1::Event>,
+    ) {
+        for rule in &self.config.patterns {
+            let applies = match file {
+                None => rule.files.is_empty(),
+                Some(path) if rule.files.is_empty() => {
+                    self.config.pattern_files.iter().any(|p| p == path)
+                }
+                Some(path) => rule.files.iter().any(|p| p == path),
+            };
+            if applies && rule.regex.is_match(line) {
+                out.push(event(
+                    "log.pattern",
+                    rule.severity,
+                    true,
+                    attrs(&[("rule", &rule.name), ("file", shown), ("line", line)]),
+                    format!("{}: {line}", rule.name),
+                ));
+            }
+        }
+    }
+}
+
 fn find_inode(file: &Path, dev: u64, ino: u64) -> Option<PathBuf> {
     let dir = file.parent()?;
     std::fs::read_dir(dir).ok()?.flatten().find_map(|e| {
@@ -487,32 +530,65 @@ impl Sensor for Logs {
                     Source::Suricata => sweep.events.extend(suricata_alert(line)),
                     Source::ClamAv => sweep.events.extend(clamav_detection(line)),
                     Source::Patterns => {
-                        for rule in &self.config.patterns {
-                            let applies = if rule.files.is_empty() {
-                                self.config.pattern_files.contains(&path)
-                            } else {
-                                rule.files.contains(&path)
-                            };
-                            if applies && rule.regex.is_match(line) {
-                                sweep.events.push(event(
-                                    "log.pattern",
-                                    rule.severity,
-                                    true,
-                                    attrs(&[
-                                        ("rule", &rule.name),
-                                        ("file", &path.display().to_string()),
-                                        ("line", line),
-                                    ]),
-                                    format!("{}: {line}", rule.name),
-                                ));
-                            }
-                        }
+                        let shown = path.display().to_string();
+                        self.match_patterns(line, Some(&path), &shown, &mut sweep.events);
                     }
                 }
             }
             self.state
                 .positions
                 .insert(path.display().to_string(), position);
+        }
+        let pattern_file_seen = self
+            .config
+            .pattern_files
+            .iter()
+            .any(|p| self.root.join(p).is_file());
+        if self.config.journal && journal::present(&self.root) {
+            // The first sweep catches up from the saved cursor in one read; a
+            // follower (journalctl --follow) then reads as entries arrive.
+            let read = match &self.follower {
+                Some(f) => {
+                    let (entries, cursor, problem) = f.take();
+                    problems.extend(problem);
+                    Ok((entries, cursor))
+                }
+                None => journal::read(
+                    &self.config.journalctl,
+                    &self.root,
+                    self.state.journal_cursor.as_deref(),
+                    self.config.read_existing,
+                )
+                .inspect(|(_, cursor)| {
+                    match journal::Follower::start(
+                        self.config.journalctl.clone(),
+                        self.root.clone(),
+                        cursor.clone().or_else(|| self.state.journal_cursor.clone()),
+                    ) {
+                        Ok(f) => self.follower = Some(f),
+                        Err(e) => tracing::warn!(error = %e, "Cannot start the journal follower"),
+                    }
+                }),
+            };
+            match read {
+                Ok((entries, cursor)) => {
+                    // Only the auth lines matter when the files carry the rest.
+                    let auth_from_journal = !auth_seen;
+                    auth_seen = true;
+                    for entry in &entries {
+                        if auth_from_journal {
+                            self.auth(&entry.line, &mut sweep.events, &mut failed);
+                        }
+                        if !pattern_file_seen {
+                            self.match_patterns(&entry.line, None, "journal", &mut sweep.events);
+                        }
+                    }
+                    if cursor.is_some() {
+                        self.state.journal_cursor = cursor;
+                    }
+                }
+                Err(e) => problems.push(e.to_string()),
+            }
         }
         self.failures(failed, &mut sweep.events);
         self.sessions(&mut sweep.events);
@@ -521,7 +597,7 @@ impl Sensor for Logs {
         }
         if !auth_seen {
             problems.push(format!(
-                "no auth log at {}: logins, sudo and lockouts are not seen",
+                "no auth log at {} and no journal: logins, sudo and lockouts are not seen",
                 self.config
                     .auth_logs
                     .iter()
@@ -562,6 +638,8 @@ mod tests {
             dormant_days: 90,
             failed_login_threshold: 5,
             read_existing: false,
+            journal: true,
+            journalctl: PathBuf::from("journalctl"),
         }
     }
 
@@ -799,5 +877,148 @@ mod tests {
         assert!(clamav_detection("FOUND").is_none());
         let e = clamav_detection("/tmp/a: b: c: Sig.X FOUND").expect("detection");
         assert_eq!(e.attributes["path"], "/tmp/a: b: c");
+    }
+
+    const MACHINE: &str = "0123456789abcdef0123456789abcdef";
+
+    /// Writes journal entries (MESSAGE, identifier) into a new journal file
+    /// under `root`, with systemd's own writer (systemd-journal-remote reading
+    /// the journal export format).
+    fn journal_file(root: &Path, name: &str, first_us: u64, entries: &[(&str, &str)]) {
+        let writer = [
+            "/lib/systemd/systemd-journal-remote",
+            "/usr/lib/systemd/systemd-journal-remote",
+        ]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect(
+            "systemd-journal-remote (Debian package systemd-journal-remote; .ci/run installs it)",
+        );
+        let dir = root.join("var/log/journal").join(MACHINE);
+        std::fs::create_dir_all(&dir).expect("journal dir");
+        let mut export = String::new();
+        for (i, (ident, message)) in entries.iter().enumerate() {
+            export.push_str(&format!(
+                "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={}\n_BOOT_ID={MACHINE}\n_HOSTNAME=web-1\nSYSLOG_IDENTIFIER={ident}\n_PID={}\nMESSAGE={message}\n\n",
+                first_us + i as u64,
+                first_us + i as u64,
+                1000 + i
+            ));
+        }
+        let input = root.join(format!("{name}.export"));
+        std::fs::write(&input, export).expect("export");
+        let out = std::process::Command::new(writer)
+            .arg(format!(
+                "--output={}",
+                dir.join(format!("{name}.journal")).display()
+            ))
+            .arg(&input)
+            .output()
+            .expect("systemd-journal-remote");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn sweep_until(logs: &mut Logs, want: usize) -> Vec<v1::Event> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let mut events = Vec::new();
+        loop {
+            let mut sweep = Sweep::default();
+            let health = logs.sweep(&mut sweep).expect("sweep");
+            assert_eq!(health, Health::Ok);
+            events.extend(sweep.events);
+            if events.len() >= want || std::time::Instant::now() > deadline {
+                return events;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A host without auth.log (Debian 12 without rsyslog): logins, sudo and
+    /// lockouts come from the journal, read with the real journalctl from real
+    /// journal files, from a cursor that survives a restart.
+    #[test]
+    fn the_journal_is_the_auth_source_when_there_is_no_auth_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let base = 1_764_100_000_000_000u64;
+        journal_file(
+            root,
+            "system",
+            base,
+            &[(
+                "sudo",
+                "old : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/true",
+            )],
+        );
+        let mut logs = Logs::new(HostRoot(root.to_path_buf()), config(root), None);
+        let first = sweep_until(&mut logs, 0);
+        assert!(first.is_empty(), "read from the journal's end: {first:?}");
+        assert!(logs.state.journal_cursor.is_some());
+        journal_file(
+            root,
+            "second",
+            base + 1_000_000,
+            &[
+                (
+                    "sudo",
+                    "eve : user NOT in sudoers ; TTY=pts/1 ; PWD=/ ; USER=root ; COMMAND=/bin/sh",
+                ),
+                (
+                    "sshd",
+                    "pam_faillock(sshd:auth): Consecutive login failures for user root account temporarily locked",
+                ),
+                (
+                    "kernel",
+                    "e1000e: eth0 NIC Link is Up 1000 Mbps Full Duplex",
+                ),
+                (
+                    "kernel",
+                    "a-out[77]: segfault at 10 ip 0000000000401000 sp 00007ffd00000000 error 4",
+                ),
+            ],
+        );
+        let events = sweep_until(&mut logs, 3);
+        let mut kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        kinds.sort_unstable();
+        assert_eq!(
+            kinds,
+            ["account.lockouts", "account.sudo", "log.pattern"],
+            "{events:?}"
+        );
+        let sudo = events
+            .iter()
+            .find(|e| e.kind == "account.sudo")
+            .expect("sudo");
+        assert_eq!(sudo.attributes["user"], "eve");
+        let pattern = events
+            .iter()
+            .find(|e| e.kind == "log.pattern")
+            .expect("pattern");
+        assert_eq!(pattern.attributes["file"], "journal");
+        assert!(
+            pattern.attributes["line"].contains("a-out[77]: segfault at 10"),
+            "{pattern:?}"
+        );
+
+        // A restart continues from the saved cursor: nothing again, the new entry once.
+        let state = logs.state.clone();
+        drop(logs);
+        journal_file(
+            root,
+            "third",
+            base + 2_000_000,
+            &[(
+                "sudo",
+                "mallory : 3 incorrect password attempts ; TTY=pts/2 ; PWD=/ ; USER=root ; COMMAND=/bin/sh",
+            )],
+        );
+        let mut restarted = Logs::new(HostRoot(root.to_path_buf()), config(root), Some(state));
+        let again = sweep_until(&mut restarted, 1);
+        assert_eq!(again.len(), 1, "{again:?}");
+        assert_eq!(again[0].attributes["user"], "mallory");
     }
 }

@@ -14,6 +14,7 @@ pub mod file_access;
 pub mod file_integrity;
 pub mod file_odd_name;
 pub mod hardware;
+pub mod journal;
 pub mod logs;
 pub mod net_connection;
 pub mod net_interface;
@@ -211,9 +212,23 @@ pub fn load_state<T: DeserializeOwned>(
     spool: &Spool,
     name: &str,
 ) -> Result<Option<T>, SensorError> {
-    Ok(spool
-        .sensor_state(name)?
-        .and_then(|v| serde_json::from_slice(&v).ok()))
+    let Some(saved) = spool.sensor_state(name)? else {
+        return Ok(None);
+    };
+    match serde_json::from_slice(&saved) {
+        Ok(state) => Ok(Some(state)),
+        Err(error) => {
+            // Loud: a baseline that does not load is learned again, quietly,
+            // and whatever changed meanwhile goes unreported.
+            tracing::error!(
+                sensor = name,
+                %error,
+                bytes = saved.len(),
+                "Saved sensor state does not load; the sensor learns its baseline again"
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// Builds an event.
