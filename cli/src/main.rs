@@ -95,6 +95,11 @@ enum Command {
         #[command(flatten)]
         send: SendOptions,
     },
+    /// The rules in force: severity overrides, suppressions with their hits and
+    /// expiry, and the cross-host correlation rules with what they raised.
+    /// Rules are set in the collector's configuration (`[[suppress]]`,
+    /// `[correlation]`, `[findings.severity]`).
+    Rules,
     /// Make a host's sensors learn their baselines again (after planned changes
     /// such as an upgrade): the next sweep learns quietly, later ones report
     /// changes against the new baseline. Without --sensor, every baseline sensor.
@@ -392,10 +397,32 @@ enum OperatorAction {
 
 #[derive(Subcommand)]
 enum FindingAction {
-    /// Show one finding with its history.
+    /// Show one finding with its history, and for a correlated finding the
+    /// findings it was built from.
     Show {
         /// Finding id.
         id: u64,
+    },
+    /// Record what people report, as a finding on the host it concerns:
+    /// report.external (a third party told you: a CERT, an ISP, a customer),
+    /// report.threat (a threat against the organisation), report.user (users
+    /// reporting outages or strange behaviour).
+    Add {
+        /// Host id.
+        #[arg(long)]
+        host: String,
+        /// report.external, report.threat or report.user.
+        #[arg(long, value_parser = ["report.external", "report.threat", "report.user"])]
+        kind: String,
+        /// info, low, medium, high or critical.
+        #[arg(long, value_parser = ["info", "low", "medium", "high", "critical"])]
+        severity: String,
+        /// What was reported.
+        #[arg(long)]
+        text: String,
+        /// Who reported it (a person or an organisation).
+        #[arg(long, default_value = "")]
+        reporter: String,
     },
     /// Acknowledge: you are on it.
     Ack {
@@ -550,7 +577,50 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .into_iter()
                         .find(|f| f.id == id)
                         .with_context(|| format!("no finding {id}"))?;
-                    print_finding(&found, cli.json)?;
+                    let chain = correlated_chain(&mut client, &found).await?;
+                    if cli.json {
+                        let mut doc = finding_json(&found);
+                        doc["correlated"] =
+                            serde_json::Value::Array(chain.iter().map(finding_json).collect());
+                        print_json(&doc)?;
+                    } else {
+                        print_finding(&found, false)?;
+                        if !chain.is_empty() {
+                            println!("  built from:");
+                            for f in &chain {
+                                println!("    {}", finding_line(f));
+                            }
+                        }
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+                FindingAction::Add {
+                    host,
+                    kind,
+                    severity,
+                    text,
+                    reporter,
+                } => {
+                    let severity = match severity.as_str() {
+                        "info" => v1::Severity::Info,
+                        "low" => v1::Severity::Low,
+                        "medium" => v1::Severity::Medium,
+                        "high" => v1::Severity::High,
+                        _ => v1::Severity::Critical,
+                    };
+                    let f = client
+                        .add_finding(v1::AddFindingRequest {
+                            host_id: host.clone(),
+                            kind,
+                            severity: severity as i32,
+                            text,
+                            reporter,
+                        })
+                        .await
+                        .map_err(|s| anyhow::anyhow!("{}", s.message()))
+                        .with_context(|| format!("recording a finding on {host}"))?
+                        .into_inner();
+                    print_finding(&f, cli.json)?;
                     return Ok(ExitCode::SUCCESS);
                 }
                 FindingAction::Ack { id, note } => (id, v1::FindingState::Acknowledged, note),
@@ -607,6 +677,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cli.json,
             )
             .await;
+        }
+        Command::Rules => {
+            let r = client
+                .list_rules(v1::ListRulesRequest {})
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))
+                .context("reading the rules")?
+                .into_inner();
+            if cli.json {
+                print_json(&output::rules_json(&r))?;
+            } else {
+                output::print_rules(&r);
+            }
         }
         Command::Relearn {
             host,
@@ -1301,6 +1384,32 @@ async fn evidence(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The findings a correlated finding was built from (its `correlated_findings`).
+async fn correlated_chain(
+    client: &mut v1::operator_client::OperatorClient<tonic::transport::Channel>,
+    f: &v1::Finding,
+) -> anyhow::Result<Vec<v1::Finding>> {
+    let Some(ids) = f.attributes.get("correlated_findings") else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for id in ids.split(',').filter_map(|i| i.trim().parse::<u64>().ok()) {
+        let found = client
+            .list_findings(v1::ListFindingsRequest {
+                since_id: id.saturating_sub(1),
+                limit: 1,
+            })
+            .await
+            .context("reading the findings it was built from")?
+            .into_inner()
+            .findings
+            .into_iter()
+            .find(|x| x.id == id);
+        out.extend(found);
+    }
+    Ok(out)
 }
 
 fn print_finding(f: &v1::Finding, json: bool) -> anyhow::Result<()> {

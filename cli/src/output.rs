@@ -259,3 +259,96 @@ pub fn incident_detail_json(d: &v1::IncidentDetail) -> Value {
         "timeline": d.timeline.iter().map(|t| json!({"at": rfc3339(t.at_unix_ms), "source": t.source, "text": t.text})).collect::<Vec<_>>(),
     })
 }
+
+/// `bannin rules --json`.
+pub fn rules_json(r: &v1::ListRulesResponse) -> Value {
+    json!({
+        "severity_overrides": r.severity_overrides,
+        "suppressions": r.suppressions.iter().map(|s| json!({
+            "name": s.name,
+            "reason": s.reason,
+            "kind": s.kind,
+            "hosts": s.hosts,
+            "labels": s.labels,
+            "attributes": s.attributes,
+            "expires": (s.expires_unix_ms != 0).then(|| rfc3339(s.expires_unix_ms)),
+            "active": s.active,
+            "hits": s.hits,
+            "last_hit": (s.last_hit_unix_ms != 0).then(|| rfc3339(s.last_hit_unix_ms)),
+        })).collect::<Vec<_>>(),
+        "correlation": {
+            "enabled": r.correlation_enabled,
+            "keys": r.correlation_keys,
+            "shed": r.correlation_shed,
+            "rules": r.correlations.iter().map(|c| json!({
+                "name": c.name,
+                "kind": c.kind,
+                "threshold": c.threshold,
+                "window_secs": c.window_secs,
+                "severity": severity(c.severity),
+                "raised": c.raised,
+                "description": c.description,
+            })).collect::<Vec<_>>(),
+        },
+    })
+}
+
+/// `bannin rules`.
+pub fn print_rules(r: &v1::ListRulesResponse) {
+    println!("Suppression rules ({}):", r.suppressions.len());
+    if r.suppressions.is_empty() {
+        println!("  none ([[suppress]] in the collector's config)");
+    }
+    for s in &r.suppressions {
+        let mut what = Vec::new();
+        if !s.kind.is_empty() {
+            what.push(format!("kind {}", s.kind));
+        }
+        if !s.hosts.is_empty() {
+            what.push(format!("hosts {}", s.hosts.join(",")));
+        }
+        for (k, v) in &s.labels {
+            what.push(format!("label {k}={v}"));
+        }
+        for (k, v) in &s.attributes {
+            what.push(format!("{k} ~ /{v}/"));
+        }
+        let expiry = if s.expires_unix_ms == 0 {
+            "no expiry".to_owned()
+        } else if s.active {
+            format!("expires {}", rfc3339(s.expires_unix_ms))
+        } else {
+            format!("EXPIRED {}", rfc3339(s.expires_unix_ms))
+        };
+        let last = if s.last_hit_unix_ms == 0 {
+            String::new()
+        } else {
+            format!(", last {}", rfc3339(s.last_hit_unix_ms))
+        };
+        println!("  {:<20} {} hit(s){last}; {expiry}", s.name, s.hits);
+        println!("      {}", what.join("; "));
+        println!("      reason: {}", s.reason);
+    }
+    println!();
+    println!(
+        "Correlation ({}; {} keys held, {} shed to stay bounded):",
+        if r.correlation_enabled { "on" } else { "OFF" },
+        r.correlation_keys,
+        r.correlation_shed
+    );
+    for c in &r.correlations {
+        println!(
+            "  {:<17} {:<8} window {:>6} s  raised {:<5} {}",
+            c.name,
+            severity(c.severity),
+            c.window_secs,
+            c.raised,
+            c.description
+        );
+    }
+    println!();
+    println!("Severity overrides ({}):", r.severity_overrides.len());
+    for (k, v) in &r.severity_overrides {
+        println!("  {k} = {v}");
+    }
+}

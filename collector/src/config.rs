@@ -49,6 +49,57 @@ struct Raw {
     events: RawEvents,
     #[serde(default)]
     operators: RawOperators,
+    #[serde(default)]
+    suppress: Vec<RawSuppress>,
+    #[serde(default)]
+    correlation: RawCorrelation,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawSuppress {
+    name: String,
+    reason: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+    expires: Option<String>,
+}
+
+/// `[correlation]`; every rule has `hosts`, `window_secs` and `severity`.
+#[derive(Debug, Deserialize, Default)]
+struct RawCorrelation {
+    enabled: Option<bool>,
+    max_keys: Option<usize>,
+    max_members: Option<usize>,
+    #[serde(default)]
+    spread: RawThreshold,
+    #[serde(default)]
+    account_hosts: RawThreshold,
+    #[serde(default)]
+    ignore_accounts: Vec<String>,
+    #[serde(default)]
+    password_spray: RawThreshold,
+    #[serde(default)]
+    lateral_movement: RawThreshold,
+    remote_admin_ports: Option<Vec<u16>>,
+    #[serde(default)]
+    fan_in: RawThreshold,
+    fan_in_peers: Option<usize>,
+    #[serde(default)]
+    mass_silence: RawThreshold,
+    mass_silence_share: Option<f64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct RawThreshold {
+    hosts: Option<usize>,
+    window_secs: Option<u64>,
+    severity: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -158,6 +209,172 @@ pub struct CollectorConfig {
     pub event_max_bytes: u64,
     /// Operators made admin when the operator table is empty (first start).
     pub bootstrap_admins: Vec<bannin_proto::identity::OperatorName>,
+    /// Suppression rules, in file order.
+    pub suppress: Vec<crate::rules::SuppressRule>,
+    /// Cross-host correlation.
+    pub correlation: crate::correlate::CorrelationConfig,
+}
+
+fn threshold(
+    errors: &mut ConfigErrors,
+    name: &str,
+    raw: &RawThreshold,
+    default: crate::correlate::Threshold,
+) -> crate::correlate::Threshold {
+    let mut t = default;
+    if let Some(h) = raw.hosts {
+        if h < 2 {
+            errors.push(format!(
+                "correlation.{name}.hosts = {h}: must be at least 2"
+            ));
+        }
+        t.hosts = h;
+    }
+    if let Some(w) = raw.window_secs {
+        if !(1..=7 * 86_400).contains(&w) {
+            errors.push(format!(
+                "correlation.{name}.window_secs = {w}: must be 1 to 604800 (a week)"
+            ));
+        }
+        t.window = Duration::from_secs(w);
+    }
+    if let Some(s) = &raw.severity {
+        match parse_severity(s) {
+            Some(sev) => t.severity = sev,
+            None => errors.push(format!(
+                "correlation.{name}.severity = {s:?}: expected info, low, medium, high or critical"
+            )),
+        }
+    }
+    t
+}
+
+fn correlation(
+    errors: &mut ConfigErrors,
+    raw: &RawCorrelation,
+) -> crate::correlate::CorrelationConfig {
+    let d = crate::correlate::CorrelationConfig::default();
+    let max_keys = raw.max_keys.unwrap_or(d.max_keys);
+    if !(100..=10_000_000).contains(&max_keys) {
+        errors.push(format!(
+            "correlation.max_keys = {max_keys}: must be 100 to 10000000"
+        ));
+    }
+    let max_members = raw.max_members.unwrap_or(d.max_members);
+    if !(8..=100_000).contains(&max_members) {
+        errors.push(format!(
+            "correlation.max_members = {max_members}: must be 8 to 100000"
+        ));
+    }
+    let share = raw.mass_silence_share.unwrap_or(d.mass_silence_share);
+    if !(share > 0.0 && share <= 1.0) {
+        errors.push(format!(
+            "correlation.mass_silence_share = {share}: must be above 0 and at most 1"
+        ));
+    }
+    let fan_in_peers = raw.fan_in_peers.unwrap_or(d.fan_in_peers);
+    if fan_in_peers < 2 {
+        errors.push(format!(
+            "correlation.fan_in_peers = {fan_in_peers}: must be at least 2"
+        ));
+    }
+    crate::correlate::CorrelationConfig {
+        enabled: raw.enabled.unwrap_or(d.enabled),
+        max_keys,
+        max_members,
+        spread: threshold(errors, "spread", &raw.spread, d.spread),
+        account_hosts: threshold(errors, "account_hosts", &raw.account_hosts, d.account_hosts),
+        ignore_accounts: raw.ignore_accounts.iter().cloned().collect(),
+        password_spray: threshold(
+            errors,
+            "password_spray",
+            &raw.password_spray,
+            d.password_spray,
+        ),
+        lateral_movement: threshold(
+            errors,
+            "lateral_movement",
+            &raw.lateral_movement,
+            d.lateral_movement,
+        ),
+        remote_admin_ports: raw
+            .remote_admin_ports
+            .clone()
+            .map(|p| p.into_iter().collect())
+            .unwrap_or(d.remote_admin_ports),
+        fan_in: threshold(errors, "fan_in", &raw.fan_in, d.fan_in),
+        fan_in_peers,
+        mass_silence: threshold(errors, "mass_silence", &raw.mass_silence, d.mass_silence),
+        mass_silence_share: share,
+    }
+}
+
+fn suppress_rules(
+    errors: &mut ConfigErrors,
+    raw: &[RawSuppress],
+) -> Vec<crate::rules::SuppressRule> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for r in raw {
+        let at = format!("suppress {:?}", r.name);
+        if r.name.is_empty()
+            || r.name.len() > 64
+            || !r
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            errors.push(format!(
+                "{at}: name must be 1-64 letters, digits, '-', '_' or '.'"
+            ));
+        }
+        if !names.insert(r.name.clone()) {
+            errors.push(format!("{at}: the name is used twice"));
+        }
+        if r.reason.trim().is_empty() {
+            errors.push(format!("{at}: a reason is required"));
+        }
+        if r.kind.is_empty() && r.hosts.is_empty() && r.labels.is_empty() && r.attributes.is_empty()
+        {
+            errors.push(format!(
+                "{at}: matches every finding; give a kind, hosts, labels or attributes"
+            ));
+        }
+        let mut attributes = Vec::new();
+        for (k, pattern) in &r.attributes {
+            match regex::Regex::new(pattern) {
+                Ok(re) => attributes.push((k.clone(), re)),
+                Err(e) => errors.push(format!("{at}: attributes.{k}: {e}")),
+            }
+        }
+        let expires_unix_ms = match &r.expires {
+            None => None,
+            Some(text) => match time::OffsetDateTime::parse(
+                text,
+                &time::format_description::well_known::Rfc3339,
+            ) {
+                Ok(t) => {
+                    Some(i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
+                }
+                Err(e) => {
+                    errors.push(format!(
+                        "{at}: expires = {text:?}: {e} (RFC 3339, e.g. 2026-12-31T00:00:00Z)"
+                    ));
+                    None
+                }
+            },
+        };
+        out.push(crate::rules::SuppressRule {
+            name: r.name.clone(),
+            reason: r.reason.clone(),
+            kind: r.kind.clone(),
+            hosts: r.hosts.clone(),
+            labels: r.labels.clone(),
+            attributes,
+            expires_unix_ms,
+        });
+    }
+    out
 }
 
 /// Parses a severity name.
@@ -237,8 +454,12 @@ impl CollectorConfig {
                 Err(e) => errors.push(format!("operators.bootstrap_admins: {name:?}: {e}")),
             }
         }
+        let suppress = suppress_rules(&mut errors, &raw.suppress);
+        let correlation = correlation(&mut errors, &raw.correlation);
         errors.into_result()?;
         Ok(Self {
+            suppress,
+            correlation,
             bootstrap_admins,
             // Checked above: every None pushed an error.
             listen: listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7443))),

@@ -24,6 +24,7 @@ struct Live {
 /// `.await` inside; persisting a record is a sled insert (no flush).
 pub struct HostRegistry {
     store: Store,
+    fleet: std::sync::Arc<crate::correlate::FleetView>,
     hosts: Mutex<HashMap<String, Live>>,
     silent_after_heartbeats: u32,
 }
@@ -39,8 +40,12 @@ pub struct HostView {
 
 impl HostRegistry {
     /// Loads the known hosts from the store; none is connected yet.
-    pub fn load(store: Store, silent_after_heartbeats: u32) -> Result<Self, StoreError> {
-        let hosts = store
+    pub fn load(
+        store: Store,
+        silent_after_heartbeats: u32,
+        fleet: std::sync::Arc<crate::correlate::FleetView>,
+    ) -> Result<Self, StoreError> {
+        let hosts: HashMap<String, Live> = store
             .hosts()?
             .into_iter()
             .map(|record| {
@@ -53,8 +58,12 @@ impl HostRegistry {
                 )
             })
             .collect();
+        for live in hosts.values() {
+            fleet.set_addresses(&live.record.host_id, &live.record.addresses);
+        }
         Ok(Self {
             store,
+            fleet,
             hosts: Mutex::new(hosts),
             silent_after_heartbeats,
         })
@@ -115,6 +124,7 @@ impl HostRegistry {
             r.silent = false;
             r.clone()
         };
+        self.fleet.set_addresses(&record.host_id, &record.addresses);
         self.store.put_host(&record)?;
         match bannin_proto::labels::check(&hello.labels) {
             Ok(()) => {

@@ -20,8 +20,10 @@ use bannin_proto::identity::HostId;
 use bannin_proto::{now_unix_ms, v1};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::correlate::{CorrelationConfig, Correlator, CorrelatorStats, FleetView, Observation};
 use crate::detect::{Detector, FoldIndex, fingerprint, fingerprint_parts};
 use crate::model::{Event, Finding, FindingState, NewFinding, StateChange};
+use crate::rules::{SuppressRule, hits_counter, last_hit_counter};
 use crate::store::{Store, StoreError, WriteSet, encode_events};
 
 /// Most requests folded into one group commit.
@@ -114,6 +116,17 @@ pub struct PreparedBatch {
     pub records: Vec<Vec<u8>>,
     /// Finding candidates, in event order.
     pub findings: Vec<NewFinding>,
+    /// Telemetry the correlation rules read: (kind, observed, attributes).
+    pub telemetry: Vec<(String, i64, std::collections::BTreeMap<String, String>)>,
+}
+
+/// What `bannin rules` shows of the rules at work.
+#[derive(Debug, Clone, Default)]
+pub struct RuleStats {
+    /// Suppression rule → (hits, last hit Unix ms), durable across restarts.
+    pub suppressed: std::collections::BTreeMap<String, (u64, i64)>,
+    /// The correlator's counters (since the collector started).
+    pub correlation: CorrelatorStats,
 }
 
 /// Handle to the writer thread. Cheap to clone.
@@ -123,6 +136,7 @@ pub struct Ingest {
     tx: mpsc::Sender<WriteRequest>,
     high_water: Arc<Mutex<HashMap<String, u64>>>,
     latest_finding: watch::Receiver<u64>,
+    stats: Arc<Mutex<RuleStats>>,
 }
 
 /// Settings of the writer.
@@ -132,6 +146,25 @@ pub struct IngestConfig {
     pub fold_window_ms: i64,
     /// Detection settings.
     pub detector: Detector,
+    /// Suppression rules.
+    pub suppress: Vec<SuppressRule>,
+    /// Cross-host correlation.
+    pub correlation: CorrelationConfig,
+    /// The fleet's addresses, kept by the host registry.
+    pub fleet: Arc<FleetView>,
+}
+
+impl IngestConfig {
+    /// Defaults around `detector`, for tests and tools.
+    pub fn simple(fold_window_ms: i64, detector: Detector) -> Self {
+        Self {
+            fold_window_ms,
+            detector,
+            suppress: Vec::new(),
+            correlation: CorrelationConfig::default(),
+            fleet: Arc::new(FleetView::default()),
+        }
+    }
 }
 
 impl Ingest {
@@ -147,7 +180,8 @@ impl Ingest {
         let (latest_tx, latest_rx) = watch::channel(last_id);
         let (tx, rx) = mpsc::channel(8192);
         let detector = Arc::new(config.detector.clone());
-        let mut writer = Writer::new(store, config, high_water.clone(), latest_tx)?;
+        let stats = Arc::new(Mutex::new(RuleStats::default()));
+        let mut writer = Writer::new(store, config, high_water.clone(), latest_tx, stats.clone())?;
         let handle = thread::Builder::new()
             .name("bannin-writer".into())
             .spawn(move || writer.run(rx))
@@ -161,6 +195,7 @@ impl Ingest {
                 tx,
                 high_water,
                 latest_finding: latest_rx,
+                stats,
             },
             handle,
         ))
@@ -172,6 +207,11 @@ impl Ingest {
             .get(host.as_str())
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Suppression hits and correlation counters, as of the last commit.
+    pub fn rule_stats(&self) -> RuleStats {
+        lock(&self.stats).clone()
     }
 
     /// Watches the id of the newest finding.
@@ -190,6 +230,7 @@ impl Ingest {
         use prost::Message;
         let now = now_unix_ms();
         let mut findings = Vec::new();
+        let mut telemetry = Vec::new();
         for (index, raw) in batch.events.iter().enumerate() {
             let header =
                 v1::EventHeader::decode(raw.clone()).map_err(|e| IngestError::Malformed {
@@ -204,12 +245,23 @@ impl Ingest {
                 if let Some(f) = self.detector.detect(host, &Event::from_wire(event, now)) {
                     findings.push(f);
                 }
+            } else if crate::correlate::TELEMETRY_KINDS.contains(&header.kind.as_str()) {
+                let event = v1::Event::decode(raw.clone()).map_err(|e| IngestError::Malformed {
+                    index,
+                    reason: e.to_string(),
+                })?;
+                telemetry.push((
+                    event.kind,
+                    event.observed_unix_ms,
+                    event.attributes.into_iter().collect(),
+                ));
             }
         }
         Ok(PreparedBatch {
             sequence: batch.sequence,
             records: encode_events(now, &batch.events),
             findings,
+            telemetry,
         })
     }
 
@@ -297,6 +349,11 @@ struct Writer {
     dirty: HashMap<u64, Finding>,
     event_bytes: u64,
     latest: watch::Sender<u64>,
+    correlator: Correlator,
+    /// Suppression hits (durable), and the rules hit in the group in progress.
+    suppressed: std::collections::BTreeMap<String, (u64, i64)>,
+    suppressed_dirty: std::collections::BTreeSet<String>,
+    stats: Arc<Mutex<RuleStats>>,
 }
 
 impl Writer {
@@ -305,9 +362,15 @@ impl Writer {
         config: IngestConfig,
         durable_high_water: Arc<Mutex<HashMap<String, u64>>>,
         latest: watch::Sender<u64>,
+        stats: Arc<Mutex<RuleStats>>,
     ) -> Result<Self, StoreError> {
         let high_water = lock(&durable_high_water).clone();
+        let suppressed = Self::load_suppressed(&store, &config.suppress)?;
         let mut writer = Self {
+            correlator: Correlator::new(config.correlation.clone(), config.fleet.clone()),
+            suppressed,
+            suppressed_dirty: std::collections::BTreeSet::new(),
+            stats,
             next_finding_id: store.last_finding_id()? + 1,
             event_bytes: store.counter("event_bytes")?,
             folds: FoldIndex::new(config.fold_window_ms, FOLD_CAPACITY),
@@ -319,7 +382,98 @@ impl Writer {
             latest,
         };
         writer.rebuild_folds()?;
+        writer.publish_stats();
         Ok(writer)
+    }
+
+    fn load_suppressed(
+        store: &Store,
+        rules: &[SuppressRule],
+    ) -> Result<std::collections::BTreeMap<String, (u64, i64)>, StoreError> {
+        let mut out = std::collections::BTreeMap::new();
+        for rule in rules {
+            let hits = store.counter(&hits_counter(&rule.name))?;
+            let last = store.counter(&last_hit_counter(&rule.name))?;
+            out.insert(rule.name.clone(), (hits, i64::try_from(last).unwrap_or(0)));
+        }
+        Ok(out)
+    }
+
+    fn publish_stats(&self) {
+        let mut stats = lock(&self.stats);
+        stats.suppressed = self.suppressed.clone();
+        stats.correlation = self.correlator.stats();
+    }
+
+    /// The first suppression rule that matches `finding`, counted; `None` if
+    /// the finding is to be queued.
+    fn suppressed_by(
+        &mut self,
+        finding: &NewFinding,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        if self.config.suppress.is_empty() {
+            return Ok(None);
+        }
+        let labels = if self.config.suppress.iter().any(SuppressRule::needs_labels) {
+            self.store
+                .host_labels(finding.host_id.as_str())?
+                .effective()
+        } else {
+            std::collections::BTreeMap::new()
+        };
+        let Some(rule) = self
+            .config
+            .suppress
+            .iter()
+            .find(|r| r.matches(finding, &labels, now))
+        else {
+            return Ok(None);
+        };
+        let name = rule.name.clone();
+        let entry = self.suppressed.entry(name.clone()).or_insert((0, 0));
+        entry.0 += 1;
+        entry.1 = now;
+        self.suppressed_dirty.insert(name.clone());
+        tracing::debug!(rule = %name, host.id = %finding.host_id, finding.kind = %finding.kind, "Finding suppressed");
+        Ok(Some(name))
+    }
+
+    /// Queues a finding candidate: suppressed (counted), folded, or new — and a
+    /// new one is shown to the correlator, whose findings are queued too.
+    fn admit(&mut self, finding: NewFinding, now: i64) -> Result<Option<u64>, StoreError> {
+        if self.suppressed_by(&finding, now)?.is_some() {
+            return Ok(None);
+        }
+        let (id, new) = self.stage_finding(finding, now)?;
+        if new {
+            let correlated = match self.dirty.get(&id) {
+                Some(f) => self.correlator.observe(
+                    &Observation::Finding {
+                        id,
+                        host: &f.host_id,
+                        kind: &f.kind,
+                        at: f.observed_unix_ms,
+                        attributes: &f.attributes,
+                    },
+                    now,
+                ),
+                None => Vec::new(),
+            };
+            for c in correlated {
+                self.stage_correlated(c, now)?;
+            }
+        }
+        Ok(Some(id))
+    }
+
+    /// Queues what the correlator raised (suppressible like any finding).
+    fn stage_correlated(&mut self, finding: NewFinding, now: i64) -> Result<(), StoreError> {
+        if self.suppressed_by(&finding, now)?.is_none() {
+            tracing::warn!(finding.kind = %finding.kind, host.id = %finding.host_id, summary = %finding.summary, "Correlated finding");
+            self.stage_finding(finding, now)?;
+        }
+        Ok(())
     }
 
     /// Refills the fold index from findings still inside the window, so folding
@@ -375,6 +529,12 @@ impl Writer {
             }
         }
         self.dirty.clear();
+        for name in std::mem::take(&mut self.suppressed_dirty) {
+            if let Some((hits, last)) = self.suppressed.get(&name) {
+                set.set_counter(&hits_counter(&name), *hits);
+                set.set_counter(&last_hit_counter(&name), u64::try_from(*last).unwrap_or(0));
+            }
+        }
         set.set_counter("event_bytes", self.event_bytes);
         let result = match failed {
             Some(e) => Err(e),
@@ -387,6 +547,7 @@ impl Writer {
             Ok(()) => {
                 *lock(&self.durable_high_water) = self.high_water.clone();
                 self.latest.send_replace(self.next_finding_id - 1);
+                self.publish_stats();
                 for p in pending {
                     match p {
                         Pending::Batch(tx, hw) | Pending::Raise(tx, hw) => {
@@ -436,6 +597,15 @@ impl Writer {
         if let Err(error) = self.rebuild_folds() {
             tracing::error!(%error, "Cannot rebuild the fold index");
         }
+        // What the failed group showed the correlator is gone with it; the
+        // agents send those batches again.
+        self.correlator =
+            Correlator::new(self.config.correlation.clone(), self.config.fleet.clone());
+        match Self::load_suppressed(&self.store, &self.config.suppress) {
+            Ok(s) => self.suppressed = s,
+            Err(error) => tracing::error!(%error, "Cannot re-read the suppression counters"),
+        }
+        self.suppressed_dirty.clear();
     }
 
     fn stage(
@@ -454,7 +624,21 @@ impl Writer {
                     return Ok(());
                 }
                 for finding in batch.findings {
-                    self.stage_finding(finding, now)?;
+                    self.admit(finding, now)?;
+                }
+                for (kind, at, attributes) in &batch.telemetry {
+                    let correlated = self.correlator.observe(
+                        &Observation::Telemetry {
+                            host: host.as_str(),
+                            kind,
+                            at: *at,
+                            attributes,
+                        },
+                        now,
+                    );
+                    for c in correlated {
+                        self.stage_correlated(c, now)?;
+                    }
                 }
                 self.event_bytes +=
                     set.add_event_records(host.as_str(), batch.sequence, batch.records);
@@ -464,7 +648,8 @@ impl Writer {
                 pending.push(Pending::Batch(reply, batch.sequence));
             }
             WriteRequest::Raise { finding, reply } => {
-                let id = self.stage_finding(finding, now)?;
+                // A suppressed finding answers 0: counted, not queued.
+                let id = self.admit(finding, now)?.unwrap_or(0);
                 pending.push(Pending::Raise(reply, id));
             }
             WriteRequest::SetState {
@@ -521,8 +706,9 @@ impl Writer {
         Ok(())
     }
 
-    /// Folds into a recent identical finding or stages a new one; returns its id.
-    fn stage_finding(&mut self, new: NewFinding, now: i64) -> Result<u64, StoreError> {
+    /// Folds into a recent identical finding or stages a new one; returns its
+    /// id and whether it is new.
+    fn stage_finding(&mut self, new: NewFinding, now: i64) -> Result<(u64, bool), StoreError> {
         let fp = fingerprint(&new);
         if let Some(id) = self.folds.lookup(fp, new.observed_unix_ms) {
             let existing = match self.dirty.get(&id).cloned() {
@@ -534,7 +720,7 @@ impl Writer {
                 f.last_observed_unix_ms = f.last_observed_unix_ms.max(new.observed_unix_ms);
                 self.folds.record(fp, id, new.observed_unix_ms);
                 self.dirty.insert(id, f);
-                return Ok(id);
+                return Ok((id, false));
             }
         }
         let id = self.next_finding_id;
@@ -561,7 +747,7 @@ impl Writer {
                 history: Vec::new(),
             },
         );
-        Ok(id)
+        Ok((id, true))
     }
 }
 
@@ -598,10 +784,7 @@ mod tests {
         let store = Store::open(dir).expect("store");
         let (ingest, writer) = Ingest::start(
             store.clone(),
-            IngestConfig {
-                fold_window_ms: 60_000,
-                detector: Detector::default(),
-            },
+            IngestConfig::simple(60_000, Detector::default()),
         )
         .expect("ingest");
         (ingest, writer, store)

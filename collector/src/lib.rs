@@ -19,6 +19,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod correlate;
 pub mod detect;
 pub mod evidence;
 pub mod hosts;
@@ -28,6 +29,7 @@ pub mod model;
 pub mod operator_api;
 pub mod pki;
 pub mod reports;
+pub mod rules;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -78,6 +80,7 @@ pub async fn serve(
     let material = TlsMaterial::load(&config.tls)?;
     let tls = server_config(&material)?;
     let store = Store::open(&config.data_dir.join("store"))?;
+    let fleet = Arc::new(correlate::FleetView::default());
     let (ingest, writer) = Ingest::start(
         store.clone(),
         IngestConfig {
@@ -85,11 +88,15 @@ pub async fn serve(
             detector: detect::Detector {
                 severity_overrides: config.severity_overrides.clone(),
             },
+            suppress: config.suppress.clone(),
+            correlation: config.correlation.clone(),
+            fleet: fleet.clone(),
         },
     )?;
     let hosts = Arc::new(HostRegistry::load(
         store.clone(),
         config.silent_after_heartbeats,
+        fleet,
     )?);
     let evidence =
         Arc::new(
@@ -123,6 +130,11 @@ pub async fn serve(
         shutdown: shutdown.child_token(),
     };
     let operator = operator_api::OperatorService {
+        rules: Arc::new(operator_api::RulesInForce {
+            severity_overrides: config.severity_overrides.clone(),
+            suppress: config.suppress.clone(),
+            correlation: config.correlation.clone(),
+        }),
         store: store.clone(),
         ingest: ingest.clone(),
         hosts,

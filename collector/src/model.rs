@@ -23,6 +23,17 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// Lower-case name, as in configuration files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
     /// From the wire; unspecified reads as `Info`.
     pub fn from_wire(value: i32) -> Self {
         match v1::Severity::try_from(value).unwrap_or(v1::Severity::Unspecified) {
@@ -181,13 +192,7 @@ pub struct Finding {
 impl Finding {
     /// Lower-case severity name.
     pub fn severity_name(&self) -> &'static str {
-        match self.severity {
-            Severity::Info => "info",
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
+        self.severity.name()
     }
 
     /// To the wire.

@@ -27,12 +27,27 @@ pub const MAX_PAGE: usize = 10_000;
 /// The `Operator` service.
 #[derive(Clone)]
 pub struct OperatorService {
+    pub(crate) rules: Arc<RulesInForce>,
     pub(crate) store: Store,
     pub(crate) ingest: Ingest,
     pub(crate) hosts: Arc<HostRegistry>,
     pub(crate) commands: Arc<Commands>,
     pub(crate) shutdown: CancellationToken,
 }
+
+/// The rules from the collector's configuration, for `bannin rules`.
+#[derive(Debug, Clone, Default)]
+pub struct RulesInForce {
+    /// Per-kind severity overrides.
+    pub severity_overrides: std::collections::BTreeMap<String, crate::model::Severity>,
+    /// Suppression rules.
+    pub suppress: Vec<crate::rules::SuppressRule>,
+    /// Correlation thresholds.
+    pub correlation: crate::correlate::CorrelationConfig,
+}
+
+/// Kinds of findings people report.
+pub const REPORT_KINDS: &[&str] = &["report.external", "report.threat", "report.user"];
 
 /// The calling operator, or a refusal for anyone else.
 fn operator<T>(request: &Request<T>) -> Result<OperatorName, Status> {
@@ -1085,6 +1100,219 @@ impl Operator for OperatorService {
         .await
         .map_err(|e| internal("building the report", &e))??;
         Ok(Response::new(v1::IncidentReportResponse { markdown, json }))
+    }
+
+    async fn list_rules(
+        &self,
+        request: Request<v1::ListRulesRequest>,
+    ) -> Result<Response<v1::ListRulesResponse>, Status> {
+        self.authorize(&request, Role::Viewer, "rules.list").await?;
+        let now = bannin_proto::now_unix_ms();
+        let stats = self.ingest.rule_stats();
+        let rules = &self.rules;
+        let suppressions = rules
+            .suppress
+            .iter()
+            .map(|r| {
+                let (hits, last) = stats.suppressed.get(&r.name).copied().unwrap_or((0, 0));
+                v1::SuppressionRule {
+                    name: r.name.clone(),
+                    reason: r.reason.clone(),
+                    kind: r.kind.clone(),
+                    hosts: r.hosts.clone(),
+                    labels: r.labels.clone().into_iter().collect(),
+                    attributes: r
+                        .attributes
+                        .iter()
+                        .map(|(k, re)| (k.clone(), re.as_str().to_owned()))
+                        .collect(),
+                    expires_unix_ms: r.expires_unix_ms.unwrap_or(0),
+                    active: r.active(now),
+                    hits,
+                    last_hit_unix_ms: last,
+                }
+            })
+            .collect();
+        let c = &rules.correlation;
+        let rule =
+            |name: &str, t: &crate::correlate::Threshold, threshold: usize, description: String| {
+                v1::CorrelationRule {
+                    name: name.to_owned(),
+                    kind: format!("correlation.{name}"),
+                    threshold: u32::try_from(threshold).unwrap_or(u32::MAX),
+                    window_secs: t.window.as_secs(),
+                    severity: t.severity.to_wire() as i32,
+                    raised: stats.correlation.raised.get(name).copied().unwrap_or(0),
+                    description,
+                }
+            };
+        let correlations = vec![
+            rule(
+                "spread",
+                &c.spread,
+                c.spread.hosts,
+                format!(
+                    "the same file hash, executable, remote address or new account on {} or more hosts",
+                    c.spread.hosts
+                ),
+            ),
+            rule(
+                "account_hosts",
+                &c.account_hosts,
+                c.account_hosts.hosts,
+                format!(
+                    "one account logging in on {} or more hosts",
+                    c.account_hosts.hosts
+                ),
+            ),
+            rule(
+                "password_spray",
+                &c.password_spray,
+                c.password_spray.hosts,
+                format!(
+                    "failed logins for one account or from one source on {} or more hosts",
+                    c.password_spray.hosts
+                ),
+            ),
+            rule(
+                "lateral_movement",
+                &c.lateral_movement,
+                2,
+                format!(
+                    "a session to a fleet host on a remote-admin port ({}) followed by a new account, listener, service or unknown binary there",
+                    c.remote_admin_ports
+                        .iter()
+                        .map(u16::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+            rule(
+                "fan_in",
+                &c.fan_in,
+                c.fan_in.hosts,
+                format!(
+                    "{} or more fleet hosts reaching one outside address, or one host receiving from {} or more new addresses",
+                    c.fan_in.hosts, c.fan_in_peers
+                ),
+            ),
+            rule(
+                "mass_silence",
+                &c.mass_silence,
+                c.mass_silence.hosts,
+                format!(
+                    "{} or more hosts and at least {:.0} % of the fleet going silent",
+                    c.mass_silence.hosts,
+                    c.mass_silence_share * 100.0
+                ),
+            ),
+        ];
+        Ok(Response::new(v1::ListRulesResponse {
+            severity_overrides: rules
+                .severity_overrides
+                .iter()
+                .map(|(k, v)| (k.clone(), v.name().to_owned()))
+                .collect(),
+            suppressions,
+            correlation_enabled: c.enabled,
+            correlations,
+            correlation_keys: stats.correlation.keys as u64,
+            correlation_shed: stats.correlation.shed,
+        }))
+    }
+
+    async fn add_finding(
+        &self,
+        request: Request<v1::AddFindingRequest>,
+    ) -> Result<Response<v1::Finding>, Status> {
+        let name = self
+            .authorize(&request, Role::Responder, "finding.add")
+            .await?;
+        let r = request.into_inner();
+        if !REPORT_KINDS.contains(&r.kind.as_str()) {
+            return Err(Status::invalid_argument(format!(
+                "kind {:?}: a reported finding is one of {}",
+                r.kind,
+                REPORT_KINDS.join(", ")
+            )));
+        }
+        let text = r.text.trim();
+        if text.is_empty() || text.len() > 4096 {
+            return Err(Status::invalid_argument(
+                "the text must say what was reported (1 to 4096 bytes)",
+            ));
+        }
+        if r.reporter.len() > 256 {
+            return Err(Status::invalid_argument(
+                "the reporter must be at most 256 bytes",
+            ));
+        }
+        if v1::Severity::try_from(r.severity).map_or(true, |s| s == v1::Severity::Unspecified) {
+            return Err(Status::invalid_argument(
+                "a severity is required: info, low, medium, high or critical",
+            ));
+        }
+        let host = bannin_proto::identity::HostId::new(r.host_id.clone())
+            .map_err(|e| Status::invalid_argument(format!("host {:?}: {e}", r.host_id)))?;
+        if self
+            .store
+            .host(host.as_str())
+            .map_err(|e| internal("reading hosts", &e))?
+            .is_none()
+        {
+            return Err(Status::not_found(format!("no host {:?}", r.host_id)));
+        }
+        let mut attributes = std::collections::BTreeMap::from([
+            ("reported_by".to_owned(), name.to_string()),
+            ("text".to_owned(), text.to_owned()),
+        ]);
+        if !r.reporter.trim().is_empty() {
+            attributes.insert("reporter".into(), r.reporter.trim().to_owned());
+        }
+        let now = bannin_proto::now_unix_ms();
+        let finding = crate::model::NewFinding {
+            host_id: host.clone(),
+            kind: r.kind.clone(),
+            severity: crate::model::Severity::from_wire(r.severity),
+            observed_unix_ms: now,
+            attributes,
+            summary: text.chars().take(200).collect(),
+        };
+        let id = self
+            .ingest
+            .raise(finding)
+            .await
+            .map_err(|e| internal("recording the finding", &e))?;
+        self.store
+            .append_action(&Action {
+                at_unix_ms: now,
+                actor: name.to_string(),
+                verb: "finding.add".into(),
+                target: host.to_string(),
+                reason: String::new(),
+                result: if id == 0 {
+                    format!("{}: suppressed by a rule", r.kind)
+                } else {
+                    format!("finding {id} ({})", r.kind)
+                },
+            })
+            .map_err(|e| internal("writing the action log", &e))?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.make_durable())
+            .await
+            .map_err(|e| internal("flushing", &e))?
+            .map_err(|e| internal("flushing", &e))?;
+        if id == 0 {
+            return Err(Status::failed_precondition(
+                "the finding matches a suppression rule and was counted, not queued (see `bannin rules`)",
+            ));
+        }
+        let f = self
+            .store
+            .finding(id)
+            .map_err(|e| internal("reading the finding", &e))?
+            .ok_or_else(|| Status::internal("the finding vanished"))?;
+        Ok(Response::new(f.to_wire()))
     }
 
     async fn set_host_labels(

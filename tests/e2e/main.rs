@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod config;
+mod correlation;
 mod durability;
 mod identity;
 mod incidents;

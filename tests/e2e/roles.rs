@@ -128,6 +128,18 @@ async fn call(c: &mut Client, verb: &str) -> Result<(), String> {
             })
             .await
             .err(),
+        "rules.list" => c.list_rules(v1::ListRulesRequest {}).await.err(),
+        // No host "nowhere": allowed callers get NotFound.
+        "finding.add" => c
+            .add_finding(v1::AddFindingRequest {
+                host_id: "nowhere".into(),
+                kind: "report.user".into(),
+                severity: v1::Severity::Low as i32,
+                text: "matrix".into(),
+                reporter: String::new(),
+            })
+            .await
+            .err(),
         other => panic!("no verb {other}"),
     };
     match status {
@@ -150,6 +162,7 @@ const VIEWER_VERBS: &[&str] = &[
     "evidence.list",
     "evidence.show",
     "evidence.verify",
+    "rules.list",
 ];
 const RESPONDER_VERBS: &[&str] = &[
     "ack",
@@ -161,6 +174,7 @@ const RESPONDER_VERBS: &[&str] = &[
     "relearn",
     "incident.open",
     "incident.update",
+    "finding.add",
 ];
 const ADMIN_VERBS: &[&str] = &[
     "operator.list",
@@ -256,8 +270,12 @@ async fn every_role_can_do_exactly_its_verbs() {
         .iter()
         .filter(|a| a.verb.starts_with("denied."))
         .count();
-    // val: 9 responder + 6 admin verbs; rita: 6 admin verbs; stranger 1; rita disabled 1.
-    assert_eq!(denied, 9 + 6 + 6 + 1 + 1, "{actions:#?}");
+    // val: every responder and admin verb; rita: every admin verb; stranger 1; rita disabled 1.
+    assert_eq!(
+        denied,
+        RESPONDER_VERBS.len() + 2 * ADMIN_VERBS.len() + 1 + 1,
+        "{actions:#?}"
+    );
     assert!(
         actions
             .iter()

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod netns;
+pub mod sim;
 
 use bannin_collector::pki::{Ca, PkiDir, Validity, write_file};
 use bannin_proto::identity::{HostId, OperatorName, PeerIdentity};
