@@ -507,3 +507,45 @@ mod tests {
         assert_eq!(err.problems.len(), 6, "{text}");
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// deploy/collector.example.toml names every key: it must load, with only
+    /// its TLS files missing here.
+    #[test]
+    fn the_example_config_loads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let example = include_str!("../../deploy/collector.example.toml")
+            // With its commented suppression rule in force.
+            .replace("# [[suppress]]", "[[suppress]]")
+            .lines()
+            .map(|l| {
+                let rule_keys = [
+                    "# name =",
+                    "# reason =",
+                    "# kind =",
+                    "# hosts =",
+                    "# labels =",
+                    "# attributes =",
+                    "# expires =",
+                ];
+                if rule_keys.iter().any(|k| l.starts_with(k)) {
+                    l.trim_start_matches("# ").to_owned()
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let path = dir.path().join("collector.toml");
+        std::fs::write(&path, example).expect("write");
+        let err = CollectorConfig::load(&path).expect_err("no TLS files here");
+        assert!(
+            err.problems.iter().all(|p| p.starts_with("tls.")),
+            "{}",
+            err
+        );
+    }
+}
