@@ -100,6 +100,9 @@ enum Command {
     /// Rules are set in the collector's configuration (`[[suppress]]`,
     /// `[correlation]`, `[findings.severity]`).
     Rules,
+    /// Export sinks (`[[sink]]` in the collector's config): each one's target,
+    /// cursor, lag behind the newest finding, last error and last delivery.
+    Sinks,
     /// Make a host's sensors learn their baselines again (after planned changes
     /// such as an upgrade): the next sweep learns quietly, later ones report
     /// changes against the new baseline. Without --sensor, every baseline sensor.
@@ -677,6 +680,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cli.json,
             )
             .await;
+        }
+        Command::Sinks => {
+            let r = client
+                .list_sinks(v1::ListSinksRequest {})
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))
+                .context("reading the sinks")?
+                .into_inner();
+            if cli.json {
+                print_json(&output::sinks_json(&r))?;
+            } else {
+                output::print_sinks(&r);
+            }
         }
         Command::Rules => {
             let r = client

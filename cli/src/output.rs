@@ -352,3 +352,52 @@ pub fn print_rules(r: &v1::ListRulesResponse) {
         println!("  {k} = {v}");
     }
 }
+
+/// `bannin sinks --json`.
+pub fn sinks_json(r: &v1::ListSinksResponse) -> Value {
+    Value::Array(
+        r.sinks
+            .iter()
+            .map(|s| {
+                json!({
+                    "name": s.name,
+                    "target": s.target,
+                    "cursor": s.cursor,
+                    "latest": s.latest,
+                    "lag": s.latest.saturating_sub(s.cursor),
+                    "delivered": s.delivered,
+                    "last_error": (!s.last_error.is_empty()).then_some(&s.last_error),
+                    "last_delivery": (s.last_delivery_unix_ms != 0).then(|| rfc3339(s.last_delivery_unix_ms)),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// `bannin sinks`.
+pub fn print_sinks(r: &v1::ListSinksResponse) {
+    if r.sinks.is_empty() {
+        println!("no export sinks ([[sink]] in the collector's config)");
+        return;
+    }
+    println!(
+        "{:<16} {:<44} {:>8} {:>8}  last delivery / error",
+        "sink", "target", "cursor", "lag"
+    );
+    for s in &r.sinks {
+        let state = if !s.last_error.is_empty() {
+            format!("FAILING: {}", s.last_error)
+        } else if s.last_delivery_unix_ms != 0 {
+            rfc3339(s.last_delivery_unix_ms)
+        } else {
+            "-".into()
+        };
+        println!(
+            "{:<16} {:<44} {:>8} {:>8}  {state}",
+            s.name,
+            s.target,
+            s.cursor,
+            s.latest.saturating_sub(s.cursor)
+        );
+    }
+}

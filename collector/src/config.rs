@@ -53,6 +53,41 @@ struct Raw {
     suppress: Vec<RawSuppress>,
     #[serde(default)]
     correlation: RawCorrelation,
+    webhook: Option<RawWebhook>,
+    #[serde(default)]
+    sink: Vec<RawSink>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawSink {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    // jsonl
+    path: Option<PathBuf>,
+    max_bytes: Option<u64>,
+    keep: Option<usize>,
+    // syslog
+    transport: Option<String>,
+    address: Option<String>,
+    socket: Option<PathBuf>,
+    server_name: Option<String>,
+    facility: Option<u8>,
+    app_name: Option<String>,
+    // webhook
+    url: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    // syslog tls, https webhook
+    ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawWebhook {
+    listen: String,
+    token_file: Option<PathBuf>,
+    max_body_bytes: Option<usize>,
+    host_labels: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -213,6 +248,126 @@ pub struct CollectorConfig {
     pub suppress: Vec<crate::rules::SuppressRule>,
     /// Cross-host correlation.
     pub correlation: crate::correlate::CorrelationConfig,
+    /// The Alertmanager webhook, if enabled.
+    pub webhook: Option<crate::webhook::WebhookConfig>,
+    /// Export sinks.
+    pub sinks: Vec<crate::sinks::SinkConfig>,
+}
+
+fn sinks(errors: &mut ConfigErrors, base: &Path, raw: &[RawSink]) -> Vec<crate::sinks::SinkConfig> {
+    use crate::sinks::{SinkConfig, SinkKind, SyslogTransport};
+    let mut names = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for r in raw {
+        let at = format!("sink {:?}", r.name);
+        if r.name.is_empty()
+            || r.name.len() > 64
+            || !r
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            errors.push(format!(
+                "{at}: name must be 1-64 letters, digits, '-', '_' or '.'"
+            ));
+        }
+        if !names.insert(r.name.clone()) {
+            errors.push(format!("{at}: the name is used twice"));
+        }
+        let kind = match r.kind.as_str() {
+            "jsonl" => match &r.path {
+                Some(p) => Some(SinkKind::JsonLines {
+                    path: base.join(p),
+                    max_bytes: r.max_bytes.unwrap_or(100 * 1024 * 1024).max(4096),
+                    keep: r.keep.unwrap_or(5),
+                }),
+                None => {
+                    errors.push(format!("{at}: a jsonl sink needs `path`"));
+                    None
+                }
+            },
+            "syslog" => {
+                let transport = match (
+                    r.transport.as_deref().unwrap_or("tcp"),
+                    &r.address,
+                    &r.socket,
+                ) {
+                    ("tcp", Some(a), _) => Some(SyslogTransport::Tcp(a.clone())),
+                    ("tls", Some(a), _) => match (&r.ca, &r.server_name) {
+                        (Some(ca), Some(name)) => Some(SyslogTransport::Tls {
+                            address: a.clone(),
+                            ca: base.join(ca),
+                            server_name: name.clone(),
+                        }),
+                        _ => {
+                            errors.push(format!(
+                                "{at}: syslog over tls needs `ca` and `server_name`"
+                            ));
+                            None
+                        }
+                    },
+                    ("unix", _, Some(p)) => Some(SyslogTransport::Unix(p.clone())),
+                    (t, _, _) => {
+                        errors.push(format!(
+                            "{at}: transport {t:?}: tcp or tls with `address`, or unix with `socket`"
+                        ));
+                        None
+                    }
+                };
+                let facility = r.facility.unwrap_or(16);
+                if facility > 23 {
+                    errors.push(format!("{at}: facility {facility}: must be 0 to 23"));
+                }
+                transport.map(|transport| SinkKind::Syslog {
+                    transport,
+                    facility,
+                    app_name: r.app_name.clone().unwrap_or_else(|| "bannin".into()),
+                })
+            }
+            "webhook" => match r.url.as_deref().map(str::parse::<http::Uri>) {
+                Some(Ok(url))
+                    if matches!(url.scheme_str(), Some("http" | "https"))
+                        && url.host().is_some() =>
+                {
+                    if url.scheme_str() == Some("https") && r.ca.is_none() {
+                        errors.push(format!("{at}: an https webhook needs `ca`"));
+                    }
+                    Some(SinkKind::Webhook {
+                        url,
+                        ca: r.ca.as_ref().map(|c| base.join(c)),
+                        headers: r.headers.clone(),
+                    })
+                }
+                Some(Ok(url)) => {
+                    errors.push(format!(
+                        "{at}: url {url}: expected http:// or https:// with a host"
+                    ));
+                    None
+                }
+                Some(Err(e)) => {
+                    errors.push(format!("{at}: url: {e}"));
+                    None
+                }
+                None => {
+                    errors.push(format!("{at}: a webhook sink needs `url`"));
+                    None
+                }
+            },
+            other => {
+                errors.push(format!(
+                    "{at}: type {other:?}: expected jsonl, syslog or webhook"
+                ));
+                None
+            }
+        };
+        if let Some(kind) = kind {
+            out.push(SinkConfig {
+                name: r.name.clone(),
+                kind,
+            });
+        }
+    }
+    out
 }
 
 fn threshold(
@@ -454,10 +609,47 @@ impl CollectorConfig {
                 Err(e) => errors.push(format!("operators.bootstrap_admins: {name:?}: {e}")),
             }
         }
+        let webhook = raw.webhook.as_ref().and_then(|w| {
+            let listen = w
+                .listen
+                .parse::<SocketAddr>()
+                .map_err(|e| errors.push(format!("webhook.listen = {:?}: {e}", w.listen)))
+                .ok()?;
+            let token_file = w.token_file.as_ref().map(|p| base.join(p));
+            if let Some(path) = &token_file
+                && let Err(e) = crate::webhook::read_token(path)
+            {
+                errors.push(format!("webhook.token_file: {e}"));
+            }
+            let max_body_bytes = w.max_body_bytes.unwrap_or(1024 * 1024);
+            if !(1024..=64 * 1024 * 1024).contains(&max_body_bytes) {
+                errors.push(format!(
+                    "webhook.max_body_bytes = {max_body_bytes}: must be 1024 to 67108864"
+                ));
+            }
+            let host_labels = w.host_labels.clone().unwrap_or_else(|| {
+                ["host", "hostname", "nodename", "instance"]
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect()
+            });
+            if host_labels.is_empty() {
+                errors.push("webhook.host_labels: name at least one label");
+            }
+            Some(crate::webhook::WebhookConfig {
+                listen,
+                token_file,
+                max_body_bytes,
+                host_labels,
+            })
+        });
+        let sinks = sinks(&mut errors, base, &raw.sink);
         let suppress = suppress_rules(&mut errors, &raw.suppress);
         let correlation = correlation(&mut errors, &raw.correlation);
         errors.into_result()?;
         Ok(Self {
+            sinks,
+            webhook,
             suppress,
             correlation,
             bootstrap_admins,
@@ -517,25 +709,18 @@ mod example_tests {
     #[test]
     fn the_example_config_loads() {
         let dir = tempfile::tempdir().expect("tempdir");
+        // Every commented setting in force too (a `# key = value` or `# [table]` line).
+        let setting = regex::Regex::new(r#"^# (\[\[?[a-z_.]+\]\]?|[a-z_"][A-Za-z0-9_."]* = .+)$"#)
+            .expect("regex");
+        let token = dir.path().join("alertmanager.token");
+        std::fs::write(&token, "0123456789abcdef0123").expect("token");
+        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
         let example = include_str!("../../deploy/collector.example.toml")
-            // With its commented suppression rule in force.
-            .replace("# [[suppress]]", "[[suppress]]")
             .lines()
-            .map(|l| {
-                let rule_keys = [
-                    "# name =",
-                    "# reason =",
-                    "# kind =",
-                    "# hosts =",
-                    "# labels =",
-                    "# attributes =",
-                    "# expires =",
-                ];
-                if rule_keys.iter().any(|k| l.starts_with(k)) {
-                    l.trim_start_matches("# ").to_owned()
-                } else {
-                    l.to_owned()
-                }
+            .map(|l| match setting.captures(l) {
+                Some(c) => c[1].to_owned(),
+                None => l.to_owned(),
             })
             .collect::<Vec<_>>()
             .join("\n");

@@ -30,7 +30,9 @@ pub mod operator_api;
 pub mod pki;
 pub mod reports;
 pub mod rules;
+pub mod sinks;
 pub mod store;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -122,6 +124,33 @@ pub async fn serve(
             .instrument(tracing::info_span!("retention")),
     );
 
+    if let Some(webhook) = config.webhook.clone() {
+        let https = bannin_proto::tls::https_server_config(&material)?;
+        let (store, ingest, hosts, stop) = (
+            store.clone(),
+            ingest.clone(),
+            hosts.clone(),
+            shutdown.child_token(),
+        );
+        tracker.spawn(
+            async move {
+                if let Err(error) = webhook::serve(webhook, https, store, ingest, hosts, stop).await
+                {
+                    tracing::error!(%error, "The Alertmanager webhook stopped");
+                }
+            }
+            .instrument(tracing::info_span!("webhook")),
+        );
+    }
+
+    let sink_statuses = sinks::start(
+        &config.sinks,
+        &store,
+        ingest.latest_finding(),
+        &tracker,
+        &shutdown,
+    );
+
     let link = link::LinkService {
         ingest: ingest.clone(),
         hosts: hosts.clone(),
@@ -135,6 +164,7 @@ pub async fn serve(
             suppress: config.suppress.clone(),
             correlation: config.correlation.clone(),
         }),
+        sinks: sink_statuses,
         store: store.clone(),
         ingest: ingest.clone(),
         hosts,

@@ -28,6 +28,7 @@ pub const MAX_PAGE: usize = 10_000;
 #[derive(Clone)]
 pub struct OperatorService {
     pub(crate) rules: Arc<RulesInForce>,
+    pub(crate) sinks: crate::sinks::Statuses,
     pub(crate) store: Store,
     pub(crate) ingest: Ingest,
     pub(crate) hosts: Arc<HostRegistry>,
@@ -1219,6 +1220,30 @@ impl Operator for OperatorService {
             correlation_keys: stats.correlation.keys as u64,
             correlation_shed: stats.correlation.shed,
         }))
+    }
+
+    async fn list_sinks(
+        &self,
+        request: Request<v1::ListSinksRequest>,
+    ) -> Result<Response<v1::ListSinksResponse>, Status> {
+        self.authorize(&request, Role::Viewer, "sinks.list").await?;
+        let latest = *self.ingest.latest_finding().borrow();
+        let sinks = self
+            .sinks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|s| v1::SinkStatus {
+                name: s.name.clone(),
+                target: s.target.clone(),
+                cursor: s.cursor,
+                latest: latest.max(s.latest),
+                delivered: s.delivered,
+                last_error: s.last_error.clone(),
+                last_delivery_unix_ms: s.last_delivery_unix_ms,
+            })
+            .collect();
+        Ok(Response::new(v1::ListSinksResponse { sinks }))
     }
 
     async fn add_finding(

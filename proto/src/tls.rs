@@ -246,6 +246,34 @@ pub fn server_config(material: &TlsMaterial) -> Result<Arc<ServerConfig>, TlsErr
     Ok(Arc::new(config))
 }
 
+/// The collector's HTTPS endpoints (the Alertmanager webhook): HTTP/1.1, a
+/// client certificate optional — when one is presented it must chain to the
+/// Bannin CA, and callers without one authenticate another way (a bearer token).
+pub fn https_server_config(material: &TlsMaterial) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(material.roots()?), provider())
+            .allow_unauthenticated();
+    if !material.crls.is_empty() {
+        verifier = verifier.with_crls(material.crls.clone());
+    }
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_client_cert_verifier(verifier.build()?)
+        .with_single_cert(material.chain.clone(), material.key.clone_key())?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A client that trusts only the Bannin CA and presents no certificate (tools,
+/// tests of the HTTPS endpoints).
+pub fn anonymous_client_config(material: &TlsMaterial) -> Result<Arc<ClientConfig>, TlsError> {
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(material.roots()?)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// An agent's or operator's client configuration: trusts only the Bannin CA,
 /// presents its own certificate.
 pub fn client_config(material: &TlsMaterial) -> Result<Arc<ClientConfig>, TlsError> {

@@ -11,6 +11,8 @@ mod pipeline;
 mod response;
 mod roles;
 mod sensors;
+mod sinks;
+mod webhook;
 
 use std::path::Path;
 use std::time::Duration;

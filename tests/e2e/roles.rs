@@ -129,6 +129,7 @@ async fn call(c: &mut Client, verb: &str) -> Result<(), String> {
             .await
             .err(),
         "rules.list" => c.list_rules(v1::ListRulesRequest {}).await.err(),
+        "sinks.list" => c.list_sinks(v1::ListSinksRequest {}).await.err(),
         // No host "nowhere": allowed callers get NotFound.
         "finding.add" => c
             .add_finding(v1::AddFindingRequest {
@@ -163,6 +164,7 @@ const VIEWER_VERBS: &[&str] = &[
     "evidence.show",
     "evidence.verify",
     "rules.list",
+    "sinks.list",
 ];
 const RESPONDER_VERBS: &[&str] = &[
     "ack",

@@ -174,6 +174,14 @@ impl Store {
         }
     }
 
+    /// Sets a named counter outside the writer's group commits (an export
+    /// sink's cursor, owned by that sink alone). Durable at the next flush;
+    /// a cursor lost to a crash only means some findings are delivered again.
+    pub fn set_counter_now(&self, name: &str, value: u64) -> Result<(), StoreError> {
+        self.records.insert(meta_key(name), &value.to_be_bytes())?;
+        Ok(())
+    }
+
     /// On-disk size of the store in bytes.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.db.size_on_disk()?)

@@ -1,0 +1,597 @@
+//! Export sinks: findings handed to the tools responders already run — a JSON
+//! lines file (with rotation), syslog (RFC 5424 over TCP, TLS or a unix
+//! datagram socket), an HTTP webhook.
+//!
+//! Each sink is its own task with its own durable cursor (the id of the last
+//! finding it delivered, kept in the store): it reads findings after the
+//! cursor, delivers them, and only then moves the cursor. Delivery is at
+//! least once: a crash between delivering and saving the cursor delivers
+//! those findings again, none is ever skipped. A sink that is slow or down
+//! retries with exponential backoff (1 s to 60 s) and never slows ingest —
+//! it reads the store, the writer never waits for it. Its lag, last error and
+//! last delivery are shown by `bannin sinks`.
+//!
+//! What is exported is each new finding once, as the collector stored it
+//! (later folds and state changes are not re-sent).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::model::{Finding, Severity};
+use crate::store::Store;
+
+/// Findings read and delivered per round.
+const BATCH: usize = 256;
+/// Longest wait between retries.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Where a sink delivers.
+#[derive(Debug, Clone)]
+pub enum SinkKind {
+    /// A JSON lines file, rotated at `max_bytes`, `keep` old files kept.
+    JsonLines {
+        /// The file.
+        path: PathBuf,
+        /// Size at which it is rotated.
+        max_bytes: u64,
+        /// Rotated files kept (`path.1` newest).
+        keep: usize,
+    },
+    /// Syslog, RFC 5424.
+    Syslog {
+        /// How.
+        transport: SyslogTransport,
+        /// Facility number (16 = local0).
+        facility: u8,
+        /// APP-NAME.
+        app_name: String,
+    },
+    /// HTTP(S) POST of a JSON array of findings.
+    Webhook {
+        /// `http://` or `https://` URL.
+        url: http::Uri,
+        /// CA to trust for https.
+        ca: Option<PathBuf>,
+        /// Extra headers (e.g. Authorization).
+        headers: BTreeMap<String, String>,
+    },
+}
+
+/// Syslog transports.
+#[derive(Debug, Clone)]
+pub enum SyslogTransport {
+    /// TCP, octet-counted frames (RFC 6587).
+    Tcp(String),
+    /// TLS (RFC 5425), trusting `ca`, checking `server_name`.
+    Tls {
+        /// host:port.
+        address: String,
+        /// CA file.
+        ca: PathBuf,
+        /// Name in the server's certificate.
+        server_name: String,
+    },
+    /// A unix datagram socket (`/dev/log`), one message per datagram.
+    Unix(PathBuf),
+}
+
+/// One `[[sink]]`.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// Unique name (the cursor's key).
+    pub name: String,
+    /// Where and how.
+    pub kind: SinkKind,
+}
+
+/// What `bannin sinks` shows of one sink.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkStatus {
+    /// Name.
+    pub name: String,
+    /// jsonl, syslog or webhook, with its target.
+    pub target: String,
+    /// Last finding delivered.
+    pub cursor: u64,
+    /// Newest finding stored.
+    pub latest: u64,
+    /// Findings delivered since the collector started.
+    pub delivered: u64,
+    /// The last failure, empty when the last attempt succeeded.
+    pub last_error: String,
+    /// When it last delivered (Unix ms), 0 if never.
+    pub last_delivery_unix_ms: i64,
+}
+
+/// The sinks' statuses, shared with the operator API.
+pub type Statuses = Arc<Mutex<BTreeMap<String, SinkStatus>>>;
+
+fn cursor_key(name: &str) -> String {
+    format!("sink.{name}.cursor")
+}
+
+/// Starts every sink; returns their shared statuses.
+pub fn start(
+    sinks: &[SinkConfig],
+    store: &Store,
+    latest: tokio::sync::watch::Receiver<u64>,
+    tracker: &tokio_util::task::TaskTracker,
+    shutdown: &CancellationToken,
+) -> Statuses {
+    let statuses: Statuses = Arc::new(Mutex::new(BTreeMap::new()));
+    for sink in sinks {
+        let status = SinkStatus {
+            name: sink.name.clone(),
+            target: describe(&sink.kind),
+            cursor: store.counter(&cursor_key(&sink.name)).unwrap_or(0),
+            ..SinkStatus::default()
+        };
+        lock(&statuses).insert(sink.name.clone(), status);
+        let runner = Runner {
+            config: sink.clone(),
+            store: store.clone(),
+            statuses: statuses.clone(),
+            syslog: None,
+        };
+        tracker.spawn(runner.run(latest.clone(), shutdown.child_token()));
+    }
+    statuses
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn describe(kind: &SinkKind) -> String {
+    match kind {
+        SinkKind::JsonLines { path, .. } => format!("jsonl {}", path.display()),
+        SinkKind::Syslog { transport, .. } => match transport {
+            SyslogTransport::Tcp(a) => format!("syslog tcp {a}"),
+            SyslogTransport::Tls { address, .. } => format!("syslog tls {address}"),
+            SyslogTransport::Unix(p) => format!("syslog unix {}", p.display()),
+        },
+        SinkKind::Webhook { url, .. } => format!("webhook {url}"),
+    }
+}
+
+/// Why one delivery failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// I/O with the target.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The store.
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// TLS setup.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// The webhook answered with an error.
+    #[error("webhook answered {0}")]
+    Http(String),
+}
+
+enum SyslogConn {
+    Tcp(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+    Unix(tokio::net::UnixDatagram),
+}
+
+struct Runner {
+    config: SinkConfig,
+    store: Store,
+    statuses: Statuses,
+    syslog: Option<SyslogConn>,
+}
+
+impl Runner {
+    async fn run(
+        mut self,
+        mut latest: tokio::sync::watch::Receiver<u64>,
+        shutdown: CancellationToken,
+    ) {
+        let name = self.config.name.clone();
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let newest = *latest.borrow_and_update();
+            let cursor = self.store.counter(&cursor_key(&name)).unwrap_or(0);
+            self.update(|s| {
+                s.latest = newest;
+                s.cursor = cursor;
+            });
+            let pending = match self.store.findings_after(cursor, BATCH) {
+                Ok(p) => p,
+                Err(error) => {
+                    self.failed(&error.to_string());
+                    Vec::new()
+                }
+            };
+            if pending.is_empty() {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    changed = latest.changed() => if changed.is_err() { return },
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+                continue;
+            }
+            let last = pending.last().map_or(cursor, |f| f.id);
+            let delivered = tokio::select! {
+                () = shutdown.cancelled() => return,
+                r = self.deliver(&pending) => r,
+            };
+            match delivered {
+                Ok(()) => {
+                    backoff = Duration::from_secs(1);
+                    if let Err(error) = self.store.set_counter_now(&cursor_key(&name), last) {
+                        self.failed(&error.to_string());
+                        continue;
+                    }
+                    let n = pending.len() as u64;
+                    self.update(|s| {
+                        s.cursor = last;
+                        s.delivered += n;
+                        s.last_error.clear();
+                        s.last_delivery_unix_ms = bannin_proto::now_unix_ms();
+                    });
+                    tracing::debug!(sink = %name, findings = n, cursor = last, "Delivered");
+                }
+                Err(error) => {
+                    self.syslog = None;
+                    self.failed(&error.to_string());
+                    tracing::warn!(sink = %name, %error, retry_in = ?backoff, "Export failed; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut SinkStatus)) {
+        if let Some(s) = lock(&self.statuses).get_mut(&self.config.name) {
+            f(s);
+        }
+    }
+
+    fn failed(&self, error: &str) {
+        self.update(|s| s.last_error = error.to_owned());
+    }
+
+    async fn deliver(&mut self, findings: &[Finding]) -> Result<(), SinkError> {
+        match self.config.kind.clone() {
+            SinkKind::JsonLines {
+                path,
+                max_bytes,
+                keep,
+            } => {
+                let lines: String = findings
+                    .iter()
+                    .map(|f| format!("{}\n", finding_json(f)))
+                    .collect();
+                tokio::task::spawn_blocking(move || {
+                    append_rotating(&path, lines.as_bytes(), max_bytes, keep)
+                })
+                .await
+                .map_err(|e| SinkError::Io(std::io::Error::other(e)))??;
+                Ok(())
+            }
+            SinkKind::Syslog {
+                transport,
+                facility,
+                app_name,
+            } => {
+                if self.syslog.is_none() {
+                    self.syslog = Some(connect_syslog(&transport).await?);
+                }
+                let Some(conn) = self.syslog.as_mut() else {
+                    return Err(SinkError::Io(std::io::Error::other("not connected")));
+                };
+                for f in findings {
+                    let message = rfc5424(f, facility, &app_name);
+                    match conn {
+                        SyslogConn::Tcp(s) => {
+                            s.write_all(format!("{} {message}", message.len()).as_bytes())
+                                .await?;
+                        }
+                        SyslogConn::Tls(s) => {
+                            s.write_all(format!("{} {message}", message.len()).as_bytes())
+                                .await?;
+                        }
+                        SyslogConn::Unix(s) => {
+                            s.send(message.as_bytes()).await?;
+                        }
+                    }
+                }
+                match conn {
+                    SyslogConn::Tcp(s) => s.flush().await?,
+                    SyslogConn::Tls(s) => s.flush().await?,
+                    SyslogConn::Unix(_) => {}
+                }
+                Ok(())
+            }
+            SinkKind::Webhook { url, ca, headers } => {
+                let body = serde_json::Value::Array(findings.iter().map(finding_json).collect())
+                    .to_string();
+                post(&url, ca.as_deref(), &headers, body).await
+            }
+        }
+    }
+}
+
+/// Appends `bytes` to `path` (synced), rotating first when it has reached `max_bytes`.
+pub fn append_rotating(
+    path: &std::path::Path,
+    bytes: &[u8],
+    max_bytes: u64,
+    keep: usize,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    if std::fs::metadata(path).is_ok_and(|m| m.len() >= max_bytes) {
+        let numbered = |n: usize| {
+            let mut p = path.as_os_str().to_owned();
+            p.push(format!(".{n}"));
+            PathBuf::from(p)
+        };
+        if keep == 0 {
+            std::fs::remove_file(path)?;
+        } else {
+            let _ = std::fs::remove_file(numbered(keep));
+            for n in (1..keep).rev() {
+                let _ = std::fs::rename(numbered(n), numbered(n + 1));
+            }
+            std::fs::rename(path, numbered(1))?;
+        }
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_data()
+}
+
+async fn connect_syslog(transport: &SyslogTransport) -> Result<SyslogConn, SinkError> {
+    let timeout = Duration::from_secs(10);
+    let io = |e: std::io::Error| SinkError::Io(e);
+    Ok(match transport {
+        SyslogTransport::Tcp(address) => SyslogConn::Tcp(
+            tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address))
+                .await
+                .map_err(|_| SinkError::Io(std::io::Error::other("connect timed out")))?
+                .map_err(io)?,
+        ),
+        SyslogTransport::Tls {
+            address,
+            ca,
+            server_name,
+        } => {
+            let config = tls_client(ca)?;
+            let tcp = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address))
+                .await
+                .map_err(|_| SinkError::Io(std::io::Error::other("connect timed out")))?
+                .map_err(io)?;
+            let name = rustls::pki_types::ServerName::try_from(server_name.clone())
+                .map_err(|e| SinkError::Tls(e.to_string()))?;
+            let stream = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .map_err(io)?;
+            SyslogConn::Tls(Box::new(stream))
+        }
+        SyslogTransport::Unix(path) => {
+            let socket = tokio::net::UnixDatagram::unbound().map_err(io)?;
+            socket.connect(path).map_err(io)?;
+            SyslogConn::Unix(socket)
+        }
+    })
+}
+
+fn tls_client(ca: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, SinkError> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(ca)
+        .map_err(|e| SinkError::Tls(format!("{}: {e}", ca.display())))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| SinkError::Tls(format!("{}: {e}", ca.display())))?;
+        roots.add(cert).map_err(|e| SinkError::Tls(e.to_string()))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| SinkError::Tls(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+async fn post(
+    url: &http::Uri,
+    ca: Option<&std::path::Path>,
+    headers: &BTreeMap<String, String>,
+    body: String,
+) -> Result<(), SinkError> {
+    let host = url.host().unwrap_or("localhost").to_owned();
+    let https = url.scheme_str() == Some("https");
+    let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let timeout = Duration::from_secs(30);
+    let tcp = tokio::time::timeout(
+        timeout,
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    .map_err(|_| SinkError::Io(std::io::Error::other("connect timed out")))??;
+    let mut request = hyper::Request::post(url.path_and_query().map_or("/", |p| p.as_str()))
+        .header(hyper::header::HOST, host.clone())
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(
+            hyper::header::USER_AGENT,
+            concat!("bannin-collector/", env!("CARGO_PKG_VERSION")),
+        );
+    for (k, v) in headers {
+        request = request.header(k.as_str(), v.as_str());
+    }
+    let request = request
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| SinkError::Http(e.to_string()))?;
+    let status = if https {
+        let config = match ca {
+            Some(ca) => tls_client(ca)?,
+            None => return Err(SinkError::Tls("an https webhook needs `ca`".into())),
+        };
+        let name = rustls::pki_types::ServerName::try_from(host)
+            .map_err(|e| SinkError::Tls(e.to_string()))?;
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await?;
+        send(hyper_util::rt::TokioIo::new(tls), request, timeout).await?
+    } else {
+        send(hyper_util::rt::TokioIo::new(tcp), request, timeout).await?
+    };
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(SinkError::Http(status.to_string()))
+    }
+}
+
+async fn send<T>(
+    io: T,
+    request: hyper::Request<Full<Bytes>>,
+    timeout: Duration,
+) -> Result<hyper::StatusCode, SinkError>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| SinkError::Http(e.to_string()))?;
+    let driver = tokio::spawn(connection);
+    let response = tokio::time::timeout(timeout, sender.send_request(request))
+        .await
+        .map_err(|_| SinkError::Http("no answer within 30 s".into()))?
+        .map_err(|e| SinkError::Http(e.to_string()))?;
+    let status = response.status();
+    let _ = response.into_body().collect().await;
+    driver.abort();
+    Ok(status)
+}
+
+/// A finding as exported (JSON lines, webhooks).
+pub fn finding_json(f: &Finding) -> serde_json::Value {
+    serde_json::json!({
+        "id": f.id,
+        "host_id": f.host_id,
+        "kind": f.kind,
+        "severity": f.severity.name(),
+        "state": format!("{:?}", f.state).to_lowercase(),
+        "observed_unix_ms": f.observed_unix_ms,
+        "received_unix_ms": f.received_unix_ms,
+        "count": f.count,
+        "attributes": f.attributes,
+        "summary": f.summary,
+    })
+}
+
+/// One finding as an RFC 5424 message.
+pub fn rfc5424(f: &Finding, facility: u8, app_name: &str) -> String {
+    let severity = match f.severity {
+        Severity::Critical => 2,
+        Severity::High => 3,
+        Severity::Medium => 4,
+        Severity::Low => 5,
+        Severity::Info => 6,
+    };
+    let pri = u16::from(facility) * 8 + severity;
+    let time =
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(f.observed_unix_ms) * 1_000_000)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| "-".into());
+    let field = |s: &str, max: usize| -> String {
+        let printable: String = s
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(max)
+            .collect();
+        if printable.is_empty() {
+            "-".into()
+        } else {
+            printable
+        }
+    };
+    let escape = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace(']', "\\]")
+    };
+    format!(
+        "<{pri}>1 {time} {host} {app} - {msgid} [bannin@32473 id=\"{id}\" severity=\"{sev}\" count=\"{count}\"] {summary}",
+        host = field(&f.host_id, 255),
+        app = field(app_name, 48),
+        msgid = field(&f.kind, 32),
+        id = f.id,
+        sev = f.severity.name(),
+        count = f.count,
+        summary = escape(&f.summary).replace(['\n', '\r'], " "),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::FindingState;
+
+    fn finding(id: u64) -> Finding {
+        Finding {
+            id,
+            host_id: "web-01".into(),
+            kind: "file.odd_name".into(),
+            severity: Severity::High,
+            state: FindingState::New,
+            observed_unix_ms: 1_764_064_800_000,
+            received_unix_ms: 1_764_064_800_100,
+            last_observed_unix_ms: 1_764_064_800_000,
+            count: 1,
+            attributes: BTreeMap::from([("path".to_owned(), "/tmp/ x".to_owned())]),
+            summary: "odd name \"x\"\nsecond line".into(),
+            history: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn syslog_messages_follow_rfc5424() {
+        let m = rfc5424(&finding(7), 16, "bannin");
+        assert_eq!(
+            m,
+            "<131>1 2025-11-25T10:00:00Z web-01 bannin - file.odd_name [bannin@32473 id=\"7\" severity=\"high\" count=\"1\"] odd name \\\"x\\\" second line"
+        );
+    }
+
+    #[test]
+    fn json_lines_rotate_and_keep_what_was_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f.jsonl");
+        for i in 0..10 {
+            append_rotating(&path, format!("{i:09}\n").as_bytes(), 25, 2).expect("append");
+        }
+        let read = |p: &str| std::fs::read_to_string(dir.path().join(p)).unwrap_or_default();
+        // 10 bytes a line, rotated at 25: three lines per file, two old files kept.
+        assert_eq!(read("f.jsonl"), "000000009\n");
+        assert_eq!(read("f.jsonl.1"), "000000006\n000000007\n000000008\n");
+        assert_eq!(read("f.jsonl.2"), "000000003\n000000004\n000000005\n");
+        assert!(!dir.path().join("f.jsonl.3").exists());
+    }
+}
