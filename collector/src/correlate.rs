@@ -669,15 +669,13 @@ impl Correlator {
         let peer_host = self.fleet.host_of(peer);
         // Lateral movement: who connected into which fleet host on an admin port.
         if self.config.remote_admin_ports.contains(&port) {
+            // Between fleet hosts only: a session from outside is not lateral.
             let (from, into) = if inbound {
-                (
-                    peer_host.clone().unwrap_or_else(|| peer.to_string()),
-                    Some(host.to_owned()),
-                )
+                (peer_host.clone(), Some(host.to_owned()))
             } else {
-                (host.to_owned(), peer_host.clone())
+                (Some(host.to_owned()), peer_host.clone())
             };
-            if let Some(into) = into
+            if let (Some(from), Some(into)) = (from, into)
                 && from != into
                 && at >= now - Self::window_ms(&self.config.lateral_movement)
             {
@@ -1099,6 +1097,26 @@ mod tests {
             5 * MIN,
         );
         assert!(out.is_empty(), "{out:?}");
+        // An inbound session from outside the fleet is not lateral movement.
+        let mut c = correlator();
+        let outside = [
+            ("direction", "inbound"),
+            ("remote_address", "203.0.113.9"),
+            ("port", "22"),
+        ];
+        assert!(telemetry(&mut c, "h2", "net.connection", 0, &outside).is_empty());
+        assert!(finding(&mut c, 9, "h2", "account.new_user", MIN, &[("user", "x")]).is_empty());
+        // From a fleet host, inbound as B saw it: lateral.
+        let mut c = correlator();
+        let inside = [
+            ("direction", "inbound"),
+            ("remote_address", "10.0.0.1"),
+            ("port", "22"),
+        ];
+        assert!(telemetry(&mut c, "h2", "net.connection", 0, &inside).is_empty());
+        let out = finding(&mut c, 9, "h2", "account.new_user", MIN, &[("user", "x")]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].attributes["from"], "h1");
         // Not an admin port, or not a fleet host: nothing.
         let mut c = correlator();
         telemetry(
