@@ -60,6 +60,76 @@ async fn syslog_receiver(
     }
 }
 
+fn id_of(text: &str) -> Option<u64> {
+    text.split("id=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .and_then(|i| i.parse().ok())
+}
+
+/// A syslog receiver over TLS (RFC 5425), with the test PKI's server certificate.
+async fn syslog_tls_receiver(
+    listener: tokio::net::TcpListener,
+    pki: std::path::PathBuf,
+    seen: Seen,
+) {
+    use rustls::pki_types::pem::PemObject;
+    let chain: Vec<rustls::pki_types::CertificateDer<'static>> =
+        rustls::pki_types::CertificateDer::pem_file_iter(pki.join("collector.pem"))
+            .expect("cert")
+            .collect::<Result<_, _>>()
+            .expect("cert");
+    let key =
+        rustls::pki_types::PrivateKeyDer::from_pem_file(pki.join("collector.key")).expect("key");
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            return;
+        };
+        let (acceptor, seen) = (acceptor.clone(), seen.clone());
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let mut reader = BufReader::new(tls);
+            loop {
+                let mut len = Vec::new();
+                if reader.read_until(b' ', &mut len).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let Ok(n) = String::from_utf8_lossy(&len).trim().parse::<usize>() else {
+                    return;
+                };
+                let mut frame = vec![0u8; n];
+                if reader.read_exact(&mut frame).await.is_err() {
+                    return;
+                }
+                if let Some(id) = id_of(&String::from_utf8_lossy(&frame)) {
+                    seen.lock().expect("lock").insert(id);
+                }
+            }
+        });
+    }
+}
+
+/// A syslog receiver on a unix datagram socket (like /dev/log).
+async fn syslog_unix_receiver(socket: tokio::net::UnixDatagram, seen: Seen) {
+    let mut buf = vec![0u8; 65536];
+    while let Ok(n) = socket.recv(&mut buf).await {
+        if let Some(id) = id_of(&String::from_utf8_lossy(&buf[..n])) {
+            seen.lock().expect("lock").insert(id);
+        }
+    }
+}
+
 /// A webhook receiver: answers 500 while `failing`, else records the ids of
 /// the posted JSON array and answers 200.
 async fn webhook_receiver(listener: tokio::net::TcpListener, seen: Seen, failing: Arc<AtomicBool>) {
@@ -151,6 +221,19 @@ async fn every_finding_reaches_every_sink_across_a_collector_crash() {
         messages.clone(),
     ));
     tokio::spawn(webhook_receiver(hook, hook_seen.clone(), failing.clone()));
+    let syslog_tls = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("syslog tls");
+    let tls_addr = syslog_tls.local_addr().expect("addr");
+    let (tls_seen, unix_seen): (Seen, Seen) = Default::default();
+    tokio::spawn(syslog_tls_receiver(
+        syslog_tls,
+        pki.dir.0.clone(),
+        tls_seen.clone(),
+    ));
+    let unix_path = dir.path().join("log.sock");
+    let unix = tokio::net::UnixDatagram::bind(&unix_path).expect("unix socket");
+    tokio::spawn(syslog_unix_receiver(unix, unix_seen.clone()));
     let out = dir.path().join("export");
     std::fs::create_dir_all(&out).expect("export dir");
     let config = format!(
@@ -173,8 +256,24 @@ name = "soar"
 type = "webhook"
 url = "http://{hook_addr}/bannin"
 headers = {{ Authorization = "Bearer t0ken" }}
+
+[[sink]]
+name = "siem-tls"
+type = "syslog"
+transport = "tls"
+address = "{tls_addr}"
+ca = {ca:?}
+server_name = "bannin-collector"
+
+[[sink]]
+name = "local"
+type = "syslog"
+transport = "unix"
+socket = {unix:?}
 "#,
         file = out.join("findings.jsonl").display().to_string(),
+        ca = pki.dir.ca_cert().display().to_string(),
+        unix = unix_path.display().to_string(),
     );
     let port = free_port();
     let collector = CollectorProc::start(&dir.path().join("collector"), &pki, port, &config);
@@ -267,6 +366,11 @@ headers = {{ Authorization = "Bearer t0ken" }}
     check("the JSON lines file", &jsonl_ids(&out));
     check("syslog", &syslog_seen.lock().expect("lock"));
     check("the webhook", &hook_seen.lock().expect("lock"));
+    check("syslog over TLS", &tls_seen.lock().expect("lock"));
+    check(
+        "syslog over a unix socket",
+        &unix_seen.lock().expect("lock"),
+    );
     // The file was rotated and nothing in it was lost.
     assert!(out.join("findings.jsonl.1").exists(), "rotated at 8 KiB");
     // Syslog messages are RFC 5424: <PRI>1 TIME HOST APP - MSGID [SD] MSG.
