@@ -58,6 +58,13 @@ struct RawTls {
     ca: PathBuf,
     cert: PathBuf,
     key: PathBuf,
+    /// Renew the certificate over the live channel this long before it expires.
+    #[serde(default = "default_renew_before")]
+    renew_before_secs: u64,
+}
+
+fn default_renew_before() -> u64 {
+    30 * 86_400
 }
 
 #[derive(Debug, Deserialize)]
@@ -704,6 +711,21 @@ pub struct LinkConfig {
     pub backoff_max: Duration,
     /// `[labels]`: announced in every hello (site, zone, role, owner…).
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Renew the certificate this long before it expires.
+    pub renew_before: Duration,
+}
+
+/// Refuses a config file that other users can read, or that anyone but its
+/// owner can change: it says where the agent sends what it sees and which
+/// key it uses, and a changed one could point it at another collector.
+pub fn config_permission_problem(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o004 != 0 || mode & 0o022 != 0).then(|| {
+        format!(
+            "mode {mode:03o}: the config must not be readable by other users nor writable by anyone but its owner (chmod 600 or 640)"
+        )
+    })
 }
 
 /// A validated agent configuration.
@@ -797,7 +819,10 @@ fn common(
 impl AgentConfig {
     /// Loads and validates `path`, reporting every problem at once.
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
-        let (raw, errors): (Raw, _) = load_toml(path)?;
+        let (raw, mut errors): (Raw, _) = load_toml(path)?;
+        if let Some(problem) = config_permission_problem(path) {
+            errors.push(problem);
+        }
         let base = path.parent().unwrap_or(Path::new(".")).to_owned();
         let mut config = Self::validate(raw, &base, errors, false)?;
         config.config_path = std::fs::canonicalize(path).ok();
@@ -852,6 +877,11 @@ impl AgentConfig {
                 collector.address
             ));
         }
+        let renew_before = Duration::from_secs(
+            raw.tls
+                .as_ref()
+                .map_or_else(default_renew_before, |t| t.renew_before_secs),
+        );
         let tls = match raw.tls {
             Some(t) => {
                 let t = TlsPaths {
@@ -1134,6 +1164,7 @@ impl AgentConfig {
                 backoff_initial: Duration::from_millis(l.backoff_initial_ms.max(10)),
                 backoff_max: Duration::from_secs(l.backoff_max_secs),
                 labels: raw.labels,
+                renew_before,
             },
             spool_dir,
             spool_max_bytes,
@@ -1257,9 +1288,11 @@ mod tests {
             "severity",
             "max_peers",
             "label key \"Site\"",
+            // Written 0644.
+            "must not be readable by other users",
         ] {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }
-        assert_eq!(err.problems.len(), 10, "{text}");
+        assert_eq!(err.problems.len(), 11, "{text}");
     }
 }

@@ -16,6 +16,7 @@
 
 pub mod check;
 pub mod config;
+pub mod enroll;
 pub mod inventory;
 pub mod link;
 pub mod response;
@@ -161,6 +162,7 @@ pub async fn run_with_health(
         config: config.link.clone(),
         host: host.clone(),
         tls,
+        tls_paths: config.tls.clone(),
         spool: spool.clone(),
         spooled,
         health: board,

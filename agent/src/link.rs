@@ -51,8 +51,11 @@ pub struct Link {
     pub config: LinkConfig,
     /// Our host id.
     pub host: HostId,
-    /// Client TLS configuration.
+    /// Client TLS configuration at start; each session reloads the files
+    /// (a renewed certificate is used from the next connection on).
     pub tls: Arc<ClientConfig>,
+    /// The TLS files.
+    pub tls_paths: tls::TlsPaths,
     /// The spool.
     pub spool: Arc<Spool>,
     /// Woken when a batch is spooled.
@@ -145,17 +148,76 @@ impl Link {
         }
     }
 
+    /// A renewal request when the certificate expires within `renew_before`.
+    fn renewal_due(&self) -> Option<v1::RenewRequest> {
+        let pem = std::fs::read(&self.tls_paths.cert).ok()?;
+        let not_after = crate::enroll::not_after_unix_ms(&pem)?;
+        let now = bannin_proto::now_unix_ms();
+        let window = i64::try_from(self.config.renew_before.as_millis()).unwrap_or(i64::MAX);
+        if not_after.saturating_sub(now) > window {
+            return None;
+        }
+        let key = std::fs::read_to_string(&self.tls_paths.key).ok()?;
+        let csr = rcgen::KeyPair::from_pem(&key)
+            .map_err(crate::enroll::EnrollError::from)
+            .and_then(|k| crate::enroll::csr(&k));
+        match csr {
+            Ok(csr_pem) => {
+                tracing::info!(
+                    expires_in_s = (not_after - now) / 1000,
+                    "Certificate expires soon; asking for a renewal"
+                );
+                Some(v1::RenewRequest { csr_pem })
+            }
+            Err(error) => {
+                tracing::error!(%error, "Cannot make a renewal request");
+                None
+            }
+        }
+    }
+
+    /// Writes a renewed certificate, after checking it names this host.
+    fn store_renewal(&self, renewed: &v1::RenewResponse) {
+        if !renewed.error.is_empty() {
+            tracing::warn!(error = %renewed.error, "The collector refused the renewal");
+            return;
+        }
+        use rustls::pki_types::pem::PemObject;
+        let ours = rustls::pki_types::CertificateDer::pem_slice_iter(renewed.cert_pem.as_bytes())
+            .next()
+            .and_then(Result::ok)
+            .and_then(|der| bannin_proto::identity::PeerIdentity::from_certificate(&der).ok())
+            .is_some_and(|id| id == bannin_proto::identity::PeerIdentity::Agent(self.host.clone()));
+        if !ours {
+            tracing::error!(
+                "The renewed certificate does not name this host; kept the current one"
+            );
+            return;
+        }
+        match crate::enroll::write_atomic(&self.tls_paths.cert, renewed.cert_pem.as_bytes(), 0o644)
+        {
+            Ok(()) => {
+                tracing::info!(not_after_unix_ms = renewed.not_after_unix_ms, path = %self.tls_paths.cert.display(), "Certificate renewed; used from the next connection")
+            }
+            Err(error) => tracing::error!(%error, "Cannot write the renewed certificate"),
+        }
+    }
+
     async fn session(
         &self,
         shutdown: &CancellationToken,
         delivered: &mut bool,
     ) -> Result<(), LinkError> {
-        let channel = tls::connect(
-            &self.config.address,
-            &self.config.server_name,
-            self.tls.clone(),
-        )
-        .await?;
+        let config = match tls::TlsMaterial::load(&self.tls_paths)
+            .and_then(|m| tls::client_config(&m))
+        {
+            Ok(c) => c,
+            Err(error) => {
+                tracing::warn!(%error, "Cannot reload the TLS files; using those loaded at start");
+                self.tls.clone()
+            }
+        };
+        let channel = tls::connect(&self.config.address, &self.config.server_name, config).await?;
         let mut client = AgentLinkClient::new(channel)
             .max_decoding_message_size(bannin_proto::DEFAULT_MAX_MESSAGE_BYTES)
             .max_encoding_message_size(bannin_proto::DEFAULT_MAX_MESSAGE_BYTES);
@@ -183,6 +245,13 @@ impl Link {
         let backlog = self.spool.stats();
         tracing::info!(collector = %self.config.address, acked = welcome.acked_sequence, backlog.batches = backlog.batches, "Connected to collector");
 
+        if let Some(request) = self.renewal_due() {
+            let _ = tx
+                .send(v1::AgentMessage {
+                    body: Some(agent_message::Body::Renew(request)),
+                })
+                .await;
+        }
         let mut next = welcome.acked_sequence + 1;
         let mut in_flight: VecDeque<u64> = VecDeque::new();
         let rate = f64::from(self.config.max_batches_per_sec);
@@ -239,6 +308,9 @@ impl Link {
                             };
                             let _ = tx.send(v1::AgentMessage { body: Some(agent_message::Body::CommandResult(busy)) }).await;
                         }
+                    }
+                    Some(v1::CollectorMessage { body: Some(collector_message::Body::Renewed(renewed)) }) => {
+                        self.store_renewal(&renewed);
                     }
                     Some(_) => return Err(LinkError::Protocol("unexpected message")),
                     None => return Ok(()),

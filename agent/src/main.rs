@@ -52,6 +52,34 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Enroll this host: make its key here (it never leaves the host), send a
+    /// certificate request with an enrollment token to the collector's
+    /// enrollment endpoint, and write the key, the certificate the collector
+    /// signed and the CA into --dir. The token comes from --token-file or from
+    /// BANNIN_ENROLL_TOKEN, never from the command line.
+    Enroll {
+        /// The collector's enrollment endpoint, HOST:PORT (`[enrollment] listen`).
+        #[arg(long)]
+        collector: String,
+        /// The Bannin CA certificate: the collector must present a certificate it signed.
+        #[arg(long)]
+        ca: PathBuf,
+        /// A file holding the token (`bannin token create` printed it).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// The name in the collector's certificate.
+        #[arg(long, default_value = "bannin-collector")]
+        server_name: String,
+        /// Where to write agent.key (0600), agent.pem and ca.pem.
+        #[arg(long, default_value = "/etc/bannin/agent")]
+        dir: PathBuf,
+        /// Replace an existing key and certificate (a new identity).
+        #[arg(long)]
+        force: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Take a forensic snapshot of this host into a file, without a collector:
     /// volatile state first, then the files you name, in one tar + zstd bundle
     /// whose manifest lists every artifact's SHA-256.
@@ -90,6 +118,25 @@ fn main() -> ExitCode {
             state_dir,
             json,
         } => return standalone_check(config.as_deref(), &state_dir, json),
+        Command::Enroll {
+            collector,
+            ca,
+            token_file,
+            server_name,
+            dir,
+            force,
+            json,
+        } => {
+            return enroll(
+                &collector,
+                &ca,
+                token_file.as_deref(),
+                &server_name,
+                dir,
+                force,
+                json,
+            );
+        }
         Command::Snapshot {
             out,
             files,
@@ -196,6 +243,69 @@ fn run(config: AgentConfig) -> anyhow::Result<()> {
             .await
             .context("agent failed")
     })
+}
+
+fn enroll(
+    collector: &str,
+    ca: &std::path::Path,
+    token_file: Option<&std::path::Path>,
+    server_name: &str,
+    dir: PathBuf,
+    force: bool,
+    json: bool,
+) -> ExitCode {
+    use bannin_agent::enroll;
+    let result = enroll::read_token(token_file).and_then(|token| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| enroll::EnrollError::Connect(collector.to_owned(), e.to_string()))?;
+        let identity = enroll::Identity { dir: dir.clone() };
+        runtime.block_on(enroll::enroll(
+            collector,
+            server_name,
+            ca,
+            &token,
+            &identity,
+            force,
+        ))
+    });
+    match result {
+        Ok(enrolled) => {
+            let identity = enroll::Identity { dir };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "host_id": enrolled.host_id,
+                        "not_after_unix_ms": enrolled.not_after_unix_ms,
+                        "key": identity.key(),
+                        "cert": identity.cert(),
+                        "ca": identity.ca(),
+                    })
+                );
+            } else {
+                println!("enrolled as {}", enrolled.host_id);
+                println!(
+                    "wrote {} (0600), {} and {}",
+                    identity.key().display(),
+                    identity.cert().display(),
+                    identity.ca().display()
+                );
+                println!(
+                    "in the agent's config: [tls] ca = {:?}, cert = {:?}, key = {:?}",
+                    identity.ca().display().to_string(),
+                    identity.cert().display().to_string(),
+                    identity.key().display().to_string()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("bannin-agent: enrollment failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn snapshot(

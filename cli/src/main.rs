@@ -45,10 +45,16 @@ enum Command {
     Up(up::UpArgs),
     /// List hosts with their inventory, liveness, labels and sensor health.
     Hosts,
-    /// Change one host: `bannin host label web-07 site="Osaka, JP" zone=PCI`.
+    /// Change one host: `bannin host label web-07 site="Osaka, JP" zone=PCI`,
+    /// `bannin host revoke web-07 --reason "key copied"`.
     Host {
         #[command(subcommand)]
         action: HostAction,
+    },
+    /// Enrollment tokens: `bannin token create --uses 50 --expires 7d --label site=osaka`.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
     },
     /// List findings, oldest first; --follow keeps printing new ones.
     Findings {
@@ -323,6 +329,60 @@ enum HostAction {
         #[arg(long)]
         remove: Vec<String>,
     },
+    /// Revoke a host's identity (admin): its new connections are refused at
+    /// once and its live stream is cut within seconds. Re-enrolling the same
+    /// key is refused too; a cleaned machine enrolls again with a new key.
+    Revoke {
+        /// Host id.
+        host: String,
+        /// Why (recorded in the action log).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Make an enrollment token (admin). The secret is printed once: hand it to
+    /// `bannin-agent enroll` in a file or in BANNIN_ENROLL_TOKEN, never on a
+    /// command line.
+    Create {
+        /// How many hosts may enroll with it.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// How long it works: 30m, 12h, 7d (at most a year).
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        expires: u64,
+        /// KEY=VALUE labels every host enrolled with it gets; repeatable.
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// What it is for.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// List tokens with their uses, expiry, state and the hosts they enrolled.
+    List,
+    /// Revoke a token: no more enrollments with it.
+    Revoke {
+        /// Token id (t1, t2, …).
+        id: String,
+    },
+}
+
+/// 30s, 15m, 12h, 7d → seconds.
+fn parse_duration(s: &str) -> Result<u64, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and a unit, like 30m, 12h or 7d"))?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: the unit is s, m, h or d")),
+    };
+    Ok(n.saturating_mul(unit))
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -1064,6 +1124,105 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let labels: Vec<String> =
                     h.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 println!("{}: {}", h.host_id, labels.join(", "));
+            }
+        }
+        Command::Host {
+            action: HostAction::Revoke { host, reason },
+        } => {
+            let r = client
+                .revoke_host(v1::RevokeHostRequest {
+                    host_id: host.clone(),
+                    reason,
+                })
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))
+                .with_context(|| format!("revoking {host}"))?
+                .into_inner();
+            if cli.json {
+                print_json(
+                    &serde_json::json!({ "host_id": r.host_id, "sessions_cut": r.sessions_cut }),
+                )?;
+            } else {
+                println!(
+                    "{} revoked: new connections are refused; {} live session(s) cut",
+                    r.host_id, r.sessions_cut
+                );
+            }
+        }
+        Command::Token { action } => {
+            let tokens = match action {
+                TokenAction::Create {
+                    uses,
+                    expires,
+                    labels,
+                    note,
+                } => {
+                    let created = client
+                        .create_token(v1::CreateTokenRequest {
+                            uses,
+                            expires_in_secs: expires,
+                            labels: labels.into_iter().collect(),
+                            note,
+                        })
+                        .await
+                        .map_err(|s| anyhow::anyhow!("{}", s.message()))
+                        .context("creating a token")?
+                        .into_inner();
+                    let token = created.token.unwrap_or_default();
+                    if cli.json {
+                        let mut doc = output::token_json(&token);
+                        doc["secret"] = serde_json::Value::String(created.secret);
+                        print_json(&doc)?;
+                    } else {
+                        println!("{}", created.secret);
+                        eprintln!(
+                            "token {}: {} use(s), expires {}; the line above is shown once: put it in a file (mode 0600) for `bannin-agent enroll --token-file`",
+                            token.id,
+                            token.uses,
+                            output::rfc3339(token.expires_unix_ms)
+                        );
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+                TokenAction::List => {
+                    client
+                        .list_tokens(v1::ListTokensRequest {})
+                        .await
+                        .map_err(|s| anyhow::anyhow!("{}", s.message()))
+                        .context("listing tokens")?
+                        .into_inner()
+                        .tokens
+                }
+                TokenAction::Revoke { id } => vec![
+                    client
+                        .revoke_token(v1::RevokeTokenRequest { id: id.clone() })
+                        .await
+                        .map_err(|s| anyhow::anyhow!("{}", s.message()))
+                        .with_context(|| format!("revoking token {id}"))?
+                        .into_inner(),
+                ],
+            };
+            if cli.json {
+                print_json(&tokens.iter().map(output::token_json).collect::<Vec<_>>())?;
+            } else {
+                println!(
+                    "{:<6} {:<9} {:>9} {:<20} {:<28} HOSTS",
+                    "ID", "STATE", "USED", "EXPIRES", "LABELS"
+                );
+                for t in &tokens {
+                    let labels: Vec<String> =
+                        t.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    println!(
+                        "{:<6} {:<9} {:>4}/{:<4} {:<20} {:<28} {}",
+                        t.id,
+                        t.state,
+                        t.used,
+                        t.uses,
+                        output::rfc3339(t.expires_unix_ms),
+                        labels.join(","),
+                        t.hosts.join(",")
+                    );
+                }
             }
         }
         Command::Commands { host } => {

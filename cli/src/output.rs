@@ -401,3 +401,20 @@ pub fn print_sinks(r: &v1::ListSinksResponse) {
         );
     }
 }
+
+/// An enrollment token as JSON.
+pub fn token_json(t: &v1::EnrollToken) -> Value {
+    json!({
+        "id": t.id,
+        "state": t.state,
+        "uses": t.uses,
+        "used": t.used,
+        "expires": rfc3339(t.expires_unix_ms),
+        "revoked": t.revoked,
+        "labels": t.labels,
+        "created_by": t.created_by,
+        "created": rfc3339(t.created_unix_ms),
+        "hosts": t.hosts,
+        "note": t.note,
+    })
+}

@@ -56,6 +56,15 @@ struct Raw {
     webhook: Option<RawWebhook>,
     #[serde(default)]
     sink: Vec<RawSink>,
+    enrollment: Option<RawEnrollment>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawEnrollment {
+    listen: Option<String>,
+    ca_key: PathBuf,
+    validity_days: Option<u64>,
+    validity_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,6 +261,8 @@ pub struct CollectorConfig {
     pub webhook: Option<crate::webhook::WebhookConfig>,
     /// Export sinks.
     pub sinks: Vec<crate::sinks::SinkConfig>,
+    /// Token enrollment and certificate renewal, if enabled.
+    pub enrollment: Option<crate::enroll::EnrollmentConfig>,
 }
 
 fn sinks(errors: &mut ConfigErrors, base: &Path, raw: &[RawSink]) -> Vec<crate::sinks::SinkConfig> {
@@ -643,11 +654,38 @@ impl CollectorConfig {
                 host_labels,
             })
         });
+        let enrollment = raw.enrollment.as_ref().map(|e| {
+            let listen = e.listen.as_ref().and_then(|l| {
+                l.parse::<SocketAddr>()
+                    .map_err(|err| errors.push(format!("enrollment.listen = {l:?}: {err}")))
+                    .ok()
+            });
+            let ca_key = base.join(&e.ca_key);
+            if let Err(err) = check_key_permissions(&ca_key) {
+                errors.push(format!("enrollment.ca_key: {err}"));
+            }
+            let secs = match (e.validity_secs, e.validity_days) {
+                (Some(s), _) => s,
+                (None, Some(d)) => d.saturating_mul(86_400),
+                (None, None) => 90 * 86_400,
+            };
+            if !(60..=3 * 365 * 86_400).contains(&secs) {
+                errors.push(format!(
+                    "enrollment validity of {secs} s: must be a minute to three years"
+                ));
+            }
+            crate::enroll::EnrollmentConfig {
+                listen,
+                ca_key,
+                validity: Duration::from_secs(secs),
+            }
+        });
         let sinks = sinks(&mut errors, base, &raw.sink);
         let suppress = suppress_rules(&mut errors, &raw.suppress);
         let correlation = correlation(&mut errors, &raw.correlation);
         errors.into_result()?;
         Ok(Self {
+            enrollment,
             sinks,
             webhook,
             suppress,

@@ -15,7 +15,28 @@ pub const DEFAULT_HEARTBEAT_SECS: u32 = 30;
 
 struct Live {
     record: HostRecord,
-    sessions: u32,
+    sessions: Vec<Session>,
+    /// A clone was reported for the sessions alive now.
+    clone_reported: bool,
+}
+
+/// One live stream of a host.
+#[derive(Debug, Clone)]
+struct Session {
+    id: u64,
+    peer: String,
+    hostname: String,
+    started: i64,
+    last_seen: i64,
+}
+
+/// Two live sessions of one host id, both heard from: a cloned identity.
+#[derive(Debug, Clone)]
+pub struct CloneSuspect {
+    /// The host id.
+    pub host_id: String,
+    /// (peer address, hostname) of each live session.
+    pub sessions: Vec<(String, String)>,
 }
 
 /// Every host the collector knows, with its live sessions.
@@ -23,6 +44,9 @@ struct Live {
 /// A `std::sync::Mutex`: every critical section is a few map operations with no
 /// `.await` inside; persisting a record is a sled insert (no flush).
 pub struct HostRegistry {
+    next_session: std::sync::atomic::AtomicU64,
+    revoked: std::sync::RwLock<HashMap<String, crate::model::RevokedHost>>,
+    revocations: tokio::sync::watch::Sender<u64>,
     store: Store,
     fleet: std::sync::Arc<crate::correlate::FleetView>,
     hosts: Mutex<HashMap<String, Live>>,
@@ -53,7 +77,8 @@ impl HostRegistry {
                     record.host_id.clone(),
                     Live {
                         record,
-                        sessions: 0,
+                        sessions: Vec::new(),
+                        clone_reported: false,
                     },
                 )
             })
@@ -61,7 +86,15 @@ impl HostRegistry {
         for live in hosts.values() {
             fleet.set_addresses(&live.record.host_id, &live.record.addresses);
         }
+        let revoked = store
+            .revoked_hosts()?
+            .into_iter()
+            .map(|r| (r.host_id.clone(), r))
+            .collect();
         Ok(Self {
+            next_session: std::sync::atomic::AtomicU64::new(1),
+            revoked: std::sync::RwLock::new(revoked),
+            revocations: tokio::sync::watch::channel(0).0,
             store,
             fleet,
             hosts: Mutex::new(hosts),
@@ -73,14 +106,43 @@ impl HostRegistry {
         self.hosts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records a new session of `host` and its inventory.
+    /// Whether `host` is revoked.
+    pub fn is_revoked(&self, host: &str) -> bool {
+        self.revoked
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(host)
+    }
+
+    /// Revokes `host`: durable, then every live session is told. Returns its live sessions.
+    pub fn revoke(&self, revoked: crate::model::RevokedHost) -> Result<usize, StoreError> {
+        self.store.revoke_host(&revoked)?;
+        self.store.make_durable()?;
+        let host = revoked.host_id.clone();
+        self.revoked
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(host.clone(), revoked);
+        self.revocations.send_modify(|n| *n += 1);
+        Ok(self.lock().get(&host).map_or(0, |l| l.sessions.len()))
+    }
+
+    /// Changes whenever a host is revoked.
+    pub fn revocations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revocations.subscribe()
+    }
+
+    /// Records a new session of `host` and its inventory; returns the session's id.
     pub fn connected(
         &self,
         host: &HostId,
         hello: &v1::Hello,
         peer_address: String,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let now = now_unix_ms();
+        let session = self
+            .next_session
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let record = {
             let mut hosts = self.lock();
             let live = hosts.entry(host.to_string()).or_insert_with(|| Live {
@@ -99,9 +161,16 @@ impl HostRegistry {
                     peer_address: String::new(),
                     silent: false,
                 },
-                sessions: 0,
+                sessions: Vec::new(),
+                clone_reported: false,
             });
-            live.sessions += 1;
+            live.sessions.push(Session {
+                id: session,
+                peer: peer_address.clone(),
+                hostname: hello.hostname.clone(),
+                started: now,
+                last_seen: now,
+            });
             let r = &mut live.record;
             r.hostname = hello.hostname.clone();
             r.os = hello.os.clone();
@@ -138,7 +207,7 @@ impl HostRegistry {
                 tracing::warn!(host.id = %host, %error, "Labels in hello refused; keeping the host's previous labels");
             }
         }
-        Ok(())
+        Ok(session)
     }
 
     /// Records a heartbeat.
@@ -162,25 +231,62 @@ impl HostRegistry {
         self.store.put_host(&record)
     }
 
-    /// Notes that `host` was heard from (any message).
-    pub fn seen(&self, host: &HostId) {
+    /// Notes that `host` was heard from (any message) on `session`.
+    pub fn seen(&self, host: &HostId, session: u64) {
+        let now = now_unix_ms();
         if let Some(live) = self.lock().get_mut(host.as_str()) {
-            live.record.last_seen_unix_ms = now_unix_ms();
+            live.record.last_seen_unix_ms = now;
             live.record.silent = false;
+            if let Some(s) = live.sessions.iter_mut().find(|s| s.id == session) {
+                s.last_seen = now;
+            }
         }
     }
 
     /// Records the end of a session.
-    pub fn disconnected(&self, host: &HostId) -> Result<(), StoreError> {
+    pub fn disconnected(&self, host: &HostId, session: u64) -> Result<(), StoreError> {
         let record = {
             let mut hosts = self.lock();
             let Some(live) = hosts.get_mut(host.as_str()) else {
                 return Ok(());
             };
-            live.sessions = live.sessions.saturating_sub(1);
+            live.sessions.retain(|s| s.id != session);
+            if live.sessions.len() < 2 {
+                live.clone_reported = false;
+            }
             live.record.clone()
         };
         self.store.put_host(&record)
+    }
+
+    /// Hosts with two or more sessions that have each lived, and been heard
+    /// from, for two heartbeat intervals: one identity on two machines. A
+    /// reconnect whose old stream has not been noticed dead yet is not one — that
+    /// stream goes quiet. Each is reported once while it lasts.
+    pub fn new_clones(&self, now: i64) -> Vec<CloneSuspect> {
+        let mut out = Vec::new();
+        for live in self.lock().values_mut() {
+            if live.clone_reported || live.sessions.len() < 2 {
+                continue;
+            }
+            let beat = i64::from(live.record.heartbeat_interval_secs.max(1)) * 1000;
+            let alive: Vec<&Session> = live
+                .sessions
+                .iter()
+                .filter(|s| now - s.started >= 2 * beat && now - s.last_seen <= 2 * beat)
+                .collect();
+            if alive.len() >= 2 {
+                live.clone_reported = true;
+                out.push(CloneSuspect {
+                    host_id: live.record.host_id.clone(),
+                    sessions: alive
+                        .iter()
+                        .map(|s| (s.peer.clone(), s.hostname.clone()))
+                        .collect(),
+                });
+            }
+        }
+        out
     }
 
     fn timeout_ms(&self, record: &HostRecord) -> i64 {
@@ -194,7 +300,7 @@ impl HostRegistry {
             .lock()
             .values()
             .map(|l| HostView {
-                online: l.sessions > 0
+                online: !l.sessions.is_empty()
                     && now - l.record.last_seen_unix_ms <= self.timeout_ms(&l.record),
                 record: l.record.clone(),
             })

@@ -21,6 +21,7 @@ pub mod commands;
 pub mod config;
 pub mod correlate;
 pub mod detect;
+pub mod enroll;
 pub mod evidence;
 pub mod hosts;
 pub mod ingest;
@@ -70,6 +71,9 @@ pub enum ServeError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The enrollment CA could not be loaded.
+    #[error("enrollment: {0}")]
+    Enrollment(String),
 }
 
 /// Runs the collector on `listener` until `shutdown` is cancelled, then drains:
@@ -110,6 +114,29 @@ pub async fn serve(
     let commands = Arc::new(commands::Commands::new(store.clone(), evidence));
     bootstrap_operators(&store, &config)?;
     let tracker = TaskTracker::new();
+    let authority = match &config.enrollment {
+        Some(e) => Some(Arc::new(
+            enroll::Authority::load(&config.tls.ca, &e.ca_key, e.validity, hosts.clone())
+                .map_err(ServeError::Enrollment)?,
+        )),
+        None => None,
+    };
+    if let (Some(authority), Some(listen)) = (
+        authority.clone(),
+        config.enrollment.as_ref().and_then(|e| e.listen),
+    ) {
+        let https = bannin_proto::tls::https_server_config(&material)?;
+        let enrollment = Arc::new(enroll::Enrollment::new(authority, store.clone()));
+        let stop = shutdown.child_token();
+        tracker.spawn(
+            async move {
+                if let Err(error) = enroll::serve(listen, https, enrollment, stop).await {
+                    tracing::error!(%error, "The enrollment endpoint stopped");
+                }
+            }
+            .instrument(tracing::info_span!("enrollment")),
+        );
+    }
 
     tracker.spawn(
         watch_silence(hosts.clone(), ingest.clone(), shutdown.child_token())
@@ -152,12 +179,14 @@ pub async fn serve(
     );
 
     let link = link::LinkService {
+        authority,
         ingest: ingest.clone(),
         hosts: hosts.clone(),
         commands: commands.clone(),
         max_message_bytes: config.max_message_bytes,
         shutdown: shutdown.child_token(),
     };
+    let hosts_for_gate = hosts.clone();
     let operator = operator_api::OperatorService {
         rules: Arc::new(operator_api::RulesInForce {
             severity_overrides: config.severity_overrides.clone(),
@@ -173,7 +202,18 @@ pub async fn serve(
     };
     drop(ingest);
     let addr = listener.local_addr().ok();
-    let incoming = TlsIncoming::new(listener, tls, shutdown.child_token());
+    let gate_hosts = hosts_for_gate;
+    let incoming = TlsIncoming::with_gate(
+        listener,
+        tls,
+        shutdown.child_token(),
+        Arc::new(move |identity| match identity {
+            bannin_proto::identity::PeerIdentity::Agent(h) if gate_hosts.is_revoked(h.as_str()) => {
+                Some(format!("host {h} is revoked"))
+            }
+            _ => None,
+        }),
+    );
     tracing::info!(listen = ?addr, data_dir = %config.data_dir.display(), "Collector serving");
     let limit = config.max_message_bytes;
     let server = tonic::transport::Server::builder()
@@ -246,6 +286,53 @@ async fn watch_silence(hosts: Arc<HostRegistry>, ingest: Ingest, shutdown: Cance
             };
             if let Err(error) = ingest.raise(finding).await {
                 tracing::error!(%error, "Cannot raise host.silent");
+            }
+        }
+        for clone in hosts.new_clones(now) {
+            let Ok(host_id) = HostId::new(clone.host_id.clone()) else {
+                continue;
+            };
+            let places: Vec<String> = clone
+                .sessions
+                .iter()
+                .map(|(peer, hostname)| format!("{hostname} at {peer}"))
+                .collect();
+            tracing::warn!(host.id = %host_id, sessions = %places.join(", "), "One host identity live on several machines");
+            let finding = NewFinding {
+                host_id,
+                kind: "host.clone".into(),
+                severity: Severity::Critical,
+                observed_unix_ms: now,
+                attributes: BTreeMap::from([
+                    ("sessions".to_owned(), clone.sessions.len().to_string()),
+                    (
+                        "peers".to_owned(),
+                        clone
+                            .sessions
+                            .iter()
+                            .map(|(p, _)| p.clone())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    ),
+                    (
+                        "hostnames".to_owned(),
+                        clone
+                            .sessions
+                            .iter()
+                            .map(|(_, h)| h.clone())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    ),
+                ]),
+                summary: format!(
+                    "host identity {} is live on {} machines at once ({}): a copied key; revoke it and re-enroll",
+                    clone.host_id,
+                    clone.sessions.len(),
+                    places.join(", ")
+                ),
+            };
+            if let Err(error) = ingest.raise(finding).await {
+                tracing::error!(%error, "Cannot raise host.clone");
             }
         }
     }

@@ -31,6 +31,7 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 /// The `AgentLink` service.
 #[derive(Clone)]
 pub struct LinkService {
+    pub(crate) authority: Option<Arc<crate::enroll::Authority>>,
     pub(crate) ingest: Ingest,
     pub(crate) hosts: Arc<HostRegistry>,
     pub(crate) commands: Arc<Commands>,
@@ -84,7 +85,12 @@ impl AgentLink for LinkService {
                 hello.host_id
             )));
         }
-        self.hosts
+        if self.hosts.is_revoked(host.as_str()) {
+            tracing::warn!(host.id = %host, peer.addr = %peer.remote_addr, "Stream refused: host revoked");
+            return Err(Status::permission_denied(format!("host {host} is revoked")));
+        }
+        let session = self
+            .hosts
             .connected(&host, &hello, peer.remote_addr.to_string())
             .map_err(|e| internal("registering host", &e))?;
         tracing::info!(host.id = %host, peer.addr = %peer.remote_addr, hostname = %hello.hostname, agent.version = %hello.agent_version, "Agent connected");
@@ -103,7 +109,9 @@ impl AgentLink for LinkService {
         let span =
             tracing::info_span!("agent_session", host.id = %host, peer.addr = %peer.remote_addr);
         let this = self.clone();
-        tokio::spawn(async move { this.run_session(host, inbound, tx).await }.instrument(span));
+        tokio::spawn(
+            async move { this.run_session(host, session, inbound, tx).await }.instrument(span),
+        );
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
@@ -112,9 +120,11 @@ impl LinkService {
     async fn run_session(
         &self,
         host: HostId,
+        session_id: u64,
         mut inbound: Streaming<v1::AgentMessage>,
         tx: Outbound,
     ) {
+        let mut revocations = self.hosts.revocations();
         let (acks_tx, acks_rx) =
             mpsc::channel::<oneshot::Receiver<Result<u64, IngestError>>>(MAX_IN_FLIGHT);
         let acker = tokio::spawn(send_acks(acks_rx, tx.clone()));
@@ -128,6 +138,14 @@ impl LinkService {
         loop {
             let message = tokio::select! {
                 () = self.shutdown.cancelled() => break,
+                changed = revocations.changed() => {
+                    if changed.is_ok() && self.hosts.is_revoked(host.as_str()) {
+                        tracing::warn!("Host revoked; stream cut");
+                        let _ = tx.send(Err(Status::permission_denied(format!("host {host} was revoked")))).await;
+                        break;
+                    }
+                    continue;
+                }
                 m = inbound.message() => m,
             };
             let body = match message {
@@ -147,7 +165,7 @@ impl LinkService {
                     break;
                 }
             };
-            self.hosts.seen(&host);
+            self.hosts.seen(&host, session_id);
             match body {
                 agent_message::Body::Batch(batch) => {
                     let submitted = self.ingest.submit_batch(host.clone(), batch).await;
@@ -187,6 +205,32 @@ impl LinkService {
                         tracing::error!(%error, "Cannot record a command result");
                     }
                 }
+                agent_message::Body::Renew(request) => {
+                    let answer = match &self.authority {
+                        Some(ca) => match ca.renew(&host, &request.csr_pem) {
+                            Ok(issued) => {
+                                tracing::info!(not_after = issued.not_after_unix_ms, "Certificate renewed");
+                                issued
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "Renewal refused");
+                                v1::RenewResponse {
+                                    error: error.to_string(),
+                                    ..Default::default()
+                                }
+                            }
+                        },
+                        None => v1::RenewResponse {
+                            error: "this collector does not renew certificates ([enrollment] ca_key is not set)".into(),
+                            ..Default::default()
+                        },
+                    };
+                    let _ = tx
+                        .send(Ok(v1::CollectorMessage {
+                            body: Some(collector_message::Body::Renewed(answer)),
+                        }))
+                        .await;
+                }
                 agent_message::Body::Hello(_) => {
                     tracing::warn!("Second Hello on one stream; stream closed");
                     let _ = tx
@@ -202,7 +246,7 @@ impl LinkService {
         drop(acks_tx);
         // Acknowledge what was already handed to the writer before closing.
         let _ = acker.await;
-        if let Err(error) = self.hosts.disconnected(&host) {
+        if let Err(error) = self.hosts.disconnected(&host, session_id) {
             tracing::warn!(%error, "Cannot record disconnect");
         }
         tracing::info!("Agent disconnected");

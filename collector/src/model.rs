@@ -683,3 +683,58 @@ impl Incident {
         }
     }
 }
+
+/// An enrollment token. Its secret is never stored, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// `t1`, `t2`, …
+    pub id: String,
+    /// SHA-256 of the secret, hex.
+    pub secret_sha256: String,
+    /// Enrollments allowed.
+    pub uses: u32,
+    /// Enrollments done.
+    pub used: u32,
+    /// When it stops working.
+    pub expires_unix_ms: i64,
+    /// Revoked by an admin.
+    pub revoked: bool,
+    /// Labels given to every host enrolled with it.
+    pub labels: BTreeMap<String, String>,
+    /// Who made it.
+    pub created_by: String,
+    /// When.
+    pub created_unix_ms: i64,
+    /// Hosts enrolled with it.
+    pub hosts: Vec<String>,
+    /// What it is for.
+    pub note: String,
+}
+
+impl TokenRecord {
+    /// active, used_up, expired or revoked, at `now`.
+    pub fn state(&self, now: i64) -> &'static str {
+        if self.revoked {
+            "revoked"
+        } else if self.used >= self.uses {
+            "used_up"
+        } else if now >= self.expires_unix_ms {
+            "expired"
+        } else {
+            "active"
+        }
+    }
+}
+
+/// A revoked host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedHost {
+    /// Host id.
+    pub host_id: String,
+    /// Who revoked it.
+    pub by: String,
+    /// When.
+    pub at_unix_ms: i64,
+    /// Why.
+    pub reason: String,
+}

@@ -47,6 +47,33 @@ pub struct RulesInForce {
     pub correlation: crate::correlate::CorrelationConfig,
 }
 
+fn token_wire(t: &crate::model::TokenRecord) -> v1::EnrollToken {
+    v1::EnrollToken {
+        id: t.id.clone(),
+        uses: t.uses,
+        used: t.used,
+        expires_unix_ms: t.expires_unix_ms,
+        revoked: t.revoked,
+        labels: t.labels.clone().into_iter().collect(),
+        created_by: t.created_by.clone(),
+        created_unix_ms: t.created_unix_ms,
+        hosts: t.hosts.clone(),
+        note: t.note.clone(),
+        state: t.state(bannin_proto::now_unix_ms()).into(),
+    }
+}
+
+impl OperatorService {
+    /// Makes what was written durable.
+    async fn flush(&self) -> Result<(), Status> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.make_durable())
+            .await
+            .map_err(|e| internal("flushing", &e))?
+            .map_err(|e| internal("flushing", &e))
+    }
+}
+
 /// Kinds of findings people report.
 pub const REPORT_KINDS: &[&str] = &["report.external", "report.threat", "report.user"];
 
@@ -1219,6 +1246,142 @@ impl Operator for OperatorService {
             correlations,
             correlation_keys: stats.correlation.keys as u64,
             correlation_shed: stats.correlation.shed,
+        }))
+    }
+
+    async fn create_token(
+        &self,
+        request: Request<v1::CreateTokenRequest>,
+    ) -> Result<Response<v1::CreatedToken>, Status> {
+        let name = self
+            .authorize(&request, Role::Admin, "token.create")
+            .await?;
+        let r = request.into_inner();
+        bannin_proto::labels::check(&r.labels)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if r.uses > 100_000 {
+            return Err(Status::invalid_argument("uses: at most 100000"));
+        }
+        let expires = if r.expires_in_secs == 0 {
+            86_400
+        } else {
+            r.expires_in_secs
+        };
+        if expires > 366 * 86_400 {
+            return Err(Status::invalid_argument("a token expires within a year"));
+        }
+        let (token, secret) = crate::enroll::create_token(
+            &self.store,
+            name.as_str(),
+            if r.uses == 0 { 1 } else { r.uses },
+            std::time::Duration::from_secs(expires),
+            r.labels.into_iter().collect(),
+            r.note,
+        )
+        .map_err(|e| internal("storing the token", &e))?;
+        self.store
+            .append_action(&Action {
+                at_unix_ms: bannin_proto::now_unix_ms(),
+                actor: name.to_string(),
+                verb: "token.create".into(),
+                target: token.id.clone(),
+                reason: token.note.clone(),
+                result: format!("{} use(s), expires {}", token.uses, token.expires_unix_ms),
+            })
+            .map_err(|e| internal("writing the action log", &e))?;
+        self.flush().await?;
+        Ok(Response::new(v1::CreatedToken {
+            token: Some(token_wire(&token)),
+            secret,
+        }))
+    }
+
+    async fn list_tokens(
+        &self,
+        request: Request<v1::ListTokensRequest>,
+    ) -> Result<Response<v1::ListTokensResponse>, Status> {
+        self.authorize(&request, Role::Admin, "token.list").await?;
+        let tokens = self
+            .store
+            .tokens()
+            .map_err(|e| internal("reading tokens", &e))?
+            .iter()
+            .map(token_wire)
+            .collect();
+        Ok(Response::new(v1::ListTokensResponse { tokens }))
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<v1::RevokeTokenRequest>,
+    ) -> Result<Response<v1::EnrollToken>, Status> {
+        let name = self
+            .authorize(&request, Role::Admin, "token.revoke")
+            .await?;
+        let id = request.into_inner().id;
+        let mut token = self
+            .store
+            .token(&id)
+            .map_err(|e| internal("reading tokens", &e))?
+            .ok_or_else(|| Status::not_found(format!("no token {id:?}")))?;
+        token.revoked = true;
+        self.store
+            .put_token(&token)
+            .map_err(|e| internal("storing the token", &e))?;
+        self.store
+            .append_action(&Action {
+                at_unix_ms: bannin_proto::now_unix_ms(),
+                actor: name.to_string(),
+                verb: "token.revoke".into(),
+                target: id,
+                reason: String::new(),
+                result: "revoked".into(),
+            })
+            .map_err(|e| internal("writing the action log", &e))?;
+        self.flush().await?;
+        Ok(Response::new(token_wire(&token)))
+    }
+
+    async fn revoke_host(
+        &self,
+        request: Request<v1::RevokeHostRequest>,
+    ) -> Result<Response<v1::RevokeHostResponse>, Status> {
+        let name = self.authorize(&request, Role::Admin, "host.revoke").await?;
+        let r = request.into_inner();
+        if r.reason.trim().is_empty() {
+            return Err(Status::invalid_argument("a reason is required"));
+        }
+        if self
+            .store
+            .host(&r.host_id)
+            .map_err(|e| internal("reading hosts", &e))?
+            .is_none()
+        {
+            return Err(Status::not_found(format!("no host {:?}", r.host_id)));
+        }
+        let cut = self
+            .hosts
+            .revoke(crate::model::RevokedHost {
+                host_id: r.host_id.clone(),
+                by: name.to_string(),
+                at_unix_ms: bannin_proto::now_unix_ms(),
+                reason: r.reason.clone(),
+            })
+            .map_err(|e| internal("revoking", &e))?;
+        self.store
+            .append_action(&Action {
+                at_unix_ms: bannin_proto::now_unix_ms(),
+                actor: name.to_string(),
+                verb: "host.revoke".into(),
+                target: r.host_id.clone(),
+                reason: r.reason,
+                result: format!("{cut} live session(s) cut"),
+            })
+            .map_err(|e| internal("writing the action log", &e))?;
+        self.flush().await?;
+        Ok(Response::new(v1::RevokeHostResponse {
+            host_id: r.host_id,
+            sessions_cut: u32::try_from(cut).unwrap_or(u32::MAX),
         }))
     }
 

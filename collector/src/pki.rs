@@ -71,6 +71,15 @@ pub struct Validity {
 }
 
 impl Validity {
+    /// From five minutes ago (clock skew) to `secs` from now.
+    pub fn secs(secs: i64) -> Self {
+        let now = OffsetDateTime::now_utc();
+        Self {
+            not_before: now - Duration::minutes(5),
+            not_after: now + Duration::seconds(secs),
+        }
+    }
+
     /// From now (less five minutes of clock skew) for `days`.
     pub fn days(days: i64) -> Self {
         let now = OffsetDateTime::now_utc();
@@ -170,6 +179,30 @@ impl Ca {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         self.sign(params, validity)
+    }
+
+    /// Signs a client certificate for `identity` around `public_key` (from a
+    /// CSR): nothing else of the request is used. clientAuth only, not a CA,
+    /// this CA's `validity`. Returns the certificate's PEM.
+    pub fn sign_client_key(
+        &self,
+        identity: &PeerIdentity,
+        public_key: &impl rcgen::PublicKeyData,
+        validity: Validity,
+    ) -> Result<String, PkiError> {
+        let mut params = CertificateParams::default();
+        let uri = rcgen::string::Ia5String::try_from(identity.san_uri())?;
+        params.subject_alt_names = vec![SanType::URI(uri)];
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, identity.to_string());
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.not_before = validity.not_before;
+        params.not_after = validity.not_after;
+        params.use_authority_key_identifier_extension = true;
+        Ok(params.signed_by(public_key, &self.issuer)?.pem())
     }
 
     fn sign(&self, mut params: CertificateParams, validity: Validity) -> Result<Issued, PkiError> {

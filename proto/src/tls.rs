@@ -398,6 +398,9 @@ pub async fn accept(
     })
 }
 
+/// Decides whether an authenticated peer may go on: `Some(reason)` refuses it.
+pub type Gate = Arc<dyn Fn(&PeerIdentity) -> Option<String> + Send + Sync>;
+
 /// A stream of authenticated connections for `tonic::transport::Server::serve_with_incoming`.
 ///
 /// Refused connections never reach tonic; each is logged once with its address and reason.
@@ -411,6 +414,17 @@ impl TlsIncoming {
         listener: TcpListener,
         config: Arc<ServerConfig>,
         shutdown: CancellationToken,
+    ) -> Self {
+        Self::with_gate(listener, config, shutdown, Arc::new(|_| None))
+    }
+
+    /// As [`TlsIncoming::new`], and every authenticated peer is put to `gate`,
+    /// which refuses it with a reason (a revoked host) or lets it through.
+    pub fn with_gate(
+        listener: TcpListener,
+        config: Arc<ServerConfig>,
+        shutdown: CancellationToken,
+        gate: Gate,
     ) -> Self {
         let (tx, rx) = mpsc::channel(256);
         let acceptor = TlsAcceptor::from(config);
@@ -436,10 +450,15 @@ impl TlsIncoming {
                 };
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
+                let gate = gate.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
                     match accept(&acceptor, tcp, remote_addr).await {
                         Ok(stream) => {
+                            if let Some(why) = gate(&stream.info.identity) {
+                                tracing::warn!(peer.addr = %remote_addr, peer.identity = %stream.info.identity, reason = %why, "Connection refused");
+                                return;
+                            }
                             tracing::debug!(peer.addr = %remote_addr, peer.identity = %stream.info.identity, "TLS peer authenticated");
                             let _ = tx.send(stream).await;
                         }

@@ -27,6 +27,8 @@ fn agent_reports_every_config_error_and_exits_64() {
         "[tls]",
         "[spool]",
         "heartbeat_secs",
+        // Written 0644: readable by other users.
+        "must not be readable by other users",
     ] {
         assert!(err.contains(needle), "{needle} not reported in: {err}");
     }

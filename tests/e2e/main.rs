@@ -5,6 +5,7 @@ mod bad_input;
 mod config;
 mod correlation;
 mod durability;
+mod enrollment;
 mod identity;
 mod incidents;
 mod pipeline;

@@ -130,6 +130,24 @@ async fn call(c: &mut Client, verb: &str) -> Result<(), String> {
             .err(),
         "rules.list" => c.list_rules(v1::ListRulesRequest {}).await.err(),
         "sinks.list" => c.list_sinks(v1::ListSinksRequest {}).await.err(),
+        "token.create" => c
+            .create_token(v1::CreateTokenRequest::default())
+            .await
+            .err(),
+        "token.list" => c.list_tokens(v1::ListTokensRequest {}).await.err(),
+        // No token t99: allowed callers get NotFound.
+        "token.revoke" => c
+            .revoke_token(v1::RevokeTokenRequest { id: "t99".into() })
+            .await
+            .err(),
+        // No host "nowhere": allowed callers get NotFound.
+        "host.revoke" => c
+            .revoke_host(v1::RevokeHostRequest {
+                host_id: "nowhere".into(),
+                reason: "matrix".into(),
+            })
+            .await
+            .err(),
         // No host "nowhere": allowed callers get NotFound.
         "finding.add" => c
             .add_finding(v1::AddFindingRequest {
@@ -185,6 +203,10 @@ const ADMIN_VERBS: &[&str] = &[
     "evidence.export",
     "evidence.dispose",
     "host.label",
+    "token.create",
+    "token.list",
+    "token.revoke",
+    "host.revoke",
 ];
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod https;
 pub mod netns;
 pub mod sim;
 
@@ -326,6 +327,8 @@ pub struct AgentOptions {
     pub enable: Vec<&'static str>,
     /// Extra keys for one of those sensors' sections: (sensor, TOML lines).
     pub sensor_toml: Vec<(&'static str, String)>,
+    /// Extra TOML lines in `[tls]`.
+    pub tls_extra: String,
 }
 
 /// Sensors the harness turns off unless a test enables them.
@@ -356,6 +359,7 @@ impl Default for AgentOptions {
             extra: String::new(),
             enable: Vec::new(),
             sensor_toml: Vec::new(),
+            tls_extra: String::new(),
         }
     }
 }
@@ -381,6 +385,7 @@ address = "{collector}"
 ca = {ca:?}
 cert = {cert:?}
 key = {key:?}
+{tls_extra}
 
 [spool]
 dir = {spool:?}
@@ -418,6 +423,7 @@ dotfiles_unexpected = {dots}
         spool = dir.join("spool").display().to_string(),
         spool_max = options.spool_max_bytes,
         link = options.link,
+        tls_extra = options.tls_extra,
         listener = options.net_listener,
         interval = options.interval_secs,
         watch = watch.join(", "),
@@ -444,6 +450,8 @@ dotfiles_unexpected = {dots}
             .collect::<String>(),
     );
     std::fs::write(&config, text).expect("write agent config");
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod agent config");
     config
 }
 

@@ -435,11 +435,17 @@ impl Processes {
             else {
                 continue;
             };
-            if trusted && let Some(known) = self.seen.remove(&pid) {
-                now.insert(pid, known);
+            let dir = self.root.join(format!("/proc/{pid}"));
+            // The connector judged every exec: a known pid whose executable
+            // still reads the same (not replaced, not deleted) needs nothing more.
+            if trusted
+                && let Some((start, exe)) = self.seen.get(&pid)
+                && std::fs::read_link(dir.join("exe"))
+                    .is_ok_and(|p| p.as_os_str().as_encoded_bytes() == exe.as_bytes())
+            {
+                now.insert(pid, (*start, exe.clone()));
                 continue;
             }
-            let dir = self.root.join(format!("/proc/{pid}"));
             let Some((_, _, start)) = std::fs::read_to_string(dir.join("stat"))
                 .ok()
                 .and_then(|s| parse_stat(&s))
@@ -549,8 +555,9 @@ impl Sensor for Processes {
         if learning || due || lost > 0 || failed.is_some() {
             self.walks = self.walks.wrapping_add(1);
             // With the connector listening and nothing lost, every exec was
-            // judged as it happened: a known pid needs no reading, only a new
-            // one. Every tenth walk re-reads them all anyway.
+            // judged as it happened: a known pid needs only its executable's
+            // link read (a deleted or replaced file still shows at once), a new
+            // one everything. Every tenth walk re-reads them all anyway.
             let trusted = self.events.is_some()
                 && failed.is_none()
                 && lost == 0

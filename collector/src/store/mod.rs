@@ -20,7 +20,8 @@
 //! rewritten on every hello, and need not be atomic with ingest; tree `labels`
 //! holds each host's [`crate::model::HostLabels`] beside it. Trees
 //! `commands` (by id), `isolation` (desired state by host id) and `actions`
-//! (the action log, by id) are in [`commands`].
+//! (the action log, by id) are in [`commands`]. Trees `tokens` (enrollment
+//! tokens by id) and `revoked` (revoked hosts by id) are in [`identity`].
 //!
 //! # Durability
 //!
@@ -32,6 +33,7 @@ mod commands;
 mod events;
 mod findings;
 mod hosts;
+mod identity;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -85,6 +87,8 @@ pub struct Store {
     evidence: sled::Tree,
     incidents: sled::Tree,
     labels: sled::Tree,
+    tokens: sled::Tree,
+    revoked: sled::Tree,
     /// Serialises appends to the action log (its hash chain).
     action_lock: std::sync::Arc<std::sync::Mutex<()>>,
     data_file: std::sync::Arc<(PathBuf, File)>,
@@ -118,6 +122,8 @@ impl Store {
         let evidence = db.open_tree("evidence")?;
         let incidents = db.open_tree("incidents")?;
         let labels = db.open_tree("labels")?;
+        let tokens = db.open_tree("tokens")?;
+        let revoked = db.open_tree("revoked")?;
         let data_path = dir.join("db");
         let data_file = File::open(&data_path).map_err(|source| StoreError::Io {
             path: data_path.clone(),
@@ -134,6 +140,8 @@ impl Store {
             evidence,
             incidents,
             labels,
+            tokens,
+            revoked,
             action_lock: std::sync::Arc::new(std::sync::Mutex::new(())),
             data_file: std::sync::Arc::new((data_path, data_file)),
         })

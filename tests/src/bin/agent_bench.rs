@@ -414,6 +414,10 @@ fn idle(minutes: u64) -> anyhow::Result<()> {
             adir.join("spool").display().to_string()
         ),
     )?;
+    std::fs::set_permissions(
+        &agent_toml,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )?;
     let mut a = Command::new(release_bin("bannin-agent")?);
     a.arg("run")
         .arg("--config")
