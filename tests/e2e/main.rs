@@ -8,6 +8,7 @@ mod durability;
 mod enrollment;
 mod identity;
 mod incidents;
+mod packages;
 mod pipeline;
 mod response;
 mod roles;
