@@ -750,6 +750,11 @@ mod example_tests {
         // Every commented setting in force too (a `# key = value` or `# [table]` line).
         let setting = regex::Regex::new(r#"^# (\[\[?[a-z_.]+\]\]?|[a-z_"][A-Za-z0-9_."]* = .+)$"#)
             .expect("regex");
+        std::fs::create_dir_all(dir.path().join("pki")).expect("pki");
+        let ca_key = dir.path().join("pki/ca.key");
+        std::fs::write(&ca_key, "not a key").expect("ca key");
+        std::fs::set_permissions(&ca_key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
         let token = dir.path().join("alertmanager.token");
         std::fs::write(&token, "0123456789abcdef0123").expect("token");
         std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
