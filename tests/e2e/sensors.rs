@@ -152,7 +152,7 @@ async fn processes_from_dev_shm_with_a_known_bad_hash_are_found_and_known_ones_a
             .expect("python3"),
     );
     let pid = fileless.0.id().to_string();
-    let f = eventually(Duration::from_secs(30), "a deleted executable", || {
+    let f = eventually(Duration::from_secs(60), "a deleted executable", || {
         let mut c = client.clone();
         let pid = pid.clone();
         async move {
