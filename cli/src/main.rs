@@ -614,7 +614,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .into_inner()
                     .findings;
                 if cli.json {
-                    print_json(&findings.iter().map(finding_json).collect::<Vec<_>>())?;
+                    let labels = host_labels(&mut client).await;
+                    print_json(
+                        &findings
+                            .iter()
+                            .map(|f| with_labels(finding_json(f), &labels, &f.host_id))
+                            .collect::<Vec<_>>(),
+                    )?;
                 } else {
                     for f in &findings {
                         println!("{}", finding_line(f));
@@ -641,13 +647,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .find(|f| f.id == id)
                         .with_context(|| format!("no finding {id}"))?;
                     let chain = correlated_chain(&mut client, &found).await?;
+                    let labels = host_labels(&mut client).await;
                     if cli.json {
-                        let mut doc = finding_json(&found);
+                        let mut doc = with_labels(finding_json(&found), &labels, &found.host_id);
                         doc["correlated"] =
                             serde_json::Value::Array(chain.iter().map(finding_json).collect());
                         print_json(&doc)?;
                     } else {
                         print_finding(&found, false)?;
+                        if let Some(l) = labels.get(&found.host_id).filter(|l| !l.is_empty()) {
+                            let shown: Vec<String> =
+                                l.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                            println!("  host labels: {}", shown.join(", "));
+                        }
                         if !chain.is_empty() {
                             println!("  built from:");
                             for f in &chain {
@@ -1559,6 +1571,31 @@ async fn evidence(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every host's labels (empty when the hosts cannot be listed).
+async fn host_labels(
+    client: &mut v1::operator_client::OperatorClient<tonic::transport::Channel>,
+) -> std::collections::HashMap<String, std::collections::BTreeMap<String, String>> {
+    match client.list_hosts(v1::ListHostsRequest {}).await {
+        Ok(r) => r
+            .into_inner()
+            .hosts
+            .into_iter()
+            .map(|h| (h.host_id, h.labels.into_iter().collect()))
+            .collect(),
+        Err(_) => std::collections::HashMap::new(),
+    }
+}
+
+/// A finding's JSON with its host's labels.
+fn with_labels(
+    mut doc: serde_json::Value,
+    labels: &std::collections::HashMap<String, std::collections::BTreeMap<String, String>>,
+    host: &str,
+) -> serde_json::Value {
+    doc["host_labels"] = serde_json::json!(labels.get(host).cloned().unwrap_or_default());
+    doc
 }
 
 /// The findings a correlated finding was built from (its `correlated_findings`).

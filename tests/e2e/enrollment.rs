@@ -197,6 +197,27 @@ async fn tokens_enroll_hosts_and_every_token_failure_is_clear() {
         .cloned()
         .expect("listed");
     assert_eq!(shown["labels"]["site"], "osaka", "{shown}");
+    // Findings on the host carry its labels too.
+    let (ok, f, err) = bannin_json(
+        &operator,
+        &[
+            "finding",
+            "add",
+            "--host",
+            &host,
+            "--kind",
+            "report.user",
+            "--severity",
+            "low",
+            "--text",
+            "slow logins",
+        ],
+    );
+    assert!(ok, "{err}");
+    let id = f["id"].as_u64().expect("id").to_string();
+    let (ok, f, err) = bannin_json(&operator, &["finding", "show", &id]);
+    assert!(ok, "{err}");
+    assert_eq!(f["host_labels"]["site"], "osaka", "{f}");
 
     // Each failure says what is wrong.
     let (ok, _, _) = enroll(&pki, port, &secret, &dir.path().join("db-01"));
