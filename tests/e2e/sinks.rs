@@ -352,12 +352,15 @@ socket = {unix:?}
         || {
             let ids = ids.clone();
             let (s, h) = (syslog_seen.clone(), hook_seen.clone());
+            let (t, u) = (tls_seen.clone(), unix_seen.clone());
             let out = out.clone();
             async move {
                 let all = |got: &BTreeSet<u64>| ids.is_subset(got);
                 (all(&jsonl_ids(&out))
                     && all(&s.lock().expect("lock"))
-                    && all(&h.lock().expect("lock")))
+                    && all(&h.lock().expect("lock"))
+                    && all(&t.lock().expect("lock"))
+                    && all(&u.lock().expect("lock")))
                 .then_some(())
             }
         },
