@@ -312,8 +312,14 @@ impl Runner {
                     }
                 }
                 match conn {
-                    SyslogConn::Tcp(s) => s.flush().await?,
-                    SyslogConn::Tls(s) => s.flush().await?,
+                    SyslogConn::Tcp(s) => {
+                        s.flush().await?;
+                        drain(s).await?;
+                    }
+                    SyslogConn::Tls(s) => {
+                        s.flush().await?;
+                        drain(s.as_mut()).await?;
+                    }
                     SyslogConn::Unix(_) => {}
                 }
                 Ok(())
@@ -323,6 +329,29 @@ impl Runner {
                     .to_string();
                 post(&url, ca.as_deref(), &headers, body).await
             }
+        }
+    }
+}
+
+/// Reads whatever the receiver sent (TLS 1.3 session tickets, say) without
+/// waiting. Syslog has no acknowledgement: what this process wrote is
+/// delivered by the kernel even if the collector is killed — unless unread
+/// data sits in the socket, which turns the close into a reset that discards
+/// the unsent rest. A receiver that closed is an error (reconnect).
+async fn drain<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Result<(), SinkError> {
+    use tokio::io::AsyncReadExt;
+    let mut scratch = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_millis(1), stream.read(&mut scratch)).await {
+            Err(_) => return Ok(()),
+            Ok(Ok(0)) => {
+                return Err(SinkError::Io(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "the syslog receiver closed the connection",
+                )));
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(SinkError::Io(e)),
         }
     }
 }
