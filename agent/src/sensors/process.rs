@@ -438,13 +438,17 @@ impl Processes {
             let dir = self.root.join(format!("/proc/{pid}"));
             // The connector judged every exec: a known pid whose executable
             // still reads the same (not replaced, not deleted) needs nothing more.
-            if trusted
-                && let Some((start, exe)) = self.seen.get(&pid)
-                && std::fs::read_link(dir.join("exe"))
-                    .is_ok_and(|p| p.as_os_str().as_encoded_bytes() == exe.as_bytes())
-            {
-                now.insert(pid, (*start, exe.clone()));
-                continue;
+            // (Kernel threads have no link and were seen without one.)
+            if trusted && let Some((start, exe)) = self.seen.get(&pid) {
+                let link = std::fs::read_link(dir.join("exe"));
+                let same = match &link {
+                    Ok(p) => p.as_os_str().as_encoded_bytes() == exe.as_bytes(),
+                    Err(_) => exe.is_empty(),
+                };
+                if same {
+                    now.insert(pid, (*start, exe.clone()));
+                    continue;
+                }
             }
             let Some((_, _, start)) = std::fs::read_to_string(dir.join("stat"))
                 .ok()
