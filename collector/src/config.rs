@@ -265,26 +265,36 @@ pub struct CollectorConfig {
     pub enrollment: Option<crate::enroll::EnrollmentConfig>,
 }
 
+/// A `[[sink]]` or `[[suppress]]` name: unique, 1-64 letters, digits, '-', '_' or '.'
+/// (it keys a durable counter in the store).
+fn check_rule_name(
+    errors: &mut ConfigErrors,
+    at: &str,
+    name: &str,
+    names: &mut std::collections::BTreeSet<String>,
+) {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        errors.push(format!(
+            "{at}: name must be 1-64 letters, digits, '-', '_' or '.'"
+        ));
+    }
+    if !names.insert(name.to_owned()) {
+        errors.push(format!("{at}: the name is used twice"));
+    }
+}
+
 fn sinks(errors: &mut ConfigErrors, base: &Path, raw: &[RawSink]) -> Vec<crate::sinks::SinkConfig> {
     use crate::sinks::{SinkConfig, SinkKind, SyslogTransport};
     let mut names = std::collections::BTreeSet::new();
     let mut out = Vec::new();
     for r in raw {
         let at = format!("sink {:?}", r.name);
-        if r.name.is_empty()
-            || r.name.len() > 64
-            || !r
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        {
-            errors.push(format!(
-                "{at}: name must be 1-64 letters, digits, '-', '_' or '.'"
-            ));
-        }
-        if !names.insert(r.name.clone()) {
-            errors.push(format!("{at}: the name is used twice"));
-        }
+        check_rule_name(errors, &at, &r.name, &mut names);
         let kind = match r.kind.as_str() {
             "jsonl" => match &r.path {
                 Some(p) => Some(SinkKind::JsonLines {
@@ -483,20 +493,7 @@ fn suppress_rules(
     let mut out = Vec::new();
     for r in raw {
         let at = format!("suppress {:?}", r.name);
-        if r.name.is_empty()
-            || r.name.len() > 64
-            || !r
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        {
-            errors.push(format!(
-                "{at}: name must be 1-64 letters, digits, '-', '_' or '.'"
-            ));
-        }
-        if !names.insert(r.name.clone()) {
-            errors.push(format!("{at}: the name is used twice"));
-        }
+        check_rule_name(errors, &at, &r.name, &mut names);
         if r.reason.trim().is_empty() {
             errors.push(format!("{at}: a reason is required"));
         }

@@ -377,62 +377,21 @@ pub async fn serve(
     enrollment: Arc<Enrollment>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(%listen, path = PATH, "Enrollment endpoint serving");
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let connections = tokio_util::task::TaskTracker::new();
-    loop {
-        let (tcp, remote) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(error) => {
-                    tracing::warn!(%error, "Enrollment accept failed");
-                    continue;
-                }
-            },
-        };
-        let (acceptor, enrollment, shutdown) =
-            (acceptor.clone(), enrollment.clone(), shutdown.clone());
-        connections.spawn(async move {
-            let Ok(Ok(tls)) =
-                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
-            else {
-                tracing::debug!(peer.addr = %remote, "Enrollment TLS handshake failed");
-                return;
-            };
-            let service = hyper::service::service_fn(move |request| {
-                let enrollment = enrollment.clone();
-                async move {
-                    Ok::<_, std::convert::Infallible>(handle(&enrollment, remote, request).await)
-                }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = &mut connection => {}
-                () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
-            }
-        });
-    }
-    connections.close();
-    connections.wait().await;
-    Ok(())
-}
-
-fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    response
+    crate::https::serve(
+        "enrollment",
+        listen,
+        tls,
+        shutdown,
+        move |_, remote, request| {
+            let enrollment = enrollment.clone();
+            async move { handle(&enrollment, remote, request).await }
+        },
+    )
+    .await
 }
 
 fn error_reply(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
-    reply(status, serde_json::json!({ "error": message }).to_string())
+    crate::https::error(status, message)
 }
 
 async fn handle(
@@ -468,9 +427,9 @@ async fn handle(
         }
     };
     match enrollment.enroll(remote.ip(), &parsed).await {
-        Ok(enrolled) => reply(
+        Ok(enrolled) => crate::https::json(
             StatusCode::OK,
-            serde_json::to_string(&enrolled).unwrap_or_else(|_| "{}".into()),
+            &serde_json::to_value(&enrolled).unwrap_or_default(),
         ),
         Err(e) => error_reply(e.status(), &e.to_string()),
     }

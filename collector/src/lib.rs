@@ -24,6 +24,7 @@ pub mod detect;
 pub mod enroll;
 pub mod evidence;
 pub mod hosts;
+pub mod https;
 pub mod ingest;
 pub mod link;
 pub mod model;

@@ -203,11 +203,7 @@ impl OperatorService {
                 })
             })
             .map_err(|e| internal("changing operators", &e))?;
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.make_durable())
-            .await
-            .map_err(|e| internal("flushing", &e))?
-            .map_err(|e| internal("flushing", &e))?;
+        self.flush().await?;
         tracing::info!(admin = %admin, operator = %record.name, role = record.role.as_str(), enabled = record.enabled, "{verb}");
         Ok(Response::new(record.to_wire()))
     }
@@ -254,11 +250,7 @@ impl OperatorService {
                 result,
             })
             .map_err(|e| internal("writing custody", &e))?;
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.make_durable())
-            .await
-            .map_err(|e| internal("flushing", &e))?
-            .map_err(|e| internal("flushing", &e))
+        self.flush().await
     }
 
     fn detail(&self, record: &EvidenceRecord) -> Result<v1::EvidenceDetail, Status> {
@@ -339,11 +331,7 @@ impl OperatorService {
                 })
             })
             .map_err(|e| internal("writing the incident", &e))?;
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.make_durable())
-            .await
-            .map_err(|e| internal("flushing", &e))?
-            .map_err(|e| internal("flushing", &e))
+        self.flush().await
     }
 
     fn check_findings(&self, ids: &[u64]) -> Result<(), Status> {
@@ -1485,11 +1473,7 @@ impl Operator for OperatorService {
                 },
             })
             .map_err(|e| internal("writing the action log", &e))?;
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.make_durable())
-            .await
-            .map_err(|e| internal("flushing", &e))?
-            .map_err(|e| internal("flushing", &e))?;
+        self.flush().await?;
         if id == 0 {
             return Err(Status::failed_precondition(
                 "the finding matches a suppression rule and was counted, not queued (see `bannin rules`)",
@@ -1550,11 +1534,7 @@ impl Operator for OperatorService {
                 })
             })
             .map_err(|e| internal("writing labels", &e))?;
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.make_durable())
-            .await
-            .map_err(|e| internal("flushing", &e))?
-            .map_err(|e| internal("flushing", &e))?;
+        self.flush().await?;
         let host = self
             .hosts
             .list()

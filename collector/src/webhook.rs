@@ -21,7 +21,6 @@
 //! `repeat_interval`; repeats fold into the first finding with a count.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -136,8 +135,8 @@ pub async fn serve(
         Some(path) => Some(read_token(path).map_err(std::io::Error::other)?),
         None => None,
     };
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    tracing::info!(listen = %config.listen, path = PATH, tokens = token.is_some(), "Alertmanager webhook serving");
+    tracing::info!(listen = %config.listen, path = PATH, tokens = token.is_some(), "Alertmanager webhook");
+    let listen = config.listen;
     let shared = Arc::new(Shared {
         config,
         token,
@@ -145,75 +144,21 @@ pub async fn serve(
         ingest,
         hosts,
     });
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let connections = tokio_util::task::TaskTracker::new();
-    loop {
-        let (tcp, remote) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(error) => {
-                    tracing::warn!(%error, "Webhook accept failed");
-                    continue;
-                }
-            },
-        };
-        let acceptor = acceptor.clone();
-        let shared = shared.clone();
-        let shutdown = shutdown.clone();
-        connections.spawn(async move {
-            let tls = match tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                acceptor.accept(tcp),
-            )
-            .await
-            {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(error)) => {
-                    tracing::warn!(peer.addr = %remote, %error, "Webhook TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::warn!(peer.addr = %remote, "Webhook TLS handshake timed out");
-                    return;
-                }
-            };
-            let identity = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(|leaf| PeerIdentity::from_certificate(leaf).ok());
-            let service = hyper::service::service_fn(move |request| {
-                let shared = shared.clone();
-                let identity = identity.clone();
-                async move { Ok::<_, Infallible>(handle(&shared, identity, remote, request).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                result = &mut connection => {
-                    if let Err(error) = result {
-                        tracing::debug!(peer.addr = %remote, %error, "Webhook connection ended");
-                    }
-                }
-                () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
-            }
-        });
-    }
-    connections.close();
-    connections.wait().await;
-    Ok(())
+    crate::https::serve(
+        "alertmanager webhook",
+        listen,
+        tls,
+        shutdown,
+        move |identity, remote, request| {
+            let shared = shared.clone();
+            async move { handle(&shared, identity, remote, request).await }
+        },
+    )
+    .await
 }
 
 fn reply(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
+    let mut response = crate::https::json(status, &body);
     if status == StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(
             hyper::header::WWW_AUTHENTICATE,
