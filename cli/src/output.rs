@@ -418,3 +418,9 @@ pub fn token_json(t: &v1::EnrollToken) -> Value {
         "note": t.note,
     })
 }
+
+/// Prints `value` as pretty JSON on stdout.
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

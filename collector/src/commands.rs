@@ -460,7 +460,7 @@ impl Commands {
     }
 
     /// The evidence store.
-    pub fn evidence(&self) -> &crate::evidence::Evidence {
+    pub fn evidence(&self) -> &std::sync::Arc<crate::evidence::Evidence> {
         &self.evidence
     }
 

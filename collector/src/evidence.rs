@@ -13,6 +13,8 @@ use std::sync::Mutex;
 use bannin_proto::v1;
 use sha2::{Digest, Sha256};
 
+use crate::model::EvidenceRecord;
+
 /// Largest bundle accepted.
 pub const MAX_BUNDLE_BYTES: u64 = 1024 * 1024 * 1024;
 
@@ -249,6 +251,111 @@ impl Evidence {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&key)
+    }
+}
+
+/// How a custodian disposed of evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposal {
+    /// Destroyed.
+    Wiped,
+    /// Given back to its owner.
+    Returned,
+    /// Handed to another custodian.
+    Transferred,
+}
+
+impl std::str::FromStr for Disposal {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "wiped" => Ok(Disposal::Wiped),
+            "returned" => Ok(Disposal::Returned),
+            "transferred" => Ok(Disposal::Transferred),
+            _ => Err("method must be wiped, returned or transferred".into()),
+        }
+    }
+}
+
+impl Disposal {
+    /// Its name, as written in the custody log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposal::Wiped => "wiped",
+            Disposal::Returned => "returned",
+            Disposal::Transferred => "transferred",
+        }
+    }
+}
+
+/// Why evidence cannot be exported.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportRefusal {
+    /// The stored bytes changed since they were received.
+    #[error("evidence {id} no longer matches its hash ({found}); not exported")]
+    Modified {
+        /// Evidence id.
+        id: String,
+        /// What the bytes hash to now.
+        found: String,
+    },
+    /// The bundle cannot be read.
+    #[error("reading evidence: {0}")]
+    Unreadable(#[from] std::io::Error),
+}
+
+impl Evidence {
+    /// Re-hashes a stored bundle and checks every artifact against its manifest:
+    /// `(intact, what the custody log records)`. Blocking: reads the whole bundle.
+    pub fn verify(&self, record: &EvidenceRecord) -> (bool, String) {
+        match self.rehash(&record.sha256) {
+            Ok(sha) if sha == record.sha256 => {
+                match verify_manifest(&self.bundle_path(&record.sha256)) {
+                    Ok((n, _)) => (
+                        true,
+                        format!("intact: sha256 {sha} matches, {n} artifacts match the manifest"),
+                    ),
+                    Err(e) => (false, format!("MANIFEST CHECK FAILED: {e}")),
+                }
+            }
+            Ok(sha) => (
+                false,
+                format!(
+                    "MODIFIED: the stored bytes hash to {sha}, the record says {}",
+                    record.sha256
+                ),
+            ),
+            Err(e) => (false, format!("UNREADABLE: {e}")),
+        }
+    }
+
+    /// Checks a bundle is still what was received before it leaves the collector.
+    /// Blocking: reads the whole bundle.
+    pub fn check_for_export(&self, record: &EvidenceRecord) -> Result<(), ExportRefusal> {
+        let found = self.rehash(&record.sha256)?;
+        if found != record.sha256 {
+            return Err(ExportRefusal::Modified {
+                id: record.id.clone(),
+                found,
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes a bundle's bytes; the record stays, marked disposed, by the caller.
+    pub fn dispose(&self, record: &EvidenceRecord) -> std::io::Result<()> {
+        std::fs::remove_file(self.bundle_path(&record.sha256))
+    }
+
+    /// The manifest of a held bundle, pretty-printed; empty when disposed of or unreadable.
+    /// Blocking: reads the whole bundle.
+    pub fn manifest_json(&self, record: &EvidenceRecord) -> String {
+        if record.disposed {
+            return String::new();
+        }
+        verify_manifest(&self.bundle_path(&record.sha256))
+            .map(|(_, m)| serde_json::to_string_pretty(&m).unwrap_or_default())
+            .unwrap_or_default()
     }
 }
 

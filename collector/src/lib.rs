@@ -25,6 +25,7 @@ pub mod enroll;
 pub mod evidence;
 pub mod hosts;
 pub mod https;
+pub mod incidents;
 pub mod ingest;
 pub mod link;
 pub mod model;

@@ -612,11 +612,6 @@ impl EvidenceRecord {
     }
 }
 
-/// The guidance's incident status scale, in order.
-pub const INCIDENT_STATUSES: [&str; 5] = ["open", "contained", "eradicated", "recovered", "closed"];
-/// The guidance's severity scale.
-pub const INCIDENT_SEVERITIES: [&str; 4] = ["critical", "high", "medium", "low"];
-
 /// A note on an incident.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IncidentNote {
@@ -635,10 +630,10 @@ pub struct Incident {
     pub id: u64,
     /// Title.
     pub title: String,
-    /// critical, high, medium or low.
-    pub severity: String,
+    /// On the guidance's scale.
+    pub severity: crate::incidents::IncidentSeverity,
     /// open → contained → eradicated → recovered → closed.
-    pub status: String,
+    pub status: crate::incidents::IncidentStatus,
     /// Incident commander.
     pub commander: String,
     /// Attached finding ids.
@@ -664,8 +659,8 @@ impl Incident {
         v1::Incident {
             id: self.id,
             title: self.title.clone(),
-            severity: self.severity.clone(),
-            status: self.status.clone(),
+            severity: self.severity.to_string(),
+            status: self.status.to_string(),
             commander: self.commander.clone(),
             findings: self.findings.clone(),
             notes: self

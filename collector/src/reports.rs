@@ -24,21 +24,6 @@ const MAX_NETWORK_EVENTS: usize = 20_000;
 /// Most peers listed per host in the brief.
 const MAX_PEERS_PER_HOST: usize = 200;
 
-/// What the guidance's severity scale means, by level.
-pub fn severity_meaning(severity: &str) -> &'static str {
-    match severity {
-        "critical" => {
-            "business stopped, data exfiltration confirmed, or critical infrastructure compromised"
-        }
-        "high" => {
-            "business disrupted, data exfiltration suspected, or critical infrastructure compromise suspected"
-        }
-        "medium" => "a past intrusion not yet remediated",
-        "low" => "due diligence, or analysis of a past intrusion already remediated",
-        _ => "not on the guidance's scale",
-    }
-}
-
 /// The guidance's lessons-learned questions, in its order.
 pub const REVIEW_QUESTIONS: [&str; 8] = [
     "What happened, when, and how?",
@@ -342,9 +327,9 @@ impl IncidentSummary {
         Self {
             id: i.id,
             title: i.title.clone(),
-            severity: i.severity.clone(),
-            severity_meaning: severity_meaning(&i.severity),
-            status: i.status.clone(),
+            severity: i.severity.to_string(),
+            severity_meaning: i.severity.meaning(),
+            status: i.status.to_string(),
             commander: i.commander.clone(),
             opened_at: rfc3339(i.opened_unix_ms),
             opened_by: i.opened_by.clone(),
@@ -1256,7 +1241,7 @@ pub fn review(facts: &Facts, blind_spots: &[(String, Vec<String>)]) -> Review {
         metrics.opened_at,
         incident.opened_by,
         incident.severity,
-        severity_meaning(&incident.severity),
+        incident.severity.meaning(),
         incident.status
     ));
     // 2. How well did staff respond?

@@ -1,0 +1,521 @@
+//! The command line, as clap parses it, and the parsers of its values
+//! (durations, labels, `--since`).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::up;
+
+/// Bannin operator CLI: watch findings, triage hosts, and run a local
+/// collector plus agent with `bannin up`.
+///
+/// The collector address and the operator certificate come from --config FILE,
+/// else $BANNIN_CONFIG, else ./bannin-data/operator.toml (written by `bannin up`).
+#[derive(Parser)]
+#[command(version, about, long_about)]
+pub(crate) struct Cli {
+    /// Operator config (TOML: collector, server_name, ca, cert, key).
+    #[arg(long, global = true)]
+    pub(crate) config: Option<PathBuf>,
+    /// Print JSON instead of text (lists as one array; --follow as JSON lines).
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Run a collector and an agent for this machine, on a dev PKI in --data,
+    /// and follow findings until Ctrl-C.
+    Up(up::UpArgs),
+    /// List hosts with their inventory, liveness, labels and sensor health.
+    Hosts,
+    /// Change one host: `bannin host label web-07 site="Osaka, JP" zone=PCI`,
+    /// `bannin host revoke web-07 --reason "key copied"`.
+    Host {
+        #[command(subcommand)]
+        action: HostAction,
+    },
+    /// Enrollment tokens: `bannin token create --uses 50 --expires 7d --label site=osaka`.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// List findings, oldest first; --follow keeps printing new ones.
+    Findings {
+        /// Keep running and print findings as they arrive.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only findings with an id greater than this.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+        /// Most findings to list (without --follow).
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Show or change one finding.
+    Finding {
+        #[command(subcommand)]
+        action: FindingAction,
+    },
+    /// Cut a host off the network, except its channel to the collector, DHCP, its
+    /// configured DNS resolvers and addresses you allow. Delivered when the host
+    /// next connects if it is offline now.
+    Isolate {
+        /// Host id.
+        host: String,
+        /// Why (recorded in the action log).
+        #[arg(long)]
+        reason: String,
+        /// An address or network the host may still reach (a jump host); repeatable.
+        #[arg(long = "allow")]
+        allow: Vec<String>,
+        /// Needed to isolate the machine `bannin up` runs on (the one you are using).
+        #[arg(long)]
+        yes_isolate_this_machine: bool,
+        #[command(flatten)]
+        send: SendOptions,
+    },
+    /// Undo `isolate`: the host removes exactly its isolation table.
+    Release {
+        /// Host id.
+        host: String,
+        /// Why (recorded in the action log).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        send: SendOptions,
+    },
+    /// The rules in force: severity overrides, suppressions with their hits and
+    /// expiry, and the cross-host correlation rules with what they raised.
+    /// Rules are set in the collector's configuration (`[[suppress]]`,
+    /// `[correlation]`, `[findings.severity]`).
+    Rules,
+    /// Export sinks (`[[sink]]` in the collector's config): each one's target,
+    /// cursor, lag behind the newest finding, last error and last delivery.
+    Sinks,
+    /// Make a host's sensors learn their baselines again (after planned changes
+    /// such as an upgrade): the next sweep learns quietly, later ones report
+    /// changes against the new baseline. Without --sensor, every baseline sensor.
+    Relearn {
+        /// Host id.
+        host: String,
+        /// Only this sensor (process, file_integrity, accounts, system, hardware,
+        /// net_listener, net_connection, net_interface, resources, file_odd_name).
+        #[arg(long)]
+        sensor: Option<String>,
+        /// Why (recorded in the action log).
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        send: SendOptions,
+    },
+    /// Ask a host's agent to answer (round trip through the command queue).
+    Ping {
+        /// Host id.
+        host: String,
+        #[command(flatten)]
+        send: SendOptions,
+    },
+    /// Ask a host a read-only question and get the answer within seconds:
+    /// processes, connections, listeners, logins, users, services,
+    /// stat PATH, hash PATH (SHA-256), ls PATH. Output is bounded (5,000 rows, 1 MiB).
+    Triage {
+        /// Host id.
+        host: String,
+        /// The question.
+        #[arg(value_parser = ["processes", "connections", "listeners", "logins", "users", "services", "stat", "hash", "ls"])]
+        question: String,
+        /// Absolute path, for stat, hash and ls.
+        path: Option<String>,
+        #[command(flatten)]
+        send: SendOptions,
+    },
+    /// Take a forensic snapshot of a host: volatile state first, then the files
+    /// you name, streamed to the collector, which verifies every hash and the
+    /// manifest before it stores the evidence.
+    Snapshot {
+        /// Host id.
+        host: String,
+        /// A file to include (absolute path, regular files only); repeatable.
+        #[arg(long = "file")]
+        files: Vec<String>,
+        /// Why (recorded in the manifest and the action log).
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        send: SendOptions,
+    },
+    /// The action log: every command, result and expiry, hash-chained.
+    /// `bannin actions verify` walks the chain and names the first entry that no
+    /// longer matches.
+    Actions {
+        /// `verify` to check the chain instead of listing.
+        #[arg(value_parser = ["verify"])]
+        verify: Option<String>,
+        /// Only entries about this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// Only entries about this incident and its affected hosts.
+        #[arg(long)]
+        incident: Option<u64>,
+    },
+    /// Operators and their roles (admin only): viewer reads; responder also
+    /// isolates, releases, snapshots, triages and works findings; admin also
+    /// manages operators.
+    Operator {
+        #[command(subcommand)]
+        action: OperatorAction,
+    },
+    /// Incidents: findings grouped under a title, a severity (critical, high,
+    /// medium, low) and a status (open → contained → eradicated → recovered → closed).
+    Incident {
+        #[command(subcommand)]
+        action: IncidentAction,
+    },
+    /// Evidence held by the collector and its chain of custody.
+    Evidence {
+        #[command(subcommand)]
+        action: EvidenceAction,
+    },
+    /// The command queue: what was sent to which host, by whom, and what came of it.
+    Commands {
+        /// Only this host's commands.
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Raw telemetry the collector keeps for a host (for triage).
+    Events {
+        /// Host id.
+        host: String,
+        /// Only events observed since TIME: RFC 3339 (2026-11-25T10:00:00Z) or an age (30s, 15m, 2h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events of this kind (e.g. net.new_listener), or of a family (net.*).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Most events to list.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+}
+
+/// Options shared by commands sent to hosts.
+#[derive(clap::Args)]
+pub(crate) struct SendOptions {
+    /// Return once the command is queued instead of waiting for the host's answer.
+    #[arg(long)]
+    pub(crate) no_wait: bool,
+    /// How long to wait for the answer, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) wait_secs: u64,
+    /// Drop the command if the host has not picked it up within this many seconds (default 7 days).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) expires_secs: u32,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum IncidentAction {
+    /// Open an incident.
+    Open {
+        /// Title.
+        #[arg(long)]
+        title: String,
+        /// critical, high, medium or low.
+        #[arg(long, value_parser = ["critical", "high", "medium", "low"])]
+        severity: String,
+        /// Incident commander (default: you).
+        #[arg(long, default_value = "")]
+        commander: String,
+        /// A finding to attach; repeatable.
+        #[arg(long = "finding")]
+        findings: Vec<u64>,
+    },
+    /// List incidents.
+    List,
+    /// Show an incident: affected hosts and its timeline.
+    Show {
+        /// Incident id.
+        id: u64,
+    },
+    /// Attach findings.
+    AddFinding {
+        /// Incident id.
+        id: u64,
+        /// Finding ids.
+        #[arg(required = true)]
+        findings: Vec<u64>,
+    },
+    /// Add a note.
+    Note {
+        /// Incident id.
+        id: u64,
+        /// The note.
+        text: String,
+    },
+    /// Change the severity.
+    SetSeverity {
+        /// Incident id.
+        id: u64,
+        /// critical, high, medium or low.
+        #[arg(value_parser = ["critical", "high", "medium", "low"])]
+        severity: String,
+    },
+    /// Move the status forward.
+    SetStatus {
+        /// Incident id.
+        id: u64,
+        /// open, contained, eradicated, recovered or closed.
+        #[arg(value_parser = ["open", "contained", "eradicated", "recovered", "closed"])]
+        status: String,
+    },
+    /// Close the incident.
+    Close {
+        /// Incident id.
+        id: u64,
+    },
+    /// The scoping brief, in Markdown (--json: as a document): the first
+    /// indicator (what, from which source, seen by whom and when), the status
+    /// on the guidance's scale, the affected assets with OS, services,
+    /// applications and location labels, the actions already taken, the
+    /// network picture among affected hosts and what they reach, and the sites.
+    Brief {
+        /// Incident id.
+        id: u64,
+        /// Write the report to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The lessons-learned review, in Markdown (--json: as a document): the
+    /// timeline, time to detect (first indicator → opened) and to contain
+    /// (opened → first isolation), and the guidance's eight review questions
+    /// filled in where the data answers them.
+    Review {
+        /// Incident id.
+        id: u64,
+        /// Write the report to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum HostAction {
+    /// Set or remove a host's labels (admin). Operator labels win over the ones
+    /// the agent reports from its config; the scoping brief reads the location
+    /// from site, zone, location, city, country and region.
+    Label {
+        /// Host id.
+        host: String,
+        /// KEY=VALUE to set; repeatable.
+        #[arg(value_parser = parse_label)]
+        set: Vec<(String, String)>,
+        /// A label key to remove; repeatable.
+        #[arg(long)]
+        remove: Vec<String>,
+    },
+    /// Revoke a host's identity (admin): its new connections are refused at
+    /// once and its live stream is cut within seconds. Re-enrolling the same
+    /// key is refused too; a cleaned machine enrolls again with a new key.
+    Revoke {
+        /// Host id.
+        host: String,
+        /// Why (recorded in the action log).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum TokenAction {
+    /// Make an enrollment token (admin). The secret is printed once: hand it to
+    /// `bannin-agent enroll` in a file or in BANNIN_ENROLL_TOKEN, never on a
+    /// command line.
+    Create {
+        /// How many hosts may enroll with it.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// How long it works: 30m, 12h, 7d (at most a year).
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        expires: u64,
+        /// KEY=VALUE labels every host enrolled with it gets; repeatable.
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// What it is for.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// List tokens with their uses, expiry, state and the hosts they enrolled.
+    List,
+    /// Revoke a token: no more enrollments with it.
+    Revoke {
+        /// Token id (t1, t2, …).
+        id: String,
+    },
+}
+
+/// 30s, 15m, 12h, 7d → seconds.
+pub(crate) fn parse_duration(s: &str) -> Result<u64, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and a unit, like 30m, 12h or 7d"))?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: the unit is s, m, h or d")),
+    };
+    Ok(n.saturating_mul(unit))
+}
+
+pub(crate) fn parse_label(text: &str) -> Result<(String, String), String> {
+    bannin_proto::labels::parse_assignment(text)
+}
+
+#[derive(Subcommand)]
+pub(crate) enum EvidenceAction {
+    /// List evidence.
+    List,
+    /// Show one item: its record, manifest and custody events (the viewing is recorded).
+    Show {
+        /// Evidence id (e1, e2, …).
+        id: String,
+    },
+    /// Re-hash the stored bytes and check them against the record and the manifest.
+    Verify {
+        /// Evidence id.
+        id: String,
+    },
+    /// Write the bundle, its manifest, its custody record, SHA256SUMS and a README for a
+    /// third party into DIR (admin).
+    Export {
+        /// Evidence id.
+        id: String,
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        to: PathBuf,
+        /// Who receives it.
+        #[arg(long)]
+        recipient: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Dispose of evidence: the collector's copy is removed and the method recorded (admin).
+    Dispose {
+        /// Evidence id.
+        id: String,
+        /// wiped, returned or transferred.
+        #[arg(long, value_parser = ["wiped", "returned", "transferred"])]
+        method: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum OperatorAction {
+    /// Register an operator (their certificate is issued with `bannin-collector pki issue operator NAME`).
+    Add {
+        /// Name, as in their certificate.
+        name: String,
+        /// viewer, responder or admin.
+        #[arg(long, value_parser = ["viewer", "responder", "admin"])]
+        role: String,
+    },
+    /// List operators.
+    List,
+    /// Change an operator's role (and enable them).
+    SetRole {
+        /// Name.
+        name: String,
+        /// viewer, responder or admin.
+        #[arg(value_parser = ["viewer", "responder", "admin"])]
+        role: String,
+    },
+    /// Disable an operator: every call of theirs is refused from now on.
+    Disable {
+        /// Name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum FindingAction {
+    /// Show one finding with its history, and for a correlated finding the
+    /// findings it was built from.
+    Show {
+        /// Finding id.
+        id: u64,
+    },
+    /// Record what people report, as a finding on the host it concerns:
+    /// report.external (a third party told you: a CERT, an ISP, a customer),
+    /// report.threat (a threat against the organisation), report.user (users
+    /// reporting outages or strange behaviour).
+    Add {
+        /// Host id.
+        #[arg(long)]
+        host: String,
+        /// report.external, report.threat or report.user.
+        #[arg(long, value_parser = ["report.external", "report.threat", "report.user"])]
+        kind: String,
+        /// info, low, medium, high or critical.
+        #[arg(long, value_parser = ["info", "low", "medium", "high", "critical"])]
+        severity: String,
+        /// What was reported.
+        #[arg(long)]
+        text: String,
+        /// Who reported it (a person or an organisation).
+        #[arg(long, default_value = "")]
+        reporter: String,
+    },
+    /// Acknowledge: you are on it.
+    Ack {
+        /// Finding id.
+        id: u64,
+        /// Why, for the record.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Resolve: dealt with.
+    Resolve {
+        /// Finding id.
+        id: u64,
+        /// Why, for the record.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Mark as a false positive.
+    FalsePositive {
+        /// Finding id.
+        id: u64,
+        /// Why, for the record.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+}
+
+/// RFC 3339, or an age such as 30s, 15m, 2h, 7d.
+pub(crate) fn parse_since(s: &str) -> anyhow::Result<i64> {
+    if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+        return Ok(i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0));
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .with_context(|| format!("--since {s:?}: expected RFC 3339 time or an age like 15m"))?;
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => anyhow::bail!("--since {s:?}: unit must be s, m, h or d"),
+    };
+    Ok(bannin_proto::now_unix_ms() - n.saturating_mul(unit_ms))
+}

@@ -1,0 +1,75 @@
+//! `bannin` the action log: list and verify.
+
+use std::process::ExitCode;
+
+use bannin_proto::v1;
+
+use crate::cmd::Client;
+use crate::output::{self, print_json, short_time};
+
+pub(crate) async fn verify(client: &mut Client, json: bool) -> anyhow::Result<ExitCode> {
+    let r = client
+        .verify_actions(v1::VerifyActionsRequest {})
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    if json {
+        print_json(&serde_json::json!({
+            "ok": r.ok, "entries": r.entries, "first_bad_seq": r.first_bad_seq, "reason": r.reason,
+        }))?;
+    } else if r.ok {
+        println!(
+            "action log intact: {} entries, every hash chains",
+            r.entries
+        );
+    } else {
+        println!(
+            "ACTION LOG TAMPERED: entry {} {}",
+            r.first_bad_seq, r.reason
+        );
+    }
+    if !r.ok {
+        return Ok(ExitCode::FAILURE);
+    }
+
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn list(
+    client: &mut Client,
+    json: bool,
+    host: Option<String>,
+    incident: Option<u64>,
+) -> anyhow::Result<ExitCode> {
+    let actions = client
+        .list_actions(v1::ListActionsRequest {
+            host_id: host.unwrap_or_default(),
+            incident: incident.unwrap_or(0),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner()
+        .actions;
+    if json {
+        print_json(&actions.iter().map(output::action_json).collect::<Vec<_>>())?;
+    } else {
+        for a in &actions {
+            println!(
+                "{:>5} {}  {:<16} {:<18} {:<20} {}{}",
+                a.seq,
+                short_time(a.at_unix_ms),
+                a.actor,
+                a.verb,
+                a.target,
+                a.result.chars().take(80).collect::<String>(),
+                if a.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (reason: {})", a.reason)
+                }
+            );
+        }
+    }
+
+    Ok(ExitCode::SUCCESS)
+}

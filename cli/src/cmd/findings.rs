@@ -1,0 +1,227 @@
+//! `bannin` findings, finding show/add/ack/resolve/false-positive.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use bannin_proto::v1;
+use tokio_stream::StreamExt;
+
+use crate::args::*;
+use crate::cmd::Client;
+use crate::output::{self, finding_json, finding_line, print_json, short_time};
+
+pub(crate) async fn list(
+    client: &mut Client,
+    json: bool,
+    follow: bool,
+    since: u64,
+    limit: u32,
+) -> anyhow::Result<ExitCode> {
+    if follow {
+        let mut stream = client
+            .follow_findings(v1::FollowFindingsRequest { since_id: since })
+            .await
+            .context("following findings")?
+            .into_inner();
+        while let Some(f) = stream.next().await {
+            let f = f.context("finding stream")?;
+            if json {
+                println!("{}", finding_json(&f));
+            } else {
+                println!("{}", finding_line(&f));
+            }
+        }
+    } else {
+        let findings = client
+            .list_findings(v1::ListFindingsRequest {
+                since_id: since,
+                limit,
+            })
+            .await
+            .context("listing findings")?
+            .into_inner()
+            .findings;
+        if json {
+            let labels = host_labels(client).await;
+            print_json(
+                &findings
+                    .iter()
+                    .map(|f| with_labels(finding_json(f), &labels, &f.host_id))
+                    .collect::<Vec<_>>(),
+            )?;
+        } else {
+            for f in &findings {
+                println!("{}", finding_line(f));
+            }
+            if findings.is_empty() {
+                eprintln!("no findings");
+            }
+        }
+    }
+
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn finding(
+    client: &mut Client,
+    json: bool,
+    action: FindingAction,
+) -> anyhow::Result<ExitCode> {
+    let (id, state, note) = match action {
+        FindingAction::Show { id } => {
+            let found = client
+                .list_findings(v1::ListFindingsRequest {
+                    since_id: id.saturating_sub(1),
+                    limit: 1,
+                })
+                .await
+                .context("reading finding")?
+                .into_inner()
+                .findings
+                .into_iter()
+                .find(|f| f.id == id)
+                .with_context(|| format!("no finding {id}"))?;
+            let chain = correlated_chain(client, &found).await?;
+            let labels = host_labels(client).await;
+            if json {
+                let mut doc = with_labels(finding_json(&found), &labels, &found.host_id);
+                doc["correlated"] =
+                    serde_json::Value::Array(chain.iter().map(finding_json).collect());
+                print_json(&doc)?;
+            } else {
+                print_finding(&found, false)?;
+                if let Some(l) = labels.get(&found.host_id).filter(|l| !l.is_empty()) {
+                    let shown: Vec<String> = l.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    println!("  host labels: {}", shown.join(", "));
+                }
+                if !chain.is_empty() {
+                    println!("  built from:");
+                    for f in &chain {
+                        println!("    {}", finding_line(f));
+                    }
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        FindingAction::Add {
+            host,
+            kind,
+            severity,
+            text,
+            reporter,
+        } => {
+            let severity = match severity.as_str() {
+                "info" => v1::Severity::Info,
+                "low" => v1::Severity::Low,
+                "medium" => v1::Severity::Medium,
+                "high" => v1::Severity::High,
+                _ => v1::Severity::Critical,
+            };
+            let f = client
+                .add_finding(v1::AddFindingRequest {
+                    host_id: host.clone(),
+                    kind,
+                    severity: severity as i32,
+                    text,
+                    reporter,
+                })
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))
+                .with_context(|| format!("recording a finding on {host}"))?
+                .into_inner();
+            print_finding(&f, json)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        FindingAction::Ack { id, note } => (id, v1::FindingState::Acknowledged, note),
+        FindingAction::Resolve { id, note } => (id, v1::FindingState::Resolved, note),
+        FindingAction::FalsePositive { id, note } => (id, v1::FindingState::FalsePositive, note),
+    };
+    let f = client
+        .set_finding_state(v1::SetFindingStateRequest {
+            id,
+            state: state as i32,
+            note,
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))
+        .with_context(|| format!("changing finding {id}"))?
+        .into_inner();
+    print_finding(&f, json)?;
+
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every host's labels (empty when the hosts cannot be listed).
+async fn host_labels(
+    client: &mut Client,
+) -> std::collections::HashMap<String, std::collections::BTreeMap<String, String>> {
+    match client.list_hosts(v1::ListHostsRequest {}).await {
+        Ok(r) => r
+            .into_inner()
+            .hosts
+            .into_iter()
+            .map(|h| (h.host_id, h.labels.into_iter().collect()))
+            .collect(),
+        Err(_) => std::collections::HashMap::new(),
+    }
+}
+
+/// A finding's JSON with its host's labels.
+fn with_labels(
+    mut doc: serde_json::Value,
+    labels: &std::collections::HashMap<String, std::collections::BTreeMap<String, String>>,
+    host: &str,
+) -> serde_json::Value {
+    doc["host_labels"] = serde_json::json!(labels.get(host).cloned().unwrap_or_default());
+    doc
+}
+
+/// The findings a correlated finding was built from (its `correlated_findings`).
+async fn correlated_chain(
+    client: &mut Client,
+    f: &v1::Finding,
+) -> anyhow::Result<Vec<v1::Finding>> {
+    let Some(ids) = f.attributes.get("correlated_findings") else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for id in ids.split(',').filter_map(|i| i.trim().parse::<u64>().ok()) {
+        let found = client
+            .list_findings(v1::ListFindingsRequest {
+                since_id: id.saturating_sub(1),
+                limit: 1,
+            })
+            .await
+            .context("reading the findings it was built from")?
+            .into_inner()
+            .findings
+            .into_iter()
+            .find(|x| x.id == id);
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+fn print_finding(f: &v1::Finding, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&finding_json(f));
+    }
+    println!("{}", finding_line(f));
+    for (k, v) in &f.attributes {
+        println!("    {k}: {v}");
+    }
+    for c in &f.history {
+        println!(
+            "    {} {} by {}{}",
+            short_time(c.at_unix_ms),
+            output::state(c.state),
+            c.operator,
+            if c.note.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", c.note)
+            }
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! One file per command family; [`run`] dispatches a parsed command line.
+
+mod actions;
+mod config;
+mod events;
+mod evidence;
+mod findings;
+mod hosts;
+mod incidents;
+mod operators;
+mod response;
+mod tokens;
+
+use std::process::ExitCode;
+
+use bannin_proto::v1;
+
+use crate::args::{Cli, Command, HostAction};
+use crate::client::{OperatorConfig, config_path};
+
+/// The operator API client every command uses.
+pub(crate) type Client = v1::operator_client::OperatorClient<tonic::transport::Channel>;
+
+/// Runs one command line: `up` in-process, everything else against the collector.
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Up(args) = cli.command {
+        return crate::up::run(args).await;
+    }
+    bannin_proto::process::init_logging(false, "warn");
+    let config = OperatorConfig::load(&config_path(cli.config))?;
+    let mut client = config.connect().await?;
+    let json = cli.json;
+    match cli.command {
+        Command::Up(_) => unreachable!("handled above"),
+        Command::Hosts => hosts::list(&mut client, json).await,
+        Command::Findings {
+            follow,
+            since,
+            limit,
+        } => findings::list(&mut client, json, follow, since, limit).await,
+        Command::Finding { action } => findings::finding(&mut client, json, action).await,
+        Command::Isolate {
+            host,
+            reason,
+            allow,
+            yes_isolate_this_machine,
+            send,
+        } => {
+            response::isolate(
+                &mut client,
+                json,
+                host,
+                reason,
+                allow,
+                yes_isolate_this_machine,
+                send,
+            )
+            .await
+        }
+        Command::Release { host, reason, send } => {
+            response::release(&mut client, json, host, reason, send).await
+        }
+        Command::Sinks => config::sinks(&mut client, json).await,
+        Command::Rules => config::rules(&mut client, json).await,
+        Command::Relearn {
+            host,
+            sensor,
+            reason,
+            send,
+        } => response::relearn(&mut client, json, host, sensor, reason, send).await,
+        Command::Ping { host, send } => response::ping(&mut client, json, host, send).await,
+        Command::Triage {
+            host,
+            question,
+            path,
+            send,
+        } => response::triage(&mut client, json, host, question, path, send).await,
+        Command::Snapshot {
+            host,
+            files,
+            reason,
+            send,
+        } => response::snapshot(&mut client, json, host, files, reason, send).await,
+        Command::Actions {
+            verify: Some(_), ..
+        } => actions::verify(&mut client, json).await,
+        Command::Actions {
+            verify: None,
+            host,
+            incident,
+        } => actions::list(&mut client, json, host, incident).await,
+        Command::Operator { action } => operators::operator(&mut client, json, action).await,
+        Command::Incident { action } => incidents::incident(&mut client, json, action).await,
+        Command::Evidence { action } => evidence::evidence(&mut client, action, json).await,
+        Command::Host {
+            action: HostAction::Label { host, set, remove },
+        } => hosts::label(&mut client, json, host, set, remove).await,
+        Command::Host {
+            action: HostAction::Revoke { host, reason },
+        } => hosts::revoke(&mut client, json, host, reason).await,
+        Command::Token { action } => tokens::token(&mut client, json, action).await,
+        Command::Commands { host } => response::commands(&mut client, json, host).await,
+        Command::Events {
+            host,
+            since,
+            kind,
+            limit,
+        } => events::events(&mut client, json, host, since, kind, limit).await,
+    }
+}

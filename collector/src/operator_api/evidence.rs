@@ -1,0 +1,260 @@
+//! Evidence: records, custody events, verification, export and disposal.
+//!
+//! The custody rules themselves live in [`crate::evidence`]; this file authorizes,
+//! converts and maps errors to statuses.
+
+use bannin_proto::v1;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::actions::action_to_wire;
+use super::{OperatorService, Rpc};
+use crate::evidence::{Disposal, ExportRefusal};
+use crate::link::internal;
+use crate::model::{Action, EvidenceRecord};
+
+impl OperatorService {
+    fn evidence_record(&self, id: &str) -> Result<EvidenceRecord, Status> {
+        self.store
+            .evidence(id)
+            .map_err(|e| internal("reading evidence", &e))?
+            .ok_or_else(|| Status::not_found(format!("no evidence {id}")))
+    }
+
+    /// Appends a custody event and makes it durable.
+    async fn custody_event(
+        &self,
+        actor: &str,
+        verb: &str,
+        record: &EvidenceRecord,
+        reason: &str,
+        result: String,
+    ) -> Result<(), Status> {
+        self.store
+            .append_action(&Action {
+                at_unix_ms: bannin_proto::now_unix_ms(),
+                actor: actor.to_owned(),
+                verb: verb.to_owned(),
+                target: record.target(),
+                reason: reason.to_owned(),
+                result,
+            })
+            .map_err(|e| internal("writing custody", &e))?;
+        self.flush().await
+    }
+
+    /// The record, its custody events and its manifest. The manifest check reads the
+    /// whole bundle: on the blocking pool.
+    async fn detail(&self, record: &EvidenceRecord) -> Result<v1::EvidenceDetail, Status> {
+        let target = record.target();
+        let custody = self
+            .store
+            .actions()
+            .map_err(|e| internal("reading custody", &e))?
+            .into_iter()
+            .filter(|a| a.action.target == target)
+            .map(action_to_wire)
+            .collect();
+        let evidence = self.commands.evidence().clone();
+        let held = record.clone();
+        let manifest_json = tokio::task::spawn_blocking(move || evidence.manifest_json(&held))
+            .await
+            .map_err(|e| internal("reading the manifest", &e))?;
+        Ok(v1::EvidenceDetail {
+            record: Some(record.to_wire()),
+            custody,
+            manifest_json,
+            verified: false,
+            verify_result: String::new(),
+        })
+    }
+}
+
+/// `ListEvidence`.
+pub(super) async fn list_evidence(
+    svc: &OperatorService,
+    request: Request<v1::ListEvidenceRequest>,
+) -> Result<Response<v1::ListEvidenceResponse>, Status> {
+    svc.authorize(&request, Rpc::ListEvidence).await?;
+    let evidence = svc
+        .store
+        .evidence_list()
+        .map_err(|e| internal("reading evidence", &e))?
+        .iter()
+        .map(EvidenceRecord::to_wire)
+        .collect();
+    Ok(Response::new(v1::ListEvidenceResponse { evidence }))
+}
+
+/// `ShowEvidence`.
+pub(super) async fn show_evidence(
+    svc: &OperatorService,
+    request: Request<v1::EvidenceRequest>,
+) -> Result<Response<v1::EvidenceDetail>, Status> {
+    let name = svc.authorize(&request, Rpc::ShowEvidence).await?;
+    let record = svc.evidence_record(&request.get_ref().id)?;
+    svc.custody_event(
+        name.as_str(),
+        "evidence.viewed",
+        &record,
+        "",
+        "record shown".into(),
+    )
+    .await?;
+    Ok(Response::new(svc.detail(&record).await?))
+}
+
+/// `VerifyEvidence`.
+pub(super) async fn verify_evidence(
+    svc: &OperatorService,
+    request: Request<v1::EvidenceRequest>,
+) -> Result<Response<v1::EvidenceDetail>, Status> {
+    let name = svc.authorize(&request, Rpc::VerifyEvidence).await?;
+    let record = svc.evidence_record(&request.get_ref().id)?;
+    if record.disposed {
+        return Err(Status::failed_precondition(format!(
+            "evidence {} was disposed of",
+            record.id
+        )));
+    }
+    let evidence = svc.commands.evidence().clone();
+    let held = record.clone();
+    let (verified, result) = tokio::task::spawn_blocking(move || evidence.verify(&held))
+        .await
+        .map_err(|e| internal("verifying evidence", &e))?;
+    svc.custody_event(
+        name.as_str(),
+        "evidence.verified",
+        &record,
+        "",
+        result.clone(),
+    )
+    .await?;
+    let mut detail = svc.detail(&record).await?;
+    detail.verified = verified;
+    detail.verify_result = result;
+    Ok(Response::new(detail))
+}
+
+/// What `ExportEvidence` streams.
+pub(super) type ExportEvidenceStream = ReceiverStream<Result<v1::ExportChunk, Status>>;
+
+/// `ExportEvidence`.
+pub(super) async fn export_evidence(
+    svc: &OperatorService,
+    request: Request<v1::ExportEvidenceRequest>,
+) -> Result<Response<ExportEvidenceStream>, Status> {
+    let name = svc.authorize(&request, Rpc::ExportEvidence).await?;
+    let r = request.into_inner();
+    if r.recipient.trim().is_empty() || r.reason.trim().is_empty() {
+        return Err(Status::invalid_argument(
+            "export needs a recipient and a reason",
+        ));
+    }
+    let record = svc.evidence_record(&r.id)?;
+    if record.disposed {
+        return Err(Status::failed_precondition(format!(
+            "evidence {} was disposed of",
+            record.id
+        )));
+    }
+    let evidence = svc.commands.evidence().clone();
+    let held = record.clone();
+    let checked = tokio::task::spawn_blocking(move || evidence.check_for_export(&held))
+        .await
+        .map_err(|e| internal("checking evidence", &e))?;
+    match checked {
+        Ok(()) => {}
+        Err(e @ ExportRefusal::Modified { .. }) => return Err(Status::data_loss(e.to_string())),
+        Err(ExportRefusal::Unreadable(e)) => return Err(internal("reading evidence", &e)),
+    }
+    svc.custody_event(
+        name.as_str(),
+        "evidence.exported",
+        &record,
+        &r.reason,
+        format!("to {}", r.recipient),
+    )
+    .await?;
+    let detail = svc.detail(&record).await?;
+    let path = svc.commands.evidence().bundle_path(&record.sha256);
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        if tx
+            .send(Ok(v1::ExportChunk {
+                detail: Some(detail),
+                data: Default::default(),
+            }))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = tx.send(Err(internal("reading evidence", &e))).await;
+                return;
+            }
+        };
+        loop {
+            let mut buf = vec![0u8; 1024 * 1024];
+            match file.read(&mut buf).await {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx
+                        .send(Ok(v1::ExportChunk {
+                            detail: None,
+                            data: buf.into(),
+                        }))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(internal("reading evidence", &e))).await;
+                    return;
+                }
+            }
+        }
+    });
+    Ok(Response::new(ReceiverStream::new(rx)))
+}
+
+/// `DisposeEvidence`.
+pub(super) async fn dispose_evidence(
+    svc: &OperatorService,
+    request: Request<v1::DisposeEvidenceRequest>,
+) -> Result<Response<v1::EvidenceDetail>, Status> {
+    let name = svc.authorize(&request, Rpc::DisposeEvidence).await?;
+    let r = request.into_inner();
+    let method: Disposal = r.method.parse().map_err(Status::invalid_argument)?;
+    let mut record = svc.evidence_record(&r.id)?;
+    if record.disposed {
+        return Err(Status::failed_precondition(format!(
+            "evidence {} was already disposed of",
+            record.id
+        )));
+    }
+    if let Err(e) = svc.commands.evidence().dispose(&record) {
+        return Err(internal("removing the evidence", &e));
+    }
+    record.disposed = true;
+    svc.store
+        .put_evidence(&record)
+        .map_err(|e| internal("writing evidence", &e))?;
+    svc.custody_event(
+        name.as_str(),
+        "evidence.disposed",
+        &record,
+        &r.reason,
+        format!("method: {}", method.as_str()),
+    )
+    .await?;
+    Ok(Response::new(svc.detail(&record).await?))
+}

@@ -1,0 +1,201 @@
+//! Hosts: the inventory, their stored telemetry, labels and revocation.
+
+use bannin_proto::v1;
+use tonic::{Request, Response, Status};
+
+use super::{OperatorService, Rpc, page};
+use crate::link::internal;
+use crate::model::Action;
+use crate::store::EventQuery;
+
+/// `ListHosts`.
+pub(super) async fn list_hosts(
+    svc: &OperatorService,
+    request: Request<v1::ListHostsRequest>,
+) -> Result<Response<v1::ListHostsResponse>, Status> {
+    svc.authorize(&request, Rpc::ListHosts).await?;
+    let hosts = svc
+        .hosts
+        .list()
+        .into_iter()
+        .map(|h| {
+            let r = h.record;
+            v1::Host {
+                isolation: svc.commands.isolation_status(&r.host_id).into(),
+                labels: svc
+                    .store
+                    .host_labels(&r.host_id)
+                    .map(|l| l.effective())
+                    .unwrap_or_default(),
+                host_id: r.host_id,
+                hostname: r.hostname,
+                os: r.os,
+                kernel: r.kernel,
+                addresses: r.addresses,
+                agent_version: r.agent_version,
+                first_seen_unix_ms: r.first_seen_unix_ms,
+                last_seen_unix_ms: r.last_seen_unix_ms,
+                online: h.online,
+                acked_sequence: 0,
+                sensors: r.sensors.iter().map(|s| s.to_wire()).collect(),
+                spool_bytes: r.spool_bytes,
+                peer_address: r.peer_address,
+            }
+        })
+        .map(|mut h| {
+            if let Ok(id) = bannin_proto::identity::HostId::new(h.host_id.clone()) {
+                h.acked_sequence = svc.ingest.high_water(&id);
+            }
+            h
+        })
+        .collect();
+    Ok(Response::new(v1::ListHostsResponse { hosts }))
+}
+
+/// `ListEvents`.
+pub(super) async fn list_events(
+    svc: &OperatorService,
+    request: Request<v1::ListEventsRequest>,
+) -> Result<Response<v1::ListEventsResponse>, Status> {
+    svc.authorize(&request, Rpc::ListEvents).await?;
+    let r = request.into_inner();
+    let host = bannin_proto::identity::HostId::new(r.host_id)
+        .map_err(|e| Status::invalid_argument(format!("host id: {e}")))?;
+    let query = EventQuery {
+        since_unix_ms: r.since_unix_ms,
+        kind: r.kind,
+        after_sequence: r.after_sequence,
+        limit: page(r.limit),
+    };
+    let (events, truncated) = svc
+        .store
+        .events(host.as_str(), &query)
+        .map_err(|e| internal("reading events", &e))?;
+    let events = events
+        .into_iter()
+        .map(|(sequence, e)| v1::StoredEvent {
+            host_id: host.to_string(),
+            sequence,
+            received_unix_ms: e.received_unix_ms,
+            event: Some(v1::Event {
+                kind: e.kind,
+                severity: e.severity.to_wire() as i32,
+                observed_unix_ms: e.observed_unix_ms,
+                attributes: e.attributes.into_iter().collect(),
+                summary: e.summary,
+                indicator: e.indicator,
+            }),
+        })
+        .collect();
+    Ok(Response::new(v1::ListEventsResponse { events, truncated }))
+}
+
+/// `RevokeHost`.
+pub(super) async fn revoke_host(
+    svc: &OperatorService,
+    request: Request<v1::RevokeHostRequest>,
+) -> Result<Response<v1::RevokeHostResponse>, Status> {
+    let name = svc.authorize(&request, Rpc::RevokeHost).await?;
+    let r = request.into_inner();
+    if r.reason.trim().is_empty() {
+        return Err(Status::invalid_argument("a reason is required"));
+    }
+    if svc
+        .store
+        .host(&r.host_id)
+        .map_err(|e| internal("reading hosts", &e))?
+        .is_none()
+    {
+        return Err(Status::not_found(format!("no host {:?}", r.host_id)));
+    }
+    let cut = svc
+        .hosts
+        .revoke(crate::model::RevokedHost {
+            host_id: r.host_id.clone(),
+            by: name.to_string(),
+            at_unix_ms: bannin_proto::now_unix_ms(),
+            reason: r.reason.clone(),
+        })
+        .map_err(|e| internal("revoking", &e))?;
+    svc.store
+        .append_action(&Action {
+            at_unix_ms: bannin_proto::now_unix_ms(),
+            actor: name.to_string(),
+            verb: "host.revoke".into(),
+            target: r.host_id.clone(),
+            reason: r.reason,
+            result: format!("{cut} live session(s) cut"),
+        })
+        .map_err(|e| internal("writing the action log", &e))?;
+    svc.flush().await?;
+    Ok(Response::new(v1::RevokeHostResponse {
+        host_id: r.host_id,
+        sessions_cut: u32::try_from(cut).unwrap_or(u32::MAX),
+    }))
+}
+
+/// `SetHostLabels`.
+pub(super) async fn set_host_labels(
+    svc: &OperatorService,
+    request: Request<v1::SetHostLabelsRequest>,
+) -> Result<Response<v1::Host>, Status> {
+    let name = svc.authorize(&request, Rpc::SetHostLabels).await?;
+    let r = request.into_inner();
+    if svc
+        .store
+        .host(&r.host_id)
+        .map_err(|e| internal("reading hosts", &e))?
+        .is_none()
+    {
+        return Err(Status::not_found(format!("no host {:?}", r.host_id)));
+    }
+    if r.set.is_empty() && r.remove.is_empty() {
+        return Err(Status::invalid_argument("nothing to change"));
+    }
+    bannin_proto::labels::check(&r.set).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    for key in &r.remove {
+        bannin_proto::labels::check_key(key)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    }
+    let mut labels = svc
+        .store
+        .host_labels(&r.host_id)
+        .map_err(|e| internal("reading labels", &e))?;
+    for key in &r.remove {
+        labels.set.remove(key);
+    }
+    labels.set.extend(r.set.clone());
+    bannin_proto::labels::check(&labels.effective())
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let mut changes: Vec<String> = r.set.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    changes.extend(r.remove.iter().map(|k| format!("-{k}")));
+    svc.store
+        .put_host_labels(&r.host_id, &labels)
+        .and_then(|()| {
+            svc.store.append_action(&Action {
+                at_unix_ms: bannin_proto::now_unix_ms(),
+                actor: name.to_string(),
+                verb: "host.label".into(),
+                target: r.host_id.clone(),
+                reason: String::new(),
+                result: changes.join(", "),
+            })
+        })
+        .map_err(|e| internal("writing labels", &e))?;
+    svc.flush().await?;
+    let host = svc
+        .hosts
+        .list()
+        .into_iter()
+        .find(|h| h.record.host_id == r.host_id)
+        .map(|h| v1::Host {
+            host_id: h.record.host_id.clone(),
+            hostname: h.record.hostname.clone(),
+            online: h.online,
+            isolation: svc.commands.isolation_status(&h.record.host_id).into(),
+            labels: labels.effective(),
+            ..v1::Host::default()
+        })
+        .unwrap_or_default();
+    Ok(Response::new(host))
+}

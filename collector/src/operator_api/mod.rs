@@ -1,0 +1,485 @@
+//! The `Operator` service: what the `bannin` CLI calls. Operator certificates only.
+
+use std::sync::Arc;
+
+use bannin_proto::identity::{OperatorName, PeerIdentity};
+use bannin_proto::tls::PeerInfo;
+use bannin_proto::v1::{self, operator_server::Operator};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::commands::Commands;
+use crate::hosts::HostRegistry;
+use crate::ingest::Ingest;
+use crate::link::internal;
+use crate::model::{Action, Role};
+use crate::store::Store;
+
+/// Most findings or events returned by one list call.
+pub const MAX_PAGE: usize = 10_000;
+
+/// The `Operator` service.
+#[derive(Clone)]
+pub struct OperatorService {
+    pub(crate) rules: Arc<RulesInForce>,
+    pub(crate) sinks: crate::sinks::Statuses,
+    pub(crate) store: Store,
+    pub(crate) ingest: Ingest,
+    pub(crate) hosts: Arc<HostRegistry>,
+    pub(crate) commands: Arc<Commands>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// The rules from the collector's configuration, for `bannin rules`.
+#[derive(Debug, Clone, Default)]
+pub struct RulesInForce {
+    /// Per-kind severity overrides.
+    pub severity_overrides: std::collections::BTreeMap<String, crate::model::Severity>,
+    /// Suppression rules.
+    pub suppress: Vec<crate::rules::SuppressRule>,
+    /// Correlation thresholds.
+    pub correlation: crate::correlate::CorrelationConfig,
+}
+
+impl OperatorService {
+    /// Makes what was written durable.
+    pub(super) async fn flush(&self) -> Result<(), Status> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.make_durable())
+            .await
+            .map_err(|e| internal("flushing", &e))?
+            .map_err(|e| internal("flushing", &e))
+    }
+}
+
+/// The calling operator, or a refusal for anyone else.
+fn operator<T>(request: &Request<T>) -> Result<OperatorName, Status> {
+    let peer =
+        PeerInfo::of(request).ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+    match &peer.identity {
+        PeerIdentity::Operator(name) => Ok(name.clone()),
+        PeerIdentity::Agent(host) => {
+            tracing::warn!(peer.addr = %peer.remote_addr, host.id = %host, "Agent certificate refused on the operator API");
+            Err(Status::permission_denied(
+                "an agent certificate cannot call the operator API",
+            ))
+        }
+    }
+}
+
+impl OperatorService {
+    /// The calling operator, if registered, enabled and holding the role `rpc` needs
+    /// (see [`Rpc::needs`]). Denials are written to the action log.
+    pub(super) async fn authorize<T>(
+        &self,
+        request: &Request<T>,
+        rpc: Rpc,
+    ) -> Result<OperatorName, Status> {
+        let (_, verb) = rpc.needs();
+        self.authorize_as(request, rpc, verb).await
+    }
+
+    /// [`Self::authorize`], with denials logged under `verb` (`command.isolate` rather
+    /// than the RPC's own verb).
+    pub(super) async fn authorize_as<T>(
+        &self,
+        request: &Request<T>,
+        rpc: Rpc,
+        verb: &str,
+    ) -> Result<OperatorName, Status> {
+        let (needed, _) = rpc.needs();
+        let name = operator(request)?;
+        let record = self
+            .store
+            .operator(name.as_str())
+            .map_err(|e| internal("reading operators", &e))?;
+        let why = match &record {
+            None => Some(format!(
+                "operator {name} is not registered on this collector (an admin adds them with `bannin operator add`)"
+            )),
+            Some(r) if !r.enabled => Some(format!("operator {name} is disabled")),
+            Some(r) if r.role < needed => Some(format!(
+                "{verb} needs the {} role; operator {name} is a {}",
+                needed.as_str(),
+                r.role.as_str()
+            )),
+            Some(_) => None,
+        };
+        let Some(why) = why else { return Ok(name) };
+        tracing::warn!(operator = %name, verb, reason = %why, "Operator call denied");
+        let logged = self.store.append_action(&Action {
+            at_unix_ms: bannin_proto::now_unix_ms(),
+            actor: name.to_string(),
+            verb: format!("denied.{verb}"),
+            target: String::new(),
+            reason: String::new(),
+            result: why.clone(),
+        });
+        if let Err(e) = logged {
+            tracing::error!(error = %e, "Cannot log a denied call");
+        }
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.make_durable()).await;
+        Err(Status::permission_denied(why))
+    }
+}
+
+/// A list call's page size: 1000 by default, at most [`MAX_PAGE`].
+fn page(limit: u32) -> usize {
+    match limit {
+        0 => 1000,
+        n => (n as usize).min(MAX_PAGE),
+    }
+}
+
+/// Every RPC of the `Operator` service. [`Rpc::needs`] is the one table from an RPC to
+/// the role it needs and the verb a denial is logged under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rpc {
+    /// `WhoAmI`.
+    WhoAmI,
+    /// `ListHosts`.
+    ListHosts,
+    /// `ListFindings`.
+    ListFindings,
+    /// `FollowFindings`.
+    FollowFindings,
+    /// `SetFindingState`.
+    SetFindingState,
+    /// `ListEvents`.
+    ListEvents,
+    /// `IssueCommand`.
+    IssueCommand,
+    /// `ListCommands`.
+    ListCommands,
+    /// `ListActions`.
+    ListActions,
+    /// `VerifyActions`.
+    VerifyActions,
+    /// `AddOperator`.
+    AddOperator,
+    /// `SetOperatorRole`.
+    SetOperatorRole,
+    /// `DisableOperator`.
+    DisableOperator,
+    /// `ListOperators`.
+    ListOperators,
+    /// `ListEvidence`.
+    ListEvidence,
+    /// `ShowEvidence`.
+    ShowEvidence,
+    /// `VerifyEvidence`.
+    VerifyEvidence,
+    /// `ExportEvidence`.
+    ExportEvidence,
+    /// `DisposeEvidence`.
+    DisposeEvidence,
+    /// `OpenIncident`.
+    OpenIncident,
+    /// `ListIncidents`.
+    ListIncidents,
+    /// `ShowIncident`.
+    ShowIncident,
+    /// `UpdateIncident`.
+    UpdateIncident,
+    /// `IncidentReport`.
+    IncidentReport,
+    /// `ListRules`.
+    ListRules,
+    /// `CreateToken`.
+    CreateToken,
+    /// `ListTokens`.
+    ListTokens,
+    /// `RevokeToken`.
+    RevokeToken,
+    /// `RevokeHost`.
+    RevokeHost,
+    /// `ListSinks`.
+    ListSinks,
+    /// `AddFinding`.
+    AddFinding,
+    /// `SetHostLabels`.
+    SetHostLabels,
+}
+
+impl Rpc {
+    /// The role an operator needs for this call, and its action-log verb.
+    pub(crate) fn needs(self) -> (Role, &'static str) {
+        use Role::{Admin, Responder, Viewer};
+        match self {
+            Rpc::WhoAmI => (Viewer, "whoami"),
+            Rpc::ListHosts => (Viewer, "hosts.list"),
+            Rpc::ListFindings => (Viewer, "findings.list"),
+            Rpc::FollowFindings => (Viewer, "findings.follow"),
+            Rpc::SetFindingState => (Responder, "finding.state"),
+            Rpc::ListEvents => (Viewer, "events.list"),
+            Rpc::IssueCommand => (Responder, "command"),
+            Rpc::ListCommands => (Viewer, "commands.list"),
+            Rpc::ListActions => (Viewer, "actions.list"),
+            Rpc::VerifyActions => (Viewer, "actions.verify"),
+            Rpc::AddOperator => (Admin, "operator.add"),
+            Rpc::SetOperatorRole => (Admin, "operator.set_role"),
+            Rpc::DisableOperator => (Admin, "operator.disable"),
+            Rpc::ListOperators => (Admin, "operator.list"),
+            Rpc::ListEvidence => (Viewer, "evidence.list"),
+            Rpc::ShowEvidence => (Viewer, "evidence.show"),
+            Rpc::VerifyEvidence => (Viewer, "evidence.verify"),
+            Rpc::ExportEvidence => (Admin, "evidence.export"),
+            Rpc::DisposeEvidence => (Admin, "evidence.dispose"),
+            Rpc::OpenIncident => (Responder, "incident.open"),
+            Rpc::ListIncidents => (Viewer, "incident.list"),
+            Rpc::ShowIncident => (Viewer, "incident.show"),
+            Rpc::UpdateIncident => (Responder, "incident.update"),
+            Rpc::IncidentReport => (Viewer, "incident.report"),
+            Rpc::ListRules => (Viewer, "rules.list"),
+            Rpc::CreateToken => (Admin, "token.create"),
+            Rpc::ListTokens => (Admin, "token.list"),
+            Rpc::RevokeToken => (Admin, "token.revoke"),
+            Rpc::RevokeHost => (Admin, "host.revoke"),
+            Rpc::ListSinks => (Viewer, "sinks.list"),
+            Rpc::AddFinding => (Responder, "finding.add"),
+            Rpc::SetHostLabels => (Admin, "host.label"),
+        }
+    }
+}
+
+mod actions;
+mod commands;
+mod evidence;
+mod findings;
+mod hosts;
+mod incidents;
+mod operators;
+mod rules;
+mod tokens;
+
+#[tonic::async_trait]
+impl Operator for OperatorService {
+    async fn who_am_i(
+        &self,
+        request: Request<v1::WhoAmIRequest>,
+    ) -> Result<Response<v1::WhoAmIResponse>, Status> {
+        operators::who_am_i(self, request).await
+    }
+
+    async fn list_hosts(
+        &self,
+        request: Request<v1::ListHostsRequest>,
+    ) -> Result<Response<v1::ListHostsResponse>, Status> {
+        hosts::list_hosts(self, request).await
+    }
+
+    async fn list_findings(
+        &self,
+        request: Request<v1::ListFindingsRequest>,
+    ) -> Result<Response<v1::ListFindingsResponse>, Status> {
+        findings::list_findings(self, request).await
+    }
+
+    type FollowFindingsStream = findings::FollowFindingsStream;
+
+    async fn follow_findings(
+        &self,
+        request: Request<v1::FollowFindingsRequest>,
+    ) -> Result<Response<Self::FollowFindingsStream>, Status> {
+        findings::follow_findings(self, request).await
+    }
+
+    async fn set_finding_state(
+        &self,
+        request: Request<v1::SetFindingStateRequest>,
+    ) -> Result<Response<v1::Finding>, Status> {
+        findings::set_finding_state(self, request).await
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<v1::ListEventsRequest>,
+    ) -> Result<Response<v1::ListEventsResponse>, Status> {
+        hosts::list_events(self, request).await
+    }
+
+    async fn issue_command(
+        &self,
+        request: Request<v1::IssueCommandRequest>,
+    ) -> Result<Response<v1::CommandRecord>, Status> {
+        commands::issue_command(self, request).await
+    }
+
+    async fn list_commands(
+        &self,
+        request: Request<v1::ListCommandsRequest>,
+    ) -> Result<Response<v1::ListCommandsResponse>, Status> {
+        commands::list_commands(self, request).await
+    }
+
+    async fn list_actions(
+        &self,
+        request: Request<v1::ListActionsRequest>,
+    ) -> Result<Response<v1::ListActionsResponse>, Status> {
+        actions::list_actions(self, request).await
+    }
+
+    async fn verify_actions(
+        &self,
+        request: Request<v1::VerifyActionsRequest>,
+    ) -> Result<Response<v1::VerifyActionsResponse>, Status> {
+        actions::verify_actions(self, request).await
+    }
+
+    async fn add_operator(
+        &self,
+        request: Request<v1::OperatorChange>,
+    ) -> Result<Response<v1::OperatorRecord>, Status> {
+        operators::add_operator(self, request).await
+    }
+
+    async fn set_operator_role(
+        &self,
+        request: Request<v1::OperatorChange>,
+    ) -> Result<Response<v1::OperatorRecord>, Status> {
+        operators::set_operator_role(self, request).await
+    }
+
+    async fn disable_operator(
+        &self,
+        request: Request<v1::OperatorChange>,
+    ) -> Result<Response<v1::OperatorRecord>, Status> {
+        operators::disable_operator(self, request).await
+    }
+
+    async fn list_operators(
+        &self,
+        request: Request<v1::ListOperatorsRequest>,
+    ) -> Result<Response<v1::ListOperatorsResponse>, Status> {
+        operators::list_operators(self, request).await
+    }
+
+    async fn list_evidence(
+        &self,
+        request: Request<v1::ListEvidenceRequest>,
+    ) -> Result<Response<v1::ListEvidenceResponse>, Status> {
+        evidence::list_evidence(self, request).await
+    }
+
+    async fn show_evidence(
+        &self,
+        request: Request<v1::EvidenceRequest>,
+    ) -> Result<Response<v1::EvidenceDetail>, Status> {
+        evidence::show_evidence(self, request).await
+    }
+
+    async fn verify_evidence(
+        &self,
+        request: Request<v1::EvidenceRequest>,
+    ) -> Result<Response<v1::EvidenceDetail>, Status> {
+        evidence::verify_evidence(self, request).await
+    }
+
+    type ExportEvidenceStream = evidence::ExportEvidenceStream;
+
+    async fn export_evidence(
+        &self,
+        request: Request<v1::ExportEvidenceRequest>,
+    ) -> Result<Response<Self::ExportEvidenceStream>, Status> {
+        evidence::export_evidence(self, request).await
+    }
+
+    async fn dispose_evidence(
+        &self,
+        request: Request<v1::DisposeEvidenceRequest>,
+    ) -> Result<Response<v1::EvidenceDetail>, Status> {
+        evidence::dispose_evidence(self, request).await
+    }
+
+    async fn open_incident(
+        &self,
+        request: Request<v1::OpenIncidentRequest>,
+    ) -> Result<Response<v1::IncidentDetail>, Status> {
+        incidents::open_incident(self, request).await
+    }
+
+    async fn list_incidents(
+        &self,
+        request: Request<v1::ListIncidentsRequest>,
+    ) -> Result<Response<v1::ListIncidentsResponse>, Status> {
+        incidents::list_incidents(self, request).await
+    }
+
+    async fn show_incident(
+        &self,
+        request: Request<v1::IncidentRequest>,
+    ) -> Result<Response<v1::IncidentDetail>, Status> {
+        incidents::show_incident(self, request).await
+    }
+
+    async fn update_incident(
+        &self,
+        request: Request<v1::UpdateIncidentRequest>,
+    ) -> Result<Response<v1::IncidentDetail>, Status> {
+        incidents::update_incident(self, request).await
+    }
+
+    async fn incident_report(
+        &self,
+        request: Request<v1::IncidentReportRequest>,
+    ) -> Result<Response<v1::IncidentReportResponse>, Status> {
+        incidents::incident_report(self, request).await
+    }
+
+    async fn list_rules(
+        &self,
+        request: Request<v1::ListRulesRequest>,
+    ) -> Result<Response<v1::ListRulesResponse>, Status> {
+        rules::list_rules(self, request).await
+    }
+
+    async fn create_token(
+        &self,
+        request: Request<v1::CreateTokenRequest>,
+    ) -> Result<Response<v1::CreatedToken>, Status> {
+        tokens::create_token(self, request).await
+    }
+
+    async fn list_tokens(
+        &self,
+        request: Request<v1::ListTokensRequest>,
+    ) -> Result<Response<v1::ListTokensResponse>, Status> {
+        tokens::list_tokens(self, request).await
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<v1::RevokeTokenRequest>,
+    ) -> Result<Response<v1::EnrollToken>, Status> {
+        tokens::revoke_token(self, request).await
+    }
+
+    async fn revoke_host(
+        &self,
+        request: Request<v1::RevokeHostRequest>,
+    ) -> Result<Response<v1::RevokeHostResponse>, Status> {
+        hosts::revoke_host(self, request).await
+    }
+
+    async fn list_sinks(
+        &self,
+        request: Request<v1::ListSinksRequest>,
+    ) -> Result<Response<v1::ListSinksResponse>, Status> {
+        rules::list_sinks(self, request).await
+    }
+
+    async fn add_finding(
+        &self,
+        request: Request<v1::AddFindingRequest>,
+    ) -> Result<Response<v1::Finding>, Status> {
+        findings::add_finding(self, request).await
+    }
+
+    async fn set_host_labels(
+        &self,
+        request: Request<v1::SetHostLabelsRequest>,
+    ) -> Result<Response<v1::Host>, Status> {
+        hosts::set_host_labels(self, request).await
+    }
+}

@@ -1,0 +1,151 @@
+//! What is configured and in force: severity overrides, suppression, correlation, sinks.
+
+use bannin_proto::v1;
+use tonic::{Request, Response, Status};
+
+use super::{OperatorService, Rpc};
+
+/// `ListRules`.
+pub(super) async fn list_rules(
+    svc: &OperatorService,
+    request: Request<v1::ListRulesRequest>,
+) -> Result<Response<v1::ListRulesResponse>, Status> {
+    svc.authorize(&request, Rpc::ListRules).await?;
+    let now = bannin_proto::now_unix_ms();
+    let stats = svc.ingest.rule_stats();
+    let rules = &svc.rules;
+    let suppressions = rules
+        .suppress
+        .iter()
+        .map(|r| {
+            let (hits, last) = stats.suppressed.get(&r.name).copied().unwrap_or((0, 0));
+            v1::SuppressionRule {
+                name: r.name.clone(),
+                reason: r.reason.clone(),
+                kind: r.kind.clone(),
+                hosts: r.hosts.clone(),
+                labels: r.labels.clone().into_iter().collect(),
+                attributes: r
+                    .attributes
+                    .iter()
+                    .map(|(k, re)| (k.clone(), re.as_str().to_owned()))
+                    .collect(),
+                expires_unix_ms: r.expires_unix_ms.unwrap_or(0),
+                active: r.active(now),
+                hits,
+                last_hit_unix_ms: last,
+            }
+        })
+        .collect();
+    let c = &rules.correlation;
+    let rule =
+        |name: &str, t: &crate::correlate::Threshold, threshold: usize, description: String| {
+            v1::CorrelationRule {
+                name: name.to_owned(),
+                kind: format!("correlation.{name}"),
+                threshold: u32::try_from(threshold).unwrap_or(u32::MAX),
+                window_secs: t.window.as_secs(),
+                severity: t.severity.to_wire() as i32,
+                raised: stats.correlation.raised.get(name).copied().unwrap_or(0),
+                description,
+            }
+        };
+    let correlations = vec![
+        rule(
+            "spread",
+            &c.spread,
+            c.spread.hosts,
+            format!(
+                "the same file hash, executable, remote address or new account on {} or more hosts",
+                c.spread.hosts
+            ),
+        ),
+        rule(
+            "account_hosts",
+            &c.account_hosts,
+            c.account_hosts.hosts,
+            format!(
+                "one account logging in on {} or more hosts",
+                c.account_hosts.hosts
+            ),
+        ),
+        rule(
+            "password_spray",
+            &c.password_spray,
+            c.password_spray.hosts,
+            format!(
+                "failed logins for one account or from one source on {} or more hosts",
+                c.password_spray.hosts
+            ),
+        ),
+        rule(
+            "lateral_movement",
+            &c.lateral_movement,
+            2,
+            format!(
+                "a session to a fleet host on a remote-admin port ({}) followed by a new account, listener, service or unknown binary there",
+                c.remote_admin_ports
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        rule(
+            "fan_in",
+            &c.fan_in,
+            c.fan_in.hosts,
+            format!(
+                "{} or more fleet hosts reaching one outside address, or one host receiving from {} or more new addresses",
+                c.fan_in.hosts, c.fan_in_peers
+            ),
+        ),
+        rule(
+            "mass_silence",
+            &c.mass_silence,
+            c.mass_silence.hosts,
+            format!(
+                "{} or more hosts and at least {:.0} % of the fleet going silent",
+                c.mass_silence.hosts,
+                c.mass_silence_share * 100.0
+            ),
+        ),
+    ];
+    Ok(Response::new(v1::ListRulesResponse {
+        severity_overrides: rules
+            .severity_overrides
+            .iter()
+            .map(|(k, v)| (k.clone(), v.name().to_owned()))
+            .collect(),
+        suppressions,
+        correlation_enabled: c.enabled,
+        correlations,
+        correlation_keys: stats.correlation.keys as u64,
+        correlation_shed: stats.correlation.shed,
+    }))
+}
+
+/// `ListSinks`.
+pub(super) async fn list_sinks(
+    svc: &OperatorService,
+    request: Request<v1::ListSinksRequest>,
+) -> Result<Response<v1::ListSinksResponse>, Status> {
+    svc.authorize(&request, Rpc::ListSinks).await?;
+    let latest = *svc.ingest.latest_finding().borrow();
+    let sinks = svc
+        .sinks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .map(|s| v1::SinkStatus {
+            name: s.name.clone(),
+            target: s.target.clone(),
+            cursor: s.cursor,
+            latest: latest.max(s.latest),
+            delivered: s.delivered,
+            last_error: s.last_error.clone(),
+            last_delivery_unix_ms: s.last_delivery_unix_ms,
+        })
+        .collect();
+    Ok(Response::new(v1::ListSinksResponse { sinks }))
+}
