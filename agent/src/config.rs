@@ -1152,7 +1152,9 @@ impl AgentConfig {
             dns_resolvers,
             local_operator: raw.response.local_operator,
             host_id,
-            root: raw.root,
+            // Relative to the config file, as every other path is (`root = "fixture"`
+            // next to the file means that fixture, wherever the agent is started).
+            root: base.join(raw.root),
             tls,
             link: LinkConfig {
                 address: collector.address,
@@ -1294,5 +1296,23 @@ mod tests {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }
         assert_eq!(err.problems.len(), 11, "{text}");
+    }
+
+    #[test]
+    fn a_relative_root_is_relative_to_the_config_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            "root = \"fixture\"\n[collector]\naddress = \"127.0.0.1:7443\"\n",
+        )
+        .expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("mode");
+        let config = AgentConfig::load_standalone(Some(&path)).expect("valid");
+        assert_eq!(config.root, dir.path().join("fixture"));
+        std::fs::write(&path, "root = \"/srv/image\"\n").expect("write");
+        let config = AgentConfig::load_standalone(Some(&path)).expect("valid");
+        assert_eq!(config.root, Path::new("/srv/image"));
     }
 }

@@ -24,6 +24,16 @@ pub enum EnrollError {
         #[source]
         source: std::io::Error,
     },
+    /// The token file is readable or writable by others.
+    #[error(
+        "{path} has mode {mode:03o}: a token is a secret; `chmod 600` it (or write it with umask 077)"
+    )]
+    TokenFileReadable {
+        /// Which.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// A file would be overwritten.
     #[error("{0} exists; pass --force to replace this host's identity")]
     Exists(PathBuf),
@@ -86,10 +96,28 @@ impl Identity {
 /// Reads the token: from `file`, else from `BANNIN_ENROLL_TOKEN`.
 pub fn read_token(file: Option<&Path>) -> Result<String, EnrollError> {
     let token = match file {
-        Some(path) => std::fs::read_to_string(path).map_err(|source| EnrollError::Io {
-            path: path.to_owned(),
-            source,
-        })?,
+        Some(path) => {
+            use std::io::Read;
+            use std::os::unix::fs::PermissionsExt;
+            let io = |source| EnrollError::Io {
+                path: path.to_owned(),
+                source,
+            };
+            let mut f = std::fs::File::open(path).map_err(io)?;
+            // The mode of the file opened, not of whatever the path names later.
+            let mode = f.metadata().map_err(io)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(EnrollError::TokenFileReadable {
+                    path: path.to_owned(),
+                    mode,
+                });
+            }
+            let mut text = String::new();
+            f.read_to_string(&mut text).map_err(io)?;
+            text
+        }
+        // The environment is one of the two documented token sources (never argv).
+        #[allow(clippy::disallowed_methods)]
         None => std::env::var("BANNIN_ENROLL_TOKEN").map_err(|_| EnrollError::NoToken)?,
     };
     let token = token.trim().to_owned();
@@ -220,6 +248,8 @@ async fn post(
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .map_err(|e| connect(&e))?;
+    // Not on a TaskTracker: the HTTP/1 connection driver of one enrollment request, which ends with it.
+    #[allow(clippy::disallowed_methods)]
     let driver = tokio::spawn(connection);
     let request = hyper::Request::post("/enroll")
         .header(hyper::header::HOST, server_name)
@@ -260,6 +290,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let f = dir.path().join("token");
         std::fs::write(&f, "t1.abc\n").expect("write");
+        use std::os::unix::fs::PermissionsExt;
+        for readable in [0o644, 0o640, 0o604] {
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(readable)).expect("mode");
+            assert!(
+                matches!(read_token(Some(&f)), Err(EnrollError::TokenFileReadable { mode, .. }) if mode == readable),
+                "mode {readable:o} refused"
+            );
+        }
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).expect("mode");
         assert_eq!(read_token(Some(&f)).expect("token"), "t1.abc");
         std::fs::write(&f, "  \n").expect("write");
         assert!(matches!(read_token(Some(&f)), Err(EnrollError::NoToken)));

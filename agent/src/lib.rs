@@ -108,6 +108,8 @@ pub async fn run_with_health(
         }
     })?;
     let spool = Arc::new(spool);
+    // Stop and relearn requests for this agent's sensors (values, not globals).
+    let controls = sensors::Controls::default();
     // Before anything else: a host that was isolated stays isolated.
     let responder = response::Responder::new(
         response::ResponseConfig {
@@ -119,6 +121,7 @@ pub async fn run_with_health(
             host_id: host.to_string(),
         },
         spool.clone(),
+        controls.clone(),
     );
     responder.restore().await;
     let spooled = Arc::new(Notify::new());
@@ -134,6 +137,7 @@ pub async fn run_with_health(
                 board.clone(),
                 shutdown.child_token(),
                 config.fold_after,
+                controls.clone(),
             )
             .instrument(span),
         );
@@ -174,7 +178,7 @@ pub async fn run_with_health(
     tracker.close();
     tracing::info!(host.id = %host, collector = %config.link.address, "Agent running");
     shutdown.cancelled().await;
-    sensors::request_stop();
+    controls.request_stop();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
         .await
         .is_err()

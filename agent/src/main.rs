@@ -234,6 +234,8 @@ fn run(config: AgentConfig) -> anyhow::Result<()> {
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();
+        // Not on a TaskTracker: the signal watcher only cancels the shutdown token and dies with the runtime.
+        #[allow(clippy::disallowed_methods)]
         tokio::spawn(async move {
             bannin_proto::process::shutdown_signal().await;
             tracing::info!("Shutting down");
@@ -349,11 +351,14 @@ fn snapshot(
     .with_context(|| format!("creating {} (it must not exist)", out.display()))?;
     let request = snapshot::Request {
         command_id: String::new(),
+        // The operator named in a standalone snapshot manifest defaults to the user.
+        #[allow(clippy::disallowed_methods)]
         operator: operator.unwrap_or_else(|| std::env::var("USER").unwrap_or_default()),
         reason,
         files,
         max_file_bytes: snapshot::DEFAULT_MAX_FILE_BYTES,
         max_bundle_bytes: snapshot::DEFAULT_MAX_BUNDLE_BYTES,
+        integrity_baselines: None,
     };
     eprintln!(
         "Collecting a snapshot of {host_id} into {} …",

@@ -174,7 +174,7 @@ impl Spool {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        bannin_proto::lock(&self.state)
     }
 
     /// Current size.

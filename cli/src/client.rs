@@ -35,6 +35,8 @@ fn default_server_name() -> String {
 
 /// Which operator config to use: `--config`, else `BANNIN_CONFIG`, else the default.
 pub fn config_path(flag: Option<PathBuf>) -> PathBuf {
+    // Where the operator config is: the documented $BANNIN_CONFIG.
+    #[allow(clippy::disallowed_methods)]
     flag.or_else(|| std::env::var_os("BANNIN_CONFIG").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
 }

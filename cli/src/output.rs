@@ -2,19 +2,8 @@
 
 use bannin_proto::v1;
 use serde_json::{Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
-/// RFC 3339 UTC time of a Unix millisecond timestamp ("" for 0).
-pub fn rfc3339(ms: i64) -> String {
-    if ms == 0 {
-        return String::new();
-    }
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
-}
+pub use bannin_proto::rfc3339;
 
 /// Short local-free time for tables: `2026-11-25 21:30:05`.
 pub fn short_time(ms: i64) -> String {
@@ -104,6 +93,10 @@ pub fn host_json(h: &v1::Host) -> Value {
         "spool_bytes": h.spool_bytes,
         "peer_address": h.peer_address,
         "isolation": h.isolation,
+        "revoked": h.revoked,
+        "revoked_by": h.revoked_by,
+        "revoked_at": rfc3339(h.revoked_unix_ms),
+        "revoked_reason": h.revoked_reason,
         "labels": h.labels,
         "sensors": h.sensors.iter().map(|s| json!({
             "name": s.name, "state": s.state, "detail": s.detail,
@@ -152,16 +145,11 @@ pub fn print_rows(rows: &Value) {
         eprintln!("(no rows)");
         return;
     };
-    let columns: Vec<&String> = first.keys().collect();
-    let cell = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    };
-    let mut widths: Vec<usize> = columns.iter().map(|c| c.len()).collect();
+    let columns = column_order(first.keys().map(String::as_str));
+    let mut widths: Vec<usize> = columns.iter().map(|c| header(c).len()).collect();
     for r in rows {
         for (i, c) in columns.iter().enumerate() {
-            widths[i] = widths[i].max(cell(&r[c.as_str()]).chars().count().min(60));
+            widths[i] = widths[i].max(cell(c, &r[*c]).chars().count().min(60));
         }
     }
     let line = |cells: Vec<String>| {
@@ -180,15 +168,71 @@ pub fn print_rows(rows: &Value) {
             .trim_end()
             .to_owned()
     };
-    println!(
-        "{}",
-        line(columns.iter().map(|c| c.to_uppercase()).collect())
-    );
+    println!("{}", line(columns.iter().map(|c| header(c)).collect()));
     for r in rows {
         println!(
             "{}",
-            line(columns.iter().map(|c| cell(&r[c.as_str()])).collect())
+            line(columns.iter().map(|c| cell(c, &r[*c])).collect())
         );
+    }
+}
+
+/// Columns a responder scans first, in this order; the rest follow by name.
+const FIRST_COLUMNS: &[&str] = &[
+    "pid",
+    "ppid",
+    "user",
+    "uid",
+    "gid",
+    "exe",
+    "deleted_exe",
+    "comm",
+    "unit",
+    "enabled",
+    "protocol",
+    "local",
+    "remote",
+    "state",
+    "name",
+    "type",
+    "mode",
+    "size",
+    "line",
+    "host",
+    "path",
+];
+
+/// Columns holding Unix times in seconds, printed as RFC 3339 UTC.
+const TIME_COLUMNS: &[&str] = &["started", "since", "mtime", "ctime", "atime"];
+
+/// The table's columns: [`FIRST_COLUMNS`] first, long free text (command lines) last.
+fn column_order<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut columns: Vec<&str> = keys.collect();
+    let rank = |c: &str| match FIRST_COLUMNS.iter().position(|f| *f == c) {
+        Some(i) => (0, i),
+        None if c == "cmdline" => (2, 0),
+        None => (1, 0),
+    };
+    columns.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.cmp(b)));
+    columns
+}
+
+/// A column's header: `DELETED EXE` for `deleted_exe`.
+fn header(column: &str) -> String {
+    column.replace('_', " ").to_uppercase()
+}
+
+/// One cell as text: times in RFC 3339, `yes` for true and nothing for false.
+fn cell(column: &str, v: &Value) -> String {
+    match v {
+        Value::Number(n) if TIME_COLUMNS.contains(&column) => match n.as_i64() {
+            Some(0) | None => String::new(),
+            Some(secs) => rfc3339(secs.saturating_mul(1000)).replace(".000Z", "Z"),
+        },
+        Value::String(s) => s.clone(),
+        Value::Bool(true) => "yes".into(),
+        Value::Bool(false) | Value::Null => String::new(),
+        other => other.to_string(),
     }
 }
 
@@ -423,4 +467,48 @@ pub fn token_json(t: &v1::EnrollToken) -> Value {
 pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn triage_tables_put_pid_user_exe_first_and_command_lines_last() {
+        let keys = [
+            "cmdline",
+            "comm",
+            "deleted_exe",
+            "exe",
+            "pid",
+            "ppid",
+            "started",
+            "uid",
+            "user",
+        ];
+        assert_eq!(
+            column_order(keys.into_iter()),
+            [
+                "pid",
+                "ppid",
+                "user",
+                "uid",
+                "exe",
+                "deleted_exe",
+                "comm",
+                "started",
+                "cmdline"
+            ]
+        );
+        assert_eq!(header("deleted_exe"), "DELETED EXE");
+    }
+
+    #[test]
+    fn cells_read_as_a_person_expects() {
+        assert_eq!(cell("mtime", &json!(1_796_094_941)), "2026-12-01T03:15:41Z");
+        assert_eq!(cell("mtime", &json!(0)), "");
+        assert_eq!(cell("deleted_exe", &json!(false)), "");
+        assert_eq!(cell("deleted_exe", &json!(true)), "yes");
+        assert_eq!(cell("size", &json!(42)), "42");
+    }
 }

@@ -71,12 +71,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         })?;
 
     let shutdown = CancellationToken::new();
+    // Not on a TaskTracker: `bannin up` joins both halves after cancelling their token.
+    #[allow(clippy::disallowed_methods)]
     let collector = tokio::spawn(bannin_collector::serve(
         collector_config,
         listener,
         shutdown.child_token(),
     ));
     let board = HealthBoard::default();
+    // Not on a TaskTracker: `bannin up` joins both halves after cancelling their token.
+    #[allow(clippy::disallowed_methods)]
     let agent = tokio::spawn(bannin_agent::run_with_health(
         agent_config,
         board.clone(),
@@ -208,6 +212,8 @@ fn prepare(data: &Path, listen: SocketAddr) -> anyhow::Result<HostId> {
     let operator_toml = data.join("operator.toml");
     if !operator_toml.exists() {
         let name = OperatorName::new(
+            // The dev PKI names the first operator after the user running `bannin up`.
+            #[allow(clippy::disallowed_methods)]
             std::env::var("USER")
                 .ok()
                 .filter(|u| OperatorName::new(u.as_str()).is_ok())

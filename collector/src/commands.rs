@@ -87,7 +87,7 @@ impl Commands {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(u64, Outbound)>>> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+        bannin_proto::lock(&self.sessions)
     }
 
     fn sender(&self, host: &str) -> Option<Outbound> {

@@ -156,15 +156,71 @@ impl Default for CorrelationConfig {
     }
 }
 
-/// The rules, by name, for `bannin rules`.
-pub const RULES: &[&str] = &[
-    "spread",
-    "account_hosts",
-    "password_spray",
-    "lateral_movement",
-    "fan_in",
-    "mass_silence",
-];
+/// The correlation rules. A finding's kind is `correlation.` and the rule's name,
+/// which is also its `[correlation.NAME]` section in the collector's config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Rule {
+    /// The same hash, executable, remote address or new account on N hosts.
+    Spread,
+    /// One account logging in on N hosts.
+    AccountHosts,
+    /// Failed logins for one account or from one source on N hosts.
+    PasswordSpray,
+    /// A remote-admin session between fleet hosts followed by a change there.
+    LateralMovement,
+    /// Many fleet hosts reaching one outside address, or one host reached by many.
+    FanIn,
+    /// Many hosts going silent together.
+    MassSilence,
+}
+
+impl Rule {
+    /// Every rule, in the order `bannin rules` lists them.
+    pub const ALL: [Rule; 6] = [
+        Rule::Spread,
+        Rule::AccountHosts,
+        Rule::PasswordSpray,
+        Rule::LateralMovement,
+        Rule::FanIn,
+        Rule::MassSilence,
+    ];
+
+    /// Its name, as in the config and the finding's `rule` attribute.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::Spread => "spread",
+            Rule::AccountHosts => "account_hosts",
+            Rule::PasswordSpray => "password_spray",
+            Rule::LateralMovement => "lateral_movement",
+            Rule::FanIn => "fan_in",
+            Rule::MassSilence => "mass_silence",
+        }
+    }
+
+    /// The kind of the findings it raises.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Rule::Spread => "correlation.spread",
+            Rule::AccountHosts => "correlation.account_hosts",
+            Rule::PasswordSpray => "correlation.password_spray",
+            Rule::LateralMovement => "correlation.lateral_movement",
+            Rule::FanIn => "correlation.fan_in",
+            Rule::MassSilence => "correlation.mass_silence",
+        }
+    }
+
+    /// Its threshold in `config`.
+    pub fn threshold(self, config: &CorrelationConfig) -> Threshold {
+        match self {
+            Rule::Spread => config.spread,
+            Rule::AccountHosts => config.account_hosts,
+            Rule::PasswordSpray => config.password_spray,
+            Rule::LateralMovement => config.lateral_movement,
+            Rule::FanIn => config.fan_in,
+            Rule::MassSilence => config.mass_silence,
+        }
+    }
+}
 
 /// What the correlator is shown.
 #[derive(Debug, Clone)]
@@ -310,7 +366,7 @@ impl<K: Eq + Hash + Clone, M: Eq + Clone> Window<K, M> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CorrelatorStats {
     /// Findings raised per rule.
-    pub raised: BTreeMap<&'static str, u64>,
+    pub raised: BTreeMap<Rule, u64>,
     /// Keys held across rules.
     pub keys: usize,
     /// Keys and members shed to stay bounded.
@@ -333,7 +389,7 @@ pub struct Correlator {
     fan_out: Window<IpAddr, String>,
     fan_in: Window<String, IpAddr>,
     silence: Window<(), String>,
-    raised: BTreeMap<&'static str, u64>,
+    raised: BTreeMap<Rule, u64>,
     last_prune: i64,
 }
 
@@ -367,7 +423,7 @@ impl Correlator {
                 config.max_members.max(config.fan_in_peers + 1),
             ),
             silence: Window::new(config.mass_silence.window, 1, usize::MAX / 2),
-            raised: RULES.iter().map(|r| (*r, 0)).collect(),
+            raised: Rule::ALL.iter().map(|r| (*r, 0)).collect(),
             last_prune: 0,
             fleet,
             config,
@@ -524,7 +580,7 @@ impl Correlator {
                     _ => "new account",
                 };
                 out.extend(self.finding(
-                    "spread",
+                    Rule::Spread,
                     host,
                     self.config.spread,
                     at,
@@ -568,7 +624,7 @@ impl Correlator {
             slot.quiet_until = at + Self::window_ms(&t);
             let hosts: Vec<String> = slot.members.iter().map(|m| m.who.clone()).collect();
             out.extend(self.finding(
-                "account_hosts",
+                Rule::AccountHosts,
                 host,
                 t,
                 at,
@@ -633,7 +689,7 @@ impl Correlator {
                     )
                 };
                 out.extend(self.finding(
-                    "password_spray",
+                    Rule::PasswordSpray,
                     host,
                     t,
                     at,
@@ -701,7 +757,7 @@ impl Correlator {
                     .map(|m| m.who.to_string())
                     .collect();
                 out.extend(self.finding(
-                    "fan_in",
+                    Rule::FanIn,
                     host,
                     t,
                     at,
@@ -729,7 +785,7 @@ impl Correlator {
                 slot.quiet_until = at + Self::window_ms(&t);
                 let hosts: Vec<String> = slot.members.iter().map(|m| m.who.clone()).collect();
                 out.extend(self.finding(
-                    "fan_in",
+                    Rule::FanIn,
                     host,
                     t,
                     at,
@@ -802,7 +858,7 @@ impl Correlator {
         slot.quiet_until = conn_at + window;
         let at = now;
         out.extend(self.finding(
-            "lateral_movement",
+            Rule::LateralMovement,
             into,
             t,
             at,
@@ -831,7 +887,7 @@ impl Correlator {
             let hosts: Vec<String> = slot.members.iter().map(|m| m.who.clone()).collect();
             let ids: Vec<u64> = slot.members.iter().filter_map(|m| m.finding).collect();
             out.extend(self.finding(
-                "mass_silence",
+                Rule::MassSilence,
                 host,
                 t,
                 at,
@@ -851,7 +907,7 @@ impl Correlator {
     #[allow(clippy::too_many_arguments)]
     fn finding(
         &mut self,
-        rule: &'static str,
+        rule: Rule,
         host: &str,
         t: Threshold,
         at: i64,
@@ -865,7 +921,7 @@ impl Correlator {
         *self.raised.entry(rule).or_default() += 1;
         let mut attributes: BTreeMap<String, String> =
             extra.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-        attributes.insert("rule".into(), rule.into());
+        attributes.insert("rule".into(), rule.name().into());
         attributes.insert("hosts".into(), hosts.join(","));
         attributes.insert("host_count".into(), hosts.len().to_string());
         attributes.insert("window_secs".into(), t.window.as_secs().to_string());
@@ -877,7 +933,7 @@ impl Correlator {
         }
         Some(NewFinding {
             host_id,
-            kind: format!("correlation.{rule}"),
+            kind: rule.kind().to_owned(),
             severity: t.severity,
             observed_unix_ms: at,
             attributes,

@@ -247,14 +247,14 @@ impl Enrollment {
     }
 
     fn limited(&self, from: IpAddr) -> bool {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failures = bannin_proto::lock(&self.failures);
         let recent = failures.entry(from).or_default();
         recent.retain(|t| t.elapsed() < FAILURE_WINDOW);
         recent.len() >= MAX_FAILURES
     }
 
     fn failed(&self, from: IpAddr) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failures = bannin_proto::lock(&self.failures);
         if failures.len() > 100_000 {
             failures.retain(|_, v| v.iter().any(|t| t.elapsed() < FAILURE_WINDOW));
         }
@@ -326,7 +326,10 @@ impl Enrollment {
                 verb: "host.enroll".into(),
                 target: host.to_string(),
                 reason: token.note.clone(),
-                result: format!("certificate valid until {not_after_unix_ms}"),
+                result: format!(
+                    "certificate valid until {}",
+                    bannin_proto::rfc3339(not_after_unix_ms)
+                ),
             })
             .map_err(|e| internal(&e))?;
         self.store.make_durable().map_err(|e| internal(&e))?;

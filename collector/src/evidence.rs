@@ -18,10 +18,6 @@ use crate::model::EvidenceRecord;
 /// Largest bundle accepted.
 pub const MAX_BUNDLE_BYTES: u64 = 1024 * 1024 * 1024;
 
-fn hex(d: impl AsRef<[u8]>) -> String {
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
 struct Upload {
     file: std::fs::File,
     path: PathBuf,
@@ -69,33 +65,20 @@ impl Evidence {
     }
 
     fn reject(&self, key: (String, String), why: String) {
-        if let Some(u) = self
-            .uploads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key)
-        {
+        if let Some(u) = bannin_proto::lock(&self.uploads).remove(&key) {
             let _ = std::fs::remove_file(&u.path);
         }
         tracing::warn!(host.id = %key.0, command.id = %key.1, reason = %why, "Evidence upload rejected");
-        self.outcomes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, Outcome::Rejected(why));
+        bannin_proto::lock(&self.outcomes).insert(key, Outcome::Rejected(why));
     }
 
     /// Takes one chunk. Blocking file I/O: call from a blocking context.
     pub fn chunk(&self, host: &str, chunk: v1::EvidenceChunk) {
         let key = (host.to_owned(), chunk.command_id.clone());
-        if self
-            .outcomes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(&key)
-        {
+        if bannin_proto::lock(&self.outcomes).contains_key(&key) {
             return; // Already rejected or stored: ignore the rest.
         }
-        let data_hash = hex(Sha256::digest(&chunk.data));
+        let data_hash = bannin_proto::hex(Sha256::digest(&chunk.data));
         if data_hash != chunk.sha256 {
             return self.reject(
                 key,
@@ -105,7 +88,7 @@ impl Evidence {
                 ),
             );
         }
-        let mut uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        let mut uploads = bannin_proto::lock(&self.uploads);
         if !uploads.contains_key(&key) {
             if chunk.offset != 0 {
                 drop(uploads);
@@ -172,7 +155,7 @@ impl Evidence {
             return;
         };
         drop(uploads);
-        let sha256 = hex(up.hasher.finalize());
+        let sha256 = bannin_proto::hex(up.hasher.finalize());
         if up.received != chunk.bundle_size || sha256 != chunk.bundle_sha256 {
             let _ = std::fs::remove_file(&up.path);
             return self.reject(key, format!(
@@ -192,19 +175,16 @@ impl Evidence {
                     return self.reject(key, format!("cannot store the bundle: {e}"));
                 }
                 tracing::info!(host.id = %key.0, command.id = %key.1, sha256 = %sha256, size = up.received, artifacts, "Evidence stored and verified");
-                self.outcomes
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(
-                        key,
-                        Outcome::Stored {
-                            path: final_path,
-                            sha256,
-                            size: up.received,
-                            artifacts,
-                            manifest,
-                        },
-                    );
+                bannin_proto::lock(&self.outcomes).insert(
+                    key,
+                    Outcome::Stored {
+                        path: final_path,
+                        sha256,
+                        size: up.received,
+                        artifacts,
+                        manifest,
+                    },
+                );
             }
             Err(why) => {
                 let _ = std::fs::remove_file(&up.path);
@@ -226,9 +206,7 @@ impl Evidence {
 
     /// Bytes received so far of an upload in progress.
     pub fn progress(&self, host: &str, command_id: &str) -> Option<u64> {
-        self.uploads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        bannin_proto::lock(&self.uploads)
             .get(&(host.to_owned(), command_id.to_owned()))
             .map(|u| u.received)
     }
@@ -236,21 +214,13 @@ impl Evidence {
     /// The outcome of a finished upload (taken: asked once, by the command's result).
     pub fn take_outcome(&self, host: &str, command_id: &str) -> Option<Outcome> {
         let key = (host.to_owned(), command_id.to_owned());
-        if let Some(u) = self
-            .uploads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key)
-        {
+        if let Some(u) = bannin_proto::lock(&self.uploads).remove(&key) {
             let _ = std::fs::remove_file(&u.path);
             return Some(Outcome::Rejected(
                 "the upload ended before its last chunk".into(),
             ));
         }
-        self.outcomes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key)
+        bannin_proto::lock(&self.outcomes).remove(&key)
     }
 }
 
@@ -367,7 +337,7 @@ fn sha256_stream(r: &mut impl Read) -> std::io::Result<(String, u64)> {
     loop {
         let n = r.read(&mut buf)?;
         if n == 0 {
-            return Ok((hex(hasher.finalize()), size));
+            return Ok((bannin_proto::hex(hasher.finalize()), size));
         }
         size += n as u64;
         hasher.update(&buf[..n]);

@@ -103,7 +103,16 @@ impl HostRegistry {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
-        self.hosts.lock().unwrap_or_else(|p| p.into_inner())
+        bannin_proto::lock(&self.hosts)
+    }
+
+    /// The revocation of `host`, if it is revoked.
+    pub fn revocation(&self, host: &str) -> Option<crate::model::RevokedHost> {
+        self.revoked
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(host)
+            .cloned()
     }
 
     /// Whether `host` is revoked.

@@ -203,7 +203,7 @@ impl Ingest {
 
     /// Highest durably stored sequence of a host.
     pub fn high_water(&self, host: &HostId) -> u64 {
-        lock(&self.high_water)
+        bannin_proto::lock(&self.high_water)
             .get(host.as_str())
             .copied()
             .unwrap_or(0)
@@ -211,7 +211,7 @@ impl Ingest {
 
     /// Suppression hits and correlation counters, as of the last commit.
     pub fn rule_stats(&self) -> RuleStats {
-        lock(&self.stats).clone()
+        bannin_proto::lock(&self.stats).clone()
     }
 
     /// Watches the id of the newest finding.
@@ -324,11 +324,6 @@ impl Ingest {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A poisoned lock only means another thread panicked mid-update of a plain map.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Answers to send once the group is durable.
 enum Pending {
     Batch(oneshot::Sender<Result<u64, IngestError>>, u64),
@@ -364,7 +359,7 @@ impl Writer {
         latest: watch::Sender<u64>,
         stats: Arc<Mutex<RuleStats>>,
     ) -> Result<Self, StoreError> {
-        let high_water = lock(&durable_high_water).clone();
+        let high_water = bannin_proto::lock(&durable_high_water).clone();
         let suppressed = Self::load_suppressed(&store, &config.suppress)?;
         let mut writer = Self {
             correlator: Correlator::new(config.correlation.clone(), config.fleet.clone()),
@@ -400,7 +395,7 @@ impl Writer {
     }
 
     fn publish_stats(&self) {
-        let mut stats = lock(&self.stats);
+        let mut stats = bannin_proto::lock(&self.stats);
         stats.suppressed = self.suppressed.clone();
         stats.correlation = self.correlator.stats();
     }
@@ -545,7 +540,7 @@ impl Writer {
         };
         match result {
             Ok(()) => {
-                *lock(&self.durable_high_water) = self.high_water.clone();
+                *bannin_proto::lock(&self.durable_high_water) = self.high_water.clone();
                 self.latest.send_replace(self.next_finding_id - 1);
                 self.publish_stats();
                 for p in pending {
@@ -579,7 +574,7 @@ impl Writer {
 
     /// After a failed commit, forget everything staged and start again from the store.
     fn reload(&mut self) {
-        let hw = lock(&self.durable_high_water).clone();
+        let hw = bannin_proto::lock(&self.durable_high_water).clone();
         self.high_water = hw;
         match (
             self.store.last_finding_id(),

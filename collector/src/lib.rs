@@ -3,16 +3,26 @@
 //!
 //! # Layout
 //!
-//! Data flows `link` → `ingest` (the single writer, with `detect`) → `store`;
-//! operators read through `operator_api`.
+//! Data flows `link` → `ingest` (the single writer, with `detect` and `correlate`)
+//! → `store`; operators read and act through `operator_api`.
 //!
-//! - [`config`]: the TOML configuration.
+//! - [`config`]: the TOML configuration, validated with every problem reported at once.
 //! - [`link`]: the `AgentLink` service, one stream per agent.
 //! - [`ingest`]: the group-committing writer thread; the only writer of findings and events.
 //! - [`detect`]: which events become findings; folding of identical findings.
-//! - [`store`]: the sled store; nothing else names a tree or a key.
-//! - [`hosts`]: inventory and liveness (`host.silent`).
-//! - [`operator_api`]: the `Operator` service for the CLI.
+//! - [`correlate`]: cross-host correlation (`Rule`), run inside the writer.
+//! - [`rules`]: suppression rules and their durable hit counters.
+//! - [`store`]: the sled store, one file per kind of record; nothing else names a tree or a key.
+//! - [`hosts`]: inventory, liveness (`host.silent`) and revocation.
+//! - [`commands`]: the durable command queue and desired isolation states.
+//! - [`evidence`]: receiving snapshot bundles, and the custody rules (verify, export, dispose).
+//! - [`incidents`]: incidents' severity scale, status order and updates.
+//! - [`reports`]: the scoping brief and the lessons-learned review.
+//! - [`operator_api`]: the `Operator` service for the CLI, one file per feature.
+//! - [`sinks`]: export sinks reading the store from durable cursors.
+//! - [`https`], [`webhook`], [`enroll`]: the HTTPS endpoints (Alertmanager webhook,
+//!   token enrollment) and certificate signing.
+//! - [`model`]: the domain types; prost types stop at the edges.
 //! - [`pki`]: the CA, `pki init` and `pki issue`.
 //!
 //! [`serve`] is what the binary, `bannin up` and the tests all call.

@@ -109,6 +109,8 @@ impl AgentLink for LinkService {
         let span =
             tracing::info_span!("agent_session", host.id = %host, peer.addr = %peer.remote_addr);
         let this = self.clone();
+        // Not on a TaskTracker: a session ends when its stream ends; tonic cancels streams at shutdown and `serve` waits for the server.
+        #[allow(clippy::disallowed_methods)]
         tokio::spawn(
             async move { this.run_session(host, session, inbound, tx).await }.instrument(span),
         );
@@ -127,6 +129,8 @@ impl LinkService {
         let mut revocations = self.hosts.revocations();
         let (acks_tx, acks_rx) =
             mpsc::channel::<oneshot::Receiver<Result<u64, IngestError>>>(MAX_IN_FLIGHT);
+        // Not on a TaskTracker: the session's acker ends when the session drops its sender.
+        #[allow(clippy::disallowed_methods)]
         let acker = tokio::spawn(send_acks(acks_rx, tx.clone()));
         let session = match self.commands.attach(&host, tx.clone()).await {
             Ok(id) => Some(id),

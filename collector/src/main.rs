@@ -124,6 +124,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("binding {}", config.listen))?;
                 let shutdown = CancellationToken::new();
                 let signal = shutdown.clone();
+                // Not on a TaskTracker: the signal watcher only cancels the shutdown token and dies with the runtime.
+                #[allow(clippy::disallowed_methods)]
                 tokio::spawn(async move {
                     bannin_proto::process::shutdown_signal().await;
                     tracing::info!("Shutting down");

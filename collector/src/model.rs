@@ -476,7 +476,7 @@ impl ChainedAction {
         field(action.reason.as_bytes());
         field(action.result.as_bytes());
         field(prev.as_bytes());
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        bannin_proto::hex(h.finalize())
     }
 }
 

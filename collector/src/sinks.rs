@@ -133,7 +133,7 @@ pub fn start(
             cursor: store.counter(&cursor_key(&sink.name)).unwrap_or(0),
             ..SinkStatus::default()
         };
-        lock(&statuses).insert(sink.name.clone(), status);
+        bannin_proto::lock(&statuses).insert(sink.name.clone(), status);
         let runner = Runner {
             config: sink.clone(),
             store: store.clone(),
@@ -143,10 +143,6 @@ pub fn start(
         tracker.spawn(runner.run(latest.clone(), shutdown.child_token()));
     }
     statuses
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn describe(kind: &SinkKind) -> String {
@@ -257,7 +253,7 @@ impl Runner {
     }
 
     fn update(&self, f: impl FnOnce(&mut SinkStatus)) {
-        if let Some(s) = lock(&self.statuses).get_mut(&self.config.name) {
+        if let Some(s) = bannin_proto::lock(&self.statuses).get_mut(&self.config.name) {
             f(s);
         }
     }
@@ -504,6 +500,8 @@ where
     let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(|e| SinkError::Http(e.to_string()))?;
+    // Not on a TaskTracker: the HTTP/1 connection driver of one delivery, which ends with it.
+    #[allow(clippy::disallowed_methods)]
     let driver = tokio::spawn(connection);
     let response = tokio::time::timeout(timeout, sender.send_request(request))
         .await

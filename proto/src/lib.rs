@@ -10,6 +10,11 @@
 //! - [`tls`]: loading PEM material, the rustls server and client configurations,
 //!   the accepting side (a stream of authenticated connections for tonic) and the
 //!   connecting side (a tonic `Channel` over our rustls client).
+//! - [`config`]: TOML loading with every problem reported at once (exit code 64).
+//! - [`labels`]: host label keys and values.
+//! - [`process`]: logging set-up and process helpers for the binaries.
+//! - [`vocab`]: what every side shares: severity names, the SHA-256 hex digest,
+//!   the poison-tolerant lock.
 //!
 //! Architecture invariant: a peer's identity comes from its certificate, never from
 //! a message field. [`tls::PeerInfo`] is the only way the collector learns who is
@@ -20,6 +25,9 @@ pub mod identity;
 pub mod labels;
 pub mod process;
 pub mod tls;
+pub mod vocab;
+
+pub use vocab::{hex, lock, rfc3339, sha256_hex};
 
 /// Generated code for package `bannin.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

@@ -429,6 +429,8 @@ impl TlsIncoming {
         let (tx, rx) = mpsc::channel(256);
         let acceptor = TlsAcceptor::from(config);
         let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
+        // Not on a TaskTracker: the accept loop ends on the shutdown token it selects on.
+        #[allow(clippy::disallowed_methods)]
         tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -451,6 +453,8 @@ impl TlsIncoming {
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 let gate = gate.clone();
+                // Not on a TaskTracker: one handshake, bounded by the handshake deadline and a semaphore slot.
+                #[allow(clippy::disallowed_methods)]
                 tokio::spawn(async move {
                     let _permit = permit;
                     match accept(&acceptor, tcp, remote_addr).await {

@@ -38,10 +38,24 @@ fn wait_listening(port: u16) {
     }
 }
 
-/// `bannin-agent enroll`; (success, JSON or stderr).
+/// `bannin-agent enroll` with the token in a 0600 file; (success, JSON or stderr).
 fn enroll(pki: &TestPki, port: u16, token: &str, dir: &Path) -> (bool, serde_json::Value, String) {
+    enroll_token_mode(pki, port, token, dir, 0o600)
+}
+
+/// `bannin-agent enroll` with the token in a file of `mode`.
+fn enroll_token_mode(
+    pki: &TestPki,
+    port: u16,
+    token: &str,
+    dir: &Path,
+    mode: u32,
+) -> (bool, serde_json::Value, String) {
+    use std::os::unix::fs::PermissionsExt;
     let token_file = dir.with_extension("token");
     std::fs::write(&token_file, format!("{token}\n")).expect("token file");
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(mode))
+        .expect("token file mode");
     let out = Command::new(bin("bannin-agent"))
         .args([
             "enroll",
@@ -155,8 +169,17 @@ async fn tokens_enroll_hosts_and_every_token_failure_is_clear() {
     assert_eq!(made["uses"], 2);
     assert_eq!(made["state"], "active");
 
-    // Enrolled: the key stayed here (0600), the certificate is the collector's.
+    // A token file others can read is refused before anything is sent: no use spent.
     let host_dir = dir.path().join("web-07");
+    let (ok, _, err) = enroll_token_mode(&pki, port, &secret, &host_dir, 0o644);
+    assert!(!ok, "a world-readable token file is refused");
+    assert!(
+        err.contains("mode 644") && err.contains("chmod 600"),
+        "{err}"
+    );
+    assert!(!host_dir.join("agent.key").exists(), "nothing written");
+
+    // Enrolled: the key stayed here (0600), the certificate is the collector's.
     let (ok, enrolled, err) = enroll(&pki, port, &secret, &host_dir);
     assert!(ok, "{err}");
     let host = enrolled["host_id"].as_str().expect("host id").to_owned();
@@ -402,8 +425,26 @@ async fn a_revoked_host_is_cut_off_and_stays_off() {
         }
     })
     .await;
-    // It keeps trying, and stays off.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // It keeps trying, and stays off: wait for the agent to have been refused again
+    // (proof the collector was asked) before asserting it is still offline.
+    let refusals = |log: &str| log.matches("Link down").count();
+    let before = refusals(&agent.log_text());
+    eventually(Duration::from_secs(60), "the agent refused again", || {
+        let seen = refusals(&agent.log_text());
+        async move { (seen > before).then_some(()) }
+    })
+    .await;
+    let (ok, listed, err) = bannin_json(&operator, &["hosts"]);
+    assert!(ok, "{err}");
+    let stolen = listed
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .find(|h| h["host_id"] == "stolen-01")
+        .expect("the revoked host is still listed");
+    assert_eq!(stolen["revoked"], true, "{stolen}");
+    assert_eq!(stolen["revoked_by"], "alice");
+    assert_eq!(stolen["revoked_reason"], "key found on a paste site");
     let hosts = client
         .list_hosts(v1::ListHostsRequest {})
         .await

@@ -285,7 +285,7 @@ fn scripted_incident_brief_review_and_tamper_evident_log_needs_root() {
     for needle in [
         "# Scoping brief — incident #1",
         "## Signs and symptoms: what was noticed first",
-        &format!("finding #{finding_id} file.odd\\_name"),
+        &format!("finding #{finding_id} file.odd_name"),
         "Osaka, JP",
         "## Network and data flow",
         &format!("| web-01 | outbound | tcp | {} | 9000 |", Host::Peer.v4()),

@@ -14,6 +14,7 @@ mod response;
 mod roles;
 mod sensors;
 mod sinks;
+mod up;
 mod webhook;
 
 use std::path::Path;

@@ -45,6 +45,11 @@ fn entry<'a>(list: &'a [(String, String, String)], path: &str) -> &'a (String, S
 fn debian_packages_carry_their_files_modes_units_and_conffiles() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = tempfile::tempdir().expect("tempdir");
+    // Build what is packaged (a no-op when fresh), rather than rely on another test
+    // having built the binaries that build.sh --no-build picks up.
+    for name in ["bannin-agent", "bannin-collector", "bannin"] {
+        bannin_tests::bin(name);
+    }
     let built = Command::new("bash")
         .arg(repo.join("deploy/debian/build.sh"))
         .args(["--profile", "debug", "--no-build", "--fast", "--out"])

@@ -2,13 +2,84 @@
 //! denials in the action log.
 
 use bannin_proto::v1::{self, operator_client::OperatorClient};
-use bannin_tests::{CollectorProc, TestPki, free_port, operator_client};
+use std::time::Duration;
+
+use bannin_tests::sim::SimAgent;
+use bannin_tests::{
+    AgentOptions, CollectorProc, TestPki, eventually, free_port, operator_client, start_agent,
+};
 use tonic::transport::Channel;
 
 type Client = OperatorClient<Channel>;
 
-/// Calls one verb; `Ok(())` unless the collector said PermissionDenied.
-async fn call(c: &mut Client, verb: &str) -> Result<(), String> {
+/// What the matrix acts on: real records, made by an admin, so that an allowed call
+/// succeeds (not merely "was not refused").
+struct Fixture {
+    admin: Client,
+    /// A host that connected once (a simulated agent: commands to it only queue).
+    host: String,
+    /// A host that may be revoked.
+    spare_host: String,
+    /// An open incident.
+    incident: u64,
+    /// Evidence from a real snapshot.
+    evidence: String,
+    /// Counter for fresh names.
+    fresh: u32,
+}
+
+impl Fixture {
+    fn fresh(&mut self, prefix: &str) -> String {
+        self.fresh += 1;
+        format!("{prefix}{}", self.fresh)
+    }
+
+    /// A new finding on the fixture host (its own text, so it does not fold into
+    /// an earlier one).
+    async fn finding(&mut self) -> u64 {
+        let text = self.fresh("matrix finding ");
+        self.admin
+            .add_finding(v1::AddFindingRequest {
+                host_id: self.host.clone(),
+                kind: "report.user".into(),
+                severity: v1::Severity::Low as i32,
+                text,
+                reporter: String::new(),
+            })
+            .await
+            .expect("fixture finding")
+            .into_inner()
+            .id
+    }
+
+    /// A new viewer to change.
+    async fn operator(&mut self) -> String {
+        let name = self.fresh("op");
+        self.admin
+            .add_operator(v1::OperatorChange {
+                name: name.clone(),
+                role: "viewer".into(),
+            })
+            .await
+            .expect("fixture operator");
+        name
+    }
+
+    /// A new token to revoke.
+    async fn token(&mut self) -> String {
+        self.admin
+            .create_token(v1::CreateTokenRequest::default())
+            .await
+            .expect("fixture token")
+            .into_inner()
+            .token
+            .expect("token record")
+            .id
+    }
+}
+
+/// Calls one verb as `c`, on the fixture's records; the collector's answer.
+async fn call(c: &mut Client, f: &mut Fixture, verb: &str) -> Result<(), tonic::Status> {
     let status = match verb {
         "hosts" => c.list_hosts(v1::ListHostsRequest {}).await.err(),
         "findings" => c
@@ -21,7 +92,7 @@ async fn call(c: &mut Client, verb: &str) -> Result<(), String> {
             .err(),
         "events" => c
             .list_events(v1::ListEventsRequest {
-                host_id: "h".into(),
+                host_id: f.host.clone(),
                 ..Default::default()
             })
             .await
@@ -35,10 +106,9 @@ async fn call(c: &mut Client, verb: &str) -> Result<(), String> {
             .await
             .err(),
         "verify" => c.verify_actions(v1::VerifyActionsRequest {}).await.err(),
-        // No finding 999: allowed callers get NotFound, not PermissionDenied.
         "ack" => c
             .set_finding_state(v1::SetFindingStateRequest {
-                id: 999,
+                id: f.finding().await,
                 state: 2,
                 note: String::new(),
             })
@@ -46,58 +116,66 @@ async fn call(c: &mut Client, verb: &str) -> Result<(), String> {
             .err(),
         "ping" | "isolate" | "release" | "snapshot" | "triage" | "relearn" => c
             .issue_command(v1::IssueCommandRequest {
-                host_id: "offline-host".into(),
+                host_id: f.host.clone(),
                 verb: verb.into(),
                 reason: "matrix".into(),
+                arguments: [("question".to_owned(), "processes".to_owned())].into(),
                 expires_in_secs: 1,
-                ..Default::default()
             })
             .await
             .err(),
         "operator.list" => c.list_operators(v1::ListOperatorsRequest {}).await.err(),
-        // A name that does not exist: allowed callers get NotFound.
         "operator.set_role" => c
             .set_operator_role(v1::OperatorChange {
-                name: "nobody".into(),
+                name: f.operator().await,
                 role: "viewer".into(),
             })
             .await
             .err(),
         "operator.disable" => c
             .disable_operator(v1::OperatorChange {
-                name: "nobody".into(),
+                name: f.operator().await,
                 role: String::new(),
             })
             .await
             .err(),
-        // No title: allowed callers get InvalidArgument.
         "incident.open" => c
-            .open_incident(v1::OpenIncidentRequest::default())
+            .open_incident(v1::OpenIncidentRequest {
+                title: "matrix".into(),
+                severity: "low".into(),
+                ..Default::default()
+            })
             .await
             .err(),
         "incident.list" => c.list_incidents(v1::ListIncidentsRequest {}).await.err(),
-        "incident.show" => c.show_incident(v1::IncidentRequest { id: 99 }).await.err(),
+        "incident.show" => c
+            .show_incident(v1::IncidentRequest { id: f.incident })
+            .await
+            .err(),
         "incident.update" => c
             .update_incident(v1::UpdateIncidentRequest {
-                id: 99,
+                id: f.incident,
                 note: "n".into(),
                 ..Default::default()
             })
             .await
             .err(),
         "evidence.list" => c.list_evidence(v1::ListEvidenceRequest {}).await.err(),
-        // No evidence e99: allowed callers get NotFound.
         "evidence.show" => c
-            .show_evidence(v1::EvidenceRequest { id: "e99".into() })
+            .show_evidence(v1::EvidenceRequest {
+                id: f.evidence.clone(),
+            })
             .await
             .err(),
         "evidence.verify" => c
-            .verify_evidence(v1::EvidenceRequest { id: "e99".into() })
+            .verify_evidence(v1::EvidenceRequest {
+                id: f.evidence.clone(),
+            })
             .await
             .err(),
         "evidence.export" => c
             .export_evidence(v1::ExportEvidenceRequest {
-                id: "e99".into(),
+                id: f.evidence.clone(),
                 recipient: "r".into(),
                 reason: "r".into(),
             })
@@ -105,24 +183,22 @@ async fn call(c: &mut Client, verb: &str) -> Result<(), String> {
             .err(),
         "evidence.dispose" => c
             .dispose_evidence(v1::DisposeEvidenceRequest {
-                id: "e99".into(),
+                id: f.evidence.clone(),
                 method: "wiped".into(),
-                reason: String::new(),
+                reason: "matrix".into(),
             })
             .await
             .err(),
-        // No incident 99: allowed callers get NotFound.
         "incident.report" => c
             .incident_report(v1::IncidentReportRequest {
-                id: 99,
+                id: f.incident,
                 kind: "brief".into(),
             })
             .await
             .err(),
-        // No host "nowhere": allowed callers get NotFound.
         "host.label" => c
             .set_host_labels(v1::SetHostLabelsRequest {
-                host_id: "nowhere".into(),
+                host_id: f.host.clone(),
                 set: [("site".to_owned(), "x".to_owned())].into(),
                 remove: Vec::new(),
             })
@@ -135,23 +211,22 @@ async fn call(c: &mut Client, verb: &str) -> Result<(), String> {
             .await
             .err(),
         "token.list" => c.list_tokens(v1::ListTokensRequest {}).await.err(),
-        // No token t99: allowed callers get NotFound.
         "token.revoke" => c
-            .revoke_token(v1::RevokeTokenRequest { id: "t99".into() })
+            .revoke_token(v1::RevokeTokenRequest {
+                id: f.token().await,
+            })
             .await
             .err(),
-        // No host "nowhere": allowed callers get NotFound.
         "host.revoke" => c
             .revoke_host(v1::RevokeHostRequest {
-                host_id: "nowhere".into(),
+                host_id: f.spare_host.clone(),
                 reason: "matrix".into(),
             })
             .await
             .err(),
-        // No host "nowhere": allowed callers get NotFound.
         "finding.add" => c
             .add_finding(v1::AddFindingRequest {
-                host_id: "nowhere".into(),
+                host_id: f.host.clone(),
                 kind: "report.user".into(),
                 severity: v1::Severity::Low as i32,
                 text: "matrix".into(),
@@ -161,9 +236,76 @@ async fn call(c: &mut Client, verb: &str) -> Result<(), String> {
             .err(),
         other => panic!("no verb {other}"),
     };
-    match status {
-        Some(s) if s.code() == tonic::Code::PermissionDenied => Err(s.message().to_owned()),
-        _ => Ok(()),
+    status.map_or(Ok(()), Err)
+}
+
+/// Records for the matrix: a simulated host to command, a spare host to revoke, an
+/// open incident, and evidence from a real agent's snapshot.
+async fn fixture(
+    mut admin: Client,
+    dir: &tempfile::TempDir,
+    pki: &TestPki,
+    addr: std::net::SocketAddr,
+) -> Fixture {
+    let sim = SimAgent::connect(pki, "sim-host", addr, &["10.9.0.1"], &[])
+        .await
+        .expect("sim host");
+    let spare = SimAgent::connect(pki, "spare-host", addr, &["10.9.0.2"], &[])
+        .await
+        .expect("spare host");
+    drop((sim, spare));
+    // A real agent, only for a real snapshot: never isolated (commands that change
+    // the network go to the simulated host).
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("snap-host"),
+        addr,
+        &AgentOptions {
+            net_listener: false,
+            ..AgentOptions::default()
+        },
+    );
+    admin
+        .issue_command(v1::IssueCommandRequest {
+            host_id: "snap-host".into(),
+            verb: "snapshot".into(),
+            reason: "matrix".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("snapshot queued");
+    let evidence = eventually(Duration::from_secs(120), "the snapshot stored", || {
+        let mut c = admin.clone();
+        async move {
+            let list = c
+                .list_evidence(v1::ListEvidenceRequest {})
+                .await
+                .ok()?
+                .into_inner()
+                .evidence;
+            list.first().map(|e| e.id.clone())
+        }
+    })
+    .await;
+    let incident = admin
+        .open_incident(v1::OpenIncidentRequest {
+            title: "matrix fixture".into(),
+            severity: "medium".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("incident")
+        .into_inner()
+        .incident
+        .expect("incident record")
+        .id;
+    Fixture {
+        admin,
+        host: "sim-host".into(),
+        spare_host: "spare-host".into(),
+        incident,
+        evidence,
+        fresh: 0,
     }
 }
 
@@ -236,30 +378,30 @@ async fn every_role_can_do_exactly_its_verbs() {
         .expect_err("exists");
     assert_eq!(dup.code(), tonic::Code::AlreadyExists);
 
+    let fixture = &mut fixture(admin, &dir, &pki, collector.addr).await;
     for (name, level) in [("val", 0), ("rita", 1), ("adam", 2)] {
         let mut c = operator_client(&pki.operator(name), collector.addr).await;
         for (verbs, needed) in [(VIEWER_VERBS, 0), (RESPONDER_VERBS, 1), (ADMIN_VERBS, 2)] {
             for verb in verbs {
-                let outcome = call(&mut c, verb).await;
+                let outcome = call(&mut c, fixture, verb).await;
                 if level >= needed {
                     assert!(outcome.is_ok(), "{name} may {verb}: {outcome:?}");
                 } else {
                     let why = outcome.expect_err(&format!("{name} may not {verb}"));
-                    assert!(why.contains("role"), "{why}");
+                    assert_eq!(why.code(), tonic::Code::PermissionDenied, "{why:?}");
+                    assert!(why.message().contains("role"), "{why:?}");
                 }
             }
         }
     }
-
     // Unregistered and disabled operators can do nothing.
     let mut stranger = operator_client(&pki.operator("stranger"), collector.addr).await;
-    assert!(
-        call(&mut stranger, "hosts")
-            .await
-            .expect_err("unregistered")
-            .contains("not registered")
-    );
-    admin
+    let refused = call(&mut stranger, fixture, "hosts")
+        .await
+        .expect_err("unregistered");
+    assert!(refused.message().contains("not registered"), "{refused:?}");
+    fixture
+        .admin
         .disable_operator(v1::OperatorChange {
             name: "rita".into(),
             role: String::new(),
@@ -267,12 +409,11 @@ async fn every_role_can_do_exactly_its_verbs() {
         .await
         .expect("disable");
     let mut rita = operator_client(&pki.operator("rita"), collector.addr).await;
-    assert!(
-        call(&mut rita, "hosts")
-            .await
-            .expect_err("disabled")
-            .contains("disabled")
-    );
+    let refused = call(&mut rita, fixture, "hosts")
+        .await
+        .expect_err("disabled");
+    assert!(refused.message().contains("disabled"), "{refused:?}");
+    let admin = &mut fixture.admin;
     // An admin cannot lock themselves out.
     let own = admin
         .set_operator_role(v1::OperatorChange {

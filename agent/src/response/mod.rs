@@ -17,6 +17,7 @@ use bannin_proto::v1;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::sensors::Controls;
 use crate::spool::Spool;
 use isolate::{IsolationError, Net, Spec};
 
@@ -64,7 +65,14 @@ async fn stream_file(
     let size = file.metadata().await.map_err(|e| e.to_string())?.len();
     let mut whole = sha2::Sha256::new();
     let mut offset = 0u64;
+    // Test hook: flip a byte of the first chunk after hashing it. Compiled only with
+    // the `test-hooks` feature, which the end-to-end tests enable; shipped builds
+    // (`cargo build -p bannin-agent`, the packages) never have it.
+    #[cfg(feature = "test-hooks")]
+    #[allow(clippy::disallowed_methods)]
     let corrupt = std::env::var_os("BANNIN_TEST_CORRUPT_CHUNK").is_some();
+    #[cfg(not(feature = "test-hooks"))]
+    let corrupt = false;
     loop {
         let mut buf = vec![0u8; CHUNK_BYTES];
         let mut filled = 0;
@@ -81,10 +89,7 @@ async fn stream_file(
         buf.truncate(filled);
         whole.update(&buf);
         let last = offset + filled as u64 >= size;
-        let sha256: String = sha2::Sha256::digest(&buf)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sha256: String = bannin_proto::sha256_hex(&buf);
         if corrupt && offset == 0 && !buf.is_empty() {
             // Test hook: a byte flipped in transit, after the hash was taken.
             buf[0] ^= 0xff;
@@ -97,12 +102,7 @@ async fn stream_file(
             last,
             bundle_size: if last { size } else { 0 },
             bundle_sha256: if last {
-                whole
-                    .clone()
-                    .finalize()
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect()
+                bannin_proto::hex(whole.clone().finalize())
             } else {
                 String::new()
             },
@@ -112,11 +112,7 @@ async fn stream_file(
             .map_err(|_| "agent is shutting down".to_owned())?;
         offset += filled as u64;
         if last {
-            let sha: String = whole
-                .finalize()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            let sha = bannin_proto::hex(whole.finalize());
             return Ok((size, sha));
         }
     }
@@ -126,15 +122,18 @@ async fn stream_file(
 pub struct Responder {
     config: ResponseConfig,
     spool: Arc<Spool>,
+    /// This agent's sensors' controls (`relearn` asks through them).
+    controls: Controls,
     started: Instant,
 }
 
 impl Responder {
     /// A responder.
-    pub fn new(config: ResponseConfig, spool: Arc<Spool>) -> Self {
+    pub fn new(config: ResponseConfig, spool: Arc<Spool>, controls: Controls) -> Self {
         Self {
             config,
             spool,
+            controls,
             started: Instant::now(),
         }
     }
@@ -232,6 +231,11 @@ impl Responder {
                 .unwrap_or_default(),
             max_file_bytes: snapshot::DEFAULT_MAX_FILE_BYTES,
             max_bundle_bytes: snapshot::DEFAULT_MAX_BUNDLE_BYTES,
+            integrity_baselines: Some(
+                self.config
+                    .work_dir
+                    .join(crate::sensors::file_integrity::NAME),
+            ),
         };
         let path = self
             .config
@@ -316,19 +320,22 @@ impl Responder {
                 .await
                 .unwrap_or_else(|e| Err(format!("triage task failed: {e}")))
             }
-            "relearn" => crate::sensors::request_relearn(
-                command
-                    .arguments
-                    .get("sensor")
-                    .map(String::as_str)
-                    .filter(|s| !s.is_empty()),
-            )
-            .map(|names| {
-                format!(
-                    "relearning at the next sweep (quietly): {}",
-                    names.join(", ")
+            "relearn" => self
+                .controls
+                .request_relearn(
+                    command
+                        .arguments
+                        .get("sensor")
+                        .map(String::as_str)
+                        .filter(|s| !s.is_empty()),
                 )
-            }),
+                .map_err(|e| e.to_string())
+                .map(|names| {
+                    format!(
+                        "relearning at the next sweep (quietly): {}",
+                        names.join(", ")
+                    )
+                }),
             other => Err(format!(
                 "verb {other:?} is not supported by agent {}",
                 bannin_proto::VERSION

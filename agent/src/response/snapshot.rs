@@ -42,6 +42,8 @@ pub struct Request {
     pub max_file_bytes: u64,
     /// Per-bundle limit.
     pub max_bundle_bytes: u64,
+    /// The integrity sensor's baseline directory, when this agent keeps one.
+    pub integrity_baselines: Option<std::path::PathBuf>,
 }
 
 /// One collected artifact.
@@ -157,10 +159,7 @@ impl<W: Write> Bundle<W> {
             return self.skip(source, format!("writing the bundle: {e}"));
         }
         self.written += size;
-        let sha256 = Sha256::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sha256 = bannin_proto::sha256_hex(bytes);
         self.manifest.artifacts.push(Artifact {
             path,
             source: source.to_owned(),
@@ -287,11 +286,7 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
     loop {
         let n = file.read(&mut buf)?;
         if n == 0 {
-            return Ok(hasher
-                .finalize()
-                .iter()
-                .map(|x| format!("{x:02x}"))
-                .collect());
+            return Ok(bannin_proto::hex(hasher.finalize()));
         }
         hasher.update(&buf[..n]);
     }
@@ -406,10 +401,28 @@ pub fn collect<W: Write>(
     ] {
         b.file(root, f, Some(LOG_TAIL_BYTES));
     }
-    b.skip(
-        "integrity baseline differences",
-        "not available: this agent has no integrity baseline sensor yet".into(),
-    );
+    match &request.integrity_baselines {
+        None => b.skip(
+            "integrity baseline differences",
+            "not collected: a standalone snapshot does not read a running agent's baselines \
+             (ask the running agent: `bannin snapshot HOST`)"
+                .into(),
+        ),
+        Some(dir) => match crate::sensors::file_integrity::baseline_differences(root, dir) {
+            Ok(diff) => b.add(
+                "integrity-differences.json",
+                "integrity baseline differences",
+                diff.to_string().as_bytes(),
+            ),
+            Err(e) => b.skip(
+                "integrity baseline differences",
+                format!(
+                    "no integrity baseline in {} ({e}): the file_integrity sensor is disabled or has not finished its first scan",
+                    dir.display()
+                ),
+            ),
+        },
+    }
     for f in &request.files {
         match read_safely(root, f, request.max_file_bytes, false) {
             Ok(bytes) => b.add(&format!("named{f}"), f, &bytes),

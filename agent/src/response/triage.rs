@@ -158,11 +158,7 @@ fn hash(shown: &str, real: &Path) -> Result<Value, String> {
         size += n as u64;
         hasher.update(&buf[..n]);
     }
-    let digest: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = bannin_proto::hex(hasher.finalize());
     Ok(json!({ "path": shown, "sha256": digest, "size": size }))
 }
 
@@ -211,6 +207,12 @@ fn boot_time(root: &HostRoot) -> i64 {
 
 fn processes(root: &HostRoot) -> Vec<Value> {
     let boot = boot_time(root);
+    // Account names by uid, from the host's own passwd (a uid without one stays blank).
+    let names: std::collections::HashMap<u32, String> = users(root)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|u| Some((u["uid"].as_u64()? as u32, u["name"].as_str()?.to_owned())))
+        .collect();
     // USER_HZ is 100 on every Linux architecture Bannin supports.
     const TICKS: i64 = 100;
     let mut rows = Vec::new();
@@ -261,6 +263,7 @@ fn processes(root: &HostRoot) -> Vec<Value> {
             "pid": pid,
             "ppid": ppid,
             "uid": uid,
+            "user": uid.and_then(|u| names.get(&u)).cloned().unwrap_or_default(),
             "comm": comm,
             "exe": exe,
             "deleted_exe": exe.ends_with(" (deleted)"),

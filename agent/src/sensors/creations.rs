@@ -55,18 +55,18 @@ impl Watcher {
     /// walk would read; what cannot be watched is counted in `unwatched`.
     fn watch_tree(&mut self, dir: &Path, depth: usize, queue: &Mutex<Created>) {
         if self.dirs.len() >= self.max_watches {
-            lock(queue).unwatched += 1;
+            bannin_proto::lock(queue).unwatched += 1;
             return;
         }
         match self.inotify.add_watch(&self.root.join(dir), MASK) {
             Ok(wd) => {
                 self.dirs.insert(wd, (dir.to_path_buf(), depth));
-                lock(queue).watches = self.dirs.len();
+                bannin_proto::lock(queue).watches = self.dirs.len();
             }
             Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => return,
             Err(error) => {
                 tracing::debug!(dir = %dir.display(), %error, "Cannot watch a directory");
-                lock(queue).unwatched += 1;
+                bannin_proto::lock(queue).unwatched += 1;
                 return;
             }
         }
@@ -123,13 +123,13 @@ fn read_loop(w: &mut Watcher, queue: &Mutex<Created>, wake: &tokio::sync::Notify
             Err(nix::errno::Errno::EINTR) => continue,
             Err(error) => {
                 tracing::error!(%error, "inotify read failed; creations are seen at each walk only");
-                lock(queue).failed = Some(format!("inotify failed: {error}"));
+                bannin_proto::lock(queue).failed = Some(format!("inotify failed: {error}"));
                 return;
             }
         };
         let mut new_dirs = Vec::new();
         {
-            let mut q = lock(queue);
+            let mut q = bannin_proto::lock(queue);
             for e in events {
                 if e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
                     q.overflowed = true;
@@ -162,10 +162,6 @@ fn read_loop(w: &mut Watcher, queue: &Mutex<Created>, wake: &tokio::sync::Notify
     }
 }
 
-fn lock(q: &Mutex<Created>) -> std::sync::MutexGuard<'_, Created> {
-    q.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,7 +170,7 @@ mod tests {
     fn wait_for(queue: &Mutex<Created>, what: impl Fn(&Created) -> bool) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if what(&lock(queue)) {
+            if what(&bannin_proto::lock(queue)) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -212,7 +208,7 @@ mod tests {
             .paths
             .iter()
             .any(|(p, _)| p == Path::new("/w/new/b"))));
-        let q = lock(&queue);
+        let q = bannin_proto::lock(&queue);
         assert!(q.paths.contains(&(PathBuf::from("/w/old/a.bin"), 2)));
         assert!(q.paths.contains(&(PathBuf::from("/w/new"), 1)));
         assert!(q.paths.contains(&(PathBuf::from("/w/new/b"), 2)));

@@ -165,7 +165,7 @@ fn read_loop(group: &nix::sys::fanotify::Fanotify, root: &HostRoot, queue: &Mute
             }
         };
         for e in events {
-            let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+            let mut q = bannin_proto::lock(queue);
             if e.mask().contains(MaskFlags::FAN_Q_OVERFLOW) {
                 q.overflowed = true;
             }
@@ -218,7 +218,7 @@ impl Sensor for FileAccess {
             return Ok(Health::Degraded(why.clone()));
         }
         let (accesses, dropped, overflowed) = {
-            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            let mut q = bannin_proto::lock(&self.queue);
             let a: Vec<Access> = q.accesses.drain(..).collect();
             let d = std::mem::take(&mut q.dropped);
             let o = std::mem::take(&mut q.overflowed);

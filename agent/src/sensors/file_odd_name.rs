@@ -306,7 +306,7 @@ impl Sensor for OddNames {
         };
         let (queued, lost, realtime_failed) = match &self.created {
             Some(q) => {
-                let mut q = q.lock().unwrap_or_else(|p| p.into_inner());
+                let mut q = bannin_proto::lock(q);
                 let paths: BTreeSet<(PathBuf, usize)> = q.paths.drain(..).collect();
                 (paths, std::mem::take(&mut q.overflowed), q.failed.clone())
             }
@@ -503,7 +503,7 @@ impl Sensor for OddNames {
         let unwatched = self
             .created
             .as_ref()
-            .map_or(0, |q| q.lock().unwrap_or_else(|p| p.into_inner()).unwatched);
+            .map_or(0, |q| bannin_proto::lock(q).unwatched);
         let problems: Vec<String> = walk_problem
             .into_iter()
             .chain(self.realtime_problem.clone())

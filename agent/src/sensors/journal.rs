@@ -148,7 +148,7 @@ impl Follower {
 
     /// Takes what was read: the entries and the cursor after the last of them.
     pub fn take(&self) -> (Vec<Entry>, Option<String>, Option<String>) {
-        let mut q = lock(&self.queue);
+        let mut q = bannin_proto::lock(&self.queue);
         let mut last = None;
         let entries = q
             .entries
@@ -164,7 +164,7 @@ impl Follower {
 
 impl Drop for Follower {
     fn drop(&mut self) {
-        let mut q = lock(&self.queue);
+        let mut q = bannin_proto::lock(&self.queue);
         q.stop = true;
         if let Some(pid) = q.pid.take().and_then(|p| i32::try_from(p).ok()) {
             let _ = nix::sys::signal::kill(
@@ -175,13 +175,9 @@ impl Drop for Follower {
     }
 }
 
-fn lock(q: &Mutex<Followed>) -> std::sync::MutexGuard<'_, Followed> {
-    q.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn follow(journalctl: &Path, root: &HostRoot, mut cursor: Option<String>, queue: &Mutex<Followed>) {
     loop {
-        if lock(queue).stop {
+        if bannin_proto::lock(queue).stop {
             return;
         }
         let mut command = command(journalctl, root);
@@ -198,14 +194,14 @@ fn follow(journalctl: &Path, root: &HostRoot, mut cursor: Option<String>, queue:
         let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
-                lock(queue).problem =
+                bannin_proto::lock(queue).problem =
                     Some(JournalError::Spawn(journalctl.to_path_buf(), e).to_string());
                 std::thread::sleep(Duration::from_secs(30));
                 continue;
             }
         };
         {
-            let mut q = lock(queue);
+            let mut q = bannin_proto::lock(queue);
             q.pid = Some(child.id());
             q.problem = None;
             if q.stop {
@@ -229,7 +225,7 @@ fn follow(journalctl: &Path, root: &HostRoot, mut cursor: Option<String>, queue:
                 };
                 cursor = Some(at.clone());
                 loop {
-                    let mut q = lock(queue);
+                    let mut q = bannin_proto::lock(queue);
                     if q.stop {
                         break;
                     }
@@ -244,7 +240,7 @@ fn follow(journalctl: &Path, root: &HostRoot, mut cursor: Option<String>, queue:
         }
         let _ = child.kill();
         let _ = child.wait();
-        let mut q = lock(queue);
+        let mut q = bannin_proto::lock(queue);
         q.pid = None;
         if q.stop {
             return;

@@ -69,18 +69,71 @@ impl Health {
     }
 }
 
-/// Set when the agent is stopping: long sweeps (an integrity baseline) check it
-/// and give up, so a stop never waits for a scan of the whole disk.
-static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Tells long sweeps to give up.
-pub fn request_stop() {
-    STOPPING.store(true, std::sync::atomic::Ordering::Relaxed);
+/// What a running agent asks of its sensors: stop (long sweeps give up, so a stop
+/// never waits for a scan of the whole disk) and relearn (which baselines to forget
+/// before their next sweep). One per [`crate::run`], passed as a value, so two agents
+/// in one process (`bannin up`, the tests) never see each other's requests.
+#[derive(Debug, Clone, Default)]
+pub struct Controls {
+    stop: StopFlag,
+    relearn: Arc<Mutex<Vec<&'static str>>>,
 }
 
-/// Whether the agent is stopping.
-pub fn stopping() -> bool {
-    STOPPING.load(std::sync::atomic::Ordering::Relaxed)
+/// A stop request as a sweep sees it.
+#[derive(Debug, Clone, Default)]
+pub struct StopFlag(Arc<std::sync::atomic::AtomicBool>);
+
+impl StopFlag {
+    /// Whether the agent is stopping.
+    pub fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A relearn request naming a sensor that keeps no baseline.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} keeps no baseline; sensors with one: {list}", list = BASELINE_SENSORS.join(", "))]
+pub struct NoBaseline(pub String);
+
+impl Controls {
+    /// Tells long sweeps to give up.
+    pub fn request_stop(&self) {
+        self.stop
+            .0
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The flag sweeps check.
+    pub fn stop_flag(&self) -> StopFlag {
+        self.stop.clone()
+    }
+
+    /// Asks `sensor` (or every baseline sensor, for `None`) to relearn before its
+    /// next sweep. Returns the sensors asked.
+    pub fn request_relearn(&self, sensor: Option<&str>) -> Result<Vec<&'static str>, NoBaseline> {
+        let names: Vec<&'static str> = match sensor {
+            None => BASELINE_SENSORS.to_vec(),
+            Some(name) => match BASELINE_SENSORS.iter().find(|s| **s == name) {
+                Some(s) => vec![*s],
+                None => return Err(NoBaseline(name.to_owned())),
+            },
+        };
+        let mut pending = bannin_proto::lock(&self.relearn);
+        for n in &names {
+            if !pending.contains(n) {
+                pending.push(n);
+            }
+        }
+        Ok(names)
+    }
+
+    /// Whether `sensor` was asked to relearn (and forgets the request).
+    fn take_relearn(&self, sensor: &str) -> bool {
+        let mut pending = bannin_proto::lock(&self.relearn);
+        let before = pending.len();
+        pending.retain(|p| *p != sensor);
+        pending.len() != before
+    }
 }
 
 /// Why a sweep failed outright.
@@ -142,39 +195,6 @@ pub const BASELINE_SENSORS: &[&str] = &[
     "system",
 ];
 
-static RELEARN: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-/// Asks `sensor` (or every baseline sensor, for `None`) to relearn before its
-/// next sweep. Returns the sensors asked, or why not.
-pub fn request_relearn(sensor: Option<&str>) -> Result<Vec<&'static str>, String> {
-    let names: Vec<&'static str> = match sensor {
-        None => BASELINE_SENSORS.to_vec(),
-        Some(name) => match BASELINE_SENSORS.iter().find(|s| **s == name) {
-            Some(s) => vec![*s],
-            None => {
-                return Err(format!(
-                    "{name:?} keeps no baseline; sensors with one: {}",
-                    BASELINE_SENSORS.join(", ")
-                ));
-            }
-        },
-    };
-    let mut pending = RELEARN.lock().unwrap_or_else(|p| p.into_inner());
-    for n in &names {
-        if !pending.iter().any(|p| p == n) {
-            pending.push((*n).to_owned());
-        }
-    }
-    Ok(names)
-}
-
-fn take_relearn(sensor: &str) -> bool {
-    let mut pending = RELEARN.lock().unwrap_or_else(|p| p.into_inner());
-    let before = pending.len();
-    pending.retain(|p| p != sensor);
-    pending.len() != before
-}
-
 /// The host's file system as sensors see it (`/` in production, a fixture in tests).
 #[derive(Debug, Clone)]
 pub struct HostRoot(pub PathBuf);
@@ -197,6 +217,8 @@ pub struct Sweep {
     pub events: Vec<v1::Event>,
     /// New state to remember (JSON), if it changed.
     pub state: Option<Vec<u8>>,
+    /// Set when the agent is stopping: a long sweep gives up and keeps nothing.
+    pub stop: StopFlag,
 }
 
 impl Sweep {
@@ -256,7 +278,7 @@ pub struct HealthBoard(Arc<Mutex<BTreeMap<&'static str, Health>>>);
 impl HealthBoard {
     /// Records a sensor's health; logs changes.
     pub fn set(&self, name: &'static str, health: Health) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = bannin_proto::lock(&self.0);
         if map.get(name) != Some(&health) {
             match &health {
                 Health::Ok => tracing::info!(sensor = name, "Sensor ok"),
@@ -274,13 +296,13 @@ impl HealthBoard {
 
     /// Snapshot for the wire.
     pub fn to_wire(&self) -> Vec<v1::SensorHealth> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let map = bannin_proto::lock(&self.0);
         map.iter().map(|(n, h)| h.to_wire(n)).collect()
     }
 
     /// Snapshot.
     pub fn snapshot(&self) -> Vec<(&'static str, Health)> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let map = bannin_proto::lock(&self.0);
         map.iter().map(|(n, h)| (*n, h.clone())).collect()
     }
 }
@@ -476,18 +498,23 @@ pub async fn run_sensor(
     board: HealthBoard,
     shutdown: CancellationToken,
     fold_after: usize,
+    controls: Controls,
 ) {
     let name = sensor.name();
     let interval = sensor.interval();
     let waker = sensor.waker();
     loop {
-        let relearn = take_relearn(name);
+        let relearn = controls.take_relearn(name);
+        let stop = controls.stop_flag();
         let swept = tokio::task::spawn_blocking(move || {
             if relearn {
                 tracing::info!(sensor = sensor.name(), "Relearning the baseline");
                 sensor.relearn();
             }
-            let mut out = Sweep::default();
+            let mut out = Sweep {
+                stop,
+                ..Sweep::default()
+            };
             let result = sensor.sweep(&mut out);
             fold(&mut out.events, fold_after);
             (sensor, out, result)
@@ -503,6 +530,11 @@ pub async fn run_sensor(
         sensor = returned;
         match result {
             Ok(health) => board.set(name, health),
+            // An orderly stop is not a failure: the sweep kept nothing, health stands.
+            Err(SensorError::Interrupted) => {
+                tracing::info!(sensor = name, "Sweep abandoned: the agent is stopping");
+                return;
+            }
             Err(error) => board.set(name, Health::Failed(error.to_string())),
         }
         if (!out.events.is_empty() || out.state.is_some())

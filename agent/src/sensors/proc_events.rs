@@ -132,12 +132,12 @@ pub fn start(
                     Ok(n) => n,
                     Err(nix::errno::Errno::EINTR) => continue,
                     Err(nix::errno::Errno::ENOBUFS) => {
-                        lock(&queue).lost += 1;
+                        bannin_proto::lock(&queue).lost += 1;
                         continue;
                     }
                     Err(error) => {
                         tracing::error!(%error, "Process events connector failed; polling only");
-                        lock(&queue).failed =
+                        bannin_proto::lock(&queue).failed =
                             Some(format!("process events connector failed: {error}"));
                         return;
                     }
@@ -149,7 +149,7 @@ pub fn start(
                     }
                     let exe_file = std::fs::File::open(root.join(format!("/proc/{pid}/exe"))).ok();
                     let resolved = read_proc(&root, pid);
-                    let mut q = lock(&queue);
+                    let mut q = bannin_proto::lock(&queue);
                     // A process gone before it could be read left nothing to judge.
                     match resolved {
                         Some(info) if q.execs.len() < MAX_QUEUED => {
@@ -167,10 +167,6 @@ pub fn start(
         })
         .map_err(|e| format!("cannot start the process events reader: {e}"))?;
     Ok(())
-}
-
-fn lock(q: &Mutex<ExecQueue>) -> std::sync::MutexGuard<'_, ExecQueue> {
-    q.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 const fn libc_af_netlink() -> i32 {

@@ -386,15 +386,7 @@ pub fn sha256_reader(mut reader: impl Read) -> std::io::Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    Ok(bannin_proto::hex(hasher.finalize()))
 }
 
 /// SHA-256 values of an IOC list: one per line, `#` comments and anything
@@ -515,7 +507,7 @@ impl Sensor for Processes {
         // are gone from /proc by now, but were resolved when they started.
         let (execs, lost, failed) = match &self.events {
             Some(q) => {
-                let mut q = q.lock().unwrap_or_else(|p| p.into_inner());
+                let mut q = bannin_proto::lock(q);
                 (
                     q.execs.drain(..).collect::<Vec<_>>(),
                     std::mem::take(&mut q.lost),

@@ -37,13 +37,28 @@ pub(crate) async fn list(client: &mut Client, json: bool) -> anyhow::Result<Exit
             println!(
                 "{:<24} {:<8} {:<18} {:<20} {:<19} {:<10} {}",
                 h.host_id,
-                if h.online { "online" } else { "offline" },
+                if h.revoked {
+                    "revoked"
+                } else if h.online {
+                    "online"
+                } else {
+                    "offline"
+                },
                 h.isolation,
                 h.hostname,
                 short_time(h.last_seen_unix_ms),
                 h.acked_sequence,
                 sensors
             );
+            if h.revoked {
+                println!(
+                    "{:<24} revoked by {} at {}: {}",
+                    "",
+                    h.revoked_by,
+                    bannin_proto::rfc3339(h.revoked_unix_ms),
+                    h.revoked_reason
+                );
+            }
             if !h.labels.is_empty() {
                 let labels: Vec<String> =
                     h.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -45,6 +45,8 @@ pub(super) async fn follow_findings(
     let mut latest = svc.ingest.latest_finding();
     let shutdown = svc.shutdown.clone();
     tracing::debug!(operator = %name, since = cursor, "Following findings");
+    // Not on a TaskTracker: a follower ends with the operator's stream or the collector's shutdown token, which it selects on.
+    #[allow(clippy::disallowed_methods)]
     tokio::spawn(async move {
         loop {
             let batch = match store.findings_after(cursor, 500) {

@@ -40,9 +40,16 @@ pub(super) async fn list_hosts(
                 sensors: r.sensors.iter().map(|s| s.to_wire()).collect(),
                 spool_bytes: r.spool_bytes,
                 peer_address: r.peer_address,
+                ..v1::Host::default()
             }
         })
         .map(|mut h| {
+            if let Some(r) = svc.hosts.revocation(&h.host_id) {
+                h.revoked = true;
+                h.revoked_by = r.by;
+                h.revoked_unix_ms = r.at_unix_ms;
+                h.revoked_reason = r.reason;
+            }
             if let Ok(id) = bannin_proto::identity::HostId::new(h.host_id.clone()) {
                 h.acked_sequence = svc.ingest.high_water(&id);
             }

@@ -4,6 +4,7 @@ use bannin_proto::v1;
 use tonic::{Request, Response, Status};
 
 use super::{OperatorService, Rpc};
+use crate::correlate::Rule;
 
 /// `ListRules`.
 pub(super) async fn list_rules(
@@ -38,79 +39,67 @@ pub(super) async fn list_rules(
         })
         .collect();
     let c = &rules.correlation;
-    let rule =
-        |name: &str, t: &crate::correlate::Threshold, threshold: usize, description: String| {
+    let correlations = Rule::ALL
+        .iter()
+        .map(|&r| {
+            let t = r.threshold(c);
+            let (threshold, description) = match r {
+                Rule::Spread => (
+                    t.hosts,
+                    format!(
+                        "the same file hash, executable, remote address or new account on {} or more hosts",
+                        t.hosts
+                    ),
+                ),
+                Rule::AccountHosts => (
+                    t.hosts,
+                    format!("one account logging in on {} or more hosts", t.hosts),
+                ),
+                Rule::PasswordSpray => (
+                    t.hosts,
+                    format!(
+                        "failed logins for one account or from one source on {} or more hosts",
+                        t.hosts
+                    ),
+                ),
+                Rule::LateralMovement => (
+                    2,
+                    format!(
+                        "a session to a fleet host on a remote-admin port ({}) followed by a new account, listener, service or unknown binary there",
+                        c.remote_admin_ports
+                            .iter()
+                            .map(u16::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+                Rule::FanIn => (
+                    t.hosts,
+                    format!(
+                        "{} or more fleet hosts reaching one outside address, or one host receiving from {} or more new addresses",
+                        t.hosts, c.fan_in_peers
+                    ),
+                ),
+                Rule::MassSilence => (
+                    t.hosts,
+                    format!(
+                        "{} or more hosts and at least {:.0} % of the fleet going silent",
+                        t.hosts,
+                        c.mass_silence_share * 100.0
+                    ),
+                ),
+            };
             v1::CorrelationRule {
-                name: name.to_owned(),
-                kind: format!("correlation.{name}"),
+                name: r.name().to_owned(),
+                kind: r.kind().to_owned(),
                 threshold: u32::try_from(threshold).unwrap_or(u32::MAX),
                 window_secs: t.window.as_secs(),
                 severity: t.severity.to_wire() as i32,
-                raised: stats.correlation.raised.get(name).copied().unwrap_or(0),
+                raised: stats.correlation.raised.get(&r).copied().unwrap_or(0),
                 description,
             }
-        };
-    let correlations = vec![
-        rule(
-            "spread",
-            &c.spread,
-            c.spread.hosts,
-            format!(
-                "the same file hash, executable, remote address or new account on {} or more hosts",
-                c.spread.hosts
-            ),
-        ),
-        rule(
-            "account_hosts",
-            &c.account_hosts,
-            c.account_hosts.hosts,
-            format!(
-                "one account logging in on {} or more hosts",
-                c.account_hosts.hosts
-            ),
-        ),
-        rule(
-            "password_spray",
-            &c.password_spray,
-            c.password_spray.hosts,
-            format!(
-                "failed logins for one account or from one source on {} or more hosts",
-                c.password_spray.hosts
-            ),
-        ),
-        rule(
-            "lateral_movement",
-            &c.lateral_movement,
-            2,
-            format!(
-                "a session to a fleet host on a remote-admin port ({}) followed by a new account, listener, service or unknown binary there",
-                c.remote_admin_ports
-                    .iter()
-                    .map(u16::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ),
-        rule(
-            "fan_in",
-            &c.fan_in,
-            c.fan_in.hosts,
-            format!(
-                "{} or more fleet hosts reaching one outside address, or one host receiving from {} or more new addresses",
-                c.fan_in.hosts, c.fan_in_peers
-            ),
-        ),
-        rule(
-            "mass_silence",
-            &c.mass_silence,
-            c.mass_silence.hosts,
-            format!(
-                "{} or more hosts and at least {:.0} % of the fleet going silent",
-                c.mass_silence.hosts,
-                c.mass_silence_share * 100.0
-            ),
-        ),
-    ];
+        })
+        .collect();
     Ok(Response::new(v1::ListRulesResponse {
         severity_overrides: rules
             .severity_overrides
@@ -132,10 +121,7 @@ pub(super) async fn list_sinks(
 ) -> Result<Response<v1::ListSinksResponse>, Status> {
     svc.authorize(&request, Rpc::ListSinks).await?;
     let latest = *svc.ingest.latest_finding().borrow();
-    let sinks = svc
-        .sinks
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+    let sinks = bannin_proto::lock(&svc.sinks)
         .values()
         .map(|s| v1::SinkStatus {
             name: s.name.clone(),

@@ -58,7 +58,11 @@ pub(super) async fn create_token(
             verb: "token.create".into(),
             target: token.id.clone(),
             reason: token.note.clone(),
-            result: format!("{} use(s), expires {}", token.uses, token.expires_unix_ms),
+            result: format!(
+                "{} use(s), expires {}",
+                token.uses,
+                bannin_proto::rfc3339(token.expires_unix_ms)
+            ),
         })
         .map_err(|e| internal("writing the action log", &e))?;
     svc.flush().await?;

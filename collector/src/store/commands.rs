@@ -151,7 +151,7 @@ impl Store {
     /// Appends to the action log, chaining the entry to the previous one by hash.
     pub fn append_action(&self, action: &Action) -> Result<u64, StoreError> {
         // One appender at a time, so every entry names its true predecessor.
-        let _guard = self.action_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = bannin_proto::lock(&self.action_lock);
         let (seq, prev) = match self.actions.last()? {
             Some((_, v)) => {
                 let last: ChainedAction = decode(&v, "action")?;

@@ -8,6 +8,9 @@
 //! `target/release/bannin-agent-bench [--minutes 10] [--skip-idle] [--skip-aide]`.
 //! It installs `aide` and `time` (Debian packages) if they are missing.
 
+// A benchmark measures time: the tests' ban on `Instant::elapsed` does not apply.
+#![allow(clippy::disallowed_methods)]
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -13,6 +13,9 @@
 //!
 //! `cargo build --release --workspace --bins && target/release/bannin-correlation-bench`
 
+// A benchmark measures time: the tests' ban on `Instant::elapsed` does not apply.
+#![allow(clippy::disallowed_methods)]
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

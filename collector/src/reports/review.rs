@@ -1,0 +1,351 @@
+//! The lessons-learned review (schema `bannin.review/1`): the timeline, time to
+//! detect and to contain, and the guidance's review questions.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::*;
+use crate::model::{Command, CommandState};
+
+/// The lessons-learned review (schema `bannin.review/1`).
+#[derive(Debug, Serialize)]
+pub struct Review {
+    /// `bannin.review/1`.
+    pub schema: &'static str,
+    /// When the review was made.
+    pub generated_at: String,
+    /// The incident.
+    pub incident: IncidentSummary,
+    /// Detection and containment figures.
+    pub metrics: Metrics,
+    /// Everything that happened, in order.
+    pub timeline: Vec<TimelineItem>,
+    /// The guidance's eight questions, with what the data says.
+    pub questions: Vec<Question>,
+}
+
+/// Detection and containment figures. Times are RFC 3339; spans are seconds
+/// (absent when the data has no answer yet).
+#[derive(Debug, Default, Serialize)]
+pub struct Metrics {
+    /// The earliest observed indicator.
+    pub first_indicator_at: String,
+    /// The incident was opened.
+    pub opened_at: String,
+    /// First isolation of an affected host that took effect (or, without one,
+    /// the status first set to contained).
+    pub contained_at: String,
+    /// What contained it.
+    pub contained_by: String,
+    /// Closed.
+    pub closed_at: String,
+    /// First indicator → incident opened, in milliseconds.
+    pub time_to_detect_ms: Option<i64>,
+    /// Incident opened → contained, in milliseconds (0 if contained before it was opened).
+    pub time_to_contain_ms: Option<i64>,
+    /// First indicator → contained, in milliseconds.
+    pub indicator_to_containment_ms: Option<i64>,
+    /// Incident opened → closed, in milliseconds.
+    pub time_to_close_ms: Option<i64>,
+}
+
+/// One review question.
+#[derive(Debug, Serialize)]
+pub struct Question {
+    /// 1 to 8.
+    pub number: usize,
+    /// The guidance's question.
+    pub question: &'static str,
+    /// What the data says (empty: for the review meeting to answer).
+    pub from_the_data: Vec<String>,
+}
+
+/// Builds the lessons-learned review. `blind_spots` lists, per affected host,
+/// the sensors that are not fully working.
+pub fn review(facts: &Facts, blind_spots: &[(String, Vec<String>)]) -> Review {
+    let incident = &facts.incident;
+    let first = facts.findings.first();
+    let mut metrics = Metrics {
+        first_indicator_at: first
+            .map(|f| rfc3339(f.observed_unix_ms))
+            .unwrap_or_default(),
+        opened_at: rfc3339(incident.opened_unix_ms),
+        closed_at: rfc3339(incident.closed_unix_ms),
+        ..Metrics::default()
+    };
+    let contained = match facts.first_isolation() {
+        Some(c) => Some((
+            c.finished_unix_ms,
+            format!(
+                "isolation of {} (command {} by {})",
+                c.host_id,
+                c.wire_id(),
+                c.operator
+            ),
+        )),
+        None => facts.status_reached("contained").map(|(at, who)| {
+            (
+                at,
+                format!("status set to contained by {who} (no isolation)"),
+            )
+        }),
+    };
+    if let Some(f) = first {
+        metrics.time_to_detect_ms = Some(incident.opened_unix_ms - f.observed_unix_ms);
+    }
+    if let Some((at, by)) = &contained {
+        metrics.contained_at = rfc3339(*at);
+        metrics.contained_by = by.clone();
+        metrics.time_to_contain_ms = Some((at - incident.opened_unix_ms).max(0));
+        metrics.indicator_to_containment_ms = first.map(|f| at - f.observed_unix_ms);
+    }
+    if incident.closed_unix_ms > 0 {
+        metrics.time_to_close_ms = Some(incident.closed_unix_ms - incident.opened_unix_ms);
+    }
+
+    let mut answers: [Vec<String>; 8] = Default::default();
+    // 1. What happened, when, and how?
+    if let Some(f) = first {
+        answers[0].push(format!(
+            "The first indicator was finding #{} {} on {} at {}: {}.",
+            f.id,
+            f.kind,
+            f.host_id,
+            rfc3339(f.observed_unix_ms),
+            f.summary
+        ));
+    }
+    let kinds: BTreeMap<&str, usize> = facts.findings.iter().fold(BTreeMap::new(), |mut m, f| {
+        *m.entry(f.kind.as_str()).or_default() += 1;
+        m
+    });
+    if !facts.findings.is_empty() {
+        answers[0].push(format!(
+            "{} indicator(s) on {} host(s) ({}): {}.",
+            facts.findings.len(),
+            facts.affected.len(),
+            facts.affected.join(", "),
+            kinds
+                .iter()
+                .map(|(k, n)| format!("{k} ×{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    answers[0].push(format!(
+        "Incident opened {} by {} as {} ({}); status now {}.",
+        metrics.opened_at,
+        incident.opened_by,
+        incident.severity,
+        incident.severity.meaning(),
+        incident.status
+    ));
+    // 2. How well did staff respond?
+    if let Some(ms) = metrics.time_to_detect_ms {
+        answers[1].push(format!(
+            "Time to detect (first indicator → incident opened): {}.",
+            human_duration(ms)
+        ));
+    }
+    match (metrics.time_to_contain_ms, &contained) {
+        (Some(ms), Some((_, by))) => answers[1].push(format!(
+            "Time to contain (incident opened → contained): {} — {by}.",
+            human_duration(ms)
+        )),
+        _ => answers[1].push(
+            "Not contained: no affected host was isolated and the status never reached contained."
+                .into(),
+        ),
+    }
+    if let Some(ms) = metrics.time_to_close_ms {
+        answers[1].push(format!(
+            "Time to close (opened → closed): {}.",
+            human_duration(ms)
+        ));
+    }
+    let unhandled: Vec<String> = facts
+        .findings
+        .iter()
+        .filter(|f| f.history.is_empty())
+        .map(|f| format!("#{}", f.id))
+        .collect();
+    if !unhandled.is_empty() {
+        answers[1].push(format!(
+            "Findings never acknowledged or resolved: {}.",
+            unhandled.join(", ")
+        ));
+    }
+    let operators: BTreeSet<&str> = facts
+        .actions
+        .iter()
+        .map(|(_, a)| a.actor.as_str())
+        .filter(|a| !a.starts_with("host:") && *a != "collector")
+        .collect();
+    answers[1].push(format!(
+        "{} action(s) recorded by {} operator(s) ({}); {} note(s) kept.",
+        facts
+            .actions
+            .iter()
+            .filter(|(_, a)| !a.actor.starts_with("host:") && a.actor != "collector")
+            .count(),
+        operators.len(),
+        operators.iter().copied().collect::<Vec<_>>().join(", "),
+        incident.notes.len()
+    ));
+    let isolated_at = facts.first_isolation().map(|c| c.finished_unix_ms);
+    let snapshots: Vec<&Command> = facts
+        .commands
+        .iter()
+        .filter(|c| c.verb == "snapshot" && c.state == CommandState::Succeeded)
+        .collect();
+    match (isolated_at, snapshots.first()) {
+        (Some(iso), Some(s)) if s.finished_unix_ms <= iso => answers[1].push(
+            "Forensic evidence was collected before the first isolation (volatile state preserved).".into(),
+        ),
+        (Some(_), Some(_)) => answers[1].push(
+            "The first snapshot was taken after the first isolation: volatile state (connections, processes) may have changed.".into(),
+        ),
+        (Some(_), None) => answers[1].push("Hosts were isolated but no forensic snapshot was taken.".into()),
+        _ => {}
+    }
+    // 3. What information was needed sooner?
+    if let Some(f) = first {
+        let handled = f.history.first().map(|h| h.at_unix_ms);
+        match handled {
+            Some(at) => answers[2].push(format!(
+                "The first indicator waited {} between being observed and first being handled.",
+                human_duration(at - f.observed_unix_ms)
+            )),
+            None => answers[2].push("The first indicator was never acknowledged.".into()),
+        }
+        let late = f.received_unix_ms - f.observed_unix_ms;
+        if late > 60_000 {
+            answers[2].push(format!(
+                "The first indicator reached the collector {} after it was observed (the host was offline or the link was down).",
+                human_duration(late)
+            ));
+        }
+    }
+    let before: Vec<String> = facts
+        .findings
+        .iter()
+        .skip(1)
+        .filter(|f| f.observed_unix_ms < incident.opened_unix_ms)
+        .map(|f| format!("#{} {} on {}", f.id, f.kind, f.host_id))
+        .collect();
+    if !before.is_empty() {
+        answers[2].push(format!(
+            "Other indicators were already there before the incident was opened: {}.",
+            before.join(", ")
+        ));
+    }
+    for (host, gaps) in blind_spots {
+        answers[2].push(format!(
+            "Sensors not fully working on {host}: {}.",
+            gaps.join("; ")
+        ));
+    }
+    // 4. Steps that might have inhibited recovery.
+    for c in &facts.commands {
+        if matches!(c.state, CommandState::Failed | CommandState::Expired) {
+            answers[3].push(format!(
+                "{} on {} (command {}, by {}) {}: {}",
+                c.verb,
+                c.host_id,
+                c.wire_id(),
+                c.operator,
+                c.state.as_str(),
+                c.result.chars().take(200).collect::<String>()
+            ));
+        }
+    }
+    for (_, a) in &facts.actions {
+        if a.verb == "isolation.reconcile" && a.result.contains("failed") {
+            answers[3].push(format!(
+                "{}: isolation re-apply failed: {}",
+                a.actor, a.result
+            ));
+        }
+        if a.verb.starts_with("denied.") {
+            answers[3].push(format!(
+                "{} was denied {}: {}",
+                a.actor,
+                &a.verb[7..],
+                a.result
+            ));
+        }
+    }
+    for e in &facts.evidence {
+        if e.disposed {
+            answers[3].push(format!(
+                "Evidence {} from {} was disposed of.",
+                e.id, e.host_id
+            ));
+        }
+    }
+    // 5. What would staff do differently? The meeting answers; the data hints.
+    if metrics.time_to_contain_ms.is_none() {
+        answers[4].push(
+            "Decide earlier whether to isolate affected hosts (nothing was contained).".into(),
+        );
+    }
+    // 6. Information sharing.
+    for (_, a) in &facts.actions {
+        if a.verb == "evidence.exported" {
+            answers[5].push(format!(
+                "{} exported {} ({}): {}",
+                a.actor, a.target, a.reason, a.result
+            ));
+        }
+    }
+    if answers[5].is_empty() {
+        answers[5].push("No evidence was exported to another party.".into());
+    }
+    // 7. Corrective actions.
+    let open: Vec<String> = facts
+        .findings
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.state,
+                crate::model::FindingState::New | crate::model::FindingState::Acknowledged
+            )
+        })
+        .map(|f| format!("#{} {} on {}", f.id, f.kind, f.host_id))
+        .collect();
+    if !open.is_empty() {
+        answers[6].push(format!("Still unresolved: {}.", open.join(", ")));
+    }
+    // 8. Precursors and indicators to watch.
+    for (kind, n) in &kinds {
+        let hosts: BTreeSet<&str> = facts
+            .findings
+            .iter()
+            .filter(|f| f.kind == *kind)
+            .map(|f| f.host_id.as_str())
+            .collect();
+        answers[7].push(format!(
+            "{kind} ({n} finding(s) on {})",
+            hosts.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let questions = REVIEW_QUESTIONS
+        .iter()
+        .zip(answers)
+        .enumerate()
+        .map(|(i, (question, from_the_data))| Question {
+            number: i + 1,
+            question,
+            from_the_data,
+        })
+        .collect();
+    Review {
+        schema: "bannin.review/1",
+        generated_at: rfc3339(bannin_proto::now_unix_ms()),
+        incident: IncidentSummary::of(incident),
+        metrics,
+        timeline: facts.timeline(),
+        questions,
+    }
+}

@@ -1,0 +1,83 @@
+//! `bannin up`, the README's first command: from a fresh data directory it runs a
+//! collector and an agent for this machine, an indicator provoked here reaches the
+//! operator through the CLI, and Ctrl-C stops both cleanly, logging no error.
+
+use std::process::Command;
+use std::time::Duration;
+
+use bannin_tests::{Proc, bannin_json, bin, eventually, free_port};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bannin_up_from_a_fresh_directory_reports_a_finding_and_stops_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("bannin-data");
+    let port = free_port();
+    let mut command = Command::new(bin("bannin"));
+    command
+        .arg("up")
+        .arg("--data")
+        .arg(&data)
+        .args(["--listen", &format!("127.0.0.1:{port}")]);
+    let mut up = Proc::spawn(command, dir.path().join("up.log"));
+    let operator = data.join("operator.toml");
+
+    // Serving, and the odd-name sensor has made its first (quiet) sweep: what is
+    // created from now on is new.
+    let host = eventually(Duration::from_secs(120), "bannin up serving", || {
+        let operator = operator.clone();
+        async move {
+            if !operator.exists() {
+                return None;
+            }
+            let (ok, hosts, _) = bannin_json(&operator, &["hosts"]);
+            let host = hosts.as_array()?.first()?.clone();
+            let swept = host["sensors"]
+                .as_array()?
+                .iter()
+                .any(|s| s["name"] == "file_odd_name" && s["state"] == "ok");
+            (ok && host["online"] == true && swept).then_some(host)
+        }
+    })
+    .await;
+    let host_id = host["host_id"].as_str().expect("host id").to_owned();
+    assert!(up.running(), "{}", up.log_text());
+
+    // A name with a leading space, in /tmp: `file.odd_name`, seen through the CLI.
+    let name = format!(" bannin-up-test-{}", std::process::id());
+    let odd = std::path::Path::new("/tmp").join(&name);
+    std::fs::write(&odd, b"x").expect("odd file");
+    let finding = eventually(
+        Duration::from_secs(60),
+        "the finding in `bannin findings`",
+        || {
+            let operator = operator.clone();
+            let name = name.clone();
+            async move {
+                let (_, findings, _) = bannin_json(&operator, &["findings"]);
+                findings.as_array()?.iter().find_map(|f| {
+                    let path = f["attributes"]["path"].as_str()?;
+                    (f["kind"] == "file.odd_name" && path.ends_with(&name)).then(|| f.clone())
+                })
+            }
+        },
+    )
+    .await;
+    let _ = std::fs::remove_file(&odd);
+    assert_eq!(finding["host_id"], host_id.as_str(), "{finding}");
+
+    // Ctrl-C: both halves stop, the process exits 0, and no ERROR is logged.
+    let status = Command::new("kill")
+        .args(["-INT", &up.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let code = up.wait_exit(Duration::from_secs(60));
+    let log = up.log_text();
+    assert_eq!(code, Some(0), "exit code; log:\n{log}");
+    assert!(log.contains("Stopped cleanly."), "{log}");
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
+    assert!(
+        errors.is_empty(),
+        "an orderly stop logs no error: {errors:#?}"
+    );
+}
