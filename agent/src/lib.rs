@@ -17,6 +17,7 @@
 pub mod check;
 pub mod config;
 pub mod enroll;
+pub mod host;
 pub mod inventory;
 pub mod link;
 pub mod response;

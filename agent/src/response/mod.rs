@@ -241,7 +241,7 @@ impl Responder {
             .config
             .work_dir
             .join(format!("snapshot-{}.tar.zst", command.id));
-        let root = crate::sensors::HostRoot(self.config.root.clone());
+        let root = crate::host::HostRoot(self.config.root.clone());
         let host = self.config.host_id.clone();
         let file_path = path.clone();
         let collected = tokio::task::spawn_blocking(move || {
@@ -307,7 +307,7 @@ impl Responder {
             "isolate" => self.isolate(&command).await,
             "release" => self.release().await,
             "triage" => {
-                let root = crate::sensors::HostRoot(self.config.root.clone());
+                let root = crate::host::HostRoot(self.config.root.clone());
                 let question = command
                     .arguments
                     .get("question")

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::triage;
-use crate::sensors::HostRoot;
+use crate::host::HostRoot;
 
 /// Largest single artifact.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;

@@ -14,9 +14,10 @@ use std::path::{Component, Path, PathBuf};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::sensors::HostRoot;
-use crate::sensors::file_odd_name::escape;
-use crate::sensors::net_listener::{parse_sockets, tcp_state};
+use crate::host::HostRoot;
+use crate::host::net::{parse_sockets, tcp_state};
+use crate::host::paths::escape;
+use crate::host::{accounts, auth_log, proc};
 
 /// Most rows in one answer.
 pub const MAX_ROWS: usize = 5000;
@@ -195,18 +196,8 @@ fn ls(real: &Path) -> Result<Vec<Value>, String> {
     Ok(rows)
 }
 
-fn boot_time(root: &HostRoot) -> i64 {
-    std::fs::read_to_string(root.join("/proc/stat"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
 fn processes(root: &HostRoot) -> Vec<Value> {
-    let boot = boot_time(root);
+    let boot = proc::boot_time(root);
     // Account names by uid, from the host's own passwd (a uid without one stays blank).
     let names: std::collections::HashMap<u32, String> = users(root)
         .unwrap_or_default()
@@ -216,36 +207,16 @@ fn processes(root: &HostRoot) -> Vec<Value> {
     // USER_HZ is 100 on every Linux architecture Bannin supports.
     const TICKS: i64 = 100;
     let mut rows = Vec::new();
-    let Ok(dir) = std::fs::read_dir(root.join("/proc")) else {
-        return rows;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
+    for pid in proc::pids(root) {
+        let base = root.join(format!("/proc/{pid}"));
+        let Some((comm, ppid, start_ticks)) = std::fs::read_to_string(base.join("stat"))
+            .ok()
+            .and_then(|stat| proc::parse_stat(&stat))
         else {
             continue;
         };
-        let base = entry.path();
-        let Ok(stat) = std::fs::read_to_string(base.join("stat")) else {
-            continue;
-        };
-        // comm is in parentheses and may itself hold spaces and parentheses.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let comm = &stat[open + 1..close];
-        let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let ppid: u32 = rest.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
-        let start_ticks: i64 = rest.get(19).and_then(|v| v.parse().ok()).unwrap_or(0);
-        let uid: Option<u32> = std::fs::read_to_string(base.join("status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("Uid:"))
-                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            });
+        let start_ticks = i64::try_from(start_ticks).unwrap_or(0);
+        let uid = proc::uid_of(root, pid);
         let exe = std::fs::read_link(base.join("exe"))
             .map(|p| escape(&p))
             .unwrap_or_default();
@@ -307,16 +278,12 @@ fn sockets(root: &HostRoot, listening: bool) -> Vec<Value> {
 fn users(root: &HostRoot) -> Result<Vec<Value>, String> {
     let text = std::fs::read_to_string(root.join("/etc/passwd"))
         .map_err(|e| format!("/etc/passwd: {e}"))?;
-    Ok(text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() >= 7).then(|| {
-                json!({
-                    "name": f[0], "uid": f[2].parse::<u32>().ok(), "gid": f[3].parse::<u32>().ok(),
-                    "gecos": f[4], "home": f[5], "shell": f[6],
-                })
+    Ok(accounts::parse_passwd(&text)
+        .into_iter()
+        .map(|u| {
+            json!({
+                "name": u.name, "uid": u.uid, "gid": u.gid,
+                "gecos": u.gecos, "home": u.home, "shell": u.shell,
             })
         })
         .collect())
@@ -324,8 +291,6 @@ fn users(root: &HostRoot) -> Result<Vec<Value>, String> {
 
 /// Logged-in sessions from utmp (`struct utmp`, 384 bytes per record on Linux).
 fn logins(root: &HostRoot) -> Result<Vec<Value>, String> {
-    const RECORD: usize = 384;
-    const USER_PROCESS: i16 = 7;
     let path = ["/run/utmp", "/var/run/utmp"]
         .iter()
         .map(|p| root.join(p))
@@ -334,27 +299,20 @@ fn logins(root: &HostRoot) -> Result<Vec<Value>, String> {
         return Ok(Vec::new());
     };
     let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let text = |b: &[u8]| {
-        let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
-        escape(Path::new(std::ffi::OsStr::from_bytes(&b[..end])))
-    };
-    let mut rows = Vec::new();
-    for r in bytes.chunks_exact(RECORD) {
-        let kind = i16::from_ne_bytes([r[0], r[1]]);
-        if kind != USER_PROCESS {
-            continue;
-        }
-        let pid = i32::from_ne_bytes([r[4], r[5], r[6], r[7]]);
-        let since = i32::from_ne_bytes([r[340], r[341], r[342], r[343]]);
-        rows.push(json!({
-            "user": text(&r[44..76]),
-            "line": text(&r[8..40]),
-            "host": text(&r[76..332]),
-            "pid": pid,
-            "since": since,
-        }));
-    }
-    Ok(rows)
+    // Names and hosts come from whoever logged in: escaped like any host text.
+    let text = |s: &str| escape(Path::new(s));
+    Ok(auth_log::parse_utmp(&bytes)
+        .into_iter()
+        .map(|s| {
+            json!({
+                "user": text(&s.user),
+                "line": text(&s.line),
+                "host": text(&s.host),
+                "pid": s.pid,
+                "since": s.since,
+            })
+        })
+        .collect())
 }
 
 fn services(root: &HostRoot) -> Vec<Value> {

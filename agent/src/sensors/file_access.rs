@@ -186,7 +186,7 @@ fn read_loop(group: &nix::sys::fanotify::Fanotify, root: &HostRoot, queue: &Mute
                     .unwrap_or_default(),
                 uid: std::fs::read_to_string(proc_dir.join("status"))
                     .ok()
-                    .and_then(|s| super::process::parse_uid(&s))
+                    .and_then(|s| crate::host::proc::parse_uid(&s))
                     .map(|u| u.to_string())
                     .unwrap_or_default(),
                 what: if e.mask().contains(MaskFlags::FAN_MODIFY) {

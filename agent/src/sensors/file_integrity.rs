@@ -645,7 +645,7 @@ fn attrs(
     new: Option<&Entry>,
 ) -> BTreeMap<String, String> {
     let mut a = BTreeMap::from([
-        ("path".to_owned(), super::file_odd_name::escape(host)),
+        ("path".to_owned(), crate::host::paths::escape(host)),
         ("change".to_owned(), change.to_owned()),
     ]);
     for (prefix, e) in [("old", old), ("new", new)] {

@@ -28,9 +28,10 @@ use bannin_proto::v1::Severity;
 
 use std::sync::{Arc, Mutex};
 
-use super::creations::Created;
+use super::source::creations::Created;
 use super::{Health, HostRoot, Sensor, SensorError, Sweep, event};
 use crate::config::OddNameConfig;
+use crate::host::paths::escape;
 
 /// Most odd paths remembered; past it, the oldest reports may repeat.
 const MAX_REMEMBERED: usize = 100_000;
@@ -57,31 +58,6 @@ pub fn oddity(name: &OsStr, dotfiles_unexpected: bool) -> Option<&'static str> {
         return Some("leading_dot");
     }
     None
-}
-
-/// A path printable on one line: control characters and bytes that are not
-/// UTF-8 are escaped as `\xNN`, backslashes doubled.
-pub fn escape(path: &Path) -> String {
-    let bytes = path.as_os_str().as_bytes();
-    let mut out = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                c if c.is_control() => {
-                    let mut buf = [0u8; 4];
-                    for b in c.encode_utf8(&mut buf).bytes() {
-                        out.push_str(&format!("\\x{b:02x}"));
-                    }
-                }
-                c => out.push(c),
-            }
-        }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
 }
 
 /// What the sensor remembers.
@@ -183,7 +159,7 @@ impl OddNames {
         let wake = Arc::new(tokio::sync::Notify::new());
         let (created, realtime_problem) = if config.realtime {
             let queue = Arc::new(Mutex::new(Created::default()));
-            match super::creations::start(
+            match super::source::creations::start(
                 root.clone(),
                 config.paths.clone(),
                 config.max_depth,

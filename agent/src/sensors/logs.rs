@@ -19,7 +19,7 @@
 //! from its end (`read_existing` reads it whole). Missing files are idle
 //! sources, not errors.
 //!
-//! The systemd journal ([`super::journal`], from a saved cursor) is the auth
+//! The systemd journal ([`super::source::journal`], from a saved cursor) is the auth
 //! source when no auth log file exists — Debian 12 without rsyslog, RHEL 9 —
 //! and feeds the pattern rules without `files` when no pattern file exists;
 //! where rsyslog writes both, the files are read and the journal is not
@@ -35,10 +35,11 @@ use bannin_proto::now_unix_ms;
 use bannin_proto::v1::{self, Severity};
 use serde::{Deserialize, Serialize};
 
-use super::accounts::parse_passwd;
-use super::auth::{AuthEvent, parse_auth_line, parse_lastlog, parse_utmp};
-use super::{Health, HostRoot, Sensor, SensorError, Sweep, event, journal};
+use super::source::journal;
+use super::{Health, HostRoot, Sensor, SensorError, Sweep, event};
 use crate::config::LogsConfig;
+use crate::host::accounts::parse_passwd;
+use crate::host::auth_log::{AuthEvent, parse_auth_line, parse_lastlog, parse_utmp};
 
 /// Most bytes read from one file per sweep; the rest waits for the next.
 pub const MAX_READ_PER_SWEEP: u64 = 16 * 1024 * 1024;
@@ -617,7 +618,7 @@ impl Sensor for Logs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sensors::auth::utmp_record;
+    use crate::host::auth_log::utmp_record;
     use std::io::Write;
 
     fn config(root: &Path) -> LogsConfig {

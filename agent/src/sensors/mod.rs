@@ -8,28 +8,27 @@
 //! they have seen across restarts through [`SensorState`].
 
 pub mod accounts;
-pub mod auth;
-pub mod creations;
 pub mod file_access;
 pub mod file_integrity;
 pub mod file_odd_name;
 pub mod hardware;
-pub mod journal;
 pub mod logs;
 pub mod net_connection;
 pub mod net_interface;
 pub mod net_listener;
-pub mod proc_events;
 pub mod process;
 pub mod resources;
+pub mod source;
 pub mod system;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bannin_proto::now_unix_ms;
+
+pub use crate::host::HostRoot;
 use bannin_proto::v1::{self, Severity};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -194,18 +193,6 @@ pub const BASELINE_SENSORS: &[&str] = &[
     "resources",
     "system",
 ];
-
-/// The host's file system as sensors see it (`/` in production, a fixture in tests).
-#[derive(Debug, Clone)]
-pub struct HostRoot(pub PathBuf);
-
-impl HostRoot {
-    /// `path` (absolute on the host) under the root.
-    pub fn join(&self, path: impl AsRef<Path>) -> PathBuf {
-        let p = path.as_ref();
-        self.0.join(p.strip_prefix("/").unwrap_or(p))
-    }
-}
 
 /// What a sweep produced: events, and the sensor's new state if it changed.
 ///

@@ -24,9 +24,9 @@ use std::time::Duration;
 
 use bannin_proto::v1::Severity;
 
-use super::net_listener::{Socket, parse_sockets, socket_owners};
 use super::{Health, HostRoot, Sensor, SensorError, Sweep, event, running_as_root};
 use crate::config::NetConnectionConfig;
+use crate::host::net::{Socket, parse_sockets, socket_owners};
 
 /// Most connections reported by one sweep; the rest wait for the next.
 pub const MAX_EVENTS_PER_SWEEP: usize = 1000;

@@ -15,67 +15,23 @@
 //! connector is the planned complement.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
 use bannin_proto::v1::Severity;
-use sha2::{Digest, Sha256};
 
-use super::accounts::parse_passwd;
 use super::{Health, HostRoot, Sensor, SensorError, Sweep, event, running_as_root};
 use crate::config::ProcessConfig;
+use crate::host::accounts::parse_passwd;
+use crate::host::proc::{ProcInfo, parse_stat, read_proc, sha256_reader};
 
 /// Most hashes kept in the baseline; past it, the oldest learned are forgotten.
 pub const MAX_BASELINE: usize = 100_000;
 /// Most entries of the hash cache before it is cleared.
 const MAX_CACHE: usize = 16_384;
-/// Longest command line kept, in bytes.
-const MAX_CMDLINE: usize = 2048;
 /// Hashing reads at most this many bytes per sweep; the rest waits.
 const HASH_BUDGET_PER_SWEEP: u64 = 512 * 1024 * 1024;
-
-/// A process as read from `/proc/PID`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcInfo {
-    /// Process id.
-    pub pid: u32,
-    /// Parent.
-    pub ppid: u32,
-    /// Start time, in clock ticks since boot.
-    pub start_ticks: u64,
-    /// Short name.
-    pub comm: String,
-    /// Real uid.
-    pub uid: u32,
-    /// Executable path as the kernel shows it (`… (deleted)` when unlinked).
-    pub exe: String,
-    /// Arguments, space-joined, bounded.
-    pub cmdline: String,
-}
-
-/// Parses `/proc/PID/stat`: (comm, ppid, start time). The comm may hold spaces
-/// and parentheses, so fields are counted from the last `)`.
-pub fn parse_stat(text: &str) -> Option<(String, u32, u64)> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text.get(open + 1..close)?.to_owned();
-    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
-    // rest[0] is the state (field 3); ppid is field 4, starttime field 22.
-    let ppid = rest.get(1)?.parse().ok()?;
-    let start = rest.get(19)?.parse().ok()?;
-    Some((comm, ppid, start))
-}
-
-/// The real uid from `/proc/PID/status`.
-pub fn parse_uid(status: &str) -> Option<u32> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|u| u.parse().ok())
-}
 
 /// What the sensor remembers across restarts: the learned baseline.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -97,7 +53,7 @@ pub struct Processes {
     ioc_stamp: Option<(i64, u64)>,
     users: (Option<(i64, u64)>, HashMap<u32, String>),
     /// Execs from the kernel's process events connector, when it listens.
-    events: Option<std::sync::Arc<std::sync::Mutex<super::proc_events::ExecQueue>>>,
+    events: Option<std::sync::Arc<std::sync::Mutex<super::source::proc_events::ExecQueue>>>,
     /// Why the connector is not listening, if it is not.
     connector_problem: Option<String>,
     /// Notified by the connector's reader when execs are waiting.
@@ -119,9 +75,9 @@ impl Processes {
         let wake = std::sync::Arc::new(tokio::sync::Notify::new());
         let (events, connector_problem) = if config.exec_events {
             let queue = std::sync::Arc::new(std::sync::Mutex::new(
-                super::proc_events::ExecQueue::default(),
+                super::source::proc_events::ExecQueue::default(),
             ));
-            match super::proc_events::start(root.clone(), queue.clone(), wake.clone()) {
+            match super::source::proc_events::start(root.clone(), queue.clone(), wake.clone()) {
                 Ok(()) => (Some(queue), None),
                 Err(why) => (None, Some(why)),
             }
@@ -188,40 +144,6 @@ impl Processes {
 
     fn read(&self, pid: u32) -> Option<ProcInfo> {
         read_proc(&self.root, pid)
-    }
-}
-
-/// Reads `/proc/PID` under `root`.
-pub fn read_proc(root: &HostRoot, pid: u32) -> Option<ProcInfo> {
-    {
-        let dir = root.join(format!("/proc/{pid}"));
-        let (comm, ppid, start_ticks) =
-            parse_stat(&std::fs::read_to_string(dir.join("stat")).ok()?)?;
-        let uid = std::fs::read_to_string(dir.join("status"))
-            .ok()
-            .and_then(|s| parse_uid(&s))
-            .unwrap_or(u32::MAX);
-        let exe = std::fs::read_link(dir.join("exe"))
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut raw = Vec::new();
-        if let Ok(f) = std::fs::File::open(dir.join("cmdline")) {
-            let _ = f.take(MAX_CMDLINE as u64).read_to_end(&mut raw);
-        }
-        let cmdline = String::from_utf8_lossy(&raw)
-            .split('\0')
-            .filter(|a| !a.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
-        Some(ProcInfo {
-            pid,
-            ppid,
-            start_ticks,
-            comm,
-            uid,
-            exe,
-            cmdline,
-        })
     }
 }
 
@@ -373,20 +295,6 @@ impl Processes {
             }
         }
     }
-}
-
-/// SHA-256 (hex) of everything `reader` yields.
-pub fn sha256_reader(mut reader: impl Read) -> std::io::Result<String> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = reader.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(bannin_proto::hex(hasher.finalize()))
 }
 
 /// SHA-256 values of an IOC list: one per line, `#` comments and anything

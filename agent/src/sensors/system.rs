@@ -18,9 +18,9 @@ use std::time::Duration;
 use bannin_proto::v1::Severity;
 use serde::{Deserialize, Serialize};
 
-use super::process::sha256_reader;
 use super::{Health, HostRoot, Sensor, SensorError, Sweep, event};
 use crate::config::SensorCommon;
+use crate::host::proc::sha256_reader;
 
 /// Directories of systemd unit files.
 pub const UNIT_DIRS: &[&str] = &[
@@ -156,19 +156,8 @@ impl System {
 
     fn daemons(&self) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
-        let Ok(procs) = std::fs::read_dir(self.root.join("/proc")) else {
-            return out;
-        };
-        for p in procs.flatten() {
-            if !p
-                .file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-            {
-                continue;
-            }
-            if let Ok(comm) = std::fs::read_to_string(p.path().join("comm")) {
+        for pid in crate::host::proc::pids(&self.root) {
+            if let Ok(comm) = std::fs::read_to_string(self.root.join(format!("/proc/{pid}/comm"))) {
                 let comm = comm.trim();
                 if LOGGING_DAEMONS.contains(&comm) {
                     out.insert(comm.to_owned());
@@ -247,13 +236,10 @@ impl Sensor for System {
         let out = &mut sweep.events;
         if let Some(old) = &self.state {
             if old.boot_id != new.boot_id {
-                let btime = std::fs::read_to_string(self.root.join("/proc/stat"))
-                    .ok()
-                    .and_then(|s| {
-                        s.lines()
-                            .find_map(|l| l.strip_prefix("btime ").map(|t| t.trim().to_owned()))
-                    })
-                    .unwrap_or_default();
+                let btime = match crate::host::proc::boot_time(&self.root) {
+                    0 => String::new(),
+                    t => t.to_string(),
+                };
                 out.push(event(
                     "system.reboot",
                     Severity::Medium,

@@ -1,7 +1,8 @@
 //! The collector's durable store: one sled database under the data directory.
 //!
 //! Nothing outside this module names a sled tree or a key layout. Record kinds
-//! live in their own files ([`findings`], [`events`], [`hosts`]); this file owns
+//! live in their own files ([`findings`], [`events`], [`hosts`], [`commands`],
+//! [`actions`], [`evidence`], [`incidents`], [`operators`], [`identity`]); this file owns
 //! opening, the atomic [`WriteSet`], and durability.
 //!
 //! # Layout
@@ -19,8 +20,9 @@
 //! Tree `hosts` holds [`crate::model::HostRecord`]s by host id; it is inventory,
 //! rewritten on every hello, and need not be atomic with ingest; tree `labels`
 //! holds each host's [`crate::model::HostLabels`] beside it. Trees
-//! `commands` (by id), `isolation` (desired state by host id) and `actions`
-//! (the action log, by id) are in [`commands`]. Trees `tokens` (enrollment
+//! `commands` (by id) and `isolation` (desired state by host id) are in
+//! [`commands`]; `actions` (the action log, by id) in [`actions`]; `evidence`,
+//! `incidents` and `operators` in files of those names. Trees `tokens` (enrollment
 //! tokens by id) and `revoked` (revoked hosts by id) are in [`identity`].
 //!
 //! # Durability
@@ -29,11 +31,15 @@
 //! sled 0.34 flushes with `sync_file_range`, which does not flush the drive's
 //! write cache (sled issue 1452). Only after it returns may a batch be acknowledged.
 
+mod actions;
 mod commands;
 mod events;
+mod evidence;
 mod findings;
 mod hosts;
 mod identity;
+mod incidents;
+mod operators;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

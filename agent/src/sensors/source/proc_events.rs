@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use nix::sys::socket::{MsgFlags, NetlinkAddr, bind, recv, send};
 
-use super::HostRoot;
-use super::process::{ProcInfo, read_proc};
+use crate::host::HostRoot;
+use crate::host::proc::{ProcInfo, read_proc};
 
 const NETLINK_CONNECTOR: i32 = 11;
 const CN_IDX_PROC: u32 = 1;

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::HostRoot;
+use crate::host::HostRoot;
 
 /// Most entries read per sweep; the rest waits for the next.
 pub const MAX_ENTRIES_PER_SWEEP: usize = 20_000;
@@ -338,7 +338,7 @@ mod tests {
             entry.line,
             "2025-11-25T19:46:40Z web-1 sshd[4242]: Accepted password for alice from 203.0.113.9 port 50000 ssh2"
         );
-        assert!(super::super::auth::parse_auth_line(&entry.line).is_some());
+        assert!(crate::host::auth_log::parse_auth_line(&entry.line).is_some());
         // A message that is not UTF-8 arrives as bytes.
         let (entry, _) =
             parse_entry(r#"{"__CURSOR":"c","MESSAGE":[104,105,255],"_COMM":"x"}"#).expect("bytes");

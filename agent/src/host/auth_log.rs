@@ -242,6 +242,8 @@ pub struct Session {
     pub host: String,
     /// Process id of the session leader.
     pub pid: i32,
+    /// When it began, Unix seconds.
+    pub since: i64,
 }
 
 fn c_string(bytes: &[u8]) -> String {
@@ -263,6 +265,7 @@ pub fn parse_utmp(bytes: &[u8]) -> Vec<Session> {
                 line: c_string(&r[8..40]),
                 user: c_string(&r[44..76]),
                 host: c_string(&r[76..332]),
+                since: i64::from(i32::from_ne_bytes(r[340..344].try_into().ok()?)),
             })
         })
         .collect()

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 
-use super::HostRoot;
+use crate::host::HostRoot;
 
 /// Most paths queued between sweeps; past it the next sweep walks everything.
 const MAX_QUEUED: usize = 50_000;

@@ -1,0 +1,30 @@
+//! The agent's one seam onto the host: every read of `/proc`, `/proc/net`, the
+//! account databases and the auth logs goes through here, under a [`HostRoot`]
+//! (`/` in production, a fixture tree in tests). Sensors and `response/` both use
+//! it; sensors never import each other.
+//!
+//! - [`proc`]: the pid walk, `stat`, uid, exe, cmdline, boot time.
+//! - [`net`]: sockets from `/proc/net` and their owning processes.
+//! - [`accounts`]: passwd, group, shadow dates.
+//! - [`auth_log`]: the grammar of sshd, sudo, su and PAM messages; utmp and lastlog.
+//! - [`paths`]: escaping host paths for display.
+
+use std::path::{Path, PathBuf};
+
+pub mod accounts;
+pub mod auth_log;
+pub mod net;
+pub mod paths;
+pub mod proc;
+
+/// The host's file system as sensors see it (`/` in production, a fixture in tests).
+#[derive(Debug, Clone)]
+pub struct HostRoot(pub PathBuf);
+
+impl HostRoot {
+    /// `path` (absolute on the host) under the root.
+    pub fn join(&self, path: impl AsRef<Path>) -> PathBuf {
+        let p = path.as_ref();
+        self.0.join(p.strip_prefix("/").unwrap_or(p))
+    }
+}

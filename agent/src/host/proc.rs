@@ -1,0 +1,128 @@
+//! The one `/proc` reader: the pid walk, `stat`, `status` (uid), `exe`, `cmdline`,
+//! the boot time, and hashing what a process runs. Sensors and `response/` both
+//! read processes through here.
+
+use std::io::Read;
+
+use sha2::{Digest, Sha256};
+
+use super::HostRoot;
+
+/// Longest command line kept, in bytes.
+pub const MAX_CMDLINE: usize = 2048;
+
+/// A process as read from `/proc/PID`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcInfo {
+    /// Process id.
+    pub pid: u32,
+    /// Parent.
+    pub ppid: u32,
+    /// Start time, in clock ticks since boot.
+    pub start_ticks: u64,
+    /// Short name.
+    pub comm: String,
+    /// Real uid.
+    pub uid: u32,
+    /// Executable path as the kernel shows it (`… (deleted)` when unlinked).
+    pub exe: String,
+    /// Arguments, space-joined, bounded.
+    pub cmdline: String,
+}
+
+/// Parses `/proc/PID/stat`: (comm, ppid, start time). The comm may hold spaces
+/// and parentheses, so fields are counted from the last `)`.
+pub fn parse_stat(text: &str) -> Option<(String, u32, u64)> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text.get(open + 1..close)?.to_owned();
+    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+    // rest[0] is the state (field 3); ppid is field 4, starttime field 22.
+    let ppid = rest.get(1)?.parse().ok()?;
+    let start = rest.get(19)?.parse().ok()?;
+    Some((comm, ppid, start))
+}
+
+/// The real uid from `/proc/PID/status`.
+pub fn parse_uid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|u| u.parse().ok())
+}
+
+/// Reads `/proc/PID` under `root`.
+pub fn read_proc(root: &HostRoot, pid: u32) -> Option<ProcInfo> {
+    {
+        let dir = root.join(format!("/proc/{pid}"));
+        let (comm, ppid, start_ticks) =
+            parse_stat(&std::fs::read_to_string(dir.join("stat")).ok()?)?;
+        let uid = std::fs::read_to_string(dir.join("status"))
+            .ok()
+            .and_then(|s| parse_uid(&s))
+            .unwrap_or(u32::MAX);
+        let exe = std::fs::read_link(dir.join("exe"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut raw = Vec::new();
+        if let Ok(f) = std::fs::File::open(dir.join("cmdline")) {
+            let _ = f.take(MAX_CMDLINE as u64).read_to_end(&mut raw);
+        }
+        let cmdline = String::from_utf8_lossy(&raw)
+            .split('\0')
+            .filter(|a| !a.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        Some(ProcInfo {
+            pid,
+            ppid,
+            start_ticks,
+            comm,
+            uid,
+            exe,
+            cmdline,
+        })
+    }
+}
+
+/// SHA-256 (hex) of everything `reader` yields.
+pub fn sha256_reader(mut reader: impl Read) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(bannin_proto::hex(hasher.finalize()))
+}
+
+/// The pids under `/proc`, in directory order (threads are not listed there).
+pub fn pids(root: &HostRoot) -> impl Iterator<Item = u32> + use<> {
+    std::fs::read_dir(root.join("/proc"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+}
+
+/// The host's boot time, Unix seconds (`btime` in `/proc/stat`); 0 when unknown.
+pub fn boot_time(root: &HostRoot) -> i64 {
+    std::fs::read_to_string(root.join("/proc/stat"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// The real uid of `pid` (from `/proc/PID/status`).
+pub fn uid_of(root: &HostRoot, pid: u32) -> Option<u32> {
+    std::fs::read_to_string(root.join(format!("/proc/{pid}/status")))
+        .ok()
+        .and_then(|s| parse_uid(&s))
+}

@@ -1,0 +1,13 @@
+//! The event sources: reader threads that queue what the kernel or a log reports and
+//! wake their sensor (`Sensor::waker`), so it sweeps at once instead of at its next
+//! interval.
+//!
+//! - [`proc_events`]: the kernel's process events connector (netlink `CN_IDX_PROC`).
+//! - [`creations`]: inotify creations in watched directories.
+//! - [`journal`]: the systemd journal, through `journalctl --follow`.
+//!
+//! (The fanotify reader lives with its sensor in `sensors/file_access.rs`.)
+
+pub mod creations;
+pub mod journal;
+pub mod proc_events;
