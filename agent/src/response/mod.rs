@@ -1,10 +1,15 @@
-//! Answers the collector's commands: `ping`, `isolate`, `release`, `triage`.
+//! Answers the collector's commands: `ping`, `isolate`, `release`, `triage`,
+//! `snapshot`, `relearn`.
 //!
-//! Commands are carried out one at a time, in the order they arrive, by one
-//! task ([`Responder::run`]); results go back over whichever stream is open.
-//! The isolation state is persisted in the spool, and [`Responder::restore`]
-//! re-applies it before the agent does anything else.
+//! A command is parsed once into a typed [`command::Command`] (refused there if
+//! malformed); each command's `apply` lives in `cmd/`, one file per command, and
+//! fails with a [`ResponseError`]. Commands are carried out one at a time, in the
+//! order they arrive, by one task ([`Responder::run`]); results go back over
+//! whichever stream is open. The isolation state is persisted in the spool, and
+//! [`Responder::restore`] re-applies it before the agent does anything else.
 
+mod cmd;
+pub mod command;
 pub mod isolate;
 pub mod snapshot;
 pub mod triage;
@@ -19,7 +24,85 @@ use tokio_util::sync::CancellationToken;
 
 use crate::sensors::Controls;
 use crate::spool::Spool;
-use isolate::{IsolationError, Net, Spec};
+use crate::spool::SpoolError;
+use command::{Command, ParseError};
+use isolate::{IsolationError, Spec};
+use triage::TriageError;
+
+/// Why a command failed; its text is the command's result.
+#[derive(Debug, thiserror::Error)]
+pub enum ResponseError {
+    /// The command is malformed or unknown.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// Isolating the machine the operator works from, without their confirmation.
+    #[error(
+        "refused: this agent runs under `bannin up` on the machine you operate from, and isolating it would cut your own session off; repeat with --yes-isolate-this-machine if that is really what you want"
+    )]
+    LocalOperator,
+    /// nft, resolving the collector, or the table.
+    #[error(transparent)]
+    Isolation(#[from] IsolationError),
+    /// The self-test could not reach the collector; the table was removed.
+    #[error(
+        "isolation rolled back, host NOT isolated: the collector was unreachable with the rules applied ({0})"
+    )]
+    RolledBack(String),
+    /// The self-test failed and the table could not be removed either.
+    #[error("isolation self-test failed ({why}) AND removing the table failed: {remove}")]
+    RollbackFailed {
+        /// Why the self-test failed.
+        why: String,
+        /// Why the removal failed.
+        remove: IsolationError,
+    },
+    /// The isolation state could not be saved: a restart would not re-apply it.
+    #[error("saving the isolation state in the spool failed: {0}")]
+    Persist(#[from] PersistError),
+    /// A triage question could not be answered.
+    #[error(transparent)]
+    Triage(#[from] TriageError),
+    /// A relearn named a sensor without a baseline.
+    #[error(transparent)]
+    Relearn(#[from] crate::sensors::NoBaseline),
+    /// Collecting a snapshot failed.
+    #[error("collecting the snapshot: {0}")]
+    Collect(#[source] std::io::Error),
+    /// Streaming a snapshot failed.
+    #[error("streaming the snapshot: {0}")]
+    Stream(#[from] StreamError),
+    /// A blocking task panicked or was cancelled.
+    #[error("{what} task failed: {source}")]
+    Task {
+        /// Which task.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+/// Why the isolation state could not be saved.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    /// Encoding the state.
+    #[error("encoding: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// Writing the spool.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+}
+
+/// Why streaming evidence stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// Reading the bundle.
+    #[error("reading the bundle: {0}")]
+    Read(#[from] std::io::Error),
+    /// The agent is stopping; the stream to the collector is gone.
+    #[error("the agent is shutting down")]
+    Closed,
+}
 
 /// Key of the isolation state in the spool.
 const STATE: &str = "isolation";
@@ -56,13 +139,11 @@ async fn stream_file(
     path: &std::path::Path,
     command_id: &str,
     out: &mpsc::Sender<v1::agent_message::Body>,
-) -> Result<(u64, String), String> {
+) -> Result<(u64, String), StreamError> {
     use sha2::Digest;
     use tokio::io::AsyncReadExt;
-    let mut file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| e.to_string())?;
-    let size = file.metadata().await.map_err(|e| e.to_string())?.len();
+    let mut file = tokio::fs::File::open(path).await?;
+    let size = file.metadata().await?.len();
     let mut whole = sha2::Sha256::new();
     let mut offset = 0u64;
     // Test hook: flip a byte of the first chunk after hashing it. Compiled only with
@@ -77,10 +158,7 @@ async fn stream_file(
         let mut buf = vec![0u8; CHUNK_BYTES];
         let mut filled = 0;
         while filled < buf.len() {
-            let n = file
-                .read(&mut buf[filled..])
-                .await
-                .map_err(|e| e.to_string())?;
+            let n = file.read(&mut buf[filled..]).await?;
             if n == 0 {
                 break;
             }
@@ -109,7 +187,7 @@ async fn stream_file(
         };
         out.send(v1::agent_message::Body::EvidenceChunk(chunk))
             .await
-            .map_err(|_| "agent is shutting down".to_owned())?;
+            .map_err(|_| StreamError::Closed)?;
         offset += filled as u64;
         if last {
             let sha = bannin_proto::hex(whole.finalize());
@@ -146,14 +224,12 @@ impl Responder {
             .and_then(|v| serde_json::from_slice(&v).ok())
     }
 
-    fn persist(&self, state: Option<&Persisted>) -> Result<(), String> {
+    fn persist(&self, state: Option<&Persisted>) -> Result<(), PersistError> {
         let bytes = match state {
-            Some(s) => serde_json::to_vec(s).map_err(|e| e.to_string())?,
+            Some(s) => serde_json::to_vec(s)?,
             None => b"null".to_vec(),
         };
-        self.spool
-            .put_state(STATE, bytes)
-            .map_err(|e| e.to_string())
+        Ok(self.spool.put_state(STATE, bytes)?)
     }
 
     /// Re-applies a persisted isolation (after a restart or a reboot). No
@@ -184,89 +260,13 @@ impl Responder {
                 () = shutdown.cancelled() => return,
                 command = commands.recv() => {
                     let Some(command) = command else { return };
-                    let result = if command.verb == "snapshot" {
-                        self.snapshot(command, &results).await
-                    } else {
-                        self.handle(command).await
-                    };
+                    let result = self.handle(command, &results).await;
                     if results.send(v1::agent_message::Body::CommandResult(result)).await.is_err() {
                         return;
                     }
                 }
                 _ = refresh.tick() => self.refresh_collector().await,
             }
-        }
-    }
-
-    /// Collects a snapshot into a file beside the spool, streams it in chunks,
-    /// and answers with its size and hash.
-    async fn snapshot(
-        &self,
-        command: v1::Command,
-        out: &mpsc::Sender<v1::agent_message::Body>,
-    ) -> v1::CommandResult {
-        let id = command.id.clone();
-        let fail = |detail: String| v1::CommandResult {
-            command_id: id.clone(),
-            ok: false,
-            detail,
-        };
-        let request = snapshot::Request {
-            command_id: command.id.clone(),
-            operator: command
-                .arguments
-                .get("operator")
-                .cloned()
-                .unwrap_or_default(),
-            reason: command.arguments.get("reason").cloned().unwrap_or_default(),
-            files: command
-                .arguments
-                .get("files")
-                .map(|f| {
-                    f.lines()
-                        .filter(|l| !l.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
-            max_file_bytes: snapshot::DEFAULT_MAX_FILE_BYTES,
-            max_bundle_bytes: snapshot::DEFAULT_MAX_BUNDLE_BYTES,
-            integrity_baselines: Some(
-                self.config
-                    .work_dir
-                    .join(crate::sensors::file_integrity::NAME),
-            ),
-        };
-        let path = self
-            .config
-            .work_dir
-            .join(format!("snapshot-{}.tar.zst", command.id));
-        let root = crate::host::HostRoot(self.config.root.clone());
-        let host = self.config.host_id.clone();
-        let file_path = path.clone();
-        let collected = tokio::task::spawn_blocking(move || {
-            let file = std::fs::File::create(&file_path)?;
-            snapshot::collect(&root, &host, request, std::io::BufWriter::new(file))
-        })
-        .await;
-        let manifest = match collected {
-            Ok(Ok(m)) => m,
-            Ok(Err(e)) => return fail(format!("collecting the snapshot: {e}")),
-            Err(e) => return fail(format!("snapshot task failed: {e}")),
-        };
-        let streamed = stream_file(&path, &command.id, out).await;
-        let _ = std::fs::remove_file(&path);
-        match streamed {
-            Ok((size, sha)) => v1::CommandResult {
-                command_id: command.id,
-                ok: true,
-                detail: format!(
-                    "bundle {size} bytes, sha256 {sha}, {} artifacts, {} not collected",
-                    manifest.artifacts.len(),
-                    manifest.skipped.len()
-                ),
-            },
-            Err(e) => fail(format!("streaming the snapshot: {e}")),
         }
     }
 
@@ -284,10 +284,18 @@ impl Responder {
         if now != before {
             state.spec.collector = now;
             match isolate::apply(&state.spec).await {
-                Ok(()) => {
-                    let _ = self.persist(Some(&state));
-                    tracing::info!(collector = ?state.spec.collector, "Collector address changed; isolation updated");
-                }
+                Ok(()) => match self.persist(Some(&state)) {
+                    Ok(()) => {
+                        tracing::info!(collector = ?state.spec.collector, "Collector address changed; isolation updated")
+                    }
+                    // The table follows the new address now, but a restart would
+                    // re-apply the old one: say so loudly (the next refresh retries).
+                    Err(error) => tracing::error!(
+                        %error,
+                        collector = ?state.spec.collector,
+                        "Isolation updated to the collector's new address, but SAVING IT FAILED: a restart would re-apply the old address"
+                    ),
+                },
                 Err(error) => {
                     tracing::error!(%error, "Cannot update isolation to the collector's new address")
                 }
@@ -295,59 +303,26 @@ impl Responder {
         }
     }
 
-    /// Carries out one command.
-    pub async fn handle(&self, command: v1::Command) -> v1::CommandResult {
+    /// Carries out one command (evidence chunks of a snapshot go to `out`).
+    pub async fn handle(
+        &self,
+        command: v1::Command,
+        out: &mpsc::Sender<v1::agent_message::Body>,
+    ) -> v1::CommandResult {
         tracing::info!(command.id = %command.id, verb = %command.verb, "Command received");
-        let outcome = match command.verb.as_str() {
-            "ping" => Ok(format!(
-                "agent {} up {} s",
-                bannin_proto::VERSION,
-                self.started.elapsed().as_secs()
-            )),
-            "isolate" => self.isolate(&command).await,
-            "release" => self.release().await,
-            "triage" => {
-                let root = crate::host::HostRoot(self.config.root.clone());
-                let question = command
-                    .arguments
-                    .get("question")
-                    .cloned()
-                    .unwrap_or_default();
-                let path = command.arguments.get("path").cloned();
-                tokio::task::spawn_blocking(move || {
-                    triage::answer(&root, &question, path.as_deref())
-                })
-                .await
-                .unwrap_or_else(|e| Err(format!("triage task failed: {e}")))
-            }
-            "relearn" => self
-                .controls
-                .request_relearn(
-                    command
-                        .arguments
-                        .get("sensor")
-                        .map(String::as_str)
-                        .filter(|s| !s.is_empty()),
-                )
-                .map_err(|e| e.to_string())
-                .map(|names| {
-                    format!(
-                        "relearning at the next sweep (quietly): {}",
-                        names.join(", ")
-                    )
-                }),
-            other => Err(format!(
-                "verb {other:?} is not supported by agent {}",
-                bannin_proto::VERSION
-            )),
+        let outcome = match Command::parse(&command) {
+            Ok(parsed) => self.apply(parsed, &command.id, out).await,
+            Err(e) => Err(e.into()),
         };
-        match &outcome {
-            Ok(detail) => tracing::info!(command.id = %command.id, %detail, "Command done"),
-            Err(detail) => tracing::error!(command.id = %command.id, %detail, "Command failed"),
-        }
         let (ok, detail) = match outcome {
-            Ok(d) => (true, d),
-            Err(d) => (false, d),
+            Ok(detail) => {
+                tracing::info!(command.id = %command.id, %detail, "Command done");
+                (true, detail)
+            }
+            Err(error) => {
+                tracing::error!(command.id = %command.id, %error, "Command failed");
+                (false, error.to_string())
+            }
         };
         v1::CommandResult {
             command_id: command.id,
@@ -356,63 +331,20 @@ impl Responder {
         }
     }
 
-    async fn isolate(&self, command: &v1::Command) -> Result<String, String> {
-        if self.config.local_operator
-            && command.arguments.get("confirm_local").map(String::as_str) != Some("yes")
-        {
-            return Err("refused: this agent runs under `bannin up` on the machine you operate from, and isolating it would cut your own session off; repeat with --yes-isolate-this-machine if that is really what you want".into());
+    /// Runs a parsed command: the one place a verb meets its `apply`.
+    async fn apply(
+        &self,
+        command: Command,
+        id: &str,
+        out: &mpsc::Sender<v1::agent_message::Body>,
+    ) -> Result<String, ResponseError> {
+        match command {
+            Command::Ping => Ok(cmd::ping::apply(self)),
+            Command::Isolate(c) => cmd::isolate::apply(self, c).await,
+            Command::Release => cmd::release::apply(self).await,
+            Command::Triage(c) => cmd::triage::apply(self, c).await,
+            Command::Snapshot(c) => cmd::snapshot::apply(self, c, id, out).await,
+            Command::Relearn(c) => cmd::relearn::apply(self, c),
         }
-        let allow = command
-            .arguments
-            .get("allow")
-            .map(|a| {
-                a.split(',')
-                    .filter(|s| !s.trim().is_empty())
-                    .map(Net::parse)
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .transpose()
-            .map_err(|e| e.to_string())?
-            .unwrap_or_default();
-        let collector = isolate::resolve(&self.config.collector)
-            .await
-            .map_err(|e| e.to_string())?;
-        let spec = Spec {
-            collector: collector.clone(),
-            resolvers: self.config.dns_resolvers.clone(),
-            allow,
-        };
-        isolate::apply(&spec)
-            .await
-            .map_err(|e: IsolationError| e.to_string())?;
-        if let Err(why) = isolate::self_test(&collector).await {
-            let rollback = isolate::remove().await;
-            tracing::error!(reason = %why, "Isolation self-test failed: collector unreachable; rolled back");
-            return Err(match rollback {
-                Ok(_) => format!(
-                    "isolation rolled back, host NOT isolated: the collector was unreachable with the rules applied ({why})"
-                ),
-                Err(e) => {
-                    format!("isolation self-test failed ({why}) AND removing the table failed: {e}")
-                }
-            });
-        }
-        self.persist(Some(&Persisted { spec: spec.clone() }))?;
-        Ok(format!(
-            "isolated: collector {:?}, resolvers {:?}, allowed {:?}",
-            spec.collector,
-            spec.resolvers,
-            spec.allow.iter().map(|n| n.addr).collect::<Vec<_>>()
-        ))
-    }
-
-    async fn release(&self) -> Result<String, String> {
-        let removed = isolate::remove().await.map_err(|e| e.to_string())?;
-        self.persist(None)?;
-        Ok(if removed {
-            "released: isolation table removed".into()
-        } else {
-            "released: the host was not isolated".into()
-        })
     }
 }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::triage;
+use super::triage::{self, Question};
 use crate::host::HostRoot;
 
 /// Largest single artifact.
@@ -176,14 +176,15 @@ impl<W: Write> Bundle<W> {
         });
     }
 
-    fn triage(&mut self, root: &HostRoot, name: &str, question: &str) {
+    fn triage(&mut self, root: &HostRoot, question: Question) {
+        let name = question.name();
         match triage::answer(root, question, None) {
             Ok(json) => self.add(
                 &format!("{name}.json"),
-                &format!("triage:{question}"),
+                &format!("triage:{name}"),
                 json.as_bytes(),
             ),
-            Err(e) => self.skip(&format!("triage:{question}"), e),
+            Err(e) => self.skip(&format!("triage:{name}"), e.to_string()),
         }
     }
 
@@ -232,7 +233,8 @@ fn read_safely(
     limit: u64,
     tail: bool,
 ) -> Result<Vec<u8>, ReadError> {
-    let (_, real) = triage::host_path(root, host_path).map_err(ReadError::Refused)?;
+    let (_, real) =
+        triage::host_path(root, host_path).map_err(|e| ReadError::Refused(e.to_string()))?;
     let before = match std::fs::symlink_metadata(&real) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ReadError::Missing),
@@ -345,21 +347,21 @@ pub fn collect<W: Write>(
         request: request.clone(),
     };
     // Most volatile first.
-    match triage::answer(root, "processes", None) {
+    match triage::answer(root, Question::Processes, None) {
         Ok(json) => {
             b.add("processes.json", "triage:processes", json.as_bytes());
             let hashes = exe_hashes(root, &json);
             b.add("process_exe_sha256.json", "/proc/*/exe", hashes.as_bytes());
         }
-        Err(e) => b.skip("triage:processes", e),
+        Err(e) => b.skip("triage:processes", e.to_string()),
     }
-    b.triage(root, "connections", "connections");
-    b.triage(root, "listeners", "listeners");
-    b.triage(root, "logins", "logins");
+    b.triage(root, Question::Connections);
+    b.triage(root, Question::Listeners);
+    b.triage(root, Question::Logins);
     for f in ["/var/log/wtmp", "/var/log/lastlog"] {
         b.file(root, f, Some(LOG_TAIL_BYTES));
     }
-    b.triage(root, "users", "users");
+    b.triage(root, Question::Users);
     for f in [
         "/etc/passwd",
         "/etc/group",
@@ -379,7 +381,7 @@ pub fn collect<W: Write>(
             b.file(root, &format!("/home/{h}/.ssh/authorized_keys"), None);
         }
     }
-    b.triage(root, "services", "services");
+    b.triage(root, Question::Services);
     for f in [
         "/proc/modules",
         "/proc/self/mounts",

@@ -36,32 +36,109 @@ pub const QUESTIONS: &[&str] = &[
     "ls",
 ];
 
+/// A triage question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Question {
+    /// Running processes.
+    Processes,
+    /// Established and other non-listening sockets.
+    Connections,
+    /// Listening sockets.
+    Listeners,
+    /// Live sessions (utmp).
+    Logins,
+    /// `/etc/passwd`.
+    Users,
+    /// systemd units and timers.
+    Services,
+    /// `lstat` of a path.
+    Stat,
+    /// SHA-256 of a regular file.
+    Hash,
+    /// A directory listing.
+    Ls,
+}
+
+impl std::str::FromStr for Question {
+    type Err = TriageError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "processes" => Question::Processes,
+            "connections" => Question::Connections,
+            "listeners" => Question::Listeners,
+            "logins" => Question::Logins,
+            "users" => Question::Users,
+            "services" => Question::Services,
+            "stat" => Question::Stat,
+            "hash" => Question::Hash,
+            "ls" => Question::Ls,
+            other => return Err(TriageError::UnknownQuestion(other.to_owned())),
+        })
+    }
+}
+
+impl Question {
+    /// Its name, as the CLI spells it.
+    pub fn name(self) -> &'static str {
+        QUESTIONS[self as usize]
+    }
+}
+
+/// Why a triage question could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum TriageError {
+    /// Not a question this agent knows.
+    #[error("unknown triage question {0:?}; known: {list}", list = QUESTIONS.join(", "))]
+    UnknownQuestion(String),
+    /// `stat`, `hash` and `ls` need a path.
+    #[error("{0} needs a path")]
+    NeedsPath(&'static str),
+    /// The path or the file is refused (relative, `..`, not a regular file, swapped).
+    #[error("{0}: refused")]
+    Refused(String),
+    /// Reading failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being read (the path as shown).
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An I/O error about `what`.
+fn io(what: &str) -> impl FnOnce(std::io::Error) -> TriageError + '_ {
+    move |source| TriageError::Io {
+        what: what.to_owned(),
+        source,
+    }
+}
+
 /// Answers `question` (with `path` for stat, hash and ls) as JSON text.
-pub fn answer(root: &HostRoot, question: &str, path: Option<&str>) -> Result<String, String> {
+pub fn answer(
+    root: &HostRoot,
+    question: Question,
+    path: Option<&str>,
+) -> Result<String, TriageError> {
     let rows = match question {
-        "processes" => processes(root),
-        "connections" => sockets(root, false),
-        "listeners" => sockets(root, true),
-        "logins" => logins(root)?,
-        "users" => users(root)?,
-        "services" => services(root),
-        "stat" | "hash" | "ls" => {
-            let path = path.ok_or_else(|| format!("{question} needs a path"))?;
+        Question::Processes => processes(root),
+        Question::Connections => sockets(root, false),
+        Question::Listeners => sockets(root, true),
+        Question::Logins => logins(root)?,
+        Question::Users => users(root)?,
+        Question::Services => services(root),
+        Question::Stat | Question::Hash | Question::Ls => {
+            let path = path.ok_or(TriageError::NeedsPath(question.name()))?;
             let (shown, real) = host_path(root, path)?;
             match question {
-                "stat" => vec![stat(&shown, &real)?],
-                "hash" => vec![hash(&shown, &real)?],
+                Question::Stat => vec![stat(&shown, &real)?],
+                Question::Hash => vec![hash(&shown, &real)?],
                 _ => ls(&real)?,
             }
         }
-        other => {
-            return Err(format!(
-                "unknown triage question {other:?}; known: {}",
-                QUESTIONS.join(", ")
-            ));
-        }
     };
-    Ok(bounded(question, rows))
+    Ok(bounded(question.name(), rows))
 }
 
 /// Serialises rows, dropping the tail past [`MAX_ROWS`] or [`MAX_BYTES`].
@@ -80,13 +157,15 @@ fn bounded(question: &str, mut rows: Vec<Value>) -> String {
 }
 
 /// Checks an operator's path: absolute, no `..`, not absurdly long.
-pub fn host_path(root: &HostRoot, path: &str) -> Result<(String, PathBuf), String> {
+pub fn host_path(root: &HostRoot, path: &str) -> Result<(String, PathBuf), TriageError> {
     let p = Path::new(path);
     if !p.is_absolute() || path.len() > 4096 {
-        return Err(format!("{path:?}: give an absolute path"));
+        return Err(TriageError::Refused(format!(
+            "{path:?} is not an absolute path"
+        )));
     }
     if p.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(format!("{path:?}: '..' is not allowed"));
+        return Err(TriageError::Refused(format!("{path:?} holds '..'")));
     }
     Ok((escape(p), root.join(p)))
 }
@@ -111,8 +190,8 @@ fn kind(ft: &std::fs::FileType) -> &'static str {
     }
 }
 
-fn stat(shown: &str, real: &Path) -> Result<Value, String> {
-    let m = std::fs::symlink_metadata(real).map_err(|e| format!("{shown}: {e}"))?;
+fn stat(shown: &str, real: &Path) -> Result<Value, TriageError> {
+    let m = std::fs::symlink_metadata(real).map_err(io(shown))?;
     let mut v = json!({
         "path": shown,
         "type": kind(&m.file_type()),
@@ -134,25 +213,27 @@ fn stat(shown: &str, real: &Path) -> Result<Value, String> {
     Ok(v)
 }
 
-fn hash(shown: &str, real: &Path) -> Result<Value, String> {
-    let before = std::fs::symlink_metadata(real).map_err(|e| format!("{shown}: {e}"))?;
+fn hash(shown: &str, real: &Path) -> Result<Value, TriageError> {
+    let before = std::fs::symlink_metadata(real).map_err(io(shown))?;
     if !before.file_type().is_file() {
-        return Err(format!(
-            "{shown} is a {}, not a regular file: refused",
+        return Err(TriageError::Refused(format!(
+            "{shown} is a {}, not a regular file",
             kind(&before.file_type())
-        ));
+        )));
     }
-    let mut file = std::fs::File::open(real).map_err(|e| format!("{shown}: {e}"))?;
+    let mut file = std::fs::File::open(real).map_err(io(shown))?;
     // The path may have been swapped between lstat and open: hash only the file we checked.
-    let opened = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
+    let opened = file.metadata().map_err(io(shown))?;
     if (opened.dev(), opened.ino()) != (before.dev(), before.ino()) {
-        return Err(format!("{shown} changed while being opened: refused"));
+        return Err(TriageError::Refused(format!(
+            "{shown} changed while being opened"
+        )));
     }
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut size = 0u64;
     loop {
-        let n = file.read(&mut buf).map_err(|e| format!("{shown}: {e}"))?;
+        let n = file.read(&mut buf).map_err(io(shown))?;
         if n == 0 {
             break;
         }
@@ -163,19 +244,17 @@ fn hash(shown: &str, real: &Path) -> Result<Value, String> {
     Ok(json!({ "path": shown, "sha256": digest, "size": size }))
 }
 
-fn ls(real: &Path) -> Result<Vec<Value>, String> {
-    let m = std::fs::symlink_metadata(real).map_err(|e| e.to_string())?;
+fn ls(real: &Path) -> Result<Vec<Value>, TriageError> {
+    let shown = escape(real);
+    let m = std::fs::symlink_metadata(real).map_err(io(&shown))?;
     if !m.is_dir() {
-        return Err(format!(
+        return Err(TriageError::Refused(format!(
             "not a directory (it is a {})",
             kind(&m.file_type())
-        ));
+        )));
     }
     let mut rows = Vec::new();
-    for entry in std::fs::read_dir(real)
-        .map_err(|e| e.to_string())?
-        .flatten()
-    {
+    for entry in std::fs::read_dir(real).map_err(io(&shown))?.flatten() {
         if rows.len() > MAX_ROWS {
             break;
         }
@@ -275,9 +354,8 @@ fn sockets(root: &HostRoot, listening: bool) -> Vec<Value> {
     rows
 }
 
-fn users(root: &HostRoot) -> Result<Vec<Value>, String> {
-    let text = std::fs::read_to_string(root.join("/etc/passwd"))
-        .map_err(|e| format!("/etc/passwd: {e}"))?;
+fn users(root: &HostRoot) -> Result<Vec<Value>, TriageError> {
+    let text = std::fs::read_to_string(root.join("/etc/passwd")).map_err(io("/etc/passwd"))?;
     Ok(accounts::parse_passwd(&text)
         .into_iter()
         .map(|u| {
@@ -290,7 +368,7 @@ fn users(root: &HostRoot) -> Result<Vec<Value>, String> {
 }
 
 /// Logged-in sessions from utmp (`struct utmp`, 384 bytes per record on Linux).
-fn logins(root: &HostRoot) -> Result<Vec<Value>, String> {
+fn logins(root: &HostRoot) -> Result<Vec<Value>, TriageError> {
     let path = ["/run/utmp", "/var/run/utmp"]
         .iter()
         .map(|p| root.join(p))
@@ -298,7 +376,7 @@ fn logins(root: &HostRoot) -> Result<Vec<Value>, String> {
     let Some(path) = path else {
         return Ok(Vec::new());
     };
-    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = std::fs::read(&path).map_err(io(&path.display().to_string()))?;
     // Names and hosts come from whoever logged in: escaped like any host text.
     let text = |s: &str| escape(Path::new(s));
     Ok(auth_log::parse_utmp(&bytes)
@@ -375,12 +453,16 @@ mod tests {
 
     #[test]
     fn hash_refuses_what_is_not_a_regular_file() {
-        let err = answer(&root(), "hash", Some("/dev/null")).expect_err("device");
+        let err = answer(&root(), Question::Hash, Some("/dev/null"))
+            .expect_err("device")
+            .to_string();
         assert!(err.contains("char_device"), "{err}");
         let dir = tempfile::tempdir().expect("tempdir");
         let link = dir.path().join("link");
         std::os::unix::fs::symlink("/etc/hostname", &link).expect("symlink");
-        let err = answer(&root(), "hash", link.to_str()).expect_err("symlink");
+        let err = answer(&root(), Question::Hash, link.to_str())
+            .expect_err("symlink")
+            .to_string();
         assert!(err.contains("symlink"), "{err}");
     }
 
@@ -389,7 +471,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let f = dir.path().join("f");
         std::fs::write(&f, b"abc").expect("write");
-        let text = answer(&root(), "hash", f.to_str()).expect("hash");
+        let text = answer(&root(), Question::Hash, f.to_str()).expect("hash");
         assert!(
             text.contains("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
             "{text}"
@@ -410,7 +492,7 @@ mod tests {
 
     #[test]
     fn processes_include_this_one() {
-        let text = answer(&root(), "processes", None).expect("processes");
+        let text = answer(&root(), Question::Processes, None).expect("processes");
         let v: Value = serde_json::from_str(&text).expect("json");
         let me = std::process::id();
         assert!(

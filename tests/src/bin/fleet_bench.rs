@@ -258,8 +258,10 @@ impl v1::agent_link_server::AgentLink for BareSink {
 /// Process-exec telemetry shaped like a busy server's: 16 binaries with their
 /// own hashes, arguments that differ on every event (a random token), varying
 /// pids and users. Random tokens keep compression honest: repetitive sample data
-/// would flatter the store.
-fn sample_events(n: usize, agent: usize) -> Vec<v1::Event> {
+/// would flatter the store. Every batch is fresh (`batch` seeds the tokens and the
+/// observation time is now), so its indicators are new findings, not folds into
+/// the same few.
+fn sample_events(n: usize, agent: usize, batch: u64) -> Vec<v1::Event> {
     const EXES: [&str; 16] = [
         "/usr/bin/curl",
         "/usr/bin/bash",
@@ -278,7 +280,9 @@ fn sample_events(n: usize, agent: usize) -> Vec<v1::Event> {
         "/usr/bin/perl",
         "/usr/bin/git",
     ];
-    let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ (agent as u64).wrapping_mul(0x2545_f491_4f6c_dd1d);
+    let mut state = 0x9e37_79b9_7f4a_7c15u64
+        ^ (agent as u64).wrapping_mul(0x2545_f491_4f6c_dd1d)
+        ^ batch.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17);
     let mut next = move || {
         // xorshift64*
         state ^= state >> 12;
@@ -370,17 +374,15 @@ async fn agent_loop(
         }) => w.acked_sequence + 1,
         other => anyhow::bail!("expected Welcome, got {other:?}"),
     };
-    // Encoded once, as a real agent encodes each event once when it spools it.
-    let events = v1::TelemetryBatch::from_events(0, &sample_events(batch_events, index)).events;
     let mut sent: VecDeque<(u64, Instant)> = VecDeque::new();
     let mut local = Histogram::<u64>::new(3)?;
     let mut acked_events = 0u64;
     loop {
         while sent.len() < in_flight && !stop.is_cancelled() {
-            let batch = v1::TelemetryBatch {
-                sequence: next,
-                events: events.clone(),
-            };
+            // A fresh batch each time (new content, new observation times),
+            // encoded once, as a real agent encodes each event when it spools it.
+            let batch =
+                v1::TelemetryBatch::from_events(next, &sample_events(batch_events, index, next));
             sent.push_back((next, Instant::now()));
             next += 1;
             tx.send(v1::AgentMessage {
@@ -499,9 +501,9 @@ async fn throughput(
     eprintln!("issuing {max} agent certificates…");
     let configs = agent_configs(&pki, max)?;
     println!(
-        "| agents | target | durable acked events/s | p50 ack ms | p99 ack ms | failed agents |"
+        "| agents | target | durable acked events/s | p50 ack ms | p99 ack ms | failed agents | findings created |"
     );
-    println!("|---:|---|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|");
     for &n in agents {
         let run_dir = dir.path().join(format!("run-{n}"));
         std::fs::create_dir_all(&run_dir)?;
@@ -515,20 +517,21 @@ async fn throughput(
         )
         .await?;
         let store_bytes = dir_size(&run_dir.join("collector/store"));
+        let findings = findings_created(collector.addr, &pki).await?;
         drop(collector);
         let sink = start_sink(&run_dir, &pki)?;
         let s = run_load(sink.addr, &configs[..n], seconds, batch_events, in_flight).await?;
         drop(sink);
         println!(
-            "| {n} | collector (sled, fdatasync) | {:.0} | {:.1} | {:.1} | {} |",
+            "| {n} | collector (sled, fdatasync) | {:.0} | {:.1} | {:.1} | {} | {findings} |",
             c.events_per_sec, c.p50_ms, c.p99_ms, c.failed
         );
         println!(
-            "| {n} | bare tonic sink | {:.0} | {:.1} | {:.1} | {} |",
+            "| {n} | bare tonic sink | {:.0} | {:.1} | {:.1} | {} | |",
             s.events_per_sec, s.p50_ms, s.p99_ms, s.failed
         );
         println!(
-            "| {n} | ratio collector / sink | {:.0} % | | | |",
+            "| {n} | ratio collector / sink | {:.0} % | | | | |",
             100.0 * c.events_per_sec / s.events_per_sec.max(1.0)
         );
         eprintln!(
@@ -537,6 +540,35 @@ async fn throughput(
         );
     }
     Ok(())
+}
+
+/// How many findings the collector holds (every one created by the run: its
+/// store started empty), read through the operator API as `bench`.
+async fn findings_created(addr: SocketAddr, pki: &TestPki) -> anyhow::Result<u64> {
+    let material = TlsMaterial::load(&pki.operator("bench"))?;
+    let channel = tls::connect(
+        &addr.to_string(),
+        "bannin-collector",
+        tls::client_config(&material)?,
+    )
+    .await?;
+    let mut client = v1::operator_client::OperatorClient::new(channel);
+    let (mut count, mut cursor) = (0u64, 0u64);
+    loop {
+        let page = client
+            .list_findings(v1::ListFindingsRequest {
+                since_id: cursor,
+                limit: 10_000,
+            })
+            .await?
+            .into_inner()
+            .findings;
+        let Some(last) = page.last() else {
+            return Ok(count);
+        };
+        cursor = last.id;
+        count += page.len() as u64;
+    }
 }
 
 fn dir_size(p: &Path) -> u64 {

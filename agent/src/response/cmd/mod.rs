@@ -1,0 +1,8 @@
+//! One file per command, each with its `apply` (the verb's whole behaviour).
+
+pub(super) mod isolate;
+pub(super) mod ping;
+pub(super) mod relearn;
+pub(super) mod release;
+pub(super) mod snapshot;
+pub(super) mod triage;
