@@ -54,13 +54,7 @@ pub struct CheckReport {
 
 /// Lower-case severity name.
 pub fn severity_name(value: i32) -> &'static str {
-    match v1::Severity::try_from(value).unwrap_or(v1::Severity::Unspecified) {
-        v1::Severity::Critical => "critical",
-        v1::Severity::High => "high",
-        v1::Severity::Medium => "medium",
-        v1::Severity::Low => "low",
-        _ => "info",
-    }
+    v1::Severity::name_of(value)
 }
 
 /// Why a check could not run.

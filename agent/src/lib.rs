@@ -1,16 +1,24 @@
 //! The Bannin endpoint agent: sensors observe the host, every batch of events
 //! is spooled durably, and the link streams the spool to the collector over
-//! mutual TLS.
+//! mutual TLS; the responder answers the collector's commands.
 //!
 //! # Layout
 //!
-//! Data flows `sensors` → batcher → `spool` → `link`:
+//! Data flows `sensors` → spooler → `spool` → `link`; commands flow `link` →
+//! `response` → results back up the link:
 //!
-//! - [`config`]: the TOML configuration.
-//! - [`sensors`]: the sensor framework and one file per sensor.
+//! - [`config`]: the TOML configuration (raw, validation, validated types).
+//! - [`host`]: the one seam onto the host (`/proc`, `/proc/net`, accounts, auth
+//!   logs, path escaping) under a `HostRoot`; sensors and `response` both use it.
+//! - [`sensors`]: the sensor framework, one file per sensor, and `source/` (the
+//!   event readers that wake them).
 //! - [`spool`]: the sled-backed spool; sequence numbers; overflow and loss reports.
 //! - [`link`]: connect, Hello, replay, acknowledgements, heartbeats, backoff.
+//! - [`response`]: commands parsed once into a typed `Command`, one file per
+//!   command with its `apply` (isolate, release, triage, snapshot, relearn, ping).
 //! - [`inventory`]: what the Hello says about the host.
+//! - [`enroll`]: token enrollment and certificate renewal, the agent's side.
+//! - [`check`]: `bannin-agent check`, a standalone one-shot triage of this host.
 //!
 //! [`run`] is what the binary, `bannin up` and the tests all call.
 

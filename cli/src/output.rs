@@ -13,14 +13,7 @@ pub fn short_time(ms: i64) -> String {
 
 /// Lower-case name of a severity.
 pub fn severity(value: i32) -> &'static str {
-    match v1::Severity::try_from(value).unwrap_or(v1::Severity::Unspecified) {
-        v1::Severity::Unspecified => "unspecified",
-        v1::Severity::Info => "info",
-        v1::Severity::Low => "low",
-        v1::Severity::Medium => "medium",
-        v1::Severity::High => "high",
-        v1::Severity::Critical => "critical",
-    }
+    v1::Severity::name_of(value)
 }
 
 /// Lower-case name of a finding state.

@@ -43,6 +43,14 @@ pub enum CommandError {
     /// Arguments too many or too long.
     #[error("arguments or reason too large")]
     TooLarge,
+    /// An argument the verb cannot take.
+    #[error("{verb}: {problem}")]
+    BadArgument {
+        /// The verb.
+        verb: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -63,12 +71,72 @@ pub struct Commands {
     ops: tokio::sync::Mutex<()>,
 }
 
+/// The typed command the agent reads (`Command.body`), built from the verb and
+/// its arguments as the queue stores them; a malformed argument is refused here,
+/// when the command is issued, not on the host.
+pub fn body(
+    verb: &str,
+    arguments: &BTreeMap<String, String>,
+) -> Result<v1::command::Body, CommandError> {
+    use v1::command::Body;
+    let arg = |name: &str| arguments.get(name).cloned().unwrap_or_default();
+    let bad = |problem: String| CommandError::BadArgument {
+        verb: verb.to_owned(),
+        problem,
+    };
+    Ok(match verb {
+        "ping" => Body::Ping(v1::PingCommand {}),
+        "isolate" => Body::Isolate(v1::IsolateCommand {
+            allow: arg("allow")
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            confirm_local: arg("confirm_local") == "yes",
+        }),
+        "release" => Body::Release(v1::ReleaseCommand {}),
+        "triage" => {
+            let question = arg("question");
+            if !bannin_proto::vocab::TRIAGE_QUESTIONS.contains(&question.as_str()) {
+                return Err(bad(format!(
+                    "unknown question {question:?}; known: {}",
+                    bannin_proto::vocab::TRIAGE_QUESTIONS.join(", ")
+                )));
+            }
+            let path = arg("path");
+            let needs_path = matches!(question.as_str(), "stat" | "hash" | "ls");
+            if needs_path && !path.starts_with('/') {
+                return Err(bad(format!("{question} needs an absolute path")));
+            }
+            Body::Triage(v1::TriageCommand { question, path })
+        }
+        "snapshot" => Body::Snapshot(v1::SnapshotCommand {
+            operator: arg("operator"),
+            reason: arg("reason"),
+            files: arg("files")
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        }),
+        "relearn" => Body::Relearn(v1::RelearnCommand {
+            sensor: arg("sensor"),
+        }),
+        other => return Err(CommandError::UnknownVerb(other.to_owned())),
+    })
+}
+
 fn message(id: String, verb: &str, arguments: BTreeMap<String, String>) -> v1::CollectorMessage {
+    // Validated when issued; a command queued by an older collector that does not
+    // build goes out with its text form only, for the agent to refuse with a reason.
+    let body = body(verb, &arguments).ok();
     v1::CollectorMessage {
         body: Some(v1::collector_message::Body::Command(v1::Command {
             id,
             verb: verb.to_owned(),
             arguments,
+            body,
         })),
     }
 }
@@ -132,6 +200,8 @@ impl Commands {
             arguments.insert("operator".into(), operator.to_owned());
             arguments.insert("reason".into(), reason.to_owned());
         }
+        // Parsed once, here: what the agent will get is known good.
+        body(verb, &arguments)?;
         let _guard = self.ops.lock().await;
         let now = now_unix_ms();
         let command = Command {

@@ -542,14 +542,7 @@ fn suppress_rules(
 
 /// Parses a severity name.
 pub fn parse_severity(s: &str) -> Option<Severity> {
-    match s {
-        "info" => Some(Severity::Info),
-        "low" => Some(Severity::Low),
-        "medium" => Some(Severity::Medium),
-        "high" => Some(Severity::High),
-        "critical" => Some(Severity::Critical),
-        _ => None,
-    }
+    bannin_proto::v1::Severity::from_name(s).map(|v| Severity::from_wire(v as i32))
 }
 
 impl CollectorConfig {

@@ -25,13 +25,7 @@ pub enum Severity {
 impl Severity {
     /// Lower-case name, as in configuration files.
     pub fn name(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
+        self.to_wire().name()
     }
 
     /// From the wire; unspecified reads as `Info`.

@@ -44,6 +44,19 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// The triage questions an agent answers (`bannin triage HOST QUESTION`).
+pub const TRIAGE_QUESTIONS: [&str; 9] = [
+    "processes",
+    "connections",
+    "listeners",
+    "logins",
+    "users",
+    "services",
+    "stat",
+    "hash",
+    "ls",
+];
+
 /// Names of the severities, lowest first, as in configuration files and output.
 pub const SEVERITY_NAMES: [&str; 5] = ["info", "low", "medium", "high", "critical"];
 

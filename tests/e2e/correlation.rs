@@ -483,6 +483,49 @@ async fn reports_from_people_become_findings() {
     assert_eq!(f["attributes"]["reported_by"], "alice");
     assert_eq!(f["attributes"]["reporter"], "JPCERT/CC");
     assert_eq!(f["host_id"], "web-01");
+    // Indicator 9 of the guidance: threats from an attack group.
+    let (ok, t, err) = bannin_json(
+        &operator,
+        &[
+            "finding",
+            "add",
+            "--host",
+            "web-01",
+            "--kind",
+            "report.threat",
+            "--severity",
+            "critical",
+            "--text",
+            "Sector ISAC: a group targeting our VPN appliances names our ASN",
+            "--reporter",
+            "Sector ISAC",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(t["kind"], "report.threat");
+    assert_eq!(t["severity"], "critical");
+    assert_eq!(t["attributes"]["reporter"], "Sector ISAC");
+    assert_eq!(t["attributes"]["reported_by"], "alice");
+    assert_ne!(t["id"], f["id"], "a second report is its own finding");
+    // And indicator 19: users report outages or slowness.
+    let (ok, u, err) = bannin_json(
+        &operator,
+        &[
+            "finding",
+            "add",
+            "--host",
+            "web-01",
+            "--kind",
+            "report.user",
+            "--severity",
+            "medium",
+            "--text",
+            "the shop is slow since 09:00",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(u["kind"], "report.user");
+    assert!(u["attributes"].get("reporter").is_none(), "{u}");
     for (args, needle) in [
         (
             vec![

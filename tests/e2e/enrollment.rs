@@ -247,8 +247,18 @@ async fn tokens_enroll_hosts_and_every_token_failure_is_clear() {
     assert!(ok, "second use");
     let (ok, _, err) = enroll(&pki, port, &secret, &dir.path().join("db-02"));
     assert!(!ok && err.contains("used up"), "{err}");
-    let (short, _) = token(&operator, &["--expires", "1s"]);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (short, made) = token(&operator, &["--expires", "1s"]);
+    let short_id = made["id"].as_str().expect("id").to_owned();
+    eventually(Duration::from_secs(20), "the 1 s token expired", || {
+        let (ok, tokens, _) = bannin_json(&operator, &["token", "list"]);
+        let expired = ok
+            && tokens.as_array().is_some_and(|list| {
+                list.iter()
+                    .any(|t| t["id"] == short_id.as_str() && t["state"] == "expired")
+            });
+        async move { expired.then_some(()) }
+    })
+    .await;
     let (ok, _, err) = enroll(&pki, port, &short, &dir.path().join("db-03"));
     assert!(!ok && err.contains("expired"), "{err}");
     let (revoked, t) = token(&operator, &[]);
@@ -540,8 +550,15 @@ async fn certificates_are_renewed_over_the_live_channel_without_losing_telemetry
         );
     }
     crate::wait_online(&mut client, &host).await;
-    // A reconnecting agent is not a clone.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A reconnecting agent is not a clone: the clone check has looked at this host
+    // for three heartbeats since it came back, and found nothing.
+    crate::heard_from_since(
+        &mut client,
+        &host,
+        bannin_proto::now_unix_ms(),
+        Duration::from_secs(3),
+    )
+    .await;
     assert!(
         !all_findings(&mut client)
             .await
@@ -584,7 +601,15 @@ async fn one_identity_on_two_machines_is_a_clone() {
     assert_eq!(clone.attributes["sessions"], "2");
     // Reported once while it lasts; the copy gone, nothing more.
     second.kill();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The first copy keeps talking: the clone check has looked for five
+    // heartbeats since, and raised nothing more.
+    crate::heard_from_since(
+        &mut client,
+        "twin-01",
+        bannin_proto::now_unix_ms(),
+        Duration::from_secs(5),
+    )
+    .await;
     let clones = all_findings(&mut client)
         .await
         .into_iter()

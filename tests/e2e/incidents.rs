@@ -356,11 +356,8 @@ fn scripted_incident_brief_review_and_tamper_evident_log_needs_root() {
     );
     let (ok, markdown, _) = site.cli_text(&["incident", "review", &id]);
     assert!(ok);
-    for (n, q) in bannin_collector::reports::REVIEW_QUESTIONS
-        .iter()
-        .enumerate()
-    {
-        let heading = format!("### {}. {q}", n + 1);
+    for q in bannin_collector::reports::ReviewQuestion::ALL {
+        let heading = format!("### {}. {}", q.number(), q.text());
         assert!(markdown.contains(&heading), "{heading:?} in:\n{markdown}");
     }
     assert!(markdown.contains("time to detect:"), "{markdown}");

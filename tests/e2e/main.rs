@@ -132,6 +132,40 @@ pub async fn wait_online(client: &mut OperatorClient<Channel>, host: &str) {
     .await;
 }
 
+/// Waits until the collector has heard from `host` for `span` after `since_unix_ms`
+/// (its `last_seen` moved that far): proof that its liveness and clone checks,
+/// which tick every second, have looked over that span. A test asserting that
+/// something did NOT happen waits for this first, instead of sleeping.
+pub async fn heard_from_since(
+    client: &mut OperatorClient<Channel>,
+    host: &str,
+    since_unix_ms: i64,
+    span: Duration,
+) {
+    let until = since_unix_ms + i64::try_from(span.as_millis()).unwrap_or(i64::MAX);
+    eventually(
+        span + Duration::from_secs(30),
+        "the host heard from over the span",
+        || {
+            let mut c = client.clone();
+            let host = host.to_owned();
+            async move {
+                let hosts = c
+                    .list_hosts(v1::ListHostsRequest {})
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .hosts;
+                hosts
+                    .iter()
+                    .any(|h| h.host_id == host && h.last_seen_unix_ms >= until)
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+}
+
 /// Creates `n` files with a leading space in `dir`, named ` f00000`….
 pub fn odd_files(dir: &Path, n: usize) {
     std::fs::create_dir_all(dir).expect("dir");

@@ -374,8 +374,23 @@ async fn integrity_changes_are_reported_apart() {
     );
     let client = operator_client(&pki.operator("alice"), collector.addr).await;
     crate::wait_sensor_ok(&client, "file_integrity", Duration::from_secs(60)).await;
-    // One more interval, so the baseline sweep is surely spooled.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The baseline is in force once a change is reported: a probe file added and
+    // seen, rather than a fixed wait.
+    let probe = critical.join("probe");
+    std::fs::write(&probe, b"probe").expect("probe");
+    let probe = probe.display().to_string();
+    eventually(Duration::from_secs(30), "the probe reported", || {
+        let mut c = client.clone();
+        let probe = probe.clone();
+        async move {
+            all_findings(&mut c)
+                .await
+                .iter()
+                .any(|f| f.kind == "file.modified" && f.attributes.get("path") == Some(&probe))
+                .then_some(())
+        }
+    })
+    .await;
 
     std::fs::write(critical.join("bin/login"), b"trojaned login").expect("trojan");
     let stomp = Command::new("touch")
@@ -433,7 +448,7 @@ async fn archives_by_magic_and_storms_folded() {
     let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
     let watched = dir.path().join("www");
     std::fs::create_dir_all(&watched).expect("dir");
-    let _agent = start_agent(
+    let agent = start_agent(
         &dir.path().join("agent"),
         &pki.agent("files-host"),
         collector.addr,
@@ -445,7 +460,19 @@ async fn archives_by_magic_and_storms_folded() {
     );
     let client = operator_client(&pki.operator("alice"), collector.addr).await;
     crate::wait_sensor_ok(&client, "file_odd_name", Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The sensor reports what is created from now on: a probe reported proves it
+    // (rather than a fixed wait); it is left out of the counts below.
+    let probe = watched.join(" probe").display().to_string();
+    std::fs::write(&probe, b"x").expect("probe");
+    finding_within(
+        &client,
+        Duration::from_secs(30),
+        "file_odd_name",
+        &agent,
+        |f| f.attributes.get("path") == Some(&probe),
+    )
+    .await;
+    let not_probe = |f: &v1::Finding| f.attributes.get("path") != Some(&probe);
 
     let script = format!(
         "import zipfile\n\
@@ -486,7 +513,7 @@ async fn archives_by_magic_and_storms_folded() {
                 };
                 let odd: u64 = f
                     .iter()
-                    .filter(|f| f.kind == "file.odd_name")
+                    .filter(|f| f.kind == "file.odd_name" && not_probe(f))
                     .map(|f| {
                         f.attributes
                             .get("folded_count")
@@ -517,7 +544,10 @@ async fn archives_by_magic_and_storms_folded() {
             .any(|f| f.attributes.get("path") == Some(&path("minutes.docx"))),
         "an office document is not an archive"
     );
-    let odd = found.iter().filter(|f| f.kind == "file.odd_name").count();
+    let odd = found
+        .iter()
+        .filter(|f| f.kind == "file.odd_name" && not_probe(f))
+        .count();
     assert!(
         odd <= 3,
         "500 odd names arrive folded, not as {odd} findings"
@@ -789,7 +819,19 @@ async fn creations_in_watched_directories_are_reported_at_once() {
     );
     let client = operator_client(&pki.operator("alice"), collector.addr).await;
     crate::wait_sensor_ok(&client, "file_odd_name", Duration::from_secs(60)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await; // inotify's watches
+    // inotify's watches are in place once a creation is reported (the walk is ten
+    // minutes away): a probe, rather than a fixed wait.
+    let probe = watched.join(" probe");
+    std::fs::write(&probe, b"x").expect("probe");
+    let seen = finding_within(
+        &client,
+        Duration::from_secs(20),
+        "file_odd_name",
+        &agent,
+        |f| f.kind == "file.odd_name",
+    )
+    .await;
+    assert_eq!(seen.attributes["path"], probe.display().to_string());
     std::fs::create_dir(watched.join("uploads")).expect("uploads");
     let disguised = watched.join("uploads/holiday.jpg");
     std::fs::write(
@@ -810,14 +852,15 @@ async fn creations_in_watched_directories_are_reported_at_once() {
     assert_eq!(archive.attributes["path"], disguised.display().to_string());
     assert_eq!(archive.attributes["format"], "zip");
     assert_eq!(archive.attributes["disguised"], "true");
+    let hidden_path = hidden.display().to_string();
     let odd = finding_within(
         &client,
         Duration::from_secs(20),
         "file_odd_name",
         &agent,
-        |f| f.kind == "file.odd_name",
+        |f| f.kind == "file.odd_name" && f.attributes.get("path") == Some(&hidden_path),
     )
     .await;
-    assert_eq!(odd.attributes["path"], hidden.display().to_string());
+    assert_eq!(odd.attributes["path"], hidden_path);
     assert_eq!(odd.attributes["reason"], "dots_only");
 }

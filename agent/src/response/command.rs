@@ -1,7 +1,9 @@
 //! A collector's command, parsed once into a typed [`Command`] (as mini-redis's
-//! `cmd/` does): the verb picks the variant, the arguments become typed fields,
-//! and anything malformed is refused here with the reason, before anything runs.
-//! Each command's `apply` lives in `response/cmd/`.
+//! `cmd/` does): the wire's typed `body` (a proto `oneof`, built and checked by the
+//! collector) becomes the variant and its fields, and anything malformed is refused
+//! here with the reason, before anything runs. From a collector that sends no
+//! `body`, the verb and text arguments are parsed instead. Each command's `apply`
+//! lives in `response/cmd/`.
 
 use std::collections::BTreeMap;
 
@@ -81,8 +83,47 @@ pub enum ParseError {
 }
 
 impl Command {
-    /// Parses a command off the wire.
+    /// Parses a command off the wire: its typed `body`, or, from a collector that
+    /// does not send one yet, its verb and text arguments.
     pub fn parse(command: &v1::Command) -> Result<Self, ParseError> {
+        match &command.body {
+            Some(body) => Self::from_body(body),
+            None => Self::from_text(command),
+        }
+    }
+
+    /// The typed form.
+    fn from_body(body: &v1::command::Body) -> Result<Self, ParseError> {
+        use v1::command::Body;
+        Ok(match body {
+            Body::Ping(_) => Command::Ping,
+            Body::Isolate(i) => Command::Isolate(Isolate {
+                allow: i
+                    .allow
+                    .iter()
+                    .map(|a| Net::parse(a))
+                    .collect::<Result<_, _>>()
+                    .map_err(ParseError::Allow)?,
+                confirm_local: i.confirm_local,
+            }),
+            Body::Release(_) => Command::Release,
+            Body::Triage(t) => Command::Triage(Triage {
+                question: t.question.parse()?,
+                path: Some(t.path.clone()).filter(|p| !p.is_empty()),
+            }),
+            Body::Snapshot(s) => Command::Snapshot(Snapshot {
+                operator: s.operator.clone(),
+                reason: s.reason.clone(),
+                files: s.files.clone(),
+            }),
+            Body::Relearn(r) => Command::Relearn(Relearn {
+                sensor: Some(r.sensor.clone()).filter(|s| !s.is_empty()),
+            }),
+        })
+    }
+
+    /// The text form: the verb picks the command, arguments are parsed by name.
+    fn from_text(command: &v1::Command) -> Result<Self, ParseError> {
         let args = &command.arguments;
         let arg = |name: &str| args.get(name).map(String::as_str).unwrap_or_default();
         let optional = |name: &str| Some(arg(name)).filter(|v| !v.is_empty()).map(str::to_owned);
@@ -152,6 +193,7 @@ mod tests {
             id: "c1".into(),
             verb: verb.into(),
             arguments: arguments(args).into_iter().collect(),
+            body: None,
         }
     }
 
@@ -196,6 +238,29 @@ mod tests {
             Command::parse(&wire("relearn", &[("sensor", "")])).expect("relearn"),
             Command::Relearn(Relearn { sensor: None })
         );
+    }
+
+    #[test]
+    fn the_typed_body_is_read_and_the_text_form_ignored() {
+        use v1::command::Body;
+        let mut command = wire("ping", &[]);
+        command.body = Some(Body::Triage(v1::TriageCommand {
+            question: "ls".into(),
+            path: "/dev/shm".into(),
+        }));
+        assert_eq!(
+            Command::parse(&command).expect("typed"),
+            Command::Triage(Triage {
+                question: Question::Ls,
+                path: Some("/dev/shm".into())
+            })
+        );
+        command.body = Some(Body::Isolate(v1::IsolateCommand {
+            allow: vec!["10.0.0.5".into(), "nonsense".into()],
+            confirm_local: false,
+        }));
+        let err = Command::parse(&command).expect_err("bad allow");
+        assert!(err.to_string().contains("nonsense"), "{err}");
     }
 
     #[test]

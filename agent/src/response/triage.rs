@@ -23,18 +23,8 @@ use crate::host::{accounts, auth_log, proc};
 pub const MAX_ROWS: usize = 5000;
 /// Most bytes of one answer (JSON).
 pub const MAX_BYTES: usize = 1024 * 1024;
-/// The questions.
-pub const QUESTIONS: &[&str] = &[
-    "processes",
-    "connections",
-    "listeners",
-    "logins",
-    "users",
-    "services",
-    "stat",
-    "hash",
-    "ls",
-];
+/// The questions, in [`Question`]'s order.
+pub const QUESTIONS: [&str; 9] = bannin_proto::vocab::TRIAGE_QUESTIONS;
 
 /// A triage question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -30,16 +30,70 @@ const MAX_NETWORK_EVENTS: usize = 20_000;
 const MAX_PEERS_PER_HOST: usize = 200;
 
 /// The guidance's lessons-learned questions, in its order.
-pub const REVIEW_QUESTIONS: [&str; 8] = [
-    "What happened, when, and how?",
-    "How well did staff and management respond? Were the documented procedures followed, and were they adequate?",
-    "What information was needed sooner?",
-    "Were any steps or actions taken that might have inhibited recovery?",
-    "What would staff and management do differently the next time a similar incident occurs?",
-    "How could information sharing with other organizations have been improved?",
-    "What corrective actions can prevent similar incidents in the future?",
-    "What precursors or indicators should be watched for in the future to detect similar incidents?",
-];
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ReviewQuestion {
+    /// What happened, when, and how?
+    WhatHappened,
+    /// How well did staff and management respond?
+    HowWellResponded,
+    /// What information was needed sooner?
+    NeededSooner,
+    /// Were any steps taken that might have inhibited recovery?
+    InhibitedRecovery,
+    /// What would staff do differently next time?
+    DoDifferently,
+    /// How could information sharing have been improved?
+    InformationSharing,
+    /// What corrective actions can prevent similar incidents?
+    CorrectiveActions,
+    /// What precursors or indicators should be watched for?
+    IndicatorsToWatch,
+}
+
+impl ReviewQuestion {
+    /// Every question, in the guidance's order.
+    pub const ALL: [ReviewQuestion; 8] = [
+        ReviewQuestion::WhatHappened,
+        ReviewQuestion::HowWellResponded,
+        ReviewQuestion::NeededSooner,
+        ReviewQuestion::InhibitedRecovery,
+        ReviewQuestion::DoDifferently,
+        ReviewQuestion::InformationSharing,
+        ReviewQuestion::CorrectiveActions,
+        ReviewQuestion::IndicatorsToWatch,
+    ];
+
+    /// Its number in the guidance, from 1.
+    pub fn number(self) -> usize {
+        self as usize + 1
+    }
+
+    /// The question as the guidance asks it.
+    pub fn text(self) -> &'static str {
+        match self {
+            ReviewQuestion::WhatHappened => "What happened, when, and how?",
+            ReviewQuestion::HowWellResponded => {
+                "How well did staff and management respond? Were the documented procedures followed, and were they adequate?"
+            }
+            ReviewQuestion::NeededSooner => "What information was needed sooner?",
+            ReviewQuestion::InhibitedRecovery => {
+                "Were any steps or actions taken that might have inhibited recovery?"
+            }
+            ReviewQuestion::DoDifferently => {
+                "What would staff and management do differently the next time a similar incident occurs?"
+            }
+            ReviewQuestion::InformationSharing => {
+                "How could information sharing with other organizations have been improved?"
+            }
+            ReviewQuestion::CorrectiveActions => {
+                "What corrective actions can prevent similar incidents in the future?"
+            }
+            ReviewQuestion::IndicatorsToWatch => {
+                "What precursors or indicators should be watched for in the future to detect similar incidents?"
+            }
+        }
+    }
+}
 
 /// One line of an incident's timeline.
 #[derive(Debug, Clone, Serialize)]

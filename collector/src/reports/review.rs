@@ -104,65 +104,80 @@ pub fn review(facts: &Facts, blind_spots: &[(String, Vec<String>)]) -> Review {
         metrics.time_to_close_ms = Some(incident.closed_unix_ms - incident.opened_unix_ms);
     }
 
-    let mut answers: [Vec<String>; 8] = Default::default();
+    let mut answers: BTreeMap<ReviewQuestion, Vec<String>> = BTreeMap::new();
     // 1. What happened, when, and how?
     if let Some(f) = first {
-        answers[0].push(format!(
-            "The first indicator was finding #{} {} on {} at {}: {}.",
-            f.id,
-            f.kind,
-            f.host_id,
-            rfc3339(f.observed_unix_ms),
-            f.summary
-        ));
+        answers
+            .entry(ReviewQuestion::WhatHappened)
+            .or_default()
+            .push(format!(
+                "The first indicator was finding #{} {} on {} at {}: {}.",
+                f.id,
+                f.kind,
+                f.host_id,
+                rfc3339(f.observed_unix_ms),
+                f.summary
+            ));
     }
     let kinds: BTreeMap<&str, usize> = facts.findings.iter().fold(BTreeMap::new(), |mut m, f| {
         *m.entry(f.kind.as_str()).or_default() += 1;
         m
     });
     if !facts.findings.is_empty() {
-        answers[0].push(format!(
-            "{} indicator(s) on {} host(s) ({}): {}.",
-            facts.findings.len(),
-            facts.affected.len(),
-            facts.affected.join(", "),
-            kinds
-                .iter()
-                .map(|(k, n)| format!("{k} ×{n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        answers
+            .entry(ReviewQuestion::WhatHappened)
+            .or_default()
+            .push(format!(
+                "{} indicator(s) on {} host(s) ({}): {}.",
+                facts.findings.len(),
+                facts.affected.len(),
+                facts.affected.join(", "),
+                kinds
+                    .iter()
+                    .map(|(k, n)| format!("{k} ×{n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
     }
-    answers[0].push(format!(
-        "Incident opened {} by {} as {} ({}); status now {}.",
-        metrics.opened_at,
-        incident.opened_by,
-        incident.severity,
-        incident.severity.meaning(),
-        incident.status
-    ));
+    answers
+        .entry(ReviewQuestion::WhatHappened)
+        .or_default()
+        .push(format!(
+            "Incident opened {} by {} as {} ({}); status now {}.",
+            metrics.opened_at,
+            incident.opened_by,
+            incident.severity,
+            incident.severity.meaning(),
+            incident.status
+        ));
     // 2. How well did staff respond?
     if let Some(ms) = metrics.time_to_detect_ms {
-        answers[1].push(format!(
-            "Time to detect (first indicator → incident opened): {}.",
-            human_duration(ms)
-        ));
+        answers
+            .entry(ReviewQuestion::HowWellResponded)
+            .or_default()
+            .push(format!(
+                "Time to detect (first indicator → incident opened): {}.",
+                human_duration(ms)
+            ));
     }
     match (metrics.time_to_contain_ms, &contained) {
-        (Some(ms), Some((_, by))) => answers[1].push(format!(
+        (Some(ms), Some((_, by))) => answers.entry(ReviewQuestion::HowWellResponded).or_default().push(format!(
             "Time to contain (incident opened → contained): {} — {by}.",
             human_duration(ms)
         )),
-        _ => answers[1].push(
+        _ => answers.entry(ReviewQuestion::HowWellResponded).or_default().push(
             "Not contained: no affected host was isolated and the status never reached contained."
                 .into(),
         ),
     }
     if let Some(ms) = metrics.time_to_close_ms {
-        answers[1].push(format!(
-            "Time to close (opened → closed): {}.",
-            human_duration(ms)
-        ));
+        answers
+            .entry(ReviewQuestion::HowWellResponded)
+            .or_default()
+            .push(format!(
+                "Time to close (opened → closed): {}.",
+                human_duration(ms)
+            ));
     }
     let unhandled: Vec<String> = facts
         .findings
@@ -171,10 +186,13 @@ pub fn review(facts: &Facts, blind_spots: &[(String, Vec<String>)]) -> Review {
         .map(|f| format!("#{}", f.id))
         .collect();
     if !unhandled.is_empty() {
-        answers[1].push(format!(
-            "Findings never acknowledged or resolved: {}.",
-            unhandled.join(", ")
-        ));
+        answers
+            .entry(ReviewQuestion::HowWellResponded)
+            .or_default()
+            .push(format!(
+                "Findings never acknowledged or resolved: {}.",
+                unhandled.join(", ")
+            ));
     }
     let operators: BTreeSet<&str> = facts
         .actions
@@ -182,17 +200,20 @@ pub fn review(facts: &Facts, blind_spots: &[(String, Vec<String>)]) -> Review {
         .map(|(_, a)| a.actor.as_str())
         .filter(|a| !a.starts_with("host:") && *a != "collector")
         .collect();
-    answers[1].push(format!(
-        "{} action(s) recorded by {} operator(s) ({}); {} note(s) kept.",
-        facts
-            .actions
-            .iter()
-            .filter(|(_, a)| !a.actor.starts_with("host:") && a.actor != "collector")
-            .count(),
-        operators.len(),
-        operators.iter().copied().collect::<Vec<_>>().join(", "),
-        incident.notes.len()
-    ));
+    answers
+        .entry(ReviewQuestion::HowWellResponded)
+        .or_default()
+        .push(format!(
+            "{} action(s) recorded by {} operator(s) ({}); {} note(s) kept.",
+            facts
+                .actions
+                .iter()
+                .filter(|(_, a)| !a.actor.starts_with("host:") && a.actor != "collector")
+                .count(),
+            operators.len(),
+            operators.iter().copied().collect::<Vec<_>>().join(", "),
+            incident.notes.len()
+        ));
     let isolated_at = facts.first_isolation().map(|c| c.finished_unix_ms);
     let snapshots: Vec<&Command> = facts
         .commands
@@ -200,28 +221,34 @@ pub fn review(facts: &Facts, blind_spots: &[(String, Vec<String>)]) -> Review {
         .filter(|c| c.verb == "snapshot" && c.state == CommandState::Succeeded)
         .collect();
     match (isolated_at, snapshots.first()) {
-        (Some(iso), Some(s)) if s.finished_unix_ms <= iso => answers[1].push(
+        (Some(iso), Some(s)) if s.finished_unix_ms <= iso => answers.entry(ReviewQuestion::HowWellResponded).or_default().push(
             "Forensic evidence was collected before the first isolation (volatile state preserved).".into(),
         ),
-        (Some(_), Some(_)) => answers[1].push(
+        (Some(_), Some(_)) => answers.entry(ReviewQuestion::HowWellResponded).or_default().push(
             "The first snapshot was taken after the first isolation: volatile state (connections, processes) may have changed.".into(),
         ),
-        (Some(_), None) => answers[1].push("Hosts were isolated but no forensic snapshot was taken.".into()),
+        (Some(_), None) => answers.entry(ReviewQuestion::HowWellResponded).or_default().push("Hosts were isolated but no forensic snapshot was taken.".into()),
         _ => {}
     }
     // 3. What information was needed sooner?
     if let Some(f) = first {
         let handled = f.history.first().map(|h| h.at_unix_ms);
         match handled {
-            Some(at) => answers[2].push(format!(
-                "The first indicator waited {} between being observed and first being handled.",
-                human_duration(at - f.observed_unix_ms)
-            )),
-            None => answers[2].push("The first indicator was never acknowledged.".into()),
+            Some(at) => answers
+                .entry(ReviewQuestion::NeededSooner)
+                .or_default()
+                .push(format!(
+                    "The first indicator waited {} between being observed and first being handled.",
+                    human_duration(at - f.observed_unix_ms)
+                )),
+            None => answers
+                .entry(ReviewQuestion::NeededSooner)
+                .or_default()
+                .push("The first indicator was never acknowledged.".into()),
         }
         let late = f.received_unix_ms - f.observed_unix_ms;
         if late > 60_000 {
-            answers[2].push(format!(
+            answers.entry(ReviewQuestion::NeededSooner).or_default().push(format!(
                 "The first indicator reached the collector {} after it was observed (the host was offline or the link was down).",
                 human_duration(late)
             ));
@@ -235,72 +262,99 @@ pub fn review(facts: &Facts, blind_spots: &[(String, Vec<String>)]) -> Review {
         .map(|f| format!("#{} {} on {}", f.id, f.kind, f.host_id))
         .collect();
     if !before.is_empty() {
-        answers[2].push(format!(
-            "Other indicators were already there before the incident was opened: {}.",
-            before.join(", ")
-        ));
+        answers
+            .entry(ReviewQuestion::NeededSooner)
+            .or_default()
+            .push(format!(
+                "Other indicators were already there before the incident was opened: {}.",
+                before.join(", ")
+            ));
     }
     for (host, gaps) in blind_spots {
-        answers[2].push(format!(
-            "Sensors not fully working on {host}: {}.",
-            gaps.join("; ")
-        ));
+        answers
+            .entry(ReviewQuestion::NeededSooner)
+            .or_default()
+            .push(format!(
+                "Sensors not fully working on {host}: {}.",
+                gaps.join("; ")
+            ));
     }
     // 4. Steps that might have inhibited recovery.
     for c in &facts.commands {
         if matches!(c.state, CommandState::Failed | CommandState::Expired) {
-            answers[3].push(format!(
-                "{} on {} (command {}, by {}) {}: {}",
-                c.verb,
-                c.host_id,
-                c.wire_id(),
-                c.operator,
-                c.state.as_str(),
-                c.result.chars().take(200).collect::<String>()
-            ));
+            answers
+                .entry(ReviewQuestion::InhibitedRecovery)
+                .or_default()
+                .push(format!(
+                    "{} on {} (command {}, by {}) {}: {}",
+                    c.verb,
+                    c.host_id,
+                    c.wire_id(),
+                    c.operator,
+                    c.state.as_str(),
+                    c.result.chars().take(200).collect::<String>()
+                ));
         }
     }
     for (_, a) in &facts.actions {
         if a.verb == "isolation.reconcile" && a.result.contains("failed") {
-            answers[3].push(format!(
-                "{}: isolation re-apply failed: {}",
-                a.actor, a.result
-            ));
+            answers
+                .entry(ReviewQuestion::InhibitedRecovery)
+                .or_default()
+                .push(format!(
+                    "{}: isolation re-apply failed: {}",
+                    a.actor, a.result
+                ));
         }
         if a.verb.starts_with("denied.") {
-            answers[3].push(format!(
-                "{} was denied {}: {}",
-                a.actor,
-                &a.verb[7..],
-                a.result
-            ));
+            answers
+                .entry(ReviewQuestion::InhibitedRecovery)
+                .or_default()
+                .push(format!(
+                    "{} was denied {}: {}",
+                    a.actor,
+                    &a.verb[7..],
+                    a.result
+                ));
         }
     }
     for e in &facts.evidence {
         if e.disposed {
-            answers[3].push(format!(
-                "Evidence {} from {} was disposed of.",
-                e.id, e.host_id
-            ));
+            answers
+                .entry(ReviewQuestion::InhibitedRecovery)
+                .or_default()
+                .push(format!(
+                    "Evidence {} from {} was disposed of.",
+                    e.id, e.host_id
+                ));
         }
     }
     // 5. What would staff do differently? The meeting answers; the data hints.
     if metrics.time_to_contain_ms.is_none() {
-        answers[4].push(
-            "Decide earlier whether to isolate affected hosts (nothing was contained).".into(),
-        );
+        answers
+            .entry(ReviewQuestion::DoDifferently)
+            .or_default()
+            .push(
+                "Decide earlier whether to isolate affected hosts (nothing was contained).".into(),
+            );
     }
     // 6. Information sharing.
     for (_, a) in &facts.actions {
         if a.verb == "evidence.exported" {
-            answers[5].push(format!(
-                "{} exported {} ({}): {}",
-                a.actor, a.target, a.reason, a.result
-            ));
+            answers
+                .entry(ReviewQuestion::InformationSharing)
+                .or_default()
+                .push(format!(
+                    "{} exported {} ({}): {}",
+                    a.actor, a.target, a.reason, a.result
+                ));
         }
     }
-    if answers[5].is_empty() {
-        answers[5].push("No evidence was exported to another party.".into());
+    if !answers.contains_key(&ReviewQuestion::InformationSharing) {
+        answers
+            .entry(ReviewQuestion::InformationSharing)
+            .or_default()
+            .push("No evidence was exported to another party.".into());
     }
     // 7. Corrective actions.
     let open: Vec<String> = facts
@@ -315,7 +369,10 @@ pub fn review(facts: &Facts, blind_spots: &[(String, Vec<String>)]) -> Review {
         .map(|f| format!("#{} {} on {}", f.id, f.kind, f.host_id))
         .collect();
     if !open.is_empty() {
-        answers[6].push(format!("Still unresolved: {}.", open.join(", ")));
+        answers
+            .entry(ReviewQuestion::CorrectiveActions)
+            .or_default()
+            .push(format!("Still unresolved: {}.", open.join(", ")));
     }
     // 8. Precursors and indicators to watch.
     for (kind, n) in &kinds {
@@ -325,19 +382,20 @@ pub fn review(facts: &Facts, blind_spots: &[(String, Vec<String>)]) -> Review {
             .filter(|f| f.kind == *kind)
             .map(|f| f.host_id.as_str())
             .collect();
-        answers[7].push(format!(
-            "{kind} ({n} finding(s) on {})",
-            hosts.into_iter().collect::<Vec<_>>().join(", ")
-        ));
+        answers
+            .entry(ReviewQuestion::IndicatorsToWatch)
+            .or_default()
+            .push(format!(
+                "{kind} ({n} finding(s) on {})",
+                hosts.into_iter().collect::<Vec<_>>().join(", ")
+            ));
     }
-    let questions = REVIEW_QUESTIONS
+    let questions = ReviewQuestion::ALL
         .iter()
-        .zip(answers)
-        .enumerate()
-        .map(|(i, (question, from_the_data))| Question {
-            number: i + 1,
-            question,
-            from_the_data,
+        .map(|&q| Question {
+            number: q.number(),
+            question: q.text(),
+            from_the_data: answers.remove(&q).unwrap_or_default(),
         })
         .collect();
     Review {
