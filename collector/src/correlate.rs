@@ -546,10 +546,18 @@ impl Correlator {
             return;
         }
         let mut keys: Vec<(&'static str, String)> = Vec::new();
-        if let Some(sha) = attributes.get("sha256").filter(|s| !s.is_empty()) {
+        // An executable the host's package manager installed, intact, is the same
+        // file on every host by design: never a spread. (A changed one is
+        // `file.package_mismatch`, and spreading is exactly what it may do.)
+        let packaged = attributes.contains_key("package") && kind != "file.package_mismatch";
+        if let Some(sha) = attributes
+            .get("sha256")
+            .filter(|s| !s.is_empty() && !packaged)
+        {
             keys.push(("sha256", sha.to_ascii_lowercase()));
         }
         if kind.starts_with("process.")
+            && !packaged
             && let Some(exe) = attributes.get("exe").filter(|s| !s.is_empty())
         {
             keys.push(("executable", exe.clone()));
@@ -1044,6 +1052,49 @@ mod tests {
         assert!(finding(&mut c, 1, "h1", "file.modified", 0, &a).is_empty());
         assert!(finding(&mut c, 2, "h2", "file.modified", MIN, &a).is_empty());
         assert!(finding(&mut c, 3, "h3", "file.modified", 62 * MIN, &a).is_empty());
+    }
+
+    #[test]
+    fn packaged_executables_never_spread_and_package_mismatches_do() {
+        let mut c = correlator();
+        let sha = "ef".repeat(32);
+        let packaged = [
+            ("sha256", sha.as_str()),
+            ("exe", "/usr/bin/head"),
+            ("package", "coreutils 9.1-1"),
+        ];
+        for (i, h) in ["h1", "h2", "h3", "h4"].iter().enumerate() {
+            let at = i as i64 * MIN;
+            assert!(
+                finding(
+                    &mut c,
+                    i as u64 + 1,
+                    h,
+                    "process.suspicious_exec",
+                    at,
+                    &packaged
+                )
+                .is_empty(),
+                "an intact packaged tool is the same everywhere by design"
+            );
+        }
+        let mut c = correlator();
+        let mut out = Vec::new();
+        for (i, h) in ["h1", "h2", "h3"].iter().enumerate() {
+            let at = i as i64 * MIN;
+            out = finding(
+                &mut c,
+                i as u64 + 1,
+                h,
+                "file.package_mismatch",
+                at,
+                &packaged,
+            );
+        }
+        assert!(
+            out.iter().any(|f| f.attributes["what"] == "sha256"),
+            "the same trojaned package file on three hosts: {out:?}"
+        );
     }
 
     #[test]

@@ -40,6 +40,238 @@ impl Detector {
     }
 }
 
+/// Why each kind of finding is raised, and the MITRE ATT&CK technique it
+/// evidences where one applies: (kind, reason, technique). A finding that does not
+/// say why itself (`reason`, `attack.technique` attributes from the sensor that
+/// knows better) gets these, so every finding in the queue says why.
+const EXPLANATIONS: &[(&str, &str, &str)] = &[
+    (
+        "process.unknown_binary",
+        "an executable not installed by the package manager and not in this host's learned baseline",
+        "",
+    ),
+    (
+        "process.ioc_match",
+        "the executable's SHA-256 is in the IOC hash list",
+        "",
+    ),
+    (
+        "process.suspicious_exec",
+        "a program running from a world-writable directory or a deleted file",
+        "T1036",
+    ),
+    (
+        "file.package_mismatch",
+        "a packaged file's content no longer matches its package",
+        "T1554",
+    ),
+    (
+        "file.executable_dropped",
+        "an executable written to a world-writable, volatile directory",
+        "T1105",
+    ),
+    (
+        "file.modified",
+        "a critical file changed, appeared or disappeared since the baseline",
+        "T1565.001",
+    ),
+    (
+        "file.permissions",
+        "a critical file's mode, owner or group changed",
+        "T1222.002",
+    ),
+    (
+        "file.timestamps",
+        "a critical file's modification time changed without its content",
+        "T1070.006",
+    ),
+    (
+        "file.odd_name",
+        "a name made to hide or to deceive",
+        "T1564.001",
+    ),
+    (
+        "file.archive",
+        "an archive appeared in a watched directory (found by its first bytes)",
+        "T1560.001",
+    ),
+    (
+        "file.access",
+        "a critical file was read by a program not allowed to",
+        "T1005",
+    ),
+    (
+        "account.new_user",
+        "an account that was not there at the last look",
+        "T1136.001",
+    ),
+    ("account.uid0", "a second account with uid 0", "T1136.001"),
+    (
+        "account.new_group",
+        "a group that was not there at the last look",
+        "T1136.001",
+    ),
+    (
+        "account.group_member",
+        "an account joined a privileged group",
+        "T1098",
+    ),
+    (
+        "account.sudo",
+        "a sudo use that was refused or by an unexpected user",
+        "T1548.003",
+    ),
+    ("account.lockouts", "repeated failed logins", "T1110"),
+    ("account.login_failed", "repeated failed logins", "T1110"),
+    (
+        "account.multi_source",
+        "one account logged in from several places at once",
+        "T1078",
+    ),
+    (
+        "account.dormant_login",
+        "an account unused for a long time logged in",
+        "T1078",
+    ),
+    (
+        "account.password_changed",
+        "an account's password changed",
+        "T1098",
+    ),
+    (
+        "net.new_listener",
+        "a port began listening that was not in the baseline",
+        "T1571",
+    ),
+    (
+        "net.unapproved_remote_access",
+        "a remote-admin session from a peer not in the allow list",
+        "T1021",
+    ),
+    (
+        "net.promiscuous",
+        "a network interface entered promiscuous mode",
+        "T1040",
+    ),
+    (
+        "net.connection_flood",
+        "many connections to or from one peer",
+        "T1498",
+    ),
+    (
+        "net.asymmetric",
+        "traffic far more one-way than this host's baseline",
+        "T1048",
+    ),
+    (
+        "traffic.spike",
+        "traffic far above this host's baseline",
+        "",
+    ),
+    (
+        "service.new",
+        "a systemd unit that was not there at the last look",
+        "T1543.002",
+    ),
+    (
+        "system.reboot",
+        "the host rebooted (its boot id changed)",
+        "T1529",
+    ),
+    (
+        "logging.changed",
+        "the logging or audit configuration changed",
+        "T1562.006",
+    ),
+    (
+        "logging.stopped",
+        "a logging or audit daemon stopped",
+        "T1562.001",
+    ),
+    ("log.pattern", "a log line matched a pattern rule", ""),
+    ("av.detection", "the antivirus reported a detection", ""),
+    ("ids.alert", "the network IDS raised an alert", ""),
+    (
+        "hardware.new_usb",
+        "a USB device that was not there before",
+        "T1200",
+    ),
+    (
+        "hardware.new_block",
+        "a block device that was not there before",
+        "T1200",
+    ),
+    (
+        "hardware.new_nic",
+        "a network interface that was not there before",
+        "T1200",
+    ),
+    ("hardware.removed", "hardware in the inventory is gone", ""),
+    (
+        "resource.anomaly",
+        "CPU, memory or bandwidth far from this host's baseline",
+        "T1496",
+    ),
+    ("host.silent", "no heartbeat for several intervals", ""),
+    ("host.clone", "one host identity live on two machines", ""),
+    ("monitor.alert", "an alert from the monitoring system", ""),
+    ("report.external", "reported by a third party", ""),
+    (
+        "report.threat",
+        "a threat report names this host or its kind",
+        "",
+    ),
+    ("report.user", "reported by a user", ""),
+    (
+        "correlation.spread",
+        "the same indicator on several hosts within the window",
+        "",
+    ),
+    (
+        "correlation.account_hosts",
+        "one account on several hosts within the window",
+        "T1078",
+    ),
+    (
+        "correlation.password_spray",
+        "failed logins for one account or from one source across hosts",
+        "T1110.003",
+    ),
+    (
+        "correlation.lateral_movement",
+        "a remote-admin session between fleet hosts followed by a change on the target",
+        "T1021",
+    ),
+    (
+        "correlation.fan_in",
+        "many fleet hosts reaching one outside address, or one host reached by many",
+        "",
+    ),
+    (
+        "correlation.mass_silence",
+        "many hosts went silent together",
+        "",
+    ),
+];
+
+/// Adds `reason` and `attack.technique` where the finding does not carry them.
+pub fn explain(finding: &mut NewFinding) {
+    let Some((_, reason, technique)) = EXPLANATIONS.iter().find(|(k, _, _)| *k == finding.kind)
+    else {
+        return;
+    };
+    finding
+        .attributes
+        .entry("reason".into())
+        .or_insert_with(|| (*reason).to_owned());
+    if !technique.is_empty() {
+        finding
+            .attributes
+            .entry("attack.technique".into())
+            .or_insert_with(|| (*technique).to_owned());
+    }
+}
+
 /// Fingerprint of a finding for folding: host, kind and attributes.
 pub fn fingerprint(finding: &NewFinding) -> u64 {
     fingerprint_parts(finding.host_id.as_str(), &finding.kind, &finding.attributes)
@@ -125,6 +357,38 @@ impl FoldIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_finding_says_why_and_a_sensors_own_reason_wins() {
+        let host = HostId::new("h1").expect("host");
+        let mut f = NewFinding {
+            host_id: host.clone(),
+            kind: "file.timestamps".into(),
+            severity: Severity::High,
+            observed_unix_ms: 1,
+            attributes: BTreeMap::new(),
+            summary: String::new(),
+        };
+        explain(&mut f);
+        assert_eq!(f.attributes["attack.technique"], "T1070.006");
+        assert!(!f.attributes["reason"].is_empty());
+        let mut own = NewFinding {
+            kind: "file.odd_name".into(),
+            attributes: BTreeMap::from([("reason".to_owned(), "leading_space".to_owned())]),
+            ..f.clone()
+        };
+        explain(&mut own);
+        assert_eq!(own.attributes["reason"], "leading_space");
+        // Every kind a sensor emits is explained.
+        for kind in [
+            "process.unknown_binary",
+            "account.sudo",
+            "net.new_listener",
+            "host.silent",
+        ] {
+            assert!(EXPLANATIONS.iter().any(|(k, _, _)| *k == kind), "{kind}");
+        }
+    }
 
     fn finding(attr: &str) -> NewFinding {
         NewFinding {

@@ -703,7 +703,9 @@ impl Writer {
 
     /// Folds into a recent identical finding or stages a new one; returns its
     /// id and whether it is new.
-    fn stage_finding(&mut self, new: NewFinding, now: i64) -> Result<(u64, bool), StoreError> {
+    fn stage_finding(&mut self, mut new: NewFinding, now: i64) -> Result<(u64, bool), StoreError> {
+        // Every finding says why (and the ATT&CK technique, where one applies).
+        crate::detect::explain(&mut new);
         let fp = fingerprint(&new);
         if let Some(id) = self.folds.lookup(fp, new.observed_unix_ms) {
             let existing = match self.dirty.get(&id).cloned() {

@@ -167,6 +167,302 @@ async fn processes_from_dev_shm_with_a_known_bad_hash_are_found_and_known_ones_a
     assert!(f.attributes["exe"].starts_with("/memfd:kworker"), "{f:?}");
 }
 
+/// Ordinary administration on a Debian host: every tool the package manager
+/// installed is known from the package database, so running them for the first
+/// time after the agent started raises no `process.unknown_binary`, while a
+/// hand-built copy does (the positive signal that the sensor looked).
+#[tokio::test(flavor = "multi_thread")]
+async fn packaged_tools_run_for_the_first_time_raise_nothing() {
+    if !std::path::Path::new("/var/lib/dpkg/status").exists() {
+        eprintln!("not a dpkg host: the package database test needs one");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("admin-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            enable: vec!["process"],
+            ..AgentOptions::default()
+        },
+    );
+    let mut client = operator_client(&pki.operator("alice"), collector.addr).await;
+    crate::wait_sensor_ok(&client, "process", Duration::from_secs(60)).await;
+
+    // Tools a responder or an administrator runs, probably not running now.
+    let tools = [
+        "head", "uniq", "basename", "env", "sort", "wc", "cut", "tr", "od", "stat", "md5sum",
+        "sha1sum", "expr", "factor", "nl", "tac", "seq", "cksum",
+    ];
+    for tool in tools {
+        let out = Command::new(which(tool))
+            .arg("--version")
+            .output()
+            .expect("tool");
+        assert!(out.status.success(), "{tool} --version");
+    }
+    // A hand-built tool, unknown to everything: the sensor reports it.
+    let hand = dir.path().join("handmade");
+    let mut bytes = std::fs::read(which("sleep")).expect("sleep");
+    bytes.extend_from_slice(dir.path().to_string_lossy().as_bytes());
+    std::fs::write(&hand, &bytes).expect("handmade");
+    std::fs::set_permissions(&hand, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let hand_path = hand.display().to_string();
+    Command::new(&hand).arg("2").status().expect("handmade");
+    eventually(
+        Duration::from_secs(60),
+        "the handmade tool reported",
+        || {
+            let mut c = client.clone();
+            let hand_path = hand_path.clone();
+            async move {
+                all_findings(&mut c)
+                    .await
+                    .iter()
+                    .any(|f| {
+                        f.kind == "process.unknown_binary"
+                            && f.attributes.get("exe") == Some(&hand_path)
+                    })
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let packaged_dirs = ["/usr/bin/", "/usr/sbin/", "/bin/", "/sbin/"];
+    let noise: Vec<String> = all_findings(&mut client)
+        .await
+        .into_iter()
+        .filter(|f| f.kind == "process.unknown_binary")
+        .filter_map(|f| f.attributes.get("exe").cloned())
+        .filter(|exe| packaged_dirs.iter().any(|d| exe.starts_with(d)))
+        .collect();
+    assert!(
+        noise.is_empty(),
+        "packaged tools reported as unknown: {noise:?}"
+    );
+    // And their exec telemetry names the package.
+    let execs = all_events(&mut client, "admin-host", "process.exec").await;
+    let head = which("head").display().to_string();
+    assert!(
+        execs.iter().any(|e| e.event.as_ref().is_some_and(|e| {
+            e.attributes
+                .get("exe")
+                .is_some_and(|x| x.ends_with("bin/head"))
+                && e.attributes
+                    .get("package")
+                    .is_some_and(|p| p.starts_with("coreutils"))
+        })),
+        "{head}'s exec names coreutils"
+    );
+}
+
+/// A packaged executable whose content no longer matches its package is
+/// `file.package_mismatch` (critical: it runs); once the package is reinstalled
+/// (the database says the new content), running it raises nothing. The package
+/// database is a fixture under the agent's root (its `proc` the real `/proc`), so
+/// the test owns what "installed" means; the processes are real.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_packaged_binary_changed_in_place_is_a_package_mismatch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).expect("root");
+    std::os::unix::fs::symlink("/proc", root.join("proc")).expect("proc link");
+    let bin = dir.path().join("opt/vendor/bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    let tool = bin.join("vendord");
+    let original = std::fs::read(which("sleep")).expect("sleep");
+    let mut trojan = original.clone();
+    trojan.extend_from_slice(b"\0trojaned");
+    std::fs::write(&tool, &trojan).expect("trojan");
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let listed = tool.display().to_string();
+    bannin_agent::host::packages::write_fixture(
+        &root,
+        &[(
+            "vendor-tools",
+            "4.2-1",
+            &[(listed.as_str(), original.as_slice())],
+        )],
+    );
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("pkg-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            enable: vec!["process"],
+            root: Some(root.clone()),
+            ..AgentOptions::default()
+        },
+    );
+    let mut client = operator_client(&pki.operator("alice"), collector.addr).await;
+    crate::wait_sensor_ok(&client, "process", Duration::from_secs(60)).await;
+    Command::new(&tool)
+        .arg("2")
+        .status()
+        .expect("run the trojan");
+    let mismatch = eventually(Duration::from_secs(60), "file.package_mismatch", || {
+        let mut c = client.clone();
+        let listed = listed.clone();
+        async move {
+            all_findings(&mut c).await.into_iter().find(|f| {
+                f.kind == "file.package_mismatch" && f.attributes.get("exe") == Some(&listed)
+            })
+        }
+    })
+    .await;
+    assert_eq!(mismatch.severity, v1::Severity::Critical as i32);
+    assert_eq!(mismatch.attributes["package"], "vendor-tools 4.2-1");
+    let md5 = |b: &[u8]| {
+        use md5::Digest;
+        bannin_proto::hex(md5::Md5::digest(b))
+    };
+    assert_eq!(mismatch.attributes["package_md5"], md5(&original));
+    assert_eq!(mismatch.attributes["actual_md5"], md5(&trojan));
+    let findings = all_findings(&mut client).await;
+    assert!(
+        !findings.iter().any(|f| f.kind == "process.unknown_binary"
+            && f.attributes.get("exe") == Some(&listed)),
+        "a mismatch, not merely unknown"
+    );
+
+    // Reinstalled: the file is the package's again (new content, new inode).
+    std::fs::remove_file(&tool).expect("remove");
+    std::fs::write(&tool, &original).expect("reinstall");
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let before = findings.len();
+    let child = Command::new(&tool).arg("2").spawn().expect("run again");
+    let pid = child.id().to_string();
+    let _ = { child }.wait();
+    // Its exec telemetry proves the sensor judged it; nothing new was raised for it.
+    eventually(
+        Duration::from_secs(60),
+        "the reinstalled tool's exec",
+        || {
+            let mut c = client.clone();
+            let pid = pid.clone();
+            async move {
+                all_events(&mut c, "pkg-host", "process.exec")
+                    .await
+                    .iter()
+                    .any(|e| {
+                        e.event
+                            .as_ref()
+                            .is_some_and(|e| e.attributes.get("pid") == Some(&pid))
+                    })
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let after: Vec<_> = all_findings(&mut client)
+        .await
+        .into_iter()
+        .filter(|f| f.attributes.get("pid") == Some(&pid))
+        .map(|f| f.kind)
+        // (It runs from a temporary directory: process.suspicious_exec is right.)
+        .filter(|k| k == "file.package_mismatch" || k == "process.unknown_binary")
+        .collect();
+    assert!(after.is_empty(), "the reinstalled tool raised {after:?}");
+    assert!(all_findings(&mut client).await.len() >= before);
+}
+
+/// Where attackers hide things: a dotfile in `/dev/shm` is `file.odd_name`
+/// (`hidden`), an ELF written to `/tmp` with its execute bit is
+/// `file.executable_dropped` whether or not it runs, and a dotfile in a home
+/// directory is ordinary. Real files in the real directories (names unique to this
+/// run, removed at the end).
+#[tokio::test(flavor = "multi_thread")]
+async fn hidden_files_and_dropped_executables_in_volatile_directories() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let tag = format!("bannin-e2e-{}", std::process::id());
+    let shm_dir = tempfile::tempdir_in("/dev/shm").expect("shm");
+    let agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("shm-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            watch: vec!["/dev/shm".into(), "/tmp".into(), home.clone()],
+            ..AgentOptions::default()
+        },
+    );
+    let client = operator_client(&pki.operator("alice"), collector.addr).await;
+    crate::wait_sensor_ok(&client, "file_odd_name", Duration::from_secs(60)).await;
+
+    let hidden = std::path::PathBuf::from(format!("/dev/shm/.{tag}"));
+    std::fs::write(&hidden, b"x").expect("hidden");
+    let elf = std::path::PathBuf::from(format!("/tmp/{tag}-kworker"));
+    std::fs::copy(which("true"), &elf).expect("elf");
+    std::fs::set_permissions(&elf, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let at_home = home.join(format!(".{tag}rc"));
+    std::fs::write(&at_home, b"x").expect("home dotfile");
+    // The positive signal for the negative check: an odd name next to it.
+    let trigger = home.join(format!(" {tag}"));
+    std::fs::write(&trigger, b"x").expect("trigger");
+    let _ = shm_dir;
+
+    let shown = |p: &std::path::Path| p.display().to_string();
+    let (hidden_s, elf_s, home_s, trigger_s) = (
+        shown(&hidden),
+        shown(&elf),
+        shown(&at_home),
+        shown(&trigger),
+    );
+    let hidden_f = finding_within(
+        &client,
+        Duration::from_secs(30),
+        "file_odd_name",
+        &agent,
+        |f| f.kind == "file.odd_name" && f.attributes.get("path") == Some(&hidden_s),
+    )
+    .await;
+    assert_eq!(hidden_f.attributes["reason"], "hidden");
+    assert_eq!(hidden_f.attributes["attack.technique"], "T1564.001");
+    let dropped = finding_within(
+        &client,
+        Duration::from_secs(30),
+        "file_odd_name",
+        &agent,
+        |f| f.kind == "file.executable_dropped" && f.attributes.get("path") == Some(&elf_s),
+    )
+    .await;
+    assert_eq!(dropped.attributes["format"], "elf");
+    assert_eq!(dropped.severity, v1::Severity::High as i32);
+    finding_within(
+        &client,
+        Duration::from_secs(30),
+        "file_odd_name",
+        &agent,
+        |f| f.attributes.get("path") == Some(&trigger_s),
+    )
+    .await;
+    let mut c = client.clone();
+    assert!(
+        !all_findings(&mut c)
+            .await
+            .iter()
+            .any(|f| f.attributes.get("path") == Some(&home_s)),
+        "a dotfile at home is ordinary"
+    );
+    let _ = std::fs::remove_file(&hidden);
+    let _ = std::fs::remove_file(&elf);
+}
+
 fn which(name: &str) -> std::path::PathBuf {
     ["/usr/bin", "/bin"]
         .iter()

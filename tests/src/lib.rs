@@ -329,6 +329,8 @@ pub struct AgentOptions {
     pub sensor_toml: Vec<(&'static str, String)>,
     /// Extra TOML lines in `[tls]`.
     pub tls_extra: String,
+    /// The host root the sensors read (`root`), instead of `/`.
+    pub root: Option<PathBuf>,
 }
 
 /// Sensors the harness turns off unless a test enables them.
@@ -360,6 +362,7 @@ impl Default for AgentOptions {
             enable: Vec::new(),
             sensor_toml: Vec::new(),
             tls_extra: String::new(),
+            root: None,
         }
     }
 }
@@ -377,8 +380,13 @@ pub fn agent_config(
         .iter()
         .map(|p| format!("{:?}", p.display().to_string()))
         .collect();
+    let root = options
+        .root
+        .as_ref()
+        .map(|r| format!("root = {:?}\n", r.display().to_string()))
+        .unwrap_or_default();
     let text = format!(
-        r#"[collector]
+        r#"{root}[collector]
 address = "{collector}"
 
 [tls]

@@ -455,6 +455,8 @@ pub(super) struct RawOddName {
     pub(super) paths: Vec<PathBuf>,
     #[serde(default)]
     pub(super) dotfiles_unexpected: bool,
+    #[serde(default = "d_hidden_in")]
+    pub(super) hidden_in: Vec<PathBuf>,
     #[serde(default = "d_depth")]
     pub(super) max_depth: usize,
     #[serde(default = "d_entries")]
@@ -469,6 +471,14 @@ pub(super) fn d_watches() -> usize {
     16_384
 }
 
+/// World-writable, volatile directories: where a hidden file is odd by default.
+pub(super) fn d_hidden_in() -> Vec<PathBuf> {
+    ["/tmp", "/var/tmp", "/dev/shm"]
+        .iter()
+        .map(PathBuf::from)
+        .collect()
+}
+
 impl Default for RawOddName {
     fn default() -> Self {
         Self {
@@ -477,6 +487,7 @@ impl Default for RawOddName {
             severity: d_medium(),
             paths: d_odd_paths(),
             dotfiles_unexpected: false,
+            hidden_in: d_hidden_in(),
             max_depth: d_depth(),
             max_entries: d_entries(),
             realtime: true,

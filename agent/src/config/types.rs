@@ -26,8 +26,11 @@ pub struct OddNameConfig {
     pub common: SensorCommon,
     /// Directories to watch (under `root`).
     pub paths: Vec<PathBuf>,
-    /// Whether a leading dot is odd.
+    /// Whether a leading dot is odd everywhere.
     pub dotfiles_unexpected: bool,
+    /// Directories where a new dotfile or dot-directory is odd (`hidden`), and an
+    /// executable written there is `file.executable_dropped`.
+    pub hidden_in: Vec<PathBuf>,
     /// Deepest level walked below each path.
     pub max_depth: usize,
     /// Most entries looked at per sweep.

@@ -366,6 +366,7 @@ impl AgentConfig {
                 common: odd_common,
                 paths: o.paths,
                 dotfiles_unexpected: o.dotfiles_unexpected,
+                hidden_in: o.hidden_in,
                 max_depth: o.max_depth,
                 max_entries: o.max_entries,
                 max_events: fold_after.max(1),

@@ -7,6 +7,7 @@
 //! - [`net`]: sockets from `/proc/net` and their owning processes.
 //! - [`accounts`]: passwd, group, shadow dates.
 //! - [`auth_log`]: the grammar of sshd, sudo, su and PAM messages; utmp and lastlog.
+//! - [`packages`]: the OS package database (dpkg): packaged paths and their digests.
 //! - [`paths`]: escaping host paths for display.
 
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 pub mod accounts;
 pub mod auth_log;
 pub mod net;
+pub mod packages;
 pub mod paths;
 pub mod proc;
 

@@ -100,6 +100,24 @@ pub fn sha256_reader(mut reader: impl Read) -> std::io::Result<String> {
     Ok(bannin_proto::hex(hasher.finalize()))
 }
 
+/// SHA-256 (hex) and MD5 of everything `reader` yields, in one read: the MD5 is
+/// what dpkg records for a packaged file.
+pub fn digests_reader(mut reader: impl Read) -> std::io::Result<(String, [u8; 16])> {
+    use md5::Md5;
+    let mut sha = Sha256::new();
+    let mut md5 = Md5::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        sha.update(&buf[..n]);
+        md5.update(&buf[..n]);
+    }
+    Ok((bannin_proto::hex(sha.finalize()), md5.finalize().into()))
+}
+
 /// The pids under `/proc`, in directory order (threads are not listed there).
 pub fn pids(root: &HostRoot) -> impl Iterator<Item = u32> + use<> {
     std::fs::read_dir(root.join("/proc"))

@@ -1,7 +1,15 @@
 //! `file.odd_name`: files and directories with names meant to hide, in watched
 //! directories: a leading or trailing space, control characters, bytes that are
 //! not UTF-8, and (where config says dotfiles are unexpected) a leading dot.
-//! Names made only of dots and spaces (`...`, `. .`) are always odd.
+//! Names made only of dots and spaces (`...`, `. .`) are always odd. In the
+//! world-writable, volatile directories of `hidden_in` (`/tmp`, `/var/tmp`,
+//! `/dev/shm`) a dotfile or dot-directory is odd too (`hidden`, ATT&CK T1564.001),
+//! but for the X server's and ICE's own sockets directories; in home directories
+//! dotfiles are ordinary.
+//!
+//! `file.executable_dropped` (high, T1105): a regular file with an execute bit
+//! whose first bytes are an ELF header or a `#!` line, created or changed under a
+//! `hidden_in` directory — whether or not it ever runs.
 //!
 //! The same walk finds `file.archive`: regular files created or changed since
 //! the previous walk whose first bytes are those of an archive — zip, rar, 7z,
@@ -60,6 +68,21 @@ pub fn oddity(name: &OsStr, dotfiles_unexpected: bool) -> Option<&'static str> {
     None
 }
 
+/// An executable's format by its first bytes, if it is a regular file with an
+/// execute bit: `elf` or `script` (`#!`).
+pub fn executable_format(head: &[u8], meta: &std::fs::Metadata) -> Option<&'static str> {
+    if !meta.is_file() || meta.mode() & 0o111 == 0 {
+        return None;
+    }
+    if head.starts_with(b"\x7fELF") {
+        Some("elf")
+    } else if head.starts_with(b"#!") {
+        Some("script")
+    } else {
+        None
+    }
+}
+
 /// What the sensor remembers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OddState {
@@ -67,6 +90,9 @@ pub struct OddState {
     pub reported: BTreeSet<String>,
     /// Archives already reported and still present.
     pub archives: BTreeSet<String>,
+    /// Executables dropped in volatile directories already reported and still present.
+    #[serde(default)]
+    pub dropped: BTreeSet<String>,
     /// Start of the last walk (ctime ns): files changed after it are sniffed.
     /// (i64, not i128: serde's untagged enums cannot buffer 128-bit integers,
     /// and a state that fails to load would make the sensor report everything again.)
@@ -199,7 +225,43 @@ struct Walk {
     partial: bool,
 }
 
+/// Dot-directories the system itself keeps in `/tmp` (X11, ICE and font server
+/// sockets, made by systemd-tmpfiles at boot): never `hidden`.
+const SYSTEM_DOT_DIRS: &[&str] = &[
+    ".X11-unix",
+    ".ICE-unix",
+    ".XIM-unix",
+    ".font-unix",
+    ".Test-unix",
+];
+
 impl OddNames {
+    /// Whether `path` (named `name`) is a dotfile directly inside a `hidden_in`
+    /// directory, and not one the system keeps there.
+    fn hidden_here(&self, path: &Path, name: &OsStr) -> bool {
+        let bytes = name.as_bytes();
+        if bytes.first() != Some(&b'.') || bytes == b"." || bytes == b".." {
+            return false;
+        }
+        let Some(parent) = path.parent() else {
+            return false;
+        };
+        if !self.config.hidden_in.iter().any(|d| d == parent) {
+            return false;
+        }
+        let text = name.to_string_lossy();
+        // `.X0-lock` … the X server's lock files.
+        let x_lock = text.starts_with(".X")
+            && text.ends_with("-lock")
+            && text[2..text.len() - 5].bytes().all(|b| b.is_ascii_digit());
+        !SYSTEM_DOT_DIRS.contains(&text.as_ref()) && !x_lock
+    }
+
+    /// Whether `path` lies under a `hidden_in` directory.
+    fn volatile(&self, path: &Path) -> bool {
+        self.config.hidden_in.iter().any(|d| path.starts_with(d))
+    }
+
     fn walk(&self, host_path: &Path, depth: usize, walk: &mut Walk) {
         let real = self.root.join(host_path);
         let entries = match std::fs::read_dir(&real) {
@@ -225,10 +287,12 @@ impl OddNames {
     /// Checks one entry found at `depth`: its name, its first bytes if it
     /// changed since the last walk, and below it if it is a directory.
     fn consider(&self, child: PathBuf, meta: std::fs::Metadata, depth: usize, walk: &mut Walk) {
-        if let Some(name) = child.file_name()
-            && let Some(why) = oddity(name, self.config.dotfiles_unexpected)
-        {
-            walk.odd.push((child.clone(), why, meta.clone()));
+        if let Some(name) = child.file_name() {
+            if let Some(why) = oddity(name, self.config.dotfiles_unexpected) {
+                walk.odd.push((child.clone(), why, meta.clone()));
+            } else if self.hidden_here(&child, name) {
+                walk.odd.push((child.clone(), "hidden", meta.clone()));
+            }
         }
         let ctime_ns = meta
             .ctime()
@@ -322,6 +386,34 @@ impl Sensor for OddNames {
                     f.read(&mut head)
                 })
                 .unwrap_or(0);
+            if let Some(format) = executable_format(&head[..n], meta)
+                && self.volatile(path)
+                && !self.state.dropped.contains(&shown)
+            {
+                out.push(event(
+                    "file.executable_dropped",
+                    Severity::High,
+                    true,
+                    BTreeMap::from([
+                        ("path".to_owned(), shown.clone()),
+                        ("format".to_owned(), format.to_owned()),
+                        ("size".to_owned(), meta.len().to_string()),
+                        ("uid".to_owned(), meta.uid().to_string()),
+                        ("mode".to_owned(), format!("{:o}", meta.mode() & 0o7777)),
+                        (
+                            "reason".to_owned(),
+                            "an executable written to a world-writable, volatile directory"
+                                .to_owned(),
+                        ),
+                        ("attack.technique".to_owned(), "T1105".to_owned()),
+                    ]),
+                    format!("{format} executable dropped in a volatile directory: {shown}"),
+                ));
+                if self.state.dropped.len() < MAX_REMEMBERED {
+                    self.state.dropped.insert(shown.clone());
+                }
+                changed = true;
+            }
             let Some(format) = archive_format(&head[..n]) else {
                 continue;
             };
@@ -369,12 +461,13 @@ impl Sensor for OddNames {
         }
         if !walk.truncated && !walk.partial {
             // Archives gone from the watched paths are forgotten (they may come back).
-            let before = self.state.archives.len();
+            let before = self.state.archives.len() + self.state.dropped.len();
             let root = &self.root;
             self.state
                 .archives
                 .retain(|p| archives_present.contains(p) || root.join(p).exists());
-            changed |= self.state.archives.len() != before;
+            self.state.dropped.retain(|p| root.join(p).exists());
+            changed |= self.state.archives.len() + self.state.dropped.len() != before;
         }
         if !walk.partial {
             self.state.since_ns = started_ns;
@@ -412,7 +505,7 @@ impl Sensor for OddNames {
             } else {
                 "file"
             };
-            let attributes = BTreeMap::from([
+            let mut attributes = BTreeMap::from([
                 ("path".to_owned(), shown.clone()),
                 ("reason".to_owned(), why.to_owned()),
                 ("type".to_owned(), kind.to_owned()),
@@ -420,6 +513,9 @@ impl Sensor for OddNames {
                 ("mode".to_owned(), format!("{:o}", meta.mode() & 0o7777)),
                 ("size".to_owned(), meta.len().to_string()),
             ]);
+            if why == "hidden" {
+                attributes.insert("attack.technique".into(), "T1564.001".into());
+            }
             out.push(event(
                 "file.odd_name",
                 self.config.common.severity,
@@ -524,6 +620,7 @@ mod tests {
         let state = OddState {
             reported: BTreeSet::from(["/tmp/ x".to_owned()]),
             archives: BTreeSet::from(["/tmp/a.zip".to_owned()]),
+            dropped: BTreeSet::from(["/tmp/x.elf".to_owned()]),
             since_ns: 1_795_000_000_000_000_000,
         };
         let json = serde_json::to_vec(&state).expect("json");
@@ -589,6 +686,7 @@ mod realtime_tests {
             },
             paths: vec![PathBuf::from("/w")],
             dotfiles_unexpected: false,
+            hidden_in: vec![PathBuf::from("/w/shm")],
             max_depth: 4,
             max_entries: 10_000,
             max_events: 100,
@@ -644,5 +742,85 @@ mod realtime_tests {
         );
         // The partial sweeps kept what the walk reported.
         assert!(s.state.reported.contains("/w/ old"));
+    }
+
+    #[test]
+    fn hidden_files_and_dropped_executables_where_attackers_put_them() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = dir.path().join("w");
+        std::fs::create_dir_all(w.join("shm/.X11-unix")).expect("x11");
+        std::fs::create_dir_all(w.join("home/ana")).expect("home");
+        let mut s = sensor(dir.path());
+        let mut first = Sweep::default();
+        s.sweep(&mut first).expect("first walk");
+        assert!(
+            first.events.is_empty(),
+            "the X11 socket directory is the system's: {:?}",
+            first.events
+        );
+        std::thread::sleep(Duration::from_millis(300)); // the reader's watches
+        std::fs::write(w.join("shm/.cache-x"), b"x").expect("hidden");
+        std::fs::write(w.join("shm/.X0-lock"), b"1234").expect("x lock");
+        std::fs::write(w.join("home/ana/.bashrc"), b"x").expect("dotfile at home");
+        let elf = w.join("shm/kdevtmpfsi");
+        std::fs::write(&elf, b"\x7fELF\x02\x01\x01\0rest").expect("elf");
+        std::fs::set_permissions(&elf, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let script = w.join("shm/run.sh");
+        std::fs::write(&script, b"#!/bin/sh\ncurl x | sh\n").expect("script");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        std::fs::write(w.join("shm/notes.txt"), b"#!/bin/sh but not executable").expect("text");
+        let found = sweep_until(&mut s, 3);
+        let kinds: BTreeSet<(String, String)> = found
+            .iter()
+            .map(|e| (e.kind.clone(), e.attributes["path"].clone()))
+            .collect();
+        assert_eq!(
+            kinds,
+            BTreeSet::from([
+                ("file.odd_name".to_owned(), "/w/shm/.cache-x".to_owned()),
+                (
+                    "file.executable_dropped".to_owned(),
+                    "/w/shm/kdevtmpfsi".to_owned()
+                ),
+                (
+                    "file.executable_dropped".to_owned(),
+                    "/w/shm/run.sh".to_owned()
+                ),
+            ]),
+            "{found:?}"
+        );
+        let hidden = found
+            .iter()
+            .find(|e| e.kind == "file.odd_name")
+            .expect("hidden");
+        assert_eq!(hidden.attributes["reason"], "hidden");
+        assert_eq!(hidden.attributes["attack.technique"], "T1564.001");
+        let dropped = found
+            .iter()
+            .find(|e| e.attributes["path"] == "/w/shm/kdevtmpfsi")
+            .expect("elf");
+        assert_eq!(dropped.attributes["format"], "elf");
+        assert_eq!(dropped.severity, Severity::High as i32);
+        // Reported once while it is there: a later sweep that reports something
+        // else (proof it looked) does not report the executables again.
+        std::fs::write(w.join("shm/ trigger"), b"x").expect("another creation");
+        let mut later = std::fs::File::options()
+            .append(true)
+            .open(&elf)
+            .expect("elf");
+        std::io::Write::write_all(&mut later, b"more").expect("touch the elf");
+        drop(later);
+        let again = sweep_until(&mut s, 1);
+        assert!(
+            again
+                .iter()
+                .any(|e| e.attributes["path"] == "/w/shm/ trigger"),
+            "{again:?}"
+        );
+        assert!(
+            again.iter().all(|e| e.kind != "file.executable_dropped"),
+            "{again:?}"
+        );
     }
 }

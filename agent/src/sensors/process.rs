@@ -6,8 +6,14 @@
 //! |---|---|---|
 //! | `process.ioc_match` | the executable's SHA-256 is in the IOC hash list | critical |
 //! | `process.suspicious_exec` | it runs from a suspicious directory (`/tmp`, `/var/tmp`, `/dev/shm`) or its file was deleted | high |
-//! | `process.unknown_binary` | its SHA-256 is not in the learned baseline nor the allow list | medium |
+//! | `process.unknown_binary` | not installed by the package manager, and its SHA-256 is not in the learned baseline nor the allow list | medium |
+//! | `file.package_mismatch` | the executable is a packaged file whose content no longer matches its package (the `debsums` check), and it is running | critical |
 //! | `process.exec` | telemetry: every new process (if `exec_telemetry`) | info |
+//!
+//! An executable the package manager installed, whose content matches the
+//! package's digest ([`crate::host::packages`]), is known: never
+//! `process.unknown_binary`. Everything else (`/usr/local`, `/opt`, home
+//! directories, language runtimes) is judged by the learned baseline.
 //!
 //! The first sweep learns the baseline: every executable running then is known.
 //! Each unknown hash is reported once, then joins the baseline. Polling misses
@@ -24,7 +30,8 @@ use bannin_proto::v1::Severity;
 use super::{Health, HostRoot, Sensor, SensorError, Sweep, event, running_as_root};
 use crate::config::ProcessConfig;
 use crate::host::accounts::parse_passwd;
-use crate::host::proc::{ProcInfo, parse_stat, read_proc, sha256_reader};
+use crate::host::packages::PackageIndex;
+use crate::host::proc::{ProcInfo, digests_reader, parse_stat, read_proc};
 
 /// Most hashes kept in the baseline; past it, the oldest learned are forgotten.
 pub const MAX_BASELINE: usize = 100_000;
@@ -48,7 +55,7 @@ pub struct Processes {
     /// pid → (start time, executable) of every process seen at the last sweep:
     /// a process that execs another program keeps its pid and start time.
     seen: HashMap<u32, (u64, String)>,
-    cache: HashMap<(u64, u64, i64, u64), String>,
+    cache: HashMap<(u64, u64, i64, u64), Digests>,
     ioc: HashSet<String>,
     ioc_stamp: Option<(i64, u64)>,
     users: (Option<(i64, u64)>, HashMap<u32, String>),
@@ -63,6 +70,16 @@ pub struct Processes {
     last_walk: Option<std::time::Instant>,
     /// Walks so far (every tenth re-reads every process).
     walks: u32,
+    /// The OS package database, loaded at the first sweep, reloaded when it changes.
+    packages: Option<PackageIndex>,
+}
+
+/// The digests of an executable: SHA-256 (hex) for baselines and IOCs, MD5 for the
+/// package database.
+#[derive(Debug, Clone)]
+struct Digests {
+    sha256: String,
+    md5: [u8; 16],
 }
 
 impl Processes {
@@ -98,6 +115,7 @@ impl Processes {
             wake,
             last_walk: None,
             walks: 0,
+            packages: None,
         }
     }
 
@@ -150,14 +168,14 @@ impl Processes {
 impl Processes {
     /// SHA-256 of the process's executable, read through `/proc/PID/exe` (which
     /// works even when the file was deleted). `Err` says why there is none.
-    fn hash(&mut self, pid: u32, budget: &mut u64) -> Result<String, String> {
+    fn hash(&mut self, pid: u32, budget: &mut u64) -> Result<Digests, String> {
         let path = self.root.join(format!("/proc/{pid}/exe"));
         let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
         self.hash_file(file, budget)
     }
 
-    /// SHA-256 of an open executable, cached by device, inode, mtime and size.
-    fn hash_file(&mut self, file: std::fs::File, budget: &mut u64) -> Result<String, String> {
+    /// Digests of an open executable, cached by device, inode, mtime and size.
+    fn hash_file(&mut self, file: std::fs::File, budget: &mut u64) -> Result<Digests, String> {
         let meta = file.metadata().map_err(|e| e.to_string())?;
         let key = (meta.dev(), meta.ino(), meta.mtime(), meta.size());
         if let Some(h) = self.cache.get(&key) {
@@ -170,7 +188,8 @@ impl Processes {
             return Err("hashing budget of this sweep spent".into());
         }
         *budget -= meta.size();
-        let digest = sha256_reader(file).map_err(|e| e.to_string())?;
+        let (sha256, md5) = digests_reader(file).map_err(|e| e.to_string())?;
+        let digest = Digests { sha256, md5 };
         if self.cache.len() >= MAX_CACHE {
             self.cache.clear();
         }
@@ -183,7 +202,7 @@ impl Processes {
     fn judge(
         &mut self,
         info: &ProcInfo,
-        hashed: Result<String, String>,
+        hashed: Result<Digests, String>,
         learning: bool,
         unhashed: &mut BTreeSet<String>,
         sweep: &mut Sweep,
@@ -203,15 +222,50 @@ impl Processes {
             a.insert("parent_exe".into(), parent.exe);
         }
         match &hashed {
-            Ok(sha) => {
-                a.insert("sha256".into(), sha.clone());
+            Ok(d) => {
+                a.insert("sha256".into(), d.sha256.clone());
             }
             Err(why) => {
                 unhashed.insert(why.clone());
             }
         }
         let who = format!("{} (pid {pid}, user {})", info.exe, a["user"]);
-        if let Ok(sha) = &hashed
+        // What the package manager says of this executable: installed and intact
+        // (known), installed and changed (an indicator), or not its business.
+        let mut packaged_intact = false;
+        if let (Ok(d), Some(index)) = (&hashed, &self.packages)
+            && let Some(p) = index.lookup(&info.exe)
+        {
+            a.insert(
+                "package".into(),
+                format!("{} {}", p.package.name, p.package.version),
+            );
+            if p.matches(&d.md5) {
+                packaged_intact = true;
+            } else {
+                let mut b = a.clone();
+                b.insert("path".into(), info.exe.clone());
+                b.insert("actual_md5".into(), bannin_proto::hex(d.md5));
+                b.insert(
+                    "package_md5".into(),
+                    index.recorded_md5(&self.root, &p).unwrap_or_default(),
+                );
+                b.insert("running".into(), "true".into());
+                b.insert("reason".into(), "content differs from its package".into());
+                b.insert("attack.technique".into(), "T1554".into());
+                sweep.events.push(event(
+                    "file.package_mismatch",
+                    Severity::Critical,
+                    true,
+                    b,
+                    format!(
+                        "running executable no longer matches its package {} {}: {who}",
+                        p.package.name, p.package.version
+                    ),
+                ));
+            }
+        }
+        if let Ok(Digests { sha256: sha, .. }) = &hashed
             && self.ioc.contains(sha)
         {
             sweep.events.push(event(
@@ -238,11 +292,15 @@ impl Processes {
                 },
             ));
         }
-        if let Ok(sha) = &hashed {
-            let known = self
-                .baseline
-                .as_ref()
-                .is_some_and(|(_, set)| set.contains(sha));
+        if let Ok(Digests { sha256: sha, .. }) = &hashed {
+            // A packaged file, intact or not, is the package database's to judge
+            // (a mismatch was reported above), never a learned guess.
+            let known = packaged_intact
+                || a.contains_key("package")
+                || self
+                    .baseline
+                    .as_ref()
+                    .is_some_and(|(_, set)| set.contains(sha));
             if !learning && !known && !self.allowed(&info.exe, sha) {
                 sweep.events.push(event(
                     "process.unknown_binary",
@@ -403,6 +461,15 @@ impl Sensor for Processes {
 
     fn sweep(&mut self, sweep: &mut Sweep) -> Result<Health, SensorError> {
         let mut problems: Vec<String> = self.refresh_ioc().into_iter().collect();
+        match &mut self.packages {
+            Some(index) => {
+                index.refresh(&self.root);
+            }
+            None => self.packages = Some(PackageIndex::load(&self.root)),
+        }
+        if let Some(why) = self.packages.as_ref().and_then(PackageIndex::problem) {
+            problems.push(why.to_owned());
+        }
         let learning = self.baseline.is_none();
         if learning {
             self.baseline = Some((Vec::new(), HashSet::new()));
@@ -543,6 +610,74 @@ mod tests {
         assert_eq!(list.len(), 2);
     }
 
+    #[test]
+    fn packaged_executables_are_known_and_changed_ones_are_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let bin = root.join("bin");
+        std::fs::create_dir_all(&bin).expect("bin");
+        std::fs::write(bin.join("first"), b"first binary").expect("first");
+        std::fs::write(bin.join("pkgtool"), b"pkg tool v1").expect("pkgtool");
+        std::fs::write(bin.join("pkgchanged"), b"changed: a trojan").expect("trojan");
+        std::fs::write(bin.join("unpackaged"), b"built by hand").expect("hand");
+        let listed = |name: &str| bin.join(name).display().to_string();
+        crate::host::packages::write_fixture(
+            root,
+            &[(
+                "tools",
+                "1.2-3",
+                &[
+                    (listed("pkgtool").as_str(), b"pkg tool v1".as_slice()),
+                    (listed("pkgchanged").as_str(), b"changed v1".as_slice()),
+                ],
+            )],
+        );
+        std::fs::write(root.join("ioc.txt"), "").expect("ioc");
+        fixture_process(root, 100, 1, &bin.join("first"), "first");
+        let mut sensor = Processes::new(HostRoot(root.into()), config(root), None);
+        sensor.sweep(&mut Sweep::default()).expect("learn");
+        fixture_process(root, 600, 100, &bin.join("pkgtool"), "pkgtool");
+        fixture_process(root, 700, 100, &bin.join("pkgchanged"), "pkgchanged");
+        fixture_process(root, 800, 100, &bin.join("unpackaged"), "unpackaged");
+        let mut sweep = Sweep::default();
+        sensor.sweep(&mut sweep).expect("sweep");
+        let mut found: Vec<(String, String)> = sweep
+            .events
+            .iter()
+            .filter(|e| e.indicator)
+            .map(|e| (e.kind.clone(), e.attributes["pid"].clone()))
+            .collect();
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                ("file.package_mismatch".into(), "700".into()),
+                ("process.unknown_binary".into(), "800".into()),
+            ],
+            "an intact packaged tool is known; a changed one is a mismatch, not merely unknown"
+        );
+        let mismatch = sweep
+            .events
+            .iter()
+            .find(|e| e.kind == "file.package_mismatch")
+            .expect("mismatch");
+        assert_eq!(mismatch.severity, Severity::Critical as i32);
+        assert_eq!(mismatch.attributes["package"], "tools 1.2-3");
+        let md5 = |b: &[u8]| {
+            use md5::Digest;
+            bannin_proto::hex(md5::Md5::digest(b))
+        };
+        assert_eq!(mismatch.attributes["package_md5"], md5(b"changed v1"));
+        assert_eq!(mismatch.attributes["actual_md5"], md5(b"changed: a trojan"));
+        assert!(mismatch.attributes.contains_key("sha256"));
+        let exec = sweep
+            .events
+            .iter()
+            .find(|e| e.kind == "process.exec" && e.attributes["pid"] == "600")
+            .expect("exec telemetry");
+        assert_eq!(exec.attributes["package"], "tools 1.2-3");
+    }
+
     fn config(root: &Path) -> ProcessConfig {
         ProcessConfig {
             common: crate::config::SensorCommon {
@@ -569,7 +704,7 @@ mod tests {
         std::fs::write(bin.join("known"), b"known binary").expect("known");
         std::fs::write(bin.join("new"), b"new binary").expect("new");
         std::fs::write(bin.join("bad"), b"bad binary").expect("bad");
-        let bad_sha = sha256_reader(&b"bad binary"[..]).expect("sha");
+        let bad_sha = crate::host::proc::sha256_reader(&b"bad binary"[..]).expect("sha");
         std::fs::write(root.join("ioc.txt"), format!("{bad_sha}  bad\n")).expect("ioc");
         fixture_process(root, 100, 1, &bin.join("known"), "known");
         let mut sensor = Processes::new(HostRoot(root.into()), config(root), None);

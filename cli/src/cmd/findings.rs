@@ -207,8 +207,20 @@ fn print_finding(f: &v1::Finding, json: bool) -> anyhow::Result<()> {
         return print_json(&finding_json(f));
     }
     println!("{}", finding_line(f));
+    // Why first: the rule or condition that fired, and the ATT&CK technique.
+    if let Some(reason) = f.attributes.get("reason") {
+        println!("    why: {reason}");
+    }
+    if let Some(technique) = f.attributes.get("attack.technique") {
+        println!(
+            "    ATT&CK: {technique} (https://attack.mitre.org/techniques/{})",
+            technique.replace('.', "/")
+        );
+    }
     for (k, v) in &f.attributes {
-        println!("    {k}: {v}");
+        if k != "reason" && k != "attack.technique" {
+            println!("    {k}: {v}");
+        }
     }
     for c in &f.history {
         println!(

@@ -228,6 +228,7 @@ fn storm() -> anyhow::Result<()> {
         common: common(),
         paths: vec![watched.clone()],
         dotfiles_unexpected: false,
+        hidden_in: Vec::new(),
         max_depth: 4,
         max_entries: 200_000,
         max_events: 20,
@@ -486,10 +487,40 @@ fn idle(minutes: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The package database index: load time and resident memory for this host's
+/// dpkg database (what the process sensor holds to know packaged executables).
+fn package_index() {
+    use bannin_agent::host::packages::PackageIndex;
+    let root = HostRoot("/".into());
+    let before = rss_kib(std::process::id());
+    let started = Instant::now();
+    let index = PackageIndex::load(&root);
+    let took = started.elapsed();
+    let after = rss_kib(std::process::id());
+    println!("## Package index");
+    println!(
+        "{} packaged files: loaded in {:.0} ms; index {:.2} MiB on the heap; RSS {before} → {after} KiB",
+        index.len(),
+        took.as_secs_f64() * 1000.0,
+        index.heap_bytes() as f64 / (1024.0 * 1024.0),
+    );
+    let started = Instant::now();
+    let mut found = 0usize;
+    for _ in 0..1000 {
+        found += usize::from(index.lookup("/usr/bin/head").is_some());
+        found += usize::from(index.lookup("/usr/local/bin/tool").is_some());
+    }
+    println!(
+        "lookup: {:.2} µs (mean of 2000, {found} found)",
+        started.elapsed().as_secs_f64() * 1e6 / 2000.0
+    );
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     proc_sweep()?;
     storm()?;
+    package_index();
     binary_size()?;
     if !args.skip_aide {
         aide_comparison()?;

@@ -44,9 +44,12 @@ struct Watcher {
     max_watches: usize,
 }
 
+/// Creations, renames into, writes closed, and attribute changes (a `chmod +x`
+/// after the download is what makes a dropped file an executable).
 const MASK: AddWatchFlags = AddWatchFlags::IN_CREATE
     .union(AddWatchFlags::IN_MOVED_TO)
     .union(AddWatchFlags::IN_CLOSE_WRITE)
+    .union(AddWatchFlags::IN_ATTRIB)
     .union(AddWatchFlags::IN_ONLYDIR)
     .union(AddWatchFlags::IN_DONT_FOLLOW);
 
