@@ -791,9 +791,14 @@ async fn archives_by_magic_and_storms_folded() {
         .status()
         .expect("tar");
     assert!(tar.success());
+    // The storm lands at once: made beside the watched directory, then moved in
+    // (one rename), so a loaded machine cannot stretch it over many sweeps.
+    let staging = dir.path().join("staging");
+    std::fs::create_dir_all(&staging).expect("staging");
     for i in 0..500 {
-        std::fs::write(watched.join(format!(" hidden-{i}")), b"x").expect("storm");
+        std::fs::write(staging.join(format!(" hidden-{i}")), b"x").expect("storm");
     }
+    std::fs::rename(&staging, watched.join("dump")).expect("storm lands");
     let path = |p: &str| watched.join(p).display().to_string();
     let found = eventually(
         Duration::from_secs(30),

@@ -20,16 +20,21 @@ pub enum AuthEvent {
         /// sshd or su.
         service: &'static str,
     },
-    /// A failed attempt.
+    /// A failed or refused attempt.
     Failed {
         /// Account ("" if unknown).
         user: String,
-        /// Source address ("" for local).
+        /// Source address or hostname ("" for local or not on the line).
         source: String,
         /// Whether the account does not exist.
         invalid_user: bool,
         /// sshd, su, sudo or pam.
         service: &'static str,
+        /// Whether this line counts as an attempt. sshd writes several lines for
+        /// one refused login (PAM's, "Failed …", then "Connection closed by
+        /// authenticating user …"): the one that states the attempt counts, the
+        /// ones that accompany it are read (user, source) but not counted twice.
+        counted: bool,
     },
     /// A sudo command, run or refused.
     Sudo {
@@ -51,30 +56,98 @@ pub enum AuthEvent {
     },
 }
 
-/// The program tag and message of a syslog line, whatever its timestamp
-/// format: `Nov 25 10:00:01 host prog[pid]: msg` or
-/// `2026-11-25T10:00:01.123+09:00 host prog[pid]: msg`.
+/// The program tag and message of a syslog line, whatever its format: classic
+/// (`Nov 25 10:00:01 host prog[pid]: msg`, with or without the host field, with or
+/// without a `<PRI>`), RFC 3339 timestamps (`2026-11-25T10:00:01.123+09:00 host
+/// prog[pid]: msg`), and RFC 5424 (`<PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD] MSG`,
+/// structured data with brackets and quotes inside values).
 pub fn split_syslog(line: &str) -> Option<(&str, &str)> {
+    let line = line.trim_start();
+    if let Some(rest) = line.strip_prefix('<') {
+        let (pri, after) = rest.split_once('>')?;
+        if !pri.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        if let Some(v1) = after.strip_prefix("1 ") {
+            return split_rfc5424(v1);
+        }
+        return split_classic(after);
+    }
+    split_classic(line)
+}
+
+/// `TIMESTAMP HOST APP PROCID MSGID SD MSG` (after `<PRI>1 `).
+fn split_rfc5424(line: &str) -> Option<(&str, &str)> {
+    let mut fields = line.splitn(6, ' ');
+    let (_time, _host, app, _procid, _msgid) = (
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+    );
+    let rest = fields.next().unwrap_or_default();
+    let msg = skip_structured_data(rest)?;
+    Some((app, msg.trim_start_matches('\u{feff}')))
+}
+
+/// The message after RFC 5424 structured data: `-`, or `[id k="v" …]…` where a
+/// value may hold `\]`, `\"` and brackets inside its quotes.
+fn skip_structured_data(s: &str) -> Option<&str> {
+    if let Some(rest) = s.strip_prefix('-') {
+        return Some(rest.strip_prefix(' ').unwrap_or(rest));
+    }
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while bytes.get(i) == Some(&b'[') {
+        let mut quoted = false;
+        i += 1;
+        loop {
+            match *bytes.get(i)? {
+                b'\\' if quoted => i += 1,
+                b'"' => quoted = !quoted,
+                b']' if !quoted => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        i += 1;
+    }
+    let rest = s.get(i..)?;
+    Some(rest.strip_prefix(' ').unwrap_or(rest))
+}
+
+/// Classic syslog: a timestamp (three tokens, or one RFC 3339 token), an optional
+/// host, then `prog[pid]: msg`.
+fn split_classic(line: &str) -> Option<(&str, &str)> {
     let mut rest = line;
-    // Skip the timestamp (1 token in RFC 3339, 3 in the classic format), then the host.
-    let skip = if rest
+    let stamp_tokens = if rest
         .get(..4)
         .is_some_and(|y| y.bytes().all(|b| b.is_ascii_digit()))
     {
-        2
+        1
     } else {
-        4
+        3
     };
-    for _ in 0..skip {
+    for _ in 0..stamp_tokens {
         rest = rest.trim_start();
-        let end = rest.find(' ')?;
-        rest = &rest[end..];
+        rest = &rest[rest.find(' ')?..];
     }
     let rest = rest.trim_start();
-    let colon = rest.find(": ")?;
+    // The host field is absent when the next token is already the tag.
+    let first = rest.split(' ').next()?;
+    let rest = if first.ends_with(':') {
+        rest
+    } else {
+        rest[first.len()..].trim_start()
+    };
+    let colon = rest
+        .find(": ")
+        .or_else(|| rest.ends_with(':').then(|| rest.len() - 1))?;
     let tag = &rest[..colon];
     let program = tag.split('[').next().unwrap_or(tag);
-    Some((program, &rest[colon + 2..]))
+    let msg = rest.get(colon + 2..).unwrap_or_default();
+    Some((program, msg))
 }
 
 fn word_after<'a>(msg: &'a str, marker: &str) -> Option<&'a str> {
@@ -98,52 +171,191 @@ pub fn parse_auth_line(line: &str) -> Option<AuthEvent> {
         return parse_faillock(msg);
     }
     match program {
-        "sshd" | "sshd-session" => parse_sshd(msg),
+        "sshd" | "sshd-session" | "sshd-auth" => parse_sshd(msg),
         "sudo" => parse_sudo(msg),
         "su" => parse_su(msg),
         _ => None,
     }
 }
 
+/// Where an sshd message names its peer: the address (or hostname) after `from `
+/// or the last `ADDR port N` pair, never the port or a trailing colon.
+fn source_of(text: &str) -> Option<String> {
+    let clean = |s: &str| {
+        let s = s
+            .trim_end_matches([':', ',', ')', ']'])
+            .trim_start_matches('(');
+        (!s.is_empty()).then(|| valid_source(s))
+    };
+    if let Some((_, after)) = text.rsplit_once(" from ") {
+        return clean(after.split_whitespace().next()?);
+    }
+    // "… user NAME ADDR port N …": the word before " port ".
+    let (before, _) = text.rsplit_once(" port ")?;
+    clean(before.rsplit(' ').next()?)
+}
+
+/// The account in "for [invalid user |illegal user ]NAME from ADDR …", whatever
+/// spaces the name holds (sshd logs what the client sent).
+fn user_for(text: &str) -> Option<(String, bool)> {
+    let (_, after_for) = text.split_once(" for ")?;
+    let (name, _) = after_for.rsplit_once(" from ")?;
+    for prefix in ["invalid user ", "illegal user "] {
+        if let Some(n) = name.strip_prefix(prefix) {
+            return Some((n.to_owned(), true));
+        }
+    }
+    Some((name.to_owned(), false))
+}
+
+/// An attempt sshd states (counted).
+fn failed(user: String, source: String, invalid_user: bool) -> Option<AuthEvent> {
+    Some(AuthEvent::Failed {
+        user,
+        source,
+        invalid_user,
+        service: "sshd",
+        counted: true,
+    })
+}
+
+/// A line that accompanies an attempt already stated (read, not counted again).
+fn accompanying(user: String, source: String, invalid_user: bool) -> Option<AuthEvent> {
+    Some(AuthEvent::Failed {
+        user,
+        source,
+        invalid_user,
+        service: "sshd",
+        counted: false,
+    })
+}
+
 fn parse_sshd(msg: &str) -> Option<AuthEvent> {
+    // Any message may end with " [preauth]" (logged from the privsep child before
+    // authentication completes).
+    let msg = msg.trim_end().trim_end_matches(" [preauth]").trim_end();
+    // sshd logs some of these through error() (7.x on): "error: maximum …",
+    // "error: PAM: …".
+    let msg = msg.strip_prefix("error: ").unwrap_or(msg);
     if let Some(rest) = msg.strip_prefix("Accepted ") {
-        // Accepted METHOD for USER from ADDR port N ssh2[: KEY]
+        // auth.c auth_log(): "Accepted METHOD for USER from ADDR port N ssh2[: KEY]"
         let method = rest.split_whitespace().next()?.to_owned();
-        let user = word_after(rest, " for ")?.to_owned();
-        let source = valid_source(word_after(rest, " from ")?);
+        let (user, _) = user_for(rest)?;
         return Some(AuthEvent::Accepted {
             user,
-            source,
+            source: source_of(rest)?,
             method,
             service: "sshd",
         });
     }
     if let Some(rest) = msg.strip_prefix("Failed ") {
-        // Failed METHOD for [invalid user ]USER from ADDR port N ssh2
-        let invalid_user = rest.contains(" for invalid user ");
-        let user = if invalid_user {
-            word_after(rest, " for invalid user ")?
-        } else {
-            word_after(rest, " for ")?
-        };
-        return Some(AuthEvent::Failed {
-            user: user.to_owned(),
-            source: valid_source(word_after(rest, " from ")?),
-            invalid_user,
-            service: "sshd",
-        });
+        // auth.c auth_log(): "Failed METHOD for [invalid user ]USER from ADDR port N ssh2"
+        let (user, invalid) = user_for(rest)?;
+        return failed(user, source_of(rest)?, invalid);
     }
     if let Some(rest) = msg.strip_prefix("Invalid user ") {
-        // Invalid user NAME from ADDR port N  (NAME may be empty: "Invalid user  from …")
-        let (user, tail) = rest.split_once(" from ")?;
-        return Some(AuthEvent::Failed {
-            user: user.trim().to_owned(),
-            source: valid_source(tail.split_whitespace().next()?),
-            invalid_user: true,
-            service: "sshd",
-        });
+        // auth.c getpwnamallow(): "Invalid user %.100s from %.100s port %d"
+        // (older: no port; the name may be empty or hold spaces)
+        let (user, tail) = rest.rsplit_once(" from ")?;
+        return failed(
+            user.trim().to_owned(),
+            source_of(&format!(" from {tail}"))?,
+            true,
+        );
+    }
+    if let Some(rest) = msg.strip_prefix("User ")
+        && rest.contains(" not allowed because ")
+    {
+        // auth.c allowed_user(): "User %.100s from %.100s not allowed because %s"
+        let (head, _) = rest.split_once(" not allowed because ")?;
+        let (user, from) = head.rsplit_once(" from ")?;
+        return failed(user.to_owned(), valid_source(from), false);
+    }
+    if let Some(rest) = msg.strip_prefix("ROOT LOGIN REFUSED FROM ") {
+        // auth.c auth_root_allowed(): "ROOT LOGIN REFUSED FROM %.200s port %d"
+        return failed("root".into(), source_of(&format!(" from {rest}"))?, false);
+    }
+    if let Some(rest) = msg.strip_prefix("maximum authentication attempts exceeded for ") {
+        // auth.c auth_maxtries_exceeded(): "maximum authentication attempts exceeded
+        // for %s%.100s from %.200s port %d ssh2" ("invalid user " prefix)
+        let (user, invalid) = user_for(&format!(" for {rest}"))?;
+        return accompanying(user, source_of(rest)?, invalid);
+    }
+    for (prefix, invalid) in [
+        // packet.c sshpkt_vfatal() / ssh_packet_disconnect(): "Disconnecting %s %s
+        // port %d: %s" where %s is "invalid user NAME ADDR" or
+        // "authenticating user NAME ADDR"; and sshd's "Connection closed by …"
+        ("Disconnecting invalid user ", true),
+        ("Disconnecting authenticating user ", false),
+        ("Connection closed by invalid user ", true),
+        ("Connection closed by authenticating user ", false),
+        ("Connection reset by invalid user ", true),
+        ("Connection reset by authenticating user ", false),
+    ] {
+        if let Some(rest) = msg.strip_prefix(prefix) {
+            // "NAME ADDR port N[: reason]" — the name may be empty.
+            let (head, _) = rest.rsplit_once(" port ")?;
+            let (user, addr) = head.rsplit_once(' ').unwrap_or(("", head));
+            return accompanying(user.to_owned(), valid_source(addr), invalid);
+        }
+    }
+    if let Some(rest) = msg.strip_prefix("Disconnecting: Too many authentication failures") {
+        // Older sshd (packet_disconnect): "Disconnecting: Too many authentication
+        // failures for USER" — no address on the line.
+        let user = rest.trim().strip_prefix("for ").unwrap_or_default();
+        return accompanying(user.trim().to_owned(), String::new(), false);
+    }
+    if let Some(rest) = msg.strip_prefix("Received disconnect from ")
+        && rest.contains("Auth fail")
+    {
+        // packet.c: "Received disconnect from %s port %d:%u: %.400s" — the client
+        // gave up: "Auth fail" (no account on the line).
+        return accompanying(String::new(), source_of(&format!(" from {rest}"))?, false);
+    }
+    if let Some(rest) = msg.strip_prefix("PAM: Authentication failure for ") {
+        // auth-pam.c sshpam_auth_passwd()/do_pam_account: "PAM: %s for %s%.100s from %.100s"
+        let (user, invalid) = user_for(&format!(" for {rest}"))?;
+        return accompanying(user, source_of(rest)?, invalid);
+    }
+    if msg.starts_with("pam_unix(sshd:auth): authentication failure;") {
+        // sshd then writes "Failed password …" for the same attempt.
+        return parse_pam_unix_failure(msg, "sshd", false);
+    }
+    if let Some(rest) = msg.strip_prefix("refused connect from ") {
+        // tcp_wrappers (libwrap refuse()): "refused connect from %s" — "HOST (ADDR)"
+        // or "ADDR"; no account.
+        let addr = match rest.split_once(" (") {
+            Some((_, a)) => a.trim_end_matches(')'),
+            None => rest.split_whitespace().next()?,
+        };
+        return failed(String::new(), valid_source(addr), false);
     }
     None
+}
+
+/// Linux-PAM pam_unix, `pam_unix_auth.c` via `_unix_verify_password()` /
+/// `_log_err`: "authentication failure; logname=%s uid=%d euid=%d tty=%s
+/// ruser=%s rhost=%s[  user=%s]" (no `user=` for an unknown account).
+fn parse_pam_unix_failure(msg: &str, service: &'static str, counted: bool) -> Option<AuthEvent> {
+    let field = |name: &str| {
+        msg.split_whitespace()
+            .find_map(|f| f.strip_prefix(name))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let user = field("user=");
+    let rhost = field("rhost=");
+    Some(AuthEvent::Failed {
+        invalid_user: user.is_empty(),
+        user,
+        source: if rhost.is_empty() {
+            String::new()
+        } else {
+            valid_source(&rhost)
+        },
+        service,
+        counted,
+    })
 }
 
 fn parse_sudo(msg: &str) -> Option<AuthEvent> {
@@ -198,6 +410,7 @@ fn parse_su(msg: &str) -> Option<AuthEvent> {
             source: String::new(),
             invalid_user: false,
             service: "su",
+            counted: true,
         });
     }
     if msg.starts_with("pam_unix(su") && msg.contains("authentication failure") {
@@ -206,6 +419,7 @@ fn parse_su(msg: &str) -> Option<AuthEvent> {
             source: String::new(),
             invalid_user: false,
             service: "su",
+            counted: true,
         });
     }
     None
@@ -323,6 +537,18 @@ mod tests {
             source: source.into(),
             invalid_user: invalid,
             service: "sshd",
+            counted: true,
+        })
+    }
+
+    /// A line read but not counted again (it accompanies a stated attempt).
+    fn also(user: &str, source: &str, invalid: bool) -> Option<AuthEvent> {
+        Some(AuthEvent::Failed {
+            user: user.into(),
+            source: source.into(),
+            invalid_user: invalid,
+            service: "sshd",
+            counted: false,
         })
     }
 
@@ -359,7 +585,7 @@ mod tests {
             ),
             (
                 "Nov 25 10:00:05 web-01 sshd[1238]: Connection closed by authenticating user root 203.0.113.9 port 4244 [preauth]",
-                None,
+                also("root", "203.0.113.9", false),
             ),
             (
                 "Nov 25 10:00:05 web-01 sshd[1238]: Disconnected from invalid user admin 203.0.113.9 port 4245 [preauth]",
@@ -373,6 +599,209 @@ mod tests {
         for (line, want) in cases {
             assert_eq!(parse_auth_line(line), want, "{line}");
         }
+    }
+
+    /// Every message OpenSSH (6.x to 9.x; `sshd` and `sshd-session`) and Linux-PAM
+    /// write when a login fails or is refused. Each fixture is the source's format
+    /// string filled in; the comment names the file and function.
+    #[test]
+    fn every_sshd_and_pam_refusal_names_the_account_and_the_source() {
+        let h = "Nov 25 10:00:00 web-01 sshd[4242]: ";
+        let cases: Vec<(String, Option<AuthEvent>)> = vec![
+            // auth.c auth_log(): "%s %s%s%s for %s%.100s from %.200s port %d ssh2%s%s"
+            (
+                format!("{h}Failed none for invalid user scan from 192.0.2.1 port 1 ssh2"),
+                failed("scan", "192.0.2.1", true),
+            ),
+            (
+                format!("{h}Failed hostbased for bob from 192.0.2.1 port 1 ssh2"),
+                failed("bob", "192.0.2.1", false),
+            ),
+            (
+                format!("{h}Failed unknown for root from 192.0.2.1 port 1 ssh2"),
+                failed("root", "192.0.2.1", false),
+            ),
+            (
+                format!(
+                    "{h}Failed keyboard-interactive/pam for invalid user a b from 2001:db8::1 port 2 ssh2"
+                ),
+                failed("a b", "2001:db8::1", true),
+            ),
+            (
+                format!("{h}Failed password for root from ::ffff:198.51.100.7 port 3 ssh2"),
+                failed("root", "198.51.100.7", false),
+            ),
+            (
+                format!("{h}Failed password for root from attacker.example.net port 4 ssh2"),
+                failed("root", "attacker.example.net", false),
+            ),
+            // auth.c getpwnamallow(): "Invalid user %.100s from %.100s port %d"
+            (
+                format!("{h}Invalid user admin from 203.0.113.5 port 22"),
+                failed("admin", "203.0.113.5", true),
+            ),
+            // older (6.x): no port
+            (
+                format!("{h}Invalid user admin from 203.0.113.5"),
+                failed("admin", "203.0.113.5", true),
+            ),
+            (
+                format!("{h}Invalid user john smith from 203.0.113.5 port 22"),
+                failed("john smith", "203.0.113.5", true),
+            ),
+            // auth.c allowed_user(): "User %.100s from %.100s not allowed because %s"
+            (
+                format!(
+                    "{h}User carol from 192.0.2.8 not allowed because not listed in AllowUsers"
+                ),
+                failed("carol", "192.0.2.8", false),
+            ),
+            (
+                format!("{h}User dave from 192.0.2.8 not allowed because listed in DenyUsers"),
+                failed("dave", "192.0.2.8", false),
+            ),
+            (
+                format!(
+                    "{h}User erin from 192.0.2.8 not allowed because none of user's groups are listed in AllowGroups"
+                ),
+                failed("erin", "192.0.2.8", false),
+            ),
+            (
+                format!(
+                    "{h}User frank from 192.0.2.8 not allowed because a group is listed in DenyGroups"
+                ),
+                failed("frank", "192.0.2.8", false),
+            ),
+            (
+                format!(
+                    "{h}User games from 192.0.2.8 not allowed because shell /usr/sbin/nologin does not exist"
+                ),
+                failed("games", "192.0.2.8", false),
+            ),
+            (
+                format!("{h}User ops from 192.0.2.8 not allowed because account is locked"),
+                failed("ops", "192.0.2.8", false),
+            ),
+            // auth.c auth_root_allowed(): "ROOT LOGIN REFUSED FROM %.200s port %d"
+            (
+                format!("{h}ROOT LOGIN REFUSED FROM 192.0.2.9 port 5"),
+                failed("root", "192.0.2.9", false),
+            ),
+            // auth.c auth_maxtries_exceeded(): "maximum authentication attempts exceeded for %s%.100s from %.200s port %d ssh2"
+            (
+                format!(
+                    "{h}error: maximum authentication attempts exceeded for root from 192.0.2.10 port 6 ssh2 [preauth]"
+                ),
+                also("root", "192.0.2.10", false),
+            ),
+            (
+                format!(
+                    "{h}maximum authentication attempts exceeded for invalid user x from 192.0.2.10 port 6 ssh2 [preauth]"
+                ),
+                also("x", "192.0.2.10", true),
+            ),
+            // packet.c sshpkt_vfatal(): "Disconnecting %s: %s" with %s "invalid user NAME ADDR port N" / "authenticating user NAME ADDR port N"
+            (
+                format!(
+                    "{h}Disconnecting authenticating user root 192.0.2.11 port 7: Too many authentication failures [preauth]"
+                ),
+                also("root", "192.0.2.11", false),
+            ),
+            (
+                format!(
+                    "{h}Disconnecting invalid user guest 192.0.2.11 port 7: Too many authentication failures [preauth]"
+                ),
+                also("guest", "192.0.2.11", true),
+            ),
+            // older packet_disconnect(): "Disconnecting: Too many authentication failures for %.100s"
+            (
+                format!("{h}Disconnecting: Too many authentication failures for root [preauth]"),
+                also("root", "", false),
+            ),
+            // sshd.c / packet.c: "Connection closed by %s" with the same user descriptions
+            (
+                format!("{h}Connection closed by invalid user  192.0.2.12 port 8 [preauth]"),
+                also("", "192.0.2.12", true),
+            ),
+            (
+                format!(
+                    "{h}Connection closed by authenticating user root 2001:db8::2 port 8 [preauth]"
+                ),
+                also("root", "2001:db8::2", false),
+            ),
+            // packet.c ssh_packet_read_poll_seqnr(): "Received disconnect from %s port %d:%u: %.400s"
+            (
+                format!("{h}Received disconnect from 192.0.2.13 port 9:11: Auth fail [preauth]"),
+                also("", "192.0.2.13", false),
+            ),
+            (
+                format!("{h}Received disconnect from 192.0.2.13 port 9:11: disconnected by user"),
+                None,
+            ),
+            // auth-pam.c sshpam_auth_passwd(): "PAM: %s for %s%.100s from %.100s"
+            (
+                format!("{h}error: PAM: Authentication failure for root from 192.0.2.14"),
+                also("root", "192.0.2.14", false),
+            ),
+            (
+                format!(
+                    "{h}error: PAM: Authentication failure for illegal user zz from 192.0.2.14"
+                ),
+                also("zz", "192.0.2.14", true),
+            ),
+            // Linux-PAM modules/pam_unix/support.c _unix_verify_password(): "authentication failure; logname=%s uid=%d euid=%d tty=%s ruser=%s rhost=%s  user=%s"
+            (
+                format!(
+                    "{h}pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=192.0.2.15  user=root"
+                ),
+                also("root", "192.0.2.15", false),
+            ),
+            (
+                format!(
+                    "{h}pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=192.0.2.15"
+                ),
+                also("", "192.0.2.15", true),
+            ),
+            // tcp_wrappers refuse(): "refused connect from %s" (eval_client: "host (addr)")
+            (
+                format!("{h}refused connect from scanner.example (192.0.2.16)"),
+                failed("", "192.0.2.16", false),
+            ),
+            (
+                format!("{h}refused connect from 192.0.2.17"),
+                failed("", "192.0.2.17", false),
+            ),
+        ];
+        for (line, want) in &cases {
+            assert_eq!(&parse_auth_line(line), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn every_line_format_carries_the_same_message() {
+        let msg = "Failed password for root from 192.0.2.1 port 22 ssh2";
+        for line in [
+            format!("Nov 25 10:00:00 web-01 sshd[1]: {msg}"),
+            // No host field (some journald exports, busybox syslogd).
+            format!("Nov 25 10:00:00 sshd[1]: {msg}"),
+            format!("Nov  5 10:00:00 web-01 sshd-session[1]: {msg} [preauth]"),
+            format!("2026-11-25T10:00:00.123456+09:00 web-01 sshd[1]: {msg}"),
+            format!("<38>Nov 25 10:00:00 web-01 sshd[1]: {msg}"),
+            // RFC 5424, without and with structured data (brackets and quotes inside).
+            format!("<38>1 2026-11-25T10:00:00.1Z web-01 sshd 1234 - - {msg}"),
+            format!(
+                "<38>1 2026-11-25T10:00:00Z web-01 sshd 1234 ID47 [meta a=\"x]y\" b=\"q\\\"r\"][origin ip=\"10.0.0.1\"] {msg}"
+            ),
+            format!("<38>1 2026-11-25T10:00:00Z web-01 sshd 1234 - - \u{feff}{msg}"),
+        ] {
+            assert_eq!(
+                parse_auth_line(&line),
+                failed("root", "192.0.2.1", false),
+                "{line}"
+            );
+        }
+        assert_eq!(split_syslog("garbage"), None);
+        assert_eq!(split_syslog("<x>1 bad"), None);
     }
 
     #[test]

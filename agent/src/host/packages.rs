@@ -68,9 +68,11 @@ pub struct PackageIndex {
     /// Parallel to `hashes`: index into `packages`.
     owners: Vec<u32>,
     packages: Vec<Package>,
-    /// `status`'s (mtime, size) when loaded.
-    stamp: Option<(i64, u64)>,
+    /// `status`'s (mtime s, mtime ns, size) when loaded.
+    stamp: Option<(i64, i64, u64)>,
     problem: Option<String>,
+    /// Bumped by [`SharedIndex::refresh`] on every reload.
+    generation: u64,
 }
 
 fn path_hash(path: &str) -> u64 {
@@ -79,9 +81,11 @@ fn path_hash(path: &str) -> u64 {
     h.finish()
 }
 
-fn stamp(path: &Path) -> Option<(i64, u64)> {
+fn stamp(path: &Path) -> Option<(i64, i64, u64)> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| (m.mtime(), m.size()))
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.mtime(), m.mtime_nsec(), m.size()))
 }
 
 /// Parses dpkg's `status`: the installed packages as (name, architecture, version).
@@ -189,6 +193,7 @@ impl PackageIndex {
             packages,
             stamp,
             problem: None,
+            generation: 0,
         };
         for (h, m, o) in entries {
             index.hashes.push(h);
@@ -265,6 +270,39 @@ impl PackageIndex {
         md5sums(&text)
             .find(|(p, _)| *p == packaged.listed_as)
             .map(|(_, d)| bannin_proto::hex(d))
+    }
+}
+
+/// One package index for every sensor that consults it (the process and integrity
+/// sensors): loaded by the first to need it, reloaded when dpkg's database
+/// changes, held once. A `std::sync::Mutex`: sweeps run on the blocking pool and
+/// hold it for a lookup or a reload, never across an `.await`.
+#[derive(Debug, Clone, Default)]
+pub struct SharedIndex(std::sync::Arc<std::sync::Mutex<Option<PackageIndex>>>);
+
+impl SharedIndex {
+    /// Loads the index if it is not yet, reloads it if the database changed;
+    /// returns its generation (which changes with every load).
+    pub fn refresh(&self, root: &HostRoot) -> u64 {
+        let mut guard = bannin_proto::lock(&self.0);
+        match guard.as_mut() {
+            Some(index) => {
+                let generation = index.generation;
+                if index.refresh(root) {
+                    index.generation = generation + 1;
+                }
+                index.generation
+            }
+            None => {
+                *guard = Some(PackageIndex::load(root));
+                0
+            }
+        }
+    }
+
+    /// The index (`None` until the first [`Self::refresh`]).
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Option<PackageIndex>> {
+        bannin_proto::lock(&self.0)
     }
 }
 

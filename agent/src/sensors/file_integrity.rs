@@ -230,6 +230,11 @@ pub struct FileIntegrity {
     pub last_stats: ScanStats,
     /// The current sweep's stop request (a long scan checks it between files).
     stop: super::StopFlag,
+    /// The OS package database (shared with the process sensor).
+    packages: crate::host::packages::SharedIndex,
+    /// Its generation at the last sweep: a different one means packages were
+    /// installed, upgraded or removed since.
+    packages_seen: Option<u64>,
 }
 
 impl FileIntegrity {
@@ -251,7 +256,126 @@ impl FileIntegrity {
             uncommitted: Vec::new(),
             last_stats: ScanStats::default(),
             stop: super::StopFlag::default(),
+            packages: crate::host::packages::SharedIndex::default(),
+            packages_seen: None,
         }
+    }
+
+    /// Consults `packages` (shared with the other sensors) instead of its own index.
+    pub fn with_packages(mut self, packages: crate::host::packages::SharedIndex) -> Self {
+        self.packages = packages;
+        self
+    }
+
+    /// Folds what the package manager did into one `system.package_change`: a
+    /// packaged file changed or added whose content matches its (new) package is
+    /// the upgrade, not an indicator, and the other findings of that path go with
+    /// it; a file removed while the package database changed went with its
+    /// package. A packaged file whose content does not match its package is
+    /// `file.package_mismatch`.
+    fn fold_package_changes(&mut self, events: &mut Vec<bannin_proto::v1::Event>) {
+        let generation = self.packages.refresh(&self.root);
+        let db_changed = self.packages_seen.is_some_and(|g| g != generation);
+        self.packages_seen = Some(generation);
+        let guard = self.packages.lock();
+        let Some(index) = guard.as_ref().filter(|i| !i.is_empty()) else {
+            return;
+        };
+        let mut upgraded: BTreeMap<String, u32> = BTreeMap::new();
+        let mut removed_with_package = 0u32;
+        let mut folded_paths = std::collections::BTreeSet::new();
+        let mut out = Vec::with_capacity(events.len());
+        for mut e in events.drain(..) {
+            let path = e.attributes.get("path").cloned().unwrap_or_default();
+            let change = e.attributes.get("change").cloned().unwrap_or_default();
+            if e.kind == "file.modified" && (change == "modified" || change == "added") {
+                if let Some(p) = index.lookup(&path) {
+                    let real = self.root.join(&path);
+                    match crate::host::packages::md5_file(&real) {
+                        Ok(md5) if p.matches(&md5) => {
+                            *upgraded
+                                .entry(format!("{} {}", p.package.name, p.package.version))
+                                .or_default() += 1;
+                            folded_paths.insert(path);
+                            continue;
+                        }
+                        Ok(md5) => {
+                            e.kind = "file.package_mismatch".into();
+                            e.attributes.insert(
+                                "package".into(),
+                                format!("{} {}", p.package.name, p.package.version),
+                            );
+                            e.attributes
+                                .insert("actual_md5".into(), bannin_proto::hex(md5));
+                            e.attributes.insert(
+                                "package_md5".into(),
+                                index.recorded_md5(&self.root, &p).unwrap_or_default(),
+                            );
+                            e.attributes.insert("running".into(), "false".into());
+                            e.attributes
+                                .insert("reason".into(), "content differs from its package".into());
+                            e.attributes
+                                .insert("attack.technique".into(), "T1554".into());
+                            e.summary = format!(
+                                "packaged file no longer matches its package {} {}: {path}",
+                                p.package.name, p.package.version
+                            );
+                        }
+                        Err(_) => {}
+                    }
+                }
+            } else if e.kind == "file.modified"
+                && change == "removed"
+                && db_changed
+                && index.lookup(&path).is_none()
+            {
+                removed_with_package += 1;
+                folded_paths.insert(path);
+                continue;
+            }
+            out.push(e);
+        }
+        // The mode and times of an upgraded file change with it.
+        out.retain(|e| {
+            !(matches!(e.kind.as_str(), "file.permissions" | "file.timestamps")
+                && e.attributes
+                    .get("path")
+                    .is_some_and(|p| folded_paths.contains(p))
+                && e.attributes.get("timestomp").map(String::as_str) != Some("true"))
+        });
+        let files: u32 = upgraded.values().sum::<u32>() + removed_with_package;
+        if files > 0 {
+            let packages: Vec<String> = upgraded
+                .iter()
+                .map(|(p, n)| format!("{p} ({n} file(s))"))
+                .collect();
+            let mut attributes = BTreeMap::from([
+                ("packages".to_owned(), packages.join(", ")),
+                ("files".to_owned(), files.to_string()),
+                (
+                    "reason".to_owned(),
+                    "critical files changed as their packages say they must".to_owned(),
+                ),
+            ]);
+            if removed_with_package > 0 {
+                attributes.insert("removed_files".into(), removed_with_package.to_string());
+            }
+            out.push(event(
+                "system.package_change",
+                Severity::Low,
+                true,
+                attributes,
+                format!(
+                    "package change: {files} critical file(s) changed by {}",
+                    if packages.is_empty() {
+                        "package removal".to_owned()
+                    } else {
+                        packages.join(", ")
+                    }
+                ),
+            ));
+        }
+        *events = out;
     }
 
     fn baseline_file(&self, top: &Path, library_only: bool) -> PathBuf {
@@ -690,6 +814,7 @@ impl Sensor for FileIntegrity {
             sweep.events.clear();
             return Err(SensorError::Interrupted);
         }
+        self.fold_package_changes(&mut sweep.events);
         tracing::debug!(
             files = stats.files,
             hashed = stats.hashed,
@@ -746,6 +871,84 @@ mod tests {
             .collect();
         k.sort();
         k
+    }
+
+    #[test]
+    fn package_upgrades_fold_into_one_finding_and_tampering_is_a_mismatch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = tempfile::tempdir().expect("store");
+        let r = dir.path();
+        std::fs::create_dir_all(r.join("usr/bin")).expect("bin");
+        std::fs::write(r.join("usr/bin/tool"), b"tool v1").expect("tool");
+        std::fs::write(r.join("usr/bin/other"), b"hand made").expect("other");
+        crate::host::packages::write_fixture(
+            r,
+            &[("tool", "1.0", &[("/usr/bin/tool", b"tool v1".as_slice())])],
+        );
+        let mut sensor = FileIntegrity::new(
+            HostRoot(r.into()),
+            config(vec![PathBuf::from("/usr/bin")]),
+            store.path().into(),
+        );
+        assert!(sweep(&mut sensor).events.is_empty(), "learning");
+
+        // apt-get upgrade: new content, new mode, and the database says so.
+        std::fs::write(r.join("usr/bin/tool"), b"tool v2, longer").expect("upgrade");
+        std::fs::set_permissions(
+            r.join("usr/bin/tool"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .expect("chmod");
+        crate::host::packages::write_fixture(
+            r,
+            &[(
+                "tool",
+                "2.0",
+                &[("/usr/bin/tool", b"tool v2, longer".as_slice())],
+            )],
+        );
+        let upgrade = sweep(&mut sensor);
+        assert_eq!(
+            upgrade
+                .events
+                .iter()
+                .map(|e| e.kind.as_str())
+                .collect::<Vec<_>>(),
+            ["system.package_change"],
+            "{:?}",
+            upgrade.events
+        );
+        assert_eq!(
+            upgrade.events[0].attributes["packages"],
+            "tool 2.0 (1 file(s))"
+        );
+        assert_eq!(upgrade.events[0].severity, Severity::Low as i32);
+
+        // Then someone overwrites it, and changes a file no package owns.
+        std::fs::write(r.join("usr/bin/tool"), b"trojaned tool!!").expect("tamper");
+        std::fs::write(r.join("usr/bin/other"), b"hand made, changed").expect("other");
+        let tamper = sweep(&mut sensor);
+        let mut found = kinds(&tamper);
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                ("file.modified".to_owned(), "/usr/bin/other".to_owned()),
+                (
+                    "file.package_mismatch".to_owned(),
+                    "/usr/bin/tool".to_owned()
+                ),
+            ],
+            "{:?}",
+            tamper.events
+        );
+        let mismatch = tamper
+            .events
+            .iter()
+            .find(|e| e.kind == "file.package_mismatch")
+            .expect("mismatch");
+        assert_eq!(mismatch.attributes["package"], "tool 2.0");
+        assert_eq!(mismatch.attributes["running"], "false");
     }
 
     fn set_mtime(path: &Path, secs: i64) {

@@ -242,13 +242,17 @@ impl Logs {
                 source,
                 invalid_user,
                 service,
+                counted,
             } => {
-                let user = if invalid_user {
-                    format!("{user} (invalid)")
-                } else {
-                    user
-                };
-                *failed.entry((user, source, service)).or_default() += 1;
+                // Lines that accompany an attempt already counted are not a second one.
+                if counted {
+                    let user = if invalid_user {
+                        format!("{user} (invalid)")
+                    } else {
+                        user
+                    };
+                    *failed.entry((user, source, service)).or_default() += 1;
+                }
             }
             AuthEvent::Sudo {
                 user,

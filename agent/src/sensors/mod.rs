@@ -330,12 +330,17 @@ pub fn registry(
     } else {
         board.set("accounts", Health::Disabled);
     }
+    // One package index for the sensors that consult it.
+    let packages = crate::host::packages::SharedIndex::default();
     if config.process.common.enabled {
-        sensors.push(Box::new(process::Processes::new(
-            root.clone(),
-            config.process.clone(),
-            load_state(spool, "process")?,
-        )));
+        sensors.push(Box::new(
+            process::Processes::new(
+                root.clone(),
+                config.process.clone(),
+                load_state(spool, "process")?,
+            )
+            .with_packages(packages.clone()),
+        ));
     } else {
         board.set("process", Health::Disabled);
     }
@@ -380,11 +385,14 @@ pub fn registry(
         let mut fim = config.file_integrity.clone();
         fim.paths.extend(std::env::current_exe().ok());
         fim.paths.extend(config.config_path.clone());
-        sensors.push(Box::new(file_integrity::FileIntegrity::new(
-            root.clone(),
-            fim,
-            spool.dir().join(file_integrity::NAME),
-        )));
+        sensors.push(Box::new(
+            file_integrity::FileIntegrity::new(
+                root.clone(),
+                fim,
+                spool.dir().join(file_integrity::NAME),
+            )
+            .with_packages(packages.clone()),
+        ));
     } else {
         board.set(file_integrity::NAME, Health::Disabled);
     }

@@ -30,7 +30,7 @@ use bannin_proto::v1::Severity;
 use super::{Health, HostRoot, Sensor, SensorError, Sweep, event, running_as_root};
 use crate::config::ProcessConfig;
 use crate::host::accounts::parse_passwd;
-use crate::host::packages::PackageIndex;
+use crate::host::packages::{PackageIndex, SharedIndex};
 use crate::host::proc::{ProcInfo, digests_reader, parse_stat, read_proc};
 
 /// Most hashes kept in the baseline; past it, the oldest learned are forgotten.
@@ -70,8 +70,9 @@ pub struct Processes {
     last_walk: Option<std::time::Instant>,
     /// Walks so far (every tenth re-reads every process).
     walks: u32,
-    /// The OS package database, loaded at the first sweep, reloaded when it changes.
-    packages: Option<PackageIndex>,
+    /// The OS package database (shared with the integrity sensor), loaded at the
+    /// first sweep, reloaded when it changes.
+    packages: SharedIndex,
 }
 
 /// The digests of an executable: SHA-256 (hex) for baselines and IOCs, MD5 for the
@@ -115,8 +116,14 @@ impl Processes {
             wake,
             last_walk: None,
             walks: 0,
-            packages: None,
+            packages: SharedIndex::default(),
         }
+    }
+
+    /// Consults `packages` (shared with the other sensors) instead of its own index.
+    pub fn with_packages(mut self, packages: SharedIndex) -> Self {
+        self.packages = packages;
+        self
     }
 
     /// Reloads the IOC list when its file changed. Returns a problem to report.
@@ -233,7 +240,9 @@ impl Processes {
         // What the package manager says of this executable: installed and intact
         // (known), installed and changed (an indicator), or not its business.
         let mut packaged_intact = false;
-        if let (Ok(d), Some(index)) = (&hashed, &self.packages)
+        let packages = self.packages.clone();
+        let guard = packages.lock();
+        if let (Ok(d), Some(index)) = (&hashed, guard.as_ref())
             && let Some(p) = index.lookup(&info.exe)
         {
             a.insert(
@@ -461,13 +470,13 @@ impl Sensor for Processes {
 
     fn sweep(&mut self, sweep: &mut Sweep) -> Result<Health, SensorError> {
         let mut problems: Vec<String> = self.refresh_ioc().into_iter().collect();
-        match &mut self.packages {
-            Some(index) => {
-                index.refresh(&self.root);
-            }
-            None => self.packages = Some(PackageIndex::load(&self.root)),
-        }
-        if let Some(why) = self.packages.as_ref().and_then(PackageIndex::problem) {
+        self.packages.refresh(&self.root);
+        if let Some(why) = self
+            .packages
+            .lock()
+            .as_ref()
+            .and_then(PackageIndex::problem)
+        {
             problems.push(why.to_owned());
         }
         let learning = self.baseline.is_none();
