@@ -117,8 +117,22 @@ pub async fn run_with_health(
         }
     })?;
     let spool = Arc::new(spool);
-    // Stop and relearn requests for this agent's sensors (values, not globals).
-    let controls = sensors::Controls::default();
+    // Stop and relearn requests for this agent's sensors (values, not globals), and
+    // the quiet learning window counted from the agent's very first start.
+    let first_start = first_start_unix_ms(&spool);
+    let learning_until =
+        first_start.saturating_add(i64::try_from(config.learn.as_millis()).unwrap_or(i64::MAX));
+    let controls = sensors::Controls::default().learning_until(if config.learn.is_zero() {
+        0
+    } else {
+        learning_until
+    });
+    if controls.learning() {
+        board.set(
+            "baseline",
+            sensors::Health::Learning(bannin_proto::rfc3339(learning_until)),
+        );
+    }
     // Before anything else: a host that was isolated stays isolated.
     let responder = response::Responder::new(
         response::ResponseConfig {
@@ -251,4 +265,20 @@ async fn spooler(
             Err(error) => tracing::error!(sensor, %error, "Spool task failed"),
         }
     }
+}
+
+/// When this agent first started on this host (kept in the spool, so restarts and
+/// upgrades do not reopen the quiet learning window; a new spool does).
+fn first_start_unix_ms(spool: &Spool) -> i64 {
+    const KEY: &str = "agent.first_start";
+    if let Ok(Some(bytes)) = spool.sensor_state(KEY)
+        && let Ok(raw) = <[u8; 8]>::try_from(bytes.as_slice())
+    {
+        return i64::from_be_bytes(raw);
+    }
+    let now = bannin_proto::now_unix_ms();
+    if let Err(error) = spool.put_state(KEY, now.to_be_bytes().to_vec()) {
+        tracing::warn!(%error, "Cannot record the agent's first start: the learning window restarts with the agent");
+    }
+    now
 }

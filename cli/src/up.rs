@@ -158,6 +158,7 @@ async fn follow_findings(
                         bannin_agent::sensors::Health::Degraded(why) => eprintln!("  sensor {name}: DEGRADED: {why}"),
                         bannin_agent::sensors::Health::Failed(why) => eprintln!("  sensor {name}: FAILED: {why}"),
                         bannin_agent::sensors::Health::Disabled => eprintln!("  sensor {name}: disabled"),
+                        bannin_agent::sensors::Health::Learning(until) => eprintln!("  baselines: learning quietly until {until} ([sensors] learn_secs)"),
                     }
                 }
             }

@@ -20,7 +20,7 @@ fn slow_agent(watched: &Path) -> AgentOptions {
         net_listener: false,
         link: "max_in_flight = 2\nmax_batches_per_sec = 4\n".into(),
         // One finding per file: these tests count them, so storms are not folded.
-        extra: "[sensors]\nfold_after = 1000000\n".into(),
+        sensors: "fold_after = 1000000".into(),
         ..AgentOptions::default()
     }
 }

@@ -140,7 +140,7 @@ async fn collector_down_agent_spools_then_delivers_in_order() {
         &AgentOptions {
             watch: vec![watched.clone()],
             net_listener: false,
-            extra: "[sensors]\nfold_after = 1000000\n".into(),
+            sensors: "fold_after = 1000000".into(),
             ..AgentOptions::default()
         },
     );

@@ -245,20 +245,38 @@ async fn packaged_tools_run_for_the_first_time_raise_nothing() {
         noise.is_empty(),
         "packaged tools reported as unknown: {noise:?}"
     );
-    // And their exec telemetry names the package.
-    let execs = all_events(&mut client, "admin-host", "process.exec").await;
-    let head = which("head").display().to_string();
-    assert!(
-        execs.iter().any(|e| e.event.as_ref().is_some_and(|e| {
-            e.attributes
-                .get("exe")
-                .is_some_and(|x| x.ends_with("bin/head"))
-                && e.attributes
-                    .get("package")
-                    .is_some_and(|p| p.starts_with("coreutils"))
-        })),
-        "{head}'s exec names coreutils"
+    // And exec telemetry names the package: a coreutils process that lives long
+    // enough for the /proc walk too (a lost connector event cannot hide it).
+    let sleeper = Reaped(
+        Command::new(which("sleep"))
+            .arg("5")
+            .spawn()
+            .expect("sleep"),
     );
+    let pid = sleeper.0.id().to_string();
+    eventually(
+        Duration::from_secs(60),
+        "sleep's exec names coreutils",
+        || {
+            let mut c = client.clone();
+            let pid = pid.clone();
+            async move {
+                all_events(&mut c, "admin-host", "process.exec")
+                    .await
+                    .iter()
+                    .any(|e| {
+                        e.event.as_ref().is_some_and(|e| {
+                            e.attributes.get("pid") == Some(&pid)
+                                && e.attributes
+                                    .get("package")
+                                    .is_some_and(|p| p.starts_with("coreutils"))
+                        })
+                    })
+                    .then_some(())
+            }
+        },
+    )
+    .await;
 }
 
 /// A packaged executable whose content no longer matches its package is
@@ -461,6 +479,85 @@ async fn hidden_files_and_dropped_executables_in_volatile_directories() {
     );
     let _ = std::fs::remove_file(&hidden);
     let _ = std::fs::remove_file(&elf);
+}
+
+/// The quiet learning window: in the first `learn_secs` after the agent's very
+/// first start a hand-built binary is learned (its event is kept, marked
+/// `learning`), not raised, and `bannin hosts` says the host is learning until
+/// when. (Which kinds stay raised in the window is unit-tested in `sensors`.)
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_hour_learns_quietly_and_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let watched = dir.path().join("watched");
+    std::fs::create_dir_all(&watched).expect("watched");
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("new-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            enable: vec!["process"],
+            learn_secs: 3600,
+            ..AgentOptions::default()
+        },
+    );
+    let mut client = operator_client(&pki.operator("alice"), collector.addr).await;
+    crate::wait_sensor_ok(&client, "process", Duration::from_secs(60)).await;
+    let hand = dir.path().join("handmade");
+    let mut bytes = std::fs::read(which("sleep")).expect("sleep");
+    bytes.extend_from_slice(b"learning window");
+    bytes.extend_from_slice(dir.path().to_string_lossy().as_bytes());
+    std::fs::write(&hand, &bytes).expect("handmade");
+    std::fs::set_permissions(&hand, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let hand_path = hand.display().to_string();
+    Command::new(&hand).arg("2").status().expect("run");
+    // The positive signal: its exec arrived, marked as learned.
+    eventually(Duration::from_secs(60), "the learned exec", || {
+        let mut c = client.clone();
+        let hand_path = hand_path.clone();
+        async move {
+            all_events(&mut c, "new-host", "process.unknown_binary")
+                .await
+                .iter()
+                .any(|e| {
+                    e.event.as_ref().is_some_and(|e| {
+                        e.attributes.get("exe") == Some(&hand_path)
+                            && e.attributes.get("learning").map(String::as_str) == Some("true")
+                            && !e.indicator
+                    })
+                })
+                .then_some(())
+        }
+    })
+    .await;
+    let findings = all_findings(&mut client).await;
+    assert!(
+        !findings
+            .iter()
+            .any(|f| f.kind == "process.unknown_binary"
+                && f.attributes.get("exe") == Some(&hand_path)),
+        "learned quietly, not raised"
+    );
+    let hosts = client
+        .list_hosts(v1::ListHostsRequest {})
+        .await
+        .expect("hosts")
+        .into_inner()
+        .hosts;
+    let host = hosts
+        .iter()
+        .find(|h| h.host_id == "new-host")
+        .expect("host");
+    let baseline = host
+        .sensors
+        .iter()
+        .find(|s| s.name == "baseline")
+        .expect("the learning window is reported");
+    assert_eq!(baseline.state, "learning", "{baseline:?}");
+    assert!(baseline.detail.ends_with('Z'), "until when: {baseline:?}");
 }
 
 fn which(name: &str) -> std::path::PathBuf {

@@ -331,6 +331,10 @@ pub struct AgentOptions {
     pub tls_extra: String,
     /// The host root the sensors read (`root`), instead of `/`.
     pub root: Option<PathBuf>,
+    /// `[sensors] learn_secs` (tests default to 0: no quiet learning window).
+    pub learn_secs: u64,
+    /// Extra keys of the `[sensors]` table (e.g. `fold_after = 1000000`).
+    pub sensors: String,
 }
 
 /// Sensors the harness turns off unless a test enables them.
@@ -363,6 +367,8 @@ impl Default for AgentOptions {
             sensor_toml: Vec::new(),
             tls_extra: String::new(),
             root: None,
+            learn_secs: 0,
+            sensors: String::new(),
         }
     }
 }
@@ -405,6 +411,10 @@ backoff_initial_ms = 100
 backoff_max_secs = 2
 {link}
 
+[sensors]
+learn_secs = {learn_secs}
+{sensors}
+
 [sensors.net_listener]
 enabled = {listener}
 interval_secs = {interval}
@@ -439,6 +449,8 @@ dotfiles_unexpected = {dots}
         response = options.response,
         connection = options.net_connection,
         extra = options.extra,
+        learn_secs = options.learn_secs,
+        sensors = options.sensors,
         optional = OPTIONAL_SENSORS
             .iter()
             .map(|name| {

@@ -133,6 +133,8 @@ pub(super) struct RawSensors {
     #[serde(default)]
     pub(super) fold_after: Option<usize>,
     #[serde(default)]
+    pub(super) learn_secs: Option<u64>,
+    #[serde(default)]
     pub(super) net_listener: RawNetListener,
     #[serde(default)]
     pub(super) file_odd_name: RawOddName,

@@ -292,6 +292,9 @@ pub struct AgentConfig {
     /// `[sensors] fold_after`: past this many findings of one kind in one
     /// sweep, they are sent as one finding with a count and examples.
     pub fold_after: usize,
+    /// `[sensors] learn_secs`: how long after the agent's very first start the
+    /// baseline sensors learn quietly (0: not at all).
+    pub learn: Duration,
     /// The file this configuration was read from (in the integrity baseline).
     pub config_path: Option<PathBuf>,
     /// `[severity]`: finding kind → severity, over each sensor's default.

@@ -221,6 +221,12 @@ impl AgentConfig {
             errors.push("sensors.logs.dormant_days must be at least 1");
         }
         let fold_after = s.fold_after.unwrap_or(20);
+        let learn_secs = s.learn_secs.unwrap_or(3600);
+        if learn_secs > 30 * 86_400 {
+            errors.push(format!(
+                "sensors.learn_secs = {learn_secs}: at most 2592000 (30 days)"
+            ));
+        }
         let fa = s.file_access;
         let access_common = simple(&mut errors, "file_access", fa.enabled, fa.interval_secs);
         for p in fa.paths.iter().chain(&fa.allow) {
@@ -328,6 +334,7 @@ impl AgentConfig {
             severity: severity_overrides,
             config_path: None,
             fold_after: fold_after.max(1),
+            learn: Duration::from_secs(learn_secs),
             file_access: FileAccessConfig {
                 common: access_common,
                 paths: fa.paths,

@@ -49,6 +49,9 @@ pub enum Health {
     Failed(String),
     /// Turned off in config.
     Disabled,
+    /// Learning its baseline quietly (the first `learn_secs` after the agent's
+    /// very first start); says until when.
+    Learning(String),
 }
 
 impl Health {
@@ -59,6 +62,7 @@ impl Health {
             Health::Degraded(d) => ("degraded", d.clone()),
             Health::Failed(d) => ("failed", d.clone()),
             Health::Disabled => ("disabled", String::new()),
+            Health::Learning(d) => ("learning", d.clone()),
         };
         v1::SensorHealth {
             name: name.to_owned(),
@@ -76,7 +80,23 @@ impl Health {
 pub struct Controls {
     stop: StopFlag,
     relearn: Arc<Mutex<Vec<&'static str>>>,
+    /// Until when (Unix ms) new-baseline findings are learned quietly.
+    learning_until_unix_ms: i64,
 }
+
+/// Findings that only say "not in the learned baseline": during the quiet
+/// learning window they are learned as telemetry, not raised. Everything the
+/// host's own sources of truth say (IOC matches, package mismatches, deleted
+/// executables, dropped executables, accounts, logins, integrity) is raised
+/// from the first minute.
+pub const LEARNED_KINDS: &[&str] = &[
+    "process.unknown_binary",
+    "net.new_listener",
+    "service.new",
+    "hardware.new_usb",
+    "hardware.new_block",
+    "hardware.new_nic",
+];
 
 /// A stop request as a sweep sees it.
 #[derive(Debug, Clone, Default)]
@@ -94,7 +114,29 @@ impl StopFlag {
 #[error("{0:?} keeps no baseline; sensors with one: {list}", list = BASELINE_SENSORS.join(", "))]
 pub struct NoBaseline(pub String);
 
+/// The quiet window: what is only "new to this host" ([`LEARNED_KINDS`]) is kept as
+/// telemetry marked `learning`, not raised.
+pub fn learn_quietly(events: &mut [v1::Event]) {
+    for e in events.iter_mut().filter(|e| e.indicator) {
+        if LEARNED_KINDS.contains(&e.kind.as_str()) {
+            e.indicator = false;
+            e.attributes.insert("learning".into(), "true".into());
+        }
+    }
+}
+
 impl Controls {
+    /// Controls whose baseline findings are learned quietly until `until_unix_ms`.
+    pub fn learning_until(mut self, until_unix_ms: i64) -> Self {
+        self.learning_until_unix_ms = until_unix_ms;
+        self
+    }
+
+    /// Whether baseline findings are learned quietly now.
+    pub fn learning(&self) -> bool {
+        now_unix_ms() < self.learning_until_unix_ms
+    }
+
     /// Tells long sweeps to give up.
     pub fn request_stop(&self) {
         self.stop
@@ -276,9 +318,25 @@ impl HealthBoard {
                     tracing::error!(sensor = name, reason = %why, "Sensor failed")
                 }
                 Health::Disabled => tracing::info!(sensor = name, "Sensor disabled"),
+                Health::Learning(until) => {
+                    tracing::info!(sensor = name, %until, "Learning baselines quietly")
+                }
             }
         }
         map.insert(name, health);
+    }
+
+    /// Records `health` for `name` only if `now` says so of its current health.
+    pub fn set_if(
+        &self,
+        name: &'static str,
+        now: impl FnOnce(Option<&Health>) -> bool,
+        health: Health,
+    ) {
+        let current = bannin_proto::lock(&self.0).get(name).cloned();
+        if now(current.as_ref()) {
+            self.set(name, health);
+        }
     }
 
     /// Snapshot for the wire.
@@ -523,6 +581,16 @@ pub async fn run_sensor(
             }
         };
         sensor = returned;
+        let mut out = out;
+        if controls.learning() {
+            learn_quietly(&mut out.events);
+        } else if controls.learning_until_unix_ms > 0 {
+            board.set_if(
+                "baseline",
+                |h| matches!(h, Some(Health::Learning(_))),
+                Health::Ok,
+            );
+        }
         match result {
             Ok(health) => board.set(name, health),
             // An orderly stop is not a failure: the sweep kept nothing, health stands.
@@ -579,6 +647,59 @@ pub fn running_as_root() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_learning_window_keeps_only_baseline_novelty_quiet() {
+        let mut events = vec![
+            event(
+                "process.unknown_binary",
+                Severity::Medium,
+                true,
+                BTreeMap::new(),
+                String::new(),
+            ),
+            event(
+                "process.ioc_match",
+                Severity::Critical,
+                true,
+                BTreeMap::new(),
+                String::new(),
+            ),
+            event(
+                "file.package_mismatch",
+                Severity::Critical,
+                true,
+                BTreeMap::new(),
+                String::new(),
+            ),
+            event(
+                "net.new_listener",
+                Severity::Medium,
+                true,
+                BTreeMap::new(),
+                String::new(),
+            ),
+            event(
+                "process.exec",
+                Severity::Info,
+                false,
+                BTreeMap::new(),
+                String::new(),
+            ),
+        ];
+        learn_quietly(&mut events);
+        let raised: Vec<&str> = events
+            .iter()
+            .filter(|e| e.indicator)
+            .map(|e| e.kind.as_str())
+            .collect();
+        assert_eq!(raised, ["process.ioc_match", "file.package_mismatch"]);
+        assert_eq!(events[0].attributes["learning"], "true");
+        assert!(!events[4].attributes.contains_key("learning"));
+        let controls = Controls::default().learning_until(now_unix_ms() + 60_000);
+        assert!(controls.learning());
+        assert!(!Controls::default().learning());
+    }
 
     #[test]
     fn storms_fold_into_one_finding_with_a_count() {
