@@ -5,8 +5,6 @@
 //! `body`, the verb and text arguments are parsed instead. Each command's `apply`
 //! lives in `response/cmd/`.
 
-use std::collections::BTreeMap;
-
 use bannin_proto::v1;
 
 use super::isolate::{IsolationError, Net};
@@ -176,17 +174,19 @@ impl Command {
     }
 }
 
-/// Arguments as the wire carries them (for tests and the standalone tools).
-pub fn arguments(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+
+    /// Arguments as the wire carries them.
+    fn arguments(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
 
     fn wire(verb: &str, args: &[(&str, &str)]) -> v1::Command {
         v1::Command {

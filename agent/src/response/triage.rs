@@ -435,6 +435,15 @@ mod tests {
     }
 
     #[test]
+    fn every_question_is_named_as_it_parses() {
+        for name in QUESTIONS {
+            let q: Question = name.parse().expect(name);
+            assert_eq!(q.name(), name);
+        }
+        assert!("rm".parse::<Question>().is_err());
+    }
+
+    #[test]
     fn hostile_paths_are_refused() {
         assert!(host_path(&root(), "etc/passwd").is_err());
         assert!(host_path(&root(), "/etc/../etc/shadow").is_err());

