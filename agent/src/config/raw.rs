@@ -243,6 +243,9 @@ pub(super) struct RawFileIntegrity {
     pub(super) hash_rate_mib: u64,
     pub(super) max_file_bytes: u64,
     pub(super) one_filesystem: bool,
+    pub(super) realtime: bool,
+    pub(super) max_watches: usize,
+    pub(super) timestomp_secs: u64,
 }
 
 impl Default for RawFileIntegrity {
@@ -256,6 +259,9 @@ impl Default for RawFileIntegrity {
             hash_rate_mib: 32,
             max_file_bytes: 512 * 1024 * 1024,
             one_filesystem: true,
+            realtime: true,
+            max_watches: 4096,
+            timestomp_secs: 86_400,
         }
     }
 }

@@ -120,6 +120,14 @@ pub struct FileIntegrityConfig {
     pub max_file_bytes: u64,
     /// Whether other file systems below a path are left out.
     pub one_filesystem: bool,
+    /// Whether `paths` are watched as they change (fanotify, else inotify), on
+    /// top of the periodic rescan.
+    pub realtime: bool,
+    /// Most directories watched in real time.
+    pub max_watches: usize,
+    /// A new file whose mtime lies more than this before its ctime is
+    /// timestomped (`file.timestamps`).
+    pub timestomp: Duration,
 }
 
 /// A `log.pattern` rule.

@@ -353,6 +353,9 @@ impl AgentConfig {
                 hash_rate_mib: fi.hash_rate_mib,
                 max_file_bytes: fi.max_file_bytes,
                 one_filesystem: fi.one_filesystem,
+                realtime: fi.realtime,
+                max_watches: fi.max_watches.max(1),
+                timestomp: Duration::from_secs(fi.timestomp_secs.max(60)),
             },
             logs: LogsConfig {
                 common: logs_common,

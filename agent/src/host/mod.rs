@@ -9,11 +9,13 @@
 //! - [`auth_log`]: the grammar of sshd, sudo, su and PAM messages; utmp and lastlog.
 //! - [`packages`]: the OS package database (dpkg): packaged paths and their digests.
 //! - [`paths`]: escaping host paths for display.
+//! - [`handles`]: the kernel's file handles of directories (what fanotify reports).
 
 use std::path::{Path, PathBuf};
 
 pub mod accounts;
 pub mod auth_log;
+pub mod handles;
 pub mod net;
 pub mod packages;
 pub mod paths;

@@ -49,6 +49,9 @@ pub struct Packaged<'a> {
     pub listed_as: String,
     /// The first 8 bytes of the MD5 the package recorded.
     md5_prefix: [u8; 8],
+    /// A configuration file (dpkg's `Conffiles:`): the administrator may edit
+    /// it, so a different content is not a mismatch.
+    pub conffile: bool,
 }
 
 impl Packaged<'_> {
@@ -65,15 +68,22 @@ pub struct PackageIndex {
     hashes: Vec<u64>,
     /// Parallel to `hashes`.
     md5_prefixes: Vec<[u8; 8]>,
-    /// Parallel to `hashes`: index into `packages`.
+    /// Parallel to `hashes`: index into `packages`, with [`CONFFILE`] set for
+    /// configuration files.
     owners: Vec<u32>,
     packages: Vec<Package>,
+    /// Every installed package (`name[:arch]` as dpkg names it) and its version,
+    /// sorted: what a transaction changed is the difference of two of these.
+    installed: Vec<(String, String)>,
     /// `status`'s (mtime s, mtime ns, size) when loaded.
     stamp: Option<(i64, i64, u64)>,
     problem: Option<String>,
     /// Bumped by [`SharedIndex::refresh`] on every reload.
     generation: u64,
 }
+
+/// The bit of an owner that marks a configuration file.
+const CONFFILE: u32 = 1 << 31;
 
 fn path_hash(path: &str) -> u64 {
     let mut h = DefaultHasher::new();
@@ -88,24 +98,48 @@ fn stamp(path: &Path) -> Option<(i64, i64, u64)> {
         .map(|m| (m.mtime(), m.mtime_nsec(), m.size()))
 }
 
-/// Parses dpkg's `status`: the installed packages as (name, architecture, version).
-fn installed(status: &str) -> Vec<(String, String, String)> {
+/// One installed package as dpkg's `status` describes it.
+#[derive(Debug, Default)]
+struct StatusEntry {
+    name: String,
+    arch: String,
+    version: String,
+    /// `Conffiles:`: (path, MD5); obsolete ones left out.
+    conffiles: Vec<(String, [u8; 16])>,
+}
+
+/// Parses dpkg's `status`: the installed packages.
+fn installed(status: &str) -> Vec<StatusEntry> {
     let mut out = Vec::new();
     for paragraph in status.split("\n\n") {
-        let (mut name, mut arch, mut version, mut ok) = ("", "", "", false);
+        let mut entry = StatusEntry::default();
+        let (mut ok, mut in_conffiles) = (false, false);
         for line in paragraph.lines() {
+            if in_conffiles && line.starts_with(' ') {
+                let mut fields = line.split_whitespace();
+                if let (Some(path), Some(md5)) = (fields.next(), fields.next())
+                    && fields.next() != Some("obsolete")
+                    && let Some(md5) = parse_md5(md5)
+                {
+                    entry.conffiles.push((path.to_owned(), md5));
+                }
+                continue;
+            }
+            in_conffiles = false;
             if let Some(v) = line.strip_prefix("Package: ") {
-                name = v.trim();
+                v.trim().clone_into(&mut entry.name);
             } else if let Some(v) = line.strip_prefix("Architecture: ") {
-                arch = v.trim();
+                v.trim().clone_into(&mut entry.arch);
             } else if let Some(v) = line.strip_prefix("Version: ") {
-                version = v.trim();
+                v.trim().clone_into(&mut entry.version);
             } else if let Some(v) = line.strip_prefix("Status: ") {
                 ok = v.trim() == "install ok installed";
+            } else if line.starts_with("Conffiles:") {
+                in_conffiles = true;
             }
         }
-        if ok && !name.is_empty() {
-            out.push((name.to_owned(), arch.to_owned(), version.to_owned()));
+        if ok && !entry.name.is_empty() {
+            out.push(entry);
         }
     }
     out
@@ -163,34 +197,59 @@ impl PackageIndex {
         let info = root.join(DPKG_INFO);
         let mut entries: Vec<(u64, [u8; 8], u32)> = Vec::new();
         let mut packages = Vec::new();
-        for (name, arch, version) in installed(&status) {
+        let mut all = Vec::new();
+        for StatusEntry {
+            name,
+            arch,
+            version,
+            conffiles,
+        } in installed(&status)
+        {
             // Multi-arch packages name their files `NAME:ARCH.md5sums`.
             let candidates = [format!("{name}:{arch}"), name.clone()];
-            let Some((file_name, text)) = candidates.iter().find_map(|n| {
+            let found = candidates.iter().find_map(|n| {
                 std::fs::read_to_string(info.join(format!("{n}.md5sums")))
                     .ok()
                     .map(|t| (n.clone(), t))
-            }) else {
-                continue;
+            });
+            let shown = match &found {
+                Some((file_name, _)) => file_name.clone(),
+                None if arch.is_empty() || arch == "all" => name.clone(),
+                None => format!("{name}:{arch}"),
             };
-            let owner = u32::try_from(packages.len()).unwrap_or(u32::MAX);
+            all.push((shown.clone(), version.clone()));
+            if found.is_none() && conffiles.is_empty() {
+                continue;
+            }
+            let owner = u32::try_from(packages.len()).unwrap_or(u32::MAX) & !CONFFILE;
             packages.push(Package {
-                name: file_name,
+                name: shown,
                 version,
             });
-            for (path, md5) in md5sums(&text) {
-                let mut prefix = [0u8; 8];
-                prefix.copy_from_slice(&md5[..8]);
-                entries.push((path_hash(&path), prefix, owner));
+            let prefix = |md5: &[u8; 16]| {
+                let mut p = [0u8; 8];
+                p.copy_from_slice(&md5[..8]);
+                p
+            };
+            if let Some((_, text)) = &found {
+                for (path, md5) in md5sums(text) {
+                    entries.push((path_hash(&path), prefix(&md5), owner));
+                }
+            }
+            for (path, md5) in &conffiles {
+                entries.push((path_hash(path), prefix(md5), owner | CONFFILE));
             }
         }
-        entries.sort_unstable_by_key(|e| e.0);
+        all.sort();
+        // A path listed twice keeps its md5sums entry (pushed first) over a conffile.
+        entries.sort_by_key(|e| e.0);
         entries.dedup_by_key(|e| e.0);
         let mut index = Self {
             hashes: Vec::with_capacity(entries.len()),
             md5_prefixes: Vec::with_capacity(entries.len()),
             owners: Vec::with_capacity(entries.len()),
             packages,
+            installed: all,
             stamp,
             problem: None,
             generation: 0,
@@ -244,6 +303,16 @@ impl PackageIndex {
                 .iter()
                 .map(|p| p.name.len() + p.version.len() + 48)
                 .sum::<usize>()
+            + self
+                .installed
+                .iter()
+                .map(|(n, v)| n.len() + v.len() + 48)
+                .sum::<usize>()
+    }
+
+    /// Every installed package and its version, sorted by name.
+    pub fn installed(&self) -> &[(String, String)] {
+        &self.installed
     }
 
     /// What the package database says of `path` (as the kernel shows it).
@@ -252,10 +321,12 @@ impl PackageIndex {
             .chain(usr_alias(path))
             .find_map(|p| {
                 let i = self.hashes.binary_search(&path_hash(&p)).ok()?;
+                let owner = self.owners[i];
                 Some(Packaged {
-                    package: self.packages.get(self.owners[i] as usize)?,
+                    package: self.packages.get((owner & !CONFFILE) as usize)?,
                     listed_as: p,
                     md5_prefix: self.md5_prefixes[i],
+                    conffile: owner & CONFFILE != 0,
                 })
             })
     }
@@ -271,6 +342,144 @@ impl PackageIndex {
             .find(|(p, _)| *p == packaged.listed_as)
             .map(|(_, d)| bannin_proto::hex(d))
     }
+}
+
+/// Most packages [`Transaction::describe`] names in each list.
+pub const DESCRIBED: usize = 40;
+
+/// What one package transaction (or several between two looks) changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    /// Newly installed: (name, version).
+    pub installed: Vec<(String, String)>,
+    /// Removed: (name, version).
+    pub removed: Vec<(String, String)>,
+    /// Upgraded or downgraded: (name, old version, new version).
+    pub upgraded: Vec<(String, String, String)>,
+}
+
+impl Transaction {
+    /// The difference between two sorted package lists.
+    pub fn between(before: &[(String, String)], after: &[(String, String)]) -> Self {
+        let old: std::collections::BTreeMap<&str, &str> = before
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let new: std::collections::BTreeMap<&str, &str> = after
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let mut t = Self::default();
+        for (name, version) in &new {
+            match old.get(name) {
+                None => t.installed.push(((*name).into(), (*version).into())),
+                Some(was) if was != version => {
+                    t.upgraded
+                        .push(((*name).into(), (*was).into(), (*version).into()));
+                }
+                Some(_) => {}
+            }
+        }
+        for (name, version) in &old {
+            if !new.contains_key(name) {
+                t.removed.push(((*name).into(), (*version).into()));
+            }
+        }
+        t
+    }
+
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.installed.is_empty() && self.removed.is_empty() && self.upgraded.is_empty()
+    }
+
+    /// One line: `installed hello 2.10-3; upgraded bar 1.0 → 1.1; removed foo 1.0`
+    /// (at most [`DESCRIBED`] packages of each, then how many more).
+    pub fn describe(&self) -> String {
+        let list = |v: Vec<String>| {
+            let more = v.len().saturating_sub(DESCRIBED);
+            let mut line = v.into_iter().take(DESCRIBED).collect::<Vec<_>>().join(", ");
+            if more > 0 {
+                line.push_str(&format!(" and {more} more"));
+            }
+            line
+        };
+        let mut parts = Vec::new();
+        if !self.installed.is_empty() {
+            parts.push(format!(
+                "installed {}",
+                list(
+                    self.installed
+                        .iter()
+                        .map(|(n, v)| format!("{n} {v}"))
+                        .collect()
+                )
+            ));
+        }
+        if !self.upgraded.is_empty() {
+            parts.push(format!(
+                "upgraded {}",
+                list(
+                    self.upgraded
+                        .iter()
+                        .map(|(n, a, b)| format!("{n} {a} → {b}"))
+                        .collect()
+                )
+            ));
+        }
+        if !self.removed.is_empty() {
+            parts.push(format!(
+                "removed {}",
+                list(
+                    self.removed
+                        .iter()
+                        .map(|(n, v)| format!("{n} {v}"))
+                        .collect()
+                )
+            ));
+        }
+        parts.join("; ")
+    }
+}
+
+/// The package managers' own locks: held for the whole of a transaction.
+const PACKAGE_LOCKS: &[&str] = &[
+    "/var/lib/dpkg/lock",
+    "/var/lib/dpkg/lock-frontend",
+    "/var/lib/rpm/.rpm.lock",
+    "/usr/lib/sysimage/rpm/.rpm.lock",
+];
+
+/// Whether a package transaction is under way: one of the package managers'
+/// lock files is locked (the kernel's `/proc/locks` lists it by device and
+/// inode). Only root can take those locks, so a user cannot fake one.
+pub fn transaction_running(root: &HostRoot) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let inodes: Vec<u64> = PACKAGE_LOCKS
+        .iter()
+        .filter_map(|p| std::fs::metadata(root.join(p)).ok())
+        .map(|m| m.ino())
+        .collect();
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(locks) = std::fs::read_to_string(root.join("/proc/locks")) else {
+        return false;
+    };
+    // `1: POSIX  ADVISORY  WRITE 1234 08:01:131090 0 EOF` — MAJ:MIN:INODE.
+    locks.lines().any(|line| {
+        line.split_whitespace()
+            .find_map(|f| {
+                let mut parts = f.split(':');
+                let (_, _, ino) = (parts.next()?, parts.next()?, parts.next()?);
+                parts
+                    .next()
+                    .is_none()
+                    .then(|| ino.parse::<u64>().ok())
+                    .flatten()
+            })
+            .is_some_and(|ino| inodes.contains(&ino))
+    })
 }
 
 /// One package index for every sensor that consults it (the process and integrity
@@ -406,6 +615,53 @@ mod tests {
         .expect("status");
         assert!(index.refresh(&root), "changed");
         assert!(index.lookup("/usr/bin/tool").is_none());
+    }
+
+    #[test]
+    fn conffiles_are_known_but_theirs_to_edit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("var/lib/dpkg/info")).expect("info");
+        let digest = bannin_proto::hex(<md5::Md5 as md5::Digest>::digest(b"Port 22\n"));
+        std::fs::write(
+            dir.path().join("var/lib/dpkg/status"),
+            format!(
+                "Package: openssh-server\nStatus: install ok installed\nArchitecture: amd64\n\
+                 Version: 1:9.2p1-2\nConffiles:\n /etc/ssh/sshd_config {digest}\n \
+                 /etc/ssh/old_config {digest} obsolete\nDescription: x\n\n\
+                 Package: gone\nStatus: deinstall ok config-files\nVersion: 1\n\n"
+            ),
+        )
+        .expect("status");
+        let index = PackageIndex::load(&HostRoot(dir.path().to_owned()));
+        let conf = index.lookup("/etc/ssh/sshd_config").expect("conffile");
+        assert!(conf.conffile);
+        assert_eq!(conf.package.name, "openssh-server:amd64");
+        assert!(conf.matches(&<md5::Md5 as md5::Digest>::digest(b"Port 22\n").into()));
+        assert!(index.lookup("/etc/ssh/old_config").is_none(), "obsolete");
+        assert_eq!(
+            index.installed(),
+            [("openssh-server:amd64".to_owned(), "1:9.2p1-2".to_owned())]
+        );
+    }
+
+    #[test]
+    fn a_transaction_is_the_difference_of_two_package_lists() {
+        let l = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter().map(|(a, b)| ((*a).into(), (*b).into())).collect()
+        };
+        let t = Transaction::between(
+            &l(&[("bar", "1.0"), ("foo", "1.0"), ("same", "3")]),
+            &l(&[("bar", "1.1"), ("hello", "2.10-3"), ("same", "3")]),
+        );
+        assert_eq!(
+            t.describe(),
+            "installed hello 2.10-3; upgraded bar 1.0 → 1.1; removed foo 1.0"
+        );
+        assert!(Transaction::between(&l(&[("a", "1")]), &l(&[("a", "1")])).is_empty());
+        let many: Vec<(String, String)> =
+            (0..45).map(|i| (format!("p{i:02}"), "1".into())).collect();
+        let big = Transaction::between(&[], &many).describe();
+        assert!(big.ends_with(" and 5 more"), "{big}");
     }
 
     #[test]

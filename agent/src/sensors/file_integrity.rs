@@ -21,6 +21,27 @@
 //! unconfirmed new file is discarded and its changes are reported again: at
 //! least once, never lost. Symlinks are recorded by their target, never
 //! followed; other file systems below a path are not entered.
+//!
+//! **Real time.** `paths` (not `library_paths`) are also watched as they change
+//! ([`super::source::changes`]: fanotify, else inotify). A change wakes the
+//! sensor, which checks only the changed paths against their baseline (one
+//! sequential read of that path's baseline file, stopping past the last changed
+//! path) and reports within seconds, naming the process where fanotify says.
+//! What a check found is kept in memory (`overlay`) until the next rescan writes
+//! it into the baseline, so nothing is reported twice. While a package
+//! transaction runs (dpkg's or rpm's lock is held) checks wait for it to end, so
+//! half-unpacked packages are never judged; at most [`MAX_DEFER`].
+//!
+//! **Timestomping.** A file whose mtime moved backwards while its ctime moved
+//! on, or a *new* file whose mtime lies more than `timestomp_secs` before its
+//! ctime (not a packaged file matching its package: dpkg keeps the package's
+//! mtimes), is `file.timestamps` with `timestomp` = true (high, T1070.006).
+//!
+//! **Packages.** Installed, upgraded and removed packages are one
+//! `system.package_change` per look at the package database (the difference of
+//! its package lists, kept across restarts as the sensor's state), and the
+//! critical files those packages changed as they say they must are folded into
+//! it.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -34,11 +55,31 @@ use bannin_proto::v1::Severity;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use std::sync::{Arc, Mutex};
+
+use super::source::changes::{Actor, Changes};
 use super::{Health, HostRoot, Sensor, SensorError, Sweep, event};
 use crate::config::FileIntegrityConfig;
+use crate::host::packages::Transaction;
 
 /// The sensor's name.
 pub const NAME: &str = "file_integrity";
+
+/// The longest real-time checks wait for a package transaction to end.
+pub const MAX_DEFER: Duration = Duration::from_secs(600);
+/// Past this many paths checked since the last rescan, the next sweep rescans
+/// (which writes them into the baseline and empties the overlay).
+const MAX_OVERLAY: usize = 10_000;
+/// Most files one real-time check looks at below a changed directory; past
+/// it, a rescan.
+const MAX_CHECKED: usize = 10_000;
+
+/// What the sensor remembers across restarts (beside its baseline files).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntegrityState {
+    /// Installed packages and versions at the last look.
+    pub packages: Vec<(String, String)>,
+}
 
 /// One file as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,6 +258,8 @@ struct Scan<'a> {
     dev: u64,
     throttle: &'a mut Throttle,
     stats: &'a mut ScanStats,
+    /// What real-time checks found since the last rescan (consumed as the walk meets it).
+    overlay: &'a mut BTreeMap<PathBuf, Option<Entry>>,
 }
 
 /// The sensor.
@@ -235,6 +278,26 @@ pub struct FileIntegrity {
     /// Its generation at the last sweep: a different one means packages were
     /// installed, upgraded or removed since.
     packages_seen: Option<u64>,
+    /// Installed packages at the last look (`None` before the first).
+    known_packages: Option<Vec<(String, String)>>,
+    /// `known_packages` changed: save it with this sweep.
+    state_dirty: bool,
+    /// Changes the real-time watcher queued (`None`: not watching).
+    changes: Option<Arc<Mutex<Changes>>>,
+    /// Why real-time watching is off although configured.
+    realtime_problem: Option<String>,
+    wake: Arc<tokio::sync::Notify>,
+    /// Paths real-time checks looked at since the last rescan, as found: the
+    /// entry now, or `None` for gone.
+    overlay: BTreeMap<PathBuf, Option<Entry>>,
+    /// When the last full rescan ran.
+    last_full: Option<Instant>,
+    /// What the last full rescan could not see.
+    scan_problem: Option<String>,
+    /// Since when checks wait for a package transaction.
+    deferred_since: Option<Instant>,
+    /// A check met more than it may look at: rescan.
+    force_full: bool,
 }
 
 impl FileIntegrity {
@@ -249,6 +312,26 @@ impl FileIntegrity {
                 }
             }
         }
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let (changes, realtime_problem) = if config.realtime {
+            let queue = Arc::new(Mutex::new(Changes::default()));
+            let watch = super::source::changes::Watch {
+                root: root.clone(),
+                paths: config.paths.clone(),
+                package_dirs: vec![
+                    PathBuf::from("/var/lib/dpkg"),
+                    PathBuf::from("/var/lib/rpm"),
+                ],
+                one_filesystem: config.one_filesystem,
+                max_watches: config.max_watches,
+            };
+            match super::source::changes::start(watch, queue.clone(), wake.clone()) {
+                Ok(()) => (Some(queue), None),
+                Err(why) => (None, Some(why)),
+            }
+        } else {
+            (None, None)
+        };
         Self {
             root,
             config,
@@ -258,7 +341,23 @@ impl FileIntegrity {
             stop: super::StopFlag::default(),
             packages: crate::host::packages::SharedIndex::default(),
             packages_seen: None,
+            known_packages: None,
+            state_dirty: false,
+            changes,
+            realtime_problem,
+            wake,
+            overlay: BTreeMap::new(),
+            last_full: None,
+            scan_problem: None,
+            deferred_since: None,
+            force_full: false,
         }
+    }
+
+    /// Starts from the state saved by a previous run (the installed packages).
+    pub fn with_state(mut self, state: Option<IntegrityState>) -> Self {
+        self.known_packages = state.map(|s| s.packages);
+        self
     }
 
     /// Consults `packages` (shared with the other sensors) instead of its own index.
@@ -267,12 +366,15 @@ impl FileIntegrity {
         self
     }
 
-    /// Folds what the package manager did into one `system.package_change`: a
-    /// packaged file changed or added whose content matches its (new) package is
-    /// the upgrade, not an indicator, and the other findings of that path go with
-    /// it; a file removed while the package database changed went with its
-    /// package. A packaged file whose content does not match its package is
-    /// `file.package_mismatch`.
+    /// Folds what the package manager did into one `system.package_change`: the
+    /// packages installed, upgraded and removed since the last look (the
+    /// difference of the database's package lists), with the critical files they
+    /// changed as they say they must — a packaged file changed or added whose
+    /// content matches its (new) package, and its mode and times with it; a file
+    /// removed while the database changed went with its package. A packaged file
+    /// whose content does not match its package is `file.package_mismatch` (a
+    /// configuration file the administrator edited is not: it stays
+    /// `file.modified`).
     fn fold_package_changes(&mut self, events: &mut Vec<bannin_proto::v1::Event>) {
         let generation = self.packages.refresh(&self.root);
         let db_changed = self.packages_seen.is_some_and(|g| g != generation);
@@ -281,6 +383,15 @@ impl FileIntegrity {
         let Some(index) = guard.as_ref().filter(|i| !i.is_empty()) else {
             return;
         };
+        let mut transaction = Transaction::default();
+        let installed = index.installed();
+        if self.known_packages.as_deref() != Some(installed) && !installed.is_empty() {
+            if let Some(known) = &self.known_packages {
+                transaction = Transaction::between(known, installed);
+            }
+            self.known_packages = Some(installed.to_vec());
+            self.state_dirty = true;
+        }
         let mut upgraded: BTreeMap<String, u32> = BTreeMap::new();
         let mut removed_with_package = 0u32;
         let mut folded_paths = std::collections::BTreeSet::new();
@@ -299,7 +410,7 @@ impl FileIntegrity {
                             folded_paths.insert(path);
                             continue;
                         }
-                        Ok(md5) => {
+                        Ok(md5) if !p.conffile => {
                             e.kind = "file.package_mismatch".into();
                             e.attributes.insert(
                                 "package".into(),
@@ -321,12 +432,14 @@ impl FileIntegrity {
                                 p.package.name, p.package.version
                             );
                         }
-                        Err(_) => {}
+                        _ => {}
                     }
                 }
             } else if e.kind == "file.modified"
                 && change == "removed"
-                && db_changed
+                && (db_changed
+                    || !transaction.removed.is_empty()
+                    || !transaction.upgraded.is_empty())
                 && index.lookup(&path).is_none()
             {
                 removed_with_package += 1;
@@ -344,35 +457,86 @@ impl FileIntegrity {
                 && e.attributes.get("timestomp").map(String::as_str) != Some("true"))
         });
         let files: u32 = upgraded.values().sum::<u32>() + removed_with_package;
-        if files > 0 {
-            let packages: Vec<String> = upgraded
+        if files > 0 || !transaction.is_empty() {
+            let by_files: Vec<String> = upgraded
                 .iter()
                 .map(|(p, n)| format!("{p} ({n} file(s))"))
                 .collect();
+            let what = if transaction.is_empty() {
+                if by_files.is_empty() {
+                    "package removal".to_owned()
+                } else {
+                    by_files.join(", ")
+                }
+            } else {
+                transaction.describe()
+            };
             let mut attributes = BTreeMap::from([
-                ("packages".to_owned(), packages.join(", ")),
+                ("packages".to_owned(), what.clone()),
                 ("files".to_owned(), files.to_string()),
                 (
                     "reason".to_owned(),
-                    "critical files changed as their packages say they must".to_owned(),
+                    if transaction.is_empty() {
+                        "critical files changed as their packages say they must"
+                    } else {
+                        "the package database changed"
+                    }
+                    .to_owned(),
                 ),
             ]);
+            let list = |v: Vec<String>| v.join(", ");
+            if !transaction.installed.is_empty() {
+                attributes.insert(
+                    "installed".into(),
+                    list(
+                        transaction
+                            .installed
+                            .iter()
+                            .map(|(n, v)| format!("{n} {v}"))
+                            .collect(),
+                    ),
+                );
+            }
+            if !transaction.upgraded.is_empty() {
+                attributes.insert(
+                    "upgraded".into(),
+                    list(
+                        transaction
+                            .upgraded
+                            .iter()
+                            .map(|(n, a, b)| format!("{n} {a} → {b}"))
+                            .collect(),
+                    ),
+                );
+            }
+            if !transaction.removed.is_empty() {
+                attributes.insert(
+                    "removed".into(),
+                    list(
+                        transaction
+                            .removed
+                            .iter()
+                            .map(|(n, v)| format!("{n} {v}"))
+                            .collect(),
+                    ),
+                );
+            }
+            if !by_files.is_empty() {
+                attributes.insert("changed_files_by_package".into(), by_files.join(", "));
+            }
             if removed_with_package > 0 {
                 attributes.insert("removed_files".into(), removed_with_package.to_string());
+            }
+            let mut summary = format!("package change: {what}");
+            if files > 0 {
+                summary.push_str(&format!(" ({files} critical file(s) changed with it)"));
             }
             out.push(event(
                 "system.package_change",
                 Severity::Low,
                 true,
                 attributes,
-                format!(
-                    "package change: {files} critical file(s) changed by {}",
-                    if packages.is_empty() {
-                        "package removal".to_owned()
-                    } else {
-                        packages.join(", ")
-                    }
-                ),
+                summary,
             ));
         }
         *events = out;
@@ -453,14 +617,14 @@ impl FileIntegrity {
             }
             let Some(old) = scan.old.take() else { break };
             let host = PathBuf::from(OsStr::from_bytes(&old.path));
+            // A real-time check may have seen it go already, or come back since.
+            let entry = match scan.overlay.remove(&host) {
+                Some(None) => continue,
+                Some(Some(seen)) => seen,
+                None => old.entry,
+            };
             if !scan.learning {
-                scan.events.push(event(
-                    "file.modified",
-                    Severity::High,
-                    true,
-                    attrs(&host, "removed", Some(&old.entry), None),
-                    format!("critical file removed: {}", host.display()),
-                ));
+                scan.events.push(removed_event(&host, &entry));
             }
         }
     }
@@ -508,23 +672,19 @@ impl FileIntegrity {
     ) -> std::io::Result<()> {
         scan.stats.files += 1;
         self.drain_removed(scan, Some(host));
-        let old = match scan.old.peek_path() {
+        let recorded = match scan.old.peek_path() {
             Some(p) if p == host => scan.old.take().map(|r| r.entry),
             _ => None,
         };
+        // What a real-time check saw last supersedes the baseline.
+        let old = scan.overlay.remove(host).unwrap_or(recorded);
         let real = self.root.join(host);
         let mut now = Entry::from_meta(meta);
         match &old {
             None => {
                 now.sha256 = self.hash(&real, meta, scan.throttle, scan.stats);
                 if !scan.learning {
-                    scan.events.push(event(
-                        "file.modified",
-                        Severity::High,
-                        true,
-                        attrs(host, "added", None, Some(&now)),
-                        format!("new file in a critical path: {}", host.display()),
-                    ));
+                    self.added(host, &now, scan.events);
                 }
             }
             Some(old) => {
@@ -547,11 +707,13 @@ impl FileIntegrity {
     /// One full scan of every configured path.
     pub fn scan(&mut self, events: &mut Vec<bannin_proto::v1::Event>) -> ScanStats {
         self.commit();
+        let mut overlay = std::mem::take(&mut self.overlay);
         let mut throttle = Throttle::new(self.config.hash_rate_mib);
         let mut stats = ScanStats::default();
         if let Err(error) = std::fs::create_dir_all(&self.dir) {
             tracing::error!(dir = %self.dir.display(), %error, "Cannot create the integrity baseline directory");
             stats.unreadable += 1;
+            self.overlay = overlay;
             return stats;
         }
         let roots: Vec<(PathBuf, bool)> = self
@@ -585,6 +747,7 @@ impl FileIntegrity {
                 dev: meta.dev(),
                 throttle: &mut throttle,
                 stats: &mut stats,
+                overlay: &mut overlay,
             };
             let walked = if meta.is_dir() {
                 self.walk(&top, &mut scan)
@@ -596,6 +759,20 @@ impl FileIntegrity {
                 return stats;
             }
             self.drain_removed(&mut scan, None);
+            // Seen added by a real-time check, gone before the walk came.
+            if !library_only {
+                let left: Vec<PathBuf> = scan
+                    .overlay
+                    .keys()
+                    .filter(|p| p.starts_with(&top))
+                    .cloned()
+                    .collect();
+                for p in left {
+                    if let Some(Some(entry)) = scan.overlay.remove(&p) {
+                        scan.events.push(removed_event(&p, &entry));
+                    }
+                }
+            }
             match walked.and_then(|()| scan.new.finish()) {
                 Ok(()) => self.uncommitted.push((new_file, file)),
                 Err(error) => {
@@ -605,6 +782,229 @@ impl FileIntegrity {
             }
         }
         stats
+    }
+
+    /// The findings of a file that is new in a critical path: `file.modified`
+    /// (`added`), and `file.timestamps` when its mtime lies far before its
+    /// ctime and the package manager did not put it there as it is.
+    fn added(&self, host: &Path, now: &Entry, events: &mut Vec<bannin_proto::v1::Event>) {
+        events.push(event(
+            "file.modified",
+            Severity::High,
+            true,
+            attrs(host, "added", None, Some(now)),
+            format!("new file in a critical path: {}", host.display()),
+        ));
+        let gap_ns = now.ctime_ns - now.mtime_ns;
+        let regular = now.mode & 0o170000 == 0o100000;
+        if !regular || gap_ns <= self.config.timestomp.as_nanos() as i128 {
+            return;
+        }
+        self.packages.refresh(&self.root);
+        let packaged_as_is = self.packages.lock().as_ref().is_some_and(|index| {
+            index.lookup(&host.to_string_lossy()).is_some_and(|p| {
+                crate::host::packages::md5_file(&self.root.join(host)).is_ok_and(|m| p.matches(&m))
+            })
+        });
+        if packaged_as_is {
+            return;
+        }
+        let mut a = attrs(host, "timestamps", None, Some(now));
+        a.insert("timestomp".into(), "true".into());
+        a.insert(
+            "reason".into(),
+            format!(
+                "new file whose mtime lies {} before its ctime",
+                human_gap(gap_ns)
+            ),
+        );
+        events.push(event(
+            "file.timestamps",
+            Severity::High,
+            true,
+            a,
+            format!(
+                "new file in a critical path with a back-dated mtime ({} before its ctime): {}",
+                human_gap(gap_ns),
+                host.display()
+            ),
+        ));
+    }
+
+    /// The configured path (not a library path) `path` is under.
+    fn top_of(&self, path: &Path) -> Option<&PathBuf> {
+        self.config
+            .paths
+            .iter()
+            .filter(|t| path.starts_with(t))
+            .max_by_key(|t| t.as_os_str().len())
+    }
+
+    /// Collects the files (and symlinks) at or below `host` into `out`.
+    fn collect(
+        &self,
+        host: &Path,
+        dev: Option<u64>,
+        out: &mut BTreeMap<PathBuf, std::fs::Metadata>,
+    ) {
+        if out.len() >= MAX_CHECKED {
+            return;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(self.root.join(host)) else {
+            return;
+        };
+        if meta.is_dir() {
+            if self.config.one_filesystem && dev.is_some_and(|d| d != meta.dev()) {
+                return;
+            }
+            let Ok(entries) = std::fs::read_dir(self.root.join(host)) else {
+                return;
+            };
+            for e in entries.flatten() {
+                self.collect(&host.join(e.file_name()), dev, out);
+            }
+        } else if meta.is_file() || meta.file_type().is_symlink() {
+            out.insert(host.to_path_buf(), meta);
+        }
+    }
+
+    /// Checks the paths a real-time event named against their baseline (and what
+    /// earlier checks saw), reporting what changed as a rescan would.
+    pub fn check_paths<'p>(
+        &mut self,
+        changed: impl IntoIterator<Item = &'p Path>,
+        events: &mut Vec<bannin_proto::v1::Event>,
+    ) {
+        let mut by_top: BTreeMap<PathBuf, std::collections::BTreeSet<PathBuf>> = BTreeMap::new();
+        for p in changed {
+            if let Some(top) = self.top_of(p) {
+                by_top
+                    .entry(top.clone())
+                    .or_default()
+                    .insert(p.to_path_buf());
+            }
+        }
+        let mut throttle = Throttle::new(self.config.hash_rate_mib);
+        let mut stats = ScanStats::default();
+        for (top, wanted) in by_top {
+            let file = self.baseline_file(&top, false);
+            if !file.exists() {
+                continue; // still learning: the next rescan learns it
+            }
+            let covered = |p: &Path| p.ancestors().any(|a| wanted.contains(a));
+            let Some(last) = wanted.iter().next_back() else {
+                continue;
+            };
+            // The baseline, in walk order: stop past the last changed path.
+            let mut old: BTreeMap<PathBuf, Entry> = BTreeMap::new();
+            let mut reader = BaselineReader::open(&file);
+            while let Some(r) = reader.take() {
+                let path = PathBuf::from(OsStr::from_bytes(&r.path));
+                if covered(&path) {
+                    old.insert(path, r.entry);
+                } else if path > *last && !path.starts_with(last) {
+                    break;
+                }
+            }
+            for (p, seen) in self.overlay.iter().filter(|(p, _)| covered(p)) {
+                match seen {
+                    Some(e) => old.insert(p.clone(), e.clone()),
+                    None => old.remove(p),
+                };
+            }
+            let dev = std::fs::metadata(self.root.join(&top))
+                .ok()
+                .map(|m| m.dev());
+            let mut now = BTreeMap::new();
+            for w in &wanted {
+                self.collect(w, dev, &mut now);
+            }
+            if now.len() >= MAX_CHECKED {
+                self.force_full = true;
+            }
+            let paths: std::collections::BTreeSet<PathBuf> =
+                old.keys().chain(now.keys()).cloned().collect();
+            for path in paths {
+                match (old.get(&path), now.get(&path)) {
+                    (Some(was), None) => {
+                        events.push(removed_event(&path, was));
+                        self.overlay.insert(path, None);
+                    }
+                    (was, Some(meta)) => {
+                        let mut entry = Entry::from_meta(meta);
+                        entry.sha256 = match was {
+                            Some(w) if !entry.content_may_differ(w) => w.sha256.clone(),
+                            _ => self.hash(&self.root.join(&path), meta, &mut throttle, &mut stats),
+                        };
+                        match was {
+                            None => self.added(&path, &entry, events),
+                            Some(w) if *w != entry => compare(&path, w, &entry, events),
+                            Some(_) => {}
+                        }
+                        self.overlay.insert(path, Some(entry));
+                    }
+                    (None, None) => {}
+                }
+            }
+        }
+        if self.overlay.len() > MAX_OVERLAY {
+            self.force_full = true;
+        }
+    }
+}
+
+/// `ns` as a person reads it: `3 days`, `5 hours`, `12 minutes`.
+fn human_gap(ns: i128) -> String {
+    let secs = ns / 1_000_000_000;
+    match secs {
+        s if s >= 2 * 86_400 => format!("{} days", s / 86_400),
+        s if s >= 2 * 3_600 => format!("{} hours", s / 3_600),
+        s => format!("{} minutes", s / 60),
+    }
+}
+
+/// A file gone from a critical path.
+fn removed_event(host: &Path, entry: &Entry) -> bannin_proto::v1::Event {
+    event(
+        "file.modified",
+        Severity::High,
+        true,
+        attrs(host, "removed", Some(entry), None),
+        format!("critical file removed: {}", host.display()),
+    )
+}
+
+/// Names the process the kernel says made each change, on the findings of its path.
+fn attribute(events: &mut [bannin_proto::v1::Event], actors: &BTreeMap<PathBuf, Option<Actor>>) {
+    if actors.values().all(Option::is_none) {
+        return;
+    }
+    for e in events.iter_mut() {
+        let Some(path) = e.attributes.get("path").map(PathBuf::from) else {
+            continue;
+        };
+        let Some(actor) = path
+            .ancestors()
+            .find_map(|a| actors.get(a).and_then(Option::as_ref))
+        else {
+            continue;
+        };
+        e.attributes.insert("by_pid".into(), actor.pid.to_string());
+        if !actor.exe.is_empty() {
+            e.attributes.insert("by_exe".into(), actor.exe.clone());
+        }
+        if !actor.comm.is_empty() {
+            e.attributes.insert("by_comm".into(), actor.comm.clone());
+        }
+        e.summary.push_str(&format!(
+            " — by {} (pid {})",
+            if actor.comm.is_empty() {
+                "?"
+            } else {
+                &actor.comm
+            },
+            actor.pid
+        ));
     }
 }
 
@@ -804,36 +1204,130 @@ impl Sensor for FileIntegrity {
         self.config.common.interval
     }
 
+    fn waker(&self) -> Option<Arc<tokio::sync::Notify>> {
+        self.changes.as_ref().map(|_| self.wake.clone())
+    }
+
     fn sweep(&mut self, sweep: &mut Sweep) -> Result<Health, SensorError> {
         self.stop = sweep.stop.clone();
+        // The previous sweep's findings are in the spool: its baselines stand.
+        self.commit();
+        let (changed, overflowed, package_db, watcher) = match &self.changes {
+            Some(q) => {
+                let mut q = bannin_proto::lock(q);
+                let watcher = match (&q.failed, q.unwatched) {
+                    (Some(why), _) => Some(format!(
+                        "real-time watching stopped ({why}): changes are seen at each rescan only"
+                    )),
+                    (None, n) if n > 0 => Some(format!(
+                        "{n} directories are not watched in real time (max_watches): changes there are seen at each rescan only"
+                    )),
+                    (None, _) if q.backend.starts_with("inotify") => {
+                        Some(format!("real time through {}", q.backend))
+                    }
+                    _ => None,
+                };
+                (
+                    std::mem::take(&mut q.paths),
+                    std::mem::take(&mut q.overflowed),
+                    std::mem::take(&mut q.package_db),
+                    watcher,
+                )
+            }
+            None => (BTreeMap::new(), false, false, None),
+        };
+        let full = self.changes.is_none()
+            || overflowed
+            || self.force_full
+            || self
+                .last_full
+                .is_none_or(|t| t.elapsed() + super::WAKE_DEBOUNCE >= self.config.common.interval);
+        let work = full || !changed.is_empty() || package_db;
+        // Half-unpacked packages are not judged: wait for the transaction to end.
+        if work
+            && crate::host::packages::transaction_running(&self.root)
+            && self
+                .deferred_since
+                .get_or_insert_with(Instant::now)
+                .elapsed()
+                < MAX_DEFER
+        {
+            if let Some(q) = &self.changes {
+                let mut q = bannin_proto::lock(q);
+                for (path, actor) in changed {
+                    let slot = q.paths.entry(path).or_default();
+                    if slot.is_none() {
+                        *slot = actor;
+                    }
+                }
+                q.overflowed |= overflowed;
+                q.package_db |= package_db;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            self.wake.notify_one();
+            return Ok(self.health(watcher));
+        }
+        self.deferred_since = None;
         let started = Instant::now();
-        let stats = self.scan(&mut sweep.events);
-        self.last_stats = stats;
-        if self.stop.is_set() {
-            // A partial scan keeps no baseline and reports nothing.
-            sweep.events.clear();
-            return Err(SensorError::Interrupted);
+        if full {
+            let stats = self.scan(&mut sweep.events);
+            self.last_stats = stats;
+            if self.stop.is_set() {
+                // A partial scan keeps no baseline and reports nothing.
+                sweep.events.clear();
+                return Err(SensorError::Interrupted);
+            }
+            self.last_full = Some(Instant::now());
+            self.force_full = false;
+            self.scan_problem = if stats.files == 0 {
+                Some("none of the configured paths exists".into())
+            } else if stats.unreadable > 0 {
+                Some(format!(
+                    "{} directories could not be read (not root?)",
+                    stats.unreadable
+                ))
+            } else {
+                None
+            };
+            tracing::debug!(
+                files = stats.files,
+                hashed = stats.hashed,
+                bytes = stats.bytes,
+                elapsed.ms = started.elapsed().as_millis() as u64,
+                "Integrity rescan done"
+            );
+        } else if !changed.is_empty() {
+            self.check_paths(changed.keys().map(PathBuf::as_path), &mut sweep.events);
+            tracing::debug!(
+                paths = changed.len(),
+                findings = sweep.events.len(),
+                elapsed.ms = started.elapsed().as_millis() as u64,
+                "Integrity real-time check done"
+            );
         }
         self.fold_package_changes(&mut sweep.events);
-        tracing::debug!(
-            files = stats.files,
-            hashed = stats.hashed,
-            bytes = stats.bytes,
-            elapsed.ms = started.elapsed().as_millis() as u64,
-            "Integrity rescan done"
-        );
-        if stats.files == 0 {
-            return Ok(Health::Degraded(
-                "none of the configured paths exists".into(),
-            ));
+        attribute(&mut sweep.events, &changed);
+        if std::mem::take(&mut self.state_dirty) {
+            sweep.save_state(&IntegrityState {
+                packages: self.known_packages.clone().unwrap_or_default(),
+            });
         }
-        if stats.unreadable > 0 {
-            return Ok(Health::Degraded(format!(
-                "{} directories could not be read (not root?)",
-                stats.unreadable
-            )));
+        Ok(self.health(watcher))
+    }
+}
+
+impl FileIntegrity {
+    /// The sensor's health: what the last rescan could not see, then what
+    /// real-time watching cannot.
+    fn health(&self, watcher: Option<String>) -> Health {
+        match (
+            &self.scan_problem,
+            watcher.or_else(|| self.realtime_problem.clone()),
+        ) {
+            (Some(scan), _) => Health::Degraded(scan.clone()),
+            (None, Some(realtime)) => Health::Degraded(realtime),
+            (None, None) => Health::Ok,
         }
-        Ok(Health::Ok)
     }
 }
 
@@ -854,6 +1348,9 @@ mod tests {
             hash_rate_mib: 0,
             max_file_bytes: 1 << 30,
             one_filesystem: true,
+            realtime: false,
+            max_watches: 100,
+            timestomp: Duration::from_secs(86_400),
         }
     }
 
@@ -920,6 +1417,10 @@ mod tests {
         );
         assert_eq!(
             upgrade.events[0].attributes["packages"],
+            "upgraded tool 1.0 → 2.0"
+        );
+        assert_eq!(
+            upgrade.events[0].attributes["changed_files_by_package"],
             "tool 2.0 (1 file(s))"
         );
         assert_eq!(upgrade.events[0].severity, Severity::Low as i32);
@@ -949,6 +1450,225 @@ mod tests {
             .expect("mismatch");
         assert_eq!(mismatch.attributes["package"], "tool 2.0");
         assert_eq!(mismatch.attributes["running"], "false");
+    }
+
+    /// Sweeps until `want` findings arrived (real-time checks need the reader).
+    fn sweep_until(sensor: &mut FileIntegrity, want: usize) -> Vec<bannin_proto::v1::Event> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut events = Vec::new();
+        while events.len() < want && Instant::now() < deadline {
+            events.extend(sweep(sensor).events);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        events
+    }
+
+    #[test]
+    fn changes_are_checked_as_they_happen_and_the_rescan_does_not_repeat_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = tempfile::tempdir().expect("store");
+        let r = dir.path();
+        std::fs::create_dir_all(r.join("crit/sub")).expect("crit");
+        for f in ["a", "b", "sub/c"] {
+            std::fs::write(r.join("crit").join(f), f.as_bytes()).expect("file");
+        }
+        let mut c = config(vec![PathBuf::from("/crit")]);
+        c.realtime = true;
+        c.common.interval = Duration::from_secs(3600);
+        let mut sensor = FileIntegrity::new(HostRoot(r.into()), c, store.path().into());
+        assert!(sensor.waker().is_some(), "woken by the watcher");
+        assert!(sweep(&mut sensor).events.is_empty(), "learning");
+        assert!(sweep(&mut sensor).events.is_empty(), "nothing changed");
+        std::thread::sleep(Duration::from_millis(200)); // the reader's marks
+
+        std::fs::write(r.join("crit/a"), b"a, rewritten").expect("write");
+        std::fs::set_permissions(r.join("crit/b"), std::fs::Permissions::from_mode(0o4755))
+            .expect("chmod");
+        std::fs::remove_file(r.join("crit/sub/c")).expect("rm");
+        std::fs::write(r.join("crit/sub/dropped"), b"implant").expect("drop");
+        set_mtime(&r.join("crit/sub/dropped"), 1_500_000_000);
+        let found = sweep_until(&mut sensor, 5);
+        let mut kinds: Vec<(String, String, String)> = found
+            .iter()
+            .map(|e| {
+                (
+                    e.kind.clone(),
+                    e.attributes["path"].clone(),
+                    e.attributes["change"].clone(),
+                )
+            })
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        let t = |k: &str, p: &str, c: &str| (k.to_owned(), p.to_owned(), c.to_owned());
+        assert_eq!(
+            kinds,
+            [
+                t("file.modified", "/crit/a", "modified"),
+                t("file.modified", "/crit/sub/c", "removed"),
+                t("file.modified", "/crit/sub/dropped", "added"),
+                t("file.permissions", "/crit/b", "permissions"),
+                t("file.timestamps", "/crit/sub/dropped", "timestamps"),
+            ],
+            "{found:#?}"
+        );
+        let stomp = found
+            .iter()
+            .find(|e| e.kind == "file.timestamps")
+            .expect("timestomp");
+        assert_eq!(stomp.attributes["timestomp"], "true");
+        assert_eq!(stomp.severity, Severity::High as i32);
+
+        // The rescan that follows knows what the checks saw: nothing twice.
+        sensor.last_full = None;
+        let rescan = sweep(&mut sensor);
+        assert!(rescan.events.is_empty(), "{:#?}", rescan.events);
+        assert!(sensor.overlay.is_empty());
+        // And the baseline it wrote holds the new state.
+        std::fs::write(r.join("crit/a"), b"a, again").expect("write");
+        let again = sweep_until(&mut sensor, 1);
+        assert_eq!(again.len(), 1, "{again:#?}");
+        assert_eq!(again[0].attributes["path"], "/crit/a");
+    }
+
+    #[test]
+    fn the_process_that_changed_a_file_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = tempfile::tempdir().expect("store");
+        let r = dir.path();
+        std::fs::create_dir_all(r.join("crit")).expect("crit");
+        let mut c = config(vec![PathBuf::from("/crit")]);
+        c.realtime = true;
+        c.common.interval = Duration::from_secs(3600);
+        let mut sensor = FileIntegrity::new(HostRoot(r.into()), c, store.path().into());
+        sweep(&mut sensor);
+        let backend = sensor
+            .changes
+            .as_ref()
+            .map(|q| bannin_proto::lock(q).backend.clone())
+            .unwrap_or_default();
+        if backend != "fanotify" {
+            eprintln!("no fanotify here ({backend}): attribution not checked");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo x > {}; sleep 1",
+                r.join("crit/by-sh").display()
+            ))
+            .status()
+            .expect("sh");
+        assert!(status.success());
+        let found = sweep_until(&mut sensor, 1);
+        let added = found
+            .iter()
+            .find(|e| e.attributes["path"] == "/crit/by-sh")
+            .expect("reported");
+        assert!(added.attributes.contains_key("by_pid"), "{added:?}");
+        assert_ne!(added.attributes["by_pid"], std::process::id().to_string());
+        assert_eq!(
+            added.attributes.get("by_comm").map(String::as_str),
+            Some("sh")
+        );
+        assert!(added.summary.contains("by sh"), "{}", added.summary);
+    }
+
+    #[test]
+    fn a_package_transaction_is_one_finding_even_across_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = tempfile::tempdir().expect("store");
+        let r = dir.path();
+        std::fs::create_dir_all(r.join("usr/bin")).expect("bin");
+        std::fs::write(r.join("usr/bin/tool"), b"tool").expect("tool");
+        crate::host::packages::write_fixture(
+            r,
+            &[("tool", "1.0", &[("/usr/bin/tool", b"tool".as_slice())])],
+        );
+        let paths = vec![PathBuf::from("/usr/bin")];
+        let mut sensor = FileIntegrity::new(
+            HostRoot(r.into()),
+            config(paths.clone()),
+            store.path().into(),
+        );
+        let first = sweep(&mut sensor);
+        assert!(first.events.is_empty());
+        let saved: IntegrityState =
+            serde_json::from_slice(&first.state.expect("the package list is saved"))
+                .expect("state");
+        assert_eq!(saved.packages, [("tool".to_owned(), "1.0".to_owned())]);
+
+        // apt-get install hello: a new binary, and the database says so.
+        std::fs::write(r.join("usr/bin/hello"), b"hello").expect("hello");
+        crate::host::packages::write_fixture(
+            r,
+            &[
+                ("tool", "1.0", &[("/usr/bin/tool", b"tool".as_slice())]),
+                (
+                    "hello",
+                    "2.10-3",
+                    &[("/usr/bin/hello", b"hello".as_slice())],
+                ),
+            ],
+        );
+        let install = sweep(&mut sensor);
+        assert_eq!(install.events.len(), 1, "{:#?}", install.events);
+        let e = &install.events[0];
+        assert_eq!(e.kind, "system.package_change");
+        assert_eq!(e.attributes["installed"], "hello 2.10-3");
+        assert_eq!(e.attributes["files"], "1");
+        assert!(
+            e.summary.contains("installed hello 2.10-3"),
+            "{}",
+            e.summary
+        );
+        let saved: IntegrityState =
+            serde_json::from_slice(&install.state.expect("saved")).expect("state");
+        drop(sensor);
+
+        // Removed while the agent was down: the restarted sensor says so.
+        std::fs::remove_file(r.join("usr/bin/tool")).expect("rm");
+        crate::host::packages::write_fixture(
+            r,
+            &[(
+                "hello",
+                "2.10-3",
+                &[("/usr/bin/hello", b"hello".as_slice())],
+            )],
+        );
+        let mut restarted =
+            FileIntegrity::new(HostRoot(r.into()), config(paths), store.path().into())
+                .with_state(Some(saved));
+        let removal = sweep(&mut restarted);
+        assert_eq!(removal.events.len(), 1, "{:#?}", removal.events);
+        assert_eq!(removal.events[0].attributes["removed"], "tool 1.0");
+        assert_eq!(removal.events[0].attributes["removed_files"], "1");
+    }
+
+    #[test]
+    fn checks_wait_while_the_package_manager_holds_its_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = dir.path();
+        std::fs::create_dir_all(r.join("var/lib/dpkg")).expect("dpkg");
+        std::fs::create_dir_all(r.join("proc")).expect("proc");
+        std::fs::write(r.join("var/lib/dpkg/lock"), b"").expect("lock");
+        let ino = std::fs::metadata(r.join("var/lib/dpkg/lock"))
+            .expect("meta")
+            .ino();
+        let root = HostRoot(r.into());
+        std::fs::write(
+            r.join("proc/locks"),
+            "1: POSIX  ADVISORY  WRITE 99 08:01:12 0 EOF\n",
+        )
+        .expect("locks");
+        assert!(!crate::host::packages::transaction_running(&root));
+        std::fs::write(
+            r.join("proc/locks"),
+            format!("1: POSIX  ADVISORY  WRITE 99 08:01:12 0 EOF\n2: POSIX  ADVISORY  WRITE 4242 fd:00:{ino} 0 EOF\n"),
+        )
+        .expect("locks");
+        assert!(crate::host::packages::transaction_running(&root));
     }
 
     fn set_mtime(path: &Path, secs: i64) {

@@ -449,7 +449,8 @@ pub fn registry(
                 fim,
                 spool.dir().join(file_integrity::NAME),
             )
-            .with_packages(packages.clone()),
+            .with_packages(packages.clone())
+            .with_state(load_state(spool, file_integrity::NAME)?),
         ));
     } else {
         board.set(file_integrity::NAME, Health::Disabled);

@@ -251,7 +251,8 @@ impl Processes {
             );
             if p.matches(&d.md5) {
                 packaged_intact = true;
-            } else {
+            } else if !p.conffile {
+                // (A configuration file the administrator edited is theirs.)
                 let mut b = a.clone();
                 b.insert("path".into(), info.exe.clone());
                 b.insert("actual_md5".into(), bannin_proto::hex(d.md5));

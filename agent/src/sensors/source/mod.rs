@@ -4,10 +4,12 @@
 //!
 //! - [`proc_events`]: the kernel's process events connector (netlink `CN_IDX_PROC`).
 //! - [`creations`]: inotify creations in watched directories.
+//! - [`changes`]: fanotify (or inotify) changes under the integrity sensor's critical paths.
 //! - [`journal`]: the systemd journal, through `journalctl --follow`.
 //!
 //! (The fanotify reader lives with its sensor in `sensors/file_access.rs`.)
 
+pub mod changes;
 pub mod creations;
 pub mod journal;
 pub mod proc_events;
