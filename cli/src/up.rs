@@ -37,6 +37,11 @@ pub struct UpArgs {
     /// Print findings as JSON lines.
     #[arg(long)]
     json: bool,
+    /// How long after the agent's very first start its baseline sensors learn
+    /// quietly (first run only; later runs read agent.toml). 0 reports from the
+    /// first minute: what the package database knows is never reported either way.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    learn_secs: u64,
 }
 
 /// Runs `bannin up` until Ctrl-C.
@@ -44,7 +49,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     // Sensor health is printed below as a summary; its log lines would repeat it.
     bannin_proto::process::init_logging(false, "warn,bannin_agent::sensors=error");
     let data = absolute(&args.data)?;
-    let host = prepare(&data, args.listen).context("preparing the dev setup")?;
+    let host = prepare(&data, args.listen, args.learn_secs).context("preparing the dev setup")?;
 
     let collector_config = match CollectorConfig::load(&data.join("collector.toml")) {
         Ok(c) => c,
@@ -199,7 +204,7 @@ fn kernel_hostname() -> String {
 }
 
 /// Creates what is missing in `data`; returns the local agent's host id.
-fn prepare(data: &Path, listen: SocketAddr) -> anyhow::Result<HostId> {
+fn prepare(data: &Path, listen: SocketAddr, learn_secs: u64) -> anyhow::Result<HostId> {
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     let pki = PkiDir(data.join("pki"));
     if !pki.ca_cert().exists() {
@@ -268,6 +273,9 @@ dir = "spool"
 
 [link]
 heartbeat_secs = 10
+
+[sensors]
+learn_secs = {learn_secs}
 
 [sensors.net_listener]
 interval_secs = 5

@@ -167,6 +167,7 @@ pub(super) struct RawFileAccess {
     pub(super) interval_secs: u64,
     pub(super) paths: Vec<PathBuf>,
     pub(super) allow: Vec<PathBuf>,
+    pub(super) backup: Vec<PathBuf>,
 }
 
 impl Default for RawFileAccess {
@@ -182,6 +183,17 @@ impl Default for RawFileAccess {
                 "/etc/sudoers.d",
                 "/root/.ssh",
                 "/home/*/.ssh",
+            ]),
+            backup: paths(&[
+                "/usr/bin/tar",
+                "/bin/tar",
+                "/usr/bin/rsync",
+                "/usr/bin/cpio",
+                "/usr/bin/borg",
+                "/usr/bin/restic",
+                "/usr/bin/duplicity",
+                "/usr/sbin/bacula-fd",
+                "/usr/bin/zip",
             ]),
             allow: paths(&[
                 "/usr/sbin/sshd",

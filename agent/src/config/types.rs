@@ -90,6 +90,9 @@ pub struct FileAccessConfig {
     pub paths: Vec<PathBuf>,
     /// Executables whose access is expected.
     pub allow: Vec<PathBuf>,
+    /// Backup and archive tools: their reads are kept as telemetry
+    /// (`bannin events`), not raised.
+    pub backup: Vec<PathBuf>,
 }
 
 /// `[sensors.resources]`.

@@ -339,6 +339,7 @@ impl AgentConfig {
                 common: access_common,
                 paths: fa.paths,
                 allow: fa.allow,
+                backup: fa.backup,
             },
             resources: ResourcesConfig {
                 common: resources_common,

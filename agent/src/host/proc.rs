@@ -144,3 +144,81 @@ pub fn uid_of(root: &HostRoot, pid: u32) -> Option<u32> {
         .ok()
         .and_then(|s| parse_uid(&s))
 }
+
+/// Command names of the package managers whose work is a package transaction.
+pub const PACKAGE_MANAGERS: &[&str] = &[
+    "dpkg",
+    "apt",
+    "apt-get",
+    "aptitude",
+    "unattended-upgr",
+    "rpm",
+    "dnf",
+    "yum",
+    "microdnf",
+    "zypper",
+];
+
+/// The package manager `pid` is or runs under: the first of its ancestors (up
+/// to 12 generations) whose command name is one of [`PACKAGE_MANAGERS`].
+pub fn package_manager_of(pid: u32) -> Option<String> {
+    let mut pid = pid;
+    for _ in 0..12 {
+        if pid <= 1 {
+            return None;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // `PID (COMM) STATE PPID …`: the name may hold spaces and parentheses.
+        let open = stat.find('(')?;
+        let close = stat.rfind(')')?;
+        let comm = stat.get(open + 1..close)?;
+        if PACKAGE_MANAGERS.contains(&comm) {
+            return Some(comm.to_owned());
+        }
+        pid = stat
+            .get(close + 1..)?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_under_a_package_manager_is_known_as_such() {
+        // This test runs under cargo, not dpkg.
+        assert_eq!(package_manager_of(std::process::id()), None);
+        assert_eq!(package_manager_of(0), None);
+        // A child of a process named `dpkg` is under it.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dpkg = dir.path().join("dpkg");
+        std::os::unix::fs::symlink("/bin/sh", &dpkg).expect("symlink");
+        let mut child = std::process::Command::new(&dpkg)
+            .arg("-c")
+            .arg("sleep 5 & wait")
+            .spawn()
+            .expect("dpkg-named shell");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut found = None;
+        while found.is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let children = std::fs::read_to_string(format!(
+                "/proc/{}/task/{}/children",
+                child.id(),
+                child.id()
+            ))
+            .unwrap_or_default();
+            if let Some(sleep) = children.split_whitespace().next() {
+                found = sleep.parse::<u32>().ok().map(package_manager_of);
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(found, Some(Some("dpkg".to_owned())));
+    }
+}

@@ -49,6 +49,8 @@ pub struct Access {
     pub uid: String,
     /// open or modify.
     pub what: &'static str,
+    /// The package manager it runs under, if any (a maintainer script).
+    pub package_manager: Option<String>,
 }
 
 #[derive(Default)]
@@ -194,6 +196,9 @@ fn read_loop(group: &nix::sys::fanotify::Fanotify, root: &HostRoot, queue: &Mute
                 } else {
                     "open"
                 },
+                package_manager: u32::try_from(e.pid())
+                    .ok()
+                    .and_then(crate::host::proc::package_manager_of),
             };
             if q.accesses.len() < MAX_QUEUED {
                 q.accesses.push_back(access);
@@ -242,10 +247,25 @@ impl Sensor for FileAccess {
             } else {
                 format!("{} (pid {}, uid {})", a.exe, a.pid, a.uid)
             };
-            sweep.events.push(event(
+            // A backup tool reading, or the package manager's own scripts
+            // (adding a system user): kept as telemetry, not raised.
+            let expected = if a.what == "open"
+                && self
+                    .config
+                    .backup
+                    .iter()
+                    .any(|x| x.as_os_str().as_bytes() == a.exe.as_bytes())
+            {
+                Some("a backup tool reading".to_owned())
+            } else {
+                a.package_manager
+                    .as_ref()
+                    .map(|pm| format!("run by the package manager ({pm})"))
+            };
+            let mut e = event(
                 "file.access",
                 Severity::High,
-                true,
+                expected.is_none(),
                 BTreeMap::from([
                     ("path".to_owned(), a.path.clone()),
                     ("pid".to_owned(), a.pid.to_string()),
@@ -255,7 +275,11 @@ impl Sensor for FileAccess {
                     ("access".to_owned(), a.what.to_owned()),
                 ]),
                 format!("{} of critical file {} by {who}", a.what, a.path),
-            ));
+            );
+            if let Some(why) = expected {
+                e.attributes.insert("expected".into(), why);
+            }
+            sweep.events.push(e);
         }
         if dropped > 0 || overflowed {
             return Ok(Health::Degraded(format!(

@@ -374,8 +374,14 @@ impl FileIntegrity {
     /// removed while the database changed went with its package. A packaged file
     /// whose content does not match its package is `file.package_mismatch` (a
     /// configuration file the administrator edited is not: it stays
-    /// `file.modified`).
-    fn fold_package_changes(&mut self, events: &mut Vec<bannin_proto::v1::Event>) {
+    /// `file.modified`). Other changes the kernel says a package manager or its
+    /// scripts made (`by_package_manager`: `ldconfig` rewriting
+    /// `/etc/ld.so.cache` under dpkg) are named in it too, not raised apart.
+    fn fold_package_changes(
+        &mut self,
+        events: &mut Vec<bannin_proto::v1::Event>,
+        by_package_manager: &std::collections::BTreeSet<PathBuf>,
+    ) {
         let generation = self.packages.refresh(&self.root);
         let db_changed = self.packages_seen.is_some_and(|g| g != generation);
         self.packages_seen = Some(generation);
@@ -448,6 +454,22 @@ impl FileIntegrity {
             }
             out.push(e);
         }
+        // What the package manager's own processes changed besides its files.
+        let mut scripted: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        out.retain(|e| {
+            let by_packager = matches!(
+                e.kind.as_str(),
+                "file.modified" | "file.permissions" | "file.timestamps"
+            ) && e.attributes.get("path").is_some_and(|p| {
+                Path::new(p)
+                    .ancestors()
+                    .any(|a| by_package_manager.contains(a))
+            });
+            if by_packager {
+                scripted.insert(e.attributes["path"].clone());
+            }
+            !by_packager
+        });
         // The mode and times of an upgraded file change with it.
         out.retain(|e| {
             !(matches!(e.kind.as_str(), "file.permissions" | "file.timestamps")
@@ -457,7 +479,7 @@ impl FileIntegrity {
                 && e.attributes.get("timestomp").map(String::as_str) != Some("true"))
         });
         let files: u32 = upgraded.values().sum::<u32>() + removed_with_package;
-        if files > 0 || !transaction.is_empty() {
+        if files > 0 || !transaction.is_empty() || !scripted.is_empty() {
             let by_files: Vec<String> = upgraded
                 .iter()
                 .map(|(p, n)| format!("{p} ({n} file(s))"))
@@ -527,9 +549,35 @@ impl FileIntegrity {
             if removed_with_package > 0 {
                 attributes.insert("removed_files".into(), removed_with_package.to_string());
             }
+            if !scripted.is_empty() {
+                attributes.insert(
+                    "changed_by_package_manager".into(),
+                    scripted
+                        .iter()
+                        .take(20)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                );
+                attributes.insert(
+                    "changed_by_package_manager_count".into(),
+                    scripted.len().to_string(),
+                );
+            }
+            let what = if what == "package removal" && files == 0 {
+                "files changed by the package manager".to_owned()
+            } else {
+                what
+            };
             let mut summary = format!("package change: {what}");
             if files > 0 {
                 summary.push_str(&format!(" ({files} critical file(s) changed with it)"));
+            }
+            if !scripted.is_empty() {
+                summary.push_str(&format!(
+                    "; {} other critical file(s) changed by its scripts",
+                    scripted.len()
+                ));
             }
             out.push(event(
                 "system.package_change",
@@ -1305,7 +1353,12 @@ impl Sensor for FileIntegrity {
                 "Integrity real-time check done"
             );
         }
-        self.fold_package_changes(&mut sweep.events);
+        let by_package_manager = changed
+            .iter()
+            .filter(|(_, a)| a.as_ref().is_some_and(|a| a.package_manager.is_some()))
+            .map(|(p, _)| p.clone())
+            .collect();
+        self.fold_package_changes(&mut sweep.events, &by_package_manager);
         attribute(&mut sweep.events, &changed);
         if std::mem::take(&mut self.state_dirty) {
             sweep.save_state(&IntegrityState {

@@ -175,9 +175,21 @@ impl Processes {
 impl Processes {
     /// SHA-256 of the process's executable, read through `/proc/PID/exe` (which
     /// works even when the file was deleted). `Err` says why there is none.
-    fn hash(&mut self, pid: u32, budget: &mut u64) -> Result<Digests, String> {
+    ///
+    /// `exe` is the executable the sweep read for this process: a process that
+    /// executed another program in between (a shell script's `exec`) would
+    /// have the other program's digest judged against `exe`'s package, so the
+    /// file actually opened must be `exe`, or there is no digest this time.
+    fn hash(&mut self, pid: u32, exe: &str, budget: &mut u64) -> Result<Digests, String> {
+        use std::os::fd::AsRawFd;
         let path = self.root.join(format!("/proc/{pid}/exe"));
         let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+        let opened = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if opened != exe {
+            return Err("a process executed another program while its executable was read".into());
+        }
         self.hash_file(file, budget)
     }
 
@@ -443,7 +455,7 @@ impl Processes {
                 }
                 continue;
             }
-            let hashed = self.hash(pid, budget);
+            let hashed = self.hash(pid, &info.exe, budget);
             self.judge(&info, hashed, learning, unhashed, sweep);
         }
         self.seen = now;

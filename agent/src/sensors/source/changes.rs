@@ -51,6 +51,9 @@ pub struct Actor {
     pub exe: String,
     /// Its command name.
     pub comm: String,
+    /// The package manager it runs under (itself, or an ancestor: `dpkg`
+    /// running a maintainer script or a trigger such as `ldconfig`), if any.
+    pub package_manager: Option<String>,
 }
 
 /// What the reader has seen since the last sweep.
@@ -401,6 +404,7 @@ impl Watcher {
             comm: std::fs::read_to_string(proc_dir.join("comm"))
                 .map(|c| c.trim().to_owned())
                 .unwrap_or_default(),
+            package_manager: crate::host::proc::package_manager_of(pid),
         }
     }
 }
