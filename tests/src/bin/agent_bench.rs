@@ -35,6 +35,10 @@ struct Args {
     /// Skip the AIDE comparison.
     #[arg(long)]
     skip_aide: bool,
+    /// Only the real-time integrity latency: this many changes, one at a time,
+    /// each timed from the write to its finding at the collector.
+    #[arg(long, value_name = "CHANGES")]
+    integrity_latency: Option<usize>,
 }
 
 fn common() -> SensorCommon {
@@ -516,8 +520,121 @@ fn package_index() {
     );
 }
 
+/// Real-time integrity, end to end: a collector and an agent (debug builds, as
+/// the tests run them) over mTLS on loopback; the agent's integrity sensor
+/// watches one directory with a 1-hour rescan, so only the real-time path can
+/// be fast. Each change is a rewrite of a different file; the clock runs from
+/// the write to the finding listed by the collector's operator API.
+fn integrity_latency(changes: usize) -> anyhow::Result<()> {
+    use bannin_tests::{
+        AgentOptions, CollectorProc, TestPki, free_port, operator_client, start_agent,
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let dir = tempfile::tempdir()?;
+        let watched = dir.path().join("critical");
+        std::fs::create_dir_all(&watched)?;
+        for i in 0..changes {
+            std::fs::write(watched.join(format!("f{i}")), b"original")?;
+        }
+        let pki = TestPki::new(dir.path());
+        let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+        let _agent = start_agent(
+            &dir.path().join("agent"),
+            &pki.agent("bench-host"),
+            collector.addr,
+            &AgentOptions {
+                net_listener: false,
+                interval_secs: 3600,
+                enable: vec!["file_integrity"],
+                sensor_toml: vec![(
+                    "file_integrity",
+                    format!(
+                        "paths = [{:?}]\nlibrary_paths = []",
+                        watched.display().to_string()
+                    ),
+                )],
+                ..AgentOptions::default()
+            },
+        );
+        let mut client = operator_client(&pki.operator("alice"), collector.addr).await;
+        let mut seen = 0u64;
+        // Findings for `path` after id `seen`.
+        async fn arrived(
+            client: &mut bannin_proto::v1::operator_client::OperatorClient<
+                tonic::transport::Channel,
+            >,
+            seen: &mut u64,
+            path: &str,
+        ) -> anyhow::Result<bool> {
+            let page = client
+                .list_findings(bannin_proto::v1::ListFindingsRequest {
+                    since_id: *seen,
+                    limit: 10_000,
+                })
+                .await?
+                .into_inner()
+                .findings;
+            let mut hit = false;
+            for f in page {
+                *seen = (*seen).max(f.id);
+                hit |= f.attributes.get("path").map(String::as_str) == Some(path);
+            }
+            Ok(hit)
+        }
+        // The baseline exists once a new file is reported.
+        let sentinel = watched.join("sentinel");
+        let sentinel_shown = sentinel.display().to_string();
+        let ready = Instant::now();
+        loop {
+            std::fs::write(&sentinel, format!("{:?}", ready.elapsed()))?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if arrived(&mut client, &mut seen, &sentinel_shown).await? {
+                break;
+            }
+            if ready.elapsed() > Duration::from_secs(120) {
+                bail!("the integrity sensor never reported the sentinel");
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let _ = arrived(&mut client, &mut seen, "").await?;
+        let mut latencies = Vec::with_capacity(changes);
+        for i in 0..changes {
+            let f = watched.join(format!("f{i}"));
+            let shown = f.display().to_string();
+            let t0 = Instant::now();
+            std::fs::write(&f, format!("changed {i}"))?;
+            loop {
+                if arrived(&mut client, &mut seen, &shown).await? {
+                    break;
+                }
+                if t0.elapsed() > Duration::from_secs(60) {
+                    bail!("no finding for {shown} within 60 s");
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            latencies.push(t0.elapsed());
+        }
+        latencies.sort();
+        let pct = |p: f64| {
+            latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
+        };
+        println!(
+            "integrity change → finding at the collector, {} changes: p50 {:?}, p99 {:?}, max {:?}",
+            latencies.len(),
+            pct(0.50),
+            pct(0.99),
+            latencies[latencies.len() - 1]
+        );
+        Ok(())
+    })
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(changes) = args.integrity_latency {
+        return integrity_latency(changes.max(1));
+    }
     proc_sweep()?;
     storm()?;
     package_index();
