@@ -15,6 +15,10 @@
 //!    collector (in well under a second here; the benchmark keeps the figure),
 //!    the timestomped new file `file.timestamps`.
 //!
+//! 4. Fleet precision: three agents (hosts `fleet-a`, `fleet-b`, `fleet-c`) watch
+//!    the same ordinary tools run; no `correlation.spread`, no
+//!    `process.unknown_binary`: packaged software is known on every host.
+//!
 //! Its own test binary (not `e2e`) because it changes this machine — a package
 //! installed and purged, files under `/etc` and `/usr/bin` — and a finding from
 //! another test running beside it would be noise it must not see: cargo runs test
@@ -24,7 +28,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use bannin_tests::{Proc, bannin_json, bin, eventually, free_port};
+use bannin_tests::{
+    AgentOptions, CollectorProc, Proc, TestPki, bannin_json, bin, eventually, free_port,
+    operator_toml, start_agent,
+};
+
+/// The tests here run one at a time: each must see no other's processes or files.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The throwaway package: `/usr/bin/bannin-probe` (a copy of `/usr/bin/true`)
 /// and a conffile; purged again when dropped, whatever the test did.
@@ -229,6 +239,7 @@ fn is(f: &serde_json::Value, kind: &str, path: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_ordinary_session_raises_only_its_package_changes_and_real_changes_are_seen_at_once() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("bannin-data");
     let port = free_port();
@@ -445,5 +456,81 @@ async fn an_ordinary_session_raises_only_its_package_changes_and_real_changes_ar
         Some(0),
         "{}",
         up.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_ordinary_tools_on_three_hosts_are_not_a_spread() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(
+        &dir.path().join("collector"),
+        &pki,
+        free_port(),
+        "[correlation.spread]\nhosts = 3\n",
+    );
+    let operator = operator_toml(dir.path(), &pki.operator("alice"), collector.addr);
+    let hosts = ["fleet-a", "fleet-b", "fleet-c"];
+    let _agents: Vec<Proc> = hosts
+        .iter()
+        .map(|h| {
+            start_agent(
+                &dir.path().join(h),
+                &pki.agent(h),
+                collector.addr,
+                &AgentOptions {
+                    net_listener: false,
+                    enable: vec!["process"],
+                    ..AgentOptions::default()
+                },
+            )
+        })
+        .collect();
+    // Every agent has swept its process table twice (the later agents' own
+    // processes are in the earlier ones' findings by then, not in ours).
+    eventually(Duration::from_secs(120), "three agents sweeping", || {
+        let operator = operator.clone();
+        async move {
+            let (ok, listed, _) = bannin_json(&operator, &["hosts"]);
+            let listed = listed.as_array()?.clone();
+            let swept = listed
+                .iter()
+                .filter(|h| {
+                    h["online"] == true
+                        && h["sensors"].as_array().is_some_and(|s| {
+                            s.iter()
+                                .any(|s| s["name"] == "process" && s["state"] == "ok")
+                        })
+                })
+                .count();
+            (ok && swept == 3).then_some(())
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let before = snapshot(&operator);
+    for _ in 0..2 {
+        for line in SESSION.iter().filter(|l| !l.contains("/var/backups")) {
+            let out = Command::new("sh")
+                .args(["-c", line])
+                .env("PATH", SYSTEM_PATH)
+                .current_dir("/tmp")
+                .output()
+                .expect("sh");
+            assert!(out.status.success(), "{line}");
+        }
+    }
+    // Several process sweeps on every host, and the correlation window.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let new = since(&operator, &before);
+    let noise: Vec<serde_json::Value> = new
+        .into_iter()
+        .filter(|f| f["kind"] == "correlation.spread" || f["kind"] == "process.unknown_binary")
+        .collect();
+    assert!(
+        noise.is_empty(),
+        "ordinary packaged tools on three hosts raised:\n{}",
+        describe(&noise)
     );
 }

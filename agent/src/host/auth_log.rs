@@ -76,6 +76,60 @@ pub fn split_syslog(line: &str) -> Option<(&str, &str)> {
     split_classic(line)
 }
 
+/// When a syslog line says it was written, in Unix milliseconds: an RFC 3339
+/// stamp (RFC 5424, rsyslog's high-precision format, the journal as the agent
+/// renders it), or the BSD `Mmm dd hh:mm:ss`, which has neither year nor zone:
+/// it is read as UTC in the year that puts it nearest before `now_ms`. Rules
+/// that use it only measure the distance between two lines of one log, which
+/// the missing zone does not change.
+pub fn syslog_time(line: &str, now_ms: i64) -> Option<i64> {
+    let mut line = line.trim_start();
+    if let Some(rest) = line.strip_prefix('<') {
+        let (_, after) = rest.split_once('>')?;
+        line = after.strip_prefix("1 ").unwrap_or(after);
+    }
+    let mut tokens = line.split_whitespace();
+    let first = tokens.next()?;
+    if first
+        .get(..4)
+        .is_some_and(|y| y.bytes().all(|b| b.is_ascii_digit()))
+    {
+        let t = time::OffsetDateTime::parse(first, &time::format_description::well_known::Rfc3339)
+            .ok()?;
+        return i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok();
+    }
+    let month = match first {
+        "Jan" => time::Month::January,
+        "Feb" => time::Month::February,
+        "Mar" => time::Month::March,
+        "Apr" => time::Month::April,
+        "May" => time::Month::May,
+        "Jun" => time::Month::June,
+        "Jul" => time::Month::July,
+        "Aug" => time::Month::August,
+        "Sep" => time::Month::September,
+        "Oct" => time::Month::October,
+        "Nov" => time::Month::November,
+        "Dec" => time::Month::December,
+        _ => return None,
+    };
+    let day: u8 = tokens.next()?.parse().ok()?;
+    let mut hms = tokens.next()?.split(':').map(|x| x.parse::<u8>().ok());
+    let (h, m, sec) = (hms.next()??, hms.next()??, hms.next()??);
+    let clock = time::Time::from_hms(h, m, sec).ok()?;
+    let now = time::OffsetDateTime::from_unix_timestamp(now_ms / 1000).ok()?;
+    let at = |year: i32| -> Option<i64> {
+        let date = time::Date::from_calendar_date(year, month, day).ok()?;
+        let t = time::PrimitiveDateTime::new(date, clock).assume_utc();
+        Some(t.unix_timestamp() * 1000)
+    };
+    // A line from "the future" (more than a day ahead) is from last year.
+    match at(now.year()) {
+        Some(t) if t <= now_ms + 86_400_000 => Some(t),
+        _ => at(now.year() - 1),
+    }
+}
+
 /// `TIMESTAMP HOST APP PROCID MSGID SD MSG` (after `<PRI>1 `).
 fn split_rfc5424(line: &str) -> Option<(&str, &str)> {
     let mut fields = line.splitn(6, ' ');
@@ -516,6 +570,40 @@ pub fn parse_lastlog(bytes: &[u8]) -> BTreeMap<u32, i64> {
             (t != 0).then_some((uid, i64::from(t)))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::syslog_time;
+
+    /// 2026-11-30T12:00:00Z.
+    const NOW: i64 = 1_796_040_000_000;
+
+    #[test]
+    fn every_timestamp_form_is_read() {
+        assert_eq!(
+            syslog_time("2026-11-30T11:59:30.250+00:00 h sshd[1]: x", NOW),
+            Some(NOW - 29_750)
+        );
+        assert_eq!(
+            syslog_time("<38>1 2026-11-30T20:59:00+09:00 h sshd 1 - - x", NOW),
+            Some(NOW - 60_000)
+        );
+        assert_eq!(
+            syslog_time("Nov 30 11:58:00 h sshd[1]: x", NOW),
+            Some(NOW - 120_000)
+        );
+        assert_eq!(
+            syslog_time("Nov  3 11:58:00 sshd[1]: x", NOW).map(|t| t < NOW),
+            Some(true)
+        );
+        // December's lines read in January of the next year are last year's.
+        let jan = NOW + 40 * 86_400_000;
+        assert!(syslog_time("Dec 31 23:59:59 h sshd[1]: x", jan).is_some_and(|t| t < jan));
+        assert!(syslog_time("Dec 31 23:59:59 h sshd[1]: x", NOW).is_some_and(|t| t < NOW));
+        assert_eq!(syslog_time("garbage", NOW), None);
+        assert_eq!(syslog_time("Nov 31 25:00:00 h x: y", NOW), None);
+    }
 }
 
 #[cfg(test)]

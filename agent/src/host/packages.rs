@@ -15,8 +15,13 @@
 //! Merged-`/usr` systems: dpkg may list `/bin/ls` while the kernel shows
 //! `/usr/bin/ls` (and the reverse); a lookup tries both spellings.
 //!
-//! The RHEL family (rpm) is not read yet: on a host with `/var/lib/rpm` and no
-//! dpkg database the index is empty and [`PackageIndex::problem`] says why.
+//! On the RHEL family the index comes from the rpm database through the `rpm`
+//! tool (`rpm -qa --queryformat`: each package, then each file's digest and
+//! flags), read with the digest algorithm each package declares (SHA-256 on
+//! current releases, MD5 on old ones); configuration files (`%config`) are
+//! known but theirs to edit, ghost files are left out. Where the database is
+//! there but the tool is not, the index is empty and [`PackageIndex::problem`]
+//! says why.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -30,6 +35,54 @@ use super::HostRoot;
 const DPKG_STATUS: &str = "/var/lib/dpkg/status";
 /// dpkg's per-package file lists and digests.
 const DPKG_INFO: &str = "/var/lib/dpkg/info";
+/// Where the rpm database lives (older releases, then current ones).
+const RPM_DIRS: &[&str] = &["/var/lib/rpm", "/usr/lib/sysimage/rpm"];
+/// The rpm database's files, one of which changes with every transaction.
+const RPM_FILES: &[&str] = &["rpmdb.sqlite", "Packages", "Packages.db"];
+/// One header line per package, then one tab-led line per file.
+const RPM_QUERY: &str = "%{NAME}.%{ARCH}\\t%{VERSION}-%{RELEASE}\\t%{FILEDIGESTALGO}\\n[\\t%{FILEDIGESTS}\\t%{FILEFLAGS}\\t%{FILENAMES}\\n]";
+/// `RPMFILE_CONFIG` and `RPMFILE_GHOST`.
+const RPMFILE_CONFIG: u32 = 1;
+const RPMFILE_GHOST: u32 = 1 << 6;
+
+/// The digest a package database records for its files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Algo {
+    /// dpkg's `md5sums`; rpm's `FILEDIGESTALGO` 1 (and before it existed).
+    #[default]
+    Md5,
+    /// rpm's `FILEDIGESTALGO` 8.
+    Sha256,
+}
+
+impl Algo {
+    /// `md5` or `sha256`: the attribute suffix of a mismatch's digests.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algo::Md5 => "md5",
+            Algo::Sha256 => "sha256",
+        }
+    }
+}
+
+/// Both digests of a file's bytes, read once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileDigest {
+    /// MD5.
+    pub md5: [u8; 16],
+    /// SHA-256.
+    pub sha256: [u8; 32],
+}
+
+impl FileDigest {
+    /// The digest in `algo`, as hex.
+    pub fn hex(&self, algo: Algo) -> String {
+        match algo {
+            Algo::Md5 => bannin_proto::hex(self.md5),
+            Algo::Sha256 => bannin_proto::hex(self.sha256),
+        }
+    }
+}
 
 /// An installed package.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +91,8 @@ pub struct Package {
     pub name: String,
     /// Installed version.
     pub version: String,
+    /// The digest its files are recorded by.
+    pub algo: Algo,
 }
 
 /// What the package database says of one path.
@@ -47,17 +102,20 @@ pub struct Packaged<'a> {
     pub package: &'a Package,
     /// The spelling of the path the package lists.
     pub listed_as: String,
-    /// The first 8 bytes of the MD5 the package recorded.
-    md5_prefix: [u8; 8],
+    /// The first 8 bytes of the digest the package recorded.
+    digest_prefix: [u8; 8],
     /// A configuration file (dpkg's `Conffiles:`): the administrator may edit
     /// it, so a different content is not a mismatch.
     pub conffile: bool,
 }
 
 impl Packaged<'_> {
-    /// Whether `md5` is the digest the package recorded.
-    pub fn matches(&self, md5: &[u8; 16]) -> bool {
-        md5[..8] == self.md5_prefix
+    /// Whether a file with `digest` is what the package recorded.
+    pub fn matches(&self, digest: &FileDigest) -> bool {
+        match self.package.algo {
+            Algo::Md5 => digest.md5[..8] == self.digest_prefix,
+            Algo::Sha256 => digest.sha256[..8] == self.digest_prefix,
+        }
     }
 }
 
@@ -66,8 +124,8 @@ impl Packaged<'_> {
 pub struct PackageIndex {
     /// Sorted by path hash.
     hashes: Vec<u64>,
-    /// Parallel to `hashes`.
-    md5_prefixes: Vec<[u8; 8]>,
+    /// Parallel to `hashes`: the first 8 bytes of each file's digest.
+    digest_prefixes: Vec<[u8; 8]>,
     /// Parallel to `hashes`: index into `packages`, with [`CONFFILE`] set for
     /// configuration files.
     owners: Vec<u32>,
@@ -75,7 +133,10 @@ pub struct PackageIndex {
     /// Every installed package (`name[:arch]` as dpkg names it) and its version,
     /// sorted: what a transaction changed is the difference of two of these.
     installed: Vec<(String, String)>,
-    /// `status`'s (mtime s, mtime ns, size) when loaded.
+    /// The database file that changes with every transaction (dpkg's `status`,
+    /// rpm's `rpmdb.sqlite` or `Packages`), and its (mtime s, mtime ns, size)
+    /// when loaded.
+    db: Option<std::path::PathBuf>,
     stamp: Option<(i64, i64, u64)>,
     problem: Option<String>,
     /// Bumped by [`SharedIndex::refresh`] on every reload.
@@ -183,14 +244,16 @@ impl PackageIndex {
     /// Reads the package database under `root`. Never fails: a host without one
     /// gets an empty index and, where one was expected, [`Self::problem`].
     pub fn load(root: &HostRoot) -> Self {
+        Self::load_with(root, Path::new("rpm"))
+    }
+
+    /// [`Self::load`], running `rpm_tool` where the database is rpm's.
+    pub fn load_with(root: &HostRoot, rpm_tool: &Path) -> Self {
         let status_path = root.join(DPKG_STATUS);
         let Ok(status) = std::fs::read_to_string(&status_path) else {
-            let problem = root.join("/var/lib/rpm").exists().then(|| {
-                "this host's package database is rpm, which the agent does not read yet: every executable is judged by the learned baseline".to_owned()
-            });
-            return Self {
-                problem,
-                ..Self::default()
+            return match rpm_db(root) {
+                Some(db) => Self::load_rpm(root, rpm_tool, db),
+                None => Self::default(),
             };
         };
         let stamp = stamp(&status_path);
@@ -225,6 +288,7 @@ impl PackageIndex {
             packages.push(Package {
                 name: shown,
                 version,
+                algo: Algo::Md5,
             });
             let prefix = |md5: &[u8; 16]| {
                 let mut p = [0u8; 8];
@@ -240,37 +304,102 @@ impl PackageIndex {
                 entries.push((path_hash(path), prefix(md5), owner | CONFFILE));
             }
         }
+        let mut index = Self::build(entries, packages, all);
+        index.db = Some(status_path);
+        index.stamp = stamp;
+        tracing::info!(
+            packages = index.packages.len(),
+            files = index.hashes.len(),
+            "Package database loaded (dpkg)"
+        );
+        index
+    }
+
+    /// The index from (path hash, digest prefix, owner) entries.
+    fn build(
+        mut entries: Vec<(u64, [u8; 8], u32)>,
+        packages: Vec<Package>,
+        mut all: Vec<(String, String)>,
+    ) -> Self {
         all.sort();
-        // A path listed twice keeps its md5sums entry (pushed first) over a conffile.
+        // A path listed twice keeps its first entry (dpkg: md5sums over a conffile).
         entries.sort_by_key(|e| e.0);
         entries.dedup_by_key(|e| e.0);
         let mut index = Self {
             hashes: Vec::with_capacity(entries.len()),
-            md5_prefixes: Vec::with_capacity(entries.len()),
+            digest_prefixes: Vec::with_capacity(entries.len()),
             owners: Vec::with_capacity(entries.len()),
             packages,
             installed: all,
-            stamp,
-            problem: None,
-            generation: 0,
+            ..Self::default()
         };
         for (h, m, o) in entries {
             index.hashes.push(h);
-            index.md5_prefixes.push(m);
+            index.digest_prefixes.push(m);
             index.owners.push(o);
         }
+        index
+    }
+
+    /// Reads the rpm database through `tool` (`rpm --root ROOT -qa --queryformat`).
+    fn load_rpm(root: &HostRoot, tool: &Path, db: std::path::PathBuf) -> Self {
+        let mut command = std::process::Command::new(tool);
+        if root.0 != Path::new("/") {
+            command.arg("--root").arg(&root.0);
+        }
+        let output = command
+            .args(["-qa", "--queryformat", RPM_QUERY])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output();
+        let text = match output {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+            Ok(o) => {
+                return Self::unreadable(format!(
+                    "the rpm database could not be read ({} exited with {}): every executable is judged by the learned baseline",
+                    tool.display(),
+                    o.status
+                ));
+            }
+            Err(e) => {
+                return Self::unreadable(format!(
+                    "this host's package database is rpm's, but the rpm tool cannot run ({}: {e}): every executable is judged by the learned baseline",
+                    tool.display()
+                ));
+            }
+        };
+        let (packages, all, entries) = parse_rpm_query(&text);
+        let mut index = Self::build(entries, packages, all);
+        index.stamp = stamp(&db);
+        index.db = Some(db);
         tracing::info!(
             packages = index.packages.len(),
             files = index.hashes.len(),
-            "Package database loaded"
+            "Package database loaded (rpm)"
         );
         index
+    }
+
+    fn unreadable(problem: String) -> Self {
+        Self {
+            problem: Some(problem),
+            ..Self::default()
+        }
     }
 
     /// Reloads when dpkg's `status` changed (a package was installed, upgraded or
     /// removed). Returns whether it did.
     pub fn refresh(&mut self, root: &HostRoot) -> bool {
-        let now = stamp(&root.join(DPKG_STATUS));
+        let db = self
+            .db
+            .clone()
+            .or_else(|| {
+                root.join(DPKG_STATUS)
+                    .exists()
+                    .then(|| root.join(DPKG_STATUS))
+            })
+            .or_else(|| rpm_db(root));
+        let now = db.as_deref().and_then(stamp);
         if now == self.stamp {
             return false;
         }
@@ -296,7 +425,7 @@ impl PackageIndex {
     /// Bytes the index holds (for the footprint benchmark).
     pub fn heap_bytes(&self) -> usize {
         self.hashes.capacity() * 8
-            + self.md5_prefixes.capacity() * 8
+            + self.digest_prefixes.capacity() * 8
             + self.owners.capacity() * 4
             + self
                 .packages
@@ -325,23 +454,109 @@ impl PackageIndex {
                 Some(Packaged {
                     package: self.packages.get((owner & !CONFFILE) as usize)?,
                     listed_as: p,
-                    md5_prefix: self.md5_prefixes[i],
+                    digest_prefix: self.digest_prefixes[i],
                     conffile: owner & CONFFILE != 0,
                 })
             })
     }
 
-    /// The full MD5 (hex) that `packaged`'s package recorded, read back from its
-    /// `md5sums` (only when a mismatch is reported).
-    pub fn recorded_md5(&self, root: &HostRoot, packaged: &Packaged<'_>) -> Option<String> {
-        let file = root
-            .join(DPKG_INFO)
-            .join(format!("{}.md5sums", packaged.package.name));
-        let text = std::fs::read_to_string(file).ok()?;
-        md5sums(&text)
-            .find(|(p, _)| *p == packaged.listed_as)
-            .map(|(_, d)| bannin_proto::hex(d))
+    /// The full digest (hex, in `packaged.package.algo`) that `packaged`'s
+    /// package recorded, read back from dpkg's `md5sums` or asked of rpm (only
+    /// when a mismatch is reported).
+    pub fn recorded(&self, root: &HostRoot, packaged: &Packaged<'_>) -> Option<String> {
+        if self.db.as_deref() == Some(root.join(DPKG_STATUS).as_path()) {
+            let file = root
+                .join(DPKG_INFO)
+                .join(format!("{}.md5sums", packaged.package.name));
+            let text = std::fs::read_to_string(file).ok()?;
+            return md5sums(&text)
+                .find(|(p, _)| *p == packaged.listed_as)
+                .map(|(_, d)| bannin_proto::hex(d));
+        }
+        let mut command = std::process::Command::new("rpm");
+        if root.0 != Path::new("/") {
+            command.arg("--root").arg(&root.0);
+        }
+        let out = command
+            .args(["-q", "--queryformat", "[%{FILENAMES}\\t%{FILEDIGESTS}\\n]"])
+            .arg(&packaged.package.name)
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+            let (path, digest) = l.split_once('\t')?;
+            (path == packaged.listed_as).then(|| digest.to_owned())
+        })
     }
+}
+
+/// The rpm database file of this host, if it has one.
+fn rpm_db(root: &HostRoot) -> Option<std::path::PathBuf> {
+    RPM_DIRS.iter().find_map(|dir| {
+        RPM_FILES
+            .iter()
+            .map(|f| root.join(dir).join(f))
+            .find(|p| p.exists())
+    })
+}
+
+/// Parses the output of `rpm -qa --queryformat RPM_QUERY`: the packages with
+/// files, every installed package and version, and (path hash, digest prefix,
+/// owner) entries.
+#[allow(clippy::type_complexity)]
+fn parse_rpm_query(
+    text: &str,
+) -> (
+    Vec<Package>,
+    Vec<(String, String)>,
+    Vec<(u64, [u8; 8], u32)>,
+) {
+    let (mut packages, mut all, mut entries) = (Vec::new(), Vec::new(), Vec::new());
+    let mut current: Option<u32> = None;
+    for line in text.lines() {
+        if let Some(file) = line.strip_prefix('\t') {
+            let Some(owner) = current else { continue };
+            let mut f = file.splitn(3, '\t');
+            let (Some(digest), Some(flags), Some(path)) = (f.next(), f.next(), f.next()) else {
+                continue;
+            };
+            let flags: u32 = flags.trim().parse().unwrap_or(0);
+            if digest.len() < 16 || flags & RPMFILE_GHOST != 0 || !path.starts_with('/') {
+                continue; // directories, symlinks, ghosts
+            }
+            let mut prefix = [0u8; 8];
+            let Some(bytes) = (0..8)
+                .map(|i| u8::from_str_radix(digest.get(2 * i..2 * i + 2)?, 16).ok())
+                .collect::<Option<Vec<u8>>>()
+            else {
+                continue;
+            };
+            prefix.copy_from_slice(&bytes);
+            let config = if flags & RPMFILE_CONFIG != 0 {
+                CONFFILE
+            } else {
+                0
+            };
+            entries.push((path_hash(path), prefix, owner | config));
+            continue;
+        }
+        let mut h = line.splitn(3, '\t');
+        let (Some(name), Some(version)) = (h.next(), h.next()) else {
+            current = None;
+            continue;
+        };
+        let algo = match h.next().map(str::trim) {
+            Some("8") => Algo::Sha256,
+            _ => Algo::Md5,
+        };
+        all.push((name.to_owned(), version.to_owned()));
+        current = u32::try_from(packages.len()).ok().map(|o| o & !CONFFILE);
+        packages.push(Package {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            algo,
+        });
+    }
+    (packages, all, entries)
 }
 
 /// Most packages [`Transaction::describe`] names in each list.
@@ -515,13 +730,10 @@ impl SharedIndex {
     }
 }
 
-/// MD5 of a file's bytes, the digest dpkg records (for `debsums`-style checks).
-pub fn md5_file(path: &Path) -> std::io::Result<[u8; 16]> {
-    use md5::Digest;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = md5::Md5::new();
-    std::io::copy(&mut f, &mut h)?;
-    Ok(h.finalize().into())
+/// MD5 and SHA-256 of a file's bytes, in one read: what dpkg and rpm record
+/// (for `debsums` / `rpm -V`-style checks).
+pub fn digest_file(path: &Path) -> std::io::Result<FileDigest> {
+    super::proc::digests_reader(std::fs::File::open(path)?)
 }
 
 /// A package for [`write_fixture`]: name, version, and (path, contents) of its files.
@@ -580,15 +792,15 @@ mod tests {
         let head = index.lookup("/usr/bin/head").expect("head");
         assert_eq!(head.package.name, "coreutils");
         assert_eq!(head.package.version, "9.1-1");
-        let digest: [u8; 16] = {
-            use md5::Digest;
-            md5::Md5::digest(b"head v1").into()
-        };
+        let digest = crate::host::proc::digests_reader(&b"head v1"[..]).expect("digest");
         assert!(head.matches(&digest));
-        assert!(!head.matches(&[0; 16]));
+        assert!(!head.matches(&FileDigest {
+            md5: [0; 16],
+            sha256: digest.sha256
+        }));
         assert_eq!(
-            index.recorded_md5(&root, &head).as_deref(),
-            Some(bannin_proto::hex(digest).as_str())
+            index.recorded(&root, &head).as_deref(),
+            Some(bannin_proto::hex(digest.md5).as_str())
         );
         // Merged /usr: dpkg lists /bin/cat, the kernel shows /usr/bin/cat.
         assert_eq!(
@@ -636,7 +848,9 @@ mod tests {
         let conf = index.lookup("/etc/ssh/sshd_config").expect("conffile");
         assert!(conf.conffile);
         assert_eq!(conf.package.name, "openssh-server:amd64");
-        assert!(conf.matches(&<md5::Md5 as md5::Digest>::digest(b"Port 22\n").into()));
+        assert!(
+            conf.matches(&crate::host::proc::digests_reader(&b"Port 22\n"[..]).expect("digest"))
+        );
         assert!(index.lookup("/etc/ssh/old_config").is_none(), "obsolete");
         assert_eq!(
             index.installed(),
@@ -671,8 +885,83 @@ mod tests {
         let index = PackageIndex::load(&root);
         assert!(index.is_empty() && index.problem().is_none());
         std::fs::create_dir_all(dir.path().join("var/lib/rpm")).expect("rpm");
-        let index = PackageIndex::load(&root);
-        assert!(index.problem().is_some_and(|p| p.contains("rpm")));
+        std::fs::write(dir.path().join("var/lib/rpm/rpmdb.sqlite"), b"").expect("db");
+        let index = PackageIndex::load_with(&root, Path::new("/nonexistent/rpm"));
+        assert!(index.is_empty());
+        assert!(
+            index
+                .problem()
+                .is_some_and(|p| p.contains("rpm tool cannot run")),
+            "{:?}",
+            index.problem()
+        );
+    }
+
+    /// What `rpm -qa --queryformat RPM_QUERY` prints on a RHEL 9 host (tabs as
+    /// the query asks): a SHA-256 package with a binary, a `%config` file, a
+    /// directory (no digest) and a ghost; an old MD5 package; a package without
+    /// files (`gpg-pubkey`).
+    fn rpm_output() -> String {
+        let sha = |b: &[u8]| bannin_proto::sha256_hex(b);
+        let md5 =
+            |b: &[u8]| bannin_proto::hex(crate::host::proc::digests_reader(b).expect("d").md5);
+        format!(
+            "coreutils.x86_64\t8.32-35.el9\t8\n\t{}\t0\t/usr/bin/head\n\t{}\t1\t/etc/DIR_COLORS\n\t\t0\t/usr/share/doc/coreutils\n\t{}\t64\t/var/log/ghost.log\noldtool.noarch\t1.0-1\t1\n\t{}\t0\t/usr/bin/oldtool\ngpg-pubkey.(none)\t5a6340b3-6229229e\t(none)\n",
+            sha(b"head"),
+            sha(b"COLORS"),
+            sha(b"ghost"),
+            md5(b"old")
+        )
+    }
+
+    #[test]
+    fn the_rpm_database_is_read_through_the_rpm_tool() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("usr/lib/sysimage/rpm")).expect("rpm dir");
+        std::fs::write(dir.path().join("usr/lib/sysimage/rpm/rpmdb.sqlite"), b"v1").expect("db");
+        std::fs::write(dir.path().join("query.out"), rpm_output()).expect("out");
+        // A stand-in for rpm that checks it was asked for the right root.
+        let tool = dir.path().join("rpm");
+        std::fs::write(
+            &tool,
+            format!(
+                "#!/bin/sh\n[ \"$1\" = --root ] && [ \"$2\" = {:?} ] || exit 3\ncat {:?}\n",
+                dir.path().display().to_string(),
+                dir.path().join("query.out").display().to_string()
+            ),
+        )
+        .expect("tool");
+        std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        let root = HostRoot(dir.path().to_owned());
+        let index = PackageIndex::load_with(&root, &tool);
+        assert!(index.problem().is_none(), "{:?}", index.problem());
+        assert_eq!(
+            index.len(),
+            3,
+            "head, DIR_COLORS, oldtool: no directory, no ghost"
+        );
+        let digest = |b: &[u8]| crate::host::proc::digests_reader(b).expect("digest");
+        let head = index.lookup("/usr/bin/head").expect("head");
+        assert_eq!(head.package.name, "coreutils.x86_64");
+        assert_eq!(head.package.version, "8.32-35.el9");
+        assert_eq!(head.package.algo, Algo::Sha256);
+        assert!(head.matches(&digest(b"head")));
+        assert!(!head.matches(&digest(b"trojan")));
+        let colors = index.lookup("/etc/DIR_COLORS").expect("config");
+        assert!(colors.conffile);
+        let old = index.lookup("/usr/bin/oldtool").expect("old");
+        assert_eq!(old.package.algo, Algo::Md5);
+        assert!(old.matches(&digest(b"old")));
+        assert!(index.lookup("/var/log/ghost.log").is_none());
+        assert_eq!(
+            index
+                .installed()
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>(),
+            ["coreutils.x86_64", "gpg-pubkey.(none)", "oldtool.noarch"]
+        );
     }
 
     #[test]
@@ -683,6 +972,6 @@ mod tests {
             return; // not a dpkg host
         }
         let head = index.lookup("/usr/bin/head").expect("coreutils ships head");
-        assert!(head.matches(&md5_file(Path::new("/usr/bin/head")).expect("md5")));
+        assert!(head.matches(&digest_file(Path::new("/usr/bin/head")).expect("digest")));
     }
 }

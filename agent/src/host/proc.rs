@@ -100,9 +100,9 @@ pub fn sha256_reader(mut reader: impl Read) -> std::io::Result<String> {
     Ok(bannin_proto::hex(hasher.finalize()))
 }
 
-/// SHA-256 (hex) and MD5 of everything `reader` yields, in one read: the MD5 is
-/// what dpkg records for a packaged file.
-pub fn digests_reader(mut reader: impl Read) -> std::io::Result<(String, [u8; 16])> {
+/// MD5 and SHA-256 of everything `reader` yields, in one pass: SHA-256 for
+/// baselines and IOC lists, the package database's digest for package checks.
+pub fn digests_reader(mut reader: impl Read) -> std::io::Result<super::packages::FileDigest> {
     use md5::Md5;
     let mut sha = Sha256::new();
     let mut md5 = Md5::new();
@@ -115,7 +115,10 @@ pub fn digests_reader(mut reader: impl Read) -> std::io::Result<(String, [u8; 16
         sha.update(&buf[..n]);
         md5.update(&buf[..n]);
     }
-    Ok((bannin_proto::hex(sha.finalize()), md5.finalize().into()))
+    Ok(super::packages::FileDigest {
+        md5: md5.finalize().into(),
+        sha256: sha.finalize().into(),
+    })
 }
 
 /// The pids under `/proc`, in directory order (threads are not listed there).

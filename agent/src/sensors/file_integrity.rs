@@ -321,6 +321,7 @@ impl FileIntegrity {
                 package_dirs: vec![
                     PathBuf::from("/var/lib/dpkg"),
                     PathBuf::from("/var/lib/rpm"),
+                    PathBuf::from("/usr/lib/sysimage/rpm"),
                 ],
                 one_filesystem: config.one_filesystem,
                 max_watches: config.max_watches,
@@ -408,25 +409,26 @@ impl FileIntegrity {
             if e.kind == "file.modified" && (change == "modified" || change == "added") {
                 if let Some(p) = index.lookup(&path) {
                     let real = self.root.join(&path);
-                    match crate::host::packages::md5_file(&real) {
-                        Ok(md5) if p.matches(&md5) => {
+                    match crate::host::packages::digest_file(&real) {
+                        Ok(digest) if p.matches(&digest) => {
                             *upgraded
                                 .entry(format!("{} {}", p.package.name, p.package.version))
                                 .or_default() += 1;
                             folded_paths.insert(path);
                             continue;
                         }
-                        Ok(md5) if !p.conffile => {
+                        Ok(digest) if !p.conffile => {
+                            let algo = p.package.algo;
                             e.kind = "file.package_mismatch".into();
                             e.attributes.insert(
                                 "package".into(),
                                 format!("{} {}", p.package.name, p.package.version),
                             );
                             e.attributes
-                                .insert("actual_md5".into(), bannin_proto::hex(md5));
+                                .insert(format!("actual_{}", algo.name()), digest.hex(algo));
                             e.attributes.insert(
-                                "package_md5".into(),
-                                index.recorded_md5(&self.root, &p).unwrap_or_default(),
+                                format!("package_{}", algo.name()),
+                                index.recorded(&self.root, &p).unwrap_or_default(),
                             );
                             e.attributes.insert("running".into(), "false".into());
                             e.attributes
@@ -851,7 +853,8 @@ impl FileIntegrity {
         self.packages.refresh(&self.root);
         let packaged_as_is = self.packages.lock().as_ref().is_some_and(|index| {
             index.lookup(&host.to_string_lossy()).is_some_and(|p| {
-                crate::host::packages::md5_file(&self.root.join(host)).is_ok_and(|m| p.matches(&m))
+                crate::host::packages::digest_file(&self.root.join(host))
+                    .is_ok_and(|d| p.matches(&d))
             })
         });
         if packaged_as_is {

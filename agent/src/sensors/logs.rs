@@ -190,11 +190,14 @@ impl Logs {
         &mut self,
         line: &str,
         out: &mut Vec<v1::Event>,
-        failed: &mut BTreeMap<(String, String, &'static str), u32>,
+        failed: &mut BTreeMap<(String, String, &'static str), Vec<i64>>,
     ) {
         let Some(e) = parse_auth_line(line) else {
             return;
         };
+        // The log's own time: a burst read late (after an outage) is still a burst.
+        let at =
+            crate::host::auth_log::syslog_time(line, now_unix_ms()).unwrap_or_else(now_unix_ms);
         let now_s = now_unix_ms() / 1000;
         match e {
             AuthEvent::Accepted {
@@ -251,7 +254,7 @@ impl Logs {
                     } else {
                         user
                     };
-                    *failed.entry((user, source, service)).or_default() += 1;
+                    failed.entry((user, source, service)).or_default().push(at);
                 }
             }
             AuthEvent::Sudo {
@@ -294,14 +297,19 @@ impl Logs {
         }
     }
 
-    /// Failed logins summed per sweep, and a finding for a source past the threshold.
+    /// Failed logins summed per sweep, and a finding for a source past the
+    /// threshold within [`FAILURE_WINDOW_MS`] — measured by the times the log
+    /// wrote, not by when the agent read them: a burst read an hour late is one
+    /// burst, and failures spread over an hour read at once are not.
     fn failures(
         &mut self,
-        failed: BTreeMap<(String, String, &'static str), u32>,
+        failed: BTreeMap<(String, String, &'static str), Vec<i64>>,
         out: &mut Vec<v1::Event>,
     ) {
-        let now = now_unix_ms();
-        for ((user, source, service), count) in failed {
+        let mut by_source: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
+        let mut latest = i64::MIN;
+        for ((user, source, service), times) in failed {
+            let count = times.len();
             out.push(event(
                 "account.login_failed",
                 Severity::Info,
@@ -314,40 +322,57 @@ impl Logs {
                 ]),
                 format!("{count} failed {service} login(s) for {user} from {source}"),
             ));
-            let w = self
-                .failures
-                .entry(source.clone())
-                .or_insert((now, 0, BTreeSet::new(), false));
-            if now - w.0 > FAILURE_WINDOW_MS {
-                *w = (now, 0, BTreeSet::new(), false);
+            let list = by_source.entry(source).or_default();
+            for t in times {
+                latest = latest.max(t);
+                list.push((t, user.clone()));
             }
-            w.1 += count;
-            if w.2.len() < 50 {
-                w.2.insert(user);
-            }
-            if w.1 >= self.config.failed_login_threshold && !w.3 {
-                w.3 = true;
-                let users: Vec<String> = w.2.iter().cloned().collect();
-                out.push(event(
-                    "log.pattern",
-                    Severity::Medium,
-                    true,
-                    attrs(&[
+        }
+        for (source, mut attempts) in by_source {
+            attempts.sort();
+            for (t, user) in attempts {
+                let w =
+                    self.failures
+                        .entry(source.clone())
+                        .or_insert((t, 0, BTreeSet::new(), false));
+                if t - w.0 > FAILURE_WINDOW_MS || t < w.0 {
+                    *w = (t, 0, BTreeSet::new(), false);
+                }
+                w.1 += 1;
+                if w.2.len() < 50 {
+                    w.2.insert(user);
+                }
+                if w.1 >= self.config.failed_login_threshold && !w.3 {
+                    w.3 = true;
+                    let users: Vec<String> = w.2.iter().cloned().collect();
+                    let mut a = attrs(&[
                         ("rule", "repeated_auth_failures"),
                         ("source", &source),
                         ("count", &w.1.to_string()),
                         ("users", &users.join(",")),
-                    ]),
-                    format!(
-                        "{} failed logins from {} within a minute (users: {})",
-                        w.1,
-                        if source.is_empty() { "local" } else { &source },
-                        users.join(", ")
-                    ),
-                ));
+                        ("first_failure_unix_ms", &w.0.to_string()),
+                        ("last_failure_unix_ms", &t.to_string()),
+                    ]);
+                    a.insert("attack.technique".into(), "T1110".into());
+                    out.push(event(
+                        "log.pattern",
+                        Severity::Medium,
+                        true,
+                        a,
+                        format!(
+                            "{} failed logins from {} within a minute (users: {})",
+                            w.1,
+                            if source.is_empty() { "local" } else { &source },
+                            users.join(", ")
+                        ),
+                    ));
+                }
             }
         }
-        self.failures.retain(|_, w| now - w.0 <= FAILURE_WINDOW_MS);
+        if latest > i64::MIN {
+            self.failures
+                .retain(|_, w| latest - w.0 <= FAILURE_WINDOW_MS);
+        }
     }
 
     fn sessions(&mut self, out: &mut Vec<v1::Event>) {
@@ -663,6 +688,49 @@ mod tests {
         let mut k: Vec<String> = s.events.iter().map(|e| e.kind.clone()).collect();
         k.sort();
         k
+    }
+
+    #[test]
+    fn repeated_failures_are_counted_by_the_logs_own_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = dir.path();
+        append(r, "/var/log/auth.log", "");
+        let mut sensor = Logs::new(HostRoot(r.into()), config(r), None);
+        sensor.sweep(&mut Sweep::default()).expect("first sweep");
+        // Read hours late (the agent was down): five failures within 20 s are a
+        // burst; five from another source over 40 minutes are not.
+        let mut lines = String::new();
+        for i in 0..5 {
+            lines.push_str(&format!(
+                "2026-11-30T03:00:{:02}+00:00 h sshd[7]: Failed password for root from 203.0.113.9 port 4{i} ssh2\n",
+                i * 5
+            ));
+            lines.push_str(&format!(
+                "2026-11-30T03:{:02}:00+00:00 h sshd[8]: Failed password for admin from 198.51.100.4 port 5{i} ssh2\n",
+                i * 10
+            ));
+        }
+        append(r, "/var/log/auth.log", &lines);
+        let mut late = Sweep::default();
+        sensor.sweep(&mut late).expect("sweep");
+        let bursts: Vec<&v1::Event> = late
+            .events
+            .iter()
+            .filter(|e| e.kind == "log.pattern")
+            .collect();
+        assert_eq!(bursts.len(), 1, "{:#?}", late.events);
+        assert_eq!(bursts[0].attributes["source"], "203.0.113.9");
+        assert_eq!(bursts[0].attributes["count"], "5");
+        assert_eq!(bursts[0].attributes["attack.technique"], "T1110");
+        assert_eq!(
+            bursts[0].attributes["last_failure_unix_ms"]
+                .parse::<i64>()
+                .expect("ms")
+                - bursts[0].attributes["first_failure_unix_ms"]
+                    .parse::<i64>()
+                    .expect("ms"),
+            20_000
+        );
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub struct Processes {
 #[derive(Debug, Clone)]
 struct Digests {
     sha256: String,
-    md5: [u8; 16],
+    file: crate::host::packages::FileDigest,
 }
 
 impl Processes {
@@ -207,8 +207,11 @@ impl Processes {
             return Err("hashing budget of this sweep spent".into());
         }
         *budget -= meta.size();
-        let (sha256, md5) = digests_reader(file).map_err(|e| e.to_string())?;
-        let digest = Digests { sha256, md5 };
+        let file = digests_reader(file).map_err(|e| e.to_string())?;
+        let digest = Digests {
+            sha256: bannin_proto::hex(file.sha256),
+            file,
+        };
         if self.cache.len() >= MAX_CACHE {
             self.cache.clear();
         }
@@ -261,16 +264,17 @@ impl Processes {
                 "package".into(),
                 format!("{} {}", p.package.name, p.package.version),
             );
-            if p.matches(&d.md5) {
+            if p.matches(&d.file) {
                 packaged_intact = true;
             } else if !p.conffile {
                 // (A configuration file the administrator edited is theirs.)
                 let mut b = a.clone();
                 b.insert("path".into(), info.exe.clone());
-                b.insert("actual_md5".into(), bannin_proto::hex(d.md5));
+                let algo = p.package.algo;
+                b.insert(format!("actual_{}", algo.name()), d.file.hex(algo));
                 b.insert(
-                    "package_md5".into(),
-                    index.recorded_md5(&self.root, &p).unwrap_or_default(),
+                    format!("package_{}", algo.name()),
+                    index.recorded(&self.root, &p).unwrap_or_default(),
                 );
                 b.insert("running".into(), "true".into());
                 b.insert("reason".into(), "content differs from its package".into());

@@ -22,9 +22,9 @@
 //! full. The periodic rescan stays as the safety net for what events cannot see
 //! (a change made while the agent was down, a directory past the watch limit).
 //!
-//! The package database's directories (`/var/lib/dpkg`, `/var/lib/rpm`) are
-//! watched too, unrecursed: a finished package transaction rewrites them, and
-//! the sensor reports it at once.
+//! The package database's directories (`/var/lib/dpkg`, `/var/lib/rpm`,
+//! `/usr/lib/sysimage/rpm`) are watched too, unrecursed: a finished package
+//! transaction rewrites them, and the sensor reports it at once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
