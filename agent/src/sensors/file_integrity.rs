@@ -325,6 +325,7 @@ impl FileIntegrity {
                 ],
                 one_filesystem: config.one_filesystem,
                 max_watches: config.max_watches,
+                fanotify: true,
             };
             match super::source::changes::start(watch, queue.clone(), wake.clone()) {
                 Ok(()) => (Some(queue), None),

@@ -88,6 +88,9 @@ pub struct Watch {
     pub one_filesystem: bool,
     /// Most directories watched.
     pub max_watches: usize,
+    /// Whether fanotify is tried first (always, but in the tests of the
+    /// inotify fallback).
+    pub fanotify: bool,
 }
 
 /// One event, as either interface reports it.
@@ -423,7 +426,12 @@ pub fn start(
         .filter(|p| watch.root.join(p).is_dir())
         .cloned()
         .collect();
-    let group = match Group::fanotify() {
+    let preferred = if watch.fanotify {
+        Group::fanotify()
+    } else {
+        Err("fanotify not tried".to_owned())
+    };
+    let group = match preferred {
         Ok(mut g) => {
             // Every configured path must take a mark (file systems without file
             // handles refuse), or inotify watches them all.
@@ -547,6 +555,10 @@ mod tests {
     }
 
     fn started(dir: &Path) -> Arc<Mutex<Changes>> {
+        started_with(dir, true)
+    }
+
+    fn started_with(dir: &Path, fanotify: bool) -> Arc<Mutex<Changes>> {
         std::fs::create_dir_all(dir.join("crit/sub")).expect("dirs");
         std::fs::create_dir_all(dir.join("var/lib/dpkg")).expect("dpkg");
         std::fs::write(dir.join("crit/sub/old"), b"old").expect("old");
@@ -558,6 +570,7 @@ mod tests {
                 package_dirs: vec![PathBuf::from("/var/lib/dpkg")],
                 one_filesystem: true,
                 max_watches: 100,
+                fanotify,
             },
             queue.clone(),
             Arc::new(tokio::sync::Notify::new()),
@@ -612,6 +625,46 @@ mod tests {
             // This process made every change: the agent never names itself.
             assert!(q.paths.values().all(Option::is_none), "{:?}", q.paths);
         }
+    }
+
+    #[test]
+    fn without_fanotify_inotify_sees_the_same_changes_without_the_process() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let queue = started_with(dir.path(), false);
+        assert!(bannin_proto::lock(&queue).backend.starts_with("inotify"));
+        std::fs::write(dir.path().join("crit/new"), b"x").expect("write");
+        std::fs::set_permissions(
+            dir.path().join("crit/sub/old"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("chmod");
+        std::fs::create_dir(dir.path().join("crit/later")).expect("mkdir");
+        assert!(
+            wait_for(&queue, |q| q.watches == 4),
+            "new directories are watched"
+        );
+        std::fs::write(dir.path().join("crit/later/deep"), b"x").expect("deep");
+        std::fs::remove_file(dir.path().join("crit/new")).expect("rm");
+        std::fs::write(dir.path().join("var/lib/dpkg/status"), b"").expect("status");
+        assert!(
+            wait_for(&queue, |q| [
+                "/crit/new",
+                "/crit/sub/old",
+                "/crit/later",
+                "/crit/later/deep"
+            ]
+            .iter()
+            .all(|p| q.paths.contains_key(Path::new(p)))
+                && q.package_db),
+            "{:?}",
+            bannin_proto::lock(&queue)
+        );
+        assert!(
+            bannin_proto::lock(&queue)
+                .paths
+                .values()
+                .all(Option::is_none)
+        );
     }
 
     #[test]
