@@ -1,6 +1,13 @@
 //! The collector's small HTTPS endpoints (the Alertmanager webhook, token
-//! enrollment): one accept loop with a handshake deadline, HTTP/1.1 per
-//! connection, graceful shutdown, and JSON answers.
+//! enrollment): one accept loop, HTTP/1.1 per connection, graceful shutdown,
+//! and JSON answers.
+//!
+//! Strangers reach these ports, so nothing a client does holds a slot for
+//! long: at most [`MAX_CONNECTIONS`] connections at once and
+//! [`MAX_PER_SOURCE`] from one address (past either, a new connection is
+//! closed at once); the TLS handshake within [`HANDSHAKE_TIMEOUT`]; the request
+//! headers within [`HEADER_TIMEOUT`]; one request per connection, and the whole
+//! connection — body included — within [`CONNECTION_DEADLINE`].
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,7 +22,15 @@ use hyper::{Request, Response, StatusCode};
 use tokio_util::sync::CancellationToken;
 
 /// How long a client has to finish its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client has to send its request headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one connection may last, handshake, headers, body and answer.
+pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
+/// Connections at once.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Connections at once from one source address.
+pub const MAX_PER_SOURCE: usize = 16;
 
 /// Serves `handler` on `listen` until `shutdown`. The handler gets the
 /// identity in the client's certificate, if it presented one the CA signed.
@@ -34,6 +49,9 @@ where
     tracing::info!(%listen, endpoint = what, "HTTPS endpoint serving");
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let connections = tokio_util::task::TaskTracker::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_source = Arc::new(bannin_proto::tls::PerSource::default());
+    let mut shed = 0u64;
     loop {
         let (tcp, remote) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -46,8 +64,30 @@ where
                 }
             },
         };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            shed += 1;
+            if shed.is_power_of_two() {
+                tracing::warn!(
+                    endpoint = what,
+                    shed,
+                    "Connections shed: every slot is taken"
+                );
+            }
+            continue;
+        };
+        let Some(share) =
+            bannin_proto::tls::PerSource::take(&per_source, remote.ip(), MAX_PER_SOURCE)
+        else {
+            shed += 1;
+            if shed.is_power_of_two() {
+                tracing::warn!(endpoint = what, peer.addr = %remote, shed, "Connections shed: one address holds its share");
+            }
+            continue;
+        };
         let (acceptor, handler, shutdown) = (acceptor.clone(), handler.clone(), shutdown.clone());
         connections.spawn(async move {
+            let _held = (permit, share);
+            let deadline = tokio::time::Instant::now() + CONNECTION_DEADLINE;
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(error)) => {
@@ -70,6 +110,9 @@ where
                 async move { Ok::<_, std::convert::Infallible>(answer.await) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .keep_alive(false)
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
             tokio::pin!(connection);
             tokio::select! {
@@ -77,6 +120,9 @@ where
                     if let Err(error) = result {
                         tracing::debug!(endpoint = what, peer.addr = %remote, %error, "Connection ended");
                     }
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::debug!(endpoint = what, peer.addr = %remote, "Connection closed at its deadline");
                 }
                 () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
             }

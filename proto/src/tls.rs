@@ -39,8 +39,96 @@ use crate::identity::{IdentityError, PeerIdentity};
 
 /// How long a peer may take to complete its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once; further connections wait for a slot.
+/// Handshakes in progress at once; past it new connections are closed at once.
 pub const MAX_CONCURRENT_HANDSHAKES: usize = 512;
+
+/// How the accept loop sheds load instead of waiting: a stranger holding idle
+/// sockets must never make an operator's call or an agent's batch wait.
+#[derive(Debug, Clone, Copy)]
+pub struct AcceptLimits {
+    /// Connections in handshake at once, from everyone; past it new ones are
+    /// closed at once (and counted), never queued.
+    pub max_handshakes: usize,
+    /// Connections in handshake at once from one source address (agents behind
+    /// one NAT share one; a flood from one host fills only its own share).
+    pub per_source: usize,
+    /// How long a new connection may stay silent before its first byte.
+    pub first_byte: Duration,
+    /// How long the whole handshake may take.
+    pub handshake: Duration,
+}
+
+impl Default for AcceptLimits {
+    fn default() -> Self {
+        Self {
+            max_handshakes: MAX_CONCURRENT_HANDSHAKES,
+            per_source: 64,
+            first_byte: Duration::from_secs(3),
+            handshake: HANDSHAKE_TIMEOUT,
+        }
+    }
+}
+
+/// What the accept loop shed, since it started.
+#[derive(Debug, Default)]
+pub struct AcceptStats {
+    /// Closed at once: every handshake slot was taken.
+    pub shed_global: std::sync::atomic::AtomicU64,
+    /// Closed at once: the source address had its share in handshake.
+    pub shed_per_source: std::sync::atomic::AtomicU64,
+    /// Closed: no first byte in time (idle sockets, slowloris).
+    pub silent: std::sync::atomic::AtomicU64,
+    /// Closed: the handshake did not finish in time.
+    pub slow: std::sync::atomic::AtomicU64,
+}
+
+impl AcceptStats {
+    fn total(&self) -> u64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.shed_global.load(Relaxed)
+            + self.shed_per_source.load(Relaxed)
+            + self.silent.load(Relaxed)
+            + self.slow.load(Relaxed)
+    }
+}
+
+/// Connections in progress per source address; a slot is given back when dropped.
+#[derive(Default)]
+pub struct PerSource(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One connection's share of its source address (see [`PerSource::take`]).
+pub struct SourceSlot {
+    table: Arc<PerSource>,
+    ip: std::net::IpAddr,
+}
+
+impl PerSource {
+    /// A slot for one more connection from `ip`, unless it has `cap` already.
+    pub fn take(table: &Arc<PerSource>, ip: std::net::IpAddr, cap: usize) -> Option<SourceSlot> {
+        let mut map = crate::lock(&table.0);
+        let n = map.entry(ip).or_default();
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot {
+            table: table.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut map = crate::lock(&self.table.0);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// Errors building a TLS configuration or connecting.
 #[derive(Debug, thiserror::Error)]
@@ -377,9 +465,19 @@ pub async fn accept(
     tcp: TcpStream,
     remote_addr: SocketAddr,
 ) -> Result<PeerStream, HandshakeError> {
-    let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+    accept_within(acceptor, tcp, remote_addr, HANDSHAKE_TIMEOUT).await
+}
+
+/// [`accept`] with its own deadline.
+async fn accept_within(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    remote_addr: SocketAddr,
+    deadline: Duration,
+) -> Result<PeerStream, HandshakeError> {
+    let tls = tokio::time::timeout(deadline, acceptor.accept(tcp))
         .await
-        .map_err(|_| HandshakeError::Timeout(HANDSHAKE_TIMEOUT))?
+        .map_err(|_| HandshakeError::Timeout(deadline))?
         .map_err(HandshakeError::Tls)?;
     // Invariant: the verifier demands a client certificate, so a finished handshake has one.
     let leaf = tls
@@ -406,6 +504,7 @@ pub type Gate = Arc<dyn Fn(&PeerIdentity) -> Option<String> + Send + Sync>;
 /// Refused connections never reach tonic; each is logged once with its address and reason.
 pub struct TlsIncoming {
     rx: mpsc::Receiver<PeerStream>,
+    stats: Arc<AcceptStats>,
 }
 
 impl TlsIncoming {
@@ -426,9 +525,32 @@ impl TlsIncoming {
         shutdown: CancellationToken,
         gate: Gate,
     ) -> Self {
+        Self::with_limits(listener, config, shutdown, gate, AcceptLimits::default())
+    }
+
+    /// What the accept loop has shed so far.
+    pub fn stats(&self) -> Arc<AcceptStats> {
+        self.stats.clone()
+    }
+
+    /// As [`TlsIncoming::with_gate`], shedding by `limits`: past a cap a new
+    /// connection is closed at once and counted, so accepting never waits; a
+    /// connection silent for `first_byte` or still in handshake after
+    /// `handshake` is closed. What was shed is logged at most every 10 s, as counts.
+    pub fn with_limits(
+        listener: TcpListener,
+        config: Arc<ServerConfig>,
+        shutdown: CancellationToken,
+        gate: Gate,
+        limits: AcceptLimits,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(256);
         let acceptor = TlsAcceptor::from(config);
-        let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
+        let slots = Arc::new(Semaphore::new(limits.max_handshakes.max(1)));
+        let per_source = Arc::new(PerSource::default());
+        let stats = Arc::new(AcceptStats::default());
+        let counters = stats.clone();
+        let mut last_report = (std::time::Instant::now(), 0u64);
         // Not on a TaskTracker: the accept loop ends on the shutdown token it selects on.
         #[allow(clippy::disallowed_methods)]
         tokio::spawn(async move {
@@ -447,17 +569,50 @@ impl TlsIncoming {
                     }
                 };
                 let _ = tcp.set_nodelay(true);
-                let Ok(permit) = slots.clone().acquire_owned().await else {
-                    break;
+                use std::sync::atomic::Ordering::Relaxed;
+                // Shed, never wait: a full table closes the newcomer at once.
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    counters.shed_global.fetch_add(1, Relaxed);
+                    drop(tcp);
+                    report_shed(&counters, &mut last_report);
+                    continue;
                 };
+                let Some(source_slot) =
+                    PerSource::take(&per_source, remote_addr.ip(), limits.per_source.max(1))
+                else {
+                    counters.shed_per_source.fetch_add(1, Relaxed);
+                    drop(tcp);
+                    report_shed(&counters, &mut last_report);
+                    continue;
+                };
+                report_shed(&counters, &mut last_report);
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 let gate = gate.clone();
+                let counters = counters.clone();
                 // Not on a TaskTracker: one handshake, bounded by the handshake deadline and a semaphore slot.
                 #[allow(clippy::disallowed_methods)]
                 tokio::spawn(async move {
                     let _permit = permit;
-                    match accept(&acceptor, tcp, remote_addr).await {
+                    let _source_slot = source_slot;
+                    let started = tokio::time::Instant::now();
+                    // A client speaks first in TLS: silence is an idle socket.
+                    let mut first = [0u8; 1];
+                    match tokio::time::timeout(limits.first_byte, tcp.peek(&mut first)).await {
+                        Ok(Ok(n)) if n > 0 => {}
+                        Ok(_) => return, // closed, or an error: nothing was attempted
+                        Err(_) => {
+                            counters.silent.fetch_add(1, Relaxed);
+                            tracing::debug!(peer.addr = %remote_addr, "Closed a connection silent before its TLS handshake");
+                            return;
+                        }
+                    }
+                    let left = limits.handshake.saturating_sub(started.elapsed());
+                    let result = accept_within(&acceptor, tcp, remote_addr, left).await;
+                    if matches!(result, Err(HandshakeError::Timeout(_))) {
+                        counters.slow.fetch_add(1, Relaxed);
+                    }
+                    match result {
                         Ok(stream) => {
                             if let Some(why) = gate(&stream.info.identity) {
                                 tracing::warn!(peer.addr = %remote_addr, peer.identity = %stream.info.identity, reason = %why, "Connection refused");
@@ -479,8 +634,27 @@ impl TlsIncoming {
                 });
             }
         });
-        Self { rx }
+        Self { rx, stats }
     }
+}
+
+/// Logs what was shed since the last report, at most every 10 s.
+fn report_shed(stats: &AcceptStats, last: &mut (std::time::Instant, u64)) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let total = stats.total();
+    if total == last.1 || last.0.elapsed() < Duration::from_secs(10) {
+        return;
+    }
+    tracing::warn!(
+        shed.total = total,
+        shed.since_last = total - last.1,
+        shed.all_slots_taken = stats.shed_global.load(Relaxed),
+        shed.source_over_share = stats.shed_per_source.load(Relaxed),
+        closed.silent = stats.silent.load(Relaxed),
+        closed.slow_handshake = stats.slow.load(Relaxed),
+        "Connections shed or closed before their TLS handshake (a flood, or more peers than the limits allow)"
+    );
+    *last = (std::time::Instant::now(), total);
 }
 
 impl tokio_stream::Stream for TlsIncoming {

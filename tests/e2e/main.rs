@@ -6,6 +6,7 @@ mod config;
 mod correlation;
 mod durability;
 mod enrollment;
+mod hostile;
 mod identity;
 mod incidents;
 mod packages;

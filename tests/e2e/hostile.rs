@@ -1,0 +1,140 @@
+//! Hostile peers against real processes: a stranger holding idle sockets on the
+//! collector's ports must not starve operators or agents, and every string a
+//! peer sent is shown inert.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use bannin_tests::{
+    AgentOptions, CollectorProc, TestPki, bannin_json, eventually, free_port, operator_client,
+    operator_toml, start_agent,
+};
+use tokio::io::AsyncReadExt;
+
+use crate::wait_online;
+
+/// `n` idle TCP connections to `to` from `from` (a loopback address), sending nothing.
+async fn idle_connections(from: IpAddr, to: SocketAddr, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::new(from, 0))
+            .expect("bind a loopback source");
+        if let Ok(s) = socket.connect(to).await {
+            held.push(s);
+        }
+    }
+    held
+}
+
+/// Polls until the other side has closed at least `want` of `held`; how many it closed.
+async fn until_closed(held: &mut [tokio::net::TcpStream], want: usize, within: Duration) -> usize {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let n = closed(held).await;
+        if n >= want || std::time::Instant::now() > deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// How many of `held` the other side has closed (a read returns at once with 0 or an error).
+async fn closed(held: &mut [tokio::net::TcpStream]) -> usize {
+    let mut n = 0;
+    for s in held.iter_mut() {
+        let mut b = [0u8; 1];
+        if let Ok(r) = tokio::time::timeout(Duration::from_millis(5), s.read(&mut b)).await
+            && r.map(|k| k == 0).unwrap_or(true)
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_sockets_from_several_addresses_starve_neither_operators_nor_agents() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let operator = operator_toml(dir.path(), &pki.operator("alice"), collector.addr);
+    assert!(bannin_json(&operator, &["hosts"]).0, "serving");
+
+    // 800 idle sockets from four addresses (more than the 512 handshake slots a
+    // single queue had): each address past its share is shed at once.
+    let mut flood = Vec::new();
+    for last in 2..=5u8 {
+        flood.extend(idle_connections(IpAddr::from([127, 0, 0, last]), collector.addr, 200).await);
+    }
+    assert!(flood.len() >= 790, "the flood connected: {}", flood.len());
+
+    // The operator (from 127.0.0.1) is served while the flood holds its sockets.
+    let (ok, hosts, err) = bannin_json(&operator, &["hosts"]);
+    assert!(ok, "bannin hosts under the flood: {err}");
+    assert!(hosts.is_array(), "{hosts}");
+
+    // So is an agent connecting now.
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("under-flood"),
+        collector.addr,
+        &AgentOptions::default(),
+    );
+    let mut client = operator_client(&pki.operator("alice"), collector.addr).await;
+    wait_online(&mut client, "under-flood").await;
+
+    // Past their share, and then for silence, the flood's sockets are closed:
+    // nothing a stranger holds stays open.
+    let all = flood.len();
+    assert_eq!(
+        until_closed(&mut flood, all, Duration::from_secs(30)).await,
+        all
+    );
+    let log = collector.proc.log_text();
+    assert!(
+        !log.contains("deadline has elapsed"),
+        "nothing timed out waiting: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_https_endpoints_cap_each_address_and_close_silent_clients() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let enroll_port = free_port();
+    let _collector = CollectorProc::start(
+        &dir.path().join("collector"),
+        &pki,
+        free_port(),
+        &format!(
+            "[enrollment]\nlisten = \"127.0.0.1:{enroll_port}\"\nca_key = {:?}\n",
+            pki.dir.ca_key().display().to_string()
+        ),
+    );
+    let to: SocketAddr = ([127, 0, 0, 1], enroll_port).into();
+    eventually(
+        Duration::from_secs(20),
+        "enrollment listening",
+        || async move { tokio::net::TcpStream::connect(to).await.ok().map(|_| ()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // One address may hold 16 connections; the rest are closed at once.
+    let mut held = idle_connections(IpAddr::from([127, 0, 0, 7]), to, 40).await;
+    assert_eq!(held.len(), 40);
+    assert_eq!(
+        until_closed(&mut held, 24, Duration::from_secs(5)).await,
+        24,
+        "16 held, 24 shed"
+    );
+    // Another address is served meanwhile.
+    let mut other = idle_connections(IpAddr::from([127, 0, 0, 8]), to, 1).await;
+    assert_eq!(closed(&mut other).await, 0, "a fresh address is not shed");
+    // And the silent ones are closed at the handshake deadline.
+    assert_eq!(
+        until_closed(&mut held, 40, Duration::from_secs(20)).await,
+        40
+    );
+}
