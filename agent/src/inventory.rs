@@ -21,7 +21,7 @@ pub fn hello(
     addresses.dedup();
     v1::Hello {
         host_id: host_id.to_owned(),
-        hostname: System::host_name().unwrap_or_default(),
+        hostname: bannin_proto::hello::host_name(&System::host_name().unwrap_or_default()),
         os: System::long_os_version().unwrap_or_else(|| "Linux".into()),
         kernel: System::kernel_version().unwrap_or_default(),
         addresses,

@@ -51,13 +51,44 @@ pub fn finding_json(f: &v1::Finding) -> Value {
 }
 
 /// A finding as one line of text.
+/// `text` made inert for a terminal: control characters (ESC and so every ANSI
+/// or OSC sequence, CR, BS, newlines), bidi overrides and zero-width characters
+/// shown visibly (`\x1b`, `\u{202e}`) instead of acted on. Every line the CLI
+/// prints in text mode goes through it (JSON output is left exact).
+pub fn inert(text: &str) -> std::borrow::Cow<'_, str> {
+    use std::fmt::Write;
+    let unsafe_char = bannin_proto::hello::is_unsafe_char;
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if !unsafe_char(c) {
+            out.push(c);
+        } else if (c as u32) < 0x100 {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        } else {
+            let _ = write!(out, "\\u{{{:04x}}}", c as u32);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Prints one line of text output, made [`inert`].
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {
+        println!("{}", $crate::output::inert(&format!($($arg)*)))
+    };
+}
+
 pub fn finding_line(f: &v1::Finding) -> String {
     let count = if f.count > 1 {
         format!(" ×{}", f.count)
     } else {
         String::new()
     };
-    format!(
+    inert(&format!(
         "#{:<6} {}  {:<8} {:<20} {:<24} {:<14} {}{}",
         f.id,
         short_time(f.observed_unix_ms),
@@ -67,7 +98,8 @@ pub fn finding_line(f: &v1::Finding) -> String {
         state(f.state),
         f.summary,
         count
-    )
+    ))
+    .into_owned()
 }
 
 /// A host as JSON.
@@ -222,7 +254,7 @@ fn cell(column: &str, v: &Value) -> String {
             Some(0) | None => String::new(),
             Some(secs) => rfc3339(secs.saturating_mul(1000)).replace(".000Z", "Z"),
         },
-        Value::String(s) => s.clone(),
+        Value::String(s) => inert(s).into_owned(),
         Value::Bool(true) => "yes".into(),
         Value::Bool(false) | Value::Null => String::new(),
         other => other.to_string(),
@@ -494,6 +526,17 @@ mod tests {
             ]
         );
         assert_eq!(header("deleted_exe"), "DELETED EXE");
+    }
+
+    #[test]
+    fn text_from_peers_is_shown_not_obeyed() {
+        assert_eq!(inert("web-07"), "web-07");
+        assert_eq!(inert("a\x1b[2Jb"), "a\\x1b[2Jb");
+        assert_eq!(inert("x\x1b]0;title\x07"), "x\\x1b]0;title\\x07");
+        assert_eq!(inert("evil\u{202e}gpj.exe"), "evil\\u{202e}gpj.exe");
+        assert_eq!(inert("two\nlines\r"), "two\\x0alines\\x0d");
+        assert_eq!(inert("\u{9b}31m"), "\\x9b31m", "C1 CSI");
+        assert_eq!(inert("zero\u{200b}width"), "zero\\u{200b}width");
     }
 
     #[test]

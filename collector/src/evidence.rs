@@ -344,25 +344,65 @@ fn sha256_stream(r: &mut impl Read) -> std::io::Result<(String, u64)> {
     }
 }
 
-/// Reads the bundle and checks every artifact against `manifest.json`;
-/// returns the number of artifacts and the manifest.
+/// Most entries a bundle may hold.
+pub const MAX_ENTRIES: usize = 100_000;
+/// Most bytes a bundle may unpack to.
+pub const MAX_UNPACKED: u64 = 64 * 1024 * 1024 * 1024;
+
+/// Reads the bundle as the untrusted archive it is and checks every artifact
+/// against `manifest.json`; returns the number of artifacts and the manifest.
+/// Refused, with the reason: anything but regular files (and directories) —
+/// symlinks, hard links, devices, FIFOs; a name outside `artifacts/` or not a
+/// safe relative path ([`bannin_proto::evidence_names::check_entry`]); a name
+/// twice; more than [`MAX_ENTRIES`] entries or [`MAX_UNPACKED`] bytes.
 pub fn verify_manifest(path: &Path) -> Result<(usize, serde_json::Value), String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let decoder = zstd::Decoder::new(file).map_err(|e| format!("not zstd: {e}"))?;
     let mut archive = tar::Archive::new(decoder);
     let mut hashes: BTreeMap<String, (String, u64)> = BTreeMap::new();
     let mut manifest = None;
+    let (mut entries, mut unpacked) = (0usize, 0u64);
     for entry in archive
         .entries()
         .map_err(|e| format!("not a tar archive: {e}"))?
     {
         let mut entry = entry.map_err(|e| format!("bad tar entry: {e}"))?;
-        let name = entry
-            .path()
-            .map_err(|e| e.to_string())?
-            .display()
-            .to_string();
+        entries += 1;
+        if entries > MAX_ENTRIES {
+            return Err(format!("more than {MAX_ENTRIES} entries"));
+        }
+        let raw = entry.path_bytes().into_owned();
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            let dir = String::from_utf8_lossy(&raw);
+            let dir = dir.trim_end_matches('/');
+            if dir != "artifacts" {
+                bannin_proto::evidence_names::check_entry(dir.as_bytes())?;
+            }
+            continue;
+        }
+        let name = bannin_proto::evidence_names::check_entry(&raw)?.to_owned();
+        if !kind.is_file() {
+            return Err(format!(
+                "{}: a {} is not evidence a bundle may hold (regular files only)",
+                bannin_proto::hello::inert_debug(&name),
+                match kind {
+                    tar::EntryType::Symlink => "symlink",
+                    tar::EntryType::Link => "hard link",
+                    tar::EntryType::Char | tar::EntryType::Block => "device node",
+                    tar::EntryType::Fifo => "FIFO",
+                    _ => "special entry",
+                }
+            ));
+        }
+        unpacked = unpacked.saturating_add(entry.header().size().unwrap_or(u64::MAX));
+        if unpacked > MAX_UNPACKED {
+            return Err(format!("unpacks to more than {MAX_UNPACKED} bytes"));
+        }
         if name == "manifest.json" {
+            if manifest.is_some() {
+                return Err("manifest.json twice".into());
+            }
             let mut bytes = Vec::new();
             entry
                 .take(16 * 1024 * 1024)
@@ -372,7 +412,12 @@ pub fn verify_manifest(path: &Path) -> Result<(usize, serde_json::Value), String
             continue;
         }
         let hashed = sha256_stream(&mut entry).map_err(|e| e.to_string())?;
-        hashes.insert(name, hashed);
+        if hashes.insert(name.clone(), hashed).is_some() {
+            return Err(format!(
+                "{}: twice in the bundle",
+                bannin_proto::hello::inert_debug(&name)
+            ));
+        }
     }
     let manifest = manifest.ok_or("no manifest.json")?;
     let manifest: serde_json::Value =
@@ -380,8 +425,15 @@ pub fn verify_manifest(path: &Path) -> Result<(usize, serde_json::Value), String
     let artifacts = manifest["artifacts"]
         .as_array()
         .ok_or("manifest has no artifacts")?;
+    let mut listed = std::collections::BTreeSet::new();
     for a in artifacts {
         let path = a["path"].as_str().ok_or("artifact without a path")?;
+        if !listed.insert(path) {
+            return Err(format!(
+                "{}: twice in the manifest",
+                bannin_proto::hello::inert_debug(path)
+            ));
+        }
         let (sha, size) = hashes
             .remove(path)
             .ok_or_else(|| format!("{path} is in the manifest but not in the bundle"))?;
@@ -393,4 +445,133 @@ pub fn verify_manifest(path: &Path) -> Result<(usize, serde_json::Value), String
         return Err(format!("{extra} is in the bundle but not in the manifest"));
     }
     Ok((artifacts.len(), manifest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One entry as a hostile agent would write it: any name bytes, any type.
+    struct Raw<'a> {
+        name: &'a [u8],
+        kind: tar::EntryType,
+        data: &'a [u8],
+        link: &'a str,
+    }
+
+    fn file<'a>(name: &'a str, data: &'a [u8]) -> Raw<'a> {
+        Raw {
+            name: name.as_bytes(),
+            kind: tar::EntryType::Regular,
+            data,
+            link: "",
+        }
+    }
+
+    /// A zstd tar of `entries` plus a manifest listing every regular `artifacts/` entry.
+    fn bundle(dir: &Path, entries: &[Raw<'_>]) -> PathBuf {
+        let path = dir.join("b.tar.zst");
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut listed = Vec::new();
+        for e in entries {
+            let mut h = tar::Header::new_gnu();
+            let gnu = h.as_gnu_mut().expect("gnu");
+            gnu.name[..e.name.len()].copy_from_slice(e.name);
+            h.set_entry_type(e.kind);
+            h.set_size(e.data.len() as u64);
+            h.set_mode(0o600);
+            if !e.link.is_empty() {
+                h.set_link_name(e.link).expect("link");
+            }
+            h.set_cksum();
+            builder.append(&h, e.data).expect("append");
+            if e.kind == tar::EntryType::Regular {
+                listed.push(serde_json::json!({
+                    "path": String::from_utf8_lossy(e.name),
+                    "sha256": bannin_proto::sha256_hex(e.data),
+                    "size": e.data.len(),
+                }));
+            }
+        }
+        let manifest =
+            serde_json::to_vec(&serde_json::json!({ "artifacts": listed })).expect("json");
+        let mut h = tar::Header::new_gnu();
+        h.set_size(manifest.len() as u64);
+        h.set_mode(0o600);
+        h.set_cksum();
+        builder
+            .append_data(&mut h, "manifest.json", manifest.as_slice())
+            .expect("manifest");
+        let tar = builder.into_inner().expect("tar");
+        std::fs::write(&path, zstd::encode_all(tar.as_slice(), 3).expect("zstd")).expect("write");
+        path
+    }
+
+    #[test]
+    fn an_honest_bundle_verifies() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = bundle(
+            dir.path(),
+            &[
+                file("artifacts/files/etc/passwd", b"root:x:0:0"),
+                file("artifacts/triage/processes.json", b"[]"),
+            ],
+        );
+        let (n, _) = verify_manifest(&p).expect("verified");
+        assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn hostile_bundles_are_refused_with_the_reason() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cases: Vec<(Vec<Raw<'_>>, &str)> = vec![
+            (
+                vec![Raw {
+                    name: b"artifacts/link",
+                    kind: tar::EntryType::Symlink,
+                    data: b"",
+                    link: "/etc/shadow",
+                }],
+                "symlink",
+            ),
+            (vec![file("../../escape.txt", b"x")], "only manifest.json"),
+            (vec![file("/etc/cron.d/x", b"x")], "only manifest.json"),
+            (
+                vec![file("artifacts/../../x", b"x")],
+                "not a safe relative name",
+            ),
+            (
+                vec![Raw {
+                    name: b"artifacts/sda",
+                    kind: tar::EntryType::Block,
+                    data: b"",
+                    link: "",
+                }],
+                "device node",
+            ),
+            (
+                vec![Raw {
+                    name: b"artifacts/pipe",
+                    kind: tar::EntryType::Fifo,
+                    data: b"",
+                    link: "",
+                }],
+                "FIFO",
+            ),
+            (
+                vec![file("artifacts/a\x1b[2Jb", b"x")],
+                "not a safe relative name",
+            ),
+            (
+                vec![file("artifacts/dup", b"one"), file("artifacts/dup", b"two")],
+                "twice",
+            ),
+        ];
+        for (entries, why) in cases {
+            let p = bundle(dir.path(), &entries);
+            let err = verify_manifest(&p).expect_err("refused");
+            assert!(err.contains(why), "{why}: {err}");
+            assert!(!err.contains('\x1b'), "the reason is inert: {err:?}");
+        }
+    }
 }

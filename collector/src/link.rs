@@ -85,6 +85,10 @@ impl AgentLink for LinkService {
                 hello.host_id
             )));
         }
+        if let Err(why) = bannin_proto::hello::check(&hello) {
+            tracing::warn!(host.id = %host, peer.addr = %peer.remote_addr, reason = %why, "Stream refused: Hello does not describe a host");
+            return Err(Status::invalid_argument(format!("Hello refused: {why}")));
+        }
         if self.hosts.is_revoked(host.as_str()) {
             tracing::warn!(host.id = %host, peer.addr = %peer.remote_addr, "Stream refused: host revoked");
             return Err(Status::permission_denied(format!("host {host} is revoked")));

@@ -21,6 +21,8 @@
 //! calling.
 
 pub mod config;
+pub mod evidence_names;
+pub mod hello;
 pub mod identity;
 pub mod labels;
 pub mod process;

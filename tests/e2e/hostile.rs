@@ -11,6 +11,9 @@ use bannin_tests::{
 };
 use tokio::io::AsyncReadExt;
 
+use bannin_proto::v1;
+use bannin_tests::sim::{SimAgent, event};
+
 use crate::wait_online;
 
 /// `n` idle TCP connections to `to` from `from` (a loopback address), sending nothing.
@@ -137,4 +140,72 @@ async fn the_https_endpoints_cap_each_address_and_close_silent_clients() {
         until_closed(&mut held, 40, Duration::from_secs(20)).await,
         40
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn text_from_peers_is_shown_inert_and_a_hostile_hello_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let operator = operator_toml(dir.path(), &pki.operator("alice"), collector.addr);
+
+    // A Hello whose hostname would clear the operator's screen: refused, with the field.
+    let hostile = v1::Hello {
+        host_id: "h-escape".into(),
+        hostname: "web\x1b[2J\x1b[Hclean".into(),
+        os: "Linux".into(),
+        heartbeat_interval_secs: 1,
+        ..Default::default()
+    };
+    let refused = SimAgent::connect_hello(&pki, "h-escape", collector.addr, hostile)
+        .await
+        .err()
+        .expect("refused");
+    assert!(format!("{refused:#}").contains("hostname"), "{refused:#}");
+
+    // A finding whose summary and attributes carry terminal escapes and a bidi override.
+    let mut agent = SimAgent::connect(&pki, "h-text", collector.addr, &[], &[])
+        .await
+        .expect("connect");
+    let mut e = event(
+        "process.suspicious_exec",
+        true,
+        bannin_proto::now_unix_ms(),
+        &[("exe", "/tmp/\x1b]0;owned\x07gpj.\u{202e}exe")],
+    );
+    e.summary = "erase\x1b[1A\x1b[2K this line".into();
+    agent.send(&[e]).await.expect("send");
+    let text = eventually(Duration::from_secs(20), "the finding listed", || {
+        let operator = operator.clone();
+        async move {
+            let out = std::process::Command::new(bannin_tests::bin("bannin"))
+                .args(["findings", "--config"])
+                .arg(&operator)
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.contains("this line").then_some(text)
+        }
+    })
+    .await;
+    assert!(
+        !text.contains('\x1b') && !text.contains('\u{202e}'),
+        "{text:?}"
+    );
+    assert!(text.contains("erase\\x1b[1A"), "shown visibly: {text}");
+    let (_, findings, _) = bannin_json(&operator, &["findings"]);
+    let id = findings[0]["id"].as_u64().expect("id").to_string();
+    // JSON stays exact.
+    assert_eq!(findings[0]["summary"], "erase\x1b[1A\x1b[2K this line");
+    let shown = std::process::Command::new(bannin_tests::bin("bannin"))
+        .args(["finding", "show", &id, "--config"])
+        .arg(&operator)
+        .output()
+        .expect("show");
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        !shown.contains('\x1b') && !shown.contains('\u{202e}'),
+        "{shown:?}"
+    );
+    assert!(shown.contains("\\u{202e}"), "{shown}");
 }

@@ -34,24 +34,35 @@ impl SimAgent {
         addresses: &[&str],
         labels: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        let hello = v1::Hello {
+            host_id: host.to_owned(),
+            hostname: host.to_owned(),
+            os: "Simulated Linux".into(),
+            addresses: addresses.iter().map(|a| (*a).to_owned()).collect(),
+            heartbeat_interval_secs: 1,
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..Default::default()
+        };
+        Self::connect_hello(pki, host, addr, hello).await
+    }
+
+    /// Connects as `host` and says `hello`, whatever it holds.
+    pub async fn connect_hello(
+        pki: &TestPki,
+        host: &str,
+        addr: SocketAddr,
+        hello: v1::Hello,
+    ) -> anyhow::Result<Self> {
         let material = TlsMaterial::load(&pki.agent(host))?;
         let config = tls::client_config(&material)?;
         let channel = tls::connect(&addr.to_string(), "bannin-collector", config).await?;
         let mut client = AgentLinkClient::new(channel);
         let (tx, rx) = mpsc::channel(64);
         tx.send(v1::AgentMessage {
-            body: Some(agent_message::Body::Hello(v1::Hello {
-                host_id: host.to_owned(),
-                hostname: host.to_owned(),
-                os: "Simulated Linux".into(),
-                addresses: addresses.iter().map(|a| (*a).to_owned()).collect(),
-                heartbeat_interval_secs: 1,
-                labels: labels
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
-                ..Default::default()
-            })),
+            body: Some(agent_message::Body::Hello(hello)),
         })
         .await?;
         let mut inbound = client

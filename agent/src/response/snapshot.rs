@@ -154,7 +154,17 @@ impl<W: Write> Bundle<W> {
         header.set_mode(0o600);
         header.set_mtime(u64::try_from(bannin_proto::now_unix_ms() / 1000).unwrap_or(0));
         header.set_cksum();
-        let path = format!("artifacts/{name}");
+        // A safe name, and never one already in the bundle.
+        let base = format!(
+            "artifacts/{}",
+            bannin_proto::evidence_names::artifact_name(name)
+        );
+        let mut path = base.clone();
+        let mut n = 1;
+        while self.manifest.artifacts.iter().any(|a| a.path == path) {
+            n += 1;
+            path = format!("{base}~{n}");
+        }
         if let Err(e) = self.tar.append_data(&mut header, &path, bytes) {
             return self.skip(source, format!("writing the bundle: {e}"));
         }

@@ -18,14 +18,15 @@ pub(crate) async fn verify(client: &mut Client, json: bool) -> anyhow::Result<Ex
             "ok": r.ok, "entries": r.entries, "first_bad_seq": r.first_bad_seq, "reason": r.reason,
         }))?;
     } else if r.ok {
-        println!(
+        crate::say!(
             "action log intact: {} entries, every hash chains",
             r.entries
         );
     } else {
-        println!(
+        crate::say!(
             "ACTION LOG TAMPERED: entry {} {}",
-            r.first_bad_seq, r.reason
+            r.first_bad_seq,
+            r.reason
         );
     }
     if !r.ok {
@@ -54,7 +55,7 @@ pub(crate) async fn list(
         print_json(&actions.iter().map(output::action_json).collect::<Vec<_>>())?;
     } else {
         for a in &actions {
-            println!(
+            crate::say!(
                 "{:>5} {}  {:<16} {:<18} {:<20} {}{}",
                 a.seq,
                 short_time(a.at_unix_ms),

@@ -38,7 +38,7 @@ pub(crate) async fn events(
     } else {
         for e in &response.events {
             let ev = e.event.clone().unwrap_or_default();
-            println!(
+            crate::say!(
                 "{}  {:<8} {:<22} {}",
                 short_time(ev.observed_unix_ms),
                 output::severity(ev.severity),

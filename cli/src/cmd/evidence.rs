@@ -27,12 +27,16 @@ pub(crate) async fn evidence(
             if json {
                 print_json(&list.iter().map(output::evidence_json).collect::<Vec<_>>())?;
             } else {
-                println!(
+                crate::say!(
                     "{:<5} {:<9} {:<20} {:<19} {:>10}  SHA-256",
-                    "ID", "STATE", "HOST", "RECEIVED (UTC)", "BYTES"
+                    "ID",
+                    "STATE",
+                    "HOST",
+                    "RECEIVED (UTC)",
+                    "BYTES"
                 );
                 for e in &list {
-                    println!(
+                    crate::say!(
                         "{:<5} {:<9} {:<20} {:<19} {:>10}  {}",
                         e.id,
                         e.state,
@@ -59,7 +63,7 @@ pub(crate) async fn evidence(
             if json {
                 print_json(&output::evidence_detail_json(&d))?;
             } else {
-                println!("{}", d.verify_result);
+                crate::say!("{}", d.verify_result);
             }
             return Ok(if d.verified {
                 ExitCode::SUCCESS
@@ -147,16 +151,24 @@ pub(crate) async fn evidence(
     if json {
         print_json(&output::evidence_detail_json(&detail))?;
     } else if let Some(r) = &detail.record {
-        println!(
+        crate::say!(
             "{} {} from {}: {} bytes, sha256 {}",
-            r.id, r.state, r.host_id, r.size, r.sha256
+            r.id,
+            r.state,
+            r.host_id,
+            r.size,
+            r.sha256
         );
-        println!(
+        crate::say!(
             "  asked by {} ({}), command {}, collected {} → {}",
-            r.operator, r.reason, r.command_id, r.collected_started, r.collected_finished
+            r.operator,
+            r.reason,
+            r.command_id,
+            r.collected_started,
+            r.collected_finished
         );
         for a in &detail.custody {
-            println!(
+            crate::say!(
                 "  {:>5} {}  {:<20} {:<12} {}{}",
                 a.seq,
                 short_time(a.at_unix_ms),

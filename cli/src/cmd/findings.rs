@@ -28,7 +28,7 @@ pub(crate) async fn list(
             if json {
                 println!("{}", finding_json(&f));
             } else {
-                println!("{}", finding_line(&f));
+                crate::say!("{}", finding_line(&f));
             }
         }
     } else {
@@ -51,7 +51,7 @@ pub(crate) async fn list(
             )?;
         } else {
             for f in &findings {
-                println!("{}", finding_line(f));
+                crate::say!("{}", finding_line(f));
             }
             if findings.is_empty() {
                 eprintln!("no findings");
@@ -92,12 +92,12 @@ pub(crate) async fn finding(
                 print_finding(&found, false)?;
                 if let Some(l) = labels.get(&found.host_id).filter(|l| !l.is_empty()) {
                     let shown: Vec<String> = l.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    println!("  host labels: {}", shown.join(", "));
+                    crate::say!("  host labels: {}", shown.join(", "));
                 }
                 if !chain.is_empty() {
-                    println!("  built from:");
+                    crate::say!("  built from:");
                     for f in &chain {
-                        println!("    {}", finding_line(f));
+                        crate::say!("    {}", finding_line(f));
                     }
                 }
             }
@@ -206,24 +206,24 @@ fn print_finding(f: &v1::Finding, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&finding_json(f));
     }
-    println!("{}", finding_line(f));
+    crate::say!("{}", finding_line(f));
     // Why first: the rule or condition that fired, and the ATT&CK technique.
     if let Some(reason) = f.attributes.get("reason") {
-        println!("    why: {reason}");
+        crate::say!("    why: {reason}");
     }
     if let Some(technique) = f.attributes.get("attack.technique") {
-        println!(
+        crate::say!(
             "    ATT&CK: {technique} (https://attack.mitre.org/techniques/{})",
             technique.replace('.', "/")
         );
     }
     for (k, v) in &f.attributes {
         if k != "reason" && k != "attack.technique" {
-            println!("    {k}: {v}");
+            crate::say!("    {k}: {v}");
         }
     }
     for c in &f.history {
-        println!(
+        crate::say!(
             "    {} {} by {}{}",
             short_time(c.at_unix_ms),
             output::state(c.state),

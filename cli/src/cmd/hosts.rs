@@ -18,9 +18,14 @@ pub(crate) async fn list(client: &mut Client, json: bool) -> anyhow::Result<Exit
     if json {
         print_json(&hosts.iter().map(host_json).collect::<Vec<_>>())?;
     } else {
-        println!(
+        crate::say!(
             "{:<24} {:<8} {:<18} {:<20} {:<19} {:<10} SENSORS",
-            "HOST", "STATUS", "ISOLATION", "HOSTNAME", "LAST SEEN (UTC)", "ACKED"
+            "HOST",
+            "STATUS",
+            "ISOLATION",
+            "HOSTNAME",
+            "LAST SEEN (UTC)",
+            "ACKED"
         );
         for h in hosts {
             let degraded: Vec<String> = h
@@ -34,7 +39,7 @@ pub(crate) async fn list(client: &mut Client, json: bool) -> anyhow::Result<Exit
             } else {
                 degraded.join(", ")
             };
-            println!(
+            crate::say!(
                 "{:<24} {:<8} {:<18} {:<20} {:<19} {:<10} {}",
                 h.host_id,
                 if h.revoked {
@@ -51,7 +56,7 @@ pub(crate) async fn list(client: &mut Client, json: bool) -> anyhow::Result<Exit
                 sensors
             );
             if h.revoked {
-                println!(
+                crate::say!(
                     "{:<24} revoked by {} at {}: {}",
                     "",
                     h.revoked_by,
@@ -62,7 +67,7 @@ pub(crate) async fn list(client: &mut Client, json: bool) -> anyhow::Result<Exit
             if !h.labels.is_empty() {
                 let labels: Vec<String> =
                     h.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                println!("{:<24} labels: {}", "", labels.join(", "));
+                crate::say!("{:<24} labels: {}", "", labels.join(", "));
             }
         }
     }
@@ -90,7 +95,7 @@ pub(crate) async fn label(
         print_json(&host_json(&h))?;
     } else {
         let labels: Vec<String> = h.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        println!("{}: {}", h.host_id, labels.join(", "));
+        crate::say!("{}: {}", h.host_id, labels.join(", "));
     }
 
     Ok(ExitCode::SUCCESS)
@@ -114,9 +119,10 @@ pub(crate) async fn revoke(
     if json {
         print_json(&serde_json::json!({ "host_id": r.host_id, "sessions_cut": r.sessions_cut }))?;
     } else {
-        println!(
+        crate::say!(
             "{} revoked: new connections are refused; {} live session(s) cut",
-            r.host_id, r.sessions_cut
+            r.host_id,
+            r.sessions_cut
         );
     }
 

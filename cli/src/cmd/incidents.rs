@@ -36,7 +36,7 @@ pub(crate) async fn incident(
                 print_json(&list.iter().map(output::incident_json).collect::<Vec<_>>())?;
             } else {
                 for i in &list {
-                    println!(
+                    crate::say!(
                         "#{:<4} {:<9} {:<11} {:<19} {:<12} {} ({} findings)",
                         i.id,
                         i.severity,
@@ -141,13 +141,17 @@ pub(crate) async fn incident(
     if json {
         print_json(&output::incident_detail_json(&detail))?;
     } else if let Some(i) = &detail.incident {
-        println!(
+        crate::say!(
             "Incident #{} — {} [{}; {}] commander {}",
-            i.id, i.title, i.severity, i.status, i.commander
+            i.id,
+            i.title,
+            i.severity,
+            i.status,
+            i.commander
         );
-        println!("  affected hosts: {}", detail.affected_hosts.join(", "));
+        crate::say!("  affected hosts: {}", detail.affected_hosts.join(", "));
         for t in &detail.timeline {
-            println!("  {}  {:<7} {}", short_time(t.at_unix_ms), t.source, t.text);
+            crate::say!("  {}  {:<7} {}", short_time(t.at_unix_ms), t.source, t.text);
         }
     }
 

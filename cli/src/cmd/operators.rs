@@ -49,7 +49,7 @@ pub(crate) async fn operator(
         )?;
     } else {
         for o in &records {
-            println!(
+            crate::say!(
                 "{:<20} {:<10} {:<9} added {} by {}",
                 o.name,
                 o.role,

@@ -164,12 +164,17 @@ pub(crate) async fn commands(
                 .collect::<Vec<_>>(),
         )?;
     } else {
-        println!(
+        crate::say!(
             "{:<7} {:<19} {:<20} {:<8} {:<10} {:<12} RESULT",
-            "ID", "ISSUED (UTC)", "HOST", "VERB", "STATE", "OPERATOR"
+            "ID",
+            "ISSUED (UTC)",
+            "HOST",
+            "VERB",
+            "STATE",
+            "OPERATOR"
         );
         for c in &commands {
-            println!(
+            crate::say!(
                 "{:<7} {:<19} {:<20} {:<8} {:<10} {:<12} {}",
                 c.id,
                 short_time(c.created_unix_ms),
@@ -200,9 +205,13 @@ async fn send_command(
     if json {
         print_json(&output::command_json(&last))?;
     } else {
-        println!(
+        crate::say!(
             "{} {} {}: {} {}",
-            last.id, last.verb, last.host_id, last.state, last.result
+            last.id,
+            last.verb,
+            last.host_id,
+            last.state,
+            last.result
         );
     }
     Ok(match last.state.as_str() {

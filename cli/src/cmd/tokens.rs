@@ -69,13 +69,17 @@ pub(crate) async fn token(
     if json {
         print_json(&tokens.iter().map(output::token_json).collect::<Vec<_>>())?;
     } else {
-        println!(
+        crate::say!(
             "{:<6} {:<9} {:>9} {:<20} {:<28} HOSTS",
-            "ID", "STATE", "USED", "EXPIRES", "LABELS"
+            "ID",
+            "STATE",
+            "USED",
+            "EXPIRES",
+            "LABELS"
         );
         for t in &tokens {
             let labels: Vec<String> = t.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            println!(
+            crate::say!(
                 "{:<6} {:<9} {:>4}/{:<4} {:<20} {:<28} {}",
                 t.id,
                 t.state,

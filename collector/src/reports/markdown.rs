@@ -156,7 +156,7 @@ impl Brief {
                     let _ = writeln!(
                         m,
                         "  - {} {}:{}{}",
-                        s.protocol,
+                        md(&s.protocol),
                         md(&s.address),
                         s.port,
                         if s.exe.is_empty() {
@@ -240,7 +240,7 @@ fn flow_table(m: &mut String, flows: &[Flow], none: &str) {
             m,
             "| {} | {} | {} | {} | {} | {} | {} | {} |",
             md(&f.host),
-            f.direction,
+            md(&f.direction),
             md(&f.protocol),
             md(&f.peer),
             f.port,
