@@ -46,8 +46,12 @@ pub const MAX_CONCURRENT_HANDSHAKES: usize = 512;
 /// sockets must never make an operator's call or an agent's batch wait.
 #[derive(Debug, Clone, Copy)]
 pub struct AcceptLimits {
-    /// Connections in handshake at once, from everyone; past it new ones are
-    /// closed at once (and counted), never queued.
+    /// Connections that have not yet sent their first byte, from everyone:
+    /// cheap (a socket and a timer), so many; past it new ones are closed at once.
+    pub max_waiting: usize,
+    /// Connections in TLS handshake at once (they cost CPU), from everyone;
+    /// past it new ones are closed at once (and counted), never queued. An idle
+    /// socket never gets here: it is closed for silence first.
     pub max_handshakes: usize,
     /// Connections in handshake at once from one source address (agents behind
     /// one NAT share one; a flood from one host fills only its own share).
@@ -61,6 +65,7 @@ pub struct AcceptLimits {
 impl Default for AcceptLimits {
     fn default() -> Self {
         Self {
+            max_waiting: 8192,
             max_handshakes: MAX_CONCURRENT_HANDSHAKES,
             per_source: 64,
             first_byte: Duration::from_secs(3),
@@ -72,7 +77,7 @@ impl Default for AcceptLimits {
 /// What the accept loop shed, since it started.
 #[derive(Debug, Default)]
 pub struct AcceptStats {
-    /// Closed at once: every handshake slot was taken.
+    /// Closed at once: every waiting or handshake slot was taken.
     pub shed_global: std::sync::atomic::AtomicU64,
     /// Closed at once: the source address had its share in handshake.
     pub shed_per_source: std::sync::atomic::AtomicU64,
@@ -547,6 +552,7 @@ impl TlsIncoming {
         let (tx, rx) = mpsc::channel(256);
         let acceptor = TlsAcceptor::from(config);
         let slots = Arc::new(Semaphore::new(limits.max_handshakes.max(1)));
+        let waiting = Arc::new(Semaphore::new(limits.max_waiting.max(1)));
         let per_source = Arc::new(PerSource::default());
         let stats = Arc::new(AcceptStats::default());
         let counters = stats.clone();
@@ -571,7 +577,7 @@ impl TlsIncoming {
                 let _ = tcp.set_nodelay(true);
                 use std::sync::atomic::Ordering::Relaxed;
                 // Shed, never wait: a full table closes the newcomer at once.
-                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                let Ok(waiting_permit) = waiting.clone().try_acquire_owned() else {
                     counters.shed_global.fetch_add(1, Relaxed);
                     drop(tcp);
                     report_shed(&counters, &mut last_report);
@@ -590,10 +596,10 @@ impl TlsIncoming {
                 let tx = tx.clone();
                 let gate = gate.clone();
                 let counters = counters.clone();
+                let slots = slots.clone();
                 // Not on a TaskTracker: one handshake, bounded by the handshake deadline and a semaphore slot.
                 #[allow(clippy::disallowed_methods)]
                 tokio::spawn(async move {
-                    let _permit = permit;
                     let _source_slot = source_slot;
                     let started = tokio::time::Instant::now();
                     // A client speaks first in TLS: silence is an idle socket.
@@ -607,6 +613,11 @@ impl TlsIncoming {
                             return;
                         }
                     }
+                    drop(waiting_permit);
+                    let Ok(_permit) = slots.try_acquire_owned() else {
+                        counters.shed_global.fetch_add(1, Relaxed);
+                        return;
+                    };
                     let left = limits.handshake.saturating_sub(started.elapsed());
                     let result = accept_within(&acceptor, tcp, remote_addr, left).await;
                     if matches!(result, Err(HandshakeError::Timeout(_))) {

@@ -74,6 +74,16 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         cycles: usize,
     },
+    /// Operator call latency (a new mTLS connection and `ListHosts`) with no
+    /// flood and with N idle TCP connections held against the collector's port.
+    Flood {
+        /// Idle connections held, spread over 50 loopback source addresses.
+        #[arg(long, default_value_t = 5000)]
+        connections: usize,
+        /// Operator calls measured in each phase.
+        #[arg(long, default_value_t = 200)]
+        calls: usize,
+    },
     /// (internal) The operator side of `isolate`, run inside the collector's namespace.
     #[command(hide = true)]
     IsolateClient {
@@ -112,6 +122,7 @@ fn main() -> anyhow::Result<()> {
                 in_flight,
             } => throughput(&agents, seconds, batch_events, in_flight).await,
             Cmd::Idle { agents } => idle(&agents).await,
+            Cmd::Flood { connections, calls } => flood(connections, calls).await,
             Cmd::Sink { pki, listen } => sink(&pki, listen).await,
             Cmd::Isolate { cycles } => isolate(cycles).await,
             Cmd::IsolateClient {
@@ -165,6 +176,73 @@ fn wait_listening(addr: SocketAddr, child: &mut Child) -> anyhow::Result<()> {
         anyhow::ensure!(Instant::now() < deadline, "server did not listen");
         std::thread::sleep(Duration::from_millis(50));
     }
+    Ok(())
+}
+
+/// `calls` operator calls, each on a new mTLS connection: latencies.
+async fn operator_calls(
+    addr: SocketAddr,
+    tls: &TlsPaths,
+    calls: usize,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut h = Histogram::<u64>::new(3)?;
+    for _ in 0..calls {
+        let t = Instant::now();
+        let mut client = tokio::time::timeout(
+            Duration::from_secs(30),
+            bannin_tests::operator_client(tls, addr),
+        )
+        .await
+        .context("operator connect timed out")?;
+        client
+            .list_hosts(bannin_proto::v1::ListHostsRequest::default())
+            .await
+            .context("ListHosts")?;
+        h.record(t.elapsed().as_micros() as u64)?;
+    }
+    Ok(h)
+}
+
+async fn flood(connections: usize, calls: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = TestPki::new(dir.path());
+    let collector = start_collector(dir.path(), &pki)?;
+    let tls = pki.operator("bench");
+    let quiet = operator_calls(collector.addr, &tls, calls).await?;
+    let mut held = Vec::with_capacity(connections);
+    let mut refused = 0usize;
+    for i in 0..connections {
+        let from = std::net::IpAddr::from([127, 0, 1, (i % 50) as u8 + 1]);
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(from, 0))?;
+        match socket.connect(collector.addr).await {
+            Ok(s) => held.push(s),
+            Err(_) => refused += 1,
+        }
+    }
+    let flooded = operator_calls(collector.addr, &tls, calls).await?;
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!("| phase | idle TCP connections held | operator call p50 (ms) | p99 (ms) | max (ms) |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| no flood | 0 | {:.1} | {:.1} | {:.1} |",
+        ms(&quiet, 0.5),
+        ms(&quiet, 0.99),
+        quiet.max() as f64 / 1000.0
+    );
+    println!(
+        "| flood | {} ({refused} refused by the kernel) | {:.1} | {:.1} | {:.1} |",
+        held.len(),
+        ms(&flooded, 0.5),
+        ms(&flooded, 0.99),
+        flooded.max() as f64 / 1000.0
+    );
+    println!(
+        "ratio flood / no flood: p50 ×{:.2}, p99 ×{:.2}",
+        ms(&flooded, 0.5) / ms(&quiet, 0.5).max(0.001),
+        ms(&flooded, 0.99) / ms(&quiet, 0.99).max(0.001)
+    );
+    drop(held);
     Ok(())
 }
 
