@@ -196,6 +196,15 @@ async fn stream_file(
     }
 }
 
+/// Triage and snapshot commands that may wait their turn; past it a new one is refused at once.
+pub const MAX_QUEUED_WORK: usize = 16;
+/// The longest an isolate, release, ping or relearn may take.
+pub const COMMAND_TIME_LIMIT: Duration = Duration::from_secs(60);
+/// The longest a triage question may take.
+pub const TRIAGE_TIME_LIMIT: Duration = Duration::from_secs(120);
+/// The longest a snapshot may take.
+pub const SNAPSHOT_TIME_LIMIT: Duration = Duration::from_secs(1800);
+
 /// Carries out commands.
 pub struct Responder {
     config: ResponseConfig,
@@ -254,18 +263,95 @@ impl Responder {
         results: mpsc::Sender<v1::agent_message::Body>,
         shutdown: CancellationToken,
     ) {
-        let mut refresh = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                command = commands.recv() => {
-                    let Some(command) = command else { return };
-                    let result = self.handle(command, &results).await;
-                    if results.send(v1::agent_message::Body::CommandResult(result)).await.is_err() {
-                        return;
+        // Two lanes: isolate, release, ping and relearn at once; triage and
+        // snapshots (which read files and may take minutes) one after another
+        // on their own, so an isolate never waits behind a snapshot.
+        let (work_tx, mut work_rx) = mpsc::channel::<v1::Command>(MAX_QUEUED_WORK);
+        let urgent = async {
+            let mut refresh = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    command = commands.recv() => {
+                        let Some(command) = command else { return };
+                        let slow = matches!(
+                            Command::parse(&command),
+                            Ok(Command::Triage(_) | Command::Snapshot(_))
+                        );
+                        let result = if slow {
+                            match work_tx.try_send(command) {
+                                Ok(()) => continue,
+                                Err(mpsc::error::TrySendError::Full(c)) => v1::CommandResult {
+                                    command_id: c.id,
+                                    ok: false,
+                                    detail: format!(
+                                        "the agent is busy: {MAX_QUEUED_WORK} triage and snapshot commands are queued; try again later"
+                                    ),
+                                },
+                                Err(mpsc::error::TrySendError::Closed(_)) => return,
+                            }
+                        } else {
+                            self.handle_within(command, &results).await
+                        };
+                        if results.send(v1::agent_message::Body::CommandResult(result)).await.is_err() {
+                            return;
+                        }
                     }
+                    _ = refresh.tick() => self.refresh_collector().await,
                 }
-                _ = refresh.tick() => self.refresh_collector().await,
+            }
+        };
+        let work = async {
+            loop {
+                let command = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    command = work_rx.recv() => command,
+                };
+                let Some(command) = command else { return };
+                let result = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    result = self.handle_within(command, &results) => result,
+                };
+                if results
+                    .send(v1::agent_message::Body::CommandResult(result))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        };
+        tokio::join!(
+            async {
+                urgent.await;
+                // The work lane ends with the urgent one (its sender is dropped).
+            },
+            work
+        );
+    }
+
+    /// [`Self::handle`] within the command's time limit: past it, a failed
+    /// result saying so (the work is abandoned).
+    async fn handle_within(
+        &self,
+        command: v1::Command,
+        out: &mpsc::Sender<v1::agent_message::Body>,
+    ) -> v1::CommandResult {
+        let limit = match Command::parse(&command) {
+            Ok(Command::Snapshot(_)) => SNAPSHOT_TIME_LIMIT,
+            Ok(Command::Triage(_)) => TRIAGE_TIME_LIMIT,
+            _ => COMMAND_TIME_LIMIT,
+        };
+        let id = command.id.clone();
+        match tokio::time::timeout(limit, self.handle(command, out)).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::error!(command.id = %id, limit.secs = limit.as_secs(), "Command timed out");
+                v1::CommandResult {
+                    command_id: id,
+                    ok: false,
+                    detail: format!("timed out after {} s", limit.as_secs()),
+                }
             }
         }
     }
@@ -346,5 +432,108 @@ impl Responder {
             Command::Snapshot(c) => cmd::snapshot::apply(self, c, id, out).await,
             Command::Relearn(c) => cmd::relearn::apply(self, c),
         }
+    }
+}
+
+#[cfg(test)]
+mod lane_tests {
+    use super::*;
+    use v1::command::Body;
+
+    fn responder(dir: &std::path::Path) -> Responder {
+        let spool = Arc::new(Spool::open(&dir.join("spool"), 64 * 1024 * 1024).expect("spool"));
+        Responder::new(
+            ResponseConfig {
+                collector: "127.0.0.1:1".into(),
+                dns_resolvers: Vec::new(),
+                local_operator: false,
+                root: dir.join("root"),
+                work_dir: dir.join("spool"),
+                host_id: "h-lanes".into(),
+            },
+            spool,
+            Controls::default(),
+        )
+    }
+
+    fn command(id: &str, body: Body) -> v1::Command {
+        v1::Command {
+            id: id.into(),
+            body: Some(body),
+            ..v1::Command::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_ping_is_answered_while_a_snapshot_runs_and_a_fifo_never_stalls_triage() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("data")).expect("root");
+        // Enough to read and compress that a snapshot takes a while.
+        for i in 0..40 {
+            std::fs::write(root.join(format!("data/f{i}")), vec![i as u8; 512 * 1024])
+                .expect("file");
+        }
+        let made = std::process::Command::new("mkfifo")
+            .arg(root.join("data/pipe"))
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        let (commands_tx, commands_rx) = mpsc::channel(16);
+        let (results_tx, mut results_rx) = mpsc::channel(1024);
+        let shutdown = CancellationToken::new();
+        let run = responder(dir.path()).run(commands_rx, results_tx, shutdown.clone());
+        let driver = async {
+            let files = (0..40).map(|i| format!("/data/f{i}")).collect();
+            commands_tx
+                .send(command(
+                    "snap",
+                    Body::Snapshot(v1::SnapshotCommand {
+                        operator: "alice".into(),
+                        reason: "test".into(),
+                        files,
+                    }),
+                ))
+                .await
+                .expect("send");
+            commands_tx
+                .send(command(
+                    "fifo",
+                    Body::Triage(v1::TriageCommand {
+                        question: "hash".into(),
+                        path: "/data/pipe".into(),
+                    }),
+                ))
+                .await
+                .expect("send");
+            commands_tx
+                .send(command("ping", Body::Ping(v1::PingCommand {})))
+                .await
+                .expect("send");
+            let mut order = Vec::new();
+            while order.len() < 3 {
+                let Some(body) = tokio::time::timeout(Duration::from_secs(60), results_rx.recv())
+                    .await
+                    .expect("results keep coming")
+                else {
+                    break;
+                };
+                if let v1::agent_message::Body::CommandResult(r) = body {
+                    if r.command_id == "fifo" {
+                        assert!(!r.ok, "{r:?}");
+                        assert!(
+                            r.detail.contains("FIFO") || r.detail.contains("regular"),
+                            "{r:?}"
+                        );
+                    }
+                    order.push(r.command_id);
+                }
+            }
+            shutdown.cancel();
+            order
+        };
+        let ((), order) = tokio::join!(run, driver);
+        assert_eq!(order.first().map(String::as_str), Some("ping"), "{order:?}");
+        assert_eq!(order.len(), 3, "{order:?}");
     }
 }

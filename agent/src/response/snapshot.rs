@@ -269,15 +269,11 @@ fn read_safely(
             before.len()
         )));
     }
-    let mut file = std::fs::File::open(&real).map_err(|e| ReadError::Refused(e.to_string()))?;
+    let mut file = crate::host::paths::open_regular(&real, &before)
+        .map_err(|e| ReadError::Refused(format!("{host_path}: {e}: refused")))?;
     let opened = file
         .metadata()
         .map_err(|e| ReadError::Refused(e.to_string()))?;
-    if (opened.dev(), opened.ino()) != (before.dev(), before.ino()) {
-        return Err(ReadError::Refused(format!(
-            "{host_path} changed while being opened: refused"
-        )));
-    }
     if tail && opened.len() > limit {
         use std::io::Seek;
         file.seek(std::io::SeekFrom::Start(opened.len() - limit))

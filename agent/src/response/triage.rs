@@ -211,14 +211,10 @@ fn hash(shown: &str, real: &Path) -> Result<Value, TriageError> {
             kind(&before.file_type())
         )));
     }
-    let mut file = std::fs::File::open(real).map_err(io(shown))?;
-    // The path may have been swapped between lstat and open: hash only the file we checked.
-    let opened = file.metadata().map_err(io(shown))?;
-    if (opened.dev(), opened.ino()) != (before.dev(), before.ino()) {
-        return Err(TriageError::Refused(format!(
-            "{shown} changed while being opened"
-        )));
-    }
+    // The path may have been swapped between lstat and open: hash only the
+    // file we checked, and never wait on a FIFO put in its place.
+    let mut file = crate::host::paths::open_regular(real, &before)
+        .map_err(|e| TriageError::Refused(format!("{shown}: {e}")))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut size = 0u64;

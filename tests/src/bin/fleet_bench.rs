@@ -222,7 +222,9 @@ async fn flood(connections: usize, calls: usize) -> anyhow::Result<()> {
     }
     let flooded = operator_calls(collector.addr, &tls, calls).await?;
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    println!("| phase | idle TCP connections held | operator call p50 (ms) | p99 (ms) | max (ms) |");
+    println!(
+        "| phase | idle TCP connections held | operator call p50 (ms) | p99 (ms) | max (ms) |"
+    );
     println!("|---|---:|---:|---:|---:|");
     println!(
         "| no flood | 0 | {:.1} | {:.1} | {:.1} |",
