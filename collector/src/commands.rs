@@ -67,8 +67,28 @@ pub struct Commands {
     sessions: Mutex<HashMap<String, Vec<(u64, Outbound)>>>,
     next_session: AtomicU64,
     next_reconcile: AtomicU64,
+    /// Reconciles sent and not yet answered: (host, `rN`). Only these may be
+    /// answered: an agent cannot make up results to write into the action log.
+    reconciles: Mutex<std::collections::HashSet<(String, String)>>,
     /// Serialises state changes of commands (issue, deliver, result, expire).
     ops: tokio::sync::Mutex<()>,
+}
+
+/// Longest reconcile result detail kept in the action log.
+pub const MAX_RESULT_DETAIL: usize = MAX_TEXT;
+
+/// Cuts an agent's result detail to [`MAX_RESULT_DETAIL`] bytes, saying how much was cut.
+fn bound_detail(detail: &mut String) {
+    if detail.len() <= MAX_RESULT_DETAIL {
+        return;
+    }
+    let cut = detail.len();
+    let mut end = MAX_RESULT_DETAIL;
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    detail.truncate(end);
+    detail.push_str(&format!("… ({} bytes cut)", cut - end));
 }
 
 /// The typed command the agent reads (`Command.body`), built from the verb and
@@ -150,6 +170,7 @@ impl Commands {
             sessions: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
             next_reconcile: AtomicU64::new(1),
+            reconciles: Mutex::new(std::collections::HashSet::new()),
             ops: tokio::sync::Mutex::new(()),
         }
     }
@@ -259,6 +280,12 @@ impl Commands {
             // The agent re-applies its own persisted state at start; this covers a
             // host whose state was lost (a reinstall) and confirms the current one.
             let n = self.next_reconcile.fetch_add(1, Ordering::Relaxed);
+            {
+                // Only the newest reconcile of a host may be answered.
+                let mut sent = bannin_proto::lock(&self.reconciles);
+                sent.retain(|(h, _)| h != host.as_str());
+                sent.insert((host.to_string(), format!("r{n}")));
+            }
             let _ = tx
                 .send(Ok(message(format!("r{n}"), "isolate", desired.arguments)))
                 .await;
@@ -323,7 +350,15 @@ impl Commands {
     ) -> Result<(), StoreError> {
         let _guard = self.ops.lock().await;
         let now = now_unix_ms();
+        let mut result = result;
         if result.command_id.starts_with('r') {
+            bound_detail(&mut result.detail);
+            let sent = bannin_proto::lock(&self.reconciles)
+                .remove(&(host.to_string(), result.command_id.clone()));
+            if !sent {
+                tracing::debug!(host.id = %host, command.id = %result.command_id, "Result for a reconcile never sent (or already answered) ignored");
+                return Ok(());
+            }
             // A reconcile of the desired isolation state.
             if let Some(mut desired) = self.store.isolation(host.as_str())?
                 && desired.isolated
@@ -353,11 +388,11 @@ impl Commands {
             .strip_prefix('c')
             .and_then(|n| n.parse::<u64>().ok());
         let Some(mut command) = id.map(|id| self.store.command(id)).transpose()?.flatten() else {
-            tracing::warn!(host.id = %host, command.id = %result.command_id, "Result for an unknown command ignored");
+            tracing::debug!(host.id = %host, command.id = %result.command_id, "Result for an unknown command ignored");
             return Ok(());
         };
         if command.host_id != host.as_str() {
-            tracing::warn!(host.id = %host, command.id = %result.command_id, command.host = %command.host_id, "Result for another host's command ignored");
+            tracing::debug!(host.id = %host, command.id = %result.command_id, command.host = %command.host_id, "Result for another host's command ignored");
             return Ok(());
         }
         if command.state.is_final() {
@@ -369,7 +404,6 @@ impl Commands {
             CommandState::Failed
         };
         command.finished_unix_ms = now;
-        let mut result = result;
         if command.verb == "snapshot" {
             // The agent's word is not enough: the collector's own checks decide.
             match self

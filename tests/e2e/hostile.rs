@@ -209,3 +209,43 @@ async fn text_from_peers_is_shown_inert_and_a_hostile_hello_is_refused() {
     );
     assert!(shown.contains("\\u{202e}"), "{shown}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn made_up_command_results_write_nothing_to_the_action_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let operator = operator_toml(dir.path(), &pki.operator("alice"), collector.addr);
+    let mut agent = SimAgent::connect(&pki, "h-liar", collector.addr, &[], &[])
+        .await
+        .expect("connect");
+    let count = || {
+        let (ok, actions, err) = bannin_json(&operator, &["actions"]);
+        assert!(ok, "{err}");
+        actions.as_array().map(Vec::len).unwrap_or(0)
+    };
+    let before = count();
+    // Reconciles never sent, commands never issued, and megabytes of detail.
+    for i in 0..200 {
+        agent
+            .send_result(v1::CommandResult {
+                command_id: format!("r{i}"),
+                ok: i % 2 == 0,
+                detail: "x".repeat(if i < 10 { 1024 * 1024 } else { 100 }),
+            })
+            .await
+            .expect("send");
+        agent
+            .send_result(v1::CommandResult {
+                command_id: format!("c{}", 10_000 + i),
+                ok: true,
+                detail: "done".into(),
+            })
+            .await
+            .expect("send");
+    }
+    // A heartbeat after them: the session processed everything before it.
+    agent.heartbeat().await.expect("still connected");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(count(), before, "the action log did not grow");
+}

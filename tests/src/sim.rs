@@ -84,6 +84,16 @@ impl SimAgent {
         })
     }
 
+    /// Sends a command result, whatever it says (a hostile agent's).
+    pub async fn send_result(&mut self, result: v1::CommandResult) -> anyhow::Result<()> {
+        self.tx
+            .send(v1::AgentMessage {
+                body: Some(agent_message::Body::CommandResult(result)),
+            })
+            .await
+            .map_err(|_| anyhow::anyhow!("session closed"))
+    }
+
     /// Sends `events` as one batch and waits until it is acknowledged.
     pub async fn send(&mut self, events: &[v1::Event]) -> anyhow::Result<u64> {
         let sequence = self.next;
