@@ -44,7 +44,9 @@ pub struct FleetView {
 
 #[derive(Debug, Default)]
 struct FleetInner {
-    by_address: HashMap<IpAddr, String>,
+    /// Every host claiming each address: a peer is a fleet host only when one
+    /// host claims its address (a second claimant takes nothing over).
+    by_address: HashMap<IpAddr, Vec<String>>,
     addresses: HashMap<String, Vec<IpAddr>>,
 }
 
@@ -65,21 +67,30 @@ impl FleetView {
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = inner.addresses.remove(host) {
             for ip in old {
-                if inner.by_address.get(&ip).is_some_and(|h| h == host) {
-                    inner.by_address.remove(&ip);
+                if let Some(claimants) = inner.by_address.get_mut(&ip) {
+                    claimants.retain(|h| h != host);
+                    if claimants.is_empty() {
+                        inner.by_address.remove(&ip);
+                    }
                 }
             }
         }
         for ip in &parsed {
-            inner.by_address.insert(*ip, host.to_owned());
+            let claimants = inner.by_address.entry(*ip).or_default();
+            if !claimants.iter().any(|h| h == host) {
+                claimants.push(host.to_owned());
+            }
         }
         inner.addresses.insert(host.to_owned(), parsed);
     }
 
-    /// The fleet host that has `ip`, if any.
+    /// The fleet host that has `ip`, if exactly one host claims it.
     pub fn host_of(&self, ip: IpAddr) -> Option<String> {
         let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        inner.by_address.get(&ip.to_canonical()).cloned()
+        match inner.by_address.get(&ip.to_canonical()).map(Vec::as_slice) {
+            Some([only]) => Some(only.clone()),
+            _ => None,
+        }
     }
 
     /// How many hosts the fleet has.

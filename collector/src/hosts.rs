@@ -39,6 +39,36 @@ pub struct CloneSuspect {
     pub sessions: Vec<(String, String)>,
 }
 
+/// Two or more hosts describing themselves with one name or address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityConflict {
+    /// The host whose Hello made the conflict.
+    pub host_id: String,
+    /// `hostname` or `address`.
+    pub claim: &'static str,
+    /// The name or address.
+    pub value: String,
+    /// Every host claiming it, by host id, sorted.
+    pub hosts: Vec<String>,
+}
+
+/// Addresses many unrelated hosts have by design (link-local, the default
+/// Docker and libvirt bridges): sharing one is no conflict.
+pub fn commonly_shared(ip: std::net::IpAddr) -> bool {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => {
+            v4.is_link_local()
+                || v4.is_loopback()
+                || v4.is_unspecified()
+                || v4 == std::net::Ipv4Addr::new(172, 17, 0, 1)
+                || v4 == std::net::Ipv4Addr::new(192, 168, 122, 1)
+        }
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
 /// Every host the collector knows, with its live sessions.
 ///
 /// A `std::sync::Mutex`: every critical section is a few map operations with no
@@ -51,6 +81,9 @@ pub struct HostRegistry {
     fleet: std::sync::Arc<crate::correlate::FleetView>,
     hosts: Mutex<HashMap<String, Live>>,
     silent_after_heartbeats: u32,
+    /// Identity conflicts seen and not yet raised; and every one raised (by
+    /// claim), so each is raised once.
+    conflicts: Mutex<(Vec<IdentityConflict>, std::collections::HashSet<String>)>,
 }
 
 /// A host as listed to operators.
@@ -99,7 +132,65 @@ impl HostRegistry {
             fleet,
             hosts: Mutex::new(hosts),
             silent_after_heartbeats,
+            conflicts: Mutex::new((Vec::new(), std::collections::HashSet::new())),
         })
+    }
+
+    /// Identity conflicts seen since the last call (each raised once).
+    pub fn new_identity_conflicts(&self) -> Vec<IdentityConflict> {
+        std::mem::take(&mut bannin_proto::lock(&self.conflicts).0)
+    }
+
+    /// Notes the hosts that claim `record`'s hostname or one of its addresses too.
+    fn check_identity(&self, record: &HostRecord, hosts: &HashMap<String, Live>) {
+        let mut found = Vec::new();
+        if !record.hostname.is_empty() {
+            let mut claimants: Vec<String> = hosts
+                .values()
+                .filter(|l| l.record.hostname == record.hostname)
+                .map(|l| l.record.host_id.clone())
+                .collect();
+            if claimants.len() > 1 {
+                claimants.sort();
+                found.push(("hostname", record.hostname.clone(), claimants));
+            }
+        }
+        let bare = |a: &str| -> Option<std::net::IpAddr> {
+            a.split('/')
+                .next()?
+                .parse::<std::net::IpAddr>()
+                .ok()
+                .map(|ip| ip.to_canonical())
+        };
+        for ip in record.addresses.iter().filter_map(|a| bare(a)) {
+            if commonly_shared(ip) {
+                continue;
+            }
+            let mut claimants: Vec<String> = hosts
+                .values()
+                .filter(|l| l.record.addresses.iter().any(|a| bare(a) == Some(ip)))
+                .map(|l| l.record.host_id.clone())
+                .collect();
+            if claimants.len() > 1 {
+                claimants.sort();
+                found.push(("address", ip.to_string(), claimants));
+            }
+        }
+        if found.is_empty() {
+            return;
+        }
+        let mut conflicts = bannin_proto::lock(&self.conflicts);
+        for (claim, value, claimants) in found {
+            let key = format!("{claim}:{value}:{}", claimants.join(","));
+            if conflicts.1.insert(key) {
+                conflicts.0.push(IdentityConflict {
+                    host_id: record.host_id.clone(),
+                    claim,
+                    value,
+                    hosts: claimants,
+                });
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
@@ -200,7 +291,9 @@ impl HostRegistry {
                 .collect();
             r.peer_address = peer_address;
             r.silent = false;
-            r.clone()
+            let record = r.clone();
+            self.check_identity(&record, &hosts);
+            record
         };
         self.fleet.set_addresses(&record.host_id, &record.addresses);
         self.store.put_host(&record)?;

@@ -300,6 +300,32 @@ async fn watch_silence(hosts: Arc<HostRegistry>, ingest: Ingest, shutdown: Cance
                 tracing::error!(%error, "Cannot raise host.silent");
             }
         }
+        for conflict in hosts.new_identity_conflicts() {
+            let Ok(host_id) = HostId::new(conflict.host_id.clone()) else {
+                continue;
+            };
+            tracing::warn!(host.id = %host_id, claim = conflict.claim, value = %conflict.value, hosts = %conflict.hosts.join(","), "Several hosts claim one identity");
+            let finding = NewFinding {
+                host_id,
+                kind: "host.identity_conflict".into(),
+                severity: Severity::Medium,
+                observed_unix_ms: now,
+                attributes: BTreeMap::from([
+                    ("claim".to_owned(), conflict.claim.to_owned()),
+                    ("value".to_owned(), conflict.value.clone()),
+                    ("hosts".to_owned(), conflict.hosts.join(",")),
+                ]),
+                summary: format!(
+                    "hosts {} all claim the {} {}: alerts and peers naming it are resolved to none of them",
+                    conflict.hosts.join(", "),
+                    conflict.claim,
+                    conflict.value
+                ),
+            };
+            if let Err(error) = ingest.raise(finding).await {
+                tracing::error!(%error, "Cannot raise host.identity_conflict");
+            }
+        }
         for clone in hosts.new_clones(now) {
             let Ok(host_id) = HostId::new(clone.host_id.clone()) else {
                 continue;

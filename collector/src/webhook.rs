@@ -305,22 +305,36 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The known host an alert label names: a host id, a hostname or an address.
+/// The known host an alert label names: a host id; else the one host whose
+/// agent reports that hostname, or that address. What a host says about itself
+/// decides only when no other host says the same: an agent claiming another's
+/// name receives nothing of its alerts (the alert stays unresolved, and the
+/// claim is a `host.identity_conflict`).
 fn resolve(shared: &Shared, name: &str) -> Option<HostId> {
     let hosts = shared.hosts.list();
+    let only = |matches: Vec<&crate::hosts::HostView>| match matches.as_slice() {
+        [one] => Some(one.record.host_id.clone()),
+        _ => None,
+    };
     hosts
         .iter()
         .find(|h| h.record.host_id == name)
-        .or_else(|| hosts.iter().find(|h| h.record.hostname == name))
+        .map(|h| h.record.host_id.clone())
+        .or_else(|| only(hosts.iter().filter(|h| h.record.hostname == name).collect()))
         .or_else(|| {
-            hosts.iter().find(|h| {
-                h.record
-                    .addresses
+            only(
+                hosts
                     .iter()
-                    .any(|a| a.split('/').next() == Some(name))
-            })
+                    .filter(|h| {
+                        h.record
+                            .addresses
+                            .iter()
+                            .any(|a| a.split('/').next() == Some(name))
+                    })
+                    .collect(),
+            )
         })
-        .and_then(|h| HostId::new(h.record.host_id.clone()).ok())
+        .and_then(|h| HostId::new(h).ok())
 }
 
 /// Parses a payload into findings (and the count of resolved alerts), or the

@@ -249,3 +249,80 @@ async fn made_up_command_results_write_nothing_to_the_action_log() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(count(), before, "the action log did not grow");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hosts_claiming_one_name_or_address_is_a_finding_and_takes_nothing_over() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let operator = operator_toml(dir.path(), &pki.operator("alice"), collector.addr);
+    let hello = |host: &str| v1::Hello {
+        host_id: host.into(),
+        hostname: "web-07".into(),
+        os: "Linux".into(),
+        // The Docker bridge is on every host: no conflict.
+        addresses: vec!["10.9.9.9/24".into(), "172.17.0.1/16".into()],
+        heartbeat_interval_secs: 1,
+        ..Default::default()
+    };
+    let _a = SimAgent::connect_hello(&pki, "h-real", collector.addr, hello("h-real"))
+        .await
+        .expect("first");
+    let _b = SimAgent::connect_hello(&pki, "h-impostor", collector.addr, hello("h-impostor"))
+        .await
+        .expect("second");
+    let conflicts = eventually(Duration::from_secs(20), "identity conflicts", || {
+        let operator = operator.clone();
+        async move {
+            let (_, findings, _) = bannin_json(&operator, &["findings"]);
+            let c: Vec<serde_json::Value> = findings
+                .as_array()?
+                .iter()
+                .filter(|f| f["kind"] == "host.identity_conflict")
+                .cloned()
+                .collect();
+            (c.len() >= 2).then_some(c)
+        }
+    })
+    .await;
+    let claims: Vec<(String, String, String)> = conflicts
+        .iter()
+        .map(|f| {
+            (
+                f["attributes"]["claim"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                f["attributes"]["value"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                f["attributes"]["hosts"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        claims.contains(&(
+            "hostname".into(),
+            "web-07".into(),
+            "h-impostor,h-real".into()
+        )),
+        "{claims:?}"
+    );
+    assert!(
+        claims.contains(&(
+            "address".into(),
+            "10.9.9.9".into(),
+            "h-impostor,h-real".into()
+        )),
+        "{claims:?}"
+    );
+    assert_eq!(
+        claims.len(),
+        2,
+        "no conflict for the Docker bridge: {claims:?}"
+    );
+}
