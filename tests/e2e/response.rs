@@ -387,6 +387,63 @@ impl Site {
         ]
     }
 
+    /// Whether a TCP SYN forged from the collector's address and port, aimed at
+    /// the agent host's own listener (9001), is let in: the agent's kernel then
+    /// holds a half-open connection (SYN-RECV) for it. The collector's
+    /// namespace drops its own RSTs meanwhile, so the half-open one stays
+    /// visible. (A raw socket from Python: the listening collector owns the port.)
+    pub(crate) fn spoofed_syn_accepted(&self) -> bool {
+        let rules = "table inet probe\ndelete table inet probe\ntable inet probe {\n  chain out {\n    type filter hook output priority 0;\n    tcp flags rst drop\n  }\n}\n";
+        let mut nft = self.lab.command(Host::Collector, Path::new("nft"));
+        nft.args(["-f", "-"]).stdin(std::process::Stdio::piped());
+        let mut child = nft.spawn().expect("nft");
+        {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(rules.as_bytes())
+                .expect("rules");
+        }
+        assert!(child.wait().expect("nft").success(), "probe table");
+        let script = r#"
+import socket, struct, sys
+src, dst, sport, dport = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+def csum(b):
+    if len(b) % 2: b += b'\0'
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return (~s) & 0xffff
+hdr = struct.pack('!HHIIBBHHH', sport, dport, 4242, 0, 5 << 4, 0x02, 64240, 0, 0)
+pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack('!BBH', 0, 6, len(hdr))
+hdr = hdr[:16] + struct.pack('!H', csum(pseudo + hdr)) + hdr[18:]
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+s.bind((src, 0))
+s.sendto(hdr, (dst, 0))
+"#;
+        let sent = self
+            .lab
+            .command(Host::Collector, Path::new("python3"))
+            .args(["-c", script, &Host::Collector.v4(), &Host::Agent.v4()])
+            .arg(PORT.to_string())
+            .arg("9001")
+            .status()
+            .expect("python3");
+        assert!(sent.success(), "the forged SYN was sent");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let out = self
+            .lab
+            .command(Host::Agent, Path::new("ss"))
+            .args(["-Htn", "state", "syn-recv"])
+            .output()
+            .expect("ss");
+        // A dual-stack listener shows the peer IPv4-mapped: `[::ffff:10.77.0.1]:7443`.
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let peer = Host::Collector.v4();
+        text.contains(&format!("{peer}:{PORT}")) || text.contains(&format!("{peer}]:{PORT}"))
+    }
+
     pub(crate) fn has_table(&self) -> bool {
         self.lab
             .nft(Host::Agent, &["list", "tables"])
@@ -442,6 +499,10 @@ fn isolation_in_network_namespaces_needs_root() {
         "isolated over IPv4 and IPv6, both ways"
     );
     assert_eq!(site.host_field("isolation"), Some("isolated".into()));
+    assert!(
+        !site.spoofed_syn_accepted(),
+        "a packet forged from the collector's address and port reaches no other local port"
+    );
     site.odd_file_arrives("while-isolated");
     let (ok, again, _) = site.cli(&["isolate", "web-01", "--reason", "twice is harmless"]);
     assert!(ok && again["state"] == "succeeded", "{again}");
@@ -469,6 +530,10 @@ fn isolation_in_network_namespaces_needs_root() {
         site.reachability(),
         [true; 4],
         "after release everything connects again"
+    );
+    assert!(
+        site.spoofed_syn_accepted(),
+        "the forged SYN is the probe it claims to be: without isolation it is let in"
     );
     assert_eq!(site.host_field("isolation"), Some("not isolated".into()));
     let (ok, twice, _) = site.cli(&["release", "web-01", "--reason", "again"]);

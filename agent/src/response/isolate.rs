@@ -100,21 +100,35 @@ pub fn ruleset(spec: &Spec) -> String {
     let mut output = String::new();
     let _ = writeln!(input, "    iif \"lo\" accept");
     let _ = writeln!(output, "    oif \"lo\" accept");
+    // The channel to the collector: connections this host opens to the pinned
+    // address and port, and their replies only. A packet from the collector's
+    // address and port that belongs to no such connection (a spoofed source
+    // port aimed at another local service) is dropped.
     for c in &spec.collector {
         let (f, ip, port) = (family(&c.ip()), c.ip(), c.port());
         let _ = writeln!(output, "    {f} daddr {ip} tcp dport {port} accept");
-        let _ = writeln!(input, "    {f} saddr {ip} tcp sport {port} accept");
+        let _ = writeln!(
+            input,
+            "    {f} saddr {ip} tcp sport {port} ct state established accept"
+        );
     }
     let _ = writeln!(output, "    udp sport 68 udp dport 67 accept");
     let _ = writeln!(input, "    udp sport 67 udp dport 68 accept");
     let _ = writeln!(output, "    udp sport 546 udp dport 547 accept");
     let _ = writeln!(input, "    udp sport 547 udp dport 546 accept");
+    // The named resolvers: queries to their port 53, and the answers only.
     for r in &spec.resolvers {
         let f = family(r);
         let _ = writeln!(output, "    {f} daddr {r} udp dport 53 accept");
         let _ = writeln!(output, "    {f} daddr {r} tcp dport 53 accept");
-        let _ = writeln!(input, "    {f} saddr {r} udp sport 53 accept");
-        let _ = writeln!(input, "    {f} saddr {r} tcp sport 53 accept");
+        let _ = writeln!(
+            input,
+            "    {f} saddr {r} udp sport 53 ct state established accept"
+        );
+        let _ = writeln!(
+            input,
+            "    {f} saddr {r} tcp sport 53 ct state established accept"
+        );
     }
     let _ = writeln!(
         output,
@@ -263,7 +277,8 @@ mod tests {
         assert!(!r.contains("flush ruleset"));
         for line in [
             "ip daddr 10.1.0.1 tcp dport 7443 accept",
-            "ip6 saddr fd00::1 tcp sport 7443 accept",
+            "ip6 saddr fd00::1 tcp sport 7443 ct state established accept",
+            "ip saddr 10.1.0.53 udp sport 53 ct state established accept",
             "ip daddr 10.1.0.53 udp dport 53 accept",
             "ip saddr 192.0.2.7 accept",
             "type filter hook forward priority -10; policy drop;",

@@ -211,6 +211,8 @@ pub struct Responder {
     spool: Arc<Spool>,
     /// This agent's sensors' controls (`relearn` asks through them).
     controls: Controls,
+    /// What the collector's name last resolved to while isolated (said once per change).
+    collector_seen: std::sync::Mutex<Vec<std::net::SocketAddr>>,
     started: Instant,
 }
 
@@ -221,6 +223,7 @@ impl Responder {
             config,
             spool,
             controls,
+            collector_seen: std::sync::Mutex::new(Vec::new()),
             started: Instant::now(),
         }
     }
@@ -356,36 +359,30 @@ impl Responder {
         }
     }
 
-    /// While isolated, follows the collector's address if its DNS name moves.
+    /// While isolated, watches the collector's name: if it now resolves
+    /// elsewhere, says so — but the firewall keeps the addresses pinned when the
+    /// host was isolated. A DNS answer alone never widens what an isolated host
+    /// may reach (whoever answers DNS would choose it); an operator re-isolates
+    /// to change it.
     async fn refresh_collector(&self) {
-        let Some(mut state) = self.persisted() else {
+        let Some(state) = self.persisted() else {
             return;
         };
         let Ok(mut now) = isolate::resolve(&self.config.collector).await else {
             return;
         };
         now.sort();
-        let mut before = state.spec.collector.clone();
-        before.sort();
-        if now != before {
-            state.spec.collector = now;
-            match isolate::apply(&state.spec).await {
-                Ok(()) => match self.persist(Some(&state)) {
-                    Ok(()) => {
-                        tracing::info!(collector = ?state.spec.collector, "Collector address changed; isolation updated")
-                    }
-                    // The table follows the new address now, but a restart would
-                    // re-apply the old one: say so loudly (the next refresh retries).
-                    Err(error) => tracing::error!(
-                        %error,
-                        collector = ?state.spec.collector,
-                        "Isolation updated to the collector's new address, but SAVING IT FAILED: a restart would re-apply the old address"
-                    ),
-                },
-                Err(error) => {
-                    tracing::error!(%error, "Cannot update isolation to the collector's new address")
-                }
-            }
+        let mut pinned = state.spec.collector.clone();
+        pinned.sort();
+        let mut said = bannin_proto::lock(&self.collector_seen);
+        if now != pinned && *said != now {
+            *said = now.clone();
+            tracing::warn!(
+                collector = %self.config.collector,
+                resolves_to = ?now,
+                pinned = ?pinned,
+                "The collector's name resolves elsewhere; isolation keeps the pinned addresses (re-isolate from the collector to change them)"
+            );
         }
     }
 
