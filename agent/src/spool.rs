@@ -82,7 +82,7 @@ fn severity_key(sev: u8, seq: u64) -> [u8; 10] {
 }
 
 /// What was dropped and not yet reported.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Loss {
     /// Batches dropped.
     pub batches: u64,
@@ -92,6 +92,84 @@ pub struct Loss {
     pub bytes: u64,
     /// Highest severity among them.
     pub max_severity: i32,
+    /// Events dropped per severity (by name).
+    pub by_severity: std::collections::BTreeMap<String, u64>,
+    /// The earliest and latest observation time among them (Unix ms).
+    pub first_unix_ms: Option<i64>,
+    /// See `first_unix_ms`.
+    pub last_unix_ms: Option<i64>,
+}
+
+impl Loss {
+    /// Counts one dropped batch (its record as spooled).
+    fn add_record(&mut self, record: &[u8]) {
+        self.batches += 1;
+        self.bytes += record.len() as u64;
+        let events = record
+            .get(5..)
+            .and_then(|b| v1::TelemetryBatch::decode(b).ok())
+            .and_then(|b| b.decode_events().ok());
+        match events {
+            // An earlier loss report dropped for space: its numbers carry forward,
+            // exactly, into the new one.
+            Some(events) if events.len() == 1 && events[0].kind == DATA_LOSS_KIND => {
+                let a = &events[0].attributes;
+                let num = |k: &str| a.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                self.batches += num("dropped_batches").saturating_sub(1);
+                self.events += num("dropped_events");
+                self.bytes += num("dropped_bytes");
+                for pair in a
+                    .get("dropped_by_severity")
+                    .map(String::as_str)
+                    .unwrap_or("")
+                    .split(',')
+                {
+                    if let Some((name, n)) = pair.split_once('=')
+                        && let Ok(n) = n.parse::<u64>()
+                    {
+                        *self.by_severity.entry(name.to_owned()).or_default() += n;
+                        if let Some(sev) =
+                            Severity::from_str_name(&format!("SEVERITY_{}", name.to_uppercase()))
+                        {
+                            self.max_severity = self.max_severity.max(sev as i32);
+                        }
+                    }
+                }
+                let time = |k: &str| a.get(k).and_then(|v| v.parse::<i64>().ok());
+                self.note_time(time("first_dropped_unix_ms"));
+                self.note_time(time("last_dropped_unix_ms"));
+            }
+            Some(events) => {
+                self.events += events.len() as u64;
+                for e in &events {
+                    self.max_severity = self.max_severity.max(e.severity);
+                    *self
+                        .by_severity
+                        .entry(bannin_proto::v1::Severity::name_of(e.severity).to_owned())
+                        .or_default() += 1;
+                    self.note_time(Some(e.observed_unix_ms));
+                }
+            }
+            None => {
+                let n = u64::from(event_count(record));
+                self.events += n;
+                let sev = i32::from(record.first().copied().unwrap_or(0));
+                self.max_severity = self.max_severity.max(sev);
+                *self
+                    .by_severity
+                    .entry(bannin_proto::v1::Severity::name_of(sev).to_owned())
+                    .or_default() += n;
+            }
+        }
+    }
+
+    fn note_time(&mut self, t: Option<i64>) {
+        let Some(t) = t.filter(|t| *t > 0) else {
+            return;
+        };
+        self.first_unix_ms = Some(self.first_unix_ms.map_or(t, |f| f.min(t)));
+        self.last_unix_ms = Some(self.last_unix_ms.map_or(t, |l| l.max(t)));
+    }
 }
 
 #[derive(Debug)]
@@ -132,11 +210,25 @@ impl Spool {
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
         // Telemetry is sensitive: the spool is for the agent's eyes only.
         private_dir(dir).map_err(|e| SpoolError::Io(dir.to_owned(), e))?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(8 * 1024 * 1024)
-            .flush_every_ms(Some(200))
-            .open()?;
+            .flush_every_ms(Some(200));
+        // sled releases its file lock from a background thread after the last
+        // handle is dropped: an agent restarted in the same process (`bannin
+        // up`, the tests) waits a moment for it instead of failing.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
         let tree = db.open_tree("spool")?;
         let mut last_seq = match tree.get(LAST_SEQ)? {
             Some(v) => {
@@ -218,7 +310,6 @@ impl Spool {
                 continue;
             }
             let severity = events.iter().map(|e| e.severity).max().unwrap_or(0);
-            let count = events.len() as u64;
             let seq = last + 1;
             let record = encode(seq, severity, events);
             let mut kept = true;
@@ -236,10 +327,7 @@ impl Spool {
                     break;
                 }
                 if let Some(v) = self.tree.get(batch_key(vseq))? {
-                    loss.batches += 1;
-                    loss.events += u64::from(event_count(&v));
-                    loss.bytes += v.len() as u64;
-                    loss.max_severity = loss.max_severity.max(vsev);
+                    loss.add_record(&v);
                     bytes -= v.len() as u64;
                     batches -= 1;
                 }
@@ -254,10 +342,7 @@ impl Spool {
                 batches += 1;
                 assigned.push(Some(seq));
             } else {
-                loss.batches += 1;
-                loss.events += count;
-                loss.bytes += record.len() as u64;
-                loss.max_severity = loss.max_severity.max(severity);
+                loss.add_record(&record);
                 assigned.push(None);
             }
         }
@@ -419,17 +504,30 @@ fn loss_event(loss: &Loss) -> v1::Event {
     let severity = Severity::try_from(loss.max_severity)
         .map(|s| s.as_str_name())
         .unwrap_or("SEVERITY_UNSPECIFIED");
+    let mut attributes: std::collections::BTreeMap<String, String> = [
+        ("dropped_batches".to_owned(), loss.batches.to_string()),
+        ("dropped_events".to_owned(), loss.events.to_string()),
+        ("dropped_bytes".to_owned(), loss.bytes.to_string()),
+        ("highest_dropped_severity".to_owned(), severity.to_owned()),
+        (
+            "dropped_by_severity".to_owned(),
+            loss.by_severity
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+    ]
+    .into();
+    if let (Some(first), Some(last)) = (loss.first_unix_ms, loss.last_unix_ms) {
+        attributes.insert("first_dropped_unix_ms".into(), first.to_string());
+        attributes.insert("last_dropped_unix_ms".into(), last.to_string());
+    }
     v1::Event {
         kind: DATA_LOSS_KIND.into(),
         severity: Severity::High as i32,
         observed_unix_ms: now_unix_ms(),
-        attributes: [
-            ("dropped_batches".to_owned(), loss.batches.to_string()),
-            ("dropped_events".to_owned(), loss.events.to_string()),
-            ("dropped_bytes".to_owned(), loss.bytes.to_string()),
-            ("highest_dropped_severity".to_owned(), severity.to_owned()),
-        ]
-        .into(),
+        attributes,
         summary: format!(
             "spool full: {} events in {} batches ({} bytes) dropped before the collector acknowledged them",
             loss.events, loss.batches, loss.bytes
@@ -581,5 +679,67 @@ mod tests {
             .iter()
             .find(|(seq, events)| events[0].kind == "test" && *seq > 1);
         assert!(first_info.expect("some info kept").0 > 2);
+    }
+
+    #[test]
+    fn every_drop_is_counted_exactly_even_when_a_report_is_itself_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path(), 256 * 1024).expect("open");
+        // A storm of distinct high findings with the collector away: reports are
+        // high too, so later drops push earlier reports out.
+        let mut appended = 0u64;
+        for round in 0..60u64 {
+            let mut batch = events(50, Severity::High, 200);
+            for e in &mut batch {
+                e.indicator = true;
+                e.observed_unix_ms = 1_000 + round as i64;
+            }
+            appended += 50;
+            spool.append(batch).expect("append");
+        }
+        spool.flush().expect("flush");
+        assert!(spool.stats().bytes <= 256 * 1024);
+        let all: Vec<v1::Event> = spool
+            .read_from(0, 10_000)
+            .expect("read")
+            .iter()
+            .flat_map(|b| b.decode_events().expect("decodes"))
+            .collect();
+        let kept = all.iter().filter(|e| e.kind == "test").count() as u64;
+        let reports: Vec<&v1::Event> = all.iter().filter(|e| e.kind == DATA_LOSS_KIND).collect();
+        assert!(!reports.is_empty());
+        let dropped: u64 = reports
+            .iter()
+            .map(|e| {
+                e.attributes["dropped_events"]
+                    .parse::<u64>()
+                    .expect("number")
+            })
+            .sum();
+        assert_eq!(
+            kept + dropped,
+            appended,
+            "every event kept or counted, exactly once"
+        );
+        let by_severity: u64 = reports
+            .iter()
+            .flat_map(|e| e.attributes["dropped_by_severity"].split(','))
+            .filter_map(|p| p.split_once('=')?.1.parse::<u64>().ok())
+            .sum();
+        assert_eq!(by_severity, dropped, "per severity sums to the total");
+        let earliest = reports
+            .iter()
+            .filter_map(|e| {
+                e.attributes
+                    .get("first_dropped_unix_ms")?
+                    .parse::<i64>()
+                    .ok()
+            })
+            .min();
+        assert_eq!(
+            earliest,
+            Some(1000),
+            "the time range lost starts at the first drop"
+        );
     }
 }

@@ -243,6 +243,10 @@ async fn an_ordinary_session_raises_only_its_package_changes_and_real_changes_ar
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("bannin-data");
     let port = free_port();
+    // The package is built, and any left by an earlier run purged, before the
+    // agent starts: its first baseline is of this machine at rest.
+    let probe = Probe::build(dir.path());
+    let _ = Command::new("dpkg").args(["--purge", Probe::NAME]).output();
     let mut command = Command::new(bin("bannin"));
     command.arg("up").arg("--data").arg(&data).args([
         "--listen",
@@ -252,8 +256,6 @@ async fn an_ordinary_session_raises_only_its_package_changes_and_real_changes_ar
     ]);
     let mut up = Proc::spawn(command, dir.path().join("up.log"));
     let operator = data.join("operator.toml");
-    let probe = Probe::build(dir.path());
-    let _ = Command::new("dpkg").args(["--purge", Probe::NAME]).output();
 
     // Serving, and the sensors that judge this session have made their first
     // sweep (the integrity baseline is written, the process table seen).

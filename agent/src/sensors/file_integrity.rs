@@ -1317,6 +1317,12 @@ impl Sensor for FileIntegrity {
             }
             std::thread::sleep(Duration::from_millis(500));
             self.wake.notify_one();
+            if self.last_full.is_none() {
+                // No baseline yet: say so, not "ok".
+                return Ok(Health::Learning(
+                    "the first baseline waits for a package transaction to end".into(),
+                ));
+            }
             return Ok(self.health(watcher));
         }
         self.deferred_since = None;
@@ -1726,6 +1732,30 @@ mod tests {
         )
         .expect("locks");
         assert!(crate::host::packages::transaction_running(&root));
+
+        // The first baseline waits, and the sensor says it is still learning.
+        std::fs::create_dir_all(r.join("crit")).expect("crit");
+        std::fs::write(r.join("crit/f"), b"x").expect("f");
+        let store = tempfile::tempdir().expect("store");
+        let mut sensor = FileIntegrity::new(
+            root.clone(),
+            config(vec![PathBuf::from("/crit")]),
+            store.path().into(),
+        );
+        let mut s = Sweep::default();
+        let health = sensor.sweep(&mut s).expect("sweep");
+        assert!(matches!(health, Health::Learning(_)), "{health:?}");
+        assert!(
+            sensor.last_full.is_none(),
+            "no baseline taken mid-transaction"
+        );
+        // The transaction ends: the baseline is taken.
+        std::fs::write(r.join("proc/locks"), "").expect("locks");
+        assert_eq!(
+            sensor.sweep(&mut Sweep::default()).expect("sweep"),
+            Health::Ok
+        );
+        assert!(sensor.last_full.is_some());
     }
 
     fn set_mtime(path: &Path, secs: i64) {
