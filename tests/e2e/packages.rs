@@ -140,6 +140,12 @@ fn debian_packages_carry_their_files_modes_units_and_conffiles() {
         "CPUQuota=",
         "ConditionPathExists=/etc/bannin/agent/agent.pem",
         "ReadWritePaths=/var/lib/bannin-agent /etc/bannin/agent",
+        "ProtectKernelTunables=yes",
+        "RestrictSUIDSGID=yes",
+        "UMask=0077",
+        "LockPersonality=yes",
+        "SystemCallFilter=~@clock @cpu-emulation @debug @module @mount @obsolete @raw-io @reboot @swap",
+        "SystemCallErrorNumber=EPERM",
     ] {
         assert!(
             unit.lines().any(|l| l.starts_with(line)),
