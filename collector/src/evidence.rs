@@ -57,6 +57,11 @@ impl Evidence {
     pub fn new(data_dir: &Path) -> std::io::Result<Self> {
         let dir = data_dir.join("evidence");
         std::fs::create_dir_all(dir.join("incoming"))?;
+        // Evidence is for the collector's eyes only: directories 0700, bundles 0600.
+        use std::os::unix::fs::PermissionsExt;
+        for d in [dir.clone(), dir.join("incoming")] {
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700))?;
+        }
         Ok(Self {
             dir,
             uploads: Mutex::new(HashMap::new()),
@@ -106,7 +111,16 @@ impl Evidence {
                 .dir
                 .join("incoming")
                 .join(format!("{}-{safe}.part", key.0));
-            match std::fs::File::create(&path) {
+            let created = {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&path)
+            };
+            match created {
                 Ok(file) => {
                     uploads.insert(
                         key.clone(),
@@ -505,6 +519,26 @@ mod tests {
         let tar = builder.into_inner().expect("tar");
         std::fs::write(&path, zstd::encode_all(tar.as_slice(), 3).expect("zstd")).expect("write");
         path
+    }
+
+    #[test]
+    fn evidence_directories_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("evidence/incoming")).expect("dirs");
+        std::fs::set_permissions(
+            dir.path().join("evidence"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .expect("loosen");
+        let _evidence = Evidence::new(dir.path()).expect("evidence");
+        for d in ["evidence", "evidence/incoming"] {
+            let mode = std::fs::metadata(dir.path().join(d))
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o700, "{d}");
+        }
     }
 
     #[test]

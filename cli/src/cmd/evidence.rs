@@ -98,21 +98,34 @@ pub(crate) async fn evidence(
                 .map_err(status)?;
             let detail = first.detail.context("the collector sent no record")?;
             let record = detail.record.clone().context("no record")?;
+            anyhow::ensure!(
+                record.sha256.len() == 64 && record.sha256.bytes().all(|b| b.is_ascii_hexdigit()),
+                "the collector's record has no SHA-256: nothing exported"
+            );
             std::fs::create_dir_all(&to).with_context(|| format!("creating {}", to.display()))?;
             let bundle_name = format!("{}.tar.zst", record.sha256);
-            let mut file =
-                std::fs::File::create(to.join(&bundle_name)).context("writing the bundle")?;
+            let bundle_path = to.join(&bundle_name);
+            let mut file = std::fs::File::create(&bundle_path).context("writing the bundle")?;
             let mut written = 0u64;
+            let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(status)?;
                 std::io::Write::write_all(&mut file, &chunk.data)?;
+                sha2::Digest::update(&mut hasher, &chunk.data);
                 written += chunk.data.len() as u64;
             }
-            anyhow::ensure!(
-                written == record.size,
-                "received {written} bytes, the record says {}",
-                record.size
-            );
+            let received = bannin_proto::hex(sha2::Digest::finalize(hasher));
+            if written != record.size || received != record.sha256 {
+                // What arrived is not what was recorded: leave nothing that looks like evidence.
+                drop(file);
+                let _ = std::fs::remove_file(&bundle_path);
+                anyhow::bail!(
+                    "received {written} bytes with SHA-256 {received}; the record says {} bytes with {}: nothing exported",
+                    record.size,
+                    record.sha256
+                );
+            }
+            file.sync_all().context("writing the bundle")?;
             std::fs::write(to.join("manifest.json"), &detail.manifest_json)?;
             let custody = output::evidence_detail_json(&detail);
             std::fs::write(
