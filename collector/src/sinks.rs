@@ -153,7 +153,38 @@ fn describe(kind: &SinkKind) -> String {
             SyslogTransport::Tls { address, .. } => format!("syslog tls {address}"),
             SyslogTransport::Unix(p) => format!("syslog unix {}", p.display()),
         },
-        SinkKind::Webhook { url, .. } => format!("webhook {url}"),
+        SinkKind::Webhook { url, .. } => format!("webhook {}", redacted(url)),
+    }
+}
+
+/// A webhook URL as operators are shown it: scheme, host and port, never a
+/// user name, password, path or query — chat and paging webhooks carry their
+/// secret there, and viewers list sinks.
+fn redacted(url: &http::Uri) -> String {
+    let scheme = url.scheme_str().unwrap_or("https");
+    let host = url.host().unwrap_or("?");
+    let port = url.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+    let rest = match url.path_and_query().map(|p| p.as_str()) {
+        None | Some("") | Some("/") => "",
+        Some(_) => "/…",
+    };
+    format!("{scheme}://{host}{port}{rest}")
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::redacted;
+
+    #[test]
+    fn webhook_secrets_are_not_shown() {
+        let u: http::Uri = "https://user:pw@hooks.example.org:8443/services/T0/B0/SECRET?token=x"
+            .parse()
+            .expect("uri");
+        let shown = redacted(&u);
+        assert_eq!(shown, "https://hooks.example.org:8443/…");
+        assert!(!shown.contains("SECRET") && !shown.contains("pw") && !shown.contains("token"));
+        let plain: http::Uri = "http://10.0.0.5/".parse().expect("uri");
+        assert_eq!(redacted(&plain), "http://10.0.0.5");
     }
 }
 
