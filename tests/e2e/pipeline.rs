@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bannin_proto::v1;
 use bannin_tests::{
-    AgentOptions, CollectorProc, TestPki, bin, eventually, free_port, operator_client,
+    AgentOptions, CollectorProc, TestPki, bannin_json, bin, eventually, free_port, operator_client,
     operator_toml, start_agent,
 };
 
@@ -123,6 +123,25 @@ async fn new_listener_and_odd_file_reach_findings_json() {
         .output()
         .expect("ack again");
     assert!(!out.status.success(), "acknowledging twice is refused");
+    // The decision is in the action log, with who and why.
+    let (ok, actions, err) = bannin_json(&operator, &["actions"]);
+    assert!(ok, "{err}");
+    let entry = actions
+        .as_array()
+        .expect("actions")
+        .iter()
+        .find(|a| a["verb"] == "finding.state")
+        .cloned()
+        .expect("finding.state logged");
+    assert_eq!(entry["actor"], "alice", "{entry}");
+    assert_eq!(entry["reason"], "looking", "{entry}");
+    assert_eq!(entry["target"], format!("finding {id}"), "{entry}");
+    assert!(
+        entry["result"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("acknowledged")),
+        "{entry}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

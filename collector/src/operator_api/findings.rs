@@ -87,6 +87,7 @@ pub(super) async fn set_finding_state(
     if r.note.len() > 4096 {
         return Err(Status::invalid_argument("note is longer than 4096 bytes"));
     }
+    let note = r.note.clone();
     match svc
         .ingest
         .set_state(r.id, state, name.to_string(), r.note)
@@ -94,6 +95,18 @@ pub(super) async fn set_finding_state(
     {
         Ok(f) => {
             tracing::info!(operator = %name, finding.id = f.id, state = ?f.state, "Finding state changed");
+            // Who dismissed what, and why, belongs with the rest of the record.
+            svc.store
+                .append_action(&Action {
+                    at_unix_ms: bannin_proto::now_unix_ms(),
+                    actor: name.to_string(),
+                    verb: "finding.state".into(),
+                    target: format!("finding {}", f.id),
+                    reason: note,
+                    result: format!("{} ({} on {})", f.state.as_str(), f.kind, f.host_id),
+                })
+                .map_err(|e| internal("writing the action log", &e))?;
+            svc.flush().await?;
             Ok(Response::new(f.to_wire()))
         }
         Err(IngestError::NoSuchFinding(id)) => Err(Status::not_found(format!("no finding {id}"))),
