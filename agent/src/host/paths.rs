@@ -91,10 +91,15 @@ mod tests {
         std::fs::write(dir.path().join("other"), b"x").expect("other");
         std::os::unix::fs::symlink(dir.path().join("other"), &f).expect("symlink");
         assert!(matches!(open_regular(&f, &before), Err(OpenError::Io(_))));
-        // Replaced by another regular file.
-        std::fs::remove_file(&f).expect("rm");
-        std::fs::write(&f, b"new").expect("write");
-        let swapped = open_regular(&f, &before);
-        assert!(matches!(swapped, Err(OpenError::Swapped)) || swapped.is_ok());
+        // Replaced by another regular file (renamed over it, so its inode is new).
+        let g = dir.path().join("g");
+        std::fs::write(&g, b"checked").expect("write");
+        let checked = std::fs::symlink_metadata(&g).expect("lstat");
+        std::fs::write(dir.path().join("h"), b"swapped in").expect("write");
+        std::fs::rename(dir.path().join("h"), &g).expect("rename");
+        assert!(matches!(
+            open_regular(&g, &checked),
+            Err(OpenError::Swapped)
+        ));
     }
 }

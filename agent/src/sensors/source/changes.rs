@@ -498,9 +498,15 @@ fn read_loop(w: &mut Watcher, queue: &Mutex<Changes>, wake: &tokio::sync::Notify
             }
         };
         let mut new_dirs = Vec::new();
+        // One look at /proc per process per read: a package upgrade is thousands
+        // of events from a handful of processes.
+        let mut seen: HashMap<u32, Actor> = HashMap::new();
         let actors: Vec<Option<Actor>> = events
             .iter()
-            .map(|e| e.pid.filter(|p| *p != w.own_pid).map(|p| w.actor(p)))
+            .map(|e| {
+                let pid = e.pid.filter(|p| *p != w.own_pid)?;
+                Some(seen.entry(pid).or_insert_with(|| w.actor(pid)).clone())
+            })
             .collect();
         {
             let mut q = bannin_proto::lock(queue);
