@@ -318,14 +318,22 @@ pub(crate) enum HostAction {
         remove: Vec<String>,
     },
     /// Revoke a host's identity (admin): its new connections are refused at
-    /// once and its live stream is cut within seconds. Re-enrolling the same
-    /// key is refused too; a cleaned machine enrolls again with a new key.
+    /// once and its live stream is cut within seconds. The revocation binds the
+    /// host's keys, not only its id: a certificate for one of them is refused
+    /// under any host id, and re-enrolling one is refused too; a cleaned
+    /// machine enrolls again with a new key. A host that never connected can be
+    /// revoked as well: hand in its certificate with --cert so its key is
+    /// known.
     Revoke {
         /// Host id.
         host: String,
         /// Why (recorded in the action log).
         #[arg(long)]
         reason: String,
+        /// A certificate (PEM file) issued to the host, e.g. by `bannin pki
+        /// issue`; its key is revoked with it. Repeatable.
+        #[arg(long = "cert", value_name = "FILE")]
+        certs: Vec<std::path::PathBuf>,
     },
 }
 

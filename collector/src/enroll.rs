@@ -25,7 +25,7 @@ use std::time::Duration;
 use bannin_proto::identity::{HostId, PeerIdentity};
 use bannin_proto::v1;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -171,9 +171,18 @@ impl Authority {
     fn sign(&self, csr_pem: &str) -> Result<(HostId, String, i64), EnrollError> {
         let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| EnrollError::BadCsr(e.to_string()))?;
-        let host = host_id_for(rcgen::PublicKeyData::der_bytes(&csr.public_key));
+        let key = rcgen::PublicKeyData::der_bytes(&csr.public_key);
+        let host = host_id_for(key);
         if self.hosts.is_revoked(host.as_str()) {
             return Err(EnrollError::HostRevoked(host.to_string()));
+        }
+        // A key revoked under any id (a `pki issue` certificate's host) cannot
+        // come back under the id enrollment would give it.
+        if let Some(was) = self
+            .hosts
+            .key_revoked(&bannin_proto::identity::key_sha256(key))
+        {
+            return Err(EnrollError::HostRevoked(was));
         }
         let validity = Validity::secs(i64::try_from(self.validity.as_secs()).unwrap_or(i64::MAX));
         let not_after = i64::try_from(validity.not_after.unix_timestamp_nanos() / 1_000_000)
@@ -230,8 +239,6 @@ pub fn new_secret() -> String {
 pub struct Enrollment {
     authority: Arc<Authority>,
     store: Store,
-    /// Serialises token use (check, count, save).
-    tokens: tokio::sync::Mutex<()>,
     failures: Mutex<HashMap<IpAddr, Vec<std::time::Instant>>>,
 }
 
@@ -241,7 +248,6 @@ impl Enrollment {
         Self {
             authority,
             store,
-            tokens: tokio::sync::Mutex::new(()),
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -286,29 +292,38 @@ impl Enrollment {
     async fn try_enroll(&self, request: &EnrollRequest) -> Result<Enrolled, EnrollError> {
         let internal = |e: &dyn std::fmt::Display| EnrollError::Internal(e.to_string());
         let (id, secret) = split_token(&request.token).ok_or(EnrollError::BadToken)?;
-        let _guard = self.tokens.lock().await;
-        let mut token = self
+        let stored = self
             .store
             .token(id)
             .map_err(|e| internal(&e))?
             .ok_or(EnrollError::BadToken)?;
         let given = secret_hash(secret);
-        if !crate::webhook::constant_time_eq(given.as_bytes(), token.secret_sha256.as_bytes()) {
+        if !crate::webhook::constant_time_eq(given.as_bytes(), stored.secret_sha256.as_bytes()) {
             return Err(EnrollError::BadToken);
         }
-        let now = bannin_proto::now_unix_ms();
-        match token.state(now) {
-            "revoked" => return Err(EnrollError::Revoked(token.id)),
-            "used_up" => return Err(EnrollError::UsedUp(token.id)),
-            "expired" => return Err(EnrollError::Expired(token.id)),
-            _ => {}
-        }
+        let usable = |token: &TokenRecord, now: i64| match token.state(now) {
+            "revoked" => Err(EnrollError::Revoked(token.id.clone())),
+            "used_up" => Err(EnrollError::UsedUp(token.id.clone())),
+            "expired" => Err(EnrollError::Expired(token.id.clone())),
+            _ => Ok(()),
+        };
+        usable(&stored, bannin_proto::now_unix_ms())?;
         let (host, cert_pem, not_after_unix_ms) = self.authority.sign(&request.csr_pem)?;
-        token.used += 1;
-        if !token.hosts.contains(&host.to_string()) {
-            token.hosts.push(host.to_string());
-        }
-        self.store.put_token(&token).map_err(|e| internal(&e))?;
+        // The use is taken with a compare-and-swap on the token as stored now:
+        // a revocation that landed after the check above wins, and two
+        // enrollments cannot both take a token's last use.
+        let now = bannin_proto::now_unix_ms();
+        let token = self
+            .store
+            .update_token(id, |mut token| {
+                usable(&token, now)?;
+                token.used += 1;
+                if !token.hosts.contains(&host.to_string()) {
+                    token.hosts.push(host.to_string());
+                }
+                Ok(token)
+            })
+            .map_err(|e| internal(&e))??;
         if !token.labels.is_empty() {
             let mut labels: HostLabels = self
                 .store
@@ -354,21 +369,20 @@ pub fn create_token(
 ) -> Result<(TokenRecord, String), crate::store::StoreError> {
     let secret = new_secret();
     let now = bannin_proto::now_unix_ms();
-    let token = TokenRecord {
-        id: format!("t{}", store.token_count() + 1),
+    let token = store.insert_new_token(|id| TokenRecord {
+        id,
         secret_sha256: secret_hash(&secret),
         uses: uses.max(1),
         used: 0,
         expires_unix_ms: now
             .saturating_add(i64::try_from(expires_in.as_millis()).unwrap_or(i64::MAX)),
         revoked: false,
-        labels,
+        labels: labels.clone(),
         created_by: by.to_owned(),
         created_unix_ms: now,
         hosts: Vec::new(),
-        note,
-    };
-    store.put_token(&token)?;
+        note: note.clone(),
+    })?;
     let shown = format!("{}.{secret}", token.id);
     Ok((token, shown))
 }
@@ -411,14 +425,12 @@ async fn handle(
     if request.method() != Method::POST {
         return error_reply(StatusCode::METHOD_NOT_ALLOWED, "only POST");
     }
-    let body = match Limited::new(request.into_body(), 64 * 1024).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return error_reply(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "an enrollment request is at most 64 KiB",
-            );
+    let body = match crate::https::read_body(request.into_body(), 64 * 1024).await {
+        Ok(b) => b,
+        Err(e @ crate::https::BodyError::TooLarge(_)) => {
+            return error_reply(e.status(), "an enrollment request is at most 64 KiB");
         }
+        Err(e) => return error_reply(e.status(), &e.to_string()),
     };
     let parsed: EnrollRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,

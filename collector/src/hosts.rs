@@ -76,6 +76,8 @@ pub fn commonly_shared(ip: std::net::IpAddr) -> bool {
 pub struct HostRegistry {
     next_session: std::sync::atomic::AtomicU64,
     revoked: std::sync::RwLock<HashMap<String, crate::model::RevokedHost>>,
+    /// Revoked public keys (SHA-256 hex) → the host they were revoked as.
+    revoked_keys: std::sync::RwLock<HashMap<String, String>>,
     revocations: tokio::sync::watch::Sender<u64>,
     store: Store,
     fleet: std::sync::Arc<crate::correlate::FleetView>,
@@ -124,9 +126,11 @@ impl HostRegistry {
             .into_iter()
             .map(|r| (r.host_id.clone(), r))
             .collect();
+        let revoked_keys = store.revoked_keys()?.into_iter().collect();
         Ok(Self {
             next_session: std::sync::atomic::AtomicU64::new(1),
             revoked: std::sync::RwLock::new(revoked),
+            revoked_keys: std::sync::RwLock::new(revoked_keys),
             revocations: tokio::sync::watch::channel(0).0,
             store,
             fleet,
@@ -214,17 +218,72 @@ impl HostRegistry {
             .contains_key(host)
     }
 
-    /// Revokes `host`: durable, then every live session is told. Returns its live sessions.
-    pub fn revoke(&self, revoked: crate::model::RevokedHost) -> Result<usize, StoreError> {
-        self.store.revoke_host(&revoked)?;
-        self.store.make_durable()?;
+    /// The host `key` (SHA-256 hex of a public key) was revoked as, if it was.
+    pub fn key_revoked(&self, key: &str) -> Option<String> {
+        self.revoked_keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    /// Why a peer presenting `identity` with `key` must be refused, if it must:
+    /// its host id is revoked, or its key is, whatever id the certificate names.
+    pub fn refusal(
+        &self,
+        identity: &bannin_proto::identity::PeerIdentity,
+        key: &str,
+    ) -> Option<String> {
+        if let bannin_proto::identity::PeerIdentity::Agent(h) = identity
+            && self.is_revoked(h.as_str())
+        {
+            return Some(format!("host {h} is revoked"));
+        }
+        self.key_revoked(key)
+            .map(|was| format!("this certificate's key was revoked with host {was}"))
+    }
+
+    /// Remembers that `host` holds `key` (so revoking the host revokes the key).
+    pub fn key_seen(&self, host: &HostId, key: &str) -> Result<(), StoreError> {
+        if self.store.record_host_key(host.as_str(), key)? {
+            tracing::debug!(host.id = %host, key.sha256 = %key, "New key for host");
+        }
+        Ok(())
+    }
+
+    /// Revokes `host` and every key it is known to hold, with `more_keys` (from
+    /// certificates the operator handed in): durable, then every live session
+    /// is told. Returns its live sessions and the keys revoked.
+    pub fn revoke(
+        &self,
+        revoked: crate::model::RevokedHost,
+        more_keys: &[String],
+    ) -> Result<(usize, Vec<String>), StoreError> {
         let host = revoked.host_id.clone();
+        let mut keys = self.store.host_keys(&host)?;
+        for k in more_keys {
+            if !keys.contains(k) {
+                keys.push(k.clone());
+            }
+        }
+        self.store.revoke_host(&revoked)?;
+        for k in &keys {
+            self.store.revoke_key(k, &host)?;
+        }
+        self.store.make_durable()?;
         self.revoked
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(host.clone(), revoked);
+        {
+            let mut revoked_keys = self.revoked_keys.write().unwrap_or_else(|p| p.into_inner());
+            for k in &keys {
+                revoked_keys.insert(k.clone(), host.clone());
+            }
+        }
         self.revocations.send_modify(|n| *n += 1);
-        Ok(self.lock().get(&host).map_or(0, |l| l.sessions.len()))
+        let live = self.lock().get(&host).map_or(0, |l| l.sessions.len());
+        Ok((live, keys))
     }
 
     /// Changes whenever a host is revoked.

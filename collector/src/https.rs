@@ -6,8 +6,9 @@
 //! long: at most [`MAX_CONNECTIONS`] connections at once and
 //! [`MAX_PER_SOURCE`] from one address (past either, a new connection is
 //! closed at once); the TLS handshake within [`HANDSHAKE_TIMEOUT`]; the request
-//! headers within [`HEADER_TIMEOUT`]; one request per connection, and the whole
-//! connection — body included — within [`CONNECTION_DEADLINE`].
+//! headers within [`HEADER_TIMEOUT`], the body within [`BODY_TIMEOUT`] of the
+//! handler asking for it ([`read_body`]); one request per connection, and the
+//! whole connection within [`CONNECTION_DEADLINE`]. TLS 1.3 only.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -25,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client has to send its request headers.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client has to send its whole request body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one connection may last, handshake, headers, body and answer.
 pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
 /// Connections at once.
@@ -131,6 +134,53 @@ where
     connections.close();
     connections.wait().await;
     Ok(())
+}
+
+/// Why a request body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// Longer than the endpoint takes.
+    #[error("the body is larger than {0} bytes")]
+    TooLarge(usize),
+    /// Not all of it arrived within [`BODY_TIMEOUT`].
+    #[error("the body did not arrive within {} s", BODY_TIMEOUT.as_secs())]
+    TooSlow,
+    /// The connection broke.
+    #[error("reading the body: {0}")]
+    Broken(String),
+}
+
+impl BodyError {
+    /// The HTTP status that answers it.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::TooSlow => StatusCode::REQUEST_TIMEOUT,
+            BodyError::Broken(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// Reads a request body of at most `limit` bytes, all of it within
+/// [`BODY_TIMEOUT`]: a client trickling a body holds its slot no longer.
+pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
+    use http_body_util::BodyExt as _;
+    match tokio::time::timeout(
+        BODY_TIMEOUT,
+        http_body_util::Limited::new(body, limit).collect(),
+    )
+    .await
+    {
+        Err(_) => Err(BodyError::TooSlow),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(BodyError::TooLarge(limit))
+        }
+        Ok(Err(e)) => Err(BodyError::Broken(e.to_string())),
+    }
 }
 
 /// A JSON answer.

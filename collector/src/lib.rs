@@ -211,6 +211,7 @@ pub async fn serve(
         hosts,
         commands,
         shutdown: shutdown.child_token(),
+        operator_changes: Arc::new(tokio::sync::watch::channel(0).0),
     };
     drop(ingest);
     let addr = listener.local_addr().ok();
@@ -219,11 +220,8 @@ pub async fn serve(
         listener,
         tls,
         shutdown.child_token(),
-        Arc::new(move |identity| match identity {
-            bannin_proto::identity::PeerIdentity::Agent(h) if gate_hosts.is_revoked(h.as_str()) => {
-                Some(format!("host {h} is revoked"))
-            }
-            _ => None,
+        Arc::new(move |peer: &bannin_proto::tls::PeerInfo| {
+            gate_hosts.refusal(&peer.identity, &peer.key_sha256)
         }),
     );
     tracing::info!(listen = ?addr, data_dir = %config.data_dir.display(), "Collector serving");

@@ -89,10 +89,13 @@ impl AgentLink for LinkService {
             tracing::warn!(host.id = %host, peer.addr = %peer.remote_addr, reason = %why, "Stream refused: Hello does not describe a host");
             return Err(Status::invalid_argument(format!("Hello refused: {why}")));
         }
-        if self.hosts.is_revoked(host.as_str()) {
-            tracing::warn!(host.id = %host, peer.addr = %peer.remote_addr, "Stream refused: host revoked");
-            return Err(Status::permission_denied(format!("host {host} is revoked")));
+        if let Some(why) = self.hosts.refusal(&peer.identity, &peer.key_sha256) {
+            tracing::warn!(host.id = %host, peer.addr = %peer.remote_addr, reason = %why, "Stream refused: revoked");
+            return Err(Status::permission_denied(why));
         }
+        self.hosts
+            .key_seen(&host, &peer.key_sha256)
+            .map_err(|e| internal("recording the host's key", &e))?;
         let session = self
             .hosts
             .connected(&host, &hello, peer.remote_addr.to_string())
@@ -116,7 +119,11 @@ impl AgentLink for LinkService {
         // Not on a TaskTracker: a session ends when its stream ends; tonic cancels streams at shutdown and `serve` waits for the server.
         #[allow(clippy::disallowed_methods)]
         tokio::spawn(
-            async move { this.run_session(host, session, inbound, tx).await }.instrument(span),
+            async move {
+                this.run_session(host, peer.key_sha256, session, inbound, tx)
+                    .await
+            }
+            .instrument(span),
         );
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -126,6 +133,7 @@ impl LinkService {
     async fn run_session(
         &self,
         host: HostId,
+        key: String,
         session_id: u64,
         mut inbound: Streaming<v1::AgentMessage>,
         tx: Outbound,
@@ -147,9 +155,9 @@ impl LinkService {
             let message = tokio::select! {
                 () = self.shutdown.cancelled() => break,
                 changed = revocations.changed() => {
-                    if changed.is_ok() && self.hosts.is_revoked(host.as_str()) {
-                        tracing::warn!("Host revoked; stream cut");
-                        let _ = tx.send(Err(Status::permission_denied(format!("host {host} was revoked")))).await;
+                    if changed.is_ok() && let Some(why) = self.hosts.refusal(&PeerIdentity::Agent(host.clone()), &key) {
+                        tracing::warn!(reason = %why, "Host revoked; stream cut");
+                        let _ = tx.send(Err(Status::permission_denied(why))).await;
                         break;
                     }
                     continue;

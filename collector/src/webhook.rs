@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use bannin_proto::identity::{HostId, PeerIdentity};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
@@ -216,19 +216,12 @@ async fn accept(
     {
         return Err(too_large(limit));
     }
-    let body = Limited::new(request.into_body(), limit)
-        .collect()
+    let body = crate::https::read_body(request.into_body(), limit)
         .await
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                too_large(limit)
-            } else {
-                Refusal(StatusCode::BAD_REQUEST, format!("reading the body: {e}"))
-            }
-        })?
-        .to_bytes();
+        .map_err(|e| match e {
+            crate::https::BodyError::TooLarge(_) => too_large(limit),
+            e => Refusal(e.status(), e.to_string()),
+        })?;
     let findings = findings_of(&body, &shared.config.host_labels, |name| {
         resolve(shared, name)
     })?;

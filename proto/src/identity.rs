@@ -158,6 +158,24 @@ impl PeerIdentity {
     }
 }
 
+/// SHA-256 of a public key's bits (a certificate's or a CSR's
+/// `subjectPublicKey`), lowercase hex. A host id made at enrollment is `h-` and
+/// its first 16 digits; a revocation records all 64.
+pub fn key_sha256(public_key: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(public_key)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// [`key_sha256`] of a DER certificate's public key.
+pub fn certificate_key_sha256(der: &[u8]) -> Result<String, IdentityError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
+    Ok(key_sha256(&cert.public_key().subject_public_key.data))
+}
+
 impl fmt::Display for PeerIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

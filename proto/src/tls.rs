@@ -342,6 +342,8 @@ pub fn server_config(material: &TlsMaterial) -> Result<Arc<ServerConfig>, TlsErr
 /// The collector's HTTPS endpoints (the Alertmanager webhook): HTTP/1.1, a
 /// client certificate optional — when one is presented it must chain to the
 /// Bannin CA, and callers without one authenticate another way (a bearer token).
+/// TLS 1.3 only, like the gRPC port: Alertmanager (Go ≥ 1.13), curl and every
+/// current HTTP client speak it, and nothing older needs to reach these ports.
 pub fn https_server_config(material: &TlsMaterial) -> Result<Arc<ServerConfig>, TlsError> {
     let mut verifier =
         WebPkiClientVerifier::builder_with_provider(Arc::new(material.roots()?), provider())
@@ -350,7 +352,7 @@ pub fn https_server_config(material: &TlsMaterial) -> Result<Arc<ServerConfig>, 
         verifier = verifier.with_crls(material.crls.clone());
     }
     let mut config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier.build()?)
         .with_single_cert(material.chain.clone(), material.key.clone_key())?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -385,6 +387,9 @@ pub struct PeerInfo {
     pub remote_addr: SocketAddr,
     /// The identity in the peer's certificate.
     pub identity: PeerIdentity,
+    /// SHA-256 of the certificate's public key, hex ([`crate::identity::key_sha256`]):
+    /// what a revocation binds, whatever id a certificate for the key names.
+    pub key_sha256: String,
 }
 
 impl PeerInfo {
@@ -492,17 +497,19 @@ async fn accept_within(
         .and_then(|c| c.first())
         .ok_or(IdentityError::Missing)?;
     let identity = PeerIdentity::from_certificate(leaf)?;
+    let key_sha256 = crate::identity::certificate_key_sha256(leaf)?;
     Ok(PeerStream {
         inner: tls,
         info: PeerInfo {
             remote_addr,
             identity,
+            key_sha256,
         },
     })
 }
 
 /// Decides whether an authenticated peer may go on: `Some(reason)` refuses it.
-pub type Gate = Arc<dyn Fn(&PeerIdentity) -> Option<String> + Send + Sync>;
+pub type Gate = Arc<dyn Fn(&PeerInfo) -> Option<String> + Send + Sync>;
 
 /// A stream of authenticated connections for `tonic::transport::Server::serve_with_incoming`.
 ///
@@ -625,7 +632,7 @@ impl TlsIncoming {
                     }
                     match result {
                         Ok(stream) => {
-                            if let Some(why) = gate(&stream.info.identity) {
+                            if let Some(why) = gate(&stream.info) {
                                 tracing::warn!(peer.addr = %remote_addr, peer.identity = %stream.info.identity, reason = %why, "Connection refused");
                                 return;
                             }

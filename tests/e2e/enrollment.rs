@@ -618,3 +618,169 @@ async fn one_identity_on_two_machines_is_a_clone() {
         .sum::<u64>();
     assert_eq!(clones, 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoking_binds_the_key_even_for_a_host_that_never_connected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let port = free_port();
+    let collector = collector(dir.path(), &pki, port, 7200);
+    wait_listening(port);
+    let operator = operator_toml(dir.path(), &pki.operator("alice"), collector.addr);
+    // A certificate issued with `pki issue` for lost-01, never used, then lost.
+    let lost = pki.agent("lost-01");
+    let cert = lost.cert.display().to_string();
+    // Another host's certificate is not evidence about lost-01.
+    let other = pki.agent("web-02").cert.display().to_string();
+    let (ok, _, err) = bannin_json(
+        &operator,
+        &[
+            "host",
+            "revoke",
+            "lost-01",
+            "--reason",
+            "laptop stolen",
+            "--cert",
+            &other,
+        ],
+    );
+    assert!(!ok && err.contains("not host lost-01"), "{err}");
+    let (ok, r, err) = bannin_json(
+        &operator,
+        &[
+            "host",
+            "revoke",
+            "lost-01",
+            "--reason",
+            "laptop stolen",
+            "--cert",
+            &cert,
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(r["known"], false, "{r}");
+    assert_eq!(r["keys_revoked"].as_array().map(Vec::len), Some(1), "{r}");
+
+    // Its key enrolling with a valid token, under the h-… id enrollment would
+    // give it, is refused.
+    let (secret, _) = token(&operator, &["--uses", "2"]);
+    let key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(&lost.key).expect("key"))
+        .expect("the key");
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+        .expect("params")
+        .serialize_request(&key)
+        .expect("csr")
+        .pem()
+        .expect("pem");
+    let anonymous = {
+        let material = bannin_proto::tls::TlsMaterial::load(&pki.operator("alice")).expect("m");
+        let mut c = (*bannin_proto::tls::anonymous_client_config(&material).expect("c")).clone();
+        c.alpn_protocols = vec![b"http/1.1".to_vec()];
+        std::sync::Arc::new(c)
+    };
+    let body = serde_json::json!({ "token": secret, "csr_pem": csr }).to_string();
+    let (code, answer) = bannin_tests::https::request(
+        port,
+        anonymous.clone(),
+        "POST",
+        "/enroll",
+        &[],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(code, 409, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap_or("").contains("lost-01"),
+        "the refusal names the revoked host: {answer}"
+    );
+    // A certificate for the same key under another id (signed by the CA the
+    // way `pki issue` would) is refused at the handshake's gate: the key is
+    // what was revoked.
+    let renamed = {
+        let ca = pki.dir.load_ca().expect("ca");
+        let request = rcgen::CertificateSigningRequestParams::from_pem(&csr).expect("csr");
+        let pem = ca
+            .sign_client_key(
+                &bannin_proto::identity::PeerIdentity::Agent(
+                    bannin_proto::identity::HostId::new("renamed-01").expect("id"),
+                ),
+                &request.public_key,
+                bannin_collector::pki::Validity::secs(3600),
+            )
+            .expect("sign");
+        let at = dir.path().join("renamed");
+        std::fs::create_dir_all(&at).expect("dir");
+        std::fs::write(at.join("agent.pem"), pem).expect("cert");
+        std::fs::copy(&lost.key, at.join("agent.key")).expect("key");
+        TlsPaths {
+            ca: lost.ca.clone(),
+            cert: at.join("agent.pem"),
+            key: at.join("agent.key"),
+        }
+    };
+    let renamed_agent = start_agent(
+        &dir.path().join("renamed-agent"),
+        &renamed,
+        collector.addr,
+        &AgentOptions::default(),
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the same key under another id refused",
+        || {
+            let log = collector.proc.log_text();
+            async move {
+                log.contains("key was revoked with host lost-01")
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    drop(renamed_agent);
+    // A new key enrolls with the same token: the token was not spent by the refusal.
+    let fresh = rcgen::KeyPair::generate().expect("key");
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+        .expect("params")
+        .serialize_request(&fresh)
+        .expect("csr")
+        .pem()
+        .expect("pem");
+    let body = serde_json::json!({ "token": secret, "csr_pem": csr }).to_string();
+    let (code, answer) =
+        bannin_tests::https::request(port, anonymous, "POST", "/enroll", &[], body.as_bytes())
+            .await;
+    assert_eq!(code, 200, "{answer}");
+
+    // The lost certificate itself is refused at the handshake's gate.
+    let agent = start_agent(
+        &dir.path().join("agent"),
+        &lost,
+        collector.addr,
+        &AgentOptions::default(),
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the lost certificate refused",
+        || {
+            let log = collector.proc.log_text();
+            async move { log.contains("lost-01 is revoked").then_some(()) }
+        },
+    )
+    .await;
+    drop(agent);
+    let (ok, actions, err) = bannin_json(&operator, &["actions"]);
+    assert!(ok, "{err}");
+    assert!(
+        actions
+            .as_array()
+            .expect("actions")
+            .iter()
+            .any(|a| a["verb"] == "host.revoke"
+                && a["target"] == "lost-01"
+                && a["result"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("never connected")),
+        "{actions}"
+    );
+}

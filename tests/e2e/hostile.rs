@@ -142,6 +142,110 @@ async fn the_https_endpoints_cap_each_address_and_close_silent_clients() {
     );
 }
 
+/// A TLS session to the HTTPS endpoint on `port` (anonymous, HTTP/1.1).
+async fn https_session(
+    port: u16,
+    pki: &TestPki,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let material = bannin_proto::tls::TlsMaterial::load(&pki.operator("alice")).expect("material");
+    let mut config =
+        (*bannin_proto::tls::anonymous_client_config(&material).expect("client")).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("bannin-collector").expect("name");
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("handshake")
+}
+
+/// Reads until the server closes, waiting at most `within`; what it sent, or
+/// `None` if it was still open then.
+async fn until_eof(
+    tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    within: Duration,
+) -> Option<String> {
+    let mut raw = Vec::new();
+    tokio::time::timeout(within, tls.read_to_end(&mut raw))
+        .await
+        .ok()
+        .map(|_| String::from_utf8_lossy(&raw).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_https_clients_are_closed_at_their_timeouts_and_old_tls_is_refused() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let port = free_port();
+    let _collector = CollectorProc::start(
+        &dir.path().join("collector"),
+        &pki,
+        free_port(),
+        &format!(
+            "[enrollment]\nlisten = \"127.0.0.1:{port}\"\nca_key = {:?}\n",
+            pki.dir.ca_key().display().to_string()
+        ),
+    );
+    let to: SocketAddr = ([127, 0, 0, 1], port).into();
+    eventually(
+        Duration::from_secs(20),
+        "enrollment listening",
+        || async move { tokio::net::TcpStream::connect(to).await.ok().map(|_| ()) },
+    )
+    .await;
+
+    // Half the headers, then silence: closed at the header timeout (5 s).
+    let mut headers = https_session(port, &pki).await;
+    headers
+        .write_all(b"POST /enroll HTTP/1.1\r\nHost: bannin-collector\r\nContent-Type: appl")
+        .await
+        .expect("write");
+    // (Well before the 30 s connection deadline, which would also close it.)
+    assert!(
+        until_eof(&mut headers, Duration::from_secs(20))
+            .await
+            .is_some(),
+        "a half-header client was still connected after 20 s"
+    );
+
+    // Whole headers, a tenth of the body, then silence: answered 408 at the
+    // body timeout (10 s) — the deadline would close it without an answer.
+    let mut body = https_session(port, &pki).await;
+    body.write_all(
+        b"POST /enroll HTTP/1.1\r\nHost: bannin-collector\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"token\":",
+    )
+    .await
+    .expect("write");
+    body.flush().await.expect("flush");
+    let answer = until_eof(&mut body, Duration::from_secs(25))
+        .await
+        .expect("a half-body client was still connected after 25 s");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+
+    // A client that offers only TLS 1.2 does not get a session.
+    let material = bannin_proto::tls::TlsMaterial::load(&pki.operator("alice")).expect("material");
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in &material.ca {
+        roots.add(ca.clone()).expect("root");
+    }
+    let old = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS12])
+    .expect("tls 1.2")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(to).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("bannin-collector").expect("name");
+    let refused = tokio_rustls::TlsConnector::from(std::sync::Arc::new(old))
+        .connect(name, tcp)
+        .await;
+    assert!(refused.is_err(), "a TLS 1.2 session was accepted");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn text_from_peers_is_shown_inert_and_a_hostile_hello_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -221,6 +221,7 @@ async fn call(c: &mut Client, f: &mut Fixture, verb: &str) -> Result<(), tonic::
             .revoke_host(v1::RevokeHostRequest {
                 host_id: f.spare_host.clone(),
                 reason: "matrix".into(),
+                cert_pem: Vec::new(),
             })
             .await
             .err(),
@@ -452,4 +453,53 @@ async fn every_role_can_do_exactly_its_verbs() {
         .expect("verify")
         .into_inner();
     assert!(verify.ok);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disabled_operators_open_stream_is_cut() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let mut admin = operator_client(&pki.operator("alice"), collector.addr).await;
+    for (name, role) in [("val", "viewer"), ("vic", "viewer")] {
+        admin
+            .add_operator(v1::OperatorChange {
+                name: name.into(),
+                role: role.into(),
+            })
+            .await
+            .expect("add");
+    }
+    let mut val = operator_client(&pki.operator("val"), collector.addr).await;
+    let mut vic = operator_client(&pki.operator("vic"), collector.addr).await;
+    let mut following = val
+        .follow_findings(v1::FollowFindingsRequest::default())
+        .await
+        .expect("follow")
+        .into_inner();
+    let mut staying = vic
+        .follow_findings(v1::FollowFindingsRequest::default())
+        .await
+        .expect("follow")
+        .into_inner();
+    admin
+        .disable_operator(v1::OperatorChange {
+            name: "val".into(),
+            role: String::new(),
+        })
+        .await
+        .expect("disable");
+    let cut = tokio::time::timeout(Duration::from_secs(10), following.message())
+        .await
+        .expect("the stream ended within 10 s")
+        .expect_err("ended with an error");
+    assert_eq!(cut.code(), tonic::Code::PermissionDenied, "{cut:?}");
+    assert!(cut.message().contains("disabled"), "{cut:?}");
+    // Another operator's stream goes on.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), staying.message())
+            .await
+            .is_err(),
+        "vic's stream stays open"
+    );
 }

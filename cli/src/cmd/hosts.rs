@@ -106,24 +106,50 @@ pub(crate) async fn revoke(
     json: bool,
     host: String,
     reason: String,
+    certs: Vec<std::path::PathBuf>,
 ) -> anyhow::Result<ExitCode> {
+    let mut cert_pem = Vec::new();
+    for path in &certs {
+        cert_pem.push(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the certificate {}", path.display()))?,
+        );
+    }
     let r = client
         .revoke_host(v1::RevokeHostRequest {
             host_id: host.clone(),
             reason,
+            cert_pem,
         })
         .await
         .map_err(|s| anyhow::anyhow!("{}", s.message()))
         .with_context(|| format!("revoking {host}"))?
         .into_inner();
     if json {
-        print_json(&serde_json::json!({ "host_id": r.host_id, "sessions_cut": r.sessions_cut }))?;
+        print_json(&serde_json::json!({
+            "host_id": r.host_id,
+            "sessions_cut": r.sessions_cut,
+            "known": r.known,
+            "keys_revoked": r.keys_revoked,
+        }))?;
     } else {
         crate::say!(
-            "{} revoked: new connections are refused; {} live session(s) cut",
+            "{} revoked: new connections are refused; {} live session(s) cut; {} key(s) revoked",
             r.host_id,
-            r.sessions_cut
+            r.sessions_cut,
+            r.keys_revoked.len()
         );
+        if !r.known {
+            crate::say!(
+                "note: {} never connected to this collector{}",
+                r.host_id,
+                if r.keys_revoked.is_empty() {
+                    "; without --cert its key is unknown, so only the id is refused"
+                } else {
+                    ""
+                }
+            );
+        }
     }
 
     Ok(ExitCode::SUCCESS)

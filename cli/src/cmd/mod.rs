@@ -96,8 +96,13 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             action: HostAction::Label { host, set, remove },
         } => hosts::label(&mut client, json, host, set, remove).await,
         Command::Host {
-            action: HostAction::Revoke { host, reason },
-        } => hosts::revoke(&mut client, json, host, reason).await,
+            action:
+                HostAction::Revoke {
+                    host,
+                    reason,
+                    certs,
+                },
+        } => hosts::revoke(&mut client, json, host, reason, certs).await,
         Command::Token { action } => tokens::token(&mut client, json, action).await,
         Command::Commands { host } => response::commands(&mut client, json, host).await,
         Command::Events {

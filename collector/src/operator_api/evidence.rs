@@ -180,6 +180,8 @@ pub(super) async fn export_evidence(
     let detail = svc.detail(&record).await?;
     let path = svc.commands.evidence().bundle_path(&record.sha256);
     let (tx, rx) = mpsc::channel(4);
+    let mut operators = svc.operator_changes.subscribe();
+    let service = svc.clone();
     // Not on a TaskTracker: an export stream ends when the bundle is read or the operator hangs up.
     #[allow(clippy::disallowed_methods)]
     tokio::spawn(async move {
@@ -202,6 +204,14 @@ pub(super) async fn export_evidence(
             }
         };
         loop {
+            if operators.has_changed().unwrap_or(false) {
+                operators.mark_unchanged();
+                if let Some(why) = service.revoked_from(&name, Rpc::ExportEvidence) {
+                    tracing::warn!(operator = %name, reason = %why, "Evidence export cut");
+                    let _ = tx.send(Err(Status::permission_denied(why))).await;
+                    return;
+                }
+            }
             let mut buf = vec![0u8; 1024 * 1024];
             match file.read(&mut buf).await {
                 Ok(0) => return,

@@ -44,6 +44,8 @@ pub(super) async fn follow_findings(
     let store = svc.store.clone();
     let mut latest = svc.ingest.latest_finding();
     let shutdown = svc.shutdown.clone();
+    let mut operators = svc.operator_changes.subscribe();
+    let service = svc.clone();
     tracing::debug!(operator = %name, since = cursor, "Following findings");
     // Not on a TaskTracker: a follower ends with the operator's stream or the collector's shutdown token, which it selects on.
     #[allow(clippy::disallowed_methods)]
@@ -61,6 +63,16 @@ pub(super) async fn follow_findings(
                     () = shutdown.cancelled() => return,
                     () = tx.closed() => return,
                     changed = latest.changed() => if changed.is_err() { return },
+                    changed = operators.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        if let Some(why) = service.revoked_from(&name, Rpc::FollowFindings) {
+                            tracing::warn!(operator = %name, reason = %why, "Findings stream cut");
+                            let _ = tx.send(Err(Status::permission_denied(why))).await;
+                            return;
+                        }
+                    }
                 }
                 continue;
             }

@@ -107,37 +107,77 @@ pub(super) async fn revoke_host(
     if r.reason.trim().is_empty() {
         return Err(Status::invalid_argument("a reason is required"));
     }
-    if svc
+    // A host that never connected can be revoked too (a `pki issue`
+    // certificate handed out and lost): by a well-formed id, and by the keys of
+    // the certificates the admin hands in.
+    let host = bannin_proto::identity::HostId::new(r.host_id.as_str())
+        .map_err(|e| Status::invalid_argument(format!("host id: {e}")))?;
+    let known = svc
         .store
-        .host(&r.host_id)
+        .host(host.as_str())
         .map_err(|e| internal("reading hosts", &e))?
-        .is_none()
-    {
-        return Err(Status::not_found(format!("no host {:?}", r.host_id)));
+        .is_some();
+    let mut keys = Vec::new();
+    for (n, pem) in r.cert_pem.iter().enumerate() {
+        use rustls::pki_types::pem::PemObject as _;
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+            .map_err(|e| Status::invalid_argument(format!("certificate {}: {e}", n + 1)))?;
+        match bannin_proto::identity::PeerIdentity::from_certificate(&der) {
+            Ok(bannin_proto::identity::PeerIdentity::Agent(h)) if h == host => {}
+            Ok(other) => {
+                return Err(Status::invalid_argument(format!(
+                    "certificate {} is for {other}, not host {host}",
+                    n + 1
+                )));
+            }
+            Err(e) => {
+                return Err(Status::invalid_argument(format!(
+                    "certificate {}: {e}",
+                    n + 1
+                )));
+            }
+        }
+        keys.push(
+            bannin_proto::identity::certificate_key_sha256(&der)
+                .map_err(|e| Status::invalid_argument(format!("certificate {}: {e}", n + 1)))?,
+        );
     }
-    let cut = svc
+    let (cut, keys) = svc
         .hosts
-        .revoke(crate::model::RevokedHost {
-            host_id: r.host_id.clone(),
-            by: name.to_string(),
-            at_unix_ms: bannin_proto::now_unix_ms(),
-            reason: r.reason.clone(),
-        })
+        .revoke(
+            crate::model::RevokedHost {
+                host_id: host.to_string(),
+                by: name.to_string(),
+                at_unix_ms: bannin_proto::now_unix_ms(),
+                reason: r.reason.clone(),
+            },
+            &keys,
+        )
         .map_err(|e| internal("revoking", &e))?;
     svc.store
         .append_action(&Action {
             at_unix_ms: bannin_proto::now_unix_ms(),
             actor: name.to_string(),
             verb: "host.revoke".into(),
-            target: r.host_id.clone(),
+            target: host.to_string(),
             reason: r.reason,
-            result: format!("{cut} live session(s) cut"),
+            result: format!(
+                "{cut} live session(s) cut; {} key(s) revoked{}",
+                keys.len(),
+                if known {
+                    ""
+                } else {
+                    "; the host had never connected"
+                }
+            ),
         })
         .map_err(|e| internal("writing the action log", &e))?;
     svc.flush().await?;
     Ok(Response::new(v1::RevokeHostResponse {
-        host_id: r.host_id,
+        host_id: host.to_string(),
         sessions_cut: u32::try_from(cut).unwrap_or(u32::MAX),
+        known,
+        keys_revoked: keys,
     }))
 }
 

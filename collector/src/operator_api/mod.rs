@@ -28,6 +28,9 @@ pub struct OperatorService {
     pub(crate) hosts: Arc<HostRegistry>,
     pub(crate) commands: Arc<Commands>,
     pub(crate) shutdown: CancellationToken,
+    /// Bumped whenever an operator is added, re-roled or disabled: open
+    /// streams re-check their caller and end if it lost the right to them.
+    pub(crate) operator_changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// The rules from the collector's configuration, for `bannin rules`.
@@ -42,6 +45,23 @@ pub struct RulesInForce {
 }
 
 impl OperatorService {
+    /// Why `name` may no longer hold a stream of `rpc` open, if it may not:
+    /// disabled, removed or demoted since the stream began.
+    pub(super) fn revoked_from(&self, name: &OperatorName, rpc: Rpc) -> Option<String> {
+        let (needed, verb) = rpc.needs();
+        match self.store.operator(name.as_str()) {
+            Ok(Some(r)) if !r.enabled => Some(format!("operator {name} was disabled")),
+            Ok(Some(r)) if r.role < needed => Some(format!(
+                "{verb} needs the {} role; operator {name} is now a {}",
+                needed.as_str(),
+                r.role.as_str()
+            )),
+            Ok(Some(_)) => None,
+            Ok(None) => Some(format!("operator {name} is no longer registered")),
+            Err(e) => Some(format!("cannot check operator {name}: {e}")),
+        }
+    }
+
     /// Makes what was written durable.
     pub(super) async fn flush(&self) -> Result<(), Status> {
         let store = self.store.clone();

@@ -79,6 +79,7 @@ impl OperatorService {
             })
             .map_err(|e| internal("changing operators", &e))?;
         self.flush().await?;
+        self.operator_changes.send_modify(|n| *n += 1);
         tracing::info!(admin = %admin, operator = %record.name, role = record.role.as_str(), enabled = record.enabled, "{verb}");
         Ok(Response::new(record.to_wire()))
     }

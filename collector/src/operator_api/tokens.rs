@@ -95,15 +95,19 @@ pub(super) async fn revoke_token(
 ) -> Result<Response<v1::EnrollToken>, Status> {
     let name = svc.authorize(&request, Rpc::RevokeToken).await?;
     let id = request.into_inner().id;
-    let mut token = svc
-        .store
+    svc.store
         .token(&id)
         .map_err(|e| internal("reading tokens", &e))?
         .ok_or_else(|| Status::not_found(format!("no token {id:?}")))?;
-    token.revoked = true;
-    svc.store
-        .put_token(&token)
-        .map_err(|e| internal("storing the token", &e))?;
+    // A compare-and-swap, like an enrollment's use: neither overwrites the other.
+    let token = svc
+        .store
+        .update_token(&id, |mut token| {
+            token.revoked = true;
+            Ok::<_, std::convert::Infallible>(token)
+        })
+        .map_err(|e| internal("storing the token", &e))?
+        .unwrap_or_else(|never| match never {});
     svc.store
         .append_action(&Action {
             at_unix_ms: bannin_proto::now_unix_ms(),

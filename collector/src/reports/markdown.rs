@@ -21,11 +21,14 @@ pub fn md(text: &str) -> String {
             {
                 out.push(c);
             }
-            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '#' | '|' | '~' => {
+            // `&` would open an entity (`&#x202e;` is a bidi override once rendered).
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '#' | '|' | '~' | '&' => {
                 out.push('\\');
                 out.push(c);
             }
-            c if c.is_control() => {
+            // Control characters, bidi overrides and zero-width characters are
+            // shown, never interpreted (the same set the CLI shows inert).
+            c if bannin_proto::hello::is_unsafe_char(c) => {
                 let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
             }
             c => out.push(c),
@@ -48,8 +51,8 @@ impl Brief {
         let _ = writeln!(
             m,
             "Generated {} by Bannin from the collector's own records. Opened {} by {}; commander {}.\n",
-            self.generated_at,
-            i.opened_at,
+            md(&self.generated_at),
+            md(&i.opened_at),
             md(&i.opened_by),
             md(&i.commander)
         );
@@ -69,7 +72,8 @@ impl Brief {
                 let _ = writeln!(
                     m,
                     "- **Observed:** {} (collector received it {})",
-                    f.observed_at, f.received_at
+                    md(&f.observed_at),
+                    md(&f.received_at)
                 );
                 let _ = writeln!(m, "- **Detected by:** {}", md(&f.detected_by));
                 if f.first_handled_by.is_empty() {
@@ -79,7 +83,7 @@ impl Brief {
                         m,
                         "- **First handled by:** {} at {}",
                         md(&f.first_handled_by),
-                        f.first_handled_at
+                        md(&f.first_handled_at)
                     );
                 }
             }
@@ -99,7 +103,7 @@ impl Brief {
                     m,
                     "| #{} | {} | {} | {} | {} | {} | {} | {} |",
                     f.finding,
-                    f.observed_at,
+                    md(&f.observed_at),
                     md(&f.host),
                     md(&f.kind),
                     f.severity,
@@ -114,7 +118,9 @@ impl Brief {
         let _ = writeln!(
             m,
             "- **Severity:** {} — {}\n- **Status:** {}",
-            i.severity, i.severity_meaning, i.status
+            md(&i.severity),
+            i.severity_meaning,
+            md(&i.status)
         );
 
         m.push_str("\n## Affected assets\n\n");
@@ -143,8 +149,8 @@ impl Brief {
                 m,
                 "- **State:** {}; last seen {}; {}; agent {}; {} indicator(s)",
                 if a.online { "online" } else { "offline" },
-                a.last_seen,
-                a.isolation,
+                md(&a.last_seen),
+                md(&a.isolation),
                 md(&a.agent_version),
                 a.indicators
             );
@@ -186,7 +192,7 @@ impl Brief {
                     m,
                     "| {} | {} | {} | {} | {} | {} | {} |",
                     a.seq,
-                    a.at,
+                    md(&a.at),
                     md(&a.actor),
                     md(&a.verb),
                     md(&a.target),
@@ -216,7 +222,7 @@ impl Brief {
                 self.network.omitted
             );
         }
-        let _ = writeln!(m, "\nBuilt from: {}.", self.network.sources.join("; "));
+        let _ = writeln!(m, "\nBuilt from: {}.", md(&self.network.sources.join("; ")));
 
         m.push_str("\n## Sites\n\n");
         for (site, hosts) in &self.sites {
@@ -265,29 +271,29 @@ impl Review {
         let _ = writeln!(
             m,
             "Generated {} by Bannin. Severity {} ({}); status {}; commander {}.\n",
-            self.generated_at,
-            i.severity,
+            md(&self.generated_at),
+            md(&i.severity),
             i.severity_meaning,
-            i.status,
+            md(&i.status),
             md(&i.commander)
         );
         m.push_str("## Figures\n\n| | when | span |\n|---|---|---|\n");
         let span = |v: Option<i64>| v.map(human_duration).unwrap_or_else(|| "—".into());
         let t = &self.metrics;
-        let _ = writeln!(m, "| First indicator | {} | |", t.first_indicator_at);
+        let _ = writeln!(m, "| First indicator | {} | |", md(&t.first_indicator_at));
         let _ = writeln!(
             m,
             "| Incident opened | {} | time to detect: {} |",
-            t.opened_at,
+            md(&t.opened_at),
             span(t.time_to_detect_ms)
         );
         let _ = writeln!(
             m,
             "| Contained | {} | time to contain: {} (from the first indicator: {}) |",
             if t.contained_at.is_empty() {
-                "not yet"
+                "not yet".to_owned()
             } else {
-                &t.contained_at
+                md(&t.contained_at)
             },
             span(t.time_to_contain_ms),
             span(t.indicator_to_containment_ms)
@@ -296,9 +302,9 @@ impl Review {
             m,
             "| Closed | {} | time to close: {} |",
             if t.closed_at.is_empty() {
-                "not yet"
+                "not yet".to_owned()
             } else {
-                &t.closed_at
+                md(&t.closed_at)
             },
             span(t.time_to_close_ms)
         );
@@ -307,7 +313,7 @@ impl Review {
         }
         m.push_str("\n## Timeline\n\n| time | source | what |\n|---|---|---|\n");
         for e in &self.timeline {
-            let _ = writeln!(m, "| {} | {} | {} |", e.at, e.source, md(&e.text));
+            let _ = writeln!(m, "| {} | {} | {} |", md(&e.at), e.source, md(&e.text));
         }
         m.push_str("\n## Review questions\n");
         for q in &self.questions {
@@ -322,5 +328,231 @@ impl Review {
             }
         }
         m
+    }
+}
+
+#[cfg(test)]
+mod corpus {
+    //! The Markdown corpus: a hostile string in every text field either report
+    //! renders, and the rendered structure checked line by line.
+
+    use std::collections::BTreeMap;
+
+    use super::super::TimelineItem;
+    use super::super::brief::{
+        ActionLine, Asset, Brief, FirstIndicator, Flow, IncidentSummary, IndicatorLine, Network,
+        Service,
+    };
+    use super::super::review::{Metrics, Question, Review};
+
+    /// Everything a peer could try: a terminal escape, a line break starting a
+    /// heading, a table row, a link, an image, an HTML tag, an entity that
+    /// renders as a bidi override, a code span, emphasis, and a raw bidi override.
+    const HOSTILE: &str = "evil\u{1b}[2J\r\n# Forged\n| forged | row |\n[click](http://x.example) ![i](http://x.example/i.png) <script>alert(1)</script> &#x202e; `code` *em* _em_ ~~s~~ \u{202e}txt.exe";
+
+    fn h() -> String {
+        HOSTILE.to_owned()
+    }
+
+    fn summary() -> IncidentSummary {
+        IncidentSummary {
+            id: 7,
+            title: h(),
+            severity: h(),
+            severity_meaning: "meaning",
+            status: h(),
+            commander: h(),
+            opened_at: h(),
+            opened_by: h(),
+            closed_at: h(),
+        }
+    }
+
+    fn flow() -> Flow {
+        Flow {
+            host: h(),
+            direction: h(),
+            protocol: h(),
+            peer: h(),
+            port: 443,
+            peer_is: h(),
+            exe: h(),
+            seen_by: "sensor",
+        }
+    }
+
+    fn brief() -> Brief {
+        Brief {
+            schema: "bannin.brief/1",
+            generated_at: h(),
+            incident: summary(),
+            first_indicator: Some(FirstIndicator {
+                finding: 1,
+                kind: h(),
+                severity: "high",
+                host: h(),
+                observed_at: h(),
+                received_at: h(),
+                source: h(),
+                detected_by: h(),
+                first_handled_by: h(),
+                first_handled_at: h(),
+                summary: h(),
+            }),
+            indicators: vec![IndicatorLine {
+                finding: 1,
+                kind: h(),
+                severity: "high",
+                host: h(),
+                observed_at: h(),
+                count: 3,
+                state: "new",
+                summary: h(),
+            }],
+            assets: vec![Asset {
+                host_id: h(),
+                hostname: h(),
+                os: h(),
+                kernel: h(),
+                addresses: vec![h(), h()],
+                agent_version: h(),
+                labels: BTreeMap::from([(h(), h())]),
+                location: h(),
+                online: true,
+                last_seen: h(),
+                isolation: h(),
+                services: vec![Service {
+                    protocol: h(),
+                    address: h(),
+                    port: 22,
+                    exe: h(),
+                }],
+                applications: vec![h()],
+                sensor_gaps: vec![h()],
+                indicators: 1,
+            }],
+            actions_taken: vec![ActionLine {
+                seq: 4,
+                at: h(),
+                actor: h(),
+                verb: h(),
+                target: h(),
+                reason: h(),
+                result: h(),
+            }],
+            network: Network {
+                among_affected: vec![flow()],
+                reaches: vec![flow()],
+                omitted: 2,
+                sources: vec![h(), h()],
+            },
+            sites: BTreeMap::from([(h(), vec![h(), h()])]),
+        }
+    }
+
+    fn review() -> Review {
+        Review {
+            schema: "bannin.review/1",
+            generated_at: h(),
+            incident: summary(),
+            metrics: Metrics {
+                first_indicator_at: h(),
+                opened_at: h(),
+                contained_at: h(),
+                contained_by: h(),
+                closed_at: h(),
+                time_to_detect_ms: Some(1_000),
+                time_to_contain_ms: Some(2_000),
+                indicator_to_containment_ms: None,
+                time_to_close_ms: None,
+            },
+            timeline: vec![TimelineItem {
+                at_unix_ms: 0,
+                at: h(),
+                source: "finding",
+                text: h(),
+            }],
+            questions: vec![Question {
+                number: 1,
+                question: "What happened, when, and how?",
+                from_the_data: vec![h(), h()],
+            }],
+        }
+    }
+
+    /// Counts `|` not escaped by a backslash.
+    fn cells(line: &str) -> usize {
+        let mut count = 0;
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '|' => count += 1,
+                _ => {}
+            }
+        }
+        count
+    }
+
+    fn assert_inert(markdown: &str, fields: usize) {
+        // Every hostile field is rendered as `md` renders it, whole, and once
+        // those are taken out nothing of the hostile text is left: no field
+        // reached the report without the escaper.
+        let escaped = super::md(HOSTILE);
+        let shown = markdown.matches(&escaped).count();
+        assert!(
+            shown >= fields,
+            "{shown} of {fields} hostile fields rendered:\n{markdown}"
+        );
+        let rest = markdown.replace(&escaped, "");
+        for raw in [
+            "\u{1b}", "\u{202e}", "\r", "Forged", "forged", "script", "http", "202e", "code",
+            "evil", "txt.exe",
+        ] {
+            assert!(
+                !rest.contains(raw),
+                "{raw:?} reached the report unescaped:\n{rest}"
+            );
+        }
+        // No hostile field starts a line of its own.
+        for line in markdown.lines() {
+            assert!(
+                !line.starts_with("# Forged") && !line.starts_with("| forged"),
+                "a forged line: {line:?}"
+            );
+        }
+        // Every table row has as many cells as its header.
+        let mut header: Option<usize> = None;
+        for line in markdown.lines() {
+            if line.starts_with('|') {
+                let n = cells(line);
+                match header {
+                    None => header = Some(n),
+                    Some(h) => assert_eq!(n, h, "a table row with forged cells: {line}"),
+                }
+            } else {
+                header = None;
+            }
+        }
+    }
+
+    #[test]
+    fn every_field_of_the_brief_is_escaped() {
+        let b = brief();
+        let markdown = b.markdown();
+        // Fields rendered: 9 incident fields (severity_meaning is ours) less
+        // closed_at (not shown in the brief), first indicator 9, indicator 4,
+        // asset 17 (labels once, addresses joined), actions 6, flows 2 × 6,
+        // sources once, sites 2.
+        assert_inert(&markdown, 6 + 9 + 4 + 13 + 6 + 12 + 1 + 2);
+    }
+
+    #[test]
+    fn every_field_of_the_review_is_escaped() {
+        let r = review();
+        let markdown = r.markdown();
+        assert_inert(&markdown, 5 + 5 + 2 + 2);
     }
 }

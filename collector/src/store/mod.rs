@@ -95,6 +95,10 @@ pub struct Store {
     labels: sled::Tree,
     tokens: sled::Tree,
     revoked: sled::Tree,
+    /// Host id → the public keys (SHA-256 hex, postcard list) its certificates carried.
+    host_keys: sled::Tree,
+    /// Revoked public key (SHA-256 hex) → the host id it was revoked as.
+    revoked_keys: sled::Tree,
     /// Serialises appends to the action log (its hash chain).
     action_lock: std::sync::Arc<std::sync::Mutex<()>>,
     data_file: std::sync::Arc<(PathBuf, File)>,
@@ -130,6 +134,8 @@ impl Store {
         let labels = db.open_tree("labels")?;
         let tokens = db.open_tree("tokens")?;
         let revoked = db.open_tree("revoked")?;
+        let host_keys = db.open_tree("host_keys")?;
+        let revoked_keys = db.open_tree("revoked_keys")?;
         let data_path = dir.join("db");
         let data_file = File::open(&data_path).map_err(|source| StoreError::Io {
             path: data_path.clone(),
@@ -148,6 +154,8 @@ impl Store {
             labels,
             tokens,
             revoked,
+            host_keys,
+            revoked_keys,
             action_lock: std::sync::Arc::new(std::sync::Mutex::new(())),
             data_file: std::sync::Arc::new((data_path, data_file)),
         })
