@@ -162,6 +162,13 @@ pub(crate) enum Command {
         /// Only entries about this incident and its affected hosts.
         #[arg(long)]
         incident: Option<u64>,
+        /// Only entries after this position (`seq`), e.g. the last one you read.
+        #[arg(long, value_name = "SEQ", default_value_t = 0)]
+        after: u64,
+        /// At most this many entries (default: all of them, read a page of
+        /// 1000 at a time).
+        #[arg(long)]
+        limit: Option<u64>,
     },
     /// Operators and their roles (admin only): viewer reads; responder also
     /// isolates, releases, snapshots, triages and works findings; admin also

@@ -30,6 +30,7 @@
 pub mod commands;
 pub mod config;
 pub mod correlate;
+pub mod denials;
 pub mod detect;
 pub mod enroll;
 pub mod evidence;
@@ -126,6 +127,20 @@ pub async fn serve(
     let commands = Arc::new(commands::Commands::new(store.clone(), evidence));
     bootstrap_operators(&store, &config)?;
     let tracker = TaskTracker::new();
+    let denials = Arc::new(denials::Denials::new(store.clone()));
+    {
+        let (denials, stop) = (denials.clone(), shutdown.child_token());
+        tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_secs(5)) => denials.flush(false).await,
+                }
+            }
+            // Nothing counted is lost at shutdown.
+            denials.flush(true).await;
+        });
+    }
     let authority = match &config.enrollment {
         Some(e) => Some(Arc::new(
             enroll::Authority::load(&config.tls.ca, &e.ca_key, e.validity, hosts.clone())
@@ -165,15 +180,17 @@ pub async fn serve(
 
     if let Some(webhook) = config.webhook.clone() {
         let https = bannin_proto::tls::https_server_config(&material)?;
-        let (store, ingest, hosts, stop) = (
+        let (store, ingest, hosts, denials, stop) = (
             store.clone(),
             ingest.clone(),
             hosts.clone(),
+            denials.clone(),
             shutdown.child_token(),
         );
         tracker.spawn(
             async move {
-                if let Err(error) = webhook::serve(webhook, https, store, ingest, hosts, stop).await
+                if let Err(error) =
+                    webhook::serve(webhook, https, store, ingest, hosts, denials, stop).await
                 {
                     tracing::error!(%error, "The Alertmanager webhook stopped");
                 }
@@ -196,6 +213,7 @@ pub async fn serve(
         hosts: hosts.clone(),
         commands: commands.clone(),
         max_message_bytes: config.max_message_bytes,
+        denials: denials.clone(),
         shutdown: shutdown.child_token(),
     };
     let hosts_for_gate = hosts.clone();
@@ -212,6 +230,7 @@ pub async fn serve(
         commands,
         shutdown: shutdown.child_token(),
         operator_changes: Arc::new(tokio::sync::watch::channel(0).0),
+        denials,
     };
     drop(ingest);
     let addr = listener.local_addr().ok();

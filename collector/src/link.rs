@@ -36,6 +36,7 @@ pub struct LinkService {
     pub(crate) hosts: Arc<HostRegistry>,
     pub(crate) commands: Arc<Commands>,
     pub(crate) max_message_bytes: usize,
+    pub(crate) denials: Arc<crate::denials::Denials>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -55,10 +56,12 @@ impl AgentLink for LinkService {
         let host = match &peer.identity {
             PeerIdentity::Agent(h) => h.clone(),
             PeerIdentity::Operator(name) => {
+                const WHY: &str = "an operator certificate cannot open an agent stream";
                 tracing::warn!(peer.addr = %peer.remote_addr, operator = %name, "Operator certificate refused on the agent link");
-                return Err(Status::permission_denied(
-                    "an operator certificate cannot open an agent stream",
-                ));
+                self.denials
+                    .refused(&format!("operator {name}"), "agent_link", WHY)
+                    .await;
+                return Err(Status::permission_denied(WHY));
             }
         };
         let mut inbound = request.into_inner();

@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::hosts::HostRegistry;
 use crate::ingest::Ingest;
-use crate::model::{NewFinding, Role, Severity};
+use crate::model::{Action, NewFinding, Role, Severity};
 use crate::store::Store;
 
 /// The path Alertmanager posts to.
@@ -106,6 +106,7 @@ struct Shared {
     store: Store,
     ingest: Ingest,
     hosts: Arc<HostRegistry>,
+    denials: Arc<crate::denials::Denials>,
 }
 
 /// Reads and checks the token file: mode 0600, one non-empty line of at least 16 bytes.
@@ -129,6 +130,7 @@ pub async fn serve(
     store: Store,
     ingest: Ingest,
     hosts: Arc<HostRegistry>,
+    denials: Arc<crate::denials::Denials>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let token = match &config.token_file {
@@ -143,6 +145,7 @@ pub async fn serve(
         store,
         ingest,
         hosts,
+        denials,
     });
     crate::https::serve(
         "alertmanager webhook",
@@ -178,6 +181,10 @@ async fn handle(
     remote: SocketAddr,
     request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
+    let who = identity.as_ref().map_or_else(
+        || format!("webhook caller at {}", remote.ip()),
+        ToString::to_string,
+    );
     match accept(shared, identity, request).await {
         Ok((caller, body)) => {
             tracing::info!(peer.addr = %remote, caller = %caller, accepted = %body["accepted"], "Alerts received");
@@ -185,6 +192,11 @@ async fn handle(
         }
         Err(r) => {
             tracing::warn!(peer.addr = %remote, status = r.0.as_u16(), reason = %r.1, "Webhook request refused");
+            // Who failed to authenticate is the action log's business (coalesced:
+            // a caller retrying cannot make each try a durable write).
+            if matches!(r.0, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+                shared.denials.refused(&who, "webhook", &r.1).await;
+            }
             refuse(r)
         }
     }
@@ -227,6 +239,9 @@ async fn accept(
     })?;
     let resolved = findings.1;
     let mut ids = Vec::new();
+    let mut hosts: Vec<String> = findings.0.iter().map(|f| f.host_id.to_string()).collect();
+    hosts.sort();
+    hosts.dedup();
     for finding in findings.0 {
         let id = shared.ingest.raise(finding).await.map_err(|e| {
             Refusal(
@@ -235,6 +250,42 @@ async fn accept(
             )
         })?;
         ids.push(id);
+    }
+    if !ids.is_empty() {
+        // Findings made from outside are the caller's act: an action-log entry
+        // per request names who and which.
+        let shown: Vec<String> = ids.iter().take(50).map(|id| format!("#{id}")).collect();
+        let entry = Action {
+            at_unix_ms: bannin_proto::now_unix_ms(),
+            actor: caller.clone(),
+            verb: "finding.webhook".into(),
+            target: hosts.join(", ").chars().take(500).collect(),
+            reason: String::new(),
+            result: format!(
+                "{} finding(s) from Alertmanager: {}{}",
+                ids.len(),
+                shown.join(", "),
+                if ids.len() > shown.len() { ", …" } else { "" }
+            ),
+        };
+        let store = shared.store.clone();
+        tokio::task::spawn_blocking(move || {
+            store.append_action(&entry)?;
+            store.make_durable()
+        })
+        .await
+        .map_err(|e| {
+            Refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("logging the alert: {e}"),
+            )
+        })?
+        .map_err(|e| {
+            Refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("logging the alert: {e}"),
+            )
+        })?;
     }
     Ok((
         caller,

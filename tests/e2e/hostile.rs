@@ -430,3 +430,93 @@ async fn two_hosts_claiming_one_name_or_address_is_a_finding_and_takes_nothing_o
         "no conflict for the Docker bridge: {claims:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_of_the_wrong_kind_is_refused_and_logged_once_not_per_try() {
+    use bannin_proto::tls;
+    use bannin_proto::v1::agent_link_client::AgentLinkClient;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let mut admin = operator_client(&pki.operator("alice"), collector.addr).await;
+    // An agent's certificate on the operator API, fifty times.
+    let mut sneaky = operator_client(&pki.agent("sneaky-01"), collector.addr).await;
+    for _ in 0..50 {
+        let refused = sneaky
+            .list_hosts(v1::ListHostsRequest {})
+            .await
+            .expect_err("an agent certificate on the operator API");
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    }
+    // An operator's certificate on the agent link, fifty times.
+    let material = tls::TlsMaterial::load(&pki.operator("alice")).expect("material");
+    let channel = tls::connect(
+        &collector.addr.to_string(),
+        "bannin-collector",
+        tls::client_config(&material).expect("config"),
+    )
+    .await
+    .expect("channel");
+    let mut link = AgentLinkClient::new(channel);
+    for _ in 0..50 {
+        let hello = v1::AgentMessage {
+            body: Some(v1::agent_message::Body::Hello(v1::Hello {
+                host_id: "alice".into(),
+                ..Default::default()
+            })),
+        };
+        let refused = link
+            .session(tokio_stream::iter(vec![hello]))
+            .await
+            .expect_err("an operator certificate on the agent link");
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    }
+    // One entry for each kind of refusal, not a hundred.
+    let actions = admin
+        .list_actions(v1::ListActionsRequest::default())
+        .await
+        .expect("actions")
+        .into_inner()
+        .actions;
+    let api: Vec<_> = actions
+        .iter()
+        .filter(|a| a.verb == "denied.operator_api")
+        .collect();
+    assert_eq!(api.len(), 1, "{api:?}");
+    assert_eq!(api[0].actor, "agent sneaky-01");
+    let link: Vec<_> = actions
+        .iter()
+        .filter(|a| a.verb == "denied.agent_link")
+        .collect();
+    assert_eq!(link.len(), 1, "{link:?}");
+    assert_eq!(link[0].actor, "operator alice");
+    // The repeats are counted, and written when the collector stops: nothing
+    // counted is lost.
+    let mut collector = collector;
+    assert!(
+        collector.proc.terminate(Duration::from_secs(30)),
+        "a clean stop"
+    );
+    drop(collector);
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let mut admin = operator_client(&pki.operator("alice"), collector.addr).await;
+    let actions = admin
+        .list_actions(v1::ListActionsRequest::default())
+        .await
+        .expect("actions")
+        .into_inner()
+        .actions;
+    let repeats: Vec<_> = actions
+        .iter()
+        .filter(|a| {
+            a.verb == "denied.operator_api" && a.result.contains("repeated 49 more time(s)")
+        })
+        .collect();
+    assert_eq!(repeats.len(), 1, "{actions:?}");
+    let verified = admin
+        .verify_actions(v1::VerifyActionsRequest {})
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(verified.ok, "{verified:?}");
+}

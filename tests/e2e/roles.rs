@@ -503,3 +503,60 @@ async fn a_disabled_operators_open_stream_is_cut() {
         "vic's stream stays open"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_action_log_is_read_in_pages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let admin = operator_client(&pki.operator("alice"), collector.addr).await;
+    // More entries than one page (1000): four writers at once.
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let mut c = admin.clone();
+            tokio::spawn(async move {
+                for i in 0..263 {
+                    c.create_token(v1::CreateTokenRequest {
+                        note: format!("writer {w} token {i}"),
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("token");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let operator = bannin_tests::operator_toml(dir.path(), &pki.operator("alice"), collector.addr);
+    let (ok, all, err) = bannin_tests::bannin_json(&operator, &["actions"]);
+    assert!(ok, "{err}");
+    let seqs: Vec<u64> = all
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|a| a["seq"].as_u64().expect("seq"))
+        .collect();
+    let tokens = all
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|a| a["verb"] == "token.create")
+        .count();
+    assert_eq!(tokens, 1052, "every entry, across pages");
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1) && seqs.first() == Some(&1),
+        "each once, in order"
+    );
+    let (ok, page, err) =
+        bannin_tests::bannin_json(&operator, &["actions", "--after", "1000", "--limit", "5"]);
+    assert!(ok, "{err}");
+    let page: Vec<u64> = page
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|a| a["seq"].as_u64().expect("seq"))
+        .collect();
+    assert_eq!(page, [1001, 1002, 1003, 1004, 1005]);
+}

@@ -199,4 +199,33 @@ async fn alertmanager_alerts_become_findings_and_bad_requests_store_nothing() {
         .list_hosts(v1::ListHostsRequest {})
         .await
         .expect("collector alive");
+    // The action log names who made findings from outside and who was refused:
+    // the token caller's and alice's requests, one entry each; the refused
+    // callers, one entry per reason.
+    let actions: Vec<v1::ActionEntry> = client
+        .list_actions(v1::ListActionsRequest::default())
+        .await
+        .expect("actions")
+        .into_inner()
+        .actions;
+    let made: Vec<&v1::ActionEntry> = actions
+        .iter()
+        .filter(|a| a.verb == "finding.webhook")
+        .collect();
+    assert_eq!(made.len(), 2, "{made:?}");
+    assert_eq!(made[0].actor, "bearer token");
+    assert!(made[0].result.starts_with("2 finding(s)"), "{made:?}");
+    assert_eq!(made[0].target, "web-01");
+    assert_eq!(made[1].actor, "operator alice");
+    let refused: Vec<&v1::ActionEntry> = actions
+        .iter()
+        .filter(|a| a.verb == "denied.webhook")
+        .collect();
+    assert_eq!(refused.len(), 2, "one per reason: {refused:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|a| a.actor.starts_with("webhook caller at 127.0.0.1")),
+        "{refused:?}"
+    );
 }

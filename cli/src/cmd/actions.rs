@@ -41,35 +41,54 @@ pub(crate) async fn list(
     json: bool,
     host: Option<String>,
     incident: Option<u64>,
+    after: u64,
+    limit: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
-    let actions = client
-        .list_actions(v1::ListActionsRequest {
-            host_id: host.unwrap_or_default(),
-            incident: incident.unwrap_or(0),
-        })
-        .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-        .into_inner()
-        .actions;
-    if json {
-        print_json(&actions.iter().map(output::action_json).collect::<Vec<_>>())?;
-    } else {
-        for a in &actions {
-            crate::say!(
-                "{:>5} {}  {:<16} {:<18} {:<20} {}{}",
-                a.seq,
-                short_time(a.at_unix_ms),
-                a.actor,
-                a.verb,
-                a.target,
-                a.result.chars().take(80).collect::<String>(),
-                if a.reason.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (reason: {})", a.reason)
-                }
-            );
+    const PAGE: u64 = 1000;
+    let mut after = after;
+    let mut left = limit.unwrap_or(u64::MAX);
+    let mut collected = Vec::new();
+    // Page through the log: text is printed page by page as it arrives, so a
+    // long log starts showing at once and is never held whole.
+    while left > 0 {
+        let page = client
+            .list_actions(v1::ListActionsRequest {
+                host_id: host.clone().unwrap_or_default(),
+                incident: incident.unwrap_or(0),
+                after_seq: after,
+                limit: u32::try_from(left.min(PAGE)).unwrap_or(1000),
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            .into_inner();
+        left = left.saturating_sub(page.actions.len() as u64);
+        if json {
+            collected.extend(page.actions.iter().map(output::action_json));
+        } else {
+            for a in &page.actions {
+                crate::say!(
+                    "{:>5} {}  {:<16} {:<18} {:<20} {}{}",
+                    a.seq,
+                    short_time(a.at_unix_ms),
+                    a.actor,
+                    a.verb,
+                    a.target,
+                    a.result.chars().take(80).collect::<String>(),
+                    if a.reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (reason: {})", a.reason)
+                    }
+                );
+            }
         }
+        if page.next_after_seq == 0 {
+            break;
+        }
+        after = page.next_after_seq;
+    }
+    if json {
+        print_json(&collected)?;
     }
 
     Ok(ExitCode::SUCCESS)

@@ -40,20 +40,19 @@ pub(super) async fn list_actions(
             )
         }
     };
-    let actions = svc
+    let (page, next) = svc
         .store
-        .actions()
-        .map_err(|e| internal("reading the action log", &e))?
-        .into_iter()
-        .filter(|a| host.is_empty() || a.action.target == host || a.action.actor == actor)
-        .filter(|a| {
-            incident
-                .as_ref()
-                .is_none_or(|scope| scope.concerns(&a.action))
+        .actions_page(r.after_seq, super::page(r.limit), |a| {
+            (host.is_empty() || a.action.target == host || a.action.actor == actor)
+                && incident
+                    .as_ref()
+                    .is_none_or(|scope| scope.concerns(&a.action))
         })
-        .map(action_to_wire)
-        .collect();
-    Ok(Response::new(v1::ListActionsResponse { actions }))
+        .map_err(|e| internal("reading the action log", &e))?;
+    Ok(Response::new(v1::ListActionsResponse {
+        actions: page.into_iter().map(action_to_wire).collect(),
+        next_after_seq: next.unwrap_or(0),
+    }))
 }
 
 /// `VerifyActions`.

@@ -50,10 +50,9 @@ impl OperatorService {
         let target = record.target();
         let custody = self
             .store
-            .actions()
+            .actions_matching(|a| a.action.target == target)
             .map_err(|e| internal("reading custody", &e))?
             .into_iter()
-            .filter(|a| a.action.target == target)
             .map(action_to_wire)
             .collect();
         let evidence = self.commands.evidence().clone();

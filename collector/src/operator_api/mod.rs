@@ -12,7 +12,7 @@ use crate::commands::Commands;
 use crate::hosts::HostRegistry;
 use crate::ingest::Ingest;
 use crate::link::internal;
-use crate::model::{Action, Role};
+use crate::model::Role;
 use crate::store::Store;
 
 /// Most findings or events returned by one list call.
@@ -31,6 +31,8 @@ pub struct OperatorService {
     /// Bumped whenever an operator is added, re-roled or disabled: open
     /// streams re-check their caller and end if it lost the right to them.
     pub(crate) operator_changes: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Refusals, coalesced into the action log.
+    pub(crate) denials: Arc<crate::denials::Denials>,
 }
 
 /// The rules from the collector's configuration, for `bannin rules`.
@@ -72,16 +74,18 @@ impl OperatorService {
     }
 }
 
-/// The calling operator, or a refusal for anyone else.
-fn operator<T>(request: &Request<T>) -> Result<OperatorName, Status> {
-    let peer =
-        PeerInfo::of(request).ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+/// The calling operator, or a refusal for anyone else (with who it was, when
+/// the certificate said).
+fn operator<T>(request: &Request<T>) -> Result<OperatorName, (Option<String>, Status)> {
+    let peer = PeerInfo::of(request)
+        .ok_or_else(|| (None, Status::unauthenticated("no client certificate")))?;
     match &peer.identity {
         PeerIdentity::Operator(name) => Ok(name.clone()),
         PeerIdentity::Agent(host) => {
             tracing::warn!(peer.addr = %peer.remote_addr, host.id = %host, "Agent certificate refused on the operator API");
-            Err(Status::permission_denied(
-                "an agent certificate cannot call the operator API",
+            Err((
+                Some(format!("agent {host}")),
+                Status::permission_denied("an agent certificate cannot call the operator API"),
             ))
         }
     }
@@ -108,7 +112,17 @@ impl OperatorService {
         verb: &str,
     ) -> Result<OperatorName, Status> {
         let (needed, _) = rpc.needs();
-        let name = operator(request)?;
+        let name = match operator(request) {
+            Ok(name) => name,
+            Err((who, status)) => {
+                if let Some(who) = who {
+                    self.denials
+                        .refused(&who, "operator_api", status.message())
+                        .await;
+                }
+                return Err(status);
+            }
+        };
         let record = self
             .store
             .operator(name.as_str())
@@ -127,19 +141,7 @@ impl OperatorService {
         };
         let Some(why) = why else { return Ok(name) };
         tracing::warn!(operator = %name, verb, reason = %why, "Operator call denied");
-        let logged = self.store.append_action(&Action {
-            at_unix_ms: bannin_proto::now_unix_ms(),
-            actor: name.to_string(),
-            verb: format!("denied.{verb}"),
-            target: String::new(),
-            reason: String::new(),
-            result: why.clone(),
-        });
-        if let Err(e) = logged {
-            tracing::error!(error = %e, "Cannot log a denied call");
-        }
-        let store = self.store.clone();
-        let _ = tokio::task::spawn_blocking(move || store.make_durable()).await;
+        self.denials.refused(&name.to_string(), verb, &why).await;
         Err(Status::permission_denied(why))
     }
 }

@@ -143,9 +143,8 @@ impl Facts {
             .collect();
         let scope = Scope::new(store, &incident, &affected)?;
         let actions = store
-            .actions()?
+            .actions_matching(|a| scope.concerns(&a.action))?
             .into_iter()
-            .filter(|a| scope.concerns(&a.action))
             .map(|a| (a.seq, a.action))
             .collect();
         let mut commands: Vec<Command> = store
