@@ -12,6 +12,8 @@
 //!
 //! [hosts]
 //! silent_after_heartbeats = 3       # host.silent after this many missed heartbeats
+//! max_events_per_sec = 20000        # one host's sustained telemetry (10 s of it as a burst)
+//! max_bytes_per_sec = 16777216      # one host's sustained bytes (events, results, evidence)
 //!
 //! [findings]
 //! fold_window_secs = 600            # identical findings of a host fold within this window
@@ -167,12 +169,26 @@ struct RawTls {
 struct RawHosts {
     #[serde(default = "default_silent")]
     silent_after_heartbeats: u32,
+    #[serde(default = "default_host_events")]
+    max_events_per_sec: u64,
+    #[serde(default = "default_host_bytes")]
+    max_bytes_per_sec: u64,
+}
+
+fn default_host_events() -> u64 {
+    20_000
+}
+
+fn default_host_bytes() -> u64 {
+    16 * 1024 * 1024
 }
 
 impl Default for RawHosts {
     fn default() -> Self {
         Self {
             silent_after_heartbeats: default_silent(),
+            max_events_per_sec: default_host_events(),
+            max_bytes_per_sec: default_host_bytes(),
         }
     }
 }
@@ -243,6 +259,8 @@ pub struct CollectorConfig {
     pub max_message_bytes: usize,
     /// Missed heartbeats before `host.silent`.
     pub silent_after_heartbeats: u32,
+    /// What one host may make the collector write per second.
+    pub host_budget: crate::budget::Rates,
     /// Identical findings of a host within this window fold into one.
     pub fold_window: Duration,
     /// Per-kind severity overrides.
@@ -589,6 +607,18 @@ impl CollectorConfig {
         if raw.hosts.silent_after_heartbeats == 0 {
             errors.push("hosts.silent_after_heartbeats must be at least 1");
         }
+        if raw.hosts.max_events_per_sec < 100 {
+            errors.push(format!(
+                "hosts.max_events_per_sec = {}: at least 100 (an agent's normal telemetry; 20000 by default)",
+                raw.hosts.max_events_per_sec
+            ));
+        }
+        if raw.hosts.max_bytes_per_sec < 2 * 1024 * 1024 {
+            errors.push(format!(
+                "hosts.max_bytes_per_sec = {}: at least 2097152 (a 1 MiB snapshot chunk must fit; 16 MiB by default)",
+                raw.hosts.max_bytes_per_sec
+            ));
+        }
         let mut severity_overrides = BTreeMap::new();
         for (kind, s) in &raw.findings.severity {
             match parse_severity(s) {
@@ -691,6 +721,10 @@ impl CollectorConfig {
             }),
             max_message_bytes: max_message_bytes as usize,
             silent_after_heartbeats: raw.hosts.silent_after_heartbeats,
+            host_budget: crate::budget::Rates {
+                events_per_sec: raw.hosts.max_events_per_sec,
+                bytes_per_sec: raw.hosts.max_bytes_per_sec,
+            },
             fold_window: Duration::from_secs(raw.findings.fold_window_secs),
             severity_overrides,
             event_retention: Duration::from_secs(raw.events.retention_days * 86_400),

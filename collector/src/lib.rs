@@ -27,6 +27,7 @@
 //!
 //! [`serve`] is what the binary, `bannin up` and the tests all call.
 
+pub mod budget;
 pub mod commands;
 pub mod config;
 pub mod correlate;
@@ -213,6 +214,7 @@ pub async fn serve(
         hosts: hosts.clone(),
         commands: commands.clone(),
         max_message_bytes: config.max_message_bytes,
+        budgets: Arc::new(budget::Budgets::new(config.host_budget)),
         denials: denials.clone(),
         shutdown: shutdown.child_token(),
     };

@@ -37,6 +37,8 @@ pub struct LinkService {
     pub(crate) commands: Arc<Commands>,
     pub(crate) max_message_bytes: usize,
     pub(crate) denials: Arc<crate::denials::Denials>,
+    /// What each host may make the collector write per second.
+    pub(crate) budgets: Arc<crate::budget::Budgets>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -185,6 +187,18 @@ impl LinkService {
                 }
             };
             self.hosts.seen(&host, session_id);
+            // What this message will make the collector write; past the host's
+            // budget the next message waits (nothing is dropped).
+            let (events, bytes) = match &body {
+                agent_message::Body::Batch(b) => (
+                    b.events.len() as u64,
+                    b.events.iter().map(|e| e.len() as u64).sum(),
+                ),
+                agent_message::Body::EvidenceChunk(c) => (0, c.data.len() as u64),
+                agent_message::Body::CommandResult(r) => (0, r.detail.len() as u64),
+                _ => (0, 0),
+            };
+            let wait = self.budgets.charge(host.as_str(), events, bytes);
             match body {
                 agent_message::Body::Batch(batch) => {
                     let submitted = self.ingest.submit_batch(host.clone(), batch).await;
@@ -256,6 +270,12 @@ impl LinkService {
                         .send(Err(Status::invalid_argument("Hello may only be sent once")))
                         .await;
                     break;
+                }
+            }
+            if !wait.is_zero() {
+                tokio::select! {
+                    () = self.shutdown.cancelled() => break,
+                    () = tokio::time::sleep(wait) => {}
                 }
             }
         }

@@ -520,3 +520,71 @@ async fn a_certificate_of_the_wrong_kind_is_refused_and_logged_once_not_per_try(
         .into_inner();
     assert!(verified.ok, "{verified:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flooding_host_is_slowed_alone_and_loses_nothing() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    // 1,000 events a second per host, ten seconds of it as a burst.
+    let collector = CollectorProc::start(
+        &dir.path().join("collector"),
+        &pki,
+        free_port(),
+        "[hosts]\nmax_events_per_sec = 1000\n",
+    );
+    let mut flooder = SimAgent::connect(&pki, "flood-01", collector.addr, &["10.9.8.1"], &[])
+        .await
+        .expect("flooder");
+    let mut quiet = SimAgent::connect(&pki, "quiet-01", collector.addr, &["10.9.8.2"], &[])
+        .await
+        .expect("quiet");
+    let now = bannin_proto::now_unix_ms();
+    let batch: Vec<v1::Event> = (0..1000)
+        .map(|i| {
+            event(
+                "process.exec",
+                false,
+                now,
+                &[("exe", "/usr/bin/true"), ("pid", &i.to_string())],
+            )
+        })
+        .collect();
+    // The flooder sends 30,000 events, one acknowledged batch after another:
+    // ten go through at once, the other twenty at about one a second.
+    let acked = Arc::new(AtomicU64::new(0));
+    let progress = acked.clone();
+    let flood = tokio::spawn(async move {
+        for _ in 0..30 {
+            flooder
+                .send(&batch)
+                .await
+                .expect("every batch acknowledged");
+            progress.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    eventually(Duration::from_secs(30), "the burst through", || {
+        let n = acked.load(Ordering::SeqCst);
+        async move { (n >= 10).then_some(()) }
+    })
+    .await;
+    // Meanwhile another host is served at once.
+    quiet
+        .send(&[event("process.exec", false, now, &[("exe", "/usr/bin/id")])])
+        .await
+        .expect("the quiet host's batch");
+    let done = acked.load(Ordering::SeqCst);
+    assert!(
+        done < 30,
+        "the flooder was not slowed: {done} of 30 batches already acknowledged"
+    );
+    // And the flooder loses nothing: every batch is acknowledged in the end.
+    tokio::time::timeout(Duration::from_secs(120), flood)
+        .await
+        .expect("the flood finishes")
+        .expect("flooder");
+    assert_eq!(acked.load(Ordering::SeqCst), 30);
+    let log = collector.proc.log_text();
+    assert!(log.contains("over its write budget"), "{log}");
+}

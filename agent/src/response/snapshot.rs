@@ -245,6 +245,12 @@ fn read_safely(
 ) -> Result<Vec<u8>, ReadError> {
     let (_, real) =
         triage::host_path(root, host_path).map_err(|e| ReadError::Refused(e.to_string()))?;
+    // The directory's symlinks are resolved once, here; nothing after follows one.
+    let real = match crate::host::paths::resolve(&root.0, &real) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ReadError::Missing),
+        Err(e) => return Err(ReadError::Refused(e.to_string())),
+    };
     let before = match std::fs::symlink_metadata(&real) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ReadError::Missing),

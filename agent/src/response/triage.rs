@@ -123,7 +123,7 @@ pub fn answer(
             let (shown, real) = host_path(root, path)?;
             match question {
                 Question::Stat => vec![stat(&shown, &real)?],
-                Question::Hash => vec![hash(&shown, &real)?],
+                Question::Hash => vec![hash(root, &shown, &real)?],
                 _ => ls(&real)?,
             }
         }
@@ -203,21 +203,35 @@ fn stat(shown: &str, real: &Path) -> Result<Value, TriageError> {
     Ok(v)
 }
 
-fn hash(shown: &str, real: &Path) -> Result<Value, TriageError> {
-    let before = std::fs::symlink_metadata(real).map_err(io(shown))?;
+/// Largest file `hash` reads (a triage answer must come within its command's
+/// timeout; a bigger file is snapshotted and hashed off the host).
+pub const MAX_HASH_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
+fn hash(root: &HostRoot, shown: &str, real: &Path) -> Result<Value, TriageError> {
+    // The directory's symlinks are resolved once, here; nothing after follows one.
+    let resolved = crate::host::paths::resolve(&root.0, real).map_err(io(shown))?;
+    let before = std::fs::symlink_metadata(&resolved).map_err(io(shown))?;
     if !before.file_type().is_file() {
         return Err(TriageError::Refused(format!(
             "{shown} is a {}, not a regular file",
             kind(&before.file_type())
         )));
     }
+    if before.len() > MAX_HASH_BYTES {
+        return Err(TriageError::Refused(format!(
+            "{shown} is {} bytes, over the {MAX_HASH_BYTES}-byte limit for a triage hash: take a snapshot of it instead",
+            before.len()
+        )));
+    }
     // The path may have been swapped between lstat and open: hash only the
     // file we checked, and never wait on a FIFO put in its place.
-    let mut file = crate::host::paths::open_regular(real, &before)
+    let file = crate::host::paths::open_regular(&resolved, &before)
         .map_err(|e| TriageError::Refused(format!("{shown}: {e}")))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut size = 0u64;
+    // Bounded even if the file grows while it is read.
+    let mut file = file.take(MAX_HASH_BYTES + 1);
     loop {
         let n = file.read(&mut buf).map_err(io(shown))?;
         if n == 0 {
@@ -226,8 +240,23 @@ fn hash(shown: &str, real: &Path) -> Result<Value, TriageError> {
         size += n as u64;
         hasher.update(&buf[..n]);
     }
+    if size > MAX_HASH_BYTES {
+        return Err(TriageError::Refused(format!(
+            "{shown} grew past the {MAX_HASH_BYTES}-byte limit while it was hashed"
+        )));
+    }
     let digest = bannin_proto::hex(hasher.finalize());
-    Ok(json!({ "path": shown, "sha256": digest, "size": size }))
+    let mut v = json!({ "path": shown, "sha256": digest, "size": size });
+    // Where the path led, when a directory on the way was a symlink
+    // (/bin → /usr/bin): what was hashed is named exactly.
+    let canonical_root = std::fs::canonicalize(&root.0).unwrap_or_else(|_| root.0.clone());
+    if let Ok(inside) = resolved.strip_prefix(&canonical_root) {
+        let at = Path::new("/").join(inside);
+        if escape(&at) != shown {
+            v["resolved"] = Value::String(escape(&at));
+        }
+    }
+    Ok(v)
 }
 
 fn ls(real: &Path) -> Result<Vec<Value>, TriageError> {
@@ -471,6 +500,26 @@ mod tests {
             text.contains("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn hash_names_where_a_symlinked_directory_led() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("usr/bin")).expect("dirs");
+        std::fs::write(dir.path().join("usr/bin/tool"), b"abc").expect("write");
+        // A merged /usr, as on Debian: /bin is a symlink to usr/bin.
+        std::os::unix::fs::symlink("usr/bin", dir.path().join("bin")).expect("symlink");
+        let root = HostRoot(dir.path().to_owned());
+        let text = answer(&root, Question::Hash, Some("/bin/tool")).expect("hash");
+        let v: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(v["rows"][0]["path"], "/bin/tool", "{v}");
+        assert_eq!(v["rows"][0]["resolved"], "/usr/bin/tool", "{v}");
+        // A symlink out of the root is not followed.
+        std::os::unix::fs::symlink("/etc", dir.path().join("etc")).expect("symlink");
+        let err = answer(&root, Question::Hash, Some("/etc/hostname"))
+            .expect_err("outside the root")
+            .to_string();
+        assert!(err.contains("outside"), "{err}");
     }
 
     #[test]
