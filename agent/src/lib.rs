@@ -25,6 +25,8 @@
 pub mod check;
 pub mod config;
 pub mod enroll;
+#[cfg(test)]
+mod fuzz;
 pub mod host;
 pub mod inventory;
 pub mod link;

@@ -168,7 +168,7 @@ impl Authority {
     }
 
     /// Checks a CSR and signs the collector's certificate for its key.
-    fn sign(&self, csr_pem: &str) -> Result<(HostId, String, i64), EnrollError> {
+    pub(crate) fn sign(&self, csr_pem: &str) -> Result<(HostId, String, i64), EnrollError> {
         let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| EnrollError::BadCsr(e.to_string()))?;
         let key = rcgen::PublicKeyData::der_bytes(&csr.public_key);

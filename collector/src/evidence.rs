@@ -521,6 +521,54 @@ mod tests {
         path
     }
 
+    proptest::proptest! {
+        /// Any entries a hostile agent can put in a bundle: the check answers,
+        /// never panics, and accepts only regular files with safe names.
+        #[test]
+        fn fuzz_bundles_are_checked_without_panicking(
+            entries in proptest::collection::vec(
+                (
+                    proptest::collection::vec(proptest::prelude::any::<u8>(), 1..100),
+                    proptest::sample::select(vec![b'0', b'1', b'2', b'3', b'4', b'5', b'6', b'7', b'L', b'K', b'x', b'g']),
+                    proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+                ),
+                0..6,
+            ),
+            garbage in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let raws: Vec<Raw<'_>> = entries
+                .iter()
+                .map(|(name, kind, data)| Raw {
+                    name,
+                    kind: tar::EntryType::new(*kind),
+                    data,
+                    link: "",
+                })
+                .collect();
+            let p = bundle(dir.path(), &raws);
+            // GNU long names and pax headers (L, K, x, g) are read by the tar
+            // reader into the entry that follows; what it yields is checked.
+            let metadata = entries.iter().any(|(_, k, _)| matches!(k, b'L' | b'K' | b'x' | b'g'));
+            if verify_manifest(&p).is_ok() && !metadata {
+                for (name, kind, _) in &entries {
+                    proptest::prop_assert!(
+                        *kind == b'0' || *kind == b'5',
+                        "only regular files and directories, not {}", *kind as char
+                    );
+                    if *kind == b'0' {
+                        proptest::prop_assert!(bannin_proto::evidence_names::check_entry(name).is_ok());
+                    }
+                }
+            }
+            // Not an archive at all, raw and compressed.
+            std::fs::write(&p, &garbage).expect("write");
+            let _ = verify_manifest(&p);
+            std::fs::write(&p, zstd::encode_all(garbage.as_slice(), 1).expect("zstd")).expect("write");
+            let _ = verify_manifest(&p);
+        }
+    }
+
     #[test]
     fn evidence_directories_are_private() {
         use std::os::unix::fs::PermissionsExt;

@@ -35,6 +35,8 @@ pub mod denials;
 pub mod detect;
 pub mod enroll;
 pub mod evidence;
+#[cfg(test)]
+mod fuzz;
 pub mod hosts;
 pub mod https;
 pub mod incidents;

@@ -22,6 +22,8 @@
 
 pub mod config;
 pub mod evidence_names;
+#[cfg(test)]
+mod fuzz;
 pub mod hello;
 pub mod identity;
 pub mod labels;

@@ -161,7 +161,7 @@ fn stamp(path: &Path) -> Option<(i64, i64, u64)> {
 
 /// One installed package as dpkg's `status` describes it.
 #[derive(Debug, Default)]
-struct StatusEntry {
+pub(crate) struct StatusEntry {
     name: String,
     arch: String,
     version: String,
@@ -170,7 +170,7 @@ struct StatusEntry {
 }
 
 /// Parses dpkg's `status`: the installed packages.
-fn installed(status: &str) -> Vec<StatusEntry> {
+pub(crate) fn installed(status: &str) -> Vec<StatusEntry> {
     let mut out = Vec::new();
     for paragraph in status.split("\n\n") {
         let mut entry = StatusEntry::default();
@@ -207,7 +207,7 @@ fn installed(status: &str) -> Vec<StatusEntry> {
 }
 
 /// Parses one `md5sums` file: (absolute path, digest).
-fn md5sums(text: &str) -> impl Iterator<Item = (String, [u8; 16])> + '_ {
+pub(crate) fn md5sums(text: &str) -> impl Iterator<Item = (String, [u8; 16])> + '_ {
     text.lines().filter_map(|line| {
         let (digest, path) = line.split_once("  ")?;
         let digest = parse_md5(digest)?;
@@ -503,7 +503,7 @@ fn rpm_db(root: &HostRoot) -> Option<std::path::PathBuf> {
 /// files, every installed package and version, and (path hash, digest prefix,
 /// owner) entries.
 #[allow(clippy::type_complexity)]
-fn parse_rpm_query(
+pub(crate) fn parse_rpm_query(
     text: &str,
 ) -> (
     Vec<Package>,

@@ -94,7 +94,7 @@ pub struct Watch {
 }
 
 /// One event, as either interface reports it.
-struct Raw {
+pub(crate) struct Raw {
     /// The watched directory it happened in (host path).
     dir: PathBuf,
     /// The entry's name; `None` for the directory itself.
@@ -264,7 +264,7 @@ fn ne_u32(buf: &[u8], at: usize) -> Option<u32> {
 /// `len`, `fsid`, `struct file_handle`, and for `DFID_NAME` the entry's
 /// NUL-terminated name). Events in directories not in `dirs` are dropped; a
 /// malformed record ends the buffer.
-fn parse_fanotify(buf: &[u8], dirs: &HashMap<Vec<u8>, PathBuf>) -> Vec<Raw> {
+pub(crate) fn parse_fanotify(buf: &[u8], dirs: &HashMap<Vec<u8>, PathBuf>) -> Vec<Raw> {
     const METADATA: usize = 24;
     let mut out = Vec::new();
     let mut at = 0;
