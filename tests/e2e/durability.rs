@@ -140,3 +140,129 @@ async fn agent_sigkill_mid_stream_then_restart_delivers_exactly_once() {
     let _agent = start_agent(&agent_dir, &tls, collector.addr, &slow_agent(&watched));
     assert_each_file_exactly_once(collector.addr, &pki, "kill-host").await;
 }
+
+/// Sums `field=N` over the log lines that carry it.
+fn logged_sum(log: &str, field: &str) -> u64 {
+    log.lines()
+        .filter_map(|l| {
+            let at = l.find(field)? + field.len();
+            let digits: String = l[at..].chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// Bytes of the files under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_overflowing_spool_reports_exactly_what_it_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    // The collector is down: nothing listens on its port yet.
+    let port = free_port();
+    let watched = dir.path().join("watched");
+    odd_files(&watched, 20_000);
+    let agent_dir = dir.path().join("agent");
+    let agent = start_agent(
+        &agent_dir,
+        &pki.agent("overflow-01"),
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        &AgentOptions {
+            watch: vec![watched.clone()],
+            net_listener: false,
+            spool_max_bytes: 1024 * 1024,
+            // 20,000 distinct findings, none folded.
+            sensors: "fold_after = 1000000".into(),
+            ..AgentOptions::default()
+        },
+    );
+    // The storm overflows the 1 MiB spool; wait until the drops stop.
+    let field = "dropped.events=";
+    let mut last = 0;
+    eventually(Duration::from_secs(180), "the agent done dropping", || {
+        let now = logged_sum(&agent.log_text(), field);
+        let settled = now > 0 && now == last;
+        last = now;
+        async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            settled.then_some(())
+        }
+    })
+    .await;
+    let dropped = logged_sum(&agent.log_text(), field);
+    let on_disk = dir_bytes(&agent_dir.join("spool"));
+    eprintln!("dropped {dropped} events; the spool directory holds {on_disk} bytes");
+    assert!(dropped > 0 && dropped < 20_000, "{dropped}");
+
+    // The collector comes up: the loss reports arrive and add up to exactly
+    // what the agent dropped.
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, port, "");
+    let mut client = operator_client(&pki.operator("alice"), collector.addr).await;
+    let reported = eventually(Duration::from_secs(180), "every loss reported", || {
+        let mut c = client.clone();
+        async move {
+            let reported: u64 = all_findings(&mut c)
+                .await
+                .iter()
+                .filter(|f| f.kind == "agent.data_loss")
+                .map(|f| {
+                    f.attributes
+                        .get("dropped_events")
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0)
+                        * f.count
+                })
+                .sum();
+            (reported >= dropped).then_some(reported)
+        }
+    })
+    .await;
+    assert_eq!(
+        reported, dropped,
+        "the reports sum to what was dropped, exactly"
+    );
+    // Every odd file not dropped arrived: what was kept plus what was reported
+    // lost is the whole storm.
+    let stored = eventually(Duration::from_secs(120), "the spool drained", || {
+        let mut c = client.clone();
+        async move {
+            let n = all_findings(&mut c)
+                .await
+                .iter()
+                .filter(|f| {
+                    f.kind != "agent.data_loss"
+                        && f.attributes.get("path").is_some_and(|p| p.contains("/ f"))
+                })
+                .count() as u64;
+            (n + dropped >= 20_000).then_some(n)
+        }
+    })
+    .await;
+    assert_eq!(stored + dropped, 20_000);
+    let findings = all_findings(&mut client).await;
+    let loss = findings
+        .iter()
+        .find(|f| f.kind == "agent.data_loss")
+        .expect("a loss finding");
+    for key in [
+        "dropped_by_severity",
+        "first_dropped_unix_ms",
+        "last_dropped_unix_ms",
+    ] {
+        assert!(loss.attributes.contains_key(key), "{key}: {loss:?}");
+    }
+}
