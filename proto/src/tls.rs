@@ -689,6 +689,17 @@ pub async fn connect(
     server_name: &str,
     config: Arc<ClientConfig>,
 ) -> Result<Channel, TlsError> {
+    connect_from(addr, server_name, config, None).await
+}
+
+/// [`connect`] from a chosen local address (load generators standing in for
+/// many hosts).
+pub async fn connect_from(
+    addr: &str,
+    server_name: &str,
+    config: Arc<ClientConfig>,
+    local: Option<std::net::IpAddr>,
+) -> Result<Channel, TlsError> {
     let endpoint = endpoint(addr)?;
     let server_name =
         ServerName::try_from(server_name.to_owned()).map_err(|e| TlsError::Address {
@@ -702,7 +713,22 @@ pub async fn connect(
         let server_name = server_name.clone();
         let target = target.clone();
         async move {
-            let tcp = TcpStream::connect(&target).await?;
+            let tcp = match local {
+                None => TcpStream::connect(&target).await?,
+                Some(ip) => {
+                    let remote = tokio::net::lookup_host(&target)
+                        .await?
+                        .next()
+                        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
+                    let socket = if ip.is_ipv4() {
+                        tokio::net::TcpSocket::new_v4()?
+                    } else {
+                        tokio::net::TcpSocket::new_v6()?
+                    };
+                    socket.bind(SocketAddr::new(ip, 0))?;
+                    socket.connect(remote).await?
+                }
+            };
             tcp.set_nodelay(true)?;
             let tls = connector.connect(server_name, tcp).await?;
             Ok::<_, io::Error>(TokioIo::new(tls))

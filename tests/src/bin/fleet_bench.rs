@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release -p bannin-tests --bin bannin-fleet-bench -- throughput --agents 100,1000 --seconds 15
 //! cargo run --release -p bannin-tests --bin bannin-fleet-bench -- idle --agents 1000,10000
+//! cargo run --release -p bannin-tests --bin bannin-fleet-bench -- storm --agents 15000
 //! ```
 //!
 //! Figures and their meaning are in BENCHMARKS.md.
@@ -67,6 +68,16 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
         agents: Vec<usize>,
     },
+    /// Reconnect storm: every agent connected, the collector SIGKILLed and
+    /// restarted; time until all are back, and collector memory per agent.
+    Storm {
+        /// Agents.
+        #[arg(long, default_value_t = 15_000)]
+        agents: usize,
+        /// Source addresses they connect from (127.1.x.y).
+        #[arg(long, default_value_t = 1_000)]
+        sources: usize,
+    },
     /// Isolate issued → rules enforced → acknowledged, and release, over N cycles
     /// (root: runs in network namespaces it creates and removes).
     Isolate {
@@ -122,6 +133,7 @@ fn main() -> anyhow::Result<()> {
                 in_flight,
             } => throughput(&agents, seconds, batch_events, in_flight).await,
             Cmd::Idle { agents } => idle(&agents).await,
+            Cmd::Storm { agents, sources } => storm(agents, sources).await,
             Cmd::Flood { connections, calls } => flood(connections, calls).await,
             Cmd::Sink { pki, listen } => sink(&pki, listen).await,
             Cmd::Isolate { cycles } => isolate(cycles).await,
@@ -414,11 +426,26 @@ struct Tally {
     latency: Mutex<Histogram<u64>>,
 }
 
+/// The loopback address simulated agent `index` connects from: a fleet's hosts
+/// have addresses of their own, and the collector's accept path caps what one
+/// address may hold at once.
+fn source_of(index: usize) -> std::net::IpAddr {
+    let s = index % 60_000;
+    std::net::IpAddr::from([127, 1, (s / 250) as u8, (2 + s % 250) as u8])
+}
+
 async fn connect(
     addr: SocketAddr,
     config: Arc<ClientConfig>,
+    index: usize,
 ) -> anyhow::Result<AgentLinkClient<tonic::transport::Channel>> {
-    let channel = tls::connect(&addr.to_string(), "bannin-collector", config).await?;
+    let channel = tls::connect_from(
+        &addr.to_string(),
+        "bannin-collector",
+        config,
+        Some(source_of(index)),
+    )
+    .await?;
     Ok(AgentLinkClient::new(channel)
         .max_decoding_message_size(16 << 20)
         .max_encoding_message_size(16 << 20))
@@ -437,7 +464,7 @@ async fn agent_loop(
     stop: CancellationToken,
     tally: Arc<Tally>,
 ) -> anyhow::Result<()> {
-    let mut client = connect(addr, config).await?;
+    let mut client = connect(addr, config, index).await?;
     let (tx, rx) = mpsc::channel(in_flight + 2);
     tx.send(v1::AgentMessage {
         body: Some(agent_message::Body::Hello(v1::Hello {
@@ -587,7 +614,7 @@ async fn throughput(
     for &n in agents {
         let run_dir = dir.path().join(format!("run-{n}"));
         std::fs::create_dir_all(&run_dir)?;
-        let collector = start_collector(&run_dir.join("collector"), &pki)?;
+        let collector = start_collector(&run_dir.join("collector"), &pki).context("collector")?;
         let c = run_load(
             collector.addr,
             &configs[..n],
@@ -595,12 +622,17 @@ async fn throughput(
             batch_events,
             in_flight,
         )
-        .await?;
+        .await
+        .context("load on the collector")?;
         let store_bytes = dir_size(&run_dir.join("collector/store"));
-        let findings = findings_created(collector.addr, &pki).await?;
+        let findings = findings_created(collector.addr, &pki)
+            .await
+            .context("counting findings")?;
         drop(collector);
-        let sink = start_sink(&run_dir, &pki)?;
-        let s = run_load(sink.addr, &configs[..n], seconds, batch_events, in_flight).await?;
+        let sink = start_sink(&run_dir, &pki).context("sink")?;
+        let s = run_load(sink.addr, &configs[..n], seconds, batch_events, in_flight)
+            .await
+            .context("load on the sink")?;
         drop(sink);
         println!(
             "| {n} | collector (sled, fdatasync) | {:.0} | {:.1} | {:.1} | {} | {findings} |",
@@ -680,14 +712,14 @@ async fn idle(agents: &[usize]) -> anyhow::Result<()> {
         let permits = Arc::new(tokio::sync::Semaphore::new(200));
         let connected = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
-        for (host, config) in configs[..n].iter().cloned() {
+        for (index, (host, config)) in configs[..n].iter().cloned().enumerate() {
             let stop = stop.clone();
             let permits = permits.clone();
             let connected = connected.clone();
             let addr = collector.addr;
             tasks.push(tokio::spawn(async move {
                 let permit = permits.acquire_owned().await?;
-                let mut client = connect(addr, config).await?;
+                let mut client = connect(addr, config, index).await?;
                 let (tx, rx) = mpsc::channel(4);
                 tx.send(v1::AgentMessage {
                     body: Some(agent_message::Body::Hello(v1::Hello {
@@ -731,6 +763,190 @@ async fn idle(agents: &[usize]) -> anyhow::Result<()> {
         }
         drop(collector);
     }
+    Ok(())
+}
+
+/// `n` agent identities signed by `pki`'s CA without touching the disk: a
+/// storm needs tens of thousands.
+fn agent_configs_in_memory(
+    pki: &TestPki,
+    n: usize,
+) -> anyhow::Result<Vec<(String, Arc<ClientConfig>)>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let ca = pki.dir.load_ca()?;
+    let ca_der: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(ca.cert_pem.as_bytes()).collect::<Result<_, _>>()?;
+    (0..n)
+        .map(|i| {
+            let host = format!("sim-{i:05}");
+            let id = bannin_proto::identity::PeerIdentity::Agent(HostId::new(host.as_str())?);
+            let issued = ca.issue_client(&id, bannin_collector::pki::Validity::days(30))?;
+            let material = TlsMaterial {
+                ca: ca_der.clone(),
+                chain: CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes())
+                    .collect::<Result<_, _>>()?,
+                key: Arc::new(PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes())?),
+                crls: Vec::new(),
+            };
+            Ok((host, tls::client_config(&material)?))
+        })
+        .collect()
+}
+
+/// The collector process of a storm run: restartable on one port and store.
+fn spawn_collector(dir: &Path, config: &Path, addr: SocketAddr) -> anyhow::Result<Server> {
+    let mut child = Command::new(bin("bannin-collector"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("collector.log"))?,
+        )
+        .spawn()
+        .context("starting bannin-collector")?;
+    wait_listening(addr, &mut child)?;
+    Ok(Server { child, addr })
+}
+
+/// Reconnect storm: `n` simulated agents (from `sources` loopback addresses,
+/// with the real agent's backoff: 500 ms doubling to 60 s, full jitter)
+/// connected to a collector that is then SIGKILLed and restarted on the same
+/// port and store; how long until every agent is back, and what each costs.
+async fn storm(n: usize, sources: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = TestPki::new(dir.path());
+    eprintln!("issuing {n} agent certificates (in memory)…");
+    let configs = agent_configs_in_memory(&pki, n)?;
+    let port = free_port();
+    let collector_dir = dir.path().join("storm");
+    let config = collector_config(&collector_dir, &pki, port, "");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut collector = spawn_collector(&collector_dir, &config, addr)?;
+    let baseline = collector.rss_bytes();
+    let stop = CancellationToken::new();
+    let connected = Arc::new(AtomicU64::new(0));
+    let attempts = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for (i, (host, config)) in configs.into_iter().enumerate() {
+        let (stop, connected, attempts) = (stop.clone(), connected.clone(), attempts.clone());
+        // Hosts come from many addresses, as a fleet does: `sources` of them.
+        let source = source_of(i % sources.clamp(1, 60_000));
+        tasks.push(tokio::spawn(async move {
+            let mut backoff = bannin_agent::link::Backoff::new(
+                Duration::from_millis(500),
+                Duration::from_secs(60),
+            );
+            loop {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                let session = async {
+                    let channel = tls::connect_from(
+                        &addr.to_string(),
+                        "bannin-collector",
+                        config.clone(),
+                        Some(source),
+                    )
+                    .await?;
+                    let mut client = AgentLinkClient::new(channel);
+                    let (tx, rx) = mpsc::channel(4);
+                    tx.send(v1::AgentMessage {
+                        body: Some(agent_message::Body::Hello(v1::Hello {
+                            host_id: host.clone(),
+                            heartbeat_interval_secs: 30,
+                            ..Default::default()
+                        })),
+                    })
+                    .await?;
+                    let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
+                    inbound.message().await?;
+                    anyhow::Ok((tx, inbound))
+                };
+                let outcome = tokio::select! {
+                    () = stop.cancelled() => return,
+                    s = session => s,
+                };
+                if let Ok((tx, mut inbound)) = outcome {
+                    backoff.reset();
+                    connected.fetch_add(1, Ordering::Relaxed);
+                    // Idle until the collector goes away (or the run ends).
+                    let ended = tokio::select! {
+                        () = stop.cancelled() => true,
+                        _ = async { while let Ok(Some(_)) = inbound.message().await {} } => false,
+                    };
+                    connected.fetch_sub(1, Ordering::Relaxed);
+                    drop(tx);
+                    if ended {
+                        return;
+                    }
+                }
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(backoff.next_delay()) => {}
+                }
+            }
+        }));
+    }
+    let wait_all = |what: &'static str| {
+        let connected = connected.clone();
+        async move {
+            let started = Instant::now();
+            while connected.load(Ordering::Relaxed) < n as u64
+                && started.elapsed() < Duration::from_secs(900)
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let took = started.elapsed();
+            eprintln!(
+                "{what}: {} of {n} connected after {:.1} s",
+                connected.load(Ordering::Relaxed),
+                took.as_secs_f64()
+            );
+            took
+        }
+    };
+    let first = wait_all("first connection").await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let rss_first = collector.rss_bytes();
+    let tries_first = attempts.load(Ordering::Relaxed);
+    // SIGKILL, and start again on the same port and store.
+    let _ = collector.child.kill();
+    let _ = collector.child.wait();
+    std::mem::forget(collector);
+    let restarted = Instant::now();
+    let collector = spawn_collector(&collector_dir, &config, addr)?;
+    let listening = restarted.elapsed();
+    let back = wait_all("after the restart").await + listening;
+    let up = connected.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let rss = collector.rss_bytes();
+    let tries = attempts.load(Ordering::Relaxed) - tries_first;
+    println!(
+        "| phase | agents connected | time | connection attempts | collector RSS (MiB) | RSS per agent (KiB) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| first start | {n} | {:.1} s | {tries_first} | {} | {:.1} |",
+        first.as_secs_f64(),
+        rss_first >> 20,
+        rss_first.saturating_sub(baseline) as f64 / 1024.0 / n as f64
+    );
+    println!(
+        "| after SIGKILL and restart | {up} | {:.1} s (listening after {:.1} s) | {tries} | {} | {:.1} |",
+        back.as_secs_f64(),
+        listening.as_secs_f64(),
+        rss >> 20,
+        rss.saturating_sub(baseline) as f64 / 1024.0 / up.max(1) as f64
+    );
+    stop.cancel();
+    for t in tasks {
+        let _ = t.await;
+    }
+    drop(collector);
     Ok(())
 }
 
