@@ -2,6 +2,7 @@
 //!
 //! ```toml
 //! listen = "0.0.0.0:7443"          # agents and operators, mTLS
+//! operator_listen = "10.0.0.5:7444" # optional: operators on a port of their own
 //! data_dir = "/var/lib/bannin"      # store; relative paths are relative to this file
 //! max_message_bytes = 4194304       # largest message accepted from any peer
 //!
@@ -40,6 +41,7 @@ use crate::model::Severity;
 struct Raw {
     #[serde(default = "default_listen")]
     listen: String,
+    operator_listen: Option<String>,
     data_dir: Option<PathBuf>,
     max_message_bytes: Option<u64>,
     tls: Option<RawTls>,
@@ -251,6 +253,9 @@ pub const MIN_MESSAGE_BYTES: u64 = 2 * 1024 * 1024;
 pub struct CollectorConfig {
     /// Address agents and operators connect to.
     pub listen: SocketAddr,
+    /// If set, operators connect here and `listen` serves agents only: a flood
+    /// on the agents' port never reaches the operators'.
+    pub operator_listen: Option<SocketAddr>,
     /// Where the store lives.
     pub data_dir: PathBuf,
     /// TLS material.
@@ -573,6 +578,14 @@ impl CollectorConfig {
             .parse::<SocketAddr>()
             .map_err(|e| errors.push(format!("listen = {:?}: {e}", raw.listen)))
             .ok();
+        let operator_listen = raw.operator_listen.as_ref().and_then(|l| {
+            l.parse::<SocketAddr>()
+                .map_err(|e| errors.push(format!("operator_listen = {l:?}: {e}")))
+                .ok()
+        });
+        if operator_listen.is_some() && operator_listen == listen {
+            errors.push("operator_listen must differ from listen (it is the operators' own port)");
+        }
         let data_dir = raw.data_dir.map(|d| base.join(d));
         if data_dir.is_none() {
             errors.push("data_dir is required");
@@ -713,6 +726,7 @@ impl CollectorConfig {
             bootstrap_admins,
             // Checked above: every None pushed an error.
             listen: listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7443))),
+            operator_listen,
             data_dir: data_dir.unwrap_or_default(),
             tls: tls.unwrap_or_else(|| TlsPaths {
                 ca: PathBuf::new(),

@@ -90,6 +90,14 @@ pub enum ServeError {
     /// The enrollment CA could not be loaded.
     #[error("enrollment: {0}")]
     Enrollment(String),
+    /// The operators' own port could not be bound.
+    #[error("operator_listen {addr}: {source}")]
+    OperatorListen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Runs the collector on `listener` until `shutdown` is cancelled, then drains:
@@ -241,30 +249,78 @@ pub async fn serve(
     let gate_hosts = hosts_for_gate;
     let incoming = TlsIncoming::with_gate(
         listener,
-        tls,
+        tls.clone(),
         shutdown.child_token(),
         Arc::new(move |peer: &bannin_proto::tls::PeerInfo| {
             gate_hosts.refusal(&peer.identity, &peer.key_sha256)
         }),
     );
-    tracing::info!(listen = ?addr, data_dir = %config.data_dir.display(), "Collector serving");
     let limit = config.max_message_bytes;
-    let server = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .max_concurrent_streams(Some(64))
-        .add_service(
-            AgentLinkServer::new(link)
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
-        )
-        .add_service(
-            OperatorServer::new(operator)
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(64 * 1024 * 1024),
-        )
-        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
-    let result = server.await;
+    let builder = || {
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .max_concurrent_streams(Some(64))
+    };
+    let agent_link = AgentLinkServer::new(link)
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    let operator_api = OperatorServer::new(operator)
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(64 * 1024 * 1024);
+    let result = match config.operator_listen {
+        None => {
+            tracing::info!(listen = ?addr, data_dir = %config.data_dir.display(), "Collector serving");
+            builder()
+                .add_service(agent_link)
+                .add_service(operator_api)
+                .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned())
+                .await
+        }
+        Some(operator_addr) => {
+            // Operators on a port of their own: a flood on the agents' port
+            // (shed there) never reaches it, and agent certificates are turned
+            // away at its TLS gate.
+            let operator_listener = TcpListener::bind(operator_addr).await.map_err(|source| {
+                ServeError::OperatorListen {
+                    addr: operator_addr,
+                    source,
+                }
+            })?;
+            let operator_incoming = TlsIncoming::with_gate(
+                operator_listener,
+                tls,
+                shutdown.child_token(),
+                Arc::new(|peer: &bannin_proto::tls::PeerInfo| match &peer.identity {
+                    bannin_proto::identity::PeerIdentity::Agent(h) => Some(format!(
+                        "agent {h} on the operators' port (agents connect to `listen`)"
+                    )),
+                    bannin_proto::identity::PeerIdentity::Operator(_) => None,
+                }),
+            );
+            tracing::info!(listen = ?addr, operator_listen = %operator_addr, data_dir = %config.data_dir.display(), "Collector serving; operators on their own port");
+            let agents = builder()
+                .add_service(agent_link)
+                .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+            let operators = builder()
+                .add_service(operator_api)
+                .serve_with_incoming_shutdown(
+                    operator_incoming,
+                    shutdown.clone().cancelled_owned(),
+                );
+            // One port failing stops the collector: half a collector is not served.
+            let stop_on_error = |r: Result<(), tonic::transport::Error>| {
+                if r.is_err() {
+                    shutdown.cancel();
+                }
+                r
+            };
+            let (a, o) = tokio::join!(async { stop_on_error(agents.await) }, async {
+                stop_on_error(operators.await)
+            });
+            a.and(o)
+        }
+    };
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
         .await

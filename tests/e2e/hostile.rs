@@ -588,3 +588,59 @@ async fn a_flooding_host_is_slowed_alone_and_loses_nothing() {
     let log = collector.proc.log_text();
     assert!(log.contains("over its write budget"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operators_on_their_own_port_are_out_of_reach_of_an_agent_port_flood() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let operator_port = free_port();
+    let collector = CollectorProc::start(
+        &dir.path().join("collector"),
+        &pki,
+        free_port(),
+        &format!("operator_listen = \"127.0.0.1:{operator_port}\""),
+    );
+    let operator_addr = SocketAddr::from(([127, 0, 0, 1], operator_port));
+    // The agents' port is flooded past its whole waiting pool (8,192), from
+    // many addresses.
+    let mut flood = Vec::new();
+    for n in 0..170u16 {
+        let from = IpAddr::from([127, 3, (n / 200) as u8, (2 + n % 200) as u8]);
+        flood.extend(idle_connections(from, collector.addr, 50).await);
+    }
+    assert!(flood.len() > 8_192, "the flood connected: {}", flood.len());
+    // Meanwhile the operators' port answers.
+    let operator = operator_toml(dir.path(), &pki.operator("alice"), operator_addr);
+    let (ok, hosts, err) = bannin_json(&operator, &["hosts"]);
+    assert!(
+        ok,
+        "bannin hosts on the operators' port under the flood: {err}"
+    );
+    assert!(hosts.is_array(), "{hosts}");
+    drop(flood);
+    // Agents still connect to theirs.
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("split-01"),
+        collector.addr,
+        &AgentOptions::default(),
+    );
+    let mut client = operator_client(&pki.operator("alice"), operator_addr).await;
+    wait_online(&mut client, "split-01").await;
+    // An agent certificate is turned away at the operators' port, and the
+    // agents' port does not serve the operator API.
+    let mut agent_on_operator_port = operator_client(&pki.agent("split-01"), operator_addr).await;
+    assert!(
+        agent_on_operator_port
+            .list_hosts(v1::ListHostsRequest {})
+            .await
+            .is_err(),
+        "an agent certificate on the operators' port"
+    );
+    let mut operator_on_agent_port = operator_client(&pki.operator("alice"), collector.addr).await;
+    let refused = operator_on_agent_port
+        .list_hosts(v1::ListHostsRequest {})
+        .await
+        .expect_err("the operator API on the agents' port");
+    assert_eq!(refused.code(), tonic::Code::Unimplemented, "{refused:?}");
+}
