@@ -6,7 +6,7 @@
 //! `cargo test -p bannin-collector fuzz` runs 256 cases each; for millions:
 //! `PROPTEST_CASES=1000000 cargo test --release -p bannin-collector fuzz`.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use bannin_proto::identity::HostId;
 use bannin_proto::v1;
@@ -15,22 +15,25 @@ use prost::Message;
 
 use crate::ingest::{Ingest, IngestConfig};
 
-/// One ingest front for every case (its writer thread is never used: `prepare`
-/// only reads and detects).
-fn ingest() -> &'static Ingest {
-    static INGEST: OnceLock<(Ingest, tempfile::TempDir)> = OnceLock::new();
-    &INGEST
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let store = crate::store::Store::open(dir.path()).expect("store");
-            let (ingest, _writer) = Ingest::start(
-                store,
-                IngestConfig::simple(600_000, crate::detect::Detector::default()),
-            )
-            .expect("ingest");
-            (ingest, dir)
-        })
-        .0
+/// An ingest front over a store in `dir` (its writer thread is never used:
+/// `prepare` only reads and detects).
+fn ingest(dir: &std::path::Path) -> Ingest {
+    let store = crate::store::Store::open(dir).expect("store");
+    Ingest::start(
+        store,
+        IngestConfig::simple(600_000, crate::detect::Detector::default()),
+    )
+    .expect("ingest")
+    .0
+}
+
+/// Runs `cases` proptest cases of `strategy` through `test` (fixtures made
+/// once, outside the cases, and dropped at the end: nothing left in /tmp).
+fn run<S: Strategy>(strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>) {
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::default());
+    if let Err(e) = runner.run(&strategy, test) {
+        panic!("{e}");
+    }
 }
 
 fn event() -> impl Strategy<Value = v1::Event> {
@@ -66,19 +69,6 @@ fn event() -> impl Strategy<Value = v1::Event> {
 
 proptest! {
     #[test]
-    fn fuzz_batches_as_ingest_reads_them(
-        events in proptest::collection::vec(event(), 0..8),
-        garbage in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..256), 0..4),
-    ) {
-        let host = HostId::new("fuzz-01").expect("id");
-        let mut raw: Vec<bytes::Bytes> =
-            events.iter().map(|e| e.encode_to_vec().into()).collect();
-        let _ = ingest().prepare(&host, v1::TelemetryBatch { sequence: 1, events: raw.clone() });
-        raw.extend(garbage.into_iter().map(bytes::Bytes::from));
-        let _ = ingest().prepare(&host, v1::TelemetryBatch { sequence: 2, events: raw });
-    }
-
-    #[test]
     fn fuzz_alertmanager_json(
         body in proptest::collection::vec(any::<u8>(), 0..2048),
         name in any::<String>(),
@@ -105,25 +95,6 @@ proptest! {
     }
 
     #[test]
-    fn fuzz_enrollment_csrs(
-        der in proptest::collection::vec(any::<u8>(), 0..1024),
-        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
-        text in any::<String>(),
-    ) {
-        let authority = authority();
-        let _ = authority.sign(&text);
-        let as_pem = |bytes: Vec<u8>| pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", bytes));
-        let _ = authority.sign(&as_pem(der));
-        // A real request, damaged.
-        let mut real = real_csr().to_vec();
-        let len = real.len();
-        for (at, b) in flips {
-            real[at % len] = b;
-        }
-        let _ = authority.sign(&as_pem(real));
-    }
-
-    #[test]
     fn fuzz_collector_config_files(text in any::<String>(), value in any::<String>()) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("collector.toml");
@@ -137,9 +108,65 @@ proptest! {
     }
 }
 
-fn real_csr() -> &'static [u8] {
-    static CSR: OnceLock<Vec<u8>> = OnceLock::new();
-    CSR.get_or_init(|| {
+fn authority(dir: &std::path::Path) -> crate::enroll::Authority {
+    let pki = crate::pki::PkiDir(dir.join("pki"));
+    pki.init(&[], &[], false).expect("pki");
+    let store = crate::store::Store::open(&dir.join("store")).expect("store");
+    let hosts = Arc::new(
+        crate::hosts::HostRegistry::load(
+            store,
+            3,
+            Arc::new(crate::correlate::FleetView::default()),
+        )
+        .expect("hosts"),
+    );
+    crate::enroll::Authority::load(
+        &pki.ca_cert(),
+        &pki.ca_key(),
+        std::time::Duration::from_secs(3600),
+        hosts,
+    )
+    .expect("authority")
+}
+
+#[test]
+fn fuzz_batches_as_ingest_reads_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ingest = ingest(dir.path());
+    let host = HostId::new("fuzz-01").expect("id");
+    run(
+        (
+            proptest::collection::vec(event(), 0..8),
+            proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..256), 0..4),
+        ),
+        |(events, garbage)| {
+            let mut raw: Vec<bytes::Bytes> =
+                events.iter().map(|e| e.encode_to_vec().into()).collect();
+            let _ = ingest.prepare(
+                &host,
+                v1::TelemetryBatch {
+                    sequence: 1,
+                    events: raw.clone(),
+                },
+            );
+            raw.extend(garbage.into_iter().map(bytes::Bytes::from));
+            let _ = ingest.prepare(
+                &host,
+                v1::TelemetryBatch {
+                    sequence: 2,
+                    events: raw,
+                },
+            );
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn fuzz_enrollment_csrs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let authority = authority(dir.path());
+    let real = {
         let key = rcgen::KeyPair::generate().expect("key");
         rcgen::CertificateParams::new(vec!["fuzz".to_owned()])
             .expect("params")
@@ -147,33 +174,25 @@ fn real_csr() -> &'static [u8] {
             .expect("csr")
             .der()
             .to_vec()
-    })
-}
-
-fn authority() -> &'static crate::enroll::Authority {
-    static AUTHORITY: OnceLock<(crate::enroll::Authority, tempfile::TempDir)> = OnceLock::new();
-    &AUTHORITY
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let pki = crate::pki::PkiDir(dir.path().join("pki"));
-            pki.init(&[], &[], false).expect("pki");
-            let store = crate::store::Store::open(&dir.path().join("store")).expect("store");
-            let hosts = Arc::new(
-                crate::hosts::HostRegistry::load(
-                    store,
-                    3,
-                    Arc::new(crate::correlate::FleetView::default()),
-                )
-                .expect("hosts"),
-            );
-            let authority = crate::enroll::Authority::load(
-                &pki.ca_cert(),
-                &pki.ca_key(),
-                std::time::Duration::from_secs(3600),
-                hosts,
-            )
-            .expect("authority");
-            (authority, dir)
-        })
-        .0
+    };
+    let as_pem = |bytes: Vec<u8>| pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", bytes));
+    run(
+        (
+            proptest::collection::vec(any::<u8>(), 0..1024),
+            proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+            any::<String>(),
+        ),
+        |(der, flips, text)| {
+            let _ = authority.sign(&text);
+            let _ = authority.sign(&as_pem(der));
+            // A real request, damaged.
+            let mut damaged = real.clone();
+            let len = damaged.len();
+            for (at, b) in flips {
+                damaged[at % len] = b;
+            }
+            let _ = authority.sign(&as_pem(damaged));
+            Ok(())
+        },
+    );
 }
