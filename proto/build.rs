@@ -10,6 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_transport(false)
         .btree_map(".")
         .bytes(".")
+        // Small initial stream buffers: see src/codec.rs.
+        .codec_path("crate::codec::LeanCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -20,6 +20,7 @@
 //! a message field. [`tls::PeerInfo`] is the only way the collector learns who is
 //! calling.
 
+pub mod codec;
 pub mod config;
 pub mod evidence_names;
 #[cfg(test)]
