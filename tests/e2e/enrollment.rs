@@ -329,15 +329,7 @@ async fn a_malicious_csr_gets_only_what_the_collector_decides() {
         .expect("csr")
         .pem()
         .expect("pem");
-    let anonymous = bannin_proto::tls::anonymous_client_config(
-        &bannin_proto::tls::TlsMaterial::load(&pki.operator("alice")).expect("material"),
-    )
-    .expect("client");
-    let anonymous = {
-        let mut c = (*anonymous).clone();
-        c.alpn_protocols = vec![b"http/1.1".to_vec()];
-        std::sync::Arc::new(c)
-    };
+    let anonymous = bannin_tests::https::anonymous_http1(&pki.operator("alice"));
     let body = serde_json::json!({ "token": secret, "csr_pem": csr }).to_string();
     let (code, answer) = bannin_tests::https::request(
         port,
@@ -666,18 +658,17 @@ async fn revoking_binds_the_key_even_for_a_host_that_never_connected() {
     let (secret, _) = token(&operator, &["--uses", "2"]);
     let key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(&lost.key).expect("key"))
         .expect("the key");
-    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
-        .expect("params")
-        .serialize_request(&key)
-        .expect("csr")
-        .pem()
-        .expect("pem");
-    let anonymous = {
-        let material = bannin_proto::tls::TlsMaterial::load(&pki.operator("alice")).expect("m");
-        let mut c = (*bannin_proto::tls::anonymous_client_config(&material).expect("c")).clone();
-        c.alpn_protocols = vec![b"http/1.1".to_vec()];
-        std::sync::Arc::new(c)
+    // A request for `key` asking for nothing: the collector decides the rest.
+    let csr_for = |key: &rcgen::KeyPair| {
+        rcgen::CertificateParams::new(Vec::<String>::new())
+            .expect("params")
+            .serialize_request(key)
+            .expect("csr")
+            .pem()
+            .expect("pem")
     };
+    let csr = csr_for(&key);
+    let anonymous = bannin_tests::https::anonymous_http1(&pki.operator("alice"));
     let body = serde_json::json!({ "token": secret, "csr_pem": csr }).to_string();
     let (code, answer) = bannin_tests::https::request(
         port,
@@ -738,13 +729,7 @@ async fn revoking_binds_the_key_even_for_a_host_that_never_connected() {
     .await;
     drop(renamed_agent);
     // A new key enrolls with the same token: the token was not spent by the refusal.
-    let fresh = rcgen::KeyPair::generate().expect("key");
-    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
-        .expect("params")
-        .serialize_request(&fresh)
-        .expect("csr")
-        .pem()
-        .expect("pem");
+    let csr = csr_for(&rcgen::KeyPair::generate().expect("key"));
     let body = serde_json::json!({ "token": secret, "csr_pem": csr }).to_string();
     let (code, answer) =
         bannin_tests::https::request(port, anonymous, "POST", "/enroll", &[], body.as_bytes())

@@ -102,27 +102,33 @@ async fn idle_sockets_from_several_addresses_starve_neither_operators_nor_agents
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_https_endpoints_cap_each_address_and_close_silent_clients() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pki = TestPki::new(dir.path());
-    let enroll_port = free_port();
-    let _collector = CollectorProc::start(
-        &dir.path().join("collector"),
-        &pki,
+/// A collector with its enrollment endpoint (HTTPS) listening; that endpoint's address.
+async fn enrollment_collector(dir: &std::path::Path, pki: &TestPki) -> (CollectorProc, SocketAddr) {
+    let port = free_port();
+    let collector = CollectorProc::start(
+        &dir.join("collector"),
+        pki,
         free_port(),
         &format!(
-            "[enrollment]\nlisten = \"127.0.0.1:{enroll_port}\"\nca_key = {:?}\n",
+            "[enrollment]\nlisten = \"127.0.0.1:{port}\"\nca_key = {:?}\n",
             pki.dir.ca_key().display().to_string()
         ),
     );
-    let to: SocketAddr = ([127, 0, 0, 1], enroll_port).into();
+    let to: SocketAddr = ([127, 0, 0, 1], port).into();
     eventually(
         Duration::from_secs(20),
         "enrollment listening",
         || async move { tokio::net::TcpStream::connect(to).await.ok().map(|_| ()) },
     )
     .await;
+    (collector, to)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_https_endpoints_cap_each_address_and_close_silent_clients() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let (_collector, to) = enrollment_collector(dir.path(), &pki).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     // One address may hold 16 connections; the rest are closed at once.
     let mut held = idle_connections(IpAddr::from([127, 0, 0, 7]), to, 40).await;
@@ -147,15 +153,12 @@ async fn https_session(
     port: u16,
     pki: &TestPki,
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let material = bannin_proto::tls::TlsMaterial::load(&pki.operator("alice")).expect("material");
-    let mut config =
-        (*bannin_proto::tls::anonymous_client_config(&material).expect("client")).clone();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = bannin_tests::https::anonymous_http1(&pki.operator("alice"));
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
     let name = rustls::pki_types::ServerName::try_from("bannin-collector").expect("name");
-    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+    tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
         .expect("handshake")
@@ -179,23 +182,8 @@ async fn slow_https_clients_are_closed_at_their_timeouts_and_old_tls_is_refused(
     use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = TestPki::new(dir.path());
-    let port = free_port();
-    let _collector = CollectorProc::start(
-        &dir.path().join("collector"),
-        &pki,
-        free_port(),
-        &format!(
-            "[enrollment]\nlisten = \"127.0.0.1:{port}\"\nca_key = {:?}\n",
-            pki.dir.ca_key().display().to_string()
-        ),
-    );
-    let to: SocketAddr = ([127, 0, 0, 1], port).into();
-    eventually(
-        Duration::from_secs(20),
-        "enrollment listening",
-        || async move { tokio::net::TcpStream::connect(to).await.ok().map(|_| ()) },
-    )
-    .await;
+    let (_collector, to) = enrollment_collector(dir.path(), &pki).await;
+    let port = to.port();
 
     // Half the headers, then silence: closed at the header timeout (5 s).
     let mut headers = https_session(port, &pki).await;

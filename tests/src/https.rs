@@ -5,6 +5,16 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// A client of the collector's HTTPS endpoints that trusts the Bannin CA in
+/// `paths`, presents no certificate, and speaks HTTP/1.1.
+pub fn anonymous_http1(paths: &bannin_proto::tls::TlsPaths) -> Arc<rustls::ClientConfig> {
+    let material = bannin_proto::tls::TlsMaterial::load(paths).expect("TLS material");
+    let mut config =
+        (*bannin_proto::tls::anonymous_client_config(&material).expect("client config")).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
 /// One HTTPS request: the status and the JSON body.
 pub async fn request(
     port: u16,

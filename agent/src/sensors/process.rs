@@ -181,9 +181,23 @@ impl Processes {
     /// have the other program's digest judged against `exe`'s package, so the
     /// file actually opened must be `exe`, or there is no digest this time.
     fn hash(&mut self, pid: u32, exe: &str, budget: &mut u64) -> Result<Digests, String> {
-        use std::os::fd::AsRawFd;
         let path = self.root.join(format!("/proc/{pid}/exe"));
         let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+        self.hash_exe(file, exe, budget)
+    }
+
+    /// Digests of `file`, an open `/proc/PID/exe`, as the executable `exe` —
+    /// refused if it is another program: a process that executed again between
+    /// reading its path and opening its executable (`bash -c` executes its
+    /// last command in place) would otherwise have the new program's content
+    /// judged under the old program's name, a package mismatch that is not.
+    fn hash_exe(
+        &mut self,
+        file: std::fs::File,
+        exe: &str,
+        budget: &mut u64,
+    ) -> Result<Digests, String> {
+        use std::os::fd::AsRawFd;
         let opened = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
@@ -528,7 +542,7 @@ impl Sensor for Processes {
                 continue;
             }
             let hashed = match exec.exe_file {
-                Some(f) => self.hash_file(f, &mut budget),
+                Some(f) => self.hash_exe(f, &info.exe, &mut budget),
                 None => Err("exited before its executable could be opened".into()),
             };
             self.judge(&info, hashed, learning, &mut unhashed, sweep);
@@ -626,6 +640,26 @@ mod tests {
         let stat = "42 (evil) S 1 (x) S 7 1 1 0 -1 4194304 0 0 0 0 0 0 0 0 20 0 1 0 555 0 0";
         assert_eq!(parse_stat(stat), Some(("evil) S 1 (x".into(), 7, 555)));
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn an_executable_opened_after_another_exec_is_not_judged_under_the_old_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::write(root.join("ioc.txt"), "").expect("ioc");
+        let mut sensor = Processes::new(HostRoot(root.into()), config(root), None);
+        let mut budget = u64::MAX;
+        // What the process runs now is not the program its path was read as:
+        // no digest, so no package verdict.
+        let now_running = root.join("sleep");
+        std::fs::write(&now_running, b"the program executed since").expect("write");
+        let opened = std::fs::File::open(&now_running).expect("open");
+        let refused = sensor.hash_exe(opened, "/usr/bin/bash", &mut budget);
+        assert!(refused.is_err(), "{refused:?}");
+        let path = std::fs::canonicalize(&now_running).expect("path");
+        let opened = std::fs::File::open(&now_running).expect("open");
+        let hashed = sensor.hash_exe(opened, &path.to_string_lossy(), &mut budget);
+        assert!(hashed.is_ok(), "{hashed:?}");
     }
 
     #[test]
