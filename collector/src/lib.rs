@@ -47,6 +47,7 @@ pub mod operator_api;
 pub mod pki;
 pub mod reports;
 pub mod rules;
+pub mod sigma;
 pub mod sinks;
 pub mod store;
 pub mod webhook;
