@@ -163,6 +163,7 @@ pub async fn run_with_health(
                 shutdown.child_token(),
                 config.fold_after,
                 controls.clone(),
+                crate::host::HostRoot(config.root.clone()),
             )
             .instrument(span),
         );

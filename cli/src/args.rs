@@ -26,6 +26,31 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+/// `bannin rules …`.
+#[derive(Subcommand)]
+pub(crate) enum RulesAction {
+    /// Load the Sigma rules again from the collector's `[sigma] paths`, at
+    /// once and atomically: if any file fails, the rules in force stay and the
+    /// error names the file (the collector also reloads on SIGHUP).
+    Reload,
+}
+
+/// `bannin sigma …`.
+#[derive(Subcommand)]
+pub(crate) enum SigmaAction {
+    /// Evaluate Sigma rules against exported events, as the collector would:
+    /// prints every match (and correlation), and the rules refused with why.
+    /// Exit status: 0 if something matched, 1 if nothing did, 2 on an error.
+    Test {
+        /// Rule files or directories (directories are read recursively).
+        #[arg(required = true)]
+        rules: Vec<PathBuf>,
+        /// Events from `bannin events HOST --json`: a JSON array, or one object per line.
+        #[arg(long)]
+        events: PathBuf,
+    },
+}
+
 #[derive(Subcommand)]
 pub(crate) enum Command {
     /// Run a collector and an agent for this machine, on a dev PKI in --data,
@@ -89,11 +114,23 @@ pub(crate) enum Command {
         #[command(flatten)]
         send: SendOptions,
     },
-    /// The rules in force: severity overrides, suppressions with their hits and
-    /// expiry, and the cross-host correlation rules with what they raised.
-    /// Rules are set in the collector's configuration (`[[suppress]]`,
-    /// `[correlation]`, `[findings.severity]`).
-    Rules,
+    /// The rules in force: Sigma rules with their matches (and the rules refused
+    /// at load, with why), suppressions with their hits and expiry, the
+    /// cross-host correlation rules with what they raised, severity overrides.
+    /// Rules are set in the collector's configuration (`[sigma] paths`,
+    /// `[[suppress]]`, `[correlation]`, `[findings.severity]`);
+    /// `bannin rules reload` loads the Sigma rules again (responder).
+    Rules {
+        #[command(subcommand)]
+        action: Option<RulesAction>,
+    },
+    /// Sigma rule tools that need no collector:
+    /// `bannin sigma test RULE.yml --events events.jsonl` runs rules on events
+    /// exported with `bannin events HOST --json` (a JSON array or one event per line).
+    Sigma {
+        #[command(subcommand)]
+        action: SigmaAction,
+    },
     /// Export sinks (`[[sink]]` in the collector's config): each one's target,
     /// cursor, lag behind the newest finding, last error and last delivery.
     Sinks,

@@ -329,9 +329,75 @@ pub fn incident_detail_json(d: &v1::IncidentDetail) -> Value {
     })
 }
 
+/// The Sigma part of `bannin rules`.
+fn print_sigma(r: &v1::ListRulesResponse) {
+    if r.sigma_paths.is_empty() {
+        println!("Sigma rules: none ([sigma] paths in the collector's config)");
+        return;
+    }
+    say!(
+        "Sigma rules ({} in force, {} refused; {} files from {}, loaded {}):",
+        r.sigma_rules.len(),
+        r.sigma_refused.len(),
+        r.sigma_files,
+        r.sigma_paths.join(", "),
+        rfc3339(r.sigma_loaded_unix_ms)
+    );
+    for s in &r.sigma_rules {
+        let last = if s.last_match_unix_ms == 0 {
+            String::new()
+        } else {
+            format!(", last {}", rfc3339(s.last_match_unix_ms))
+        };
+        let quiet = if s.generates {
+            ""
+        } else {
+            " (feeds correlations only)"
+        };
+        say!(
+            "  {:<8} {:<18} {:>6} match(es){last}  {}{quiet}",
+            severity(s.severity),
+            s.logsource,
+            s.matches,
+            s.title
+        );
+        say!("      {}  {}", s.key, s.file);
+    }
+    for s in &r.sigma_refused {
+        say!("  REFUSED  {} ({}): {}", s.title, s.file, s.reason);
+    }
+}
+
 /// `bannin rules --json`.
 pub fn rules_json(r: &v1::ListRulesResponse) -> Value {
     json!({
+        "sigma": {
+            "paths": r.sigma_paths,
+            "files": r.sigma_files,
+            "loaded": (r.sigma_loaded_unix_ms != 0).then(|| rfc3339(r.sigma_loaded_unix_ms)),
+            "rules": r.sigma_rules.iter().map(|s| json!({
+                "key": s.key,
+                "id": (!s.id.is_empty()).then_some(&s.id),
+                "title": s.title,
+                "level": s.level,
+                "severity": severity(s.severity),
+                "status": s.status,
+                "tags": s.tags,
+                "falsepositives": s.falsepositives,
+                "file": s.file,
+                "logsource": s.logsource,
+                "correlation": s.correlation,
+                "generates": s.generates,
+                "matches": s.matches,
+                "last_match": (s.last_match_unix_ms != 0).then(|| rfc3339(s.last_match_unix_ms)),
+            })).collect::<Vec<_>>(),
+            "refused": r.sigma_refused.iter().map(|s| json!({
+                "file": s.file,
+                "title": s.title,
+                "id": s.id,
+                "reason": s.reason,
+            })).collect::<Vec<_>>(),
+        },
         "severity_overrides": r.severity_overrides,
         "suppressions": r.suppressions.iter().map(|s| json!({
             "name": s.name,
@@ -364,6 +430,8 @@ pub fn rules_json(r: &v1::ListRulesResponse) -> Value {
 
 /// `bannin rules`.
 pub fn print_rules(r: &v1::ListRulesResponse) {
+    print_sigma(r);
+    println!();
     println!("Suppression rules ({}):", r.suppressions.len());
     if r.suppressions.is_empty() {
         println!("  none ([[suppress]] in the collector's config)");

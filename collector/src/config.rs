@@ -57,10 +57,20 @@ struct Raw {
     suppress: Vec<RawSuppress>,
     #[serde(default)]
     correlation: RawCorrelation,
+    #[serde(default)]
+    sigma: RawSigma,
     webhook: Option<RawWebhook>,
     #[serde(default)]
     sink: Vec<RawSink>,
     enrollment: Option<RawEnrollment>,
+}
+
+/// `[sigma]`: where Sigma rules are loaded from.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSigma {
+    #[serde(default)]
+    paths: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -280,6 +290,9 @@ pub struct CollectorConfig {
     pub suppress: Vec<crate::rules::SuppressRule>,
     /// Cross-host correlation.
     pub correlation: crate::correlate::CorrelationConfig,
+    /// Sigma rule files and directories (relative paths resolved against the
+    /// config file's directory).
+    pub sigma_paths: Vec<PathBuf>,
     /// The Alertmanager webhook, if enabled.
     pub webhook: Option<crate::webhook::WebhookConfig>,
     /// Export sinks.
@@ -716,8 +729,15 @@ impl CollectorConfig {
         let sinks = sinks(&mut errors, base, &raw.sink);
         let suppress = suppress_rules(&mut errors, &raw.suppress);
         let correlation = correlation(&mut errors, &raw.correlation);
+        let sigma_paths: Vec<PathBuf> = raw.sigma.paths.iter().map(|p| base.join(p)).collect();
+        for path in &sigma_paths {
+            if let Err(e) = std::fs::metadata(path) {
+                errors.push(format!("sigma.paths: {}: {e}", path.display()));
+            }
+        }
         errors.into_result()?;
         Ok(Self {
+            sigma_paths,
             enrollment,
             sinks,
             webhook,

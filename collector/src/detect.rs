@@ -277,12 +277,29 @@ pub fn fingerprint(finding: &NewFinding) -> u64 {
     fingerprint_parts(finding.host_id.as_str(), &finding.kind, &finding.attributes)
 }
 
+/// Attributes of a Sigma match that differ between two runs of one command
+/// (process ids, an ephemeral source port): not part of what makes two matches
+/// the same finding.
+const SIGMA_VOLATILE: [&str; 3] = [
+    "event.ProcessId",
+    "event.ParentProcessId",
+    "event.SourcePort",
+];
+
 /// Fingerprint from its parts (also used to rebuild the fold index from stored findings).
 pub fn fingerprint_parts(host: &str, kind: &str, attributes: &BTreeMap<String, String>) -> u64 {
     let mut h = DefaultHasher::new();
     host.hash(&mut h);
     kind.hash(&mut h);
-    attributes.hash(&mut h);
+    if kind == "sigma.match" {
+        for (k, v) in attributes {
+            if !SIGMA_VOLATILE.contains(&k.as_str()) {
+                (k, v).hash(&mut h);
+            }
+        }
+    } else {
+        attributes.hash(&mut h);
+    }
     h.finish()
 }
 
@@ -351,6 +368,30 @@ impl FoldIndex {
     /// Whether the index is empty.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod sigma_fold_tests {
+    use super::*;
+
+    #[test]
+    fn two_runs_of_one_command_fold_but_two_commands_do_not() {
+        let run = |pid: &str, cmd: &str| {
+            BTreeMap::from([
+                ("sigma.id".to_owned(), "r".to_owned()),
+                ("event.ProcessId".to_owned(), pid.to_owned()),
+                ("event.CommandLine".to_owned(), cmd.to_owned()),
+            ])
+        };
+        let fp = |a| fingerprint_parts("h", "sigma.match", &a);
+        assert_eq!(fp(run("1", "curl x | sh")), fp(run("2", "curl x | sh")));
+        assert_ne!(fp(run("1", "curl x | sh")), fp(run("1", "curl y | sh")));
+        // Other kinds keep every attribute.
+        assert_ne!(
+            fingerprint_parts("h", "process.exec", &run("1", "a")),
+            fingerprint_parts("h", "process.exec", &run("2", "a"))
+        );
     }
 }
 

@@ -13,7 +13,7 @@
 //! acknowledged again, which makes at-least-once delivery exactly-once in effect.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread;
 
 use bannin_proto::identity::HostId;
@@ -24,6 +24,7 @@ use crate::correlate::{CorrelationConfig, Correlator, CorrelatorStats, FleetView
 use crate::detect::{Detector, FoldIndex, fingerprint, fingerprint_parts};
 use crate::model::{Event, Finding, FindingState, NewFinding, StateChange};
 use crate::rules::{SuppressRule, hits_counter, last_hit_counter};
+use crate::sigma::{SigmaEvent, SigmaSet};
 use crate::store::{Store, StoreError, WriteSet, encode_events};
 
 /// Most requests folded into one group commit.
@@ -84,6 +85,14 @@ pub enum WriteRequest {
         /// Answer with its id.
         reply: oneshot::Sender<Result<u64, IngestError>>,
     },
+    /// Apply a newly loaded set of Sigma rules from the next batch on (the
+    /// correlation state carries over for rules that stay).
+    Sigma {
+        /// The set.
+        set: Arc<SigmaSet>,
+        /// Answered once the writer applies it.
+        reply: oneshot::Sender<()>,
+    },
     /// Move a finding to another state.
     SetState {
         /// Finding id.
@@ -118,6 +127,8 @@ pub struct PreparedBatch {
     pub findings: Vec<NewFinding>,
     /// Telemetry the correlation rules read: (kind, observed, attributes).
     pub telemetry: Vec<(String, i64, std::collections::BTreeMap<String, String>)>,
+    /// Sigma detections that feed correlation rules, with their events.
+    pub sigma_feed: Vec<(SigmaEvent, Vec<rsigma_eval::EvaluationResult>)>,
 }
 
 /// What `bannin rules` shows of the rules at work.
@@ -127,6 +138,18 @@ pub struct RuleStats {
     pub suppressed: std::collections::BTreeMap<String, (u64, i64)>,
     /// The correlator's counters (since the collector started).
     pub correlation: CorrelatorStats,
+    /// Sigma rule key → (matches, last match Unix ms), durable across restarts.
+    pub sigma: std::collections::BTreeMap<String, (u64, i64)>,
+}
+
+/// The durable counter of a Sigma rule's matches.
+fn sigma_hits_counter(key: &str) -> String {
+    format!("sigma.{key}.hits")
+}
+
+/// The durable counter of a Sigma rule's last match (Unix ms).
+fn sigma_last_counter(key: &str) -> String {
+    format!("sigma.{key}.last")
 }
 
 /// Handle to the writer thread. Cheap to clone.
@@ -137,6 +160,7 @@ pub struct Ingest {
     high_water: Arc<Mutex<HashMap<String, u64>>>,
     latest_finding: watch::Receiver<u64>,
     stats: Arc<Mutex<RuleStats>>,
+    sigma: Arc<RwLock<Arc<SigmaSet>>>,
 }
 
 /// Settings of the writer.
@@ -152,6 +176,8 @@ pub struct IngestConfig {
     pub correlation: CorrelationConfig,
     /// The fleet's addresses, kept by the host registry.
     pub fleet: Arc<FleetView>,
+    /// Sigma rules in force at start.
+    pub sigma: Arc<SigmaSet>,
 }
 
 impl IngestConfig {
@@ -163,6 +189,7 @@ impl IngestConfig {
             suppress: Vec::new(),
             correlation: CorrelationConfig::default(),
             fleet: Arc::new(FleetView::default()),
+            sigma: Arc::new(SigmaSet::default()),
         }
     }
 }
@@ -181,6 +208,7 @@ impl Ingest {
         let (tx, rx) = mpsc::channel(8192);
         let detector = Arc::new(config.detector.clone());
         let stats = Arc::new(Mutex::new(RuleStats::default()));
+        let sigma = Arc::new(RwLock::new(config.sigma.clone()));
         let mut writer = Writer::new(store, config, high_water.clone(), latest_tx, stats.clone())?;
         let handle = thread::Builder::new()
             .name("bannin-writer".into())
@@ -196,6 +224,7 @@ impl Ingest {
                 high_water,
                 latest_finding: latest_rx,
                 stats,
+                sigma,
             },
             handle,
         ))
@@ -214,6 +243,34 @@ impl Ingest {
         bannin_proto::lock(&self.stats).clone()
     }
 
+    /// The Sigma rules in force.
+    pub fn sigma(&self) -> Arc<SigmaSet> {
+        self.sigma
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts a newly loaded set of Sigma rules in force: the writer first (its
+    /// correlation state carries over), then the sessions' matching.
+    pub async fn reload_sigma(&self, set: SigmaSet) -> Result<(), IngestError> {
+        let set = Arc::new(set);
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(WriteRequest::Sigma {
+                set: set.clone(),
+                reply,
+            })
+            .await
+            .map_err(|_| IngestError::Stopped)?;
+        rx.await.map_err(|_| IngestError::Stopped)?;
+        *self
+            .sigma
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = set;
+        Ok(())
+    }
+
     /// Watches the id of the newest finding.
     pub fn latest_finding(&self) -> watch::Receiver<u64> {
         self.latest_finding.clone()
@@ -229,32 +286,46 @@ impl Ingest {
     ) -> Result<PreparedBatch, IngestError> {
         use prost::Message;
         let now = now_unix_ms();
+        let sigma = self.sigma();
         let mut findings = Vec::new();
         let mut telemetry = Vec::new();
+        let mut sigma_feed = Vec::new();
         for (index, raw) in batch.events.iter().enumerate() {
             let header =
                 v1::EventHeader::decode(raw.clone()).map_err(|e| IngestError::Malformed {
                     index,
                     reason: e.to_string(),
                 })?;
+            let for_sigma = !sigma.is_empty()
+                && crate::sigma::fields::EVENT_KINDS.contains(&header.kind.as_str());
+            let for_correlation = crate::correlate::TELEMETRY_KINDS.contains(&header.kind.as_str());
+            if !(header.indicator || for_sigma || for_correlation) {
+                continue;
+            }
+            let event = v1::Event::decode(raw.clone()).map_err(|e| IngestError::Malformed {
+                index,
+                reason: e.to_string(),
+            })?;
+            if for_sigma
+                && let Some(e) = SigmaEvent::from_event(
+                    host.as_str(),
+                    &event.kind,
+                    event.observed_unix_ms,
+                    &event.attributes,
+                )
+            {
+                let matched = sigma.evaluate(&e, &event.summary);
+                findings.extend(matched.findings);
+                if !matched.feed.is_empty() {
+                    sigma_feed.push((e, matched.feed));
+                }
+            }
             if header.indicator {
-                let event = v1::Event::decode(raw.clone()).map_err(|e| IngestError::Malformed {
-                    index,
-                    reason: e.to_string(),
-                })?;
                 if let Some(f) = self.detector.detect(host, &Event::from_wire(event, now)) {
                     findings.push(f);
                 }
-            } else if crate::correlate::TELEMETRY_KINDS.contains(&header.kind.as_str()) {
-                let event = v1::Event::decode(raw.clone()).map_err(|e| IngestError::Malformed {
-                    index,
-                    reason: e.to_string(),
-                })?;
-                telemetry.push((
-                    event.kind,
-                    event.observed_unix_ms,
-                    event.attributes.into_iter().collect(),
-                ));
+            } else if for_correlation {
+                telemetry.push((event.kind, event.observed_unix_ms, event.attributes));
             }
         }
         Ok(PreparedBatch {
@@ -262,6 +333,7 @@ impl Ingest {
             records: encode_events(now, &batch.events),
             findings,
             telemetry,
+            sigma_feed,
         })
     }
 
@@ -349,6 +421,12 @@ struct Writer {
     suppressed: std::collections::BTreeMap<String, (u64, i64)>,
     suppressed_dirty: std::collections::BTreeSet<String>,
     stats: Arc<Mutex<RuleStats>>,
+    /// The Sigma rules in force, their fleet-wide correlation state, and their
+    /// match counters (durable) with the rules matched in the group in progress.
+    sigma: Arc<SigmaSet>,
+    sigma_engine: Option<rsigma_eval::CorrelationEngine>,
+    sigma_hits: std::collections::BTreeMap<String, (u64, i64)>,
+    sigma_dirty: std::collections::BTreeSet<String>,
 }
 
 impl Writer {
@@ -361,7 +439,13 @@ impl Writer {
     ) -> Result<Self, StoreError> {
         let high_water = bannin_proto::lock(&durable_high_water).clone();
         let suppressed = Self::load_suppressed(&store, &config.suppress)?;
+        let sigma = config.sigma.clone();
+        let sigma_hits = Self::load_sigma_hits(&store, &sigma)?;
         let mut writer = Self {
+            sigma_engine: sigma.correlation_engine(),
+            sigma,
+            sigma_hits,
+            sigma_dirty: std::collections::BTreeSet::new(),
             correlator: Correlator::new(config.correlation.clone(), config.fleet.clone()),
             suppressed,
             suppressed_dirty: std::collections::BTreeSet::new(),
@@ -394,10 +478,68 @@ impl Writer {
         Ok(out)
     }
 
+    fn load_sigma_hits(
+        store: &Store,
+        set: &SigmaSet,
+    ) -> Result<std::collections::BTreeMap<String, (u64, i64)>, StoreError> {
+        let mut out = std::collections::BTreeMap::new();
+        for rule in &set.rules {
+            let hits = store.counter(&sigma_hits_counter(&rule.key))?;
+            let last = store.counter(&sigma_last_counter(&rule.key))?;
+            out.insert(rule.key.clone(), (hits, i64::try_from(last).unwrap_or(0)));
+        }
+        Ok(out)
+    }
+
     fn publish_stats(&self) {
         let mut stats = bannin_proto::lock(&self.stats);
         stats.suppressed = self.suppressed.clone();
         stats.correlation = self.correlator.stats();
+        if stats.sigma.len() != self.sigma_hits.len() || !self.sigma_dirty.is_empty() {
+            stats.sigma = self.sigma_hits.clone();
+        }
+    }
+
+    /// Counts a Sigma finding against its rule.
+    fn count_sigma(&mut self, finding: &NewFinding, now: i64) {
+        if let Some(key) = finding.attributes.get("sigma.id")
+            && let Some(entry) = self.sigma_hits.get_mut(key)
+        {
+            entry.0 += 1;
+            entry.1 = now;
+            self.sigma_dirty.insert(key.clone());
+        }
+    }
+
+    /// Puts a new rule set in force, carrying the correlation state over.
+    fn apply_sigma(&mut self, set: Arc<SigmaSet>) {
+        let mut engine = set.correlation_engine();
+        if let (Some(old), Some(new)) = (&self.sigma_engine, &mut engine)
+            && !new.import_state(old.export_state())
+        {
+            tracing::warn!("Sigma correlation state could not carry over the reload");
+        }
+        let mut hits = match Self::load_sigma_hits(&self.store, &set) {
+            Ok(h) => h,
+            Err(error) => {
+                tracing::error!(%error, "Cannot read the Sigma match counters");
+                std::collections::BTreeMap::new()
+            }
+        };
+        for (key, entry) in &mut hits {
+            if let Some(current) = self.sigma_hits.get(key) {
+                *entry = *current;
+            }
+        }
+        self.sigma_hits = hits;
+        self.sigma_dirty.retain(|k| set.rule(k).is_some());
+        self.sigma_engine = engine;
+        self.sigma = set;
+        tracing::info!(
+            rules = self.sigma.rules.len(),
+            refused = self.sigma.refused.len(),
+            "Sigma rules in force"
+        );
     }
 
     /// The first suppression rule that matches `finding`, counted; `None` if
@@ -524,6 +666,12 @@ impl Writer {
             }
         }
         self.dirty.clear();
+        for key in &self.sigma_dirty {
+            if let Some((hits, last)) = self.sigma_hits.get(key) {
+                set.set_counter(&sigma_hits_counter(key), *hits);
+                set.set_counter(&sigma_last_counter(key), u64::try_from(*last).unwrap_or(0));
+            }
+        }
         for name in std::mem::take(&mut self.suppressed_dirty) {
             if let Some((hits, last)) = self.suppressed.get(&name) {
                 set.set_counter(&hits_counter(&name), *hits);
@@ -543,6 +691,7 @@ impl Writer {
                 *bannin_proto::lock(&self.durable_high_water) = self.high_water.clone();
                 self.latest.send_replace(self.next_finding_id - 1);
                 self.publish_stats();
+                self.sigma_dirty.clear();
                 for p in pending {
                     match p {
                         Pending::Batch(tx, hw) | Pending::Raise(tx, hw) => {
@@ -601,6 +750,12 @@ impl Writer {
             Err(error) => tracing::error!(%error, "Cannot re-read the suppression counters"),
         }
         self.suppressed_dirty.clear();
+        match Self::load_sigma_hits(&self.store, &self.sigma) {
+            Ok(h) => self.sigma_hits = h,
+            Err(error) => tracing::error!(%error, "Cannot re-read the Sigma match counters"),
+        }
+        self.sigma_dirty.clear();
+        self.sigma_engine = self.sigma.correlation_engine();
     }
 
     fn stage(
@@ -619,7 +774,23 @@ impl Writer {
                     return Ok(());
                 }
                 for finding in batch.findings {
+                    if finding.kind == "sigma.match" {
+                        self.count_sigma(&finding, now);
+                    }
                     self.admit(finding, now)?;
+                }
+                for (event, feed) in batch.sigma_feed {
+                    let Some(engine) = self.sigma_engine.as_mut() else {
+                        break;
+                    };
+                    let results =
+                        engine.process_with_detections(&event, feed, event.observed_unix_ms / 1000);
+                    for r in results {
+                        if let Some(f) = self.sigma.correlation_finding(&r, &event) {
+                            self.count_sigma(&f, now);
+                            self.stage_correlated(f, now)?;
+                        }
+                    }
                 }
                 for (kind, at, attributes) in &batch.telemetry {
                     let correlated = self.correlator.observe(
@@ -641,6 +812,10 @@ impl Writer {
                 self.high_water
                     .insert(host.as_str().to_owned(), batch.sequence);
                 pending.push(Pending::Batch(reply, batch.sequence));
+            }
+            WriteRequest::Sigma { set, reply } => {
+                self.apply_sigma(set);
+                let _ = reply.send(());
             }
             WriteRequest::Raise { finding, reply } => {
                 // A suppressed finding answers 0: counted, not queued.
@@ -755,6 +930,9 @@ fn reply_error(request: WriteRequest, error: impl Fn() -> IngestError) {
         }
         WriteRequest::SetState { reply, .. } => {
             let _ = reply.send(Err(error()));
+        }
+        WriteRequest::Sigma { reply, .. } => {
+            let _ = reply.send(());
         }
         WriteRequest::Prune { .. } => {}
     }

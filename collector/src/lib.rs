@@ -91,6 +91,9 @@ pub enum ServeError {
     /// The enrollment CA could not be loaded.
     #[error("enrollment: {0}")]
     Enrollment(String),
+    /// The Sigma rules could not be loaded.
+    #[error("sigma rules: {0}")]
+    Sigma(#[from] sigma::LoadError),
     /// The operators' own port could not be bound.
     #[error("operator_listen {addr}: {source}")]
     OperatorListen {
@@ -112,6 +115,7 @@ pub async fn serve(
     let tls = server_config(&material)?;
     let store = Store::open(&config.data_dir.join("store"))?;
     let fleet = Arc::new(correlate::FleetView::default());
+    let sigma = Arc::new(load_sigma(&config.sigma_paths)?);
     let (ingest, writer) = Ingest::start(
         store.clone(),
         IngestConfig {
@@ -122,6 +126,7 @@ pub async fn serve(
             suppress: config.suppress.clone(),
             correlation: config.correlation.clone(),
             fleet: fleet.clone(),
+            sigma,
         },
     )?;
     let hosts = Arc::new(HostRegistry::load(
@@ -177,6 +182,16 @@ pub async fn serve(
         );
     }
 
+    if !config.sigma_paths.is_empty() {
+        tracker.spawn(
+            reload_on_hangup(
+                ingest.clone(),
+                config.sigma_paths.clone(),
+                shutdown.child_token(),
+            )
+            .instrument(tracing::info_span!("sigma")),
+        );
+    }
     tracker.spawn(
         watch_silence(hosts.clone(), ingest.clone(), shutdown.child_token())
             .instrument(tracing::info_span!("silence")),
@@ -235,6 +250,7 @@ pub async fn serve(
             severity_overrides: config.severity_overrides.clone(),
             suppress: config.suppress.clone(),
             correlation: config.correlation.clone(),
+            sigma_paths: config.sigma_paths.clone(),
         }),
         sinks: sink_statuses,
         store: store.clone(),
@@ -455,6 +471,68 @@ async fn watch_silence(hosts: Arc<HostRegistry>, ingest: Ingest, shutdown: Cance
 }
 
 /// On a store with no operators, makes the configured bootstrap admins admin.
+/// Loads the Sigma rules under `paths`, logging each refused rule.
+pub fn load_sigma(paths: &[std::path::PathBuf]) -> Result<sigma::SigmaSet, sigma::LoadError> {
+    if paths.is_empty() {
+        return Ok(sigma::SigmaSet::default());
+    }
+    let started = std::time::Instant::now();
+    let set = sigma::load(paths)?;
+    for r in &set.refused {
+        tracing::warn!(file = %r.file.display(), rule = %r.title, reason = %r.reason, "Sigma rule refused");
+    }
+    tracing::info!(
+        rules = set.rules.len(),
+        refused = set.refused.len(),
+        files = set.files,
+        ms = started.elapsed().as_millis() as u64,
+        "Sigma rules loaded"
+    );
+    Ok(set)
+}
+
+/// Loads the Sigma rules again and puts them in force; on any error the rules
+/// in force stay, and the error names the file.
+pub async fn reload_sigma(
+    ingest: &Ingest,
+    paths: &[std::path::PathBuf],
+) -> Result<(usize, usize, usize), String> {
+    let owned = paths.to_vec();
+    let set = tokio::task::spawn_blocking(move || load_sigma(&owned))
+        .await
+        .map_err(|e| format!("loading stopped: {e}"))?
+        .map_err(|e| e.to_string())?;
+    let counts = (set.rules.len(), set.refused.len(), set.files);
+    ingest.reload_sigma(set).await.map_err(|e| e.to_string())?;
+    Ok(counts)
+}
+
+/// SIGHUP reloads the Sigma rules, as daemons reload their configuration.
+async fn reload_on_hangup(ingest: Ingest, paths: Vec<std::path::PathBuf>, stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::warn!(%error, "Cannot listen for SIGHUP; reload rules with `bannin rules reload`");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            got = hangup.recv() => {
+                if got.is_none() {
+                    return;
+                }
+                match reload_sigma(&ingest, &paths).await {
+                    Ok((rules, refused, files)) => tracing::info!(rules, refused, files, "SIGHUP: Sigma rules reloaded"),
+                    Err(error) => tracing::error!(%error, "SIGHUP: Sigma rules not reloaded; the rules in force stay"),
+                }
+            }
+        }
+    }
+}
+
 fn bootstrap_operators(store: &Store, config: &CollectorConfig) -> Result<(), StoreError> {
     if !store.operators()?.is_empty() {
         return Ok(());

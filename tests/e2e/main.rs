@@ -14,6 +14,7 @@ mod pipeline;
 mod response;
 mod roles;
 mod sensors;
+mod sigma;
 mod sinks;
 mod up;
 mod webhook;

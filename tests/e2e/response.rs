@@ -196,6 +196,15 @@ impl Site {
 
     /// A lab whose agent runs with `options` changed by `change`.
     pub(crate) fn with(change: impl FnOnce(&mut AgentOptions)) -> Self {
+        Self::with_collector(&[], change)
+    }
+
+    /// A lab whose collector loads the Sigma rule files `sigma` (name, text),
+    /// and whose agent runs with `options` changed by `change`.
+    pub(crate) fn with_collector(
+        sigma: &[(&str, &str)],
+        change: impl FnOnce(&mut AgentOptions),
+    ) -> Self {
         assert!(
             is_root(),
             "isolation tests need root (network namespaces, nftables)"
@@ -205,7 +214,17 @@ impl Site {
         let pki = TestPki::new(dir.path());
         // The collector, on its own host.
         let cdir = dir.path().join("collector");
-        let config = collector_config(&cdir, &pki, PORT, "");
+        let extra = if sigma.is_empty() {
+            String::new()
+        } else {
+            let rules = cdir.join("rules");
+            std::fs::create_dir_all(&rules).expect("rules dir");
+            for (name, text) in sigma {
+                std::fs::write(rules.join(name), text).expect("rule file");
+            }
+            format!("[sigma]\npaths = [{:?}]\n", rules.display().to_string())
+        };
+        let config = collector_config(&cdir, &pki, PORT, &extra);
         let text = std::fs::read_to_string(&config).expect("config");
         std::fs::write(
             &config,

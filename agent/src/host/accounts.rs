@@ -19,6 +19,77 @@ pub struct User {
     pub shell: String,
 }
 
+/// Names of uids from the host's `/etc/passwd`, read again when it changes.
+#[derive(Debug)]
+pub struct UserNames {
+    root: super::HostRoot,
+    stamp: Option<(i64, u64)>,
+    names: std::collections::HashMap<u32, String>,
+}
+
+impl UserNames {
+    /// Names under `root` (read at first use).
+    pub fn new(root: super::HostRoot) -> Self {
+        Self {
+            root,
+            stamp: None,
+            names: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The name of `uid` ("" if it has none).
+    pub fn name(&mut self, uid: u32) -> String {
+        use std::os::unix::fs::MetadataExt;
+        let passwd = self.root.join("/etc/passwd");
+        let stamp = std::fs::metadata(&passwd)
+            .ok()
+            .map(|m| (m.mtime(), m.size()));
+        if stamp != self.stamp {
+            self.names = std::fs::read_to_string(&passwd)
+                .map(|t| {
+                    parse_passwd(&t)
+                        .into_iter()
+                        .map(|u| (u.uid, u.name))
+                        .collect()
+                })
+                .unwrap_or_default();
+            self.stamp = stamp;
+        }
+        self.names.get(&uid).cloned().unwrap_or_default()
+    }
+
+    /// Gives every file and network event that names a uid (`uid`, or the
+    /// owner in `new_owner` `uid:gid`) and no `user` that account's name as
+    /// `user`, so what reads the event (a Sigma rule's `User`, a responder)
+    /// need not know the host's accounts. (Account events are left alone:
+    /// their uid is the account's own, not an actor's.)
+    pub fn name_events(&mut self, events: &mut [bannin_proto::v1::Event]) {
+        for e in events {
+            if !(e.kind.starts_with("file.") || e.kind.starts_with("net."))
+                || e.attributes.contains_key("user")
+            {
+                continue;
+            }
+            let uid = e
+                .attributes
+                .get("uid")
+                .map(String::as_str)
+                .or_else(|| {
+                    e.attributes
+                        .get("new_owner")
+                        .and_then(|o| o.split(':').next())
+                })
+                .and_then(|u| u.parse::<u32>().ok());
+            if let Some(uid) = uid {
+                let name = self.name(uid);
+                if !name.is_empty() {
+                    e.attributes.insert("user".into(), name);
+                }
+            }
+        }
+    }
+}
+
 /// Parses `/etc/passwd`; malformed lines are skipped.
 pub fn parse_passwd(text: &str) -> Vec<User> {
     text.lines()
@@ -71,4 +142,43 @@ pub fn parse_shadow_dates(text: &str) -> BTreeMap<String, String> {
             (!name.is_empty()).then(|| (name.to_owned(), day.to_owned()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod user_names_tests {
+    use super::*;
+
+    #[test]
+    fn file_and_network_events_get_the_name_of_their_uid() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("etc")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\n",
+        )
+        .expect("write");
+        let mut names = UserNames::new(super::super::HostRoot(dir.path().to_owned()));
+        let event = |kind: &str, k: &str, v: &str| bannin_proto::v1::Event {
+            kind: kind.into(),
+            attributes: BTreeMap::from([(k.to_owned(), v.to_owned())]),
+            ..Default::default()
+        };
+        let mut events = vec![
+            event("net.connection", "uid", "1000"),
+            event("file.modified", "new_owner", "0:0"),
+            event("account.uid0", "uid", "0"),
+            event("file.odd_name", "uid", "4242"),
+        ];
+        names.name_events(&mut events);
+        assert_eq!(events[0].attributes["user"], "alice");
+        assert_eq!(events[1].attributes["user"], "root");
+        assert!(
+            !events[2].attributes.contains_key("user"),
+            "an account's own uid"
+        );
+        assert!(
+            !events[3].attributes.contains_key("user"),
+            "no such account"
+        );
+    }
 }

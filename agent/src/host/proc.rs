@@ -28,6 +28,8 @@ pub struct ProcInfo {
     pub exe: String,
     /// Arguments, space-joined, bounded.
     pub cmdline: String,
+    /// Working directory ("" if unreadable).
+    pub cwd: String,
 }
 
 /// Parses `/proc/PID/stat`: (comm, ppid, start time). The comm may hold spaces
@@ -82,6 +84,9 @@ pub fn read_proc(root: &HostRoot, pid: u32) -> Option<ProcInfo> {
             uid,
             exe,
             cmdline,
+            cwd: std::fs::read_link(dir.join("cwd"))
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
         })
     }
 }

@@ -553,13 +553,18 @@ pub async fn run_sensor(
     shutdown: CancellationToken,
     fold_after: usize,
     controls: Controls,
+    root: HostRoot,
 ) {
     let name = sensor.name();
+    let users = std::sync::Arc::new(std::sync::Mutex::new(
+        crate::host::accounts::UserNames::new(root),
+    ));
     let interval = sensor.interval();
     let waker = sensor.waker();
     loop {
         let relearn = controls.take_relearn(name);
         let stop = controls.stop_flag();
+        let users = users.clone();
         let swept = tokio::task::spawn_blocking(move || {
             if relearn {
                 tracing::info!(sensor = sensor.name(), "Relearning the baseline");
@@ -571,6 +576,7 @@ pub async fn run_sensor(
             };
             let result = sensor.sweep(&mut out);
             fold(&mut out.events, fold_after);
+            bannin_proto::lock(&users).name_events(&mut out.events);
             (sensor, out, result)
         })
         .await;

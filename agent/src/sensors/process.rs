@@ -29,7 +29,6 @@ use bannin_proto::v1::Severity;
 
 use super::{Health, HostRoot, Sensor, SensorError, Sweep, event, running_as_root};
 use crate::config::ProcessConfig;
-use crate::host::accounts::parse_passwd;
 use crate::host::packages::{PackageIndex, SharedIndex};
 use crate::host::proc::{ProcInfo, digests_reader, parse_stat, read_proc};
 
@@ -58,7 +57,7 @@ pub struct Processes {
     cache: HashMap<(u64, u64, i64, u64), Digests>,
     ioc: HashSet<String>,
     ioc_stamp: Option<(i64, u64)>,
-    users: (Option<(i64, u64)>, HashMap<u32, String>),
+    users: crate::host::accounts::UserNames,
     /// Execs from the kernel's process events connector, when it listens.
     events: Option<std::sync::Arc<std::sync::Mutex<super::source::proc_events::ExecQueue>>>,
     /// Why the connector is not listening, if it is not.
@@ -103,6 +102,7 @@ impl Processes {
             (None, None)
         };
         Self {
+            users: crate::host::accounts::UserNames::new(root.clone()),
             root,
             config,
             baseline,
@@ -110,7 +110,6 @@ impl Processes {
             cache: HashMap::new(),
             ioc: HashSet::new(),
             ioc_stamp: None,
-            users: (None, HashMap::new()),
             events,
             connector_problem,
             wake,
@@ -149,22 +148,7 @@ impl Processes {
     }
 
     fn user_name(&mut self, uid: u32) -> String {
-        let passwd = self.root.join("/etc/passwd");
-        let stamp = std::fs::metadata(&passwd)
-            .ok()
-            .map(|m| (m.mtime(), m.size()));
-        if stamp != self.users.0 {
-            let map = std::fs::read_to_string(&passwd)
-                .map(|t| {
-                    parse_passwd(&t)
-                        .into_iter()
-                        .map(|u| (u.uid, u.name))
-                        .collect()
-                })
-                .unwrap_or_default();
-            self.users = (stamp, map);
-        }
-        self.users.1.get(&uid).cloned().unwrap_or_default()
+        self.users.name(uid)
     }
 
     fn read(&self, pid: u32) -> Option<ProcInfo> {
@@ -254,8 +238,12 @@ impl Processes {
             ("user".to_owned(), self.user_name(info.uid)),
             ("start_ticks".to_owned(), info.start_ticks.to_string()),
         ]);
+        if !info.cwd.is_empty() {
+            a.insert("cwd".into(), info.cwd.clone());
+        }
         if let Some(parent) = self.read(info.ppid) {
             a.insert("parent_exe".into(), parent.exe);
+            a.insert("parent_cmdline".into(), parent.cmdline);
         }
         match &hashed {
             Ok(d) => {

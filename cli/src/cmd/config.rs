@@ -39,3 +39,32 @@ pub(crate) async fn rules(client: &mut Client, json: bool) -> anyhow::Result<Exi
 
     Ok(ExitCode::SUCCESS)
 }
+
+pub(crate) async fn reload_rules(client: &mut Client, json: bool) -> anyhow::Result<ExitCode> {
+    let r = client
+        .reload_rules(v1::ReloadRulesRequest {})
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))
+        .context("reloading the Sigma rules")?
+        .into_inner();
+    if json {
+        print_json(&serde_json::json!({
+            "loaded": r.loaded,
+            "refused": r.refused,
+            "files": r.files,
+        }))?;
+    } else {
+        println!(
+            "Sigma rules reloaded: {} in force, {} refused, from {} files{}",
+            r.loaded,
+            r.refused,
+            r.files,
+            if r.refused > 0 {
+                " (`bannin rules` says why)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -9,13 +9,14 @@ mod hosts;
 mod incidents;
 mod operators;
 mod response;
+mod sigma;
 mod tokens;
 
 use std::process::ExitCode;
 
 use bannin_proto::v1;
 
-use crate::args::{Cli, Command, HostAction};
+use crate::args::{Cli, Command, HostAction, RulesAction};
 use crate::client::{OperatorConfig, config_path};
 
 /// The operator API client every command uses.
@@ -26,12 +27,16 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Up(args) = cli.command {
         return crate::up::run(args).await;
     }
+    if let Command::Sigma { action } = cli.command {
+        bannin_proto::process::init_logging(false, "warn");
+        return sigma::run(action, cli.json);
+    }
     bannin_proto::process::init_logging(false, "warn");
     let config = OperatorConfig::load(&config_path(cli.config))?;
     let mut client = config.connect().await?;
     let json = cli.json;
     match cli.command {
-        Command::Up(_) => unreachable!("handled above"),
+        Command::Up(_) | Command::Sigma { .. } => unreachable!("handled above"),
         Command::Hosts => hosts::list(&mut client, json).await,
         Command::Findings {
             follow,
@@ -61,7 +66,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             response::release(&mut client, json, host, reason, send).await
         }
         Command::Sinks => config::sinks(&mut client, json).await,
-        Command::Rules => config::rules(&mut client, json).await,
+        Command::Rules { action: None } => config::rules(&mut client, json).await,
+        Command::Rules {
+            action: Some(RulesAction::Reload),
+        } => config::reload_rules(&mut client, json).await,
         Command::Relearn {
             host,
             sensor,

@@ -44,6 +44,8 @@ pub struct RulesInForce {
     pub suppress: Vec<crate::rules::SuppressRule>,
     /// Correlation thresholds.
     pub correlation: crate::correlate::CorrelationConfig,
+    /// Where Sigma rules are loaded from.
+    pub sigma_paths: Vec<std::path::PathBuf>,
 }
 
 impl OperatorService {
@@ -208,6 +210,8 @@ pub(crate) enum Rpc {
     IncidentReport,
     /// `ListRules`.
     ListRules,
+    /// `ReloadRules`.
+    ReloadRules,
     /// `CreateToken`.
     CreateToken,
     /// `ListTokens`.
@@ -254,6 +258,7 @@ impl Rpc {
             Rpc::UpdateIncident => (Responder, "incident.update"),
             Rpc::IncidentReport => (Viewer, "incident.report"),
             Rpc::ListRules => (Viewer, "rules.list"),
+            Rpc::ReloadRules => (Responder, "rules.reload"),
             Rpc::CreateToken => (Admin, "token.create"),
             Rpc::ListTokens => (Admin, "token.list"),
             Rpc::RevokeToken => (Admin, "token.revoke"),
@@ -454,6 +459,13 @@ impl Operator for OperatorService {
         request: Request<v1::ListRulesRequest>,
     ) -> Result<Response<v1::ListRulesResponse>, Status> {
         rules::list_rules(self, request).await
+    }
+
+    async fn reload_rules(
+        &self,
+        request: Request<v1::ReloadRulesRequest>,
+    ) -> Result<Response<v1::ReloadRulesResponse>, Status> {
+        rules::reload_rules(self, request).await
     }
 
     async fn create_token(

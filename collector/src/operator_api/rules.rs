@@ -14,6 +14,7 @@ pub(super) async fn list_rules(
     svc.authorize(&request, Rpc::ListRules).await?;
     let now = bannin_proto::now_unix_ms();
     let stats = svc.ingest.rule_stats();
+    let sigma = svc.ingest.sigma();
     let rules = &svc.rules;
     let suppressions = rules
         .suppress
@@ -111,7 +112,83 @@ pub(super) async fn list_rules(
         correlations,
         correlation_keys: stats.correlation.keys as u64,
         correlation_shed: stats.correlation.shed,
+        sigma_rules: sigma
+            .rules
+            .iter()
+            .map(|r| {
+                let (matches, last) = stats.sigma.get(&r.key).copied().unwrap_or((0, 0));
+                v1::SigmaRule {
+                    key: r.key.clone(),
+                    id: r.id.clone().unwrap_or_default(),
+                    title: r.title.clone(),
+                    level: r.level.clone(),
+                    severity: r.severity.to_wire() as i32,
+                    status: r.status.clone(),
+                    tags: r.tags.clone(),
+                    falsepositives: r.falsepositives.clone(),
+                    file: r.file.display().to_string(),
+                    logsource: r.logsource.clone(),
+                    correlation: r.kind == crate::sigma::RuleKind::Correlation,
+                    generates: r.generates,
+                    matches,
+                    last_match_unix_ms: last,
+                }
+            })
+            .collect(),
+        sigma_refused: sigma
+            .refused
+            .iter()
+            .map(|r| v1::SigmaRefused {
+                file: r.file.display().to_string(),
+                title: r.title.clone(),
+                id: r.id.clone(),
+                reason: r.reason.clone(),
+            })
+            .collect(),
+        sigma_paths: rules
+            .sigma_paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        sigma_files: u32::try_from(sigma.files).unwrap_or(u32::MAX),
+        sigma_loaded_unix_ms: sigma.loaded_unix_ms,
     }))
+}
+
+/// `ReloadRules`: the Sigma rules, loaded again from `[sigma] paths`.
+pub(super) async fn reload_rules(
+    svc: &OperatorService,
+    request: Request<v1::ReloadRulesRequest>,
+) -> Result<Response<v1::ReloadRulesResponse>, Status> {
+    let name = svc.authorize(&request, Rpc::ReloadRules).await?;
+    let outcome = crate::reload_sigma(&svc.ingest, &svc.rules.sigma_paths).await;
+    let result = match &outcome {
+        Ok((loaded, refused, files)) => {
+            format!("{loaded} rules loaded, {refused} refused, from {files} files")
+        }
+        Err(e) => format!("not reloaded (the rules in force stay): {e}"),
+    };
+    svc.store
+        .append_action(&crate::model::Action {
+            at_unix_ms: bannin_proto::now_unix_ms(),
+            actor: name.to_string(),
+            verb: "rules.reload".into(),
+            target: "sigma".into(),
+            reason: String::new(),
+            result,
+        })
+        .map_err(|e| super::internal("writing the action log", &e))?;
+    svc.flush().await?;
+    match outcome {
+        Ok((loaded, refused, files)) => Ok(Response::new(v1::ReloadRulesResponse {
+            loaded: u32::try_from(loaded).unwrap_or(u32::MAX),
+            refused: u32::try_from(refused).unwrap_or(u32::MAX),
+            files: u32::try_from(files).unwrap_or(u32::MAX),
+        })),
+        Err(e) => Err(Status::failed_precondition(format!(
+            "Sigma rules not reloaded; the rules in force stay: {e}"
+        ))),
+    }
 }
 
 /// `ListSinks`.

@@ -164,7 +164,7 @@ pub const FIELDS: &[FieldMap] = &[
         P,
         "User",
         Source::Text(&["user"]),
-        "`user`: the real user's name (uid if it has none)",
+        "`user`: the real user's name (\"\" if the uid has none)",
     ),
     row(
         P,

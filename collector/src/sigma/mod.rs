@@ -163,6 +163,8 @@ pub struct SigmaSet {
     pub refused: Vec<Refused>,
     /// Files read.
     pub files: usize,
+    /// When it was loaded (Unix ms; 0 for the empty set).
+    pub loaded_unix_ms: i64,
     /// The correlation rules and the detection rules they reference, for
     /// [`SigmaSet::correlation_engine`].
     correlation: SigmaCollection,
@@ -188,6 +190,7 @@ impl Default for SigmaSet {
             by_key: HashMap::new(),
             refused: Vec::new(),
             files: 0,
+            loaded_unix_ms: 0,
             correlation: SigmaCollection::new(),
             feeds: HashSet::new(),
         }
@@ -516,6 +519,7 @@ pub fn parse_text(file: &Path, text: &str) -> Result<SigmaCollection, LoadError>
 pub fn build(parsed: Vec<(PathBuf, SigmaCollection)>) -> Result<SigmaSet, LoadError> {
     let mut set = SigmaSet {
         files: parsed.len(),
+        loaded_unix_ms: bannin_proto::now_unix_ms(),
         ..SigmaSet::default()
     };
     // Detection rules first: correlations refer to them.

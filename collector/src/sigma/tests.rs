@@ -566,3 +566,25 @@ fn attack_techniques_come_from_tags() {
     assert_eq!(t(&["attack.t1059.004"]), Some("T1059.004".into()));
     assert_eq!(t(&["attack.ta0002", "cve.2021-44228"]), None);
 }
+
+#[test]
+fn initiated_reads_as_sysmon_writes_it() {
+    let s = set(
+        "title: c\nlogsource:\n  product: linux\n  category: network_connection\ndetection:\n  sel:\n    Initiated: 'true'\n    DestinationPort: 9000\n  condition: sel\n",
+    );
+    let conn = |direction: &str| {
+        event(
+            "h",
+            "net.connection",
+            &[
+                ("direction", direction),
+                ("remote_address", "10.0.0.9"),
+                ("remote_port", "9000"),
+                ("local_address", "10.0.0.5"),
+                ("local_port", "9000"),
+            ],
+        )
+    };
+    assert!(matches(&s, &conn("outbound")));
+    assert!(!matches(&s, &conn("inbound")));
+}

@@ -6,6 +6,7 @@
 //! cargo run --release -p bannin-tests --bin bannin-fleet-bench -- throughput --agents 100,1000 --seconds 15
 //! cargo run --release -p bannin-tests --bin bannin-fleet-bench -- idle --agents 1000,10000
 //! cargo run --release -p bannin-tests --bin bannin-fleet-bench -- storm --agents 15000
+//! cargo run --release -p bannin-tests --bin bannin-fleet-bench -- sigma --rules 500 --agents 100
 //! ```
 //!
 //! Figures and their meaning are in BENCHMARKS.md.
@@ -95,6 +96,19 @@ enum Cmd {
         #[arg(long, default_value_t = 200)]
         calls: usize,
     },
+    /// Ingest with N generated Sigma rules against ingest with none, in one
+    /// run, on process-exec telemetry; and the rules' load time and memory.
+    Sigma {
+        /// Rules generated (process_creation mostly, as rule packs are).
+        #[arg(long, default_value_t = 500)]
+        rules: usize,
+        /// Agents.
+        #[arg(long, default_value_t = 100)]
+        agents: usize,
+        /// Measured seconds per run (after a warm-up of 3 s).
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+    },
     /// (internal) The operator side of `isolate`, run inside the collector's namespace.
     #[command(hide = true)]
     IsolateClient {
@@ -133,6 +147,11 @@ fn main() -> anyhow::Result<()> {
                 in_flight,
             } => throughput(&agents, seconds, batch_events, in_flight).await,
             Cmd::Idle { agents } => idle(&agents).await,
+            Cmd::Sigma {
+                rules,
+                agents,
+                seconds,
+            } => sigma(rules, agents, seconds).await,
             Cmd::Storm { agents, sources } => storm(agents, sources).await,
             Cmd::Flood { connections, calls } => flood(connections, calls).await,
             Cmd::Sink { pki, listen } => sink(&pki, listen).await,
@@ -261,8 +280,12 @@ async fn flood(connections: usize, calls: usize) -> anyhow::Result<()> {
 }
 
 fn start_collector(dir: &Path, pki: &TestPki) -> anyhow::Result<Server> {
+    start_collector_with(dir, pki, "")
+}
+
+fn start_collector_with(dir: &Path, pki: &TestPki, extra: &str) -> anyhow::Result<Server> {
     let port = free_port();
-    let config = collector_config(dir, pki, port, "");
+    let config = collector_config(dir, pki, port, extra);
     let mut child = Command::new(bin("bannin-collector"))
         .args(["serve", "--config"])
         .arg(&config)
@@ -411,6 +434,16 @@ fn sample_events(n: usize, agent: usize, batch: u64) -> Vec<v1::Event> {
                         [0, 33, 1000, 1001][(next() % 4) as usize].to_string(),
                     ),
                     ("sha256".to_owned(), hash),
+                    (
+                        "user".to_owned(),
+                        ["root", "www-data", "alice", "bob"][(next() % 4) as usize].to_owned(),
+                    ),
+                    ("parent_exe".to_owned(), "/usr/bin/bash".to_owned()),
+                    (
+                        "parent_cmdline".to_owned(),
+                        format!("bash /srv/jobs/{agent}.sh"),
+                    ),
+                    ("cwd".to_owned(), format!("/srv/data/{agent}")),
                 ]
                 .into(),
                 summary: String::new(),
@@ -1116,5 +1149,109 @@ async fn isolate_client(
             h.max() as f64 / 1000.0
         );
     }
+    Ok(())
+}
+
+/// A generated rule pack shaped like SigmaHQ's Linux rules: Image and
+/// ParentImage suffix lists, command-line substrings (some `|all`), a regular
+/// expression in one rule of ten, users and directories, negations and
+/// `1 of selection_*`; a tenth are file_event or network_connection rules.
+/// None matches the benchmark's telemetry, as almost no rule matches almost
+/// any event in a real fleet.
+fn generated_rules(n: usize) -> String {
+    let mut out = String::new();
+    for i in 0..n {
+        let header = format!(
+            "title: Generated rule {i}\nid: 00000000-0000-4000-8000-{i:012}\nstatus: test\nlevel: {}\ntags:\n  - attack.execution\n  - attack.t1059.{:03}\n",
+            ["low", "medium", "high", "critical"][i % 4],
+            i % 10
+        );
+        let body = match i % 10 {
+            8 => format!(
+                "logsource:\n  product: linux\n  category: file_event\ndetection:\n  sel:\n    TargetFilename|startswith: /etc/cron.d/gen{i}\n  condition: sel\n"
+            ),
+            9 => format!(
+                "logsource:\n  product: linux\n  category: network_connection\ndetection:\n  sel:\n    DestinationPort: {}\n    Initiated: 'true'\n  filter:\n    DestinationIp|cidr: 10.0.0.0/8\n  condition: sel and not filter\n",
+                20000 + i
+            ),
+            7 => format!(
+                "logsource:\n  product: linux\n  category: process_creation\ndetection:\n  sel:\n    CommandLine|re: '(?i)gen{i}[a-z]+ --(exec|payload)=\\S+'\n  condition: sel\n"
+            ),
+            _ => format!(
+                "logsource:\n  product: linux\n  category: process_creation\ndetection:\n  selection_img:\n    Image|endswith:\n      - /gen{i}-tool\n      - /gen{i}d\n  selection_cli:\n    CommandLine|contains|all:\n      - ' --gen{i} '\n      - '/tmp/'\n  selection_parent:\n    ParentImage|endswith: /gen{i}-parent\n    User: root\n  filter_dir:\n    CurrentDirectory|startswith: /opt/gen{i}/\n  condition: 1 of selection_* and not filter_dir\n"
+            ),
+        };
+        out.push_str(&header);
+        out.push_str(&body);
+        out.push_str("---\n");
+    }
+    out
+}
+
+fn self_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+async fn sigma(rules: usize, agents: usize, seconds: u64) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = TestPki::new(dir.path());
+    let pack = dir.path().join("rules");
+    std::fs::create_dir_all(&pack)?;
+    std::fs::write(pack.join("generated.yml"), generated_rules(rules))?;
+
+    // Load time and memory, in this process, with the collector's own loader.
+    let before = self_rss_bytes();
+    let started = Instant::now();
+    let set = bannin_collector::sigma::load(std::slice::from_ref(&pack))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let load_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let grown = self_rss_bytes().saturating_sub(before);
+    anyhow::ensure!(
+        set.rules.len() == rules && set.refused.is_empty(),
+        "generated rules refused: {:?}",
+        set.refused.first()
+    );
+    drop(set);
+    println!("| rules | load time | resident memory added |");
+    println!("|---:|---:|---:|");
+    println!(
+        "| {rules} | {load_ms:.0} ms | {:.1} MiB |",
+        grown as f64 / (1 << 20) as f64
+    );
+    println!();
+
+    eprintln!("issuing {agents} agent certificates…");
+    let configs = agent_configs(&pki, agents)?;
+    println!("| collector | durable acked events/s | p50 ack ms | p99 ack ms | failed agents |");
+    println!("|---|---:|---:|---:|---:|");
+    let mut rates = Vec::new();
+    for (name, extra) in [
+        ("no Sigma rules".to_owned(), String::new()),
+        (
+            format!("{rules} Sigma rules"),
+            format!("[sigma]\npaths = [{:?}]\n", pack.display().to_string()),
+        ),
+    ] {
+        let run_dir = dir.path().join(format!("run-{}", rates.len()));
+        std::fs::create_dir_all(&run_dir)?;
+        let collector =
+            start_collector_with(&run_dir.join("collector"), &pki, &extra).context("collector")?;
+        let r = run_load(collector.addr, &configs, seconds, 200, 4)
+            .await
+            .context("load")?;
+        drop(collector);
+        println!(
+            "| {name} | {:.0} | {:.1} | {:.1} | {} |",
+            r.events_per_sec, r.p50_ms, r.p99_ms, r.failed
+        );
+        rates.push(r.events_per_sec);
+    }
+    println!(
+        "| ratio with rules / without | {:.0} % | | | |",
+        100.0 * rates[1] / rates[0].max(1.0)
+    );
     Ok(())
 }
