@@ -809,6 +809,7 @@ mod example_tests {
         let setting = regex::Regex::new(r#"^# (\[\[?[a-z_.]+\]\]?|[a-z_"][A-Za-z0-9_."]* = .+)$"#)
             .expect("regex");
         std::fs::create_dir_all(dir.path().join("pki")).expect("pki");
+        std::fs::create_dir_all(dir.path().join("sigma")).expect("sigma");
         let ca_key = dir.path().join("pki/ca.key");
         std::fs::write(&ca_key, "not a key").expect("ca key");
         std::fs::set_permissions(&ca_key, std::os::unix::fs::PermissionsExt::from_mode(0o600))

@@ -128,7 +128,7 @@ pub struct PreparedBatch {
     /// Telemetry the correlation rules read: (kind, observed, attributes).
     pub telemetry: Vec<(String, i64, std::collections::BTreeMap<String, String>)>,
     /// Sigma detections that feed correlation rules, with their events.
-    pub sigma_feed: Vec<(SigmaEvent, Vec<rsigma_eval::EvaluationResult>)>,
+    pub sigma_feed: Vec<(SigmaEvent<'static>, Vec<rsigma_eval::EvaluationResult>)>,
 }
 
 /// What `bannin rules` shows of the rules at work.
@@ -302,6 +302,24 @@ impl Ingest {
             if !(header.indicator || for_sigma || for_correlation) {
                 continue;
             }
+            if for_sigma && !header.indicator && !for_correlation {
+                // Telemetry only Sigma reads: read in place, copying nothing
+                // but what a rule matched.
+                let scanned = SigmaEvent::from_wire(host.as_str(), raw).map_err(|e| {
+                    IngestError::Malformed {
+                        index,
+                        reason: e.to_string(),
+                    }
+                })?;
+                if let Some((e, summary)) = scanned {
+                    let matched = sigma.evaluate(&e, summary);
+                    findings.extend(matched.findings);
+                    if !matched.feed.is_empty() {
+                        sigma_feed.push((e.into_owned(), matched.feed));
+                    }
+                }
+                continue;
+            }
             let event = v1::Event::decode(raw.clone()).map_err(|e| IngestError::Malformed {
                 index,
                 reason: e.to_string(),
@@ -317,7 +335,7 @@ impl Ingest {
                 let matched = sigma.evaluate(&e, &event.summary);
                 findings.extend(matched.findings);
                 if !matched.feed.is_empty() {
-                    sigma_feed.push((e, matched.feed));
+                    sigma_feed.push((e.into_owned(), matched.feed));
                 }
             }
             if header.indicator {

@@ -281,74 +281,148 @@ pub fn provided(category: Category, field: &str) -> bool {
         .any(|f| f.category == category && f.field == field)
 }
 
-/// A scalar value of a mapped field.
+/// A scalar value of a mapped field, borrowed from the event where it can be.
 #[derive(Debug, Clone, PartialEq)]
-enum Scalar {
-    Text(String),
+enum Scalar<'a> {
+    Text(Cow<'a, str>),
+    /// `SHA256=<hex>`, made only when a rule reads it.
+    Sha256(Cow<'a, str>),
     Number(i64),
     Bool(bool),
 }
 
-/// A Bannin event as a Sigma rule sees it: the mapped fields of its category.
+impl Scalar<'_> {
+    fn into_owned(self) -> Scalar<'static> {
+        match self {
+            Scalar::Text(s) => Scalar::Text(Cow::Owned(s.into_owned())),
+            Scalar::Sha256(s) => Scalar::Sha256(Cow::Owned(s.into_owned())),
+            Scalar::Number(n) => Scalar::Number(n),
+            Scalar::Bool(b) => Scalar::Bool(b),
+        }
+    }
+}
+
+/// A Bannin event as a Sigma rule sees it: the mapped fields of its category,
+/// borrowed from the received event (see [`SigmaEvent::into_owned`]).
 #[derive(Debug, Clone)]
-pub struct SigmaEvent {
+pub struct SigmaEvent<'a> {
     /// Its log source.
     pub category: Category,
     /// The host that sent it.
-    pub host: String,
+    pub host: Cow<'a, str>,
     /// The Bannin event kind it came from.
-    pub kind: String,
+    pub kind: Cow<'a, str>,
     /// When the agent observed it (Unix ms).
     pub observed_unix_ms: i64,
-    fields: Vec<(&'static str, Scalar)>,
+    fields: Vec<(&'static str, Scalar<'a>)>,
 }
 
-impl SigmaEvent {
+/// An encoded `Event` the scanner could not read.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct WireError(String);
+
+impl<'a> SigmaEvent<'a> {
     /// The Sigma view of a Bannin event, or `None` if no log source covers it.
     pub fn from_event(
-        host: &str,
-        kind: &str,
+        host: &'a str,
+        kind: &'a str,
         observed_unix_ms: i64,
-        attributes: &BTreeMap<String, String>,
+        attributes: &'a BTreeMap<String, String>,
     ) -> Option<Self> {
         let category = Category::of_event(kind, attributes)?;
-        let first = |names: &[&str]| names.iter().find_map(|n| attributes.get(*n));
-        let outbound = attributes.get("direction").map(String::as_str) != Some("inbound");
+        Some(Self::build(
+            category,
+            host,
+            kind,
+            observed_unix_ms,
+            |names| {
+                names
+                    .iter()
+                    .find_map(|n| attributes.get(*n).map(String::as_str))
+            },
+        ))
+    }
+
+    /// The Sigma view of an encoded `Event`, read in place: nothing is decoded
+    /// or copied but the attributes a field reads. Also returns the summary.
+    pub fn from_wire(host: &'a str, raw: &'a [u8]) -> Result<Option<(Self, &'a str)>, WireError> {
+        let wire = Wire::scan(raw)?;
+        let get = |name: &str| wire.get(name);
+        let Some(kind) = wire.kind else {
+            return Ok(None);
+        };
+        if kind == "file.modified" && get("change") == Some("removed") {
+            return Ok(None);
+        }
+        let Some(category) = Category::of_event(kind, &BTreeMap::new()) else {
+            return Ok(None);
+        };
+        let event = Self::build(category, host, kind, wire.observed_unix_ms, |names| {
+            names.iter().find_map(|n| get(n))
+        });
+        Ok(Some((event, wire.summary)))
+    }
+
+    /// The mapped fields of `category`, each read through `get` (the first of
+    /// the attributes named that is present).
+    fn build(
+        category: Category,
+        host: &'a str,
+        kind: &'a str,
+        observed_unix_ms: i64,
+        get: impl Fn(&[&str]) -> Option<&'a str>,
+    ) -> Self {
+        let direction = get(&["direction"]);
+        let outbound = direction != Some("inbound");
         let mut fields = Vec::with_capacity(12);
         for map in FIELDS.iter().filter(|f| f.category == category) {
             let value = match map.source {
-                Source::Text(names) => first(names).map(|v| Scalar::Text(v.clone())),
+                Source::Text(names) => get(names).map(|v| Scalar::Text(Cow::Borrowed(v))),
                 Source::Number(names) => {
-                    first(names).and_then(|v| v.parse().ok().map(Scalar::Number))
+                    get(names).and_then(|v| v.parse().ok().map(Scalar::Number))
                 }
-                Source::Hashes => first(&["sha256"]).map(|v| Scalar::Text(format!("SHA256={v}"))),
-                Source::Initiated => attributes
-                    .get("direction")
-                    .map(|d| Scalar::Bool(d == "outbound")),
+                Source::Hashes => get(&["sha256"]).map(|v| Scalar::Sha256(Cow::Borrowed(v))),
+                Source::Initiated => direction.map(|d| Scalar::Bool(d == "outbound")),
                 Source::Directional {
                     outbound: o,
                     inbound: i,
                     number,
-                } => first(&[if outbound { o } else { i }]).and_then(|v| {
+                } => get(&[if outbound { o } else { i }]).and_then(|v| {
                     if number {
                         v.parse().ok().map(Scalar::Number)
                     } else {
-                        Some(Scalar::Text(v.clone()))
+                        Some(Scalar::Text(Cow::Borrowed(v)))
                     }
                 }),
-                Source::Host => Some(Scalar::Text(host.to_owned())),
+                Source::Host => Some(Scalar::Text(Cow::Borrowed(host))),
             };
             if let Some(v) = value {
                 fields.push((map.field, v));
             }
         }
-        Some(Self {
+        Self {
             category,
-            host: host.to_owned(),
-            kind: kind.to_owned(),
+            host: Cow::Borrowed(host),
+            kind: Cow::Borrowed(kind),
             observed_unix_ms,
             fields,
-        })
+        }
+    }
+
+    /// The event with everything it borrows copied (to keep it past the batch).
+    pub fn into_owned(self) -> SigmaEvent<'static> {
+        SigmaEvent {
+            category: self.category,
+            host: Cow::Owned(self.host.into_owned()),
+            kind: Cow::Owned(self.kind.into_owned()),
+            observed_unix_ms: self.observed_unix_ms,
+            fields: self
+                .fields
+                .into_iter()
+                .map(|(k, v)| (k, v.into_owned()))
+                .collect(),
+        }
     }
 
     /// The mapped fields as text, for a finding's attributes (`event.<Field>`).
@@ -357,7 +431,8 @@ impl SigmaEvent {
             (
                 *k,
                 match v {
-                    Scalar::Text(s) => s.clone(),
+                    Scalar::Text(s) => s.to_string(),
+                    Scalar::Sha256(s) => format!("SHA256={s}"),
                     Scalar::Number(n) => n.to_string(),
                     Scalar::Bool(b) => b.to_string(),
                 },
@@ -365,16 +440,123 @@ impl SigmaEvent {
         })
     }
 
-    fn value(v: &Scalar) -> EventValue<'_> {
+    fn value<'s>(v: &'s Scalar<'_>) -> EventValue<'s> {
         match v {
-            Scalar::Text(s) => EventValue::Str(Cow::Borrowed(s)),
+            Scalar::Text(s) => EventValue::Str(Cow::Borrowed(s.as_ref())),
+            Scalar::Sha256(s) => EventValue::Str(Cow::Owned(format!("SHA256={s}"))),
             Scalar::Number(n) => EventValue::Int(*n),
             Scalar::Bool(b) => EventValue::Bool(*b),
         }
     }
 }
 
-impl Event for SigmaEvent {
+/// The parts of an encoded `bannin.v1.Event` Sigma reads, as slices of it.
+struct Wire<'a> {
+    kind: Option<&'a str>,
+    observed_unix_ms: i64,
+    summary: &'a str,
+    /// Attribute entries, in wire order (a later duplicate key wins, as in a
+    /// map): the first [`INLINE`] without touching the heap.
+    inline: [(&'a [u8], &'a [u8]); INLINE],
+    len: usize,
+    more: Vec<(&'a [u8], &'a [u8])>,
+}
+
+/// Attributes a scan holds before it allocates (events carry about a dozen).
+const INLINE: usize = 24;
+
+impl<'a> Wire<'a> {
+    fn scan(mut buf: &'a [u8]) -> Result<Self, WireError> {
+        let mut wire = Wire {
+            kind: None,
+            observed_unix_ms: 0,
+            summary: "",
+            inline: [(b"", b""); INLINE],
+            len: 0,
+            more: Vec::new(),
+        };
+        while !buf.is_empty() {
+            let (field, value) = next_field(&mut buf)?;
+            match (field, value) {
+                (1, Field::Bytes(b)) => {
+                    wire.kind = Some(utf8(b)?);
+                }
+                (3, Field::Varint(v)) => wire.observed_unix_ms = v as i64,
+                (4, Field::Bytes(mut entry)) => {
+                    let (mut key, mut value): (&[u8], &[u8]) = (b"", b"");
+                    while !entry.is_empty() {
+                        match next_field(&mut entry)? {
+                            (1, Field::Bytes(k)) => key = k,
+                            (2, Field::Bytes(v)) => value = v,
+                            _ => {}
+                        }
+                    }
+                    if wire.len < INLINE {
+                        wire.inline[wire.len] = (key, value);
+                        wire.len += 1;
+                    } else {
+                        wire.more.push((key, value));
+                    }
+                }
+                (5, Field::Bytes(b)) => wire.summary = utf8(b)?,
+                _ => {}
+            }
+        }
+        Ok(wire)
+    }
+
+    /// An attribute's value (`None` if absent or not UTF-8).
+    fn get(&self, name: &str) -> Option<&'a str> {
+        self.inline[..self.len]
+            .iter()
+            .chain(&self.more)
+            .rev()
+            .find(|(k, _)| *k == name.as_bytes())
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+}
+
+enum Field<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+    Fixed,
+}
+
+fn utf8(b: &[u8]) -> Result<&str, WireError> {
+    std::str::from_utf8(b).map_err(|e| WireError(format!("invalid UTF-8: {e}")))
+}
+
+/// Reads one field of a protobuf message from the front of `buf`.
+fn next_field<'a>(buf: &mut &'a [u8]) -> Result<(u64, Field<'a>), WireError> {
+    let err = |e: prost::DecodeError| WireError(e.to_string());
+    let key = prost::encoding::decode_varint(buf).map_err(err)?;
+    let field = key >> 3;
+    let value = match key & 7 {
+        0 => Field::Varint(prost::encoding::decode_varint(buf).map_err(err)?),
+        1 | 5 => {
+            let n = if key & 7 == 1 { 8 } else { 4 };
+            if buf.len() < n {
+                return Err(WireError("truncated fixed-width field".into()));
+            }
+            *buf = &buf[n..];
+            Field::Fixed
+        }
+        2 => {
+            let len = usize::try_from(prost::encoding::decode_varint(buf).map_err(err)?)
+                .map_err(|_| WireError("field length out of range".into()))?;
+            if buf.len() < len {
+                return Err(WireError("truncated length-delimited field".into()));
+            }
+            let (head, tail) = buf.split_at(len);
+            *buf = tail;
+            Field::Bytes(head)
+        }
+        t => return Err(WireError(format!("unsupported wire type {t}"))),
+    };
+    Ok((field, value))
+}
+
+impl Event for SigmaEvent<'_> {
     fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
         self.fields
             .iter()
@@ -385,6 +567,7 @@ impl Event for SigmaEvent {
     fn any_string_value(&self, pred: &dyn Fn(&str) -> bool) -> bool {
         self.fields.iter().any(|(_, v)| match v {
             Scalar::Text(s) => pred(s),
+            Scalar::Sha256(s) => pred(&format!("SHA256={s}")),
             Scalar::Number(n) => pred(&n.to_string()),
             Scalar::Bool(_) => false,
         })
@@ -394,11 +577,38 @@ impl Event for SigmaEvent {
         self.fields
             .iter()
             .filter_map(|(_, v)| match v {
-                Scalar::Text(s) => Some(Cow::Borrowed(s.as_str())),
+                Scalar::Text(s) => Some(Cow::Borrowed(s.as_ref())),
+                Scalar::Sha256(s) => Some(Cow::Owned(format!("SHA256={s}"))),
                 Scalar::Number(n) => Some(Cow::Owned(n.to_string())),
                 Scalar::Bool(_) => None,
             })
             .collect()
+    }
+
+    fn visit_string_values(&self, visit: &mut dyn FnMut(&str)) {
+        for (_, v) in &self.fields {
+            match v {
+                Scalar::Text(s) => visit(s),
+                Scalar::Sha256(s) => visit(&format!("SHA256={s}")),
+                Scalar::Number(n) => visit(&n.to_string()),
+                Scalar::Bool(_) => {}
+            }
+        }
+    }
+
+    fn top_level_keys(&self) -> Option<Vec<Cow<'_, str>>> {
+        Some(self.fields.iter().map(|(k, _)| Cow::Borrowed(*k)).collect())
+    }
+
+    fn visit_top_level_keys(&self, visit: &mut dyn FnMut(&str)) -> bool {
+        for (k, _) in &self.fields {
+            visit(k);
+        }
+        true
+    }
+
+    fn field_keys(&self) -> Vec<Cow<'_, str>> {
+        self.fields.iter().map(|(k, _)| Cow::Borrowed(*k)).collect()
     }
 
     /// The event as JSON; `_id` (which rules cannot name) carries the host, so
@@ -407,13 +617,14 @@ impl Event for SigmaEvent {
         let mut map = serde_json::Map::new();
         for (k, v) in &self.fields {
             let v = match v {
-                Scalar::Text(s) => Value::String(s.clone()),
+                Scalar::Text(s) => Value::String(s.to_string()),
+                Scalar::Sha256(s) => Value::String(format!("SHA256={s}")),
                 Scalar::Number(n) => Value::from(*n),
                 Scalar::Bool(b) => Value::Bool(*b),
             };
             map.insert((*k).to_owned(), v);
         }
-        map.insert("_id".into(), Value::String(self.host.clone()));
+        map.insert("_id".into(), Value::String(self.host.to_string()));
         Value::Object(map)
     }
 }
@@ -431,19 +642,14 @@ mod tests {
 
     #[test]
     fn an_exec_maps_to_process_creation() {
-        let e = SigmaEvent::from_event(
-            "web-01",
-            "process.exec",
-            1,
-            &attrs(&[
-                ("exe", "/usr/bin/curl"),
-                ("cmdline", "curl -s http://x | sh"),
-                ("pid", "42"),
-                ("sha256", "ab"),
-                ("cwd", "/tmp"),
-            ]),
-        )
-        .expect("mapped");
+        let a = attrs(&[
+            ("exe", "/usr/bin/curl"),
+            ("cmdline", "curl -s http://x | sh"),
+            ("pid", "42"),
+            ("sha256", "ab"),
+            ("cwd", "/tmp"),
+        ]);
+        let e = SigmaEvent::from_event("web-01", "process.exec", 1, &a).expect("mapped");
         assert_eq!(e.category, Category::ProcessCreation);
         assert_eq!(
             e.get_field("Image"),
@@ -486,6 +692,78 @@ mod tests {
         );
         assert_eq!(e.get_field("DestinationPort"), Some(EventValue::Int(40000)));
         assert_eq!(e.get_field("Initiated"), Some(EventValue::Bool(false)));
+    }
+
+    #[test]
+    fn the_encoded_event_read_in_place_gives_the_same_fields() {
+        use prost::Message;
+        for (kind, a) in [
+            (
+                "process.exec",
+                attrs(&[
+                    ("exe", "/bin/sh"),
+                    ("pid", "7"),
+                    ("sha256", "ab"),
+                    ("x", "y"),
+                ]),
+            ),
+            (
+                "net.connection",
+                attrs(&[
+                    ("direction", "inbound"),
+                    ("remote_address", "1.2.3.4"),
+                    ("local_port", "22"),
+                ]),
+            ),
+            (
+                "file.modified",
+                attrs(&[("path", "/etc/x"), ("change", "removed")]),
+            ),
+            ("account.new_user", attrs(&[("name", "eve")])),
+        ] {
+            let wire = bannin_proto::v1::Event {
+                kind: kind.into(),
+                observed_unix_ms: 5,
+                attributes: a.clone(),
+                ..Default::default()
+            }
+            .encode_to_vec();
+            let viewed = SigmaEvent::from_wire("h", &wire)
+                .expect("scans")
+                .map(|(e, _)| e);
+            let copied = SigmaEvent::from_event("h", kind, 5, &a);
+            assert_eq!(viewed.is_some(), copied.is_some(), "{kind}");
+            if let (Some(v), Some(c)) = (viewed, copied) {
+                assert_eq!(
+                    v.text_fields().collect::<Vec<_>>(),
+                    c.text_fields().collect::<Vec<_>>()
+                );
+                assert_eq!(v.observed_unix_ms, 5);
+            }
+        }
+        // More attributes than held inline, and a duplicate key: the last wins.
+        let mut wire = bannin_proto::v1::Event {
+            kind: "process.exec".into(),
+            attributes: (0..40).map(|i| (format!("k{i}"), "v".to_owned())).collect(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        for v in ["/first", "/last"] {
+            wire.extend(
+                bannin_proto::v1::Event {
+                    attributes: attrs(&[("exe", v)]),
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+            );
+        }
+        let (e, _) = SigmaEvent::from_wire("h", &wire)
+            .expect("scans")
+            .expect("event");
+        assert_eq!(e.get_field("Image"), Some(EventValue::Str("/last".into())));
+        // Broken input is an error, not a panic or a guess.
+        assert!(SigmaEvent::from_wire("h", &[0x0a, 0x05, b'a']).is_err());
+        assert!(SigmaEvent::from_wire("h", &[0x0a, 0x02, 0xff, 0xfe]).is_err());
     }
 
     #[test]

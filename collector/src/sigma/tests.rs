@@ -21,16 +21,18 @@ fn rule(detection: &str) -> SigmaSet {
     ))
 }
 
-fn exec(pairs: &[(&str, &str)]) -> SigmaEvent {
+fn exec(pairs: &[(&str, &str)]) -> SigmaEvent<'static> {
     event("web-01", "process.exec", pairs)
 }
 
-fn event(host: &str, kind: &str, pairs: &[(&str, &str)]) -> SigmaEvent {
+fn event(host: &str, kind: &str, pairs: &[(&str, &str)]) -> SigmaEvent<'static> {
     let a: BTreeMap<String, String> = pairs
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-    SigmaEvent::from_event(host, kind, 1_000, &a).expect("a Sigma event")
+    SigmaEvent::from_event(host, kind, 1_000, &a)
+        .expect("a Sigma event")
+        .into_owned()
 }
 
 fn matches(set: &SigmaSet, e: &SigmaEvent) -> bool {
@@ -436,8 +438,14 @@ fn a_broken_file_fails_the_load_and_names_the_file() {
     )
     .expect("write");
     std::fs::write(dir.path().join("pack/notes.txt"), "not a rule").expect("write");
+    // (A trailing document separator leaves an empty document: not an error.)
+    std::fs::write(
+        dir.path().join("pack/trailing.yml"),
+        "title: t\nlogsource:\n  product: linux\n  category: process_creation\ndetection:\n  s:\n    Image: /y\n  condition: s\n---\n",
+    )
+    .expect("write");
     let good = load(&[dir.path().to_owned()]).expect("loads");
-    assert_eq!((good.rules.len(), good.files), (1, 1));
+    assert_eq!((good.rules.len(), good.files), (2, 2));
     std::fs::write(
         dir.path().join("pack/broken.yml"),
         "title: b\nlogsource:\n  product: linux\n  category: process_creation\ndetection:\n  s:\n    Image: /x\n  condition: s and nothere\n",
@@ -454,7 +462,7 @@ fn a_broken_file_fails_the_load_and_names_the_file() {
 }
 
 /// Feeds events through a set's correlation engine, as the writer does.
-fn correlate(s: &SigmaSet, events: &[(SigmaEvent, i64)]) -> Vec<NewFinding> {
+fn correlate(s: &SigmaSet, events: &[(SigmaEvent<'static>, i64)]) -> Vec<NewFinding> {
     let mut engine = s.correlation_engine().expect("correlations");
     let mut out = Vec::new();
     for (e, at) in events {

@@ -1214,6 +1214,22 @@ async fn sigma(rules: usize, agents: usize, seconds: u64) -> anyhow::Result<()> 
         "generated rules refused: {:?}",
         set.refused.first()
     );
+    // Matching alone, in this process, on the benchmark's telemetry.
+    let events: Vec<bannin_collector::sigma::SigmaEvent<'static>> = (0..50u64)
+        .flat_map(|b| sample_events(200, (b % 7) as usize, b))
+        .filter_map(|e| {
+            let attributes = e.attributes.into_iter().collect();
+            bannin_collector::sigma::SigmaEvent::from_event("h", &e.kind, 0, &attributes)
+                .map(bannin_collector::sigma::SigmaEvent::into_owned)
+        })
+        .collect();
+    let started = Instant::now();
+    let mut matched = 0usize;
+    for e in &events {
+        matched += set.evaluate(e, "").findings.len();
+    }
+    let per_event_us = started.elapsed().as_secs_f64() * 1e6 / events.len() as f64;
+    eprintln!("matching: {per_event_us:.2} µs per event on one core ({matched} matches)");
     drop(set);
     println!("| rules | load time | resident memory added |");
     println!("|---:|---:|---:|");
