@@ -62,6 +62,10 @@ enum Cmd {
         /// Batches in flight per agent.
         #[arg(long, default_value_t = 4)]
         in_flight: usize,
+        /// Another bannin-collector binary (an older build) to run the same load
+        /// against in the same run, for a ratio.
+        #[arg(long)]
+        baseline_collector: Option<PathBuf>,
     },
     /// Resident memory of the collector with N idle connected agents.
     Idle {
@@ -145,7 +149,17 @@ fn main() -> anyhow::Result<()> {
                 seconds,
                 batch_events,
                 in_flight,
-            } => throughput(&agents, seconds, batch_events, in_flight).await,
+                baseline_collector,
+            } => {
+                throughput(
+                    &agents,
+                    seconds,
+                    batch_events,
+                    in_flight,
+                    baseline_collector.as_deref(),
+                )
+                .await
+            }
             Cmd::Idle { agents } => idle(&agents).await,
             Cmd::Sigma {
                 rules,
@@ -284,9 +298,18 @@ fn start_collector(dir: &Path, pki: &TestPki) -> anyhow::Result<Server> {
 }
 
 fn start_collector_with(dir: &Path, pki: &TestPki, extra: &str) -> anyhow::Result<Server> {
+    start_collector_binary(&bin("bannin-collector"), dir, pki, extra)
+}
+
+fn start_collector_binary(
+    binary: &Path,
+    dir: &Path,
+    pki: &TestPki,
+    extra: &str,
+) -> anyhow::Result<Server> {
     let port = free_port();
     let config = collector_config(dir, pki, port, extra);
-    let mut child = Command::new(bin("bannin-collector"))
+    let mut child = Command::new(binary)
         .args(["serve", "--config"])
         .arg(&config)
         .env("RUST_LOG", "warn")
@@ -634,6 +657,7 @@ async fn throughput(
     seconds: u64,
     batch_events: usize,
     in_flight: usize,
+    baseline: Option<&Path>,
 ) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let pki = TestPki::new(dir.path());
@@ -662,6 +686,26 @@ async fn throughput(
             .await
             .context("counting findings")?;
         drop(collector);
+        if let Some(binary) = baseline {
+            let old = start_collector_binary(binary, &run_dir.join("baseline"), &pki, "")
+                .context("baseline collector")?;
+            let b = run_load(old.addr, &configs[..n], seconds, batch_events, in_flight)
+                .await
+                .context("load on the baseline collector")?;
+            drop(old);
+            println!(
+                "| {n} | baseline collector ({}) | {:.0} | {:.1} | {:.1} | {} | |",
+                binary.display(),
+                b.events_per_sec,
+                b.p50_ms,
+                b.p99_ms,
+                b.failed
+            );
+            println!(
+                "| {n} | ratio collector / baseline | {:.0} % | | | | |",
+                100.0 * c.events_per_sec / b.events_per_sec.max(1.0)
+            );
+        }
         let sink = start_sink(&run_dir, &pki).context("sink")?;
         let s = run_load(sink.addr, &configs[..n], seconds, batch_events, in_flight)
             .await
