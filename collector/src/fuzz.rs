@@ -1,6 +1,8 @@
 //! Property tests: every decoder that takes bytes from a peer — agent batches
-//! as the ingest path reads them, Alertmanager JSON, enrollment CSRs, config
-//! files — survives arbitrary input: no panic, and a clear refusal.
+//! as the ingest path reads them (with and without Sigma rules, whose reader
+//! scans the encoded event in place), Alertmanager JSON, enrollment CSRs,
+//! config files, Sigma rule files — survives arbitrary input: no panic, and a
+//! clear refusal.
 //! (Evidence archives: `evidence::tests::fuzz_bundles_are_checked_without_panicking`.)
 //!
 //! `cargo test -p bannin-collector fuzz` runs 256 cases each; for millions:
@@ -68,6 +70,36 @@ fn event() -> impl Strategy<Value = v1::Event> {
 }
 
 proptest! {
+    /// The in-place reader of an encoded event reads what a full decode reads,
+    /// and arbitrary bytes are an error or nothing, never a panic.
+    #[test]
+    fn fuzz_sigma_wire_reader(e in event(), junk in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = crate::sigma::SigmaEvent::from_wire("fuzz-01", &junk);
+        let wire = e.encode_to_vec();
+        let read = crate::sigma::SigmaEvent::from_wire("fuzz-01", &wire).expect("a valid event reads");
+        let decoded = crate::sigma::SigmaEvent::from_event("fuzz-01", &e.kind, e.observed_unix_ms, &e.attributes);
+        prop_assert_eq!(read.is_some(), decoded.is_some());
+        if let (Some((r, summary)), Some(d)) = (read, decoded) {
+            prop_assert_eq!(r.text_fields().collect::<Vec<_>>(), d.text_fields().collect::<Vec<_>>());
+            prop_assert_eq!(summary, e.summary.as_str());
+        }
+    }
+
+    /// Sigma rule files: any text loads, or is refused naming the file.
+    #[test]
+    fn fuzz_sigma_rule_files(text in any::<String>(), value in any::<String>()) {
+        let path = std::path::Path::new("fuzz.yml");
+        if let Err(e) = crate::sigma::parse_text(path, &text) {
+            prop_assert!(e.to_string().contains("fuzz.yml"));
+        }
+        let shaped = format!(
+            "title: {value:?}\nid: {value:?}\nlogsource:\n  product: linux\n  category: process_creation\ndetection:\n  s:\n    CommandLine|contains: {value:?}\n    Image|re: {value:?}\n  condition: s\n"
+        );
+        if let Ok(c) = crate::sigma::parse_text(path, &shaped) {
+            let _ = crate::sigma::build(vec![(path.to_owned(), c)]);
+        }
+    }
+
     #[test]
     fn fuzz_alertmanager_json(
         body in proptest::collection::vec(any::<u8>(), 0..2048),
@@ -132,7 +164,23 @@ fn authority(dir: &std::path::Path) -> crate::enroll::Authority {
 #[test]
 fn fuzz_batches_as_ingest_reads_them() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ingest = ingest(dir.path());
+    let plain = ingest(&dir.path().join("plain"));
+    // The same batches through the Sigma path (events read in place).
+    let rules = crate::sigma::parse_text(
+        std::path::Path::new("fuzz.yml"),
+        "title: f\nname: f\nlogsource:\n  product: linux\n  category: process_creation\ndetection:\n  s:\n    CommandLine|contains: a\n  condition: s\n---\ntitle: c\ncorrelation:\n  type: event_count\n  rules:\n    - f\n  timespan: 1m\n  condition:\n    gte: 2\n",
+    )
+    .expect("rules");
+    let mut config = IngestConfig::simple(600_000, crate::detect::Detector::default());
+    config.sigma = Arc::new(
+        crate::sigma::build(vec![(std::path::PathBuf::from("fuzz.yml"), rules)]).expect("set"),
+    );
+    let sigma = Ingest::start(
+        crate::store::Store::open(&dir.path().join("sigma")).expect("store"),
+        config,
+    )
+    .expect("ingest")
+    .0;
     let host = HostId::new("fuzz-01").expect("id");
     run(
         (
@@ -142,21 +190,25 @@ fn fuzz_batches_as_ingest_reads_them() {
         |(events, garbage)| {
             let mut raw: Vec<bytes::Bytes> =
                 events.iter().map(|e| e.encode_to_vec().into()).collect();
-            let _ = ingest.prepare(
-                &host,
-                v1::TelemetryBatch {
-                    sequence: 1,
-                    events: raw.clone(),
-                },
-            );
+            for ingest in [&plain, &sigma] {
+                let _ = ingest.prepare(
+                    &host,
+                    v1::TelemetryBatch {
+                        sequence: 1,
+                        events: raw.clone(),
+                    },
+                );
+            }
             raw.extend(garbage.into_iter().map(bytes::Bytes::from));
-            let _ = ingest.prepare(
-                &host,
-                v1::TelemetryBatch {
-                    sequence: 2,
-                    events: raw,
-                },
-            );
+            for ingest in [&plain, &sigma] {
+                let _ = ingest.prepare(
+                    &host,
+                    v1::TelemetryBatch {
+                        sequence: 2,
+                        events: raw.clone(),
+                    },
+                );
+            }
             Ok(())
         },
     );
