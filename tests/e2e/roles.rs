@@ -205,6 +205,7 @@ async fn call(c: &mut Client, f: &mut Fixture, verb: &str) -> Result<(), tonic::
             .await
             .err(),
         "rules.list" => c.list_rules(v1::ListRulesRequest {}).await.err(),
+        "rules.reload" => c.reload_rules(v1::ReloadRulesRequest {}).await.err(),
         "sinks.list" => c.list_sinks(v1::ListSinksRequest {}).await.err(),
         "token.create" => c
             .create_token(v1::CreateTokenRequest::default())
@@ -338,6 +339,7 @@ const RESPONDER_VERBS: &[&str] = &[
     "incident.open",
     "incident.update",
     "finding.add",
+    "rules.reload",
 ];
 const ADMIN_VERBS: &[&str] = &[
     "operator.list",
