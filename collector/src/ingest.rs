@@ -278,7 +278,8 @@ impl Ingest {
 
     /// Checks a received batch, detects its finding candidates and cuts it into
     /// store records. Events are stored as received: only their [`v1::EventHeader`]
-    /// is decoded, and indicators in full (about one event in a hundred).
+    /// is decoded, indicators and correlation telemetry in full, and events a
+    /// Sigma log source covers are read in place ([`SigmaEvent::from_wire`]).
     pub fn prepare(
         &self,
         host: &HostId,
@@ -299,12 +300,9 @@ impl Ingest {
             let for_sigma = !sigma.is_empty()
                 && crate::sigma::fields::EVENT_KINDS.contains(&header.kind.as_str());
             let for_correlation = crate::correlate::TELEMETRY_KINDS.contains(&header.kind.as_str());
-            if !(header.indicator || for_sigma || for_correlation) {
-                continue;
-            }
-            if for_sigma && !header.indicator && !for_correlation {
-                // Telemetry only Sigma reads: read in place, copying nothing
-                // but what a rule matched.
+            if for_sigma {
+                // Read in place: nothing is decoded or copied but the
+                // attributes a rule reads (and what a match keeps).
                 let scanned = SigmaEvent::from_wire(host.as_str(), raw).map_err(|e| {
                     IngestError::Malformed {
                         index,
@@ -318,26 +316,14 @@ impl Ingest {
                         sigma_feed.push((e.into_owned(), matched.feed));
                     }
                 }
+            }
+            if !(header.indicator || for_correlation) {
                 continue;
             }
             let event = v1::Event::decode(raw.clone()).map_err(|e| IngestError::Malformed {
                 index,
                 reason: e.to_string(),
             })?;
-            if for_sigma
-                && let Some(e) = SigmaEvent::from_event(
-                    host.as_str(),
-                    &event.kind,
-                    event.observed_unix_ms,
-                    &event.attributes,
-                )
-            {
-                let matched = sigma.evaluate(&e, &event.summary);
-                findings.extend(matched.findings);
-                if !matched.feed.is_empty() {
-                    sigma_feed.push((e.into_owned(), matched.feed));
-                }
-            }
             if header.indicator {
                 if let Some(f) = self.detector.detect(host, &Event::from_wire(event, now)) {
                     findings.push(f);
@@ -801,13 +787,9 @@ impl Writer {
                     let Some(engine) = self.sigma_engine.as_mut() else {
                         break;
                     };
-                    let results =
-                        engine.process_with_detections(&event, feed, event.observed_unix_ms / 1000);
-                    for r in results {
-                        if let Some(f) = self.sigma.correlation_finding(&r, &event) {
-                            self.count_sigma(&f, now);
-                            self.stage_correlated(f, now)?;
-                        }
+                    for f in self.sigma.correlate(engine, &event, feed) {
+                        self.count_sigma(&f, now);
+                        self.stage_correlated(f, now)?;
                     }
                 }
                 for (kind, at, attributes) in &batch.telemetry {

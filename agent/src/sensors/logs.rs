@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use super::source::journal;
 use super::{Health, HostRoot, Sensor, SensorError, Sweep, event};
 use crate::config::LogsConfig;
-use crate::host::accounts::parse_passwd;
+use crate::host::accounts::UserNames;
 use crate::host::auth_log::{AuthEvent, parse_auth_line, parse_lastlog, parse_utmp};
 
 /// Most bytes read from one file per sweep; the rest waits for the next.
@@ -171,17 +171,11 @@ impl Logs {
         let Ok(bytes) = std::fs::read(self.root.join(&self.config.lastlog)) else {
             return;
         };
-        let names: BTreeMap<u32, String> = std::fs::read_to_string(self.root.join("/etc/passwd"))
-            .map(|t| {
-                parse_passwd(&t)
-                    .into_iter()
-                    .map(|u| (u.uid, u.name))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut names = UserNames::new(self.root.clone());
         for (uid, at) in parse_lastlog(&bytes) {
-            if let Some(name) = names.get(&uid) {
-                self.state.last_login.entry(name.clone()).or_insert(at);
+            let name = names.name(uid);
+            if !name.is_empty() {
+                self.state.last_login.entry(name).or_insert(at);
             }
         }
     }

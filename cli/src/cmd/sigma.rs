@@ -60,12 +60,8 @@ pub(crate) fn run(action: SigmaAction, json: bool) -> anyhow::Result<ExitCode> {
         if let Some(engine) = engine.as_mut()
             && !m.feed.is_empty()
         {
-            let results =
-                engine.process_with_detections(&event, m.feed, event.observed_unix_ms / 1000);
-            for r in results {
-                if let Some(f) = set.correlation_finding(&r, &event) {
-                    matches.push((n + 1, f));
-                }
+            for f in set.correlate(engine, &event, m.feed) {
+                matches.push((n + 1, f));
             }
         }
     }

@@ -142,6 +142,8 @@ pub struct RuleInfo {
     /// Whether its matches become findings on their own (false for a detection
     /// rule that only feeds correlations with `generate: false`).
     pub generates: bool,
+    /// Whether a correlation rule reads its matches.
+    pub feeds: bool,
 }
 
 /// A rule that was not loaded, and why.
@@ -174,8 +176,6 @@ pub struct SigmaSet {
     /// The correlation rules and the detection rules they reference, for
     /// [`SigmaSet::correlation_engine`].
     correlation: SigmaCollection,
-    /// Keys of detection rules some correlation reads.
-    feeds: HashSet<String>,
 }
 
 impl std::fmt::Debug for SigmaSet {
@@ -192,7 +192,6 @@ impl std::fmt::Debug for SigmaSet {
 #[derive(Default)]
 struct Rules {
     compiled: Vec<CompiledRule>,
-    detections: Vec<rsigma_parser::Detections>,
     prefilter: prefilter::Prefilter,
 }
 
@@ -206,7 +205,6 @@ impl Default for SigmaSet {
             files: 0,
             loaded_unix_ms: 0,
             correlation: SigmaCollection::new(),
-            feeds: HashSet::new(),
         }
     }
 }
@@ -250,14 +248,13 @@ impl SigmaSet {
                 .collect()
         });
         for result in results {
-            let key = result.header.rule_id.clone().unwrap_or_default();
-            let Some(rule) = self.rule(&key) else {
+            let Some(rule) = self.rule(result.header.rule_id.as_deref().unwrap_or_default()) else {
                 continue;
             };
             if rule.generates {
                 out.findings.push(self.match_finding(rule, event, summary));
             }
-            if self.feeds.contains(&key) {
+            if rule.feeds {
                 out.feed.push(result);
             }
         }
@@ -308,8 +305,24 @@ impl SigmaSet {
         Some(engine)
     }
 
+    /// Feeds `event`'s detections (a [`Matches::feed`]) to the correlation
+    /// `engine` at the event's observation time; the findings of the
+    /// correlation rules that fired.
+    pub fn correlate(
+        &self,
+        engine: &mut CorrelationEngine,
+        event: &SigmaEvent,
+        feed: Vec<EvaluationResult>,
+    ) -> Vec<NewFinding> {
+        engine
+            .process_with_detections(event, feed, event.observed_unix_ms / 1000)
+            .iter()
+            .filter_map(|r| self.correlation_finding(r, event))
+            .collect()
+    }
+
     /// The finding of a correlation rule that fired on `event`.
-    pub fn correlation_finding(
+    fn correlation_finding(
         &self,
         result: &EvaluationResult,
         event: &SigmaEvent,
@@ -520,11 +533,15 @@ pub fn parse_file(file: &Path) -> Result<SigmaCollection, LoadError> {
 
 /// Parses rule text read from `file`.
 pub fn parse_text(file: &Path, text: &str) -> Result<SigmaCollection, LoadError> {
-    // A file that ends with a document separator has an empty last document,
-    // which is valid YAML and no rule.
+    // A file that ends with a document separator (a `---` line) has an empty
+    // last document, which is valid YAML and no rule.
     let mut text = text.trim_end();
-    while let Some(rest) = text.strip_suffix("---") {
-        text = rest.trim_end();
+    loop {
+        let (head, last) = text.rsplit_once('\n').unwrap_or(("", text));
+        if last.trim() != "---" || text.is_empty() {
+            break;
+        }
+        text = head.trim_end();
     }
     let collection = rsigma_parser::parse_sigma_yaml(text).map_err(|e| LoadError::Parse {
         path: file.to_owned(),
@@ -559,6 +576,8 @@ pub fn build(parsed: Vec<(PathBuf, SigmaCollection)>) -> Result<SigmaSet, LoadEr
     // Detection rules first: correlations refer to them.
     let mut categories: HashMap<String, Category> = HashMap::new();
     let mut accepted: Vec<SigmaRule> = Vec::new();
+    // Each log source's detections, for its prefilter.
+    let mut detections: [Vec<rsigma_parser::Detections>; 3] = Default::default();
     let mut correlations: Vec<(PathBuf, CorrelationRule)> = Vec::new();
     for (file, collection) in parsed {
         for filter in &collection.filters {
@@ -611,9 +630,8 @@ pub fn build(parsed: Vec<(PathBuf, SigmaCollection)>) -> Result<SigmaSet, LoadEr
                     });
                 }
             };
-            let rules = &mut set.engines[category.index()];
-            rules.compiled.push(compiled);
-            rules.detections.push(rule.detection.clone());
+            set.engines[category.index()].compiled.push(compiled);
+            detections[category.index()].push(rule.detection.clone());
             set.by_key.insert(key.clone(), set.rules.len());
             if let Some(name) = &rule.name {
                 categories.insert(name.clone(), category);
@@ -635,6 +653,7 @@ pub fn build(parsed: Vec<(PathBuf, SigmaCollection)>) -> Result<SigmaSet, LoadEr
                 logsource: category.name().into(),
                 kind: RuleKind::Detection,
                 generates: true,
+                feeds: false,
             });
             accepted.push(rule);
         }
@@ -700,32 +719,28 @@ pub fn build(parsed: Vec<(PathBuf, SigmaCollection)>) -> Result<SigmaSet, LoadEr
             logsource: correlation_type_name(&corr).into(),
             kind: RuleKind::Correlation,
             generates: true,
+            feeds: false,
         });
         used.push(corr);
     }
     let referenced: HashSet<&String> = used.iter().flat_map(|c| c.rules.iter()).collect();
-    for rule in &accepted {
+    for rule in accepted {
         let key = rule.id.clone().unwrap_or_default();
-        let named = |r: &&String| Some(*r) == rule.name.as_ref() || **r == key;
-        if referenced.iter().any(named) {
-            set.feeds.insert(key.clone());
-            set.correlation.rules.push(rule.clone());
-        }
-        if silent
-            .iter()
-            .any(|s| Some(s) == rule.name.as_ref() || *s == key)
-            && let Some(&i) = set.by_key.get(&key)
-        {
-            // (A rule another correlation reads with `generate: true` still
-            // stays quiet: the specification says so for any `false`.)
-            set.rules[i].generates = false;
+        let names = |r: &String| Some(r) == rule.name.as_ref() || *r == key;
+        let Some(&i) = set.by_key.get(&key) else {
+            continue;
+        };
+        // (A rule another correlation reads with `generate: true` still stays
+        // quiet: the specification says so for any `false`.)
+        set.rules[i].generates = !silent.iter().any(names);
+        if referenced.iter().any(|r| names(r)) {
+            set.rules[i].feeds = true;
+            set.correlation.rules.push(rule);
         }
     }
     set.correlation.correlations = used;
-    for rules in &mut set.engines {
-        rules.prefilter = prefilter::Prefilter::build(rules.detections.iter());
-        // (Kept only to build the prefilter.)
-        rules.detections = Vec::new();
+    for (rules, detections) in set.engines.iter_mut().zip(&detections) {
+        rules.prefilter = prefilter::Prefilter::build(detections);
     }
     Ok(set)
 }

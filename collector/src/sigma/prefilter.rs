@@ -44,27 +44,22 @@ struct FieldIndex {
 impl Prefilter {
     /// Indexes `detections` (rule `i` is `detections[i]`).
     pub fn build<'a>(detections: impl IntoIterator<Item = &'a Detections>) -> Self {
-        let mut by_field: HashMap<String, (Vec<String>, Vec<Vec<usize>>)> = HashMap::new();
+        // Field → needle → the rules that need it, in first-seen order.
+        let mut by_field: HashMap<String, needle_index::FieldNeedles> = HashMap::new();
         let mut always = Vec::new();
         for (i, d) in detections.into_iter().enumerate() {
             match required(d) {
                 Some(needles) if !needles.is_empty() => {
                     for (field, needle) in needles {
-                        let (patterns, owners) = by_field.entry(field).or_default();
-                        match patterns.iter().position(|p| *p == needle) {
-                            Some(at) => owners[at].push(i),
-                            None => {
-                                patterns.push(needle);
-                                owners.push(vec![i]);
-                            }
-                        }
+                        by_field.entry(field).or_default().add(needle, i);
                     }
                 }
                 _ => always.push(i),
             }
         }
         let mut fields = Vec::new();
-        for (field, (patterns, owners)) in by_field {
+        for (field, needles) in by_field {
+            let (patterns, owners) = needles.into_parts();
             let built = AhoCorasickBuilder::new()
                 .match_kind(MatchKind::Standard)
                 .build(&patterns);
@@ -120,6 +115,35 @@ fn lowercase(text: &str) -> std::borrow::Cow<'_, str> {
         std::borrow::Cow::Owned(text.to_lowercase())
     } else {
         std::borrow::Cow::Borrowed(text)
+    }
+}
+
+mod needle_index {
+    use std::collections::HashMap;
+
+    /// One field's needles and, for each, the rules that need it.
+    #[derive(Default)]
+    pub struct FieldNeedles {
+        at: HashMap<String, usize>,
+        patterns: Vec<String>,
+        owners: Vec<Vec<usize>>,
+    }
+
+    impl FieldNeedles {
+        pub fn add(&mut self, needle: String, rule: usize) {
+            match self.at.get(&needle) {
+                Some(&i) => self.owners[i].push(rule),
+                None => {
+                    self.at.insert(needle.clone(), self.patterns.len());
+                    self.patterns.push(needle);
+                    self.owners.push(vec![rule]);
+                }
+            }
+        }
+
+        pub fn into_parts(self) -> (Vec<String>, Vec<Vec<usize>>) {
+            (self.patterns, self.owners)
+        }
     }
 }
 

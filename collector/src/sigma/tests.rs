@@ -438,6 +438,13 @@ fn a_broken_file_fails_the_load_and_names_the_file() {
     )
     .expect("write");
     std::fs::write(dir.path().join("pack/notes.txt"), "not a rule").expect("write");
+    // A last value ending in dashes is the value, not a separator.
+    let dashes = parse_text(
+        Path::new("d.yml"),
+        "title: t\nlogsource:\n  product: linux\n  category: process_creation\ndetection:\n  s:\n    Image: /x\n  condition: s\nfalsepositives:\n  - ends in dashes---\n",
+    )
+    .expect("parses");
+    assert_eq!(dashes.rules[0].falsepositives, ["ends in dashes---"]);
     // (A trailing document separator leaves an empty document: not an error.)
     std::fs::write(
         dir.path().join("pack/trailing.yml"),
@@ -466,14 +473,11 @@ fn correlate(s: &SigmaSet, events: &[(SigmaEvent<'static>, i64)]) -> Vec<NewFind
     let mut engine = s.correlation_engine().expect("correlations");
     let mut out = Vec::new();
     for (e, at) in events {
-        let m = s.evaluate(e, "x");
-        if m.feed.is_empty() {
-            continue;
-        }
-        for r in engine.process_with_detections(e, m.feed, *at) {
-            if let Some(f) = s.correlation_finding(&r, e) {
-                out.push(f);
-            }
+        let mut e = e.clone();
+        e.observed_unix_ms = at * 1000;
+        let m = s.evaluate(&e, "x");
+        if !m.feed.is_empty() {
+            out.extend(s.correlate(&mut engine, &e, m.feed));
         }
     }
     out
