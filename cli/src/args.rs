@@ -245,6 +245,13 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 1000)]
         limit: u32,
     },
+    /// Serve a web console for this operator on loopback (as `kubectl proxy`
+    /// does): it talks to the collector with this operator's certificate, so
+    /// every action is yours, checked by your role and logged as yours.
+    ///
+    /// Prints a URL with a one-time login token; open it in a browser on this
+    /// machine (over SSH: `ssh -L 8443:127.0.0.1:PORT`). Runs until Ctrl-C.
+    Console(crate::console::ConsoleArgs),
 }
 
 /// Options shared by commands sent to hosts.

@@ -6,6 +6,7 @@
 //! - [`cmd`]: one file per command family, and the dispatch.
 //! - [`client`]: the operator config and the mTLS connection to the collector.
 //! - [`output`]: text tables and JSON documents.
+//! - [`console`]: `bannin console`, the web console on loopback.
 //! - [`up`]: `bannin up`, a collector and an agent in one process on a dev PKI.
 
 /// mimalloc: the collector and agent allocate and free many small strings per
@@ -16,6 +17,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod args;
 mod client;
 mod cmd;
+mod console;
 mod output;
 mod up;
 

@@ -231,7 +231,7 @@ const FIRST_COLUMNS: &[&str] = &[
 const TIME_COLUMNS: &[&str] = &["started", "since", "mtime", "ctime", "atime"];
 
 /// The table's columns: [`FIRST_COLUMNS`] first, long free text (command lines) last.
-fn column_order<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+pub fn column_order<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     let mut columns: Vec<&str> = keys.collect();
     let rank = |c: &str| match FIRST_COLUMNS.iter().position(|f| *f == c) {
         Some(i) => (0, i),
@@ -248,7 +248,7 @@ fn header(column: &str) -> String {
 }
 
 /// One cell as text: times in RFC 3339, `yes` for true and nothing for false.
-fn cell(column: &str, v: &Value) -> String {
+pub fn cell(column: &str, v: &Value) -> String {
     match v {
         Value::Number(n) if TIME_COLUMNS.contains(&column) => match n.as_i64() {
             Some(0) | None => String::new(),

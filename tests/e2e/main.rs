@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod config;
+mod console;
 mod correlation;
 mod durability;
 mod enrollment;

@@ -176,8 +176,8 @@ async fn isolating_the_bannin_up_machine_needs_the_explicit_flag() {
 pub(crate) struct Site {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) lab: Lab,
-    pki: TestPki,
-    operator: std::path::PathBuf,
+    pub(crate) pki: TestPki,
+    pub(crate) operator: std::path::PathBuf,
     agent_dir: std::path::PathBuf,
     agent_options: AgentOptions,
     pub(crate) watched: std::path::PathBuf,
@@ -190,7 +190,7 @@ pub(crate) struct Site {
 pub(crate) const PORT: u16 = 7443;
 
 impl Site {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with(|_| {})
     }
 

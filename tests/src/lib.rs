@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod browser;
 pub mod https;
 pub mod netns;
 pub mod sim;
@@ -173,16 +174,25 @@ pub struct Proc {
 
 impl Proc {
     /// Starts `command` with its stderr in `log`.
-    pub fn spawn(mut command: Command, log: PathBuf) -> Self {
+    pub fn spawn(command: Command, log: PathBuf) -> Self {
+        Self::spawn_inner(command, log, None)
+    }
+
+    /// [`Proc::spawn`], with its stdout in the file `stdout`.
+    pub fn spawn_with_stdout(command: Command, log: PathBuf, stdout: &Path) -> Self {
+        Self::spawn_inner(command, log, Some(stdout))
+    }
+
+    fn spawn_inner(mut command: Command, log: PathBuf, stdout: Option<&Path>) -> Self {
         let file = std::fs::File::create(&log).expect("log file");
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .env(
-                "RUST_LOG",
-                std::env::var("BANNIN_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            );
+        let out = match stdout {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("stdout file")),
+            None => Stdio::null(),
+        };
+        command.stdin(Stdio::null()).stdout(out).stderr(file).env(
+            "RUST_LOG",
+            std::env::var("BANNIN_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        );
         let child = command.spawn().expect("spawn");
         Self { child, log }
     }

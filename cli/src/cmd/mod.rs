@@ -37,6 +37,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let json = cli.json;
     match cli.command {
         Command::Up(_) | Command::Sigma { .. } => unreachable!("handled above"),
+        Command::Console(args) => crate::console::run(args, client, json).await,
         Command::Hosts => hosts::list(&mut client, json).await,
         Command::Findings {
             follow,

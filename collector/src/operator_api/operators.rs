@@ -91,9 +91,16 @@ pub(super) async fn who_am_i(
     request: Request<v1::WhoAmIRequest>,
 ) -> Result<Response<v1::WhoAmIResponse>, Status> {
     let name = svc.authorize(&request, Rpc::WhoAmI).await?;
+    let role = svc
+        .store
+        .operator(name.as_str())
+        .map_err(|e| internal("reading operators", &e))?
+        .map(|r| r.role.as_str().to_owned())
+        .unwrap_or_default();
     Ok(Response::new(v1::WhoAmIResponse {
         operator: name.to_string(),
         collector_version: bannin_proto::VERSION.into(),
+        role,
     }))
 }
 

@@ -1,0 +1,418 @@
+//! `bannin console` in a real browser (headless Chromium over WebDriver),
+//! against a real collector and agent in the namespace lab: a responder's whole
+//! flow, then what the console must refuse. Screenshots of every page are saved
+//! under `target/console-screenshots/`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bannin_tests::browser::{self, Driver, screenshot, wait_for, wait_until_js};
+use bannin_tests::netns::Host;
+use bannin_tests::{Proc, bin, operator_toml};
+use fantoccini::{Client, Locator};
+use serde_json::json;
+
+use crate::response::{PORT, Site};
+
+/// chromedriver's port inside the collector's namespace (nothing else listens there).
+const DRIVER_PORT: u16 = 9515;
+
+/// Starts `bannin console` as the operator of `config`, in the collector's
+/// namespace; returns it and its one-time login URL.
+fn start_console(site: &Site, config: &Path, name: &str) -> (Proc, String) {
+    let out = site.dir.path().join(format!("console-{name}.out"));
+    let mut command = site.lab.command(Host::Collector, &bin("bannin"));
+    command
+        .args(["console", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config);
+    let proc = Proc::spawn_with_stdout(
+        command,
+        site.dir.path().join(format!("console-{name}.log")),
+        &out,
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        if let Some(url) = text.lines().find(|l| l.contains("/login?token=")) {
+            return (proc, url.trim().to_owned());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no login URL from the console\n{}",
+            proc.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `fetch` from the page: (status, body text).
+async fn fetch(client: &Client, path: &str, body: &str, credentials: &str) -> (u64, String) {
+    let script = r#"
+        const [path, body, credentials, done] = arguments;
+        fetch(path, { method: "POST", credentials, headers: { "Content-Type": "application/x-www-form-urlencoded" }, body })
+            .then(r => r.text().then(t => done([r.status, t])))
+            .catch(e => done([0, String(e)]));
+    "#;
+    let v = client
+        .execute_async(script, vec![json!(path), json!(body), json!(credentials)])
+        .await
+        .expect("fetch");
+    (
+        v[0].as_u64().unwrap_or(0),
+        v[1].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+async fn csrf(client: &Client) -> String {
+    client
+        .execute(
+            "return document.querySelector('meta[name=csrf-token]').content",
+            vec![],
+        )
+        .await
+        .expect("csrf meta")
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn text(client: &Client, css: &str) -> String {
+    wait_for(client, css, 10).await.text().await.expect("text")
+}
+
+async fn click(client: &Client, css: &str) {
+    wait_for(client, css, 10)
+        .await
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+async fn fill(client: &Client, css: &str, value: &str) {
+    let e = wait_for(client, css, 10).await;
+    e.clear().await.expect("clear");
+    e.send_keys(value).await.expect("type");
+}
+
+/// The responder's flow, as alice (admin).
+async fn responder_flow(site: &Site, client: &Client, url: &str, base: &str) {
+    // Log in with the printed URL; the token then no longer works.
+    client.goto(url).await.expect("login");
+    wait_for(client, "#chart-hourly", 10).await;
+    assert_eq!(text(client, "#operator").await, "alice");
+    screenshot(client, "01-overview").await;
+
+    // The live queue: a finding provoked now appears without a reload, and the
+    // `<script>` in its file name stays text.
+    client
+        .goto(&format!("{base}/findings"))
+        .await
+        .expect("findings");
+    wait_until_js(
+        client,
+        "return document.getElementById('queue').dataset.live === 'open'",
+        15,
+        "the live queue to connect",
+    )
+    .await;
+    client
+        .execute("window.__notReloaded = true; return true", vec![])
+        .await
+        .expect("marker");
+    // No `/` can be in a name; a bidi override and an ESC ride along.
+    let hostile = " <script>window.__pwned=1<\u{202e}gpj.exe\x1b[2J";
+    std::fs::write(site.watched.join(hostile), b"x").expect("hostile file");
+    wait_until_js(
+        client,
+        "return [...document.querySelectorAll('#queue td.summary')].some(td => td.textContent.includes('<script>window.__pwned=1<'))",
+        60,
+        "the provoked finding in the live queue",
+    )
+    .await;
+    let checks = client
+        .execute(
+            "return [window.__notReloaded === true, document.querySelectorAll('#queue script, #queue img').length, window.__pwned === undefined]",
+            vec![],
+        )
+        .await
+        .expect("checks");
+    assert_eq!(
+        checks,
+        json!([true, 0, true]),
+        "no reload, no element made from the name, nothing ran"
+    );
+    let shown = client
+        .execute(
+            "return [...document.querySelectorAll('#queue td.summary')].map(td => td.textContent).find(t => t.includes('__pwned'))",
+            vec![],
+        )
+        .await
+        .expect("summary");
+    let shown = shown.as_str().unwrap_or_default();
+    assert!(
+        shown.contains("\\u{202e}gpj.exe\\x1b[2J")
+            && !shown.contains('\u{202e}')
+            && !shown.contains('\x1b'),
+        "the bidi override and the ESC are shown, not obeyed: {shown:?}"
+    );
+    screenshot(client, "02-findings-live").await;
+
+    // Open the finding: the summary is text in the DOM too.
+    let row = client
+        .execute(
+            "return [...document.querySelectorAll('#queue tr')].find(tr => tr.textContent.includes('<script>window.__pwned')).dataset.finding",
+            vec![],
+        )
+        .await
+        .expect("row id");
+    let finding = row.as_str().expect("finding id").to_owned();
+    client
+        .goto(&format!("{base}/findings/{finding}"))
+        .await
+        .expect("finding page");
+    assert!(
+        text(client, "#finding-summary")
+            .await
+            .contains("<script>window.__pwned=1<")
+    );
+    // Acknowledge it with a note.
+    fill(client, "#state-form textarea[name=note]", "looking at it").await;
+    click(client, "#ack").await;
+    wait_until_js(
+        client,
+        "return document.getElementById('finding-state')?.textContent === 'acknowledged'",
+        10,
+        "the finding acknowledged",
+    )
+    .await;
+    screenshot(client, "03-finding").await;
+
+    // Open an incident from it.
+    click(client, "#open-incident-button").await;
+    wait_for(client, "#incident-title", 10).await;
+    assert!(
+        text(client, "#timeline").await.contains("finding"),
+        "the timeline starts with the finding"
+    );
+    screenshot(client, "04-incident").await;
+
+    // The host page, and a triage question answered in a table.
+    client
+        .goto(&format!("{base}/hosts/web-01"))
+        .await
+        .expect("host page");
+    assert_eq!(text(client, "#host-status").await, "online");
+    screenshot(client, "05-host").await;
+    wait_for(client, "#triage-question", 10)
+        .await
+        .select_by_value("listeners")
+        .await
+        .expect("select");
+    click(client, "#triage-button").await;
+    wait_for(client, "#triage-rows", 70).await;
+    let rows = client
+        .find_all(Locator::Css("#triage-rows tbody tr"))
+        .await
+        .expect("rows");
+    assert!(
+        !rows.is_empty(),
+        "the agent's listeners (the python server on 9001)"
+    );
+    assert!(text(client, "#triage-rows").await.contains("9001"));
+    screenshot(client, "06-triage").await;
+
+    // Isolate with a reason; the confirmation must name the host.
+    client
+        .goto(&format!("{base}/hosts/web-01"))
+        .await
+        .expect("host page");
+    fill(
+        client,
+        "#isolate-form input[name=reason]",
+        "console e2e: contain web-01",
+    )
+    .await;
+    fill(client, "#isolate-form input[name=confirm]", "web-02").await;
+    click(client, "#isolate-button").await;
+    assert!(
+        text(client, "#error")
+            .await
+            .contains("type its id (web-01)"),
+        "a confirmation naming another host is refused"
+    );
+    assert_eq!(site.host_field("isolation"), Some("not isolated".into()));
+    client
+        .goto(&format!("{base}/hosts/web-01"))
+        .await
+        .expect("host page");
+    fill(
+        client,
+        "#isolate-form input[name=reason]",
+        "console e2e: contain web-01",
+    )
+    .await;
+    fill(client, "#isolate-form input[name=confirm]", "web-01").await;
+    click(client, "#isolate-button").await;
+    wait_until_js(
+        client,
+        "return document.getElementById('command-state')?.textContent === 'succeeded'",
+        60,
+        "the isolate command to succeed (followed by the page)",
+    )
+    .await;
+    screenshot(client, "07-isolate-command").await;
+    assert_eq!(
+        site.reachability(),
+        [false; 4],
+        "the agent's host is isolated"
+    );
+    client
+        .goto(&format!("{base}/hosts/web-01"))
+        .await
+        .expect("host page");
+    assert_eq!(text(client, "#isolation").await, "isolated");
+    wait_for(client, "#release-form", 5).await;
+
+    // The brief of the incident, rendered, with the Markdown and JSON downloads.
+    client
+        .goto(&format!("{base}/incidents/1/brief"))
+        .await
+        .expect("brief");
+    let brief = text(client, "#report").await;
+    assert!(brief.contains("web-01"), "{brief}");
+    assert_eq!(
+        client
+            .execute(
+                "return document.querySelectorAll('#report script').length",
+                vec![]
+            )
+            .await
+            .expect("count"),
+        json!(0)
+    );
+    screenshot(client, "08-brief").await;
+
+    // Commands, evidence, and the action log with its verification.
+    client
+        .goto(&format!("{base}/commands"))
+        .await
+        .expect("commands");
+    assert!(text(client, "table.commands").await.contains("isolate"));
+    screenshot(client, "09-commands").await;
+    client
+        .goto(&format!("{base}/evidence"))
+        .await
+        .expect("evidence");
+    screenshot(client, "10-evidence").await;
+    client
+        .goto(&format!("{base}/actions"))
+        .await
+        .expect("actions");
+    let log = text(client, "table.actions").await;
+    assert!(
+        log.contains("alice") && log.contains("console e2e: contain web-01"),
+        "the isolation is in the log as alice's, with her reason"
+    );
+    click(client, "#verify-actions").await;
+    assert!(
+        text(client, "#verify-result").await.contains("verifies"),
+        "the action log verifies"
+    );
+    screenshot(client, "11-actions-verified").await;
+
+    // Refusals: a change without the CSRF token, a request without the session.
+    let token = csrf(client).await;
+    let (status, body) = fetch(client, "/actions/verify", "", "same-origin").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("CSRF"), "{body}");
+    let (status, _) = fetch(
+        client,
+        "/actions/verify",
+        &format!("csrf={token}"),
+        "same-origin",
+    )
+    .await;
+    assert_eq!(status, 200, "the same request with the token passes");
+    let (status, body) = fetch(client, "/actions/verify", &format!("csrf={token}"), "omit").await;
+    assert_eq!(status, 401, "{body}");
+    // The login link works once.
+    client.goto(url).await.expect("login again");
+    assert!(text(client, "#error").await.contains("used already"));
+}
+
+/// A viewer's console: no response buttons, and the API refuses anyway.
+async fn viewer_flow(client: &Client, url: &str, base: &str) {
+    client.goto(url).await.expect("viewer login");
+    assert_eq!(text(client, "#role").await, "viewer");
+    client
+        .goto(&format!("{base}/hosts/web-01"))
+        .await
+        .expect("host page");
+    wait_for(client, "#no-response", 10).await;
+    assert!(
+        client
+            .find_all(Locator::Css("#isolate-form, #release-form, #triage-form"))
+            .await
+            .expect("find")
+            .is_empty(),
+        "a viewer is offered no isolate, release or triage"
+    );
+    screenshot(client, "12-viewer-host").await;
+    let token = csrf(client).await;
+    let (status, body) = fetch(
+        client,
+        "/hosts/web-01/command",
+        &format!("csrf={token}&verb=release&reason=x&confirm=web-01"),
+        "same-origin",
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("needs the responder role"), "{body}");
+}
+
+#[test]
+fn console_in_a_real_browser_needs_root() {
+    let site = Site::new();
+    // A viewer, registered by the admin.
+    let (ok, _, err) = site.cli(&["operator", "add", "victor", "--role", "viewer"]);
+    assert!(ok, "{err}");
+    let viewer_dir = site.dir.path().join("viewer");
+    std::fs::create_dir_all(&viewer_dir).expect("dir");
+    let viewer_config = operator_toml(
+        &viewer_dir,
+        &site.pki.operator("victor"),
+        format!("{}:{PORT}", Host::Collector.v4())
+            .parse()
+            .expect("addr"),
+    );
+    let (_console, url) = start_console(&site, &site.operator, "alice");
+    let base = url.split("/login").next().expect("base").to_owned();
+    let (_viewer_console, viewer_url) = start_console(&site, &viewer_config, "victor");
+    // The viewer's console under `localhost`: its own cookie jar.
+    let viewer_url = viewer_url.replace("127.0.0.1", "localhost");
+    let viewer_base = viewer_url.split("/login").next().expect("base").to_owned();
+    let ns = site.lab.ns(Host::Collector);
+    let driver = Driver::start(
+        DRIVER_PORT,
+        &["ip", "netns", "exec", &ns],
+        &site.dir.path().join("chromedriver.log"),
+    );
+    std::thread::scope(|scope| {
+        let flow = scope.spawn(|| {
+            browser::enter_netns(&ns);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let client = driver.session().await;
+                responder_flow(&site, &client, &url, &base).await;
+                viewer_flow(&client, &viewer_url, &viewer_base).await;
+                let _ = client.close().await;
+            });
+        });
+        if let Err(panic) = flow.join() {
+            std::panic::resume_unwind(panic);
+        }
+    });
+}
