@@ -1036,6 +1036,22 @@ mod tests {
         .await;
         let findings = store.findings_after(0, 10).expect("findings");
         assert_eq!(findings.len(), 2, "{findings:?}");
+        // Newest first, bounded on both sides (the console pages backwards).
+        let ids = |v: Vec<crate::model::Finding>| v.iter().map(|f| f.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(store.findings_before(0, 0, 10).expect("newest")),
+            [2, 1]
+        );
+        assert_eq!(ids(store.findings_before(0, 0, 1).expect("newest")), [2]);
+        assert_eq!(ids(store.findings_before(0, 2, 10).expect("before 2")), [1]);
+        assert_eq!(ids(store.findings_before(1, 0, 10).expect("after 1")), [2]);
+        assert!(store.findings_before(1, 2, 10).expect("empty").is_empty());
+        assert!(
+            store
+                .findings_before(5, 1, 10)
+                .expect("inverted")
+                .is_empty()
+        );
         assert_eq!(findings[0].count, 3);
         assert_eq!(findings[0].severity, Severity::Medium);
         assert_eq!(findings[1].count, 1);

@@ -335,6 +335,25 @@ async fn responder_flow(site: &Site, client: &Client, url: &str, base: &str) {
     assert_eq!(status, 200, "the same request with the token passes");
     let (status, body) = fetch(client, "/actions/verify", &format!("csrf={token}"), "omit").await;
     assert_eq!(status, 401, "{body}");
+    // DNS rebinding: a page on another name that resolves here sends its own Host.
+    let addr = base.trim_start_matches("http://");
+    for (host, want) in [
+        (addr.to_owned(), "401"),
+        ("rebind.example:80".to_owned(), "421"),
+    ] {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let request =
+            format!("GET /findings HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("read");
+        assert!(
+            response.starts_with(&format!("HTTP/1.1 {want}")),
+            "Host {host}: {}",
+            response.lines().next().unwrap_or_default()
+        );
+    }
     // The login link works once.
     client.goto(url).await.expect("login again");
     assert!(text(client, "#error").await.contains("used already"));

@@ -67,6 +67,7 @@ pub async fn all_findings(client: &mut OperatorClient<Channel>) -> Vec<v1::Findi
             .list_findings(v1::ListFindingsRequest {
                 since_id: since,
                 limit: 10_000,
+                ..Default::default()
             })
             .await
             .expect("list findings")

@@ -36,6 +36,7 @@ pub(crate) async fn list(
             .list_findings(v1::ListFindingsRequest {
                 since_id: since,
                 limit,
+                ..Default::default()
             })
             .await
             .context("listing findings")?
@@ -73,6 +74,7 @@ pub(crate) async fn finding(
                 .list_findings(v1::ListFindingsRequest {
                     since_id: id.saturating_sub(1),
                     limit: 1,
+                    ..Default::default()
                 })
                 .await
                 .context("reading finding")?
@@ -190,6 +192,7 @@ async fn correlated_chain(
             .list_findings(v1::ListFindingsRequest {
                 since_id: id.saturating_sub(1),
                 limit: 1,
+                ..Default::default()
             })
             .await
             .context("reading the findings it was built from")?

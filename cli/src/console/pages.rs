@@ -123,34 +123,77 @@ pub(crate) async fn not_found() -> PageError {
 // Reading the queue
 // ---------------------------------------------------------------------------
 
-/// Every finding, oldest first (paged through `ListFindings`).
-async fn all_findings(c: &Shared) -> Result<Vec<v1::Finding>, PageError> {
+/// What a backward scan of the queue found.
+struct Scan {
+    /// The findings kept, newest first.
+    found: Vec<v1::Finding>,
+    /// The newest finding's id (0: no findings at all): where a live stream starts.
+    last_id: u64,
+    /// Findings read.
+    scanned: usize,
+    /// Whether the scan reached the oldest finding.
+    complete: bool,
+}
+
+/// Reads the queue newest first, a page at a time, keeping what `keep` passes,
+/// until `want` are kept, `max_scan` were read, or the queue ends: a page's
+/// cost follows what it shows, not how long the queue is.
+async fn scan_newest(
+    c: &Shared,
+    want: usize,
+    max_scan: usize,
+    mut keep: impl FnMut(&v1::Finding) -> bool,
+) -> Result<Scan, PageError> {
     let mut client = c.client();
-    let mut out = Vec::new();
-    let mut since = 0;
+    let mut scan = Scan {
+        found: Vec::new(),
+        last_id: 0,
+        scanned: 0,
+        complete: false,
+    };
+    let mut before = 0;
     loop {
         let page = client
             .list_findings(v1::ListFindingsRequest {
-                since_id: since,
+                newest_first: true,
+                before_id: before,
                 limit: PAGE,
+                ..Default::default()
             })
             .await?
             .into_inner()
             .findings;
         let n = page.len();
-        since = page.last().map_or(since, |f| f.id);
-        out.extend(page);
-        if n < PAGE as usize {
-            return Ok(out);
+        for f in page {
+            scan.scanned += 1;
+            scan.last_id = scan.last_id.max(f.id);
+            before = f.id;
+            if keep(&f) {
+                scan.found.push(f);
+                if scan.found.len() >= want {
+                    return Ok(scan);
+                }
+            }
+        }
+        if n < PAGE as usize || before <= 1 {
+            scan.complete = true;
+            return Ok(scan);
+        }
+        if scan.scanned >= max_scan {
+            return Ok(scan);
         }
     }
 }
+
+/// The overview's counts read at most this many findings (newest first).
+const OVERVIEW_SCAN: usize = 100_000;
 
 async fn one_finding(c: &Shared, id: u64) -> Result<v1::Finding, PageError> {
     c.client()
         .list_findings(v1::ListFindingsRequest {
             since_id: id.saturating_sub(1),
             limit: 1,
+            ..Default::default()
         })
         .await?
         .into_inner()
@@ -282,7 +325,8 @@ const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "info"];
 
 /// `GET /`: counts, and two charts drawn as SVG by the page itself.
 pub(crate) async fn overview(State(c): State<Shared>, Extension(s): Extension<Session>) -> Page {
-    let findings = all_findings(&c).await?;
+    let scan = scan_newest(&c, usize::MAX, OVERVIEW_SCAN, |_| true).await?;
+    let findings = scan.found;
     let hosts = hosts_list(&c).await?;
     let incidents = c
         .client()
@@ -302,6 +346,9 @@ pub(crate) async fn overview(State(c): State<Shared>, Extension(s): Extension<Se
     let isolated = hosts.iter().filter(|h| h.isolation == "isolated").count();
     let open_incidents = incidents.iter().filter(|i| i.status != "closed").count();
     let body = html! {
+        @if !scan.complete {
+            p.note { "Counts and charts over the newest " (scan.scanned) " findings." }
+        }
         section.cards {
             @for sev in SEVERITIES {
                 a.card href=(format!("/findings?severity={sev}&state=new")) {
@@ -421,16 +468,14 @@ pub(crate) async fn findings(
     Extension(s): Extension<Session>,
     Query(filter): Query<Filter>,
 ) -> Page {
-    let all = all_findings(&c).await?;
     let hosts = hosts_list(&c).await?;
     let labels = labels_by_host(&hosts);
-    let last = all.last().map_or(0, |f| f.id);
-    let shown: Vec<&v1::Finding> = all
-        .iter()
-        .rev()
-        .filter(|f| filter.passes(f, labels.get(&f.host_id)))
-        .take(SHOWN)
-        .collect();
+    let scan = scan_newest(&c, SHOWN, usize::MAX, |f| {
+        filter.passes(f, labels.get(&f.host_id))
+    })
+    .await?;
+    let last = scan.last_id;
+    let shown: Vec<&v1::Finding> = scan.found.iter().collect();
     let mut stream = filter.query();
     if !stream.is_empty() {
         stream.push('&');
@@ -704,13 +749,8 @@ pub(crate) async fn host(
             status: StatusCode::NOT_FOUND,
             message: format!("no host {id}"),
         })?;
-    let findings = all_findings(&c).await?;
-    let mine: Vec<&v1::Finding> = findings
-        .iter()
-        .rev()
-        .filter(|f| f.host_id == id)
-        .take(100)
-        .collect();
+    let scan = scan_newest(&c, 100, usize::MAX, |f| f.host_id == id).await?;
+    let mine: Vec<&v1::Finding> = scan.found.iter().collect();
     let events = c
         .client()
         .list_events(v1::ListEventsRequest {

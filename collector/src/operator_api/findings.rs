@@ -20,9 +20,13 @@ pub(super) async fn list_findings(
 ) -> Result<Response<v1::ListFindingsResponse>, Status> {
     svc.authorize(&request, Rpc::ListFindings).await?;
     let r = request.into_inner();
-    let findings = svc
-        .store
-        .findings_after(r.since_id, page(r.limit))
+    let found = if r.newest_first {
+        svc.store
+            .findings_before(r.since_id, r.before_id, page(r.limit))
+    } else {
+        svc.store.findings_after(r.since_id, page(r.limit))
+    };
+    let findings = found
         .map_err(|e| internal("reading findings", &e))?
         .iter()
         .map(|f| f.to_wire())

@@ -34,6 +34,33 @@ impl Store {
         Ok(out)
     }
 
+    /// Up to `limit` findings with ids in `(since, before)`, newest first
+    /// (`before` 0: no upper bound).
+    pub fn findings_before(
+        &self,
+        since: u64,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<Finding>, StoreError> {
+        let start = key(since.saturating_add(1));
+        let end = match before {
+            0 => vec![PREFIX_FINDING + 1],
+            b => key(b).to_vec(),
+        };
+        let mut out = Vec::new();
+        if start[..] >= end[..] {
+            return Ok(out);
+        }
+        for item in self.records.range(&start[..]..&end[..]).rev().take(limit) {
+            let (k, v) = item?;
+            out.push(decode(
+                &v,
+                &format!("finding {}", String::from_utf8_lossy(&k)),
+            )?);
+        }
+        Ok(out)
+    }
+
     /// The highest finding id, 0 when there are none.
     pub fn last_finding_id(&self) -> Result<u64, StoreError> {
         let range = [PREFIX_FINDING]..[PREFIX_FINDING + 1];

@@ -571,6 +571,7 @@ fn integrity_latency(changes: usize) -> anyhow::Result<()> {
                 .list_findings(bannin_proto::v1::ListFindingsRequest {
                     since_id: *seen,
                     limit: 10_000,
+                    ..Default::default()
                 })
                 .await?
                 .into_inner()

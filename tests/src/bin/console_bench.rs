@@ -36,6 +36,46 @@ struct Args {
     /// Loads of each page.
     #[arg(long, default_value_t = 5)]
     loads: usize,
+    /// Findings added before the second round of page loads (a long queue).
+    #[arg(long, default_value_t = 20_000)]
+    backlog: usize,
+}
+
+/// Each page `loads` times in fresh navigations: (page, first load ms, median ms, bytes).
+async fn page_loads(
+    client: &fantoccini::Client,
+    base: &str,
+    loads: usize,
+) -> anyhow::Result<Vec<(&'static str, f64, f64, f64)>> {
+    let mut out = Vec::new();
+    for page in ["/", "/findings", "/hosts", "/hosts/bench-01", "/actions"] {
+        let mut times = Vec::new();
+        let mut bytes = 0.0;
+        for _ in 0..loads {
+            client.goto(&format!("{base}{page}")).await?;
+            wait_until_js(
+                client,
+                "return document.readyState === 'complete' && performance.getEntriesByType('navigation')[0].loadEventEnd > 0",
+                60,
+                "page load",
+            )
+            .await;
+            let v = client
+                .execute(
+                    "const n = performance.getEntriesByType('navigation')[0];
+                     const r = performance.getEntriesByType('resource').reduce((s, e) => s + e.transferSize, 0);
+                     return [n.loadEventEnd - n.startTime, n.transferSize + r];",
+                    vec![],
+                )
+                .await?;
+            times.push(v[0].as_f64().unwrap_or(f64::NAN));
+            bytes = v[1].as_f64().unwrap_or(f64::NAN);
+        }
+        let first = times.first().copied().unwrap_or(f64::NAN);
+        times.sort_by(f64::total_cmp);
+        out.push((page, first, percentile(&times, 0.5), bytes));
+    }
+    Ok(out)
 }
 
 fn now_ms() -> f64 {
@@ -85,34 +125,7 @@ async fn main() -> anyhow::Result<()> {
     client.goto(&url).await?;
     wait_for(&client, "#chart-hourly", 20).await;
 
-    // 2. Page loads (before the queue fills, and again after).
-    let mut loads = Vec::new();
-    for page in ["/", "/findings", "/hosts", "/hosts/bench-01", "/actions"] {
-        let mut times = Vec::new();
-        let mut bytes = 0.0;
-        for _ in 0..args.loads {
-            client.goto(&format!("{base}{page}")).await?;
-            wait_until_js(
-                &client,
-                "return document.readyState === 'complete' && performance.getEntriesByType('navigation')[0].loadEventEnd > 0",
-                20,
-                "page load",
-            )
-            .await;
-            let v = client
-                .execute(
-                    "const n = performance.getEntriesByType('navigation')[0];
-                     const r = performance.getEntriesByType('resource').reduce((s, e) => s + e.transferSize, 0);
-                     return [n.loadEventEnd - n.startTime, n.transferSize + r, n.encodedBodySize];",
-                    vec![],
-                )
-                .await?;
-            times.push(v[0].as_f64().unwrap_or(f64::NAN));
-            bytes = v[1].as_f64().unwrap_or(f64::NAN);
-        }
-        times.sort_by(f64::total_cmp);
-        loads.push((page, times[0], percentile(&times, 0.5), bytes));
-    }
+    let empty_loads = page_loads(&client, &base, args.loads).await?;
 
     // 1. Live queue latency.
     client.goto(&format!("{base}/findings")).await?;
@@ -181,6 +194,38 @@ async fn main() -> anyhow::Result<()> {
     }
     browser.sort_by(f64::total_cmp);
     grpc.sort_by(f64::total_cmp);
+
+    // A long queue: the backlog added by 8 callers at once, then the pages again.
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let mut admin = operator_client(&tls, collector.addr).await;
+        let n = args.backlog / 8;
+        #[allow(clippy::disallowed_methods)]
+        tasks.push(tokio::spawn(async move {
+            for i in 0..n {
+                admin
+                    .add_finding(v1::AddFindingRequest {
+                        host_id: "bench-01".into(),
+                        kind: "report.user".into(),
+                        severity: v1::Severity::Low as i32,
+                        text: format!("backlog {t}-{i}"),
+                        reporter: String::new(),
+                    })
+                    .await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    eprintln!(
+        "backlog of {} added in {:.1} s",
+        args.backlog,
+        started.elapsed().as_secs_f64()
+    );
+    let long_loads = page_loads(&client, &base, args.loads).await?;
     let _ = client.close().await;
 
     println!("## Web console (`bannin-console-bench`)\n");
@@ -208,13 +253,19 @@ async fn main() -> anyhow::Result<()> {
         percentile(&browser, 0.99) / percentile(&grpc, 0.99)
     );
     println!(
-        "Page loads ({} loads each, navigation start to load event; bytes = document + assets transferred):\n",
-        args.loads
+        "Page loads ({} loads each, navigation start to load event; bytes = document + assets transferred), with the queue nearly empty and with {} more findings:\n",
+        args.loads, args.backlog
     );
-    println!("| page | first ms | median ms | bytes |");
-    println!("|---|---:|---:|---:|");
-    for (page, first, median, bytes) in loads {
-        println!("| `{page}` | {first:.1} | {median:.1} | {bytes:.0} |");
+    println!(
+        "| page | first ms | median ms | bytes | first ms, long queue | median ms, long queue | bytes, long queue |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for ((page, first, median, bytes), (_, lfirst, lmedian, lbytes)) in
+        empty_loads.iter().zip(&long_loads)
+    {
+        println!(
+            "| `{page}` | {first:.1} | {median:.1} | {bytes:.0} | {lfirst:.1} | {lmedian:.1} | {lbytes:.0} |"
+        );
     }
     drop(driver);
     drop(console);

@@ -748,6 +748,7 @@ async fn findings_created(addr: SocketAddr, pki: &TestPki) -> anyhow::Result<u64
             .list_findings(v1::ListFindingsRequest {
                 since_id: cursor,
                 limit: 10_000,
+                ..Default::default()
             })
             .await?
             .into_inner()
