@@ -42,6 +42,11 @@ pub struct UpArgs {
     /// first minute: what the package database knows is never reported either way.
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     learn_secs: u64,
+    /// Also serve the web console (`bannin console`) as the dev operator, on
+    /// ADDR (default 127.0.0.1:0, a free loopback port); its one-time login
+    /// URL is printed with the rest.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:0")]
+    console: Option<SocketAddr>,
 }
 
 /// Runs `bannin up` until Ctrl-C.
@@ -103,6 +108,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         data.join("spool").display()
     );
     eprintln!("  operator   {}", data.join("operator.toml").display());
+    let console = match args.console {
+        None => None,
+        Some(listen) => {
+            let client = connect_when_up(&operator).await?;
+            let bound = crate::console::bind(listen, false, client)
+                .await
+                .context("starting the console")?;
+            eprintln!("  console    {} (one-time login link)", bound.login_url()?);
+            let stop = shutdown.child_token();
+            Some(tokio_util::task::AbortOnDropHandle::new(
+                // Ends with `bannin up` (the token below is cancelled on Ctrl-C).
+                #[allow(clippy::disallowed_methods)]
+                tokio::spawn(bound.serve(async move { stop.cancelled().await })),
+            ))
+        }
+    };
     eprintln!("  In another terminal: `bannin hosts`, `bannin findings`, `bannin events {host}`.");
     if !bannin_agent::sensors::running_as_root() {
         eprintln!("  Not running as root: some sensors see less (listed below as they start).");
@@ -116,6 +137,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("\nStopping…");
     shutdown.cancel();
+    if let Some(console) = console {
+        console.await.context("console task")??;
+    }
     let (a, c) = tokio::join!(agent, collector);
     a.context("agent task")?.context("agent")?;
     c.context("collector task")?.context("collector")?;
@@ -123,23 +147,26 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Connects to the collector starting in this process (it gets five seconds).
+async fn connect_when_up(operator: &OperatorConfig) -> anyhow::Result<crate::cmd::Client> {
+    let mut last = None;
+    for _ in 0..50 {
+        match operator.connect().await {
+            Ok(c) => return Ok(c),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no attempt made")))
+        .context("the collector did not come up")
+}
+
 async fn follow_findings(
     operator: OperatorConfig,
     json: bool,
     board: HealthBoard,
 ) -> anyhow::Result<()> {
-    // The collector is starting in this process; give it a moment.
-    let mut client = None;
-    for _ in 0..50 {
-        match operator.connect().await {
-            Ok(c) => {
-                client = Some(c);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    let mut client = client.context("the collector did not come up")?;
+    let mut client = connect_when_up(&operator).await?;
     let mut health_shown = false;
     let mut stream = client
         .follow_findings(v1::FollowFindingsRequest { since_id: 0 })

@@ -1,6 +1,7 @@
 //! `bannin up`, the README's first command: from a fresh data directory it runs a
 //! collector and an agent for this machine, an indicator provoked here reaches the
-//! operator through the CLI, and Ctrl-C stops both cleanly, logging no error.
+//! operator through the CLI, `--console` serves the web console's login, and Ctrl-C
+//! stops all of it cleanly, logging no error.
 
 use std::process::Command;
 use std::time::Duration;
@@ -17,7 +18,8 @@ async fn bannin_up_from_a_fresh_directory_reports_a_finding_and_stops_cleanly() 
         .arg("up")
         .arg("--data")
         .arg(&data)
-        .args(["--listen", &format!("127.0.0.1:{port}")]);
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--console");
     let mut up = Proc::spawn(command, dir.path().join("up.log"));
     let operator = data.join("operator.toml");
 
@@ -64,6 +66,34 @@ async fn bannin_up_from_a_fresh_directory_reports_a_finding_and_stops_cleanly() 
     .await;
     let _ = std::fs::remove_file(&odd);
     assert_eq!(finding["host_id"], host_id.as_str(), "{finding}");
+
+    // `--console`: the web console's one-time login link is printed and works once.
+    let log = up.log_text();
+    let url = log
+        .split_whitespace()
+        .find(|w| w.contains("/login?token="))
+        .unwrap_or_else(|| panic!("no console URL printed:\n{log}"))
+        .to_owned();
+    let rest = url.trim_start_matches("http://");
+    let (addr, path) = rest.split_at(rest.find('/').expect("path"));
+    for want in ["303", "403"] {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("console");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("read");
+        assert!(
+            response.starts_with(&format!("HTTP/1.1 {want}")),
+            "login {want}: {response}"
+        );
+        if want == "303" {
+            assert!(
+                response.contains("set-cookie: bannin_console="),
+                "{response}"
+            );
+        }
+    }
 
     // Ctrl-C: both halves stop, the process exits 0, and no ERROR is logged.
     let status = Command::new("kill")

@@ -153,8 +153,21 @@ impl Sensor for NetListener {
                 } else {
                     socket_owners(&self.root, &inodes)
                 };
+                let me = std::process::id();
                 for l in new {
                     let owner = owners.get(&l.inode);
+                    if owner.is_some_and(|(pid, _, _)| *pid == me) {
+                        // This process's own listener (`bannin up`'s collector and
+                        // console run beside its agent): telemetry, not an indicator.
+                        out.push(event(
+                            "net.listener",
+                            Severity::Info,
+                            false,
+                            attributes(l, owner),
+                            format!("listener of this Bannin process {}", l.key()),
+                        ));
+                        continue;
+                    }
                     let who = owner
                         .map(|(pid, comm, _)| format!(" by {comm} (pid {pid})"))
                         .unwrap_or_default();
@@ -232,6 +245,52 @@ mod tests {
   1: 00000000:0044 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 77 2 0000000000000000 0
   2: 00000000:A000 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 78 2 0000000000000000 0
 ";
+
+    #[test]
+    fn this_process_own_listener_is_telemetry_and_anothers_is_a_finding() {
+        let config = SensorCommon {
+            enabled: true,
+            interval: Duration::from_secs(1),
+            severity: Severity::Medium,
+        };
+        let mut sensor = NetListener::new(HostRoot(std::path::PathBuf::from("/")), config, None);
+        let mut baseline = Sweep::default();
+        sensor.sweep(&mut baseline).expect("baseline");
+        let mine = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = mine.local_addr().expect("addr").port().to_string();
+        let mut other = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import socket,sys,time\ns=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(30)",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(other.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("port");
+        let other_port = line.trim().to_owned();
+        let mut next = Sweep::default();
+        sensor.sweep(&mut next).expect("sweep");
+        let _ = other.kill();
+        let _ = other.wait();
+        let kind_of = |p: &str| {
+            next.events
+                .iter()
+                .filter(|e| e.attributes.get("port").map(String::as_str) == Some(p))
+                .map(|e| (e.kind.clone(), e.indicator))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kind_of(&port), [("net.listener".to_owned(), false)]);
+        assert_eq!(
+            kind_of(&other_port),
+            [("net.new_listener".to_owned(), true)]
+        );
+        drop(mine);
+    }
 
     #[test]
     fn parses_listening_tcp_sockets_only() {

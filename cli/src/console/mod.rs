@@ -113,16 +113,48 @@ impl Console {
 /// this console's own files, no inline script, nothing from elsewhere.
 pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// Runs the console until Ctrl-C.
-pub(crate) async fn run(
-    args: ConsoleArgs,
+/// A console bound to its address, not yet serving.
+pub(crate) struct Bound {
+    console: Shared,
+    listener: tokio::net::TcpListener,
+    /// Where it listens.
+    pub local: SocketAddr,
+}
+
+impl Bound {
+    /// The current one-time login URL.
+    pub(crate) fn login_url(&self) -> anyhow::Result<String> {
+        let token = self
+            .console
+            .auth
+            .login_token()
+            .context("the login token was used already")?;
+        Ok(format!("http://{}/login?token={token}", self.local))
+    }
+
+    /// Serves until `shutdown` completes.
+    pub(crate) async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(listen = %self.local, operator = %self.console.operator.name, "console serving");
+        axum::serve(self.listener, router(self.console))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving the console")
+    }
+}
+
+/// Asks the collector who this operator is and binds `listen` (loopback unless
+/// `allow_remote`).
+pub(crate) async fn bind(
+    listen: SocketAddr,
+    allow_remote: bool,
     mut client: Client,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
-    if !args.listen.ip().is_loopback() && !args.allow_remote {
+) -> anyhow::Result<Bound> {
+    if !listen.ip().is_loopback() && !allow_remote {
         anyhow::bail!(
-            "--listen {} is not a loopback address; the console speaks plain HTTP, so serving it elsewhere needs --allow-remote (and TLS in front of it)",
-            args.listen
+            "--listen {listen} is not a loopback address; the console speaks plain HTTP, so serving it elsewhere needs --allow-remote (and TLS in front of it)"
         );
     }
     let me = client
@@ -131,9 +163,9 @@ pub(crate) async fn run(
         .map_err(|s| anyhow::anyhow!("{}", s.message()))
         .context("asking the collector who this operator is")?
         .into_inner();
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("listening on {}", args.listen))?;
+        .with_context(|| format!("listening on {listen}"))?;
     let local = listener.local_addr().context("reading the bound address")?;
     let port = local.port();
     let mut hosts = vec![local.to_string(), format!("localhost:{port}")];
@@ -150,23 +182,31 @@ pub(crate) async fn run(
         },
         auth: auth::Auth::new(hosts),
     });
-    let token = console
-        .auth
-        .login_token()
-        .context("the login token was not made")?;
-    let url = format!("http://{local}/login?token={token}");
+    Ok(Bound {
+        console,
+        listener,
+        local,
+    })
+}
+
+/// Runs the console until Ctrl-C.
+pub(crate) async fn run(args: ConsoleArgs, client: Client, json: bool) -> anyhow::Result<ExitCode> {
+    let bound = bind(args.listen, args.allow_remote, client).await?;
+    let url = bound.login_url()?;
+    let local = bound.local;
+    let operator = bound.console.operator.clone();
     if json {
         crate::output::print_json(&serde_json::json!({
             "url": url,
             "listen": local.to_string(),
-            "operator": console.operator.name,
-            "role": console.operator.role.as_str(),
+            "operator": operator.name,
+            "role": operator.role.as_str(),
         }))?;
     } else {
         eprintln!(
             "Bannin console for {} ({}) on http://{local}/",
-            console.operator.name,
-            console.operator.role.as_str()
+            operator.name,
+            operator.role.as_str()
         );
         eprintln!("Open this one-time login URL in a browser on this machine:");
         crate::say!("{url}");
@@ -175,7 +215,7 @@ pub(crate) async fn run(
         );
     }
     // Each line on stdin prints a fresh one-time login URL (the last one stops working).
-    let renew = console.clone();
+    let renew = bound.console.clone();
     std::thread::spawn(move || {
         for line in std::io::stdin().lines() {
             if line.is_err() {
@@ -185,13 +225,11 @@ pub(crate) async fn run(
             crate::say!("http://{local}/login?token={token}");
         }
     });
-    tracing::info!(listen = %local, operator = %console.operator.name, "console serving");
-    axum::serve(listener, router(console))
-        .with_graceful_shutdown(async {
+    bound
+        .serve(async {
             let _ = tokio::signal::ctrl_c().await;
         })
-        .await
-        .context("serving the console")?;
+        .await?;
     Ok(ExitCode::SUCCESS)
 }
 
