@@ -272,6 +272,7 @@ async fn responder_flow(site: &Site, client: &Client, url: &str, base: &str) {
         .expect("host page");
     assert_eq!(text(client, "#isolation").await, "isolated");
     wait_for(client, "#release-form", 5).await;
+    screenshot(client, "07b-host-isolated").await;
 
     // The brief of the incident, rendered, with the Markdown and JSON downloads.
     client
@@ -354,6 +355,27 @@ async fn responder_flow(site: &Site, client: &Client, url: &str, base: &str) {
             response.lines().next().unwrap_or_default()
         );
     }
+    // Release from the host page, as isolation was: reason and the host id.
+    client
+        .goto(&format!("{base}/hosts/web-01"))
+        .await
+        .expect("host page");
+    fill(
+        client,
+        "#release-form input[name=reason]",
+        "console e2e: cleaned",
+    )
+    .await;
+    fill(client, "#release-form input[name=confirm]", "web-01").await;
+    click(client, "#release-button").await;
+    wait_until_js(
+        client,
+        "return document.getElementById('command-state')?.textContent === 'succeeded'",
+        60,
+        "the release command to succeed",
+    )
+    .await;
+    assert_eq!(site.reachability(), [true; 4], "released");
     // The login link works once.
     client.goto(url).await.expect("login again");
     assert!(text(client, "#error").await.contains("used already"));
