@@ -250,7 +250,8 @@ pub(crate) enum Command {
     /// every action is yours, checked by your role and logged as yours.
     ///
     /// Prints a URL with a one-time login token; open it in a browser on this
-    /// machine (over SSH: `ssh -L 8443:127.0.0.1:PORT`). Runs until Ctrl-C.
+    /// machine (over SSH, forward the same port number: `ssh -L PORT:127.0.0.1:PORT HOST`;
+    /// the console accepts only its own address in the Host header). Runs until Ctrl-C.
     Console(crate::console::ConsoleArgs),
 }
 
