@@ -336,6 +336,12 @@ pub fn server_config(material: &TlsMaterial) -> Result<Arc<ServerConfig>, TlsErr
         .with_client_cert_verifier(verifier.build()?)
         .with_single_cert(material.chain.clone(), material.key.clone_key())?;
     config.alpn_protocols = vec![b"h2".to_vec()];
+    // No resumption: the client-certificate verifier (chain, expiry, CRLs) runs
+    // only on a full handshake, and a resumed session would carry a certificate
+    // checked hours ago. rustls's default cache (256 sessions) and two tickets
+    // per handshake bought nothing for a fleet of thousands anyway.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 
