@@ -362,6 +362,9 @@ pub fn https_server_config(material: &TlsMaterial) -> Result<Arc<ServerConfig>, 
         .with_client_cert_verifier(verifier.build()?)
         .with_single_cert(material.chain.clone(), material.key.clone_key())?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // No resumption, as on the gRPC port (see `server_config`).
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 

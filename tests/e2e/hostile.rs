@@ -633,40 +633,53 @@ async fn operators_on_their_own_port_are_out_of_reach_of_an_agent_port_flood() {
     assert_eq!(refused.code(), tonic::Code::Unimplemented, "{refused:?}");
 }
 
-/// Every connection to the gRPC port is a full handshake: a client that kept
-/// its session from a first connection does not resume it on the second (the
-/// certificate verifier, its expiry and CRL checks, run every time).
-#[tokio::test(flavor = "multi_thread")]
-async fn the_grpc_port_never_resumes_a_tls_session() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pki = bannin_tests::TestPki::new(dir.path());
-    let port = bannin_tests::free_port();
-    let collector =
-        bannin_tests::CollectorProc::start(&dir.path().join("collector"), &pki, port, "");
-    let material = bannin_proto::tls::TlsMaterial::load(&pki.agent("web-01")).expect("material");
-    let config = bannin_proto::tls::client_config(&material).expect("client config");
+/// How two connections with one client config (its session cache shared) went.
+async fn two_handshakes(
+    addr: SocketAddr,
+    config: std::sync::Arc<rustls::ClientConfig>,
+) -> Vec<Option<rustls::HandshakeKind>> {
     let connector = tokio_rustls::TlsConnector::from(config);
     let name = rustls::pki_types::ServerName::try_from("bannin-collector").expect("name");
     let mut kinds = Vec::new();
     for _ in 0..2 {
-        let tcp = tokio::net::TcpStream::connect(collector.addr)
-            .await
-            .expect("connect");
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let mut tls = connector
             .connect(name.clone(), tcp)
             .await
             .expect("handshake");
-        // Read until the server's post-handshake messages (tickets, if any) and
-        // its HTTP/2 preface have arrived, so a ticket would be stored.
+        // Read for a moment so the server's post-handshake messages (tickets, if
+        // any) are processed and a session would be stored.
         let mut buf = [0u8; 64];
         let _ = tokio::time::timeout(Duration::from_millis(500), tls.read(&mut buf)).await;
         kinds.push(tls.get_ref().1.handshake_kind());
     }
+    kinds
+}
+
+/// Every connection to the gRPC port and to the HTTPS endpoints is a full
+/// handshake: a client that kept its session from a first connection does not
+/// resume it on the second (the certificate verifier, its expiry and CRL
+/// checks, run every time).
+#[tokio::test(flavor = "multi_thread")]
+async fn no_port_resumes_a_tls_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let (collector, https) = enrollment_collector(dir.path(), &pki).await;
+    let material = bannin_proto::tls::TlsMaterial::load(&pki.agent("web-01")).expect("material");
+    let grpc = bannin_proto::tls::client_config(&material).expect("client config");
+    let full = [
+        Some(rustls::HandshakeKind::Full),
+        Some(rustls::HandshakeKind::Full),
+    ];
     assert_eq!(
-        kinds,
-        [
-            Some(rustls::HandshakeKind::Full),
-            Some(rustls::HandshakeKind::Full)
-        ]
+        two_handshakes(collector.addr, grpc).await,
+        full,
+        "gRPC port"
+    );
+    let anonymous = bannin_tests::https::anonymous_http1(&pki.agent("web-01"));
+    assert_eq!(
+        two_handshakes(https, anonymous).await,
+        full,
+        "HTTPS endpoint"
     );
 }
