@@ -94,6 +94,34 @@ async fn fill(client: &Client, css: &str, value: &str) {
     e.send_keys(value).await.expect("type");
 }
 
+/// Opens the host page and submits its isolate or release form (`form`:
+/// "isolate" or "release") with `reason` and the host id typed as `confirm`.
+async fn respond(client: &Client, base: &str, form: &str, reason: &str, confirm: &str) {
+    client
+        .goto(&format!("{base}/hosts/web-01"))
+        .await
+        .expect("host page");
+    fill(client, &format!("#{form}-form input[name=reason]"), reason).await;
+    fill(
+        client,
+        &format!("#{form}-form input[name=confirm]"),
+        confirm,
+    )
+    .await;
+    click(client, &format!("#{form}-button")).await;
+}
+
+/// Waits until the command page the form led to shows `succeeded`.
+async fn command_succeeds(client: &Client, what: &str) {
+    wait_until_js(
+        client,
+        "return document.getElementById('command-state')?.textContent === 'succeeded'",
+        60,
+        what,
+    )
+    .await;
+}
+
 /// The responder's flow, as alice (admin).
 async fn responder_flow(site: &Site, client: &Client, url: &str, base: &str) {
     // Log in with the printed URL; the token then no longer works.
@@ -222,18 +250,14 @@ async fn responder_flow(site: &Site, client: &Client, url: &str, base: &str) {
     screenshot(client, "06-triage").await;
 
     // Isolate with a reason; the confirmation must name the host.
-    client
-        .goto(&format!("{base}/hosts/web-01"))
-        .await
-        .expect("host page");
-    fill(
+    respond(
         client,
-        "#isolate-form input[name=reason]",
+        base,
+        "isolate",
         "console e2e: contain web-01",
+        "web-02",
     )
     .await;
-    fill(client, "#isolate-form input[name=confirm]", "web-02").await;
-    click(client, "#isolate-button").await;
     assert!(
         text(client, "#error")
             .await
@@ -241,22 +265,16 @@ async fn responder_flow(site: &Site, client: &Client, url: &str, base: &str) {
         "a confirmation naming another host is refused"
     );
     assert_eq!(site.host_field("isolation"), Some("not isolated".into()));
-    client
-        .goto(&format!("{base}/hosts/web-01"))
-        .await
-        .expect("host page");
-    fill(
+    respond(
         client,
-        "#isolate-form input[name=reason]",
+        base,
+        "isolate",
         "console e2e: contain web-01",
+        "web-01",
     )
     .await;
-    fill(client, "#isolate-form input[name=confirm]", "web-01").await;
-    click(client, "#isolate-button").await;
-    wait_until_js(
+    command_succeeds(
         client,
-        "return document.getElementById('command-state')?.textContent === 'succeeded'",
-        60,
         "the isolate command to succeed (followed by the page)",
     )
     .await;
@@ -356,25 +374,8 @@ async fn responder_flow(site: &Site, client: &Client, url: &str, base: &str) {
         );
     }
     // Release from the host page, as isolation was: reason and the host id.
-    client
-        .goto(&format!("{base}/hosts/web-01"))
-        .await
-        .expect("host page");
-    fill(
-        client,
-        "#release-form input[name=reason]",
-        "console e2e: cleaned",
-    )
-    .await;
-    fill(client, "#release-form input[name=confirm]", "web-01").await;
-    click(client, "#release-button").await;
-    wait_until_js(
-        client,
-        "return document.getElementById('command-state')?.textContent === 'succeeded'",
-        60,
-        "the release command to succeed",
-    )
-    .await;
+    respond(client, base, "release", "console e2e: cleaned", "web-01").await;
+    command_succeeds(client, "the release command to succeed").await;
     assert_eq!(site.reachability(), [true; 4], "released");
     // The login link works once.
     client.goto(url).await.expect("login again");

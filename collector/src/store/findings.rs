@@ -3,6 +3,12 @@
 use super::{PREFIX_FINDING, Store, StoreError, WriteSet, decode, encode};
 use crate::model::Finding;
 
+/// One stored finding record, decoded (the key names it in errors).
+fn decode_finding(item: sled::Result<(sled::IVec, sled::IVec)>) -> Result<Finding, StoreError> {
+    let (k, v) = item?;
+    decode(&v, &format!("finding {}", String::from_utf8_lossy(&k)))
+}
+
 fn key(id: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = PREFIX_FINDING;
@@ -23,15 +29,11 @@ impl Store {
     pub fn findings_after(&self, since: u64, limit: usize) -> Result<Vec<Finding>, StoreError> {
         let start = key(since.saturating_add(1));
         let end = [PREFIX_FINDING + 1];
-        let mut out = Vec::new();
-        for item in self.records.range(&start[..]..&end[..]).take(limit) {
-            let (k, v) = item?;
-            out.push(decode(
-                &v,
-                &format!("finding {}", String::from_utf8_lossy(&k)),
-            )?);
-        }
-        Ok(out)
+        self.records
+            .range(&start[..]..&end[..])
+            .take(limit)
+            .map(decode_finding)
+            .collect()
     }
 
     /// Up to `limit` findings with ids in `(since, before)`, newest first
@@ -47,18 +49,15 @@ impl Store {
             0 => vec![PREFIX_FINDING + 1],
             b => key(b).to_vec(),
         };
-        let mut out = Vec::new();
         if start[..] >= end[..] {
-            return Ok(out);
+            return Ok(Vec::new());
         }
-        for item in self.records.range(&start[..]..&end[..]).rev().take(limit) {
-            let (k, v) = item?;
-            out.push(decode(
-                &v,
-                &format!("finding {}", String::from_utf8_lossy(&k)),
-            )?);
-        }
-        Ok(out)
+        self.records
+            .range(&start[..]..&end[..])
+            .rev()
+            .take(limit)
+            .map(decode_finding)
+            .collect()
     }
 
     /// The highest finding id, 0 when there are none.
