@@ -39,7 +39,7 @@ use crate::identity::{IdentityError, PeerIdentity};
 
 /// How long a peer may take to complete its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once; past it new connections are closed at once.
+/// Handshakes in progress at once; past it a peer that has spoken waits for a slot within its deadline.
 pub const MAX_CONCURRENT_HANDSHAKES: usize = 512;
 
 /// How the accept loop sheds load instead of waiting: a stranger holding idle
@@ -50,8 +50,10 @@ pub struct AcceptLimits {
     /// cheap (a socket and a timer), so many; past it new ones are closed at once.
     pub max_waiting: usize,
     /// Connections in TLS handshake at once (they cost CPU), from everyone;
-    /// past it new ones are closed at once (and counted), never queued. An idle
-    /// socket never gets here: it is closed for silence first.
+    /// past it a connection that has sent its first byte waits for a slot, in
+    /// arrival order, within its handshake deadline (holding its place in
+    /// `max_waiting`, which bounds the queue). An idle socket never gets here:
+    /// it is closed for silence first.
     pub max_handshakes: usize,
     /// Connections in handshake at once from one source address (agents behind
     /// one NAT share one; a flood from one host fills only its own share).
@@ -83,7 +85,7 @@ pub struct AcceptStats {
     pub shed_per_source: std::sync::atomic::AtomicU64,
     /// Closed: no first byte in time (idle sockets, slowloris).
     pub silent: std::sync::atomic::AtomicU64,
-    /// Closed: the handshake did not finish in time.
+    /// Closed: the handshake did not finish in time (queueing for a slot included).
     pub slow: std::sync::atomic::AtomicU64,
 }
 
@@ -554,10 +556,11 @@ impl TlsIncoming {
         self.stats.clone()
     }
 
-    /// As [`TlsIncoming::with_gate`], shedding by `limits`: past a cap a new
-    /// connection is closed at once and counted, so accepting never waits; a
-    /// connection silent for `first_byte` or still in handshake after
-    /// `handshake` is closed. What was shed is logged at most every 10 s, as counts.
+    /// As [`TlsIncoming::with_gate`], shedding by `limits`: past the waiting or
+    /// per-source cap a new connection is closed at once and counted, so
+    /// accepting never waits; a connection silent for `first_byte`, or not
+    /// through its handshake (queueing for a slot included) after `handshake`,
+    /// is closed. What was shed is logged at most every 10 s, as counts.
     pub fn with_limits(
         listener: TcpListener,
         config: Arc<ServerConfig>,
@@ -629,11 +632,18 @@ impl TlsIncoming {
                             return;
                         }
                     }
-                    drop(waiting_permit);
-                    let Ok(_permit) = slots.try_acquire_owned() else {
-                        counters.shed_global.fetch_add(1, Relaxed);
+                    // A peer that has spoken queues (first come, first served) for
+                    // a handshake slot within its own handshake deadline, still
+                    // holding its waiting place: closing it at once would send a
+                    // reconnecting fleet into ever longer backoffs while the CPU
+                    // idles, and the waiting table bounds the queue.
+                    let left = limits.handshake.saturating_sub(started.elapsed());
+                    let Ok(Ok(_permit)) = tokio::time::timeout(left, slots.acquire_owned()).await
+                    else {
+                        counters.slow.fetch_add(1, Relaxed);
                         return;
                     };
+                    drop(waiting_permit);
                     let left = limits.handshake.saturating_sub(started.elapsed());
                     let result = accept_within(&acceptor, tcp, remote_addr, left).await;
                     if matches!(result, Err(HandshakeError::Timeout(_))) {
@@ -765,4 +775,94 @@ fn endpoint(addr: &str) -> Result<Endpoint, TlsError> {
             addr: addr.to_owned(),
             reason: e.to_string(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+        SanType,
+    };
+
+    /// A CA, the collector's material and one agent's, in memory.
+    fn pki() -> (TlsMaterial, TlsMaterial) {
+        let ca_key = KeyPair::generate().expect("key");
+        let mut ca_params = CertificateParams::default();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        let ca_pem = ca_params.self_signed(&ca_key).expect("ca").pem();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let issue = |params: CertificateParams| {
+            let key = KeyPair::generate().expect("key");
+            let cert = params.signed_by(&key, &issuer).expect("sign").pem();
+            TlsMaterial::from_pem(&ca_pem, &cert, &key.serialize_pem()).expect("material")
+        };
+        let mut server =
+            CertificateParams::new(vec!["bannin-collector".to_owned()]).expect("params");
+        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let mut agent = CertificateParams::default();
+        let uri =
+            PeerIdentity::Agent(crate::identity::HostId::new("web-01").expect("host id")).san_uri();
+        agent.subject_alt_names = vec![SanType::URI(uri.try_into().expect("uri"))];
+        agent.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        (issue(server), issue(agent))
+    }
+
+    /// A reconnecting fleet is served in turn, not turned away: with one
+    /// handshake slot, every one of many simultaneous peers that have spoken
+    /// waits for it and completes its handshake; nothing is shed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[allow(clippy::disallowed_methods)] // test tasks, all joined before the test ends
+    async fn peers_that_have_spoken_queue_for_a_handshake_slot_instead_of_being_shed() {
+        let (server, agent) = pki();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let mut incoming = TlsIncoming::with_limits(
+            listener,
+            server_config(&server).expect("server config"),
+            shutdown.clone(),
+            Arc::new(|_| None),
+            AcceptLimits {
+                max_handshakes: 1,
+                ..AcceptLimits::default()
+            },
+        );
+        let stats = incoming.stats();
+        let server_side = tokio::spawn(async move {
+            use tokio_stream::StreamExt;
+            let mut held = Vec::new();
+            while let Some(Ok(stream)) = incoming.next().await {
+                held.push(stream);
+            }
+            held.len()
+        });
+        let connector = TlsConnector::from(client_config(&agent).expect("client config"));
+        let name = ServerName::try_from("bannin-collector").expect("name");
+        let peers = 24;
+        let clients: Vec<_> = (0..peers)
+            .map(|_| {
+                let (connector, name) = (connector.clone(), name.clone());
+                tokio::spawn(async move {
+                    let tcp = TcpStream::connect(addr).await?;
+                    connector.connect(name, tcp).await
+                })
+            })
+            .collect();
+        let mut done = Vec::new();
+        for c in clients {
+            done.push(c.await.expect("join"));
+        }
+        let failed: Vec<_> = done.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert!(
+            failed.is_empty(),
+            "every peer got its handshake: {failed:?}"
+        );
+        use std::sync::atomic::Ordering::Relaxed;
+        assert_eq!(stats.shed_global.load(Relaxed), 0, "nothing shed");
+        assert_eq!(stats.slow.load(Relaxed), 0, "nothing timed out");
+        shutdown.cancel();
+        drop(done);
+        assert_eq!(server_side.await.expect("join"), peers);
+    }
 }
