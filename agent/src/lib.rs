@@ -12,7 +12,7 @@
 //!   logs, path escaping) under a `HostRoot`; sensors and `response` both use it.
 //! - [`sensors`]: the sensor framework, one file per sensor, and `source/` (the
 //!   event readers that wake them).
-//! - [`spool`]: the sled-backed spool; sequence numbers; overflow and loss reports.
+//! - [`spool`]: the spool, one file per batch; sequence numbers; overflow and loss reports.
 //! - [`link`]: connect, Hello, replay, acknowledgements, heartbeats, backoff.
 //! - [`response`]: commands parsed once into a typed `Command`, one file per
 //!   command with its `apply` (isolate, release, triage, snapshot, relearn, ping).

@@ -4,28 +4,56 @@
 //!
 //! # Layout
 //!
-//! One sled tree, `spool`, under one-byte prefixes:
+//! One file per batch, as Fluent Bit keeps its filesystem buffer, so that what the
+//! spool holds on disk is what it counts:
 //!
-//! | key | value |
+//! | path | content |
 //! |---|---|
-//! | `B` sequence(u64 BE) | severity(u8) event-count(u32 BE) batch (prost `TelemetryBatch`) |
-//! | `S` severity(u8) sequence(u64 BE) | empty: the drop order, lowest severity and oldest first |
-//! | `M` `last_seq` | last sequence number handed out (u64 BE); never reused |
-//! | `T` sensor-name | what the sensor remembers across restarts (JSON) |
+//! | `batches/<sequence, 16 hex>` | a batch record (below) |
+//! | `state/<sensor name, hex>` | what a sensor remembers across restarts: the sequence its sweep ended at (u64 BE), then the state |
+//! | `last_seq` | last sequence number handed out (u64 BE); never reused |
 //!
-//! A sensor's state is written in the same atomic batch as the events of the
-//! sweep that produced it ([`Spool::append_sweep`]): a crash can never leave a
-//! sensor believing it reported what the spool never received.
+//! Sensors may keep their own files beside these (a baseline too large for a
+//! state); they are not the spool's and are not counted.
+//!
+//! A batch record: magic `BNSP1`, severity (u8), event count (u32 BE), the
+//! sweep it belongs to (name length u16 BE, sensor name, the sweep's last
+//! sequence u64 BE; an empty name for none), the sequences this record reports
+//! as dropped (count u32 BE, u64 BE each; a loss report's), then the prost
+//! `TelemetryBatch`.
+//!
+//! Every file is written under a temporary name, synced and renamed into
+//! place; [`Spool::flush`] syncs the directories and only then lets the link
+//! send what was written.
+//!
+//! # A sweep and its state, atomically
+//!
+//! A sensor's state is written after the batches of the sweep that produced it
+//! ([`Spool::append_sweep`]), and each of those batches names the sensor and the
+//! sweep's last sequence. A batch whose sensor's saved state does not reach its
+//! sweep belongs to a sweep cut short by a crash: it is removed when the spool
+//! opens, and the sensor, back at its previous state, reports the same changes
+//! again. A crash can never leave a sensor believing it reported what the spool
+//! never received, nor the spool holding half a sweep.
 //!
 //! # Overflow
 //!
-//! Past the byte cap, batches go lowest severity first, oldest first within a
-//! severity. Whatever is dropped is reported in the same atomic write as an
-//! `agent.data_loss` indicator batch of high severity, so loss is never silent
-//! and a crash cannot separate the loss from its report.
+//! `max_bytes` bounds the space the spool's files and directories take on disk,
+//! counted in filesystem blocks (`du`, not file lengths). Past it, batches go
+//! lowest severity first, oldest first within a severity. Whatever is dropped is
+//! reported in an `agent.data_loss` batch of high severity that is on disk
+//! before anything it counts is removed, and names what it counts: if a crash
+//! comes between, the removal is finished when the spool opens. Loss is never
+//! silent, never counted twice, and a report dropped for space carries its
+//! numbers, exactly, into the next one.
 
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bannin_proto::now_unix_ms;
 use bannin_proto::v1::{self, Severity};
@@ -34,12 +62,9 @@ use prost::Message;
 /// Errors of the spool.
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
-    /// sled failed.
-    #[error("spool: {0}")]
-    Sled(#[from] sled::Error),
-    /// The spool directory could not be created or protected.
-    #[error("spool directory {0}: {1}")]
-    Io(std::path::PathBuf, #[source] std::io::Error),
+    /// A file or directory of the spool could not be read or written.
+    #[error("spool {0}: {1}")]
+    Io(PathBuf, #[source] io::Error),
     /// A stored batch could not be decoded.
     #[error("spool batch {sequence} is corrupt: {reason}")]
     Corrupt {
@@ -48,37 +73,804 @@ pub enum SpoolError {
         /// Why.
         reason: String,
     },
+    /// The spool of an earlier version (a sled database) could not be read.
+    #[error("reading the earlier spool format: {0}")]
+    Sled(#[from] sled::Error),
 }
 
-const PREFIX_BATCH: u8 = b'B';
-const PREFIX_SEVERITY: u8 = b'S';
-const PREFIX_STATE: u8 = b'T';
-
-const LAST_SEQ: &[u8] = b"Mlast_seq";
-/// Room kept free for a loss report.
-const REPORT_RESERVE: u64 = 1024;
+const MAGIC: &[u8; 5] = b"BNSP1";
+const BATCHES: &str = "batches";
+const STATES: &str = "state";
+const LAST_SEQ: &str = "last_seq";
 /// Finding kind reporting spool overflow.
 pub const DATA_LOSS_KIND: &str = "agent.data_loss";
 
-fn batch_key(seq: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = PREFIX_BATCH;
-    k[1..].copy_from_slice(&seq.to_be_bytes());
-    k
+/// The header of a batch file; the `TelemetryBatch` follows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Header {
+    /// A loss report.
+    report: bool,
+    severity: u8,
+    count: u32,
+    /// The sensor whose sweep this batch belongs to, and the sweep's last sequence.
+    sweep: Option<(String, u64)>,
+    /// What this batch (a loss report) counts as dropped.
+    drops: Vec<u64>,
 }
 
-fn state_key(name: &str) -> Vec<u8> {
-    let mut k = vec![PREFIX_STATE];
-    k.extend_from_slice(name.as_bytes());
-    k
+impl Header {
+    fn encode(&self, body: &[u8]) -> Vec<u8> {
+        let (name, end) = self
+            .sweep
+            .as_ref()
+            .map_or(("", 0), |(n, e)| (n.as_str(), *e));
+        let name = &name.as_bytes()[..name.len().min(usize::from(u16::MAX))];
+        let mut out = Vec::with_capacity(32 + name.len() + 8 * self.drops.len() + body.len());
+        out.extend_from_slice(MAGIC);
+        out.push(u8::from(self.report));
+        out.push(self.severity);
+        out.extend_from_slice(&self.count.to_be_bytes());
+        out.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        out.extend_from_slice(name);
+        out.extend_from_slice(&end.to_be_bytes());
+        out.extend_from_slice(
+            &u32::try_from(self.drops.len())
+                .unwrap_or(u32::MAX)
+                .to_be_bytes(),
+        );
+        for seq in &self.drops {
+            out.extend_from_slice(&seq.to_be_bytes());
+        }
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// Reads a header from `r`, leaving it at the body. `None`: not a batch file.
+    fn read(r: &mut impl Read) -> io::Result<Option<Self>> {
+        fn take<const N: usize>(r: &mut impl Read) -> io::Result<[u8; N]> {
+            let mut b = [0u8; N];
+            r.read_exact(&mut b)?;
+            Ok(b)
+        }
+        let parse = |r: &mut dyn Read| -> io::Result<Self> {
+            let mut r = r;
+            if &take::<5>(&mut r)? != MAGIC {
+                return Err(io::ErrorKind::InvalidData.into());
+            }
+            let [flags] = take::<1>(&mut r)?;
+            let [severity] = take::<1>(&mut r)?;
+            let count = u32::from_be_bytes(take(&mut r)?);
+            let name_len = usize::from(u16::from_be_bytes(take(&mut r)?));
+            let mut name = vec![0u8; name_len];
+            r.read_exact(&mut name)?;
+            let end = u64::from_be_bytes(take(&mut r)?);
+            let drops_len = u32::from_be_bytes(take(&mut r)?);
+            // Bounded by what the file holds: read_exact fails past its end.
+            let mut drops = Vec::with_capacity(drops_len.min(4096) as usize);
+            for _ in 0..drops_len {
+                drops.push(u64::from_be_bytes(take(&mut r)?));
+            }
+            let name = String::from_utf8(name).map_err(|_| io::ErrorKind::InvalidData)?;
+            Ok(Self {
+                report: flags & 1 != 0,
+                severity,
+                count,
+                sweep: (!name.is_empty()).then_some((name, end)),
+                drops,
+            })
+        };
+        match parse(r) {
+            Ok(h) => Ok(Some(h)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
 }
 
-fn severity_key(sev: u8, seq: u64) -> [u8; 10] {
-    let mut k = [0u8; 10];
-    k[0] = PREFIX_SEVERITY;
-    k[1] = sev;
-    k[2..].copy_from_slice(&seq.to_be_bytes());
-    k
+/// A batch held in the spool.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    severity: u8,
+    on_disk: u64,
+    report: bool,
+}
+
+#[derive(Debug)]
+struct State {
+    last_seq: u64,
+    /// The highest sequence given to the link to send (a report up to here may
+    /// have reached the collector and is never folded into a later one).
+    handed_out: u64,
+    /// What the `last_seq` file says.
+    written_last_seq: u64,
+    batches: BTreeMap<u64, Held>,
+    /// The drop order: lowest severity, oldest first.
+    order: BTreeSet<(u8, u64)>,
+    /// Space the batch files take.
+    batch_bytes: u64,
+    /// Space each state file takes, and the sequence its sweep ended at.
+    states: BTreeMap<String, (u64, u64)>,
+}
+
+/// Size and content of the spool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpoolStats {
+    /// Space the batches take on disk.
+    pub bytes: u64,
+    /// Batches held.
+    pub batches: u64,
+    /// Last sequence handed out.
+    pub last_sequence: u64,
+}
+
+/// The spool. Share it behind an `Arc`.
+pub struct Spool {
+    dir: PathBuf,
+    batches_dir: PathBuf,
+    states_dir: PathBuf,
+    max_bytes: u64,
+    /// The filesystem's allocation unit: every file takes whole blocks.
+    block: u64,
+    /// Highest sequence known to be on disk: only these may be sent. A batch
+    /// written but whose directory entry is not yet synced could be lost by a
+    /// crash after the collector stored it; the restarted agent would then
+    /// report its events again under new sequence numbers.
+    durable_seq: AtomicU64,
+    /// Serialises appends and acknowledgements; held only for file calls, never across `.await`.
+    state: Mutex<State>,
+}
+
+impl Spool {
+    /// Opens (or creates) the spool in `dir` with a cap on the space it takes.
+    /// A spool of an earlier version (a sled database) is carried over.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
+        let io = |p: &Path| {
+            let p = p.to_owned();
+            move |e| SpoolError::Io(p, e)
+        };
+        // Telemetry is sensitive: the spool is for the agent's eyes only.
+        private_dir(dir).map_err(io(dir))?;
+        let batches_dir = dir.join(BATCHES);
+        let states_dir = dir.join(STATES);
+        private_dir(&batches_dir).map_err(io(&batches_dir))?;
+        private_dir(&states_dir).map_err(io(&states_dir))?;
+        let block = fs::metadata(&batches_dir)
+            .map_err(io(&batches_dir))?
+            .blksize()
+            .clamp(512, 1 << 16);
+        let mut spool = Self {
+            dir: dir.to_owned(),
+            batches_dir,
+            states_dir,
+            max_bytes,
+            block,
+            durable_seq: AtomicU64::new(0),
+            state: Mutex::new(State {
+                last_seq: 0,
+                handed_out: 0,
+                written_last_seq: 0,
+                batches: BTreeMap::new(),
+                order: BTreeSet::new(),
+                batch_bytes: 0,
+                states: BTreeMap::new(),
+            }),
+        };
+        if dir.join("conf").exists() && dir.join("db").exists() {
+            spool.migrate_sled()?;
+        }
+        spool.recover()?;
+        Ok(spool)
+    }
+
+    /// Reads what is on disk into the index, finishing what a crash cut short.
+    fn recover(&mut self) -> Result<(), SpoolError> {
+        let state = self
+            .state
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Sensor states.
+        for (path, name) in entries(&self.states_dir)? {
+            if is_temporary(&name) {
+                remove(&path)?;
+                continue;
+            }
+            let Some(sensor) = unhex(&name) else {
+                continue;
+            };
+            let bytes = fs::read(&path).map_err(|e| SpoolError::Io(path.clone(), e))?;
+            let covered = bytes
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_be_bytes);
+            state
+                .states
+                .insert(sensor, (on_disk(bytes.len() as u64, self.block), covered));
+        }
+        state.last_seq = fs::read(self.dir.join(LAST_SEQ))
+            .ok()
+            .and_then(|b| b.as_slice().try_into().ok())
+            .map_or(0, u64::from_be_bytes);
+        state.written_last_seq = state.last_seq;
+        // Batches: headers only.
+        let mut found = BTreeMap::new();
+        for (path, name) in entries(&self.batches_dir)? {
+            if is_temporary(&name) {
+                remove(&path)?;
+                continue;
+            }
+            let Ok(seq) = u64::from_str_radix(&name, 16) else {
+                continue;
+            };
+            let file = File::open(&path).map_err(|e| SpoolError::Io(path.clone(), e))?;
+            let size = file
+                .metadata()
+                .map_err(|e| SpoolError::Io(path.clone(), e))?
+                .len();
+            match Header::read(&mut io::BufReader::new(file))
+                .map_err(|e| SpoolError::Io(path.clone(), e))?
+            {
+                Some(header) => {
+                    found.insert(seq, (header, size));
+                }
+                None => {
+                    tracing::error!(spool.sequence = seq, bytes = size, path = %path.display(), "Spool batch unreadable (disk corruption?); removed");
+                    remove(&path)?;
+                }
+            }
+            state.last_seq = state.last_seq.max(seq);
+        }
+        // A loss report on disk: whatever it counts is gone, even if a crash
+        // came before the removal.
+        let dropped: Vec<u64> = found
+            .values()
+            .flat_map(|(h, _)| h.drops.iter().copied())
+            .filter(|s| found.contains_key(s))
+            .collect();
+        for seq in dropped {
+            remove(&self.batches_dir.join(batch_name(seq)))?;
+            found.remove(&seq);
+        }
+        // A sweep whose sensor state was never written: cut short by a crash.
+        let cut: Vec<u64> = found
+            .iter()
+            .filter(|(_, (h, _))| {
+                h.sweep.as_ref().is_some_and(|(sensor, end)| {
+                    state
+                        .states
+                        .get(sensor)
+                        .is_none_or(|(_, covered)| covered < end)
+                })
+            })
+            .map(|(seq, _)| *seq)
+            .collect();
+        if !cut.is_empty() {
+            tracing::warn!(
+                batches = cut.len(),
+                "Removed the batches of a sweep cut short by a crash; its sensor reports them again"
+            );
+        }
+        for seq in cut {
+            remove(&self.batches_dir.join(batch_name(seq)))?;
+            found.remove(&seq);
+        }
+        for (seq, (header, size)) in found {
+            let held = Held {
+                severity: header.severity,
+                on_disk: on_disk(size, self.block),
+                report: header.report,
+            };
+            state.batch_bytes += held.on_disk;
+            state.order.insert((held.severity, seq));
+            state.batches.insert(seq, held);
+        }
+        self.durable_seq = AtomicU64::new(state.last_seq);
+        Ok(())
+    }
+
+    /// Carries a spool of an earlier version (one sled tree, `spool`) over into
+    /// files, then removes it. Safe to repeat if interrupted: the same sequences
+    /// are written again.
+    fn migrate_sled(&self) -> Result<(), SpoolError> {
+        let config = sled::Config::new().path(&self.dir);
+        let db = config.open()?;
+        let tree = db.open_tree("spool")?;
+        let (mut batches, mut last) = (0u64, 0u64);
+        for item in tree.iter() {
+            let (k, v) = item?;
+            match k.first() {
+                Some(b'B') if k.len() == 9 && v.len() >= 5 => {
+                    let seq = u64::from_be_bytes(k[1..].try_into().unwrap_or([0; 8]));
+                    let header = Header {
+                        report: false,
+                        severity: v[0],
+                        count: u32::from_be_bytes(v[1..5].try_into().unwrap_or([0; 4])),
+                        sweep: None,
+                        drops: Vec::new(),
+                    };
+                    let path = self.batches_dir.join(batch_name(seq));
+                    write_file(&path, &header.encode(&v[5..]))?;
+                    batches += 1;
+                    last = last.max(seq);
+                }
+                Some(b'T') => {
+                    let name = String::from_utf8_lossy(&k[1..]).into_owned();
+                    let mut bytes = 0u64.to_be_bytes().to_vec();
+                    bytes.extend_from_slice(&v);
+                    write_file(&self.states_dir.join(bannin_proto::hex(&name)), &bytes)?;
+                }
+                Some(b'M') if v.len() == 8 => {
+                    last = last.max(u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])));
+                }
+                _ => {}
+            }
+        }
+        write_file(&self.dir.join(LAST_SEQ), &last.to_be_bytes())?;
+        for d in [&self.batches_dir, &self.states_dir, &self.dir] {
+            sync_dir(d)?;
+        }
+        drop(tree);
+        drop(db);
+        for (path, name) in entries(&self.dir)? {
+            let sled_file = name == "conf" || name == "db" || name.starts_with("snap.");
+            if sled_file {
+                remove(&path)?;
+            } else if name == "blobs" {
+                fs::remove_dir_all(&path).map_err(|e| SpoolError::Io(path.clone(), e))?;
+            }
+        }
+        tracing::info!(
+            batches,
+            last_sequence = last,
+            "Spool carried over from the earlier (sled) format"
+        );
+        Ok(())
+    }
+
+    /// The spool's directory (sensors keep large baselines in files beside it).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        bannin_proto::lock(&self.state)
+    }
+
+    /// Current size.
+    pub fn stats(&self) -> SpoolStats {
+        let s = self.lock();
+        SpoolStats {
+            bytes: s.batch_bytes,
+            batches: s.batches.len() as u64,
+            last_sequence: s.last_seq,
+        }
+    }
+
+    /// Space the spool takes on disk beyond its batches: its directories, the
+    /// `last_seq` file and the sensor states (`replacing` one by `new_state` bytes).
+    fn fixed_bytes(&self, state: &State, replacing: Option<(&str, usize)>) -> u64 {
+        let dirs: u64 = [&self.dir, &self.batches_dir, &self.states_dir]
+            .iter()
+            .filter_map(|d| fs::metadata(d).ok())
+            .map(|m| m.blocks() * 512)
+            .sum();
+        let states: u64 = state
+            .states
+            .iter()
+            .filter(|(name, _)| replacing.is_none_or(|(r, _)| r != name.as_str()))
+            .map(|(_, (bytes, _))| bytes)
+            .sum();
+        let new = replacing.map_or(0, |(_, len)| on_disk(8 + len as u64, self.block));
+        dirs + states + new + on_disk(8, self.block)
+    }
+
+    /// Spools `events` as the next batch; returns its sequence, or `None` if the
+    /// batch itself was the one dropped for space (and its loss reported).
+    pub fn append(&self, events: Vec<v1::Event>) -> Result<Option<u64>, SpoolError> {
+        Ok(self.append_sweep(vec![events], None)?.pop().flatten())
+    }
+
+    /// Spools one sensor sweep: each chunk as the next batch, then the sensor's
+    /// new state (`name`, bytes), so that after a crash either both the events
+    /// and the state that says they were reported exist, or neither does (see
+    /// the module documentation). Returns each chunk's sequence (`None` if
+    /// dropped for space).
+    pub fn append_sweep(
+        &self,
+        chunks: Vec<Vec<v1::Event>>,
+        state: Option<(&str, Vec<u8>)>,
+    ) -> Result<Vec<Option<u64>>, SpoolError> {
+        let mut guard = self.lock();
+        let fixed = self.fixed_bytes(&guard, state.as_ref().map(|(n, v)| (*n, v.len())));
+        let mut used = guard.batch_bytes + fixed;
+        let mut last = guard.last_seq;
+        let mut loss = Loss::default();
+        let mut victims: Vec<(u8, u64)> = Vec::new();
+        let mut kept: Vec<(u64, Header, Vec<u8>)> = Vec::new();
+        let mut assigned = Vec::with_capacity(chunks.len());
+        // Victims come only from batches already on disk, in drop order, never twice.
+        let mut order = guard.order.iter().copied();
+        let tag = state.as_ref().map_or(0, |(name, _)| name.len());
+        let report_room = |victims: usize| on_disk(1024 + 8 * victims as u64, self.block);
+        for events in chunks {
+            if events.is_empty() {
+                assigned.push(None);
+                continue;
+            }
+            let severity = severity_byte(events.iter().map(|e| e.severity).max().unwrap_or(0));
+            let count = u32::try_from(events.len()).unwrap_or(u32::MAX);
+            let seq = last + 1;
+            let body = v1::TelemetryBatch::from_events(seq, &events).encode_to_vec();
+            let header = Header {
+                report: false,
+                severity,
+                count,
+                sweep: None,
+                drops: Vec::new(),
+            };
+            let need = on_disk(
+                (header.encode(&[]).len() + tag + body.len()) as u64,
+                self.block,
+            );
+            let mut fits = true;
+            // Drop lowest-severity, oldest batches until the new one fits.
+            while used + need + report_room(victims.len() + 1) > self.max_bytes {
+                let Some((vsev, vseq)) = order.next() else {
+                    fits = false;
+                    break;
+                };
+                if vsev > severity {
+                    // Everything left outranks the new batch: it is the one to go.
+                    fits = false;
+                    break;
+                }
+                let held = guard.batches.get(&vseq).copied();
+                let on = held.map_or(0, |h| h.on_disk);
+                self.count_dropped(&mut loss, vseq, vsev, on);
+                used -= on;
+                victims.push((vsev, vseq));
+            }
+            if fits {
+                last = seq;
+                used += need;
+                kept.push((seq, header, body));
+                assigned.push(Some(seq));
+            } else {
+                loss.add_batch(severity, count, &body, need);
+                assigned.push(None);
+            }
+        }
+        drop(order);
+        // The sweep's batches name it, so a crash before its state is written
+        // takes them back (see `recover`).
+        let sweep_end = kept.last().map(|(seq, ..)| *seq);
+        if let (Some((name, _)), Some(end)) = (&state, sweep_end) {
+            for (_, header, _) in &mut kept {
+                header.sweep = Some(((*name).to_owned(), end));
+            }
+        }
+        let mut report = None;
+        if loss.batches > 0 {
+            // Earlier reports the link has not yet been given fold into this one:
+            // one report however long the collector stays away, not one per drop.
+            let earlier: Vec<(u64, Held)> = guard
+                .batches
+                .range(guard.handed_out + 1..)
+                .filter(|(seq, h)| h.report && !victims.iter().any(|(_, v)| v == *seq))
+                .map(|(seq, h)| (*seq, *h))
+                .collect();
+            for (seq, held) in earlier {
+                self.count_dropped(&mut loss, seq, held.severity, held.on_disk);
+                victims.push((held.severity, seq));
+            }
+            last += 1;
+            let body = v1::TelemetryBatch::from_events(last, &[loss_event(&loss)]).encode_to_vec();
+            let header = Header {
+                report: true,
+                severity: severity_byte(Severity::High as i32),
+                count: 1,
+                sweep: None,
+                drops: victims.iter().map(|(_, seq)| *seq).collect(),
+            };
+            tracing::warn!(
+                dropped.batches = loss.batches,
+                dropped.events = loss.events,
+                dropped.bytes = loss.bytes,
+                "Spool full: dropped the lowest-severity, oldest telemetry"
+            );
+            // On disk before anything it counts is removed.
+            let bytes = header.encode(&body);
+            write_file(&self.batches_dir.join(batch_name(last)), &bytes)?;
+            sync_dir(&self.batches_dir)?;
+            report = Some((
+                last,
+                header.severity,
+                on_disk(bytes.len() as u64, self.block),
+                true,
+            ));
+        }
+        let mut written = Vec::with_capacity(kept.len());
+        for (seq, header, body) in kept {
+            let bytes = header.encode(&body);
+            write_file(&self.batches_dir.join(batch_name(seq)), &bytes)?;
+            written.push((
+                seq,
+                header.severity,
+                on_disk(bytes.len() as u64, self.block),
+                false,
+            ));
+        }
+        if let Some((name, value)) = state {
+            self.write_state(&mut guard, name, &value, last)?;
+        }
+        let removed_any = !victims.is_empty();
+        for (sev, seq) in victims {
+            remove(&self.batches_dir.join(batch_name(seq)))?;
+            if let Some(held) = guard.batches.remove(&seq) {
+                guard.batch_bytes -= held.on_disk;
+            }
+            guard.order.remove(&(sev, seq));
+        }
+        if removed_any {
+            // The removals are durable before a later report can fold this one
+            // (and its list of what it counts) away.
+            sync_dir(&self.batches_dir)?;
+        }
+        for (seq, severity, on_disk, report) in written.into_iter().chain(report) {
+            guard.batches.insert(
+                seq,
+                Held {
+                    severity,
+                    on_disk,
+                    report,
+                },
+            );
+            guard.order.insert((severity, seq));
+            guard.batch_bytes += on_disk;
+        }
+        guard.last_seq = last;
+        Ok(assigned)
+    }
+
+    /// Counts a batch about to be dropped (reading it for its events).
+    fn count_dropped(&self, loss: &mut Loss, seq: u64, severity: u8, on_disk: u64) {
+        let path = self.batches_dir.join(batch_name(seq));
+        let read = File::open(&path).and_then(|f| {
+            let mut r = io::BufReader::new(f);
+            let header = Header::read(&mut r)?;
+            let mut body = Vec::new();
+            r.read_to_end(&mut body)?;
+            Ok(header.map(|h| (h, body)))
+        });
+        match read {
+            Ok(Some((h, body))) => loss.add_batch(h.severity, h.count, &body, on_disk),
+            _ => loss.add_batch(severity, 0, &[], on_disk),
+        }
+    }
+
+    fn write_state(
+        &self,
+        state: &mut State,
+        name: &str,
+        value: &[u8],
+        covered: u64,
+    ) -> Result<(), SpoolError> {
+        let mut bytes = covered.to_be_bytes().to_vec();
+        bytes.extend_from_slice(value);
+        write_file(&self.states_dir.join(bannin_proto::hex(name)), &bytes)?;
+        state.states.insert(
+            name.to_owned(),
+            (on_disk(bytes.len() as u64, self.block), covered),
+        );
+        Ok(())
+    }
+
+    /// Saves a named state on its own (not tied to a sweep) and flushes it.
+    pub fn put_state(&self, name: &str, value: Vec<u8>) -> Result<(), SpoolError> {
+        {
+            let mut state = self.lock();
+            let covered = state.states.get(name).map_or(0, |(_, c)| *c);
+            self.write_state(&mut state, name, &value, covered)?;
+        }
+        self.flush()
+    }
+
+    /// The state sensor `name` saved with its last sweep.
+    pub fn sensor_state(&self, name: &str) -> Result<Option<Vec<u8>>, SpoolError> {
+        let path = self.states_dir.join(bannin_proto::hex(name));
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes.get(8..).unwrap_or_default().to_vec())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(SpoolError::Io(path, e)),
+        }
+    }
+
+    /// Makes sure the next sequence handed out is above `sequence` (the
+    /// collector's high water): if the spool ever lost its tail, new batches
+    /// must not reuse numbers the collector has already stored.
+    pub fn ensure_after(&self, sequence: u64) -> Result<(), SpoolError> {
+        let mut state = self.lock();
+        if state.last_seq < sequence {
+            tracing::warn!(
+                spool.last = state.last_seq,
+                collector.high_water = sequence,
+                "Spool is behind the collector; skipping ahead"
+            );
+            state.last_seq = sequence;
+            self.write_last_seq(&mut state)?;
+        }
+        Ok(())
+    }
+
+    fn write_last_seq(&self, state: &mut State) -> Result<(), SpoolError> {
+        if state.written_last_seq < state.last_seq {
+            write_file(&self.dir.join(LAST_SEQ), &state.last_seq.to_be_bytes())?;
+            sync_dir(&self.dir)?;
+            state.written_last_seq = state.last_seq;
+        }
+        Ok(())
+    }
+
+    /// Removes every batch up to and including `sequence`; returns how many.
+    pub fn acknowledge(&self, sequence: u64) -> Result<u64, SpoolError> {
+        let mut state = self.lock();
+        let done: Vec<(u64, Held)> = state
+            .batches
+            .range(..=sequence)
+            .map(|(s, h)| (*s, *h))
+            .collect();
+        for (seq, held) in &done {
+            remove(&self.batches_dir.join(batch_name(*seq)))?;
+            state.batches.remove(seq);
+            state.order.remove(&(held.severity, *seq));
+            state.batch_bytes -= held.on_disk;
+        }
+        Ok(done.len() as u64)
+    }
+
+    /// Up to `max` durable spooled batches with a sequence of at least `from`, in order.
+    pub fn read_from(&self, from: u64, max: usize) -> Result<Vec<v1::TelemetryBatch>, SpoolError> {
+        let durable = self.durable_seq.load(Ordering::Acquire);
+        if from > durable {
+            return Ok(Vec::new());
+        }
+        let sequences: Vec<u64> = {
+            let mut state = self.lock();
+            let sequences: Vec<u64> = state
+                .batches
+                .range(from..=durable)
+                .take(max)
+                .map(|(s, _)| *s)
+                .collect();
+            if let Some(last) = sequences.last() {
+                state.handed_out = state.handed_out.max(*last);
+            }
+            sequences
+        };
+        let mut out = Vec::with_capacity(sequences.len());
+        for sequence in sequences {
+            let path = self.batches_dir.join(batch_name(sequence));
+            let file = match File::open(&path) {
+                Ok(f) => f,
+                // Acknowledged (or dropped) since the index was read.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(SpoolError::Io(path, e)),
+            };
+            let mut r = io::BufReader::new(file);
+            let corrupt = |reason: &str| SpoolError::Corrupt {
+                sequence,
+                reason: reason.to_owned(),
+            };
+            Header::read(&mut r)
+                .map_err(|e| SpoolError::Io(path.clone(), e))?
+                .ok_or_else(|| corrupt("bad header"))?;
+            let mut body = Vec::new();
+            r.read_to_end(&mut body)
+                .map_err(|e| SpoolError::Io(path.clone(), e))?;
+            let batch =
+                v1::TelemetryBatch::decode(body.as_slice()).map_err(|e| corrupt(&e.to_string()))?;
+            out.push(batch);
+        }
+        Ok(out)
+    }
+
+    /// Makes everything spooled durable (and so sendable).
+    pub fn flush(&self) -> Result<(), SpoolError> {
+        let mut state = self.lock();
+        let target = state.last_seq;
+        sync_dir(&self.batches_dir)?;
+        sync_dir(&self.states_dir)?;
+        self.write_last_seq(&mut state)?;
+        self.durable_seq.fetch_max(target, Ordering::AcqRel);
+        Ok(())
+    }
+}
+
+/// Space a file of `len` bytes takes: whole blocks.
+fn on_disk(len: u64, block: u64) -> u64 {
+    len.div_ceil(block) * block
+}
+
+fn batch_name(seq: u64) -> String {
+    format!("{seq:016x}")
+}
+
+fn is_temporary(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".tmp")
+}
+
+fn unhex(s: &str) -> Option<String> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// The entries of `dir`: path and name (names that are not UTF-8 are skipped).
+fn entries(dir: &Path) -> Result<Vec<(PathBuf, String)>, SpoolError> {
+    let io = |e| SpoolError::Io(dir.to_owned(), e);
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        if let Ok(name) = entry.file_name().into_string() {
+            out.push((entry.path(), name));
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `bytes` to `path` whole or not at all: a temporary file beside it,
+/// synced, then renamed over it (the directory is synced by the caller).
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let io = |e| SpoolError::Io(path.to_owned(), e);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_data().map_err(io)?;
+    fs::rename(&tmp, path).map_err(io)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| SpoolError::Io(dir.to_owned(), e))
+}
+
+fn remove(path: &Path) -> Result<(), SpoolError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(SpoolError::Io(path.to_owned(), e)),
+        _ => Ok(()),
+    }
+}
+
+/// Creates `dir` if needed and makes it accessible to its owner only.
+fn private_dir(dir: &Path) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
+fn severity_byte(sev: i32) -> u8 {
+    u8::try_from(sev.clamp(0, 255)).unwrap_or(0)
 }
 
 /// What was dropped and not yet reported.
@@ -101,13 +893,11 @@ pub struct Loss {
 }
 
 impl Loss {
-    /// Counts one dropped batch (its record as spooled).
-    fn add_record(&mut self, record: &[u8]) {
-        self.batches += 1;
-        self.bytes += record.len() as u64;
-        let events = record
-            .get(5..)
-            .and_then(|b| v1::TelemetryBatch::decode(b).ok())
+    /// Counts one dropped batch: its severity, event count and `TelemetryBatch`
+    /// bytes, and what it took on disk.
+    fn add_batch(&mut self, severity: u8, count: u32, body: &[u8], on_disk: u64) {
+        let events = v1::TelemetryBatch::decode(body)
+            .ok()
             .and_then(|b| b.decode_events().ok());
         match events {
             // An earlier loss report dropped for space: its numbers carry forward,
@@ -115,7 +905,7 @@ impl Loss {
             Some(events) if events.len() == 1 && events[0].kind == DATA_LOSS_KIND => {
                 let a = &events[0].attributes;
                 let num = |k: &str| a.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-                self.batches += num("dropped_batches").saturating_sub(1);
+                self.batches += num("dropped_batches");
                 self.events += num("dropped_events");
                 self.bytes += num("dropped_bytes");
                 for pair in a
@@ -140,6 +930,8 @@ impl Loss {
                 self.note_time(time("last_dropped_unix_ms"));
             }
             Some(events) => {
+                self.batches += 1;
+                self.bytes += on_disk;
                 self.events += events.len() as u64;
                 for e in &events {
                     self.max_severity = self.max_severity.max(e.severity);
@@ -151,9 +943,11 @@ impl Loss {
                 }
             }
             None => {
-                let n = u64::from(event_count(record));
+                self.batches += 1;
+                self.bytes += on_disk;
+                let n = u64::from(count);
                 self.events += n;
-                let sev = i32::from(record.first().copied().unwrap_or(0));
+                let sev = i32::from(severity);
                 self.max_severity = self.max_severity.max(sev);
                 *self
                     .by_severity
@@ -170,334 +964,6 @@ impl Loss {
         self.first_unix_ms = Some(self.first_unix_ms.map_or(t, |f| f.min(t)));
         self.last_unix_ms = Some(self.last_unix_ms.map_or(t, |l| l.max(t)));
     }
-}
-
-#[derive(Debug)]
-struct State {
-    last_seq: u64,
-    bytes: u64,
-    batches: u64,
-}
-
-/// Size and content of the spool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SpoolStats {
-    /// Bytes of batches held.
-    pub bytes: u64,
-    /// Batches held.
-    pub batches: u64,
-    /// Last sequence handed out.
-    pub last_sequence: u64,
-}
-
-/// The spool. Share it behind an `Arc`.
-pub struct Spool {
-    db: sled::Db,
-    tree: sled::Tree,
-    dir: std::path::PathBuf,
-    max_bytes: u64,
-    /// Highest sequence known to be on disk: only these may be sent. A batch
-    /// visible in sled but not yet flushed could be lost by a crash after the
-    /// collector stored it; the restarted agent would then report its events
-    /// again under new sequence numbers.
-    durable_seq: std::sync::atomic::AtomicU64,
-    /// Serialises appends and acknowledgements; held only for sled calls, never across `.await`.
-    state: Mutex<State>,
-}
-
-impl Spool {
-    /// Opens (or creates) the spool in `dir` with a byte cap.
-    pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
-        // Telemetry is sensitive: the spool is for the agent's eyes only.
-        private_dir(dir).map_err(|e| SpoolError::Io(dir.to_owned(), e))?;
-        let config = sled::Config::new()
-            .path(dir)
-            .cache_capacity(8 * 1024 * 1024)
-            .flush_every_ms(Some(200));
-        // sled releases its file lock from a background thread after the last
-        // handle is dropped: an agent restarted in the same process (`bannin
-        // up`, the tests) waits a moment for it instead of failing.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let db = loop {
-            match config.open() {
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock")
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                other => break other?,
-            }
-        };
-        let tree = db.open_tree("spool")?;
-        let mut last_seq = match tree.get(LAST_SEQ)? {
-            Some(v) => {
-                u64::from_be_bytes(v.as_ref().try_into().map_err(|_| SpoolError::Corrupt {
-                    sequence: 0,
-                    reason: "last_seq".into(),
-                })?)
-            }
-            None => 0,
-        };
-        let (mut bytes, mut batches) = (0u64, 0u64);
-        for item in tree.scan_prefix([PREFIX_BATCH]) {
-            let (k, v) = item?;
-            bytes += v.len() as u64;
-            batches += 1;
-            last_seq = last_seq.max(seq_of(&k));
-        }
-        Ok(Self {
-            db,
-            tree,
-            dir: dir.to_owned(),
-            max_bytes,
-            durable_seq: std::sync::atomic::AtomicU64::new(last_seq),
-            state: Mutex::new(State {
-                last_seq,
-                bytes,
-                batches,
-            }),
-        })
-    }
-
-    /// The spool's directory (sensors keep large baselines in files beside it).
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        bannin_proto::lock(&self.state)
-    }
-
-    /// Current size.
-    pub fn stats(&self) -> SpoolStats {
-        let s = self.lock();
-        SpoolStats {
-            bytes: s.bytes,
-            batches: s.batches,
-            last_sequence: s.last_seq,
-        }
-    }
-
-    /// Spools `events` as the next batch; returns its sequence, or `None` if the
-    /// batch itself was the one dropped for space (and its loss reported).
-    pub fn append(&self, events: Vec<v1::Event>) -> Result<Option<u64>, SpoolError> {
-        Ok(self.append_sweep(vec![events], None)?.pop().flatten())
-    }
-
-    /// Spools one sensor sweep atomically: each chunk as the next batch, and the
-    /// sensor's new state (`name`, bytes) in the same write, so that after a crash
-    /// either both the events and the state that says they were reported exist,
-    /// or neither does. Returns each chunk's sequence (`None` if dropped for space).
-    pub fn append_sweep(
-        &self,
-        chunks: Vec<Vec<v1::Event>>,
-        state: Option<(&str, Vec<u8>)>,
-    ) -> Result<Vec<Option<u64>>, SpoolError> {
-        let mut guard = self.lock();
-        let mut last = guard.last_seq;
-        let mut bytes = guard.bytes;
-        let mut batches = guard.batches;
-        let mut batch = sled::Batch::default();
-        let mut loss = Loss::default();
-        let mut assigned = Vec::with_capacity(chunks.len());
-        // One pass over the drop order serves every chunk: victims are taken in
-        // order and never twice.
-        let mut victims = self.tree.scan_prefix([PREFIX_SEVERITY]);
-        for events in chunks {
-            if events.is_empty() {
-                assigned.push(None);
-                continue;
-            }
-            let severity = events.iter().map(|e| e.severity).max().unwrap_or(0);
-            let seq = last + 1;
-            let record = encode(seq, severity, events);
-            let mut kept = true;
-            // Drop lowest-severity, oldest batches until the new one fits.
-            while bytes + record.len() as u64 + REPORT_RESERVE > self.max_bytes {
-                let Some(item) = victims.next() else {
-                    kept = false;
-                    break;
-                };
-                let (skey, _) = item?;
-                let (vsev, vseq) = (i32::from(skey[1]), seq_of(&skey[1..]));
-                if vsev > severity {
-                    // Everything left outranks the new batch: it is the one to go.
-                    kept = false;
-                    break;
-                }
-                if let Some(v) = self.tree.get(batch_key(vseq))? {
-                    loss.add_record(&v);
-                    bytes -= v.len() as u64;
-                    batches -= 1;
-                }
-                batch.remove(&batch_key(vseq));
-                batch.remove(&skey);
-            }
-            if kept {
-                last = seq;
-                batch.insert(&batch_key(seq), record.clone());
-                batch.insert(&severity_key(severity_byte(severity), seq), &[]);
-                bytes += record.len() as u64;
-                batches += 1;
-                assigned.push(Some(seq));
-            } else {
-                loss.add_record(&record);
-                assigned.push(None);
-            }
-        }
-        drop(victims);
-        if loss.batches > 0 {
-            last += 1;
-            let report = encode(last, Severity::High as i32, vec![loss_event(&loss)]);
-            tracing::warn!(
-                dropped.batches = loss.batches,
-                dropped.events = loss.events,
-                dropped.bytes = loss.bytes,
-                "Spool full: dropped the lowest-severity, oldest telemetry"
-            );
-            batch.insert(&batch_key(last), report.clone());
-            batch.insert(
-                &severity_key(severity_byte(Severity::High as i32), last),
-                &[],
-            );
-            bytes += report.len() as u64;
-            batches += 1;
-        }
-        if let Some((name, value)) = state {
-            batch.insert(state_key(name), value);
-        }
-        batch.insert(LAST_SEQ, &last.to_be_bytes());
-        self.tree.apply_batch(batch)?;
-        guard.last_seq = last;
-        guard.bytes = bytes;
-        guard.batches = batches;
-        Ok(assigned)
-    }
-
-    /// Saves a named state on its own (not tied to a sweep) and flushes it.
-    pub fn put_state(&self, name: &str, value: Vec<u8>) -> Result<(), SpoolError> {
-        self.tree.insert(state_key(name), value)?;
-        self.flush()
-    }
-
-    /// The state sensor `name` saved with its last sweep.
-    pub fn sensor_state(&self, name: &str) -> Result<Option<Vec<u8>>, SpoolError> {
-        Ok(self.tree.get(state_key(name))?.map(|v| v.to_vec()))
-    }
-
-    /// Makes sure the next sequence handed out is above `sequence` (the
-    /// collector's high water): if the spool ever lost its tail, new batches
-    /// must not reuse numbers the collector has already stored.
-    pub fn ensure_after(&self, sequence: u64) -> Result<(), SpoolError> {
-        let mut state = self.lock();
-        if state.last_seq < sequence {
-            tracing::warn!(
-                spool.last = state.last_seq,
-                collector.high_water = sequence,
-                "Spool is behind the collector; skipping ahead"
-            );
-            self.tree.insert(LAST_SEQ, &sequence.to_be_bytes())?;
-            state.last_seq = sequence;
-        }
-        Ok(())
-    }
-
-    /// Removes every batch up to and including `sequence`; returns how many.
-    pub fn acknowledge(&self, sequence: u64) -> Result<u64, SpoolError> {
-        let mut state = self.lock();
-        let mut batch = sled::Batch::default();
-        let mut removed = 0;
-        let mut freed = 0;
-        for item in self.tree.range(batch_key(0)..=batch_key(sequence)) {
-            let (k, v) = item?;
-            let seq = seq_of(&k);
-            let sev = v.first().copied().unwrap_or(0);
-            batch.remove(k);
-            batch.remove(&severity_key(sev, seq));
-            removed += 1;
-            freed += v.len() as u64;
-        }
-        if removed > 0 {
-            self.tree.apply_batch(batch)?;
-            state.bytes -= freed;
-            state.batches -= removed;
-        }
-        Ok(removed)
-    }
-
-    /// Up to `max` durable spooled batches with a sequence of at least `from`, in order.
-    pub fn read_from(&self, from: u64, max: usize) -> Result<Vec<v1::TelemetryBatch>, SpoolError> {
-        let durable = self.durable_seq.load(std::sync::atomic::Ordering::Acquire);
-        let mut out = Vec::new();
-        for item in self
-            .tree
-            .range(batch_key(from)..batch_key(u64::MAX))
-            .take(max)
-        {
-            let (k, v) = item?;
-            let sequence = seq_of(&k);
-            if sequence > durable {
-                break;
-            }
-            let body = v.get(5..).ok_or_else(|| SpoolError::Corrupt {
-                sequence,
-                reason: "short record".into(),
-            })?;
-            let batch = v1::TelemetryBatch::decode(body).map_err(|e| SpoolError::Corrupt {
-                sequence,
-                reason: e.to_string(),
-            })?;
-            out.push(batch);
-        }
-        Ok(out)
-    }
-
-    /// Makes everything spooled durable (and so sendable).
-    pub fn flush(&self) -> Result<(), SpoolError> {
-        let target = self.lock().last_seq;
-        self.db.flush()?;
-        self.durable_seq
-            .fetch_max(target, std::sync::atomic::Ordering::AcqRel);
-        Ok(())
-    }
-}
-
-/// Creates `dir` if needed and makes it accessible to its owner only.
-fn private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-}
-
-fn seq_of(k: &[u8]) -> u64 {
-    // Keys are built by batch_key/severity_key: the last 8 bytes are the sequence.
-    let tail = &k[k.len().saturating_sub(8)..];
-    let mut b = [0u8; 8];
-    b[8 - tail.len()..].copy_from_slice(tail);
-    u64::from_be_bytes(b)
-}
-
-fn severity_byte(sev: i32) -> u8 {
-    u8::try_from(sev.clamp(0, 255)).unwrap_or(0)
-}
-
-fn event_count(record: &[u8]) -> u32 {
-    record
-        .get(1..5)
-        .and_then(|b| b.try_into().ok())
-        .map(u32::from_be_bytes)
-        .unwrap_or(0)
-}
-
-fn encode(sequence: u64, severity: i32, events: Vec<v1::Event>) -> Vec<u8> {
-    let count = u32::try_from(events.len()).unwrap_or(u32::MAX);
-    let batch = v1::TelemetryBatch::from_events(sequence, &events);
-    let mut out = Vec::with_capacity(5 + batch.encoded_len());
-    out.push(severity_byte(severity));
-    out.extend_from_slice(&count.to_be_bytes());
-    batch.encode(&mut out).unwrap_or_default();
-    out
 }
 
 fn loss_event(loss: &Loss) -> v1::Event {
@@ -741,5 +1207,247 @@ mod tests {
             Some(1000),
             "the time range lost starts at the first drop"
         );
+    }
+
+    /// Space `dir` takes on disk, as `du` counts it: blocks of every file and directory.
+    fn du(dir: &Path) -> u64 {
+        let mut total = fs::symlink_metadata(dir).map_or(0, |m| m.blocks() * 512);
+        for entry in fs::read_dir(dir).expect("read_dir").flatten() {
+            let meta = entry.metadata().expect("stat");
+            total += if meta.is_dir() {
+                du(&entry.path())
+            } else {
+                meta.blocks() * 512
+            };
+        }
+        total
+    }
+
+    fn kept_and_reported(spool: &Spool) -> (u64, u64) {
+        let all: Vec<v1::Event> = spool
+            .read_from(0, 1_000_000)
+            .expect("read")
+            .iter()
+            .flat_map(|b| b.decode_events().expect("decodes"))
+            .collect();
+        let kept = all.iter().filter(|e| e.kind == "test").count() as u64;
+        let reported = all
+            .iter()
+            .filter(|e| e.kind == DATA_LOSS_KIND)
+            .map(|e| {
+                e.attributes["dropped_events"]
+                    .parse::<u64>()
+                    .expect("number")
+            })
+            .sum();
+        (kept, reported)
+    }
+
+    #[test]
+    fn the_cap_bounds_what_the_spool_takes_on_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cap = 1024 * 1024;
+        let spool = Spool::open(dir.path(), cap).expect("open");
+        spool.put_state("sensor", vec![7u8; 20_000]).expect("state");
+        let mut appended = 0u64;
+        // Small batches (a block each on disk, whatever their length) and large ones.
+        for round in 0..3000u64 {
+            let (n, pad) = if round % 10 == 0 { (20, 3000) } else { (1, 10) };
+            spool
+                .append_sweep(
+                    vec![events(n, Severity::Low, pad)],
+                    Some(("sensor", vec![1u8; 100])),
+                )
+                .expect("append");
+            appended += n as u64;
+            if round % 100 == 0 {
+                spool.flush().expect("flush");
+                let used = du(dir.path());
+                let st = spool.stats();
+                let fixed = spool.fixed_bytes(&spool.lock(), None);
+                assert!(
+                    used <= cap,
+                    "round {round}: {used} bytes on disk, cap {cap}; accounted {} + {fixed}, {} batches, batches dir {}",
+                    st.bytes,
+                    st.batches,
+                    du(&dir.path().join(BATCHES))
+                );
+            }
+        }
+        spool.flush().expect("flush");
+        let used = du(dir.path());
+        assert!(used <= cap, "{used} bytes on disk, cap {cap}");
+        assert!(used > cap / 2, "the cap is used, not wasted: {used}");
+        let (kept, reported) = kept_and_reported(&spool);
+        assert_eq!(kept + reported, appended, "every event kept or counted");
+    }
+
+    #[test]
+    fn a_sweep_cut_short_by_a_crash_is_taken_back_with_its_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state_file = dir.path().join(STATES).join(bannin_proto::hex("fim"));
+        {
+            let spool = Spool::open(dir.path(), 1 << 30).expect("open");
+            spool
+                .append_sweep(
+                    vec![events(2, Severity::Low, 1)],
+                    Some(("fim", b"one".to_vec())),
+                )
+                .expect("first sweep");
+            spool.flush().expect("flush");
+            let after_first = fs::read(&state_file).expect("state");
+            spool
+                .append_sweep(
+                    vec![events(2, Severity::Low, 1), events(2, Severity::Low, 1)],
+                    Some(("fim", b"two".to_vec())),
+                )
+                .expect("second sweep");
+            spool.flush().expect("flush");
+            // The crash: the second sweep's batches reached the disk, its state did not.
+            fs::write(&state_file, after_first).expect("rewind the state");
+        }
+        let spool = Spool::open(dir.path(), 1 << 30).expect("reopen");
+        assert_eq!(
+            spool.sensor_state("fim").expect("state"),
+            Some(b"one".to_vec())
+        );
+        let left: Vec<u64> = spool
+            .read_from(0, 100)
+            .expect("read")
+            .iter()
+            .map(|b| b.sequence)
+            .collect();
+        assert_eq!(
+            left,
+            vec![1],
+            "only the first sweep, whose state was written"
+        );
+        assert_eq!(
+            spool.append(events(1, Severity::Low, 1)).expect("append"),
+            Some(4),
+            "sequences of the taken-back sweep are not reused"
+        );
+    }
+
+    #[test]
+    fn what_a_loss_report_counts_is_gone_even_if_a_crash_kept_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cap = 1024 * 1024;
+        let batches = dir.path().join(BATCHES);
+        let mut appended = 0;
+        let restored = {
+            let spool = Spool::open(dir.path(), cap).expect("open");
+            // Nearly full; then one large batch that can only fit by dropping.
+            while spool.stats().bytes < cap - 100_000 {
+                spool
+                    .append(events(1, Severity::Info, 50_000))
+                    .expect("append");
+                appended += 1;
+            }
+            spool.flush().expect("flush");
+            // Every batch as it is before the last overflow.
+            let before: Vec<(PathBuf, Vec<u8>)> = entries(&batches)
+                .expect("list")
+                .into_iter()
+                .map(|(path, _)| {
+                    let bytes = fs::read(&path).expect("read");
+                    (path, bytes)
+                })
+                .collect();
+            spool
+                .append(events(1, Severity::Info, 200_000))
+                .expect("append");
+            appended += 1;
+            spool.flush().expect("flush");
+            // The crash: the report reached the disk, the removals it counts did not.
+            let mut restored = 0;
+            for (path, bytes) in before {
+                if !path.exists() {
+                    fs::write(&path, bytes).expect("put it back");
+                    restored += 1;
+                }
+            }
+            restored
+        };
+        assert!(restored > 0, "the last append dropped something");
+        let spool = Spool::open(dir.path(), cap).expect("reopen");
+        let (kept, reported) = kept_and_reported(&spool);
+        assert!(reported > 0);
+        assert_eq!(
+            kept + reported,
+            appended,
+            "what the report counts is removed again at open, not kept as well"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_batch_is_removed_and_the_rest_is_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let spool = Spool::open(dir.path(), 1 << 30).expect("open");
+            for _ in 0..3 {
+                spool.append(events(1, Severity::Low, 1)).expect("append");
+            }
+            spool.flush().expect("flush");
+        }
+        fs::write(dir.path().join(BATCHES).join(batch_name(2)), b"garbage").expect("corrupt");
+        fs::write(
+            dir.path().join(BATCHES).join(".0000000000000009.tmp"),
+            b"half",
+        )
+        .expect("tmp");
+        let spool = Spool::open(dir.path(), 1 << 30).expect("reopen");
+        let left: Vec<u64> = spool
+            .read_from(0, 100)
+            .expect("read")
+            .iter()
+            .map(|b| b.sequence)
+            .collect();
+        assert_eq!(left, vec![1, 3]);
+        assert!(
+            !dir.path()
+                .join(BATCHES)
+                .join(".0000000000000009.tmp")
+                .exists()
+        );
+    }
+
+    #[test]
+    fn a_spool_of_the_sled_format_is_carried_over() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let db = sled::Config::new().path(dir.path()).open().expect("sled");
+            let tree = db.open_tree("spool").expect("tree");
+            for seq in [7u64, 8] {
+                let batch = v1::TelemetryBatch::from_events(seq, &events(2, Severity::High, 3));
+                let mut record = vec![Severity::High as u8];
+                record.extend_from_slice(&2u32.to_be_bytes());
+                record.extend_from_slice(&batch.encode_to_vec());
+                let mut key = vec![b'B'];
+                key.extend_from_slice(&seq.to_be_bytes());
+                tree.insert(key, record).expect("insert");
+            }
+            tree.insert(b"Tfim", b"baseline".to_vec()).expect("state");
+            tree.insert(b"Mlast_seq", &9u64.to_be_bytes())
+                .expect("last");
+            db.flush().expect("flush");
+        }
+        let spool = Spool::open(dir.path(), 1 << 30).expect("open");
+        let left: Vec<(u64, usize)> = spool
+            .read_from(0, 100)
+            .expect("read")
+            .iter()
+            .map(|b| (b.sequence, b.decode_events().expect("decodes").len()))
+            .collect();
+        assert_eq!(left, vec![(7, 2), (8, 2)]);
+        assert_eq!(
+            spool.sensor_state("fim").expect("state"),
+            Some(b"baseline".to_vec())
+        );
+        assert_eq!(
+            spool.append(events(1, Severity::Low, 1)).expect("append"),
+            Some(10)
+        );
+        assert!(!dir.path().join("db").exists() && !dir.path().join("conf").exists());
     }
 }
