@@ -182,6 +182,16 @@ struct Held {
     report: bool,
 }
 
+/// A sensor state on disk.
+#[derive(Debug, Clone, Copy)]
+struct SavedState {
+    on_disk: u64,
+    /// The sequence the sweep that wrote it ended at.
+    covered: u64,
+    /// SHA-256 of the state: an unchanged state after an empty sweep is not written again.
+    digest: [u8; 32],
+}
+
 #[derive(Debug)]
 struct State {
     last_seq: u64,
@@ -190,13 +200,17 @@ struct State {
     handed_out: u64,
     /// What the `last_seq` file says.
     written_last_seq: u64,
+    /// Batch files written or removed since the directory was last synced.
+    dirty_batches: bool,
+    /// State files written since their directory was last synced.
+    dirty_states: bool,
     batches: BTreeMap<u64, Held>,
     /// The drop order: lowest severity, oldest first.
     order: BTreeSet<(u8, u64)>,
     /// Space the batch files take.
     batch_bytes: u64,
     /// Space each state file takes, and the sequence its sweep ended at.
-    states: BTreeMap<String, (u64, u64)>,
+    states: BTreeMap<String, SavedState>,
 }
 
 /// Size and content of the spool.
@@ -256,6 +270,8 @@ impl Spool {
                 last_seq: 0,
                 handed_out: 0,
                 written_last_seq: 0,
+                dirty_batches: false,
+                dirty_states: false,
                 batches: BTreeMap::new(),
                 order: BTreeSet::new(),
                 batch_bytes: 0,
@@ -289,9 +305,12 @@ impl Spool {
                 .get(..8)
                 .and_then(|b| b.try_into().ok())
                 .map_or(0, u64::from_be_bytes);
-            state
-                .states
-                .insert(sensor, (on_disk(bytes.len() as u64, self.block), covered));
+            let saved = SavedState {
+                on_disk: on_disk(bytes.len() as u64, self.block),
+                covered,
+                digest: digest(bytes.get(8..).unwrap_or_default()),
+            };
+            state.states.insert(sensor, saved);
         }
         state.last_seq = fs::read(self.dir.join(LAST_SEQ))
             .ok()
@@ -345,7 +364,7 @@ impl Spool {
                     state
                         .states
                         .get(sensor)
-                        .is_none_or(|(_, covered)| covered < end)
+                        .is_none_or(|saved| saved.covered < *end)
                 })
             })
             .map(|(seq, _)| *seq)
@@ -379,7 +398,20 @@ impl Spool {
     /// are written again.
     fn migrate_sled(&self) -> Result<(), SpoolError> {
         let config = sled::Config::new().path(&self.dir);
-        let db = config.open()?;
+        // sled releases its file lock from a background thread after the last
+        // handle is dropped: wait a moment for it instead of failing.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
         let tree = db.open_tree("spool")?;
         let (mut batches, mut last) = (0u64, 0u64);
         for item in tree.iter() {
@@ -464,7 +496,7 @@ impl Spool {
             .states
             .iter()
             .filter(|(name, _)| replacing.is_none_or(|(r, _)| r != name.as_str()))
-            .map(|(_, (bytes, _))| bytes)
+            .map(|(_, saved)| saved.on_disk)
             .sum();
         let new = replacing.map_or(0, |(_, len)| on_disk(8 + len as u64, self.block));
         dirs + states + new + on_disk(8, self.block)
@@ -555,6 +587,18 @@ impl Spool {
                 header.sweep = Some(((*name).to_owned(), end));
             }
         }
+        let mut written = Vec::with_capacity(kept.len());
+        for (seq, header, body) in kept {
+            let bytes = header.encode(&body);
+            write_file(&self.batches_dir.join(batch_name(seq)), &bytes)?;
+            written.push((
+                seq,
+                header.severity,
+                on_disk(bytes.len() as u64, self.block),
+                false,
+            ));
+        }
+        guard.dirty_batches |= !written.is_empty();
         let mut report = None;
         if loss.batches > 0 {
             // Earlier reports the link has not yet been given fold into this one:
@@ -584,7 +628,8 @@ impl Spool {
                 dropped.bytes = loss.bytes,
                 "Spool full: dropped the lowest-severity, oldest telemetry"
             );
-            // On disk before anything it counts is removed.
+            // On disk, with the new batches, before anything it counts is removed
+            // (the newest sequence on disk is never lost with them).
             let bytes = header.encode(&body);
             write_file(&self.batches_dir.join(batch_name(last)), &bytes)?;
             sync_dir(&self.batches_dir)?;
@@ -595,19 +640,15 @@ impl Spool {
                 true,
             ));
         }
-        let mut written = Vec::with_capacity(kept.len());
-        for (seq, header, body) in kept {
-            let bytes = header.encode(&body);
-            write_file(&self.batches_dir.join(batch_name(seq)), &bytes)?;
-            written.push((
-                seq,
-                header.severity,
-                on_disk(bytes.len() as u64, self.block),
-                false,
-            ));
-        }
         if let Some((name, value)) = state {
-            self.write_state(&mut guard, name, &value, last)?;
+            // A sweep that spooled nothing leaves the sweep mark where it was:
+            // an unchanged state is then not written again.
+            let covered = if written.is_empty() && report.is_none() {
+                guard.states.get(name).map_or(last, |s| s.covered)
+            } else {
+                last
+            };
+            self.write_state(&mut guard, name, &value, covered)?;
         }
         let removed_any = !victims.is_empty();
         for (sev, seq) in victims {
@@ -661,13 +702,24 @@ impl Spool {
         value: &[u8],
         covered: u64,
     ) -> Result<(), SpoolError> {
+        let digest = digest(value);
+        if state
+            .states
+            .get(name)
+            .is_some_and(|s| s.digest == digest && s.covered == covered)
+        {
+            return Ok(());
+        }
         let mut bytes = covered.to_be_bytes().to_vec();
         bytes.extend_from_slice(value);
         write_file(&self.states_dir.join(bannin_proto::hex(name)), &bytes)?;
-        state.states.insert(
-            name.to_owned(),
-            (on_disk(bytes.len() as u64, self.block), covered),
-        );
+        let saved = SavedState {
+            on_disk: on_disk(bytes.len() as u64, self.block),
+            covered,
+            digest,
+        };
+        state.states.insert(name.to_owned(), saved);
+        state.dirty_states = true;
         Ok(())
     }
 
@@ -675,7 +727,7 @@ impl Spool {
     pub fn put_state(&self, name: &str, value: Vec<u8>) -> Result<(), SpoolError> {
         {
             let mut state = self.lock();
-            let covered = state.states.get(name).map_or(0, |(_, c)| *c);
+            let covered = state.states.get(name).map_or(0, |s| s.covered);
             self.write_state(&mut state, name, &value, covered)?;
         }
         self.flush()
@@ -725,6 +777,11 @@ impl Spool {
             .range(..=sequence)
             .map(|(s, h)| (*s, *h))
             .collect();
+        // The newest batch on disk tells a restarted spool where sequences stand:
+        // before it goes, the `last_seq` file says so.
+        if done.last().map(|(s, _)| *s) == state.batches.keys().next_back().copied() {
+            self.write_last_seq(&mut state)?;
+        }
         for (seq, held) in &done {
             remove(&self.batches_dir.join(batch_name(*seq)))?;
             state.batches.remove(seq);
@@ -784,12 +841,22 @@ impl Spool {
     pub fn flush(&self) -> Result<(), SpoolError> {
         let mut state = self.lock();
         let target = state.last_seq;
-        sync_dir(&self.batches_dir)?;
-        sync_dir(&self.states_dir)?;
-        self.write_last_seq(&mut state)?;
+        if state.dirty_batches {
+            sync_dir(&self.batches_dir)?;
+            state.dirty_batches = false;
+        }
+        if state.dirty_states {
+            sync_dir(&self.states_dir)?;
+            state.dirty_states = false;
+        }
         self.durable_seq.fetch_max(target, Ordering::AcqRel);
         Ok(())
     }
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
 }
 
 /// Space a file of `len` bytes takes: whole blocks.
@@ -1449,5 +1516,33 @@ mod tests {
             Some(10)
         );
         assert!(!dir.path().join("db").exists() && !dir.path().join("conf").exists());
+    }
+
+    #[test]
+    fn an_unchanged_state_after_an_empty_sweep_is_not_written_again() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path(), 1 << 30).expect("open");
+        let file = dir.path().join(STATES).join(bannin_proto::hex("proc"));
+        let inode = || fs::metadata(&file).expect("state file").ino();
+        spool
+            .append_sweep(
+                vec![events(1, Severity::Low, 1)],
+                Some(("proc", b"a".to_vec())),
+            )
+            .expect("sweep");
+        let first = inode();
+        spool
+            .append_sweep(vec![vec![]], Some(("proc", b"a".to_vec())))
+            .expect("idle sweep");
+        assert_eq!(inode(), first, "nothing new: not written");
+        spool
+            .append_sweep(vec![vec![]], Some(("proc", b"b".to_vec())))
+            .expect("changed state");
+        assert_ne!(inode(), first, "a changed state is written");
+        assert_eq!(
+            spool.sensor_state("proc").expect("state"),
+            Some(b"b".to_vec())
+        );
     }
 }
