@@ -1,8 +1,8 @@
 //! `bannin-agent`: the endpoint agent.
 
-// The agent keeps the system allocator: mimalloc (the collector's, for its
-// writer thread) commits its arenas eagerly, 40 MiB of resident memory for an
-// agent that allocates little (BENCHMARKS.md, "Agent footprint").
+// The system allocator, as every Bannin binary: mimalloc committed its arenas
+// eagerly, 40 MiB of resident memory for an agent that allocates little
+// (BENCHMARKS.md, "Agent footprint").
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -9,10 +9,8 @@
 //! - [`console`]: `bannin console`, the web console on loopback.
 //! - [`up`]: `bannin up`, a collector and an agent in one process on a dev PKI.
 
-/// mimalloc: the collector and agent allocate and free many small strings per
-/// event; glibc malloc spent a fifth of the writer thread in its free lists.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The system allocator, as the collector's (collector/src/main.rs): `bannin up`
+// runs a collector in this process.
 
 mod args;
 mod client;

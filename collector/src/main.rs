@@ -1,9 +1,9 @@
 //! `bannin-collector`: serve agents and operators, and manage the PKI.
 
-/// mimalloc: the collector and agent allocate and free many small strings per
-/// event; glibc malloc spent a fifth of the writer thread in its free lists.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The system allocator. mimalloc was the global allocator while glibc's free
+// lists were a fifth of the writer thread; measured again (BENCHMARKS.md,
+// "Reconnect storm"), glibc ingests as fast or faster and holds an idle agent's
+// connection in 46 KiB instead of 66.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
