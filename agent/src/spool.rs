@@ -1545,4 +1545,43 @@ mod tests {
             Some(b"b".to_vec())
         );
     }
+
+    proptest::proptest! {
+        /// A batch file's header, whatever the bytes on disk: parsed or refused,
+        /// never a panic, never more than the file holds; and what is written reads back.
+        #[test]
+        fn fuzz_spool_header(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+                             drops in proptest::collection::vec(proptest::prelude::any::<u64>(), 0..8),
+                             name in "[a-z_.]{0,24}", report in proptest::prelude::any::<bool>()) {
+            let _ = Header::read(&mut bytes.as_slice());
+            let mut tagged = MAGIC.to_vec();
+            tagged.extend_from_slice(&bytes);
+            if let Ok(Some(h)) = Header::read(&mut tagged.as_slice()) {
+                proptest::prop_assert!(h.drops.len() * 8 <= tagged.len());
+            }
+            let header = Header {
+                report,
+                severity: 3,
+                count: 7,
+                sweep: (!name.is_empty()).then(|| (name.clone(), 42)),
+                drops,
+            };
+            let encoded = header.encode(b"body");
+            let mut r = encoded.as_slice();
+            proptest::prop_assert_eq!(Header::read(&mut r).expect("read"), Some(header));
+            proptest::prop_assert_eq!(r, b"body".as_slice());
+        }
+
+        /// A spool whose batch file holds arbitrary bytes opens: the file is
+        /// removed (or read, if it happens to parse), nothing panics.
+        #[test]
+        fn fuzz_spool_open_with_arbitrary_batch_file(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            fs::create_dir_all(dir.path().join(BATCHES)).expect("dir");
+            fs::write(dir.path().join(BATCHES).join(batch_name(5)), &bytes).expect("write");
+            let spool = Spool::open(dir.path(), 1 << 20).expect("opens");
+            let _ = spool.read_from(0, 10);
+            proptest::prop_assert_eq!(spool.append(events(1, Severity::Low, 1)).expect("append"), Some(6));
+        }
+    }
 }
