@@ -153,26 +153,6 @@ fn logged_sum(log: &str, field: &str) -> u64 {
 }
 
 /// Bytes of the files under `dir`.
-/// Space `dir` takes on disk as `du` counts it (blocks of every file and
-/// directory), leaving out the entries named in `skip` (sensors' own files).
-fn du(dir: &Path, skip: &[&str]) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let own = std::fs::symlink_metadata(dir).map_or(0, |m| m.blocks() * 512);
-    own + std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter(|e| !skip.iter().any(|s| e.file_name() == *s))
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => du(&e.path(), &[]),
-                    Ok(m) => m.blocks() * 512,
-                    Err(_) => 0,
-                })
-                .sum::<u64>()
-        })
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_overflowing_spool_reports_exactly_what_it_dropped() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -211,7 +191,7 @@ async fn an_overflowing_spool_reports_exactly_what_it_dropped() {
     let dropped = logged_sum(&agent.log_text(), field);
     // The cap bounds what the spool takes on disk (the file-integrity sensor's
     // own baseline beside it is the sensor's, not the spool's).
-    let on_disk = du(&agent_dir.join("spool"), &["file_integrity"]);
+    let on_disk = bannin_tests::du(&agent_dir.join("spool"), &["file_integrity"]);
     eprintln!("dropped {dropped} events; the spool takes {on_disk} bytes on disk");
     assert!(dropped > 0 && dropped < 20_000, "{dropped}");
     assert!(

@@ -73,6 +73,26 @@ fn build_binaries() -> Result<PathBuf, String> {
     Ok(dir)
 }
 
+/// Space `dir` takes on disk as `du` counts it (blocks of every file and
+/// directory), leaving out its entries named in `skip`.
+pub fn du(dir: &Path, skip: &[&str]) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let own = std::fs::symlink_metadata(dir).map_or(0, |m| m.blocks() * 512);
+    own + std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| !skip.iter().any(|s| e.file_name() == *s))
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => du(&e.path(), &[]),
+                    Ok(m) => m.blocks() * 512,
+                    Err(_) => 0,
+                })
+                .sum::<u64>()
+        })
+        .unwrap_or(0)
+}
+
 /// A free port on 127.0.0.1 (bound and released; fine for tests).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

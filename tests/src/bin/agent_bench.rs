@@ -637,24 +637,6 @@ fn integrity_latency(changes: usize) -> anyhow::Result<()> {
     })
 }
 
-/// Space `dir` takes on disk as `du` counts it.
-fn du(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let own = std::fs::symlink_metadata(dir).map_or(0, |m| m.blocks() * 512);
-    own + std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => du(&e.path()),
-                    Ok(m) => m.blocks() * 512,
-                    Err(_) => 0,
-                })
-                .sum::<u64>()
-        })
-        .unwrap_or(0)
-}
-
 /// The spool: a sensor sweep (20 events and the sensor's 2 KiB state) written and
 /// made durable, as the agent's spooler does after every sweep, against the same
 /// writes into a sled tree as the earlier spool made them (one atomic batch with
@@ -804,7 +786,7 @@ fn spool_bench() -> anyhow::Result<()> {
     println!(
         "storm: 20,000 events into a 1 MiB spool in {:.0} ms: {kept} kept, the rest reported lost; {} bytes on disk (du)",
         took.as_secs_f64() * 1000.0,
-        du(&capped)
+        bannin_tests::du(&capped, &[])
     );
     Ok(())
 }
