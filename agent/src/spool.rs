@@ -1180,20 +1180,14 @@ mod tests {
             .iter()
             .map(|b| (b.sequence, b.decode_events().expect("decodes")))
             .collect();
-        let reports: Vec<_> = all
+        let reports: Vec<v1::Event> = all
             .iter()
             .flat_map(|(_, events)| events)
             .filter(|e| e.kind == DATA_LOSS_KIND)
+            .cloned()
             .collect();
         assert!(!reports.is_empty(), "loss is reported");
-        let dropped: u64 = reports
-            .iter()
-            .map(|e| {
-                e.attributes["dropped_events"]
-                    .parse::<u64>()
-                    .expect("number")
-            })
-            .sum();
+        let dropped = dropped(&reports);
         let info_left = all
             .iter()
             .filter(|(_, events)| {
@@ -1232,23 +1226,9 @@ mod tests {
         }
         spool.flush().expect("flush");
         assert!(spool.stats().bytes <= 256 * 1024);
-        let all: Vec<v1::Event> = spool
-            .read_from(0, 10_000)
-            .expect("read")
-            .iter()
-            .flat_map(|b| b.decode_events().expect("decodes"))
-            .collect();
-        let kept = all.iter().filter(|e| e.kind == "test").count() as u64;
-        let reports: Vec<&v1::Event> = all.iter().filter(|e| e.kind == DATA_LOSS_KIND).collect();
+        let (kept, reports) = kept_and_reports(&spool);
         assert!(!reports.is_empty());
-        let dropped: u64 = reports
-            .iter()
-            .map(|e| {
-                e.attributes["dropped_events"]
-                    .parse::<u64>()
-                    .expect("number")
-            })
-            .sum();
+        let dropped = dropped(&reports);
         assert_eq!(
             kept + dropped,
             appended,
@@ -1290,7 +1270,8 @@ mod tests {
         total
     }
 
-    fn kept_and_reported(spool: &Spool) -> (u64, u64) {
+    /// What the spool holds: test events kept, and its loss reports.
+    fn kept_and_reports(spool: &Spool) -> (u64, Vec<v1::Event>) {
         let all: Vec<v1::Event> = spool
             .read_from(0, 1_000_000)
             .expect("read")
@@ -1298,16 +1279,28 @@ mod tests {
             .flat_map(|b| b.decode_events().expect("decodes"))
             .collect();
         let kept = all.iter().filter(|e| e.kind == "test").count() as u64;
-        let reported = all
-            .iter()
+        let reports = all
+            .into_iter()
             .filter(|e| e.kind == DATA_LOSS_KIND)
+            .collect();
+        (kept, reports)
+    }
+
+    /// Events the reports count as dropped.
+    fn dropped(reports: &[v1::Event]) -> u64 {
+        reports
+            .iter()
             .map(|e| {
                 e.attributes["dropped_events"]
                     .parse::<u64>()
                     .expect("number")
             })
-            .sum();
-        (kept, reported)
+            .sum()
+    }
+
+    fn kept_and_reported(spool: &Spool) -> (u64, u64) {
+        let (kept, reports) = kept_and_reports(spool);
+        (kept, dropped(&reports))
     }
 
     #[test]
