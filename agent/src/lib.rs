@@ -138,7 +138,7 @@ pub async fn run_with_health(
     // Before anything else: a host that was isolated stays isolated.
     let responder = response::Responder::new(
         response::ResponseConfig {
-            collector: config.link.address.clone(),
+            collectors: config.link.addresses.clone(),
             dns_resolvers: config.dns_resolvers.clone(),
             local_operator: config.local_operator,
             root: config.root.clone(),
@@ -202,7 +202,7 @@ pub async fn run_with_health(
             .instrument(tracing::info_span!("link", host.id = %host)),
     );
     tracker.close();
-    tracing::info!(host.id = %host, collector = %config.link.address, "Agent running");
+    tracing::info!(host.id = %host, collectors = ?config.link.addresses, "Agent running");
     shutdown.cancelled().await;
     controls.request_stop();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())

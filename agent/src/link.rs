@@ -110,9 +110,20 @@ impl Link {
     /// Runs sessions until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Backoff::new(self.config.backoff_initial, self.config.backoff_max);
+        // Which of `[collector] addresses` this session uses: the agent stays
+        // with a collector while it works and moves to the next one whenever a
+        // session ends, so a dead collector costs one backoff delay (the spool
+        // replays whatever it had not acknowledged).
+        let mut current = 0usize;
         loop {
             let mut delivered = false;
-            let result = self.session(&shutdown, &mut delivered).await;
+            let address = self
+                .config
+                .addresses
+                .get(current)
+                .cloned()
+                .unwrap_or_default();
+            let result = self.session(&shutdown, &mut delivered, &address).await;
             if shutdown.is_cancelled() {
                 return;
             }
@@ -126,8 +137,11 @@ impl Link {
                     "Collector closed the stream; reconnecting"
                 ),
                 Err(error) => {
-                    tracing::warn!(%error, retry.ms = delay.as_millis() as u64, collector = %self.config.address, "Link down; reconnecting")
+                    tracing::warn!(%error, retry.ms = delay.as_millis() as u64, collector = %address, "Link down; reconnecting")
                 }
+            }
+            if self.config.addresses.len() > 1 {
+                current = (current + 1) % self.config.addresses.len();
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -207,6 +221,7 @@ impl Link {
         &self,
         shutdown: &CancellationToken,
         delivered: &mut bool,
+        address: &str,
     ) -> Result<(), LinkError> {
         let config = match tls::TlsMaterial::load(&self.tls_paths)
             .and_then(|m| tls::client_config(&m))
@@ -217,7 +232,7 @@ impl Link {
                 self.tls.clone()
             }
         };
-        let channel = tls::connect(&self.config.address, &self.config.server_name, config).await?;
+        let channel = tls::connect(address, &self.config.server_name, config).await?;
         let mut client = AgentLinkClient::new(channel)
             .max_decoding_message_size(bannin_proto::DEFAULT_MAX_MESSAGE_BYTES)
             .max_encoding_message_size(bannin_proto::DEFAULT_MAX_MESSAGE_BYTES);
@@ -243,7 +258,7 @@ impl Link {
         self.spool.ensure_after(welcome.acked_sequence)?;
         self.spool.acknowledge(welcome.acked_sequence)?;
         let backlog = self.spool.stats();
-        tracing::info!(collector = %self.config.address, acked = welcome.acked_sequence, backlog.batches = backlog.batches, "Connected to collector");
+        tracing::info!(collector = %address, acked = welcome.acked_sequence, backlog.batches = backlog.batches, "Connected to collector");
 
         if let Some(request) = self.renewal_due() {
             let _ = tx

@@ -117,6 +117,7 @@ pub fn host_json(h: &v1::Host) -> Value {
         "acked_sequence": h.acked_sequence,
         "spool_bytes": h.spool_bytes,
         "peer_address": h.peer_address,
+        "collector": h.collector,
         "isolation": h.isolation,
         "revoked": h.revoked,
         "revoked_by": h.revoked_by,

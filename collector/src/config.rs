@@ -63,6 +63,104 @@ struct Raw {
     #[serde(default)]
     sink: Vec<RawSink>,
     enrollment: Option<RawEnrollment>,
+    cluster: Option<RawCluster>,
+}
+
+/// `[cluster]`: several collectors over NATS JetStream (absent: one collector
+/// on its own sled store).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    name: String,
+    servers: Vec<String>,
+    tls: RawTls,
+    #[serde(default = "default_replicas")]
+    replicas: usize,
+    #[serde(default = "default_log_max_bytes")]
+    max_bytes: u64,
+    #[serde(default = "default_log_max_age_days")]
+    max_age_days: u64,
+    #[serde(default = "default_duplicate_window_secs")]
+    duplicate_window_secs: u64,
+}
+
+fn default_replicas() -> usize {
+    3
+}
+fn default_log_max_bytes() -> u64 {
+    64 * 1024 * 1024 * 1024
+}
+fn default_log_max_age_days() -> u64 {
+    30
+}
+fn default_duplicate_window_secs() -> u64 {
+    120
+}
+
+fn cluster(
+    errors: &mut ConfigErrors,
+    base: &Path,
+    raw: RawCluster,
+) -> crate::cluster::ClusterConfig {
+    let ok_name = !raw.name.is_empty()
+        && raw.name.len() <= 64
+        && raw
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+    if !ok_name {
+        errors.push(format!(
+            "cluster.name = {:?}: 1-64 letters, digits, '-' or '_' (unique per collector)",
+            raw.name
+        ));
+    }
+    if raw.servers.is_empty() {
+        errors.push("cluster.servers: name at least one NATS server (tls://host:4222)");
+    }
+    for s in &raw.servers {
+        if let Err(e) = crate::cluster::check_server(s) {
+            errors.push(format!("cluster.servers: {s:?}: {e}"));
+        }
+    }
+    if !matches!(raw.replicas, 1 | 3) {
+        errors.push(format!(
+            "cluster.replicas = {}: 1 (one NATS server holds each stream) or 3 (survives the loss of one)",
+            raw.replicas
+        ));
+    }
+    if raw.max_bytes < 64 * 1024 * 1024 {
+        errors.push(format!(
+            "cluster.max_bytes = {}: at least 67108864 (64 GiB by default)",
+            raw.max_bytes
+        ));
+    }
+    if raw.max_age_days == 0 {
+        errors.push("cluster.max_age_days must be at least 1");
+    }
+    if !(10..=86_400).contains(&raw.duplicate_window_secs) {
+        errors.push(format!(
+            "cluster.duplicate_window_secs = {}: 10 to 86400",
+            raw.duplicate_window_secs
+        ));
+    }
+    let tls = crate::cluster::tls_paths(base, raw.tls.ca, raw.tls.cert, raw.tls.key);
+    for (name, p) in [("cluster.tls.ca", &tls.ca), ("cluster.tls.cert", &tls.cert)] {
+        if !p.is_file() {
+            errors.push(format!("{name} = {}: no such file", p.display()));
+        }
+    }
+    if let Err(e) = check_key_permissions(&tls.key) {
+        errors.push(format!("cluster.tls.key: {e}"));
+    }
+    crate::cluster::ClusterConfig {
+        name: raw.name,
+        servers: raw.servers,
+        tls,
+        replicas: raw.replicas,
+        max_bytes: i64::try_from(raw.max_bytes).unwrap_or(i64::MAX),
+        max_age: Duration::from_secs(raw.max_age_days.saturating_mul(86_400)),
+        duplicate_window: Duration::from_secs(raw.duplicate_window_secs),
+    }
 }
 
 /// `[sigma]`: where Sigma rules are loaded from.
@@ -299,6 +397,8 @@ pub struct CollectorConfig {
     pub sinks: Vec<crate::sinks::SinkConfig>,
     /// Token enrollment and certificate renewal, if enabled.
     pub enrollment: Option<crate::enroll::EnrollmentConfig>,
+    /// Cluster mode over NATS JetStream, if configured.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// A `[[sink]]` or `[[suppress]]` name: unique, 1-64 letters, digits, '-', '_' or '.'
@@ -726,6 +826,7 @@ impl CollectorConfig {
                 validity: Duration::from_secs(secs),
             }
         });
+        let cluster = raw.cluster.map(|c| cluster(&mut errors, base, c));
         let sinks = sinks(&mut errors, base, &raw.sink);
         let suppress = suppress_rules(&mut errors, &raw.suppress);
         let correlation = correlation(&mut errors, &raw.correlation);
@@ -737,6 +838,7 @@ impl CollectorConfig {
         }
         errors.into_result()?;
         Ok(Self {
+            cluster,
             sigma_paths,
             enrollment,
             sinks,

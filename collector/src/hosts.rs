@@ -18,6 +18,9 @@ struct Live {
     sessions: Vec<Session>,
     /// A clone was reported for the sessions alive now.
     clone_reported: bool,
+    /// Cluster mode: the other collector holding this host's stream, as its
+    /// presence entry says ("" when none does).
+    remote: String,
 }
 
 /// One live stream of a host.
@@ -83,6 +86,8 @@ pub struct HostRegistry {
     fleet: std::sync::Arc<crate::correlate::FleetView>,
     hosts: Mutex<HashMap<String, Live>>,
     silent_after_heartbeats: u32,
+    /// Cluster mode: this collector's name.
+    cluster_name: std::sync::OnceLock<String>,
     /// Identity conflicts seen and not yet raised; and every one raised (by
     /// claim), so each is raised once.
     conflicts: Mutex<(Vec<IdentityConflict>, std::collections::HashSet<String>)>,
@@ -95,6 +100,9 @@ pub struct HostView {
     pub record: HostRecord,
     /// Connected now and heard from within its silence timeout.
     pub online: bool,
+    /// Cluster mode: the collector holding its stream ("" when none, or not
+    /// in cluster mode).
+    pub collector: String,
 }
 
 impl HostRegistry {
@@ -114,6 +122,7 @@ impl HostRegistry {
                         record,
                         sessions: Vec::new(),
                         clone_reported: false,
+                        remote: String::new(),
                     },
                 )
             })
@@ -136,6 +145,7 @@ impl HostRegistry {
             fleet,
             hosts: Mutex::new(hosts),
             silent_after_heartbeats,
+            cluster_name: std::sync::OnceLock::new(),
             conflicts: Mutex::new((Vec::new(), std::collections::HashSet::new())),
         })
     }
@@ -322,6 +332,7 @@ impl HostRegistry {
                 },
                 sessions: Vec::new(),
                 clone_reported: false,
+                remote: String::new(),
             });
             live.sessions.push(Session {
                 id: session,
@@ -454,15 +465,92 @@ impl HostRegistry {
         i64::from(record.heartbeat_interval_secs) * i64::from(self.silent_after_heartbeats) * 1000
     }
 
+    /// Cluster mode: names this collector (shown as the holder of its own
+    /// hosts' streams).
+    pub fn set_cluster_name(&self, name: &str) {
+        let _ = self.cluster_name.set(name.to_owned());
+    }
+
+    /// A host's record as kept now.
+    pub fn record(&self, host: &HostId) -> Option<HostRecord> {
+        self.lock().get(host.as_str()).map(|l| l.record.clone())
+    }
+
+    /// Hosts with a stream on this collector.
+    pub fn connected_count(&self) -> u64 {
+        self.lock()
+            .values()
+            .filter(|l| !l.sessions.is_empty())
+            .count() as u64
+    }
+
+    /// Cluster mode: another collector's word on a host (from the presence
+    /// bucket). A host with a stream here keeps what its own stream says; any
+    /// other takes the record and liveness the holding collector published,
+    /// so every collector lists, correlates and watches the whole fleet.
+    pub fn remote(&self, presence: crate::cluster::Presence) -> Result<(), StoreError> {
+        if self
+            .cluster_name
+            .get()
+            .is_some_and(|me| *me == presence.collector)
+        {
+            return Ok(());
+        }
+        let record = {
+            let mut hosts = self.lock();
+            let live = hosts
+                .entry(presence.record.host_id.clone())
+                .or_insert_with(|| Live {
+                    record: presence.record.clone(),
+                    sessions: Vec::new(),
+                    clone_reported: false,
+                    remote: String::new(),
+                });
+            live.remote = presence.collector;
+            if live.sessions.is_empty() {
+                let first_seen = live
+                    .record
+                    .first_seen_unix_ms
+                    .min(presence.record.first_seen_unix_ms);
+                let last_seen = live
+                    .record
+                    .last_seen_unix_ms
+                    .max(presence.last_seen_unix_ms);
+                let silent = live.record.silent && last_seen == live.record.last_seen_unix_ms;
+                live.record = presence.record;
+                live.record.first_seen_unix_ms = first_seen;
+                live.record.last_seen_unix_ms = last_seen;
+                live.record.silent = silent;
+            }
+            live.record.clone()
+        };
+        self.fleet.set_addresses(&record.host_id, &record.addresses);
+        self.store.put_host(&record)
+    }
+
+    /// Cluster mode: a `host.silent` finding for `host` was applied (raised
+    /// by whichever collector): no other collector raises it again.
+    pub fn mark_silent(&self, host: &str) {
+        if let Some(live) = self.lock().get_mut(host) {
+            live.record.silent = true;
+        }
+    }
+
     /// Every host, by host id.
     pub fn list(&self) -> Vec<HostView> {
         let now = now_unix_ms();
+        let me = self.cluster_name.get().cloned().unwrap_or_default();
         let mut out: Vec<HostView> = self
             .lock()
             .values()
             .map(|l| HostView {
-                online: !l.sessions.is_empty()
+                online: (!l.sessions.is_empty() || !l.remote.is_empty())
                     && now - l.record.last_seen_unix_ms <= self.timeout_ms(&l.record),
+                collector: if !l.sessions.is_empty() {
+                    me.clone()
+                } else {
+                    l.remote.clone()
+                },
                 record: l.record.clone(),
             })
             .collect();
@@ -471,13 +559,35 @@ impl HostRegistry {
     }
 
     /// Hosts silent past their timeout that were not yet reported; marks them reported.
-    pub fn newly_silent(&self, now: i64) -> Vec<HostRecord> {
+    ///
+    /// Cluster mode (`live_collectors` given, sorted): each silent host is
+    /// this collector's to report only if its stream was last held here, or by
+    /// a collector that is gone (or none) and this one is the first live
+    /// collector by name — so one collector reports it, whichever died.
+    pub fn newly_silent(&self, now: i64, live_collectors: Option<&[String]>) -> Vec<HostRecord> {
+        let me = self.cluster_name.get().cloned().unwrap_or_default();
+        let mine = |live: &Live| match live_collectors {
+            None => true,
+            Some(collectors) => {
+                let holder = if live.sessions.is_empty() {
+                    live.remote.as_str()
+                } else {
+                    me.as_str()
+                };
+                holder == me
+                    || (!collectors.iter().any(|c| c == holder)
+                        && collectors.first().is_some_and(|first| *first == me))
+            }
+        };
         let mut out = Vec::new();
         {
             let mut hosts = self.lock();
             for live in hosts.values_mut() {
                 let timeout = self.timeout_ms(&live.record);
-                if !live.record.silent && now - live.record.last_seen_unix_ms > timeout {
+                if !live.record.silent
+                    && now - live.record.last_seen_unix_ms > timeout
+                    && mine(live)
+                {
                     live.record.silent = true;
                     out.push(live.record.clone());
                 }

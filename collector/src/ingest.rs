@@ -52,6 +52,14 @@ pub enum IngestError {
     /// The writer has stopped (shutdown).
     #[error("collector is shutting down")]
     Stopped,
+    /// Cluster mode: JetStream did not take the write (unreachable, no quorum,
+    /// or not applied in time); nothing was acknowledged.
+    #[error("cluster: {0}")]
+    Cluster(String),
+    /// Cluster mode: a log message arrived out of its stream order (after a
+    /// failed commit); the applier starts again from the durable position.
+    #[error("log message out of order; re-reading the stream")]
+    OutOfOrder,
     /// No finding has that id.
     #[error("no finding {0}")]
     NoSuchFinding(u64),
@@ -105,6 +113,23 @@ pub enum WriteRequest {
         note: String,
         /// Answer with the updated finding.
         reply: oneshot::Sender<Result<Finding, IngestError>>,
+    },
+    /// Cluster mode: `request` is the message at stream sequence `seq` of the
+    /// cluster log, applied as of the time JetStream stored it (`at`, Unix ms)
+    /// so every collector computes the same result. Applied only if `prev` is
+    /// the last sequence applied (the applier's chain), so nothing is applied
+    /// twice or out of order; the sequence is stored in the same commit.
+    Applied {
+        /// Stream sequence of this message.
+        seq: u64,
+        /// Stream sequence of the message the applier sent before it (the
+        /// durable position when it (re)started).
+        prev: u64,
+        /// When JetStream stored the message (Unix ms).
+        at: i64,
+        /// What the message asks (`None`: a message no collector can read,
+        /// applied as nothing so the chain of positions holds).
+        request: Option<Box<WriteRequest>>,
     },
     /// Apply the event retention bound.
     Prune {
@@ -161,6 +186,33 @@ pub struct Ingest {
     latest_finding: watch::Receiver<u64>,
     stats: Arc<Mutex<RuleStats>>,
     sigma: Arc<RwLock<Arc<SigmaSet>>>,
+    /// Cluster mode: writes go to the cluster log, and come back through the
+    /// applier ([`crate::cluster`]).
+    cluster: Option<Arc<crate::cluster::Cluster>>,
+}
+
+/// A batch handed over for storage; [`Receipt::durable`] waits until it is
+/// (stored by the writer, or in cluster mode acknowledged by JetStream).
+pub enum Receipt {
+    /// Single collector: the writer answers once the group is durable.
+    Local(oneshot::Receiver<Result<u64, IngestError>>),
+    /// Cluster mode: JetStream answers once the configured replicas hold it.
+    Stream(async_nats::jetstream::context::PublishAckFuture, u64),
+}
+
+impl Receipt {
+    /// The acknowledged sequence, once durable.
+    pub async fn durable(self) -> Result<u64, IngestError> {
+        match self {
+            Self::Local(rx) => rx.await.map_err(|_| IngestError::Stopped)?,
+            Self::Stream(ack, sequence) => {
+                ack.await.map_err(|e| {
+                    IngestError::Cluster(format!("JetStream did not acknowledge: {e}"))
+                })?;
+                Ok(sequence)
+            }
+        }
+    }
 }
 
 /// Settings of the writer.
@@ -225,9 +277,21 @@ impl Ingest {
                 latest_finding: latest_rx,
                 stats,
                 sigma,
+                cluster: None,
             },
             handle,
         ))
+    }
+
+    /// Cluster mode: writes from now on go through `cluster`'s log.
+    pub fn with_cluster(mut self, cluster: Arc<crate::cluster::Cluster>) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// The writer's queue, for the cluster applier.
+    pub(crate) fn writer(&self) -> mpsc::Sender<WriteRequest> {
+        self.tx.clone()
     }
 
     /// Highest durably stored sequence of a host.
@@ -285,8 +349,17 @@ impl Ingest {
         host: &HostId,
         batch: v1::TelemetryBatch,
     ) -> Result<PreparedBatch, IngestError> {
+        self.prepare_at(host, batch, now_unix_ms())
+    }
+
+    /// [`Ingest::prepare`] as of `now` (cluster mode: when JetStream stored it).
+    pub fn prepare_at(
+        &self,
+        host: &HostId,
+        batch: v1::TelemetryBatch,
+        now: i64,
+    ) -> Result<PreparedBatch, IngestError> {
         use prost::Message;
-        let now = now_unix_ms();
         let sigma = self.sigma();
         let mut findings = Vec::new();
         let mut telemetry = Vec::new();
@@ -341,23 +414,70 @@ impl Ingest {
         })
     }
 
-    /// Submits a batch; the returned receiver answers once it is durable.
+    /// Checks what [`Ingest::prepare`] checks, decoding as much and no more,
+    /// without detecting anything (cluster mode: the front end refuses a
+    /// malformed batch before it reaches the log; every collector prepares
+    /// it when applying). Events of Sigma's kinds are scanned whatever rules
+    /// are loaded, so a batch accepted here is accepted by every collector.
+    pub fn validate(batch: &v1::TelemetryBatch) -> Result<(), IngestError> {
+        use prost::Message;
+        for (index, raw) in batch.events.iter().enumerate() {
+            let malformed = |reason: String| IngestError::Malformed { index, reason };
+            let header =
+                v1::EventHeader::decode(raw.clone()).map_err(|e| malformed(e.to_string()))?;
+            if crate::sigma::fields::EVENT_KINDS.contains(&header.kind.as_str()) {
+                SigmaEvent::from_wire("validate", raw).map_err(|e| malformed(e.to_string()))?;
+            }
+            if header.indicator || crate::correlate::TELEMETRY_KINDS.contains(&header.kind.as_str())
+            {
+                v1::Event::decode(raw.clone()).map_err(|e| malformed(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Submits a batch; [`Receipt::durable`] answers once it is durable.
     pub async fn submit_batch(
         &self,
         host: HostId,
         batch: v1::TelemetryBatch,
-    ) -> Result<oneshot::Receiver<Result<u64, IngestError>>, IngestError> {
+    ) -> Result<Receipt, IngestError> {
+        if let Some(cluster) = &self.cluster {
+            Self::validate(&batch)?;
+            let sequence = batch.sequence;
+            let ack = cluster
+                .publish_batch(&host, &batch)
+                .await
+                .map_err(|e| IngestError::Cluster(e.to_string()))?;
+            return Ok(Receipt::Stream(ack, sequence));
+        }
         let batch = self.prepare(&host, batch)?;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(WriteRequest::Batch { host, batch, reply })
             .await
             .map_err(|_| IngestError::Stopped)?;
-        Ok(rx)
+        Ok(Receipt::Local(rx))
     }
 
     /// Raises a collector-side finding and waits until it is durable.
     pub async fn raise(&self, finding: NewFinding) -> Result<u64, IngestError> {
+        self.raise_once(finding, None).await
+    }
+
+    /// [`Ingest::raise`]; in cluster mode, `dedup` names the observation so two
+    /// collectors raising the same one (e.g. a host gone silent) store it once.
+    pub async fn raise_once(
+        &self,
+        finding: NewFinding,
+        dedup: Option<String>,
+    ) -> Result<u64, IngestError> {
+        if let Some(cluster) = &self.cluster {
+            return cluster
+                .submit(crate::cluster::Op::raise(&finding), dedup)
+                .await?
+                .into_raise();
+        }
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(WriteRequest::Raise { finding, reply })
@@ -374,6 +494,15 @@ impl Ingest {
         operator: String,
         note: String,
     ) -> Result<Finding, IngestError> {
+        if let Some(cluster) = &self.cluster {
+            let op = crate::cluster::Op::SetState {
+                id,
+                state,
+                operator,
+                note,
+            };
+            return cluster.submit(op, None).await?.into_set_state();
+        }
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(WriteRequest::SetState {
@@ -431,6 +560,10 @@ struct Writer {
     sigma_engine: Option<rsigma_eval::CorrelationEngine>,
     sigma_hits: std::collections::BTreeMap<String, (u64, i64)>,
     sigma_dirty: std::collections::BTreeSet<String>,
+    /// Cluster mode: the last log sequence applied (durable with the group
+    /// that applied it), and whether the group in progress moved it.
+    applied: u64,
+    applied_dirty: bool,
 }
 
 impl Writer {
@@ -455,6 +588,8 @@ impl Writer {
             suppressed_dirty: std::collections::BTreeSet::new(),
             stats,
             next_finding_id: store.last_finding_id()? + 1,
+            applied: store.counter(crate::cluster::APPLIED_COUNTER)?,
+            applied_dirty: false,
             event_bytes: store.counter("event_bytes")?,
             folds: FoldIndex::new(config.fold_window_ms, FOLD_CAPACITY),
             store,
@@ -683,6 +818,9 @@ impl Writer {
             }
         }
         set.set_counter("event_bytes", self.event_bytes);
+        if std::mem::take(&mut self.applied_dirty) {
+            set.set_counter(crate::cluster::APPLIED_COUNTER, self.applied);
+        }
         let result = match failed {
             Some(e) => Err(e),
             None => self
@@ -741,6 +879,11 @@ impl Writer {
                 tracing::error!(%error, "Cannot re-read the store after a failed commit")
             }
         }
+        match self.store.counter(crate::cluster::APPLIED_COUNTER) {
+            Ok(applied) => self.applied = applied,
+            Err(error) => tracing::error!(%error, "Cannot re-read the applied log position"),
+        }
+        self.applied_dirty = false;
         self.folds = FoldIndex::new(self.config.fold_window_ms, FOLD_CAPACITY);
         if let Err(error) = self.rebuild_folds() {
             tracing::error!(%error, "Cannot rebuild the fold index");
@@ -812,6 +955,30 @@ impl Writer {
                 self.high_water
                     .insert(host.as_str().to_owned(), batch.sequence);
                 pending.push(Pending::Batch(reply, batch.sequence));
+            }
+            WriteRequest::Applied {
+                seq,
+                prev,
+                at,
+                request,
+            } => {
+                if prev != self.applied {
+                    tracing::debug!(
+                        log.seq = seq,
+                        log.prev = prev,
+                        applied = self.applied,
+                        "Log message not next in order; dropped"
+                    );
+                    if let Some(request) = request {
+                        reply_error(*request, || IngestError::OutOfOrder);
+                    }
+                    return Ok(());
+                }
+                self.applied = seq;
+                self.applied_dirty = true;
+                if let Some(request) = request {
+                    return self.stage(*request, set, at, pending);
+                }
             }
             WriteRequest::Sigma { set, reply } => {
                 self.apply_sigma(set);
@@ -934,6 +1101,11 @@ fn reply_error(request: WriteRequest, error: impl Fn() -> IngestError) {
         WriteRequest::Sigma { reply, .. } => {
             let _ = reply.send(());
         }
+        WriteRequest::Applied { request, .. } => {
+            if let Some(request) = request {
+                reply_error(*request, error);
+            }
+        }
         WriteRequest::Prune { .. } => {}
     }
 }
@@ -973,8 +1145,8 @@ mod tests {
             )
             .await
             .expect("submit")
+            .durable()
             .await
-            .expect("reply")
             .expect("stored")
     }
 

@@ -28,6 +28,7 @@
 //! [`serve`] is what the binary, `bannin up` and the tests all call.
 
 pub mod budget;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod correlate;
@@ -94,6 +95,9 @@ pub enum ServeError {
     /// The Sigma rules could not be loaded.
     #[error("sigma rules: {0}")]
     Sigma(#[from] sigma::LoadError),
+    /// Cluster mode could not start.
+    #[error("cluster: {0}")]
+    Cluster(#[from] cluster::ClusterError),
     /// The operators' own port could not be bound.
     #[error("operator_listen {addr}: {source}")]
     OperatorListen {
@@ -129,11 +133,22 @@ pub async fn serve(
             sigma,
         },
     )?;
+    let cluster = match config.cluster.clone() {
+        Some(c) => Some(cluster::Cluster::connect(c, config.max_message_bytes).await?),
+        None => None,
+    };
+    let ingest = match &cluster {
+        Some(c) => ingest.with_cluster(c.clone()),
+        None => ingest,
+    };
     let hosts = Arc::new(HostRegistry::load(
         store.clone(),
         config.silent_after_heartbeats,
         fleet,
     )?);
+    if let Some(c) = &cluster {
+        hosts.set_cluster_name(c.name());
+    }
     let evidence =
         Arc::new(
             evidence::Evidence::new(&config.data_dir).map_err(|source| StoreError::Io {
@@ -192,9 +207,40 @@ pub async fn serve(
             .instrument(tracing::info_span!("sigma")),
         );
     }
+    if let Some(c) = &cluster {
+        tracker.spawn(
+            cluster::run_applier(
+                c.clone(),
+                ingest.clone(),
+                store.clone(),
+                hosts.clone(),
+                shutdown.child_token(),
+            )
+            .instrument(tracing::info_span!("applier")),
+        );
+        let listen = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        tracker.spawn(
+            cluster::run_membership(
+                c.clone(),
+                hosts.clone(),
+                store.clone(),
+                listen,
+                shutdown.child_token(),
+            )
+            .instrument(tracing::info_span!("membership")),
+        );
+    }
     tracker.spawn(
-        watch_silence(hosts.clone(), ingest.clone(), shutdown.child_token())
-            .instrument(tracing::info_span!("silence")),
+        watch_silence(
+            hosts.clone(),
+            ingest.clone(),
+            cluster.clone(),
+            shutdown.child_token(),
+        )
+        .instrument(tracing::info_span!("silence")),
     );
     tracker.spawn(
         expire_commands(commands.clone(), shutdown.child_token())
@@ -242,6 +288,7 @@ pub async fn serve(
         max_message_bytes: config.max_message_bytes,
         budgets: Arc::new(budget::Budgets::new(config.host_budget)),
         denials: denials.clone(),
+        cluster: cluster.clone(),
         shutdown: shutdown.child_token(),
     };
     let hosts_for_gate = hosts.clone();
@@ -356,7 +403,12 @@ pub async fn serve(
 }
 
 /// Raises `host.silent` for every host silent past its timeout.
-async fn watch_silence(hosts: Arc<HostRegistry>, ingest: Ingest, shutdown: CancellationToken) {
+async fn watch_silence(
+    hosts: Arc<HostRegistry>,
+    ingest: Ingest,
+    cluster: Option<Arc<cluster::Cluster>>,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -364,7 +416,19 @@ async fn watch_silence(hosts: Arc<HostRegistry>, ingest: Ingest, shutdown: Cance
             _ = tick.tick() => {}
         }
         let now = now_unix_ms();
-        for host in hosts.newly_silent(now) {
+        // Cluster mode: which collectors are alive decides who reports a
+        // silent host; without that answer, nobody does this round.
+        let live = match &cluster {
+            None => None,
+            Some(c) => match c.collectors().await {
+                Ok(entries) => Some(entries.into_iter().map(|e| e.name).collect::<Vec<_>>()),
+                Err(error) => {
+                    tracing::debug!(%error, "Cannot list the live collectors; silence checked next round");
+                    continue;
+                }
+            },
+        };
+        for host in hosts.newly_silent(now, live.as_deref()) {
             let Ok(host_id) = HostId::new(host.host_id.clone()) else {
                 continue;
             };
@@ -390,7 +454,9 @@ async fn watch_silence(hosts: Arc<HostRegistry>, ingest: Ingest, shutdown: Cance
                     host.host_id, host.hostname
                 ),
             };
-            if let Err(error) = ingest.raise(finding).await {
+            // Two collectors reporting one silence store it once.
+            let dedup = format!("silent:{}:{}", host.host_id, host.last_seen_unix_ms);
+            if let Err(error) = ingest.raise_once(finding, Some(dedup)).await {
                 tracing::error!(%error, "Cannot raise host.silent");
             }
         }

@@ -13,7 +13,7 @@ use bannin_proto::identity::{HostId, PeerIdentity};
 use bannin_proto::tls::PeerInfo;
 use bannin_proto::v1::agent_link_server::AgentLink;
 use bannin_proto::v1::{self, agent_message, collector_message};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
@@ -21,7 +21,7 @@ use tracing::Instrument;
 
 use crate::commands::Commands;
 use crate::hosts::HostRegistry;
-use crate::ingest::{Ingest, IngestError};
+use crate::ingest::{Ingest, IngestError, Receipt};
 
 /// Batches of one stream waiting for the writer at once.
 pub const MAX_IN_FLIGHT: usize = 64;
@@ -40,6 +40,8 @@ pub struct LinkService {
     /// What each host may make the collector write per second.
     pub(crate) budgets: Arc<crate::budget::Budgets>,
     pub(crate) shutdown: CancellationToken,
+    /// Cluster mode: where this collector says which hosts it holds.
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 type Outbound = mpsc::Sender<Result<v1::CollectorMessage, Status>>;
@@ -106,6 +108,7 @@ impl AgentLink for LinkService {
             .connected(&host, &hello, peer.remote_addr.to_string())
             .map_err(|e| internal("registering host", &e))?;
         tracing::info!(host.id = %host, peer.addr = %peer.remote_addr, hostname = %hello.hostname, agent.version = %hello.agent_version, "Agent connected");
+        self.announce(&host).await;
 
         let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT + 8);
         let welcome = v1::CollectorMessage {
@@ -135,6 +138,22 @@ impl AgentLink for LinkService {
 }
 
 impl LinkService {
+    /// Cluster mode: tells the other collectors that this one holds `host`'s
+    /// stream, with its record (they list, correlate and watch it from that).
+    async fn announce(&self, host: &HostId) {
+        let (Some(cluster), Some(record)) = (&self.cluster, self.hosts.record(host)) else {
+            return;
+        };
+        let presence = crate::cluster::Presence {
+            collector: cluster.name().to_owned(),
+            last_seen_unix_ms: record.last_seen_unix_ms,
+            record,
+        };
+        if let Err(error) = cluster.put_presence(&presence).await {
+            tracing::warn!(%error, "Cannot record the host's presence");
+        }
+    }
+
     async fn run_session(
         &self,
         host: HostId,
@@ -144,8 +163,7 @@ impl LinkService {
         tx: Outbound,
     ) {
         let mut revocations = self.hosts.revocations();
-        let (acks_tx, acks_rx) =
-            mpsc::channel::<oneshot::Receiver<Result<u64, IngestError>>>(MAX_IN_FLIGHT);
+        let (acks_tx, acks_rx) = mpsc::channel::<Receipt>(MAX_IN_FLIGHT);
         // Not on a TaskTracker: the session's acker ends when the session drops its sender.
         #[allow(clippy::disallowed_methods)]
         let acker = tokio::spawn(send_acks(acks_rx, tx.clone()));
@@ -217,10 +235,12 @@ impl LinkService {
                                 .await;
                             break;
                         }
-                        Err(_) => {
-                            let _ = tx
-                                .send(Err(Status::unavailable("collector is shutting down")))
-                                .await;
+                        Err(error) => {
+                            // Shutting down, or (cluster mode) JetStream did not
+                            // take it: the agent keeps it spooled and retries,
+                            // here or at its next collector.
+                            tracing::warn!(%error, "Batch not taken; stream closed");
+                            let _ = tx.send(Err(Status::unavailable(error.to_string()))).await;
                             break;
                         }
                     }
@@ -229,6 +249,7 @@ impl LinkService {
                     if let Err(error) = self.hosts.heartbeat(&host, &beat) {
                         tracing::warn!(%error, "Cannot record heartbeat");
                     }
+                    self.announce(&host).await;
                 }
                 agent_message::Body::EvidenceChunk(chunk) => {
                     self.commands.evidence_chunk(&host, chunk).await;
@@ -288,24 +309,26 @@ impl LinkService {
         if let Err(error) = self.hosts.disconnected(&host, session_id) {
             tracing::warn!(%error, "Cannot record disconnect");
         }
+        if let Some(cluster) = &self.cluster
+            && let Err(error) = cluster.clear_presence(host.as_str()).await
+        {
+            tracing::warn!(%error, "Cannot clear the host's presence");
+        }
         tracing::info!("Agent disconnected");
     }
 }
 
-async fn send_acks(
-    mut pending: mpsc::Receiver<oneshot::Receiver<Result<u64, IngestError>>>,
-    tx: Outbound,
-) {
-    while let Some(rx) = pending.recv().await {
-        let message = match rx.await {
-            Ok(Ok(sequence)) => Ok(v1::CollectorMessage {
+async fn send_acks(mut pending: mpsc::Receiver<Receipt>, tx: Outbound) {
+    while let Some(receipt) = pending.recv().await {
+        let message = match receipt.durable().await {
+            Ok(sequence) => Ok(v1::CollectorMessage {
                 body: Some(collector_message::Body::Ack(v1::Ack { sequence })),
             }),
-            Ok(Err(error)) => {
+            Err(IngestError::Stopped) => Err(Status::unavailable("collector is shutting down")),
+            Err(error) => {
                 tracing::error!(%error, "Batch not stored; stream closed so the agent replays it");
                 Err(Status::unavailable("batch not stored; retry"))
             }
-            Err(_) => Err(Status::unavailable("collector is shutting down")),
         };
         let failed = message.is_err();
         if tx.send(message).await.is_err() || failed {

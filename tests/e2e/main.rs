@@ -2,6 +2,7 @@
 //! files and sockets provoked by the tests. One test binary, as in ripgrep.
 
 mod bad_input;
+mod cluster;
 mod config;
 mod console;
 mod correlation;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 pub mod browser;
 pub mod https;
+pub mod nats;
 pub mod netns;
 pub mod sim;
 
@@ -365,6 +366,8 @@ pub struct AgentOptions {
     pub learn_secs: u64,
     /// Extra keys of the `[sensors]` table (e.g. `fold_after = 1000000`).
     pub sensors: String,
+    /// Further collectors after the first (`[collector] addresses`, cluster mode).
+    pub more_collectors: Vec<SocketAddr>,
 }
 
 /// Sensors the harness turns off unless a test enables them.
@@ -397,6 +400,7 @@ impl Default for AgentOptions {
             sensor_toml: Vec::new(),
             tls_extra: String::new(),
             root: None,
+            more_collectors: Vec::new(),
             learn_secs: 0,
             sensors: String::new(),
         }
@@ -421,9 +425,18 @@ pub fn agent_config(
         .as_ref()
         .map(|r| format!("root = {:?}\n", r.display().to_string()))
         .unwrap_or_default();
+    let collectors = if options.more_collectors.is_empty() {
+        format!("address = \"{collector}\"")
+    } else {
+        let all: Vec<String> = std::iter::once(collector)
+            .chain(options.more_collectors.iter().copied())
+            .map(|a| format!("\"{a}\""))
+            .collect();
+        format!("addresses = [{}]", all.join(", "))
+    };
     let text = format!(
         r#"{root}[collector]
-address = "{collector}"
+{collectors}
 
 [tls]
 ca = {ca:?}

@@ -84,6 +84,11 @@ impl SimAgent {
         })
     }
 
+    /// The sequence the next batch will carry.
+    pub fn next_sequence(&self) -> u64 {
+        self.next
+    }
+
     /// Sends a command result, whatever it says (a hostile agent's).
     pub async fn send_result(&mut self, result: v1::CommandResult) -> anyhow::Result<()> {
         self.tx

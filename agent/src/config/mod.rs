@@ -118,4 +118,36 @@ mod tests {
         let config = AgentConfig::load_standalone(Some(&path)).expect("valid");
         assert_eq!(config.root, Path::new("/srv/image"));
     }
+
+    #[test]
+    fn several_collectors_are_tried_in_order_and_one_form_is_required() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("agent.toml");
+        let write = |collector: &str| {
+            std::fs::write(&path, format!("[collector]\n{collector}\n")).expect("write");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("mode");
+        };
+        write("addresses = [\"a.example:7443\", \"b.example:7443\"]");
+        let config = AgentConfig::load_standalone(Some(&path)).expect("valid");
+        assert_eq!(config.link.addresses, ["a.example:7443", "b.example:7443"]);
+        write("address = \"a.example:7443\"");
+        let config = AgentConfig::load_standalone(Some(&path)).expect("valid");
+        assert_eq!(config.link.addresses, ["a.example:7443"]);
+        for (bad, says) in [
+            (
+                "address = \"a:1\"\naddresses = [\"b:1\"]",
+                "address or addresses, not both",
+            ),
+            ("addresses = []", "address (or addresses"),
+            (
+                "addresses = [\"a:1\", \"nocolon\"]",
+                "collector.addresses[1]",
+            ),
+        ] {
+            write(bad);
+            let err = AgentConfig::load_standalone(Some(&path)).expect_err(bad);
+            assert!(err.to_string().contains(says), "{bad}: {err}");
+        }
+    }
 }

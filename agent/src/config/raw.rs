@@ -40,7 +40,11 @@ pub(super) fn default_root() -> PathBuf {
 
 #[derive(Debug, Deserialize)]
 pub(super) struct RawCollector {
-    pub(super) address: String,
+    #[serde(default)]
+    pub(super) address: Option<String>,
+    /// Several collectors (cluster mode), tried in order.
+    #[serde(default)]
+    pub(super) addresses: Vec<String>,
     #[serde(default = "default_server_name")]
     pub(super) server_name: String,
 }

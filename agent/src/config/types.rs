@@ -226,8 +226,9 @@ pub struct NetInterfaceConfig {
 /// The collector link's settings.
 #[derive(Debug, Clone)]
 pub struct LinkConfig {
-    /// `host:port` of the collector.
-    pub address: String,
+    /// `host:port` of each collector, tried in order: the agent stays with the
+    /// one it reaches and moves to the next when that one fails.
+    pub addresses: Vec<String>,
     /// DNS name in the collector's certificate.
     pub server_name: String,
     /// Heartbeat interval.

@@ -58,20 +58,37 @@ impl AgentConfig {
                 .map_err(|e| errors.push(format!("host_id = {h:?}: {e}")))
                 .ok()
         });
+        let raw_has_collector = raw.collector.is_some();
         let collector = raw.collector.unwrap_or_else(|| {
             if !standalone {
                 errors.push("[collector] with address is required");
             }
             RawCollector {
-                address: String::new(),
+                address: None,
+                addresses: Vec::new(),
                 server_name: default_server_name(),
             }
         });
-        if !collector.address.is_empty() && !collector.address.contains(':') {
-            errors.push(format!(
-                "collector.address = {:?}: expected host:port",
-                collector.address
-            ));
+        let addresses = match (collector.address, collector.addresses) {
+            (Some(one), many) if many.is_empty() => vec![one],
+            (None, many) => many,
+            (Some(_), _) => {
+                errors.push("[collector]: give address or addresses, not both");
+                Vec::new()
+            }
+        };
+        if raw_has_collector && addresses.is_empty() {
+            errors.push("[collector]: address (or addresses, for several collectors) is required");
+        }
+        for (i, address) in addresses.iter().enumerate() {
+            if !address.contains(':') {
+                let key = if addresses.len() == 1 {
+                    "collector.address".to_owned()
+                } else {
+                    format!("collector.addresses[{i}]")
+                };
+                errors.push(format!("{key} = {address:?}: expected host:port"));
+            }
         }
         let renew_before = Duration::from_secs(
             raw.tls
@@ -290,7 +307,7 @@ impl AgentConfig {
             root: base.join(raw.root),
             tls,
             link: LinkConfig {
-                address: collector.address,
+                addresses,
                 server_name: collector.server_name,
                 heartbeat: Duration::from_secs(l.heartbeat_secs),
                 batch_max_events: l.batch_max_events,

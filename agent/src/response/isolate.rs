@@ -209,6 +209,33 @@ pub async fn remove() -> Result<bool, IsolationError> {
         .map(|_| true)
 }
 
+/// Resolves every collector `host:port` the agent may fail over to: an isolated
+/// host keeps its channel to all of them. Names that do not resolve are logged
+/// and left out; it is an error only when none resolves.
+pub async fn resolve_all(addresses: &[String]) -> Result<Vec<SocketAddr>, IsolationError> {
+    let mut all = Vec::new();
+    let mut last = None;
+    for address in addresses {
+        match resolve(address).await {
+            Ok(addrs) => all.extend(addrs),
+            Err(error) => {
+                tracing::warn!(collector = %address, %error, "A collector address does not resolve; isolation leaves it out");
+                last = Some(error);
+            }
+        }
+    }
+    all.sort();
+    all.dedup();
+    match (all.is_empty(), last) {
+        (true, Some(error)) => Err(error),
+        (true, None) => Err(IsolationError::Resolve(
+            String::new(),
+            "no collector address configured".into(),
+        )),
+        (false, _) => Ok(all),
+    }
+}
+
 /// Resolves the collector's `host:port`.
 pub async fn resolve(address: &str) -> Result<Vec<SocketAddr>, IsolationError> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(address)

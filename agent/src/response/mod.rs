@@ -117,8 +117,9 @@ pub struct Persisted {
 /// What the responder needs from the agent's config.
 #[derive(Debug, Clone)]
 pub struct ResponseConfig {
-    /// `host:port` of the collector.
-    pub collector: String,
+    /// `host:port` of every collector the agent may connect to (all stay
+    /// reachable from an isolated host).
+    pub collectors: Vec<String>,
     /// DNS resolvers the isolated host may use.
     pub dns_resolvers: Vec<IpAddr>,
     /// This agent runs on the operator's own machine (`bannin up`).
@@ -368,7 +369,7 @@ impl Responder {
         let Some(state) = self.persisted() else {
             return;
         };
-        let Ok(mut now) = isolate::resolve(&self.config.collector).await else {
+        let Ok(mut now) = isolate::resolve_all(&self.config.collectors).await else {
             return;
         };
         now.sort();
@@ -378,7 +379,7 @@ impl Responder {
         if now != pinned && *said != now {
             *said = now.clone();
             tracing::warn!(
-                collector = %self.config.collector,
+                collectors = ?self.config.collectors,
                 resolves_to = ?now,
                 pinned = ?pinned,
                 "The collector's name resolves elsewhere; isolation keeps the pinned addresses (re-isolate from the collector to change them)"
@@ -441,7 +442,7 @@ mod lane_tests {
         let spool = Arc::new(Spool::open(&dir.join("spool"), 64 * 1024 * 1024).expect("spool"));
         Responder::new(
             ResponseConfig {
-                collector: "127.0.0.1:1".into(),
+                collectors: vec!["127.0.0.1:1".into()],
                 dns_resolvers: Vec::new(),
                 local_operator: false,
                 root: dir.join("root"),

@@ -64,6 +64,9 @@ pub(crate) async fn list(client: &mut Client, json: bool) -> anyhow::Result<Exit
                     h.revoked_reason
                 );
             }
+            if !h.collector.is_empty() {
+                crate::say!("{:<24} collector: {}", "", h.collector);
+            }
             if !h.labels.is_empty() {
                 let labels: Vec<String> =
                     h.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -129,6 +129,12 @@ pub(super) async fn set_finding_state(
         Err(e @ IngestError::BadTransition { .. }) => {
             Err(Status::failed_precondition(e.to_string()))
         }
+        Err(e @ IngestError::Cluster(_)) => {
+            tracing::warn!(error = %e, "Finding state not changed: the cluster did not take it");
+            Err(Status::unavailable(format!(
+                "{e}; nothing changed, try again"
+            )))
+        }
         Err(e) => Err(internal("changing finding state", &e)),
     }
 }

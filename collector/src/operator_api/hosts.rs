@@ -21,6 +21,7 @@ pub(super) async fn list_hosts(
         .map(|h| {
             let r = h.record;
             v1::Host {
+                collector: h.collector,
                 isolation: svc.commands.isolation_status(&r.host_id).into(),
                 labels: svc
                     .store

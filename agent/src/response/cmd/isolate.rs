@@ -14,7 +14,7 @@ pub(in crate::response) async fn apply(
     if responder.config.local_operator && !command.confirm_local {
         return Err(ResponseError::LocalOperator);
     }
-    let collector = isolate::resolve(&responder.config.collector).await?;
+    let collector = isolate::resolve_all(&responder.config.collectors).await?;
     let spec = Spec {
         collector: collector.clone(),
         resolvers: responder.config.dns_resolvers.clone(),

@@ -1,0 +1,1005 @@
+//! Cluster mode: several collectors over NATS JetStream.
+//!
+//! The design, its invariants and its failure cases are in ARCHITECTURE.md
+//! ("Cluster mode over NATS JetStream"). In short: one replicated stream,
+//! [`LOG_STREAM`], is the source of truth. A collector that receives an agent's
+//! batch checks it and publishes it there, and acknowledges the agent only
+//! after JetStream's acknowledgement (which comes once the configured replicas
+//! hold it). Every collector applies the stream in order to its own sled store
+//! through the same single writer as a standalone collector ([`run_applier`]),
+//! as of the time JetStream stored each message, so finding ids, folds,
+//! correlation and counters come out the same on every collector. Changes made
+//! by operators and findings raised by collectors themselves are log messages
+//! too ([`Op`]): the caller waits until its own collector has applied it and
+//! answers with what applying it produced.
+//!
+//! Presence (which collector holds which host's stream) and the collectors'
+//! own liveness are key-value buckets ([`Presence`], [`CollectorEntry`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, kv, stream};
+use bannin_proto::identity::HostId;
+use bannin_proto::tls::TlsPaths;
+use bannin_proto::v1;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::ingest::{Ingest, IngestError, WriteRequest};
+use crate::model::{Finding, FindingState, NewFinding, Severity};
+use crate::store::Store;
+
+/// The cluster log: every change to durable state, in one order.
+pub const LOG_STREAM: &str = "BANNIN_LOG";
+/// Subject of agents' batches.
+pub const BATCH_SUBJECT: &str = "bannin.log.batch";
+/// Subject of operations ([`Op`]).
+pub const OP_SUBJECT: &str = "bannin.log.op";
+/// Hosts' presence: host id → [`Presence`].
+pub const HOSTS_BUCKET: &str = "BANNIN_HOSTS";
+/// Live collectors: collector name → [`CollectorEntry`], expiring.
+pub const COLLECTORS_BUCKET: &str = "BANNIN_COLLECTORS";
+/// The store counter holding the last log sequence applied.
+pub const APPLIED_COUNTER: &str = "cluster.applied";
+/// How often a collector renews its [`CollectorEntry`].
+pub const COLLECTOR_BEAT: Duration = Duration::from_secs(5);
+/// A collector not heard from for this long is gone ([`COLLECTORS_BUCKET`]'s age limit).
+pub const COLLECTOR_TTL: Duration = Duration::from_secs(20);
+/// How long a starting collector waits for JetStream to be ready.
+pub const STARTUP_WAIT: Duration = Duration::from_secs(60);
+/// How long the applier waits for a message before it checks it is not stalled.
+pub const STALL_CHECK: Duration = Duration::from_secs(5);
+/// How long an operation is published again while JetStream does not take it.
+pub const PUBLISH_RETRY: Duration = Duration::from_secs(15);
+/// How long an operation waits to be applied by its own collector.
+pub const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+const HOST_HEADER: &str = "Bannin-Host";
+const OP_HEADER: &str = "Bannin-Op";
+
+/// `[cluster]` of the collector's configuration.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// This collector's name in the cluster (unique; shown by `bannin hosts`).
+    pub name: String,
+    /// NATS server URLs (`tls://host:4222`).
+    pub servers: Vec<String>,
+    /// CA that signed the NATS servers' certificates, and this collector's
+    /// client certificate and key.
+    pub tls: TlsPaths,
+    /// Replicas of every stream and bucket: 1 or 3.
+    pub replicas: usize,
+    /// Most bytes the log keeps (oldest removed first).
+    pub max_bytes: i64,
+    /// Oldest message the log keeps.
+    pub max_age: Duration,
+    /// Window in which a batch published twice is stored once.
+    pub duplicate_window: Duration,
+}
+
+/// Why cluster mode could not start or a write could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// No NATS server could be reached (or TLS failed).
+    #[error("cannot connect to NATS {servers}: {reason}")]
+    Connect {
+        /// The URLs tried.
+        servers: String,
+        /// What the client said.
+        reason: String,
+    },
+    /// The servers' limits do not fit the collector's.
+    #[error(
+        "NATS max_payload is {server} bytes, below the collector's max_message_bytes {ours}: set max_payload: 8MB in nats-server.conf (deploy/nats/)"
+    )]
+    Payload {
+        /// The server's limit.
+        server: usize,
+        /// Ours.
+        ours: usize,
+    },
+    /// A JetStream request failed.
+    #[error("JetStream {what}: {reason}")]
+    JetStream {
+        /// What was asked.
+        what: &'static str,
+        /// What the server or client said.
+        reason: String,
+    },
+}
+
+fn js_error(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> ClusterError {
+    move |e| ClusterError::JetStream {
+        what,
+        reason: e.to_string(),
+    }
+}
+
+/// A change to durable state that is not an agent's batch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// A finding a collector observed itself (`host.silent`, identity conflicts…)
+    /// or an operator added.
+    Raise {
+        /// The host.
+        host_id: String,
+        /// Finding kind.
+        kind: String,
+        /// Severity.
+        severity: Severity,
+        /// When observed.
+        observed_unix_ms: i64,
+        /// Details.
+        attributes: BTreeMap<String, String>,
+        /// Summary.
+        summary: String,
+    },
+    /// A finding moved to another state by an operator.
+    SetState {
+        /// Finding id.
+        id: u64,
+        /// New state.
+        state: FindingState,
+        /// Who.
+        operator: String,
+        /// Why.
+        note: String,
+    },
+}
+
+impl Op {
+    /// The operation raising `finding`.
+    pub fn raise(finding: &NewFinding) -> Self {
+        Self::Raise {
+            host_id: finding.host_id.to_string(),
+            kind: finding.kind.clone(),
+            severity: finding.severity,
+            observed_unix_ms: finding.observed_unix_ms,
+            attributes: finding.attributes.clone(),
+            summary: finding.summary.clone(),
+        }
+    }
+}
+
+/// What applying an [`Op`] produced, for the collector that published it.
+#[derive(Debug)]
+pub enum OpReply {
+    /// A raised finding's id (0: suppressed).
+    Raise(Result<u64, IngestError>),
+    /// The finding after its state change.
+    SetState(Result<Finding, IngestError>),
+    /// Another collector published the same observation first (same dedup
+    /// key within the duplicate window): stored once, by that one.
+    Duplicate,
+}
+
+impl OpReply {
+    /// The answer to a raise.
+    pub fn into_raise(self) -> Result<u64, IngestError> {
+        match self {
+            Self::Raise(r) => r,
+            Self::Duplicate => Ok(0),
+            Self::SetState(_) => Err(IngestError::Cluster("unexpected answer to a raise".into())),
+        }
+    }
+
+    /// The answer to a state change.
+    pub fn into_set_state(self) -> Result<Finding, IngestError> {
+        match self {
+            Self::SetState(r) => r,
+            _ => Err(IngestError::Cluster(
+                "unexpected answer to a state change".into(),
+            )),
+        }
+    }
+}
+
+/// Which collector holds a host's stream, kept in [`HOSTS_BUCKET`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Presence {
+    /// The collector ("" once the stream closed).
+    pub collector: String,
+    /// Last heard from (Unix ms).
+    pub last_seen_unix_ms: i64,
+    /// The host's record as that collector keeps it.
+    pub record: crate::model::HostRecord,
+}
+
+/// A live collector, kept in [`COLLECTORS_BUCKET`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectorEntry {
+    /// Its name.
+    pub name: String,
+    /// Where agents reach it.
+    pub listen: String,
+    /// Started (Unix ms).
+    pub started_unix_ms: i64,
+    /// Last renewed (Unix ms).
+    pub seen_unix_ms: i64,
+    /// Last log sequence it applied.
+    pub applied: u64,
+    /// Agents connected to it.
+    pub agents: u64,
+}
+
+/// This collector's connection to the cluster.
+pub struct Cluster {
+    config: ClusterConfig,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    hosts: kv::Store,
+    collectors: kv::Store,
+    waiters: std::sync::Mutex<HashMap<String, oneshot::Sender<OpReply>>>,
+    next_op: AtomicU64,
+    started_unix_ms: i64,
+}
+
+impl Cluster {
+    /// Connects to NATS with the client certificate and makes sure the log
+    /// stream and the buckets exist with the configured replicas.
+    pub async fn connect(
+        config: ClusterConfig,
+        max_message_bytes: usize,
+    ) -> Result<Arc<Self>, ClusterError> {
+        let servers = config.servers.join(", ");
+        let connect_error = |reason: String| ClusterError::Connect {
+            servers: servers.clone(),
+            reason,
+        };
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("bannin-collector {}", config.name))
+            .require_tls(true)
+            .add_root_certificates(config.tls.ca.clone())
+            .add_client_certificate(config.tls.cert.clone(), config.tls.key.clone())
+            .connection_timeout(Duration::from_secs(10))
+            .max_reconnects(None)
+            .event_callback(|event| async move {
+                tracing::info!(%event, "NATS connection");
+            })
+            .connect(config.servers.as_slice())
+            .await
+            .map_err(|e| connect_error(e.to_string()))?;
+        let server_max = client.server_info().max_payload;
+        // A batch (and its headers) must fit in one NATS message.
+        if server_max < max_message_bytes + 4096 {
+            return Err(ClusterError::Payload {
+                server: server_max,
+                ours: max_message_bytes,
+            });
+        }
+        let js = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(10))
+            .build(client.clone());
+        let wanted = stream::Config {
+            name: LOG_STREAM.into(),
+            description: Some("Bannin cluster log: agents' batches and operations".into()),
+            subjects: vec!["bannin.log.>".into()],
+            num_replicas: config.replicas,
+            max_bytes: config.max_bytes,
+            max_age: config.max_age,
+            duplicate_window: config.duplicate_window,
+            max_message_size: i32::try_from(server_max).unwrap_or(i32::MAX),
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            discard: stream::DiscardPolicy::Old,
+            ..Default::default()
+        };
+        // Servers starting together need a few seconds to elect JetStream's
+        // meta leader: wait for it rather than fail the collector's start.
+        let deadline = tokio::time::Instant::now() + STARTUP_WAIT;
+        let mut log = loop {
+            match js.get_or_create_stream(wanted.clone()).await {
+                Ok(s) => break s,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::info!(error = %e, "JetStream not ready; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(js_error("creating the log stream")(&e)),
+            }
+        };
+        let info = log
+            .info()
+            .await
+            .map_err(|e| js_error("reading the log stream")(&e))?;
+        if info.config.num_replicas != config.replicas {
+            tracing::warn!(
+                stream = LOG_STREAM,
+                replicas = info.config.num_replicas,
+                configured = config.replicas,
+                "The log stream exists with another replica count; it is kept as it is (change it with `nats stream edit`)"
+            );
+        }
+        let hosts = bucket(
+            &js,
+            HOSTS_BUCKET,
+            "hosts' presence",
+            Duration::ZERO,
+            &config,
+        )
+        .await?;
+        let collectors = bucket(
+            &js,
+            COLLECTORS_BUCKET,
+            "live collectors",
+            COLLECTOR_TTL,
+            &config,
+        )
+        .await?;
+        tracing::info!(
+            collector = %config.name,
+            servers = %servers,
+            replicas = config.replicas,
+            "Cluster mode: connected to JetStream"
+        );
+        Ok(Arc::new(Self {
+            config,
+            client,
+            js,
+            hosts,
+            collectors,
+            waiters: std::sync::Mutex::new(HashMap::new()),
+            next_op: AtomicU64::new(1),
+            started_unix_ms: bannin_proto::now_unix_ms(),
+        }))
+    }
+
+    /// This collector's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Publishes an agent's batch to the log; the future resolves once
+    /// JetStream holds it with the configured replicas.
+    pub async fn publish_batch(
+        &self,
+        host: &HostId,
+        batch: &v1::TelemetryBatch,
+    ) -> Result<jetstream::context::PublishAckFuture, ClusterError> {
+        use prost::Message;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(HOST_HEADER, host.as_str());
+        headers.insert(
+            async_nats::header::NATS_MESSAGE_ID,
+            format!("b:{host}:{}", batch.sequence).as_str(),
+        );
+        self.js
+            .publish_with_headers(BATCH_SUBJECT, headers, batch.encode_to_vec().into())
+            .await
+            .map_err(|e| js_error("publishing a batch")(&e))
+    }
+
+    /// Publishes `op` and waits until this collector has applied it.
+    pub async fn submit(&self, op: Op, dedup: Option<String>) -> Result<OpReply, IngestError> {
+        let id = format!(
+            "{}:{}:{}",
+            self.config.name,
+            self.started_unix_ms,
+            self.next_op.fetch_add(1, Ordering::Relaxed)
+        );
+        let payload = serde_json::to_vec(&op)
+            .map_err(|e| IngestError::Cluster(format!("encoding an operation: {e}")))?;
+        let (tx, rx) = oneshot::channel();
+        bannin_proto::lock(&self.waiters).insert(id.clone(), tx);
+        let result = async {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(OP_HEADER, id.as_str());
+            headers.insert(
+                async_nats::header::NATS_MESSAGE_ID,
+                dedup.as_deref().unwrap_or(&id),
+            );
+            let payload = bytes::Bytes::from(payload);
+            // Published again while JetStream elects a new leader or the
+            // client reconnects to another server: the message id makes a
+            // second copy a duplicate, not a second operation.
+            let deadline = tokio::time::Instant::now() + PUBLISH_RETRY;
+            let mut attempts = 0;
+            let ack = loop {
+                attempts += 1;
+                let attempt = async {
+                    self.js
+                        .publish_with_headers(OP_SUBJECT, headers.clone(), payload.clone())
+                        .await
+                        .map_err(|e| format!("publishing an operation: {e}"))?
+                        .await
+                        .map_err(|e| format!("JetStream did not acknowledge: {e}"))
+                };
+                match attempt.await {
+                    Ok(ack) => break ack,
+                    Err(e) if tokio::time::Instant::now() < deadline => {
+                        tracing::debug!(error = %e, "Operation not taken yet; publishing again");
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                    Err(e) => return Err(IngestError::Cluster(e)),
+                }
+            };
+            // A duplicate on the first attempt was published by another
+            // collector (same dedup key); on a later one it may be our own
+            // earlier attempt, which this collector answers when applied.
+            if ack.duplicate && attempts == 1 {
+                return Ok(OpReply::Duplicate);
+            }
+            match tokio::time::timeout(APPLY_TIMEOUT, rx).await {
+                Ok(Ok(reply)) => Ok(reply),
+                Ok(Err(_)) => Err(IngestError::Stopped),
+                Err(_) if ack.duplicate && dedup.is_some() => Ok(OpReply::Duplicate),
+                Err(_) => Err(IngestError::Cluster(format!(
+                    "stored in the log but not applied by this collector within {APPLY_TIMEOUT:?}"
+                ))),
+            }
+        }
+        .await;
+        bannin_proto::lock(&self.waiters).remove(&id);
+        result
+    }
+
+    fn answer(&self, op_id: &str, reply: OpReply) {
+        if let Some(tx) = bannin_proto::lock(&self.waiters).remove(op_id) {
+            let _ = tx.send(reply);
+        }
+    }
+
+    /// Records which collector holds `host`'s stream (or none).
+    pub async fn put_presence(&self, presence: &Presence) -> Result<(), ClusterError> {
+        let value = serde_json::to_vec(presence).map_err(|e| js_error("encoding presence")(&e))?;
+        self.hosts
+            .put(&presence.record.host_id, value.into())
+            .await
+            .map_err(|e| js_error("recording presence")(&e))?;
+        Ok(())
+    }
+
+    /// Every host's presence, as the bucket holds it now.
+    pub async fn presences(&self) -> Result<Vec<Presence>, ClusterError> {
+        let mut keys = self
+            .hosts
+            .keys()
+            .await
+            .map_err(|e| js_error("listing hosts")(&e))?;
+        let mut out = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(|e| js_error("listing hosts")(&e))?;
+            if let Some(value) = self
+                .hosts
+                .get(&key)
+                .await
+                .map_err(|e| js_error("reading presence")(&e))?
+            {
+                match serde_json::from_slice::<Presence>(&value) {
+                    Ok(p) => out.push(p),
+                    Err(error) => {
+                        tracing::warn!(host.id = %key, %error, "Unreadable presence entry; skipped")
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Watches every host's presence: the current entries first, then changes.
+    pub async fn watch_presence(&self) -> Result<kv::Watch, ClusterError> {
+        self.hosts
+            .watch_all_from_revision(1)
+            .await
+            .map_err(|e| js_error("watching presence")(&e))
+    }
+
+    /// Renews this collector's entry.
+    pub async fn beat(&self, listen: &str, applied: u64, agents: u64) -> Result<(), ClusterError> {
+        let entry = CollectorEntry {
+            name: self.config.name.clone(),
+            listen: listen.to_owned(),
+            started_unix_ms: self.started_unix_ms,
+            seen_unix_ms: bannin_proto::now_unix_ms(),
+            applied,
+            agents,
+        };
+        let value = serde_json::to_vec(&entry).map_err(|e| js_error("encoding an entry")(&e))?;
+        self.collectors
+            .put(&self.config.name, value.into())
+            .await
+            .map_err(|e| js_error("renewing the collector's entry")(&e))?;
+        Ok(())
+    }
+
+    /// The live collectors.
+    pub async fn collectors(&self) -> Result<Vec<CollectorEntry>, ClusterError> {
+        let mut keys = self
+            .collectors
+            .keys()
+            .await
+            .map_err(|e| js_error("listing collectors")(&e))?;
+        let mut out = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(|e| js_error("listing collectors")(&e))?;
+            if let Some(value) = self
+                .collectors
+                .get(&key)
+                .await
+                .map_err(|e| js_error("reading a collector")(&e))?
+                && let Ok(entry) = serde_json::from_slice::<CollectorEntry>(&value)
+            {
+                out.push(entry);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The NATS server this collector is connected to, and the cluster's
+    /// other servers as that server announces them.
+    pub fn server(&self) -> async_nats::ServerInfo {
+        self.client.server_info()
+    }
+
+    /// The log stream's and the buckets' state.
+    pub async fn streams(&self) -> Result<Vec<stream::Info>, ClusterError> {
+        let mut out = Vec::new();
+        for name in [
+            LOG_STREAM.to_owned(),
+            format!("KV_{HOSTS_BUCKET}"),
+            format!("KV_{COLLECTORS_BUCKET}"),
+        ] {
+            let mut s = self
+                .js
+                .get_stream(&name)
+                .await
+                .map_err(|e| js_error("reading a stream")(&e))?;
+            out.push(
+                s.info()
+                    .await
+                    .map_err(|e| js_error("reading a stream")(&e))?
+                    .clone(),
+            );
+        }
+        Ok(out)
+    }
+}
+
+async fn bucket(
+    js: &jetstream::Context,
+    name: &str,
+    description: &str,
+    max_age: Duration,
+    config: &ClusterConfig,
+) -> Result<kv::Store, ClusterError> {
+    // The bucket's stream is made here with the key-value conventions
+    // (ADR-8) rather than by `create_key_value`, which first reads the
+    // account's limits in a form nats-server 2.9 does not answer.
+    js.get_or_create_stream(stream::Config {
+        name: format!("KV_{name}"),
+        description: Some(format!("Bannin: {description}")),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        storage: stream::StorageType::File,
+        num_replicas: config.replicas,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| js_error("creating a bucket")(&e))?;
+    js.get_key_value(name)
+        .await
+        .map_err(|e| js_error("opening a bucket")(&e))
+}
+
+/// What the applier waits for after handing a message to the writer.
+enum Applying {
+    /// The writer's answer to a batch.
+    Batch(oneshot::Receiver<Result<u64, IngestError>>),
+    /// The writer's answer to a raise, for the operation's waiter (if it was
+    /// published here).
+    Raise(String, oneshot::Receiver<Result<u64, IngestError>>),
+    /// The same for a state change.
+    SetState(String, oneshot::Receiver<Result<Finding, IngestError>>),
+    /// Nothing to wait for (a message that could not be read).
+    Nothing,
+}
+
+/// Applies the log to this collector's store, in stream order, from the
+/// position after the last one applied, until `shutdown`. A failed commit or a
+/// lost connection starts it again from the durable position.
+pub async fn run_applier(
+    cluster: Arc<Cluster>,
+    ingest: Ingest,
+    store: Store,
+    hosts: Arc<crate::hosts::HostRegistry>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let durable = match store.counter(APPLIED_COUNTER) {
+            Ok(d) => d,
+            Err(error) => {
+                tracing::error!(%error, "Cannot read the applied log position");
+                0
+            }
+        };
+        match apply_from(&cluster, &ingest, &hosts, durable, &shutdown).await {
+            Ok(()) => return,
+            Err(reason) => {
+                tracing::warn!(%reason, applied = durable, "Log applier restarting");
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+async fn apply_from(
+    cluster: &Arc<Cluster>,
+    ingest: &Ingest,
+    hosts: &crate::hosts::HostRegistry,
+    durable: u64,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let log = cluster
+        .js
+        .get_stream(LOG_STREAM)
+        .await
+        .map_err(|e| format!("log stream: {e}"))?;
+    let consumer = log
+        .create_consumer(consumer::pull::OrderedConfig {
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: durable + 1,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("ordered consumer: {e}"))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| format!("reading the log: {e}"))?;
+    let writer = ingest.writer();
+    let (applying_tx, applying_rx) = mpsc::channel::<Applying>(4096);
+    let failed = CancellationToken::new();
+    // Not on a TaskTracker: it ends when this function drops its sender.
+    #[allow(clippy::disallowed_methods)]
+    let answers = tokio::spawn(forward_answers(
+        cluster.clone(),
+        applying_rx,
+        failed.clone(),
+    ));
+    let mut prev = durable;
+    // An ordered consumer whose server died may go quiet instead of failing:
+    // when nothing arrives for a while, the stream's last sequence says
+    // whether the log moved on without us.
+    let mut idle = tokio::time::interval(STALL_CHECK);
+    idle.reset();
+    let outcome = loop {
+        let message = tokio::select! {
+            () = shutdown.cancelled() => break Ok(()),
+            () = failed.cancelled() => break Err("a commit failed; re-reading from the durable position".to_owned()),
+            _ = idle.tick() => {
+                match log.get_info().await {
+                    Ok(info) if info.state.last_sequence > prev => {
+                        break Err(format!(
+                            "no message for {STALL_CHECK:?} while the log holds up to {} (applied {prev})",
+                            info.state.last_sequence
+                        ));
+                    }
+                    Ok(_) => continue,
+                    Err(e) => break Err(format!("log stream: {e}")),
+                }
+            }
+            m = messages.next() => m,
+        };
+        idle.reset();
+        let message = match message {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => break Err(format!("reading the log: {e}")),
+            None => break Err("the log ended".to_owned()),
+        };
+        let (seq, at) = match message.info() {
+            Ok(info) => (
+                info.stream_sequence,
+                i64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
+            ),
+            Err(e) => break Err(format!("a log message without its position: {e}")),
+        };
+        if prev == durable && seq > durable + 1 && durable > 0 {
+            tracing::warn!(
+                applied = durable,
+                first = seq,
+                "The log no longer holds messages this collector had not applied (removed by the stream's limits); continuing from the oldest it holds"
+            );
+        }
+        let (request, applying) = decode(ingest, &message, seq, at);
+        if let Some(WriteRequest::Raise { finding, .. }) = request.as_deref()
+            && finding.kind == "host.silent"
+        {
+            hosts.mark_silent(finding.host_id.as_str());
+        }
+        if writer
+            .send(WriteRequest::Applied {
+                seq,
+                prev,
+                at,
+                request,
+            })
+            .await
+            .is_err()
+        {
+            break Ok(());
+        }
+        prev = seq;
+        if applying_tx.send(applying).await.is_err() {
+            break Err("the answers task stopped".to_owned());
+        }
+    };
+    drop(applying_tx);
+    let _ = answers.await;
+    outcome
+}
+
+/// Turns one log message into the writer's request.
+fn decode(
+    ingest: &Ingest,
+    message: &jetstream::Message,
+    seq: u64,
+    at: i64,
+) -> (Option<Box<WriteRequest>>, Applying) {
+    use prost::Message;
+    let header = |name: &str| {
+        message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_owned())
+    };
+    match message.subject.as_str() {
+        BATCH_SUBJECT => {
+            let host = header(HOST_HEADER).and_then(|h| HostId::new(h).ok());
+            let batch = v1::TelemetryBatch::decode(message.payload.clone());
+            let (Some(host), Ok(batch)) = (host, batch) else {
+                tracing::error!(log.seq = seq, "Unreadable batch in the log; skipped");
+                return (None, Applying::Nothing);
+            };
+            match ingest.prepare_at(&host, batch, at) {
+                Ok(batch) => {
+                    let (reply, rx) = oneshot::channel();
+                    (
+                        Some(Box::new(WriteRequest::Batch { host, batch, reply })),
+                        Applying::Batch(rx),
+                    )
+                }
+                Err(error) => {
+                    tracing::error!(log.seq = seq, host.id = %host, %error, "Batch in the log refused; skipped");
+                    (None, Applying::Nothing)
+                }
+            }
+        }
+        OP_SUBJECT => {
+            let op_id = header(OP_HEADER).unwrap_or_default();
+            let op = match serde_json::from_slice::<Op>(&message.payload) {
+                Ok(op) => op,
+                Err(error) => {
+                    tracing::error!(log.seq = seq, %error, "Unreadable operation in the log; skipped");
+                    return (None, Applying::Nothing);
+                }
+            };
+            match op {
+                Op::Raise {
+                    host_id,
+                    kind,
+                    severity,
+                    observed_unix_ms,
+                    attributes,
+                    summary,
+                } => {
+                    let Ok(host_id) = HostId::new(host_id) else {
+                        tracing::error!(log.seq = seq, "Raise for an invalid host id; skipped");
+                        return (None, Applying::Nothing);
+                    };
+                    let (reply, rx) = oneshot::channel();
+                    let finding = NewFinding {
+                        host_id,
+                        kind,
+                        severity,
+                        observed_unix_ms,
+                        attributes,
+                        summary,
+                    };
+                    (
+                        Some(Box::new(WriteRequest::Raise { finding, reply })),
+                        Applying::Raise(op_id, rx),
+                    )
+                }
+                Op::SetState {
+                    id,
+                    state,
+                    operator,
+                    note,
+                } => {
+                    let (reply, rx) = oneshot::channel();
+                    (
+                        Some(Box::new(WriteRequest::SetState {
+                            id,
+                            state,
+                            operator,
+                            note,
+                            reply,
+                        })),
+                        Applying::SetState(op_id, rx),
+                    )
+                }
+            }
+        }
+        other => {
+            tracing::warn!(log.seq = seq, subject = %other, "Log message on an unknown subject; skipped");
+            (None, Applying::Nothing)
+        }
+    }
+}
+
+/// Waits for the writer's answers in order: hands operations' results to
+/// whoever published them here, and stops the applier when a commit failed.
+async fn forward_answers(
+    cluster: Arc<Cluster>,
+    mut applying: mpsc::Receiver<Applying>,
+    failed: CancellationToken,
+) {
+    let fail = |error: &IngestError| {
+        if !failed.is_cancelled() {
+            tracing::warn!(%error, "Applying the log failed");
+            failed.cancel();
+        }
+    };
+    while let Some(next) = applying.recv().await {
+        match next {
+            Applying::Batch(rx) => match rx.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => fail(&error),
+                Err(_) => return,
+            },
+            Applying::Raise(op, rx) => match rx.await {
+                Ok(result) => {
+                    if let Err(error) = &result
+                        && matches!(
+                            error,
+                            IngestError::OutOfOrder | IngestError::CommitFailed(_)
+                        )
+                    {
+                        fail(error);
+                        continue;
+                    }
+                    cluster.answer(&op, OpReply::Raise(result));
+                }
+                Err(_) => return,
+            },
+            Applying::SetState(op, rx) => match rx.await {
+                Ok(result) => {
+                    if let Err(error) = &result
+                        && matches!(
+                            error,
+                            IngestError::OutOfOrder | IngestError::CommitFailed(_)
+                        )
+                    {
+                        fail(error);
+                        continue;
+                    }
+                    cluster.answer(&op, OpReply::SetState(result));
+                }
+                Err(_) => return,
+            },
+            Applying::Nothing => {}
+        }
+    }
+}
+
+/// Parses `nats://`, `tls://` or `host:port` server URLs.
+pub fn check_server(url: &str) -> Result<(), String> {
+    url.parse::<async_nats::ServerAddr>()
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Where a cluster's TLS files are, relative to the config file.
+pub fn tls_paths(base: &std::path::Path, ca: PathBuf, cert: PathBuf, key: PathBuf) -> TlsPaths {
+    TlsPaths {
+        ca: base.join(ca),
+        cert: base.join(cert),
+        key: base.join(key),
+    }
+}
+
+impl Cluster {
+    /// Says that `host`'s stream closed here, unless another collector has
+    /// taken it since (compare-and-set on the entry's revision).
+    pub async fn clear_presence(&self, host: &str) -> Result<(), ClusterError> {
+        let Some(entry) = self
+            .hosts
+            .entry(host)
+            .await
+            .map_err(|e| js_error("reading presence")(&e))?
+        else {
+            return Ok(());
+        };
+        let Ok(mut presence) = serde_json::from_slice::<Presence>(&entry.value) else {
+            return Ok(());
+        };
+        if presence.collector != self.config.name {
+            return Ok(());
+        }
+        presence.collector = String::new();
+        let value = serde_json::to_vec(&presence).map_err(|e| js_error("encoding presence")(&e))?;
+        // A newer revision means another collector wrote it: leave it.
+        let _ = self.hosts.update(host, value.into(), entry.revision).await;
+        Ok(())
+    }
+}
+
+/// Keeps this collector's entry alive and mirrors every other collector's
+/// hosts into `hosts`, until `shutdown`.
+pub async fn run_membership(
+    cluster: Arc<Cluster>,
+    hosts: Arc<crate::hosts::HostRegistry>,
+    store: Store,
+    listen: String,
+    shutdown: CancellationToken,
+) {
+    let beat = {
+        let (cluster, hosts, shutdown) = (cluster.clone(), hosts.clone(), shutdown.clone());
+        async move {
+            let mut tick = tokio::time::interval(COLLECTOR_BEAT);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let applied = store.counter(APPLIED_COUNTER).unwrap_or(0);
+                if let Err(error) = cluster
+                    .beat(&listen, applied, hosts.connected_count())
+                    .await
+                {
+                    tracing::warn!(%error, "Cannot renew this collector's entry");
+                }
+            }
+        }
+    };
+    let watch = async move {
+        loop {
+            match cluster.watch_presence().await {
+                Ok(mut changes) => {
+                    while let Some(change) = tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        c = changes.next() => c,
+                    } {
+                        let Ok(entry) = change else { break };
+                        if entry.operation != kv::Operation::Put {
+                            continue;
+                        }
+                        match serde_json::from_slice::<Presence>(&entry.value) {
+                            Ok(presence) => {
+                                if let Err(error) = hosts.remote(presence) {
+                                    tracing::warn!(%error, "Cannot record another collector's host");
+                                }
+                            }
+                            Err(error) => {
+                                tracing::warn!(host.id = %entry.key, %error, "Unreadable presence entry; skipped")
+                            }
+                        }
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "Cannot watch the hosts' presence"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    };
+    tokio::join!(beat, watch);
+}

@@ -1,0 +1,365 @@
+//! Cluster mode: two collectors over a real three-node NATS JetStream cluster
+//! (`nats-server` processes on loopback, mTLS, replicas 3). Collectors and
+//! NATS servers are SIGKILLed mid-stream; what was acknowledged must be stored
+//! exactly once on every collector, findings must come out identical, and the
+//! fleet must be one fleet whichever collector its agents reach.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bannin_proto::now_unix_ms;
+use bannin_proto::v1;
+use bannin_tests::nats::{self, NatsCluster};
+use bannin_tests::sim::{SimAgent, event};
+use bannin_tests::{
+    AgentOptions, CollectorProc, TestPki, eventually, free_port, operator_client, start_agent,
+};
+use tonic::transport::Channel;
+use v1::operator_client::OperatorClient;
+
+use crate::{all_events, all_findings};
+
+const CONFIG: &str = "[correlation.spread]\nhosts = 3\n";
+/// Events in each simulated batch.
+const PER_BATCH: usize = 10;
+
+fn require_nats() {
+    assert!(
+        nats::available(),
+        "nats-server is not installed: apt-get install nats-server (.ci/run installs it)"
+    );
+}
+
+/// The batch a simulated agent sends as `sequence`: always the same events,
+/// as a real agent's spool replays the same batch.
+fn batch(host: &str, sequence: u64) -> Vec<v1::Event> {
+    (0..PER_BATCH)
+        .map(|i| {
+            event(
+                "net.connection",
+                false,
+                now_unix_ms(),
+                &[
+                    ("host", host),
+                    ("seq", &sequence.to_string()),
+                    ("i", &i.to_string()),
+                ],
+            )
+        })
+        .collect()
+}
+
+/// Sends batches as `host` to `collectors` (in order, failing over to the
+/// next when a session breaks) until `stop`; returns every acknowledged
+/// sequence.
+async fn stream_batches(
+    pki: &TestPki,
+    host: &str,
+    collectors: &[SocketAddr],
+    stop: tokio_util::sync::CancellationToken,
+) -> BTreeSet<u64> {
+    let mut acked = BTreeSet::new();
+    let mut current = 0;
+    while !stop.is_cancelled() {
+        let addr = collectors[current % collectors.len()];
+        let Ok(mut agent) = SimAgent::connect(pki, host, addr, &["10.30.0.1/24"], &[]).await else {
+            current += 1;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        // Replays from what this collector has applied, as a spool would.
+        loop {
+            if stop.is_cancelled() {
+                break;
+            }
+            let sequence = agent.next_sequence();
+            match agent.send(&batch(host, sequence)).await {
+                Ok(_) => {
+                    acked.insert(sequence);
+                }
+                Err(_) => {
+                    current += 1;
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    acked
+}
+
+async fn client(pki: &TestPki, addr: SocketAddr) -> OperatorClient<Channel> {
+    operator_client(&pki.operator("alice"), addr).await
+}
+
+/// (batch sequence → events stored) of a simulated host.
+async fn stored(client: &mut OperatorClient<Channel>, host: &str) -> BTreeMap<u64, usize> {
+    let mut out = BTreeMap::new();
+    for e in all_events(client, host, "net.connection").await {
+        let seq: u64 = e
+            .event
+            .as_ref()
+            .and_then(|e| e.attributes.get("seq"))
+            .and_then(|s| s.parse().ok())
+            .expect("seq attribute");
+        *out.entry(seq).or_default() += 1;
+    }
+    out
+}
+
+/// What must be equal on every collector: id, host, kind, count and state.
+fn summary(findings: &[v1::Finding]) -> Vec<(u64, String, String, u64, i32)> {
+    findings
+        .iter()
+        .map(|f| (f.id, f.host_id.clone(), f.kind.clone(), f.count, f.state))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet() {
+    require_nats();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let mut nats = NatsCluster::start(&dir.path().join("nats"), &pki, 3);
+    let (port_a, port_b) = (free_port(), free_port());
+    let mut a = CollectorProc::start(
+        &dir.path().join("a"),
+        &pki,
+        port_a,
+        &format!("{CONFIG}{}", nats.collector_section("a", 3)),
+    );
+    let b = CollectorProc::start(
+        &dir.path().join("b"),
+        &pki,
+        port_b,
+        &format!("{CONFIG}{}", nats.collector_section("b", 3)),
+    );
+    let (addr_a, addr_b) = (a.addr, b.addr);
+
+    // A real agent that knows both collectors, first A.
+    let agent_dir = dir.path().join("agent");
+    let _agent = start_agent(
+        &agent_dir,
+        &pki.agent("cluster-agent"),
+        addr_a,
+        &AgentOptions {
+            more_collectors: vec![addr_b],
+            ..AgentOptions::default()
+        },
+    );
+
+    // Correlation over three hosts spread over the two collectors.
+    let spread_sha = "7".repeat(64);
+    for (host, addr) in [
+        ("spread-0", addr_a),
+        ("spread-1", addr_b),
+        ("spread-2", addr_a),
+    ] {
+        let mut s = match SimAgent::connect(&pki, host, addr, &["10.30.0.2/24"], &[]).await {
+            Ok(s) => s,
+            Err(e) => panic!(
+                "simulated agent: {e:#}\nA: {}\nB: {}",
+                a.proc.log_text(),
+                b.proc.log_text()
+            ),
+        };
+        s.send(&[event(
+            "process.unknown_binary",
+            true,
+            now_unix_ms(),
+            &[
+                ("sha256", &spread_sha),
+                ("exe", "/tmp/.x/kworker"),
+                ("pid", "99"),
+            ],
+        )])
+        .await
+        .expect("send");
+    }
+
+    // Simulated agents streaming through A (two) and B (one), failing over.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let pki = std::sync::Arc::new(pki);
+    let mut streams = Vec::new();
+    for (host, order) in [
+        ("stream-a1", vec![addr_a, addr_b]),
+        ("stream-a2", vec![addr_a, addr_b]),
+        ("stream-b1", vec![addr_b, addr_a]),
+    ] {
+        let (pki, stop) = (pki.clone(), stop.clone());
+        streams.push((
+            host,
+            tokio::spawn(async move { stream_batches(&pki, host, &order, stop).await }),
+        ));
+    }
+    let mut ops_b = client(&pki, addr_b).await;
+    eventually(
+        Duration::from_secs(30),
+        "the real agent listed on B as held by A",
+        || {
+            let mut ops_b = ops_b.clone();
+            async move {
+                let hosts = ops_b
+                    .list_hosts(v1::ListHostsRequest {})
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .hosts;
+                hosts
+                    .into_iter()
+                    .find(|h| h.host_id == "cluster-agent" && h.online && h.collector == "a")
+            }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // kill -9 A mid-stream.
+    a.proc.kill();
+    eventually(
+        Duration::from_secs(10),
+        "the real agent reconnected to B",
+        || {
+            let mut ops_b = ops_b.clone();
+            async move {
+                let hosts = ops_b
+                    .list_hosts(v1::ListHostsRequest {})
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .hosts;
+                hosts
+                    .into_iter()
+                    .find(|h| h.host_id == "cluster-agent" && h.collector == "b")
+                    .map(|_| ())
+            }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // kill -9 one NATS server of three: ingest and the operator API continue.
+    nats.kill_node(0);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let findings_b = all_findings(&mut ops_b).await;
+    let spread: Vec<&v1::Finding> = findings_b
+        .iter()
+        .filter(|f| {
+            f.kind == "correlation.spread"
+                && f.attributes.get("value").map(String::as_str) == Some(spread_sha.as_str())
+        })
+        .collect();
+    assert_eq!(
+        spread.len(),
+        1,
+        "one spread finding for three hosts over two collectors: {findings_b:#?}"
+    );
+    let first = findings_b
+        .iter()
+        .find(|f| f.kind == "process.unknown_binary")
+        .expect("an indicator finding")
+        .id;
+    let changed = ops_b
+        .set_finding_state(v1::SetFindingStateRequest {
+            id: first,
+            state: v1::FindingState::Acknowledged as i32,
+            note: "seen from B while a NATS server is down".into(),
+        })
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "state change with one NATS server down: {e}\nB: {}\nnats 1: {}",
+                b.proc.log_text(),
+                nats.log(1)
+            )
+        })
+        .into_inner();
+    assert_eq!(changed.state, v1::FindingState::Acknowledged as i32);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    nats.start_node(0);
+    nats.wait_ready(0, Duration::from_secs(60));
+
+    // A comes back and applies what it missed.
+    a = CollectorProc::start_with(&dir.path().join("a"), a.config.clone(), port_a);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.cancel();
+    let mut acked = BTreeMap::new();
+    for (host, task) in streams {
+        acked.insert(host, task.await.expect("stream task"));
+    }
+    let mut ops_a = client(&pki, a.addr).await;
+    for (host, acked) in &acked {
+        assert!(
+            acked.len() > 20,
+            "{host} sent too little to mean anything: {}",
+            acked.len()
+        );
+        for (name, ops) in [("A", &mut ops_a), ("B", &mut ops_b)] {
+            let want_last = *acked.last().expect("acked");
+            let stored = eventually(
+                Duration::from_secs(30),
+                "every acknowledged batch applied",
+                || {
+                    let mut ops = ops.clone();
+                    async move {
+                        let s = stored(&mut ops, host).await;
+                        s.keys()
+                            .next_back()
+                            .is_some_and(|l| *l >= want_last)
+                            .then_some(s)
+                    }
+                },
+            )
+            .await;
+            for seq in acked {
+                assert_eq!(
+                    stored.get(seq).copied(),
+                    Some(PER_BATCH),
+                    "{host} batch {seq} acknowledged: stored exactly once on {name}"
+                );
+            }
+            assert!(
+                stored.values().all(|n| *n == PER_BATCH),
+                "no batch stored twice on {name}: {stored:?}"
+            );
+        }
+    }
+    let on_b = summary(&all_findings(&mut ops_b).await);
+    let on_a = eventually(Duration::from_secs(30), "A's findings equal B's", || {
+        let mut ops_a = ops_a.clone();
+        let on_b = on_b.clone();
+        async move {
+            let on_a = summary(&all_findings(&mut ops_a).await);
+            (on_a == on_b).then_some(on_a)
+        }
+    })
+    .await;
+    assert!(!on_a.is_empty());
+    let mut seen = BTreeSet::new();
+    for f in all_findings(&mut ops_a).await {
+        let mut attributes: Vec<(String, String)> = f.attributes.clone().into_iter().collect();
+        attributes.retain(|(k, _)| k != "last_seen_unix_ms");
+        assert!(
+            seen.insert((f.host_id.clone(), f.kind.clone(), attributes)),
+            "finding raised twice: {f:?}"
+        );
+    }
+    let acknowledged = all_findings(&mut ops_a)
+        .await
+        .into_iter()
+        .find(|f| f.id == first)
+        .expect("the acknowledged finding on A");
+    assert_eq!(
+        acknowledged.state,
+        v1::FindingState::Acknowledged as i32,
+        "a state change made through B is on A"
+    );
+    assert!(
+        !all_findings(&mut ops_b)
+            .await
+            .iter()
+            .any(|f| f.kind == "host.clone"),
+        "a failover is not a cloned identity"
+    );
+}

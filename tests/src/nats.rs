@@ -1,0 +1,169 @@
+//! A real NATS JetStream cluster on loopback for the cluster tests and the
+//! cluster benchmark: `nats-server` processes (Debian's package), routes
+//! between them, each with its own store directory, clients over mTLS with
+//! certificates of the test PKI.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bannin_proto::tls::TlsPaths;
+
+use crate::{Proc, TestPki, free_port};
+
+/// Whether `nats-server` is installed (`.ci/run` installs it).
+pub fn available() -> bool {
+    Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// One server of the cluster.
+pub struct Node {
+    /// The process (None while stopped).
+    pub proc: Option<Proc>,
+    /// Client port.
+    pub port: u16,
+    /// Monitoring port (`/healthz`).
+    pub http: u16,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+/// A JetStream cluster of `nats-server` processes.
+pub struct NatsCluster {
+    /// The servers.
+    pub nodes: Vec<Node>,
+    /// TLS of the collectors' client certificates.
+    pub client_tls: TlsPaths,
+}
+
+impl NatsCluster {
+    /// Starts `n` servers (1 or 3) in `dir`, with TLS from `pki` (clients
+    /// must present a certificate of its CA), and waits until JetStream is
+    /// ready on each.
+    pub fn start(dir: &Path, pki: &TestPki, n: usize) -> Self {
+        let routes: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let port = free_port();
+            let http = free_port();
+            let store = dir.join(format!("nats-{i}"));
+            std::fs::create_dir_all(&store).expect("nats store dir");
+            let others: Vec<String> = routes
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, p)| format!("\"nats-route://127.0.0.1:{p}\""))
+                .collect();
+            let cluster = if n > 1 {
+                format!(
+                    "cluster {{\n  name: bannin-test\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}\n",
+                    routes[i],
+                    others.join(", ")
+                )
+            } else {
+                String::new()
+            };
+            let text = format!(
+                "server_name: n{i}\nlisten: 127.0.0.1:{port}\nhttp: 127.0.0.1:{http}\nmax_payload: 8MB\n\
+                 jetstream {{\n  store_dir: {store:?}\n  max_memory_store: 256MB\n  max_file_store: 8GB\n}}\n\
+                 tls {{\n  cert_file: {cert:?}\n  key_file: {key:?}\n  ca_file: {ca:?}\n  verify: true\n  timeout: 5\n}}\n{cluster}",
+                store = store.display().to_string(),
+                cert = pki.dir.server_cert().display().to_string(),
+                key = pki.dir.server_key().display().to_string(),
+                ca = pki.dir.ca_cert().display().to_string(),
+            );
+            let config = dir.join(format!("nats-{i}.conf"));
+            std::fs::write(&config, text).expect("nats config");
+            nodes.push(Node {
+                proc: None,
+                port,
+                http,
+                config,
+                log: dir.join(format!("nats-{i}.log")),
+            });
+        }
+        let mut cluster = Self {
+            nodes,
+            client_tls: pki.operator("nats-client"),
+        };
+        for i in 0..n {
+            cluster.start_node(i);
+        }
+        for i in 0..n {
+            cluster.wait_ready(i, Duration::from_secs(60));
+        }
+        cluster
+    }
+
+    /// Starts (or restarts) server `i`.
+    pub fn start_node(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let mut command = Command::new("nats-server");
+        command.arg("-c").arg(&node.config);
+        node.proc = Some(Proc::spawn(command, node.log.clone()));
+    }
+
+    /// SIGKILLs server `i`.
+    pub fn kill_node(&mut self, i: usize) {
+        if let Some(mut p) = self.nodes[i].proc.take() {
+            p.kill();
+        }
+    }
+
+    /// Waits until server `i` says JetStream is healthy.
+    pub fn wait_ready(&self, i: usize, timeout: Duration) {
+        let node = &self.nodes[i];
+        let deadline = Instant::now() + timeout;
+        loop {
+            if healthz(node.http).is_some_and(|body| body.contains("\"ok\"")) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nats-server {i} not healthy: {}",
+                std::fs::read_to_string(&node.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// What server `i` logged.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+
+    /// `tls://` URLs of every server, for `[cluster] servers`.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("tls://127.0.0.1:{}", n.port))
+            .collect()
+    }
+
+    /// The `[cluster]` section of a collector named `name`.
+    pub fn collector_section(&self, name: &str, replicas: usize) -> String {
+        let urls: Vec<String> = self.urls().iter().map(|u| format!("{u:?}")).collect();
+        format!(
+            "[cluster]\nname = {name:?}\nservers = [{}]\nreplicas = {replicas}\nmax_bytes = 4294967296\n[cluster.tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
+            urls.join(", "),
+            self.client_tls.ca.display().to_string(),
+            self.client_tls.cert.display().to_string(),
+            self.client_tls.key.display().to_string(),
+        )
+    }
+}
+
+/// `GET /healthz` of a server's monitoring port.
+fn healthz(port: u16) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
