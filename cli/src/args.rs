@@ -131,6 +131,10 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: SigmaAction,
     },
+    /// Cluster mode: the collectors (agents, log position applied, lag), the
+    /// NATS server this collector uses, and the streams with their replicas
+    /// (leader, each peer current, behind or offline).
+    Cluster,
     /// Export sinks (`[[sink]]` in the collector's config): each one's target,
     /// cursor, lag behind the newest finding, last error and last delivery.
     Sinks,

@@ -45,6 +45,8 @@ pub const OP_SUBJECT: &str = "bannin.log.op";
 pub const HOSTS_BUCKET: &str = "BANNIN_HOSTS";
 /// Live collectors: collector name → [`CollectorEntry`], expiring.
 pub const COLLECTORS_BUCKET: &str = "BANNIN_COLLECTORS";
+/// Set in a store a collector in cluster mode made: its content is the log's.
+pub const MEMBER_COUNTER: &str = "cluster.member";
 /// The store counter holding the last log sequence applied.
 pub const APPLIED_COUNTER: &str = "cluster.applied";
 /// How often a collector renews its [`CollectorEntry`].
@@ -1002,4 +1004,199 @@ pub async fn run_membership(
         }
     };
     tokio::join!(beat, watch);
+}
+
+/// Marks `store` as a cluster collector's (a cache of the log); `false` when
+/// a standalone collector made it: its own findings and events would take ids
+/// and sequences the log gives to others.
+pub fn claim_store(store: &Store) -> Result<bool, crate::store::StoreError> {
+    if store.counter(MEMBER_COUNTER)? == 1 {
+        return Ok(true);
+    }
+    if store.last_finding_id()? > 0 || !store.high_waters()?.is_empty() {
+        return Ok(false);
+    }
+    store.set_counter_now(MEMBER_COUNTER, 1)?;
+    store.make_durable()?;
+    Ok(true)
+}
+
+const CALL_HEADER: &str = "Bannin-Call";
+const OPERATOR_HEADER: &str = "Bannin-Operator";
+const ERROR_HEADER: &str = "Bannin-Error";
+const CODE_HEADER: &str = "Bannin-Error-Code";
+/// How long a call forwarded to another collector may take.
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The subject on which `collector` answers calls other collectors forward.
+fn forward_subject(collector: &str) -> String {
+    format!("bannin.collector.{collector}.forward")
+}
+
+impl Cluster {
+    /// The other live collector holding `host`'s stream, if one does.
+    pub async fn holder(&self, host: &str) -> Option<String> {
+        let value = self.hosts.get(host).await.ok()??;
+        let presence: Presence = serde_json::from_slice(&value).ok()?;
+        if presence.collector.is_empty() || presence.collector == self.config.name {
+            return None;
+        }
+        // A dead collector's hosts are nobody's until they reconnect.
+        self.collectors.get(&presence.collector).await.ok()??;
+        Some(presence.collector)
+    }
+
+    /// Sends an operator call (`call`, a protobuf request) to `collector`, as
+    /// `operator` (authorized by this collector), and returns its answer.
+    pub async fn forward(
+        &self,
+        collector: &str,
+        call: &str,
+        operator: &str,
+        payload: Vec<u8>,
+    ) -> Result<bytes::Bytes, tonic::Status> {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(CALL_HEADER, call);
+        headers.insert(OPERATOR_HEADER, operator);
+        let reply = tokio::time::timeout(
+            FORWARD_TIMEOUT,
+            self.client
+                .request_with_headers(forward_subject(collector), headers, payload.into()),
+        )
+        .await
+        .map_err(|_| {
+            tonic::Status::unavailable(format!(
+                "collector {collector} (which holds the host's stream) did not answer within {FORWARD_TIMEOUT:?}"
+            ))
+        })?
+        .map_err(|e| {
+            tonic::Status::unavailable(format!("forwarding to collector {collector}: {e}"))
+        })?;
+        if let Some(h) = &reply.headers
+            && let Some(message) = h.get(ERROR_HEADER)
+        {
+            let code = h
+                .get(CODE_HEADER)
+                .and_then(|c| c.as_str().parse::<i32>().ok())
+                .unwrap_or(tonic::Code::Unknown as i32);
+            return Err(tonic::Status::new(
+                tonic::Code::from_i32(code),
+                format!("collector {collector}: {}", message.as_str()),
+            ));
+        }
+        Ok(reply.payload)
+    }
+}
+
+/// Answers the calls other collectors forward to this one (commands for the
+/// hosts whose streams it holds), until `shutdown`.
+pub async fn serve_forwarded(
+    cluster: Arc<Cluster>,
+    commands: Arc<crate::commands::Commands>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        match cluster
+            .client
+            .subscribe(forward_subject(&cluster.config.name))
+            .await
+        {
+            Ok(mut calls) => loop {
+                let call = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    c = calls.next() => c,
+                };
+                let Some(call) = call else { break };
+                let (cluster, commands) = (cluster.clone(), commands.clone());
+                // Not on a TaskTracker: one call, bounded by the caller's timeout.
+                #[allow(clippy::disallowed_methods)]
+                tokio::spawn(async move {
+                    let Some(reply_to) = call.reply.clone() else {
+                        return;
+                    };
+                    let mut headers = async_nats::HeaderMap::new();
+                    let payload = match answer(&commands, &call).await {
+                        Ok(bytes) => bytes,
+                        Err(status) => {
+                            // One header line: no line breaks in it.
+                            let message = status.message().replace(['\r', '\n'], " ");
+                            headers.insert(ERROR_HEADER, message.as_str());
+                            headers
+                                .insert(CODE_HEADER, (status.code() as i32).to_string().as_str());
+                            Vec::new()
+                        }
+                    };
+                    if let Err(error) = cluster
+                        .client
+                        .publish_with_headers(reply_to, headers, payload.into())
+                        .await
+                    {
+                        tracing::warn!(%error, "Cannot answer a forwarded call");
+                    }
+                });
+            },
+            Err(error) => tracing::warn!(%error, "Cannot take calls from other collectors"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+async fn answer(
+    commands: &crate::commands::Commands,
+    call: &async_nats::Message,
+) -> Result<Vec<u8>, tonic::Status> {
+    use prost::Message;
+    let header = |name: &str| {
+        call.headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_default()
+    };
+    let operator = header(OPERATOR_HEADER);
+    let bad = |e: prost::DecodeError| tonic::Status::invalid_argument(e.to_string());
+    match header(CALL_HEADER).as_str() {
+        "issue" => {
+            let r = v1::IssueCommandRequest::decode(call.payload.clone()).map_err(bad)?;
+            tracing::info!(operator = %operator, host.id = %r.host_id, verb = %r.verb, "Command forwarded by another collector");
+            let record = crate::operator_api::commands::issue_as(commands, &operator, r).await?;
+            Ok(record.encode_to_vec())
+        }
+        "list" => {
+            let r = v1::ListCommandsRequest::decode(call.payload.clone()).map_err(bad)?;
+            Ok(crate::operator_api::commands::list_for(commands, &r)?.encode_to_vec())
+        }
+        other => Err(tonic::Status::unimplemented(format!(
+            "unknown forwarded call {other:?}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_a_standalone_collector_used_is_refused_and_a_new_one_claimed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("fresh")).expect("store");
+        assert!(
+            claim_store(&store).expect("claim"),
+            "an empty store is claimed"
+        );
+        assert!(claim_store(&store).expect("again"), "and stays claimed");
+
+        let used = Store::open(&dir.path().join("used")).expect("store");
+        let mut set = crate::store::WriteSet::default();
+        set.set_high_water("web-1", 7);
+        used.apply(set).expect("apply");
+        assert!(
+            !claim_store(&used).expect("claim"),
+            "a store holding a host's batches is a standalone collector's"
+        );
+        assert_eq!(used.counter(MEMBER_COUNTER).expect("counter"), 0);
+    }
 }

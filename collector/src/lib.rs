@@ -98,6 +98,11 @@ pub enum ServeError {
     /// Cluster mode could not start.
     #[error("cluster: {0}")]
     Cluster(#[from] cluster::ClusterError),
+    /// Cluster mode on a store a standalone collector made.
+    #[error(
+        "cluster mode: the store in {0} was made by a standalone collector (it holds findings or events of its own); give this collector a new, empty data_dir, and start the old store without [cluster] to read it"
+    )]
+    StandaloneStore(std::path::PathBuf),
     /// The operators' own port could not be bound.
     #[error("operator_listen {addr}: {source}")]
     OperatorListen {
@@ -118,6 +123,9 @@ pub async fn serve(
     let material = TlsMaterial::load(&config.tls)?;
     let tls = server_config(&material)?;
     let store = Store::open(&config.data_dir.join("store"))?;
+    if config.cluster.is_some() && !cluster::claim_store(&store)? {
+        return Err(ServeError::StandaloneStore(config.data_dir.clone()));
+    }
     let fleet = Arc::new(correlate::FleetView::default());
     let sigma = Arc::new(load_sigma(&config.sigma_paths)?);
     let (ingest, writer) = Ingest::start(
@@ -223,6 +231,10 @@ pub async fn serve(
             .map(|a| a.to_string())
             .unwrap_or_default();
         tracker.spawn(
+            cluster::serve_forwarded(c.clone(), commands.clone(), shutdown.child_token())
+                .instrument(tracing::info_span!("forwarded")),
+        );
+        tracker.spawn(
             cluster::run_membership(
                 c.clone(),
                 hosts.clone(),
@@ -307,6 +319,7 @@ pub async fn serve(
         shutdown: shutdown.child_token(),
         operator_changes: Arc::new(tokio::sync::watch::channel(0).0),
         denials,
+        cluster: cluster.clone(),
     };
     drop(ingest);
     let addr = listener.local_addr().ok();
@@ -439,19 +452,19 @@ async fn watch_silence(
                 kind: "host.silent".into(),
                 severity: Severity::Medium,
                 observed_unix_ms: now,
-                attributes: BTreeMap::from([
-                    (
-                        "last_seen_unix_ms".to_owned(),
-                        host.last_seen_unix_ms.to_string(),
-                    ),
-                    (
-                        "heartbeat_interval_secs".to_owned(),
-                        host.heartbeat_interval_secs.to_string(),
-                    ),
-                ]),
+                // When it was last heard from is in the summary, not the
+                // attributes: a host that goes silent again (or a silence
+                // reported again by a restarted collector) within the fold
+                // window folds into the open finding with a count.
+                attributes: BTreeMap::from([(
+                    "heartbeat_interval_secs".to_owned(),
+                    host.heartbeat_interval_secs.to_string(),
+                )]),
                 summary: format!(
-                    "no heartbeat from {} ({}) for {silent_secs} s",
-                    host.host_id, host.hostname
+                    "no heartbeat from {} ({}) for {silent_secs} s, since {}",
+                    host.host_id,
+                    host.hostname,
+                    bannin_proto::rfc3339(host.last_seen_unix_ms)
                 ),
             };
             // Two collectors reporting one silence store it once.

@@ -13,7 +13,8 @@ use bannin_proto::v1;
 use bannin_tests::nats::{self, NatsCluster};
 use bannin_tests::sim::{SimAgent, event};
 use bannin_tests::{
-    AgentOptions, CollectorProc, TestPki, eventually, free_port, operator_client, start_agent,
+    AgentOptions, CollectorProc, TestPki, bannin_json, eventually, operator_client, operator_toml,
+    start_agent,
 };
 use tonic::transport::Channel;
 use v1::operator_client::OperatorClient;
@@ -122,17 +123,11 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = TestPki::new(dir.path());
     let mut nats = NatsCluster::start(&dir.path().join("nats"), &pki, 3);
-    let (port_a, port_b) = (free_port(), free_port());
-    let mut a = CollectorProc::start(
-        &dir.path().join("a"),
-        &pki,
-        port_a,
-        &format!("{CONFIG}{}", nats.collector_section("a", 3)),
-    );
-    let b = CollectorProc::start(
+    let config_a = format!("{CONFIG}{}", nats.collector_section("a", 3));
+    let mut a = CollectorProc::start_free(&dir.path().join("a"), &pki, &config_a);
+    let b = CollectorProc::start_free(
         &dir.path().join("b"),
         &pki,
-        port_b,
         &format!("{CONFIG}{}", nats.collector_section("b", 3)),
     );
     let (addr_a, addr_b) = (a.addr, b.addr);
@@ -281,7 +276,7 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
     nats.wait_ready(0, Duration::from_secs(60));
 
     // A comes back and applies what it missed.
-    a = CollectorProc::start_with(&dir.path().join("a"), a.config.clone(), port_a);
+    a = CollectorProc::start_free(&dir.path().join("a"), &pki, &config_a);
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.cancel();
     let mut acked = BTreeMap::new();
@@ -338,11 +333,12 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
     assert!(!on_a.is_empty());
     let mut seen = BTreeSet::new();
     for f in all_findings(&mut ops_a).await {
-        let mut attributes: Vec<(String, String)> = f.attributes.clone().into_iter().collect();
-        attributes.retain(|(k, _)| k != "last_seen_unix_ms");
+        let attributes: Vec<(String, String)> = f.attributes.clone().into_iter().collect();
         assert!(
             seen.insert((f.host_id.clone(), f.kind.clone(), attributes)),
-            "finding raised twice: {f:?}"
+            "finding raised twice: {f:?}\nA: {}\nB: {}",
+            a.proc.log_text(),
+            b.proc.log_text()
         );
     }
     let acknowledged = all_findings(&mut ops_a)
@@ -361,5 +357,75 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
             .iter()
             .any(|f| f.kind == "host.clone"),
         "a failover is not a cloned identity"
+    );
+
+    // `bannin cluster`: both collectors, nothing left to apply, and the log's
+    // three replicas current again (the restarted NATS server caught up).
+    let operator = operator_toml(dir.path(), &pki.operator("alice"), addr_b);
+    let status = eventually(
+        Duration::from_secs(30),
+        "bannin cluster: all caught up",
+        || {
+            let operator = operator.clone();
+            async move {
+                let (ok, status, _) = bannin_json(&operator, &["cluster"]);
+                let names: Vec<&str> = status["collectors"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(|c| c["name"].as_str())
+                    .collect();
+                let log = status["streams"]
+                    .as_array()?
+                    .iter()
+                    .find(|s| s["name"] == "BANNIN_LOG")?
+                    .clone();
+                let peers = log["peers"].as_array()?;
+                let caught_up = status["collectors"]
+                    .as_array()?
+                    .iter()
+                    .all(|c| c["lag"] == 0);
+                (ok && names == ["a", "b"]
+                    && log["replicas"] == 3
+                    && peers.len() == 3
+                    && peers.iter().all(|p| p["current"] == true)
+                    && caught_up)
+                    .then_some(status)
+            }
+        },
+    )
+    .await;
+    assert_eq!(status["collector"], "b");
+    let (ok, hosts, stderr) = bannin_json(&operator, &["hosts"]);
+    assert!(ok, "{stderr}");
+    let agent = hosts
+        .as_array()
+        .and_then(|h| h.iter().find(|h| h["host_id"] == "cluster-agent"))
+        .expect("the real agent listed");
+    assert_eq!(agent["collector"], "b", "{agent}");
+
+    // A command issued on A reaches the host through B, which holds its
+    // stream; its progress is read through A too.
+    let via_a = dir.path().join("via-a");
+    std::fs::create_dir_all(&via_a).expect("dir");
+    let through_a = operator_toml(&via_a, &pki.operator("alice"), a.addr);
+    let (ok, record, stderr) = bannin_json(&through_a, &["ping", "cluster-agent"]);
+    assert!(ok, "ping through A: {stderr}");
+    assert_eq!(record["state"], "succeeded", "{record}");
+    assert_eq!(record["operator"], "alice", "{record}");
+    let mut ops_a = client(&pki, a.addr).await;
+    let actions = ops_a
+        .list_actions(v1::ListActionsRequest {
+            host_id: "cluster-agent".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("actions on A")
+        .into_inner()
+        .actions;
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.verb == "command.ping" && a.result.contains("forwarded to collector b")),
+        "A's action log says where the command went: {actions:?}"
     );
 }

@@ -309,6 +309,38 @@ impl CollectorProc {
         Self::start_with(dir, config, port)
     }
 
+    /// Starts on a free port, and on another one if a process of a test
+    /// running beside took the port first (the collector then exits with
+    /// "Address already in use"): waits until this collector says it serves.
+    pub fn start_free(dir: &Path, pki: &TestPki, extra: &str) -> Self {
+        for _ in 0..5 {
+            let port = free_port();
+            let config = collector_config(dir, pki, port, extra);
+            let mut command = Command::new(bin("bannin-collector"));
+            command.arg("serve").arg("--config").arg(&config);
+            let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+            let mut proc = Proc::spawn(command, dir.join(format!("collector-{n}.log")));
+            let deadline = Instant::now() + Duration::from_secs(90);
+            loop {
+                let log = proc.log_text();
+                if log.contains("Collector serving") {
+                    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+                    return Self { proc, addr, config };
+                }
+                if !proc.running() {
+                    assert!(
+                        log.contains("Address already in use"),
+                        "collector exited: {log}"
+                    );
+                    break;
+                }
+                assert!(Instant::now() < deadline, "collector did not start: {log}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!("no free port for the collector in five tries")
+    }
+
     /// Starts with an existing config.
     pub fn start_with(dir: &Path, config: PathBuf, port: u16) -> Self {
         let mut command = Command::new(bin("bannin-collector"));

@@ -114,12 +114,20 @@ impl NatsCluster {
         }
     }
 
-    /// Waits until server `i` says JetStream is healthy.
-    pub fn wait_ready(&self, i: usize, timeout: Duration) {
-        let node = &self.nodes[i];
+    /// Waits until server `i` says JetStream is healthy (and is the server
+    /// this harness started on that port, not another test's).
+    pub fn wait_ready(&mut self, i: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            if healthz(node.http).is_some_and(|body| body.contains("\"ok\"")) {
+            let node = &mut self.nodes[i];
+            let log = std::fs::read_to_string(&node.log).unwrap_or_default();
+            assert!(
+                node.proc.as_mut().is_some_and(Proc::running),
+                "nats-server {i} exited: {log}"
+            );
+            if log.contains("Server is ready")
+                && healthz(node.http).is_some_and(|body| body.contains("\"ok\""))
+            {
                 return;
             }
             assert!(

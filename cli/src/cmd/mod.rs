@@ -1,6 +1,7 @@
 //! One file per command family; [`run`] dispatches a parsed command line.
 
 mod actions;
+mod cluster;
 mod config;
 mod events;
 mod evidence;
@@ -67,6 +68,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             response::release(&mut client, json, host, reason, send).await
         }
         Command::Sinks => config::sinks(&mut client, json).await,
+        Command::Cluster => cluster::status(&mut client, json).await,
         Command::Rules { action: None } => config::rules(&mut client, json).await,
         Command::Rules {
             action: Some(RulesAction::Reload),

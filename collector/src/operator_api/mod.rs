@@ -33,6 +33,8 @@ pub struct OperatorService {
     pub(crate) operator_changes: Arc<tokio::sync::watch::Sender<u64>>,
     /// Refusals, coalesced into the action log.
     pub(crate) denials: Arc<crate::denials::Denials>,
+    /// Cluster mode: the connection to JetStream.
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// The rules from the collector's configuration, for `bannin rules`.
@@ -226,6 +228,8 @@ pub(crate) enum Rpc {
     AddFinding,
     /// `SetHostLabels`.
     SetHostLabels,
+    /// `ClusterStatus`.
+    ClusterStatus,
 }
 
 impl Rpc {
@@ -266,12 +270,14 @@ impl Rpc {
             Rpc::ListSinks => (Viewer, "sinks.list"),
             Rpc::AddFinding => (Responder, "finding.add"),
             Rpc::SetHostLabels => (Admin, "host.label"),
+            Rpc::ClusterStatus => (Viewer, "cluster.status"),
         }
     }
 }
 
 mod actions;
-mod commands;
+mod cluster;
+pub(crate) mod commands;
 mod evidence;
 mod findings;
 mod hosts;
@@ -287,6 +293,13 @@ impl Operator for OperatorService {
         request: Request<v1::WhoAmIRequest>,
     ) -> Result<Response<v1::WhoAmIResponse>, Status> {
         operators::who_am_i(self, request).await
+    }
+
+    async fn cluster_status(
+        &self,
+        request: Request<v1::ClusterStatusRequest>,
+    ) -> Result<Response<v1::ClusterStatusResponse>, Status> {
+        cluster::cluster_status(self, request).await
     }
 
     async fn list_hosts(

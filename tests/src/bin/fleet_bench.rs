@@ -113,6 +113,27 @@ enum Cmd {
         #[arg(long, default_value_t = 15)]
         seconds: u64,
     },
+    /// Cluster mode against sled in one run: durable acknowledged events/s
+    /// through sled, JetStream replicas 1 (one server) and replicas 3 (three
+    /// servers, two collectors); then failover time p50/p99 after SIGKILLing
+    /// the collector N agents are on (needs `nats-server`).
+    Cluster {
+        /// Agents of the ingest runs.
+        #[arg(long, default_value_t = 100)]
+        agents: usize,
+        /// Measured seconds per run (after a warm-up of 3 s).
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+        /// Events per batch.
+        #[arg(long, default_value_t = 200)]
+        batch_events: usize,
+        /// Batches in flight per agent.
+        #[arg(long, default_value_t = 4)]
+        in_flight: usize,
+        /// Agents of the failover run.
+        #[arg(long, default_value_t = 200)]
+        failover_agents: usize,
+    },
     /// (internal) The operator side of `isolate`, run inside the collector's namespace.
     #[command(hide = true)]
     IsolateClient {
@@ -170,6 +191,13 @@ fn main() -> anyhow::Result<()> {
             Cmd::Flood { connections, calls } => flood(connections, calls).await,
             Cmd::Sink { pki, listen } => sink(&pki, listen).await,
             Cmd::Isolate { cycles } => isolate(cycles).await,
+            Cmd::Cluster {
+                agents,
+                seconds,
+                batch_events,
+                in_flight,
+                failover_agents,
+            } => cluster(agents, seconds, batch_events, in_flight, failover_agents).await,
             Cmd::IsolateClient {
                 tls,
                 collector,
@@ -590,7 +618,7 @@ struct RunResult {
 }
 
 async fn run_load(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     configs: &[(String, Arc<ClientConfig>)],
     seconds: u64,
     batch_events: usize,
@@ -608,7 +636,7 @@ async fn run_load(
         tasks.push(tokio::spawn(agent_loop(
             i,
             host.clone(),
-            addr,
+            addrs[i % addrs.len()],
             config.clone(),
             batch_events,
             in_flight,
@@ -673,7 +701,7 @@ async fn throughput(
         std::fs::create_dir_all(&run_dir)?;
         let collector = start_collector(&run_dir.join("collector"), &pki).context("collector")?;
         let c = run_load(
-            collector.addr,
+            &[collector.addr],
             &configs[..n],
             seconds,
             batch_events,
@@ -689,7 +717,7 @@ async fn throughput(
         if let Some(binary) = baseline {
             let old = start_collector_binary(binary, &run_dir.join("baseline"), &pki, "")
                 .context("baseline collector")?;
-            let b = run_load(old.addr, &configs[..n], seconds, batch_events, in_flight)
+            let b = run_load(&[old.addr], &configs[..n], seconds, batch_events, in_flight)
                 .await
                 .context("load on the baseline collector")?;
             drop(old);
@@ -707,9 +735,15 @@ async fn throughput(
             );
         }
         let sink = start_sink(&run_dir, &pki).context("sink")?;
-        let s = run_load(sink.addr, &configs[..n], seconds, batch_events, in_flight)
-            .await
-            .context("load on the sink")?;
+        let s = run_load(
+            &[sink.addr],
+            &configs[..n],
+            seconds,
+            batch_events,
+            in_flight,
+        )
+        .await
+        .context("load on the sink")?;
         drop(sink);
         println!(
             "| {n} | collector (sled, fdatasync) | {:.0} | {:.1} | {:.1} | {} | {findings} |",
@@ -1300,7 +1334,7 @@ async fn sigma(rules: usize, agents: usize, seconds: u64) -> anyhow::Result<()> 
         std::fs::create_dir_all(&run_dir)?;
         let collector =
             start_collector_with(&run_dir.join("collector"), &pki, &extra).context("collector")?;
-        let r = run_load(collector.addr, &configs, seconds, 200, 4)
+        let r = run_load(&[collector.addr], &configs, seconds, 200, 4)
             .await
             .context("load")?;
         drop(collector);
@@ -1315,4 +1349,236 @@ async fn sigma(rules: usize, agents: usize, seconds: u64) -> anyhow::Result<()> 
         100.0 * rates[1] / rates[0].max(1.0)
     );
     Ok(())
+}
+
+/// Cluster mode against the sled store, in one run: durable acknowledged
+/// events per second through one collector on sled, through one collector on
+/// a one-server JetStream with replicas 1, and through two collectors on a
+/// three-server JetStream with replicas 3 (agents split over them); then the
+/// failover time of agents whose collector is SIGKILLed.
+async fn cluster(
+    agents: usize,
+    seconds: u64,
+    batch_events: usize,
+    in_flight: usize,
+    failover_agents: usize,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        bannin_tests::nats::available(),
+        "nats-server is not installed (apt-get install nats-server)"
+    );
+    let dir = tempfile::tempdir()?;
+    let pki = TestPki::new(dir.path());
+    let n = agents.max(failover_agents);
+    eprintln!("issuing {n} agent certificates…");
+    let configs = agent_configs(&pki, n)?;
+    println!(
+        "| target | agents | durable acked events/s | p50 ack ms | p99 ack ms | failed agents |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    let row = |target: &str, r: &RunResult| {
+        println!(
+            "| {target} | {agents} | {:.0} | {:.1} | {:.1} | {} |",
+            r.events_per_sec, r.p50_ms, r.p99_ms, r.failed
+        );
+    };
+    let sled = {
+        let collector = start_collector(&dir.path().join("sled"), &pki)?;
+        run_load(
+            &[collector.addr],
+            &configs[..agents],
+            seconds,
+            batch_events,
+            in_flight,
+        )
+        .await?
+    };
+    row("one collector, sled (fdatasync)", &sled);
+    let r1 = {
+        let nats = bannin_tests::nats::NatsCluster::start(&dir.path().join("nats-r1"), &pki, 1);
+        let collector = start_collector_with(
+            &dir.path().join("r1"),
+            &pki,
+            &nats.collector_section("r1", 1),
+        )?;
+        let r = run_load(
+            &[collector.addr],
+            &configs[..agents],
+            seconds,
+            batch_events,
+            in_flight,
+        )
+        .await?;
+        drop(collector);
+        drop(nats);
+        r
+    };
+    row("one collector, JetStream replicas 1", &r1);
+    let nats = bannin_tests::nats::NatsCluster::start(&dir.path().join("nats-r3"), &pki, 3);
+    let r3 = {
+        let a = start_collector_with(
+            &dir.path().join("r3-a"),
+            &pki,
+            &nats.collector_section("a", 3),
+        )?;
+        let b = start_collector_with(
+            &dir.path().join("r3-b"),
+            &pki,
+            &nats.collector_section("b", 3),
+        )?;
+        let r = run_load(
+            &[a.addr, b.addr],
+            &configs[..agents],
+            seconds,
+            batch_events,
+            in_flight,
+        )
+        .await?;
+        eprintln!(
+            "collector memory after the R3 run: a {} MiB, b {} MiB",
+            a.rss_bytes() >> 20,
+            b.rss_bytes() >> 20
+        );
+        r
+    };
+    row("two collectors, JetStream replicas 3 (3 servers)", &r3);
+    println!(
+        "| ratio replicas 1 / sled | | {:.0} % | | | |",
+        100.0 * r1.events_per_sec / sled.events_per_sec.max(1.0)
+    );
+    println!(
+        "| ratio replicas 3 / sled | | {:.0} % | | | |",
+        100.0 * r3.events_per_sec / sled.events_per_sec.max(1.0)
+    );
+
+    // Failover: every agent on A (B second in its list), A SIGKILLed; the
+    // time from the kill to each agent's first batch acknowledged by B.
+    let mut a = start_collector_with(
+        &dir.path().join("fo-a"),
+        &pki,
+        &nats.collector_section("fo-a", 3),
+    )?;
+    let b = start_collector_with(
+        &dir.path().join("fo-b"),
+        &pki,
+        &nats.collector_section("fo-b", 3),
+    )?;
+    let killed: Arc<std::sync::OnceLock<Instant>> = Arc::new(std::sync::OnceLock::new());
+    let on_a = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for (i, (host, config)) in configs[..failover_agents].iter().enumerate() {
+        tasks.push(tokio::spawn(failover_agent(
+            i,
+            host.clone(),
+            [a.addr, b.addr],
+            config.clone(),
+            killed.clone(),
+            on_a.clone(),
+        )));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while on_a.load(Ordering::Relaxed) < failover_agents as u64 {
+        anyhow::ensure!(Instant::now() < deadline, "agents did not all deliver to A");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _ = a.child.kill();
+    let _ = killed.set(Instant::now());
+    let _ = a.child.wait();
+    let mut hist = Histogram::<u64>::new(3)?;
+    let mut failed = 0;
+    for t in tasks {
+        match tokio::time::timeout(Duration::from_secs(60), t).await {
+            Ok(Ok(Ok(d))) => {
+                let _ = hist.record(d.as_millis() as u64);
+            }
+            _ => failed += 1,
+        }
+    }
+    drop(b);
+    println!();
+    println!(
+        "| failover (collector SIGKILLed) | agents | p50 ms | p99 ms | max ms | not back in 60 s |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| kill → first batch acknowledged by the other collector | {failover_agents} | {} | {} | {} | {failed} |",
+        hist.value_at_quantile(0.5),
+        hist.value_at_quantile(0.99),
+        hist.max()
+    );
+    Ok(())
+}
+
+/// An agent on `addrs[0]` sending a small batch every 200 ms; when its
+/// session breaks it waits as the real agent's first backoff does (250–500
+/// ms) and moves to `addrs[1]`. Returns the time from `killed` to its first
+/// batch acknowledged there.
+async fn failover_agent(
+    index: usize,
+    host: String,
+    addrs: [SocketAddr; 2],
+    config: Arc<ClientConfig>,
+    killed: Arc<std::sync::OnceLock<Instant>>,
+    on_a: Arc<AtomicU64>,
+) -> anyhow::Result<Duration> {
+    let mut current = 0;
+    let mut counted = false;
+    loop {
+        let result: anyhow::Result<Option<Duration>> = async {
+            let mut client = connect(addrs[current], config.clone(), index).await?;
+            let (tx, rx) = mpsc::channel(4);
+            tx.send(v1::AgentMessage {
+                body: Some(agent_message::Body::Hello(v1::Hello {
+                    host_id: host.clone(),
+                    heartbeat_interval_secs: 30,
+                    ..Default::default()
+                })),
+            })
+            .await?;
+            let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
+            let mut next = match inbound.message().await? {
+                Some(v1::CollectorMessage {
+                    body: Some(collector_message::Body::Welcome(w)),
+                }) => w.acked_sequence + 1,
+                other => anyhow::bail!("expected Welcome, got {other:?}"),
+            };
+            loop {
+                tx.send(v1::AgentMessage {
+                    body: Some(agent_message::Body::Batch(v1::TelemetryBatch::from_events(
+                        next,
+                        &sample_events(10, index, next),
+                    ))),
+                })
+                .await?;
+                loop {
+                    match inbound.message().await? {
+                        Some(v1::CollectorMessage {
+                            body: Some(collector_message::Body::Ack(ack)),
+                        }) if ack.sequence >= next => break,
+                        Some(_) => {}
+                        None => anyhow::bail!("stream closed"),
+                    }
+                }
+                next += 1;
+                if current == 0 && !counted {
+                    counted = true;
+                    on_a.fetch_add(1, Ordering::Relaxed);
+                }
+                if current == 1
+                    && let Some(at) = killed.get()
+                {
+                    return Ok(Some(at.elapsed()));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        .await;
+        if let Ok(Some(d)) = result {
+            return Ok(d);
+        }
+        current = 1;
+        let ms = 250 + (index as u64 * 7919) % 250;
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
 }

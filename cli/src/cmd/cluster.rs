@@ -1,0 +1,129 @@
+//! `bannin cluster`: the collectors, the NATS servers, the streams.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use bannin_proto::v1;
+use serde_json::json;
+
+use crate::cmd::Client;
+use crate::output::{print_json, short_time};
+
+pub(crate) async fn status(client: &mut Client, json: bool) -> anyhow::Result<ExitCode> {
+    let s = client
+        .cluster_status(v1::ClusterStatusRequest {})
+        .await
+        .context("reading the cluster's state")?
+        .into_inner();
+    let log_last = s
+        .streams
+        .iter()
+        .find(|st| st.name == "BANNIN_LOG")
+        .map_or(0, |st| st.last_sequence);
+    if json {
+        print_json(&json!({
+            "enabled": s.enabled,
+            "collector": s.collector,
+            "applied": s.applied,
+            "server": s.server,
+            "server_version": s.server_version,
+            "server_cluster": s.server_cluster,
+            "collectors": s.collectors.iter().map(|c| json!({
+                "name": c.name,
+                "listen": c.listen,
+                "agents": c.agents,
+                "applied": c.applied,
+                "lag": log_last.saturating_sub(c.applied),
+                "started": bannin_proto::rfc3339(c.started_unix_ms),
+                "seen": bannin_proto::rfc3339(c.seen_unix_ms),
+            })).collect::<Vec<_>>(),
+            "streams": s.streams.iter().map(|st| json!({
+                "name": st.name,
+                "replicas": st.replicas,
+                "messages": st.messages,
+                "bytes": st.bytes,
+                "last_sequence": st.last_sequence,
+                "leader": st.leader,
+                "peers": st.peers.iter().map(|p| json!({
+                    "server": p.server,
+                    "current": p.current,
+                    "offline": p.offline,
+                    "lag": p.lag,
+                    "active_ms": p.active_ms,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !s.enabled {
+        crate::say!(
+            "Not in cluster mode: one collector on its own store (add [cluster] to collector.toml; README, \"Cluster mode\")."
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    crate::say!(
+        "This collector: {} (applied {} of {}); NATS {} v{}, cluster {}",
+        s.collector,
+        s.applied,
+        log_last,
+        s.server,
+        s.server_version,
+        s.server_cluster
+    );
+    crate::say!("");
+    crate::say!(
+        "{:<20} {:<22} {:>7} {:>12} {:>8} {:<19}",
+        "COLLECTOR",
+        "LISTEN",
+        "AGENTS",
+        "APPLIED",
+        "LAG",
+        "SEEN (UTC)"
+    );
+    for c in &s.collectors {
+        crate::say!(
+            "{:<20} {:<22} {:>7} {:>12} {:>8} {:<19}",
+            c.name,
+            c.listen,
+            c.agents,
+            c.applied,
+            log_last.saturating_sub(c.applied),
+            short_time(c.seen_unix_ms)
+        );
+    }
+    crate::say!("");
+    crate::say!(
+        "{:<20} {:>8} {:>10} {:>12} {:<10} PEERS",
+        "STREAM",
+        "REPLICAS",
+        "MESSAGES",
+        "BYTES",
+        "LEADER"
+    );
+    for st in &s.streams {
+        let peers: Vec<String> = st
+            .peers
+            .iter()
+            .map(|p| {
+                let state = if p.offline {
+                    "offline".to_owned()
+                } else if p.current {
+                    "current".to_owned()
+                } else {
+                    format!("behind {}", p.lag)
+                };
+                format!("{} {state}", p.server)
+            })
+            .collect();
+        crate::say!(
+            "{:<20} {:>8} {:>10} {:>12} {:<10} {}",
+            st.name,
+            st.replicas,
+            st.messages,
+            st.bytes,
+            st.leader,
+            peers.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,82 @@
+//! `ClusterStatus`: what `bannin cluster` shows.
+
+use bannin_proto::v1;
+use tonic::{Request, Response, Status};
+
+use super::{OperatorService, Rpc};
+
+/// `ClusterStatus`.
+pub(super) async fn cluster_status(
+    svc: &OperatorService,
+    request: Request<v1::ClusterStatusRequest>,
+) -> Result<Response<v1::ClusterStatusResponse>, Status> {
+    svc.authorize(&request, Rpc::ClusterStatus).await?;
+    let Some(cluster) = &svc.cluster else {
+        return Ok(Response::new(v1::ClusterStatusResponse::default()));
+    };
+    let unavailable = |e: crate::cluster::ClusterError| Status::unavailable(e.to_string());
+    let collectors = cluster
+        .collectors()
+        .await
+        .map_err(unavailable)?
+        .into_iter()
+        .map(|c| v1::ClusterCollector {
+            name: c.name,
+            listen: c.listen,
+            started_unix_ms: c.started_unix_ms,
+            seen_unix_ms: c.seen_unix_ms,
+            applied: c.applied,
+            agents: c.agents,
+        })
+        .collect();
+    let streams = cluster
+        .streams()
+        .await
+        .map_err(unavailable)?
+        .into_iter()
+        .map(|s| {
+            let (leader, peers) = match &s.cluster {
+                Some(c) => {
+                    let leader = c.leader.clone().unwrap_or_default();
+                    let mut peers = vec![v1::ClusterReplica {
+                        server: leader.clone(),
+                        current: !leader.is_empty(),
+                        ..Default::default()
+                    }];
+                    peers.extend(c.replicas.iter().map(|p| v1::ClusterReplica {
+                        server: p.name.clone(),
+                        current: p.current,
+                        offline: p.offline,
+                        lag: p.lag.unwrap_or(0),
+                        active_ms: u64::try_from(p.active.as_millis()).unwrap_or(u64::MAX),
+                    }));
+                    (leader, peers)
+                }
+                None => (String::new(), Vec::new()),
+            };
+            v1::ClusterStream {
+                name: s.config.name.clone(),
+                replicas: u32::try_from(s.config.num_replicas).unwrap_or(0),
+                messages: s.state.messages,
+                bytes: s.state.bytes,
+                last_sequence: s.state.last_sequence,
+                leader,
+                peers,
+            }
+        })
+        .collect();
+    let server = cluster.server();
+    Ok(Response::new(v1::ClusterStatusResponse {
+        enabled: true,
+        collector: cluster.name().to_owned(),
+        applied: svc
+            .store
+            .counter(crate::cluster::APPLIED_COUNTER)
+            .map_err(|e| crate::link::internal("reading the applied position", &e))?,
+        collectors,
+        server: format!("{} ({}:{})", server.server_name, server.host, server.port),
+        server_version: server.version,
+        server_cluster: server.cluster.unwrap_or_default(),
+        streams,
+    }))
+}
