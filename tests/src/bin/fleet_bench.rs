@@ -134,6 +134,16 @@ enum Cmd {
         #[arg(long, default_value_t = 200)]
         failover_agents: usize,
     },
+    /// Idle agents spread over two collectors in cluster mode (three NATS
+    /// servers, replicas 3): each collector's resident memory.
+    ClusterIdle {
+        /// Agents.
+        #[arg(long, default_value_t = 20_000)]
+        agents: usize,
+        /// Source addresses they connect from (127.1.x.y).
+        #[arg(long, default_value_t = 1_000)]
+        sources: usize,
+    },
     /// (internal) The operator side of `isolate`, run inside the collector's namespace.
     #[command(hide = true)]
     IsolateClient {
@@ -191,6 +201,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Flood { connections, calls } => flood(connections, calls).await,
             Cmd::Sink { pki, listen } => sink(&pki, listen).await,
             Cmd::Isolate { cycles } => isolate(cycles).await,
+            Cmd::ClusterIdle { agents, sources } => cluster_idle(agents, sources).await,
             Cmd::Cluster {
                 agents,
                 seconds,
@@ -946,62 +957,17 @@ async fn storm(n: usize, sources: usize) -> anyhow::Result<()> {
     let attempts = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for (i, (host, config)) in configs.into_iter().enumerate() {
-        let (stop, connected, attempts) = (stop.clone(), connected.clone(), attempts.clone());
         // Hosts come from many addresses, as a fleet does: `sources` of them.
         let source = source_of(i % sources.clamp(1, 60_000));
-        tasks.push(tokio::spawn(async move {
-            let mut backoff = bannin_agent::link::Backoff::new(
-                Duration::from_millis(500),
-                Duration::from_secs(60),
-            );
-            loop {
-                attempts.fetch_add(1, Ordering::Relaxed);
-                let session = async {
-                    let channel = tls::connect_from(
-                        &addr.to_string(),
-                        "bannin-collector",
-                        config.clone(),
-                        Some(source),
-                    )
-                    .await?;
-                    let mut client = AgentLinkClient::new(channel);
-                    let (tx, rx) = mpsc::channel(4);
-                    tx.send(v1::AgentMessage {
-                        body: Some(agent_message::Body::Hello(v1::Hello {
-                            host_id: host.clone(),
-                            heartbeat_interval_secs: 30,
-                            ..Default::default()
-                        })),
-                    })
-                    .await?;
-                    let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
-                    inbound.message().await?;
-                    anyhow::Ok((tx, inbound))
-                };
-                let outcome = tokio::select! {
-                    () = stop.cancelled() => return,
-                    s = session => s,
-                };
-                if let Ok((tx, mut inbound)) = outcome {
-                    backoff.reset();
-                    connected.fetch_add(1, Ordering::Relaxed);
-                    // Idle until the collector goes away (or the run ends).
-                    let ended = tokio::select! {
-                        () = stop.cancelled() => true,
-                        _ = async { while let Ok(Some(_)) = inbound.message().await {} } => false,
-                    };
-                    connected.fetch_sub(1, Ordering::Relaxed);
-                    drop(tx);
-                    if ended {
-                        return;
-                    }
-                }
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(backoff.next_delay()) => {}
-                }
-            }
-        }));
+        tasks.push(tokio::spawn(idle_agent(
+            host,
+            config,
+            addr,
+            source,
+            stop.clone(),
+            connected.clone(),
+            attempts.clone(),
+        )));
     }
     let wait_all = |what: &'static str| {
         let connected = connected.clone();
@@ -1581,4 +1547,127 @@ async fn failover_agent(
         let ms = 250 + (index as u64 * 7919) % 250;
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
+}
+
+/// One idle agent: connects (from `source`), says Hello, waits for Welcome and
+/// stays connected; reconnects with the agent's backoff when the collector
+/// goes away, until `stop`.
+async fn idle_agent(
+    host: String,
+    config: Arc<ClientConfig>,
+    addr: SocketAddr,
+    source: std::net::IpAddr,
+    stop: CancellationToken,
+    connected: Arc<AtomicU64>,
+    attempts: Arc<AtomicU64>,
+) {
+    let mut backoff =
+        bannin_agent::link::Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
+    loop {
+        attempts.fetch_add(1, Ordering::Relaxed);
+        let session = async {
+            let channel = tls::connect_from(
+                &addr.to_string(),
+                "bannin-collector",
+                config.clone(),
+                Some(source),
+            )
+            .await?;
+            let mut client = AgentLinkClient::new(channel);
+            let (tx, rx) = mpsc::channel(4);
+            tx.send(v1::AgentMessage {
+                body: Some(agent_message::Body::Hello(v1::Hello {
+                    host_id: host.clone(),
+                    heartbeat_interval_secs: 30,
+                    ..Default::default()
+                })),
+            })
+            .await?;
+            let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
+            inbound.message().await?;
+            anyhow::Ok((tx, inbound))
+        };
+        let outcome = tokio::select! {
+            () = stop.cancelled() => return,
+            s = session => s,
+        };
+        if let Ok((tx, mut inbound)) = outcome {
+            backoff.reset();
+            connected.fetch_add(1, Ordering::Relaxed);
+            // Idle until the collector goes away (or the run ends).
+            let ended = tokio::select! {
+                () = stop.cancelled() => true,
+                _ = async { while let Ok(Some(_)) = inbound.message().await {} } => false,
+            };
+            connected.fetch_sub(1, Ordering::Relaxed);
+            drop(tx);
+            if ended {
+                return;
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
+}
+
+/// 20,000-style idle fleet spread over two collectors in cluster mode (three
+/// NATS servers, replicas 3): each collector's resident memory.
+async fn cluster_idle(n: usize, sources: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        bannin_tests::nats::available(),
+        "nats-server is not installed (apt-get install nats-server)"
+    );
+    let dir = tempfile::tempdir()?;
+    let pki = TestPki::new(dir.path());
+    eprintln!("issuing {n} agent certificates (in memory)…");
+    let configs = agent_configs_in_memory(&pki, n)?;
+    let nats = bannin_tests::nats::NatsCluster::start(&dir.path().join("nats"), &pki, 3);
+    let a = start_collector_with(&dir.path().join("a"), &pki, &nats.collector_section("a", 3))?;
+    let b = start_collector_with(&dir.path().join("b"), &pki, &nats.collector_section("b", 3))?;
+    let (base_a, base_b) = (a.rss_bytes(), b.rss_bytes());
+    let stop = CancellationToken::new();
+    let connected = Arc::new(AtomicU64::new(0));
+    let attempts = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for (i, (host, config)) in configs.into_iter().enumerate() {
+        let addr = if i % 2 == 0 { a.addr } else { b.addr };
+        tasks.push(tokio::spawn(idle_agent(
+            host,
+            config,
+            addr,
+            source_of(i % sources.clamp(1, 60_000)),
+            stop.clone(),
+            connected.clone(),
+            attempts.clone(),
+        )));
+    }
+    let started = Instant::now();
+    while connected.load(Ordering::Relaxed) < n as u64
+        && started.elapsed() < Duration::from_secs(900)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let took = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (rss_a, rss_b) = (a.rss_bytes(), b.rss_bytes());
+    let up = connected.load(Ordering::Relaxed);
+    println!(
+        "| collectors | agents connected | connect time | RSS a (MiB) | RSS b (MiB) | summed (MiB) | per agent (KiB, over the empty collectors) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| 2, JetStream replicas 3 | {up} of {n} | {:.1} s | {} | {} | {} | {:.1} |",
+        took.as_secs_f64(),
+        rss_a >> 20,
+        rss_b >> 20,
+        (rss_a + rss_b) >> 20,
+        (rss_a + rss_b).saturating_sub(base_a + base_b) as f64 / 1024.0 / up.max(1) as f64
+    );
+    stop.cancel();
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
 }
