@@ -457,33 +457,6 @@ impl Cluster {
         Ok(())
     }
 
-    /// Every host's presence, as the bucket holds it now.
-    pub async fn presences(&self) -> Result<Vec<Presence>, ClusterError> {
-        let mut keys = self
-            .hosts
-            .keys()
-            .await
-            .map_err(|e| js_error("listing hosts")(&e))?;
-        let mut out = Vec::new();
-        while let Some(key) = keys.next().await {
-            let key = key.map_err(|e| js_error("listing hosts")(&e))?;
-            if let Some(value) = self
-                .hosts
-                .get(&key)
-                .await
-                .map_err(|e| js_error("reading presence")(&e))?
-            {
-                match serde_json::from_slice::<Presence>(&value) {
-                    Ok(p) => out.push(p),
-                    Err(error) => {
-                        tracing::warn!(host.id = %key, %error, "Unreadable presence entry; skipped")
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-
     /// Watches every host's presence: the current entries first, then changes.
     pub async fn watch_presence(&self) -> Result<kv::Watch, ClusterError> {
         self.hosts

@@ -90,6 +90,17 @@ async fn stream_batches(
     acked
 }
 
+/// `host` as `ops`'s collector lists it.
+async fn listed(mut ops: OperatorClient<Channel>, host: &str) -> Option<v1::Host> {
+    ops.list_hosts(v1::ListHostsRequest {})
+        .await
+        .ok()?
+        .into_inner()
+        .hosts
+        .into_iter()
+        .find(|h| h.host_id == host)
+}
+
 async fn client(pki: &TestPki, addr: SocketAddr) -> OperatorClient<Channel> {
     operator_client(&pki.operator("alice"), addr).await
 }
@@ -193,17 +204,11 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
         Duration::from_secs(30),
         "the real agent listed on B as held by A",
         || {
-            let mut ops_b = ops_b.clone();
+            let ops_b = ops_b.clone();
             async move {
-                let hosts = ops_b
-                    .list_hosts(v1::ListHostsRequest {})
+                listed(ops_b, "cluster-agent")
                     .await
-                    .ok()?
-                    .into_inner()
-                    .hosts;
-                hosts
-                    .into_iter()
-                    .find(|h| h.host_id == "cluster-agent" && h.online && h.collector == "a")
+                    .filter(|h| h.online && h.collector == "a")
             }
         },
     )
@@ -216,17 +221,11 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
         Duration::from_secs(10),
         "the real agent reconnected to B",
         || {
-            let mut ops_b = ops_b.clone();
+            let ops_b = ops_b.clone();
             async move {
-                let hosts = ops_b
-                    .list_hosts(v1::ListHostsRequest {})
+                listed(ops_b, "cluster-agent")
                     .await
-                    .ok()?
-                    .into_inner()
-                    .hosts;
-                hosts
-                    .into_iter()
-                    .find(|h| h.host_id == "cluster-agent" && h.collector == "b")
+                    .filter(|h| h.collector == "b")
                     .map(|_| ())
             }
         },
