@@ -32,7 +32,7 @@ use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::ingest::{Ingest, IngestError, WriteRequest};
-use crate::model::{Finding, FindingState, NewFinding, Severity};
+use crate::model::{Action, Finding, FindingState, NewFinding, Severity};
 use crate::store::Store;
 
 /// The cluster log: every change to durable state, in one order.
@@ -153,6 +153,12 @@ pub enum Op {
         operator: String,
         /// Why.
         note: String,
+    },
+    /// An entry of the action log, recorded on any collector: every collector
+    /// chains it in the log's order, so the chain is the same everywhere.
+    Action {
+        /// The action.
+        action: Action,
     },
 }
 
@@ -396,31 +402,10 @@ impl Cluster {
                 async_nats::header::NATS_MESSAGE_ID,
                 dedup.as_deref().unwrap_or(&id),
             );
-            let payload = bytes::Bytes::from(payload);
-            // Published again while JetStream elects a new leader or the
-            // client reconnects to another server: the message id makes a
-            // second copy a duplicate, not a second operation.
-            let deadline = tokio::time::Instant::now() + PUBLISH_RETRY;
-            let mut attempts = 0;
-            let ack = loop {
-                attempts += 1;
-                let attempt = async {
-                    self.js
-                        .publish_with_headers(OP_SUBJECT, headers.clone(), payload.clone())
-                        .await
-                        .map_err(|e| format!("publishing an operation: {e}"))?
-                        .await
-                        .map_err(|e| format!("JetStream did not acknowledge: {e}"))
-                };
-                match attempt.await {
-                    Ok(ack) => break ack,
-                    Err(e) if tokio::time::Instant::now() < deadline => {
-                        tracing::debug!(error = %e, "Operation not taken yet; publishing again");
-                        tokio::time::sleep(Duration::from_millis(250)).await;
-                    }
-                    Err(e) => return Err(IngestError::Cluster(e)),
-                }
-            };
+            let (ack, attempts) = self
+                .publish_op(headers, bytes::Bytes::from(payload), PUBLISH_RETRY)
+                .await
+                .map_err(IngestError::Cluster)?;
             // A duplicate on the first attempt was published by another
             // collector (same dedup key); on a later one it may be our own
             // earlier attempt, which this collector answers when applied.
@@ -439,6 +424,40 @@ impl Cluster {
         .await;
         bannin_proto::lock(&self.waiters).remove(&id);
         result
+    }
+
+    /// Publishes an operation until JetStream takes it or `retry_for` has
+    /// passed: published again while JetStream elects a new leader or the
+    /// client reconnects to another server, the message id makes a second copy
+    /// a duplicate, not a second operation. Returns the acknowledgement and
+    /// the number of attempts.
+    async fn publish_op(
+        &self,
+        headers: async_nats::HeaderMap,
+        payload: bytes::Bytes,
+        retry_for: Duration,
+    ) -> Result<(jetstream::publish::PublishAck, u32), String> {
+        let deadline = tokio::time::Instant::now() + retry_for;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let attempt = async {
+                self.js
+                    .publish_with_headers(OP_SUBJECT, headers.clone(), payload.clone())
+                    .await
+                    .map_err(|e| format!("publishing an operation: {e}"))?
+                    .await
+                    .map_err(|e| format!("JetStream did not acknowledge: {e}"))
+            };
+            match attempt.await {
+                Ok(ack) => return Ok((ack, attempts)),
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "Operation not taken yet; publishing again");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn answer(&self, op_id: &str, reply: OpReply) {
@@ -792,6 +811,10 @@ fn decode(
                         Applying::Raise(op_id, rx),
                     )
                 }
+                Op::Action { action } => (
+                    Some(Box::new(WriteRequest::ChainAction { seq, action })),
+                    Applying::Nothing,
+                ),
                 Op::SetState {
                     id,
                     state,
@@ -870,6 +893,77 @@ async fn forward_answers(
                 Err(_) => return,
             },
             Applying::Nothing => {}
+        }
+    }
+}
+
+/// Action log entries published per round.
+const OUTBOX_ROUND: usize = 64;
+
+/// Publishes the action log entries recorded on this collector to the cluster
+/// log, oldest first; an entry leaves the outbox once JetStream holds it (a
+/// crash in between publishes it again under the same message id, which
+/// JetStream drops as a duplicate within its window). What is still in the
+/// outbox at shutdown is published at the next start.
+pub async fn run_action_outbox(
+    cluster: Arc<Cluster>,
+    store: Store,
+    notify: Arc<tokio::sync::Notify>,
+    shutdown: CancellationToken,
+) {
+    let stamp = store.counter(MEMBER_COUNTER).unwrap_or(0);
+    loop {
+        let waiting = store.outbox_actions(OUTBOX_ROUND).unwrap_or_else(|error| {
+            tracing::error!(%error, "Cannot read the action outbox");
+            Vec::new()
+        });
+        let mut stuck = false;
+        for (id, action) in &waiting {
+            let op = Op::Action {
+                action: action.clone(),
+            };
+            let payload = match serde_json::to_vec(&op) {
+                Ok(p) => bytes::Bytes::from(p),
+                Err(error) => {
+                    tracing::error!(%error, "Cannot encode an action; left in the outbox");
+                    stuck = true;
+                    break;
+                }
+            };
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(
+                async_nats::header::NATS_MESSAGE_ID,
+                format!("a:{}:{stamp}:{id}", cluster.config.name).as_str(),
+            );
+            let published = tokio::select! {
+                () = shutdown.cancelled() => return,
+                r = cluster.publish_op(headers, payload, PUBLISH_RETRY) => r,
+            };
+            match published {
+                Ok(_) => {
+                    if let Err(error) = store.remove_outbox_action(*id) {
+                        tracing::error!(%error, "Cannot remove a published action from the outbox");
+                    }
+                }
+                Err(reason) => {
+                    tracing::warn!(%reason, "Action log entries not published yet; retrying");
+                    stuck = true;
+                    break;
+                }
+            }
+        }
+        if waiting.len() == OUTBOX_ROUND && !stuck {
+            continue;
+        }
+        let wait = if stuck {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(5)
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = notify.notified() => {}
+            () = tokio::time::sleep(wait) => {}
         }
     }
 }
@@ -983,13 +1077,18 @@ pub async fn run_membership(
 /// a standalone collector made it: its own findings and events would take ids
 /// and sequences the log gives to others.
 pub fn claim_store(store: &Store) -> Result<bool, crate::store::StoreError> {
-    if store.counter(MEMBER_COUNTER)? == 1 {
+    if store.counter(MEMBER_COUNTER)? > 0 {
         return Ok(true);
     }
     if store.last_finding_id()? > 0 || !store.high_waters()?.is_empty() {
         return Ok(false);
     }
-    store.set_counter_now(MEMBER_COUNTER, 1)?;
+    // When it was claimed: names this store's outbox messages apart from those
+    // of an earlier store of a collector with the same name.
+    let stamp = u64::try_from(bannin_proto::now_unix_ms())
+        .unwrap_or(1)
+        .max(1);
+    store.set_counter_now(MEMBER_COUNTER, stamp)?;
     store.make_durable()?;
     Ok(true)
 }

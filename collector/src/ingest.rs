@@ -29,6 +29,8 @@ use crate::store::{Store, StoreError, WriteSet, encode_events};
 
 /// Most requests folded into one group commit.
 const MAX_GROUP: usize = 4096;
+/// Cluster mode: the stream sequence of the last action chained.
+const ACTIONS_CHAINED: &str = "cluster.actions_chained";
 /// Capacity of the fold index.
 const FOLD_CAPACITY: usize = 100_000;
 
@@ -130,6 +132,15 @@ pub enum WriteRequest {
         /// What the message asks (`None`: a message no collector can read,
         /// applied as nothing so the chain of positions holds).
         request: Option<Box<WriteRequest>>,
+    },
+    /// Cluster mode: append an action to the action log's chain, in the
+    /// cluster log's order (always inside [`WriteRequest::Applied`]).
+    ChainAction {
+        /// Its stream sequence: an action already chained at or past it (a
+        /// re-read after a failed commit) is not chained twice.
+        seq: u64,
+        /// The action.
+        action: crate::model::Action,
     },
     /// Apply the event retention bound.
     Prune {
@@ -984,6 +995,12 @@ impl Writer {
                 self.apply_sigma(set);
                 let _ = reply.send(());
             }
+            WriteRequest::ChainAction { seq, action } => {
+                if self.store.counter(ACTIONS_CHAINED)? < seq {
+                    self.store.chain_action(&action)?;
+                    self.store.set_counter_now(ACTIONS_CHAINED, seq)?;
+                }
+            }
             WriteRequest::Raise { finding, reply } => {
                 // A suppressed finding answers 0: counted, not queued.
                 let id = self.admit(finding, now)?.unwrap_or(0);
@@ -1106,7 +1123,7 @@ fn reply_error(request: WriteRequest, error: impl Fn() -> IngestError) {
                 reply_error(*request, error);
             }
         }
-        WriteRequest::Prune { .. } => {}
+        WriteRequest::Prune { .. } | WriteRequest::ChainAction { .. } => {}
     }
 }
 

@@ -126,6 +126,12 @@ pub async fn serve(
     if config.cluster.is_some() && !cluster::claim_store(&store)? {
         return Err(ServeError::StandaloneStore(config.data_dir.clone()));
     }
+    // Cluster mode: actions recorded here are chained in the cluster log's
+    // order (set before anything can record one).
+    let outbox = config
+        .cluster
+        .is_some()
+        .then(|| store.route_actions_to_cluster());
     let fleet = Arc::new(correlate::FleetView::default());
     let sigma = Arc::new(load_sigma(&config.sigma_paths)?);
     let (ingest, writer) = Ingest::start(
@@ -230,6 +236,17 @@ pub async fn serve(
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
+        if let Some(notify) = outbox.clone() {
+            tracker.spawn(
+                cluster::run_action_outbox(
+                    c.clone(),
+                    store.clone(),
+                    notify,
+                    shutdown.child_token(),
+                )
+                .instrument(tracing::info_span!("outbox")),
+            );
+        }
         tracker.spawn(
             cluster::serve_forwarded(c.clone(), commands.clone(), shutdown.child_token())
                 .instrument(tracing::info_span!("forwarded")),

@@ -412,19 +412,89 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
     assert_eq!(record["state"], "succeeded", "{record}");
     assert_eq!(record["operator"], "alice", "{record}");
     let mut ops_a = client(&pki, a.addr).await;
-    let actions = ops_a
-        .list_actions(v1::ListActionsRequest {
-            host_id: "cluster-agent".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("actions on A")
-        .into_inner()
-        .actions;
+    let actions = eventually(
+        Duration::from_secs(20),
+        "A's forwarding recorded in the action log",
+        || {
+            let mut ops_a = ops_a.clone();
+            async move {
+                let actions = ops_a
+                    .list_actions(v1::ListActionsRequest {
+                        host_id: "cluster-agent".into(),
+                        ..Default::default()
+                    })
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .actions;
+                actions
+                    .iter()
+                    .any(|a| {
+                        a.verb == "command.ping" && a.result.contains("forwarded to collector b")
+                    })
+                    .then_some(actions)
+            }
+        },
+    )
+    .await;
     assert!(
-        actions
-            .iter()
-            .any(|a| a.verb == "command.ping" && a.result.contains("forwarded to collector b")),
-        "A's action log says where the command went: {actions:?}"
+        actions.iter().any(|a| a.verb == "result.ping"),
+        "B's record of the ping's result is in A's log too: {actions:?}"
     );
+
+    // The action log is one chain, in one order, on both collectors: what A
+    // recorded (the forwarding) and what B recorded (the state change, the
+    // command's result) alike, and it verifies on both.
+    let chain_b = eventually(
+        Duration::from_secs(20),
+        "the same action log on A and on B",
+        || {
+            let (ops_a, ops_b) = (ops_a.clone(), ops_b.clone());
+            async move {
+                let (on_a, on_b) = (whole_log(ops_a).await?, whole_log(ops_b).await?);
+                (on_a == on_b).then_some(on_b)
+            }
+        },
+    )
+    .await;
+    assert!(
+        chain_b
+            .iter()
+            .any(|(_, verb, actor, _)| verb == "finding.state" && actor == "alice"),
+        "the state change made through B is in the chain: {chain_b:?}"
+    );
+    for (name, ops) in [("A", &mut ops_a), ("B", &mut ops_b)] {
+        let verdict = ops
+            .verify_actions(v1::VerifyActionsRequest {})
+            .await
+            .expect("verify")
+            .into_inner();
+        assert!(verdict.ok, "the action log verifies on {name}: {verdict:?}");
+        assert_eq!(verdict.entries as usize, chain_b.len());
+    }
+}
+
+/// The whole action log: position, verb, actor and hash of every entry.
+async fn whole_log(mut ops: OperatorClient<Channel>) -> Option<Vec<(u64, String, String, String)>> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = ops
+            .list_actions(v1::ListActionsRequest {
+                after_seq: after,
+                ..Default::default()
+            })
+            .await
+            .ok()?
+            .into_inner();
+        out.extend(
+            page.actions
+                .into_iter()
+                .map(|a| (a.seq, a.verb, a.actor, a.sha256)),
+        );
+        if page.next_after_seq == 0 {
+            return Some(out);
+        }
+        after = page.next_after_seq;
+    }
 }

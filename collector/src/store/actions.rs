@@ -8,8 +8,54 @@ use super::{Store, StoreError, decode, encode};
 use crate::model::{Action, ChainedAction};
 
 impl Store {
-    /// Appends to the action log, chaining the entry to the previous one by hash.
+    /// Records an action. Standalone: appended to the action log at once
+    /// (its position is returned). Cluster mode (after
+    /// [`Store::route_actions_to_cluster`]): kept durable in the outbox until
+    /// it is published to the cluster log, whose order every collector
+    /// chains in — the chain has one order, whoever recorded the action; 0 is
+    /// returned (its position is known once applied).
     pub fn append_action(&self, action: &Action) -> Result<u64, StoreError> {
+        if let Some(notify) = self.outbox.get() {
+            let id = self.db.generate_id()?;
+            self.action_outbox
+                .insert(id.to_be_bytes(), encode(action, "action")?)?;
+            notify.notify_one();
+            return Ok(0);
+        }
+        self.chain_action(action)
+    }
+
+    /// Cluster mode: from now on [`Store::append_action`] writes to the
+    /// outbox; the returned notifier wakes its publisher.
+    pub fn route_actions_to_cluster(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.outbox
+            .get_or_init(|| std::sync::Arc::new(tokio::sync::Notify::new()))
+            .clone()
+    }
+
+    /// Cluster mode: the oldest `limit` actions not yet published, with their
+    /// outbox ids.
+    pub fn outbox_actions(&self, limit: usize) -> Result<Vec<(u64, Action)>, StoreError> {
+        self.action_outbox
+            .iter()
+            .take(limit)
+            .map(|item| {
+                let (k, v) = item?;
+                let id = k.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
+                Ok((id, decode(&v, "action")?))
+            })
+            .collect()
+    }
+
+    /// Cluster mode: an outbox entry the cluster log has taken.
+    pub fn remove_outbox_action(&self, id: u64) -> Result<(), StoreError> {
+        self.action_outbox.remove(id.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Appends to the action log, chaining the entry to the previous one by
+    /// hash (cluster mode: called by the writer applying the cluster log).
+    pub fn chain_action(&self, action: &Action) -> Result<u64, StoreError> {
         // One appender at a time, so every entry names its true predecessor.
         let _guard = bannin_proto::lock(&self.action_lock);
         let (seq, prev) = match self.actions.last()? {
@@ -123,6 +169,62 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn action(n: i64) -> Action {
+        Action {
+            at_unix_ms: n,
+            actor: "alice".into(),
+            verb: "test".into(),
+            target: format!("t{n}"),
+            reason: String::new(),
+            result: String::new(),
+        }
+    }
+
+    #[test]
+    fn in_cluster_mode_actions_wait_in_a_durable_outbox_not_in_the_chain() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(dir.path()).expect("store");
+            store.chain_action(&action(0)).expect("chain");
+            let _notify = store.route_actions_to_cluster();
+            for n in 1..=3 {
+                assert_eq!(store.append_action(&action(n)).expect("append"), 0);
+            }
+            assert_eq!(
+                store.actions().expect("actions").len(),
+                1,
+                "not chained locally"
+            );
+            store.make_durable().expect("durable");
+        }
+        // sled lets go of its file lock when its last background thread
+        // ends, a moment after the handle is dropped.
+        let mut tries = 0;
+        let store = loop {
+            match Store::open(dir.path()) {
+                Ok(s) => break s,
+                Err(e) if tries < 100 => {
+                    tries += 1;
+                    let _ = e;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => panic!("reopen: {e}"),
+            }
+        };
+        let waiting = store.outbox_actions(10).expect("outbox");
+        let targets: Vec<_> = waiting.iter().map(|(_, a)| a.target.as_str()).collect();
+        assert_eq!(
+            targets,
+            ["t1", "t2", "t3"],
+            "kept across a restart, in order"
+        );
+        store.remove_outbox_action(waiting[0].0).expect("remove");
+        assert_eq!(store.outbox_actions(10).expect("outbox").len(), 2);
+        // What the cluster log hands back is chained in its order.
+        store.chain_action(&waiting[1].1).expect("chain");
+        assert_eq!(store.verify_actions().expect("verify"), Ok(2));
+    }
 
     #[test]
     fn pages_cover_the_log_once_in_order() {

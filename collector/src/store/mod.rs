@@ -99,6 +99,12 @@ pub struct Store {
     host_keys: sled::Tree,
     /// Revoked public key (SHA-256 hex) → the host id it was revoked as.
     revoked_keys: sled::Tree,
+    /// Cluster mode: action log entries waiting to be published to the
+    /// cluster log (key: a sled-generated id, increasing).
+    action_outbox: sled::Tree,
+    /// Cluster mode: set when [`Store::append_action`] writes to the outbox;
+    /// notified at every entry.
+    outbox: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<tokio::sync::Notify>>>,
     /// Serialises appends to the action log (its hash chain).
     action_lock: std::sync::Arc<std::sync::Mutex<()>>,
     data_file: std::sync::Arc<(PathBuf, File)>,
@@ -136,6 +142,7 @@ impl Store {
         let revoked = db.open_tree("revoked")?;
         let host_keys = db.open_tree("host_keys")?;
         let revoked_keys = db.open_tree("revoked_keys")?;
+        let action_outbox = db.open_tree("action_outbox")?;
         let data_path = dir.join("db");
         let data_file = File::open(&data_path).map_err(|source| StoreError::Io {
             path: data_path.clone(),
@@ -156,6 +163,8 @@ impl Store {
             revoked,
             host_keys,
             revoked_keys,
+            action_outbox,
+            outbox: std::sync::Arc::new(std::sync::OnceLock::new()),
             action_lock: std::sync::Arc::new(std::sync::Mutex::new(())),
             data_file: std::sync::Arc::new((data_path, data_file)),
         })
