@@ -506,6 +506,7 @@ pub fn sinks_json(r: &v1::ListSinksResponse) -> Value {
                     "delivered": s.delivered,
                     "last_error": (!s.last_error.is_empty()).then_some(&s.last_error),
                     "last_delivery": (s.last_delivery_unix_ms != 0).then(|| rfc3339(s.last_delivery_unix_ms)),
+                    "runner": (!s.runner.is_empty()).then_some(&s.runner),
                 })
             })
             .collect(),
@@ -523,13 +524,16 @@ pub fn print_sinks(r: &v1::ListSinksResponse) {
         "sink", "target", "cursor", "lag"
     );
     for s in &r.sinks {
-        let state = if !s.last_error.is_empty() {
+        let mut state = if !s.last_error.is_empty() {
             format!("FAILING: {}", s.last_error)
         } else if s.last_delivery_unix_ms != 0 {
             rfc3339(s.last_delivery_unix_ms)
         } else {
             "-".into()
         };
+        if !s.runner.is_empty() {
+            state = format!("{state} (run by collector {})", s.runner);
+        }
         println!(
             "{:<16} {:<44} {:>8} {:>8}  {state}",
             s.name,

@@ -45,6 +45,16 @@ pub const OP_SUBJECT: &str = "bannin.log.op";
 pub const HOSTS_BUCKET: &str = "BANNIN_HOSTS";
 /// Live collectors: collector name → [`CollectorEntry`], expiring.
 pub const COLLECTORS_BUCKET: &str = "BANNIN_COLLECTORS";
+/// Key-value bucket: each export sink's cursor (the id of the last finding it
+/// delivered), whichever collector ran it.
+pub const SINKS_BUCKET: &str = "BANNIN_SINKS";
+/// Key-value bucket: which collector runs each export sink (entries lapse
+/// unless renewed).
+pub const SINK_LEASES_BUCKET: &str = "BANNIN_SINK_LEASES";
+/// A sink's lease lapses this long after its last renewal.
+pub const SINK_LEASE_TTL: Duration = Duration::from_secs(15);
+/// The collector running a sink renews its lease this often.
+pub const SINK_LEASE_RENEW: Duration = Duration::from_secs(5);
 /// Set in a store a collector in cluster mode made: its content is the log's.
 pub const MEMBER_COUNTER: &str = "cluster.member";
 /// The store counter holding the last log sequence applied.
@@ -244,6 +254,8 @@ pub struct Cluster {
     js: jetstream::Context,
     hosts: kv::Store,
     collectors: kv::Store,
+    sinks: kv::Store,
+    sink_leases: kv::Store,
     waiters: std::sync::Mutex<HashMap<String, oneshot::Sender<OpReply>>>,
     next_op: AtomicU64,
     started_unix_ms: i64,
@@ -340,6 +352,15 @@ impl Cluster {
             &config,
         )
         .await?;
+        let sinks = bucket(&js, SINKS_BUCKET, "sinks' cursors", Duration::ZERO, &config).await?;
+        let sink_leases = bucket(
+            &js,
+            SINK_LEASES_BUCKET,
+            "which collector runs each sink",
+            SINK_LEASE_TTL,
+            &config,
+        )
+        .await?;
         tracing::info!(
             collector = %config.name,
             servers = %servers,
@@ -352,6 +373,8 @@ impl Cluster {
             js,
             hosts,
             collectors,
+            sinks,
+            sink_leases,
             waiters: std::sync::Mutex::new(HashMap::new()),
             next_op: AtomicU64::new(1),
             started_unix_ms: bannin_proto::now_unix_ms(),
@@ -893,6 +916,80 @@ async fn forward_answers(
                 Err(_) => return,
             },
             Applying::Nothing => {}
+        }
+    }
+}
+
+/// A sink's lease, as [`Cluster::lease_sink`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkLease {
+    /// This collector runs the sink; renew with this revision.
+    Held(u64),
+    /// Another collector runs it (its name; empty while nobody holds it).
+    Elsewhere(String),
+}
+
+impl Cluster {
+    /// A sink's cursor: the id of the last finding it delivered (0: none yet).
+    pub async fn sink_cursor(&self, sink: &str) -> Result<u64, ClusterError> {
+        let value = self
+            .sinks
+            .get(sink)
+            .await
+            .map_err(|e| js_error("reading a sink's cursor")(&e))?;
+        Ok(value
+            .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Moves a sink's cursor (only the lease holder calls it).
+    pub async fn set_sink_cursor(&self, sink: &str, cursor: u64) -> Result<(), ClusterError> {
+        self.sinks
+            .put(sink, cursor.to_string().into())
+            .await
+            .map(|_| ())
+            .map_err(|e| js_error("saving a sink's cursor")(&e))
+    }
+
+    /// Takes `sink`'s lease if nobody holds it, or renews the one this
+    /// collector holds (`held`: its revision). Compare-and-set on the
+    /// bucket's revisions, so two collectors never both take it; a lease not
+    /// renewed lapses after [`SINK_LEASE_TTL`] and another collector takes
+    /// the sink over from its cursor.
+    pub async fn lease_sink(
+        &self,
+        sink: &str,
+        held: Option<u64>,
+    ) -> Result<SinkLease, ClusterError> {
+        let me = bytes::Bytes::from(self.config.name.clone());
+        let taken = match held {
+            Some(revision) => self
+                .sink_leases
+                .update(sink, me.clone(), revision)
+                .await
+                .ok(),
+            None => self.sink_leases.create(sink, me.clone()).await.ok(),
+        };
+        if let Some(revision) = taken {
+            return Ok(SinkLease::Held(revision));
+        }
+        let entry = self
+            .sink_leases
+            .entry(sink)
+            .await
+            .map_err(|e| js_error("reading a sink's lease")(&e))?;
+        match entry {
+            Some(e) if e.operation == kv::Operation::Put => {
+                let holder = String::from_utf8_lossy(&e.value).into_owned();
+                // Ours from before a restart: carry on with it.
+                if holder == self.config.name
+                    && let Ok(revision) = self.sink_leases.update(sink, me, e.revision).await
+                {
+                    return Ok(SinkLease::Held(revision));
+                }
+                Ok(SinkLease::Elsewhere(holder))
+            }
+            _ => Ok(SinkLease::Elsewhere(String::new())),
         }
     }
 }

@@ -305,6 +305,7 @@ pub async fn serve(
         &config.sinks,
         &store,
         ingest.latest_finding(),
+        cluster.clone(),
         &tracker,
         &shutdown,
     );

@@ -13,6 +13,13 @@
 //!
 //! What is exported is each new finding once, as the collector stored it
 //! (later folds and state changes are not re-sent).
+//!
+//! Cluster mode: every collector configures the same sinks, but one at a time
+//! runs each — the one holding its lease in the `BANNIN_SINK_LEASES` bucket —
+//! and the cursor lives in the `BANNIN_SINKS` bucket, not in a collector's
+//! store. Finding ids are the same on every collector (they apply one log in
+//! one order), so when the collector running a sink dies, its lease lapses
+//! and another takes the sink over from the cursor it left.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,6 +31,7 @@ use http_body_util::{BodyExt, Full};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::{Cluster, SINK_LEASE_RENEW, SinkLease};
 use crate::model::{Finding, Severity};
 use crate::store::Store;
 
@@ -108,6 +116,8 @@ pub struct SinkStatus {
     pub last_error: String,
     /// When it last delivered (Unix ms), 0 if never.
     pub last_delivery_unix_ms: i64,
+    /// Cluster mode: the collector running it.
+    pub runner: String,
 }
 
 /// The sinks' statuses, shared with the operator API.
@@ -122,6 +132,7 @@ pub fn start(
     sinks: &[SinkConfig],
     store: &Store,
     latest: tokio::sync::watch::Receiver<u64>,
+    cluster: Option<Arc<Cluster>>,
     tracker: &tokio_util::task::TaskTracker,
     shutdown: &CancellationToken,
 ) -> Statuses {
@@ -139,6 +150,8 @@ pub fn start(
             store: store.clone(),
             statuses: statuses.clone(),
             syslog: None,
+            cluster: cluster.clone(),
+            lease: None,
         };
         tracker.spawn(runner.run(latest.clone(), shutdown.child_token()));
     }
@@ -216,6 +229,11 @@ struct Runner {
     store: Store,
     statuses: Statuses,
     syslog: Option<SyslogConn>,
+    /// Cluster mode: where the cursor and the lease live.
+    cluster: Option<Arc<Cluster>>,
+    /// Cluster mode: this collector's lease (its revision and when it was
+    /// last renewed), if it holds one.
+    lease: Option<(u64, tokio::time::Instant)>,
 }
 
 impl Runner {
@@ -227,8 +245,29 @@ impl Runner {
         let name = self.config.name.clone();
         let mut backoff = Duration::from_secs(1);
         loop {
+            if !self.hold().await {
+                // Another collector runs it: stand by, showing its progress.
+                if let Ok(cursor) = self.cursor().await {
+                    self.update(|s| s.cursor = cursor);
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(SINK_LEASE_RENEW) => {}
+                }
+                continue;
+            }
             let newest = *latest.borrow_and_update();
-            let cursor = self.store.counter(&cursor_key(&name)).unwrap_or(0);
+            let cursor = match self.cursor().await {
+                Ok(c) => c,
+                Err(error) => {
+                    self.failed(&error);
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    continue;
+                }
+            };
             self.update(|s| {
                 s.latest = newest;
                 s.cursor = cursor;
@@ -244,7 +283,7 @@ impl Runner {
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     changed = latest.changed() => if changed.is_err() { return },
-                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    () = tokio::time::sleep(SINK_LEASE_RENEW) => {}
                 }
                 continue;
             }
@@ -256,8 +295,8 @@ impl Runner {
             match delivered {
                 Ok(()) => {
                     backoff = Duration::from_secs(1);
-                    if let Err(error) = self.store.set_counter_now(&cursor_key(&name), last) {
-                        self.failed(&error.to_string());
+                    if let Err(error) = self.save_cursor(last).await {
+                        self.failed(&error);
                         continue;
                     }
                     let n = pending.len() as u64;
@@ -273,13 +312,88 @@ impl Runner {
                     self.syslog = None;
                     self.failed(&error.to_string());
                     tracing::warn!(sink = %name, %error, retry_in = ?backoff, "Export failed; retrying");
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(backoff) => {}
+                    // Waited in steps, so a lease held is renewed meanwhile.
+                    let until = tokio::time::Instant::now() + backoff;
+                    while tokio::time::Instant::now() < until {
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            () = tokio::time::sleep_until(until.min(tokio::time::Instant::now() + SINK_LEASE_RENEW)) => {}
+                        }
+                        if !self.hold().await {
+                            break;
+                        }
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
+        }
+    }
+
+    /// Whether this collector runs the sink now: always when standalone; in
+    /// cluster mode while it holds the lease (taken or renewed here).
+    async fn hold(&mut self) -> bool {
+        let Some(cluster) = self.cluster.clone() else {
+            return true;
+        };
+        let now = tokio::time::Instant::now();
+        if let Some((_, renewed)) = self.lease
+            && now.duration_since(renewed) < SINK_LEASE_RENEW
+        {
+            return true;
+        }
+        let held = self.lease.map(|(revision, _)| revision);
+        match cluster.lease_sink(&self.config.name, held).await {
+            Ok(SinkLease::Held(revision)) => {
+                if held.is_none() {
+                    tracing::info!(sink = %self.config.name, "Running this sink (lease taken)");
+                }
+                self.lease = Some((revision, now));
+                let me = cluster.name().to_owned();
+                self.update(|s| s.runner = me);
+                true
+            }
+            Ok(SinkLease::Elsewhere(holder)) => {
+                if held.is_some() {
+                    tracing::warn!(sink = %self.config.name, runner = %holder, "Lease lost; standing by");
+                }
+                self.lease = None;
+                self.update(|s| {
+                    s.runner = holder;
+                    s.last_error.clear();
+                });
+                false
+            }
+            Err(error) => {
+                // Unsure: keep the lease while it is still ours by the clock.
+                self.failed(&error.to_string());
+                held.is_some()
+            }
+        }
+    }
+
+    async fn cursor(&self) -> Result<u64, String> {
+        match &self.cluster {
+            Some(cluster) => cluster
+                .sink_cursor(&self.config.name)
+                .await
+                .map_err(|e| e.to_string()),
+            None => self
+                .store
+                .counter(&cursor_key(&self.config.name))
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn save_cursor(&self, cursor: u64) -> Result<(), String> {
+        match &self.cluster {
+            Some(cluster) => cluster
+                .set_sink_cursor(&self.config.name, cursor)
+                .await
+                .map_err(|e| e.to_string()),
+            None => self
+                .store
+                .set_counter_now(&cursor_key(&self.config.name), cursor)
+                .map_err(|e| e.to_string()),
         }
     }
 

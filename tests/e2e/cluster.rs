@@ -134,12 +134,21 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = TestPki::new(dir.path());
     let mut nats = NatsCluster::start(&dir.path().join("nats"), &pki, 3);
-    let config_a = format!("{CONFIG}{}", nats.collector_section("a", 3));
+    // Both collectors configure the same export sink (each writing its own
+    // file here, to tell who delivered what); one at a time runs it.
+    let archive = |who: &str| dir.path().join(format!("archive-{who}.jsonl"));
+    let sink = |who: &str| {
+        format!(
+            "[[sink]]\nname = \"archive\"\ntype = \"jsonl\"\npath = {:?}\n",
+            archive(who).display().to_string()
+        )
+    };
+    let config_a = format!("{CONFIG}{}{}", sink("a"), nats.collector_section("a", 3));
     let mut a = CollectorProc::start_free(&dir.path().join("a"), &pki, &config_a);
     let b = CollectorProc::start_free(
         &dir.path().join("b"),
         &pki,
-        &format!("{CONFIG}{}", nats.collector_section("b", 3)),
+        &format!("{CONFIG}{}{}", sink("b"), nats.collector_section("b", 3)),
     );
     let (addr_a, addr_b) = (a.addr, b.addr);
 
@@ -213,6 +222,29 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
         },
     )
     .await;
+    // A, started first, runs the sink: it delivers every finding so far.
+    let delivered_by_a = eventually(
+        Duration::from_secs(30),
+        "A delivered every finding so far to the sink",
+        || {
+            let mut ops_b = ops_b.clone();
+            let file = archive("a");
+            async move {
+                let ids: BTreeSet<u64> = all_findings(&mut ops_b)
+                    .await
+                    .iter()
+                    .map(|f| f.id)
+                    .collect();
+                let out = exported(&file);
+                (ids.len() >= 4 && ids.iter().all(|i| out.contains(i))).then_some(out)
+            }
+        },
+    )
+    .await;
+    assert!(
+        exported(&archive("b")).is_empty(),
+        "B stands by while A runs the sink"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // kill -9 A mid-stream.
@@ -231,7 +263,46 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A finding raised after A died: B takes the sink over from A's cursor.
+    let mut late = SimAgent::connect(&pki, "late-0", addr_b, &["10.30.0.9/24"], &[])
+        .await
+        .expect("late agent");
+    late.send(&[event(
+        "process.unknown_binary",
+        true,
+        now_unix_ms(),
+        &[
+            ("sha256", &"8".repeat(64)),
+            ("exe", "/tmp/.y/kthreadd"),
+            ("pid", "77"),
+        ],
+    )])
+    .await
+    .expect("send");
+    let late_id = eventually(Duration::from_secs(20), "the late finding on B", || {
+        let mut ops_b = ops_b.clone();
+        async move {
+            all_findings(&mut ops_b)
+                .await
+                .iter()
+                .find(|f| f.host_id == "late-0")
+                .map(|f| f.id)
+        }
+    })
+    .await;
+    // A's lease lapses (15 s without renewal) and B takes the sink over.
+    let by_b = eventually(
+        Duration::from_secs(60),
+        "B delivered the finding raised after A died",
+        || {
+            let file = archive("b");
+            async move {
+                let out = exported(&file);
+                out.contains(&late_id).then_some(out)
+            }
+        },
+    )
+    .await;
 
     // kill -9 one NATS server of three: ingest and the operator API continue.
     nats.kill_node(0);
@@ -394,6 +465,39 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
     )
     .await;
     assert_eq!(status["collector"], "b");
+
+    // The sink: B took it over when A's lease lapsed and continued from A's
+    // cursor — nothing A had delivered is delivered again, nothing is skipped.
+    let again: Vec<&u64> = delivered_by_a.intersection(&by_b).collect();
+    assert!(
+        again.is_empty(),
+        "B continued from the cursor, it did not start over: delivered again {again:?}"
+    );
+    let by_a = exported(&archive("a"));
+    let ids: BTreeSet<u64> = all_findings(&mut ops_b)
+        .await
+        .iter()
+        .map(|f| f.id)
+        .collect();
+    eventually(Duration::from_secs(30), "every finding exported", || {
+        let (by_a, ids, file) = (by_a.clone(), ids.clone(), archive("b"));
+        async move {
+            let by_b = exported(&file);
+            ids.iter()
+                .all(|i| by_a.contains(i) || by_b.contains(i))
+                .then_some(())
+        }
+    })
+    .await;
+    for (who, addr) in [("B", addr_b), ("A", a.addr)] {
+        let via = dir.path().join(format!("sinks-{who}"));
+        std::fs::create_dir_all(&via).expect("dir");
+        let cli = operator_toml(&via, &pki.operator("alice"), addr);
+        let (ok, sinks, stderr) = bannin_json(&cli, &["sinks"]);
+        assert!(ok, "{stderr}");
+        assert_eq!(sinks[0]["runner"], "b", "run by B, as {who} says: {sinks}");
+    }
+
     let (ok, hosts, stderr) = bannin_json(&operator, &["hosts"]);
     assert!(ok, "{stderr}");
     let agent = hosts
@@ -472,6 +576,15 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
         assert!(verdict.ok, "the action log verifies on {name}: {verdict:?}");
         assert_eq!(verdict.entries as usize, chain_b.len());
     }
+}
+
+/// Finding ids in a JSON lines export file (none if it does not exist).
+fn exported(path: &std::path::Path) -> BTreeSet<u64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["id"].as_u64())
+        .collect()
 }
 
 /// The whole action log: position, verb, actor and hash of every entry.

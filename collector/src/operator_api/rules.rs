@@ -208,6 +208,7 @@ pub(super) async fn list_sinks(
             delivered: s.delivered,
             last_error: s.last_error.clone(),
             last_delivery_unix_ms: s.last_delivery_unix_ms,
+            runner: s.runner.clone(),
         })
         .collect();
     Ok(Response::new(v1::ListSinksResponse { sinks }))
