@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer, kv, stream};
+use async_nats::jetstream::{self, consumer, kv, object_store, stream};
 use bannin_proto::identity::HostId;
 use bannin_proto::tls::TlsPaths;
 use bannin_proto::v1;
@@ -32,7 +32,7 @@ use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::ingest::{Ingest, IngestError, WriteRequest};
-use crate::model::{Action, Finding, FindingState, NewFinding, Severity};
+use crate::model::{Action, EvidenceRecord, Finding, FindingState, NewFinding, Severity};
 use crate::store::Store;
 
 /// The cluster log: every change to durable state, in one order.
@@ -51,6 +51,8 @@ pub const SINKS_BUCKET: &str = "BANNIN_SINKS";
 /// Key-value bucket: which collector runs each export sink (entries lapse
 /// unless renewed).
 pub const SINK_LEASES_BUCKET: &str = "BANNIN_SINK_LEASES";
+/// Object store: evidence bundles, named by their SHA-256.
+pub const EVIDENCE_BUCKET: &str = "BANNIN_EVIDENCE";
 /// A sink's lease lapses this long after its last renewal.
 pub const SINK_LEASE_TTL: Duration = Duration::from_secs(15);
 /// The collector running a sink renews its lease this often.
@@ -169,6 +171,25 @@ pub enum Op {
     Action {
         /// The action.
         action: Action,
+        /// The collector that recorded it.
+        #[serde(default)]
+        origin: String,
+        /// Its id in that collector's outbox (increasing).
+        #[serde(default)]
+        outbox: u64,
+    },
+    /// A piece of evidence verified by the collector that received it, its
+    /// bundle already in the object store; every collector records it under
+    /// the same id.
+    Evidence {
+        /// The record (its id is given when applied).
+        record: EvidenceRecord,
+    },
+    /// A piece of evidence disposed of: marked so everywhere, and every
+    /// collector's local copy removed.
+    DisposeEvidence {
+        /// Its id.
+        id: String,
     },
 }
 
@@ -193,6 +214,8 @@ pub enum OpReply {
     Raise(Result<u64, IngestError>),
     /// The finding after its state change.
     SetState(Result<Finding, IngestError>),
+    /// The evidence record as recorded (or disposed of).
+    Evidence(Result<EvidenceRecord, IngestError>),
     /// Another collector published the same observation first (same dedup
     /// key within the duplicate window): stored once, by that one.
     Duplicate,
@@ -204,7 +227,19 @@ impl OpReply {
         match self {
             Self::Raise(r) => r,
             Self::Duplicate => Ok(0),
-            Self::SetState(_) => Err(IngestError::Cluster("unexpected answer to a raise".into())),
+            Self::SetState(_) | Self::Evidence(_) => {
+                Err(IngestError::Cluster("unexpected answer to a raise".into()))
+            }
+        }
+    }
+
+    /// The answer to an evidence operation.
+    pub fn into_evidence(self) -> Result<EvidenceRecord, IngestError> {
+        match self {
+            Self::Evidence(r) => r,
+            _ => Err(IngestError::Cluster(
+                "unexpected answer to an evidence operation".into(),
+            )),
         }
     }
 
@@ -256,6 +291,9 @@ pub struct Cluster {
     collectors: kv::Store,
     sinks: kv::Store,
     sink_leases: kv::Store,
+    evidence: object_store::ObjectStore,
+    /// The newest outbox id of this collector's own actions chained here.
+    chained: tokio::sync::watch::Sender<u64>,
     waiters: std::sync::Mutex<HashMap<String, oneshot::Sender<OpReply>>>,
     next_op: AtomicU64,
     started_unix_ms: i64,
@@ -361,6 +399,19 @@ impl Cluster {
             &config,
         )
         .await?;
+        let evidence = match js.get_object_store(EVIDENCE_BUCKET).await {
+            Ok(store) => store,
+            Err(_) => js
+                .create_object_store(object_store::Config {
+                    bucket: EVIDENCE_BUCKET.into(),
+                    description: Some("Bannin: evidence bundles by SHA-256".into()),
+                    num_replicas: config.replicas,
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| js_error("creating the evidence object store")(&e))?,
+        };
         tracing::info!(
             collector = %config.name,
             servers = %servers,
@@ -375,6 +426,8 @@ impl Cluster {
             collectors,
             sinks,
             sink_leases,
+            evidence,
+            chained: tokio::sync::watch::channel(0).0,
             waiters: std::sync::Mutex::new(HashMap::new()),
             next_op: AtomicU64::new(1),
             started_unix_ms: bannin_proto::now_unix_ms(),
@@ -619,6 +672,15 @@ enum Applying {
     Raise(String, oneshot::Receiver<Result<u64, IngestError>>),
     /// The same for a state change.
     SetState(String, oneshot::Receiver<Result<Finding, IngestError>>),
+    /// An action chained; its outbox id if this collector recorded it (0
+    /// otherwise).
+    Action(u64, oneshot::Receiver<Result<u64, IngestError>>),
+    /// An evidence record (or disposal); `true` for a disposal.
+    Evidence(
+        String,
+        bool,
+        oneshot::Receiver<Result<EvidenceRecord, IngestError>>,
+    ),
     /// Nothing to wait for (a message that could not be read).
     Nothing,
 }
@@ -631,6 +693,7 @@ pub async fn run_applier(
     ingest: Ingest,
     store: Store,
     hosts: Arc<crate::hosts::HostRegistry>,
+    evidence: Arc<crate::evidence::Evidence>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -641,7 +704,7 @@ pub async fn run_applier(
                 0
             }
         };
-        match apply_from(&cluster, &ingest, &hosts, durable, &shutdown).await {
+        match apply_from(&cluster, &ingest, &hosts, &evidence, durable, &shutdown).await {
             Ok(()) => return,
             Err(reason) => {
                 tracing::warn!(%reason, applied = durable, "Log applier restarting");
@@ -658,6 +721,7 @@ async fn apply_from(
     cluster: &Arc<Cluster>,
     ingest: &Ingest,
     hosts: &crate::hosts::HostRegistry,
+    evidence: &Arc<crate::evidence::Evidence>,
     durable: u64,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
@@ -686,6 +750,7 @@ async fn apply_from(
     #[allow(clippy::disallowed_methods)]
     let answers = tokio::spawn(forward_answers(
         cluster.clone(),
+        evidence.clone(),
         applying_rx,
         failed.clone(),
     ));
@@ -733,7 +798,7 @@ async fn apply_from(
                 "The log no longer holds messages this collector had not applied (removed by the stream's limits); continuing from the oldest it holds"
             );
         }
-        let (request, applying) = decode(ingest, &message, seq, at);
+        let (request, applying) = decode(ingest, cluster.name(), &message, seq, at);
         if let Some(WriteRequest::Raise { finding, .. }) = request.as_deref()
             && finding.kind == "host.silent"
         {
@@ -764,6 +829,7 @@ async fn apply_from(
 /// Turns one log message into the writer's request.
 fn decode(
     ingest: &Ingest,
+    me: &str,
     message: &jetstream::Message,
     seq: u64,
     at: i64,
@@ -834,10 +900,32 @@ fn decode(
                         Applying::Raise(op_id, rx),
                     )
                 }
-                Op::Action { action } => (
-                    Some(Box::new(WriteRequest::ChainAction { seq, action })),
-                    Applying::Nothing,
-                ),
+                Op::Action {
+                    action,
+                    origin,
+                    outbox,
+                } => {
+                    let (reply, rx) = oneshot::channel();
+                    let mine = if origin == me { outbox } else { 0 };
+                    (
+                        Some(Box::new(WriteRequest::ChainAction { seq, action, reply })),
+                        Applying::Action(mine, rx),
+                    )
+                }
+                Op::Evidence { record } => {
+                    let (reply, rx) = oneshot::channel();
+                    (
+                        Some(Box::new(WriteRequest::Evidence { record, reply })),
+                        Applying::Evidence(op_id, false, rx),
+                    )
+                }
+                Op::DisposeEvidence { id } => {
+                    let (reply, rx) = oneshot::channel();
+                    (
+                        Some(Box::new(WriteRequest::DisposeEvidence { id, reply })),
+                        Applying::Evidence(op_id, true, rx),
+                    )
+                }
                 Op::SetState {
                     id,
                     state,
@@ -869,6 +957,7 @@ fn decode(
 /// whoever published them here, and stops the applier when a commit failed.
 async fn forward_answers(
     cluster: Arc<Cluster>,
+    evidence: Arc<crate::evidence::Evidence>,
     mut applying: mpsc::Receiver<Applying>,
     failed: CancellationToken,
 ) {
@@ -912,6 +1001,45 @@ async fn forward_answers(
                         continue;
                     }
                     cluster.answer(&op, OpReply::SetState(result));
+                }
+                Err(_) => return,
+            },
+            Applying::Action(mine, rx) => match rx.await {
+                Ok(Ok(_)) => {
+                    if mine > 0 {
+                        cluster.chained.send_if_modified(|newest| {
+                            let newer = mine > *newest;
+                            *newest = (*newest).max(mine);
+                            newer
+                        });
+                    }
+                }
+                Ok(Err(error)) => fail(&error),
+                Err(_) => return,
+            },
+            Applying::Evidence(op, disposal, rx) => match rx.await {
+                Ok(result) => {
+                    if let Err(error) = &result
+                        && matches!(
+                            error,
+                            IngestError::OutOfOrder | IngestError::CommitFailed(_)
+                        )
+                    {
+                        fail(error);
+                        continue;
+                    }
+                    if disposal && let Ok(record) = &result {
+                        // Disposed of everywhere: this collector's copy too.
+                        let (evidence, record) = (evidence.clone(), record.clone());
+                        let removed =
+                            tokio::task::spawn_blocking(move || evidence.dispose(&record)).await;
+                        if let Ok(Err(error)) = removed
+                            && error.kind() != std::io::ErrorKind::NotFound
+                        {
+                            tracing::error!(%error, "Cannot remove a disposed bundle's local copy");
+                        }
+                    }
+                    cluster.answer(&op, OpReply::Evidence(result));
                 }
                 Err(_) => return,
             },
@@ -994,6 +1122,149 @@ impl Cluster {
     }
 }
 
+/// How long an operator call waits for its own action to be chained.
+pub const CHAIN_WAIT: Duration = Duration::from_secs(30);
+
+impl Cluster {
+    /// Waits until the action this collector recorded with outbox id `id` is
+    /// in its own copy of the chain (published and applied), so what the
+    /// caller reads next (custody for an export) includes it.
+    pub async fn wait_chained(&self, id: u64) -> Result<(), ClusterError> {
+        let mut chained = self.chained.subscribe();
+        let reached = tokio::time::timeout(CHAIN_WAIT, chained.wait_for(|n| *n >= id)).await;
+        match reached {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(ClusterError::JetStream {
+                what: "chaining an action",
+                reason: format!("not in the action log after {CHAIN_WAIT:?}"),
+            }),
+        }
+    }
+
+    /// Puts a verified bundle into the evidence object store under its hash
+    /// (once: a bundle already there is kept).
+    pub async fn put_bundle(
+        &self,
+        path: &std::path::Path,
+        sha256: &str,
+    ) -> Result<(), ClusterError> {
+        if self.evidence.info(sha256).await.is_ok() {
+            return Ok(());
+        }
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| js_error("reading a bundle")(&e))?;
+        self.evidence
+            .put(sha256, &mut file)
+            .await
+            .map(|_| ())
+            .map_err(|e| js_error("storing a bundle in the object store")(&e))
+    }
+
+    /// Copies a bundle from the object store to `to` (a new file), checking
+    /// it against its hash on the way; a copy that does not match is removed.
+    pub async fn fetch_bundle(
+        &self,
+        sha256: &str,
+        to: &std::path::Path,
+    ) -> Result<(), ClusterError> {
+        use sha2::Digest;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let fetch = async {
+            let mut object = self
+                .evidence
+                .get(sha256)
+                .await
+                .map_err(|e| format!("the object store has no copy: {e}"))?;
+            let mut file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(to)
+                .await
+                .map_err(|e| format!("{}: {e}", to.display()))?;
+            let mut hasher = sha2::Sha256::new();
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = object
+                    .read(&mut buf)
+                    .await
+                    .map_err(|e| format!("reading from the object store: {e}"))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                file.write_all(&buf[..n])
+                    .await
+                    .map_err(|e| format!("{}: {e}", to.display()))?;
+            }
+            file.sync_all()
+                .await
+                .map_err(|e| format!("{}: {e}", to.display()))?;
+            let got = bannin_proto::hex(hasher.finalize());
+            if got != sha256 {
+                return Err(format!(
+                    "the object store's copy has SHA-256 {got}, the record says {sha256}"
+                ));
+            }
+            Ok(())
+        };
+        let result = fetch.await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(to).await;
+        }
+        result.map_err(|reason| ClusterError::JetStream {
+            what: "fetching a bundle",
+            reason,
+        })
+    }
+
+    /// Removes a disposed bundle from the object store.
+    pub async fn delete_bundle(&self, sha256: &str) -> Result<(), ClusterError> {
+        match self.evidence.delete(sha256).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == object_store::DeleteErrorKind::NotFound => Ok(()),
+            Err(e) => Err(js_error("removing a bundle from the object store")(&e)),
+        }
+    }
+
+    /// Records a verified bundle cluster-wide: the bundle into the object
+    /// store, then the record through the log (every collector records it
+    /// under the same id); answers with the record as recorded.
+    pub async fn record_evidence(
+        &self,
+        record: EvidenceRecord,
+        bundle: &std::path::Path,
+    ) -> Result<EvidenceRecord, IngestError> {
+        self.put_bundle(bundle, &record.sha256)
+            .await
+            .map_err(|e| IngestError::Cluster(e.to_string()))?;
+        let dedup = format!(
+            "e:{}:{}:{}",
+            record.host_id, record.command_id, record.sha256
+        );
+        match self.submit(Op::Evidence { record }, Some(dedup)).await? {
+            OpReply::Duplicate => Err(IngestError::Cluster(
+                "this bundle was already recorded by another collector".into(),
+            )),
+            reply => reply.into_evidence(),
+        }
+    }
+
+    /// Marks a piece of evidence disposed of on every collector (each removes
+    /// its local copy) and removes the bundle from the object store.
+    pub async fn dispose_evidence(&self, id: &str) -> Result<EvidenceRecord, IngestError> {
+        let record = self
+            .submit(Op::DisposeEvidence { id: id.to_owned() }, None)
+            .await?
+            .into_evidence()?;
+        self.delete_bundle(&record.sha256)
+            .await
+            .map_err(|e| IngestError::Cluster(e.to_string()))?;
+        Ok(record)
+    }
+}
+
 /// Action log entries published per round.
 const OUTBOX_ROUND: usize = 64;
 
@@ -1018,6 +1289,8 @@ pub async fn run_action_outbox(
         for (id, action) in &waiting {
             let op = Op::Action {
                 action: action.clone(),
+                origin: cluster.config.name.clone(),
+                outbox: *id,
             };
             let payload = match serde_json::to_vec(&op) {
                 Ok(p) => bytes::Bytes::from(p),

@@ -72,6 +72,9 @@ pub struct Commands {
     reconciles: Mutex<std::collections::HashSet<(String, String)>>,
     /// Serialises state changes of commands (issue, deliver, result, expire).
     ops: tokio::sync::Mutex<()>,
+    /// Cluster mode: evidence is recorded cluster-wide (bundle in the object
+    /// store, record through the log).
+    cluster: std::sync::OnceLock<std::sync::Arc<crate::cluster::Cluster>>,
 }
 
 /// Longest reconcile result detail kept in the action log.
@@ -172,6 +175,7 @@ impl Commands {
             next_reconcile: AtomicU64::new(1),
             reconciles: Mutex::new(std::collections::HashSet::new()),
             ops: tokio::sync::Mutex::new(()),
+            cluster: std::sync::OnceLock::new(),
         }
     }
 
@@ -417,7 +421,7 @@ impl Commands {
                     artifacts,
                     manifest,
                 }) if result.ok => {
-                    let record = self.store.add_evidence(crate::model::EvidenceRecord {
+                    let record = crate::model::EvidenceRecord {
                         id: String::new(),
                         sha256: sha256.clone(),
                         size,
@@ -436,20 +440,35 @@ impl Commands {
                         received_unix_ms: now,
                         verified_unix_ms: now,
                         disposed: false,
-                    })?;
-                    self.store.append_action(&Action {
-                        at_unix_ms: now,
-                        actor: "collector".into(),
-                        verb: "evidence.received".into(),
-                        target: record.target(),
-                        reason: command.reason.clone(),
-                        result: format!("verified: {artifacts} artifacts, {size} bytes, sha256 {sha256}, from {host} for {}", command.operator),
-                    })?;
-                    result.detail = format!(
-                        "evidence {} stored and verified: {artifacts} artifacts, {size} bytes, sha256 {sha256}, {}",
-                        record.id,
-                        path.display()
-                    );
+                    };
+                    let record = match self.cluster.get() {
+                        None => Ok(self.store.add_evidence(record)?),
+                        Some(cluster) => cluster.record_evidence(record, &path).await,
+                    };
+                    match record {
+                        Ok(record) => {
+                            self.store.append_action(&Action {
+                                at_unix_ms: now,
+                                actor: "collector".into(),
+                                verb: "evidence.received".into(),
+                                target: record.target(),
+                                reason: command.reason.clone(),
+                                result: format!("verified: {artifacts} artifacts, {size} bytes, sha256 {sha256}, from {host} for {}", command.operator),
+                            })?;
+                            result.detail = format!(
+                                "evidence {} stored and verified: {artifacts} artifacts, {size} bytes, sha256 {sha256}, {}",
+                                record.id,
+                                path.display()
+                            );
+                        }
+                        Err(error) => {
+                            tracing::error!(host.id = %host, command.id = %command.wire_id(), %error, "Verified evidence could not be recorded in the cluster");
+                            command.state = CommandState::Failed;
+                            result.detail = format!(
+                                "the bundle was verified here but could not be recorded in the cluster: {error}"
+                            );
+                        }
+                    }
                 }
                 Some(crate::evidence::Outcome::Rejected(why)) => {
                     command.state = CommandState::Failed;
@@ -561,6 +580,11 @@ impl Commands {
                 c
             })
             .collect())
+    }
+
+    /// Cluster mode: record evidence through `cluster`.
+    pub fn set_cluster(&self, cluster: std::sync::Arc<crate::cluster::Cluster>) {
+        let _ = self.cluster.set(cluster);
     }
 
     /// The evidence store.

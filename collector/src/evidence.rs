@@ -209,6 +209,30 @@ impl Evidence {
 
     /// Where a stored bundle lives.
     pub fn bundle_path(&self, sha256: &str) -> PathBuf {
+        self.bundle_file(sha256)
+    }
+
+    /// Cluster mode: where a bundle fetched from the object store is written
+    /// before [`Evidence::adopt`] (a new name each time).
+    pub fn fetch_path(&self, sha256: &str) -> PathBuf {
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        self.dir
+            .join("incoming")
+            .join(format!("{sha256}.fetch.{n}"))
+    }
+
+    /// Cluster mode: a fetched bundle, already checked against its hash,
+    /// takes its place among the held bundles.
+    pub fn adopt(&self, fetched: &Path, sha256: &str) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(fetched, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(fetched, self.bundle_file(sha256))
+    }
+
+    fn bundle_file(&self, sha256: &str) -> PathBuf {
         self.dir.join(format!("{sha256}.tar.zst"))
     }
 

@@ -65,6 +65,9 @@ pub enum IngestError {
     /// No finding has that id.
     #[error("no finding {0}")]
     NoSuchFinding(u64),
+    /// No evidence has that id.
+    #[error("no evidence {0}")]
+    NoSuchEvidence(String),
     /// The state change is not allowed.
     #[error("finding {id} cannot move from {from:?} to {to:?}")]
     BadTransition {
@@ -141,6 +144,24 @@ pub enum WriteRequest {
         seq: u64,
         /// The action.
         action: crate::model::Action,
+        /// Answered with its position in the chain once durable.
+        reply: oneshot::Sender<Result<u64, IngestError>>,
+    },
+    /// Cluster mode: record a piece of evidence whose bundle is in the
+    /// cluster's object store (always inside [`WriteRequest::Applied`]); the
+    /// same record (same command and hash) is recorded once.
+    Evidence {
+        /// The record, without its id.
+        record: crate::model::EvidenceRecord,
+        /// Answered with the record and its id once durable.
+        reply: oneshot::Sender<Result<crate::model::EvidenceRecord, IngestError>>,
+    },
+    /// Cluster mode: mark a piece of evidence disposed of.
+    DisposeEvidence {
+        /// Its id (`e3`).
+        id: String,
+        /// Answered with the record once durable.
+        reply: oneshot::Sender<Result<crate::model::EvidenceRecord, IngestError>>,
     },
     /// Apply the event retention bound.
     Prune {
@@ -545,6 +566,10 @@ enum Pending {
     Batch(oneshot::Sender<Result<u64, IngestError>>, u64),
     Raise(oneshot::Sender<Result<u64, IngestError>>, u64),
     SetState(oneshot::Sender<Result<Finding, IngestError>>, Finding),
+    Evidence(
+        oneshot::Sender<Result<crate::model::EvidenceRecord, IngestError>>,
+        crate::model::EvidenceRecord,
+    ),
 }
 
 struct Writer {
@@ -853,6 +878,9 @@ impl Writer {
                         Pending::SetState(tx, f) => {
                             let _ = tx.send(Ok(f));
                         }
+                        Pending::Evidence(tx, r) => {
+                            let _ = tx.send(Ok(r));
+                        }
                     }
                 }
             }
@@ -865,6 +893,9 @@ impl Writer {
                             let _ = tx.send(Err(IngestError::CommitFailed(message)));
                         }
                         Pending::SetState(tx, _) => {
+                            let _ = tx.send(Err(IngestError::CommitFailed(message)));
+                        }
+                        Pending::Evidence(tx, _) => {
                             let _ = tx.send(Err(IngestError::CommitFailed(message)));
                         }
                     }
@@ -995,12 +1026,38 @@ impl Writer {
                 self.apply_sigma(set);
                 let _ = reply.send(());
             }
-            WriteRequest::ChainAction { seq, action } => {
-                if self.store.counter(ACTIONS_CHAINED)? < seq {
-                    self.store.chain_action(&action)?;
+            WriteRequest::ChainAction { seq, action, reply } => {
+                let position = if self.store.counter(ACTIONS_CHAINED)? < seq {
+                    let position = self.store.chain_action(&action)?;
                     self.store.set_counter_now(ACTIONS_CHAINED, seq)?;
-                }
+                    position
+                } else {
+                    0
+                };
+                pending.push(Pending::Raise(reply, position));
             }
+            WriteRequest::Evidence { record, reply } => {
+                let known = self.store.evidence_list()?.into_iter().find(|e| {
+                    e.command_id == record.command_id
+                        && e.host_id == record.host_id
+                        && e.sha256 == record.sha256
+                });
+                let record = match known {
+                    Some(r) => r,
+                    None => self.store.add_evidence(record)?,
+                };
+                pending.push(Pending::Evidence(reply, record));
+            }
+            WriteRequest::DisposeEvidence { id, reply } => match self.store.evidence(&id)? {
+                Some(mut record) => {
+                    record.disposed = true;
+                    self.store.put_evidence(&record)?;
+                    pending.push(Pending::Evidence(reply, record));
+                }
+                None => {
+                    let _ = reply.send(Err(IngestError::NoSuchEvidence(id)));
+                }
+            },
             WriteRequest::Raise { finding, reply } => {
                 // A suppressed finding answers 0: counted, not queued.
                 let id = self.admit(finding, now)?.unwrap_or(0);
@@ -1123,7 +1180,13 @@ fn reply_error(request: WriteRequest, error: impl Fn() -> IngestError) {
                 reply_error(*request, error);
             }
         }
-        WriteRequest::Prune { .. } | WriteRequest::ChainAction { .. } => {}
+        WriteRequest::ChainAction { reply, .. } => {
+            let _ = reply.send(Err(error()));
+        }
+        WriteRequest::Evidence { reply, .. } | WriteRequest::DisposeEvidence { reply, .. } => {
+            let _ = reply.send(Err(error()));
+        }
+        WriteRequest::Prune { .. } => {}
     }
 }
 

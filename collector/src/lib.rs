@@ -171,6 +171,9 @@ pub async fn serve(
             })?,
         );
     let commands = Arc::new(commands::Commands::new(store.clone(), evidence));
+    if let Some(c) = &cluster {
+        commands.set_cluster(c.clone());
+    }
     bootstrap_operators(&store, &config)?;
     let tracker = TaskTracker::new();
     let denials = Arc::new(denials::Denials::new(store.clone()));
@@ -228,6 +231,7 @@ pub async fn serve(
                 ingest.clone(),
                 store.clone(),
                 hosts.clone(),
+                commands.evidence().clone(),
                 shutdown.child_token(),
             )
             .instrument(tracing::info_span!("applier")),

@@ -546,6 +546,83 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
         "B's record of the ping's result is in A's log too: {actions:?}"
     );
 
+    // A snapshot issued through A is received and verified by B (which holds
+    // the host), its bundle put in the object store; A exports it from there.
+    let (ok, snapshot, stderr) = bannin_json(
+        &through_a,
+        &["snapshot", "cluster-agent", "--reason", "cluster case"],
+    );
+    assert!(ok, "snapshot through A: {snapshot} {stderr}");
+    let held = eventually(Duration::from_secs(20), "the evidence listed on A", || {
+        let through_a = through_a.clone();
+        async move {
+            let (_, list, _) = bannin_json(&through_a, &["evidence", "list"]);
+            list.as_array()?.first().cloned()
+        }
+    })
+    .await;
+    let (id, sha) = (
+        held["id"].as_str().expect("id").to_owned(),
+        held["sha256"].as_str().expect("sha256").to_owned(),
+    );
+    let (_, on_b, _) = bannin_json(&operator, &["evidence", "list"]);
+    assert_eq!(
+        on_b[0]["id"],
+        id.as_str(),
+        "the same evidence id on B: {on_b}"
+    );
+    assert!(
+        dir.path()
+            .join("b/evidence")
+            .join(format!("{sha}.tar.zst"))
+            .exists(),
+        "B received the bundle"
+    );
+    let on_a = dir.path().join("a/evidence").join(format!("{sha}.tar.zst"));
+    assert!(!on_a.exists(), "A never received it from the agent");
+    let out = dir.path().join("exported");
+    let (ok, exported, stderr) = bannin_json(
+        &through_a,
+        &[
+            "evidence",
+            "export",
+            &id,
+            "--to",
+            out.to_str().expect("utf8"),
+            "--recipient",
+            "Legal",
+            "--reason",
+            "court",
+        ],
+    );
+    assert!(ok, "export through A: {exported} {stderr}");
+    assert!(on_a.exists(), "A fetched the bundle from the object store");
+    let check = std::process::Command::new("sha256sum")
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(&out)
+        .output()
+        .expect("sha256sum");
+    assert!(
+        check.status.success(),
+        "the export checks with standard tools: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let custody: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("custody.json")).expect("custody.json"),
+    )
+    .expect("json");
+    let verbs: Vec<&str> = custody["custody"]
+        .as_array()
+        .expect("custody events")
+        .iter()
+        .filter_map(|e| e["verb"].as_str())
+        .collect();
+    assert_eq!(
+        verbs,
+        ["evidence.received", "evidence.exported"],
+        "custody recorded on B and on A, one chain: {custody}"
+    );
+
     // The action log is one chain, in one order, on both collectors: what A
     // recorded (the forwarding) and what B recorded (the state change, the
     // command's result) alike, and it verifies on both.

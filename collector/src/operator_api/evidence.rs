@@ -31,7 +31,8 @@ impl OperatorService {
         reason: &str,
         result: String,
     ) -> Result<(), Status> {
-        self.store
+        let id = self
+            .store
             .append_action(&Action {
                 at_unix_ms: bannin_proto::now_unix_ms(),
                 actor: actor.to_owned(),
@@ -41,7 +42,38 @@ impl OperatorService {
                 result,
             })
             .map_err(|e| internal("writing custody", &e))?;
-        self.flush().await
+        self.flush().await?;
+        // Cluster mode: custody read next (an export's custody.json) must
+        // hold this event, so wait until it is in this collector's chain.
+        if let Some(cluster) = &self.cluster {
+            cluster
+                .wait_chained(id)
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Cluster mode: a bundle another collector received is copied here from
+    /// the object store (checked against its hash) before it is read.
+    async fn held_bundle(&self, record: &EvidenceRecord) -> Result<(), Status> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        let evidence = self.commands.evidence();
+        if record.disposed || evidence.bundle_path(&record.sha256).exists() {
+            return Ok(());
+        }
+        let partial = evidence.fetch_path(&record.sha256);
+        cluster
+            .fetch_bundle(&record.sha256, &partial)
+            .await
+            .map_err(|e| Status::unavailable(format!("evidence {}: {e}", record.id)))?;
+        evidence
+            .adopt(&partial, &record.sha256)
+            .map_err(|e| internal("storing the fetched bundle", &e))?;
+        tracing::info!(evidence.id = %record.id, sha256 = %record.sha256, "Bundle fetched from the cluster's object store");
+        Ok(())
     }
 
     /// The record, its custody events and its manifest. The manifest check reads the
@@ -93,6 +125,7 @@ pub(super) async fn show_evidence(
 ) -> Result<Response<v1::EvidenceDetail>, Status> {
     let name = svc.authorize(&request, Rpc::ShowEvidence).await?;
     let record = svc.evidence_record(&request.get_ref().id)?;
+    svc.held_bundle(&record).await?;
     svc.custody_event(
         name.as_str(),
         "evidence.viewed",
@@ -117,6 +150,7 @@ pub(super) async fn verify_evidence(
             record.id
         )));
     }
+    svc.held_bundle(&record).await?;
     let evidence = svc.commands.evidence().clone();
     let held = record.clone();
     let (verified, result) = tokio::task::spawn_blocking(move || evidence.verify(&held))
@@ -158,6 +192,7 @@ pub(super) async fn export_evidence(
             record.id
         )));
     }
+    svc.held_bundle(&record).await?;
     let evidence = svc.commands.evidence().clone();
     let held = record.clone();
     let checked = tokio::task::spawn_blocking(move || evidence.check_for_export(&held))
@@ -252,13 +287,22 @@ pub(super) async fn dispose_evidence(
             record.id
         )));
     }
-    if let Err(e) = svc.commands.evidence().dispose(&record) {
-        return Err(internal("removing the evidence", &e));
+    if let Some(cluster) = &svc.cluster {
+        // Marked on every collector, each removing its own copy, and removed
+        // from the object store.
+        record = cluster
+            .dispose_evidence(&record.id)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+    } else {
+        if let Err(e) = svc.commands.evidence().dispose(&record) {
+            return Err(internal("removing the evidence", &e));
+        }
+        record.disposed = true;
+        svc.store
+            .put_evidence(&record)
+            .map_err(|e| internal("writing evidence", &e))?;
     }
-    record.disposed = true;
-    svc.store
-        .put_evidence(&record)
-        .map_err(|e| internal("writing evidence", &e))?;
     svc.custody_event(
         name.as_str(),
         "evidence.disposed",

@@ -7,20 +7,33 @@
 use super::{Store, StoreError, decode, encode};
 use crate::model::{Action, ChainedAction};
 
+/// The highest outbox id given (cluster mode).
+const OUTBOX_COUNTER: &str = "cluster.outbox";
+
 impl Store {
     /// Records an action. Standalone: appended to the action log at once
     /// (its position is returned). Cluster mode (after
     /// [`Store::route_actions_to_cluster`]): kept durable in the outbox until
     /// it is published to the cluster log, whose order every collector
-    /// chains in — the chain has one order, whoever recorded the action; 0 is
-    /// returned (its position is known once applied).
+    /// chains in — the chain has one order, whoever recorded the action; its
+    /// outbox id is returned (see `Cluster::wait_chained`).
     pub fn append_action(&self, action: &Action) -> Result<u64, StoreError> {
         if let Some(notify) = self.outbox.get() {
-            let id = self.db.generate_id()?;
+            // Ids increase for the life of the store (they name the entries'
+            // messages in the cluster log, and JetStream drops a repeated
+            // name as a duplicate): one past the highest ever given, which is
+            // kept with the entry and flushed with it.
+            let _guard = bannin_proto::lock(&self.action_lock);
+            let last_waiting = match self.action_outbox.last()? {
+                Some((k, _)) => k.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0),
+                None => 0,
+            };
+            let id = self.counter(OUTBOX_COUNTER)?.max(last_waiting) + 1;
+            self.set_counter_now(OUTBOX_COUNTER, id)?;
             self.action_outbox
                 .insert(id.to_be_bytes(), encode(action, "action")?)?;
             notify.notify_one();
-            return Ok(0);
+            return Ok(id);
         }
         self.chain_action(action)
     }
@@ -189,7 +202,7 @@ mod tests {
             store.chain_action(&action(0)).expect("chain");
             let _notify = store.route_actions_to_cluster();
             for n in 1..=3 {
-                assert_eq!(store.append_action(&action(n)).expect("append"), 0);
+                assert!(store.append_action(&action(n)).expect("append") > 0);
             }
             assert_eq!(
                 store.actions().expect("actions").len(),
@@ -224,6 +237,14 @@ mod tests {
         // What the cluster log hands back is chained in its order.
         store.chain_action(&waiting[1].1).expect("chain");
         assert_eq!(store.verify_actions().expect("verify"), Ok(2));
+        // Ids keep increasing after a restart, the outbox emptied: a new
+        // entry never reuses the name of one already published.
+        let highest = waiting.iter().map(|(id, _)| *id).max().expect("ids");
+        for (id, _) in &waiting {
+            store.remove_outbox_action(*id).expect("remove");
+        }
+        let _notify = store.route_actions_to_cluster();
+        assert!(store.append_action(&action(4)).expect("append") > highest);
     }
 
     #[test]
