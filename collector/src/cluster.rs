@@ -185,6 +185,15 @@ pub enum Op {
         /// The record (its id is given when applied).
         record: EvidenceRecord,
     },
+    /// A host's desired isolation state, as the collector holding it set it:
+    /// every collector shows it (and a collector taking the host over knows
+    /// what to reconcile).
+    Isolation {
+        /// The host.
+        host_id: String,
+        /// The state.
+        isolation: crate::model::Isolation,
+    },
     /// A piece of evidence disposed of: marked so everywhere, and every
     /// collector's local copy removed.
     DisposeEvidence {
@@ -910,6 +919,17 @@ fn decode(
                     (
                         Some(Box::new(WriteRequest::ChainAction { seq, action, reply })),
                         Applying::Action(mine, rx),
+                    )
+                }
+                Op::Isolation { host_id, isolation } => {
+                    let (reply, rx) = oneshot::channel();
+                    (
+                        Some(Box::new(WriteRequest::PutIsolation {
+                            host_id,
+                            isolation,
+                            reply,
+                        })),
+                        Applying::Raise(op_id, rx),
                     )
                 }
                 Op::Evidence { record } => {

@@ -253,6 +253,7 @@ impl Commands {
                     confirmed: false,
                 },
             )?;
+            self.share_isolation(host.as_str()).await;
         }
         self.store.put_command(&command)?;
         self.store.append_action(&Action {
@@ -369,6 +370,7 @@ impl Commands {
             {
                 desired.confirmed = result.ok;
                 self.store.put_isolation(host.as_str(), &desired)?;
+                self.share_isolation(host.as_str()).await;
             }
             if !result.ok {
                 tracing::error!(host.id = %host, detail = %result.detail, "Host could not re-apply its isolation");
@@ -502,6 +504,7 @@ impl Commands {
                 desired.confirmed = true;
             }
             self.store.put_isolation(host.as_str(), &desired)?;
+            self.share_isolation(host.as_str()).await;
         }
         self.store.append_action(&Action {
             at_unix_ms: now,
@@ -551,6 +554,7 @@ impl Commands {
                         desired.isolated = !desired.isolated;
                         desired.confirmed = true;
                         self.store.put_isolation(&command.host_id, &desired)?;
+                        self.share_isolation(&command.host_id).await;
                     }
                 }
                 tracing::warn!(command.id = %command.wire_id(), host.id = %command.host_id, "Command expired undelivered");
@@ -580,6 +584,31 @@ impl Commands {
                 c
             })
             .collect())
+    }
+
+    /// Cluster mode: publishes `host`'s desired isolation state, as just
+    /// stored here, for every collector (failures are logged: this
+    /// collector's own state is already right, and the next change carries
+    /// the whole state again).
+    async fn share_isolation(&self, host: &str) {
+        let Some(cluster) = self.cluster.get() else {
+            return;
+        };
+        let isolation = match self.store.isolation(host) {
+            Ok(Some(i)) => i,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::error!(host.id = %host, %error, "Cannot read the isolation state to share");
+                return;
+            }
+        };
+        let op = crate::cluster::Op::Isolation {
+            host_id: host.to_owned(),
+            isolation,
+        };
+        if let Err(error) = cluster.submit(op, None).await {
+            tracing::warn!(host.id = %host, %error, "Isolation state not shared with the other collectors");
+        }
     }
 
     /// Cluster mode: record evidence through `cluster`.

@@ -156,6 +156,15 @@ pub enum WriteRequest {
         /// Answered with the record and its id once durable.
         reply: oneshot::Sender<Result<crate::model::EvidenceRecord, IngestError>>,
     },
+    /// Cluster mode: set a host's desired isolation state.
+    PutIsolation {
+        /// The host.
+        host_id: String,
+        /// The state.
+        isolation: crate::model::Isolation,
+        /// Answered (0) once durable.
+        reply: oneshot::Sender<Result<u64, IngestError>>,
+    },
     /// Cluster mode: mark a piece of evidence disposed of.
     DisposeEvidence {
         /// Its id (`e3`).
@@ -1036,6 +1045,14 @@ impl Writer {
                 };
                 pending.push(Pending::Raise(reply, position));
             }
+            WriteRequest::PutIsolation {
+                host_id,
+                isolation,
+                reply,
+            } => {
+                self.store.put_isolation(&host_id, &isolation)?;
+                pending.push(Pending::Raise(reply, 0));
+            }
             WriteRequest::Evidence { record, reply } => {
                 let known = self.store.evidence_list()?.into_iter().find(|e| {
                     e.command_id == record.command_id
@@ -1180,7 +1197,7 @@ fn reply_error(request: WriteRequest, error: impl Fn() -> IngestError) {
                 reply_error(*request, error);
             }
         }
-        WriteRequest::ChainAction { reply, .. } => {
+        WriteRequest::ChainAction { reply, .. } | WriteRequest::PutIsolation { reply, .. } => {
             let _ = reply.send(Err(error()));
         }
         WriteRequest::Evidence { reply, .. } | WriteRequest::DisposeEvidence { reply, .. } => {

@@ -688,3 +688,200 @@ async fn whole_log(mut ops: OperatorClient<Channel>) -> Option<Vec<(u64, String,
         after = page.next_after_seq;
     }
 }
+
+/// `bannin ARGS --json` through the operator config `operator`, run inside
+/// the lab's collector namespace.
+fn lab_cli(
+    lab: &bannin_tests::netns::Lab,
+    operator: &std::path::Path,
+    args: &[&str],
+) -> (bool, serde_json::Value, String) {
+    let out = lab
+        .command(
+            bannin_tests::netns::Host::Collector,
+            &bannin_tests::bin("bannin"),
+        )
+        .args(args)
+        .arg("--json")
+        .arg("--config")
+        .arg(operator)
+        .output()
+        .expect("bannin");
+    (
+        out.status.success(),
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Polls `check` every 200 ms for up to `secs` seconds.
+fn lab_wait(secs: u64, what: &str, mut check: impl FnMut() -> bool, logs: impl Fn() -> String) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn isolate_through_one_collector_isolates_a_host_on_the_other_in_the_namespace_lab() {
+    use bannin_tests::netns::{Host, Lab, is_root};
+    use bannin_tests::{Proc, agent_config, bin, collector_config};
+    require_nats();
+    assert!(
+        is_root(),
+        "isolation tests need root (network namespaces, nftables)"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lab = Lab::new();
+    let pki = TestPki::new(dir.path());
+    // One NATS server and two collectors on the collector host.
+    let nats = NatsCluster::start_in(
+        &dir.path().join("nats"),
+        &pki,
+        1,
+        Some(&lab.ns(Host::Collector)),
+    );
+    let mut collectors = Vec::new();
+    let mut addrs = Vec::new();
+    for (name, port) in [("a", 7451u16), ("b", 7452u16)] {
+        let cdir = dir.path().join(name);
+        let config = collector_config(&cdir, &pki, port, &nats.collector_section(name, 1));
+        let text = std::fs::read_to_string(&config).expect("config");
+        std::fs::write(
+            &config,
+            text.replace(
+                &format!("127.0.0.1:{port}"),
+                &format!("{}:{port}", Host::Collector.v4()),
+            ),
+        )
+        .expect("config");
+        let mut command = lab.command(Host::Collector, &bin("bannin-collector"));
+        command.arg("serve").arg("--config").arg(&config);
+        collectors.push(Proc::spawn(command, cdir.join("collector.log")));
+        addrs.push(
+            format!("{}:{port}", Host::Collector.v4())
+                .parse::<SocketAddr>()
+                .expect("addr"),
+        );
+    }
+    let logs = || {
+        collectors
+            .iter()
+            .map(Proc::log_text)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for addr in &addrs {
+        lab_wait(
+            60,
+            "collector listening",
+            || lab.can_connect(Host::Peer, &addr.ip().to_string(), addr.port()),
+            logs,
+        );
+    }
+    let mut peer = lab.command(Host::Peer, std::path::Path::new("python3"));
+    peer.args(["-m", "http.server", "9000", "--bind", "::"]);
+    let _peer = Proc::spawn(peer, dir.path().join("peer.log"));
+    lab_wait(
+        30,
+        "peer listener",
+        || lab.can_connect(Host::Agent, &Host::Peer.v4(), 9000),
+        logs,
+    );
+
+    // The agent knows both collectors, B first: B holds its stream.
+    let agent_dir = dir.path().join("agent");
+    std::fs::create_dir_all(&agent_dir).expect("agent dir");
+    let config = agent_config(
+        &agent_dir,
+        &pki.agent("web-01"),
+        addrs[1],
+        &AgentOptions {
+            more_collectors: vec![addrs[0]],
+            net_listener: false,
+            ..AgentOptions::default()
+        },
+    );
+    let mut command = lab.command(Host::Agent, &bin("bannin-agent"));
+    command.arg("run").arg("--config").arg(&config);
+    let agent = Proc::spawn(command, agent_dir.join("agent.log"));
+    let operator_dir = dir.path().join("operator");
+    std::fs::create_dir_all(&operator_dir).expect("dir");
+    let through_a = operator_toml(&operator_dir, &pki.operator("alice"), addrs[0]);
+    let host = |field: &str| {
+        let (_, hosts, _) = lab_cli(&lab, &through_a, &["hosts"]);
+        hosts
+            .as_array()
+            .and_then(|h| h.iter().find(|h| h["host_id"] == "web-01"))
+            .map(|h| h[field].clone())
+    };
+    lab_wait(
+        60,
+        "the agent online on B, seen through A",
+        || host("collector") == Some("b".into()) && host("online") == Some(true.into()),
+        || format!("{}\nagent: {}", logs(), agent.log_text()),
+    );
+
+    // `bannin isolate` issued on A: B delivers it, the host is cut off from
+    // everything but its collectors.
+    let (ok, record, stderr) = lab_cli(
+        &lab,
+        &through_a,
+        &["isolate", "web-01", "--reason", "compromised"],
+    );
+    assert!(ok, "isolate through A: {record} {stderr}\n{}", logs());
+    assert_eq!(record["state"], "succeeded", "{record}");
+    assert!(
+        !lab.can_connect(Host::Agent, &Host::Peer.v4(), 9000)
+            && !lab.can_connect(Host::Agent, &Host::Peer.v6(), 9000),
+        "isolated: the peer is unreachable over IPv4 and IPv6"
+    );
+    for addr in &addrs {
+        assert!(
+            lab.can_connect(Host::Agent, &addr.ip().to_string(), addr.port()),
+            "both collectors stay reachable ({addr})"
+        );
+    }
+    lab_wait(
+        30,
+        "the isolation confirmed, seen through A",
+        || host("isolation") == Some("isolated".into()),
+        logs,
+    );
+    lab_wait(
+        30,
+        "A's action log saying where the command went",
+        || {
+            let (_, log, _) = lab_cli(&lab, &through_a, &["actions", "--host", "web-01"]);
+            log.as_array().is_some_and(|entries| {
+                entries.iter().any(|e| {
+                    e["verb"] == "command.isolate"
+                        && e["result"]
+                            .as_str()
+                            .is_some_and(|r| r.contains("forwarded to collector b"))
+                })
+            })
+        },
+        logs,
+    );
+
+    let (ok, record, stderr) = lab_cli(
+        &lab,
+        &through_a,
+        &["release", "web-01", "--reason", "clean"],
+    );
+    assert!(ok, "release through A: {record} {stderr}");
+    assert_eq!(record["state"], "succeeded", "{record}");
+    assert!(
+        lab.can_connect(Host::Agent, &Host::Peer.v4(), 9000),
+        "released: the peer is reachable again"
+    );
+    drop(agent);
+    drop(collectors);
+    drop(nats);
+}
