@@ -194,6 +194,20 @@ pub enum Op {
         /// The state.
         isolation: crate::model::Isolation,
     },
+    /// An operator added, re-roled or disabled: every collector's operator
+    /// table changes (and live operator streams are re-checked).
+    Operator {
+        /// The operator's record as it now is.
+        record: crate::model::OperatorRecord,
+    },
+    /// A host revoked: every collector refuses its keys and cuts the
+    /// sessions it holds.
+    RevokeHost {
+        /// Who, by whom, why.
+        revoked: crate::model::RevokedHost,
+        /// Every key revoked with it.
+        keys: Vec<String>,
+    },
     /// A piece of evidence disposed of: marked so everywhere, and every
     /// collector's local copy removed.
     DisposeEvidence {
@@ -690,6 +704,8 @@ enum Applying {
         bool,
         oneshot::Receiver<Result<EvidenceRecord, IngestError>>,
     ),
+    /// An operation already carried out by the applier: its answer.
+    Done(String, Box<OpReply>),
     /// Nothing to wait for (a message that could not be read).
     Nothing,
 }
@@ -703,8 +719,14 @@ pub async fn run_applier(
     store: Store,
     hosts: Arc<crate::hosts::HostRegistry>,
     evidence: Arc<crate::evidence::Evidence>,
+    operator_changes: Arc<tokio::sync::watch::Sender<u64>>,
     shutdown: CancellationToken,
 ) {
+    let side = SideEffects {
+        store: store.clone(),
+        hosts: hosts.clone(),
+        operator_changes,
+    };
     loop {
         let durable = match store.counter(APPLIED_COUNTER) {
             Ok(d) => d,
@@ -713,7 +735,7 @@ pub async fn run_applier(
                 0
             }
         };
-        match apply_from(&cluster, &ingest, &hosts, &evidence, durable, &shutdown).await {
+        match apply_from(&cluster, &ingest, &side, &evidence, durable, &shutdown).await {
             Ok(()) => return,
             Err(reason) => {
                 tracing::warn!(%reason, applied = durable, "Log applier restarting");
@@ -729,7 +751,7 @@ pub async fn run_applier(
 async fn apply_from(
     cluster: &Arc<Cluster>,
     ingest: &Ingest,
-    hosts: &crate::hosts::HostRegistry,
+    side: &SideEffects,
     evidence: &Arc<crate::evidence::Evidence>,
     durable: u64,
     shutdown: &CancellationToken,
@@ -807,11 +829,15 @@ async fn apply_from(
                 "The log no longer holds messages this collector had not applied (removed by the stream's limits); continuing from the oldest it holds"
             );
         }
-        let (request, applying) = decode(ingest, cluster.name(), &message, seq, at);
+        let (request, applying) = match carry_out(&message, side).await {
+            Err(reason) => break Err(reason),
+            Ok(Some(done)) => (None, done),
+            Ok(None) => decode(ingest, cluster.name(), &message, seq, at),
+        };
         if let Some(WriteRequest::Raise { finding, .. }) = request.as_deref()
             && finding.kind == "host.silent"
         {
-            hosts.mark_silent(finding.host_id.as_str());
+            side.hosts.mark_silent(finding.host_id.as_str());
         }
         if writer
             .send(WriteRequest::Applied {
@@ -833,6 +859,77 @@ async fn apply_from(
     drop(applying_tx);
     let _ = answers.await;
     outcome
+}
+
+/// What the applier changes itself, outside the writer.
+pub struct SideEffects {
+    /// This collector's store.
+    pub store: Store,
+    /// Its host registry (revocations).
+    pub hosts: Arc<crate::hosts::HostRegistry>,
+    /// Bumped when operators change (live operator streams re-check).
+    pub operator_changes: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+/// Carries out an operation that changes what lives outside the writer
+/// (operators, revocations) before the log position moves past it: durable
+/// before the writer stores the position, so a crash re-applies it (both are
+/// idempotent). `None` for every other message; an error when it could not
+/// be carried out (the applier starts again from the durable position).
+async fn carry_out(
+    message: &jetstream::Message,
+    side: &SideEffects,
+) -> Result<Option<Applying>, String> {
+    if message.subject.as_str() != OP_SUBJECT {
+        return Ok(None);
+    }
+    let op_id = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(OP_HEADER))
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default();
+    let Ok(op) = serde_json::from_slice::<Op>(&message.payload) else {
+        return Ok(None);
+    };
+    match op {
+        Op::Operator { record } => {
+            let store = side.store.clone();
+            let name = record.name.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                store.put_operator(&record)?;
+                store.make_durable()
+            })
+            .await;
+            match done {
+                Ok(Ok(())) => {
+                    side.operator_changes.send_modify(|n| *n += 1);
+                    tracing::info!(operator = %name, "Operator change applied from the log");
+                    Ok(Some(Applying::Done(op_id, Box::new(OpReply::Raise(Ok(0))))))
+                }
+                Ok(Err(e)) => Err(format!("applying an operator change: {e}")),
+                Err(e) => Err(format!("applying an operator change: {e}")),
+            }
+        }
+        Op::RevokeHost { revoked, keys } => {
+            let hosts = side.hosts.clone();
+            let host = revoked.host_id.clone();
+            let done = tokio::task::spawn_blocking(move || hosts.revoke(revoked, &keys)).await;
+            match done {
+                Ok(Ok((cut, _))) => {
+                    tracing::warn!(host.id = %host, sessions_cut = cut, "Host revoked (from the log)");
+                    let cut = u64::try_from(cut).unwrap_or(0);
+                    Ok(Some(Applying::Done(
+                        op_id,
+                        Box::new(OpReply::Raise(Ok(cut))),
+                    )))
+                }
+                Ok(Err(e)) => Err(format!("applying a revocation: {e}")),
+                Err(e) => Err(format!("applying a revocation: {e}")),
+            }
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Turns one log message into the writer's request.
@@ -931,6 +1028,10 @@ fn decode(
                         })),
                         Applying::Raise(op_id, rx),
                     )
+                }
+                Op::Operator { .. } | Op::RevokeHost { .. } => {
+                    // Carried out by the applier (`carry_out`), not the writer.
+                    (None, Applying::Nothing)
                 }
                 Op::Evidence { record } => {
                     let (reply, rx) = oneshot::channel();
@@ -1063,6 +1164,7 @@ async fn forward_answers(
                 }
                 Err(_) => return,
             },
+            Applying::Done(op, reply) => cluster.answer(&op, *reply),
             Applying::Nothing => {}
         }
     }

@@ -176,6 +176,9 @@ pub async fn serve(
     }
     bootstrap_operators(&store, &config)?;
     let tracker = TaskTracker::new();
+    // Bumped at every operator change (cluster mode: also when one is applied
+    // from the log), so live operator streams re-check their caller.
+    let operator_changes = Arc::new(tokio::sync::watch::channel(0).0);
     let denials = Arc::new(denials::Denials::new(store.clone()));
     {
         let (denials, stop) = (denials.clone(), shutdown.child_token());
@@ -232,6 +235,7 @@ pub async fn serve(
                 store.clone(),
                 hosts.clone(),
                 commands.evidence().clone(),
+                operator_changes.clone(),
                 shutdown.child_token(),
             )
             .instrument(tracing::info_span!("applier")),
@@ -339,7 +343,7 @@ pub async fn serve(
         hosts,
         commands,
         shutdown: shutdown.child_token(),
-        operator_changes: Arc::new(tokio::sync::watch::channel(0).0),
+        operator_changes,
         denials,
         cluster: cluster.clone(),
     };

@@ -653,6 +653,53 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
         assert!(verdict.ok, "the action log verifies on {name}: {verdict:?}");
         assert_eq!(verdict.entries as usize, chain_b.len());
     }
+
+    // Operators and revocations changed through one collector hold on every
+    // collector.
+    let (ok, _, stderr) = bannin_json(&through_a, &["operator", "add", "bob", "--role", "viewer"]);
+    assert!(ok, "operator add through A: {stderr}");
+    let bob_dir = dir.path().join("bob");
+    std::fs::create_dir_all(&bob_dir).expect("dir");
+    let bob_on_b = operator_toml(&bob_dir, &pki.operator("bob"), addr_b);
+    eventually(
+        Duration::from_secs(20),
+        "bob, added through A, reads through B",
+        || {
+            let bob = bob_on_b.clone();
+            async move { bannin_json(&bob, &["hosts"]).0.then_some(()) }
+        },
+    )
+    .await;
+    let (ok, _, stderr) = bannin_json(&through_a, &["operator", "disable", "bob"]);
+    assert!(ok, "operator disable through A: {stderr}");
+    eventually(
+        Duration::from_secs(20),
+        "bob, disabled through A, refused by B",
+        || {
+            let bob = bob_on_b.clone();
+            async move { (!bannin_json(&bob, &["hosts"]).0).then_some(()) }
+        },
+    )
+    .await;
+    let (ok, revoked, stderr) = bannin_json(
+        &operator,
+        &["host", "revoke", "stream-a1", "--reason", "key stolen"],
+    );
+    assert!(ok, "host revoke through B: {revoked} {stderr}");
+    eventually(
+        Duration::from_secs(20),
+        "stream-a1, revoked through B, refused by A",
+        || {
+            let pki = pki.clone();
+            async move {
+                SimAgent::connect(&pki, "stream-a1", addr_a, &["10.30.0.5/24"], &[])
+                    .await
+                    .is_err()
+                    .then_some(())
+            }
+        },
+    )
+    .await;
 }
 
 /// Finding ids in a JSON lines export file (none if it does not exist).

@@ -143,18 +143,48 @@ pub(super) async fn revoke_host(
                 .map_err(|e| Status::invalid_argument(format!("certificate {}: {e}", n + 1)))?,
         );
     }
-    let (cut, keys) = svc
-        .hosts
-        .revoke(
-            crate::model::RevokedHost {
-                host_id: host.to_string(),
-                by: name.to_string(),
-                at_unix_ms: bannin_proto::now_unix_ms(),
-                reason: r.reason.clone(),
-            },
-            &keys,
-        )
-        .map_err(|e| internal("revoking", &e))?;
+    let revoked = crate::model::RevokedHost {
+        host_id: host.to_string(),
+        by: name.to_string(),
+        at_unix_ms: bannin_proto::now_unix_ms(),
+        reason: r.reason.clone(),
+    };
+    let (cut, keys) = match &svc.cluster {
+        // Cluster mode: every collector revokes it (and cuts the sessions it
+        // holds) as it applies the log.
+        Some(cluster) => {
+            let mut all = svc
+                .store
+                .host_keys(host.as_str())
+                .map_err(|e| internal("reading host keys", &e))?;
+            for k in keys {
+                if !all.contains(&k) {
+                    all.push(k);
+                }
+            }
+            let holder = cluster.holder(host.as_str()).await;
+            let here = cluster
+                .submit(
+                    crate::cluster::Op::RevokeHost {
+                        revoked,
+                        keys: all.clone(),
+                    },
+                    None,
+                )
+                .await
+                .and_then(crate::cluster::OpReply::into_raise)
+                .map_err(|e| Status::unavailable(format!("{e}; nothing changed, try again")))?;
+            let elsewhere = holder.is_some_and(|h| h != cluster.name());
+            (
+                usize::try_from(here).unwrap_or(0) + usize::from(elsewhere),
+                all,
+            )
+        }
+        None => svc
+            .hosts
+            .revoke(revoked, &keys)
+            .map_err(|e| internal("revoking", &e))?,
+    };
     svc.store
         .append_action(&Action {
             at_unix_ms: bannin_proto::now_unix_ms(),

@@ -57,25 +57,40 @@ impl OperatorService {
                 "an admin cannot demote or disable themselves",
             ));
         }
+        // Cluster mode: through the log, so every collector applies the
+        // change (an operator disabled on one is disabled on all).
+        if let Some(cluster) = &self.cluster {
+            cluster
+                .submit(
+                    crate::cluster::Op::Operator {
+                        record: record.clone(),
+                    },
+                    None,
+                )
+                .await
+                .and_then(crate::cluster::OpReply::into_raise)
+                .map_err(|e| Status::unavailable(format!("{e}; nothing changed, try again")))?;
+        } else {
+            self.store
+                .put_operator(&record)
+                .map_err(|e| internal("changing operators", &e))?;
+        }
         self.store
-            .put_operator(&record)
-            .and_then(|()| {
-                self.store.append_action(&Action {
-                    at_unix_ms: bannin_proto::now_unix_ms(),
-                    actor: admin.to_string(),
-                    verb: verb.to_owned(),
-                    target: record.name.clone(),
-                    reason: String::new(),
-                    result: format!(
-                        "{} {}",
-                        record.role.as_str(),
-                        if record.enabled {
-                            "enabled"
-                        } else {
-                            "disabled"
-                        }
-                    ),
-                })
+            .append_action(&Action {
+                at_unix_ms: bannin_proto::now_unix_ms(),
+                actor: admin.to_string(),
+                verb: verb.to_owned(),
+                target: record.name.clone(),
+                reason: String::new(),
+                result: format!(
+                    "{} {}",
+                    record.role.as_str(),
+                    if record.enabled {
+                        "enabled"
+                    } else {
+                        "disabled"
+                    }
+                ),
             })
             .map_err(|e| internal("changing operators", &e))?;
         self.flush().await?;
