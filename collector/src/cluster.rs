@@ -208,6 +208,25 @@ pub enum Op {
         /// Every key revoked with it.
         keys: Vec<String>,
     },
+    /// An incident opened: applying it gives it the next incident id (the
+    /// same on every collector).
+    OpenIncident {
+        /// The incident (its id is given when applied).
+        incident: crate::model::Incident,
+    },
+    /// An incident changed: every collector applies the same update to its
+    /// copy, in log order (two operators updating at once both get their
+    /// change, in one order).
+    UpdateIncident {
+        /// Its id.
+        id: u64,
+        /// The change.
+        update: crate::incidents::Update,
+        /// Who.
+        operator: String,
+        /// When (the caller's clock, as a standalone collector records it).
+        at_unix_ms: i64,
+    },
     /// A piece of evidence disposed of: marked so everywhere, and every
     /// collector's local copy removed.
     DisposeEvidence {
@@ -829,7 +848,7 @@ async fn apply_from(
                 "The log no longer holds messages this collector had not applied (removed by the stream's limits); continuing from the oldest it holds"
             );
         }
-        let (request, applying) = match carry_out(&message, side).await {
+        let (request, applying) = match carry_out(&message, seq, side).await {
             Err(reason) => break Err(reason),
             Ok(Some(done)) => (None, done),
             Ok(None) => decode(ingest, cluster.name(), &message, seq, at),
@@ -878,6 +897,7 @@ pub struct SideEffects {
 /// be carried out (the applier starts again from the durable position).
 async fn carry_out(
     message: &jetstream::Message,
+    seq: u64,
     side: &SideEffects,
 ) -> Result<Option<Applying>, String> {
     if message.subject.as_str() != OP_SUBJECT {
@@ -928,9 +948,80 @@ async fn carry_out(
                 Err(e) => Err(format!("applying a revocation: {e}")),
             }
         }
+        Op::OpenIncident { mut incident } => {
+            let store = side.store.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                // Carried out already (a re-read after a failed commit): the
+                // same incident, not a second one.
+                if store.counter(CARRIED_OUT)? >= seq {
+                    let same = store.incidents()?.into_iter().rev().find(|i| {
+                        i.title == incident.title
+                            && i.opened_by == incident.opened_by
+                            && i.opened_unix_ms == incident.opened_unix_ms
+                    });
+                    return Ok(same.map_or(0, |i| i.id));
+                }
+                incident.id = store.next_incident_id()?;
+                store.put_incident(&incident)?;
+                store.set_counter_now(CARRIED_OUT, seq)?;
+                store.make_durable()?;
+                Ok::<_, crate::store::StoreError>(incident.id)
+            })
+            .await;
+            match done {
+                Ok(Ok(id)) => Ok(Some(Applying::Done(
+                    op_id,
+                    Box::new(OpReply::Raise(Ok(id))),
+                ))),
+                Ok(Err(e)) => Err(format!("opening an incident: {e}")),
+                Err(e) => Err(format!("opening an incident: {e}")),
+            }
+        }
+        Op::UpdateIncident {
+            id,
+            update,
+            operator,
+            at_unix_ms,
+        } => {
+            let store = side.store.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                if store.counter(CARRIED_OUT)? >= seq {
+                    return Ok(Ok(id));
+                }
+                let Some(mut incident) = store.incident(id)? else {
+                    return Ok(Err(format!("no incident {id}")));
+                };
+                // Refused here as it would be on a standalone collector (the
+                // caller checked it first; a concurrent change may have
+                // closed it since).
+                let outcome =
+                    match crate::incidents::apply(&mut incident, update, &operator, at_unix_ms) {
+                        Ok(_) => {
+                            store.put_incident(&incident)?;
+                            Ok(id)
+                        }
+                        Err(e) => Err(e.to_string()),
+                    };
+                store.set_counter_now(CARRIED_OUT, seq)?;
+                store.make_durable()?;
+                Ok::<_, crate::store::StoreError>(outcome)
+            })
+            .await;
+            match done {
+                Ok(Ok(outcome)) => Ok(Some(Applying::Done(
+                    op_id,
+                    Box::new(OpReply::Raise(outcome.map_err(IngestError::Cluster))),
+                ))),
+                Ok(Err(e)) => Err(format!("updating an incident: {e}")),
+                Err(e) => Err(format!("updating an incident: {e}")),
+            }
+        }
         _ => Ok(None),
     }
 }
+
+/// The stream sequence of the last operation [`carry_out`] carried out.
+const CARRIED_OUT: &str = "cluster.carried_out";
 
 /// Turns one log message into the writer's request.
 fn decode(
@@ -1029,7 +1120,10 @@ fn decode(
                         Applying::Raise(op_id, rx),
                     )
                 }
-                Op::Operator { .. } | Op::RevokeHost { .. } => {
+                Op::Operator { .. }
+                | Op::RevokeHost { .. }
+                | Op::OpenIncident { .. }
+                | Op::UpdateIncident { .. } => {
                     // Carried out by the applier (`carry_out`), not the writer.
                     (None, Applying::Nothing)
                 }

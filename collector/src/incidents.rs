@@ -143,7 +143,7 @@ pub fn check_title(title: &str) -> Result<(), IncidentError> {
 }
 
 /// What an operator asked to change; empty fields change nothing.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Update {
     /// Findings to attach (already checked to exist).
     pub add_findings: Vec<u64>,

@@ -654,6 +654,56 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
         assert_eq!(verdict.entries as usize, chain_b.len());
     }
 
+    // An incident opened through A and worked through B is one incident.
+    let first_id = first.to_string();
+    let (ok, opened, stderr) = bannin_json(
+        &through_a,
+        &[
+            "incident",
+            "open",
+            "--title",
+            "Spread of kworker",
+            "--severity",
+            "high",
+            "--finding",
+            &first_id,
+        ],
+    );
+    assert!(ok, "incident open through A: {opened} {stderr}");
+    let incident = opened["incident"]["id"].to_string();
+    let (ok, _, stderr) = bannin_json(&operator, &["incident", "note", &incident, "seen on B"]);
+    assert!(ok, "incident note through B: {stderr}");
+    let (ok, _, stderr) = bannin_json(
+        &operator,
+        &["incident", "set-status", &incident, "contained"],
+    );
+    assert!(ok, "incident set-status through B: {stderr}");
+    let shown = eventually(
+        Duration::from_secs(20),
+        "B's changes to the incident seen through A",
+        || {
+            let (through_a, incident) = (through_a.clone(), incident.clone());
+            async move {
+                let (_, shown, _) = bannin_json(&through_a, &["incident", "show", &incident]);
+                (shown["incident"]["status"] == "contained").then_some(shown)
+            }
+        },
+    )
+    .await;
+    assert!(
+        shown.to_string().contains("seen on B"),
+        "the note made through B is on A: {shown}"
+    );
+    let (ok, backwards, _) =
+        bannin_json(&through_a, &["incident", "set-status", &incident, "open"]);
+    assert!(
+        !ok,
+        "status moves forward only, through any collector: {backwards}"
+    );
+    let (_, list_a, _) = bannin_json(&through_a, &["incident", "list"]);
+    let (_, list_b, _) = bannin_json(&operator, &["incident", "list"]);
+    assert_eq!(list_a, list_b, "one list of incidents");
+
     // Operators and revocations changed through one collector hold on every
     // collector.
     let (ok, _, stderr) = bannin_json(&through_a, &["operator", "add", "bob", "--role", "viewer"]);

@@ -51,18 +51,48 @@ impl OperatorService {
     ) -> Result<(), Status> {
         self.store
             .put_incident(incident)
-            .and_then(|()| {
-                self.store.append_action(&Action {
-                    at_unix_ms: bannin_proto::now_unix_ms(),
-                    actor: operator.to_owned(),
-                    verb: verb.to_owned(),
-                    target: incident.target(),
-                    reason: String::new(),
-                    result,
-                })
+            .map_err(|e| internal("writing the incident", &e))?;
+        self.incident_action(incident, operator, verb, result).await
+    }
+
+    async fn incident_action(
+        &self,
+        incident: &Incident,
+        operator: &str,
+        verb: &str,
+        result: String,
+    ) -> Result<(), Status> {
+        self.store
+            .append_action(&Action {
+                at_unix_ms: bannin_proto::now_unix_ms(),
+                actor: operator.to_owned(),
+                verb: verb.to_owned(),
+                target: incident.target(),
+                reason: String::new(),
+                result,
             })
             .map_err(|e| internal("writing the incident", &e))?;
         self.flush().await
+    }
+
+    /// Cluster mode: an incident operation through the log; its answer (the
+    /// incident's id) once this collector has applied it.
+    async fn incident_op(&self, op: crate::cluster::Op) -> Result<Option<u64>, Status> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(None);
+        };
+        match cluster.submit(op, None).await {
+            Ok(reply) => match reply.into_raise() {
+                Ok(id) => Ok(Some(id)),
+                Err(crate::ingest::IngestError::Cluster(why)) => {
+                    Err(Status::failed_precondition(why))
+                }
+                Err(e) => Err(Status::unavailable(e.to_string())),
+            },
+            Err(e) => Err(Status::unavailable(format!(
+                "{e}; nothing changed, try again"
+            ))),
+        }
     }
 
     fn check_findings(&self, ids: &[u64]) -> Result<(), Status> {
@@ -100,7 +130,7 @@ pub(super) async fn open_incident(
     incidents::check_title(&r.title).map_err(refused)?;
     let severity: IncidentSeverity = r.severity.parse().map_err(refused)?;
     svc.check_findings(&r.findings)?;
-    let incident = Incident {
+    let mut incident = Incident {
         id: svc
             .store
             .next_incident_id()
@@ -119,13 +149,23 @@ pub(super) async fn open_incident(
         opened_by: name.to_string(),
         closed_unix_ms: 0,
     };
-    svc.save_incident(
-        &incident,
-        name.as_str(),
-        "incident.open",
-        format!("{} ({})", incident.title, incident.severity),
-    )
-    .await?;
+    let result = format!("{} ({})", incident.title, incident.severity);
+    match svc
+        .incident_op(crate::cluster::Op::OpenIncident {
+            incident: incident.clone(),
+        })
+        .await?
+    {
+        Some(id) => {
+            incident = svc.incident_record(id)?;
+            svc.incident_action(&incident, name.as_str(), "incident.open", result)
+                .await?;
+        }
+        None => {
+            svc.save_incident(&incident, name.as_str(), "incident.open", result)
+                .await?;
+        }
+    }
     Ok(Response::new(svc.incident_detail(&incident)?))
 }
 
@@ -173,20 +213,34 @@ pub(super) async fn update_incident(
         severity: r.severity,
         status: r.status,
     };
-    let changes = incidents::apply(
-        &mut incident,
+    let now = bannin_proto::now_unix_ms();
+    let changes =
+        incidents::apply(&mut incident, update.clone(), name.as_str(), now).map_err(refused)?;
+    let op = crate::cluster::Op::UpdateIncident {
+        id: incident.id,
         update,
-        name.as_str(),
-        bannin_proto::now_unix_ms(),
-    )
-    .map_err(refused)?;
-    svc.save_incident(
-        &incident,
-        name.as_str(),
-        "incident.update",
-        changes.join("; "),
-    )
-    .await?;
+        operator: name.to_string(),
+        at_unix_ms: now,
+    };
+    if svc.incident_op(op).await?.is_some() {
+        // As every collector applied it (in log order).
+        incident = svc.incident_record(incident.id)?;
+        svc.incident_action(
+            &incident,
+            name.as_str(),
+            "incident.update",
+            changes.join("; "),
+        )
+        .await?;
+    } else {
+        svc.save_incident(
+            &incident,
+            name.as_str(),
+            "incident.update",
+            changes.join("; "),
+        )
+        .await?;
+    }
     Ok(Response::new(svc.incident_detail(&incident)?))
 }
 
