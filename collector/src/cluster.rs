@@ -227,6 +227,27 @@ pub enum Op {
         /// When (the caller's clock, as a standalone collector records it).
         at_unix_ms: i64,
     },
+    /// An enrollment token created (its id made so no collector makes it
+    /// again).
+    PutToken {
+        /// The token (its secret's hash only).
+        record: crate::model::TokenRecord,
+    },
+    /// One use of a token taken by a host enrolling through some collector:
+    /// applied in log order, so a token's last use is taken once.
+    UseToken {
+        /// Token id.
+        id: String,
+        /// The enrolling host.
+        host: String,
+        /// When (the enrolling collector's clock; expiry is judged by it).
+        at_unix_ms: i64,
+    },
+    /// A token revoked.
+    RevokeToken {
+        /// Token id.
+        id: String,
+    },
     /// A piece of evidence disposed of: marked so everywhere, and every
     /// collector's local copy removed.
     DisposeEvidence {
@@ -1016,6 +1037,71 @@ async fn carry_out(
                 Err(e) => Err(format!("updating an incident: {e}")),
             }
         }
+        Op::PutToken { record } => {
+            let store = side.store.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                store.insert_token(&record)?;
+                store.make_durable()
+            })
+            .await;
+            match done {
+                Ok(Ok(())) => Ok(Some(Applying::Done(op_id, Box::new(OpReply::Raise(Ok(0)))))),
+                Ok(Err(e)) => Err(format!("storing a token: {e}")),
+                Err(e) => Err(format!("storing a token: {e}")),
+            }
+        }
+        Op::UseToken {
+            id,
+            host,
+            at_unix_ms,
+        } => {
+            let store = side.store.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                if store.counter(CARRIED_OUT)? >= seq {
+                    return Ok(Ok(0));
+                }
+                let outcome = if store.token(&id)?.is_some() {
+                    match crate::enroll::use_token(&store, &id, &host, at_unix_ms)? {
+                        Ok(_) => Ok(0),
+                        Err(why) => Err(why.to_owned()),
+                    }
+                } else {
+                    Err(format!("no token {id}"))
+                };
+                store.set_counter_now(CARRIED_OUT, seq)?;
+                store.make_durable()?;
+                Ok::<_, crate::store::StoreError>(outcome)
+            })
+            .await;
+            match done {
+                Ok(Ok(outcome)) => Ok(Some(Applying::Done(
+                    op_id,
+                    Box::new(OpReply::Raise(outcome.map_err(IngestError::Cluster))),
+                ))),
+                Ok(Err(e)) => Err(format!("using a token: {e}")),
+                Err(e) => Err(format!("using a token: {e}")),
+            }
+        }
+        Op::RevokeToken { id } => {
+            let store = side.store.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                if store.token(&id)?.is_some() {
+                    store
+                        .update_token(&id, |mut token| {
+                            token.revoked = true;
+                            Ok::<_, std::convert::Infallible>(token)
+                        })?
+                        .unwrap_or_else(|never| match never {});
+                }
+                store.make_durable()
+            })
+            .await;
+            match done {
+                Ok(Ok(())) => Ok(Some(Applying::Done(op_id, Box::new(OpReply::Raise(Ok(0)))))),
+                Ok(Err(e)) => Err(format!("revoking a token: {e}")),
+                Err(e) => Err(format!("revoking a token: {e}")),
+            }
+        }
         _ => Ok(None),
     }
 }
@@ -1123,7 +1209,10 @@ fn decode(
                 Op::Operator { .. }
                 | Op::RevokeHost { .. }
                 | Op::OpenIncident { .. }
-                | Op::UpdateIncident { .. } => {
+                | Op::UpdateIncident { .. }
+                | Op::PutToken { .. }
+                | Op::UseToken { .. }
+                | Op::RevokeToken { .. } => {
                     // Carried out by the applier (`carry_out`), not the writer.
                     (None, Applying::Nothing)
                 }

@@ -239,15 +239,22 @@ pub fn new_secret() -> String {
 pub struct Enrollment {
     authority: Arc<Authority>,
     store: Store,
+    /// Cluster mode: a token's uses are taken through the log.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
     failures: Mutex<HashMap<IpAddr, Vec<std::time::Instant>>>,
 }
 
 impl Enrollment {
-    /// Over `authority` and `store`.
-    pub fn new(authority: Arc<Authority>, store: Store) -> Self {
+    /// Over `authority` and `store` (and, in cluster mode, `cluster`).
+    pub fn new(
+        authority: Arc<Authority>,
+        store: Store,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
+    ) -> Self {
         Self {
             authority,
             store,
+            cluster,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -313,17 +320,49 @@ impl Enrollment {
         // a revocation that landed after the check above wins, and two
         // enrollments cannot both take a token's last use.
         let now = bannin_proto::now_unix_ms();
-        let token = self
-            .store
-            .update_token(id, |mut token| {
-                usable(&token, now)?;
-                token.used += 1;
-                if !token.hosts.contains(&host.to_string()) {
-                    token.hosts.push(host.to_string());
+        let token = match &self.cluster {
+            // Cluster mode: the use is taken as the log is applied, so two
+            // collectors cannot both take a token's last use.
+            Some(cluster) => {
+                let op = crate::cluster::Op::UseToken {
+                    id: id.to_owned(),
+                    host: host.to_string(),
+                    at_unix_ms: now,
+                };
+                match cluster
+                    .submit(op, None)
+                    .await
+                    .and_then(crate::cluster::OpReply::into_raise)
+                {
+                    Ok(_) => {}
+                    Err(crate::ingest::IngestError::Cluster(why)) if why == "revoked" => {
+                        return Err(EnrollError::Revoked(id.to_owned()));
+                    }
+                    Err(crate::ingest::IngestError::Cluster(why)) if why == "used_up" => {
+                        return Err(EnrollError::UsedUp(id.to_owned()));
+                    }
+                    Err(crate::ingest::IngestError::Cluster(why)) if why == "expired" => {
+                        return Err(EnrollError::Expired(id.to_owned()));
+                    }
+                    Err(e) => return Err(internal(&e)),
                 }
-                Ok(token)
-            })
-            .map_err(|e| internal(&e))??;
+                self.store
+                    .token(id)
+                    .map_err(|e| internal(&e))?
+                    .ok_or(EnrollError::BadToken)?
+            }
+            None => self
+                .store
+                .update_token(id, |mut token| {
+                    usable(&token, now)?;
+                    token.used += 1;
+                    if !token.hosts.contains(&host.to_string()) {
+                        token.hosts.push(host.to_string());
+                    }
+                    Ok(token)
+                })
+                .map_err(|e| internal(&e))??,
+        };
         if !token.labels.is_empty() {
             let mut labels: HostLabels = self
                 .store
@@ -356,6 +395,64 @@ impl Enrollment {
             not_after_unix_ms,
         })
     }
+}
+
+/// Cluster mode: a new token record not stored yet, with an id no collector
+/// will make again (`t` and ten hex digits derived from its random secret),
+/// and the `ID.SECRET` shown once.
+pub fn new_token(
+    by: &str,
+    uses: u32,
+    expires_in: Duration,
+    labels: std::collections::BTreeMap<String, String>,
+    note: String,
+) -> (TokenRecord, String) {
+    let secret = new_secret();
+    let now = bannin_proto::now_unix_ms();
+    let id = format!("t{}", &secret_hash(&format!("id:{secret}"))[..10]);
+    let token = TokenRecord {
+        id,
+        secret_sha256: secret_hash(&secret),
+        uses: uses.max(1),
+        used: 0,
+        expires_unix_ms: now
+            .saturating_add(i64::try_from(expires_in.as_millis()).unwrap_or(i64::MAX)),
+        revoked: false,
+        labels,
+        created_by: by.to_owned(),
+        created_unix_ms: now,
+        hosts: Vec::new(),
+        note,
+    };
+    let shown = format!("{}.{secret}", token.id);
+    (token, shown)
+}
+
+/// Why a token cannot be used, as the cluster log's applier words it.
+pub fn token_refusal(token: &TokenRecord, now: i64) -> Option<&'static str> {
+    match token.state(now) {
+        s @ ("revoked" | "used_up" | "expired") => Some(s),
+        _ => None,
+    }
+}
+
+/// Takes one use of token `id` for `host` (compare-and-swap), or says why not.
+pub fn use_token(
+    store: &Store,
+    id: &str,
+    host: &str,
+    now: i64,
+) -> Result<Result<TokenRecord, &'static str>, crate::store::StoreError> {
+    store.update_token(id, |mut token| {
+        if let Some(why) = token_refusal(&token, now) {
+            return Err(why);
+        }
+        token.used += 1;
+        if !token.hosts.iter().any(|h| h == host) {
+            token.hosts.push(host.to_owned());
+        }
+        Ok(token)
+    })
 }
 
 /// Makes a token.

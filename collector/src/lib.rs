@@ -205,7 +205,11 @@ pub async fn serve(
         config.enrollment.as_ref().and_then(|e| e.listen),
     ) {
         let https = bannin_proto::tls::https_server_config(&material)?;
-        let enrollment = Arc::new(enroll::Enrollment::new(authority, store.clone()));
+        let enrollment = Arc::new(enroll::Enrollment::new(
+            authority,
+            store.clone(),
+            cluster.clone(),
+        ));
         let stop = shutdown.child_token();
         tracker.spawn(
             async move {

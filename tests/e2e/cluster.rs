@@ -982,3 +982,85 @@ fn isolate_through_one_collector_isolates_a_host_on_the_other_in_the_namespace_l
     drop(collectors);
     drop(nats);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_made_on_one_collector_enrolls_through_another_and_its_uses_are_counted_once() {
+    use crate::enrollment::{enroll, token, wait_listening};
+    require_nats();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let nats = NatsCluster::start(&dir.path().join("nats"), &pki, 1);
+    let mut collectors = Vec::new();
+    let mut enroll_ports = Vec::new();
+    for name in ["a", "b"] {
+        let port = bannin_tests::free_port();
+        let enrollment = format!(
+            "[enrollment]\nlisten = \"127.0.0.1:{port}\"\nca_key = {:?}\nvalidity_secs = 3600\n",
+            pki.dir.ca_key().display().to_string()
+        );
+        collectors.push(CollectorProc::start_free(
+            &dir.path().join(name),
+            &pki,
+            &format!("{enrollment}{}", nats.collector_section(name, 1)),
+        ));
+        wait_listening(port);
+        enroll_ports.push(port);
+    }
+    let on_a = operator_toml(
+        &dir.path().join("a"),
+        &pki.operator("alice"),
+        collectors[0].addr,
+    );
+    let on_b = operator_toml(
+        &dir.path().join("b"),
+        &pki.operator("alice"),
+        collectors[1].addr,
+    );
+
+    // Two uses, made on A.
+    let (secret, made) = token(&on_a, &["--uses", "2", "--note", "rack 9"]);
+    let id = made["id"].as_str().expect("id").to_owned();
+    // Enrolled through B, then through A: both uses taken, counted once each
+    // on both collectors.
+    let (ok, first, err) = enroll(&pki, enroll_ports[1], &secret, &dir.path().join("h1"));
+    assert!(ok, "a token made on A enrolls through B: {err}");
+    let (ok, _, err) = enroll(&pki, enroll_ports[0], &secret, &dir.path().join("h2"));
+    assert!(ok, "its second use through A: {err}");
+    let (ok, _, err) = enroll(&pki, enroll_ports[1], &secret, &dir.path().join("h3"));
+    assert!(!ok, "a third use is refused whichever collector is asked");
+    assert!(err.contains("used up"), "{err}");
+    for operator in [&on_a, &on_b] {
+        let listed = eventually(Duration::from_secs(20), "the token's uses on both", || {
+            let (operator, id) = (operator.clone(), id.clone());
+            async move {
+                let (_, tokens, _) = bannin_json(&operator, &["token", "list"]);
+                tokens
+                    .as_array()?
+                    .iter()
+                    .find(|t| t["id"] == id.as_str() && t["used"] == 2)
+                    .cloned()
+            }
+        })
+        .await;
+        assert_eq!(listed["state"], "used_up", "{listed}");
+        assert!(
+            listed
+                .to_string()
+                .contains(first["host_id"].as_str().expect("host")),
+            "{listed}"
+        );
+    }
+
+    // Revoked through B: refused by A.
+    let (secret, made) = token(&on_a, &["--uses", "5"]);
+    let id = made["id"].as_str().expect("id").to_owned();
+    let (ok, _, err) = bannin_json(&on_b, &["token", "revoke", &id]);
+    assert!(ok, "token revoke through B: {err}");
+    let (ok, _, err) = enroll(&pki, enroll_ports[0], &secret, &dir.path().join("h4"));
+    assert!(
+        !ok && err.contains("revoked"),
+        "revoked through B, refused by A: {err}"
+    );
+    drop(collectors);
+    drop(nats);
+}

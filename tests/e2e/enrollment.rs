@@ -27,7 +27,7 @@ fn collector(dir: &Path, pki: &TestPki, enroll_port: u16, validity_secs: u64) ->
     )
 }
 
-fn wait_listening(port: u16) {
+pub(crate) fn wait_listening(port: u16) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -39,7 +39,12 @@ fn wait_listening(port: u16) {
 }
 
 /// `bannin-agent enroll` with the token in a 0600 file; (success, JSON or stderr).
-fn enroll(pki: &TestPki, port: u16, token: &str, dir: &Path) -> (bool, serde_json::Value, String) {
+pub(crate) fn enroll(
+    pki: &TestPki,
+    port: u16,
+    token: &str,
+    dir: &Path,
+) -> (bool, serde_json::Value, String) {
     enroll_token_mode(pki, port, token, dir, 0o600)
 }
 
@@ -78,7 +83,7 @@ fn enroll_token_mode(
     )
 }
 
-fn token(operator: &Path, args: &[&str]) -> (String, serde_json::Value) {
+pub(crate) fn token(operator: &Path, args: &[&str]) -> (String, serde_json::Value) {
     let mut full = vec!["token", "create"];
     full.extend_from_slice(args);
     let (ok, t, err) = bannin_json(operator, &full);

@@ -42,15 +42,41 @@ pub(super) async fn create_token(
     if expires > 366 * 86_400 {
         return Err(Status::invalid_argument("a token expires within a year"));
     }
-    let (token, secret) = crate::enroll::create_token(
-        &svc.store,
-        name.as_str(),
-        if r.uses == 0 { 1 } else { r.uses },
-        std::time::Duration::from_secs(expires),
-        r.labels.into_iter().collect(),
-        r.note,
-    )
-    .map_err(|e| internal("storing the token", &e))?;
+    let uses = if r.uses == 0 { 1 } else { r.uses };
+    let expires_in = std::time::Duration::from_secs(expires);
+    let (token, secret) = match &svc.cluster {
+        // Cluster mode: through the log, so every collector's enrollment
+        // endpoint knows it.
+        Some(cluster) => {
+            let (token, secret) = crate::enroll::new_token(
+                name.as_str(),
+                uses,
+                expires_in,
+                r.labels.into_iter().collect(),
+                r.note,
+            );
+            cluster
+                .submit(
+                    crate::cluster::Op::PutToken {
+                        record: token.clone(),
+                    },
+                    None,
+                )
+                .await
+                .and_then(crate::cluster::OpReply::into_raise)
+                .map_err(|e| Status::unavailable(format!("{e}; no token made, try again")))?;
+            (token, secret)
+        }
+        None => crate::enroll::create_token(
+            &svc.store,
+            name.as_str(),
+            uses,
+            expires_in,
+            r.labels.into_iter().collect(),
+            r.note,
+        )
+        .map_err(|e| internal("storing the token", &e))?,
+    };
     svc.store
         .append_action(&Action {
             at_unix_ms: bannin_proto::now_unix_ms(),
@@ -99,15 +125,29 @@ pub(super) async fn revoke_token(
         .token(&id)
         .map_err(|e| internal("reading tokens", &e))?
         .ok_or_else(|| Status::not_found(format!("no token {id:?}")))?;
-    // A compare-and-swap, like an enrollment's use: neither overwrites the other.
-    let token = svc
-        .store
-        .update_token(&id, |mut token| {
-            token.revoked = true;
-            Ok::<_, std::convert::Infallible>(token)
-        })
-        .map_err(|e| internal("storing the token", &e))?
-        .unwrap_or_else(|never| match never {});
+    let token = match &svc.cluster {
+        // Cluster mode: through the log, ordered with every collector's uses.
+        Some(cluster) => {
+            cluster
+                .submit(crate::cluster::Op::RevokeToken { id: id.clone() }, None)
+                .await
+                .and_then(crate::cluster::OpReply::into_raise)
+                .map_err(|e| Status::unavailable(format!("{e}; nothing changed, try again")))?;
+            svc.store
+                .token(&id)
+                .map_err(|e| internal("reading tokens", &e))?
+                .ok_or_else(|| Status::not_found(format!("no token {id:?}")))?
+        }
+        // A compare-and-swap, like an enrollment's use: neither overwrites the other.
+        None => svc
+            .store
+            .update_token(&id, |mut token| {
+                token.revoked = true;
+                Ok::<_, std::convert::Infallible>(token)
+            })
+            .map_err(|e| internal("storing the token", &e))?
+            .unwrap_or_else(|never| match never {}),
+    };
     svc.store
         .append_action(&Action {
             at_unix_ms: bannin_proto::now_unix_ms(),

@@ -109,6 +109,16 @@ impl Store {
         }
     }
 
+    /// Stores `token` under its own id unless one exists (cluster mode: the
+    /// id was made by [`crate::enroll::new_token`]); whether it was stored.
+    pub fn insert_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
+        let bytes = encode(token, &token.id)?;
+        Ok(self
+            .tokens
+            .compare_and_swap(token.id.as_bytes(), None::<&[u8]>, Some(bytes))?
+            .is_ok())
+    }
+
     /// Stores a new token under an id never used before (`t` and a number),
     /// made by `make`: ids come from the store's monotonic id generator and are
     /// claimed with a compare-and-swap, so concurrent creations never share one.
