@@ -248,6 +248,16 @@ pub enum Op {
         /// Token id.
         id: String,
     },
+    /// Operator-set labels of a host changed (by an operator, or from the
+    /// token it enrolled with): applied as a change to every collector's copy.
+    LabelHost {
+        /// The host.
+        host_id: String,
+        /// Labels set.
+        set: BTreeMap<String, String>,
+        /// Label keys removed.
+        remove: Vec<String>,
+    },
     /// A piece of evidence disposed of: marked so everywhere, and every
     /// collector's local copy removed.
     DisposeEvidence {
@@ -1082,6 +1092,28 @@ async fn carry_out(
                 Err(e) => Err(format!("using a token: {e}")),
             }
         }
+        Op::LabelHost {
+            host_id,
+            set,
+            remove,
+        } => {
+            let store = side.store.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                let mut labels = store.host_labels(&host_id)?;
+                for key in &remove {
+                    labels.set.remove(key);
+                }
+                labels.set.extend(set);
+                store.put_host_labels(&host_id, &labels)?;
+                store.make_durable()
+            })
+            .await;
+            match done {
+                Ok(Ok(())) => Ok(Some(Applying::Done(op_id, Box::new(OpReply::Raise(Ok(0)))))),
+                Ok(Err(e)) => Err(format!("labelling a host: {e}")),
+                Err(e) => Err(format!("labelling a host: {e}")),
+            }
+        }
         Op::RevokeToken { id } => {
             let store = side.store.clone();
             let done = tokio::task::spawn_blocking(move || {
@@ -1212,7 +1244,8 @@ fn decode(
                 | Op::UpdateIncident { .. }
                 | Op::PutToken { .. }
                 | Op::UseToken { .. }
-                | Op::RevokeToken { .. } => {
+                | Op::RevokeToken { .. }
+                | Op::LabelHost { .. } => {
                     // Carried out by the applier (`carry_out`), not the writer.
                     (None, Applying::Nothing)
                 }

@@ -363,7 +363,20 @@ impl Enrollment {
                 })
                 .map_err(|e| internal(&e))??,
         };
-        if !token.labels.is_empty() {
+        if !token.labels.is_empty()
+            && let Some(cluster) = &self.cluster
+        {
+            let op = crate::cluster::Op::LabelHost {
+                host_id: host.to_string(),
+                set: token.labels.clone(),
+                remove: Vec::new(),
+            };
+            cluster
+                .submit(op, None)
+                .await
+                .and_then(crate::cluster::OpReply::into_raise)
+                .map_err(|e| internal(&e))?;
+        } else if !token.labels.is_empty() {
             let mut labels: HostLabels = self
                 .store
                 .host_labels(host.as_str())

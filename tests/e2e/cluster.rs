@@ -704,6 +704,25 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
     let (_, list_b, _) = bannin_json(&operator, &["incident", "list"]);
     assert_eq!(list_a, list_b, "one list of incidents");
 
+    // A label set through A on a host held by B is on both.
+    let (ok, _, stderr) = bannin_json(
+        &through_a,
+        &["host", "label", "cluster-agent", "site=osaka"],
+    );
+    assert!(ok, "host label through A: {stderr}");
+    eventually(Duration::from_secs(20), "the label seen through B", || {
+        let operator = operator.clone();
+        async move {
+            let (_, hosts, _) = bannin_json(&operator, &["hosts"]);
+            hosts
+                .as_array()?
+                .iter()
+                .find(|h| h["host_id"] == "cluster-agent" && h["labels"]["site"] == "osaka")
+                .map(|_| ())
+        }
+    })
+    .await;
+
     // Operators and revocations changed through one collector hold on every
     // collector.
     let (ok, _, stderr) = bannin_json(&through_a, &["operator", "add", "bob", "--role", "viewer"]);

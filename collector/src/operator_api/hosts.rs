@@ -219,12 +219,19 @@ pub(super) async fn set_host_labels(
 ) -> Result<Response<v1::Host>, Status> {
     let name = svc.authorize(&request, Rpc::SetHostLabels).await?;
     let r = request.into_inner();
-    if svc
+    let known_here = svc
         .store
         .host(&r.host_id)
         .map_err(|e| internal("reading hosts", &e))?
-        .is_none()
-    {
+        .is_some();
+    // Cluster mode: a host held by another collector is known from presence.
+    let known = known_here
+        || svc
+            .hosts
+            .list()
+            .iter()
+            .any(|h| h.record.host_id == r.host_id);
+    if !known {
         return Err(Status::not_found(format!("no host {:?}", r.host_id)));
     }
     if r.set.is_empty() && r.remove.is_empty() {
@@ -247,8 +254,32 @@ pub(super) async fn set_host_labels(
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
     let mut changes: Vec<String> = r.set.iter().map(|(k, v)| format!("{k}={v}")).collect();
     changes.extend(r.remove.iter().map(|k| format!("-{k}")));
-    svc.store
-        .put_host_labels(&r.host_id, &labels)
+    if let Some(cluster) = &svc.cluster {
+        // Cluster mode: the change (not the whole set) through the log, so
+        // every collector applies it to its own copy, in one order.
+        cluster
+            .submit(
+                crate::cluster::Op::LabelHost {
+                    host_id: r.host_id.clone(),
+                    set: r.set.clone().into_iter().collect(),
+                    remove: r.remove.clone(),
+                },
+                None,
+            )
+            .await
+            .and_then(crate::cluster::OpReply::into_raise)
+            .map_err(|e| Status::unavailable(format!("{e}; nothing changed, try again")))?;
+        labels = svc
+            .store
+            .host_labels(&r.host_id)
+            .map_err(|e| internal("reading labels", &e))?;
+    }
+    let stored = if svc.cluster.is_some() {
+        Ok(())
+    } else {
+        svc.store.put_host_labels(&r.host_id, &labels)
+    };
+    stored
         .and_then(|()| {
             svc.store.append_action(&Action {
                 at_unix_ms: bannin_proto::now_unix_ms(),
