@@ -143,6 +143,30 @@ enum Cmd {
         /// Source addresses they connect from (127.1.x.y).
         #[arg(long, default_value_t = 1_000)]
         sources: usize,
+        /// Load-generator processes holding the agents' connections (a
+        /// process may hold fewer than 20,000 sockets on this machine).
+        #[arg(long, default_value_t = 2)]
+        processes: usize,
+    },
+    /// (internal) Idle agents `sim-FROM`… of `cluster-idle`, in a process of
+    /// their own; prints `connected N` every second.
+    #[command(hide = true)]
+    IdleLoad {
+        /// The PKI directory of the run.
+        #[arg(long)]
+        pki: PathBuf,
+        /// First agent index.
+        #[arg(long)]
+        from: usize,
+        /// Agents.
+        #[arg(long)]
+        count: usize,
+        /// Collectors, agent i connecting to collector i % len.
+        #[arg(long = "addr")]
+        addrs: Vec<SocketAddr>,
+        /// Source addresses.
+        #[arg(long)]
+        sources: usize,
     },
     /// (internal) The operator side of `isolate`, run inside the collector's namespace.
     #[command(hide = true)]
@@ -201,7 +225,18 @@ fn main() -> anyhow::Result<()> {
             Cmd::Flood { connections, calls } => flood(connections, calls).await,
             Cmd::Sink { pki, listen } => sink(&pki, listen).await,
             Cmd::Isolate { cycles } => isolate(cycles).await,
-            Cmd::ClusterIdle { agents, sources } => cluster_idle(agents, sources).await,
+            Cmd::ClusterIdle {
+                agents,
+                sources,
+                processes,
+            } => cluster_idle(agents, sources, processes).await,
+            Cmd::IdleLoad {
+                pki,
+                from,
+                count,
+                addrs,
+                sources,
+            } => idle_load(&pki, from, count, &addrs, sources).await,
             Cmd::Cluster {
                 agents,
                 seconds,
@@ -895,12 +930,20 @@ fn agent_configs_in_memory(
     pki: &TestPki,
     n: usize,
 ) -> anyhow::Result<Vec<(String, Arc<ClientConfig>)>> {
+    agent_configs_range(pki, 0..n)
+}
+
+/// Agent identities `sim-FROM` … (certificates issued in memory by `pki`'s CA).
+fn agent_configs_range(
+    pki: &TestPki,
+    range: std::ops::Range<usize>,
+) -> anyhow::Result<Vec<(String, Arc<ClientConfig>)>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let ca = pki.dir.load_ca()?;
     let ca_der: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(ca.cert_pem.as_bytes()).collect::<Result<_, _>>()?;
-    (0..n)
+    range
         .map(|i| {
             let host = format!("sim-{i:05}");
             let id = bannin_proto::identity::PeerIdentity::Agent(HostId::new(host.as_str())?);
@@ -1613,61 +1656,129 @@ async fn idle_agent(
 }
 
 /// 20,000-style idle fleet spread over two collectors in cluster mode (three
-/// NATS servers, replicas 3): each collector's resident memory.
-async fn cluster_idle(n: usize, sources: usize) -> anyhow::Result<()> {
+/// NATS servers, replicas 3): each collector's resident memory. The agents'
+/// connections are held by `processes` load generators (`idle-load`).
+async fn cluster_idle(n: usize, sources: usize, processes: usize) -> anyhow::Result<()> {
     anyhow::ensure!(
         bannin_tests::nats::available(),
         "nats-server is not installed (apt-get install nats-server)"
     );
     let dir = tempfile::tempdir()?;
     let pki = TestPki::new(dir.path());
-    eprintln!("issuing {n} agent certificates (in memory)…");
-    let configs = agent_configs_in_memory(&pki, n)?;
     let nats = bannin_tests::nats::NatsCluster::start(&dir.path().join("nats"), &pki, 3);
     let a = start_collector_with(&dir.path().join("a"), &pki, &nats.collector_section("a", 3))?;
     let b = start_collector_with(&dir.path().join("b"), &pki, &nats.collector_section("b", 3))?;
     let (base_a, base_b) = (a.rss_bytes(), b.rss_bytes());
-    let stop = CancellationToken::new();
-    let connected = Arc::new(AtomicU64::new(0));
-    let attempts = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for (i, (host, config)) in configs.into_iter().enumerate() {
-        let addr = if i % 2 == 0 { a.addr } else { b.addr };
-        tasks.push(tokio::spawn(idle_agent(
-            host,
-            config,
-            addr,
-            source_of(i % sources.clamp(1, 60_000)),
-            stop.clone(),
-            connected.clone(),
-            attempts.clone(),
-        )));
+    let processes = processes.max(1);
+    let per = n.div_ceil(processes);
+    let mut loads = Vec::new();
+    for p in 0..processes {
+        let from = p * per;
+        let count = per.min(n.saturating_sub(from));
+        if count == 0 {
+            break;
+        }
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("idle-load")
+            .arg("--pki")
+            .arg(&pki.dir.0)
+            .args(["--from", &from.to_string(), "--count", &count.to_string()])
+            .args(["--addr", &a.addr.to_string(), "--addr", &b.addr.to_string()])
+            .args(["--sources", &sources.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting a load generator")?;
+        let stdout = child.stdout.take().context("load generator output")?;
+        let mine = Arc::new(AtomicU64::new(0));
+        {
+            let mine = mine.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(n) = line.strip_prefix("connected ").and_then(|n| n.parse().ok()) {
+                        mine.store(n, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        loads.push((child, mine));
     }
+    let total = || {
+        loads
+            .iter()
+            .map(|(_, m)| m.load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
     let started = Instant::now();
-    while connected.load(Ordering::Relaxed) < n as u64
-        && started.elapsed() < Duration::from_secs(900)
-    {
+    while total() < n as u64 && started.elapsed() < Duration::from_secs(900) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let took = started.elapsed();
     tokio::time::sleep(Duration::from_secs(10)).await;
     let (rss_a, rss_b) = (a.rss_bytes(), b.rss_bytes());
-    let up = connected.load(Ordering::Relaxed);
+    let up = total();
+    print_cluster_idle(n, up, took, (base_a, base_b), (rss_a, rss_b), processes);
+    for (mut child, _) in loads {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    Ok(())
+}
+
+fn print_cluster_idle(
+    n: usize,
+    up: u64,
+    took: Duration,
+    (base_a, base_b): (u64, u64),
+    (rss_a, rss_b): (u64, u64),
+    processes: usize,
+) {
     println!(
-        "| collectors | agents connected | connect time | RSS a (MiB) | RSS b (MiB) | summed (MiB) | per agent (KiB, over the empty collectors) |"
+        "| collectors | agents connected | load generators | connect time | RSS a (MiB) | RSS b (MiB) | summed (MiB) | per agent (KiB, over the empty collectors) |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| 2, JetStream replicas 3 | {up} of {n} | {:.1} s | {} | {} | {} | {:.1} |",
+        "| 2, JetStream replicas 3 | {up} of {n} | {processes} | {:.1} s | {} | {} | {} | {:.1} |",
         took.as_secs_f64(),
         rss_a >> 20,
         rss_b >> 20,
         (rss_a + rss_b) >> 20,
         (rss_a + rss_b).saturating_sub(base_a + base_b) as f64 / 1024.0 / up.max(1) as f64
     );
-    stop.cancel();
-    for t in tasks {
-        let _ = t.await;
+}
+
+/// One load generator of `cluster-idle`: agents `from..from+count`, idle,
+/// until killed; says how many are connected every second.
+async fn idle_load(
+    pki: &Path,
+    from: usize,
+    count: usize,
+    addrs: &[SocketAddr],
+    sources: usize,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(!addrs.is_empty(), "no collector address");
+    let pki = TestPki {
+        dir: bannin_collector::pki::PkiDir(pki.to_owned()),
+    };
+    let configs = agent_configs_range(&pki, from..from + count)?;
+    let stop = CancellationToken::new();
+    let connected = Arc::new(AtomicU64::new(0));
+    let attempts = Arc::new(AtomicU64::new(0));
+    for (j, (host, config)) in configs.into_iter().enumerate() {
+        let i = from + j;
+        tokio::spawn(idle_agent(
+            host,
+            config,
+            addrs[i % addrs.len()],
+            source_of(i % sources.clamp(1, 60_000)),
+            stop.clone(),
+            connected.clone(),
+            attempts.clone(),
+        ));
     }
-    Ok(())
+    loop {
+        println!("connected {}", connected.load(Ordering::Relaxed));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
