@@ -943,45 +943,38 @@ async fn carry_out(
     let Ok(op) = serde_json::from_slice::<Op>(&message.payload) else {
         return Ok(None);
     };
+    // The answer to the operation's waiter (if it was published here).
+    let done = |reply: Result<u64, IngestError>| {
+        Ok(Some(Applying::Done(
+            op_id.clone(),
+            Box::new(OpReply::Raise(reply)),
+        )))
+    };
+    let store = side.store.clone();
     match op {
         Op::Operator { record } => {
-            let store = side.store.clone();
             let name = record.name.clone();
-            let done = tokio::task::spawn_blocking(move || {
+            blocking("applying an operator change", move || {
                 store.put_operator(&record)?;
                 store.make_durable()
             })
-            .await;
-            match done {
-                Ok(Ok(())) => {
-                    side.operator_changes.send_modify(|n| *n += 1);
-                    tracing::info!(operator = %name, "Operator change applied from the log");
-                    Ok(Some(Applying::Done(op_id, Box::new(OpReply::Raise(Ok(0))))))
-                }
-                Ok(Err(e)) => Err(format!("applying an operator change: {e}")),
-                Err(e) => Err(format!("applying an operator change: {e}")),
-            }
+            .await?;
+            side.operator_changes.send_modify(|n| *n += 1);
+            tracing::info!(operator = %name, "Operator change applied from the log");
+            done(Ok(0))
         }
         Op::RevokeHost { revoked, keys } => {
             let hosts = side.hosts.clone();
             let host = revoked.host_id.clone();
-            let done = tokio::task::spawn_blocking(move || hosts.revoke(revoked, &keys)).await;
-            match done {
-                Ok(Ok((cut, _))) => {
-                    tracing::warn!(host.id = %host, sessions_cut = cut, "Host revoked (from the log)");
-                    let cut = u64::try_from(cut).unwrap_or(0);
-                    Ok(Some(Applying::Done(
-                        op_id,
-                        Box::new(OpReply::Raise(Ok(cut))),
-                    )))
-                }
-                Ok(Err(e)) => Err(format!("applying a revocation: {e}")),
-                Err(e) => Err(format!("applying a revocation: {e}")),
-            }
+            let (cut, _) = blocking("applying a revocation", move || {
+                hosts.revoke(revoked, &keys)
+            })
+            .await?;
+            tracing::warn!(host.id = %host, sessions_cut = cut, "Host revoked (from the log)");
+            done(Ok(u64::try_from(cut).unwrap_or(0)))
         }
         Op::OpenIncident { mut incident } => {
-            let store = side.store.clone();
-            let done = tokio::task::spawn_blocking(move || {
+            let id = blocking("opening an incident", move || {
                 // Carried out already (a re-read after a failed commit): the
                 // same incident, not a second one.
                 if store.counter(CARRIED_OUT)? >= seq {
@@ -996,17 +989,10 @@ async fn carry_out(
                 store.put_incident(&incident)?;
                 store.set_counter_now(CARRIED_OUT, seq)?;
                 store.make_durable()?;
-                Ok::<_, crate::store::StoreError>(incident.id)
+                Ok(incident.id)
             })
-            .await;
-            match done {
-                Ok(Ok(id)) => Ok(Some(Applying::Done(
-                    op_id,
-                    Box::new(OpReply::Raise(Ok(id))),
-                ))),
-                Ok(Err(e)) => Err(format!("opening an incident: {e}")),
-                Err(e) => Err(format!("opening an incident: {e}")),
-            }
+            .await?;
+            done(Ok(id))
         }
         Op::UpdateIncident {
             id,
@@ -1014,8 +1000,7 @@ async fn carry_out(
             operator,
             at_unix_ms,
         } => {
-            let store = side.store.clone();
-            let done = tokio::task::spawn_blocking(move || {
+            let outcome = blocking("updating an incident", move || {
                 if store.counter(CARRIED_OUT)? >= seq {
                     return Ok(Ok(id));
                 }
@@ -1035,38 +1020,25 @@ async fn carry_out(
                     };
                 store.set_counter_now(CARRIED_OUT, seq)?;
                 store.make_durable()?;
-                Ok::<_, crate::store::StoreError>(outcome)
+                Ok(outcome)
             })
-            .await;
-            match done {
-                Ok(Ok(outcome)) => Ok(Some(Applying::Done(
-                    op_id,
-                    Box::new(OpReply::Raise(outcome.map_err(IngestError::Cluster))),
-                ))),
-                Ok(Err(e)) => Err(format!("updating an incident: {e}")),
-                Err(e) => Err(format!("updating an incident: {e}")),
-            }
+            .await?;
+            done(outcome.map_err(IngestError::Cluster))
         }
         Op::PutToken { record } => {
-            let store = side.store.clone();
-            let done = tokio::task::spawn_blocking(move || {
+            blocking("storing a token", move || {
                 store.insert_token(&record)?;
                 store.make_durable()
             })
-            .await;
-            match done {
-                Ok(Ok(())) => Ok(Some(Applying::Done(op_id, Box::new(OpReply::Raise(Ok(0)))))),
-                Ok(Err(e)) => Err(format!("storing a token: {e}")),
-                Err(e) => Err(format!("storing a token: {e}")),
-            }
+            .await?;
+            done(Ok(0))
         }
         Op::UseToken {
             id,
             host,
             at_unix_ms,
         } => {
-            let store = side.store.clone();
-            let done = tokio::task::spawn_blocking(move || {
+            let outcome = blocking("using a token", move || {
                 if store.counter(CARRIED_OUT)? >= seq {
                     return Ok(Ok(0));
                 }
@@ -1080,43 +1052,13 @@ async fn carry_out(
                 };
                 store.set_counter_now(CARRIED_OUT, seq)?;
                 store.make_durable()?;
-                Ok::<_, crate::store::StoreError>(outcome)
+                Ok(outcome)
             })
-            .await;
-            match done {
-                Ok(Ok(outcome)) => Ok(Some(Applying::Done(
-                    op_id,
-                    Box::new(OpReply::Raise(outcome.map_err(IngestError::Cluster))),
-                ))),
-                Ok(Err(e)) => Err(format!("using a token: {e}")),
-                Err(e) => Err(format!("using a token: {e}")),
-            }
-        }
-        Op::LabelHost {
-            host_id,
-            set,
-            remove,
-        } => {
-            let store = side.store.clone();
-            let done = tokio::task::spawn_blocking(move || {
-                let mut labels = store.host_labels(&host_id)?;
-                for key in &remove {
-                    labels.set.remove(key);
-                }
-                labels.set.extend(set);
-                store.put_host_labels(&host_id, &labels)?;
-                store.make_durable()
-            })
-            .await;
-            match done {
-                Ok(Ok(())) => Ok(Some(Applying::Done(op_id, Box::new(OpReply::Raise(Ok(0)))))),
-                Ok(Err(e)) => Err(format!("labelling a host: {e}")),
-                Err(e) => Err(format!("labelling a host: {e}")),
-            }
+            .await?;
+            done(outcome.map_err(IngestError::Cluster))
         }
         Op::RevokeToken { id } => {
-            let store = side.store.clone();
-            let done = tokio::task::spawn_blocking(move || {
+            blocking("revoking a token", move || {
                 if store.token(&id)?.is_some() {
                     store
                         .update_token(&id, |mut token| {
@@ -1127,14 +1069,40 @@ async fn carry_out(
                 }
                 store.make_durable()
             })
-            .await;
-            match done {
-                Ok(Ok(())) => Ok(Some(Applying::Done(op_id, Box::new(OpReply::Raise(Ok(0)))))),
-                Ok(Err(e)) => Err(format!("revoking a token: {e}")),
-                Err(e) => Err(format!("revoking a token: {e}")),
-            }
+            .await?;
+            done(Ok(0))
+        }
+        Op::LabelHost {
+            host_id,
+            set,
+            remove,
+        } => {
+            blocking("labelling a host", move || {
+                let mut labels = store.host_labels(&host_id)?;
+                for key in &remove {
+                    labels.set.remove(key);
+                }
+                labels.set.extend(set);
+                store.put_host_labels(&host_id, &labels)?;
+                store.make_durable()
+            })
+            .await?;
+            done(Ok(0))
         }
         _ => Ok(None),
+    }
+}
+
+/// Runs `work` on the blocking pool; a store error (or a panic) is the reason
+/// the applier starts again from the durable position.
+async fn blocking<T: Send + 'static>(
+    what: &str,
+    work: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Err(e) => Err(format!("{what}: {e}")),
     }
 }
 
