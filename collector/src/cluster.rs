@@ -688,6 +688,9 @@ impl Cluster {
             LOG_STREAM.to_owned(),
             format!("KV_{HOSTS_BUCKET}"),
             format!("KV_{COLLECTORS_BUCKET}"),
+            format!("KV_{SINKS_BUCKET}"),
+            format!("KV_{SINK_LEASES_BUCKET}"),
+            format!("OBJ_{EVIDENCE_BUCKET}"),
         ] {
             let mut s = self
                 .js

@@ -465,6 +465,24 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
     )
     .await;
     assert_eq!(status["collector"], "b");
+    let streams: Vec<&str> = status["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(
+        streams,
+        [
+            "BANNIN_LOG",
+            "KV_BANNIN_HOSTS",
+            "KV_BANNIN_COLLECTORS",
+            "KV_BANNIN_SINKS",
+            "KV_BANNIN_SINK_LEASES",
+            "OBJ_BANNIN_EVIDENCE"
+        ],
+        "bannin cluster shows every stream, bucket and object store: {status}"
+    );
 
     // The sink: B took it over when A's lease lapsed and continued from A's
     // cursor — nothing A had delivered is delivered again, nothing is skipped.
