@@ -353,6 +353,41 @@ pub struct CollectorEntry {
     pub applied: u64,
     /// Agents connected to it.
     pub agents: u64,
+    /// Digest of its detection settings ([`detection_digest`]).
+    #[serde(default)]
+    pub detection: String,
+}
+
+/// A digest of the settings applying the log depends on: severity overrides,
+/// suppressions, correlation rules and the Sigma rule files' contents. Every
+/// collector applies the log with its own settings, so a collector whose
+/// digest differs computes different findings; `bannin cluster` shows it.
+pub fn detection_digest(
+    severity_overrides: &BTreeMap<String, Severity>,
+    suppress: &[crate::rules::SuppressRule],
+    correlation: &crate::correlate::CorrelationConfig,
+    sigma_paths: &[PathBuf],
+) -> String {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(format!("{severity_overrides:?}|{suppress:?}|{correlation:?}").as_bytes());
+    let mut files: Vec<PathBuf> = Vec::new();
+    for path in sigma_paths {
+        match std::fs::read_dir(path) {
+            Ok(dir) => files.extend(dir.filter_map(|e| e.ok().map(|e| e.path()))),
+            Err(_) => files.push(path.clone()),
+        }
+    }
+    files.sort();
+    for file in files {
+        hasher.update(
+            file.file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default(),
+        );
+        hasher.update(std::fs::read(&file).unwrap_or_default());
+    }
+    bannin_proto::hex(hasher.finalize())[..16].to_owned()
 }
 
 /// This collector's connection to the cluster.
@@ -367,6 +402,8 @@ pub struct Cluster {
     evidence: object_store::ObjectStore,
     /// The newest outbox id of this collector's own actions chained here.
     chained: tokio::sync::watch::Sender<u64>,
+    /// Digest of this collector's detection settings, published with its beat.
+    detection: std::sync::OnceLock<String>,
     waiters: std::sync::Mutex<HashMap<String, oneshot::Sender<OpReply>>>,
     next_op: AtomicU64,
     started_unix_ms: i64,
@@ -501,10 +538,17 @@ impl Cluster {
             sink_leases,
             evidence,
             chained: tokio::sync::watch::channel(0).0,
+            detection: std::sync::OnceLock::new(),
             waiters: std::sync::Mutex::new(HashMap::new()),
             next_op: AtomicU64::new(1),
             started_unix_ms: bannin_proto::now_unix_ms(),
         }))
+    }
+
+    /// Sets the digest of this collector's detection settings (published
+    /// with every beat).
+    pub fn set_detection(&self, digest: String) {
+        let _ = self.detection.set(digest);
     }
 
     /// This collector's name.
@@ -642,6 +686,7 @@ impl Cluster {
             seen_unix_ms: bannin_proto::now_unix_ms(),
             applied,
             agents,
+            detection: self.detection.get().cloned().unwrap_or_default(),
         };
         let value = serde_json::to_vec(&entry).map_err(|e| js_error("encoding an entry")(&e))?;
         self.collectors
@@ -1929,6 +1974,27 @@ async fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_detection_digest_changes_with_the_settings_and_the_rule_files_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rules = dir.path().join("rules");
+        std::fs::create_dir_all(&rules).expect("dir");
+        std::fs::write(rules.join("a.yml"), "title: a\n").expect("rule");
+        std::fs::write(rules.join("b.yml"), "title: b\n").expect("rule");
+        let correlation = crate::correlate::CorrelationConfig::default();
+        let digest = |overrides: &BTreeMap<String, Severity>| {
+            detection_digest(overrides, &[], &correlation, std::slice::from_ref(&rules))
+        };
+        let none = BTreeMap::new();
+        let first = digest(&none);
+        assert_eq!(first.len(), 16);
+        assert_eq!(digest(&none), first, "the same settings, the same digest");
+        let overridden = BTreeMap::from([("process.memfd_exec".to_owned(), Severity::Low)]);
+        assert_ne!(digest(&overridden), first, "a severity override counts");
+        std::fs::write(rules.join("b.yml"), "title: b2\n").expect("rule");
+        assert_ne!(digest(&none), first, "a rule file's content counts");
+    }
 
     #[test]
     fn a_store_a_standalone_collector_used_is_refused_and_a_new_one_claimed() {

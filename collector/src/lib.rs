@@ -151,6 +151,14 @@ pub async fn serve(
         Some(c) => Some(cluster::Cluster::connect(c, config.max_message_bytes).await?),
         None => None,
     };
+    if let Some(c) = &cluster {
+        c.set_detection(cluster::detection_digest(
+            &config.severity_overrides,
+            &config.suppress,
+            &config.correlation,
+            &config.sigma_paths,
+        ));
+    }
     let ingest = match &cluster {
         Some(c) => ingest.with_cluster(c.clone()),
         None => ingest,

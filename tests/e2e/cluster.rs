@@ -483,6 +483,17 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
         ],
         "bannin cluster shows every stream, bucket and object store: {status}"
     );
+    let digests: Vec<&str> = status["collectors"]
+        .as_array()
+        .expect("collectors")
+        .iter()
+        .filter_map(|c| c["detection"].as_str())
+        .collect();
+    assert!(
+        digests.len() == 2 && !digests[0].is_empty() && digests[0] == digests[1],
+        "both collectors publish the same detection digest: {status}"
+    );
+    assert_eq!(status["detection_differs"], false, "{status}");
 
     // The sink: B took it over when A's lease lapsed and continued from A's
     // cursor — nothing A had delivered is delivered again, nothing is skipped.

@@ -36,7 +36,9 @@ pub(crate) async fn status(client: &mut Client, json: bool) -> anyhow::Result<Ex
                 "lag": log_last.saturating_sub(c.applied),
                 "started": bannin_proto::rfc3339(c.started_unix_ms),
                 "seen": bannin_proto::rfc3339(c.seen_unix_ms),
+                "detection": c.detection,
             })).collect::<Vec<_>>(),
+            "detection_differs": detection_differs(&s),
             "streams": s.streams.iter().map(|st| json!({
                 "name": st.name,
                 "replicas": st.replicas,
@@ -91,6 +93,17 @@ pub(crate) async fn status(client: &mut Client, json: bool) -> anyhow::Result<Ex
             short_time(c.seen_unix_ms)
         );
     }
+    if detection_differs(&s) {
+        crate::say!("");
+        crate::say!(
+            "WARNING: the collectors' detection settings differ ({}): each applies the log with its own [correlation], [[suppress]], severity overrides and Sigma rules, so their findings differ. Give every collector the same.",
+            s.collectors
+                .iter()
+                .map(|c| format!("{} {}", c.name, c.detection))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     crate::say!("");
     crate::say!(
         "{:<20} {:>8} {:>10} {:>12} {:<10} PEERS",
@@ -126,4 +139,16 @@ pub(crate) async fn status(client: &mut Client, json: bool) -> anyhow::Result<Ex
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether two live collectors report different detection settings (an
+/// empty digest is an older collector: not counted).
+fn detection_differs(s: &v1::ClusterStatusResponse) -> bool {
+    let mut digests = s
+        .collectors
+        .iter()
+        .map(|c| c.detection.as_str())
+        .filter(|d| !d.is_empty());
+    let first = digests.next();
+    digests.any(|d| Some(d) != first)
 }

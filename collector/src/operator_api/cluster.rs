@@ -27,6 +27,7 @@ pub(super) async fn cluster_status(
             seen_unix_ms: c.seen_unix_ms,
             applied: c.applied,
             agents: c.agents,
+            detection: c.detection,
         })
         .collect();
     let streams = cluster
