@@ -421,11 +421,26 @@ pub fn new_token(
     note: String,
 ) -> (TokenRecord, String) {
     let secret = new_secret();
-    let now = bannin_proto::now_unix_ms();
     let id = format!("t{}", &secret_hash(&format!("id:{secret}"))[..10]);
-    let token = TokenRecord {
+    let token = token_record(id, &secret, by, uses, expires_in, labels, note);
+    let shown = format!("{}.{secret}", token.id);
+    (token, shown)
+}
+
+/// A fresh token's record: `uses` (at least one), expiring `expires_in` from now.
+fn token_record(
+    id: String,
+    secret: &str,
+    by: &str,
+    uses: u32,
+    expires_in: Duration,
+    labels: std::collections::BTreeMap<String, String>,
+    note: String,
+) -> TokenRecord {
+    let now = bannin_proto::now_unix_ms();
+    TokenRecord {
         id,
-        secret_sha256: secret_hash(&secret),
+        secret_sha256: secret_hash(secret),
         uses: uses.max(1),
         used: 0,
         expires_unix_ms: now
@@ -436,9 +451,7 @@ pub fn new_token(
         created_unix_ms: now,
         hosts: Vec::new(),
         note,
-    };
-    let shown = format!("{}.{secret}", token.id);
-    (token, shown)
+    }
 }
 
 /// Why a token cannot be used, as the cluster log's applier words it.
@@ -478,20 +491,16 @@ pub fn create_token(
     note: String,
 ) -> Result<(TokenRecord, String), crate::store::StoreError> {
     let secret = new_secret();
-    let now = bannin_proto::now_unix_ms();
-    let token = store.insert_new_token(|id| TokenRecord {
-        id,
-        secret_sha256: secret_hash(&secret),
-        uses: uses.max(1),
-        used: 0,
-        expires_unix_ms: now
-            .saturating_add(i64::try_from(expires_in.as_millis()).unwrap_or(i64::MAX)),
-        revoked: false,
-        labels: labels.clone(),
-        created_by: by.to_owned(),
-        created_unix_ms: now,
-        hosts: Vec::new(),
-        note: note.clone(),
+    let token = store.insert_new_token(|id| {
+        token_record(
+            id,
+            &secret,
+            by,
+            uses,
+            expires_in,
+            labels.clone(),
+            note.clone(),
+        )
     })?;
     let shown = format!("{}.{secret}", token.id);
     Ok((token, shown))
