@@ -32,7 +32,9 @@ use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::ingest::{Ingest, IngestError, WriteRequest};
-use crate::model::{Action, EvidenceRecord, Finding, FindingState, NewFinding, Severity};
+use crate::model::{
+    Action, CommandState, EvidenceRecord, Finding, FindingState, NewFinding, Severity,
+};
 use crate::store::Store;
 
 /// The cluster log: every change to durable state, in one order.
@@ -263,6 +265,28 @@ pub enum Op {
     DisposeEvidence {
         /// Its id.
         id: String,
+    },
+    /// A command queued for a host, through any collector: applying it gives
+    /// it its id (its log position, the same on every collector), and the
+    /// collector holding the host's stream — or the one it next connects to —
+    /// delivers it.
+    IssueCommand {
+        /// The command (its id is given when applied).
+        command: crate::model::Command,
+    },
+    /// A command moved on (delivered, answered, expired) by the collector
+    /// that delivered it, heard the answer or expired it. Applied only as a
+    /// move forward: a final state is never changed again.
+    UpdateCommand {
+        /// Its id.
+        id: u64,
+        /// The new state.
+        state: crate::model::CommandState,
+        /// When (that collector's clock).
+        at_unix_ms: i64,
+        /// The host's answer (answers only).
+        #[serde(default)]
+        result: String,
     },
 }
 
@@ -814,19 +838,12 @@ enum Applying {
 pub async fn run_applier(
     cluster: Arc<Cluster>,
     ingest: Ingest,
-    store: Store,
-    hosts: Arc<crate::hosts::HostRegistry>,
     evidence: Arc<crate::evidence::Evidence>,
-    operator_changes: Arc<tokio::sync::watch::Sender<u64>>,
+    side: SideEffects,
     shutdown: CancellationToken,
 ) {
-    let side = SideEffects {
-        store: store.clone(),
-        hosts: hosts.clone(),
-        operator_changes,
-    };
     loop {
-        let durable = match store.counter(APPLIED_COUNTER) {
+        let durable = match side.store.counter(APPLIED_COUNTER) {
             Ok(d) => d,
             Err(error) => {
                 tracing::error!(%error, "Cannot read the applied log position");
@@ -963,6 +980,9 @@ async fn apply_from(
 pub struct SideEffects {
     /// This collector's store.
     pub store: Store,
+    /// Hosts with a command newly queued: delivered by this collector if it
+    /// holds their stream.
+    pub due: mpsc::UnboundedSender<String>,
     /// Its host registry (revocations).
     pub hosts: Arc<crate::hosts::HostRegistry>,
     /// Bumped when operators change (live operator streams re-check).
@@ -1120,6 +1140,50 @@ async fn carry_out(
             .await?;
             done(Ok(0))
         }
+        Op::IssueCommand { mut command } => {
+            let host = command.host_id.clone();
+            blocking("queueing a command", move || {
+                // Its id is its log position: the same on every collector,
+                // whatever part of the log a collector started from, and
+                // applying it again (a re-read) finds it stored already.
+                command.id = seq;
+                if store.command(seq)?.is_none() {
+                    store.put_command(&command)?;
+                    store.make_durable()?;
+                }
+                Ok(())
+            })
+            .await?;
+            let _ = side.due.send(host);
+            done(Ok(seq))
+        }
+        Op::UpdateCommand {
+            id,
+            state,
+            at_unix_ms,
+            result,
+        } => {
+            let moved = blocking("updating a command", move || {
+                let Some(mut command) = store.command(id)? else {
+                    return Ok(0);
+                };
+                if !command_moves(command.state, state) {
+                    return Ok(0);
+                }
+                command.state = state;
+                if state == CommandState::Delivered {
+                    command.delivered_unix_ms = at_unix_ms;
+                } else {
+                    command.finished_unix_ms = at_unix_ms;
+                    command.result = result;
+                }
+                store.put_command(&command)?;
+                store.make_durable()?;
+                Ok(1)
+            })
+            .await?;
+            done(Ok(moved))
+        }
         Op::LabelHost {
             host_id,
             set,
@@ -1138,6 +1202,17 @@ async fn carry_out(
             done(Ok(0))
         }
         _ => Ok(None),
+    }
+}
+
+/// Whether a command in state `from` may move to `to`: forward only, once
+/// final never again (two collectors that both saw an answer, or one that
+/// expired a command another just delivered, change it once).
+fn command_moves(from: CommandState, to: CommandState) -> bool {
+    match to {
+        CommandState::Pending => false,
+        CommandState::Delivered | CommandState::Expired => from == CommandState::Pending,
+        CommandState::Succeeded | CommandState::Failed => !from.is_final(),
     }
 }
 
@@ -1261,7 +1336,9 @@ fn decode(
                 | Op::PutToken { .. }
                 | Op::UseToken { .. }
                 | Op::RevokeToken { .. }
-                | Op::LabelHost { .. } => {
+                | Op::LabelHost { .. }
+                | Op::IssueCommand { .. }
+                | Op::UpdateCommand { .. } => {
                     // Carried out by the applier (`carry_out`), not the writer.
                     (None, Applying::Nothing)
                 }
@@ -1817,18 +1894,6 @@ pub fn claim_store(store: &Store) -> Result<bool, crate::store::StoreError> {
     Ok(true)
 }
 
-const CALL_HEADER: &str = "Bannin-Call";
-const OPERATOR_HEADER: &str = "Bannin-Operator";
-const ERROR_HEADER: &str = "Bannin-Error";
-const CODE_HEADER: &str = "Bannin-Error-Code";
-/// How long a call forwarded to another collector may take.
-pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// The subject on which `collector` answers calls other collectors forward.
-fn forward_subject(collector: &str) -> String {
-    format!("bannin.collector.{collector}.forward")
-}
-
 impl Cluster {
     /// The other live collector holding `host`'s stream, if one does.
     pub async fn holder(&self, host: &str) -> Option<String> {
@@ -1841,139 +1906,32 @@ impl Cluster {
         self.collectors.get(&presence.collector).await.ok()??;
         Some(presence.collector)
     }
-
-    /// Sends an operator call (`call`, a protobuf request) to `collector`, as
-    /// `operator` (authorized by this collector), and returns its answer.
-    pub async fn forward(
-        &self,
-        collector: &str,
-        call: &str,
-        operator: &str,
-        payload: Vec<u8>,
-    ) -> Result<bytes::Bytes, tonic::Status> {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert(CALL_HEADER, call);
-        headers.insert(OPERATOR_HEADER, operator);
-        let reply = tokio::time::timeout(
-            FORWARD_TIMEOUT,
-            self.client
-                .request_with_headers(forward_subject(collector), headers, payload.into()),
-        )
-        .await
-        .map_err(|_| {
-            tonic::Status::unavailable(format!(
-                "collector {collector} (which holds the host's stream) did not answer within {FORWARD_TIMEOUT:?}"
-            ))
-        })?
-        .map_err(|e| {
-            tonic::Status::unavailable(format!("forwarding to collector {collector}: {e}"))
-        })?;
-        if let Some(h) = &reply.headers
-            && let Some(message) = h.get(ERROR_HEADER)
-        {
-            let code = h
-                .get(CODE_HEADER)
-                .and_then(|c| c.as_str().parse::<i32>().ok())
-                .unwrap_or(tonic::Code::Unknown as i32);
-            return Err(tonic::Status::new(
-                tonic::Code::from_i32(code),
-                format!("collector {collector}: {}", message.as_str()),
-            ));
-        }
-        Ok(reply.payload)
-    }
-}
-
-/// Answers the calls other collectors forward to this one (commands for the
-/// hosts whose streams it holds), until `shutdown`.
-pub async fn serve_forwarded(
-    cluster: Arc<Cluster>,
-    commands: Arc<crate::commands::Commands>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        match cluster
-            .client
-            .subscribe(forward_subject(&cluster.config.name))
-            .await
-        {
-            Ok(mut calls) => loop {
-                let call = tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    c = calls.next() => c,
-                };
-                let Some(call) = call else { break };
-                let (cluster, commands) = (cluster.clone(), commands.clone());
-                // Not on a TaskTracker: one call, bounded by the caller's timeout.
-                #[allow(clippy::disallowed_methods)]
-                tokio::spawn(async move {
-                    let Some(reply_to) = call.reply.clone() else {
-                        return;
-                    };
-                    let mut headers = async_nats::HeaderMap::new();
-                    let payload = match answer(&commands, &call).await {
-                        Ok(bytes) => bytes,
-                        Err(status) => {
-                            // One header line: no line breaks in it.
-                            let message = status.message().replace(['\r', '\n'], " ");
-                            headers.insert(ERROR_HEADER, message.as_str());
-                            headers
-                                .insert(CODE_HEADER, (status.code() as i32).to_string().as_str());
-                            Vec::new()
-                        }
-                    };
-                    if let Err(error) = cluster
-                        .client
-                        .publish_with_headers(reply_to, headers, payload.into())
-                        .await
-                    {
-                        tracing::warn!(%error, "Cannot answer a forwarded call");
-                    }
-                });
-            },
-            Err(error) => tracing::warn!(%error, "Cannot take calls from other collectors"),
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    }
-}
-
-async fn answer(
-    commands: &crate::commands::Commands,
-    call: &async_nats::Message,
-) -> Result<Vec<u8>, tonic::Status> {
-    use prost::Message;
-    let header = |name: &str| {
-        call.headers
-            .as_ref()
-            .and_then(|h| h.get(name))
-            .map(|v| v.as_str().to_owned())
-            .unwrap_or_default()
-    };
-    let operator = header(OPERATOR_HEADER);
-    let bad = |e: prost::DecodeError| tonic::Status::invalid_argument(e.to_string());
-    match header(CALL_HEADER).as_str() {
-        "issue" => {
-            let r = v1::IssueCommandRequest::decode(call.payload.clone()).map_err(bad)?;
-            tracing::info!(operator = %operator, host.id = %r.host_id, verb = %r.verb, "Command forwarded by another collector");
-            let record = crate::operator_api::commands::issue_as(commands, &operator, r).await?;
-            Ok(record.encode_to_vec())
-        }
-        "list" => {
-            let r = v1::ListCommandsRequest::decode(call.payload.clone()).map_err(bad)?;
-            Ok(crate::operator_api::commands::list_for(commands, &r)?.encode_to_vec())
-        }
-        other => Err(tonic::Status::unimplemented(format!(
-            "unknown forwarded call {other:?}"
-        ))),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_moves_forward_only_and_once_final_never_again() {
+        use CommandState::{Delivered, Expired, Failed, Pending, Succeeded};
+        assert!(command_moves(Pending, Delivered));
+        assert!(command_moves(Pending, Expired));
+        assert!(command_moves(Pending, Succeeded));
+        assert!(command_moves(Delivered, Succeeded));
+        assert!(command_moves(Delivered, Failed));
+        // Delivered by two collectors during a failover: moved once.
+        assert!(!command_moves(Delivered, Delivered));
+        // Delivered by one while another expires it: the delivery stands.
+        assert!(!command_moves(Delivered, Expired));
+        // Answered through two collectors: the first answer stands.
+        for last in [Succeeded, Failed, Expired] {
+            for to in [Pending, Delivered, Succeeded, Failed, Expired] {
+                assert!(!command_moves(last, to), "{last:?} → {to:?}");
+            }
+        }
+        assert!(!command_moves(Pending, Pending));
+    }
 
     #[test]
     fn the_detection_digest_changes_with_the_settings_and_the_rule_files_only() {

@@ -5,6 +5,13 @@
 //! Command state: pending → delivered → succeeded | failed, or pending → expired.
 //! Every change is durable (store flush + fdatasync) before it is acknowledged
 //! to the operator or acted on.
+//!
+//! Cluster mode: the queue is in the cluster log. A command issued through any
+//! collector is an `IssueCommand` operation (its id is its log position), and
+//! every change of state is an `UpdateCommand` published by the collector that
+//! made it; every collector applies both to its own copy of the queue, so
+//! `bannin commands` reads the same everywhere, and whichever collector holds
+//! the host's stream — now, or when the host next connects — delivers it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -54,6 +61,9 @@ pub enum CommandError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Cluster mode: the log did not take the change (nothing changed).
+    #[error("the cluster log did not take the command: {0}; nothing changed, try again")]
+    Cluster(String),
 }
 
 type Outbound = mpsc::Sender<Result<v1::CollectorMessage, Status>>;
@@ -229,8 +239,8 @@ impl Commands {
         body(verb, &arguments)?;
         let _guard = self.ops.lock().await;
         let now = now_unix_ms();
-        let command = Command {
-            id: self.store.next_command_id()?,
+        let mut command = Command {
+            id: 0,
             host_id: host.to_string(),
             verb: verb.to_owned(),
             arguments: arguments.clone(),
@@ -244,6 +254,9 @@ impl Commands {
                 .saturating_add(i64::try_from(expires_in.as_millis()).unwrap_or(i64::MAX)),
             result: String::new(),
         };
+        if self.cluster.get().is_none() {
+            command.id = self.store.next_command_id()?;
+        }
         if verb == "isolate" || verb == "release" {
             self.store.put_isolation(
                 host.as_str(),
@@ -255,24 +268,53 @@ impl Commands {
             )?;
             self.share_isolation(host.as_str()).await;
         }
-        self.store.put_command(&command)?;
+        let mut queued = String::new();
+        match self.cluster.get() {
+            None => self.store.put_command(&command)?,
+            Some(cluster) => {
+                command.id = cluster
+                    .submit(
+                        crate::cluster::Op::IssueCommand {
+                            command: command.clone(),
+                        },
+                        None,
+                    )
+                    .await
+                    .and_then(crate::cluster::OpReply::into_raise)
+                    .map_err(|e| CommandError::Cluster(e.to_string()))?;
+                queued = match cluster.holder(host.as_str()).await {
+                    Some(other) => format!(
+                        " in the cluster log; the host is connected to collector {other}, which delivers it"
+                    ),
+                    None if self.sender(host.as_str()).is_some() => {
+                        " in the cluster log; the host is connected here".into()
+                    }
+                    None => " in the cluster log; the host is not connected to any collector: the one it connects to next delivers it".into(),
+                };
+            }
+        }
         self.store.append_action(&Action {
             at_unix_ms: now,
             actor: operator.to_owned(),
             verb: format!("command.{verb}"),
             target: host.to_string(),
             reason: reason.to_owned(),
-            result: format!("queued as {}", command.wire_id()),
+            result: format!("queued as {}{queued}", command.wire_id()),
         })?;
         self.durable().await?;
         tracing::info!(command.id = %command.wire_id(), host.id = %host, verb, operator, "Command queued");
         drop(_guard);
-        self.deliver_pending(host.as_str(), false).await?;
+        if let Err(error) = self.deliver_pending(host.as_str(), false).await {
+            // Queued durably: delivered when the host next connects.
+            tracing::error!(command.id = %command.wire_id(), host.id = %host, %error, "Command queued but not delivered");
+        }
         Ok(self.store.command(command.id)?.unwrap_or(command))
     }
 
     /// Registers a live session of `host`, delivers its pending commands, and
-    /// re-sends its desired isolation state. Returns the session id for [`Commands::detach`].
+    /// re-sends its desired isolation state. Returns the session id for
+    /// [`Commands::detach`]; a failed delivery is logged (the session is
+    /// registered all the same, and the commands stay queued).
     pub async fn attach(&self, host: &HostId, tx: Outbound) -> Result<u64, StoreError> {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
         self.lock()
@@ -298,7 +340,9 @@ impl Commands {
         // Commands delivered on an earlier session but never answered are sent
         // again: every verb is idempotent, and an answer may have been lost with
         // the old stream.
-        self.deliver_pending(host.as_str(), true).await?;
+        if let Err(error) = self.deliver_pending(host.as_str(), true).await {
+            tracing::error!(host.id = %host, %error, "Cannot deliver pending commands");
+        }
         Ok(id)
     }
 
@@ -313,7 +357,12 @@ impl Commands {
         }
     }
 
-    async fn deliver_pending(&self, host: &str, unanswered_too: bool) -> Result<(), StoreError> {
+    /// Delivers `host`'s pending commands if it is connected here.
+    pub async fn deliver(&self, host: &str) -> Result<(), CommandError> {
+        self.deliver_pending(host, false).await
+    }
+
+    async fn deliver_pending(&self, host: &str, unanswered_too: bool) -> Result<(), CommandError> {
         let Some(tx) = self.sender(host) else {
             return Ok(());
         };
@@ -328,6 +377,34 @@ impl Commands {
             if command.host_id != host || !due {
                 continue;
             }
+            if let Some(cluster) = self.cluster.get()
+                && command.state == CommandState::Pending
+            {
+                // Delivered in the log before it goes out: the agent may
+                // answer (or upload a snapshot) at once, and every collector
+                // must know the command is out.
+                let moved = self
+                    .publish_update(cluster, &command, CommandState::Delivered, now, None)
+                    .await?;
+                if !moved {
+                    // Another collector delivered or expired it meanwhile.
+                    continue;
+                }
+                let sent = tx
+                    .send(Ok(message(
+                        command.wire_id(),
+                        &command.verb,
+                        command.arguments.clone(),
+                    )))
+                    .await;
+                if sent.is_err() {
+                    // Delivered in the log, not on the wire: sent again when
+                    // the host reconnects (as an unanswered command).
+                    break;
+                }
+                tracing::info!(command.id = %command.wire_id(), host.id = host, verb = %command.verb, "Command delivered");
+                continue;
+            }
             let sent = tx
                 .send(Ok(message(
                     command.wire_id(),
@@ -340,10 +417,39 @@ impl Commands {
             }
             command.state = CommandState::Delivered;
             command.delivered_unix_ms = now;
-            self.store.put_command(&command)?;
+            if self.cluster.get().is_none() {
+                self.store.put_command(&command)?;
+            }
             tracing::info!(command.id = %command.wire_id(), host.id = host, verb = %command.verb, "Command delivered");
         }
-        self.durable().await
+        Ok(self.durable().await?)
+    }
+
+    /// Cluster mode: publishes a command's move to `state` and waits until
+    /// this collector applied it. `false`: it did not move (it had moved on
+    /// already, through another collector).
+    async fn publish_update(
+        &self,
+        cluster: &crate::cluster::Cluster,
+        command: &Command,
+        state: CommandState,
+        at_unix_ms: i64,
+        dedup: Option<String>,
+    ) -> Result<bool, CommandError> {
+        let moved = cluster
+            .submit(
+                crate::cluster::Op::UpdateCommand {
+                    id: command.id,
+                    state,
+                    at_unix_ms,
+                    result: command.result.clone(),
+                },
+                dedup,
+            )
+            .await
+            .and_then(crate::cluster::OpReply::into_raise)
+            .map_err(|e| CommandError::Cluster(e.to_string()))?;
+        Ok(moved > 0)
     }
 
     /// Records a host's answer to a command. Answers to commands of other hosts
@@ -352,7 +458,7 @@ impl Commands {
         &self,
         host: &HostId,
         result: v1::CommandResult,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), CommandError> {
         let _guard = self.ops.lock().await;
         let now = now_unix_ms();
         let mut result = result;
@@ -387,7 +493,7 @@ impl Commands {
                     result.detail
                 ),
             })?;
-            return self.durable().await;
+            return Ok(self.durable().await?);
         }
         let id = result
             .command_id
@@ -490,7 +596,18 @@ impl Commands {
             MAX_TEXT
         };
         command.result = result.detail.chars().take(limit).collect();
-        self.store.put_command(&command)?;
+        match self.cluster.get() {
+            None => self.store.put_command(&command)?,
+            Some(cluster) => {
+                if !self
+                    .publish_update(cluster, &command, command.state, now, None)
+                    .await?
+                {
+                    // Answered already through another collector.
+                    return Ok(());
+                }
+            }
+        }
         if (command.verb == "isolate" || command.verb == "release")
             && let Some(mut desired) = self.store.isolation(host.as_str())?
             // Only the command that set the current desired state confirms it.
@@ -529,14 +646,26 @@ impl Commands {
     }
 
     /// Marks undelivered commands past their expiry as expired.
-    pub async fn expire(&self, now: i64) -> Result<(), StoreError> {
+    pub async fn expire(&self, now: i64) -> Result<(), CommandError> {
         let _guard = self.ops.lock().await;
         let mut changed = false;
         for mut command in self.store.commands()? {
             if command.state == CommandState::Pending && command.expires_unix_ms < now {
                 command.state = CommandState::Expired;
                 command.finished_unix_ms = now;
-                self.store.put_command(&command)?;
+                command.result = "expired before the host reconnected".into();
+                match self.cluster.get() {
+                    None => self.store.put_command(&command)?,
+                    Some(cluster) => {
+                        let dedup = Some(format!("expire:c{}", command.id));
+                        if !self
+                            .publish_update(cluster, &command, CommandState::Expired, now, dedup)
+                            .await?
+                        {
+                            continue;
+                        }
+                    }
+                }
                 self.store.append_action(&Action {
                     at_unix_ms: now,
                     actor: "collector".into(),

@@ -240,14 +240,18 @@ pub async fn serve(
         );
     }
     if let Some(c) = &cluster {
+        let (due_tx, due_rx) = tokio::sync::mpsc::unbounded_channel();
         tracker.spawn(
             cluster::run_applier(
                 c.clone(),
                 ingest.clone(),
-                store.clone(),
-                hosts.clone(),
                 commands.evidence().clone(),
-                operator_changes.clone(),
+                cluster::SideEffects {
+                    store: store.clone(),
+                    hosts: hosts.clone(),
+                    operator_changes: operator_changes.clone(),
+                    due: due_tx,
+                },
                 shutdown.child_token(),
             )
             .instrument(tracing::info_span!("applier")),
@@ -268,8 +272,8 @@ pub async fn serve(
             );
         }
         tracker.spawn(
-            cluster::serve_forwarded(c.clone(), commands.clone(), shutdown.child_token())
-                .instrument(tracing::info_span!("forwarded")),
+            deliver_due(commands.clone(), due_rx, shutdown.child_token())
+                .instrument(tracing::info_span!("commands")),
         );
         tracker.spawn(
             cluster::run_membership(
@@ -292,7 +296,7 @@ pub async fn serve(
         .instrument(tracing::info_span!("silence")),
     );
     tracker.spawn(
-        expire_commands(commands.clone(), shutdown.child_token())
+        expire_commands(commands.clone(), cluster.clone(), shutdown.child_token())
             .instrument(tracing::info_span!("commands")),
     );
     tracker.spawn(
@@ -681,13 +685,47 @@ fn bootstrap_operators(store: &Store, config: &CollectorConfig) -> Result<(), St
     store.make_durable()
 }
 
-/// Expires undelivered commands.
-async fn expire_commands(commands: Arc<commands::Commands>, shutdown: CancellationToken) {
+/// Cluster mode: delivers the commands the log queued for hosts whose
+/// streams this collector holds, as it applies them.
+async fn deliver_due(
+    commands: Arc<commands::Commands>,
+    mut due: tokio::sync::mpsc::UnboundedReceiver<String>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let host = tokio::select! {
+            () = shutdown.cancelled() => return,
+            h = due.recv() => h,
+        };
+        let Some(host) = host else { return };
+        if let Err(error) = commands.deliver(&host).await {
+            tracing::error!(host.id = %host, %error, "Cannot deliver a queued command");
+        }
+    }
+}
+
+/// Expires undelivered commands. Cluster mode: the first live collector by
+/// name does it for the whole queue (the log applies an expiry once).
+async fn expire_commands(
+    commands: Arc<commands::Commands>,
+    cluster: Option<Arc<cluster::Cluster>>,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        if let Some(c) = &cluster {
+            match c.collectors().await {
+                Ok(live) if live.iter().map(|e| e.name.as_str()).min() == Some(c.name()) => {}
+                Ok(_) => continue,
+                Err(error) => {
+                    tracing::debug!(%error, "Cannot list the live collectors; expiry checked next round");
+                    continue;
+                }
+            }
         }
         if let Err(error) = commands.expire(now_unix_ms()).await {
             tracing::error!(%error, "Cannot expire commands");

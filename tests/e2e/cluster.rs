@@ -152,6 +152,19 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
     );
     let (addr_a, addr_b) = (a.addr, b.addr);
 
+    // A command for a host no collector holds yet, issued through B: it waits
+    // in the cluster log, and A — where the host connects — delivers it.
+    let early = dir.path().join("early");
+    std::fs::create_dir_all(&early).expect("dir");
+    let early_b = operator_toml(&early, &pki.operator("alice"), addr_b);
+    let (ok, queued, stderr) = bannin_json(&early_b, &["ping", "cluster-agent", "--no-wait"]);
+    assert!(ok, "ping queued through B: {stderr}");
+    assert_eq!(
+        queued["state"], "pending",
+        "nobody holds the host yet: {queued}"
+    );
+    let early_id = queued["id"].as_str().expect("command id").to_owned();
+
     // A real agent that knows both collectors, first A.
     let agent_dir = dir.path().join("agent");
     let _agent = start_agent(
@@ -209,6 +222,45 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
         ));
     }
     let mut ops_b = client(&pki, addr_b).await;
+    // The early command: delivered by A, answered, and the same record on both.
+    std::fs::create_dir_all(early.join("a")).expect("dir");
+    let early_a = operator_toml(&early.join("a"), &pki.operator("alice"), addr_a);
+    let answered = eventually(
+        Duration::from_secs(30),
+        "the command queued through B answered through A",
+        || {
+            let early_b = early_b.clone();
+            let id = early_id.clone();
+            async move {
+                let (_, list, _) = bannin_json(&early_b, &["commands", "--host", "cluster-agent"]);
+                let record = list
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["id"] == id.as_str())?
+                    .clone();
+                (record["state"] == "succeeded").then_some(record)
+            }
+        },
+    )
+    .await;
+    let on_a = eventually(Duration::from_secs(10), "A's copy of the queue", || {
+        let early_a = early_a.clone();
+        let id = early_id.clone();
+        async move {
+            let (_, list, _) = bannin_json(&early_a, &["commands", "--host", "cluster-agent"]);
+            let record = list
+                .as_array()?
+                .iter()
+                .find(|c| c["id"] == id.as_str())?
+                .clone();
+            (record["state"] == "succeeded").then_some(record)
+        }
+    })
+    .await;
+    assert_eq!(
+        answered, on_a,
+        "one queue, the same record on both collectors"
+    );
     eventually(
         Duration::from_secs(30),
         "the real agent listed on B as held by A",
@@ -536,7 +588,7 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
     assert_eq!(agent["collector"], "b", "{agent}");
 
     // A command issued on A reaches the host through B, which holds its
-    // stream; its progress is read through A too.
+    // stream; its progress is read through A too, from A's copy of the queue.
     let via_a = dir.path().join("via-a");
     std::fs::create_dir_all(&via_a).expect("dir");
     let through_a = operator_toml(&via_a, &pki.operator("alice"), a.addr);
@@ -547,7 +599,7 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
     let mut ops_a = client(&pki, a.addr).await;
     let actions = eventually(
         Duration::from_secs(20),
-        "A's forwarding recorded in the action log",
+        "A's record of where the command went in the action log",
         || {
             let mut ops_a = ops_a.clone();
             async move {
@@ -563,7 +615,9 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
                 actions
                     .iter()
                     .any(|a| {
-                        a.verb == "command.ping" && a.result.contains("forwarded to collector b")
+                        a.verb == "command.ping"
+                            && a.result
+                                .contains("connected to collector b, which delivers it")
                     })
                     .then_some(actions)
             }
@@ -1008,7 +1062,7 @@ fn isolate_through_one_collector_isolates_a_host_on_the_other_in_the_namespace_l
                     e["verb"] == "command.isolate"
                         && e["result"]
                             .as_str()
-                            .is_some_and(|r| r.contains("forwarded to collector b"))
+                            .is_some_and(|r| r.contains("connected to collector b"))
                 })
             })
         },
