@@ -20,9 +20,8 @@ use std::time::Duration;
 
 use bannin_proto::identity::HostId;
 use bannin_proto::{now_unix_ms, v1};
-use tokio::sync::mpsc;
-use tonic::Status;
 
+use crate::link::Outbound;
 use crate::model::{Action, Command, CommandState, Isolation};
 use crate::store::{Store, StoreError};
 
@@ -65,8 +64,6 @@ pub enum CommandError {
     #[error("the cluster log did not take the command: {0}; nothing changed, try again")]
     Cluster(String),
 }
-
-type Outbound = mpsc::Sender<Result<v1::CollectorMessage, Status>>;
 
 /// The queue and the live sessions it delivers to.
 pub struct Commands {
@@ -160,18 +157,22 @@ pub fn body(
     })
 }
 
-fn message(id: String, verb: &str, arguments: BTreeMap<String, String>) -> v1::CollectorMessage {
+fn message(
+    id: String,
+    verb: &str,
+    arguments: BTreeMap<String, String>,
+) -> Box<v1::CollectorMessage> {
     // Validated when issued; a command queued by an older collector that does not
     // build goes out with its text form only, for the agent to refuse with a reason.
     let body = body(verb, &arguments).ok();
-    v1::CollectorMessage {
+    Box::new(v1::CollectorMessage {
         body: Some(v1::collector_message::Body::Command(v1::Command {
             id,
             verb: verb.to_owned(),
             arguments,
             body,
         })),
-    }
+    })
 }
 
 impl Commands {

@@ -488,6 +488,7 @@ impl HostRegistry {
     /// bucket). A host with a stream here keeps what its own stream says; any
     /// other takes the record and liveness the holding collector published,
     /// so every collector lists, correlates and watches the whole fleet.
+    /// Kept in memory only (the bucket is replayed at start).
     pub fn remote(&self, presence: crate::cluster::Presence) -> Result<(), StoreError> {
         if self
             .cluster_name
@@ -525,7 +526,11 @@ impl HostRegistry {
             live.record.clone()
         };
         self.fleet.set_addresses(&record.host_id, &record.addresses);
-        self.store.put_host(&record)
+        // Not written to this collector's store: the presence bucket is where
+        // it lives (watched from its first revision at every start), and a
+        // fleet's worth of other collectors' records in sled cost each
+        // collector memory for nothing (BENCHMARKS.md, "Cluster mode").
+        Ok(())
     }
 
     /// Cluster mode: a `host.silent` finding for `host` was applied (raised

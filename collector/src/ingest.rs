@@ -238,7 +238,9 @@ pub enum Receipt {
     /// Single collector: the writer answers once the group is durable.
     Local(oneshot::Receiver<Result<u64, IngestError>>),
     /// Cluster mode: JetStream answers once the configured replicas hold it.
-    Stream(async_nats::jetstream::context::PublishAckFuture, u64),
+    /// (Boxed: a session queues receipts in a channel whose slots are
+    /// allocated 32 at a time, for every agent, busy or idle.)
+    Stream(Box<async_nats::jetstream::context::PublishAckFuture>, u64),
 }
 
 impl Receipt {
@@ -247,7 +249,7 @@ impl Receipt {
         match self {
             Self::Local(rx) => rx.await.map_err(|_| IngestError::Stopped)?,
             Self::Stream(ack, sequence) => {
-                ack.await.map_err(|e| {
+                (*ack).await.map_err(|e| {
                     IngestError::Cluster(format!("JetStream did not acknowledge: {e}"))
                 })?;
                 Ok(sequence)
@@ -490,7 +492,7 @@ impl Ingest {
                 .publish_batch(&host, &batch)
                 .await
                 .map_err(|e| IngestError::Cluster(e.to_string()))?;
-            return Ok(Receipt::Stream(ack, sequence));
+            return Ok(Receipt::Stream(Box::new(ack), sequence));
         }
         let batch = self.prepare(&host, batch)?;
         let (reply, rx) = oneshot::channel();

@@ -14,6 +14,7 @@ use bannin_proto::tls::PeerInfo;
 use bannin_proto::v1::agent_link_server::AgentLink;
 use bannin_proto::v1::{self, agent_message, collector_message};
 use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
@@ -44,11 +45,18 @@ pub struct LinkService {
     pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
-type Outbound = mpsc::Sender<Result<v1::CollectorMessage, Status>>;
+/// A message to an agent, boxed: a session's channel allocates its slots 32
+/// at a time, and 32 unboxed messages are 4.6 KiB per idle agent against
+/// 512 bytes boxed (BENCHMARKS.md, "Idle agents").
+pub(crate) type Outgoing = Result<Box<v1::CollectorMessage>, Status>;
+/// The sending side of a session's stream to its agent.
+pub(crate) type Outbound = mpsc::Sender<Outgoing>;
 
 #[tonic::async_trait]
 impl AgentLink for LinkService {
-    type SessionStream = ReceiverStream<Result<v1::CollectorMessage, Status>>;
+    type SessionStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<v1::CollectorMessage, Status>> + Send>,
+    >;
 
     async fn session(
         &self,
@@ -117,7 +125,7 @@ impl AgentLink for LinkService {
                 max_message_bytes: u32::try_from(self.max_message_bytes).unwrap_or(u32::MAX),
             })),
         };
-        tx.send(Ok(welcome))
+        tx.send(Ok(Box::new(welcome)))
             .await
             .map_err(|_| Status::cancelled("agent went away"))?;
 
@@ -133,7 +141,9 @@ impl AgentLink for LinkService {
             }
             .instrument(span),
         );
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(Box::pin(
+            ReceiverStream::new(rx).map(|m| m.map(|m| *m)),
+        )))
     }
 }
 
@@ -280,9 +290,9 @@ impl LinkService {
                         },
                     };
                     let _ = tx
-                        .send(Ok(v1::CollectorMessage {
+                        .send(Ok(Box::new(v1::CollectorMessage {
                             body: Some(collector_message::Body::Renewed(answer)),
-                        }))
+                        })))
                         .await;
                 }
                 agent_message::Body::Hello(_) => {
@@ -321,9 +331,9 @@ impl LinkService {
 async fn send_acks(mut pending: mpsc::Receiver<Receipt>, tx: Outbound) {
     while let Some(receipt) = pending.recv().await {
         let message = match receipt.durable().await {
-            Ok(sequence) => Ok(v1::CollectorMessage {
+            Ok(sequence) => Ok(Box::new(v1::CollectorMessage {
                 body: Some(collector_message::Body::Ack(v1::Ack { sequence })),
-            }),
+            })),
             Err(IngestError::Stopped) => Err(Status::unavailable("collector is shutting down")),
             Err(error) => {
                 tracing::error!(%error, "Batch not stored; stream closed so the agent replays it");

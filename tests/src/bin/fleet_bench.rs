@@ -1715,7 +1715,12 @@ async fn cluster_idle(n: usize, sources: usize, processes: usize) -> anyhow::Res
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let took = started.elapsed();
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // BANNIN_BENCH_HOLD_SECS: longer, to look at the collectors from outside.
+    let settle = std::env::var("BANNIN_BENCH_HOLD_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    tokio::time::sleep(Duration::from_secs(settle)).await;
     let (rss_a, rss_b) = (a.rss_bytes(), b.rss_bytes());
     let up = total();
     print_cluster_idle(n, up, took, (base_a, base_b), (rss_a, rss_b), processes);
