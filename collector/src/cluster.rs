@@ -78,6 +78,12 @@ pub const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 const HOST_HEADER: &str = "Bannin-Host";
 const OP_HEADER: &str = "Bannin-Op";
+/// How a batch's payload is encoded in the log: `lz4` (block format, size
+/// prepended) or absent (plain protobuf).
+const ENCODING_HEADER: &str = "Bannin-Encoding";
+/// The largest batch a compressed payload may claim to hold: no collector
+/// accepts a batch over 64 MiB (`max_message_bytes` is 4 MiB by default).
+const MAX_BATCH_BYTES: usize = 64 << 20;
 
 /// `[cluster]` of the collector's configuration.
 #[derive(Debug, Clone)]
@@ -590,12 +596,19 @@ impl Cluster {
         use prost::Message;
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(HOST_HEADER, host.as_str());
+        headers.insert(ENCODING_HEADER, "lz4");
         headers.insert(
             async_nats::header::NATS_MESSAGE_ID,
             format!("b:{host}:{}", batch.sequence).as_str(),
         );
         self.js
-            .publish_with_headers(BATCH_SUBJECT, headers, batch.encode_to_vec().into())
+            .publish_with_headers(
+                BATCH_SUBJECT,
+                headers,
+                // Compressed: every byte is stored and sent R times by
+                // JetStream and once more to every collector.
+                lz4_flex::compress_prepend_size(&batch.encode_to_vec()).into(),
+            )
             .await
             .map_err(|e| js_error("publishing a batch")(&e))
     }
@@ -1251,8 +1264,13 @@ fn decode(
     match message.subject.as_str() {
         BATCH_SUBJECT => {
             let host = header(HOST_HEADER).and_then(|h| HostId::new(h).ok());
-            let batch = v1::TelemetryBatch::decode(message.payload.clone());
-            let (Some(host), Ok(batch)) = (host, batch) else {
+            let batch = match header(ENCODING_HEADER).as_deref() {
+                None => v1::TelemetryBatch::decode(message.payload.clone()).ok(),
+                Some("lz4") => decompress_batch(&message.payload)
+                    .and_then(|plain| v1::TelemetryBatch::decode(plain.as_slice()).ok()),
+                Some(_) => None,
+            };
+            let (Some(host), Some(batch)) = (host, batch) else {
                 tracing::error!(log.seq = seq, "Unreadable batch in the log; skipped");
                 return (None, Applying::Nothing);
             };
@@ -1381,6 +1399,16 @@ fn decode(
             (None, Applying::Nothing)
         }
     }
+}
+
+/// A batch's payload as [`Cluster::publish_batch`] compressed it; `None` when
+/// it does not decompress or claims to be larger than any batch may be.
+fn decompress_batch(payload: &[u8]) -> Option<Vec<u8>> {
+    let claimed = u32::from_le_bytes(payload.get(..4)?.try_into().ok()?);
+    if usize::try_from(claimed).ok()? > MAX_BATCH_BYTES {
+        return None;
+    }
+    lz4_flex::decompress_size_prepended(payload).ok()
 }
 
 /// Waits for the writer's answers in order: hands operations' results to
@@ -1911,6 +1939,41 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_compressed_batch_comes_back_whole_and_a_hostile_one_is_refused() {
+        use prost::Message;
+        let batch = v1::TelemetryBatch {
+            sequence: 7,
+            events: (0..50)
+                .map(|i| v1::Event {
+                    kind: "process.exec".into(),
+                    attributes: [("exe".to_owned(), format!("/usr/bin/tool-{i}"))].into(),
+                    ..Default::default()
+                })
+                .map(|e| e.encode_to_vec().into())
+                .collect(),
+        };
+        let plain = batch.encode_to_vec();
+        let packed = lz4_flex::compress_prepend_size(&plain);
+        assert!(packed.len() < plain.len(), "repeated keys compress");
+        let back = decompress_batch(&packed).expect("decompresses");
+        assert_eq!(
+            v1::TelemetryBatch::decode(back.as_slice()).ok(),
+            Some(batch)
+        );
+        // A bomb — a valid payload that inflates past any batch's size — is
+        // not inflated.
+        let bomb = lz4_flex::compress_prepend_size(&vec![0u8; MAX_BATCH_BYTES + 1]);
+        assert!(bomb.len() < 1 << 20);
+        assert_eq!(decompress_batch(&bomb), None);
+        let at_limit = lz4_flex::compress_prepend_size(&vec![0u8; 1 << 20]);
+        assert_eq!(decompress_batch(&at_limit).map(|v| v.len()), Some(1 << 20));
+        // Truncated or garbage payloads are refused, not panicked on.
+        assert_eq!(decompress_batch(&packed[..packed.len() / 2]), None);
+        assert_eq!(decompress_batch(&[1, 2]), None);
+        assert_eq!(decompress_batch(&[16, 0, 0, 0, 0xff, 0xff, 0xff]), None);
+    }
 
     #[test]
     fn a_command_moves_forward_only_and_once_final_never_again() {
