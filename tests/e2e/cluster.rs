@@ -1163,6 +1163,85 @@ async fn a_token_made_on_one_collector_enrolls_through_another_and_its_uses_are_
         !ok && err.contains("revoked"),
         "revoked through B, refused by A: {err}"
     );
+
+    drop(collectors);
+    drop(nats);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_for_a_host_that_never_connects_expires_once_across_collectors() {
+    require_nats();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let nats = NatsCluster::start(&dir.path().join("nats"), &pki, 1);
+    let collectors: Vec<CollectorProc> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            CollectorProc::start_free(
+                &dir.path().join(name),
+                &pki,
+                &nats.collector_section(name, 1),
+            )
+        })
+        .collect();
+    let on_a = operator_toml(
+        &dir.path().join("a"),
+        &pki.operator("alice"),
+        collectors[0].addr,
+    );
+    let on_b = operator_toml(
+        &dir.path().join("b"),
+        &pki.operator("alice"),
+        collectors[1].addr,
+    );
+
+    // Issued through B; whichever collector expires it, it expires once: the
+    // same record on both, one entry in the log.
+    let (ok, queued, err) = bannin_json(
+        &on_b,
+        &["ping", "ghost-host", "--no-wait", "--expires-secs", "2"],
+    );
+    assert!(ok, "ping queued through B: {err}");
+    let command = queued["id"].as_str().expect("command id").to_owned();
+    let mut records = Vec::new();
+    for operator in [&on_a, &on_b] {
+        records.push(
+            eventually(Duration::from_secs(30), "the command expired", || {
+                let (operator, command) = (operator.clone(), command.clone());
+                async move {
+                    let (_, list, _) =
+                        bannin_json(&operator, &["commands", "--host", "ghost-host"]);
+                    list.as_array()?
+                        .iter()
+                        .find(|c| c["id"] == command.as_str() && c["state"] == "expired")
+                        .cloned()
+                }
+            })
+            .await,
+        );
+    }
+    assert_eq!(records[0], records[1], "one queue on both collectors");
+    let expiries = |operator: &std::path::Path| {
+        let (_, log, _) = bannin_json(operator, &["actions"]);
+        log.as_array().map_or(0, |entries| {
+            entries
+                .iter()
+                .filter(|e| e["verb"] == "expire.ping" && e["target"] == command.as_str())
+                .count()
+        })
+    };
+    eventually(
+        Duration::from_secs(20),
+        "the expiry in the action log",
+        || {
+            let n = expiries(&on_a);
+            async move { (n > 0).then_some(()) }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(expiries(&on_a), 1, "expired once, not once per collector");
+    assert_eq!(expiries(&on_b), 1, "the same log on B");
     drop(collectors);
     drop(nats);
 }
