@@ -383,7 +383,9 @@ impl Commands {
             {
                 // Delivered in the log before it goes out: the agent may
                 // answer (or upload a snapshot) at once, and every collector
-                // must know the command is out.
+                // must know the command is out. (Should the send below fail,
+                // the host gets it again when it reconnects, as an unanswered
+                // command.)
                 let moved = self
                     .publish_update(cluster, &command, CommandState::Delivered, now, None)
                     .await?;
@@ -391,20 +393,6 @@ impl Commands {
                     // Another collector delivered or expired it meanwhile.
                     continue;
                 }
-                let sent = tx
-                    .send(Ok(message(
-                        command.wire_id(),
-                        &command.verb,
-                        command.arguments.clone(),
-                    )))
-                    .await;
-                if sent.is_err() {
-                    // Delivered in the log, not on the wire: sent again when
-                    // the host reconnects (as an unanswered command).
-                    break;
-                }
-                tracing::info!(command.id = %command.wire_id(), host.id = host, verb = %command.verb, "Command delivered");
-                continue;
             }
             let sent = tx
                 .send(Ok(message(
@@ -416,9 +404,9 @@ impl Commands {
             if sent.is_err() {
                 break;
             }
-            command.state = CommandState::Delivered;
-            command.delivered_unix_ms = now;
             if self.cluster.get().is_none() {
+                command.state = CommandState::Delivered;
+                command.delivered_unix_ms = now;
                 self.store.put_command(&command)?;
             }
             tracing::info!(command.id = %command.wire_id(), host.id = host, verb = %command.verb, "Command delivered");

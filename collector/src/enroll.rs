@@ -308,13 +308,9 @@ impl Enrollment {
         if !crate::webhook::constant_time_eq(given.as_bytes(), stored.secret_sha256.as_bytes()) {
             return Err(EnrollError::BadToken);
         }
-        let usable = |token: &TokenRecord, now: i64| match token.state(now) {
-            "revoked" => Err(EnrollError::Revoked(token.id.clone())),
-            "used_up" => Err(EnrollError::UsedUp(token.id.clone())),
-            "expired" => Err(EnrollError::Expired(token.id.clone())),
-            _ => Ok(()),
-        };
-        usable(&stored, bannin_proto::now_unix_ms())?;
+        if let Some(why) = token_refusal(&stored, bannin_proto::now_unix_ms()) {
+            return Err(refused(id, why));
+        }
         let (host, cert_pem, not_after_unix_ms) = self.authority.sign(&request.csr_pem)?;
         // The use is taken with a compare-and-swap on the token as stored now:
         // a revocation that landed after the check above wins, and two
@@ -335,14 +331,11 @@ impl Enrollment {
                     .and_then(crate::cluster::OpReply::into_raise)
                 {
                     Ok(_) => {}
-                    Err(crate::ingest::IngestError::Cluster(why)) if why == "revoked" => {
-                        return Err(EnrollError::Revoked(id.to_owned()));
-                    }
-                    Err(crate::ingest::IngestError::Cluster(why)) if why == "used_up" => {
-                        return Err(EnrollError::UsedUp(id.to_owned()));
-                    }
-                    Err(crate::ingest::IngestError::Cluster(why)) if why == "expired" => {
-                        return Err(EnrollError::Expired(id.to_owned()));
+                    // The applier's refusal, as `token_refusal` words it.
+                    Err(crate::ingest::IngestError::Cluster(why))
+                        if matches!(why.as_str(), "revoked" | "used_up" | "expired") =>
+                    {
+                        return Err(refused(id, &why));
                     }
                     Err(e) => return Err(internal(&e)),
                 }
@@ -351,17 +344,9 @@ impl Enrollment {
                     .map_err(|e| internal(&e))?
                     .ok_or(EnrollError::BadToken)?
             }
-            None => self
-                .store
-                .update_token(id, |mut token| {
-                    usable(&token, now)?;
-                    token.used += 1;
-                    if !token.hosts.contains(&host.to_string()) {
-                        token.hosts.push(host.to_string());
-                    }
-                    Ok(token)
-                })
-                .map_err(|e| internal(&e))??,
+            None => use_token(&self.store, id, host.as_str(), now)
+                .map_err(|e| internal(&e))?
+                .map_err(|why| refused(id, why))?,
         };
         if !token.labels.is_empty()
             && let Some(cluster) = &self.cluster
@@ -459,6 +444,15 @@ pub fn token_refusal(token: &TokenRecord, now: i64) -> Option<&'static str> {
     match token.state(now) {
         s @ ("revoked" | "used_up" | "expired") => Some(s),
         _ => None,
+    }
+}
+
+/// The enrollment error for a token [`token_refusal`] refuses.
+fn refused(id: &str, why: &str) -> EnrollError {
+    match why {
+        "revoked" => EnrollError::Revoked(id.to_owned()),
+        "used_up" => EnrollError::UsedUp(id.to_owned()),
+        _ => EnrollError::Expired(id.to_owned()),
     }
 }
 

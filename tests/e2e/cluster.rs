@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use bannin_proto::now_unix_ms;
@@ -225,38 +226,21 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
     // The early command: delivered by A, answered, and the same record on both.
     std::fs::create_dir_all(early.join("a")).expect("dir");
     let early_a = operator_toml(&early.join("a"), &pki.operator("alice"), addr_a);
-    let answered = eventually(
-        Duration::from_secs(30),
-        "the command queued through B answered through A",
-        || {
-            let early_b = early_b.clone();
-            let id = early_id.clone();
-            async move {
-                let (_, list, _) = bannin_json(&early_b, &["commands", "--host", "cluster-agent"]);
-                let record = list
-                    .as_array()?
-                    .iter()
-                    .find(|c| c["id"] == id.as_str())?
-                    .clone();
-                (record["state"] == "succeeded").then_some(record)
-            }
-        },
-    )
-    .await;
-    let on_a = eventually(Duration::from_secs(10), "A's copy of the queue", || {
-        let early_a = early_a.clone();
-        let id = early_id.clone();
-        async move {
-            let (_, list, _) = bannin_json(&early_a, &["commands", "--host", "cluster-agent"]);
-            let record = list
-                .as_array()?
-                .iter()
-                .find(|c| c["id"] == id.as_str())?
-                .clone();
-            (record["state"] == "succeeded").then_some(record)
-        }
-    })
-    .await;
+    let mut answered = Vec::new();
+    for (through, wait) in [(&early_b, 30), (&early_a, 10)] {
+        answered.push(
+            eventually(
+                Duration::from_secs(wait),
+                "the command queued through B answered, as each collector lists it",
+                || {
+                    let r = command_in(through, "cluster-agent", &early_id, "succeeded");
+                    async move { r }
+                },
+            )
+            .await,
+        );
+    }
+    let (answered, on_a) = (&answered[0], &answered[1]);
     assert_eq!(
         answered, on_a,
         "one queue, the same record on both collectors"
@@ -864,6 +848,16 @@ fn exported(path: &std::path::Path) -> BTreeSet<u64> {
 }
 
 /// The whole action log: position, verb, actor and hash of every entry.
+/// Command `id` as `bannin commands --host HOST` lists it through
+/// `operator`, once it is in `state`.
+fn command_in(operator: &Path, host: &str, id: &str, state: &str) -> Option<serde_json::Value> {
+    let (_, list, _) = bannin_json(operator, &["commands", "--host", host]);
+    list.as_array()?
+        .iter()
+        .find(|c| c["id"] == id && c["state"] == state)
+        .cloned()
+}
+
 async fn whole_log(mut ops: OperatorClient<Channel>) -> Option<Vec<(u64, String, String, String)>> {
     let mut out = Vec::new();
     let mut after = 0;
@@ -1207,21 +1201,14 @@ async fn a_command_for_a_host_that_never_connects_expires_once_across_collectors
     for operator in [&on_a, &on_b] {
         records.push(
             eventually(Duration::from_secs(30), "the command expired", || {
-                let (operator, command) = (operator.clone(), command.clone());
-                async move {
-                    let (_, list, _) =
-                        bannin_json(&operator, &["commands", "--host", "ghost-host"]);
-                    list.as_array()?
-                        .iter()
-                        .find(|c| c["id"] == command.as_str() && c["state"] == "expired")
-                        .cloned()
-                }
+                let r = command_in(operator, "ghost-host", &command, "expired");
+                async move { r }
             })
             .await,
         );
     }
     assert_eq!(records[0], records[1], "one queue on both collectors");
-    let expiries = |operator: &std::path::Path| {
+    let expiries = |operator: &Path| {
         let (_, log, _) = bannin_json(operator, &["actions"]);
         log.as_array().map_or(0, |entries| {
             entries
