@@ -369,7 +369,7 @@ impl Commands {
         };
         let _guard = self.ops.lock().await;
         let now = now_unix_ms();
-        for mut command in self.store.commands()? {
+        for mut command in self.store.open_commands()? {
             let due = match command.state {
                 CommandState::Pending => command.expires_unix_ms >= now,
                 CommandState::Delivered => unanswered_too,
@@ -638,7 +638,7 @@ impl Commands {
     pub async fn expire(&self, now: i64) -> Result<(), CommandError> {
         let _guard = self.ops.lock().await;
         let mut changed = false;
-        for mut command in self.store.commands()? {
+        for mut command in self.store.open_commands()? {
             if command.state == CommandState::Pending && command.expires_unix_ms < now {
                 command.state = CommandState::Expired;
                 command.finished_unix_ms = now;

@@ -211,20 +211,7 @@ mod tests {
             );
             store.make_durable().expect("durable");
         }
-        // sled lets go of its file lock when its last background thread
-        // ends, a moment after the handle is dropped.
-        let mut tries = 0;
-        let store = loop {
-            match Store::open(dir.path()) {
-                Ok(s) => break s,
-                Err(e) if tries < 100 => {
-                    tries += 1;
-                    let _ = e;
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                Err(e) => panic!("reopen: {e}"),
-            }
-        };
+        let store = Store::reopen(dir.path());
         let waiting = store.outbox_actions(10).expect("outbox");
         let targets: Vec<_> = waiting.iter().map(|(_, a)| a.target.as_str()).collect();
         assert_eq!(

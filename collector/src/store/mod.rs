@@ -87,6 +87,9 @@ pub struct Store {
     records: sled::Tree,
     hosts: sled::Tree,
     commands: sled::Tree,
+    /// Ids of the commands not finished yet (pending or delivered): what
+    /// delivery and expiry look at, however long the queue's history.
+    open_commands: sled::Tree,
     isolation: sled::Tree,
     actions: sled::Tree,
     operators: sled::Tree,
@@ -132,6 +135,7 @@ impl Store {
         let records = db.open_tree("records")?;
         let hosts = db.open_tree("hosts")?;
         let commands = db.open_tree("commands")?;
+        let open_commands = db.open_tree("open_commands")?;
         let isolation = db.open_tree("isolation")?;
         let actions = db.open_tree("actions")?;
         let operators = db.open_tree("operators")?;
@@ -148,11 +152,12 @@ impl Store {
             path: data_path.clone(),
             source,
         })?;
-        Ok(Self {
+        let store = Self {
             db,
             records,
             hosts,
             commands,
+            open_commands,
             isolation,
             actions,
             operators,
@@ -167,7 +172,27 @@ impl Store {
             outbox: std::sync::Arc::new(std::sync::OnceLock::new()),
             action_lock: std::sync::Arc::new(std::sync::Mutex::new(())),
             data_file: std::sync::Arc::new((data_path, data_file)),
-        })
+        };
+        store.index_open_commands()?;
+        Ok(store)
+    }
+
+    /// Tests: opens the store in `dir` again after a handle was dropped.
+    /// sled lets go of its file lock when its last background thread ends, a
+    /// moment after the handle is dropped.
+    #[cfg(test)]
+    pub(crate) fn reopen(dir: &Path) -> Self {
+        let mut tries = 0;
+        loop {
+            match Self::open(dir) {
+                Ok(s) => return s,
+                Err(_) if tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => panic!("reopen: {e}"),
+            }
+        }
     }
 
     /// Applies a write set atomically. Not durable until [`Store::make_durable`].

@@ -134,6 +134,17 @@ enum Cmd {
         #[arg(long, default_value_t = 200)]
         failover_agents: usize,
     },
+    /// The command queue's sweep — what delivery and expiry read, expiry
+    /// every second — over a history of finished commands: every command
+    /// (before the open-commands index) against the index, in one run.
+    Queue {
+        /// Finished commands in the history.
+        #[arg(long, default_value_t = 100_000)]
+        finished: u64,
+        /// Open (pending) commands.
+        #[arg(long, default_value_t = 20)]
+        open: u64,
+    },
     /// Idle agents spread over two collectors in cluster mode (three NATS
     /// servers, replicas 3): each collector's resident memory.
     ClusterIdle {
@@ -225,6 +236,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Flood { connections, calls } => flood(connections, calls).await,
             Cmd::Sink { pki, listen } => sink(&pki, listen).await,
             Cmd::Isolate { cycles } => isolate(cycles).await,
+            Cmd::Queue { finished, open } => queue(finished, open),
             Cmd::ClusterIdle {
                 agents,
                 sources,
@@ -1751,6 +1763,66 @@ fn print_cluster_idle(
         (rss_a + rss_b) >> 20,
         (rss_a + rss_b).saturating_sub(base_a + base_b) as f64 / 1024.0 / up.max(1) as f64
     );
+}
+
+/// `queue`: the sweep over all commands against the open-commands index.
+fn queue(finished: u64, open: u64) -> anyhow::Result<()> {
+    use bannin_collector::model::{Command as QueuedCommand, CommandState};
+    let dir = tempfile::tempdir()?;
+    let store = bannin_collector::store::Store::open(dir.path())?;
+    for id in 1..=finished + open {
+        store.put_command(&QueuedCommand {
+            id,
+            host_id: format!("sim-{}", id % 20_000),
+            verb: "triage".into(),
+            arguments: [("question".to_owned(), "processes".to_owned())].into(),
+            operator: "alice".into(),
+            reason: "sweep".into(),
+            state: if id <= finished {
+                CommandState::Succeeded
+            } else {
+                CommandState::Pending
+            },
+            created_unix_ms: 1,
+            delivered_unix_ms: 2,
+            finished_unix_ms: 3,
+            expires_unix_ms: i64::MAX,
+            result: "ok: 312 processes".into(),
+        })?;
+    }
+    store.make_durable()?;
+    let time = |sweep: &dyn Fn() -> anyhow::Result<usize>| -> anyhow::Result<(Duration, usize)> {
+        let runs = 10;
+        let started = Instant::now();
+        let mut found = 0;
+        for _ in 0..runs {
+            found = sweep()?;
+        }
+        Ok((started.elapsed() / runs, found))
+    };
+    let (scan, by_scan) = time(&|| {
+        Ok(store
+            .commands()?
+            .iter()
+            .filter(|c| !c.state.is_final())
+            .count())
+    })?;
+    let (index, by_index) = time(&|| Ok(store.open_commands()?.len()))?;
+    anyhow::ensure!(
+        by_scan == by_index && by_index as u64 == open,
+        "the sweeps disagree: {by_scan} by scan, {by_index} by the index, {open} open"
+    );
+    println!(
+        "| finished commands | open | every command (ms per sweep) | open-commands index (ms per sweep) | ratio |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    println!(
+        "| {finished} | {open} | {:.2} | {:.3} | {:.0}× |",
+        scan.as_secs_f64() * 1e3,
+        index.as_secs_f64() * 1e3,
+        scan.as_secs_f64() / index.as_secs_f64().max(1e-9)
+    );
+    Ok(())
 }
 
 /// One load generator of `cluster-idle`: agents `from..from+count`, idle,
