@@ -686,20 +686,34 @@ fn bootstrap_operators(store: &Store, config: &CollectorConfig) -> Result<(), St
 }
 
 /// Cluster mode: delivers the commands the log queued for hosts whose
-/// streams this collector holds, as it applies them.
+/// streams this collector holds, as it applies them. A delivery that fails
+/// (the log unreachable past the operations' own retries) is tried again
+/// every few seconds while the host stays connected here, rather than left
+/// until its next reconnection.
 async fn deliver_due(
     commands: Arc<commands::Commands>,
     mut due: tokio::sync::mpsc::UnboundedReceiver<String>,
     shutdown: CancellationToken,
 ) {
+    let mut retry = std::collections::BTreeSet::new();
+    let mut again = tokio::time::interval(Duration::from_secs(3));
     loop {
-        let host = tokio::select! {
+        let hosts: Vec<String> = tokio::select! {
             () = shutdown.cancelled() => return,
-            h = due.recv() => h,
+            h = due.recv() => match h {
+                Some(h) => vec![h],
+                None => return,
+            },
+            _ = again.tick(), if !retry.is_empty() => std::mem::take(&mut retry).into_iter().collect(),
         };
-        let Some(host) = host else { return };
-        if let Err(error) = commands.deliver(&host).await {
-            tracing::error!(host.id = %host, %error, "Cannot deliver a queued command");
+        for host in hosts {
+            match commands.deliver(&host).await {
+                Ok(()) => {}
+                Err(error) => {
+                    tracing::warn!(host.id = %host, %error, "Cannot deliver a queued command; trying again");
+                    retry.insert(host);
+                }
+            }
         }
     }
 }
