@@ -693,15 +693,34 @@ impl Commands {
             .commands()?
             .into_iter()
             .filter(|c| host.is_none_or(|h| c.host_id == h))
-            .map(|mut c| {
-                if c.state == CommandState::Delivered
-                    && let Some(bytes) = self.evidence.progress(&c.host_id, &c.wire_id())
-                {
-                    c.result = format!("receiving: {bytes} bytes");
-                }
-                c
-            })
+            .map(|c| self.with_progress(c))
             .collect())
+    }
+
+    /// One command by its wire id (`c12`), as [`Commands::list`] shows it:
+    /// read directly, not found by reading the whole history (a `bannin
+    /// ping` polls this ten times a second while it waits).
+    pub fn get(&self, wire_id: &str) -> Result<Option<Command>, StoreError> {
+        let Some(id) = wire_id
+            .strip_prefix('c')
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .command(id)?
+            .filter(|c| c.wire_id() == wire_id)
+            .map(|c| self.with_progress(c)))
+    }
+
+    fn with_progress(&self, mut c: Command) -> Command {
+        if c.state == CommandState::Delivered
+            && let Some(bytes) = self.evidence.progress(&c.host_id, &c.wire_id())
+        {
+            c.result = format!("receiving: {bytes} bytes");
+        }
+        c
     }
 
     /// Cluster mode: publishes `host`'s desired isolation state, as just
@@ -764,5 +783,42 @@ impl Commands {
     /// How a host's isolation is shown.
     pub fn isolation_status(&self, host: &str) -> &'static str {
         Isolation::describe(self.store.isolation(host).ok().flatten().as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_command_is_read_by_its_wire_id_and_nothing_else_matches() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("store")).expect("store");
+        let evidence =
+            std::sync::Arc::new(crate::evidence::Evidence::new(dir.path()).expect("evidence"));
+        let commands = Commands::new(store, evidence);
+        let host = HostId::new("web-01").expect("host");
+        let mut ids = Vec::new();
+        for reason in ["first", "second"] {
+            let c = commands
+                .issue(
+                    &host,
+                    "ping",
+                    BTreeMap::new(),
+                    "alice",
+                    reason,
+                    DEFAULT_EXPIRY,
+                )
+                .await
+                .expect("issue");
+            ids.push(c.wire_id());
+        }
+        let second = commands.get(&ids[1]).expect("get").expect("found");
+        assert_eq!(second.reason, "second");
+        assert_eq!(second.state, CommandState::Pending, "not connected");
+        let zero_padded = format!("c0{}", &ids[1][1..]);
+        for other in ["", "c", "x1", "c-1", "c99999", zero_padded.as_str()] {
+            assert!(commands.get(other).expect("get").is_none(), "{other:?}");
+        }
     }
 }

@@ -426,16 +426,24 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
             );
         }
     }
-    let on_b = summary(&all_findings(&mut ops_b).await);
-    let on_a = eventually(Duration::from_secs(30), "A's findings equal B's", || {
-        let mut ops_a = ops_a.clone();
-        let on_b = on_b.clone();
-        async move {
-            let on_a = summary(&all_findings(&mut ops_a).await);
-            (on_a == on_b).then_some(on_a)
+    // Both read afresh each round: the real agent keeps reporting through B,
+    // so folds go on counting while A catches up.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let on_a = loop {
+        let on_b = summary(&all_findings(&mut ops_b).await);
+        let on_a = summary(&all_findings(&mut ops_a).await);
+        if on_a == on_b {
+            break on_a;
         }
-    })
-    .await;
+        if tokio::time::Instant::now() > deadline {
+            let only_a: Vec<_> = on_a.iter().filter(|f| !on_b.contains(f)).collect();
+            let only_b: Vec<_> = on_b.iter().filter(|f| !on_a.contains(f)).collect();
+            panic!(
+                "A's findings never equalled B's within 30 s\nonly on A: {only_a:?}\nonly on B: {only_b:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert!(!on_a.is_empty());
     let mut seen = BTreeSet::new();
     for f in all_findings(&mut ops_a).await {

@@ -67,11 +67,19 @@ fn list_for(
     r: &v1::ListCommandsRequest,
 ) -> Result<v1::ListCommandsResponse, Status> {
     let host = (!r.host_id.is_empty()).then_some(r.host_id.as_str());
+    if !r.command_id.is_empty() {
+        let found = commands
+            .get(&r.command_id)
+            .map_err(|e| internal("reading commands", &e))?
+            .filter(|c| host.is_none_or(|h| c.host_id == h));
+        return Ok(v1::ListCommandsResponse {
+            commands: found.iter().map(|c| c.to_wire()).collect(),
+        });
+    }
     let commands = commands
         .list(host)
         .map_err(|e| internal("reading commands", &e))?
         .iter()
-        .filter(|c| r.command_id.is_empty() || c.wire_id() == r.command_id)
         .map(|c| c.to_wire())
         .collect();
     Ok(v1::ListCommandsResponse { commands })
