@@ -234,6 +234,9 @@ pub(crate) enum Command {
         /// Only this host's commands.
         #[arg(long)]
         host: Option<String>,
+        /// Only the newest N (default: all of them).
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
     },
     /// Raw telemetry the collector keeps for a host (for triage).
     Events {

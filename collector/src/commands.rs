@@ -685,12 +685,15 @@ impl Commands {
         Ok(())
     }
 
-    /// Commands, oldest first, optionally of one host. A snapshot being
-    /// received shows its progress as its result.
-    pub fn list(&self, host: Option<&str>) -> Result<Vec<Command>, StoreError> {
-        Ok(self
-            .store
-            .commands()?
+    /// Commands, oldest first, optionally of one host, the newest `limit`
+    /// of them (0: all). A snapshot being received shows its progress as its
+    /// result.
+    pub fn list(&self, host: Option<&str>, limit: usize) -> Result<Vec<Command>, StoreError> {
+        let commands = match limit {
+            0 => self.store.commands()?,
+            n => self.store.newest_commands(host, n)?,
+        };
+        Ok(commands
             .into_iter()
             .filter(|c| host.is_none_or(|h| c.host_id == h))
             .map(|c| self.with_progress(c))

@@ -1237,6 +1237,23 @@ async fn a_command_for_a_host_that_never_connects_expires_once_across_collectors
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(expiries(&on_a), 1, "expired once, not once per collector");
     assert_eq!(expiries(&on_b), 1, "the same log on B");
+
+    // `--limit N` lists the newest N, oldest first.
+    let (ok, newer, err) = bannin_json(&on_a, &["ping", "ghost-host", "--no-wait"]);
+    assert!(ok, "{err}");
+    let newest = eventually(Duration::from_secs(10), "the newest command on B", || {
+        let (on_b, id) = (on_b.clone(), newer["id"].clone());
+        async move {
+            let (_, list, _) = bannin_json(&on_b, &["commands", "--limit", "1"]);
+            list.as_array()
+                .is_some_and(|l| l.len() == 1 && l[0]["id"] == id)
+                .then_some(list)
+        }
+    })
+    .await;
+    let (_, all, _) = bannin_json(&on_b, &["commands", "--limit", "2"]);
+    assert_eq!(all[1], newest[0], "oldest first: the newest is last");
+    assert_eq!(all[0]["id"], command.as_str(), "{all}");
     drop(collectors);
     drop(nats);
 }

@@ -117,7 +117,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
         } => hosts::revoke(&mut client, json, host, reason, certs).await,
         Command::Token { action } => tokens::token(&mut client, json, action).await,
-        Command::Commands { host } => response::commands(&mut client, json, host).await,
+        Command::Commands { host, limit } => {
+            response::commands(&mut client, json, host, limit.unwrap_or(0)).await
+        }
         Command::Events {
             host,
             since,

@@ -145,10 +145,12 @@ pub(crate) async fn commands(
     client: &mut Client,
     json: bool,
     host: Option<String>,
+    limit: u32,
 ) -> anyhow::Result<ExitCode> {
     let commands = client
         .list_commands(v1::ListCommandsRequest {
             host_id: host.unwrap_or_default(),
+            limit,
             ..Default::default()
         })
         .await
@@ -260,6 +262,7 @@ async fn issue_and_wait(
             .list_commands(v1::ListCommandsRequest {
                 host_id: host.to_owned(),
                 command_id: last.id.clone(),
+                ..Default::default()
             })
             .await
             .map_err(|s| anyhow::anyhow!("{}", s.message()))?

@@ -911,6 +911,7 @@ async fn issue_and_wait(
             .list_commands(v1::ListCommandsRequest {
                 host_id: host.to_owned(),
                 command_id: last.id.clone(),
+                ..Default::default()
             })
             .await?
             .into_inner()
@@ -1080,19 +1081,31 @@ fn commands_table(commands: &[v1::CommandRecord]) -> Markup {
     }
 }
 
-/// `GET /commands`: the queue, every host.
+/// How many commands the queue page shows: the newest (a long history is
+/// read through `bannin commands`).
+const COMMANDS_SHOWN: u32 = 500;
+
+/// `GET /commands`: the queue, every host, the newest [`COMMANDS_SHOWN`].
 pub(crate) async fn commands(State(c): State<Shared>, Extension(s): Extension<Session>) -> Page {
     let commands = c
         .client()
-        .list_commands(v1::ListCommandsRequest::default())
+        .list_commands(v1::ListCommandsRequest {
+            limit: COMMANDS_SHOWN,
+            ..Default::default()
+        })
         .await?
         .into_inner()
         .commands;
+    let title = if commands.len() == COMMANDS_SHOWN as usize {
+        format!("Commands (the newest {COMMANDS_SHOWN}; `bannin commands` lists them all)")
+    } else {
+        "Commands".to_owned()
+    };
     Ok(page(
         &c.operator,
         &s.csrf,
         Nav::Commands,
-        "Commands",
+        &title,
         commands_table(&commands),
     ))
 }
@@ -1102,6 +1115,7 @@ async fn find_command(c: &Shared, id: &str) -> Result<v1::CommandRecord, PageErr
         .list_commands(v1::ListCommandsRequest {
             host_id: String::new(),
             command_id: id.to_owned(),
+            ..Default::default()
         })
         .await?
         .into_inner()

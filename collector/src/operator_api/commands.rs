@@ -77,7 +77,7 @@ fn list_for(
         });
     }
     let commands = commands
-        .list(host)
+        .list(host, usize::try_from(r.limit).unwrap_or(usize::MAX))
         .map_err(|e| internal("reading commands", &e))?
         .iter()
         .map(|c| c.to_wire())

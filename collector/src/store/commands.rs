@@ -31,6 +31,27 @@ impl Store {
         Ok(())
     }
 
+    /// The newest `limit` commands (of `host` only, if given), oldest first;
+    /// reads no further back than it must.
+    pub fn newest_commands(
+        &self,
+        host: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Command>, StoreError> {
+        let mut out = Vec::new();
+        for value in self.commands.iter().values().rev() {
+            if out.len() == limit {
+                break;
+            }
+            let command: Command = decode(&value?, "command")?;
+            if host.is_none_or(|h| command.host_id == h) {
+                out.push(command);
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
     /// The commands not finished yet (pending or delivered), oldest first.
     pub fn open_commands(&self) -> Result<Vec<Command>, StoreError> {
         let mut out = Vec::new();
@@ -123,6 +144,29 @@ mod tests {
             .iter()
             .map(|c| c.id)
             .collect()
+    }
+
+    #[test]
+    fn the_newest_commands_are_read_oldest_first_and_of_one_host_if_asked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        for id in 1..=10 {
+            let mut c = command(id, CommandState::Succeeded);
+            c.host_id = if id % 2 == 0 { "even" } else { "odd" }.into();
+            store.put_command(&c).expect("put");
+        }
+        let ids = |host, limit| -> Vec<u64> {
+            store
+                .newest_commands(host, limit)
+                .expect("newest")
+                .iter()
+                .map(|c| c.id)
+                .collect()
+        };
+        assert_eq!(ids(None, 3), [8, 9, 10]);
+        assert_eq!(ids(Some("odd"), 3), [5, 7, 9]);
+        assert_eq!(ids(Some("even"), 100), [2, 4, 6, 8, 10]);
+        assert_eq!(ids(Some("nobody"), 3), Vec::<u64>::new());
     }
 
     #[test]

@@ -1212,6 +1212,7 @@ async fn isolate_client(
                     .list_commands(v1::ListCommandsRequest {
                         host_id: "bench-host".into(),
                         command_id: issued.id.clone(),
+                        ..Default::default()
                     })
                     .await?
                     .into_inner()
