@@ -401,14 +401,9 @@ pub fn detection_digest(
     use sha2::Digest;
     let mut hasher = sha2::Sha256::new();
     hasher.update(format!("{severity_overrides:?}|{suppress:?}|{correlation:?}").as_bytes());
-    let mut files: Vec<PathBuf> = Vec::new();
-    for path in sigma_paths {
-        match std::fs::read_dir(path) {
-            Ok(dir) => files.extend(dir.filter_map(|e| e.ok().map(|e| e.path()))),
-            Err(_) => files.push(path.clone()),
-        }
-    }
-    files.sort();
+    // The files the Sigma loader reads (directories recursively, sorted);
+    // paths it cannot list are hashed as given (they fail to load anyway).
+    let files = crate::sigma::rule_files(sigma_paths).unwrap_or_else(|_| sigma_paths.to_vec());
     for file in files {
         hasher.update(
             file.file_name()
@@ -1881,9 +1876,7 @@ pub async fn run_membership(
                         }
                         match serde_json::from_slice::<Presence>(&entry.value) {
                             Ok(presence) => {
-                                if let Err(error) = hosts.remote(presence) {
-                                    tracing::warn!(%error, "Cannot record another collector's host");
-                                }
+                                hosts.remote(presence);
                             }
                             Err(error) => {
                                 tracing::warn!(host.id = %entry.key, %error, "Unreadable presence entry; skipped")
@@ -2015,6 +2008,14 @@ mod tests {
         assert_ne!(digest(&overridden), first, "a severity override counts");
         std::fs::write(rules.join("b.yml"), "title: b2\n").expect("rule");
         assert_ne!(digest(&none), first, "a rule file's content counts");
+        // Rule files in subdirectories count too, as the loader reads them.
+        let changed = digest(&none);
+        std::fs::create_dir_all(rules.join("linux")).expect("dir");
+        std::fs::write(rules.join("linux").join("c.yml"), "title: c\n").expect("rule");
+        let nested = digest(&none);
+        assert_ne!(nested, changed, "a nested rule file counts");
+        std::fs::write(rules.join("linux").join("c.yml"), "title: c2\n").expect("rule");
+        assert_ne!(digest(&none), nested, "a nested rule file's content counts");
     }
 
     #[test]

@@ -489,13 +489,13 @@ impl HostRegistry {
     /// other takes the record and liveness the holding collector published,
     /// so every collector lists, correlates and watches the whole fleet.
     /// Kept in memory only (the bucket is replayed at start).
-    pub fn remote(&self, presence: crate::cluster::Presence) -> Result<(), StoreError> {
+    pub fn remote(&self, presence: crate::cluster::Presence) {
         if self
             .cluster_name
             .get()
             .is_some_and(|me| *me == presence.collector)
         {
-            return Ok(());
+            return;
         }
         let record = {
             let mut hosts = self.lock();
@@ -525,12 +525,11 @@ impl HostRegistry {
             }
             live.record.clone()
         };
-        self.fleet.set_addresses(&record.host_id, &record.addresses);
         // Not written to this collector's store: the presence bucket is where
         // it lives (watched from its first revision at every start), and a
         // fleet's worth of other collectors' records in sled cost each
         // collector memory for nothing (BENCHMARKS.md, "Cluster mode").
-        Ok(())
+        self.fleet.set_addresses(&record.host_id, &record.addresses);
     }
 
     /// Cluster mode: a `host.silent` finding for `host` was applied (raised

@@ -856,6 +856,13 @@ fn exported(path: &std::path::Path) -> BTreeSet<u64> {
 }
 
 /// The whole action log: position, verb, actor and hash of every entry.
+/// Alice's operator configuration for collectors a and b, each in the
+/// collector's directory under `dir`.
+fn operators_of(dir: &Path, pki: &TestPki, [a, b]: [&CollectorProc; 2]) -> [std::path::PathBuf; 2] {
+    [("a", a), ("b", b)]
+        .map(|(name, c)| operator_toml(&dir.join(name), &pki.operator("alice"), c.addr))
+}
+
 /// Command `id` as `bannin commands --host HOST` lists it through
 /// `operator`, once it is in `state`.
 fn command_in(operator: &Path, host: &str, id: &str, state: &str) -> Option<serde_json::Value> {
@@ -1110,16 +1117,7 @@ async fn a_token_made_on_one_collector_enrolls_through_another_and_its_uses_are_
         wait_listening(port);
         enroll_ports.push(port);
     }
-    let on_a = operator_toml(
-        &dir.path().join("a"),
-        &pki.operator("alice"),
-        collectors[0].addr,
-    );
-    let on_b = operator_toml(
-        &dir.path().join("b"),
-        &pki.operator("alice"),
-        collectors[1].addr,
-    );
+    let [on_a, on_b] = operators_of(dir.path(), &pki, [&collectors[0], &collectors[1]]);
 
     // Two uses, made on A.
     let (secret, made) = token(&on_a, &["--uses", "2", "--note", "rack 9"]);
@@ -1186,16 +1184,7 @@ async fn a_command_for_a_host_that_never_connects_expires_once_across_collectors
             )
         })
         .collect();
-    let on_a = operator_toml(
-        &dir.path().join("a"),
-        &pki.operator("alice"),
-        collectors[0].addr,
-    );
-    let on_b = operator_toml(
-        &dir.path().join("b"),
-        &pki.operator("alice"),
-        collectors[1].addr,
-    );
+    let [on_a, on_b] = operators_of(dir.path(), &pki, [&collectors[0], &collectors[1]]);
 
     // Issued through B; whichever collector expires it, it expires once: the
     // same record on both, one entry in the log.
