@@ -363,6 +363,9 @@ fn print_sigma(r: &v1::ListRulesResponse) {
             s.title
         );
         say!("      {}  {}", s.key, s.file);
+        if !s.disabled.is_empty() {
+            say!("      DISABLED: {}", s.disabled);
+        }
     }
     for s in &r.sigma_refused {
         say!("  REFUSED  {} ({}): {}", s.title, s.file, s.reason);
@@ -391,6 +394,7 @@ pub fn rules_json(r: &v1::ListRulesResponse) -> Value {
                 "generates": s.generates,
                 "matches": s.matches,
                 "last_match": (s.last_match_unix_ms != 0).then(|| rfc3339(s.last_match_unix_ms)),
+                "disabled": (!s.disabled.is_empty()).then_some(&s.disabled),
             })).collect::<Vec<_>>(),
             "refused": r.sigma_refused.iter().map(|s| json!({
                 "file": s.file,

@@ -218,6 +218,30 @@ fn sigma_last_counter(key: &str) -> String {
     format!("sigma.{key}.last")
 }
 
+/// The finding of a batch whose Sigma budget ran out before its last event.
+fn sigma_skipped(
+    host: &HostId,
+    skipped: u64,
+    limits: &crate::sigma::EvalLimits,
+    now: i64,
+) -> NewFinding {
+    let budget_ms = limits.batch_budget.as_millis();
+    NewFinding {
+        host_id: host.clone(),
+        kind: "sigma.skipped".into(),
+        severity: crate::model::Severity::Medium,
+        observed_unix_ms: now,
+        // The count stays out of the attributes, so that repeats fold into one.
+        attributes: std::collections::BTreeMap::from([(
+            "budget_ms".to_owned(),
+            budget_ms.to_string(),
+        )]),
+        summary: format!(
+            "{skipped} events from {host} were stored but not checked by the Sigma rules: their batch spent its {budget_ms} ms evaluation budget (see `bannin rules` for slow rules)"
+        ),
+    }
+}
+
 /// Handle to the writer thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Ingest {
@@ -407,6 +431,7 @@ impl Ingest {
         let mut findings = Vec::new();
         let mut telemetry = Vec::new();
         let mut sigma_feed = Vec::new();
+        let mut budget = crate::sigma::Budget::new(sigma.limits.batch_budget);
         for (index, raw) in batch.events.iter().enumerate() {
             let header =
                 v1::EventHeader::decode(raw.clone()).map_err(|e| IngestError::Malformed {
@@ -426,7 +451,7 @@ impl Ingest {
                     }
                 })?;
                 if let Some((e, summary)) = scanned {
-                    let matched = sigma.evaluate(&e, summary);
+                    let matched = sigma.evaluate_within(&e, summary, &mut budget);
                     findings.extend(matched.findings);
                     if !matched.feed.is_empty() {
                         sigma_feed.push((e.into_owned(), matched.feed));
@@ -447,6 +472,9 @@ impl Ingest {
             } else if for_correlation {
                 telemetry.push((event.kind, event.observed_unix_ms, event.attributes));
             }
+        }
+        if budget.skipped > 0 {
+            findings.push(sigma_skipped(host, budget.skipped, &sigma.limits, now));
         }
         Ok(PreparedBatch {
             sequence: batch.sequence,
@@ -494,7 +522,14 @@ impl Ingest {
                 .map_err(|e| IngestError::Cluster(e.to_string()))?;
             return Ok(Receipt::Stream(Box::new(ack), sequence));
         }
-        let batch = self.prepare(&host, batch)?;
+        // Detection is CPU work (Sigma rules above all): on a blocking thread,
+        // so a slow batch holds neither the runtime's workers (operator calls)
+        // nor other hosts' batches, each of which gets a thread of its own.
+        let ingest = self.clone();
+        let for_prepare = host.clone();
+        let batch = tokio::task::spawn_blocking(move || ingest.prepare(&for_prepare, batch))
+            .await
+            .map_err(|_| IngestError::Stopped)??;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(WriteRequest::Batch { host, batch, reply })

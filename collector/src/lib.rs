@@ -591,7 +591,6 @@ async fn watch_silence(
     }
 }
 
-/// On a store with no operators, makes the configured bootstrap admins admin.
 /// Loads the Sigma rules under `paths`, logging each refused rule.
 pub fn load_sigma(paths: &[std::path::PathBuf]) -> Result<sigma::SigmaSet, sigma::LoadError> {
     if paths.is_empty() {
@@ -612,6 +611,9 @@ pub fn load_sigma(paths: &[std::path::PathBuf]) -> Result<sigma::SigmaSet, sigma
     Ok(set)
 }
 
+/// Stack of the thread that reloads Sigma rules (as large as a main thread's).
+const SIGMA_LOAD_STACK: usize = 8 * 1024 * 1024;
+
 /// Loads the Sigma rules again and puts them in force; on any error the rules
 /// in force stay, and the error names the file.
 pub async fn reload_sigma(
@@ -619,9 +621,20 @@ pub async fn reload_sigma(
     paths: &[std::path::PathBuf],
 ) -> Result<(usize, usize, usize), String> {
     let owned = paths.to_vec();
-    let set = tokio::task::spawn_blocking(move || load_sigma(&owned))
+    // On a thread of its own with the main thread's stack, not a 2 MiB
+    // blocking-pool one: the loader's own bounds (`sigma::limits`) keep the
+    // parsers' recursion shallow, and the stack is the margin behind them.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("sigma-load".into())
+        .stack_size(SIGMA_LOAD_STACK)
+        .spawn(move || {
+            let _ = tx.send(load_sigma(&owned));
+        })
+        .map_err(|e| format!("cannot start the loader: {e}"))?;
+    let set = rx
         .await
-        .map_err(|e| format!("loading stopped: {e}"))?
+        .map_err(|_| "loading stopped".to_owned())?
         .map_err(|e| e.to_string())?;
     let counts = (set.rules.len(), set.refused.len(), set.files);
     ingest.reload_sigma(set).await.map_err(|e| e.to_string())?;

@@ -132,6 +132,7 @@ pub(super) async fn list_rules(
                     generates: r.generates,
                     matches,
                     last_match_unix_ms: last,
+                    disabled: sigma.disabled(&r.key).unwrap_or_default().to_owned(),
                 }
             })
             .collect(),

@@ -315,6 +315,26 @@ pub struct SigmaEvent<'a> {
     /// When the agent observed it (Unix ms).
     pub observed_unix_ms: i64,
     fields: Vec<(&'static str, Scalar<'a>)>,
+    /// Fields cut to [`MAX_FIELD_BYTES`] before matching (a match names them).
+    pub truncated: Vec<&'static str>,
+}
+
+/// Longest text a rule is matched against, per field: a regular expression's
+/// time grows with its input, and an agent decides how long a command line
+/// is. Longer values are cut at a character boundary and the cut is marked
+/// ([`SigmaEvent::truncated`]); the stored event keeps the whole value.
+pub const MAX_FIELD_BYTES: usize = 16 * 1024;
+
+/// `text` cut to at most `max` bytes at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// An encoded `Event` the scanner could not read.
@@ -376,6 +396,7 @@ impl<'a> SigmaEvent<'a> {
         let direction = get(&["direction"]);
         let outbound = direction != Some("inbound");
         let mut fields = Vec::with_capacity(12);
+        let mut truncated = Vec::new();
         for map in FIELDS.iter().filter(|f| f.category == category) {
             let value = match map.source {
                 Source::Text(names) => get(names).map(|v| Scalar::Text(Cow::Borrowed(v))),
@@ -397,7 +418,13 @@ impl<'a> SigmaEvent<'a> {
                 }),
                 Source::Host => Some(Scalar::Text(Cow::Borrowed(host))),
             };
-            if let Some(v) = value {
+            if let Some(mut v) = value {
+                if let Scalar::Text(Cow::Borrowed(t)) | Scalar::Sha256(Cow::Borrowed(t)) = &mut v
+                    && t.len() > MAX_FIELD_BYTES
+                {
+                    *t = cut(t, MAX_FIELD_BYTES);
+                    truncated.push(map.field);
+                }
                 fields.push((map.field, v));
             }
         }
@@ -407,6 +434,7 @@ impl<'a> SigmaEvent<'a> {
             kind: Cow::Borrowed(kind),
             observed_unix_ms,
             fields,
+            truncated,
         }
     }
 
@@ -422,6 +450,7 @@ impl<'a> SigmaEvent<'a> {
                 .into_iter()
                 .map(|(k, v)| (k, v.into_owned()))
                 .collect(),
+            truncated: self.truncated,
         }
     }
 

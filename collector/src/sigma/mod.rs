@@ -33,6 +33,7 @@
 
 mod compat;
 pub mod fields;
+pub mod limits;
 mod prefilter;
 #[cfg(test)]
 mod tests;
@@ -169,6 +170,10 @@ pub struct SigmaSet {
     by_key: HashMap<String, usize>,
     /// Rules refused, with reasons.
     pub refused: Vec<Refused>,
+    /// Evaluation's time limits.
+    pub limits: EvalLimits,
+    /// Each of [`SigmaSet::rules`]' behaviour under traffic.
+    health: Vec<RuleHealth>,
     /// Files read.
     pub files: usize,
     /// When it was loaded (Unix ms; 0 for the empty set).
@@ -192,7 +197,70 @@ impl std::fmt::Debug for SigmaSet {
 #[derive(Default)]
 struct Rules {
     compiled: Vec<CompiledRule>,
+    /// Each compiled rule's place in [`SigmaSet::rules`] (and its health).
+    info: Vec<usize>,
     prefilter: prefilter::Prefilter,
+}
+
+/// How a loaded rule has behaved on this set's traffic so far.
+#[derive(Debug, Default)]
+struct RuleHealth {
+    /// Events on which it took longer than [`EvalLimits::slow_rule`].
+    strikes: std::sync::atomic::AtomicU32,
+    /// Set once, when the rule is taken out of force; what `bannin rules` shows.
+    disabled: std::sync::OnceLock<String>,
+}
+
+/// How long evaluation may take, and what happens past it.
+#[derive(Debug, Clone, Copy)]
+pub struct EvalLimits {
+    /// One event's evaluation past this is looked at rule by rule.
+    pub slow_event: std::time::Duration,
+    /// A rule that takes more CPU time than this on one event earns a strike.
+    pub slow_rule: std::time::Duration,
+    /// Strikes that take a rule out of force (until the next load).
+    pub strikes: u32,
+    /// Sigma time one batch may take; its later events are then stored but
+    /// not evaluated, and the batch says how many ([`Budget::skipped`]).
+    pub batch_budget: std::time::Duration,
+}
+
+impl Default for EvalLimits {
+    fn default() -> Self {
+        Self {
+            slow_event: std::time::Duration::from_millis(20),
+            slow_rule: std::time::Duration::from_millis(10),
+            strikes: 3,
+            batch_budget: std::time::Duration::from_millis(500),
+        }
+    }
+}
+
+/// The Sigma time one batch has left, and what did not fit in it.
+#[derive(Debug)]
+pub struct Budget {
+    left: std::time::Duration,
+    /// Events not evaluated because the budget was spent.
+    pub skipped: u64,
+}
+
+impl Budget {
+    /// A budget of `time`.
+    pub fn new(time: std::time::Duration) -> Self {
+        Self {
+            left: time,
+            skipped: 0,
+        }
+    }
+
+    fn spend(&mut self, took: std::time::Duration) {
+        self.left = self.left.saturating_sub(took);
+    }
+
+    /// Whether the budget is spent.
+    pub fn spent(&self) -> bool {
+        self.left.is_zero()
+    }
 }
 
 impl Default for SigmaSet {
@@ -202,6 +270,8 @@ impl Default for SigmaSet {
             rules: Vec::new(),
             by_key: HashMap::new(),
             refused: Vec::new(),
+            health: Vec::new(),
+            limits: EvalLimits::default(),
             files: 0,
             loaded_unix_ms: 0,
             correlation: SigmaCollection::new(),
@@ -229,24 +299,84 @@ impl SigmaSet {
         self.by_key.get(key).map(|&i| &self.rules[i])
     }
 
-    /// Matches one event against the rules of its log source.
+    /// Why a loaded rule was taken out of force, if it was.
+    pub fn disabled(&self, key: &str) -> Option<&str> {
+        let i = *self.by_key.get(key)?;
+        self.health.get(i)?.disabled.get().map(String::as_str)
+    }
+
+    /// Matches one event against the rules of its log source, with no budget.
     pub fn evaluate(&self, event: &SigmaEvent, summary: &str) -> Matches {
+        self.evaluate_within(event, summary, &mut Budget::new(std::time::Duration::MAX))
+    }
+
+    /// Matches one event against the rules of its log source, spending
+    /// `budget`; once it is spent the event is skipped (counted in it).
+    ///
+    /// A slow event (over [`EvalLimits::slow_event`]) is evaluated again rule
+    /// by rule, timed, so the rule that made it slow earns a strike; at
+    /// [`EvalLimits::strikes`] it is taken out of force and [`Matches::findings`]
+    /// holds one `sigma.rule_disabled` finding naming it. Fast events pay
+    /// two clock reads.
+    pub fn evaluate_within(
+        &self,
+        event: &SigmaEvent,
+        summary: &str,
+        budget: &mut Budget,
+    ) -> Matches {
         let mut out = Matches::default();
         let rules = &self.engines[event.category.index()];
         if rules.compiled.is_empty() {
             return out;
         }
+        if budget.spent() {
+            budget.skipped += 1;
+            return out;
+        }
         thread_local! {
             static CANDIDATES: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        let results: Vec<EvaluationResult> = CANDIDATES.with(|c| {
+        let in_force = |i: usize| {
+            self.health
+                .get(rules.info[i])
+                .is_none_or(|h| h.disabled.get().is_none())
+        };
+        let started = std::time::Instant::now();
+        let (results, slow): (Vec<EvaluationResult>, Vec<usize>) = CANDIDATES.with(|c| {
             let mut candidates = c.borrow_mut();
             rules.prefilter.candidates(event, &mut candidates);
-            candidates
+            let results: Vec<EvaluationResult> = candidates
                 .iter()
+                .filter(|&&i| in_force(i))
                 .filter_map(|&i| rsigma_eval::evaluate_rule(&rules.compiled[i], event))
-                .collect()
+                .collect();
+            let took = started.elapsed();
+            budget.spend(took);
+            if took <= self.limits.slow_event {
+                return (results, Vec::new());
+            }
+            // Which rule was it? Each candidate again, timed (slow events only).
+            let slow = candidates
+                .iter()
+                .copied()
+                .filter(|&i| in_force(i))
+                .filter(|&i| {
+                    // The thread's CPU time, not the wall clock: a rule is
+                    // never blamed for the time this thread was preempted.
+                    let t = thread_cpu_time();
+                    let _ = rsigma_eval::evaluate_rule(&rules.compiled[i], event);
+                    let took = thread_cpu_time().saturating_sub(t);
+                    budget.spend(took);
+                    took > self.limits.slow_rule
+                })
+                .collect();
+            (results, slow)
         });
+        for i in slow {
+            if let Some(f) = self.strike(rules.info[i], event) {
+                out.findings.push(f);
+            }
+        }
         for result in results {
             let Some(rule) = self.rule(result.header.rule_id.as_deref().unwrap_or_default()) else {
                 continue;
@@ -261,6 +391,43 @@ impl SigmaSet {
         out
     }
 
+    /// Counts a strike against rule `index` (of [`SigmaSet::rules`]); the
+    /// `sigma.rule_disabled` finding when this strike took it out of force.
+    fn strike(&self, index: usize, event: &SigmaEvent) -> Option<NewFinding> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let health = self.health.get(index)?;
+        let rule = self.rules.get(index)?;
+        let strikes = health.strikes.fetch_add(1, Relaxed) + 1;
+        tracing::warn!(rule = %rule.key, title = %rule.title, host.id = %event.host, strikes, "Sigma rule slow on one event");
+        if strikes < self.limits.strikes {
+            return None;
+        }
+        let (limit_ms, times) = (self.limits.slow_rule.as_millis(), self.limits.strikes);
+        let reason = format!(
+            "took over {limit_ms} ms on one event {times} times (last from {}); disabled until the rules are reloaded",
+            event.host
+        );
+        // Whoever sets it raises the finding: once per rule and load.
+        health.disabled.set(reason.clone()).ok()?;
+        tracing::error!(rule = %rule.key, title = %rule.title, file = %rule.file.display(), "Sigma rule disabled: too slow");
+        let mut attributes = rule_attributes(rule);
+        attributes.insert("reason".into(), reason);
+        attributes.insert("limit_ms".into(), limit_ms.to_string());
+        Some(NewFinding {
+            host_id: host_id(&event.host),
+            kind: "sigma.rule_disabled".into(),
+            severity: Severity::High,
+            observed_unix_ms: event.observed_unix_ms,
+            attributes,
+            summary: format!(
+                "Sigma rule \"{}\" ({}) disabled: it took over {limit_ms} ms on one event {times} times, the last from {}; fix it and run `bannin rules reload`",
+                rule.title,
+                rule.file.display(),
+                event.host
+            ),
+        })
+    }
+
     /// The finding of a detection rule's match.
     fn match_finding(&self, rule: &RuleInfo, event: &SigmaEvent, summary: &str) -> NewFinding {
         let mut attributes = rule_attributes(rule);
@@ -270,6 +437,10 @@ impl SigmaSet {
             if field != "HostId" {
                 attributes.insert(format!("event.{field}"), value);
             }
+        }
+        if !event.truncated.is_empty() {
+            // Matched against the first MAX_FIELD_BYTES only: say so.
+            attributes.insert("sigma.truncated".into(), event.truncated.join(","));
         }
         NewFinding {
             host_id: host_id(&event.host),
@@ -377,6 +548,15 @@ impl SigmaSet {
             ),
         })
     }
+}
+
+/// CPU time this thread has used (zero where the clock cannot be read,
+/// which blames no rule).
+fn thread_cpu_time() -> std::time::Duration {
+    use nix::time::{ClockId, clock_gettime};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(std::time::Duration::from)
+        .unwrap_or_default()
 }
 
 /// Host ids reach here from validated certificates (or, in `bannin sigma
@@ -503,7 +683,18 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), LoadErro
 pub fn load(paths: &[PathBuf]) -> Result<SigmaSet, LoadError> {
     let files = rule_files(paths)?;
     let mut parsed = Vec::with_capacity(files.len());
+    let mut total = 0u64;
     for file in &files {
+        total += std::fs::metadata(file).map_or(0, |m| m.len());
+        if total > limits::MAX_TOTAL_BYTES {
+            return Err(LoadError::Limit {
+                path: file.clone(),
+                reason: format!(
+                    "the rule files add up to more than {} MiB",
+                    limits::MAX_TOTAL_BYTES / (1024 * 1024)
+                ),
+            });
+        }
         parsed.push((file.clone(), parse_file(file)?));
     }
     build(parsed)
@@ -543,14 +734,23 @@ pub fn parse_text(file: &Path, text: &str) -> Result<SigmaCollection, LoadError>
         }
         text = head.trim_end();
     }
+    // Bounded before the parsers run: the YAML parser is quadratic in flow
+    // nesting and the condition parsers recurse (see `limits`).
+    let limit = |reason| LoadError::Limit {
+        path: file.to_owned(),
+        reason,
+    };
+    limits::check_flow_nesting(text, limits::MAX_FLOW_DEPTH).map_err(limit)?;
+    limits::check_conditions(text, limits::MAX_CONDITION_DEPTH).map_err(limit)?;
     let collection = rsigma_parser::parse_sigma_yaml(text).map_err(|e| LoadError::Parse {
         path: file.to_owned(),
-        reason: e.to_string(),
+        reason: limits::first_line(&e.to_string()),
     })?;
     if !collection.errors.is_empty() {
+        let all = collection.errors.join("; ");
         return Err(LoadError::Parse {
             path: file.to_owned(),
-            reason: collection.errors.join("; "),
+            reason: limits::first_line(&all),
         });
     }
     if collection.rules.is_empty()
@@ -579,6 +779,8 @@ pub fn build(parsed: Vec<(PathBuf, SigmaCollection)>) -> Result<SigmaSet, LoadEr
     // Each log source's detections, for its prefilter.
     let mut detections: [Vec<rsigma_parser::Detections>; 3] = Default::default();
     let mut correlations: Vec<(PathBuf, CorrelationRule)> = Vec::new();
+    // What the compiled regular expressions take, summed (bounded).
+    let mut regex_bytes = 0usize;
     for (file, collection) in parsed {
         for filter in &collection.filters {
             set.refused.push(Refused {
@@ -620,17 +822,34 @@ pub fn build(parsed: Vec<(PathBuf, SigmaCollection)>) -> Result<SigmaSet, LoadEr
             let id = rule.id.clone();
             rule.id = Some(key.clone());
             compat::rewrite_base64offset(&mut rule);
-            let compiled = match rsigma_eval::compile_rule(&rule) {
+            let mut compiled = match rsigma_eval::compile_rule(&rule) {
                 Ok(c) => c,
                 Err(e) => {
                     return Err(LoadError::Rule {
                         path: file.clone(),
                         title: rule.title.clone(),
-                        reason: e.to_string(),
+                        reason: limits::first_line(&e.to_string()),
                     });
                 }
             };
+            match limits::bound_regexes(compiled.detections.values_mut()) {
+                Ok(cost) => regex_bytes += cost.bytes,
+                Err(reason) => {
+                    refuse(&mut set, &rule, reason);
+                    continue;
+                }
+            }
+            if regex_bytes > limits::MAX_REGEX_SET_BYTES {
+                return Err(LoadError::Limit {
+                    path: file.clone(),
+                    reason: format!(
+                        "the rule set's regular expressions take more than {} MiB compiled",
+                        limits::MAX_REGEX_SET_BYTES / (1024 * 1024)
+                    ),
+                });
+            }
             set.engines[category.index()].compiled.push(compiled);
+            set.engines[category.index()].info.push(set.rules.len());
             detections[category.index()].push(rule.detection.clone());
             set.by_key.insert(key.clone(), set.rules.len());
             if let Some(name) = &rule.name {
@@ -739,6 +958,7 @@ pub fn build(parsed: Vec<(PathBuf, SigmaCollection)>) -> Result<SigmaSet, LoadEr
         }
     }
     set.correlation.correlations = used;
+    set.health = set.rules.iter().map(|_| RuleHealth::default()).collect();
     for (rules, detections) in set.engines.iter_mut().zip(&detections) {
         rules.prefilter = prefilter::Prefilter::build(detections);
     }

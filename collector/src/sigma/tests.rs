@@ -600,3 +600,140 @@ fn initiated_reads_as_sysmon_writes_it() {
     assert!(matches(&s, &conn("outbound")));
     assert!(!matches(&s, &conn("inbound")));
 }
+
+// ---- Hostile rule files and hostile events (issue: bounded loading and evaluation) ----
+
+fn load_error(yaml: &str) -> String {
+    match parse_text(Path::new("hostile.yml"), yaml) {
+        Err(e) => e.to_string(),
+        Ok(parsed) => match build(vec![(PathBuf::from("hostile.yml"), parsed)]) {
+            Err(e) => e.to_string(),
+            Ok(set) => set
+                .refused
+                .iter()
+                .map(|r| r.reason.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+        },
+    }
+}
+
+const HEAD: &str = "title: t\nid: r1\nlogsource:\n  product: linux\n  category: process_creation\ndetection:\n  sel:\n    CommandLine|contains: x\n";
+
+#[test]
+fn a_deep_condition_is_refused_before_it_is_parsed_even_on_a_small_stack() {
+    // 8,000 `not`s overflowed the stack of a reload; 30,000 parentheses made
+    // an error too large for a gRPC header.
+    for condition in [
+        format!("{}sel", "not ".repeat(8000)),
+        format!("{}sel{}", "(".repeat(30_000), ")".repeat(30_000)),
+    ] {
+        let yaml = format!("{HEAD}  condition: {condition}\n");
+        // A 256 KiB stack: the check itself must not recurse.
+        let error = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || load_error(&yaml))
+            .expect("thread")
+            .join()
+            .expect("no stack overflow");
+        assert!(error.starts_with("hostile.yml: "), "{error}");
+        assert!(error.contains("the limit is 64"), "{error}");
+        assert!(error.len() < 300, "a short reason: {}", error.len());
+    }
+    // As deep as the limit: loads.
+    let yaml = format!("{HEAD}  condition: {}sel\n", "not ".repeat(10));
+    assert!(load_error(&yaml).is_empty());
+}
+
+#[test]
+fn deep_yaml_flow_nesting_is_refused_at_once() {
+    let yaml = format!(
+        "{HEAD}  condition: sel\nx: {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let started = std::time::Instant::now();
+    let error = load_error(&yaml);
+    assert!(error.contains("nest deeper than 64"), "{error}");
+    // Linear: a scan of 200 KB. (Generous: this asserts the algorithm, not the machine.)
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn a_regex_too_large_to_compile_small_is_refused_by_name_and_the_rest_loads() {
+    let yaml = "title: big\nid: big\nlogsource:\n  product: linux\n  category: process_creation\ndetection:\n  sel:\n    CommandLine|re: '(\\w+\\s?){1,200}z'\n  condition: sel\n---\ntitle: small\nid: small\nlogsource:\n  product: linux\n  category: process_creation\ndetection:\n  sel:\n    CommandLine|re: 'curl .*\\| *sh'\n  condition: sel\n";
+    let parsed = parse_text(Path::new("r.yml"), yaml).expect("parses");
+    let set = build(vec![(PathBuf::from("r.yml"), parsed)]).expect("builds");
+    assert_eq!(set.rules.len(), 1, "{:?}", set.refused);
+    assert_eq!(set.rules[0].key, "small");
+    assert_eq!(set.refused.len(), 1);
+    assert!(
+        set.refused[0]
+            .reason
+            .contains("compiled size limit 1048576 bytes"),
+        "{}",
+        set.refused[0].reason
+    );
+    assert!(matches(&set, &exec(&[("cmdline", "curl http://x | sh")])));
+}
+
+#[test]
+fn long_fields_are_cut_before_matching_and_the_cut_is_marked() {
+    let s = rule("  sel:\n    CommandLine|startswith: 'python3 -c'\n  condition: sel\n");
+    let long = format!("python3 -c {}", "é".repeat(100_000));
+    let e = exec(&[("cmdline", &long)]);
+    assert_eq!(e.truncated, vec!["CommandLine"]);
+    let m = s.evaluate(&e, "s");
+    assert_eq!(m.findings.len(), 1);
+    let f = &m.findings[0];
+    assert_eq!(f.attributes["sigma.truncated"], "CommandLine");
+    assert!(f.attributes["event.CommandLine"].len() <= fields::MAX_FIELD_BYTES);
+    // What lies past the cut is not matched.
+    let s = rule("  sel:\n    CommandLine|endswith: 'tail'\n  condition: sel\n");
+    assert!(!matches(&s, &exec(&[("cmdline", &format!("{long}tail"))])));
+    assert!(matches(&s, &exec(&[("cmdline", "short tail")])));
+}
+
+#[test]
+fn a_rule_that_keeps_exceeding_its_time_is_disabled_once_with_a_finding() {
+    let mut s = rule("  sel:\n    CommandLine|contains: 'x'\n  condition: sel\n");
+    // Every evaluation counts as slow: each event is a strike.
+    s.limits = EvalLimits {
+        slow_event: std::time::Duration::ZERO,
+        slow_rule: std::time::Duration::ZERO,
+        strikes: 3,
+        batch_budget: std::time::Duration::MAX,
+    };
+    let e = exec(&[("cmdline", "x")]);
+    let kinds = |m: &Matches| {
+        m.findings
+            .iter()
+            .map(|f| f.kind.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(kinds(&s.evaluate(&e, "s")), ["sigma.match"]);
+    assert_eq!(kinds(&s.evaluate(&e, "s")), ["sigma.match"]);
+    assert!(s.disabled("r1").is_none());
+    let third = s.evaluate(&e, "s");
+    assert_eq!(kinds(&third), ["sigma.rule_disabled", "sigma.match"]);
+    let f = &third.findings[0];
+    assert_eq!(f.severity, Severity::High);
+    assert_eq!(f.attributes["sigma.id"], "r1");
+    assert!(f.summary.contains("bannin rules reload"), "{}", f.summary);
+    assert!(s.disabled("r1").is_some_and(|r| r.contains("3 times")));
+    // Out of force: no match, and no second finding.
+    assert!(s.evaluate(&e, "s").findings.is_empty());
+}
+
+#[test]
+fn a_spent_batch_budget_skips_and_counts_the_rest() {
+    let s = rule("  sel:\n    CommandLine|contains: 'x'\n  condition: sel\n");
+    let e = exec(&[("cmdline", "x")]);
+    let mut budget = Budget::new(std::time::Duration::ZERO);
+    assert!(s.evaluate_within(&e, "s", &mut budget).findings.is_empty());
+    assert!(s.evaluate_within(&e, "s", &mut budget).findings.is_empty());
+    assert_eq!(budget.skipped, 2);
+    let mut budget = Budget::new(std::time::Duration::from_secs(60));
+    assert_eq!(s.evaluate_within(&e, "s", &mut budget).findings.len(), 1);
+    assert_eq!(budget.skipped, 0);
+}
