@@ -112,11 +112,14 @@ pub async fn run_with_health(
         });
     }
     let tls = client_config(&material)?;
-    let spool = Spool::open(&config.spool_dir, config.spool_max_bytes).map_err(|source| {
-        AgentError::Spool {
-            path: config.spool_dir.clone(),
-            source,
-        }
+    let spool = Spool::open_with(
+        &config.spool_dir,
+        config.spool_max_bytes,
+        config.spool_max_state_bytes,
+    )
+    .map_err(|source| AgentError::Spool {
+        path: config.spool_dir.clone(),
+        source,
     })?;
     let spool = Arc::new(spool);
     // Stop and relearn requests for this agent's sensors (values, not globals), and

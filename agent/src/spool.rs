@@ -38,8 +38,14 @@
 //!
 //! # Overflow
 //!
-//! `max_bytes` bounds the space the spool's files and directories take on disk,
-//! counted in filesystem blocks (`du`, not file lengths). Past it, batches go
+//! `max_bytes` bounds the space the spool's batches and directories take on
+//! disk, counted in filesystem blocks (`du`, not file lengths). Sensor states
+//! are held apart, under a bound of their own (`max_state_bytes`): a state
+//! grown by what an unprivileged user can create (20,000 odd file names) must
+//! never take the room new findings need. A state that would pass its bound
+//! is not saved (logged, with the sensor's name): its sweep's unsent batches
+//! are then taken back at the next start and reported again — duplicates at
+//! worst, never a finding lost. Past it, batches go
 //! lowest severity first, oldest first within a severity. Whatever is dropped is
 //! reported in an `agent.data_loss` batch of high severity that is on disk
 //! before anything it counts is removed, and names what it counts: if a crash
@@ -224,12 +230,19 @@ pub struct SpoolStats {
     pub last_sequence: u64,
 }
 
+/// What the sensor states may take together unless configured
+/// (`[spool] max_state_bytes`): a real host's come to tens of KiB, and the
+/// largest a sensor keeps (odd names, 100,000 paths each kind) to ~30 MiB.
+pub const DEFAULT_MAX_STATE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// The spool. Share it behind an `Arc`.
 pub struct Spool {
     dir: PathBuf,
     batches_dir: PathBuf,
     states_dir: PathBuf,
     max_bytes: u64,
+    /// What the sensor states may take on disk, together (apart from `max_bytes`).
+    max_state_bytes: u64,
     /// The filesystem's allocation unit: every file takes whole blocks.
     block: u64,
     /// Highest sequence known to be on disk: only these may be sent. A batch
@@ -242,9 +255,15 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// Opens (or creates) the spool in `dir` with a cap on the space it takes.
+    /// Opens (or creates) the spool in `dir` with a cap on the space its
+    /// batches take, and [`DEFAULT_MAX_STATE_BYTES`] for the sensor states.
     /// A spool of an earlier version (a sled database) is carried over.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
+        Self::open_with(dir, max_bytes, DEFAULT_MAX_STATE_BYTES)
+    }
+
+    /// [`Spool::open`] with a bound of its own for the sensor states.
+    pub fn open_with(dir: &Path, max_bytes: u64, max_state_bytes: u64) -> Result<Self, SpoolError> {
         let io = |p: &Path| {
             let p = p.to_owned();
             move |e| SpoolError::Io(p, e)
@@ -264,6 +283,7 @@ impl Spool {
             batches_dir,
             states_dir,
             max_bytes,
+            max_state_bytes,
             block,
             durable_seq: AtomicU64::new(0),
             state: Mutex::new(State {
@@ -484,14 +504,21 @@ impl Spool {
         }
     }
 
-    /// Space the spool takes on disk beyond its batches: its directories, the
-    /// `last_seq` file and the sensor states (`replacing` one by `new_state` bytes).
-    fn fixed_bytes(&self, state: &State, replacing: Option<(&str, usize)>) -> u64 {
-        let dirs: u64 = [&self.dir, &self.batches_dir, &self.states_dir]
+    /// Space the spool takes on disk beyond its batches and its sensor
+    /// states: its directories and the `last_seq` file.
+    fn fixed_bytes(&self) -> u64 {
+        let dirs: u64 = [&self.dir, &self.batches_dir]
             .iter()
             .filter_map(|d| fs::metadata(d).ok())
             .map(|m| m.blocks() * 512)
             .sum();
+        dirs + on_disk(8, self.block)
+    }
+
+    /// What the sensor states take on disk, their directory included, with
+    /// `replacing` (a sensor and its new state's length) in place of its old one.
+    fn state_bytes(&self, state: &State, replacing: Option<(&str, usize)>) -> u64 {
+        let dir = fs::metadata(&self.states_dir).map_or(0, |m| m.blocks() * 512);
         let states: u64 = state
             .states
             .iter()
@@ -499,7 +526,7 @@ impl Spool {
             .map(|(_, saved)| saved.on_disk)
             .sum();
         let new = replacing.map_or(0, |(_, len)| on_disk(8 + len as u64, self.block));
-        dirs + states + new + on_disk(8, self.block)
+        dir + states + new
     }
 
     /// Spools `events` as the next batch; returns its sequence, or `None` if the
@@ -519,7 +546,7 @@ impl Spool {
         state: Option<(&str, Vec<u8>)>,
     ) -> Result<Vec<Option<u64>>, SpoolError> {
         let mut guard = self.lock();
-        let fixed = self.fixed_bytes(&guard, state.as_ref().map(|(n, v)| (*n, v.len())));
+        let fixed = self.fixed_bytes();
         let mut used = guard.batch_bytes + fixed;
         let mut last = guard.last_seq;
         let mut loss = Loss::default();
@@ -708,6 +735,19 @@ impl Spool {
             .get(name)
             .is_some_and(|s| s.digest == digest && s.covered == covered)
         {
+            return Ok(());
+        }
+        let would_take = self.state_bytes(state, Some((name, value.len())));
+        if would_take > self.max_state_bytes {
+            // Not saved: the sensor keeps it in memory, and after a restart
+            // reports again what this sweep reported (see the module docs).
+            tracing::warn!(
+                sensor = name,
+                state.bytes = value.len(),
+                states.would_take = would_take,
+                states.max_bytes = self.max_state_bytes,
+                "Sensor state not saved: the sensor states would pass their bound (spool.max_state_bytes)"
+            );
             return Ok(());
         }
         let mut bytes = covered.to_be_bytes().to_vec();
@@ -1304,6 +1344,44 @@ mod tests {
     }
 
     #[test]
+    fn a_sensor_state_larger_than_the_spool_never_crowds_out_a_finding() {
+        // 20,000 odd file names made the odd-name state 1.7 MB, over a 1 MiB
+        // spool: every later batch was dropped, a dropped executable too.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cap = 1024 * 1024;
+        let spool = Spool::open_with(dir.path(), cap, 8 * cap).expect("open");
+        let big_state = vec![b'x'; 1_700_000];
+        let seqs = spool
+            .append_sweep(
+                vec![events(1, Severity::High, 100)],
+                Some(("file_odd_name", big_state.clone())),
+            )
+            .expect("append");
+        assert!(seqs[0].is_some(), "the high-severity batch is kept");
+        assert_eq!(
+            spool.sensor_state("file_odd_name").expect("read"),
+            Some(big_state.clone()),
+            "the state is saved, apart from the batches' cap"
+        );
+        spool.flush().expect("flush");
+        let (kept, reported) = kept_and_reported(&spool);
+        assert_eq!((kept, reported), (1, 0), "nothing dropped");
+        // A state past its own bound is not saved; the batch still is.
+        let small = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open_with(small.path(), cap, cap).expect("open");
+        let seqs = spool
+            .append_sweep(
+                vec![events(1, Severity::High, 100)],
+                Some(("file_odd_name", big_state)),
+            )
+            .expect("append");
+        assert!(seqs[0].is_some());
+        assert_eq!(spool.sensor_state("file_odd_name").expect("read"), None);
+        spool.flush().expect("flush");
+        assert!(du(small.path().join(STATES).as_path()) <= cap);
+    }
+
+    #[test]
     fn the_cap_bounds_what_the_spool_takes_on_disk() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cap = 1024 * 1024;
@@ -1322,9 +1400,9 @@ mod tests {
             appended += n as u64;
             if round % 100 == 0 {
                 spool.flush().expect("flush");
-                let used = du(dir.path());
+                let used = du(dir.path()) - du(&dir.path().join(STATES));
                 let st = spool.stats();
-                let fixed = spool.fixed_bytes(&spool.lock(), None);
+                let fixed = spool.fixed_bytes() + spool.state_bytes(&spool.lock(), None);
                 assert!(
                     used <= cap,
                     "round {round}: {used} bytes on disk, cap {cap}; accounted {} + {fixed}, {} batches, batches dir {}",
@@ -1335,7 +1413,7 @@ mod tests {
             }
         }
         spool.flush().expect("flush");
-        let used = du(dir.path());
+        let used = du(dir.path()) - du(&dir.path().join(STATES));
         assert!(used <= cap, "{used} bytes on disk, cap {cap}");
         assert!(used > cap / 2, "the cap is used, not wasted: {used}");
         let (kept, reported) = kept_and_reported(&spool);

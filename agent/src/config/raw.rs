@@ -72,6 +72,12 @@ pub(super) struct RawSpool {
     pub(super) dir: PathBuf,
     #[serde(default = "default_spool_bytes")]
     pub(super) max_bytes: u64,
+    #[serde(default = "default_state_bytes")]
+    pub(super) max_state_bytes: u64,
+}
+
+pub(super) fn default_state_bytes() -> u64 {
+    crate::spool::DEFAULT_MAX_STATE_BYTES
 }
 
 pub(super) fn default_spool_bytes() -> u64 {

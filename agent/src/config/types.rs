@@ -277,6 +277,8 @@ pub struct AgentConfig {
     pub spool_dir: PathBuf,
     /// Spool byte cap.
     pub spool_max_bytes: u64,
+    /// `[spool] max_state_bytes`: what the sensor states may take, apart from `max_bytes`.
+    pub spool_max_state_bytes: u64,
     /// `[sensors.net_listener]`.
     pub net_listener: SensorCommon,
     /// `[sensors.file_odd_name]`.

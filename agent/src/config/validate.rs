@@ -96,7 +96,8 @@ impl AgentConfig {
                 .map_or_else(default_renew_before, |t| t.renew_before_secs),
         );
         let tls = tls(raw.tls, base, standalone, &mut errors);
-        let (spool_dir, spool_max_bytes) = spool(raw.spool, base, standalone, &mut errors);
+        let (spool_dir, spool_max_bytes, spool_max_state_bytes) =
+            spool(raw.spool, base, standalone, &mut errors);
         let l = raw.link;
         check_link(&l, &mut errors);
         let s = raw.sensors;
@@ -320,6 +321,7 @@ impl AgentConfig {
             },
             spool_dir,
             spool_max_bytes,
+            spool_max_state_bytes,
             net_listener,
             net_connection: NetConnectionConfig {
                 common: connection_common,
@@ -443,7 +445,7 @@ fn spool(
     base: &Path,
     standalone: bool,
     errors: &mut ConfigErrors,
-) -> (PathBuf, u64) {
+) -> (PathBuf, u64, u64) {
     match raw {
         Some(s) => {
             if s.max_bytes < 1024 * 1024 {
@@ -452,13 +454,19 @@ fn spool(
                     s.max_bytes
                 ));
             }
-            (base.join(s.dir), s.max_bytes)
+            if s.max_state_bytes < 1024 * 1024 {
+                errors.push(format!(
+                    "spool.max_state_bytes = {}: must be at least 1 MiB",
+                    s.max_state_bytes
+                ));
+            }
+            (base.join(s.dir), s.max_bytes, s.max_state_bytes)
         }
         None => {
             if !standalone {
                 errors.push("[spool] with dir is required");
             }
-            (PathBuf::new(), 0)
+            (PathBuf::new(), 0, default_state_bytes())
         }
     }
 }
