@@ -30,7 +30,7 @@ pub use rustls::{ClientConfig, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -49,17 +49,22 @@ pub struct AcceptLimits {
     /// Connections that have not yet sent their first byte, from everyone:
     /// cheap (a socket and a timer), so many; past it new ones are closed at once.
     pub max_waiting: usize,
-    /// Connections in TLS handshake at once (they cost CPU), from everyone;
-    /// past it a connection that has sent its first byte waits for a slot, in
-    /// arrival order, within its handshake deadline (holding its place in
-    /// `max_waiting`, which bounds the queue). An idle socket never gets here:
-    /// it is closed for silence first.
+    /// Handshakes working at once (they cost CPU), from everyone: a slot is
+    /// held only while a handshake has a client flight to work on, never while
+    /// it waits for the peer ([`SlotStream`]); past it a handshake waits for a
+    /// slot in arrival order, within its deadline, holding its place in
+    /// `max_waiting` (which bounds the queue). An idle socket, or one stalled
+    /// inside its ClientHello, never takes a slot.
     pub max_handshakes: usize,
     /// Connections in handshake at once from one source address (agents behind
     /// one NAT share one; a flood from one host fills only its own share).
     pub per_source: usize,
     /// How long a new connection may stay silent before its first byte.
     pub first_byte: Duration,
+    /// How long a new connection has to send its whole ClientHello (a real
+    /// client sends it in one write; a peer that stops inside it is closed
+    /// then, having never held a handshake slot).
+    pub client_hello: Duration,
     /// How long the whole handshake may take.
     pub handshake: Duration,
 }
@@ -71,6 +76,7 @@ impl Default for AcceptLimits {
             max_handshakes: MAX_CONCURRENT_HANDSHAKES,
             per_source: 64,
             first_byte: Duration::from_secs(3),
+            client_hello: Duration::from_secs(3),
             handshake: HANDSHAKE_TIMEOUT,
         }
     }
@@ -85,6 +91,8 @@ pub struct AcceptStats {
     pub shed_per_source: std::sync::atomic::AtomicU64,
     /// Closed: no first byte in time (idle sockets, slowloris).
     pub silent: std::sync::atomic::AtomicU64,
+    /// Closed: the ClientHello did not arrive whole in time (a stalled handshake).
+    pub stalled: std::sync::atomic::AtomicU64,
     /// Closed: the handshake did not finish in time (queueing for a slot included).
     pub slow: std::sync::atomic::AtomicU64,
 }
@@ -95,6 +103,7 @@ impl AcceptStats {
         self.shed_global.load(Relaxed)
             + self.shed_per_source.load(Relaxed)
             + self.silent.load(Relaxed)
+            + self.stalled.load(Relaxed)
             + self.slow.load(Relaxed)
     }
 }
@@ -412,7 +421,7 @@ impl PeerInfo {
 
 /// An authenticated server-side TLS connection.
 pub struct PeerStream {
-    inner: tokio_rustls::server::TlsStream<TcpStream>,
+    inner: tokio_rustls::server::TlsStream<SlotStream>,
     info: PeerInfo,
 }
 
@@ -480,40 +489,158 @@ pub enum HandshakeError {
     Identity(#[from] IdentityError),
 }
 
-/// Performs the server side of one handshake and reads the peer identity.
-pub async fn accept(
-    acceptor: &TlsAcceptor,
+/// A TCP stream whose reads, while its handshake runs, need a handshake slot.
+///
+/// A TLS server spends its CPU between reading a client flight and writing its
+/// answer; in between it only waits. So a slot is taken before each read and
+/// given back as soon as a read finds nothing to do (`Pending`): a peer that
+/// stops mid-handshake — after five bytes of a record or after a whole
+/// ClientHello — holds a waiting place, never a slot, and the slots go to
+/// handshakes that have work. Once the handshake is done the stream is a plain
+/// TCP stream ([`SlotStream::ungate`]).
+pub struct SlotStream {
     tcp: TcpStream,
-    remote_addr: SocketAddr,
-) -> Result<PeerStream, HandshakeError> {
-    accept_within(acceptor, tcp, remote_addr, HANDSHAKE_TIMEOUT).await
+    gate: Option<SlotGate>,
 }
 
-/// [`accept`] with its own deadline.
-async fn accept_within(
-    acceptor: &TlsAcceptor,
+struct SlotGate {
+    slots: tokio_util::sync::PollSemaphore,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl SlotStream {
+    fn new(tcp: TcpStream) -> Self {
+        Self { tcp, gate: None }
+    }
+
+    /// From now on, reads need a slot of `slots`; `permit` is one already held.
+    fn gate(&mut self, slots: Arc<Semaphore>, permit: tokio::sync::OwnedSemaphorePermit) {
+        self.gate = Some(SlotGate {
+            slots: tokio_util::sync::PollSemaphore::new(slots),
+            permit: Some(permit),
+        });
+    }
+
+    /// Reads no longer need a slot (the handshake is over); any held is given back.
+    fn ungate(&mut self) {
+        self.gate = None;
+    }
+}
+
+impl AsyncRead for SlotStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if let Some(gate) = &mut this.gate
+            && gate.permit.is_none()
+        {
+            match gate.slots.poll_acquire(cx) {
+                Poll::Ready(Some(permit)) => gate.permit = Some(permit),
+                Poll::Ready(None) => {
+                    return Poll::Ready(Err(io::Error::other("handshake slots closed")));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let read = Pin::new(&mut this.tcp).poll_read(cx, buf);
+        if read.is_pending()
+            && let Some(gate) = &mut this.gate
+        {
+            // Nothing to work on until the peer speaks: the slot goes to a
+            // handshake that has work.
+            gate.permit = None;
+        }
+        read
+    }
+}
+
+impl AsyncWrite for SlotStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+}
+
+/// Where one server-side handshake stands when it fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// The ClientHello had not fully arrived.
+    ClientHello,
+    /// After the ClientHello.
+    Handshake,
+}
+
+/// Performs the server side of one handshake and reads the peer identity:
+/// the ClientHello read without a slot by `hello_deadline`, then the rest,
+/// reading only while holding a slot of `slots` ([`SlotStream`]), by `deadline`.
+async fn accept_gated(
+    config: Arc<ServerConfig>,
     tcp: TcpStream,
     remote_addr: SocketAddr,
-    deadline: Duration,
-) -> Result<PeerStream, HandshakeError> {
-    let tls = tokio::time::timeout(deadline, acceptor.accept(tcp))
+    slots: Arc<Semaphore>,
+    hello_deadline: tokio::time::Instant,
+    deadline: tokio::time::Instant,
+) -> Result<PeerStream, (Stage, HandshakeError)> {
+    let total = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let timeout = |stage| (stage, HandshakeError::Timeout(total));
+    let lazy = tokio_rustls::LazyConfigAcceptor::new(
+        rustls::server::Acceptor::default(),
+        SlotStream::new(tcp),
+    );
+    let mut start = tokio::time::timeout_at(hello_deadline, lazy)
         .await
-        .map_err(|_| HandshakeError::Timeout(deadline))?
-        .map_err(HandshakeError::Tls)?;
+        .map_err(|_| timeout(Stage::ClientHello))?
+        .map_err(|e| (Stage::ClientHello, HandshakeError::Tls(e)))?;
+    // The server's own flight (key exchange, signature) is computed when the
+    // handshake starts: under a slot, like every read after it.
+    let permit = tokio::time::timeout_at(deadline, slots.clone().acquire_owned())
+        .await
+        .map_err(|_| timeout(Stage::Handshake))?
+        .map_err(|e| (Stage::Handshake, HandshakeError::Tls(io::Error::other(e))))?;
+    start.io.gate(slots, permit);
+    let mut tls = tokio::time::timeout_at(deadline, start.into_stream(config))
+        .await
+        .map_err(|_| timeout(Stage::Handshake))?
+        .map_err(|e| (Stage::Handshake, HandshakeError::Tls(e)))?;
+    tls.get_mut().0.ungate();
+    let identity = |e: IdentityError| (Stage::Handshake, HandshakeError::from(e));
     // Invariant: the verifier demands a client certificate, so a finished handshake has one.
     let leaf = tls
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|c| c.first())
-        .ok_or(IdentityError::Missing)?;
-    let identity = PeerIdentity::from_certificate(leaf)?;
-    let key_sha256 = crate::identity::certificate_key_sha256(leaf)?;
+        .ok_or(IdentityError::Missing)
+        .map_err(identity)?;
+    let identity_of = PeerIdentity::from_certificate(leaf).map_err(identity)?;
+    let key_sha256 = crate::identity::certificate_key_sha256(leaf).map_err(identity)?;
     Ok(PeerStream {
         inner: tls,
         info: PeerInfo {
             remote_addr,
-            identity,
+            identity: identity_of,
             key_sha256,
         },
     })
@@ -569,7 +696,6 @@ impl TlsIncoming {
         limits: AcceptLimits,
     ) -> Self {
         let (tx, rx) = mpsc::channel(256);
-        let acceptor = TlsAcceptor::from(config);
         let slots = Arc::new(Semaphore::new(limits.max_handshakes.max(1)));
         let waiting = Arc::new(Semaphore::new(limits.max_waiting.max(1)));
         let per_source = Arc::new(PerSource::default());
@@ -611,7 +737,7 @@ impl TlsIncoming {
                     continue;
                 };
                 report_shed(&counters, &mut last_report);
-                let acceptor = acceptor.clone();
+                let config = config.clone();
                 let tx = tx.clone();
                 let gate = gate.clone();
                 let counters = counters.clone();
@@ -632,23 +758,30 @@ impl TlsIncoming {
                             return;
                         }
                     }
-                    // A peer that has spoken queues (first come, first served) for
-                    // a handshake slot within its own handshake deadline, still
-                    // holding its waiting place: closing it at once would send a
-                    // reconnecting fleet into ever longer backoffs while the CPU
-                    // idles, and the waiting table bounds the queue.
-                    let left = limits.handshake.saturating_sub(started.elapsed());
-                    let Ok(Ok(_permit)) = tokio::time::timeout(left, slots.acquire_owned()).await
-                    else {
-                        counters.slow.fetch_add(1, Relaxed);
-                        return;
-                    };
+                    // Then the ClientHello, whole, by its own deadline and
+                    // without a slot; the rest of the handshake reads only
+                    // holding one (`SlotStream`), first come, first served.
+                    // The waiting place is held until the handshake is over:
+                    // the waiting table bounds how many are in progress.
+                    let result = accept_gated(
+                        config,
+                        tcp,
+                        remote_addr,
+                        slots,
+                        started + limits.client_hello,
+                        started + limits.handshake,
+                    )
+                    .await;
                     drop(waiting_permit);
-                    let left = limits.handshake.saturating_sub(started.elapsed());
-                    let result = accept_within(&acceptor, tcp, remote_addr, left).await;
-                    if matches!(result, Err(HandshakeError::Timeout(_))) {
-                        counters.slow.fetch_add(1, Relaxed);
-                    }
+                    let result = result.map_err(|(stage, error)| {
+                        if matches!(error, HandshakeError::Timeout(_)) {
+                            match stage {
+                                Stage::ClientHello => counters.stalled.fetch_add(1, Relaxed),
+                                Stage::Handshake => counters.slow.fetch_add(1, Relaxed),
+                            };
+                        }
+                        error
+                    });
                     match result {
                         Ok(stream) => {
                             if let Some(why) = gate(&stream.info) {
@@ -688,6 +821,7 @@ fn report_shed(stats: &AcceptStats, last: &mut (std::time::Instant, u64)) {
         shed.all_slots_taken = stats.shed_global.load(Relaxed),
         shed.source_over_share = stats.shed_per_source.load(Relaxed),
         closed.silent = stats.silent.load(Relaxed),
+        closed.stalled_hello = stats.stalled.load(Relaxed),
         closed.slow_handshake = stats.slow.load(Relaxed),
         "Connections shed or closed before their TLS handshake (a flood, or more peers than the limits allow)"
     );

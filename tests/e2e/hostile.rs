@@ -102,6 +102,55 @@ async fn idle_sockets_from_several_addresses_starve_neither_operators_nor_agents
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn stalled_handshakes_from_many_addresses_never_queue_an_operator() {
+    use bannin_tests::stall::{Stall, client_hello, sources, stalled_connections};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let operator = operator_toml(dir.path(), &pki.operator("alice"), collector.addr);
+    assert!(bannin_json(&operator, &["hosts"]).0, "serving");
+    let hello = client_hello(&pki.agent("staller"));
+    // 16 addresses x 64 connections, more than the 512 handshake slots: each
+    // stops inside its first record, or after a whole, real ClientHello.
+    // (Before: every stalled handshake held a slot for 10 s and operator
+    // calls queued behind them for a median 6.2 s.)
+    for stall in [Stall::Header, Stall::Hello] {
+        let mut held = stalled_connections(&sources(16), 64, collector.addr, stall, &hello).await;
+        assert!(held.len() >= 1000, "{stall:?}: {} connected", held.len());
+        for _ in 0..5 {
+            // A deadline, as an operator's client has one: generous (a call
+            // takes 16 ms unloaded); what it tells apart is a call queued
+            // behind the stalls' 10 s handshake deadline.
+            let op = operator.clone();
+            let call = tokio::task::spawn_blocking(move || bannin_json(&op, &["hosts"]));
+            let Ok(answered) = tokio::time::timeout(Duration::from_secs(3), call).await else {
+                panic!("{stall:?}: an operator call queued behind stalled handshakes past 3 s");
+            };
+            let (ok, _, err) = answered.expect("call");
+            assert!(
+                ok,
+                "{stall:?}: bannin hosts under stalled handshakes: {err}"
+            );
+        }
+        // And every stalled connection is closed: within the ClientHello's 3 s,
+        // or the handshake's 10 s once the ClientHello is in (read to the end:
+        // the server's first flight comes before it).
+        let all = held.len();
+        let mut reads = tokio::task::JoinSet::new();
+        for mut s in held.drain(..) {
+            reads.spawn(async move {
+                let mut sink = Vec::new();
+                tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut sink))
+                    .await
+                    .is_ok()
+            });
+        }
+        let closed = reads.join_all().await.into_iter().filter(|c| *c).count();
+        assert_eq!(closed, all, "{stall:?}: stalled connections closed");
+    }
+}
+
 /// A collector with its enrollment endpoint (HTTPS) listening; that endpoint's address.
 async fn enrollment_collector(dir: &std::path::Path, pki: &TestPki) -> (CollectorProc, SocketAddr) {
     let port = free_port();

@@ -12,6 +12,7 @@ pub mod https;
 pub mod nats;
 pub mod netns;
 pub mod sim;
+pub mod stall;
 
 use bannin_collector::pki::{Ca, PkiDir, Validity, write_file};
 use bannin_proto::identity::{HostId, OperatorName, PeerIdentity};
