@@ -77,9 +77,13 @@ pub(crate) enum Command {
         /// Only findings with an id greater than this.
         #[arg(long, default_value_t = 0)]
         since: u64,
-        /// Most findings to list (without --follow).
+        /// Most findings to list (without --follow), oldest first; when more
+        /// exist, stderr says so and where the next page starts (--since).
         #[arg(long, default_value_t = 1000)]
         limit: u32,
+        /// Every finding after --since, read a page at a time (ignores --limit).
+        #[arg(long, conflicts_with_all = ["follow", "limit"])]
+        all: bool,
     },
     /// Show or change one finding.
     Finding {

@@ -9,6 +9,7 @@ mod correlation;
 mod durability;
 mod enrollment;
 mod hostile;
+mod hostile_input;
 mod identity;
 mod incidents;
 mod packages;

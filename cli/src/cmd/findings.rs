@@ -15,7 +15,7 @@ pub(crate) async fn list(
     json: bool,
     follow: bool,
     since: u64,
-    limit: u32,
+    limit: Option<u32>,
 ) -> anyhow::Result<ExitCode> {
     if follow {
         let mut stream = client
@@ -32,16 +32,14 @@ pub(crate) async fn list(
             }
         }
     } else {
-        let findings = client
-            .list_findings(v1::ListFindingsRequest {
-                since_id: since,
-                limit,
-                ..Default::default()
-            })
-            .await
-            .context("listing findings")?
-            .into_inner()
-            .findings;
+        let (findings, more) = read_findings(client, since, limit).await?;
+        if let (Some(last), Some(limit)) = (findings.last().filter(|_| more), limit) {
+            // On stderr: stdout stays the list (a JSON array for scripts).
+            eprintln!(
+                "showing the first {limit} findings after id {since}; more exist: `--since {}` for the next page, or `--all`",
+                last.id
+            );
+        }
         if json {
             let labels = host_labels(client).await;
             print_json(
@@ -61,6 +59,40 @@ pub(crate) async fn list(
     }
 
     Ok(ExitCode::SUCCESS)
+}
+
+/// Findings after `since`: at most `limit` (and whether more exist), or every
+/// one (`None`), a page at a time.
+async fn read_findings(
+    client: &mut Client,
+    since: u64,
+    limit: Option<u32>,
+) -> anyhow::Result<(Vec<v1::Finding>, bool)> {
+    /// One request's page when reading everything.
+    const PAGE: u32 = 1000;
+    let mut out = Vec::new();
+    let mut cursor = since;
+    loop {
+        let want = limit.map_or(PAGE, |l| l.saturating_sub(out.len() as u32).min(PAGE));
+        // One more than wanted: whether the list is cut.
+        let page = client
+            .list_findings(v1::ListFindingsRequest {
+                since_id: cursor,
+                limit: want + 1,
+                ..Default::default()
+            })
+            .await
+            .context("listing findings")?
+            .into_inner()
+            .findings;
+        let more = page.len() > want as usize;
+        out.extend(page.into_iter().take(want as usize));
+        cursor = out.last().map_or(cursor, |f| f.id);
+        let done = limit.is_some_and(|l| out.len() >= l as usize);
+        if !more || done {
+            return Ok((out, more));
+        }
+    }
 }
 
 pub(crate) async fn finding(

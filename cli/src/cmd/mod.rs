@@ -44,7 +44,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             follow,
             since,
             limit,
-        } => findings::list(&mut client, json, follow, since, limit).await,
+            all,
+        } => {
+            let limit = if all { None } else { Some(limit) };
+            findings::list(&mut client, json, follow, since, limit).await
+        }
         Command::Finding { action } => findings::finding(&mut client, json, action).await,
         Command::Isolate {
             host,

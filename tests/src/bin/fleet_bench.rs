@@ -32,6 +32,7 @@ use bannin_proto::tls::{self, ClientConfig, TlsIncoming, TlsMaterial, TlsPaths};
 use bannin_proto::v1::{
     self, agent_link_client::AgentLinkClient, agent_message, collector_message,
 };
+use bannin_tests::stall::Stall;
 use bannin_tests::{TestPki, bin, collector_config, free_port};
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
@@ -93,12 +94,21 @@ enum Cmd {
     /// Operator call latency (a new mTLS connection and `ListHosts`) with no
     /// flood and with N idle TCP connections held against the collector's port.
     Flood {
-        /// Idle connections held, spread over 50 loopback source addresses.
+        /// Connections held, spread over `sources` loopback source addresses.
         #[arg(long, default_value_t = 5000)]
         connections: usize,
         /// Operator calls measured in each phase.
         #[arg(long, default_value_t = 200)]
         calls: usize,
+        /// What each held connection does: nothing (idle), stop inside the
+        /// first TLS record (header), or stop after a real ClientHello (hello).
+        /// Stalled ones are opened afresh every second, so that as many stay
+        /// stalled while the calls are measured.
+        #[arg(long, value_enum, default_value_t = Stall::Idle)]
+        stall: Stall,
+        /// Source addresses.
+        #[arg(long, default_value_t = 50)]
+        sources: usize,
     },
     /// Ingest with N generated Sigma rules against ingest with none, in one
     /// run, on process-exec telemetry; and the rules' load time and memory.
@@ -233,7 +243,12 @@ fn main() -> anyhow::Result<()> {
                 seconds,
             } => sigma(rules, agents, seconds).await,
             Cmd::Storm { agents, sources } => storm(agents, sources).await,
-            Cmd::Flood { connections, calls } => flood(connections, calls).await,
+            Cmd::Flood {
+                connections,
+                calls,
+                stall,
+                sources,
+            } => flood(connections, calls, stall, sources).await,
             Cmd::Sink { pki, listen } => sink(&pki, listen).await,
             Cmd::Isolate { cycles } => isolate(cycles).await,
             Cmd::Queue { finished, open } => queue(finished, open),
@@ -334,48 +349,75 @@ async fn operator_calls(
     Ok(h)
 }
 
-async fn flood(connections: usize, calls: usize) -> anyhow::Result<()> {
+async fn flood(
+    connections: usize,
+    calls: usize,
+    stall: Stall,
+    sources: usize,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let pki = TestPki::new(dir.path());
     let collector = start_collector(dir.path(), &pki)?;
     let tls = pki.operator("bench");
     let quiet = operator_calls(collector.addr, &tls, calls).await?;
-    let mut held = Vec::with_capacity(connections);
-    let mut refused = 0usize;
-    for i in 0..connections {
-        let from = std::net::IpAddr::from([127, 0, 1, (i % 50) as u8 + 1]);
-        let socket = tokio::net::TcpSocket::new_v4()?;
-        socket.bind(SocketAddr::new(from, 0))?;
-        match socket.connect(collector.addr).await {
-            Ok(s) => held.push(s),
-            Err(_) => refused += 1,
-        }
-    }
+    let from = bannin_tests::stall::sources(sources.max(1));
+    let per_source = connections.div_ceil(from.len());
+    let hello = bannin_tests::stall::client_hello(&pki.agent("staller"));
+    let addr = collector.addr;
+    let first =
+        bannin_tests::stall::stalled_connections(&from, per_source, addr, stall, &hello).await;
+    let held_now = first.len();
+    // Stalled connections are closed by the collector (3 s inside a record,
+    // 10 s after a ClientHello): open a fresh set every second and keep the
+    // last few, so the stall stands while the calls are measured.
+    let stop = CancellationToken::new();
+    let renew = (stall != Stall::Idle).then(|| {
+        let stop = stop.clone();
+        let (from, hello) = (from.clone(), hello.clone());
+        tokio::spawn(async move {
+            let mut sets = std::collections::VecDeque::from([first]);
+            while !stop.is_cancelled() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                sets.push_back(
+                    bannin_tests::stall::stalled_connections(
+                        &from, per_source, addr, stall, &hello,
+                    )
+                    .await,
+                );
+                if sets.len() > 3 {
+                    sets.pop_front();
+                }
+            }
+        })
+    });
     let flooded = operator_calls(collector.addr, &tls, calls).await?;
+    stop.cancel();
+    if let Some(task) = renew {
+        let _ = task.await;
+    }
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "| phase | idle TCP connections held | operator call p50 (ms) | p99 (ms) | max (ms) |"
+        "| phase | connections held ({stall:?}, from {} addresses) | operator call p50 (ms) | p99 (ms) | max (ms) |",
+        from.len()
     );
     println!("|---|---:|---:|---:|---:|");
     println!(
-        "| no flood | 0 | {:.1} | {:.1} | {:.1} |",
+        "| none held | 0 | {:.1} | {:.1} | {:.1} |",
         ms(&quiet, 0.5),
         ms(&quiet, 0.99),
         quiet.max() as f64 / 1000.0
     );
     println!(
-        "| flood | {} ({refused} refused by the kernel) | {:.1} | {:.1} | {:.1} |",
-        held.len(),
+        "| held | {held_now} | {:.1} | {:.1} | {:.1} |",
         ms(&flooded, 0.5),
         ms(&flooded, 0.99),
         flooded.max() as f64 / 1000.0
     );
     println!(
-        "ratio flood / no flood: p50 ×{:.2}, p99 ×{:.2}",
+        "ratio held / none: p50 x{:.2}, p99 x{:.2}",
         ms(&flooded, 0.5) / ms(&quiet, 0.5).max(0.001),
         ms(&flooded, 0.99) / ms(&quiet, 0.99).max(0.001)
     );
-    drop(held);
     Ok(())
 }
 
