@@ -6,7 +6,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use bannin_proto::v1;
 use bannin_tests::sim::{SimAgent, event};
 use bannin_tests::{
     AgentOptions, CollectorProc, Proc, TestPki, bannin_json, bin, collector_config, eventually,
