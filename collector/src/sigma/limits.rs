@@ -28,6 +28,11 @@ pub const MAX_FLOW_DEPTH: usize = 64;
 /// (rsigma refuses conditions deeper than 64 after parsing; this refuses them
 /// before the recursive parsers run).
 pub const MAX_CONDITION_DEPTH: usize = 64;
+/// Longest condition string. rsigma parses a chain of `or`s in time that
+/// grows with the square of its length (7,000 operands: 0.75 s), so its own
+/// 64 KiB cap let one file buy a minute; SigmaHQ's longest are a few hundred
+/// bytes.
+pub const MAX_CONDITION_BYTES: usize = 4096;
 /// Largest compiled program one regular expression may become
 /// (`regex`'s default is 10 MiB; a Sigma regex compiles to a few KiB).
 pub const MAX_REGEX_BYTES: usize = 1024 * 1024;
@@ -142,6 +147,12 @@ pub fn check_conditions(text: &str, max: usize) -> Result<(), String> {
                                 if depth > max {
                                     return Err(format!(
                                         "a condition nests {depth} levels deep (parentheses and `not`s); the limit is {max}"
+                                    ));
+                                }
+                                if c.len() > MAX_CONDITION_BYTES {
+                                    return Err(format!(
+                                        "a condition of {} bytes; the limit is {MAX_CONDITION_BYTES}",
+                                        c.len()
                                     ));
                                 }
                             }

@@ -646,6 +646,14 @@ fn a_deep_condition_is_refused_before_it_is_parsed_even_on_a_small_stack() {
 }
 
 #[test]
+fn a_condition_longer_than_4_kib_is_refused() {
+    let names: Vec<String> = (0..1000).map(|i| format!("s{i}")).collect();
+    let yaml = format!("{HEAD}  condition: {}\n", names.join(" or "));
+    let error = load_error(&yaml);
+    assert!(error.contains("the limit is 4096"), "{error}");
+}
+
+#[test]
 fn deep_yaml_flow_nesting_is_refused_at_once() {
     let yaml = format!(
         "{HEAD}  condition: sel\nx: {}{}\n",
@@ -736,4 +744,34 @@ fn a_spent_batch_budget_skips_and_counts_the_rest() {
     let mut budget = Budget::new(std::time::Duration::from_secs(60));
     assert_eq!(s.evaluate_within(&e, "s", &mut budget).findings.len(), 1);
     assert_eq!(budget.skipped, 0);
+}
+
+#[test]
+fn a_wide_condition_loads_evaluates_and_drops_on_a_small_stack() {
+    // 450 `or`s in a row (as many as 4 KiB holds) do not nest for the
+    // parsers, but a tree built from them could, for evaluation and for drop.
+    let names: Vec<String> = (0..450).map(|i| format!("s{i:x}")).collect();
+    let selections: String = names
+        .iter()
+        .map(|n| format!("  {n}:\n    CommandLine|contains: '{n}x'\n"))
+        .collect();
+    let yaml = format!(
+        "title: t\nid: wide\nlogsource:\n  product: linux\n  category: process_creation\ndetection:\n{selections}  condition: {}\n",
+        names.join(" or ")
+    );
+    let outcome = std::thread::Builder::new()
+        .stack_size(512 * 1024)
+        .spawn(move || {
+            let parsed = parse_text(Path::new("wide.yml"), &yaml).expect("parses");
+            let set = build(vec![(PathBuf::from("wide.yml"), parsed)]).expect("builds");
+            let hit = matches(&set, &exec(&[("cmdline", "run s1c1x")]));
+            drop(set);
+            hit
+        })
+        .expect("thread")
+        .join();
+    assert!(
+        matches!(outcome, Ok(true)),
+        "no stack overflow, and a match"
+    );
 }
