@@ -189,9 +189,12 @@ async fn an_overflowing_spool_reports_exactly_what_it_dropped() {
     })
     .await;
     let dropped = logged_sum(&agent.log_text(), field);
-    // The cap bounds what the spool takes on disk (the file-integrity sensor's
-    // own baseline beside it is the sensor's, not the spool's).
-    let on_disk = bannin_tests::du(&agent_dir.join("spool"), &["file_integrity"]);
+    // The cap bounds what the spool's batches take on disk (the sensor states
+    // have a bound of their own, `max_state_bytes`; the file-integrity
+    // sensor's own baseline beside them is the sensor's, not the spool's).
+    let on_disk = bannin_tests::du(&agent_dir.join("spool"), &["file_integrity", "state"]);
+    let states = bannin_tests::du(&agent_dir.join("spool/state"), &[]);
+    assert!(states <= 64 * 1024 * 1024, "the states take {states} bytes");
     eprintln!("dropped {dropped} events; the spool takes {on_disk} bytes on disk");
     assert!(dropped > 0 && dropped < 20_000, "{dropped}");
     assert!(
