@@ -126,6 +126,33 @@ impl SimAgent {
         }
     }
 
+    /// Waits (30 s at most) for the next command, skipping acknowledgements.
+    pub async fn next_command(&mut self) -> anyhow::Result<v1::Command> {
+        loop {
+            let message =
+                tokio::time::timeout(std::time::Duration::from_secs(30), self.inbound.message())
+                    .await
+                    .context("no command within 30 s")??;
+            match message {
+                Some(v1::CollectorMessage {
+                    body: Some(collector_message::Body::Command(c)),
+                }) => return Ok(c),
+                Some(_) => {}
+                None => bail!("the collector closed the stream"),
+            }
+        }
+    }
+
+    /// Sends an evidence chunk, whatever it holds (a hostile or broken agent's).
+    pub async fn send_chunk(&mut self, chunk: v1::EvidenceChunk) -> anyhow::Result<()> {
+        self.tx
+            .send(v1::AgentMessage {
+                body: Some(agent_message::Body::EvidenceChunk(chunk)),
+            })
+            .await
+            .map_err(|_| anyhow::anyhow!("session closed"))
+    }
+
     /// Sends a heartbeat (keeps the host online).
     pub async fn heartbeat(&mut self) -> anyhow::Result<()> {
         self.tx

@@ -737,11 +737,11 @@ pub fn digest_file(path: &Path) -> std::io::Result<FileDigest> {
 }
 
 /// A package for [`write_fixture`]: name, version, and (path, contents) of its files.
-#[cfg(any(test, feature = "test-hooks"))]
+#[cfg(any(test, feature = "fixtures"))]
 pub type FixturePackage<'a> = (&'a str, &'a str, &'a [(&'a str, &'a [u8])]);
 
 /// A dpkg database written for tests.
-#[cfg(any(test, feature = "test-hooks"))]
+#[cfg(any(test, feature = "fixtures"))]
 pub fn write_fixture(root: &Path, packages: &[FixturePackage<'_>]) -> std::path::PathBuf {
     use md5::Digest;
     let info = root.join("var/lib/dpkg/info");

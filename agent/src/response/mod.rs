@@ -147,14 +147,6 @@ async fn stream_file(
     let size = file.metadata().await?.len();
     let mut whole = sha2::Sha256::new();
     let mut offset = 0u64;
-    // Test hook: flip a byte of the first chunk after hashing it. Compiled only with
-    // the `test-hooks` feature, which the end-to-end tests enable; shipped builds
-    // (`cargo build -p bannin-agent`, the packages) never have it.
-    #[cfg(feature = "test-hooks")]
-    #[allow(clippy::disallowed_methods)]
-    let corrupt = std::env::var_os("BANNIN_TEST_CORRUPT_CHUNK").is_some();
-    #[cfg(not(feature = "test-hooks"))]
-    let corrupt = false;
     loop {
         let mut buf = vec![0u8; CHUNK_BYTES];
         let mut filled = 0;
@@ -169,10 +161,6 @@ async fn stream_file(
         whole.update(&buf);
         let last = offset + filled as u64 >= size;
         let sha256: String = bannin_proto::sha256_hex(&buf);
-        if corrupt && offset == 0 && !buf.is_empty() {
-            // Test hook: a byte flipped in transit, after the hash was taken.
-            buf[0] ^= 0xff;
-        }
         let chunk = v1::EvidenceChunk {
             command_id: command_id.to_owned(),
             offset,
