@@ -72,6 +72,23 @@ pub struct Processes {
     /// The OS package database (shared with the integrity sensor), loaded at the
     /// first sweep, reloaded when it changes.
     packages: SharedIndex,
+    /// This agent's own executable (path, SHA-256): never judged suspicious or
+    /// unknown — `bannin up` run from a checkout under `/tmp`, and the `bannin`
+    /// CLI it is, would otherwise report themselves. Path and content must both
+    /// match: a copy elsewhere, or other content at that path (which the
+    /// integrity sensor watches), is judged as any program is.
+    own: Option<(String, String)>,
+}
+
+/// This process's executable and its SHA-256, if they can be read.
+fn own_executable() -> Option<(String, String)> {
+    let path = std::fs::read_link("/proc/self/exe").ok()?;
+    let file = std::fs::File::open(&path).ok()?;
+    let digests = digests_reader(file).ok()?;
+    Some((
+        path.to_string_lossy().into_owned(),
+        bannin_proto::hex(digests.sha256),
+    ))
 }
 
 /// The digests of an executable: SHA-256 (hex) for baselines and IOCs, MD5 for the
@@ -116,6 +133,7 @@ impl Processes {
             last_walk: None,
             walks: 0,
             packages: SharedIndex::default(),
+            own: own_executable(),
         }
     }
 
@@ -304,7 +322,10 @@ impl Processes {
                 format!("known-bad executable running: {who}, sha256 {sha}"),
             ));
         }
-        if let Some(why) = self.suspicious(&info.exe) {
+        let own = self.own.as_ref().is_some_and(|(path, sha)| {
+            *path == info.exe && hashed.as_ref().is_ok_and(|d| d.sha256 == *sha)
+        });
+        if let Some(why) = self.suspicious(&info.exe).filter(|_| !own) {
             let mut b = a.clone();
             b.insert("reason".into(), why.into());
             sweep.events.push(event(
@@ -329,7 +350,7 @@ impl Processes {
                     .baseline
                     .as_ref()
                     .is_some_and(|(_, set)| set.contains(sha));
-            if !learning && !known && !self.allowed(&info.exe, sha) {
+            if !learning && !known && !own && !self.allowed(&info.exe, sha) {
                 sweep.events.push(event(
                     "process.unknown_binary",
                     Severity::Medium,
@@ -621,6 +642,51 @@ mod tests {
         std::fs::write(dir.join("cmdline"), format!("{comm}\0--flag\0")).expect("cmdline");
         std::os::unix::fs::symlink(exe, dir.join("exe")).expect("exe link");
         dir
+    }
+
+    #[test]
+    fn the_agents_own_executable_is_not_judged_but_a_copy_elsewhere_is() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let tmp = root.join("tmp-checkout");
+        std::fs::create_dir_all(&tmp).expect("dir");
+        std::fs::write(tmp.join("bannin"), b"the agent").expect("own");
+        std::fs::write(tmp.join("copy"), b"the agent").expect("copy");
+        std::fs::write(tmp.join("other"), b"another program").expect("other");
+        let mut config = config(root);
+        config.suspicious_dirs = vec![tmp.clone()];
+        let mut sensor = Processes::new(HostRoot(root.into()), config, None);
+        let own_sha = crate::host::proc::sha256_reader(&b"the agent"[..]).expect("sha");
+        sensor.own = Some((tmp.join("bannin").display().to_string(), own_sha));
+        // `bannin up` itself, then its CLI, a copy of it elsewhere, another program.
+        fixture_process(root, 100, 1, &tmp.join("bannin"), "bannin");
+        let mut first = Sweep::default();
+        sensor.sweep(&mut first).expect("sweep");
+        assert!(
+            first.events.iter().all(|e| !e.indicator),
+            "{:?}",
+            first.events
+        );
+        fixture_process(root, 200, 1, &tmp.join("bannin"), "bannin");
+        fixture_process(root, 300, 1, &tmp.join("copy"), "copy");
+        fixture_process(root, 400, 1, &tmp.join("other"), "other");
+        let mut second = Sweep::default();
+        sensor.sweep(&mut second).expect("sweep");
+        let mut found: Vec<(String, String)> = second
+            .events
+            .iter()
+            .filter(|e| e.indicator)
+            .map(|e| (e.kind.clone(), e.attributes["pid"].clone()))
+            .collect();
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                ("process.suspicious_exec".into(), "300".into()),
+                ("process.suspicious_exec".into(), "400".into()),
+                ("process.unknown_binary".into(), "400".into()),
+            ]
+        );
     }
 
     #[test]
