@@ -85,6 +85,68 @@ proptest! {
         }
     }
 
+    /// Deep and wide rule files (nested `not`s and parentheses, long `or`
+    /// chains, deep YAML flow nesting, repeated regexes) load or are refused
+    /// naming the file and a limit — on a 256 KiB stack, so no input
+    /// recurses its way to an abort — and refused exactly when over a limit.
+    #[test]
+    fn fuzz_sigma_deep_and_wide_rules(
+        nots in 0usize..80,
+        parens in 0usize..80,
+        ors in 0usize..600,
+        flow in 0usize..100,
+        regexes in 0usize..20,
+    ) {
+        use crate::sigma::limits;
+        let mut operands: Vec<String> = vec!["s".to_owned()];
+        operands.extend((0..ors).map(|i| format!("s{i}")));
+        let condition = format!(
+            "{}{}{}{}",
+            "not ".repeat(nots),
+            "(".repeat(parens),
+            operands.join(" or "),
+            ")".repeat(parens)
+        );
+        let selections: String = std::iter::once("s".to_owned())
+            .chain((0..ors).map(|i| format!("s{i}")))
+            .map(|n| format!("  {n}:\n    CommandLine|contains: {n}x\n"))
+            .collect();
+        let regex_rules: String = (0..regexes)
+            .map(|i| format!("---\ntitle: r{i}\nid: r{i}\nlogsource:\n  product: linux\n  category: process_creation\ndetection:\n  s:\n    CommandLine|re: 'a{{1,{}}}b'\n  condition: s\n", 10 + i))
+            .collect();
+        let text = format!(
+            "title: t\nid: t\nlogsource:\n  product: linux\n  category: process_creation\ndetection:\n{selections}  condition: {condition}\nx: {}{}\n{regex_rules}",
+            "[".repeat(flow),
+            "]".repeat(flow)
+        );
+        let over = nots + parens > limits::MAX_CONDITION_DEPTH
+            || condition.len() > limits::MAX_CONDITION_BYTES
+            || flow > limits::MAX_FLOW_DEPTH;
+        let outcome = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let path = std::path::Path::new("deep.yml");
+                crate::sigma::parse_text(path, &text)
+                    .and_then(|c| crate::sigma::build(vec![(path.to_owned(), c)]))
+                    .map(|set| set.rules.len())
+                    .map_err(|e| e.to_string())
+            })
+            .expect("thread")
+            .join();
+        let outcome = outcome.map_err(|_| "the loader panicked or overflowed").expect("returns");
+        match outcome {
+            Ok(rules) => {
+                prop_assert!(!over, "loaded over a limit");
+                prop_assert_eq!(rules, 1 + regexes);
+            }
+            Err(e) => {
+                prop_assert!(over, "refused within the limits: {}", e);
+                prop_assert!(e.starts_with("deep.yml: "), "{}", e);
+                prop_assert!(e.contains("limit") || e.contains("deeper than"), "{}", e);
+            }
+        }
+    }
+
     /// Sigma rule files: any text loads, or is refused naming the file.
     #[test]
     fn fuzz_sigma_rule_files(text in any::<String>(), value in any::<String>()) {
