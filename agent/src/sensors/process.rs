@@ -72,23 +72,29 @@ pub struct Processes {
     /// The OS package database (shared with the integrity sensor), loaded at the
     /// first sweep, reloaded when it changes.
     packages: SharedIndex,
-    /// This agent's own executable (path, SHA-256): never judged suspicious or
-    /// unknown — `bannin up` run from a checkout under `/tmp`, and the `bannin`
-    /// CLI it is, would otherwise report themselves. Path and content must both
-    /// match: a copy elsewhere, or other content at that path (which the
-    /// integrity sensor watches), is judged as any program is.
-    own: Option<(String, String)>,
+    /// This agent's own executable (its path, and the file there when the
+    /// agent started): never judged suspicious or unknown — `bannin up` run
+    /// from a checkout under `/tmp`, and the `bannin` CLI it is, would
+    /// otherwise report themselves. The path must match and the file there
+    /// must still be that file (device, inode, mtime, size; a debug build is
+    /// too large to hash): a copy elsewhere, or another file put at that path
+    /// (which the integrity sensor watches), is judged as any program is.
+    own: Option<(String, FileId)>,
 }
 
-/// This process's executable and its SHA-256, if they can be read.
-fn own_executable() -> Option<(String, String)> {
+/// Device, inode, mtime and size: which file, unchanged.
+type FileId = (u64, u64, i64, u64);
+
+fn file_id(path: &Path) -> Option<FileId> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.mtime(), m.size()))
+}
+
+/// This process's executable and which file it is, if they can be read.
+fn own_executable() -> Option<(String, FileId)> {
     let path = std::fs::read_link("/proc/self/exe").ok()?;
-    let file = std::fs::File::open(&path).ok()?;
-    let digests = digests_reader(file).ok()?;
-    Some((
-        path.to_string_lossy().into_owned(),
-        bannin_proto::hex(digests.sha256),
-    ))
+    let id = file_id(&path)?;
+    Some((path.to_string_lossy().into_owned(), id))
 }
 
 /// The digests of an executable: SHA-256 (hex) for baselines and IOCs, MD5 for the
@@ -322,8 +328,9 @@ impl Processes {
                 format!("known-bad executable running: {who}, sha256 {sha}"),
             ));
         }
-        let own = self.own.as_ref().is_some_and(|(path, sha)| {
-            *path == info.exe && hashed.as_ref().is_ok_and(|d| d.sha256 == *sha)
+        let own = self.own.as_ref().is_some_and(|(path, id)| {
+            // The agent's own path, as the agent sees it (not under `root`).
+            *path == info.exe && file_id(Path::new(path)) == Some(*id)
         });
         if let Some(why) = self.suspicious(&info.exe).filter(|_| !own) {
             let mut b = a.clone();
@@ -656,8 +663,8 @@ mod tests {
         let mut config = config(root);
         config.suspicious_dirs = vec![tmp.clone()];
         let mut sensor = Processes::new(HostRoot(root.into()), config, None);
-        let own_sha = crate::host::proc::sha256_reader(&b"the agent"[..]).expect("sha");
-        sensor.own = Some((tmp.join("bannin").display().to_string(), own_sha));
+        let own = tmp.join("bannin");
+        sensor.own = Some((own.display().to_string(), file_id(&own).expect("id")));
         // `bannin up` itself, then its CLI, a copy of it elsewhere, another program.
         fixture_process(root, 100, 1, &tmp.join("bannin"), "bannin");
         let mut first = Sweep::default();
@@ -686,6 +693,20 @@ mod tests {
                 ("process.suspicious_exec".into(), "400".into()),
                 ("process.unknown_binary".into(), "400".into()),
             ]
+        );
+        // Another file put at the agent's path is judged as any program is.
+        std::fs::remove_file(tmp.join("bannin")).expect("rm");
+        std::fs::write(tmp.join("bannin"), b"a replacement").expect("replaced");
+        fixture_process(root, 500, 1, &tmp.join("bannin"), "bannin");
+        let mut third = Sweep::default();
+        sensor.sweep(&mut third).expect("sweep");
+        assert!(
+            third
+                .events
+                .iter()
+                .any(|e| e.kind == "process.suspicious_exec" && e.attributes["pid"] == "500"),
+            "{:?}",
+            third.events
         );
     }
 
