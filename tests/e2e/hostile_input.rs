@@ -2,7 +2,6 @@
 //! bloat the collector, fields built to stall its rules, a sensor state grown
 //! past the agent's spool, and lists longer than one answer.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -13,6 +12,7 @@ use bannin_tests::{
 };
 
 use crate::all_findings;
+use crate::sigma::rules_in_force;
 
 const GOOD_RULE: &str = "title: Marker in a command line\nid: good-1\nlogsource:\n  product: linux\n  category: process_creation\nlevel: high\ndetection:\n  sel:\n    CommandLine|contains: hostile-input-marker\n  condition: sel\n";
 
@@ -44,12 +44,6 @@ fn hostile_files() -> Vec<(&'static str, String, &'static str)> {
             "nest deeper than 64 levels",
         ),
     ]
-}
-
-fn rules_in_force(operator: &Path) -> serde_json::Value {
-    let (ok, rules, err) = bannin_json(operator, &["rules"]);
-    assert!(ok, "bannin rules: {err}");
-    rules["sigma"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -96,7 +96,8 @@ fn sigma_findings<'a>(f: &'a [v1::Finding], kind: &str, title: &str) -> Vec<&'a 
         .collect()
 }
 
-fn rules_in_force(operator: &Path) -> serde_json::Value {
+/// The Sigma part of `bannin rules --json`.
+pub(crate) fn rules_in_force(operator: &Path) -> serde_json::Value {
     let (ok, rules, err) = bannin_json(operator, &["rules"]);
     assert!(ok, "bannin rules: {err}");
     rules["sigma"].clone()
