@@ -87,8 +87,9 @@ proptest! {
 
     /// Deep and wide rule files (nested `not`s and parentheses, long `or`
     /// chains, deep YAML flow nesting, repeated regexes) load or are refused
-    /// naming the file and a limit — on a 256 KiB stack, so no input
-    /// recurses its way to an abort — and refused exactly when over a limit.
+    /// naming the file and a limit — on a 2 MiB stack (a blocking-pool or
+    /// worker thread's; the reload thread has 8 MiB), so no input recurses its
+    /// way to an abort — and refused exactly when over a limit.
     #[test]
     fn fuzz_sigma_deep_and_wide_rules(
         nots in 0usize..80,
@@ -123,7 +124,7 @@ proptest! {
             || condition.len() > limits::MAX_CONDITION_BYTES
             || flow > limits::MAX_FLOW_DEPTH;
         let outcome = std::thread::Builder::new()
-            .stack_size(256 * 1024)
+            .stack_size(2 * 1024 * 1024)
             .spawn(move || {
                 let path = std::path::Path::new("deep.yml");
                 crate::sigma::parse_text(path, &text)
