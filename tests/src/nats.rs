@@ -52,7 +52,39 @@ impl NatsCluster {
 
     /// The same, the servers inside network namespace `netns` (listening on
     /// its loopback, reached by collectors in that namespace).
+    ///
+    /// Ports are picked free and then bound by `nats-server`; a test running
+    /// beside can take one in between. A cluster whose server could not bind
+    /// is started again on fresh ports (five tries).
     pub fn start_in(dir: &Path, pki: &TestPki, n: usize, netns: Option<&str>) -> Self {
+        for _ in 0..5 {
+            let mut cluster = Self::configure(dir, pki, n, netns);
+            for i in 0..n {
+                cluster.start_node(i);
+            }
+            let mut lost_a_port = false;
+            for i in 0..n {
+                if let Err(log) = cluster.ready(i, Duration::from_secs(60)) {
+                    assert!(
+                        log.contains("address already in use"),
+                        "nats-server {i} did not start: {log}"
+                    );
+                    lost_a_port = true;
+                    break;
+                }
+            }
+            if !lost_a_port {
+                return cluster;
+            }
+            for i in 0..n {
+                cluster.kill_node(i);
+            }
+        }
+        panic!("no free ports for the NATS servers in five tries")
+    }
+
+    /// The servers' configuration files, on fresh ports (nothing started).
+    fn configure(dir: &Path, pki: &TestPki, n: usize, netns: Option<&str>) -> Self {
         let routes: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let mut nodes = Vec::new();
         for i in 0..n {
@@ -94,18 +126,11 @@ impl NatsCluster {
                 log: dir.join(format!("nats-{i}.log")),
             });
         }
-        let mut cluster = Self {
+        Self {
             nodes,
             client_tls: pki.operator("nats-client"),
             netns: netns.map(str::to_owned),
-        };
-        for i in 0..n {
-            cluster.start_node(i);
         }
-        for i in 0..n {
-            cluster.wait_ready(i, Duration::from_secs(60));
-        }
-        cluster
     }
 
     /// Starts (or restarts) server `i`.
@@ -133,27 +158,32 @@ impl NatsCluster {
     /// Waits until server `i` says JetStream is healthy (and is the server
     /// this harness started on that port, not another test's).
     pub fn wait_ready(&mut self, i: usize, timeout: Duration) {
+        if let Err(log) = self.ready(i, timeout) {
+            panic!("nats-server {i} not healthy: {log}");
+        }
+    }
+
+    /// [`NatsCluster::wait_ready`], answering the server's log if it exited
+    /// or did not become healthy in time.
+    fn ready(&mut self, i: usize, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         let in_netns = self.netns.is_some();
         loop {
             let node = &mut self.nodes[i];
             let log = std::fs::read_to_string(&node.log).unwrap_or_default();
-            assert!(
-                node.proc.as_mut().is_some_and(Proc::running),
-                "nats-server {i} exited: {log}"
-            );
+            if !node.proc.as_mut().is_some_and(Proc::running) {
+                return Err(format!("exited: {log}"));
+            }
             // In a namespace its monitoring port is out of this process's
             // reach: the log says when it is ready.
             if log.contains("Server is ready")
                 && (in_netns || healthz(node.http).is_some_and(|body| body.contains("\"ok\"")))
             {
-                return;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "nats-server {i} not healthy: {}",
-                std::fs::read_to_string(&node.log).unwrap_or_default()
-            );
+            if Instant::now() >= deadline {
+                return Err(log);
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
