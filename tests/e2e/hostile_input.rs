@@ -356,4 +356,22 @@ async fn a_cut_list_says_so_and_all_reads_every_page() {
         !err.contains("more exist"),
         "a list that is whole says nothing: {err}"
     );
+
+    // The command queue's newest N says so too.
+    for _ in 0..3 {
+        let (ok, _, err) = bannin_json(&operator, &["ping", "reported-host", "--no-wait"]);
+        assert!(ok, "{err}");
+    }
+    let (ok, newest, err) = bannin_json(&operator, &["commands", "--limit", "2"]);
+    assert!(ok, "{err}");
+    assert_eq!(newest.as_array().map(Vec::len), Some(2), "{newest}");
+    assert!(err.contains("older ones exist"), "{err}");
+    let (ok, all, err) = bannin_json(&operator, &["commands", "--limit", "3"]);
+    assert!(ok && all.as_array().map(Vec::len) == Some(3), "{all}");
+    assert!(!err.contains("older ones exist"), "{err}");
+    assert_eq!(
+        newest.as_array().and_then(|n| n.last()).map(|c| &c["id"]),
+        all.as_array().and_then(|a| a.last()).map(|c| &c["id"]),
+        "the newest is kept"
+    );
 }

@@ -147,10 +147,15 @@ pub(crate) async fn commands(
     host: Option<String>,
     limit: u32,
 ) -> anyhow::Result<ExitCode> {
-    let commands = client
+    // One more than asked (0: all): whether older commands were left out.
+    let mut commands = client
         .list_commands(v1::ListCommandsRequest {
             host_id: host.unwrap_or_default(),
-            limit,
+            limit: if limit == 0 {
+                0
+            } else {
+                limit.saturating_add(1)
+            },
             ..Default::default()
         })
         .await
@@ -158,6 +163,14 @@ pub(crate) async fn commands(
         .context("listing commands")?
         .into_inner()
         .commands;
+    if limit != 0 && commands.len() > limit as usize {
+        // Oldest first: the extra one is the oldest.
+        commands.remove(0);
+        // On stderr: stdout stays the list (a JSON array for scripts).
+        eprintln!(
+            "showing the newest {limit} commands; older ones exist (a larger --limit, or none for all)"
+        );
+    }
     if json {
         print_json(
             &commands
