@@ -35,8 +35,9 @@ pub(crate) async fn list(
         let (findings, more) = read_findings(client, since, limit).await?;
         if let (Some(last), Some(limit)) = (findings.last().filter(|_| more), limit) {
             // On stderr: stdout stays the list (a JSON array for scripts).
+            let noun = if limit == 1 { "finding" } else { "findings" };
             eprintln!(
-                "showing the first {limit} findings after id {since}; more exist: `--since {}` for the next page, or `--all`",
+                "showing the first {limit} {noun} after id {since}; more exist: `--since {}` for the next page, or `--all`",
                 last.id
             );
         }

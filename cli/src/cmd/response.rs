@@ -167,8 +167,9 @@ pub(crate) async fn commands(
         // Oldest first: the extra one is the oldest.
         commands.remove(0);
         // On stderr: stdout stays the list (a JSON array for scripts).
+        let noun = if limit == 1 { "command" } else { "commands" };
         eprintln!(
-            "showing the newest {limit} commands; older ones exist (a larger --limit, or none for all)"
+            "showing the newest {limit} {noun}; older ones exist (a larger --limit, or none for all)"
         );
     }
     if json {
