@@ -630,6 +630,18 @@ mod tests {
     use std::path::PathBuf;
 
     /// A fake `/proc/PID` whose `exe` links to `exe`.
+    /// A sweep's indicators as (kind, pid), sorted.
+    fn indicators(sweep: &Sweep) -> Vec<(String, String)> {
+        let mut found: Vec<(String, String)> = sweep
+            .events
+            .iter()
+            .filter(|e| e.indicator)
+            .map(|e| (e.kind.clone(), e.attributes["pid"].clone()))
+            .collect();
+        found.sort();
+        found
+    }
+
     fn fixture_process(root: &Path, pid: u32, ppid: u32, exe: &Path, comm: &str) -> PathBuf {
         let dir = root.join(format!("proc/{pid}"));
         std::fs::create_dir_all(&dir).expect("proc dir");
@@ -679,13 +691,7 @@ mod tests {
         fixture_process(root, 400, 1, &tmp.join("other"), "other");
         let mut second = Sweep::default();
         sensor.sweep(&mut second).expect("sweep");
-        let mut found: Vec<(String, String)> = second
-            .events
-            .iter()
-            .filter(|e| e.indicator)
-            .map(|e| (e.kind.clone(), e.attributes["pid"].clone()))
-            .collect();
-        found.sort();
+        let found = indicators(&second);
         assert_eq!(
             found,
             [
@@ -776,13 +782,7 @@ mod tests {
         fixture_process(root, 800, 100, &bin.join("unpackaged"), "unpackaged");
         let mut sweep = Sweep::default();
         sensor.sweep(&mut sweep).expect("sweep");
-        let mut found: Vec<(String, String)> = sweep
-            .events
-            .iter()
-            .filter(|e| e.indicator)
-            .map(|e| (e.kind.clone(), e.attributes["pid"].clone()))
-            .collect();
-        found.sort();
+        let found = indicators(&sweep);
         assert_eq!(
             found,
             [
@@ -869,13 +869,7 @@ mod tests {
         fixture_process(root, 500, 100, &bin.join("known"), "known");
         let mut second = Sweep::default();
         sensor.sweep(&mut second).expect("sweep");
-        let mut found: Vec<(String, String)> = second
-            .events
-            .iter()
-            .filter(|e| e.indicator)
-            .map(|e| (e.kind.clone(), e.attributes["pid"].clone()))
-            .collect();
-        found.sort();
+        let found = indicators(&second);
         assert_eq!(
             found,
             [

@@ -59,7 +59,7 @@ pub(crate) async fn status(client: &mut Client, json: bool) -> anyhow::Result<Ex
     }
     if !s.enabled {
         crate::say!(
-            "Not in cluster mode: one collector on its own store (add [cluster] to collector.toml; README, \"Cluster mode\")."
+            "Not in cluster mode: one collector on its own store (add [cluster] to collector.toml; docs/cluster.md)."
         );
         return Ok(ExitCode::SUCCESS);
     }
