@@ -71,6 +71,28 @@ pub const COLLECTOR_TTL: Duration = Duration::from_secs(20);
 pub const STARTUP_WAIT: Duration = Duration::from_secs(60);
 /// How long the applier waits for a message before it checks it is not stalled.
 pub const STALL_CHECK: Duration = Duration::from_secs(5);
+/// How long a JetStream request of the control plane (the applier's
+/// consumer, operations, buckets, stream state) waits for an answer. A
+/// request to a server that died, or to a stream between leaders, fails
+/// after this and is made again: NATS elects a new leader in 4–5 s, so a
+/// short wait lets work continue within seconds of losing a node (with the
+/// library's 10 s, three failed requests in a row held an operator 30 s).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one attempt of a request that is made again until it succeeds
+/// (an operation's publication, the applier's consumer) waits: short, so
+/// that the first attempt after NATS elected a new leader comes soon (a
+/// second copy of an operation is a duplicate by its message id).
+pub const RETRIED_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a batch's publication waits for JetStream's acknowledgement
+/// (the agent sends it again after a failure; the message id makes a second
+/// copy a duplicate).
+pub const BATCH_PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The applier's consumer sends an idle heartbeat this often; two missed
+/// ones (its server died, or the consumer went with it) start the applier
+/// again on a new consumer.
+pub const APPLIER_HEARTBEAT: Duration = Duration::from_millis(500);
+/// How long the applier waits before it starts again after a failure.
+pub const APPLIER_RESTART: Duration = Duration::from_millis(250);
 /// How long an operation is published again while JetStream does not take it.
 pub const PUBLISH_RETRY: Duration = Duration::from_secs(15);
 /// How long an operation waits to be applied by its own collector.
@@ -419,7 +441,10 @@ pub fn detection_digest(
 pub struct Cluster {
     config: ClusterConfig,
     client: async_nats::Client,
-    js: jetstream::Context,
+    /// Batches' publication ([`BATCH_PUBLISH_TIMEOUT`]).
+    js_batches: jetstream::Context,
+    /// Requests made again until they succeed ([`RETRIED_REQUEST_TIMEOUT`]).
+    js_retried: jetstream::Context,
     hosts: kv::Store,
     collectors: kv::Store,
     sinks: kv::Store,
@@ -467,8 +492,16 @@ impl Cluster {
                 ours: max_message_bytes,
             });
         }
+        // The buckets and the object store keep this context: their
+        // requests wait REQUEST_TIMEOUT.
         let js = jetstream::ContextBuilder::new()
-            .timeout(Duration::from_secs(10))
+            .timeout(REQUEST_TIMEOUT)
+            .build(client.clone());
+        let js_batches = jetstream::ContextBuilder::new()
+            .timeout(BATCH_PUBLISH_TIMEOUT)
+            .build(client.clone());
+        let js_retried = jetstream::ContextBuilder::new()
+            .timeout(RETRIED_REQUEST_TIMEOUT)
             .build(client.clone());
         let wanted = stream::Config {
             name: LOG_STREAM.into(),
@@ -487,16 +520,9 @@ impl Cluster {
         // Servers starting together need a few seconds to elect JetStream's
         // meta leader: wait for it rather than fail the collector's start.
         let deadline = tokio::time::Instant::now() + STARTUP_WAIT;
-        let mut log = loop {
-            match js.get_or_create_stream(wanted.clone()).await {
-                Ok(s) => break s,
-                Err(e) if tokio::time::Instant::now() < deadline => {
-                    tracing::info!(error = %e, "JetStream not ready; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(e) => return Err(js_error("creating the log stream")(&e)),
-            }
-        };
+        let mut log = until_ready(deadline, || js.get_or_create_stream(wanted.clone()))
+            .await
+            .map_err(|e| js_error("creating the log stream")(&e))?;
         let info = log
             .info()
             .await
@@ -509,44 +535,56 @@ impl Cluster {
                 "The log stream exists with another replica count; it is kept as it is (change it with `nats stream edit`)"
             );
         }
-        let hosts = bucket(
-            &js,
-            HOSTS_BUCKET,
-            "hosts' presence",
-            Duration::ZERO,
-            &config,
-        )
+        let hosts = until_ready(deadline, || {
+            bucket(
+                &js,
+                HOSTS_BUCKET,
+                "hosts' presence",
+                Duration::ZERO,
+                &config,
+            )
+        })
         .await?;
-        let collectors = bucket(
-            &js,
-            COLLECTORS_BUCKET,
-            "live collectors",
-            COLLECTOR_TTL,
-            &config,
-        )
+        let collectors = until_ready(deadline, || {
+            bucket(
+                &js,
+                COLLECTORS_BUCKET,
+                "live collectors",
+                COLLECTOR_TTL,
+                &config,
+            )
+        })
         .await?;
-        let sinks = bucket(&js, SINKS_BUCKET, "sinks' cursors", Duration::ZERO, &config).await?;
-        let sink_leases = bucket(
-            &js,
-            SINK_LEASES_BUCKET,
-            "which collector runs each sink",
-            SINK_LEASE_TTL,
-            &config,
-        )
+        let sinks = until_ready(deadline, || {
+            bucket(&js, SINKS_BUCKET, "sinks' cursors", Duration::ZERO, &config)
+        })
         .await?;
-        let evidence = match js.get_object_store(EVIDENCE_BUCKET).await {
-            Ok(store) => store,
-            Err(_) => js
-                .create_object_store(object_store::Config {
-                    bucket: EVIDENCE_BUCKET.into(),
-                    description: Some("Bannin: evidence bundles by SHA-256".into()),
-                    num_replicas: config.replicas,
-                    storage: stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| js_error("creating the evidence object store")(&e))?,
-        };
+        let sink_leases = until_ready(deadline, || {
+            bucket(
+                &js,
+                SINK_LEASES_BUCKET,
+                "which collector runs each sink",
+                SINK_LEASE_TTL,
+                &config,
+            )
+        })
+        .await?;
+        let evidence = until_ready(deadline, || async {
+            match js.get_object_store(EVIDENCE_BUCKET).await {
+                Ok(store) => Ok(store),
+                Err(_) => js
+                    .create_object_store(object_store::Config {
+                        bucket: EVIDENCE_BUCKET.into(),
+                        description: Some("Bannin: evidence bundles by SHA-256".into()),
+                        num_replicas: config.replicas,
+                        storage: stream::StorageType::File,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| js_error("creating the evidence object store")(&e)),
+            }
+        })
+        .await?;
         tracing::info!(
             collector = %config.name,
             servers = %servers,
@@ -556,7 +594,8 @@ impl Cluster {
         Ok(Arc::new(Self {
             config,
             client,
-            js,
+            js_batches,
+            js_retried,
             hosts,
             collectors,
             sinks,
@@ -596,7 +635,7 @@ impl Cluster {
             async_nats::header::NATS_MESSAGE_ID,
             format!("b:{host}:{}", batch.sequence).as_str(),
         );
-        self.js
+        self.js_batches
             .publish_with_headers(
                 BATCH_SUBJECT,
                 headers,
@@ -667,7 +706,7 @@ impl Cluster {
         loop {
             attempts += 1;
             let attempt = async {
-                self.js
+                self.js_retried
                     .publish_with_headers(OP_SUBJECT, headers.clone(), payload.clone())
                     .await
                     .map_err(|e| format!("publishing an operation: {e}"))?
@@ -758,30 +797,56 @@ impl Cluster {
         self.client.server_info()
     }
 
-    /// The log stream's and the buckets' state.
-    pub async fn streams(&self) -> Result<Vec<stream::Info>, ClusterError> {
-        let mut out = Vec::new();
-        for name in [
-            LOG_STREAM.to_owned(),
-            format!("KV_{HOSTS_BUCKET}"),
-            format!("KV_{COLLECTORS_BUCKET}"),
-            format!("KV_{SINKS_BUCKET}"),
-            format!("KV_{SINK_LEASES_BUCKET}"),
-            format!("OBJ_{EVIDENCE_BUCKET}"),
-        ] {
-            let mut s = self
-                .js
-                .get_stream(&name)
-                .await
-                .map_err(|e| js_error("reading a stream")(&e))?;
-            out.push(
+    /// The log stream's and the buckets' state, asked of all at once: a
+    /// stream between leaders answers with why it could not be read (within
+    /// [`RETRIED_REQUEST_TIMEOUT`]: the caller asks again) rather than
+    /// holding the others.
+    pub async fn streams(&self) -> Vec<(String, Result<stream::Info, ClusterError>)> {
+        let read = |name: String| async move {
+            let info = async {
+                let mut s = self
+                    .js_retried
+                    .get_stream(&name)
+                    .await
+                    .map_err(|e| js_error("reading a stream")(&e))?;
                 s.info()
                     .await
-                    .map_err(|e| js_error("reading a stream")(&e))?
-                    .clone(),
-            );
+                    .cloned()
+                    .map_err(|e| js_error("reading a stream")(&e))
+            }
+            .await;
+            (name, info)
+        };
+        let (log, hosts, collectors, sinks, leases, evidence) = tokio::join!(
+            read(LOG_STREAM.to_owned()),
+            read(format!("KV_{HOSTS_BUCKET}")),
+            read(format!("KV_{COLLECTORS_BUCKET}")),
+            read(format!("KV_{SINKS_BUCKET}")),
+            read(format!("KV_{SINK_LEASES_BUCKET}")),
+            read(format!("OBJ_{EVIDENCE_BUCKET}")),
+        );
+        vec![log, hosts, collectors, sinks, leases, evidence]
+    }
+}
+
+/// Runs `attempt` until it succeeds or `deadline` passes (then its last
+/// error): a JetStream request while the servers are still electing leaders
+/// fails, and is only worth making again.
+async fn until_ready<T, E, F, Fut>(deadline: tokio::time::Instant, mut attempt: F) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    loop {
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::info!(error = %e, "JetStream not ready; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
         }
-        Ok(out)
     }
 }
 
@@ -866,7 +931,7 @@ pub async fn run_applier(
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = tokio::time::sleep(APPLIER_RESTART) => {}
         }
     }
 }
@@ -880,23 +945,39 @@ async fn apply_from(
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
     let log = cluster
-        .js
+        .js_retried
         .get_stream(LOG_STREAM)
         .await
         .map_err(|e| format!("log stream: {e}"))?;
+    // The applier's own consumer rather than the library's ordered one:
+    // that one notices a dead server after two 15 s heartbeats and then
+    // retries with a backoff growing to 10 s. This one hears a heartbeat
+    // twice a second; two missed, a gap in its sequence or any error, and the
+    // applier starts again from its durable position on a new consumer.
     let consumer = log
-        .create_consumer(consumer::pull::OrderedConfig {
+        .create_consumer(consumer::pull::Config {
             deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                 start_sequence: durable + 1,
             },
+            ack_policy: consumer::AckPolicy::None,
+            max_deliver: 1,
+            num_replicas: 1,
+            memory_storage: true,
+            inactive_threshold: Duration::from_secs(30),
+            description: Some(format!("Bannin applier of collector {}", cluster.name())),
             ..Default::default()
         })
         .await
-        .map_err(|e| format!("ordered consumer: {e}"))?;
+        .map_err(|e| format!("applier's consumer: {e}"))?;
     let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(500)
+        .expires(APPLIER_HEARTBEAT * 10)
+        .heartbeat(APPLIER_HEARTBEAT)
         .messages()
         .await
         .map_err(|e| format!("reading the log: {e}"))?;
+    let mut delivered = 0_u64;
     let writer = ingest.writer();
     let (applying_tx, applying_rx) = mpsc::channel::<Applying>(4096);
     let failed = CancellationToken::new();
@@ -909,9 +990,8 @@ async fn apply_from(
         failed.clone(),
     ));
     let mut prev = durable;
-    // An ordered consumer whose server died may go quiet instead of failing:
-    // when nothing arrives for a while, the stream's last sequence says
-    // whether the log moved on without us.
+    // A backstop to the heartbeats: when nothing arrives for a while, the
+    // stream's last sequence says whether the log moved on without us.
     let mut idle = tokio::time::interval(STALL_CHECK);
     idle.reset();
     let outcome = loop {
@@ -939,12 +1019,19 @@ async fn apply_from(
             None => break Err("the log ended".to_owned()),
         };
         let (seq, at) = match message.info() {
+            Ok(info) if info.consumer_sequence != delivered + 1 => {
+                break Err(format!(
+                    "the consumer skipped from {delivered} to {}",
+                    info.consumer_sequence
+                ));
+            }
             Ok(info) => (
                 info.stream_sequence,
                 i64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
             ),
             Err(e) => break Err(format!("a log message without its position: {e}")),
         };
+        delivered += 1;
         if prev == durable && seq > durable + 1 && durable > 0 {
             tracing::warn!(
                 applied = durable,

@@ -340,8 +340,12 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
     )
     .await;
 
-    // kill -9 one NATS server of three: ingest and the operator API continue.
-    nats.kill_node(0);
+    // kill -9 one NATS server of three — the one leading the log stream, the
+    // worst one to lose: ingest and the operator API continue.
+    let leader = nats
+        .stream_leader("BANNIN_LOG")
+        .expect("the log stream's leader");
+    nats.kill_node(leader);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let findings_b = all_findings(&mut ops_b).await;
     let spread: Vec<&v1::Finding> = findings_b
@@ -370,16 +374,40 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
         .await
         .unwrap_or_else(|e| {
             panic!(
-                "state change with one NATS server down: {e}\nB: {}\nnats 1: {}",
+                "state change with the log's leader (server {leader}) down: {e}\nB: {}\nnats {}: {}",
                 b.proc.log_text(),
-                nats.log(1)
+                (leader + 1) % 3,
+                nats.log((leader + 1) % 3)
             )
         })
         .into_inner();
     assert_eq!(changed.state, v1::FindingState::Acknowledged as i32);
+    // `bannin cluster` answers meanwhile, naming the log's new leader.
+    let killed = format!("n{leader}");
+    eventually(
+        Duration::from_secs(30),
+        "bannin cluster names a new leader of the log",
+        || {
+            let mut ops_b = ops_b.clone();
+            let killed = killed.clone();
+            async move {
+                let s = ops_b
+                    .cluster_status(v1::ClusterStatusRequest {})
+                    .await
+                    .ok()?
+                    .into_inner();
+                s.streams
+                    .iter()
+                    .find(|st| st.name == "BANNIN_LOG")
+                    .filter(|st| !st.leader.is_empty() && st.leader != killed)
+                    .map(|_| ())
+            }
+        },
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    nats.start_node(0);
-    nats.wait_ready(0, Duration::from_secs(60));
+    nats.start_node(leader);
+    nats.wait_ready(leader, Duration::from_secs(60));
 
     // A comes back and applies what it missed.
     a = CollectorProc::start_free(&dir.path().join("a"), &pki, &config_a);

@@ -188,6 +188,25 @@ impl NatsCluster {
         }
     }
 
+    /// The index of the server leading `stream` (its Raft group's leader),
+    /// asked of the running servers' monitoring ports; None while no leader
+    /// is known or the servers run in a namespace.
+    pub fn stream_leader(&self, stream: &str) -> Option<usize> {
+        if self.netns.is_some() {
+            return None;
+        }
+        stream_leader_at(&self.monitoring_ports(), stream)
+    }
+
+    /// The monitoring ports of the running servers.
+    pub fn monitoring_ports(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .filter(|n| n.proc.is_some())
+            .map(|n| n.http)
+            .collect()
+    }
+
     /// What server `i` logged.
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
@@ -216,11 +235,43 @@ impl NatsCluster {
 
 /// `GET /healthz` of a server's monitoring port.
 fn healthz(port: u16) -> Option<String> {
+    http_get(port, "/healthz")
+}
+
+/// `GET path` of a server's monitoring port: the whole response, headers
+/// included.
+fn http_get(port: u16, path: &str) -> Option<String> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
         .ok()?;
     let mut body = String::new();
     s.read_to_string(&mut body).ok()?;
     Some(body)
+}
+
+/// The index of the server leading `stream`, asked of the servers whose
+/// monitoring ports are `ports` (the first that names one answers).
+pub fn stream_leader_at(ports: &[u16], stream: &str) -> Option<usize> {
+    let name = ports.iter().find_map(|port| {
+        leader_in_jsz(&http_get(*port, "/jsz?accounts=true&streams=true")?, stream)
+    })?;
+    name.strip_prefix('n')?.parse().ok()
+}
+
+/// The leader named in a `/jsz?accounts=true&streams=true` answer for
+/// `stream`.
+fn leader_in_jsz(response: &str, stream: &str) -> Option<String> {
+    let body = &response[response.find("\r\n\r\n")? + 4..];
+    let jsz: serde_json::Value = serde_json::from_str(body).ok()?;
+    jsz.get("account_details")?
+        .as_array()?
+        .iter()
+        .filter_map(|a| a.get("stream_detail")?.as_array())
+        .flatten()
+        .find(|s| s.get("name").and_then(|n| n.as_str()) == Some(stream))?
+        .get("cluster")?
+        .get("leader")?
+        .as_str()
+        .map(str::to_owned)
 }

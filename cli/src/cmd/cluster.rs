@@ -38,6 +38,7 @@ pub(crate) async fn status(client: &mut Client, json: bool) -> anyhow::Result<Ex
                 "seen": bannin_proto::rfc3339(c.seen_unix_ms),
                 "detection": c.detection,
             })).collect::<Vec<_>>(),
+            "collectors_unavailable": (!s.collectors_unavailable.is_empty()).then_some(&s.collectors_unavailable),
             "detection_differs": detection_differs(&s),
             "streams": s.streams.iter().map(|st| json!({
                 "name": st.name,
@@ -46,6 +47,7 @@ pub(crate) async fn status(client: &mut Client, json: bool) -> anyhow::Result<Ex
                 "bytes": st.bytes,
                 "last_sequence": st.last_sequence,
                 "leader": st.leader,
+                "unavailable": (!st.unavailable.is_empty()).then_some(&st.unavailable),
                 "peers": st.peers.iter().map(|p| json!({
                     "server": p.server,
                     "current": p.current,
@@ -93,6 +95,12 @@ pub(crate) async fn status(client: &mut Client, json: bool) -> anyhow::Result<Ex
             short_time(c.seen_unix_ms)
         );
     }
+    if !s.collectors_unavailable.is_empty() {
+        crate::say!(
+            "(collectors unavailable: {} — electing a leader after losing a NATS server? ask again in a few seconds)",
+            s.collectors_unavailable
+        );
+    }
     if detection_differs(&s) {
         crate::say!("");
         crate::say!(
@@ -114,6 +122,14 @@ pub(crate) async fn status(client: &mut Client, json: bool) -> anyhow::Result<Ex
         "LEADER"
     );
     for st in &s.streams {
+        if !st.unavailable.is_empty() {
+            crate::say!(
+                "{:<20} unavailable: {} (electing a leader after losing a NATS server? ask again in a few seconds)",
+                st.name,
+                st.unavailable
+            );
+            continue;
+        }
         let peers: Vec<String> = st
             .peers
             .iter()

@@ -14,11 +14,14 @@ pub(super) async fn cluster_status(
     let Some(cluster) = &svc.cluster else {
         return Ok(Response::new(v1::ClusterStatusResponse::default()));
     };
-    let unavailable = |e: crate::cluster::ClusterError| Status::unavailable(e.to_string());
-    let collectors = cluster
-        .collectors()
-        .await
-        .map_err(unavailable)?
+    // Each part answers on its own: a bucket between leaders says so
+    // rather than failing the whole call.
+    let (collectors, streams) = tokio::join!(cluster.collectors(), cluster.streams());
+    let (collectors, collectors_unavailable) = match collectors {
+        Ok(c) => (c, String::new()),
+        Err(e) => (Vec::new(), e.to_string()),
+    };
+    let collectors = collectors
         .into_iter()
         .map(|c| v1::ClusterCollector {
             name: c.name,
@@ -30,40 +33,15 @@ pub(super) async fn cluster_status(
             detection: c.detection,
         })
         .collect();
-    let streams = cluster
-        .streams()
-        .await
-        .map_err(unavailable)?
+    let streams = streams
         .into_iter()
-        .map(|s| {
-            let (leader, peers) = match &s.cluster {
-                Some(c) => {
-                    let leader = c.leader.clone().unwrap_or_default();
-                    let mut peers = vec![v1::ClusterReplica {
-                        server: leader.clone(),
-                        current: !leader.is_empty(),
-                        ..Default::default()
-                    }];
-                    peers.extend(c.replicas.iter().map(|p| v1::ClusterReplica {
-                        server: p.name.clone(),
-                        current: p.current,
-                        offline: p.offline,
-                        lag: p.lag.unwrap_or(0),
-                        active_ms: u64::try_from(p.active.as_millis()).unwrap_or(u64::MAX),
-                    }));
-                    (leader, peers)
-                }
-                None => (String::new(), Vec::new()),
-            };
-            v1::ClusterStream {
-                name: s.config.name.clone(),
-                replicas: u32::try_from(s.config.num_replicas).unwrap_or(0),
-                messages: s.state.messages,
-                bytes: s.state.bytes,
-                last_sequence: s.state.last_sequence,
-                leader,
-                peers,
-            }
+        .map(|(name, s)| match s {
+            Ok(s) => stream_state(&s),
+            Err(e) => v1::ClusterStream {
+                name,
+                unavailable: e.to_string(),
+                ..Default::default()
+            },
         })
         .collect();
     let server = cluster.server();
@@ -79,5 +57,39 @@ pub(super) async fn cluster_status(
         server_version: server.version,
         server_cluster: server.cluster.unwrap_or_default(),
         streams,
+        collectors_unavailable,
     }))
+}
+
+/// One stream's state as `bannin cluster` shows it.
+fn stream_state(s: &async_nats::jetstream::stream::Info) -> v1::ClusterStream {
+    let (leader, peers) = match &s.cluster {
+        Some(c) => {
+            let leader = c.leader.clone().unwrap_or_default();
+            let mut peers = vec![v1::ClusterReplica {
+                server: leader.clone(),
+                current: !leader.is_empty(),
+                ..Default::default()
+            }];
+            peers.extend(c.replicas.iter().map(|p| v1::ClusterReplica {
+                server: p.name.clone(),
+                current: p.current,
+                offline: p.offline,
+                lag: p.lag.unwrap_or(0),
+                active_ms: u64::try_from(p.active.as_millis()).unwrap_or(u64::MAX),
+            }));
+            (leader, peers)
+        }
+        None => (String::new(), Vec::new()),
+    };
+    v1::ClusterStream {
+        name: s.config.name.clone(),
+        replicas: u32::try_from(s.config.num_replicas).unwrap_or(0),
+        messages: s.state.messages,
+        bytes: s.state.bytes,
+        last_sequence: s.state.last_sequence,
+        leader,
+        peers,
+        unavailable: String::new(),
+    }
 }

@@ -32,6 +32,7 @@ use bannin_proto::tls::{self, ClientConfig, TlsIncoming, TlsMaterial, TlsPaths};
 use bannin_proto::v1::{
     self, agent_link_client::AgentLinkClient, agent_message, collector_message,
 };
+use bannin_tests::sim::{SimAgent, event};
 use bannin_tests::stall::Stall;
 use bannin_tests::{TestPki, bin, collector_config, free_port};
 use clap::{Parser, Subcommand};
@@ -144,6 +145,21 @@ enum Cmd {
         #[arg(long, default_value_t = 200)]
         failover_agents: usize,
     },
+    /// Losing a NATS server: three servers, two collectors, agents streaming
+    /// to both. Each round SIGKILLs the server leading the log stream and
+    /// measures, from the kill, how long until NATS names a new leader (the
+    /// baseline), every agent has a batch sent after the kill acknowledged,
+    /// a finding raised on A is visible through B, a state change through B
+    /// succeeds and `bannin cluster` through B names the new leader. The
+    /// server is restarted and caught up between rounds (needs `nats-server`).
+    NodeLoss {
+        /// Rounds (one server killed per round).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Agents streaming meanwhile (half on each collector).
+        #[arg(long, default_value_t = 20)]
+        agents: usize,
+    },
     /// The command queue's sweep — what delivery and expiry read, expiry
     /// every second — over a history of finished commands: every command
     /// (before the open-commands index) against the index, in one run.
@@ -252,6 +268,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Sink { pki, listen } => sink(&pki, listen).await,
             Cmd::Isolate { cycles } => isolate(cycles).await,
             Cmd::Queue { finished, open } => queue(finished, open),
+            Cmd::NodeLoss { rounds, agents } => node_loss(rounds, agents).await,
             Cmd::ClusterIdle {
                 agents,
                 sources,
@@ -1571,6 +1588,264 @@ async fn cluster(
         hist.value_at_quantile(0.99),
         hist.max()
     );
+    Ok(())
+}
+
+/// Times of each agent's batches: (sent, acknowledged).
+type Acks = Arc<std::sync::Mutex<Vec<Vec<(Instant, Instant)>>>>;
+
+/// An agent streaming a small batch every 100 ms to `addr`, recording when
+/// each was sent and acknowledged; reconnects after 250 ms on any failure.
+async fn node_loss_agent(
+    pki: Arc<TestPki>,
+    index: usize,
+    addr: SocketAddr,
+    acks: Acks,
+    stop: CancellationToken,
+) {
+    let host = format!("nl-{index:03}");
+    while !stop.is_cancelled() {
+        if let Ok(mut agent) = SimAgent::connect(&pki, &host, addr, &[], &[]).await {
+            loop {
+                let sent = Instant::now();
+                let seq = agent.next_sequence();
+                let batch = sample_events(5, index, seq);
+                let acked = tokio::select! {
+                    () = stop.cancelled() => return,
+                    r = agent.send(&batch) => r,
+                };
+                if acked.is_err() {
+                    break;
+                }
+                bannin_proto::lock(&acks)[index].push((sent, Instant::now()));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The id of the newest finding whose `exe` is `exe`, through `ops`.
+async fn finding_with_exe(
+    ops: &mut v1::operator_client::OperatorClient<tonic::transport::Channel>,
+    exe: &str,
+) -> Option<u64> {
+    ops.list_findings(v1::ListFindingsRequest {
+        newest_first: true,
+        limit: 500,
+        ..Default::default()
+    })
+    .await
+    .ok()?
+    .into_inner()
+    .findings
+    .iter()
+    .find(|f| f.attributes.get("exe").map(String::as_str) == Some(exe))
+    .map(|f| f.id)
+}
+
+/// Polls `probe` every 100 ms until it answers (or 60 s pass): the time
+/// from `from`.
+async fn time_until<F, Fut>(from: Instant, mut probe: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = from + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if probe().await {
+            return Some(from.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+async fn node_loss(rounds: usize, agents: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        bannin_tests::nats::available(),
+        "nats-server is not installed (apt-get install nats-server)"
+    );
+    let dir = tempfile::tempdir()?;
+    let pki = Arc::new(TestPki::new(dir.path()));
+    let mut nats = bannin_tests::nats::NatsCluster::start(&dir.path().join("nats"), &pki, 3);
+    let a = start_collector_with(&dir.path().join("a"), &pki, &nats.collector_section("a", 3))?;
+    let b = start_collector_with(&dir.path().join("b"), &pki, &nats.collector_section("b", 3))?;
+    let operator = |addr: SocketAddr| {
+        let pki = pki.clone();
+        async move { bannin_tests::operator_client(&pki.operator("bench"), addr).await }
+    };
+    let ops_b = operator(b.addr).await;
+    let acks: Acks = Arc::new(std::sync::Mutex::new(vec![Vec::new(); agents]));
+    let stop = CancellationToken::new();
+    let mut tasks = Vec::new();
+    for i in 0..agents {
+        let addr = if i % 2 == 0 { a.addr } else { b.addr };
+        tasks.push(tokio::spawn(node_loss_agent(
+            pki.clone(),
+            i,
+            addr,
+            acks.clone(),
+            stop.clone(),
+        )));
+    }
+    let mut finder = SimAgent::connect(&pki, "nl-finder", a.addr, &[], &[]).await?;
+    // A first finding, for the state changes.
+    let raise = |n: usize| {
+        vec![event(
+            "process.unknown_binary",
+            true,
+            bannin_proto::now_unix_ms(),
+            &[
+                ("sha256", &format!("{n:064x}")),
+                ("exe", &format!("/tmp/.nl/x{n}")),
+                ("pid", "4242"),
+            ],
+        )]
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let names = [
+        "NATS elects a new leader of the log (baseline)",
+        "every agent: a batch sent after the kill acknowledged",
+        "a finding raised on A visible through B",
+        "a finding's state changed through B",
+        "bannin cluster through B names the new leader",
+    ];
+    let mut times: Vec<Vec<Option<Duration>>> = vec![Vec::new(); names.len()];
+    for round in 1..=rounds {
+        // A finding for this round's state change, raised before the kill.
+        finder.send(&raise(1000 + round)).await?;
+        let pre = format!("/tmp/.nl/x{}", 1000 + round);
+        let first = loop {
+            let mut ops = ops_b.clone();
+            if let Some(id) = finding_with_exe(&mut ops, &pre).await {
+                break id;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let leader = nats
+            .stream_leader("BANNIN_LOG")
+            .context("no leader of the log")?;
+        let ports = nats.monitoring_ports();
+        let survivors: Vec<u16> = ports
+            .iter()
+            .copied()
+            .filter(|p| *p != nats.nodes[leader].http)
+            .collect();
+        nats.kill_node(leader);
+        let killed = Instant::now();
+        let killed_name = format!("n{leader}");
+        let election = time_until(killed, || {
+            let survivors = survivors.clone();
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    bannin_tests::nats::stream_leader_at(&survivors, "BANNIN_LOG")
+                        .is_some_and(|l| l != leader)
+                })
+                .await
+                .unwrap_or(false)
+            }
+        });
+        let ingest = time_until(killed, || {
+            let acks = acks.clone();
+            async move {
+                bannin_proto::lock(&acks)
+                    .iter()
+                    .all(|a| a.iter().any(|(sent, _)| *sent >= killed))
+            }
+        });
+        let finding = async {
+            let exe = format!("/tmp/.nl/x{round}");
+            let deadline = killed + Duration::from_secs(60);
+            // Sent once (a broken session is opened again), then looked for
+            // through B.
+            while finder.send(&raise(round)).await.is_err() {
+                if Instant::now() >= deadline {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if let Ok(f) = SimAgent::connect(&pki, "nl-finder", a.addr, &[], &[]).await {
+                    finder = f;
+                }
+            }
+            time_until(killed, || {
+                let mut ops = ops_b.clone();
+                let exe = exe.clone();
+                async move { finding_with_exe(&mut ops, &exe).await.is_some() }
+            })
+            .await
+        };
+        let state = time_until(killed, || {
+            let mut ops = ops_b.clone();
+            async move {
+                ops.set_finding_state(v1::SetFindingStateRequest {
+                    id: first,
+                    state: v1::FindingState::Acknowledged as i32,
+                    note: format!("node-loss round {round}"),
+                })
+                .await
+                .is_ok()
+            }
+        });
+        let status = time_until(killed, || {
+            let mut ops = ops_b.clone();
+            let killed_name = killed_name.clone();
+            async move {
+                ops.cluster_status(v1::ClusterStatusRequest {})
+                    .await
+                    .is_ok_and(|s| {
+                        s.into_inner().streams.iter().any(|st| {
+                            st.name == "BANNIN_LOG"
+                                && !st.leader.is_empty()
+                                && st.leader != killed_name
+                        })
+                    })
+            }
+        });
+        let (e, i, f, s, c) = tokio::join!(election, ingest, finding, state, status);
+        for (k, t) in [e, i, f, s, c].into_iter().enumerate() {
+            times[k].push(t);
+        }
+        eprintln!(
+            "round {round}: killed n{leader}; {}",
+            [e, i, f, s, c]
+                .iter()
+                .map(|t| t.map_or("—".to_owned(), |d| format!("{:.1} s", d.as_secs_f64())))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        nats.start_node(leader);
+        nats.wait_ready(leader, Duration::from_secs(60));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    stop.cancel();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let baseline: Vec<f64> = times[0]
+        .iter()
+        .map(|t| t.map_or(60.0, |d| d.as_secs_f64()))
+        .collect();
+    println!(
+        "| from the kill of the log's leader ({rounds} rounds, {agents} agents) | median s | max s | not in 60 s | median ÷ election |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for (name, t) in names.iter().zip(&times) {
+        let mut secs: Vec<f64> = t.iter().flatten().map(Duration::as_secs_f64).collect();
+        secs.sort_by(f64::total_cmp);
+        let missed = t.iter().filter(|t| t.is_none()).count();
+        let median = secs.get(secs.len() / 2).copied().unwrap_or(f64::NAN);
+        let mut base = baseline.clone();
+        base.sort_by(f64::total_cmp);
+        let base_median = base.get(base.len() / 2).copied().unwrap_or(f64::NAN);
+        println!(
+            "| {name} | {median:.1} | {:.1} | {missed} | {:.2} |",
+            secs.last().copied().unwrap_or(f64::NAN),
+            median / base_median
+        );
+    }
+    drop(a);
+    drop(b);
     Ok(())
 }
 
