@@ -37,6 +37,9 @@ use crate::model::{
 };
 use crate::store::Store;
 
+pub mod init;
+pub mod signing;
+
 /// The cluster log: every change to durable state, in one order.
 pub const LOG_STREAM: &str = "BANNIN_LOG";
 /// Subject of agents' batches.
@@ -148,6 +151,19 @@ pub enum ClusterError {
         /// Ours.
         ours: usize,
     },
+    /// JetStream cannot hold the log as large as configured.
+    #[error(
+        "JetStream refused the log stream of {max_bytes} bytes ({reason}): lower `[cluster] max_bytes` in collector.toml (per replica), or raise the servers' `jetstream {{ max_file_store }}`"
+    )]
+    Storage {
+        /// `[cluster] max_bytes`.
+        max_bytes: i64,
+        /// What JetStream said.
+        reason: String,
+    },
+    /// `[cluster.tls]` does not hold this collector's collector certificate.
+    #[error("[cluster.tls]: {0}")]
+    Identity(String),
     /// A JetStream request failed.
     #[error("JetStream {what}: {reason}")]
     JetStream {
@@ -456,6 +472,13 @@ pub struct Cluster {
     detection: std::sync::OnceLock<String>,
     waiters: std::sync::Mutex<HashMap<String, oneshot::Sender<OpReply>>>,
     next_op: AtomicU64,
+    /// Signs what this collector publishes.
+    signer: signing::Signer,
+    /// Checks who published what the applier reads.
+    verifier: signing::Verifier,
+    /// Messages of the log the applier refused, and the last one's reason.
+    refused: AtomicU64,
+    last_refused: std::sync::Mutex<String>,
     started_unix_ms: i64,
 }
 
@@ -465,7 +488,30 @@ impl Cluster {
     pub async fn connect(
         config: ClusterConfig,
         max_message_bytes: usize,
+        own_tls: &bannin_proto::tls::TlsMaterial,
     ) -> Result<Arc<Self>, ClusterError> {
+        // What it publishes is signed with its collector certificate, and
+        // what others publish is checked against the Bannin CA.
+        let material = bannin_proto::tls::TlsMaterial::load(&config.tls)
+            .map_err(|e| ClusterError::Identity(e.to_string()))?;
+        let signer =
+            signing::Signer::new(&material, &config.name).map_err(ClusterError::Identity)?;
+        let verifier =
+            signing::Verifier::new(own_tls).map_err(|e| ClusterError::Identity(e.to_string()))?;
+        if let Some(leaf) = material.chain.first() {
+            bannin_proto::tls::CertificateChecker::new(own_tls)
+                .and_then(|c| {
+                    c.check(
+                        leaf,
+                        u64::try_from(bannin_proto::now_unix_ms() / 1000).unwrap_or(0),
+                    )
+                })
+                .map_err(|e| {
+                    ClusterError::Identity(format!(
+                        "the collector certificate is not one the collector's own CA ([tls] ca) issued and valid now: {e}; every collector of a cluster signs with a certificate of the one Bannin CA"
+                    ))
+                })?;
+        }
         let servers = config.servers.join(", ");
         let connect_error = |reason: String| ClusterError::Connect {
             servers: servers.clone(),
@@ -520,9 +566,20 @@ impl Cluster {
         // Servers starting together need a few seconds to elect JetStream's
         // meta leader: wait for it rather than fail the collector's start.
         let deadline = tokio::time::Instant::now() + STARTUP_WAIT;
-        let mut log = until_ready(deadline, || js.get_or_create_stream(wanted.clone()))
-            .await
-            .map_err(|e| js_error("creating the log stream")(&e))?;
+        let max_bytes = config.max_bytes;
+        let mut log = until_ready(deadline, || async {
+            js.get_or_create_stream(wanted.clone()).await.map_err(|e| {
+                let reason = e.to_string();
+                // JetStream refuses a stream larger than its store at
+                // once: no retry makes it fit.
+                if reason.contains("insufficient storage") {
+                    ClusterError::Storage { max_bytes, reason }
+                } else {
+                    js_error("creating the log stream")(&e)
+                }
+            })
+        })
+        .await?;
         let info = log
             .info()
             .await
@@ -605,6 +662,10 @@ impl Cluster {
             detection: std::sync::OnceLock::new(),
             waiters: std::sync::Mutex::new(HashMap::new()),
             next_op: AtomicU64::new(1),
+            signer,
+            verifier,
+            refused: AtomicU64::new(0),
+            last_refused: std::sync::Mutex::new(String::new()),
             started_unix_ms: bannin_proto::now_unix_ms(),
         }))
     }
@@ -635,14 +696,14 @@ impl Cluster {
             async_nats::header::NATS_MESSAGE_ID,
             format!("b:{host}:{}", batch.sequence).as_str(),
         );
+        // Compressed: every byte is stored and sent R times by JetStream and
+        // once more to every collector.
+        let payload = lz4_flex::compress_prepend_size(&batch.encode_to_vec());
+        self.signer
+            .sign(BATCH_SUBJECT, &mut headers, &payload)
+            .map_err(|e| js_error("signing a batch")(&e))?;
         self.js_batches
-            .publish_with_headers(
-                BATCH_SUBJECT,
-                headers,
-                // Compressed: every byte is stored and sent R times by
-                // JetStream and once more to every collector.
-                lz4_flex::compress_prepend_size(&batch.encode_to_vec()).into(),
-            )
+            .publish_with_headers(BATCH_SUBJECT, headers, payload.into())
             .await
             .map_err(|e| js_error("publishing a batch")(&e))
     }
@@ -701,6 +762,12 @@ impl Cluster {
         payload: bytes::Bytes,
         retry_for: Duration,
     ) -> Result<(jetstream::publish::PublishAck, u32), String> {
+        // Signed once, here, whoever publishes: every operation in the log
+        // carries its publisher's certificate and signature.
+        let mut headers = headers;
+        self.signer
+            .sign(OP_SUBJECT, &mut headers, &payload)
+            .map_err(|e| format!("signing an operation: {e}"))?;
         let deadline = tokio::time::Instant::now() + retry_for;
         let mut attempts = 0;
         loop {
@@ -728,6 +795,15 @@ impl Cluster {
         if let Some(tx) = bannin_proto::lock(&self.waiters).remove(op_id) {
             let _ = tx.send(reply);
         }
+    }
+
+    /// Messages of the log this collector's applier refused since it
+    /// started, and why the last one was.
+    pub fn refused(&self) -> (u64, String) {
+        (
+            self.refused.load(Ordering::Relaxed),
+            bannin_proto::lock(&self.last_refused).clone(),
+        )
     }
 
     /// Records which collector holds `host`'s stream (or none).
@@ -841,6 +917,7 @@ where
     loop {
         match attempt().await {
             Ok(v) => return Ok(v),
+            Err(e) if e.to_string().contains("insufficient storage") => return Err(e),
             Err(e) if tokio::time::Instant::now() < deadline => {
                 tracing::info!(error = %e, "JetStream not ready; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1038,6 +1115,33 @@ async fn apply_from(
                 first = seq,
                 "The log no longer holds messages this collector had not applied (removed by the stream's limits); continuing from the oldest it holds"
             );
+        }
+        // Only what a collector of this CA signed is applied; anything else
+        // is applied as nothing, so the position still moves past it.
+        if let Err(refusal) = cluster.verifier.check(
+            message.subject.as_str(),
+            message.headers.as_ref(),
+            &message.payload,
+            at,
+        ) {
+            let reason = format!("log {seq} ({}): {refusal}", message.subject);
+            tracing::warn!(log.seq = seq, subject = %message.subject, %refusal, "Refused a message of the cluster log");
+            cluster.refused.fetch_add(1, Ordering::Relaxed);
+            *bannin_proto::lock(&cluster.last_refused) = reason;
+            if writer
+                .send(WriteRequest::Applied {
+                    seq,
+                    prev,
+                    at,
+                    request: None,
+                })
+                .await
+                .is_err()
+            {
+                break Ok(());
+            }
+            prev = seq;
+            continue;
         }
         let (request, applying) = match carry_out(&message, seq, side).await {
             Err(reason) => break Err(reason),
@@ -1845,6 +1949,11 @@ pub async fn run_action_outbox(
             headers.insert(
                 async_nats::header::NATS_MESSAGE_ID,
                 format!("a:{}:{stamp}:{id}", cluster.config.name).as_str(),
+            );
+            // Named like every operation: its collector first (no waiter).
+            headers.insert(
+                OP_HEADER,
+                format!("{}:action:{stamp}:{id}", cluster.config.name).as_str(),
             );
             let published = tokio::select! {
                 () = shutdown.cancelled() => return,

@@ -148,7 +148,7 @@ pub async fn serve(
         },
     )?;
     let cluster = match config.cluster.clone() {
-        Some(c) => Some(cluster::Cluster::connect(c, config.max_message_bytes).await?),
+        Some(c) => Some(cluster::Cluster::connect(c, config.max_message_bytes, &material).await?),
         None => None,
     };
     if let Some(c) = &cluster {
@@ -413,6 +413,9 @@ pub async fn serve(
                 Arc::new(|peer: &bannin_proto::tls::PeerInfo| match &peer.identity {
                     bannin_proto::identity::PeerIdentity::Agent(h) => Some(format!(
                         "agent {h} on the operators' port (agents connect to `listen`)"
+                    )),
+                    bannin_proto::identity::PeerIdentity::Collector(c) => Some(format!(
+                        "collector {c}: a collector certificate is for NATS, not for this port"
                     )),
                     bannin_proto::identity::PeerIdentity::Operator(_) => None,
                 }),

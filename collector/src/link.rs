@@ -75,6 +75,14 @@ impl AgentLink for LinkService {
                     .await;
                 return Err(Status::permission_denied(WHY));
             }
+            PeerIdentity::Collector(name) => {
+                const WHY: &str = "a collector certificate cannot open an agent stream";
+                tracing::warn!(peer.addr = %peer.remote_addr, collector = %name, "Collector certificate refused on the agent link");
+                self.denials
+                    .refused(&format!("collector {name}"), "agent_link", WHY)
+                    .await;
+                return Err(Status::permission_denied(WHY));
+            }
         };
         let mut inbound = request.into_inner();
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {

@@ -13,7 +13,7 @@ use anyhow::Context;
 use bannin_collector::CollectorConfig;
 use bannin_collector::pki::{DEFAULT_SERVER_NAME, PkiDir};
 use bannin_proto::config::EXIT_CONFIG;
-use bannin_proto::identity::{HostId, OperatorName, PeerIdentity};
+use bannin_proto::identity::{CollectorName, HostId, OperatorName, PeerIdentity};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +41,51 @@ enum Command {
     Pki {
         #[command(subcommand)]
         command: PkiCommand,
+    },
+    /// Cluster mode (several collectors over NATS JetStream).
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Write a whole cluster into DIR: a PKI with every certificate, the NATS
+    /// servers' configurations (admitting only the collectors), the
+    /// collectors' collector.toml, the admin's operator.toml, and `start` and
+    /// `stop` scripts that run it on this machine.
+    ///
+    /// A local demo in three commands:
+    ///   bannin-collector cluster init --dir /tmp/bannin-cluster
+    ///   /tmp/bannin-cluster/start
+    ///   bannin --config /tmp/bannin-cluster/operator.toml cluster
+    ///
+    /// For machines of their own, copy each server's and collector's files
+    /// there and change the addresses (docs/cluster.md).
+    Init {
+        /// Directory to write (created).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The collectors' names, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "a,b")]
+        collectors: Vec<String>,
+        /// The NATS servers' names, comma-separated (1, or 3 for failover).
+        #[arg(long, value_delimiter = ',', default_value = "n1,n2,n3")]
+        nats: Vec<String>,
+        /// Address everything listens on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: IpAddr,
+        /// First port: NATS clients from it, routes from +100, monitoring
+        /// from +200, collectors from +300.
+        #[arg(long, default_value_t = 14222)]
+        base_port: u16,
+        /// The admin operator (their certificate in DIR/pki/operators/).
+        #[arg(long, default_value = "admin")]
+        admin: String,
+        /// Replace files that exist.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -92,6 +137,26 @@ enum IssueWho {
     Operator {
         /// Operator name.
         name: String,
+    },
+    /// A cluster collector's certificate for NAME (`[cluster] name`): its
+    /// client certificate to NATS (`[cluster.tls]`; the shipped NATS
+    /// configuration admits only collectors' certificates) and the key that
+    /// signs what it publishes to the cluster log.
+    Collector {
+        /// The collector's name in the cluster.
+        name: String,
+    },
+    /// A NATS server's certificate for NAME (its `server_name`), for clients
+    /// and for the routes between the servers (server and client use).
+    Nats {
+        /// The server's name: a DNS name of the certificate.
+        name: String,
+        /// Another DNS name the server is reached by (repeatable).
+        #[arg(long = "dns")]
+        dns: Vec<String>,
+        /// An IP address the server is reached by (repeatable). Default: 127.0.0.1.
+        #[arg(long = "ip")]
+        ips: Vec<IpAddr>,
     },
 }
 
@@ -174,6 +239,46 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Cluster {
+            command:
+                ClusterCommand::Init {
+                    dir,
+                    collectors,
+                    nats,
+                    host,
+                    base_port,
+                    admin,
+                    force,
+                },
+        } => {
+            let plan = bannin_collector::cluster::init::InitPlan {
+                collectors: collectors
+                    .iter()
+                    .map(|c| CollectorName::new(c.as_str()))
+                    .collect::<Result<_, _>>()
+                    .context("invalid collector name")?,
+                nats,
+                host,
+                base_port,
+                admin: OperatorName::new(admin).context("invalid operator name")?,
+                collector_bin: std::env::current_exe().context("finding this program's path")?,
+                force,
+                dir: std::path::absolute(&dir).context("the directory's path")?,
+            };
+            let written = plan.write()?;
+            println!("Written in {}:", plan.dir.display());
+            for f in written.nats.iter().chain(&written.collectors) {
+                println!("  {}", f.display());
+            }
+            println!("  {}", written.operator.display());
+            println!(
+                "Start it on this machine:  {}\nThen:                      bannin --config {} cluster\nStop it:                   {}",
+                written.start.display(),
+                written.operator.display(),
+                written.stop.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Pki {
             command:
                 PkiCommand::Issue {
@@ -183,6 +288,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     who,
                 },
         } => {
+            anyhow::ensure!(
+                (1..=3650).contains(&days),
+                "--days must be between 1 and 3650"
+            );
             let identity = match who {
                 IssueWho::Agent { host_id } => {
                     PeerIdentity::Agent(HostId::new(host_id).context("invalid host id")?)
@@ -190,11 +299,28 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 IssueWho::Operator { name } => PeerIdentity::Operator(
                     OperatorName::new(name).context("invalid operator name")?,
                 ),
+                IssueWho::Collector { name } => PeerIdentity::Collector(
+                    CollectorName::new(name).context("invalid collector name")?,
+                ),
+                IssueWho::Nats { name, dns, ips } => {
+                    anyhow::ensure!(
+                        !name.is_empty()
+                            && name
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)),
+                        "invalid server name {name:?}: a DNS name (letters, digits, '-', '.', '_')"
+                    );
+                    let ips = if ips.is_empty() {
+                        vec![IpAddr::from([127, 0, 0, 1])]
+                    } else {
+                        ips
+                    };
+                    let (cert, key) =
+                        PkiDir(dir).issue_nats(name.as_str(), &dns, &ips, days, force)?;
+                    println!("NATS server {name}: {} {}", cert.display(), key.display());
+                    return Ok(ExitCode::SUCCESS);
+                }
             };
-            anyhow::ensure!(
-                (1..=3650).contains(&days),
-                "--days must be between 1 and 3650"
-            );
             let (cert, key) = PkiDir(dir).issue(&identity, days, force)?;
             println!("{identity}: {} {}", cert.display(), key.display());
             Ok(ExitCode::SUCCESS)

@@ -8,6 +8,8 @@
 //! | `collector.pem`, `collector.key` | the collector's server certificate |
 //! | `agents/HOST.pem`, `agents/HOST.key` | an agent's client certificate |
 //! | `operators/NAME.pem`, `operators/NAME.key` | an operator's client certificate |
+//! | `collectors/NAME.pem`, `collectors/NAME.key` | a cluster collector's certificate (NATS client, log signer) |
+//! | `nats/NAME.pem`, `nats/NAME.key` | a NATS server's certificate (clients and routes) |
 //!
 //! Keys are written with mode 0600; nothing is overwritten without `force`.
 //! Client certificates carry their identity as described in
@@ -160,6 +162,37 @@ impl Ca {
         self.sign(params, validity)
     }
 
+    /// Issues a NATS server's certificate: `name` and `dns` as DNS names,
+    /// `ips` as addresses, for serving clients and for the routes between
+    /// the servers (which authenticate each other with it).
+    pub fn issue_nats(
+        &self,
+        name: &str,
+        dns: &[String],
+        ips: &[IpAddr],
+        validity: Validity,
+    ) -> Result<Issued, PkiError> {
+        let mut names = vec![name.to_owned()];
+        names.extend(dns.iter().cloned());
+        let mut params = CertificateParams::new(names)?;
+        for ip in ips {
+            params.subject_alt_names.push(SanType::IpAddress(*ip));
+        }
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, name);
+        dn.push(DnType::OrganizationalUnitName, "bannin-nats");
+        params.distinguished_name = dn;
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        self.sign(params, validity)
+    }
+
     /// Issues a client certificate carrying `identity`.
     pub fn issue_client(
         &self,
@@ -170,11 +203,19 @@ impl Ca {
         let uri = rcgen::string::Ia5String::try_from(identity.san_uri())?;
         params.subject_alt_names = vec![SanType::URI(uri)];
         let mut dn = DistinguishedName::new();
-        let cn = match identity {
-            PeerIdentity::Agent(h) => h.to_string(),
-            PeerIdentity::Operator(o) => o.to_string(),
-        };
-        dn.push(DnType::CommonName, cn);
+        match identity {
+            PeerIdentity::Agent(h) => dn.push(DnType::CommonName, h.to_string()),
+            PeerIdentity::Operator(o) => dn.push(DnType::CommonName, o.to_string()),
+            // The subject NATS maps to a user (`verify_and_map`): no other
+            // certificate of this CA carries this unit.
+            PeerIdentity::Collector(c) => {
+                dn.push(DnType::CommonName, c.to_string());
+                dn.push(
+                    DnType::OrganizationalUnitName,
+                    bannin_proto::identity::COLLECTOR_OU,
+                );
+            }
+        }
         params.distinguished_name = dn;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -244,6 +285,7 @@ impl PkiDir {
         let (dir, name) = match identity {
             PeerIdentity::Agent(h) => ("agents", h.as_str()),
             PeerIdentity::Operator(o) => ("operators", o.as_str()),
+            PeerIdentity::Collector(c) => ("collectors", c.as_str()),
         };
         let d = self.0.join(dir);
         (d.join(format!("{name}.pem")), d.join(format!("{name}.key")))
@@ -278,6 +320,36 @@ impl PkiDir {
         write_file(&self.server_cert(), &server.cert_pem, 0o644, force)?;
         write_file(&self.server_key(), &server.key_pem, 0o600, force)?;
         Ok(())
+    }
+
+    /// Certificate and key paths of a NATS server's certificate.
+    pub fn nats(&self, name: &str) -> (PathBuf, PathBuf) {
+        let d = self.0.join("nats");
+        (d.join(format!("{name}.pem")), d.join(format!("{name}.key")))
+    }
+
+    /// Issues and writes a NATS server's certificate ([`Ca::issue_nats`]);
+    /// returns (cert, key) paths.
+    pub fn issue_nats(
+        &self,
+        name: &str,
+        dns: &[String],
+        ips: &[IpAddr],
+        days: i64,
+        force: bool,
+    ) -> Result<(PathBuf, PathBuf), PkiError> {
+        let (cert_path, key_path) = self.nats(name);
+        for p in [&cert_path, &key_path] {
+            if p.exists() && !force {
+                return Err(PkiError::Exists(p.clone()));
+            }
+        }
+        let issued = self
+            .load_ca()?
+            .issue_nats(name, dns, ips, Validity::days(days))?;
+        write_file(&cert_path, &issued.cert_pem, 0o644, force)?;
+        write_file(&key_path, &issued.key_pem, 0o600, force)?;
+        Ok((cert_path, key_path))
     }
 
     /// Issues and writes a client certificate; returns (cert, key) paths.

@@ -4,7 +4,10 @@
 //! subject alternative name of one of these forms:
 //!
 //! - `urn:bannin:agent:<host-id>` for an agent,
-//! - `urn:bannin:operator:<name>` for an operator.
+//! - `urn:bannin:operator:<name>` for an operator,
+//! - `urn:bannin:collector:<name>` for a collector in cluster mode (its
+//!   client certificate to NATS, and the key that signs what it publishes
+//!   to the cluster log).
 //!
 //! The common name repeats the name for humans but is never trusted. A
 //! certificate with no such URI, or with more than one, has no identity and its
@@ -16,6 +19,12 @@ use std::fmt;
 pub const AGENT_URI_PREFIX: &str = "urn:bannin:agent:";
 /// URI prefix of an operator identity.
 pub const OPERATOR_URI_PREFIX: &str = "urn:bannin:operator:";
+/// URI prefix of a collector identity (cluster mode).
+pub const COLLECTOR_URI_PREFIX: &str = "urn:bannin:collector:";
+/// Organizational unit of a collector certificate's subject: NATS maps a
+/// client certificate to a user by its subject (`verify_and_map`), and only
+/// the collectors' subjects are users (`CN=<name>,OU=bannin-collector`).
+pub const COLLECTOR_OU: &str = "bannin-collector";
 /// Longest host id or operator name.
 pub const MAX_NAME_LEN: usize = 128;
 
@@ -103,6 +112,11 @@ name_type!(
     /// An operator's name, as carried in their certificate.
     OperatorName
 );
+name_type!(
+    /// A collector's name in cluster mode (`[cluster] name`), as carried in
+    /// its collector certificate.
+    CollectorName
+);
 
 /// Who is on the other end of an authenticated connection.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -111,6 +125,10 @@ pub enum PeerIdentity {
     Agent(HostId),
     /// An operator, with their name.
     Operator(OperatorName),
+    /// A collector of a cluster, with its name: admitted by NATS and trusted
+    /// as the signer of what it publishes to the cluster log; never an agent
+    /// or an operator.
+    Collector(CollectorName),
 }
 
 impl PeerIdentity {
@@ -119,6 +137,7 @@ impl PeerIdentity {
         match self {
             PeerIdentity::Agent(h) => format!("{AGENT_URI_PREFIX}{h}"),
             PeerIdentity::Operator(o) => format!("{OPERATOR_URI_PREFIX}{o}"),
+            PeerIdentity::Collector(c) => format!("{COLLECTOR_URI_PREFIX}{c}"),
         }
     }
 
@@ -129,6 +148,9 @@ impl PeerIdentity {
         }
         if let Some(o) = uri.strip_prefix(OPERATOR_URI_PREFIX) {
             return Ok(Some(PeerIdentity::Operator(OperatorName::new(o)?)));
+        }
+        if let Some(c) = uri.strip_prefix(COLLECTOR_URI_PREFIX) {
+            return Ok(Some(PeerIdentity::Collector(CollectorName::new(c)?)));
         }
         Ok(None)
     }
@@ -181,6 +203,7 @@ impl fmt::Display for PeerIdentity {
         match self {
             PeerIdentity::Agent(h) => write!(f, "agent {h}"),
             PeerIdentity::Operator(o) => write!(f, "operator {o}"),
+            PeerIdentity::Collector(c) => write!(f, "collector {c}"),
         }
     }
 }

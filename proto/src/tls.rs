@@ -334,6 +334,92 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Signs messages with a side's own key (the collector's, in cluster mode:
+/// what it publishes to the cluster log), with a TLS 1.3 signature scheme.
+pub struct MessageSigner(Box<dyn rustls::sign::Signer>);
+
+impl MessageSigner {
+    /// The signer of `material`'s key (ECDSA, Ed25519 or RSA-PSS).
+    pub fn new(material: &TlsMaterial) -> Result<Self, TlsError> {
+        let key = provider()
+            .key_provider
+            .load_private_key(material.key.clone_key())?;
+        let signer = key
+            .choose_scheme(&[
+                rustls::SignatureScheme::ECDSA_NISTP256_SHA256,
+                rustls::SignatureScheme::ECDSA_NISTP384_SHA384,
+                rustls::SignatureScheme::ED25519,
+                rustls::SignatureScheme::RSA_PSS_SHA256,
+            ])
+            .ok_or_else(|| {
+                TlsError::Rustls(rustls::Error::General(
+                    "the key signs with no TLS 1.3 scheme".into(),
+                ))
+            })?;
+        Ok(Self(signer))
+    }
+
+    /// `message` signed: the scheme (its TLS code point) and the signature.
+    pub fn sign(&self, message: &[u8]) -> Result<(u16, Vec<u8>), TlsError> {
+        Ok((u16::from(self.0.scheme()), self.0.sign(message)?))
+    }
+}
+
+/// Checks that `signature` by `scheme` (a TLS 1.3 code point) over
+/// `message` was made with the key of `cert`.
+pub fn verify_message(
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    scheme: u16,
+    signature: Vec<u8>,
+) -> Result<(), TlsError> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
+    let public_key = parsed.public_key().subject_public_key.data.as_ref();
+    let scheme = rustls::SignatureScheme::from(scheme);
+    let refused = || TlsError::Rustls(rustls::Error::General("bad signature".into()));
+    let algorithms = provider()
+        .signature_verification_algorithms
+        .mapping
+        .iter()
+        .find(|(s, _)| *s == scheme)
+        .map(|(_, algs)| *algs)
+        .ok_or_else(refused)?;
+    algorithms
+        .iter()
+        .any(|alg| {
+            alg.verify_signature(public_key, message, &signature)
+                .is_ok()
+        })
+        .then_some(())
+        .ok_or_else(refused)
+}
+
+/// Checks a client certificate as the collector's port would, as of `at`:
+/// chained to `ca`, valid then, for client authentication.
+pub struct CertificateChecker(Arc<dyn rustls::server::danger::ClientCertVerifier>);
+
+impl CertificateChecker {
+    /// A checker trusting the CA certificates of `material`.
+    pub fn new(material: &TlsMaterial) -> Result<Self, TlsError> {
+        Ok(Self(
+            WebPkiClientVerifier::builder_with_provider(Arc::new(material.roots()?), provider())
+                .build()?,
+        ))
+    }
+
+    /// Whether `cert` (with no intermediates) is one the CA issued for
+    /// client authentication and valid at `at_unix_secs`.
+    pub fn check(&self, cert: &CertificateDer<'_>, at_unix_secs: u64) -> Result<(), TlsError> {
+        self.0.verify_client_cert(
+            cert,
+            &[],
+            rustls::pki_types::UnixTime::since_unix_epoch(Duration::from_secs(at_unix_secs)),
+        )?;
+        Ok(())
+    }
+}
+
 /// The collector's server configuration: client certificates are mandatory and
 /// must chain to the Bannin CA (and not be on a revocation list, if any).
 pub fn server_config(material: &TlsMaterial) -> Result<Arc<ServerConfig>, TlsError> {

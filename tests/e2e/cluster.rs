@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use bannin_collector::cluster::{self, signing::Signer};
+use bannin_collector::model::{Action, OperatorRecord, Role};
 use bannin_proto::now_unix_ms;
 use bannin_proto::v1;
 use bannin_tests::nats::{self, NatsCluster};
@@ -536,6 +538,8 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
         },
     )
     .await;
+    // Honest collectors never refuse each other's messages.
+    assert_eq!(status["refused"], 0, "{status:#}");
     assert_eq!(status["collector"], "b");
     let streams: Vec<&str> = status["streams"]
         .as_array()
@@ -1273,4 +1277,387 @@ async fn a_command_for_a_host_that_never_connects_expires_once_across_collectors
     assert_eq!(all[0]["id"], command.as_str(), "{all}");
     drop(collectors);
     drop(nats);
+}
+
+/// Publishes `op` to the log over `js` with `op_id`, signed by `signer`
+/// when given; `tamper` changes the payload after signing. Returns whether
+/// JetStream called it a duplicate.
+async fn publish_op(
+    js: &async_nats::jetstream::Context,
+    op: &cluster::Op,
+    op_id: &str,
+    signer: Option<&Signer>,
+    tamper: bool,
+) -> bool {
+    let mut payload = serde_json::to_vec(op).expect("op json");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Bannin-Op", op_id);
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, op_id);
+    if let Some(signer) = signer {
+        signer
+            .sign(cluster::OP_SUBJECT, &mut headers, &payload)
+            .expect("sign");
+    }
+    if tamper {
+        payload =
+            serde_json::to_vec(&cluster::Op::Operator { record: mallory() }).expect("op json");
+    }
+    js.publish_with_headers(cluster::OP_SUBJECT, headers, payload.into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored")
+        .duplicate
+}
+
+/// The operator a forger tries to make admin.
+fn mallory() -> OperatorRecord {
+    OperatorRecord {
+        name: "mallory".into(),
+        role: Role::Admin,
+        enabled: true,
+        created_unix_ms: now_unix_ms(),
+        created_by: "alice".into(),
+    }
+}
+
+/// Connects to NATS as `tls` (a certificate of the test CA).
+async fn nats_as(
+    nats: &NatsCluster,
+    tls: &bannin_proto::tls::TlsPaths,
+) -> Result<async_nats::Client, String> {
+    async_nats::ConnectOptions::new()
+        .require_tls(true)
+        .add_root_certificates(tls.ca.clone())
+        .add_client_certificate(tls.cert.clone(), tls.key.clone())
+        .connection_timeout(Duration::from_secs(5))
+        .connect(nats.urls().as_slice())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_collectors_reach_the_log_and_appliers_refuse_what_no_collector_signed() {
+    require_nats();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let nats = NatsCluster::start(&dir.path().join("nats"), &pki, 1);
+    let a = CollectorProc::start_free(&dir.path().join("a"), &pki, &nats.collector_section("a", 1));
+    let b = CollectorProc::start_free(&dir.path().join("b"), &pki, &nats.collector_section("b", 1));
+    let mut ops_a = client(&pki, a.addr).await;
+    let mut ops_b = client(&pki, b.addr).await;
+
+    // An enrolled host's certificate, or an operator's, gets nowhere near the
+    // log: NATS admits collectors only.
+    for (who, tls) in [
+        ("an agent", pki.agent("web-01")),
+        ("an operator", pki.operator("alice")),
+    ] {
+        let refused = tokio::time::timeout(Duration::from_secs(20), nats_as(&nats, &tls))
+            .await
+            .map_or_else(|_| Err("timed out".to_owned()), |r| r.map(|_| ()));
+        let err = refused.expect_err(&format!("{who}'s certificate connected to NATS"));
+        assert!(
+            err.to_lowercase().contains("authorization"),
+            "{who}: refused for another reason: {err}"
+        );
+    }
+
+    // Collector A's own certificate, used to forge: unsigned, in B's name,
+    // altered after signing, a batch with no signature, a forged action.
+    let nc = nats_as(&nats, &pki.collector("a"))
+        .await
+        .expect("collector a connects");
+    let js = async_nats::jetstream::new(nc);
+    let material = bannin_proto::tls::TlsMaterial::load(&pki.collector("a")).expect("tls");
+    let signer = Signer::new(&material, "a").expect("signer a");
+    let make_admin = cluster::Op::Operator { record: mallory() };
+    publish_op(&js, &make_admin, "a:1:1", None, false).await;
+    publish_op(&js, &make_admin, "b:1:1", Some(&signer), false).await;
+    let viewer = cluster::Op::Operator {
+        record: OperatorRecord {
+            role: Role::Viewer,
+            ..mallory()
+        },
+    };
+    publish_op(&js, &viewer, "a:1:2", Some(&signer), true).await;
+    publish_op(
+        &js,
+        &cluster::Op::Action {
+            action: Action {
+                at_unix_ms: now_unix_ms(),
+                actor: "alice".into(),
+                verb: "isolate".into(),
+                target: "web-01".into(),
+                reason: "forged".into(),
+                result: "forged".into(),
+            },
+            origin: "b".into(),
+            outbox: 1,
+        },
+        "a:1:3",
+        None,
+        false,
+    )
+    .await;
+    let mut batch_headers = async_nats::HeaderMap::new();
+    batch_headers.insert("Bannin-Host", "victim");
+    batch_headers.insert(async_nats::header::NATS_MESSAGE_ID, "b:victim:1");
+    let forged_batch = v1::TelemetryBatch::from_events(
+        1,
+        &[event(
+            "process.unknown_binary",
+            true,
+            now_unix_ms(),
+            &[("sha256", &"9".repeat(64)), ("exe", "/tmp/.f/x")],
+        )],
+    );
+    js.publish_with_headers(
+        cluster::BATCH_SUBJECT,
+        batch_headers,
+        prost::Message::encode_to_vec(&forged_batch).into(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("stored");
+
+    // A genuine operation signed by A: applied once, and the same message
+    // published again is JetStream's duplicate, never a second operation.
+    let note = cluster::Op::Raise {
+        host_id: "web-02".into(),
+        kind: "operator.note".into(),
+        severity: bannin_collector::model::Severity::Low,
+        observed_unix_ms: now_unix_ms(),
+        attributes: BTreeMap::new(),
+        summary: "signed by collector a".into(),
+    };
+    assert!(!publish_op(&js, &note, "a:1:4", Some(&signer), false).await);
+    assert!(
+        publish_op(&js, &note, "a:1:4", Some(&signer), false).await,
+        "the replay is a duplicate"
+    );
+
+    for (name, ops) in [("A", &mut ops_a), ("B", &mut ops_b)] {
+        let status = eventually(Duration::from_secs(20), "five refusals counted", || {
+            let mut ops = ops.clone();
+            async move {
+                let s = ops
+                    .cluster_status(v1::ClusterStatusRequest {})
+                    .await
+                    .ok()?
+                    .into_inner();
+                (s.refused >= 5).then_some(s)
+            }
+        })
+        .await;
+        assert_eq!(status.refused, 5, "{name}: {status:?}");
+        assert!(!status.last_refused.is_empty(), "{name}: {status:?}");
+        let findings = eventually(Duration::from_secs(20), "the signed note applied", || {
+            let mut ops = ops.clone();
+            async move {
+                let f = all_findings(&mut ops).await;
+                f.iter().any(|f| f.kind == "operator.note").then_some(f)
+            }
+        })
+        .await;
+        assert_eq!(
+            findings
+                .iter()
+                .filter(|f| f.kind == "operator.note")
+                .count(),
+            1,
+            "{name}: the signed note applied once"
+        );
+        assert!(
+            findings.iter().all(|f| f.host_id != "victim"),
+            "{name}: an unsigned batch made a finding: {findings:?}"
+        );
+        let operators = ops
+            .list_operators(v1::ListOperatorsRequest {})
+            .await
+            .expect("operators")
+            .into_inner()
+            .operators;
+        assert!(
+            operators.iter().all(|o| o.name != "mallory"),
+            "{name}: a forged operation added an operator: {operators:?}"
+        );
+        let log = whole_log(ops.clone()).await.expect("action log");
+        assert!(
+            log.iter().all(|(_, verb, _, _)| verb != "isolate"),
+            "{name}: a forged action was chained: {log:?}"
+        );
+        let verified = ops
+            .verify_actions(v1::VerifyActionsRequest {})
+            .await
+            .expect("verify")
+            .into_inner();
+        assert!(verified.ok, "{name}: {verified:?}");
+    }
+    // `bannin cluster` says so.
+    let [on_a, _] = operators_of(dir.path(), &pki, [&a, &b]);
+    let out = std::process::Command::new(bannin_tests::bin("bannin"))
+        .arg("cluster")
+        .arg("--config")
+        .arg(&on_a)
+        .output()
+        .expect("bannin cluster");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("refused 5 message(s) of the cluster log"),
+        "bannin cluster: {text}"
+    );
+}
+
+#[test]
+fn a_log_larger_than_jetstream_can_hold_is_refused_at_once_naming_the_setting() {
+    require_nats();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    // The test servers hold 8 GB; the default [cluster] max_bytes is 64 GiB.
+    let nats = NatsCluster::start(&dir.path().join("nats"), &pki, 1);
+    let section: String = nats
+        .collector_section("a", 1)
+        .lines()
+        .filter(|l| !l.starts_with("max_bytes"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let config = bannin_tests::collector_config(
+        &dir.path().join("a"),
+        &pki,
+        bannin_tests::free_port(),
+        &section,
+    );
+    let out = std::process::Command::new(bannin_tests::bin("bannin-collector"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("bannin-collector");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started anyway: {err}");
+    assert!(
+        err.contains("[cluster] max_bytes") && err.contains("max_file_store"),
+        "the error names the setting: {err}"
+    );
+    assert!(
+        !err.contains("JetStream not ready; retrying"),
+        "it waited for what no wait fixes: {err}"
+    );
+}
+
+/// A base port whose `cluster init` ports (clients, routes, monitoring,
+/// collectors) are all free now.
+fn free_base_port() -> u16 {
+    for attempt in 0..50u32 {
+        let base = 20_000
+            + u16::try_from((std::process::id() * 7919 + attempt * 104_729) % 20_000).unwrap_or(0);
+        let all_free = [0u16, 1, 2, 100, 101, 102, 200, 201, 202, 300, 301]
+            .iter()
+            .all(|o| std::net::TcpListener::bind(("127.0.0.1", base + o)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no free port range for cluster init")
+}
+
+#[test]
+fn cluster_init_writes_a_cluster_that_runs_as_generated() {
+    require_nats();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo = dir.path().join("bannin-cluster");
+    let base = free_base_port().to_string();
+    // The documented three commands (docs/cluster.md), on free ports.
+    let init = std::process::Command::new(bannin_tests::bin("bannin-collector"))
+        .args(["cluster", "init", "--dir"])
+        .arg(&demo)
+        .args(["--base-port", &base])
+        .output()
+        .expect("cluster init");
+    assert!(
+        init.status.success(),
+        "cluster init: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let stopped = scopeguard(&demo);
+    let start = std::process::Command::new(demo.join("start"))
+        .output()
+        .expect("start");
+    let logs = || {
+        [
+            "nats-n1",
+            "nats-n2",
+            "nats-n3",
+            "collector-a",
+            "collector-b",
+        ]
+        .iter()
+        .map(|n| {
+            format!(
+                "--- {n}\n{}",
+                std::fs::read_to_string(demo.join("run").join(format!("{n}.log")))
+                    .unwrap_or_default()
+            )
+        })
+        .collect::<String>()
+    };
+    assert!(
+        start.status.success(),
+        "start: {}{}\n{}",
+        String::from_utf8_lossy(&start.stdout),
+        String::from_utf8_lossy(&start.stderr),
+        logs()
+    );
+    let operator = demo.join("operator.toml");
+    let status = eventually_blocking(60, || {
+        let (ok, status, _) = bannin_json(&operator, &["cluster"]);
+        let names: Vec<&str> = status["collectors"]
+            .as_array()?
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        let log = status["streams"]
+            .as_array()?
+            .iter()
+            .find(|s| s["name"] == "BANNIN_LOG")?
+            .clone();
+        (ok && names == ["a", "b"] && log["replicas"] == 3).then_some(status)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "bannin cluster never showed a and b on 3 replicas\n{}",
+            logs()
+        )
+    });
+    assert_eq!(status["refused"], 0, "{status:#}");
+    drop(stopped);
+}
+
+/// Runs `<dir>/stop` when dropped (the test's processes never outlive it).
+struct StopOnDrop(std::path::PathBuf);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(self.0.join("stop")).output();
+    }
+}
+
+fn scopeguard(dir: &Path) -> StopOnDrop {
+    StopOnDrop(dir.to_owned())
+}
+
+/// Calls `check` every 500 ms until it answers or `secs` pass.
+fn eventually_blocking<T>(secs: u64, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

@@ -104,6 +104,7 @@ pub fn free_port() -> u16 {
 }
 
 /// A throwaway PKI in a directory.
+#[derive(Clone)]
 pub struct TestPki {
     /// The PKI directory.
     pub dir: PkiDir,
@@ -131,6 +132,15 @@ impl TestPki {
     /// Issues (or reuses) an operator certificate; returns TLS paths.
     pub fn operator(&self, name: &str) -> TlsPaths {
         let id = PeerIdentity::Operator(OperatorName::new(name).expect("name"));
+        self.client(&id)
+    }
+
+    /// Issues (or reuses) a cluster collector's certificate (its NATS
+    /// client certificate and log signer); returns TLS paths.
+    pub fn collector(&self, name: &str) -> TlsPaths {
+        let id = PeerIdentity::Collector(
+            bannin_proto::identity::CollectorName::new(name).expect("collector name"),
+        );
         self.client(&id)
     }
 

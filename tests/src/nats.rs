@@ -8,9 +8,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bannin_proto::tls::TlsPaths;
-
 use crate::{Proc, TestPki, free_port};
+
+/// The collector names the test servers admit (NATS authorization: one user
+/// per collector certificate, as `deploy/nats/` and `cluster init` write it).
+pub const COLLECTORS: [&str; 6] = ["a", "b", "c", "r1", "fo-a", "fo-b"];
+
+/// The NATS user a collector certificate maps to (`verify_and_map`: its
+/// subject, RFC 2253).
+pub fn collector_user(name: &str) -> String {
+    format!("CN={name},OU={}", bannin_proto::identity::COLLECTOR_OU)
+}
 
 /// Whether `nats-server` is installed (`.ci/run` installs it).
 pub fn available() -> bool {
@@ -36,8 +44,8 @@ pub struct Node {
 pub struct NatsCluster {
     /// The servers.
     pub nodes: Vec<Node>,
-    /// TLS of the collectors' client certificates.
-    pub client_tls: TlsPaths,
+    /// The PKI the collectors' certificates come from.
+    pki: TestPki,
     /// The network namespace the servers run in (None: the tests' own).
     netns: Option<String>,
 }
@@ -110,7 +118,12 @@ impl NatsCluster {
             let text = format!(
                 "server_name: n{i}\nlisten: 127.0.0.1:{port}\nhttp: 127.0.0.1:{http}\nmax_payload: 8MB\n\
                  jetstream {{\n  store_dir: {store:?}\n  max_memory_store: 256MB\n  max_file_store: 8GB\n}}\n\
-                 tls {{\n  cert_file: {cert:?}\n  key_file: {key:?}\n  ca_file: {ca:?}\n  verify: true\n  timeout: 5\n}}\n{cluster}",
+                 tls {{\n  cert_file: {cert:?}\n  key_file: {key:?}\n  ca_file: {ca:?}\n  verify_and_map: true\n  timeout: 5\n}}\n\
+                 authorization {{\n  users = [\n{users}  ]\n}}\n{cluster}",
+                users = COLLECTORS
+                    .iter()
+                    .map(|c| format!("    {{ user: {:?} }}\n", collector_user(c)))
+                    .collect::<String>(),
                 store = store.display().to_string(),
                 cert = pki.dir.server_cert().display().to_string(),
                 key = pki.dir.server_key().display().to_string(),
@@ -128,7 +141,7 @@ impl NatsCluster {
         }
         Self {
             nodes,
-            client_tls: pki.operator("nats-client"),
+            pki: pki.clone(),
             netns: netns.map(str::to_owned),
         }
     }
@@ -222,13 +235,18 @@ impl NatsCluster {
 
     /// The `[cluster]` section of a collector named `name`.
     pub fn collector_section(&self, name: &str, replicas: usize) -> String {
+        assert!(
+            COLLECTORS.contains(&name),
+            "collector {name} is not admitted by the test servers (nats::COLLECTORS)"
+        );
+        let tls = self.pki.collector(name);
         let urls: Vec<String> = self.urls().iter().map(|u| format!("{u:?}")).collect();
         format!(
             "[cluster]\nname = {name:?}\nservers = [{}]\nreplicas = {replicas}\nmax_bytes = 4294967296\n[cluster.tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
             urls.join(", "),
-            self.client_tls.ca.display().to_string(),
-            self.client_tls.cert.display().to_string(),
-            self.client_tls.key.display().to_string(),
+            tls.ca.display().to_string(),
+            tls.cert.display().to_string(),
+            tls.key.display().to_string(),
         )
     }
 }

@@ -38,6 +38,8 @@ pub(crate) async fn status(client: &mut Client, json: bool) -> anyhow::Result<Ex
                 "seen": bannin_proto::rfc3339(c.seen_unix_ms),
                 "detection": c.detection,
             })).collect::<Vec<_>>(),
+            "refused": s.refused,
+            "last_refused": (!s.last_refused.is_empty()).then_some(&s.last_refused),
             "collectors_unavailable": (!s.collectors_unavailable.is_empty()).then_some(&s.collectors_unavailable),
             "detection_differs": detection_differs(&s),
             "streams": s.streams.iter().map(|st| json!({
@@ -93,6 +95,14 @@ pub(crate) async fn status(client: &mut Client, json: bool) -> anyhow::Result<Ex
             c.applied,
             log_last.saturating_sub(c.applied),
             short_time(c.seen_unix_ms)
+        );
+    }
+    if s.refused > 0 {
+        crate::say!("");
+        crate::say!(
+            "WARNING: this collector refused {} message(s) of the cluster log since it started — not signed by a collector of this CA, or signed by another collector than the one named. Something other than a collector publishes to NATS: check the NATS authorization (deploy/nats/). Last: {}",
+            s.refused,
+            s.last_refused
         );
     }
     if !s.collectors_unavailable.is_empty() {

@@ -45,6 +45,7 @@ pub(super) async fn cluster_status(
         })
         .collect();
     let server = cluster.server();
+    let (refused, last_refused) = cluster.refused();
     Ok(Response::new(v1::ClusterStatusResponse {
         enabled: true,
         collector: cluster.name().to_owned(),
@@ -58,6 +59,8 @@ pub(super) async fn cluster_status(
         server_cluster: server.cluster.unwrap_or_default(),
         streams,
         collectors_unavailable,
+        refused,
+        last_refused,
     }))
 }
 

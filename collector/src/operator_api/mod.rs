@@ -92,6 +92,15 @@ fn operator<T>(request: &Request<T>) -> Result<OperatorName, (Option<String>, St
                 Status::permission_denied("an agent certificate cannot call the operator API"),
             ))
         }
+        PeerIdentity::Collector(name) => {
+            tracing::warn!(peer.addr = %peer.remote_addr, collector = %name, "Collector certificate refused on the operator API");
+            Err((
+                Some(format!("collector {name}")),
+                Status::permission_denied(
+                    "a collector certificate (cluster mode's, for NATS) cannot call the operator API",
+                ),
+            ))
+        }
     }
 }
 
