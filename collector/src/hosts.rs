@@ -21,6 +21,22 @@ struct Live {
     /// Cluster mode: the other collector holding this host's stream, as its
     /// presence entry says ("" when none does).
     remote: String,
+    /// Cluster mode: another collector's live session of this host while it
+    /// has one here too (a second machine with the same identity).
+    remote_session: Option<RemoteSession>,
+}
+
+/// Another collector's word that it holds a session of a host this
+/// collector holds too.
+#[derive(Debug, Clone)]
+struct RemoteSession {
+    collector: String,
+    peer: String,
+    hostname: String,
+    /// When it was first heard of while a session was live here.
+    since: i64,
+    /// The last time that collector heard from it.
+    last_seen: i64,
 }
 
 /// One live stream of a host.
@@ -40,6 +56,9 @@ pub struct CloneSuspect {
     pub host_id: String,
     /// (peer address, hostname) of each live session.
     pub sessions: Vec<(String, String)>,
+    /// Cluster mode: the collectors holding them, when more than this one
+    /// (sorted; empty otherwise).
+    pub collectors: Vec<String>,
 }
 
 /// Two or more hosts describing themselves with one name or address.
@@ -123,6 +142,7 @@ impl HostRegistry {
                         sessions: Vec::new(),
                         clone_reported: false,
                         remote: String::new(),
+                        remote_session: None,
                     },
                 )
             })
@@ -333,6 +353,7 @@ impl HostRegistry {
                 sessions: Vec::new(),
                 clone_reported: false,
                 remote: String::new(),
+                remote_session: None,
             });
             live.sessions.push(Session {
                 id: session,
@@ -438,23 +459,39 @@ impl HostRegistry {
     pub fn new_clones(&self, now: i64) -> Vec<CloneSuspect> {
         let mut out = Vec::new();
         for live in self.lock().values_mut() {
-            if live.clone_reported || live.sessions.len() < 2 {
+            if live.clone_reported
+                || live.sessions.len() + usize::from(live.remote_session.is_some()) < 2
+            {
                 continue;
             }
             let beat = i64::from(live.record.heartbeat_interval_secs.max(1)) * 1000;
-            let alive: Vec<&Session> = live
+            let alive = |started: i64, last_seen: i64| {
+                now - started >= 2 * beat && now - last_seen <= 2 * beat
+            };
+            let mut sessions: Vec<(String, String)> = live
                 .sessions
                 .iter()
-                .filter(|s| now - s.started >= 2 * beat && now - s.last_seen <= 2 * beat)
+                .filter(|s| alive(s.started, s.last_seen))
+                .map(|s| (s.peer.clone(), s.hostname.clone()))
                 .collect();
-            if alive.len() >= 2 {
+            let mut collectors = Vec::new();
+            if let Some(r) = &live.remote_session
+                && !sessions.is_empty()
+                && alive(r.since, r.last_seen)
+            {
+                sessions.push((r.peer.clone(), r.hostname.clone()));
+                collectors.push(r.collector.clone());
+                if let Some(me) = self.cluster_name.get() {
+                    collectors.push(me.clone());
+                }
+                collectors.sort();
+            }
+            if sessions.len() >= 2 {
                 live.clone_reported = true;
                 out.push(CloneSuspect {
                     host_id: live.record.host_id.clone(),
-                    sessions: alive
-                        .iter()
-                        .map(|s| (s.peer.clone(), s.hostname.clone()))
-                        .collect(),
+                    sessions,
+                    collectors,
                 });
             }
         }
@@ -506,7 +543,25 @@ impl HostRegistry {
                     sessions: Vec::new(),
                     clone_reported: false,
                     remote: String::new(),
+                    remote_session: None,
                 });
+            // A session here and another collector's live one: kept for
+            // `new_clones`, which judges both by the same rule.
+            if live.sessions.is_empty() || presence.collector.is_empty() {
+                live.remote_session = None;
+            } else {
+                let since = match &live.remote_session {
+                    Some(r) if r.collector == presence.collector => r.since,
+                    _ => bannin_proto::now_unix_ms(),
+                };
+                live.remote_session = Some(RemoteSession {
+                    collector: presence.collector.clone(),
+                    peer: presence.record.peer_address.clone(),
+                    hostname: presence.record.hostname.clone(),
+                    since,
+                    last_seen: presence.last_seen_unix_ms,
+                });
+            }
             live.remote = presence.collector;
             if live.sessions.is_empty() {
                 let first_seen = live

@@ -544,17 +544,20 @@ async fn watch_silence(
                 tracing::error!(%error, "Cannot raise host.identity_conflict");
             }
         }
-        for clone in hosts.new_clones(now) {
+        for mut clone in hosts.new_clones(now) {
             let Ok(host_id) = HostId::new(clone.host_id.clone()) else {
                 continue;
             };
+            // In one order, so the collectors that both see it (cluster
+            // mode) raise the same finding, folded into one.
+            clone.sessions.sort();
             let places: Vec<String> = clone
                 .sessions
                 .iter()
                 .map(|(peer, hostname)| format!("{hostname} at {peer}"))
                 .collect();
             tracing::warn!(host.id = %host_id, sessions = %places.join(", "), "One host identity live on several machines");
-            let finding = NewFinding {
+            let mut finding = NewFinding {
                 host_id,
                 kind: "host.clone".into(),
                 severity: Severity::Critical,
@@ -580,13 +583,28 @@ async fn watch_silence(
                             .join(","),
                     ),
                 ]),
-                summary: format!(
-                    "host identity {} is live on {} machines at once ({}): a copied key; revoke it and re-enroll",
-                    clone.host_id,
-                    clone.sessions.len(),
-                    places.join(", ")
-                ),
+                summary: if clone.collectors.is_empty() {
+                    format!(
+                        "host identity {} is live on {} machines at once ({}): a copied key; revoke it and re-enroll",
+                        clone.host_id,
+                        clone.sessions.len(),
+                        places.join(", ")
+                    )
+                } else {
+                    format!(
+                        "host identity {} is live on {} machines at once, through collectors {} ({}): a copied key; revoke it and re-enroll",
+                        clone.host_id,
+                        clone.sessions.len(),
+                        clone.collectors.join(" and "),
+                        places.join(", ")
+                    )
+                },
             };
+            if !clone.collectors.is_empty() {
+                finding
+                    .attributes
+                    .insert("collectors".to_owned(), clone.collectors.join(","));
+            }
             if let Err(error) = ingest.raise(finding).await {
                 tracing::error!(%error, "Cannot raise host.clone");
             }

@@ -1661,3 +1661,67 @@ fn eventually_blocking<T>(secs: u64, mut check: impl FnMut() -> Option<T>) -> Op
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_host_identity_live_on_two_collectors_is_a_clone_on_both() {
+    require_nats();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let nats = NatsCluster::start(&dir.path().join("nats"), &pki, 1);
+    let a = CollectorProc::start_free(&dir.path().join("a"), &pki, &nats.collector_section("a", 1));
+    let b = CollectorProc::start_free(&dir.path().join("b"), &pki, &nats.collector_section("b", 1));
+    // The real host on A, a machine with its copied key on B: both beat
+    // every second.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut beats = Vec::new();
+    for (addr, address) in [(a.addr, "10.40.0.1/24"), (b.addr, "10.40.0.2/24")] {
+        let mut agent = SimAgent::connect(&pki, "twin", addr, &[address], &[])
+            .await
+            .expect("twin connects");
+        let stop = stop.clone();
+        beats.push(tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                if agent.heartbeat().await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }));
+    }
+    for (name, addr) in [("A", a.addr), ("B", b.addr)] {
+        let mut ops = client(&pki, addr).await;
+        let clone = eventually(
+            Duration::from_secs(30),
+            "host.clone across collectors",
+            || {
+                let mut ops = ops.clone();
+                async move {
+                    all_findings(&mut ops)
+                        .await
+                        .into_iter()
+                        .find(|f| f.kind == "host.clone" && f.host_id == "twin")
+                }
+            },
+        )
+        .await;
+        assert_eq!(
+            clone.attributes.get("collectors").map(String::as_str),
+            Some("a,b"),
+            "{name}: {clone:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let clones = all_findings(&mut ops)
+            .await
+            .into_iter()
+            .filter(|f| f.kind == "host.clone")
+            .count();
+        assert_eq!(
+            clones, 1,
+            "{name}: one finding, however many collectors saw it"
+        );
+    }
+    stop.cancel();
+    for b in beats {
+        let _ = b.await;
+    }
+}
