@@ -338,15 +338,26 @@ impl PkiDir {
         days: i64,
         force: bool,
     ) -> Result<(PathBuf, PathBuf), PkiError> {
-        let (cert_path, key_path) = self.nats(name);
+        self.write_issued(self.nats(name), force, |ca| {
+            ca.issue_nats(name, dns, ips, Validity::days(days))
+        })
+    }
+
+    /// Writes what `issue` makes with this directory's CA to `paths` (cert,
+    /// key; the key 0600), refusing to replace either without `force`.
+    fn write_issued(
+        &self,
+        paths: (PathBuf, PathBuf),
+        force: bool,
+        issue: impl FnOnce(&Ca) -> Result<Issued, PkiError>,
+    ) -> Result<(PathBuf, PathBuf), PkiError> {
+        let (cert_path, key_path) = paths;
         for p in [&cert_path, &key_path] {
             if p.exists() && !force {
                 return Err(PkiError::Exists(p.clone()));
             }
         }
-        let issued = self
-            .load_ca()?
-            .issue_nats(name, dns, ips, Validity::days(days))?;
+        let issued = issue(&self.load_ca()?)?;
         write_file(&cert_path, &issued.cert_pem, 0o644, force)?;
         write_file(&key_path, &issued.key_pem, 0o600, force)?;
         Ok((cert_path, key_path))
@@ -359,18 +370,9 @@ impl PkiDir {
         days: i64,
         force: bool,
     ) -> Result<(PathBuf, PathBuf), PkiError> {
-        let (cert_path, key_path) = self.client(identity);
-        for p in [&cert_path, &key_path] {
-            if p.exists() && !force {
-                return Err(PkiError::Exists(p.clone()));
-            }
-        }
-        let issued = self
-            .load_ca()?
-            .issue_client(identity, Validity::days(days))?;
-        write_file(&cert_path, &issued.cert_pem, 0o644, force)?;
-        write_file(&key_path, &issued.key_pem, 0o600, force)?;
-        Ok((cert_path, key_path))
+        self.write_issued(self.client(identity), force, |ca| {
+            ca.issue_client(identity, Validity::days(days))
+        })
     }
 }
 

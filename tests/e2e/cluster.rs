@@ -515,16 +515,7 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
             let operator = operator.clone();
             async move {
                 let (ok, status, _) = bannin_json(&operator, &["cluster"]);
-                let names: Vec<&str> = status["collectors"]
-                    .as_array()?
-                    .iter()
-                    .filter_map(|c| c["name"].as_str())
-                    .collect();
-                let log = status["streams"]
-                    .as_array()?
-                    .iter()
-                    .find(|s| s["name"] == "BANNIN_LOG")?
-                    .clone();
+                let (names, log) = cluster_view(&status)?;
                 let peers = log["peers"].as_array()?;
                 let caught_up = status["collectors"]
                     .as_array()?
@@ -1627,16 +1618,7 @@ fn cluster_init_writes_a_cluster_that_runs_as_generated() {
     let operator = demo.join("operator.toml");
     let status = eventually_blocking(60, || {
         let (ok, status, _) = bannin_json(&operator, &["cluster"]);
-        let names: Vec<&str> = status["collectors"]
-            .as_array()?
-            .iter()
-            .filter_map(|c| c["name"].as_str())
-            .collect();
-        let log = status["streams"]
-            .as_array()?
-            .iter()
-            .find(|s| s["name"] == "BANNIN_LOG")?
-            .clone();
+        let (names, log) = cluster_view(&status)?;
         (ok && names == ["a", "b"] && log["replicas"] == 3).then_some(status)
     })
     .unwrap_or_else(|| {
@@ -1647,6 +1629,22 @@ fn cluster_init_writes_a_cluster_that_runs_as_generated() {
     });
     assert_eq!(status["refused"], 0, "{status:#}");
     drop(stopped);
+}
+
+/// From `bannin cluster --json`: the live collectors' names and the log
+/// stream's entry.
+fn cluster_view(status: &serde_json::Value) -> Option<(Vec<String>, serde_json::Value)> {
+    let names = status["collectors"]
+        .as_array()?
+        .iter()
+        .filter_map(|c| c["name"].as_str().map(str::to_owned))
+        .collect();
+    let log = status["streams"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == "BANNIN_LOG")?
+        .clone();
+    Some((names, log))
 }
 
 /// Runs `<dir>/stop` when dropped (the test's processes never outlive it).
