@@ -1331,12 +1331,7 @@ async fn nats_as(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn only_collectors_reach_the_log_and_appliers_refuse_what_no_collector_signed() {
-    require_nats();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pki = TestPki::new(dir.path());
-    let nats = NatsCluster::start(&dir.path().join("nats"), &pki, 1);
-    let a = CollectorProc::start_free(&dir.path().join("a"), &pki, &nats.collector_section("a", 1));
-    let b = CollectorProc::start_free(&dir.path().join("b"), &pki, &nats.collector_section("b", 1));
+    let (dir, pki, nats, [a, b]) = two_collectors_on_one_server();
     let mut ops_a = client(&pki, a.addr).await;
     let mut ops_b = client(&pki, b.addr).await;
 
@@ -1598,7 +1593,7 @@ fn cluster_init_writes_a_cluster_that_runs_as_generated() {
             "cluster init: {}",
             String::from_utf8_lossy(&init.stderr)
         );
-        let guard = scopeguard(&demo);
+        let guard = StopOnDrop(demo.clone());
         let start = std::process::Command::new(demo.join("start"))
             .output()
             .expect("start");
@@ -1616,17 +1611,19 @@ fn cluster_init_writes_a_cluster_that_runs_as_generated() {
     }
     let stopped = stopped.expect("started");
     let operator = demo.join("operator.toml");
-    let status = eventually_blocking(60, || {
-        let (ok, status, _) = bannin_json(&operator, &["cluster"]);
-        let (names, log) = cluster_view(&status)?;
-        (ok && names == ["a", "b"] && log["replicas"] == 3).then_some(status)
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "bannin cluster never showed a and b on 3 replicas\n{}",
-            logs(&demo)
-        )
-    });
+    let mut status = serde_json::Value::Null;
+    lab_wait(
+        60,
+        "bannin cluster showing a and b on 3 replicas",
+        || {
+            let (ok, seen, _) = bannin_json(&operator, &["cluster"]);
+            let shown = cluster_view(&seen)
+                .is_some_and(|(names, log)| ok && names == ["a", "b"] && log["replicas"] == 3);
+            status = seen;
+            shown
+        },
+        || logs(&demo),
+    );
     assert_eq!(status["refused"], 0, "{status:#}");
     drop(stopped);
 }
@@ -1647,6 +1644,22 @@ fn cluster_view(status: &serde_json::Value) -> Option<(Vec<String>, serde_json::
     Some((names, log))
 }
 
+/// Collectors a and b on one NATS server, in a new directory.
+fn two_collectors_on_one_server() -> (tempfile::TempDir, TestPki, NatsCluster, [CollectorProc; 2]) {
+    require_nats();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let nats = NatsCluster::start(&dir.path().join("nats"), &pki, 1);
+    let collectors = ["a", "b"].map(|name| {
+        CollectorProc::start_free(
+            &dir.path().join(name),
+            &pki,
+            &nats.collector_section(name, 1),
+        )
+    });
+    (dir, pki, nats, collectors)
+}
+
 /// Runs `<dir>/stop` when dropped (the test's processes never outlive it).
 struct StopOnDrop(std::path::PathBuf);
 
@@ -1656,32 +1669,9 @@ impl Drop for StopOnDrop {
     }
 }
 
-fn scopeguard(dir: &Path) -> StopOnDrop {
-    StopOnDrop(dir.to_owned())
-}
-
-/// Calls `check` every 500 ms until it answers or `secs` pass.
-fn eventually_blocking<T>(secs: u64, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check() {
-            return Some(v);
-        }
-        if std::time::Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn one_host_identity_live_on_two_collectors_is_a_clone_on_both() {
-    require_nats();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pki = TestPki::new(dir.path());
-    let nats = NatsCluster::start(&dir.path().join("nats"), &pki, 1);
-    let a = CollectorProc::start_free(&dir.path().join("a"), &pki, &nats.collector_section("a", 1));
-    let b = CollectorProc::start_free(&dir.path().join("b"), &pki, &nats.collector_section("b", 1));
+    let (_dir, pki, _nats, [a, b]) = two_collectors_on_one_server();
     // The real host on A, a machine with its copied key on B: both beat
     // every second.
     let stop = tokio_util::sync::CancellationToken::new();
