@@ -6,12 +6,13 @@
 //! Every change is durable (store flush + fdatasync) before it is acknowledged
 //! to the operator or acted on.
 //!
-//! Cluster mode: the queue is in the cluster log. A command issued through any
-//! collector is an `IssueCommand` operation (its id is its log position), and
-//! every change of state is an `UpdateCommand` published by the collector that
-//! made it; every collector applies both to its own copy of the queue, so
-//! `bannin commands` reads the same everywhere, and whichever collector holds
-//! the host's stream — now, or when the host next connects — delivers it.
+//! Every change goes through the journal: a command issued is an
+//! `IssueCommand` operation (its id is its journal position), and every change
+//! of state is an `UpdateCommand` made by the collector that delivered it,
+//! heard the answer or expired it. Every collector applies both to its own
+//! copy of the queue, so `bannin commands` reads the same everywhere, and
+//! whichever collector holds the host's stream — now, or when the host next
+//! connects — delivers it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -21,7 +22,7 @@ use std::time::Duration;
 use bannin_proto::identity::HostId;
 use bannin_proto::{now_unix_ms, v1};
 
-use crate::link::Outbound;
+use crate::journal::{Journal, Op, OpReply};
 use crate::model::{Action, Command, CommandState, Isolation};
 use crate::store::{Store, StoreError};
 
@@ -60,10 +61,17 @@ pub enum CommandError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Cluster mode: the log did not take the change (nothing changed).
-    #[error("the cluster log did not take the command: {0}; nothing changed, try again")]
-    Cluster(String),
+    /// The journal did not take the change (nothing changed).
+    #[error("the command was not taken: {0}; nothing changed, try again")]
+    Journal(String),
 }
+
+/// A message to an agent, boxed: a session's channel allocates its slots 32
+/// at a time, and 32 unboxed messages are 4.6 KiB per idle agent against
+/// 512 bytes boxed (BENCHMARKS.md, "Idle agents").
+pub(crate) type Outgoing = Result<Box<v1::CollectorMessage>, tonic::Status>;
+/// The sending side of a session's stream to its agent.
+pub(crate) type Outbound = tokio::sync::mpsc::Sender<Outgoing>;
 
 /// The queue and the live sessions it delivers to.
 pub struct Commands {
@@ -79,9 +87,8 @@ pub struct Commands {
     reconciles: Mutex<std::collections::HashSet<(String, String)>>,
     /// Serialises state changes of commands (issue, deliver, result, expire).
     ops: tokio::sync::Mutex<()>,
-    /// Cluster mode: evidence is recorded cluster-wide (bundle in the object
-    /// store, record through the log).
-    cluster: std::sync::OnceLock<std::sync::Arc<crate::cluster::Cluster>>,
+    /// Where every change of a command, an isolation state or evidence goes.
+    journal: Journal,
 }
 
 /// Longest reconcile result detail kept in the action log.
@@ -176,8 +183,12 @@ fn message(
 }
 
 impl Commands {
-    /// A queue over `store`.
-    pub fn new(store: Store, evidence: std::sync::Arc<crate::evidence::Evidence>) -> Self {
+    /// A queue over `store`, changed through `journal`.
+    pub fn new(
+        store: Store,
+        evidence: std::sync::Arc<crate::evidence::Evidence>,
+        journal: Journal,
+    ) -> Self {
         Self {
             store,
             evidence,
@@ -186,7 +197,7 @@ impl Commands {
             next_reconcile: AtomicU64::new(1),
             reconciles: Mutex::new(std::collections::HashSet::new()),
             ops: tokio::sync::Mutex::new(()),
-            cluster: std::sync::OnceLock::new(),
+            journal,
         }
     }
 
@@ -255,45 +266,29 @@ impl Commands {
                 .saturating_add(i64::try_from(expires_in.as_millis()).unwrap_or(i64::MAX)),
             result: String::new(),
         };
-        if self.cluster.get().is_none() {
-            command.id = self.store.next_command_id()?;
-        }
         if verb == "isolate" || verb == "release" {
-            self.store.put_isolation(
+            self.set_isolation(
                 host.as_str(),
-                &Isolation {
+                Isolation {
                     isolated: verb == "isolate",
                     arguments,
                     confirmed: false,
                 },
-            )?;
-            self.share_isolation(host.as_str()).await;
+            )
+            .await?;
         }
-        let mut queued = String::new();
-        match self.cluster.get() {
-            None => self.store.put_command(&command)?,
-            Some(cluster) => {
-                command.id = cluster
-                    .submit(
-                        crate::cluster::Op::IssueCommand {
-                            command: command.clone(),
-                        },
-                        None,
-                    )
-                    .await
-                    .and_then(crate::cluster::OpReply::into_raise)
-                    .map_err(|e| CommandError::Cluster(e.to_string()))?;
-                queued = match cluster.holder(host.as_str()).await {
-                    Some(other) => format!(
-                        " in the cluster log; the host is connected to collector {other}, which delivers it"
-                    ),
-                    None if self.sender(host.as_str()).is_some() => {
-                        " in the cluster log; the host is connected here".into()
-                    }
-                    None => " in the cluster log; the host is not connected to any collector: the one it connects to next delivers it".into(),
-                };
-            }
-        }
+        command.id = self
+            .journal
+            .submit(Op::IssueCommand {
+                command: command.clone(),
+            })
+            .await
+            .and_then(OpReply::into_raise)
+            .map_err(|e| CommandError::Journal(e.to_string()))?;
+        let queued = self
+            .journal
+            .whereabouts(host.as_str(), self.sender(host.as_str()).is_some())
+            .await;
         self.store.append_action(&Action {
             at_unix_ms: now,
             actor: operator.to_owned(),
@@ -369,7 +364,7 @@ impl Commands {
         };
         let _guard = self.ops.lock().await;
         let now = now_unix_ms();
-        for mut command in self.store.open_commands()? {
+        for command in self.store.open_commands()? {
             let due = match command.state {
                 CommandState::Pending => command.expires_unix_ms >= now,
                 CommandState::Delivered => unanswered_too,
@@ -378,16 +373,14 @@ impl Commands {
             if command.host_id != host || !due {
                 continue;
             }
-            if let Some(cluster) = self.cluster.get()
-                && command.state == CommandState::Pending
-            {
-                // Delivered in the log before it goes out: the agent may
+            if command.state == CommandState::Pending {
+                // Delivered in the journal before it goes out: the agent may
                 // answer (or upload a snapshot) at once, and every collector
                 // must know the command is out. (Should the send below fail,
                 // the host gets it again when it reconnects, as an unanswered
                 // command.)
                 let moved = self
-                    .publish_update(cluster, &command, CommandState::Delivered, now, None)
+                    .update(&command, CommandState::Delivered, now, None)
                     .await?;
                 if !moved {
                     // Another collector delivered or expired it meanwhile.
@@ -404,41 +397,51 @@ impl Commands {
             if sent.is_err() {
                 break;
             }
-            if self.cluster.get().is_none() {
-                command.state = CommandState::Delivered;
-                command.delivered_unix_ms = now;
-                self.store.put_command(&command)?;
-            }
             tracing::info!(command.id = %command.wire_id(), host.id = host, verb = %command.verb, "Command delivered");
         }
         Ok(self.durable().await?)
     }
 
-    /// Cluster mode: publishes a command's move to `state` and waits until
-    /// this collector applied it. `false`: it did not move (it had moved on
-    /// already, through another collector).
-    async fn publish_update(
+    /// Moves a command to `state` through the journal and waits until it is
+    /// applied. `false`: it did not move (it had moved on already, through
+    /// another collector). `once` names a move several collectors may make
+    /// at the same time (an expiry), so it is applied once.
+    async fn update(
         &self,
-        cluster: &crate::cluster::Cluster,
         command: &Command,
         state: CommandState,
         at_unix_ms: i64,
-        dedup: Option<String>,
+        once: Option<String>,
     ) -> Result<bool, CommandError> {
-        let moved = cluster
-            .submit(
-                crate::cluster::Op::UpdateCommand {
-                    id: command.id,
-                    state,
-                    at_unix_ms,
-                    result: command.result.clone(),
-                },
-                dedup,
-            )
-            .await
-            .and_then(crate::cluster::OpReply::into_raise)
-            .map_err(|e| CommandError::Cluster(e.to_string()))?;
+        let op = Op::UpdateCommand {
+            id: command.id,
+            state,
+            at_unix_ms,
+            result: command.result.clone(),
+        };
+        let reply = match once {
+            Some(key) => self.journal.submit_once(op, key).await,
+            None => self.journal.submit(op).await,
+        };
+        let moved = reply
+            .and_then(OpReply::into_raise)
+            .map_err(|e| CommandError::Journal(e.to_string()))?;
         Ok(moved > 0)
+    }
+
+    /// Sets `host`'s desired isolation state through the journal (every
+    /// collector shows it, and one taking the host over knows what to
+    /// reconcile).
+    async fn set_isolation(&self, host: &str, isolation: Isolation) -> Result<(), CommandError> {
+        self.journal
+            .submit(Op::Isolation {
+                host_id: host.to_owned(),
+                isolation,
+            })
+            .await
+            .and_then(OpReply::into_raise)
+            .map_err(|e| CommandError::Journal(e.to_string()))?;
+        Ok(())
     }
 
     /// Records a host's answer to a command. Answers to commands of other hosts
@@ -464,8 +467,7 @@ impl Commands {
                 && desired.isolated
             {
                 desired.confirmed = result.ok;
-                self.store.put_isolation(host.as_str(), &desired)?;
-                self.share_isolation(host.as_str()).await;
+                self.set_isolation(host.as_str(), desired).await?;
             }
             if !result.ok {
                 tracing::error!(host.id = %host, detail = %result.detail, "Host could not re-apply its isolation");
@@ -538,10 +540,7 @@ impl Commands {
                         verified_unix_ms: now,
                         disposed: false,
                     };
-                    let record = match self.cluster.get() {
-                        None => Ok(self.store.add_evidence(record)?),
-                        Some(cluster) => cluster.record_evidence(record, &path).await,
-                    };
+                    let record = self.journal.record_evidence(record, &path).await;
                     match record {
                         Ok(record) => {
                             self.store.append_action(&Action {
@@ -559,10 +558,10 @@ impl Commands {
                             );
                         }
                         Err(error) => {
-                            tracing::error!(host.id = %host, command.id = %command.wire_id(), %error, "Verified evidence could not be recorded in the cluster");
+                            tracing::error!(host.id = %host, command.id = %command.wire_id(), %error, "Verified evidence could not be recorded");
                             command.state = CommandState::Failed;
                             result.detail = format!(
-                                "the bundle was verified here but could not be recorded in the cluster: {error}"
+                                "the bundle was verified here but could not be recorded: {error}"
                             );
                         }
                     }
@@ -585,17 +584,9 @@ impl Commands {
             MAX_TEXT
         };
         command.result = result.detail.chars().take(limit).collect();
-        match self.cluster.get() {
-            None => self.store.put_command(&command)?,
-            Some(cluster) => {
-                if !self
-                    .publish_update(cluster, &command, command.state, now, None)
-                    .await?
-                {
-                    // Answered already through another collector.
-                    return Ok(());
-                }
-            }
+        if !self.update(&command, command.state, now, None).await? {
+            // Answered already through another collector.
+            return Ok(());
         }
         if (command.verb == "isolate" || command.verb == "release")
             && let Some(mut desired) = self.store.isolation(host.as_str())?
@@ -609,8 +600,7 @@ impl Commands {
                 desired.isolated = false;
                 desired.confirmed = true;
             }
-            self.store.put_isolation(host.as_str(), &desired)?;
-            self.share_isolation(host.as_str()).await;
+            self.set_isolation(host.as_str(), desired).await?;
         }
         self.store.append_action(&Action {
             at_unix_ms: now,
@@ -643,17 +633,12 @@ impl Commands {
                 command.state = CommandState::Expired;
                 command.finished_unix_ms = now;
                 command.result = "expired before the host reconnected".into();
-                match self.cluster.get() {
-                    None => self.store.put_command(&command)?,
-                    Some(cluster) => {
-                        let dedup = Some(format!("expire:c{}", command.id));
-                        if !self
-                            .publish_update(cluster, &command, CommandState::Expired, now, dedup)
-                            .await?
-                        {
-                            continue;
-                        }
-                    }
+                let once = Some(format!("expire:c{}", command.id));
+                if !self
+                    .update(&command, CommandState::Expired, now, once)
+                    .await?
+                {
+                    continue;
                 }
                 self.store.append_action(&Action {
                     at_unix_ms: now,
@@ -671,8 +656,7 @@ impl Commands {
                     {
                         desired.isolated = !desired.isolated;
                         desired.confirmed = true;
-                        self.store.put_isolation(&command.host_id, &desired)?;
-                        self.share_isolation(&command.host_id).await;
+                        self.set_isolation(&command.host_id, desired).await?;
                     }
                 }
                 tracing::warn!(command.id = %command.wire_id(), host.id = %command.host_id, "Command expired undelivered");
@@ -726,36 +710,6 @@ impl Commands {
         c
     }
 
-    /// Cluster mode: publishes `host`'s desired isolation state, as just
-    /// stored here, for every collector (failures are logged: this
-    /// collector's own state is already right, and the next change carries
-    /// the whole state again).
-    async fn share_isolation(&self, host: &str) {
-        let Some(cluster) = self.cluster.get() else {
-            return;
-        };
-        let isolation = match self.store.isolation(host) {
-            Ok(Some(i)) => i,
-            Ok(None) => return,
-            Err(error) => {
-                tracing::error!(host.id = %host, %error, "Cannot read the isolation state to share");
-                return;
-            }
-        };
-        let op = crate::cluster::Op::Isolation {
-            host_id: host.to_owned(),
-            isolation,
-        };
-        if let Err(error) = cluster.submit(op, None).await {
-            tracing::warn!(host.id = %host, %error, "Isolation state not shared with the other collectors");
-        }
-    }
-
-    /// Cluster mode: record evidence through `cluster`.
-    pub fn set_cluster(&self, cluster: std::sync::Arc<crate::cluster::Cluster>) {
-        let _ = self.cluster.set(cluster);
-    }
-
     /// The evidence store.
     pub fn evidence(&self) -> &std::sync::Arc<crate::evidence::Evidence> {
         &self.evidence
@@ -799,7 +753,8 @@ mod tests {
         let store = Store::open(&dir.path().join("store")).expect("store");
         let evidence =
             std::sync::Arc::new(crate::evidence::Evidence::new(dir.path()).expect("evidence"));
-        let commands = Commands::new(store, evidence);
+        let (journal, _ingest) = crate::journal::testing::local(&store, dir.path());
+        let commands = Commands::new(store, evidence, journal);
         let host = HostId::new("web-01").expect("host");
         let mut ids = Vec::new();
         for reason in ["first", "second"] {

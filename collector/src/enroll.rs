@@ -32,7 +32,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{Action, HostLabels, TokenRecord};
+use crate::journal::{Journal, Op, OpReply};
+use crate::model::{Action, TokenRecord};
 use crate::pki::{Ca, Validity};
 use crate::store::Store;
 
@@ -239,22 +240,18 @@ pub fn new_secret() -> String {
 pub struct Enrollment {
     authority: Arc<Authority>,
     store: Store,
-    /// Cluster mode: a token's uses are taken through the log.
-    cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// A token's uses are taken through the journal.
+    journal: Journal,
     failures: Mutex<HashMap<IpAddr, Vec<std::time::Instant>>>,
 }
 
 impl Enrollment {
-    /// Over `authority` and `store` (and, in cluster mode, `cluster`).
-    pub fn new(
-        authority: Arc<Authority>,
-        store: Store,
-        cluster: Option<Arc<crate::cluster::Cluster>>,
-    ) -> Self {
+    /// Over `authority` and `store`, changed through `journal`.
+    pub fn new(authority: Arc<Authority>, store: Store, journal: Journal) -> Self {
         Self {
             authority,
             store,
-            cluster,
+            journal,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -308,7 +305,7 @@ impl Enrollment {
         if !crate::webhook::constant_time_eq(given.as_bytes(), stored.secret_sha256.as_bytes()) {
             return Err(EnrollError::BadToken);
         }
-        if let Some(why) = token_refusal(&stored, bannin_proto::now_unix_ms()) {
+        if let Some(why) = stored.refusal(bannin_proto::now_unix_ms()) {
             return Err(refused(id, why));
         }
         let (host, cert_pem, not_after_unix_ms) = self.authority.sign(&request.csr_pem)?;
@@ -316,59 +313,38 @@ impl Enrollment {
         // a revocation that landed after the check above wins, and two
         // enrollments cannot both take a token's last use.
         let now = bannin_proto::now_unix_ms();
-        let token = match &self.cluster {
-            // Cluster mode: the use is taken as the log is applied, so two
-            // collectors cannot both take a token's last use.
-            Some(cluster) => {
-                let op = crate::cluster::Op::UseToken {
-                    id: id.to_owned(),
-                    host: host.to_string(),
-                    at_unix_ms: now,
-                };
-                match cluster
-                    .submit(op, None)
-                    .await
-                    .and_then(crate::cluster::OpReply::into_raise)
-                {
-                    Ok(_) => {}
-                    // The applier's refusal, as `token_refusal` words it.
-                    Err(crate::ingest::IngestError::Cluster(why))
-                        if matches!(why.as_str(), "revoked" | "used_up" | "expired") =>
-                    {
-                        return Err(refused(id, &why));
-                    }
-                    Err(e) => return Err(internal(&e)),
-                }
-                self.store
-                    .token(id)
-                    .map_err(|e| internal(&e))?
-                    .ok_or(EnrollError::BadToken)?
-            }
-            None => use_token(&self.store, id, host.as_str(), now)
-                .map_err(|e| internal(&e))?
-                .map_err(|why| refused(id, why))?,
+        // The use is taken as the journal applies it, so two enrollments
+        // (through any collectors) cannot both take a token's last use.
+        let op = Op::UseToken {
+            id: id.to_owned(),
+            host: host.to_string(),
+            at_unix_ms: now,
         };
-        if !token.labels.is_empty()
-            && let Some(cluster) = &self.cluster
-        {
-            let op = crate::cluster::Op::LabelHost {
+        match self.journal.submit(op).await.and_then(OpReply::into_raise) {
+            Ok(_) => {}
+            // The refusal, as `TokenRecord::refusal` words it.
+            Err(crate::ingest::IngestError::Journal(why))
+                if matches!(why.as_str(), "revoked" | "used_up" | "expired") =>
+            {
+                return Err(refused(id, &why));
+            }
+            Err(e) => return Err(internal(&e)),
+        }
+        let token = self
+            .store
+            .token(id)
+            .map_err(|e| internal(&e))?
+            .ok_or(EnrollError::BadToken)?;
+        if !token.labels.is_empty() {
+            let op = Op::LabelHost {
                 host_id: host.to_string(),
                 set: token.labels.clone(),
                 remove: Vec::new(),
             };
-            cluster
-                .submit(op, None)
+            self.journal
+                .submit(op)
                 .await
-                .and_then(crate::cluster::OpReply::into_raise)
-                .map_err(|e| internal(&e))?;
-        } else if !token.labels.is_empty() {
-            let mut labels: HostLabels = self
-                .store
-                .host_labels(host.as_str())
-                .map_err(|e| internal(&e))?;
-            labels.set.extend(token.labels.clone());
-            self.store
-                .put_host_labels(host.as_str(), &labels)
+                .and_then(OpReply::into_raise)
                 .map_err(|e| internal(&e))?;
         }
         self.store
@@ -439,65 +415,13 @@ fn token_record(
     }
 }
 
-/// Why a token cannot be used, as the cluster log's applier words it.
-pub fn token_refusal(token: &TokenRecord, now: i64) -> Option<&'static str> {
-    match token.state(now) {
-        s @ ("revoked" | "used_up" | "expired") => Some(s),
-        _ => None,
-    }
-}
-
-/// The enrollment error for a token [`token_refusal`] refuses.
+/// The enrollment error for a token [`TokenRecord::refusal`] refuses.
 fn refused(id: &str, why: &str) -> EnrollError {
     match why {
         "revoked" => EnrollError::Revoked(id.to_owned()),
         "used_up" => EnrollError::UsedUp(id.to_owned()),
         _ => EnrollError::Expired(id.to_owned()),
     }
-}
-
-/// Takes one use of token `id` for `host` (compare-and-swap), or says why not.
-pub fn use_token(
-    store: &Store,
-    id: &str,
-    host: &str,
-    now: i64,
-) -> Result<Result<TokenRecord, &'static str>, crate::store::StoreError> {
-    store.update_token(id, |mut token| {
-        if let Some(why) = token_refusal(&token, now) {
-            return Err(why);
-        }
-        token.used += 1;
-        if !token.hosts.iter().any(|h| h == host) {
-            token.hosts.push(host.to_owned());
-        }
-        Ok(token)
-    })
-}
-
-/// Makes a token.
-pub fn create_token(
-    store: &Store,
-    by: &str,
-    uses: u32,
-    expires_in: Duration,
-    labels: std::collections::BTreeMap<String, String>,
-    note: String,
-) -> Result<(TokenRecord, String), crate::store::StoreError> {
-    let secret = new_secret();
-    let token = store.insert_new_token(|id| {
-        token_record(
-            id,
-            &secret,
-            by,
-            uses,
-            expires_in,
-            labels.clone(),
-            note.clone(),
-        )
-    })?;
-    let shown = format!("{}.{secret}", token.id);
-    Ok((token, shown))
 }
 
 /// Serves the token endpoint until `shutdown`.

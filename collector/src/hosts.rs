@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use bannin_proto::identity::HostId;
 use bannin_proto::{now_unix_ms, v1};
+use serde::{Deserialize, Serialize};
 
 use crate::model::{HostRecord, SensorHealth};
 use crate::store::{Store, StoreError};
@@ -106,7 +107,7 @@ pub struct HostRegistry {
     hosts: Mutex<HashMap<String, Live>>,
     silent_after_heartbeats: u32,
     /// Cluster mode: this collector's name.
-    cluster_name: std::sync::OnceLock<String>,
+    collector_name: std::sync::OnceLock<String>,
     /// Identity conflicts seen and not yet raised; and every one raised (by
     /// claim), so each is raised once.
     conflicts: Mutex<(Vec<IdentityConflict>, std::collections::HashSet<String>)>,
@@ -122,6 +123,18 @@ pub struct HostView {
     /// Cluster mode: the collector holding its stream ("" when none, or not
     /// in cluster mode).
     pub collector: String,
+}
+
+/// Which collector holds a host's stream, as the collectors of a cluster tell each other (kept in
+/// `BANNIN_HOSTS`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Presence {
+    /// The collector ("" once the stream closed).
+    pub collector: String,
+    /// Last heard from (Unix ms).
+    pub last_seen_unix_ms: i64,
+    /// The host's record as that collector keeps it.
+    pub record: crate::model::HostRecord,
 }
 
 impl HostRegistry {
@@ -165,7 +178,7 @@ impl HostRegistry {
             fleet,
             hosts: Mutex::new(hosts),
             silent_after_heartbeats,
-            cluster_name: std::sync::OnceLock::new(),
+            collector_name: std::sync::OnceLock::new(),
             conflicts: Mutex::new((Vec::new(), std::collections::HashSet::new())),
         })
     }
@@ -481,7 +494,7 @@ impl HostRegistry {
             {
                 sessions.push((r.peer.clone(), r.hostname.clone()));
                 collectors.push(r.collector.clone());
-                if let Some(me) = self.cluster_name.get() {
+                if let Some(me) = self.collector_name.get() {
                     collectors.push(me.clone());
                 }
                 collectors.sort();
@@ -504,8 +517,8 @@ impl HostRegistry {
 
     /// Cluster mode: names this collector (shown as the holder of its own
     /// hosts' streams).
-    pub fn set_cluster_name(&self, name: &str) {
-        let _ = self.cluster_name.set(name.to_owned());
+    pub fn set_collector_name(&self, name: &str) {
+        let _ = self.collector_name.set(name.to_owned());
     }
 
     /// A host's record as kept now.
@@ -526,9 +539,9 @@ impl HostRegistry {
     /// other takes the record and liveness the holding collector published,
     /// so every collector lists, correlates and watches the whole fleet.
     /// Kept in memory only (the bucket is replayed at start).
-    pub fn remote(&self, presence: crate::cluster::Presence) {
+    pub fn remote(&self, presence: Presence) {
         if self
-            .cluster_name
+            .collector_name
             .get()
             .is_some_and(|me| *me == presence.collector)
         {
@@ -598,7 +611,7 @@ impl HostRegistry {
     /// Every host, by host id.
     pub fn list(&self) -> Vec<HostView> {
         let now = now_unix_ms();
-        let me = self.cluster_name.get().cloned().unwrap_or_default();
+        let me = self.collector_name.get().cloned().unwrap_or_default();
         let mut out: Vec<HostView> = self
             .lock()
             .values()
@@ -624,7 +637,7 @@ impl HostRegistry {
     /// a collector that is gone (or none) and this one is the first live
     /// collector by name — so one collector reports it, whichever died.
     pub fn newly_silent(&self, now: i64, live_collectors: Option<&[String]>) -> Vec<HostRecord> {
-        let me = self.cluster_name.get().cloned().unwrap_or_default();
+        let me = self.collector_name.get().cloned().unwrap_or_default();
         let mine = |live: &Live| match live_collectors {
             None => true,
             Some(collectors) => {

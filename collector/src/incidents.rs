@@ -5,9 +5,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use bannin_proto::v1;
 use serde::{Deserialize, Serialize};
-
-use crate::model::{Incident, IncidentNote};
 
 /// Longest incident title, in bytes.
 pub const MAX_TITLE: usize = 512;
@@ -215,6 +214,73 @@ pub fn apply(
     }
     *incident = next;
     Ok(changes)
+}
+
+/// A note on an incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentNote {
+    /// When.
+    pub at_unix_ms: i64,
+    /// Who.
+    pub operator: String,
+    /// What.
+    pub text: String,
+}
+
+/// An incident: findings grouped under a title, a severity and a status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// Id from 1.
+    pub id: u64,
+    /// Title.
+    pub title: String,
+    /// On the guidance's scale.
+    pub severity: IncidentSeverity,
+    /// open → contained → eradicated → recovered → closed.
+    pub status: IncidentStatus,
+    /// Incident commander.
+    pub commander: String,
+    /// Attached finding ids.
+    pub findings: Vec<u64>,
+    /// Notes, oldest first.
+    pub notes: Vec<IncidentNote>,
+    /// Opened when.
+    pub opened_unix_ms: i64,
+    /// Opened by.
+    pub opened_by: String,
+    /// Closed when (0: not closed).
+    pub closed_unix_ms: i64,
+}
+
+impl Incident {
+    /// Action log target.
+    pub fn target(&self) -> String {
+        format!("incident:{}", self.id)
+    }
+
+    /// To the wire.
+    pub fn to_wire(&self) -> v1::Incident {
+        v1::Incident {
+            id: self.id,
+            title: self.title.clone(),
+            severity: self.severity.to_string(),
+            status: self.status.to_string(),
+            commander: self.commander.clone(),
+            findings: self.findings.clone(),
+            notes: self
+                .notes
+                .iter()
+                .map(|n| v1::IncidentNote {
+                    at_unix_ms: n.at_unix_ms,
+                    operator: n.operator.clone(),
+                    text: n.text.clone(),
+                })
+                .collect(),
+            opened_unix_ms: self.opened_unix_ms,
+            opened_by: self.opened_by.clone(),
+            closed_unix_ms: self.closed_unix_ms,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -29,7 +29,10 @@ use crate::store::{Store, StoreError, WriteSet, encode_events};
 
 /// Most requests folded into one group commit.
 const MAX_GROUP: usize = 4096;
-/// Cluster mode: the stream sequence of the last action chained.
+/// The last position of the journal applied (durable with the group commit
+/// that applied it; the key's name is kept from older stores).
+pub const APPLIED_COUNTER: &str = "cluster.applied";
+/// The journal position of the last action chained.
 const ACTIONS_CHAINED: &str = "cluster.actions_chained";
 /// Capacity of the fold index.
 const FOLD_CAPACITY: usize = 100_000;
@@ -54,10 +57,11 @@ pub enum IngestError {
     /// The writer has stopped (shutdown).
     #[error("collector is shutting down")]
     Stopped,
-    /// Cluster mode: JetStream did not take the write (unreachable, no quorum,
-    /// or not applied in time); nothing was acknowledged.
-    #[error("cluster: {0}")]
-    Cluster(String),
+    /// The journal did not take or apply the write (cluster mode: JetStream
+    /// unreachable, no quorum, or not applied in time; a refusal when
+    /// applied); nothing was acknowledged.
+    #[error("{0}")]
+    Journal(String),
     /// Cluster mode: a log message arrived out of its stream order (after a
     /// failed commit); the applier starts again from the durable position.
     #[error("log message out of order; re-reading the stream")]
@@ -136,8 +140,7 @@ pub enum WriteRequest {
         /// applied as nothing so the chain of positions holds).
         request: Option<Box<WriteRequest>>,
     },
-    /// Cluster mode: append an action to the action log's chain, in the
-    /// cluster log's order (always inside [`WriteRequest::Applied`]).
+    /// Append an action to the action log's chain, in the journal's order.
     ChainAction {
         /// Its stream sequence: an action already chained at or past it (a
         /// re-read after a failed commit) is not chained twice.
@@ -156,7 +159,7 @@ pub enum WriteRequest {
         /// Answered with the record and its id once durable.
         reply: oneshot::Sender<Result<crate::model::EvidenceRecord, IngestError>>,
     },
-    /// Cluster mode: set a host's desired isolation state.
+    /// Set a host's desired isolation state.
     PutIsolation {
         /// The host.
         host_id: String,
@@ -165,7 +168,7 @@ pub enum WriteRequest {
         /// Answered (0) once durable.
         reply: oneshot::Sender<Result<u64, IngestError>>,
     },
-    /// Cluster mode: mark a piece of evidence disposed of.
+    /// Mark a piece of evidence disposed of.
     DisposeEvidence {
         /// Its id (`e3`).
         id: String,
@@ -251,9 +254,6 @@ pub struct Ingest {
     latest_finding: watch::Receiver<u64>,
     stats: Arc<Mutex<RuleStats>>,
     sigma: Arc<RwLock<Arc<SigmaSet>>>,
-    /// Cluster mode: writes go to the cluster log, and come back through the
-    /// applier ([`crate::cluster`]).
-    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// A batch handed over for storage; [`Receipt::durable`] waits until it is
@@ -274,7 +274,7 @@ impl Receipt {
             Self::Local(rx) => rx.await.map_err(|_| IngestError::Stopped)?,
             Self::Stream(ack, sequence) => {
                 (*ack).await.map_err(|e| {
-                    IngestError::Cluster(format!("JetStream did not acknowledge: {e}"))
+                    IngestError::Journal(format!("JetStream did not acknowledge: {e}"))
                 })?;
                 Ok(sequence)
             }
@@ -344,19 +344,12 @@ impl Ingest {
                 latest_finding: latest_rx,
                 stats,
                 sigma,
-                cluster: None,
             },
             handle,
         ))
     }
 
-    /// Cluster mode: writes from now on go through `cluster`'s log.
-    pub fn with_cluster(mut self, cluster: Arc<crate::cluster::Cluster>) -> Self {
-        self.cluster = Some(cluster);
-        self
-    }
-
-    /// The writer's queue, for the cluster applier.
+    /// The writer's queue, for the journal.
     pub(crate) fn writer(&self) -> mpsc::Sender<WriteRequest> {
         self.tx.clone()
     }
@@ -513,15 +506,6 @@ impl Ingest {
         host: HostId,
         batch: v1::TelemetryBatch,
     ) -> Result<Receipt, IngestError> {
-        if let Some(cluster) = &self.cluster {
-            Self::validate(&batch)?;
-            let sequence = batch.sequence;
-            let ack = cluster
-                .publish_batch(&host, &batch)
-                .await
-                .map_err(|e| IngestError::Cluster(e.to_string()))?;
-            return Ok(Receipt::Stream(Box::new(ack), sequence));
-        }
         // Detection is CPU work (Sigma rules above all): on a blocking thread,
         // so a slow batch holds neither the runtime's workers (operator calls)
         // nor other hosts' batches, each of which gets a thread of its own.
@@ -536,63 +520,6 @@ impl Ingest {
             .await
             .map_err(|_| IngestError::Stopped)?;
         Ok(Receipt::Local(rx))
-    }
-
-    /// Raises a collector-side finding and waits until it is durable.
-    pub async fn raise(&self, finding: NewFinding) -> Result<u64, IngestError> {
-        self.raise_once(finding, None).await
-    }
-
-    /// [`Ingest::raise`]; in cluster mode, `dedup` names the observation so two
-    /// collectors raising the same one (e.g. a host gone silent) store it once.
-    pub async fn raise_once(
-        &self,
-        finding: NewFinding,
-        dedup: Option<String>,
-    ) -> Result<u64, IngestError> {
-        if let Some(cluster) = &self.cluster {
-            return cluster
-                .submit(crate::cluster::Op::raise(&finding), dedup)
-                .await?
-                .into_raise();
-        }
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(WriteRequest::Raise { finding, reply })
-            .await
-            .map_err(|_| IngestError::Stopped)?;
-        rx.await.map_err(|_| IngestError::Stopped)?
-    }
-
-    /// Moves a finding to another state and waits until it is durable.
-    pub async fn set_state(
-        &self,
-        id: u64,
-        state: FindingState,
-        operator: String,
-        note: String,
-    ) -> Result<Finding, IngestError> {
-        if let Some(cluster) = &self.cluster {
-            let op = crate::cluster::Op::SetState {
-                id,
-                state,
-                operator,
-                note,
-            };
-            return cluster.submit(op, None).await?.into_set_state();
-        }
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(WriteRequest::SetState {
-                id,
-                state,
-                operator,
-                note,
-                reply,
-            })
-            .await
-            .map_err(|_| IngestError::Stopped)?;
-        rx.await.map_err(|_| IngestError::Stopped)?
     }
 
     /// Asks the writer to apply the retention bound.
@@ -670,7 +597,7 @@ impl Writer {
             suppressed_dirty: std::collections::BTreeSet::new(),
             stats,
             next_finding_id: store.last_finding_id()? + 1,
-            applied: store.counter(crate::cluster::APPLIED_COUNTER)?,
+            applied: store.counter(APPLIED_COUNTER)?,
             applied_dirty: false,
             event_bytes: store.counter("event_bytes")?,
             folds: FoldIndex::new(config.fold_window_ms, FOLD_CAPACITY),
@@ -901,7 +828,7 @@ impl Writer {
         }
         set.set_counter("event_bytes", self.event_bytes);
         if std::mem::take(&mut self.applied_dirty) {
-            set.set_counter(crate::cluster::APPLIED_COUNTER, self.applied);
+            set.set_counter(APPLIED_COUNTER, self.applied);
         }
         let result = match failed {
             Some(e) => Err(e),
@@ -967,7 +894,7 @@ impl Writer {
                 tracing::error!(%error, "Cannot re-read the store after a failed commit")
             }
         }
-        match self.store.counter(crate::cluster::APPLIED_COUNTER) {
+        match self.store.counter(APPLIED_COUNTER) {
             Ok(applied) => self.applied = applied,
             Err(error) => tracing::error!(%error, "Cannot re-read the applied log position"),
         }
@@ -1271,6 +1198,29 @@ mod tests {
         (ingest, writer, store)
     }
 
+    /// `alice` moves finding `id` to `state`, as the journal hands it to the
+    /// writer.
+    async fn set_state(
+        ingest: &Ingest,
+        id: u64,
+        state: FindingState,
+        note: &str,
+    ) -> Result<Finding, IngestError> {
+        let (reply, rx) = oneshot::channel();
+        ingest
+            .writer()
+            .send(WriteRequest::SetState {
+                id,
+                state,
+                operator: "alice".into(),
+                note: note.into(),
+                reply,
+            })
+            .await
+            .expect("writer");
+        rx.await.expect("answer")
+    }
+
     async fn submit(ingest: &Ingest, host: &HostId, sequence: u64, events: Vec<v1::Event>) -> u64 {
         ingest
             .submit_batch(
@@ -1362,26 +1312,16 @@ mod tests {
         assert_eq!(findings[0].severity, Severity::Medium);
         assert_eq!(findings[1].count, 1);
 
-        let f = ingest
-            .set_state(
-                1,
-                FindingState::Acknowledged,
-                "alice".into(),
-                "on it".into(),
-            )
+        let f = set_state(&ingest, 1, FindingState::Acknowledged, "on it")
             .await
             .expect("ack");
         assert_eq!(f.history.len(), 1);
         assert!(matches!(
-            ingest
-                .set_state(1, FindingState::New, "alice".into(), String::new())
-                .await,
+            set_state(&ingest, 1, FindingState::New, "").await,
             Err(IngestError::BadTransition { .. })
         ));
         assert!(matches!(
-            ingest
-                .set_state(99, FindingState::Resolved, "alice".into(), String::new())
-                .await,
+            set_state(&ingest, 99, FindingState::Resolved, "").await,
             Err(IngestError::NoSuchFinding(99))
         ));
         let stored = store.finding(1).expect("read").expect("present");

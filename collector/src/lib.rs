@@ -42,8 +42,10 @@ pub mod hosts;
 pub mod https;
 pub mod incidents;
 pub mod ingest;
+pub mod journal;
 pub mod link;
 pub mod model;
+pub mod op;
 pub mod operator_api;
 pub mod pki;
 pub mod reports;
@@ -128,10 +130,7 @@ pub async fn serve(
     }
     // Cluster mode: actions recorded here are chained in the cluster log's
     // order (set before anything can record one).
-    let outbox = config
-        .cluster
-        .is_some()
-        .then(|| store.route_actions_to_cluster());
+    let outbox = config.cluster.is_some().then(|| store.defer_chaining());
     let fleet = Arc::new(correlate::FleetView::default());
     let sigma = Arc::new(load_sigma(&config.sigma_paths)?);
     let (ingest, writer) = Ingest::start(
@@ -159,17 +158,13 @@ pub async fn serve(
             &config.sigma_paths,
         ));
     }
-    let ingest = match &cluster {
-        Some(c) => ingest.with_cluster(c.clone()),
-        None => ingest,
-    };
     let hosts = Arc::new(HostRegistry::load(
         store.clone(),
         config.silent_after_heartbeats,
         fleet,
     )?);
     if let Some(c) = &cluster {
-        hosts.set_cluster_name(c.name());
+        hosts.set_collector_name(c.name());
     }
     let evidence =
         Arc::new(
@@ -178,15 +173,43 @@ pub async fn serve(
                 source,
             })?,
         );
-    let commands = Arc::new(commands::Commands::new(store.clone(), evidence));
-    if let Some(c) = &cluster {
-        commands.set_cluster(c.clone());
-    }
     bootstrap_operators(&store, &config)?;
     let tracker = TaskTracker::new();
-    // Bumped at every operator change (cluster mode: also when one is applied
-    // from the log), so live operator streams re-check their caller.
+    // Bumped at every operator change (as the journal applies it), so live
+    // operator streams re-check their caller.
     let operator_changes = Arc::new(tokio::sync::watch::channel(0).0);
+    // Hosts with a command newly queued, for whoever holds their stream.
+    let (due_tx, due_rx) = tokio::sync::mpsc::unbounded_channel();
+    let side = journal::SideEffects {
+        store: store.clone(),
+        due: due_tx,
+        hosts: hosts.clone(),
+        operator_changes: operator_changes.clone(),
+        evidence: evidence.clone(),
+        carried_out: "",
+    };
+    // The one way state changes: a standalone collector applies operations
+    // itself; in cluster mode they go through the log, applied by every
+    // collector's applier.
+    let journal = match &cluster {
+        None => journal::Journal::local(ingest.clone(), side),
+        Some(c) => {
+            tracker.spawn(
+                cluster::run_applier(c.clone(), ingest.clone(), side, shutdown.child_token())
+                    .instrument(tracing::info_span!("applier")),
+            );
+            journal::Journal::log(c.clone())
+        }
+    };
+    let commands = Arc::new(commands::Commands::new(
+        store.clone(),
+        evidence,
+        journal.clone(),
+    ));
+    tracker.spawn(
+        deliver_due(commands.clone(), due_rx, shutdown.child_token())
+            .instrument(tracing::info_span!("commands")),
+    );
     let denials = Arc::new(denials::Denials::new(store.clone()));
     {
         let (denials, stop) = (denials.clone(), shutdown.child_token());
@@ -216,7 +239,7 @@ pub async fn serve(
         let enrollment = Arc::new(enroll::Enrollment::new(
             authority,
             store.clone(),
-            cluster.clone(),
+            journal.clone(),
         ));
         let stop = shutdown.child_token();
         tracker.spawn(
@@ -240,22 +263,6 @@ pub async fn serve(
         );
     }
     if let Some(c) = &cluster {
-        let (due_tx, due_rx) = tokio::sync::mpsc::unbounded_channel();
-        tracker.spawn(
-            cluster::run_applier(
-                c.clone(),
-                ingest.clone(),
-                commands.evidence().clone(),
-                cluster::SideEffects {
-                    store: store.clone(),
-                    hosts: hosts.clone(),
-                    operator_changes: operator_changes.clone(),
-                    due: due_tx,
-                },
-                shutdown.child_token(),
-            )
-            .instrument(tracing::info_span!("applier")),
-        );
         let listen = listener
             .local_addr()
             .map(|a| a.to_string())
@@ -272,10 +279,6 @@ pub async fn serve(
             );
         }
         tracker.spawn(
-            deliver_due(commands.clone(), due_rx, shutdown.child_token())
-                .instrument(tracing::info_span!("commands")),
-        );
-        tracker.spawn(
             cluster::run_membership(
                 c.clone(),
                 hosts.clone(),
@@ -287,16 +290,11 @@ pub async fn serve(
         );
     }
     tracker.spawn(
-        watch_silence(
-            hosts.clone(),
-            ingest.clone(),
-            cluster.clone(),
-            shutdown.child_token(),
-        )
-        .instrument(tracing::info_span!("silence")),
+        watch_silence(hosts.clone(), journal.clone(), shutdown.child_token())
+            .instrument(tracing::info_span!("silence")),
     );
     tracker.spawn(
-        expire_commands(commands.clone(), cluster.clone(), shutdown.child_token())
+        expire_commands(commands.clone(), journal.clone(), shutdown.child_token())
             .instrument(tracing::info_span!("commands")),
     );
     tracker.spawn(
@@ -306,9 +304,9 @@ pub async fn serve(
 
     if let Some(webhook) = config.webhook.clone() {
         let https = bannin_proto::tls::https_server_config(&material)?;
-        let (store, ingest, hosts, denials, stop) = (
+        let (store, journal, hosts, denials, stop) = (
             store.clone(),
-            ingest.clone(),
+            journal.clone(),
             hosts.clone(),
             denials.clone(),
             shutdown.child_token(),
@@ -316,7 +314,7 @@ pub async fn serve(
         tracker.spawn(
             async move {
                 if let Err(error) =
-                    webhook::serve(webhook, https, store, ingest, hosts, denials, stop).await
+                    webhook::serve(webhook, https, store, journal, hosts, denials, stop).await
                 {
                     tracing::error!(%error, "The Alertmanager webhook stopped");
                 }
@@ -329,7 +327,7 @@ pub async fn serve(
         &config.sinks,
         &store,
         ingest.latest_finding(),
-        cluster.clone(),
+        &journal,
         &tracker,
         &shutdown,
     );
@@ -342,7 +340,7 @@ pub async fn serve(
         max_message_bytes: config.max_message_bytes,
         budgets: Arc::new(budget::Budgets::new(config.host_budget)),
         denials: denials.clone(),
-        cluster: cluster.clone(),
+        journal: journal.clone(),
         shutdown: shutdown.child_token(),
     };
     let hosts_for_gate = hosts.clone();
@@ -361,7 +359,7 @@ pub async fn serve(
         shutdown: shutdown.child_token(),
         operator_changes,
         denials,
-        cluster: cluster.clone(),
+        journal,
     };
     drop(ingest);
     let addr = listener.local_addr().ok();
@@ -463,8 +461,7 @@ pub async fn serve(
 /// Raises `host.silent` for every host silent past its timeout.
 async fn watch_silence(
     hosts: Arc<HostRegistry>,
-    ingest: Ingest,
-    cluster: Option<Arc<cluster::Cluster>>,
+    journal: journal::Journal,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -474,17 +471,14 @@ async fn watch_silence(
             _ = tick.tick() => {}
         }
         let now = now_unix_ms();
-        // Cluster mode: which collectors are alive decides who reports a
+        // Among several collectors, which are alive decides who reports a
         // silent host; without that answer, nobody does this round.
-        let live = match &cluster {
-            None => None,
-            Some(c) => match c.collectors().await {
-                Ok(entries) => Some(entries.into_iter().map(|e| e.name).collect::<Vec<_>>()),
-                Err(error) => {
-                    tracing::debug!(%error, "Cannot list the live collectors; silence checked next round");
-                    continue;
-                }
-            },
+        let live = match journal.live_collectors().await {
+            Ok(live) => live,
+            Err(error) => {
+                tracing::debug!(%error, "Cannot list the live collectors; silence checked next round");
+                continue;
+            }
         };
         for host in hosts.newly_silent(now, live.as_deref()) {
             let Ok(host_id) = HostId::new(host.host_id.clone()) else {
@@ -514,7 +508,7 @@ async fn watch_silence(
             };
             // Two collectors reporting one silence store it once.
             let dedup = format!("silent:{}:{}", host.host_id, host.last_seen_unix_ms);
-            if let Err(error) = ingest.raise_once(finding, Some(dedup)).await {
+            if let Err(error) = journal.raise_once(finding, dedup).await {
                 tracing::error!(%error, "Cannot raise host.silent");
             }
         }
@@ -540,7 +534,7 @@ async fn watch_silence(
                     conflict.value
                 ),
             };
-            if let Err(error) = ingest.raise(finding).await {
+            if let Err(error) = journal.raise(finding).await {
                 tracing::error!(%error, "Cannot raise host.identity_conflict");
             }
         }
@@ -605,7 +599,7 @@ async fn watch_silence(
                     .attributes
                     .insert("collectors".to_owned(), clone.collectors.join(","));
             }
-            if let Err(error) = ingest.raise(finding).await {
+            if let Err(error) = journal.raise(finding).await {
                 tracing::error!(%error, "Cannot raise host.clone");
             }
         }
@@ -719,8 +713,8 @@ fn bootstrap_operators(store: &Store, config: &CollectorConfig) -> Result<(), St
     store.make_durable()
 }
 
-/// Cluster mode: delivers the commands the log queued for hosts whose
-/// streams this collector holds, as it applies them. A delivery that fails
+/// Delivers the commands the journal queued for hosts whose streams this
+/// collector holds, as it applies them. A delivery that fails
 /// (the log unreachable past the operations' own retries) is tried again
 /// every few seconds while the host stays connected here, rather than left
 /// until its next reconnection.
@@ -752,11 +746,11 @@ async fn deliver_due(
     }
 }
 
-/// Expires undelivered commands. Cluster mode: the first live collector by
-/// name does it for the whole queue (the log applies an expiry once).
+/// Expires undelivered commands: the collector that [leads](journal::Journal::leads)
+/// does it for the whole queue (the journal applies an expiry once).
 async fn expire_commands(
     commands: Arc<commands::Commands>,
-    cluster: Option<Arc<cluster::Cluster>>,
+    journal: journal::Journal,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -765,14 +759,12 @@ async fn expire_commands(
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Some(c) = &cluster {
-            match c.collectors().await {
-                Ok(live) if live.iter().map(|e| e.name.as_str()).min() == Some(c.name()) => {}
-                Ok(_) => continue,
-                Err(error) => {
-                    tracing::debug!(%error, "Cannot list the live collectors; expiry checked next round");
-                    continue;
-                }
+        match journal.leads().await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(error) => {
+                tracing::debug!(%error, "Cannot list the live collectors; expiry checked next round");
+                continue;
             }
         }
         if let Err(error) = commands.expire(now_unix_ms()).await {

@@ -21,6 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use crate::commands::Commands;
+use crate::commands::Outbound;
 use crate::hosts::HostRegistry;
 use crate::ingest::{Ingest, IngestError, Receipt};
 
@@ -41,16 +42,9 @@ pub struct LinkService {
     /// What each host may make the collector write per second.
     pub(crate) budgets: Arc<crate::budget::Budgets>,
     pub(crate) shutdown: CancellationToken,
-    /// Cluster mode: where this collector says which hosts it holds.
-    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Where this collector says which hosts it holds.
+    pub(crate) journal: crate::journal::Journal,
 }
-
-/// A message to an agent, boxed: a session's channel allocates its slots 32
-/// at a time, and 32 unboxed messages are 4.6 KiB per idle agent against
-/// 512 bytes boxed (BENCHMARKS.md, "Idle agents").
-pub(crate) type Outgoing = Result<Box<v1::CollectorMessage>, Status>;
-/// The sending side of a session's stream to its agent.
-pub(crate) type Outbound = mpsc::Sender<Outgoing>;
 
 #[tonic::async_trait]
 impl AgentLink for LinkService {
@@ -156,19 +150,11 @@ impl AgentLink for LinkService {
 }
 
 impl LinkService {
-    /// Cluster mode: tells the other collectors that this one holds `host`'s
+    /// Tells the other collectors (if any) that this one holds `host`'s
     /// stream, with its record (they list, correlate and watch it from that).
     async fn announce(&self, host: &HostId) {
-        let (Some(cluster), Some(record)) = (&self.cluster, self.hosts.record(host)) else {
-            return;
-        };
-        let presence = crate::cluster::Presence {
-            collector: cluster.name().to_owned(),
-            last_seen_unix_ms: record.last_seen_unix_ms,
-            record,
-        };
-        if let Err(error) = cluster.put_presence(&presence).await {
-            tracing::warn!(%error, "Cannot record the host's presence");
+        if let Some(record) = self.hosts.record(host) {
+            self.journal.announce(host.as_str(), Some(record)).await;
         }
     }
 
@@ -237,7 +223,7 @@ impl LinkService {
             let wait = self.budgets.charge(host.as_str(), events, bytes);
             match body {
                 agent_message::Body::Batch(batch) => {
-                    let submitted = self.ingest.submit_batch(host.clone(), batch).await;
+                    let submitted = self.journal.append_batch(host.clone(), batch).await;
                     match submitted {
                         Ok(rx) => {
                             if acks_tx.send(rx).await.is_err() {
@@ -254,8 +240,8 @@ impl LinkService {
                             break;
                         }
                         Err(error) => {
-                            // Shutting down, or (cluster mode) JetStream did not
-                            // take it: the agent keeps it spooled and retries,
+                            // Shutting down, or the journal did not take it
+                            // (JetStream): the agent keeps it spooled and retries,
                             // here or at its next collector.
                             tracing::warn!(%error, "Batch not taken; stream closed");
                             let _ = tx.send(Err(Status::unavailable(error.to_string()))).await;
@@ -327,11 +313,7 @@ impl LinkService {
         if let Err(error) = self.hosts.disconnected(&host, session_id) {
             tracing::warn!(%error, "Cannot record disconnect");
         }
-        if let Some(cluster) = &self.cluster
-            && let Err(error) = cluster.clear_presence(host.as_str()).await
-        {
-            tracing::warn!(%error, "Cannot clear the host's presence");
-        }
+        self.journal.announce(host.as_str(), None).await;
         tracing::info!("Agent disconnected");
     }
 }

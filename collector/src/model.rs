@@ -606,72 +606,7 @@ impl EvidenceRecord {
     }
 }
 
-/// A note on an incident.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IncidentNote {
-    /// When.
-    pub at_unix_ms: i64,
-    /// Who.
-    pub operator: String,
-    /// What.
-    pub text: String,
-}
-
-/// An incident: findings grouped under a title, a severity and a status.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Incident {
-    /// Id from 1.
-    pub id: u64,
-    /// Title.
-    pub title: String,
-    /// On the guidance's scale.
-    pub severity: crate::incidents::IncidentSeverity,
-    /// open → contained → eradicated → recovered → closed.
-    pub status: crate::incidents::IncidentStatus,
-    /// Incident commander.
-    pub commander: String,
-    /// Attached finding ids.
-    pub findings: Vec<u64>,
-    /// Notes, oldest first.
-    pub notes: Vec<IncidentNote>,
-    /// Opened when.
-    pub opened_unix_ms: i64,
-    /// Opened by.
-    pub opened_by: String,
-    /// Closed when (0: not closed).
-    pub closed_unix_ms: i64,
-}
-
-impl Incident {
-    /// Action log target.
-    pub fn target(&self) -> String {
-        format!("incident:{}", self.id)
-    }
-
-    /// To the wire.
-    pub fn to_wire(&self) -> v1::Incident {
-        v1::Incident {
-            id: self.id,
-            title: self.title.clone(),
-            severity: self.severity.to_string(),
-            status: self.status.to_string(),
-            commander: self.commander.clone(),
-            findings: self.findings.clone(),
-            notes: self
-                .notes
-                .iter()
-                .map(|n| v1::IncidentNote {
-                    at_unix_ms: n.at_unix_ms,
-                    operator: n.operator.clone(),
-                    text: n.text.clone(),
-                })
-                .collect(),
-            opened_unix_ms: self.opened_unix_ms,
-            opened_by: self.opened_by.clone(),
-            closed_unix_ms: self.closed_unix_ms,
-        }
-    }
-}
+pub use crate::incidents::{Incident, IncidentNote};
 
 /// An enrollment token. Its secret is never stored, only its SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -701,6 +636,15 @@ pub struct TokenRecord {
 }
 
 impl TokenRecord {
+    /// Why the token cannot be used at `now` (`revoked`, `used_up` or
+    /// `expired`), if it cannot.
+    pub fn refusal(&self, now: i64) -> Option<&'static str> {
+        match self.state(now) {
+            s @ ("revoked" | "used_up" | "expired") => Some(s),
+            _ => None,
+        }
+    }
+
     /// active, used_up, expired or revoked, at `now`.
     pub fn state(&self, now: i64) -> &'static str {
         if self.revoked {

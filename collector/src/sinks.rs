@@ -31,7 +31,7 @@ use http_body_util::{BodyExt, Full};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{Cluster, SINK_LEASE_RENEW, SinkLease};
+use crate::journal::{Journal, SINK_LEASE_RENEW, SinkLease};
 use crate::model::{Finding, Severity};
 use crate::store::Store;
 
@@ -123,16 +123,12 @@ pub struct SinkStatus {
 /// The sinks' statuses, shared with the operator API.
 pub type Statuses = Arc<Mutex<BTreeMap<String, SinkStatus>>>;
 
-fn cursor_key(name: &str) -> String {
-    format!("sink.{name}.cursor")
-}
-
 /// Starts every sink; returns their shared statuses.
 pub fn start(
     sinks: &[SinkConfig],
     store: &Store,
     latest: tokio::sync::watch::Receiver<u64>,
-    cluster: Option<Arc<Cluster>>,
+    journal: &Journal,
     tracker: &tokio_util::task::TaskTracker,
     shutdown: &CancellationToken,
 ) -> Statuses {
@@ -141,7 +137,9 @@ pub fn start(
         let status = SinkStatus {
             name: sink.name.clone(),
             target: describe(&sink.kind),
-            cursor: store.counter(&cursor_key(&sink.name)).unwrap_or(0),
+            cursor: store
+                .counter(&crate::journal::sink_cursor_key(&sink.name))
+                .unwrap_or(0),
             ..SinkStatus::default()
         };
         bannin_proto::lock(&statuses).insert(sink.name.clone(), status);
@@ -150,7 +148,7 @@ pub fn start(
             store: store.clone(),
             statuses: statuses.clone(),
             syslog: None,
-            cluster: cluster.clone(),
+            journal: journal.clone(),
             lease: None,
         };
         tracker.spawn(runner.run(latest.clone(), shutdown.child_token()));
@@ -229,10 +227,10 @@ struct Runner {
     store: Store,
     statuses: Statuses,
     syslog: Option<SyslogConn>,
-    /// Cluster mode: where the cursor and the lease live.
-    cluster: Option<Arc<Cluster>>,
-    /// Cluster mode: this collector's lease (its revision and when it was
-    /// last renewed), if it holds one.
+    /// Where the cursor and the lease live.
+    journal: Journal,
+    /// This collector's lease (its revision and when it was last renewed),
+    /// if it holds one.
     lease: Option<(u64, tokio::time::Instant)>,
 }
 
@@ -329,12 +327,9 @@ impl Runner {
         }
     }
 
-    /// Whether this collector runs the sink now: always when standalone; in
-    /// cluster mode while it holds the lease (taken or renewed here).
+    /// Whether this collector runs the sink now: while it holds the
+    /// journal's lease on it (always, for a standalone collector).
     async fn hold(&mut self) -> bool {
-        let Some(cluster) = self.cluster.clone() else {
-            return true;
-        };
         let now = tokio::time::Instant::now();
         if let Some((_, renewed)) = self.lease
             && now.duration_since(renewed) < SINK_LEASE_RENEW
@@ -342,13 +337,13 @@ impl Runner {
             return true;
         }
         let held = self.lease.map(|(revision, _)| revision);
-        match cluster.lease_sink(&self.config.name, held).await {
+        match self.journal.lease_sink(&self.config.name, held).await {
             Ok(SinkLease::Held(revision)) => {
-                if held.is_none() {
+                let me = self.journal.collector().unwrap_or_default().to_owned();
+                if held.is_none() && !me.is_empty() {
                     tracing::info!(sink = %self.config.name, "Running this sink (lease taken)");
                 }
                 self.lease = Some((revision, now));
-                let me = cluster.name().to_owned();
                 self.update(|s| s.runner = me);
                 true
             }
@@ -365,36 +360,20 @@ impl Runner {
             }
             Err(error) => {
                 // Unsure: keep the lease while it is still ours by the clock.
-                self.failed(&error.to_string());
+                self.failed(&error);
                 held.is_some()
             }
         }
     }
 
     async fn cursor(&self) -> Result<u64, String> {
-        match &self.cluster {
-            Some(cluster) => cluster
-                .sink_cursor(&self.config.name)
-                .await
-                .map_err(|e| e.to_string()),
-            None => self
-                .store
-                .counter(&cursor_key(&self.config.name))
-                .map_err(|e| e.to_string()),
-        }
+        self.journal.sink_cursor(&self.config.name).await
     }
 
     async fn save_cursor(&self, cursor: u64) -> Result<(), String> {
-        match &self.cluster {
-            Some(cluster) => cluster
-                .set_sink_cursor(&self.config.name, cursor)
-                .await
-                .map_err(|e| e.to_string()),
-            None => self
-                .store
-                .set_counter_now(&cursor_key(&self.config.name), cursor)
-                .map_err(|e| e.to_string()),
-        }
+        self.journal
+            .set_sink_cursor(&self.config.name, cursor)
+            .await
     }
 
     fn update(&self, f: impl FnOnce(&mut SinkStatus)) {

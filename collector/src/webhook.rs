@@ -34,7 +34,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::hosts::HostRegistry;
-use crate::ingest::Ingest;
+use crate::journal::Journal;
 use crate::model::{Action, NewFinding, Role, Severity};
 use crate::store::Store;
 
@@ -104,7 +104,7 @@ struct Shared {
     config: WebhookConfig,
     token: Option<String>,
     store: Store,
-    ingest: Ingest,
+    journal: Journal,
     hosts: Arc<HostRegistry>,
     denials: Arc<crate::denials::Denials>,
 }
@@ -128,7 +128,7 @@ pub async fn serve(
     config: WebhookConfig,
     tls: Arc<rustls::ServerConfig>,
     store: Store,
-    ingest: Ingest,
+    journal: Journal,
     hosts: Arc<HostRegistry>,
     denials: Arc<crate::denials::Denials>,
     shutdown: CancellationToken,
@@ -143,7 +143,7 @@ pub async fn serve(
         config,
         token,
         store,
-        ingest,
+        journal,
         hosts,
         denials,
     });
@@ -243,7 +243,7 @@ async fn accept(
     hosts.sort();
     hosts.dedup();
     for finding in findings.0 {
-        let id = shared.ingest.raise(finding).await.map_err(|e| {
+        let id = shared.journal.raise(finding).await.map_err(|e| {
             Refusal(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("storing the alert: {e}"),

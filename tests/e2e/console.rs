@@ -414,6 +414,9 @@ async fn viewer_flow(client: &Client, url: &str, base: &str) {
 
 #[test]
 fn console_in_a_real_browser_needs_root() {
+    if !bannin_tests::runnable(&[bannin_tests::Need::Root, bannin_tests::Need::Browser]) {
+        return;
+    }
     let site = Site::new();
     // A viewer, registered by the admin.
     let (ok, _, err) = site.cli(&["operator", "add", "victor", "--role", "viewer"]);

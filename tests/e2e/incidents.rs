@@ -134,6 +134,9 @@ fn ms(text: &serde_json::Value) -> i64 {
 /// action log verifies, and an entry changed in the store is caught.
 #[test]
 fn scripted_incident_brief_review_and_tamper_evident_log_needs_root() {
+    if !bannin_tests::runnable(&[bannin_tests::Need::Root]) {
+        return;
+    }
     use bannin_tests::netns::Host;
 
     let mut site = crate::response::Site::with(|o| {

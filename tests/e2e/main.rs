@@ -6,6 +6,7 @@ mod cluster;
 mod config;
 mod console;
 mod correlation;
+mod docs;
 mod durability;
 mod enrollment;
 mod hostile;

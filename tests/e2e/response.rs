@@ -500,6 +500,9 @@ impl Drop for Site {
 
 #[test]
 fn isolation_in_network_namespaces_needs_root() {
+    if !bannin_tests::runnable(&[bannin_tests::Need::Root]) {
+        return;
+    }
     let mut site = Site::new();
     assert_eq!(
         site.reachability(),
@@ -575,6 +578,9 @@ fn isolation_in_network_namespaces_needs_root() {
 
 #[test]
 fn isolation_whose_self_test_fails_rolls_back_needs_root() {
+    if !bannin_tests::runnable(&[bannin_tests::Need::Root]) {
+        return;
+    }
     let site = Site::new();
     // New connections to the collector are dropped on the collector's side; the
     // agent's established stream survives, so the command still arrives.

@@ -377,6 +377,9 @@ async fn sigma_rules_match_real_processes_and_files_and_correlate_across_hosts()
 /// namespace lab.
 #[test]
 fn a_network_connection_rule_matches_a_real_connection_needs_root() {
+    if !bannin_tests::runnable(&[bannin_tests::Need::Root]) {
+        return;
+    }
     use bannin_tests::netns::Host;
     let rule = format!(
         "title: Outbound to the lab peer's port 9000\nid: net-9000\nlevel: high\nlogsource:\n  product: linux\n  category: network_connection\ndetection:\n  sel:\n    Initiated: 'true'\n    DestinationPort: 9000\n    DestinationIp|cidr: {}/24\n    Image|contains: /python3\n  condition: sel\n",

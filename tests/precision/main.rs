@@ -239,6 +239,12 @@ fn is(f: &serde_json::Value, kind: &str, path: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_ordinary_session_raises_only_its_package_changes_and_real_changes_are_seen_at_once() {
+    if !bannin_tests::runnable(&[
+        bannin_tests::Need::Root,
+        bannin_tests::Need::Program("dpkg-deb", "dpkg"),
+    ]) {
+        return;
+    }
     let _alone = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("bannin-data");

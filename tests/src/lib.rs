@@ -20,6 +20,68 @@ use bannin_proto::tls::{self, TlsMaterial, TlsPaths};
 use bannin_proto::v1::operator_client::OperatorClient;
 use tonic::transport::Channel;
 
+/// What a test needs that a machine may not have.
+#[derive(Debug, Clone, Copy)]
+pub enum Need {
+    /// Root: network namespaces, nftables, fanotify, the proc connector,
+    /// installing packages.
+    Root,
+    /// A program on `PATH`, and the Debian package that has it.
+    Program(&'static str, &'static str),
+    /// Debian's chromium and chromium-driver (the console tests).
+    Browser,
+}
+
+impl Need {
+    /// Why the test cannot run here, if it cannot.
+    fn lacking(self) -> Option<String> {
+        match self {
+            Self::Root if !netns::is_root() => Some("needs root".into()),
+            Self::Program(program, package) if !on_path(program) => {
+                Some(format!("needs {program} (apt-get install {package})"))
+            }
+            Self::Browser if !browser::available() => Some(
+                "needs chromium and chromedriver (apt-get install chromium chromium-driver)".into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+/// Whether the running test has what it `needs` here. When it has not, the
+/// test is skipped: the reason is written where `cargo test` shows it (past
+/// its output capture) and this returns `false`, so the test returns. Under
+/// CI (`CI` set, as `.ci/run` and most CI systems do), a skip fails the test
+/// instead: CI installs everything, so a missing need there is a broken
+/// machine, not a reason.
+///
+/// ```ignore
+/// if !bannin_tests::runnable(&[Need::Root]) {
+///     return;
+/// }
+/// ```
+pub fn runnable(needs: &[Need]) -> bool {
+    use std::io::Write;
+    let reasons: Vec<String> = needs.iter().filter_map(|n| n.lacking()).collect();
+    if reasons.is_empty() {
+        return true;
+    }
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let why = reasons.join("; ");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: {why} — under CI nothing may be skipped"
+    );
+    // Straight to the terminal: libtest captures print!, not stderr itself.
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+    false
+}
+
 /// Path of a workspace binary, built on first use.
 ///
 /// `cargo test` builds the binaries of a package only for that package's own

@@ -11,7 +11,7 @@ pub(super) async fn cluster_status(
     request: Request<v1::ClusterStatusRequest>,
 ) -> Result<Response<v1::ClusterStatusResponse>, Status> {
     svc.authorize(&request, Rpc::ClusterStatus).await?;
-    let Some(cluster) = &svc.cluster else {
+    let Some(cluster) = svc.journal.cluster() else {
         return Ok(Response::new(v1::ClusterStatusResponse::default()));
     };
     // Each part answers on its own: a bucket between leaders says so

@@ -19,8 +19,8 @@ pub(super) async fn issue_command(
             &format!("command.{}", request.get_ref().verb),
         )
         .await?;
-    // Cluster mode: queued in the cluster log; the collector holding the
-    // host's stream delivers it.
+    // Queued through the journal; the collector holding the host's stream
+    // delivers it.
     let r = request.into_inner();
     issue_as(&svc.commands, name.as_str(), r)
         .await
@@ -45,7 +45,7 @@ async fn issue_as(
     {
         Ok(c) => Ok(c.to_wire()),
         Err(CommandError::Store(e)) => Err(internal("queueing the command", &e)),
-        Err(e @ CommandError::Cluster(_)) => Err(Status::unavailable(e.to_string())),
+        Err(e @ CommandError::Journal(_)) => Err(Status::unavailable(e.to_string())),
         Err(e) => Err(Status::invalid_argument(e.to_string())),
     }
 }
@@ -60,8 +60,7 @@ pub(super) async fn list_commands(
     list_for(&svc.commands, &r).map(Response::new)
 }
 
-/// The commands `r` asks for, from this collector's queue (cluster mode: its
-/// copy of the cluster's queue).
+/// The commands `r` asks for, from this collector's copy of the queue.
 fn list_for(
     commands: &crate::commands::Commands,
     r: &v1::ListCommandsRequest,

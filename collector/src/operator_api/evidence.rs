@@ -43,36 +43,35 @@ impl OperatorService {
             })
             .map_err(|e| internal("writing custody", &e))?;
         self.flush().await?;
-        // Cluster mode: custody read next (an export's custody.json) must
-        // hold this event, so wait until it is in this collector's chain.
-        if let Some(cluster) = &self.cluster {
-            cluster
-                .wait_chained(id)
-                .await
-                .map_err(|e| Status::unavailable(e.to_string()))?;
-        }
-        Ok(())
+        // Custody read next (an export's custody.json) must hold this
+        // event: wait until it is in this collector's chain.
+        self.journal
+            .wait_chained(id)
+            .await
+            .map_err(Status::unavailable)
     }
 
-    /// Cluster mode: a bundle another collector received is copied here from
-    /// the object store (checked against its hash) before it is read.
+    /// A bundle another collector received is copied here (checked
+    /// against its hash) before it is read.
     async fn held_bundle(&self, record: &EvidenceRecord) -> Result<(), Status> {
-        let Some(cluster) = &self.cluster else {
-            return Ok(());
-        };
         let evidence = self.commands.evidence();
         if record.disposed || evidence.bundle_path(&record.sha256).exists() {
             return Ok(());
         }
         let partial = evidence.fetch_path(&record.sha256);
-        cluster
+        let fetched = self
+            .journal
             .fetch_bundle(&record.sha256, &partial)
             .await
             .map_err(|e| Status::unavailable(format!("evidence {}: {e}", record.id)))?;
+        if !fetched {
+            // No other copy: reading it says what is missing.
+            return Ok(());
+        }
         evidence
             .adopt(&partial, &record.sha256)
             .map_err(|e| internal("storing the fetched bundle", &e))?;
-        tracing::info!(evidence.id = %record.id, sha256 = %record.sha256, "Bundle fetched from the cluster's object store");
+        tracing::info!(evidence.id = %record.id, sha256 = %record.sha256, "Bundle fetched from the evidence object store");
         Ok(())
     }
 
@@ -280,29 +279,20 @@ pub(super) async fn dispose_evidence(
     let name = svc.authorize(&request, Rpc::DisposeEvidence).await?;
     let r = request.into_inner();
     let method: Disposal = r.method.parse().map_err(Status::invalid_argument)?;
-    let mut record = svc.evidence_record(&r.id)?;
+    let record = svc.evidence_record(&r.id)?;
     if record.disposed {
         return Err(Status::failed_precondition(format!(
             "evidence {} was already disposed of",
             record.id
         )));
     }
-    if let Some(cluster) = &svc.cluster {
-        // Marked on every collector, each removing its own copy, and removed
-        // from the object store.
-        record = cluster
-            .dispose_evidence(&record.id)
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-    } else {
-        if let Err(e) = svc.commands.evidence().dispose(&record) {
-            return Err(internal("removing the evidence", &e));
-        }
-        record.disposed = true;
-        svc.store
-            .put_evidence(&record)
-            .map_err(|e| internal("writing evidence", &e))?;
-    }
+    // Marked on every collector, each removing its own copy, and removed
+    // from the shared object store where there is one.
+    let record = svc
+        .journal
+        .dispose_evidence(&record.id)
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
     svc.custody_event(
         name.as_str(),
         "evidence.disposed",

@@ -105,7 +105,7 @@ pub(super) async fn set_finding_state(
     }
     let note = r.note.clone();
     match svc
-        .ingest
+        .journal
         .set_state(r.id, state, name.to_string(), r.note)
         .await
     {
@@ -129,8 +129,8 @@ pub(super) async fn set_finding_state(
         Err(e @ IngestError::BadTransition { .. }) => {
             Err(Status::failed_precondition(e.to_string()))
         }
-        Err(e @ IngestError::Cluster(_)) => {
-            tracing::warn!(error = %e, "Finding state not changed: the cluster did not take it");
+        Err(e @ IngestError::Journal(_)) => {
+            tracing::warn!(error = %e, "Finding state not changed: the journal did not take it");
             Err(Status::unavailable(format!(
                 "{e}; nothing changed, try again"
             )))
@@ -196,7 +196,7 @@ pub(super) async fn add_finding(
         summary: text.chars().take(200).collect(),
     };
     let id = svc
-        .ingest
+        .journal
         .raise(finding)
         .await
         .map_err(|e| internal("recording the finding", &e))?;

@@ -149,42 +149,28 @@ pub(super) async fn revoke_host(
         at_unix_ms: bannin_proto::now_unix_ms(),
         reason: r.reason.clone(),
     };
-    let (cut, keys) = match &svc.cluster {
-        // Cluster mode: every collector revokes it (and cuts the sessions it
-        // holds) as it applies the log.
-        Some(cluster) => {
-            let mut all = svc
-                .store
-                .host_keys(host.as_str())
-                .map_err(|e| internal("reading host keys", &e))?;
-            for k in keys {
-                if !all.contains(&k) {
-                    all.push(k);
-                }
-            }
-            let holder = cluster.holder(host.as_str()).await;
-            let here = cluster
-                .submit(
-                    crate::cluster::Op::RevokeHost {
-                        revoked,
-                        keys: all.clone(),
-                    },
-                    None,
-                )
-                .await
-                .and_then(crate::cluster::OpReply::into_raise)
-                .map_err(|e| Status::unavailable(format!("{e}; nothing changed, try again")))?;
-            let elsewhere = holder.is_some_and(|h| h != cluster.name());
-            (
-                usize::try_from(here).unwrap_or(0) + usize::from(elsewhere),
-                all,
-            )
+    // Through the journal: every collector revokes it (and cuts the
+    // sessions it holds) as it applies the change.
+    let mut all = svc
+        .store
+        .host_keys(host.as_str())
+        .map_err(|e| internal("reading host keys", &e))?;
+    for k in keys {
+        if !all.contains(&k) {
+            all.push(k);
         }
-        None => svc
-            .hosts
-            .revoke(revoked, &keys)
-            .map_err(|e| internal("revoking", &e))?,
-    };
+    }
+    let elsewhere = svc.journal.holder(host.as_str()).await.is_some();
+    let here = svc
+        .change(crate::journal::Op::RevokeHost {
+            revoked,
+            keys: all.clone(),
+        })
+        .await?;
+    let (cut, keys) = (
+        usize::try_from(here).unwrap_or(0) + usize::from(elsewhere),
+        all,
+    );
     svc.store
         .append_action(&Action {
             at_unix_ms: bannin_proto::now_unix_ms(),
@@ -254,41 +240,26 @@ pub(super) async fn set_host_labels(
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
     let mut changes: Vec<String> = r.set.iter().map(|(k, v)| format!("{k}={v}")).collect();
     changes.extend(r.remove.iter().map(|k| format!("-{k}")));
-    if let Some(cluster) = &svc.cluster {
-        // Cluster mode: the change (not the whole set) through the log, so
-        // every collector applies it to its own copy, in one order.
-        cluster
-            .submit(
-                crate::cluster::Op::LabelHost {
-                    host_id: r.host_id.clone(),
-                    set: r.set.clone().into_iter().collect(),
-                    remove: r.remove.clone(),
-                },
-                None,
-            )
-            .await
-            .and_then(crate::cluster::OpReply::into_raise)
-            .map_err(|e| Status::unavailable(format!("{e}; nothing changed, try again")))?;
-        labels = svc
-            .store
-            .host_labels(&r.host_id)
-            .map_err(|e| internal("reading labels", &e))?;
-    }
-    let stored = if svc.cluster.is_some() {
-        Ok(())
-    } else {
-        svc.store.put_host_labels(&r.host_id, &labels)
-    };
-    stored
-        .and_then(|()| {
-            svc.store.append_action(&Action {
-                at_unix_ms: bannin_proto::now_unix_ms(),
-                actor: name.to_string(),
-                verb: "host.label".into(),
-                target: r.host_id.clone(),
-                reason: String::new(),
-                result: changes.join(", "),
-            })
+    // The change (not the whole set) through the journal, so every
+    // collector applies it to its own copy, in one order.
+    svc.change(crate::journal::Op::LabelHost {
+        host_id: r.host_id.clone(),
+        set: r.set.clone().into_iter().collect(),
+        remove: r.remove.clone(),
+    })
+    .await?;
+    let labels = svc
+        .store
+        .host_labels(&r.host_id)
+        .map_err(|e| internal("reading labels", &e))?;
+    svc.store
+        .append_action(&Action {
+            at_unix_ms: bannin_proto::now_unix_ms(),
+            actor: name.to_string(),
+            verb: "host.label".into(),
+            target: r.host_id.clone(),
+            reason: String::new(),
+            result: changes.join(", "),
         })
         .map_err(|e| internal("writing labels", &e))?;
     svc.flush().await?;

@@ -42,19 +42,6 @@ impl OperatorService {
         })
     }
 
-    async fn save_incident(
-        &self,
-        incident: &Incident,
-        operator: &str,
-        verb: &str,
-        result: String,
-    ) -> Result<(), Status> {
-        self.store
-            .put_incident(incident)
-            .map_err(|e| internal("writing the incident", &e))?;
-        self.incident_action(incident, operator, verb, result).await
-    }
-
     async fn incident_action(
         &self,
         incident: &Incident,
@@ -73,26 +60,6 @@ impl OperatorService {
             })
             .map_err(|e| internal("writing the incident", &e))?;
         self.flush().await
-    }
-
-    /// Cluster mode: an incident operation through the log; its answer (the
-    /// incident's id) once this collector has applied it.
-    async fn incident_op(&self, op: crate::cluster::Op) -> Result<Option<u64>, Status> {
-        let Some(cluster) = &self.cluster else {
-            return Ok(None);
-        };
-        match cluster.submit(op, None).await {
-            Ok(reply) => match reply.into_raise() {
-                Ok(id) => Ok(Some(id)),
-                Err(crate::ingest::IngestError::Cluster(why)) => {
-                    Err(Status::failed_precondition(why))
-                }
-                Err(e) => Err(Status::unavailable(e.to_string())),
-            },
-            Err(e) => Err(Status::unavailable(format!(
-                "{e}; nothing changed, try again"
-            ))),
-        }
     }
 
     fn check_findings(&self, ids: &[u64]) -> Result<(), Status> {
@@ -130,11 +97,9 @@ pub(super) async fn open_incident(
     incidents::check_title(&r.title).map_err(refused)?;
     let severity: IncidentSeverity = r.severity.parse().map_err(refused)?;
     svc.check_findings(&r.findings)?;
-    let mut incident = Incident {
-        id: svc
-            .store
-            .next_incident_id()
-            .map_err(|e| internal("reading incidents", &e))?,
+    let incident = Incident {
+        // Given as the journal applies it: the same on every collector.
+        id: 0,
         title: r.title,
         severity,
         status: IncidentStatus::Open,
@@ -150,22 +115,12 @@ pub(super) async fn open_incident(
         closed_unix_ms: 0,
     };
     let result = format!("{} ({})", incident.title, incident.severity);
-    match svc
-        .incident_op(crate::cluster::Op::OpenIncident {
-            incident: incident.clone(),
-        })
-        .await?
-    {
-        Some(id) => {
-            incident = svc.incident_record(id)?;
-            svc.incident_action(&incident, name.as_str(), "incident.open", result)
-                .await?;
-        }
-        None => {
-            svc.save_incident(&incident, name.as_str(), "incident.open", result)
-                .await?;
-        }
-    }
+    let id = svc
+        .change(crate::journal::Op::OpenIncident { incident })
+        .await?;
+    let incident = svc.incident_record(id)?;
+    svc.incident_action(&incident, name.as_str(), "incident.open", result)
+        .await?;
     Ok(Response::new(svc.incident_detail(&incident)?))
 }
 
@@ -216,31 +171,22 @@ pub(super) async fn update_incident(
     let now = bannin_proto::now_unix_ms();
     let changes =
         incidents::apply(&mut incident, update.clone(), name.as_str(), now).map_err(refused)?;
-    let op = crate::cluster::Op::UpdateIncident {
+    svc.change(crate::journal::Op::UpdateIncident {
         id: incident.id,
         update,
         operator: name.to_string(),
         at_unix_ms: now,
-    };
-    if svc.incident_op(op).await?.is_some() {
-        // As every collector applied it (in log order).
-        incident = svc.incident_record(incident.id)?;
-        svc.incident_action(
-            &incident,
-            name.as_str(),
-            "incident.update",
-            changes.join("; "),
-        )
-        .await?;
-    } else {
-        svc.save_incident(
-            &incident,
-            name.as_str(),
-            "incident.update",
-            changes.join("; "),
-        )
-        .await?;
-    }
+    })
+    .await?;
+    // As every collector applied it (in the journal's order).
+    let incident = svc.incident_record(incident.id)?;
+    svc.incident_action(
+        &incident,
+        name.as_str(),
+        "incident.update",
+        changes.join("; "),
+    )
+    .await?;
     Ok(Response::new(svc.incident_detail(&incident)?))
 }
 

@@ -33,8 +33,8 @@ pub struct OperatorService {
     pub(crate) operator_changes: Arc<tokio::sync::watch::Sender<u64>>,
     /// Refusals, coalesced into the action log.
     pub(crate) denials: Arc<crate::denials::Denials>,
-    /// Cluster mode: the connection to JetStream.
-    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Where every change goes.
+    pub(crate) journal: crate::journal::Journal,
 }
 
 /// The rules from the collector's configuration, for `bannin rules`.
@@ -51,6 +51,26 @@ pub struct RulesInForce {
 }
 
 impl OperatorService {
+    /// Applies `op` through the journal: its answer, a refusal as
+    /// `FAILED_PRECONDITION` (applied, refused, nothing changed), or
+    /// `UNAVAILABLE` when the journal did not take it.
+    pub(super) async fn change(&self, op: crate::journal::Op) -> Result<u64, Status> {
+        let unavailable = |e: crate::ingest::IngestError| {
+            Status::unavailable(format!("{e}; nothing changed, try again"))
+        };
+        match self
+            .journal
+            .submit(op)
+            .await
+            .map_err(unavailable)?
+            .into_raise()
+        {
+            Ok(answer) => Ok(answer),
+            Err(crate::ingest::IngestError::Journal(why)) => Err(Status::failed_precondition(why)),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     /// Why `name` may no longer hold a stream of `rpc` open, if it may not:
     /// disabled, removed or demoted since the stream began.
     pub(super) fn revoked_from(&self, name: &OperatorName, rpc: Rpc) -> Option<String> {

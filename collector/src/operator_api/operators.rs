@@ -57,24 +57,12 @@ impl OperatorService {
                 "an admin cannot demote or disable themselves",
             ));
         }
-        // Cluster mode: through the log, so every collector applies the
-        // change (an operator disabled on one is disabled on all).
-        if let Some(cluster) = &self.cluster {
-            cluster
-                .submit(
-                    crate::cluster::Op::Operator {
-                        record: record.clone(),
-                    },
-                    None,
-                )
-                .await
-                .and_then(crate::cluster::OpReply::into_raise)
-                .map_err(|e| Status::unavailable(format!("{e}; nothing changed, try again")))?;
-        } else {
-            self.store
-                .put_operator(&record)
-                .map_err(|e| internal("changing operators", &e))?;
-        }
+        // Through the journal: every collector applies the change (an
+        // operator disabled on one is disabled on all).
+        self.change(crate::journal::Op::Operator {
+            record: record.clone(),
+        })
+        .await?;
         self.store
             .append_action(&Action {
                 at_unix_ms: bannin_proto::now_unix_ms(),

@@ -44,39 +44,18 @@ pub(super) async fn create_token(
     }
     let uses = if r.uses == 0 { 1 } else { r.uses };
     let expires_in = std::time::Duration::from_secs(expires);
-    let (token, secret) = match &svc.cluster {
-        // Cluster mode: through the log, so every collector's enrollment
-        // endpoint knows it.
-        Some(cluster) => {
-            let (token, secret) = crate::enroll::new_token(
-                name.as_str(),
-                uses,
-                expires_in,
-                r.labels.into_iter().collect(),
-                r.note,
-            );
-            cluster
-                .submit(
-                    crate::cluster::Op::PutToken {
-                        record: token.clone(),
-                    },
-                    None,
-                )
-                .await
-                .and_then(crate::cluster::OpReply::into_raise)
-                .map_err(|e| Status::unavailable(format!("{e}; no token made, try again")))?;
-            (token, secret)
-        }
-        None => crate::enroll::create_token(
-            &svc.store,
-            name.as_str(),
-            uses,
-            expires_in,
-            r.labels.into_iter().collect(),
-            r.note,
-        )
-        .map_err(|e| internal("storing the token", &e))?,
-    };
+    // Through the journal, so every collector's enrollment endpoint knows it.
+    let (token, secret) = crate::enroll::new_token(
+        name.as_str(),
+        uses,
+        expires_in,
+        r.labels.into_iter().collect(),
+        r.note,
+    );
+    svc.change(crate::journal::Op::PutToken {
+        record: token.clone(),
+    })
+    .await?;
     svc.store
         .append_action(&Action {
             at_unix_ms: bannin_proto::now_unix_ms(),
@@ -125,29 +104,14 @@ pub(super) async fn revoke_token(
         .token(&id)
         .map_err(|e| internal("reading tokens", &e))?
         .ok_or_else(|| Status::not_found(format!("no token {id:?}")))?;
-    let token = match &svc.cluster {
-        // Cluster mode: through the log, ordered with every collector's uses.
-        Some(cluster) => {
-            cluster
-                .submit(crate::cluster::Op::RevokeToken { id: id.clone() }, None)
-                .await
-                .and_then(crate::cluster::OpReply::into_raise)
-                .map_err(|e| Status::unavailable(format!("{e}; nothing changed, try again")))?;
-            svc.store
-                .token(&id)
-                .map_err(|e| internal("reading tokens", &e))?
-                .ok_or_else(|| Status::not_found(format!("no token {id:?}")))?
-        }
-        // A compare-and-swap, like an enrollment's use: neither overwrites the other.
-        None => svc
-            .store
-            .update_token(&id, |mut token| {
-                token.revoked = true;
-                Ok::<_, std::convert::Infallible>(token)
-            })
-            .map_err(|e| internal("storing the token", &e))?
-            .unwrap_or_else(|never| match never {}),
-    };
+    // Through the journal, ordered with every use of the token.
+    svc.change(crate::journal::Op::RevokeToken { id: id.clone() })
+        .await?;
+    let token = svc
+        .store
+        .token(&id)
+        .map_err(|e| internal("reading tokens", &e))?
+        .ok_or_else(|| Status::not_found(format!("no token {id:?}")))?;
     svc.store
         .append_action(&Action {
             at_unix_ms: bannin_proto::now_unix_ms(),

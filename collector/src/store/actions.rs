@@ -7,20 +7,19 @@
 use super::{Store, StoreError, decode, encode};
 use crate::model::{Action, ChainedAction};
 
-/// The highest outbox id given (cluster mode).
+/// The highest outbox id given (the key's name is kept from older stores).
 const OUTBOX_COUNTER: &str = "cluster.outbox";
 
 impl Store {
-    /// Records an action. Standalone: appended to the action log at once
-    /// (its position is returned). Cluster mode (after
-    /// [`Store::route_actions_to_cluster`]): kept durable in the outbox until
-    /// it is published to the cluster log, whose order every collector
-    /// chains in — the chain has one order, whoever recorded the action; its
-    /// outbox id is returned (see `Cluster::wait_chained`).
+    /// Records an action: appended to the action log at once (its position
+    /// is returned), or, after [`Store::defer_chaining`], kept durable in the
+    /// outbox until the journal takes it and hands it back in its order — the
+    /// chain has one order, whoever recorded the action; its outbox id is
+    /// returned (see [`crate::journal::Journal::wait_chained`]).
     pub fn append_action(&self, action: &Action) -> Result<u64, StoreError> {
         if let Some(notify) = self.outbox.get() {
             // Ids increase for the life of the store (they name the entries'
-            // messages in the cluster log, and JetStream drops a repeated
+            // messages in the journal, and JetStream drops a repeated
             // name as a duplicate): one past the highest ever given, which is
             // kept with the entry and flushed with it.
             let _guard = bannin_proto::lock(&self.action_lock);
@@ -38,15 +37,17 @@ impl Store {
         self.chain_action(action)
     }
 
-    /// Cluster mode: from now on [`Store::append_action`] writes to the
-    /// outbox; the returned notifier wakes its publisher.
-    pub fn route_actions_to_cluster(&self) -> std::sync::Arc<tokio::sync::Notify> {
+    /// From now on [`Store::append_action`] writes to the outbox, and an
+    /// action is chained only when the journal hands it back in its order
+    /// (a journal shared by several collectors); the returned notifier wakes
+    /// the outbox's publisher.
+    pub fn defer_chaining(&self) -> std::sync::Arc<tokio::sync::Notify> {
         self.outbox
             .get_or_init(|| std::sync::Arc::new(tokio::sync::Notify::new()))
             .clone()
     }
 
-    /// Cluster mode: the oldest `limit` actions not yet published, with their
+    /// The oldest `limit` actions not yet published, with their
     /// outbox ids.
     pub fn outbox_actions(&self, limit: usize) -> Result<Vec<(u64, Action)>, StoreError> {
         self.action_outbox
@@ -60,14 +61,14 @@ impl Store {
             .collect()
     }
 
-    /// Cluster mode: an outbox entry the cluster log has taken.
+    /// An outbox entry the journal has taken.
     pub fn remove_outbox_action(&self, id: u64) -> Result<(), StoreError> {
         self.action_outbox.remove(id.to_be_bytes())?;
         Ok(())
     }
 
     /// Appends to the action log, chaining the entry to the previous one by
-    /// hash (cluster mode: called by the writer applying the cluster log).
+    /// hash (deferred actions: called by the writer applying the journal).
     pub fn chain_action(&self, action: &Action) -> Result<u64, StoreError> {
         // One appender at a time, so every entry names its true predecessor.
         let _guard = bannin_proto::lock(&self.action_lock);
@@ -195,12 +196,12 @@ mod tests {
     }
 
     #[test]
-    fn in_cluster_mode_actions_wait_in_a_durable_outbox_not_in_the_chain() {
+    fn deferred_actions_wait_in_a_durable_outbox_not_in_the_chain() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = Store::open(dir.path()).expect("store");
             store.chain_action(&action(0)).expect("chain");
-            let _notify = store.route_actions_to_cluster();
+            let _notify = store.defer_chaining();
             for n in 1..=3 {
                 assert!(store.append_action(&action(n)).expect("append") > 0);
             }
@@ -221,7 +222,7 @@ mod tests {
         );
         store.remove_outbox_action(waiting[0].0).expect("remove");
         assert_eq!(store.outbox_actions(10).expect("outbox").len(), 2);
-        // What the cluster log hands back is chained in its order.
+        // What the journal hands back is chained in its order.
         store.chain_action(&waiting[1].1).expect("chain");
         assert_eq!(store.verify_actions().expect("verify"), Ok(2));
         // Ids keep increasing after a restart, the outbox emptied: a new
@@ -230,7 +231,7 @@ mod tests {
         for (id, _) in &waiting {
             store.remove_outbox_action(*id).expect("remove");
         }
-        let _notify = store.route_actions_to_cluster();
+        let _notify = store.defer_chaining();
         assert!(store.append_action(&action(4)).expect("append") > highest);
     }
 

@@ -9,7 +9,7 @@ use crate::model::{Command, Isolation};
 
 impl Store {
     /// The next command id.
-    pub fn next_command_id(&self) -> Result<u64, StoreError> {
+    pub fn next_position(&self) -> Result<u64, StoreError> {
         Ok(self.db.generate_id()? + 1)
     }
 

@@ -109,8 +109,28 @@ impl Store {
         }
     }
 
-    /// Stores `token` under its own id unless one exists (cluster mode: the
-    /// id was made by [`crate::enroll::new_token`]); whether it was stored.
+    /// Takes one use of token `id` for `host` (compare-and-swap), or says
+    /// why not ([`TokenRecord::refusal`]).
+    pub fn use_token(
+        &self,
+        id: &str,
+        host: &str,
+        now: i64,
+    ) -> Result<Result<TokenRecord, &'static str>, StoreError> {
+        self.update_token(id, |mut token| {
+            if let Some(why) = token.refusal(now) {
+                return Err(why);
+            }
+            token.used += 1;
+            if !token.hosts.iter().any(|h| h == host) {
+                token.hosts.push(host.to_owned());
+            }
+            Ok(token)
+        })
+    }
+
+    /// Stores `token` under its own id unless one exists (the id was made
+    /// by [`crate::enroll::new_token`]); whether it was stored.
     pub fn insert_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
         let bytes = encode(token, &token.id)?;
         Ok(self

@@ -102,10 +102,10 @@ pub struct Store {
     host_keys: sled::Tree,
     /// Revoked public key (SHA-256 hex) → the host id it was revoked as.
     revoked_keys: sled::Tree,
-    /// Cluster mode: action log entries waiting to be published to the
-    /// cluster log (key: a sled-generated id, increasing).
+    /// Action log entries waiting for the journal to order them (key: an
+    /// outbox id, increasing).
     action_outbox: sled::Tree,
-    /// Cluster mode: set when [`Store::append_action`] writes to the outbox;
+    /// Set when [`Store::append_action`] writes to the outbox;
     /// notified at every entry.
     outbox: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<tokio::sync::Notify>>>,
     /// Serialises appends to the action log (its hash chain).

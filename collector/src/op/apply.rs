@@ -1,0 +1,410 @@
+//! Applying one [`Op`]: the same code whether the local journal or the
+//! cluster log's applier hands it over, so both modes change state alike.
+//!
+//! An operation is either carried out here, on the blocking pool (operators,
+//! tokens, incidents, labels, commands, revocations: durable before the
+//! journal's position moves past it, and idempotent, so re-applying after a
+//! crash changes nothing), or handed to the single writer (findings, their
+//! states, the action log's chain, evidence, isolation), whose group commit
+//! makes it durable.
+
+use std::sync::Arc;
+
+use bannin_proto::identity::HostId;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{Op, OpReply};
+use crate::ingest::{IngestError, WriteRequest};
+use crate::model::{CommandState, EvidenceRecord, Finding, NewFinding};
+use crate::store::Store;
+
+/// What applying changes outside the writer, and where it says so.
+#[derive(Clone)]
+pub struct SideEffects {
+    /// This collector's store.
+    pub store: Store,
+    /// Hosts with a command newly queued: delivered by this collector if it
+    /// holds their stream.
+    pub due: mpsc::UnboundedSender<String>,
+    /// Its host registry (revocations, silence).
+    pub hosts: Arc<crate::hosts::HostRegistry>,
+    /// Bumped when operators change (live operator streams re-check).
+    pub operator_changes: Arc<watch::Sender<u64>>,
+    /// Bundles on disk (a disposal removes this collector's copy).
+    pub evidence: Arc<crate::evidence::Evidence>,
+    /// The counter holding the position of the last operation carried out
+    /// here (one per journal, so positions of two journals never mix).
+    pub carried_out: &'static str,
+}
+
+/// Where an operation stands once [`begin`] has taken it.
+pub enum Begun {
+    /// Carried out: its answer.
+    Done(OpReply),
+    /// To be stored by the writer: send the request, then
+    /// [`Pending::finish`].
+    Writer(Box<WriteRequest>, Pending),
+}
+
+/// The writer's answer to an operation handed to it.
+pub enum Pending {
+    /// A raise, an isolation state or an action chained (its position).
+    Raise(oneshot::Receiver<Result<u64, IngestError>>),
+    /// A state change.
+    SetState(oneshot::Receiver<Result<Finding, IngestError>>),
+    /// An evidence record, or its disposal (`true`).
+    Evidence(bool, oneshot::Receiver<Result<EvidenceRecord, IngestError>>),
+}
+
+impl Pending {
+    /// The operation's answer once the writer has stored it; `Err` when the
+    /// writer stopped. A disposal removes this collector's copy of the bundle.
+    pub async fn finish(self, side: &SideEffects) -> Result<OpReply, IngestError> {
+        let stopped = |_| IngestError::Stopped;
+        match self {
+            Self::Raise(rx) => Ok(OpReply::Raise(rx.await.map_err(stopped)?)),
+            Self::SetState(rx) => Ok(OpReply::SetState(rx.await.map_err(stopped)?)),
+            Self::Evidence(disposal, rx) => {
+                let result = rx.await.map_err(stopped)?;
+                if disposal && let Ok(record) = &result {
+                    let (evidence, record) = (side.evidence.clone(), record.clone());
+                    let removed =
+                        tokio::task::spawn_blocking(move || evidence.dispose(&record)).await;
+                    if let Ok(Err(error)) = removed
+                        && error.kind() != std::io::ErrorKind::NotFound
+                    {
+                        tracing::error!(%error, "Cannot remove a disposed bundle's local copy");
+                    }
+                }
+                Ok(OpReply::Evidence(result))
+            }
+        }
+    }
+}
+
+/// Takes `op`, the journal's entry at position `seq`: carries it out, or
+/// hands it to the writer. `Err`: it could not be carried out (the store
+/// failed); the journal applies it again from its durable position.
+pub async fn begin(op: Op, seq: u64, side: &SideEffects) -> Result<Begun, String> {
+    let done = |reply: Result<u64, IngestError>| Ok(Begun::Done(OpReply::Raise(reply)));
+    let store = side.store.clone();
+    let carried = side.carried_out;
+    match op {
+        Op::Operator { record } => {
+            let name = record.name.clone();
+            blocking("applying an operator change", move || {
+                store.put_operator(&record)?;
+                store.make_durable()
+            })
+            .await?;
+            side.operator_changes.send_modify(|n| *n += 1);
+            tracing::info!(operator = %name, "Operator change applied from the log");
+            done(Ok(0))
+        }
+        Op::RevokeHost { revoked, keys } => {
+            let hosts = side.hosts.clone();
+            let host = revoked.host_id.clone();
+            let (cut, _) = blocking("applying a revocation", move || {
+                hosts.revoke(revoked, &keys)
+            })
+            .await?;
+            tracing::warn!(host.id = %host, sessions_cut = cut, "Host revoked (from the log)");
+            done(Ok(u64::try_from(cut).unwrap_or(0)))
+        }
+        Op::OpenIncident { mut incident } => {
+            let id = blocking("opening an incident", move || {
+                // Carried out already (a re-read after a failed commit): the
+                // same incident, not a second one.
+                if store.counter(carried)? >= seq {
+                    let same = store.incidents()?.into_iter().rev().find(|i| {
+                        i.title == incident.title
+                            && i.opened_by == incident.opened_by
+                            && i.opened_unix_ms == incident.opened_unix_ms
+                    });
+                    return Ok(same.map_or(0, |i| i.id));
+                }
+                incident.id = store.next_incident_id()?;
+                store.put_incident(&incident)?;
+                store.set_counter_now(carried, seq)?;
+                store.make_durable()?;
+                Ok(incident.id)
+            })
+            .await?;
+            done(Ok(id))
+        }
+        Op::UpdateIncident {
+            id,
+            update,
+            operator,
+            at_unix_ms,
+        } => {
+            let outcome = blocking("updating an incident", move || {
+                if store.counter(carried)? >= seq {
+                    return Ok(Ok(id));
+                }
+                let Some(mut incident) = store.incident(id)? else {
+                    return Ok(Err(format!("no incident {id}")));
+                };
+                // Refused here as it would be on a standalone collector (the
+                // caller checked it first; a concurrent change may have
+                // closed it since).
+                let outcome =
+                    match crate::incidents::apply(&mut incident, update, &operator, at_unix_ms) {
+                        Ok(_) => {
+                            store.put_incident(&incident)?;
+                            Ok(id)
+                        }
+                        Err(e) => Err(e.to_string()),
+                    };
+                store.set_counter_now(carried, seq)?;
+                store.make_durable()?;
+                Ok(outcome)
+            })
+            .await?;
+            done(outcome.map_err(IngestError::Journal))
+        }
+        Op::PutToken { record } => {
+            blocking("storing a token", move || {
+                store.insert_token(&record)?;
+                store.make_durable()
+            })
+            .await?;
+            done(Ok(0))
+        }
+        Op::UseToken {
+            id,
+            host,
+            at_unix_ms,
+        } => {
+            let outcome = blocking("using a token", move || {
+                if store.counter(carried)? >= seq {
+                    return Ok(Ok(0));
+                }
+                let outcome = if store.token(&id)?.is_some() {
+                    match store.use_token(&id, &host, at_unix_ms)? {
+                        Ok(_) => Ok(0),
+                        Err(why) => Err(why.to_owned()),
+                    }
+                } else {
+                    Err(format!("no token {id}"))
+                };
+                store.set_counter_now(carried, seq)?;
+                store.make_durable()?;
+                Ok(outcome)
+            })
+            .await?;
+            done(outcome.map_err(IngestError::Journal))
+        }
+        Op::RevokeToken { id } => {
+            blocking("revoking a token", move || {
+                if store.token(&id)?.is_some() {
+                    store
+                        .update_token(&id, |mut token| {
+                            token.revoked = true;
+                            Ok::<_, std::convert::Infallible>(token)
+                        })?
+                        .unwrap_or_else(|never| match never {});
+                }
+                store.make_durable()
+            })
+            .await?;
+            done(Ok(0))
+        }
+        Op::IssueCommand { mut command } => {
+            let host = command.host_id.clone();
+            blocking("queueing a command", move || {
+                // Its id is its log position: the same on every collector,
+                // whatever part of the log a collector started from, and
+                // applying it again (a re-read) finds it stored already.
+                command.id = seq;
+                if store.command(seq)?.is_none() {
+                    store.put_command(&command)?;
+                    store.make_durable()?;
+                }
+                Ok(())
+            })
+            .await?;
+            let _ = side.due.send(host);
+            done(Ok(seq))
+        }
+        Op::UpdateCommand {
+            id,
+            state,
+            at_unix_ms,
+            result,
+        } => {
+            let moved = blocking("updating a command", move || {
+                let Some(mut command) = store.command(id)? else {
+                    return Ok(0);
+                };
+                if !command_moves(command.state, state) {
+                    return Ok(0);
+                }
+                command.state = state;
+                if state == CommandState::Delivered {
+                    command.delivered_unix_ms = at_unix_ms;
+                } else {
+                    command.finished_unix_ms = at_unix_ms;
+                    command.result = result;
+                }
+                store.put_command(&command)?;
+                store.make_durable()?;
+                Ok(1)
+            })
+            .await?;
+            done(Ok(moved))
+        }
+        Op::LabelHost {
+            host_id,
+            set,
+            remove,
+        } => {
+            blocking("labelling a host", move || {
+                let mut labels = store.host_labels(&host_id)?;
+                for key in &remove {
+                    labels.set.remove(key);
+                }
+                labels.set.extend(set);
+                store.put_host_labels(&host_id, &labels)?;
+                store.make_durable()
+            })
+            .await?;
+            done(Ok(0))
+        }
+        Op::Raise {
+            host_id,
+            kind,
+            severity,
+            observed_unix_ms,
+            attributes,
+            summary,
+        } => {
+            let Ok(host_id) = HostId::new(host_id) else {
+                tracing::error!(journal.seq = seq, "Raise for an invalid host id; skipped");
+                return done(Err(IngestError::Journal(
+                    "a raise for an invalid host id".into(),
+                )));
+            };
+            if kind == "host.silent" {
+                side.hosts.mark_silent(host_id.as_str());
+            }
+            let (reply, rx) = oneshot::channel();
+            let finding = NewFinding {
+                host_id,
+                kind,
+                severity,
+                observed_unix_ms,
+                attributes,
+                summary,
+            };
+            Ok(writer(
+                WriteRequest::Raise { finding, reply },
+                Pending::Raise(rx),
+            ))
+        }
+        Op::Action { action, .. } => {
+            let (reply, rx) = oneshot::channel();
+            Ok(writer(
+                WriteRequest::ChainAction { seq, action, reply },
+                Pending::Raise(rx),
+            ))
+        }
+        Op::Isolation { host_id, isolation } => {
+            let (reply, rx) = oneshot::channel();
+            Ok(writer(
+                WriteRequest::PutIsolation {
+                    host_id,
+                    isolation,
+                    reply,
+                },
+                Pending::Raise(rx),
+            ))
+        }
+        Op::Evidence { record } => {
+            let (reply, rx) = oneshot::channel();
+            Ok(writer(
+                WriteRequest::Evidence { record, reply },
+                Pending::Evidence(false, rx),
+            ))
+        }
+        Op::DisposeEvidence { id } => {
+            let (reply, rx) = oneshot::channel();
+            Ok(writer(
+                WriteRequest::DisposeEvidence { id, reply },
+                Pending::Evidence(true, rx),
+            ))
+        }
+        Op::SetState {
+            id,
+            state,
+            operator,
+            note,
+        } => {
+            let (reply, rx) = oneshot::channel();
+            Ok(writer(
+                WriteRequest::SetState {
+                    id,
+                    state,
+                    operator,
+                    note,
+                    reply,
+                },
+                Pending::SetState(rx),
+            ))
+        }
+    }
+}
+
+fn writer(request: WriteRequest, pending: Pending) -> Begun {
+    Begun::Writer(Box::new(request), pending)
+}
+
+/// Whether a command in state `from` may move to `to`: forward only, once
+/// final never again (two collectors that both saw an answer, or one that
+/// expired a command another just delivered, change it once).
+fn command_moves(from: CommandState, to: CommandState) -> bool {
+    match to {
+        CommandState::Pending => false,
+        CommandState::Delivered | CommandState::Expired => from == CommandState::Pending,
+        CommandState::Succeeded | CommandState::Failed => !from.is_final(),
+    }
+}
+
+/// Runs `work` on the blocking pool; a store error (or a panic) is the reason
+/// the applier starts again from the durable position.
+async fn blocking<T: Send + 'static>(
+    what: &str,
+    work: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Err(e) => Err(format!("{what}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_moves_forward_only_and_once_final_never_again() {
+        use CommandState::{Delivered, Expired, Failed, Pending, Succeeded};
+        assert!(command_moves(Pending, Delivered));
+        assert!(command_moves(Pending, Expired));
+        assert!(command_moves(Pending, Succeeded));
+        assert!(command_moves(Delivered, Succeeded));
+        assert!(command_moves(Delivered, Failed));
+        // Delivered by two collectors during a failover: moved once.
+        assert!(!command_moves(Delivered, Delivered));
+        // Delivered by one while another expires it: the delivery stands.
+        assert!(!command_moves(Delivered, Expired));
+        // Answered through two collectors: the first answer stands.
+        for last in [Succeeded, Failed, Expired] {
+            for to in [Pending, Delivered, Succeeded, Failed, Expired] {
+                assert!(!command_moves(last, to), "{last:?} → {to:?}");
+            }
+        }
+        assert!(!command_moves(Pending, Pending));
+    }
+}
