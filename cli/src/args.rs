@@ -84,6 +84,8 @@ pub(crate) enum Command {
         /// Every finding after --since, read a page at a time (ignores --limit).
         #[arg(long, conflicts_with_all = ["follow", "limit"])]
         all: bool,
+        #[command(flatten)]
+        filter: FindingFilterArgs,
     },
     /// Show or change one finding.
     Finding {
@@ -515,6 +517,28 @@ pub(crate) enum OperatorAction {
         /// Name.
         name: String,
     },
+}
+
+/// Which findings `bannin findings` lists or follows; the collector filters.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub(crate) struct FindingFilterArgs {
+    /// Only these severities (comma-separated or repeated).
+    #[arg(long = "severity", value_delimiter = ',', value_parser = ["info", "low", "medium", "high", "critical"])]
+    pub(crate) severity: Vec<String>,
+    /// Only findings in these states (comma-separated or repeated).
+    #[arg(long = "state", value_delimiter = ',', value_parser = ["new", "acknowledged", "resolved", "false_positive"])]
+    pub(crate) state: Vec<String>,
+    /// Only these kinds: `process.unknown_binary`, or a family such as
+    /// `process.` or `process.*` (comma-separated or repeated).
+    #[arg(long = "kind", value_delimiter = ',')]
+    pub(crate) kind: Vec<String>,
+    /// Only this host.
+    #[arg(long)]
+    pub(crate) host: Option<String>,
+    /// Only hosts with this label: `key=value`, or `key` for any value
+    /// (repeatable: every one must match).
+    #[arg(long = "label")]
+    pub(crate) label: Vec<String>,
 }
 
 #[derive(Subcommand)]

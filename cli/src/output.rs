@@ -27,6 +27,18 @@ pub fn state(value: i32) -> &'static str {
     }
 }
 
+/// A finding state by its lower-case name ([`state`]).
+pub fn finding_state(name: &str) -> Option<v1::FindingState> {
+    [
+        v1::FindingState::New,
+        v1::FindingState::Acknowledged,
+        v1::FindingState::Resolved,
+        v1::FindingState::FalsePositive,
+    ]
+    .into_iter()
+    .find(|s| state(*s as i32) == name)
+}
+
 /// A finding as JSON.
 pub fn finding_json(f: &v1::Finding) -> Value {
     json!({

@@ -169,7 +169,7 @@ async fn follow_findings(
     let mut client = connect_when_up(&operator).await?;
     let mut health_shown = false;
     let mut stream = client
-        .follow_findings(v1::FollowFindingsRequest { since_id: 0 })
+        .follow_findings(v1::FollowFindingsRequest::default())
         .await
         .context("following findings")?
         .into_inner();

@@ -5,6 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use bannin_proto::v1;
+use bannin_tests::sim::SimAgent;
 use bannin_tests::{
     AgentOptions, CollectorProc, TestPki, bannin_json, bin, eventually, free_port, operator_client,
     operator_toml, start_agent,
@@ -255,4 +256,183 @@ async fn host_silent_is_raised_when_an_agent_stops() {
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_collector_filters_findings_and_reads_one_by_id() {
+    use tokio_stream::StreamExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let operator = operator_toml(dir.path(), &pki.operator("alice"), collector.addr);
+    // web-01 says it is in the PCI zone; web-02 says nothing.
+    let _web1 = SimAgent::connect(&pki, "web-01", collector.addr, &[], &[("zone", "PCI")])
+        .await
+        .expect("connect");
+    let _web2 = SimAgent::connect(&pki, "web-02", collector.addr, &[], &[])
+        .await
+        .expect("connect");
+    let add = |host: &str, kind: &str, severity: &str| {
+        let (ok, f, err) = bannin_json(
+            &operator,
+            &[
+                "finding",
+                "add",
+                "--host",
+                host,
+                "--kind",
+                kind,
+                "--severity",
+                severity,
+                "--text",
+                "reported",
+            ],
+        );
+        assert!(ok, "{err}");
+        f["id"].as_u64().expect("id")
+    };
+    // (Reports of one kind on one host fold into one finding: one each.)
+    let first = add("web-01", "report.user", "low");
+    add("web-02", "report.user", "medium");
+    add("web-02", "report.threat", "high");
+    add("web-01", "report.external", "critical");
+    let list = |args: &[&str]| -> Vec<(u64, String, String)> {
+        let mut all = vec!["findings", "--all"];
+        all.extend_from_slice(args);
+        let (ok, found, err) = bannin_json(&operator, &all);
+        assert!(ok, "{args:?}: {err}");
+        found
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|f| {
+                (
+                    f["id"].as_u64().expect("id"),
+                    f["host_id"].as_str().expect("host").to_owned(),
+                    f["kind"].as_str().expect("kind").to_owned(),
+                )
+            })
+            .collect()
+    };
+    let kinds = |found: Vec<(u64, String, String)>| -> Vec<String> {
+        found.into_iter().map(|(_, _, k)| k).collect()
+    };
+    let everything = list(&[]);
+    assert_eq!(everything.len(), 4, "{everything:?}");
+    assert_eq!(
+        kinds(list(&["--severity", "high,critical"])),
+        ["report.threat", "report.external"]
+    );
+    assert_eq!(list(&["--kind", "report.user"]).len(), 2);
+    assert_eq!(list(&["--kind", "report."]).len(), 4);
+    assert_eq!(list(&["--kind", "report.*"]).len(), 4);
+    assert_eq!(list(&["--kind", "report"]).len(), 0, "a kind is exact");
+    assert_eq!(
+        kinds(list(&["--host", "web-02"])),
+        ["report.user", "report.threat"]
+    );
+    // Labels are the host's (the agent's and the operators').
+    assert_eq!(
+        kinds(list(&["--label", "zone=PCI"])),
+        ["report.user", "report.external"]
+    );
+    assert_eq!(list(&["--label", "zone"]).len(), 2);
+    let (ok, _, err) = bannin_json(&operator, &["host", "label", "web-02", "zone=DMZ"]);
+    assert!(ok, "{err}");
+    assert_eq!(list(&["--label", "zone=DMZ"]).len(), 2);
+    assert_eq!(list(&["--label", "zone"]).len(), 4);
+    // States, and every part at once.
+    let (ok, _, err) = bannin_json(&operator, &["finding", "ack", &first.to_string()]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        list(&["--state", "acknowledged"]),
+        [(first, "web-01".to_owned(), "report.user".to_owned())]
+    );
+    assert_eq!(list(&["--state", "new"]).len(), 3);
+    assert_eq!(
+        list(&[
+            "--state",
+            "acknowledged",
+            "--host",
+            "web-01",
+            "--kind",
+            "report.user",
+            "--severity",
+            "low",
+            "--label",
+            "zone=PCI"
+        ])
+        .len(),
+        1
+    );
+    assert_eq!(
+        list(&[
+            "--state",
+            "new",
+            "--host",
+            "web-01",
+            "--kind",
+            "report.user"
+        ])
+        .len(),
+        0
+    );
+    // A cut filtered list says where the next page starts.
+    let (ok, one, err) = bannin_json(
+        &operator,
+        &["findings", "--kind", "report.user", "--limit", "1"],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(one.as_array().map(Vec::len), Some(1));
+    assert!(err.contains("more exist"), "{err}");
+    // A filter the collector cannot read is refused, naming what is wrong.
+    let (ok, _, err) = bannin_json(&operator, &["findings", "--label", "Bad Key=x"]);
+    assert!(!ok && err.contains("label filter"), "{err}");
+
+    // One finding by its id; a missing one is NOT_FOUND.
+    let (ok, shown, err) = bannin_json(&operator, &["finding", "show", &first.to_string()]);
+    assert!(ok, "{err}");
+    assert_eq!(shown["id"].as_u64(), Some(first));
+    assert_eq!(shown["state"], "acknowledged");
+    let mut client = operator_client(&pki.operator("alice"), collector.addr).await;
+    let missing = client
+        .get_finding(v1::GetFindingRequest { id: 999_999 })
+        .await
+        .expect_err("no such finding");
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    let (ok, _, err) = bannin_json(&operator, &["finding", "show", "999999"]);
+    assert!(!ok && err.contains("no finding 999999"), "{err}");
+
+    // Following with a filter: only what passes arrives.
+    let mut follow = client
+        .follow_findings(v1::FollowFindingsRequest {
+            since_id: 0,
+            filter: Some(v1::FindingFilter {
+                host_id: "web-02".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("follow")
+        .into_inner();
+    let next = tokio::time::timeout(Duration::from_secs(10), follow.next())
+        .await
+        .expect("the stored one")
+        .expect("open")
+        .expect("finding");
+    assert_eq!(next.kind, "report.user");
+    let next = tokio::time::timeout(Duration::from_secs(10), follow.next())
+        .await
+        .expect("the second stored one")
+        .expect("open")
+        .expect("finding");
+    assert_eq!(next.kind, "report.threat");
+    add("web-01", "report.threat", "medium");
+    let latest = add("web-02", "report.external", "medium");
+    let next = tokio::time::timeout(Duration::from_secs(10), follow.next())
+        .await
+        .expect("the new one")
+        .expect("open")
+        .expect("finding");
+    assert_eq!((next.id, next.host_id.as_str()), (latest, "web-02"));
 }

@@ -10,16 +10,49 @@ use crate::args::*;
 use crate::cmd::Client;
 use crate::output::{self, finding_json, finding_line, print_json, short_time};
 
+/// The filter `args` ask for, as the collector reads it.
+pub(crate) fn filter(args: &FindingFilterArgs) -> anyhow::Result<v1::FindingFilter> {
+    let severities = args
+        .severity
+        .iter()
+        .map(|s| {
+            v1::Severity::from_name(s)
+                .map(|s| s as i32)
+                .with_context(|| format!("unknown severity {s:?}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let states = args
+        .state
+        .iter()
+        .map(|s| {
+            output::finding_state(s)
+                .map(|s| s as i32)
+                .with_context(|| format!("unknown finding state {s:?}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(v1::FindingFilter {
+        severities,
+        states,
+        kinds: args.kind.clone(),
+        host_id: args.host.clone().unwrap_or_default(),
+        labels: args.label.clone(),
+    })
+}
+
 pub(crate) async fn list(
     client: &mut Client,
     json: bool,
     follow: bool,
     since: u64,
     limit: Option<u32>,
+    filter: v1::FindingFilter,
 ) -> anyhow::Result<ExitCode> {
     if follow {
         let mut stream = client
-            .follow_findings(v1::FollowFindingsRequest { since_id: since })
+            .follow_findings(v1::FollowFindingsRequest {
+                since_id: since,
+                filter: Some(filter),
+            })
             .await
             .context("following findings")?
             .into_inner();
@@ -32,7 +65,7 @@ pub(crate) async fn list(
             }
         }
     } else {
-        let (findings, more) = read_findings(client, since, limit).await?;
+        let (findings, more) = read_findings(client, since, limit, &filter).await?;
         if let (Some(last), Some(limit)) = (findings.last().filter(|_| more), limit) {
             // On stderr: stdout stays the list (a JSON array for scripts).
             let noun = if limit == 1 { "finding" } else { "findings" };
@@ -62,12 +95,13 @@ pub(crate) async fn list(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Findings after `since`: at most `limit` (and whether more exist), or every
-/// one (`None`), a page at a time.
+/// Findings after `since` that pass `filter`: at most `limit` (and whether
+/// more exist), or every one (`None`), a page at a time.
 async fn read_findings(
     client: &mut Client,
     since: u64,
     limit: Option<u32>,
+    filter: &v1::FindingFilter,
 ) -> anyhow::Result<(Vec<v1::Finding>, bool)> {
     /// One request's page when reading everything.
     const PAGE: u32 = 1000;
@@ -80,19 +114,26 @@ async fn read_findings(
             .list_findings(v1::ListFindingsRequest {
                 since_id: cursor,
                 limit: want + 1,
+                filter: Some(filter.clone()),
                 ..Default::default()
             })
             .await
             .context("listing findings")?
-            .into_inner()
-            .findings;
-        let more = page.len() > want as usize;
-        out.extend(page.into_iter().take(want as usize));
-        cursor = out.last().map_or(cursor, |f| f.id);
-        let done = limit.is_some_and(|l| out.len() >= l as usize);
-        if !more || done {
-            return Ok((out, more));
+            .into_inner();
+        let more = page.findings.len() > want as usize;
+        out.extend(page.findings.into_iter().take(want as usize));
+        if more {
+            return Ok((out, true));
         }
+        if limit.is_some_and(|l| out.len() >= l as usize) {
+            return Ok((out, false));
+        }
+        // A short page: the collector read to the end, or (filtering) to the
+        // end of its reading budget; `scanned_to` says where to go on.
+        if page.scanned_to <= cursor {
+            return Ok((out, false));
+        }
+        cursor = page.scanned_to;
     }
 }
 
@@ -104,18 +145,10 @@ pub(crate) async fn finding(
     let (id, state, note) = match action {
         FindingAction::Show { id } => {
             let found = client
-                .list_findings(v1::ListFindingsRequest {
-                    since_id: id.saturating_sub(1),
-                    limit: 1,
-                    ..Default::default()
-                })
+                .get_finding(v1::GetFindingRequest { id })
                 .await
-                .context("reading finding")?
-                .into_inner()
-                .findings
-                .into_iter()
-                .find(|f| f.id == id)
-                .with_context(|| format!("no finding {id}"))?;
+                .context("reading the finding")?
+                .into_inner();
             let chain = correlated_chain(client, &found).await?;
             let labels = host_labels(client).await;
             if json {
@@ -221,19 +254,14 @@ async fn correlated_chain(
     };
     let mut out = Vec::new();
     for id in ids.split(',').filter_map(|i| i.trim().parse::<u64>().ok()) {
-        let found = client
-            .list_findings(v1::ListFindingsRequest {
-                since_id: id.saturating_sub(1),
-                limit: 1,
-                ..Default::default()
-            })
-            .await
-            .context("reading the findings it was built from")?
-            .into_inner()
-            .findings
-            .into_iter()
-            .find(|x| x.id == id);
-        out.extend(found);
+        match client.get_finding(v1::GetFindingRequest { id }).await {
+            Ok(found) => out.push(found.into_inner()),
+            // Removed by retention since: the chain shows what is left.
+            Err(status) if status.code() == tonic::Code::NotFound => {}
+            Err(status) => {
+                return Err(status).context("reading the findings it was built from");
+            }
+        }
     }
     Ok(out)
 }

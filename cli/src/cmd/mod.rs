@@ -45,9 +45,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             since,
             limit,
             all,
+            filter,
         } => {
             let limit = if all { None } else { Some(limit) };
-            findings::list(&mut client, json, follow, since, limit).await
+            let filter = findings::filter(&filter)?;
+            findings::list(&mut client, json, follow, since, limit, filter).await
         }
         Command::Finding { action } => findings::finding(&mut client, json, action).await,
         Command::Isolate {

@@ -1,7 +1,7 @@
 //! The console's pages and the forms they post. Each handler makes the same
 //! Operator API calls the matching `bannin` command makes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -189,21 +189,10 @@ async fn scan_newest(
 const OVERVIEW_SCAN: usize = 100_000;
 
 async fn one_finding(c: &Shared, id: u64) -> Result<v1::Finding, PageError> {
-    c.client()
-        .list_findings(v1::ListFindingsRequest {
-            since_id: id.saturating_sub(1),
-            limit: 1,
-            ..Default::default()
-        })
+    Ok(c.client()
+        .get_finding(v1::GetFindingRequest { id })
         .await?
-        .into_inner()
-        .findings
-        .into_iter()
-        .find(|f| f.id == id)
-        .ok_or_else(|| PageError {
-            status: StatusCode::NOT_FOUND,
-            message: format!("no finding {id}"),
-        })
+        .into_inner())
 }
 
 async fn hosts_list(c: &Shared) -> Result<Vec<v1::Host>, PageError> {
@@ -234,21 +223,29 @@ pub(crate) struct Filter {
 }
 
 impl Filter {
-    /// Whether `f` passes; `labels` are its host's labels.
-    fn passes(&self, f: &v1::Finding, labels: Option<&BTreeMap<String, String>>) -> bool {
-        (self.severity.is_empty() || output::severity(f.severity) == self.severity)
-            && (self.kind.is_empty()
-                || match self.kind.strip_suffix('*') {
-                    Some(prefix) => f.kind.starts_with(prefix),
-                    None => f.kind == self.kind,
-                })
-            && (self.host.is_empty() || f.host_id == self.host)
-            && (self.state.is_empty() || output::state(f.state) == self.state)
-            && (self.label.is_empty()
-                || match self.label.split_once('=') {
-                    Some((k, v)) => labels.and_then(|l| l.get(k)).is_some_and(|x| x == v),
-                    None => labels.is_some_and(|l| l.contains_key(&self.label)),
-                })
+    /// The filter as the collector applies it (to the page and the stream);
+    /// a severity or state the console does not know is a bad request.
+    fn wire(&self) -> Result<v1::FindingFilter, PageError> {
+        let one = |v: &str| (!v.is_empty()).then(|| v.to_owned());
+        let unknown = |what: &str, value: &str| PageError {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("unknown {what} {value:?}"),
+        };
+        let severity = match self.severity.as_str() {
+            "" => None,
+            name => Some(v1::Severity::from_name(name).ok_or_else(|| unknown("severity", name))?),
+        };
+        let state = match self.state.as_str() {
+            "" => None,
+            name => Some(output::finding_state(name).ok_or_else(|| unknown("state", name))?),
+        };
+        Ok(v1::FindingFilter {
+            severities: severity.map(|s| s as i32).into_iter().collect(),
+            states: state.map(|s| s as i32).into_iter().collect(),
+            kinds: one(&self.kind).into_iter().collect(),
+            host_id: self.host.clone(),
+            labels: one(&self.label).into_iter().collect(),
+        })
     }
 
     fn query(&self) -> String {
@@ -266,13 +263,6 @@ impl Filter {
         }
         q.finish()
     }
-}
-
-fn labels_by_host(hosts: &[v1::Host]) -> HashMap<String, BTreeMap<String, String>> {
-    hosts
-        .iter()
-        .map(|h| (h.host_id.clone(), h.labels.clone()))
-        .collect()
 }
 
 /// A finding as the live queue's script receives it.
@@ -469,13 +459,31 @@ pub(crate) async fn findings(
     Query(filter): Query<Filter>,
 ) -> Page {
     let hosts = hosts_list(&c).await?;
-    let labels = labels_by_host(&hosts);
-    let scan = scan_newest(&c, SHOWN, usize::MAX, |f| {
-        filter.passes(f, labels.get(&f.host_id))
-    })
-    .await?;
-    let last = scan.last_id;
-    let shown: Vec<&v1::Finding> = scan.found.iter().collect();
+    // The collector filters; the newest that pass.
+    let found = c
+        .client()
+        .list_findings(v1::ListFindingsRequest {
+            newest_first: true,
+            limit: SHOWN as u32,
+            filter: Some(filter.wire()?),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    // The live stream starts after the newest finding of all, passing or not.
+    let last = c
+        .client()
+        .list_findings(v1::ListFindingsRequest {
+            newest_first: true,
+            limit: 1,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .findings
+        .first()
+        .map_or(0, |f| f.id);
+    let shown: Vec<&v1::Finding> = found.findings.iter().collect();
     let mut stream = filter.query();
     if !stream.is_empty() {
         stream.push('&');
@@ -520,33 +528,18 @@ pub(crate) async fn findings_stream(
         .client()
         .follow_findings(v1::FollowFindingsRequest {
             since_id: filter.since,
+            filter: Some(filter.wire()?),
         })
         .await?
         .into_inner();
-    // A task reads the collector's stream; a host seen for the first time has
-    // its labels read before its findings are filtered by label.
+    // A task forwards the collector's stream (filtered there).
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<SseEvent, Infallible>>(256);
     // Ends when the browser goes away (the send fails) or the collector's
     // stream ends; nothing in it needs to finish before the console exits.
     #[allow(clippy::disallowed_methods)]
     tokio::spawn(async move {
         let mut stream = stream;
-        let mut labels = HashMap::new();
-        if !filter.label.is_empty()
-            && let Ok(hosts) = hosts_list(&c).await
-        {
-            labels = labels_by_host(&hosts);
-        }
         while let Ok(Some(f)) = stream.message().await {
-            if !filter.label.is_empty()
-                && !labels.contains_key(&f.host_id)
-                && let Ok(hosts) = hosts_list(&c).await
-            {
-                labels = labels_by_host(&hosts);
-            }
-            if !filter.passes(&f, labels.get(&f.host_id)) {
-                continue;
-            }
             let event = SseEvent::default()
                 .event("finding")
                 .data(finding_row_json(&f).to_string());
@@ -749,8 +742,21 @@ pub(crate) async fn host(
             status: StatusCode::NOT_FOUND,
             message: format!("no host {id}"),
         })?;
-    let scan = scan_newest(&c, 100, usize::MAX, |f| f.host_id == id).await?;
-    let mine: Vec<&v1::Finding> = scan.found.iter().collect();
+    let found = c
+        .client()
+        .list_findings(v1::ListFindingsRequest {
+            newest_first: true,
+            limit: 100,
+            filter: Some(v1::FindingFilter {
+                host_id: id.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .findings;
+    let mine: Vec<&v1::Finding> = found.iter().collect();
     let events = c
         .client()
         .list_events(v1::ListEventsRequest {
@@ -1752,59 +1758,38 @@ mod tests {
     }
 
     #[test]
-    fn filters_match_severity_kind_prefix_host_state_and_label() {
-        let f = finding(
-            1,
-            "web-01",
-            "process.suspicious_exec",
-            v1::Severity::High,
-            1,
+    fn the_page_filter_is_asked_of_the_collector_as_typed() {
+        assert_eq!(
+            Filter::default().wire().expect("empty"),
+            v1::FindingFilter::default()
         );
-        let labels = BTreeMap::from([("zone".to_owned(), "PCI".to_owned())]);
-        let pass = |filter: Filter| filter.passes(&f, Some(&labels));
-        assert!(pass(Filter::default()));
-        assert!(pass(Filter {
+        let filter = Filter {
             severity: "high".into(),
-            ..Default::default()
-        }));
-        assert!(!pass(Filter {
-            severity: "low".into(),
-            ..Default::default()
-        }));
-        assert!(pass(Filter {
+            state: "false_positive".into(),
             kind: "process.*".into(),
-            ..Default::default()
-        }));
-        assert!(!pass(Filter {
-            kind: "process".into(),
-            ..Default::default()
-        }));
-        assert!(pass(Filter {
             host: "web-01".into(),
-            ..Default::default()
-        }));
-        assert!(!pass(Filter {
-            state: "resolved".into(),
-            ..Default::default()
-        }));
-        assert!(pass(Filter {
             label: "zone=PCI".into(),
-            ..Default::default()
-        }));
-        assert!(!pass(Filter {
-            label: "zone=DMZ".into(),
-            ..Default::default()
-        }));
-        assert!(pass(Filter {
-            label: "zone".into(),
-            ..Default::default()
-        }));
-        assert!(
-            !Filter {
-                label: "zone".into(),
-                ..Default::default()
+            since: 7,
+        };
+        assert_eq!(
+            filter.wire().expect("known names"),
+            v1::FindingFilter {
+                severities: vec![v1::Severity::High as i32],
+                states: vec![v1::FindingState::FalsePositive as i32],
+                kinds: vec!["process.*".into()],
+                host_id: "web-01".into(),
+                labels: vec!["zone=PCI".into()],
             }
-            .passes(&f, None)
+        );
+        // An unknown name from a hand-made URL is refused, not read as
+        // "any" (which would show everything).
+        let odd = Filter {
+            severity: "urgent".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            odd.wire().map_err(|e| e.status),
+            Err(StatusCode::BAD_REQUEST)
         );
     }
 

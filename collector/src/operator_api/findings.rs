@@ -8,10 +8,148 @@ use tonic::{Request, Response, Status};
 use super::{OperatorService, Rpc, page};
 use crate::ingest::IngestError;
 use crate::link::internal;
-use crate::model::{Action, FindingState};
+use crate::model::{Action, Finding, FindingState, Severity};
+use crate::store::{Store, StoreError};
 
 /// Kinds of findings people report.
 pub const REPORT_KINDS: &[&str] = &["report.external", "report.threat", "report.user"];
+
+/// How many findings one filtered `ListFindings` page reads at most: a
+/// filter that passes few answers in bounded time, and `scanned_to` says
+/// where it stopped.
+pub const SCAN_BUDGET: usize = 200_000;
+
+/// Longest kind (or family) a filter may name.
+const MAX_KIND: usize = 128;
+/// Most values one filter may list.
+const MAX_VALUES: usize = 64;
+
+/// What `ListFindings` and `FollowFindings` keep: every non-empty part must
+/// pass (`v1::FindingFilter`).
+#[derive(Debug, Default)]
+pub(super) struct Filter {
+    severities: Vec<Severity>,
+    states: Vec<FindingState>,
+    /// Exact kinds, or prefixes (from `process.` or `process.*`).
+    kinds: Vec<(String, bool)>,
+    host: String,
+    /// `(key, Some(value))`, or `(key, None)` for any value.
+    labels: Vec<(String, Option<String>)>,
+    /// Each host's verdict on the labels, read once.
+    hosts: std::collections::HashMap<String, bool>,
+}
+
+impl Filter {
+    /// The filter asked for, or why it cannot be read.
+    pub(super) fn of(f: Option<&v1::FindingFilter>) -> Result<Self, Status> {
+        let Some(f) = f else {
+            return Ok(Self::default());
+        };
+        for (what, n) in [
+            ("severities", f.severities.len()),
+            ("states", f.states.len()),
+            ("kinds", f.kinds.len()),
+            ("labels", f.labels.len()),
+        ] {
+            if n > MAX_VALUES {
+                return Err(Status::invalid_argument(format!(
+                    "a filter lists at most {MAX_VALUES} {what}"
+                )));
+            }
+        }
+        let severities = f
+            .severities
+            .iter()
+            .map(|&s| match v1::Severity::try_from(s) {
+                Ok(v1::Severity::Unspecified) | Err(_) => {
+                    Err(Status::invalid_argument(format!("unknown severity {s}")))
+                }
+                Ok(_) => Ok(Severity::from_wire(s)),
+            })
+            .collect::<Result<_, _>>()?;
+        let states = f
+            .states
+            .iter()
+            .map(|&s| {
+                FindingState::from_wire(s)
+                    .ok_or_else(|| Status::invalid_argument(format!("unknown finding state {s}")))
+            })
+            .collect::<Result<_, _>>()?;
+        let kinds = f
+            .kinds
+            .iter()
+            .map(|kind| {
+                if kind.is_empty() || kind.len() > MAX_KIND || kind.chars().any(char::is_control) {
+                    return Err(Status::invalid_argument(format!(
+                        "a kind is 1 to {MAX_KIND} printable characters: {kind:?}"
+                    )));
+                }
+                Ok(match kind.strip_suffix('*') {
+                    Some(prefix) => (prefix.to_owned(), true),
+                    None => (kind.clone(), kind.ends_with('.')),
+                })
+            })
+            .collect::<Result<_, Status>>()?;
+        let labels = f
+            .labels
+            .iter()
+            .map(|l| {
+                let (k, v) = match l.split_once('=') {
+                    Some((k, v)) => (k, Some(v.to_owned())),
+                    None => (l.as_str(), None),
+                };
+                bannin_proto::labels::check_key(k)
+                    .map_err(|e| Status::invalid_argument(format!("label filter {l:?}: {e}")))?;
+                Ok((k.to_owned(), v))
+            })
+            .collect::<Result<_, Status>>()?;
+        Ok(Self {
+            severities,
+            states,
+            kinds,
+            host: f.host_id.clone(),
+            labels,
+            hosts: Default::default(),
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.severities.is_empty()
+            && self.states.is_empty()
+            && self.kinds.is_empty()
+            && self.host.is_empty()
+            && self.labels.is_empty()
+    }
+
+    /// Whether `f` passes (its host's labels read from `store`, once).
+    pub(super) fn keep(&mut self, f: &Finding, store: &Store) -> Result<bool, StoreError> {
+        let passes = (self.severities.is_empty() || self.severities.contains(&f.severity))
+            && (self.states.is_empty() || self.states.contains(&f.state))
+            && (self.host.is_empty() || f.host_id.as_str() == self.host)
+            && (self.kinds.is_empty()
+                || self.kinds.iter().any(|(k, prefix)| {
+                    if *prefix {
+                        f.kind.starts_with(k.as_str())
+                    } else {
+                        f.kind == *k
+                    }
+                }));
+        if !passes || self.labels.is_empty() {
+            return Ok(passes);
+        }
+        let host = f.host_id.as_str();
+        if let Some(&pass) = self.hosts.get(host) {
+            return Ok(pass);
+        }
+        let labels = store.host_labels(host)?.effective();
+        let pass = self.labels.iter().all(|(k, v)| match v {
+            Some(v) => labels.get(k) == Some(v),
+            None => labels.contains_key(k),
+        });
+        self.hosts.insert(host.to_owned(), pass);
+        Ok(pass)
+    }
+}
 
 /// `ListFindings`.
 pub(super) async fn list_findings(
@@ -20,18 +158,45 @@ pub(super) async fn list_findings(
 ) -> Result<Response<v1::ListFindingsResponse>, Status> {
     svc.authorize(&request, Rpc::ListFindings).await?;
     let r = request.into_inner();
-    let found = if r.newest_first {
-        svc.store
-            .findings_before(r.since_id, r.before_id, page(r.limit))
+    let mut filter = Filter::of(r.filter.as_ref())?;
+    let limit = page(r.limit);
+    let budget = if filter.is_empty() {
+        limit
     } else {
-        svc.store.findings_after(r.since_id, page(r.limit))
+        SCAN_BUDGET
     };
-    let findings = found
+    let store = svc.store.clone();
+    // Reading up to the budget is blocking work.
+    let (found, scanned_to) = tokio::task::spawn_blocking(move || {
+        store.findings_matching(
+            (r.since_id, if r.newest_first { r.before_id } else { 0 }),
+            r.newest_first,
+            limit,
+            budget,
+            |f| filter.keep(f, &store),
+        )
+    })
+    .await
+    .map_err(|e| internal("reading findings", &e))?
+    .map_err(|e| internal("reading findings", &e))?;
+    Ok(Response::new(v1::ListFindingsResponse {
+        findings: found.iter().map(Finding::to_wire).collect(),
+        scanned_to,
+    }))
+}
+
+/// `GetFinding`.
+pub(super) async fn get_finding(
+    svc: &OperatorService,
+    request: Request<v1::GetFindingRequest>,
+) -> Result<Response<v1::Finding>, Status> {
+    svc.authorize(&request, Rpc::GetFinding).await?;
+    let id = request.into_inner().id;
+    svc.store
+        .finding(id)
         .map_err(|e| internal("reading findings", &e))?
-        .iter()
-        .map(|f| f.to_wire())
-        .collect();
-    Ok(Response::new(v1::ListFindingsResponse { findings }))
+        .map(|f| Response::new(f.to_wire()))
+        .ok_or_else(|| Status::not_found(format!("no finding {id}")))
 }
 
 /// What `FollowFindings` streams.
@@ -43,7 +208,9 @@ pub(super) async fn follow_findings(
     request: Request<v1::FollowFindingsRequest>,
 ) -> Result<Response<FollowFindingsStream>, Status> {
     let name = svc.authorize(&request, Rpc::FollowFindings).await?;
-    let mut cursor = request.into_inner().since_id;
+    let r = request.into_inner();
+    let mut filter = Filter::of(r.filter.as_ref())?;
+    let mut cursor = r.since_id;
     let (tx, rx) = mpsc::channel(256);
     let store = svc.store.clone();
     let mut latest = svc.ingest.latest_finding();
@@ -82,6 +249,14 @@ pub(super) async fn follow_findings(
             }
             for f in batch {
                 cursor = f.id;
+                match filter.keep(&f, &store) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        let _ = tx.send(Err(internal("reading labels", &e))).await;
+                        return;
+                    }
+                }
                 if tx.send(Ok(f.to_wire())).await.is_err() {
                     return;
                 }
@@ -226,4 +401,117 @@ pub(super) async fn add_finding(
         .map_err(|e| internal("reading the finding", &e))?
         .ok_or_else(|| Status::internal("the finding vanished"))?;
     Ok(Response::new(f.to_wire()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::model::HostLabels;
+
+    fn finding(id: u64, host: &str, kind: &str, severity: Severity) -> Finding {
+        Finding {
+            id,
+            host_id: host.into(),
+            kind: kind.into(),
+            severity,
+            state: FindingState::New,
+            observed_unix_ms: 1,
+            received_unix_ms: 1,
+            last_observed_unix_ms: 1,
+            count: 1,
+            attributes: BTreeMap::new(),
+            summary: String::new(),
+            history: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_filter_passes_what_every_part_asks_and_refuses_what_it_cannot_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        store
+            .put_host_labels(
+                "web-01",
+                &HostLabels {
+                    reported: BTreeMap::from([("zone".into(), "PCI".into())]),
+                    set: BTreeMap::from([("site".into(), "osaka".into())]),
+                },
+            )
+            .expect("labels");
+        let exec = finding(1, "web-01", "process.suspicious_exec", Severity::High);
+        let other = finding(2, "web-02", "net.listener", Severity::Low);
+        let keep = |filter: v1::FindingFilter, f: &Finding| {
+            Filter::of(Some(&filter))
+                .expect("readable")
+                .keep(f, &store)
+                .expect("store")
+        };
+        assert!(keep(v1::FindingFilter::default(), &exec));
+        let high = v1::FindingFilter {
+            severities: vec![v1::Severity::High as i32, v1::Severity::Critical as i32],
+            ..Default::default()
+        };
+        assert!(keep(high.clone(), &exec) && !keep(high, &other));
+        for (kind, passes) in [
+            ("process.suspicious_exec", true),
+            ("process.", true),
+            ("process.*", true),
+            ("process", false),
+            ("proc*", true),
+            ("net.", false),
+        ] {
+            let filter = v1::FindingFilter {
+                kinds: vec![kind.into()],
+                ..Default::default()
+            };
+            assert_eq!(keep(filter, &exec), passes, "{kind}");
+        }
+        let state = v1::FindingFilter {
+            states: vec![v1::FindingState::Resolved as i32],
+            ..Default::default()
+        };
+        assert!(!keep(state, &exec));
+        for (labels, passes) in [
+            (vec!["zone=PCI"], true),
+            (vec!["zone=PCI", "site=osaka"], true),
+            (vec!["zone=PCI", "site=kyoto"], false),
+            (vec!["zone"], true),
+            (vec!["owner"], false),
+        ] {
+            let filter = v1::FindingFilter {
+                labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+                ..Default::default()
+            };
+            assert_eq!(keep(filter.clone(), &exec), passes, "{labels:?}");
+            // A host with no labels passes no label filter.
+            assert!(!keep(filter, &other), "{labels:?}");
+        }
+        for refused in [
+            v1::FindingFilter {
+                severities: vec![0],
+                ..Default::default()
+            },
+            v1::FindingFilter {
+                states: vec![42],
+                ..Default::default()
+            },
+            v1::FindingFilter {
+                kinds: vec![String::new()],
+                ..Default::default()
+            },
+            v1::FindingFilter {
+                labels: vec!["Bad Key=x".into()],
+                ..Default::default()
+            },
+            v1::FindingFilter {
+                kinds: vec!["k".into(); MAX_VALUES + 1],
+                ..Default::default()
+            },
+        ] {
+            let refusal = Filter::of(Some(&refused)).expect_err("refused");
+            assert_eq!(refusal.code(), tonic::Code::InvalidArgument, "{refused:?}");
+        }
+    }
 }

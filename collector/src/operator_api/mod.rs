@@ -197,6 +197,8 @@ pub(crate) enum Rpc {
     ListHosts,
     /// `ListFindings`.
     ListFindings,
+    /// `GetFinding`.
+    GetFinding,
     /// `FollowFindings`.
     FollowFindings,
     /// `SetFindingState`.
@@ -269,6 +271,7 @@ impl Rpc {
             Rpc::WhoAmI => (Viewer, "whoami"),
             Rpc::ListHosts => (Viewer, "hosts.list"),
             Rpc::ListFindings => (Viewer, "findings.list"),
+            Rpc::GetFinding => (Viewer, "findings.get"),
             Rpc::FollowFindings => (Viewer, "findings.follow"),
             Rpc::SetFindingState => (Responder, "finding.state"),
             Rpc::ListEvents => (Viewer, "events.list"),
@@ -343,6 +346,13 @@ impl Operator for OperatorService {
         request: Request<v1::ListFindingsRequest>,
     ) -> Result<Response<v1::ListFindingsResponse>, Status> {
         findings::list_findings(self, request).await
+    }
+
+    async fn get_finding(
+        &self,
+        request: Request<v1::GetFindingRequest>,
+    ) -> Result<Response<v1::Finding>, Status> {
+        findings::get_finding(self, request).await
     }
 
     type FollowFindingsStream = findings::FollowFindingsStream;

@@ -25,6 +25,47 @@ impl Store {
             .transpose()
     }
 
+    /// Up to `limit` findings with ids in `(since, before)` (`before` 0: no
+    /// upper bound) that `keep` keeps, oldest first or `newest_first`,
+    /// reading at most `budget` findings; with the id of the last one read
+    /// (0: none), where the next page starts when `keep` passed few.
+    pub fn findings_matching(
+        &self,
+        range: (u64, u64),
+        newest_first: bool,
+        limit: usize,
+        budget: usize,
+        mut keep: impl FnMut(&Finding) -> Result<bool, StoreError>,
+    ) -> Result<(Vec<Finding>, u64), StoreError> {
+        let (since, before) = range;
+        let start = key(since.saturating_add(1));
+        let end = match before {
+            0 => vec![PREFIX_FINDING + 1],
+            b => key(b).to_vec(),
+        };
+        if start[..] >= end[..] {
+            return Ok((Vec::new(), 0));
+        }
+        let range = self.records.range(&start[..]..&end[..]);
+        let items: Box<dyn Iterator<Item = _>> = if newest_first {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+        let (mut found, mut last) = (Vec::new(), 0);
+        for item in items.take(budget) {
+            let finding = decode_finding(item)?;
+            last = finding.id;
+            if keep(&finding)? {
+                found.push(finding);
+                if found.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok((found, last))
+    }
+
     /// Findings with an id greater than `since`, oldest first, at most `limit`.
     pub fn findings_after(&self, since: u64, limit: usize) -> Result<Vec<Finding>, StoreError> {
         let start = key(since.saturating_add(1));

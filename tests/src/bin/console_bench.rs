@@ -148,7 +148,7 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let mut admin = operator_client(&tls, collector.addr).await;
     let mut follow = admin
-        .follow_findings(v1::FollowFindingsRequest { since_id: 0 })
+        .follow_findings(v1::FollowFindingsRequest::default())
         .await?
         .into_inner();
     let arrived: Arc<Mutex<HashMap<u64, f64>>> = Arc::default();

@@ -293,7 +293,7 @@ async fn end_to_end(rounds: usize) -> anyhow::Result<()> {
     }
     let mut operator = bannin_tests::operator_client(&pki.operator("bench"), addr).await;
     let mut follow = operator
-        .follow_findings(v1::FollowFindingsRequest { since_id: 0 })
+        .follow_findings(v1::FollowFindingsRequest::default())
         .await?
         .into_inner();
     let mut latencies = Vec::with_capacity(rounds);
