@@ -33,6 +33,8 @@ pub mod link;
 pub mod response;
 pub mod sensors;
 pub mod spool;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -358,7 +358,6 @@ pub async fn serve(
         commands,
         shutdown: shutdown.child_token(),
         operator_changes,
-        denials,
         journal,
     };
     drop(ingest);
@@ -382,9 +381,14 @@ pub async fn serve(
     let agent_link = AgentLinkServer::new(link)
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
-    let operator_api = OperatorServer::new(operator)
-        .max_decoding_message_size(limit)
-        .max_encoding_message_size(64 * 1024 * 1024);
+    // Every operator call passes the authorization layer first.
+    let operator_api = operator_api::Authorized::new(
+        OperatorServer::new(operator)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(64 * 1024 * 1024),
+        store.clone(),
+        denials.clone(),
+    );
     let result = match config.operator_listen {
         None => {
             tracing::info!(listen = ?addr, data_dir = %config.data_dir.display(), "Collector serving");

@@ -3,7 +3,7 @@
 use bannin_proto::v1;
 use tonic::{Request, Response, Status};
 
-use super::{OperatorService, Rpc};
+use super::{OperatorService, caller};
 use crate::link::internal;
 use crate::reports;
 
@@ -26,7 +26,7 @@ pub(super) async fn list_actions(
     svc: &OperatorService,
     request: Request<v1::ListActionsRequest>,
 ) -> Result<Response<v1::ListActionsResponse>, Status> {
-    svc.authorize(&request, Rpc::ListActions).await?;
+    caller(&request)?;
     let r = request.into_inner();
     let host = r.host_id;
     let actor = format!("host:{host}");
@@ -60,7 +60,7 @@ pub(super) async fn verify_actions(
     svc: &OperatorService,
     request: Request<v1::VerifyActionsRequest>,
 ) -> Result<Response<v1::VerifyActionsResponse>, Status> {
-    let name = svc.authorize(&request, Rpc::VerifyActions).await?;
+    let name = caller(&request)?;
     let outcome = svc
         .store
         .verify_actions()

@@ -3,14 +3,14 @@
 use bannin_proto::v1;
 use tonic::{Request, Response, Status};
 
-use super::{OperatorService, Rpc};
+use super::{OperatorService, caller};
 
 /// `ClusterStatus`.
 pub(super) async fn cluster_status(
     svc: &OperatorService,
     request: Request<v1::ClusterStatusRequest>,
 ) -> Result<Response<v1::ClusterStatusResponse>, Status> {
-    svc.authorize(&request, Rpc::ClusterStatus).await?;
+    caller(&request)?;
     let Some(cluster) = svc.journal.cluster() else {
         return Ok(Response::new(v1::ClusterStatusResponse::default()));
     };

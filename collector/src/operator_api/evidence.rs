@@ -9,7 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::actions::action_to_wire;
-use super::{OperatorService, Rpc};
+use super::{OperatorService, Rpc, caller};
 use crate::evidence::{Disposal, ExportRefusal};
 use crate::link::internal;
 use crate::model::{Action, EvidenceRecord};
@@ -106,7 +106,7 @@ pub(super) async fn list_evidence(
     svc: &OperatorService,
     request: Request<v1::ListEvidenceRequest>,
 ) -> Result<Response<v1::ListEvidenceResponse>, Status> {
-    svc.authorize(&request, Rpc::ListEvidence).await?;
+    caller(&request)?;
     let evidence = svc
         .store
         .evidence_list()
@@ -122,7 +122,7 @@ pub(super) async fn show_evidence(
     svc: &OperatorService,
     request: Request<v1::EvidenceRequest>,
 ) -> Result<Response<v1::EvidenceDetail>, Status> {
-    let name = svc.authorize(&request, Rpc::ShowEvidence).await?;
+    let name = caller(&request)?;
     let record = svc.evidence_record(&request.get_ref().id)?;
     svc.held_bundle(&record).await?;
     svc.custody_event(
@@ -141,7 +141,7 @@ pub(super) async fn verify_evidence(
     svc: &OperatorService,
     request: Request<v1::EvidenceRequest>,
 ) -> Result<Response<v1::EvidenceDetail>, Status> {
-    let name = svc.authorize(&request, Rpc::VerifyEvidence).await?;
+    let name = caller(&request)?;
     let record = svc.evidence_record(&request.get_ref().id)?;
     if record.disposed {
         return Err(Status::failed_precondition(format!(
@@ -177,7 +177,7 @@ pub(super) async fn export_evidence(
     svc: &OperatorService,
     request: Request<v1::ExportEvidenceRequest>,
 ) -> Result<Response<ExportEvidenceStream>, Status> {
-    let name = svc.authorize(&request, Rpc::ExportEvidence).await?;
+    let name = caller(&request)?;
     let r = request.into_inner();
     if r.recipient.trim().is_empty() || r.reason.trim().is_empty() {
         return Err(Status::invalid_argument(
@@ -276,7 +276,7 @@ pub(super) async fn dispose_evidence(
     svc: &OperatorService,
     request: Request<v1::DisposeEvidenceRequest>,
 ) -> Result<Response<v1::EvidenceDetail>, Status> {
-    let name = svc.authorize(&request, Rpc::DisposeEvidence).await?;
+    let name = caller(&request)?;
     let r = request.into_inner();
     let method: Disposal = r.method.parse().map_err(Status::invalid_argument)?;
     let record = svc.evidence_record(&r.id)?;

@@ -5,7 +5,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{OperatorService, Rpc, page};
+use super::{OperatorService, Rpc, caller, page};
 use crate::ingest::IngestError;
 use crate::link::internal;
 use crate::model::{Action, Finding, FindingState, Severity};
@@ -156,7 +156,7 @@ pub(super) async fn list_findings(
     svc: &OperatorService,
     request: Request<v1::ListFindingsRequest>,
 ) -> Result<Response<v1::ListFindingsResponse>, Status> {
-    svc.authorize(&request, Rpc::ListFindings).await?;
+    caller(&request)?;
     let r = request.into_inner();
     let mut filter = Filter::of(r.filter.as_ref())?;
     let limit = page(r.limit);
@@ -190,7 +190,7 @@ pub(super) async fn get_finding(
     svc: &OperatorService,
     request: Request<v1::GetFindingRequest>,
 ) -> Result<Response<v1::Finding>, Status> {
-    svc.authorize(&request, Rpc::GetFinding).await?;
+    caller(&request)?;
     let id = request.into_inner().id;
     svc.store
         .finding(id)
@@ -207,7 +207,7 @@ pub(super) async fn follow_findings(
     svc: &OperatorService,
     request: Request<v1::FollowFindingsRequest>,
 ) -> Result<Response<FollowFindingsStream>, Status> {
-    let name = svc.authorize(&request, Rpc::FollowFindings).await?;
+    let name = caller(&request)?;
     let r = request.into_inner();
     let mut filter = Filter::of(r.filter.as_ref())?;
     let mut cursor = r.since_id;
@@ -271,7 +271,7 @@ pub(super) async fn set_finding_state(
     svc: &OperatorService,
     request: Request<v1::SetFindingStateRequest>,
 ) -> Result<Response<v1::Finding>, Status> {
-    let name = svc.authorize(&request, Rpc::SetFindingState).await?;
+    let name = caller(&request)?;
     let r = request.into_inner();
     let state = FindingState::from_wire(r.state)
         .ok_or_else(|| Status::invalid_argument("unknown finding state"))?;
@@ -319,7 +319,7 @@ pub(super) async fn add_finding(
     svc: &OperatorService,
     request: Request<v1::AddFindingRequest>,
 ) -> Result<Response<v1::Finding>, Status> {
-    let name = svc.authorize(&request, Rpc::AddFinding).await?;
+    let name = caller(&request)?;
     let r = request.into_inner();
     if !REPORT_KINDS.contains(&r.kind.as_str()) {
         return Err(Status::invalid_argument(format!(

@@ -3,7 +3,7 @@
 use bannin_proto::v1;
 use tonic::{Request, Response, Status};
 
-use super::{OperatorService, Rpc, page};
+use super::{OperatorService, caller, page};
 use crate::link::internal;
 use crate::model::Action;
 use crate::store::EventQuery;
@@ -13,7 +13,7 @@ pub(super) async fn list_hosts(
     svc: &OperatorService,
     request: Request<v1::ListHostsRequest>,
 ) -> Result<Response<v1::ListHostsResponse>, Status> {
-    svc.authorize(&request, Rpc::ListHosts).await?;
+    caller(&request)?;
     let hosts = svc
         .hosts
         .list()
@@ -65,7 +65,7 @@ pub(super) async fn list_events(
     svc: &OperatorService,
     request: Request<v1::ListEventsRequest>,
 ) -> Result<Response<v1::ListEventsResponse>, Status> {
-    svc.authorize(&request, Rpc::ListEvents).await?;
+    caller(&request)?;
     let r = request.into_inner();
     let host = bannin_proto::identity::HostId::new(r.host_id)
         .map_err(|e| Status::invalid_argument(format!("host id: {e}")))?;
@@ -103,7 +103,7 @@ pub(super) async fn revoke_host(
     svc: &OperatorService,
     request: Request<v1::RevokeHostRequest>,
 ) -> Result<Response<v1::RevokeHostResponse>, Status> {
-    let name = svc.authorize(&request, Rpc::RevokeHost).await?;
+    let name = caller(&request)?;
     let r = request.into_inner();
     if r.reason.trim().is_empty() {
         return Err(Status::invalid_argument("a reason is required"));
@@ -203,7 +203,7 @@ pub(super) async fn set_host_labels(
     svc: &OperatorService,
     request: Request<v1::SetHostLabelsRequest>,
 ) -> Result<Response<v1::Host>, Status> {
-    let name = svc.authorize(&request, Rpc::SetHostLabels).await?;
+    let name = caller(&request)?;
     let r = request.into_inner();
     let known_here = svc
         .store

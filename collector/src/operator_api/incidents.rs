@@ -5,7 +5,7 @@
 use bannin_proto::v1;
 use tonic::{Request, Response, Status};
 
-use super::{OperatorService, Rpc};
+use super::{OperatorService, caller};
 use crate::incidents::{self, IncidentError, IncidentSeverity, IncidentStatus};
 use crate::link::internal;
 use crate::model::{Action, Incident};
@@ -92,7 +92,7 @@ pub(super) async fn open_incident(
     svc: &OperatorService,
     request: Request<v1::OpenIncidentRequest>,
 ) -> Result<Response<v1::IncidentDetail>, Status> {
-    let name = svc.authorize(&request, Rpc::OpenIncident).await?;
+    let name = caller(&request)?;
     let r = request.into_inner();
     incidents::check_title(&r.title).map_err(refused)?;
     let severity: IncidentSeverity = r.severity.parse().map_err(refused)?;
@@ -129,7 +129,7 @@ pub(super) async fn list_incidents(
     svc: &OperatorService,
     request: Request<v1::ListIncidentsRequest>,
 ) -> Result<Response<v1::ListIncidentsResponse>, Status> {
-    svc.authorize(&request, Rpc::ListIncidents).await?;
+    caller(&request)?;
     let incidents = svc
         .store
         .incidents()
@@ -145,7 +145,7 @@ pub(super) async fn show_incident(
     svc: &OperatorService,
     request: Request<v1::IncidentRequest>,
 ) -> Result<Response<v1::IncidentDetail>, Status> {
-    svc.authorize(&request, Rpc::ShowIncident).await?;
+    caller(&request)?;
     let incident = svc.incident_record(request.get_ref().id)?;
     Ok(Response::new(svc.incident_detail(&incident)?))
 }
@@ -155,7 +155,7 @@ pub(super) async fn update_incident(
     svc: &OperatorService,
     request: Request<v1::UpdateIncidentRequest>,
 ) -> Result<Response<v1::IncidentDetail>, Status> {
-    let name = svc.authorize(&request, Rpc::UpdateIncident).await?;
+    let name = caller(&request)?;
     let r = request.into_inner();
     let mut incident = svc.incident_record(r.id)?;
     if incident.status == IncidentStatus::Closed {
@@ -195,7 +195,7 @@ pub(super) async fn incident_report(
     svc: &OperatorService,
     request: Request<v1::IncidentReportRequest>,
 ) -> Result<Response<v1::IncidentReportResponse>, Status> {
-    svc.authorize(&request, Rpc::IncidentReport).await?;
+    caller(&request)?;
     let r = request.into_inner();
     if r.kind != "brief" && r.kind != "review" {
         return Err(Status::invalid_argument(

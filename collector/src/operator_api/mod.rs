@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
-use bannin_proto::identity::{OperatorName, PeerIdentity};
-use bannin_proto::tls::PeerInfo;
+use bannin_proto::identity::OperatorName;
 use bannin_proto::v1::{self, operator_server::Operator};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
+
+pub use authorize::Authorized;
+use authorize::caller;
 
 use crate::commands::Commands;
 use crate::hosts::HostRegistry;
@@ -31,8 +33,6 @@ pub struct OperatorService {
     /// Bumped whenever an operator is added, re-roled or disabled: open
     /// streams re-check their caller and end if it lost the right to them.
     pub(crate) operator_changes: Arc<tokio::sync::watch::Sender<u64>>,
-    /// Refusals, coalesced into the action log.
-    pub(crate) denials: Arc<crate::denials::Denials>,
     /// Where every change goes.
     pub(crate) journal: crate::journal::Journal,
 }
@@ -95,87 +95,6 @@ impl OperatorService {
             .await
             .map_err(|e| internal("flushing", &e))?
             .map_err(|e| internal("flushing", &e))
-    }
-}
-
-/// The calling operator, or a refusal for anyone else (with who it was, when
-/// the certificate said).
-fn operator<T>(request: &Request<T>) -> Result<OperatorName, (Option<String>, Status)> {
-    let peer = PeerInfo::of(request)
-        .ok_or_else(|| (None, Status::unauthenticated("no client certificate")))?;
-    match &peer.identity {
-        PeerIdentity::Operator(name) => Ok(name.clone()),
-        PeerIdentity::Agent(host) => {
-            tracing::warn!(peer.addr = %peer.remote_addr, host.id = %host, "Agent certificate refused on the operator API");
-            Err((
-                Some(format!("agent {host}")),
-                Status::permission_denied("an agent certificate cannot call the operator API"),
-            ))
-        }
-        PeerIdentity::Collector(name) => {
-            tracing::warn!(peer.addr = %peer.remote_addr, collector = %name, "Collector certificate refused on the operator API");
-            Err((
-                Some(format!("collector {name}")),
-                Status::permission_denied(
-                    "a collector certificate (cluster mode's, for NATS) cannot call the operator API",
-                ),
-            ))
-        }
-    }
-}
-
-impl OperatorService {
-    /// The calling operator, if registered, enabled and holding the role `rpc` needs
-    /// (see [`Rpc::needs`]). Denials are written to the action log.
-    pub(super) async fn authorize<T>(
-        &self,
-        request: &Request<T>,
-        rpc: Rpc,
-    ) -> Result<OperatorName, Status> {
-        let (_, verb) = rpc.needs();
-        self.authorize_as(request, rpc, verb).await
-    }
-
-    /// [`Self::authorize`], with denials logged under `verb` (`command.isolate` rather
-    /// than the RPC's own verb).
-    pub(super) async fn authorize_as<T>(
-        &self,
-        request: &Request<T>,
-        rpc: Rpc,
-        verb: &str,
-    ) -> Result<OperatorName, Status> {
-        let (needed, _) = rpc.needs();
-        let name = match operator(request) {
-            Ok(name) => name,
-            Err((who, status)) => {
-                if let Some(who) = who {
-                    self.denials
-                        .refused(&who, "operator_api", status.message())
-                        .await;
-                }
-                return Err(status);
-            }
-        };
-        let record = self
-            .store
-            .operator(name.as_str())
-            .map_err(|e| internal("reading operators", &e))?;
-        let why = match &record {
-            None => Some(format!(
-                "operator {name} is not registered on this collector (an admin adds them with `bannin operator add`)"
-            )),
-            Some(r) if !r.enabled => Some(format!("operator {name} is disabled")),
-            Some(r) if r.role < needed => Some(format!(
-                "{verb} needs the {} role; operator {name} is a {}",
-                needed.as_str(),
-                r.role.as_str()
-            )),
-            Some(_) => None,
-        };
-        let Some(why) = why else { return Ok(name) };
-        tracing::warn!(operator = %name, verb, reason = %why, "Operator call denied");
-        self.denials.refused(&name.to_string(), verb, &why).await;
-        Err(Status::permission_denied(why))
     }
 }
 
@@ -264,6 +183,48 @@ pub(crate) enum Rpc {
 }
 
 impl Rpc {
+    /// The call a gRPC method name (`ListFindings`) names.
+    pub(crate) fn of_method(method: &str) -> Option<Self> {
+        Some(match method {
+            "WhoAmI" => Rpc::WhoAmI,
+            "ListHosts" => Rpc::ListHosts,
+            "ListFindings" => Rpc::ListFindings,
+            "GetFinding" => Rpc::GetFinding,
+            "FollowFindings" => Rpc::FollowFindings,
+            "SetFindingState" => Rpc::SetFindingState,
+            "ListEvents" => Rpc::ListEvents,
+            "IssueCommand" => Rpc::IssueCommand,
+            "ListCommands" => Rpc::ListCommands,
+            "ListActions" => Rpc::ListActions,
+            "VerifyActions" => Rpc::VerifyActions,
+            "AddOperator" => Rpc::AddOperator,
+            "SetOperatorRole" => Rpc::SetOperatorRole,
+            "DisableOperator" => Rpc::DisableOperator,
+            "ListOperators" => Rpc::ListOperators,
+            "ListEvidence" => Rpc::ListEvidence,
+            "ShowEvidence" => Rpc::ShowEvidence,
+            "VerifyEvidence" => Rpc::VerifyEvidence,
+            "ExportEvidence" => Rpc::ExportEvidence,
+            "DisposeEvidence" => Rpc::DisposeEvidence,
+            "OpenIncident" => Rpc::OpenIncident,
+            "ListIncidents" => Rpc::ListIncidents,
+            "ShowIncident" => Rpc::ShowIncident,
+            "UpdateIncident" => Rpc::UpdateIncident,
+            "IncidentReport" => Rpc::IncidentReport,
+            "ListRules" => Rpc::ListRules,
+            "ReloadRules" => Rpc::ReloadRules,
+            "CreateToken" => Rpc::CreateToken,
+            "ListTokens" => Rpc::ListTokens,
+            "RevokeToken" => Rpc::RevokeToken,
+            "RevokeHost" => Rpc::RevokeHost,
+            "ListSinks" => Rpc::ListSinks,
+            "AddFinding" => Rpc::AddFinding,
+            "SetHostLabels" => Rpc::SetHostLabels,
+            "ClusterStatus" => Rpc::ClusterStatus,
+            _ => return None,
+        })
+    }
+
     /// The role an operator needs for this call, and its action-log verb.
     pub(crate) fn needs(self) -> (Role, &'static str) {
         use Role::{Admin, Responder, Viewer};
@@ -308,6 +269,7 @@ impl Rpc {
 }
 
 mod actions;
+mod authorize;
 mod cluster;
 pub(crate) mod commands;
 mod evidence;

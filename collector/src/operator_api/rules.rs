@@ -3,7 +3,7 @@
 use bannin_proto::v1;
 use tonic::{Request, Response, Status};
 
-use super::{OperatorService, Rpc};
+use super::{OperatorService, caller};
 use crate::correlate::Rule;
 
 /// `ListRules`.
@@ -11,7 +11,7 @@ pub(super) async fn list_rules(
     svc: &OperatorService,
     request: Request<v1::ListRulesRequest>,
 ) -> Result<Response<v1::ListRulesResponse>, Status> {
-    svc.authorize(&request, Rpc::ListRules).await?;
+    caller(&request)?;
     let now = bannin_proto::now_unix_ms();
     let stats = svc.ingest.rule_stats();
     let sigma = svc.ingest.sigma();
@@ -161,7 +161,7 @@ pub(super) async fn reload_rules(
     svc: &OperatorService,
     request: Request<v1::ReloadRulesRequest>,
 ) -> Result<Response<v1::ReloadRulesResponse>, Status> {
-    let name = svc.authorize(&request, Rpc::ReloadRules).await?;
+    let name = caller(&request)?;
     let outcome = crate::reload_sigma(&svc.ingest, &svc.rules.sigma_paths).await;
     let result = match &outcome {
         Ok((loaded, refused, files)) => {
@@ -197,7 +197,7 @@ pub(super) async fn list_sinks(
     svc: &OperatorService,
     request: Request<v1::ListSinksRequest>,
 ) -> Result<Response<v1::ListSinksResponse>, Status> {
-    svc.authorize(&request, Rpc::ListSinks).await?;
+    caller(&request)?;
     let latest = *svc.ingest.latest_finding().borrow();
     let sinks = bannin_proto::lock(&svc.sinks)
         .values()
