@@ -86,191 +86,51 @@ impl Pending {
 /// hands it to the writer. `Err`: it could not be carried out (the store
 /// failed); the journal applies it again from its durable position.
 pub async fn begin(op: Op, seq: u64, side: &SideEffects) -> Result<Begun, String> {
-    let done = |reply: Result<u64, IngestError>| Ok(Begun::Done(OpReply::Raise(reply)));
-    let store = side.store.clone();
-    let carried = side.carried_out;
     match op {
-        Op::Operator { record } => {
-            let name = record.name.clone();
-            blocking("applying an operator change", move || {
-                store.put_operator(&record)?;
-                store.make_durable()
-            })
-            .await?;
-            side.operator_changes.send_modify(|n| *n += 1);
-            tracing::info!(operator = %name, "Operator change applied from the log");
-            done(Ok(0))
-        }
-        Op::RevokeHost { revoked, keys } => {
-            let hosts = side.hosts.clone();
-            let host = revoked.host_id.clone();
-            let (cut, _) = blocking("applying a revocation", move || {
-                hosts.revoke(revoked, &keys)
-            })
-            .await?;
-            tracing::warn!(host.id = %host, sessions_cut = cut, "Host revoked (from the log)");
-            done(Ok(u64::try_from(cut).unwrap_or(0)))
-        }
-        Op::OpenIncident { mut incident } => {
-            let id = blocking("opening an incident", move || {
-                // Carried out already (a re-read after a failed commit): the
-                // same incident, not a second one.
-                if store.counter(carried)? >= seq {
-                    let same = store.incidents()?.into_iter().rev().find(|i| {
-                        i.title == incident.title
-                            && i.opened_by == incident.opened_by
-                            && i.opened_unix_ms == incident.opened_unix_ms
-                    });
-                    return Ok(same.map_or(0, |i| i.id));
-                }
-                incident.id = store.next_incident_id()?;
-                store.put_incident(&incident)?;
-                store.set_counter_now(carried, seq)?;
-                store.make_durable()?;
-                Ok(incident.id)
-            })
-            .await?;
-            done(Ok(id))
-        }
+        Op::Operator { record } => put_operator(record, side).await.map(done),
+        Op::RevokeHost { revoked, keys } => revoke_host(revoked, keys, side).await.map(done),
+        Op::OpenIncident { incident } => open_incident(incident, seq, side).await.map(done),
         Op::UpdateIncident {
             id,
             update,
             operator,
             at_unix_ms,
-        } => {
-            let outcome = blocking("updating an incident", move || {
-                if store.counter(carried)? >= seq {
-                    return Ok(Ok(id));
-                }
-                let Some(mut incident) = store.incident(id)? else {
-                    return Ok(Err(format!("no incident {id}")));
-                };
-                // Refused here as it would be on a standalone collector (the
-                // caller checked it first; a concurrent change may have
-                // closed it since).
-                let outcome =
-                    match crate::incidents::apply(&mut incident, update, &operator, at_unix_ms) {
-                        Ok(_) => {
-                            store.put_incident(&incident)?;
-                            Ok(id)
-                        }
-                        Err(e) => Err(e.to_string()),
-                    };
-                store.set_counter_now(carried, seq)?;
-                store.make_durable()?;
-                Ok(outcome)
-            })
-            .await?;
-            done(outcome.map_err(IngestError::Journal))
-        }
-        Op::PutToken { record } => {
-            blocking("storing a token", move || {
-                store.insert_token(&record)?;
-                store.make_durable()
-            })
-            .await?;
-            done(Ok(0))
-        }
+        } => update_incident(id, update, operator, at_unix_ms, seq, side)
+            .await
+            .map(done),
+        Op::PutToken { record } => put_token(record, side).await.map(done),
         Op::UseToken {
             id,
             host,
             at_unix_ms,
-        } => {
-            let outcome = blocking("using a token", move || {
-                if store.counter(carried)? >= seq {
-                    return Ok(Ok(0));
-                }
-                let outcome = if store.token(&id)?.is_some() {
-                    match store.use_token(&id, &host, at_unix_ms)? {
-                        Ok(_) => Ok(0),
-                        Err(why) => Err(why.to_owned()),
-                    }
-                } else {
-                    Err(format!("no token {id}"))
-                };
-                store.set_counter_now(carried, seq)?;
-                store.make_durable()?;
-                Ok(outcome)
-            })
-            .await?;
-            done(outcome.map_err(IngestError::Journal))
-        }
-        Op::RevokeToken { id } => {
-            blocking("revoking a token", move || {
-                if store.token(&id)?.is_some() {
-                    store
-                        .update_token(&id, |mut token| {
-                            token.revoked = true;
-                            Ok::<_, std::convert::Infallible>(token)
-                        })?
-                        .unwrap_or_else(|never| match never {});
-                }
-                store.make_durable()
-            })
-            .await?;
-            done(Ok(0))
-        }
-        Op::IssueCommand { mut command } => {
-            let host = command.host_id.clone();
-            blocking("queueing a command", move || {
-                // Its id is its log position: the same on every collector,
-                // whatever part of the log a collector started from, and
-                // applying it again (a re-read) finds it stored already.
-                command.id = seq;
-                if store.command(seq)?.is_none() {
-                    store.put_command(&command)?;
-                    store.make_durable()?;
-                }
-                Ok(())
-            })
-            .await?;
-            let _ = side.due.send(host);
-            done(Ok(seq))
-        }
+        } => use_token(id, host, at_unix_ms, seq, side).await.map(done),
+        Op::RevokeToken { id } => revoke_token(id, side).await.map(done),
+        Op::IssueCommand { command } => issue_command(command, seq, side).await.map(done),
         Op::UpdateCommand {
             id,
             state,
             at_unix_ms,
             result,
-        } => {
-            let moved = blocking("updating a command", move || {
-                let Some(mut command) = store.command(id)? else {
-                    return Ok(0);
-                };
-                if !command_moves(command.state, state) {
-                    return Ok(0);
-                }
-                command.state = state;
-                if state == CommandState::Delivered {
-                    command.delivered_unix_ms = at_unix_ms;
-                } else {
-                    command.finished_unix_ms = at_unix_ms;
-                    command.result = result;
-                }
-                store.put_command(&command)?;
-                store.make_durable()?;
-                Ok(1)
-            })
-            .await?;
-            done(Ok(moved))
-        }
+        } => update_command(id, state, at_unix_ms, result, side)
+            .await
+            .map(done),
         Op::LabelHost {
             host_id,
             set,
             remove,
-        } => {
-            blocking("labelling a host", move || {
-                let mut labels = store.host_labels(&host_id)?;
-                for key in &remove {
-                    labels.set.remove(key);
-                }
-                labels.set.extend(set);
-                store.put_host_labels(&host_id, &labels)?;
-                store.make_durable()
-            })
-            .await?;
-            done(Ok(0))
-        }
+        } => label_host(host_id, set, remove, side).await.map(done),
+        writer_op => Ok(to_writer(writer_op, seq, side)),
+    }
+}
+
+/// An operation carried out: its answer.
+fn done(reply: Result<u64, IngestError>) -> Begun {
+    Begun::Done(OpReply::Raise(reply))
+}
+
+/// An operation the writer stores: its request and what to wait for.
+fn to_writer(op: Op, seq: u64, side: &SideEffects) -> Begun {
+    match op {
         Op::Raise {
             host_id,
             kind,
@@ -297,42 +157,39 @@ pub async fn begin(op: Op, seq: u64, side: &SideEffects) -> Result<Begun, String
                 attributes,
                 summary,
             };
-            Ok(writer(
-                WriteRequest::Raise { finding, reply },
-                Pending::Raise(rx),
-            ))
+            writer(WriteRequest::Raise { finding, reply }, Pending::Raise(rx))
         }
         Op::Action { action, .. } => {
             let (reply, rx) = oneshot::channel();
-            Ok(writer(
+            writer(
                 WriteRequest::ChainAction { seq, action, reply },
                 Pending::Raise(rx),
-            ))
+            )
         }
         Op::Isolation { host_id, isolation } => {
             let (reply, rx) = oneshot::channel();
-            Ok(writer(
+            writer(
                 WriteRequest::PutIsolation {
                     host_id,
                     isolation,
                     reply,
                 },
                 Pending::Raise(rx),
-            ))
+            )
         }
         Op::Evidence { record } => {
             let (reply, rx) = oneshot::channel();
-            Ok(writer(
+            writer(
                 WriteRequest::Evidence { record, reply },
                 Pending::Evidence(false, rx),
-            ))
+            )
         }
         Op::DisposeEvidence { id } => {
             let (reply, rx) = oneshot::channel();
-            Ok(writer(
+            writer(
                 WriteRequest::DisposeEvidence { id, reply },
                 Pending::Evidence(true, rx),
-            ))
+            )
         }
         Op::SetState {
             id,
@@ -341,7 +198,7 @@ pub async fn begin(op: Op, seq: u64, side: &SideEffects) -> Result<Begun, String
             note,
         } => {
             let (reply, rx) = oneshot::channel();
-            Ok(writer(
+            writer(
                 WriteRequest::SetState {
                     id,
                     state,
@@ -350,9 +207,257 @@ pub async fn begin(op: Op, seq: u64, side: &SideEffects) -> Result<Begun, String
                     reply,
                 },
                 Pending::SetState(rx),
-            ))
+            )
         }
+        carried_out => done(Err(IngestError::Journal(format!(
+            "not an operation for the writer: {carried_out:?}"
+        )))),
     }
+}
+
+/// An operator added, re-roled or disabled (live operator streams re-check).
+async fn put_operator(
+    record: crate::model::OperatorRecord,
+    side: &SideEffects,
+) -> Result<Result<u64, IngestError>, String> {
+    let store = side.store.clone();
+
+    let name = record.name.clone();
+    blocking("applying an operator change", move || {
+        store.put_operator(&record)?;
+        store.make_durable()
+    })
+    .await?;
+    side.operator_changes.send_modify(|n| *n += 1);
+    tracing::info!(operator = %name, "Operator change applied from the log");
+    Ok(Ok(0))
+}
+
+/// A host revoked: its keys refused, the sessions this collector holds cut; answers how many.
+async fn revoke_host(
+    revoked: crate::model::RevokedHost,
+    keys: Vec<String>,
+    side: &SideEffects,
+) -> Result<Result<u64, IngestError>, String> {
+    let hosts = side.hosts.clone();
+    let host = revoked.host_id.clone();
+    let (cut, _) = blocking("applying a revocation", move || {
+        hosts.revoke(revoked, &keys)
+    })
+    .await?;
+    tracing::warn!(host.id = %host, sessions_cut = cut, "Host revoked (from the log)");
+    Ok(Ok(u64::try_from(cut).unwrap_or(0)))
+}
+
+/// An incident opened under the next incident id (the same on every collector).
+async fn open_incident(
+    mut incident: crate::incidents::Incident,
+    seq: u64,
+    side: &SideEffects,
+) -> Result<Result<u64, IngestError>, String> {
+    let store = side.store.clone();
+    let carried = side.carried_out;
+
+    let id = blocking("opening an incident", move || {
+        // Carried out already (a re-read after a failed commit): the
+        // same incident, not a second one.
+        if store.counter(carried)? >= seq {
+            let same = store.incidents()?.into_iter().rev().find(|i| {
+                i.title == incident.title
+                    && i.opened_by == incident.opened_by
+                    && i.opened_unix_ms == incident.opened_unix_ms
+            });
+            return Ok(same.map_or(0, |i| i.id));
+        }
+        incident.id = store.next_incident_id()?;
+        store.put_incident(&incident)?;
+        store.set_counter_now(carried, seq)?;
+        store.make_durable()?;
+        Ok(incident.id)
+    })
+    .await?;
+    Ok(Ok(id))
+}
+
+/// An incident changed, refused as a standalone collector would refuse it.
+async fn update_incident(
+    id: u64,
+    update: crate::incidents::Update,
+    operator: String,
+    at_unix_ms: i64,
+    seq: u64,
+    side: &SideEffects,
+) -> Result<Result<u64, IngestError>, String> {
+    let store = side.store.clone();
+    let carried = side.carried_out;
+
+    let outcome = blocking("updating an incident", move || {
+        if store.counter(carried)? >= seq {
+            return Ok(Ok(id));
+        }
+        let Some(mut incident) = store.incident(id)? else {
+            return Ok(Err(format!("no incident {id}")));
+        };
+        // Refused here as it would be on a standalone collector (the
+        // caller checked it first; a concurrent change may have
+        // closed it since).
+        let outcome = match crate::incidents::apply(&mut incident, update, &operator, at_unix_ms) {
+            Ok(_) => {
+                store.put_incident(&incident)?;
+                Ok(id)
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        store.set_counter_now(carried, seq)?;
+        store.make_durable()?;
+        Ok(outcome)
+    })
+    .await?;
+    Ok(outcome.map_err(IngestError::Journal))
+}
+
+/// An enrollment token stored under its own id.
+async fn put_token(
+    record: crate::model::TokenRecord,
+    side: &SideEffects,
+) -> Result<Result<u64, IngestError>, String> {
+    let store = side.store.clone();
+
+    blocking("storing a token", move || {
+        store.insert_token(&record)?;
+        store.make_durable()
+    })
+    .await?;
+    Ok(Ok(0))
+}
+
+/// One use of a token taken, in journal order (a token's last use is taken once).
+async fn use_token(
+    id: String,
+    host: String,
+    at_unix_ms: i64,
+    seq: u64,
+    side: &SideEffects,
+) -> Result<Result<u64, IngestError>, String> {
+    let store = side.store.clone();
+    let carried = side.carried_out;
+
+    let outcome = blocking("using a token", move || {
+        if store.counter(carried)? >= seq {
+            return Ok(Ok(0));
+        }
+        let outcome = if store.token(&id)?.is_some() {
+            match store.use_token(&id, &host, at_unix_ms)? {
+                Ok(_) => Ok(0),
+                Err(why) => Err(why.to_owned()),
+            }
+        } else {
+            Err(format!("no token {id}"))
+        };
+        store.set_counter_now(carried, seq)?;
+        store.make_durable()?;
+        Ok(outcome)
+    })
+    .await?;
+    Ok(outcome.map_err(IngestError::Journal))
+}
+
+/// A token revoked.
+async fn revoke_token(id: String, side: &SideEffects) -> Result<Result<u64, IngestError>, String> {
+    let store = side.store.clone();
+
+    blocking("revoking a token", move || {
+        if store.token(&id)?.is_some() {
+            store
+                .update_token(&id, |mut token| {
+                    token.revoked = true;
+                    Ok::<_, std::convert::Infallible>(token)
+                })?
+                .unwrap_or_else(|never| match never {});
+        }
+        store.make_durable()
+    })
+    .await?;
+    Ok(Ok(0))
+}
+
+/// A command queued under its journal position as its id; its host is due a delivery.
+async fn issue_command(
+    mut command: crate::model::Command,
+    seq: u64,
+    side: &SideEffects,
+) -> Result<Result<u64, IngestError>, String> {
+    let store = side.store.clone();
+
+    let host = command.host_id.clone();
+    blocking("queueing a command", move || {
+        // Its id is its log position: the same on every collector,
+        // whatever part of the log a collector started from, and
+        // applying it again (a re-read) finds it stored already.
+        command.id = seq;
+        if store.command(seq)?.is_none() {
+            store.put_command(&command)?;
+            store.make_durable()?;
+        }
+        Ok(())
+    })
+    .await?;
+    let _ = side.due.send(host);
+    Ok(Ok(seq))
+}
+
+/// A command moved on, forward only; answers 1 when it moved.
+async fn update_command(
+    id: u64,
+    state: CommandState,
+    at_unix_ms: i64,
+    result: String,
+    side: &SideEffects,
+) -> Result<Result<u64, IngestError>, String> {
+    let store = side.store.clone();
+
+    let moved = blocking("updating a command", move || {
+        let Some(mut command) = store.command(id)? else {
+            return Ok(0);
+        };
+        if !command_moves(command.state, state) {
+            return Ok(0);
+        }
+        command.state = state;
+        if state == CommandState::Delivered {
+            command.delivered_unix_ms = at_unix_ms;
+        } else {
+            command.finished_unix_ms = at_unix_ms;
+            command.result = result;
+        }
+        store.put_command(&command)?;
+        store.make_durable()?;
+        Ok(1)
+    })
+    .await?;
+    Ok(Ok(moved))
+}
+
+/// Operator-set labels of a host changed (the change, not the whole set).
+async fn label_host(
+    host_id: String,
+    set: std::collections::BTreeMap<String, String>,
+    remove: Vec<String>,
+    side: &SideEffects,
+) -> Result<Result<u64, IngestError>, String> {
+    let store = side.store.clone();
+
+    blocking("labelling a host", move || {
+        let mut labels = store.host_labels(&host_id)?;
+        for key in &remove {
+            labels.set.remove(key);
+        }
+        labels.set.extend(set);
+        store.put_host_labels(&host_id, &labels)?;
+        store.make_durable()
+    })
+    .await?;
+    Ok(Ok(0))
 }
 
 fn writer(request: WriteRequest, pending: Pending) -> Begun {
