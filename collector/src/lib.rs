@@ -206,24 +206,7 @@ pub async fn serve(
         evidence,
         journal.clone(),
     ));
-    tracker.spawn(
-        deliver_due(commands.clone(), due_rx, shutdown.child_token())
-            .instrument(tracing::info_span!("commands")),
-    );
     let denials = Arc::new(denials::Denials::new(store.clone()));
-    {
-        let (denials, stop) = (denials.clone(), shutdown.child_token());
-        tracker.spawn(async move {
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_secs(5)) => denials.flush(false).await,
-                }
-            }
-            // Nothing counted is lost at shutdown.
-            denials.flush(true).await;
-        });
-    }
     let authority = match &config.enrollment {
         Some(e) => Some(Arc::new(
             enroll::Authority::load(&config.tls.ca, &e.ca_key, e.validity, hosts.clone())
@@ -252,16 +235,6 @@ pub async fn serve(
         );
     }
 
-    if !config.sigma_paths.is_empty() {
-        tracker.spawn(
-            reload_on_hangup(
-                ingest.clone(),
-                config.sigma_paths.clone(),
-                shutdown.child_token(),
-            )
-            .instrument(tracing::info_span!("sigma")),
-        );
-    }
     if let Some(c) = &cluster {
         let listen = listener
             .local_addr()
@@ -289,18 +262,6 @@ pub async fn serve(
             .instrument(tracing::info_span!("membership")),
         );
     }
-    tracker.spawn(
-        watch_silence(hosts.clone(), journal.clone(), shutdown.child_token())
-            .instrument(tracing::info_span!("silence")),
-    );
-    tracker.spawn(
-        expire_commands(commands.clone(), journal.clone(), shutdown.child_token())
-            .instrument(tracing::info_span!("commands")),
-    );
-    tracker.spawn(
-        retention(ingest.clone(), config.clone(), shutdown.child_token())
-            .instrument(tracing::info_span!("retention")),
-    );
 
     if let Some(webhook) = config.webhook.clone() {
         let https = bannin_proto::tls::https_server_config(&material)?;
@@ -323,6 +284,19 @@ pub async fn serve(
         );
     }
 
+    spawn_chores(
+        Chores {
+            hosts: hosts.clone(),
+            journal: journal.clone(),
+            commands: commands.clone(),
+            ingest: ingest.clone(),
+            denials: denials.clone(),
+            due: due_rx,
+            config: config.clone(),
+        },
+        &tracker,
+        &shutdown,
+    );
     let sink_statuses = sinks::start(
         &config.sinks,
         &store,
@@ -361,8 +335,122 @@ pub async fn serve(
         journal,
     };
     drop(ingest);
+    run(
+        Serving {
+            link,
+            operator,
+            hosts: hosts_for_gate,
+            store,
+            denials,
+            tls,
+            tracker,
+            writer,
+        },
+        &config,
+        listener,
+        shutdown,
+    )
+    .await
+}
+
+/// What the collector's own background chores work on.
+struct Chores {
+    hosts: Arc<HostRegistry>,
+    journal: journal::Journal,
+    commands: Arc<commands::Commands>,
+    ingest: Ingest,
+    denials: Arc<denials::Denials>,
+    /// Hosts with a command newly queued.
+    due: tokio::sync::mpsc::UnboundedReceiver<String>,
+    config: CollectorConfig,
+}
+
+/// Starts the chores every collector runs until `shutdown`: delivering
+/// queued commands, flushing refusals into the action log, reloading Sigma
+/// rules on SIGHUP, raising silent hosts, identity conflicts and clones,
+/// expiring commands, and applying the retention bound.
+fn spawn_chores(chores: Chores, tracker: &TaskTracker, shutdown: &CancellationToken) {
+    let Chores {
+        hosts,
+        journal,
+        commands,
+        ingest,
+        denials,
+        due,
+        config,
+    } = chores;
+    tracker.spawn(
+        deliver_due(commands.clone(), due, shutdown.child_token())
+            .instrument(tracing::info_span!("commands")),
+    );
+    let stop = shutdown.child_token();
+    tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(Duration::from_secs(5)) => denials.flush(false).await,
+            }
+        }
+        // Nothing counted is lost at shutdown.
+        denials.flush(true).await;
+    });
+    if !config.sigma_paths.is_empty() {
+        tracker.spawn(
+            reload_on_hangup(
+                ingest.clone(),
+                config.sigma_paths.clone(),
+                shutdown.child_token(),
+            )
+            .instrument(tracing::info_span!("sigma")),
+        );
+    }
+    tracker.spawn(
+        watch_silence(hosts, journal.clone(), shutdown.child_token())
+            .instrument(tracing::info_span!("silence")),
+    );
+    tracker.spawn(
+        expire_commands(commands, journal, shutdown.child_token())
+            .instrument(tracing::info_span!("commands")),
+    );
+    tracker.spawn(
+        retention(ingest, config, shutdown.child_token())
+            .instrument(tracing::info_span!("retention")),
+    );
+}
+
+/// What [`serve`] built, ready to serve.
+struct Serving {
+    link: link::LinkService,
+    operator: operator_api::OperatorService,
+    hosts: Arc<HostRegistry>,
+    store: Store,
+    denials: Arc<denials::Denials>,
+    tls: Arc<rustls::ServerConfig>,
+    tracker: TaskTracker,
+    writer: std::thread::JoinHandle<()>,
+}
+
+/// Serves agents and operators on `listener` (operators on their own port
+/// when configured) until `shutdown`, then drains: background tasks stop,
+/// the writer commits what it holds, and the store is flushed.
+async fn run(
+    serving: Serving,
+    config: &CollectorConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let Serving {
+        link,
+        operator,
+        hosts,
+        store,
+        denials,
+        tls,
+        tracker,
+        writer,
+    } = serving;
     let addr = listener.local_addr().ok();
-    let gate_hosts = hosts_for_gate;
+    let gate_hosts = hosts;
     let incoming = TlsIncoming::with_gate(
         listener,
         tls.clone(),

@@ -173,8 +173,10 @@ async fn processes_from_dev_shm_with_a_known_bad_hash_are_found_and_known_ones_a
 /// hand-built copy does (the positive signal that the sensor looked).
 #[tokio::test(flavor = "multi_thread")]
 async fn packaged_tools_run_for_the_first_time_raise_nothing() {
-    if !std::path::Path::new("/var/lib/dpkg/status").exists() {
-        eprintln!("not a dpkg host: the package database test needs one");
+    if !bannin_tests::runnable(&[
+        bannin_tests::Need::Root,
+        bannin_tests::Need::Program("dpkg", "dpkg"),
+    ]) {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -286,6 +288,9 @@ async fn packaged_tools_run_for_the_first_time_raise_nothing() {
 /// the test owns what "installed" means; the processes are real.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_packaged_binary_changed_in_place_is_a_package_mismatch() {
+    if !bannin_tests::runnable(&[bannin_tests::Need::Root]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = TestPki::new(dir.path());
     let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
@@ -401,6 +406,9 @@ async fn a_packaged_binary_changed_in_place_is_a_package_mismatch() {
 /// run, removed at the end).
 #[tokio::test(flavor = "multi_thread")]
 async fn hidden_files_and_dropped_executables_in_volatile_directories() {
+    if !bannin_tests::runnable(&[bannin_tests::Need::Root]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = TestPki::new(dir.path());
     let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
@@ -487,6 +495,9 @@ async fn hidden_files_and_dropped_executables_in_volatile_directories() {
 /// when. (Which kinds stay raised in the window is unit-tested in `sensors`.)
 #[tokio::test(flavor = "multi_thread")]
 async fn the_first_hour_learns_quietly_and_says_so() {
+    if !bannin_tests::runnable(&[bannin_tests::Need::Root]) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = TestPki::new(dir.path());
     let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");

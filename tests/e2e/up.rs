@@ -36,7 +36,11 @@ async fn bannin_up_from_a_fresh_directory_reports_a_finding_and_stops_cleanly() 
             let swept = host["sensors"]
                 .as_array()?
                 .iter()
-                .any(|s| s["name"] == "file_odd_name" && s["state"] == "ok");
+                // Degraded is swept too: a normal user's agent cannot read
+                // every directory (it says which), but sees /tmp.
+                .any(|s| {
+                    s["name"] == "file_odd_name" && (s["state"] == "ok" || s["state"] == "degraded")
+                });
             (ok && host["online"] == true && swept).then_some(host)
         }
     })

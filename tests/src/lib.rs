@@ -30,6 +30,9 @@ pub enum Need {
     Program(&'static str, &'static str),
     /// Debian's chromium and chromium-driver (the console tests).
     Browser,
+    /// This many open files: the soft limit is raised to it when the hard
+    /// limit allows (children started after inherit it).
+    OpenFiles(u64),
 }
 
 impl Need {
@@ -43,6 +46,21 @@ impl Need {
             Self::Browser if !browser::available() => Some(
                 "needs chromium and chromedriver (apt-get install chromium chromium-driver)".into(),
             ),
+            Self::OpenFiles(n) => {
+                use nix::sys::resource::{Resource, getrlimit, setrlimit};
+                let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+                if soft >= n {
+                    return None;
+                }
+                if hard < n {
+                    return Some(format!(
+                        "needs {n} open files; the hard limit is {hard} (ulimit -Hn)"
+                    ));
+                }
+                setrlimit(Resource::RLIMIT_NOFILE, n, hard)
+                    .err()
+                    .map(|e| format!("needs {n} open files; raising the limit failed: {e}"))
+            }
             _ => None,
         }
     }
