@@ -210,7 +210,7 @@ pub(super) async fn set_host_labels(
         .host(&r.host_id)
         .map_err(|e| internal("reading hosts", &e))?
         .is_some();
-    // Cluster mode: a host held by another collector is known from presence.
+    // A host held by another collector is known from its presence.
     let known = known_here
         || svc
             .hosts
