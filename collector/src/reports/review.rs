@@ -64,6 +64,38 @@ pub struct Question {
 /// Builds the lessons-learned review. `blind_spots` lists, per affected host,
 /// the sensors that are not fully working.
 pub fn review(facts: &Facts, blind_spots: &[(String, Vec<String>)]) -> Review {
+    let (metrics, contained) = metrics(facts);
+    let questions = ReviewQuestion::ALL
+        .iter()
+        .map(|&q| Question {
+            number: q.number(),
+            question: q.text(),
+            from_the_data: match q {
+                ReviewQuestion::WhatHappened => what_happened(facts, &metrics),
+                ReviewQuestion::HowWellResponded => {
+                    how_well_responded(facts, &metrics, contained.as_ref())
+                }
+                ReviewQuestion::NeededSooner => needed_sooner(facts, blind_spots),
+                ReviewQuestion::InhibitedRecovery => inhibited_recovery(facts),
+                ReviewQuestion::DoDifferently => do_differently(&metrics),
+                ReviewQuestion::InformationSharing => information_sharing(facts),
+                ReviewQuestion::CorrectiveActions => corrective_actions(facts),
+                ReviewQuestion::IndicatorsToWatch => indicators_to_watch(facts),
+            },
+        })
+        .collect();
+    Review {
+        schema: "bannin.review/1",
+        generated_at: rfc3339(bannin_proto::now_unix_ms()),
+        incident: IncidentSummary::of(&facts.incident),
+        metrics,
+        timeline: facts.timeline(),
+        questions,
+    }
+}
+
+/// The incident's times, and what contained it (when, and how).
+fn metrics(facts: &Facts) -> (Metrics, Option<(i64, String)>) {
     let incident = &facts.incident;
     let first = facts.findings.first();
     let mut metrics = Metrics {
@@ -104,80 +136,86 @@ pub fn review(facts: &Facts, blind_spots: &[(String, Vec<String>)]) -> Review {
         metrics.time_to_close_ms = Some(incident.closed_unix_ms - incident.opened_unix_ms);
     }
 
-    let mut answers: BTreeMap<ReviewQuestion, Vec<String>> = BTreeMap::new();
-    // 1. What happened, when, and how?
-    if let Some(f) = first {
-        answers
-            .entry(ReviewQuestion::WhatHappened)
-            .or_default()
-            .push(format!(
-                "The first indicator was finding #{} {} on {} at {}: {}.",
-                f.id,
-                f.kind,
-                f.host_id,
-                rfc3339(f.observed_unix_ms),
-                f.summary
-            ));
-    }
-    let kinds: BTreeMap<&str, usize> = facts.findings.iter().fold(BTreeMap::new(), |mut m, f| {
+    (metrics, contained)
+}
+
+/// Findings per kind.
+fn kinds(facts: &Facts) -> BTreeMap<&str, usize> {
+    facts.findings.iter().fold(BTreeMap::new(), |mut m, f| {
         *m.entry(f.kind.as_str()).or_default() += 1;
         m
-    });
-    if !facts.findings.is_empty() {
-        answers
-            .entry(ReviewQuestion::WhatHappened)
-            .or_default()
-            .push(format!(
-                "{} indicator(s) on {} host(s) ({}): {}.",
-                facts.findings.len(),
-                facts.affected.len(),
-                facts.affected.join(", "),
-                kinds
-                    .iter()
-                    .map(|(k, n)| format!("{k} ×{n}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-    }
-    answers
-        .entry(ReviewQuestion::WhatHappened)
-        .or_default()
-        .push(format!(
-            "Incident opened {} by {} as {} ({}); status now {}.",
-            metrics.opened_at,
-            incident.opened_by,
-            incident.severity,
-            incident.severity.meaning(),
-            incident.status
+    })
+}
+
+/// 1. What happened, when, and how?
+fn what_happened(facts: &Facts, metrics: &Metrics) -> Vec<String> {
+    let mut out = Vec::new();
+    let incident = &facts.incident;
+    let first = facts.findings.first();
+    if let Some(f) = first {
+        out.push(format!(
+            "The first indicator was finding #{} {} on {} at {}: {}.",
+            f.id,
+            f.kind,
+            f.host_id,
+            rfc3339(f.observed_unix_ms),
+            f.summary
         ));
-    // 2. How well did staff respond?
+    }
+    let kinds = kinds(facts);
+    if !facts.findings.is_empty() {
+        out.push(format!(
+            "{} indicator(s) on {} host(s) ({}): {}.",
+            facts.findings.len(),
+            facts.affected.len(),
+            facts.affected.join(", "),
+            kinds
+                .iter()
+                .map(|(k, n)| format!("{k} ×{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    out.push(format!(
+        "Incident opened {} by {} as {} ({}); status now {}.",
+        metrics.opened_at,
+        incident.opened_by,
+        incident.severity,
+        incident.severity.meaning(),
+        incident.status
+    ));
+    out
+}
+
+/// 2. How well did staff respond?
+fn how_well_responded(
+    facts: &Facts,
+    metrics: &Metrics,
+    contained: Option<&(i64, String)>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let incident = &facts.incident;
     if let Some(ms) = metrics.time_to_detect_ms {
-        answers
-            .entry(ReviewQuestion::HowWellResponded)
-            .or_default()
-            .push(format!(
-                "Time to detect (first indicator → incident opened): {}.",
-                human_duration(ms)
-            ));
+        out.push(format!(
+            "Time to detect (first indicator → incident opened): {}.",
+            human_duration(ms)
+        ));
     }
     match (metrics.time_to_contain_ms, &contained) {
-        (Some(ms), Some((_, by))) => answers.entry(ReviewQuestion::HowWellResponded).or_default().push(format!(
+        (Some(ms), Some((_, by))) => out.push(format!(
             "Time to contain (incident opened → contained): {} — {by}.",
             human_duration(ms)
         )),
-        _ => answers.entry(ReviewQuestion::HowWellResponded).or_default().push(
+        _ => out.push(
             "Not contained: no affected host was isolated and the status never reached contained."
                 .into(),
         ),
     }
     if let Some(ms) = metrics.time_to_close_ms {
-        answers
-            .entry(ReviewQuestion::HowWellResponded)
-            .or_default()
-            .push(format!(
-                "Time to close (opened → closed): {}.",
-                human_duration(ms)
-            ));
+        out.push(format!(
+            "Time to close (opened → closed): {}.",
+            human_duration(ms)
+        ));
     }
     let unhandled: Vec<String> = facts
         .findings
@@ -186,13 +224,10 @@ pub fn review(facts: &Facts, blind_spots: &[(String, Vec<String>)]) -> Review {
         .map(|f| format!("#{}", f.id))
         .collect();
     if !unhandled.is_empty() {
-        answers
-            .entry(ReviewQuestion::HowWellResponded)
-            .or_default()
-            .push(format!(
-                "Findings never acknowledged or resolved: {}.",
-                unhandled.join(", ")
-            ));
+        out.push(format!(
+            "Findings never acknowledged or resolved: {}.",
+            unhandled.join(", ")
+        ));
     }
     let operators: BTreeSet<&str> = facts
         .actions
@@ -200,20 +235,17 @@ pub fn review(facts: &Facts, blind_spots: &[(String, Vec<String>)]) -> Review {
         .map(|(_, a)| a.actor.as_str())
         .filter(|a| !a.starts_with("host:") && *a != "collector")
         .collect();
-    answers
-        .entry(ReviewQuestion::HowWellResponded)
-        .or_default()
-        .push(format!(
-            "{} action(s) recorded by {} operator(s) ({}); {} note(s) kept.",
-            facts
-                .actions
-                .iter()
-                .filter(|(_, a)| !a.actor.starts_with("host:") && a.actor != "collector")
-                .count(),
-            operators.len(),
-            operators.iter().copied().collect::<Vec<_>>().join(", "),
-            incident.notes.len()
-        ));
+    out.push(format!(
+        "{} action(s) recorded by {} operator(s) ({}); {} note(s) kept.",
+        facts
+            .actions
+            .iter()
+            .filter(|(_, a)| !a.actor.starts_with("host:") && a.actor != "collector")
+            .count(),
+        operators.len(),
+        operators.iter().copied().collect::<Vec<_>>().join(", "),
+        incident.notes.len()
+    ));
     let isolated_at = facts.first_isolation().map(|c| c.finished_unix_ms);
     let snapshots: Vec<&Command> = facts
         .commands
@@ -221,34 +253,35 @@ pub fn review(facts: &Facts, blind_spots: &[(String, Vec<String>)]) -> Review {
         .filter(|c| c.verb == "snapshot" && c.state == CommandState::Succeeded)
         .collect();
     match (isolated_at, snapshots.first()) {
-        (Some(iso), Some(s)) if s.finished_unix_ms <= iso => answers.entry(ReviewQuestion::HowWellResponded).or_default().push(
+        (Some(iso), Some(s)) if s.finished_unix_ms <= iso => out.push(
             "Forensic evidence was collected before the first isolation (volatile state preserved).".into(),
         ),
-        (Some(_), Some(_)) => answers.entry(ReviewQuestion::HowWellResponded).or_default().push(
+        (Some(_), Some(_)) => out.push(
             "The first snapshot was taken after the first isolation: volatile state (connections, processes) may have changed.".into(),
         ),
-        (Some(_), None) => answers.entry(ReviewQuestion::HowWellResponded).or_default().push("Hosts were isolated but no forensic snapshot was taken.".into()),
+        (Some(_), None) => out.push("Hosts were isolated but no forensic snapshot was taken.".into()),
         _ => {}
     }
-    // 3. What information was needed sooner?
+    out
+}
+
+/// 3. What information was needed sooner?
+fn needed_sooner(facts: &Facts, blind_spots: &[(String, Vec<String>)]) -> Vec<String> {
+    let mut out = Vec::new();
+    let incident = &facts.incident;
+    let first = facts.findings.first();
     if let Some(f) = first {
         let handled = f.history.first().map(|h| h.at_unix_ms);
         match handled {
-            Some(at) => answers
-                .entry(ReviewQuestion::NeededSooner)
-                .or_default()
-                .push(format!(
-                    "The first indicator waited {} between being observed and first being handled.",
-                    human_duration(at - f.observed_unix_ms)
-                )),
-            None => answers
-                .entry(ReviewQuestion::NeededSooner)
-                .or_default()
-                .push("The first indicator was never acknowledged.".into()),
+            Some(at) => out.push(format!(
+                "The first indicator waited {} between being observed and first being handled.",
+                human_duration(at - f.observed_unix_ms)
+            )),
+            None => out.push("The first indicator was never acknowledged.".into()),
         }
         let late = f.received_unix_ms - f.observed_unix_ms;
         if late > 60_000 {
-            answers.entry(ReviewQuestion::NeededSooner).or_default().push(format!(
+            out.push(format!(
                 "The first indicator reached the collector {} after it was observed (the host was offline or the link was down).",
                 human_duration(late)
             ));
@@ -262,101 +295,94 @@ pub fn review(facts: &Facts, blind_spots: &[(String, Vec<String>)]) -> Review {
         .map(|f| format!("#{} {} on {}", f.id, f.kind, f.host_id))
         .collect();
     if !before.is_empty() {
-        answers
-            .entry(ReviewQuestion::NeededSooner)
-            .or_default()
-            .push(format!(
-                "Other indicators were already there before the incident was opened: {}.",
-                before.join(", ")
-            ));
+        out.push(format!(
+            "Other indicators were already there before the incident was opened: {}.",
+            before.join(", ")
+        ));
     }
     for (host, gaps) in blind_spots {
-        answers
-            .entry(ReviewQuestion::NeededSooner)
-            .or_default()
-            .push(format!(
-                "Sensors not fully working on {host}: {}.",
-                gaps.join("; ")
-            ));
+        out.push(format!(
+            "Sensors not fully working on {host}: {}.",
+            gaps.join("; ")
+        ));
     }
-    // 4. Steps that might have inhibited recovery.
+    out
+}
+
+/// 4. Steps that might have inhibited recovery.
+fn inhibited_recovery(facts: &Facts) -> Vec<String> {
+    let mut out = Vec::new();
     for c in &facts.commands {
         if matches!(c.state, CommandState::Failed | CommandState::Expired) {
-            answers
-                .entry(ReviewQuestion::InhibitedRecovery)
-                .or_default()
-                .push(format!(
-                    "{} on {} (command {}, by {}) {}: {}",
-                    c.verb,
-                    c.host_id,
-                    c.wire_id(),
-                    c.operator,
-                    c.state.as_str(),
-                    c.result.chars().take(200).collect::<String>()
-                ));
+            out.push(format!(
+                "{} on {} (command {}, by {}) {}: {}",
+                c.verb,
+                c.host_id,
+                c.wire_id(),
+                c.operator,
+                c.state.as_str(),
+                c.result.chars().take(200).collect::<String>()
+            ));
         }
     }
     for (_, a) in &facts.actions {
         if a.verb == "isolation.reconcile" && a.result.contains("failed") {
-            answers
-                .entry(ReviewQuestion::InhibitedRecovery)
-                .or_default()
-                .push(format!(
-                    "{}: isolation re-apply failed: {}",
-                    a.actor, a.result
-                ));
+            out.push(format!(
+                "{}: isolation re-apply failed: {}",
+                a.actor, a.result
+            ));
         }
         if a.verb.starts_with("denied.") {
-            answers
-                .entry(ReviewQuestion::InhibitedRecovery)
-                .or_default()
-                .push(format!(
-                    "{} was denied {}: {}",
-                    a.actor,
-                    &a.verb[7..],
-                    a.result
-                ));
+            out.push(format!(
+                "{} was denied {}: {}",
+                a.actor,
+                &a.verb[7..],
+                a.result
+            ));
         }
     }
     for e in &facts.evidence {
         if e.disposed {
-            answers
-                .entry(ReviewQuestion::InhibitedRecovery)
-                .or_default()
-                .push(format!(
-                    "Evidence {} from {} was disposed of.",
-                    e.id, e.host_id
-                ));
+            out.push(format!(
+                "Evidence {} from {} was disposed of.",
+                e.id, e.host_id
+            ));
         }
     }
-    // 5. What would staff do differently? The meeting answers; the data hints.
+    out
+}
+
+/// 5. What would staff do differently? The meeting answers; the data hints.
+fn do_differently(metrics: &Metrics) -> Vec<String> {
+    let mut out = Vec::new();
     if metrics.time_to_contain_ms.is_none() {
-        answers
-            .entry(ReviewQuestion::DoDifferently)
-            .or_default()
-            .push(
-                "Decide earlier whether to isolate affected hosts (nothing was contained).".into(),
-            );
+        out.push(
+            "Decide earlier whether to isolate affected hosts (nothing was contained).".into(),
+        );
     }
-    // 6. Information sharing.
+    out
+}
+
+/// 6. Information sharing.
+fn information_sharing(facts: &Facts) -> Vec<String> {
+    let mut out = Vec::new();
     for (_, a) in &facts.actions {
         if a.verb == "evidence.exported" {
-            answers
-                .entry(ReviewQuestion::InformationSharing)
-                .or_default()
-                .push(format!(
-                    "{} exported {} ({}): {}",
-                    a.actor, a.target, a.reason, a.result
-                ));
+            out.push(format!(
+                "{} exported {} ({}): {}",
+                a.actor, a.target, a.reason, a.result
+            ));
         }
     }
-    if !answers.contains_key(&ReviewQuestion::InformationSharing) {
-        answers
-            .entry(ReviewQuestion::InformationSharing)
-            .or_default()
-            .push("No evidence was exported to another party.".into());
+    if out.is_empty() {
+        out.push("No evidence was exported to another party.".into());
     }
-    // 7. Corrective actions.
+    out
+}
+
+/// 7. Corrective actions.
+fn corrective_actions(facts: &Facts) -> Vec<String> {
+    let mut out = Vec::new();
     let open: Vec<String> = facts
         .findings
         .iter()
@@ -369,12 +395,15 @@ pub fn review(facts: &Facts, blind_spots: &[(String, Vec<String>)]) -> Review {
         .map(|f| format!("#{} {} on {}", f.id, f.kind, f.host_id))
         .collect();
     if !open.is_empty() {
-        answers
-            .entry(ReviewQuestion::CorrectiveActions)
-            .or_default()
-            .push(format!("Still unresolved: {}.", open.join(", ")));
+        out.push(format!("Still unresolved: {}.", open.join(", ")));
     }
-    // 8. Precursors and indicators to watch.
+    out
+}
+
+/// 8. Precursors and indicators to watch.
+fn indicators_to_watch(facts: &Facts) -> Vec<String> {
+    let mut out = Vec::new();
+    let kinds = kinds(facts);
     for (kind, n) in &kinds {
         let hosts: BTreeSet<&str> = facts
             .findings
@@ -382,28 +411,10 @@ pub fn review(facts: &Facts, blind_spots: &[(String, Vec<String>)]) -> Review {
             .filter(|f| f.kind == *kind)
             .map(|f| f.host_id.as_str())
             .collect();
-        answers
-            .entry(ReviewQuestion::IndicatorsToWatch)
-            .or_default()
-            .push(format!(
-                "{kind} ({n} finding(s) on {})",
-                hosts.into_iter().collect::<Vec<_>>().join(", ")
-            ));
+        out.push(format!(
+            "{kind} ({n} finding(s) on {})",
+            hosts.into_iter().collect::<Vec<_>>().join(", ")
+        ));
     }
-    let questions = ReviewQuestion::ALL
-        .iter()
-        .map(|&q| Question {
-            number: q.number(),
-            question: q.text(),
-            from_the_data: answers.remove(&q).unwrap_or_default(),
-        })
-        .collect();
-    Review {
-        schema: "bannin.review/1",
-        generated_at: rfc3339(bannin_proto::now_unix_ms()),
-        incident: IncidentSummary::of(incident),
-        metrics,
-        timeline: facts.timeline(),
-        questions,
-    }
+    out
 }
