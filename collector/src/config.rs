@@ -703,24 +703,7 @@ impl CollectorConfig {
         if data_dir.is_none() {
             errors.push("data_dir is required");
         }
-        let tls = raw.tls.map(|t| TlsPaths {
-            ca: base.join(t.ca),
-            cert: base.join(t.cert),
-            key: base.join(t.key),
-        });
-        match &tls {
-            None => errors.push("[tls] with ca, cert and key is required"),
-            Some(t) => {
-                for (name, p) in [("tls.ca", &t.ca), ("tls.cert", &t.cert)] {
-                    if !p.is_file() {
-                        errors.push(format!("{name} = {}: no such file", p.display()));
-                    }
-                }
-                if let Err(e) = check_key_permissions(&t.key) {
-                    errors.push(format!("tls.key: {e}"));
-                }
-            }
-        }
+        let tls = tls(raw.tls, base, &mut errors);
         let max_message_bytes = raw
             .max_message_bytes
             .unwrap_or(bannin_proto::DEFAULT_MAX_MESSAGE_BYTES as u64);
@@ -730,102 +713,20 @@ impl CollectorConfig {
                 "max_message_bytes = {max_message_bytes}: must be between {MIN_MESSAGE_BYTES} and 67108864 (snapshot chunks and triage answers take up to 1 MiB)"
             ));
         }
-        if raw.hosts.silent_after_heartbeats == 0 {
-            errors.push("hosts.silent_after_heartbeats must be at least 1");
-        }
-        if raw.hosts.max_events_per_sec < 100 {
-            errors.push(format!(
-                "hosts.max_events_per_sec = {}: at least 100 (an agent's normal telemetry; 20000 by default)",
-                raw.hosts.max_events_per_sec
-            ));
-        }
-        if raw.hosts.max_bytes_per_sec < 2 * 1024 * 1024 {
-            errors.push(format!(
-                "hosts.max_bytes_per_sec = {}: at least 2097152 (a 1 MiB snapshot chunk must fit; 16 MiB by default)",
-                raw.hosts.max_bytes_per_sec
-            ));
-        }
-        let mut severity_overrides = BTreeMap::new();
-        for (kind, s) in &raw.findings.severity {
-            match parse_severity(s) {
-                Some(sev) => {
-                    severity_overrides.insert(kind.clone(), sev);
-                }
-                None => errors.push(format!(
-                    "findings.severity.{kind} = {s:?}: expected info, low, medium, high or critical"
-                )),
-            }
-        }
+        check_hosts(&raw.hosts, &mut errors);
+        let severity_overrides = severity_overrides(&raw.findings.severity, &mut errors);
         if raw.events.retention_days == 0 {
             errors.push("events.retention_days must be at least 1");
         }
-        let mut bootstrap_admins = Vec::new();
-        for name in &raw.operators.bootstrap_admins {
-            match bannin_proto::identity::OperatorName::new(name.as_str()) {
-                Ok(n) => bootstrap_admins.push(n),
-                Err(e) => errors.push(format!("operators.bootstrap_admins: {name:?}: {e}")),
-            }
-        }
-        let webhook = raw.webhook.as_ref().and_then(|w| {
-            let listen = w
-                .listen
-                .parse::<SocketAddr>()
-                .map_err(|e| errors.push(format!("webhook.listen = {:?}: {e}", w.listen)))
-                .ok()?;
-            let token_file = w.token_file.as_ref().map(|p| base.join(p));
-            if let Some(path) = &token_file
-                && let Err(e) = crate::webhook::read_token(path)
-            {
-                errors.push(format!("webhook.token_file: {e}"));
-            }
-            let max_body_bytes = w.max_body_bytes.unwrap_or(1024 * 1024);
-            if !(1024..=64 * 1024 * 1024).contains(&max_body_bytes) {
-                errors.push(format!(
-                    "webhook.max_body_bytes = {max_body_bytes}: must be 1024 to 67108864"
-                ));
-            }
-            let host_labels = w.host_labels.clone().unwrap_or_else(|| {
-                ["host", "hostname", "nodename", "instance"]
-                    .iter()
-                    .map(|s| (*s).to_owned())
-                    .collect()
-            });
-            if host_labels.is_empty() {
-                errors.push("webhook.host_labels: name at least one label");
-            }
-            Some(crate::webhook::WebhookConfig {
-                listen,
-                token_file,
-                max_body_bytes,
-                host_labels,
-            })
-        });
-        let enrollment = raw.enrollment.as_ref().map(|e| {
-            let listen = e.listen.as_ref().and_then(|l| {
-                l.parse::<SocketAddr>()
-                    .map_err(|err| errors.push(format!("enrollment.listen = {l:?}: {err}")))
-                    .ok()
-            });
-            let ca_key = base.join(&e.ca_key);
-            if let Err(err) = check_key_permissions(&ca_key) {
-                errors.push(format!("enrollment.ca_key: {err}"));
-            }
-            let secs = match (e.validity_secs, e.validity_days) {
-                (Some(s), _) => s,
-                (None, Some(d)) => d.saturating_mul(86_400),
-                (None, None) => 90 * 86_400,
-            };
-            if !(60..=3 * 365 * 86_400).contains(&secs) {
-                errors.push(format!(
-                    "enrollment validity of {secs} s: must be a minute to three years"
-                ));
-            }
-            crate::enroll::EnrollmentConfig {
-                listen,
-                ca_key,
-                validity: Duration::from_secs(secs),
-            }
-        });
+        let bootstrap_admins = bootstrap_admins(&raw.operators.bootstrap_admins, &mut errors);
+        let webhook = raw
+            .webhook
+            .as_ref()
+            .and_then(|w| webhook(w, base, &mut errors));
+        let enrollment = raw
+            .enrollment
+            .as_ref()
+            .map(|e| enrollment(e, base, &mut errors));
         let cluster = raw.cluster.map(|c| cluster(&mut errors, base, c));
         let sinks = sinks(&mut errors, base, &raw.sink);
         let suppress = suppress_rules(&mut errors, &raw.suppress);
@@ -866,6 +767,154 @@ impl CollectorConfig {
             event_retention: Duration::from_secs(raw.events.retention_days * 86_400),
             event_max_bytes: raw.events.max_bytes,
         })
+    }
+}
+
+/// `[tls]`: the three files, relative to the config file; the key owner-only.
+fn tls(raw: Option<RawTls>, base: &Path, errors: &mut ConfigErrors) -> Option<TlsPaths> {
+    let tls = raw.map(|t| TlsPaths {
+        ca: base.join(t.ca),
+        cert: base.join(t.cert),
+        key: base.join(t.key),
+    });
+    match &tls {
+        None => errors.push("[tls] with ca, cert and key is required"),
+        Some(t) => {
+            for (name, p) in [("tls.ca", &t.ca), ("tls.cert", &t.cert)] {
+                if !p.is_file() {
+                    errors.push(format!("{name} = {}: no such file", p.display()));
+                }
+            }
+            if let Err(e) = check_key_permissions(&t.key) {
+                errors.push(format!("tls.key: {e}"));
+            }
+        }
+    }
+    tls
+}
+
+/// `[hosts]`: silence and each host's write budget.
+fn check_hosts(hosts: &RawHosts, errors: &mut ConfigErrors) {
+    if hosts.silent_after_heartbeats == 0 {
+        errors.push("hosts.silent_after_heartbeats must be at least 1");
+    }
+    if hosts.max_events_per_sec < 100 {
+        errors.push(format!(
+            "hosts.max_events_per_sec = {}: at least 100 (an agent's normal telemetry; 20000 by default)",
+            hosts.max_events_per_sec
+        ));
+    }
+    if hosts.max_bytes_per_sec < 2 * 1024 * 1024 {
+        errors.push(format!(
+            "hosts.max_bytes_per_sec = {}: at least 2097152 (a 1 MiB snapshot chunk must fit; 16 MiB by default)",
+            hosts.max_bytes_per_sec
+        ));
+    }
+}
+
+/// `[findings.severity]`: per-kind overrides.
+fn severity_overrides(
+    given: &BTreeMap<String, String>,
+    errors: &mut ConfigErrors,
+) -> BTreeMap<String, Severity> {
+    let mut severity_overrides = BTreeMap::new();
+    for (kind, s) in given {
+        match parse_severity(s) {
+            Some(sev) => {
+                severity_overrides.insert(kind.clone(), sev);
+            }
+            None => errors.push(format!(
+                "findings.severity.{kind} = {s:?}: expected info, low, medium, high or critical"
+            )),
+        }
+    }
+    severity_overrides
+}
+
+/// `[operators] bootstrap_admins`.
+fn bootstrap_admins(
+    given: &[String],
+    errors: &mut ConfigErrors,
+) -> Vec<bannin_proto::identity::OperatorName> {
+    let mut bootstrap_admins = Vec::new();
+    for name in given {
+        match bannin_proto::identity::OperatorName::new(name.as_str()) {
+            Ok(n) => bootstrap_admins.push(n),
+            Err(e) => errors.push(format!("operators.bootstrap_admins: {name:?}: {e}")),
+        }
+    }
+    bootstrap_admins
+}
+
+/// `[webhook]`: the Alertmanager endpoint (`None` after an error).
+fn webhook(
+    w: &RawWebhook,
+    base: &Path,
+    errors: &mut ConfigErrors,
+) -> Option<crate::webhook::WebhookConfig> {
+    let listen = w
+        .listen
+        .parse::<SocketAddr>()
+        .map_err(|e| errors.push(format!("webhook.listen = {:?}: {e}", w.listen)))
+        .ok()?;
+    let token_file = w.token_file.as_ref().map(|p| base.join(p));
+    if let Some(path) = &token_file
+        && let Err(e) = crate::webhook::read_token(path)
+    {
+        errors.push(format!("webhook.token_file: {e}"));
+    }
+    let max_body_bytes = w.max_body_bytes.unwrap_or(1024 * 1024);
+    if !(1024..=64 * 1024 * 1024).contains(&max_body_bytes) {
+        errors.push(format!(
+            "webhook.max_body_bytes = {max_body_bytes}: must be 1024 to 67108864"
+        ));
+    }
+    let host_labels = w.host_labels.clone().unwrap_or_else(|| {
+        ["host", "hostname", "nodename", "instance"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+    });
+    if host_labels.is_empty() {
+        errors.push("webhook.host_labels: name at least one label");
+    }
+    Some(crate::webhook::WebhookConfig {
+        listen,
+        token_file,
+        max_body_bytes,
+        host_labels,
+    })
+}
+
+/// `[enrollment]`: the token endpoint and the certificates it signs.
+fn enrollment(
+    e: &RawEnrollment,
+    base: &Path,
+    errors: &mut ConfigErrors,
+) -> crate::enroll::EnrollmentConfig {
+    let listen = e.listen.as_ref().and_then(|l| {
+        l.parse::<SocketAddr>()
+            .map_err(|err| errors.push(format!("enrollment.listen = {l:?}: {err}")))
+            .ok()
+    });
+    let ca_key = base.join(&e.ca_key);
+    if let Err(err) = check_key_permissions(&ca_key) {
+        errors.push(format!("enrollment.ca_key: {err}"));
+    }
+    let secs = match (e.validity_secs, e.validity_days) {
+        (Some(s), _) => s,
+        (None, Some(d)) => d.saturating_mul(86_400),
+        (None, None) => 90 * 86_400,
+    };
+    if !(60..=3 * 365 * 86_400).contains(&secs) {
+        errors.push(format!(
+            "enrollment validity of {secs} s: must be a minute to three years"
+        ));
+    }
+    crate::enroll::EnrollmentConfig {
+        listen,
+        ca_key,
+        validity: Duration::from_secs(secs),
     }
 }
 
