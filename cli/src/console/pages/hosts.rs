@@ -1,0 +1,520 @@
+//! Hosts: the inventory, one host with its telemetry, and commands (triage, isolate, snapshot…) and their progress.
+
+use super::*;
+
+fn sensors_summary(h: &v1::Host) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in &h.sensors {
+        *counts.entry(s.state.as_str()).or_default() += 1;
+    }
+    let bad: Vec<String> = h
+        .sensors
+        .iter()
+        .filter(|s| s.state != "ok" && s.state != "disabled")
+        .map(|s| format!("{} {}", s.name, s.state))
+        .collect();
+    let all = counts
+        .iter()
+        .map(|(state, n)| format!("{n} {state}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    t(&if bad.is_empty() {
+        all
+    } else {
+        format!("{} ({all})", bad.join(", "))
+    })
+    .into_owned()
+}
+
+fn labels_text(labels: &BTreeMap<String, String>) -> String {
+    let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    t(&l.join(" ")).into_owned()
+}
+
+/// `GET /hosts`.
+pub(crate) async fn hosts(State(c): State<Shared>, Extension(s): Extension<Session>) -> Page {
+    let hosts = hosts_list(&c).await?;
+    let body = html! {
+        table.grid #hosts {
+            thead { tr { th { "Host" } th { "Hostname" } th { "Status" } th { "Isolation" } th { "Sensors" } th { "Labels" } th { "Last seen (UTC)" } th { "Agent" } } }
+            tbody {
+                @for h in &hosts {
+                    tr data-host=(t(&h.host_id)) {
+                        td { a href=(format!("/hosts/{}", h.host_id)) { (t(&h.host_id)) } }
+                        td { (t(&h.hostname)) }
+                        td { @if h.revoked { span.badge.bad { "revoked" } } @else if h.online { span.badge.ok { "online" } } @else { span.badge { "offline" } } }
+                        td { span class=(if h.isolation == "isolated" { "badge bad" } else { "badge" }) { (h.isolation) } }
+                        td { (sensors_summary(h)) }
+                        td { (labels_text(&h.labels)) }
+                        td { (time(h.last_seen_unix_ms)) }
+                        td { (t(&h.agent_version)) }
+                    }
+                }
+            }
+        }
+        @if hosts.is_empty() { p.empty { "No host has connected yet." } }
+    };
+    Ok(page(&c.operator, &s.csrf, Nav::Hosts, "Hosts", body))
+}
+
+const QUESTIONS: [(&str, &str); 9] = [
+    ("processes", "Processes"),
+    ("connections", "Network connections"),
+    ("listeners", "Listening sockets"),
+    ("logins", "Recent logins"),
+    ("users", "User accounts"),
+    ("services", "Services"),
+    ("stat", "stat of a path"),
+    ("hash", "SHA-256 of a file"),
+    ("ls", "Directory listing"),
+];
+
+/// `GET /hosts/{id}`.
+pub(crate) async fn host(
+    State(c): State<Shared>,
+    Extension(s): Extension<Session>,
+    Path(id): Path<String>,
+) -> Page {
+    let hosts = hosts_list(&c).await?;
+    let h = hosts
+        .into_iter()
+        .find(|h| h.host_id == id)
+        .ok_or_else(|| PageError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("no host {id}"),
+        })?;
+    let found = c
+        .client()
+        .list_findings(v1::ListFindingsRequest {
+            newest_first: true,
+            limit: 100,
+            filter: Some(v1::FindingFilter {
+                host_id: id.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .findings;
+    let mine: Vec<&v1::Finding> = found.iter().collect();
+    let events = c
+        .client()
+        .list_events(v1::ListEventsRequest {
+            host_id: id.clone(),
+            since_unix_ms: now_ms() - 3_600_000,
+            limit: 1000,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .events;
+    let commands = c
+        .client()
+        .list_commands(v1::ListCommandsRequest {
+            host_id: id.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .commands;
+    let can_act = c.operator.role >= Role::Responder;
+    let sensors_bad = h
+        .sensors
+        .iter()
+        .any(|x| x.state != "ok" && x.state != "disabled");
+    let body = html! {
+        (facts([
+            ("Hostname", html! { (t(&h.hostname)) }),
+            ("Status", html! { span #host-status { @if h.revoked { "revoked" } @else if h.online { "online" } @else { "offline" } } }),
+            ("Isolation", html! { span #isolation class=(if h.isolation == "not isolated" { "badge" } else { "badge bad" }) { (h.isolation) } }),
+            ("OS", html! { (t(&h.os)) " · " (t(&h.kernel)) }),
+            ("Addresses", html! { (t(&h.addresses.join(", "))) }),
+            ("Connected from", html! { (t(&h.peer_address)) }),
+            ("Agent", html! { (t(&h.agent_version)) }),
+            ("First seen", time(h.first_seen_unix_ms)),
+            ("Last seen", time(h.last_seen_unix_ms)),
+            ("Labels", html! { (labels_text(&h.labels)) }),
+            ("Spool", html! { (h.spool_bytes) " bytes" }),
+        ]))
+        @if can_act {
+            h2 { "Response" }
+            div.response {
+                @if h.isolation == "isolated" || h.isolation == "pending isolation" {
+                    form #release-form.danger method="post" action=(format!("/hosts/{id}/command")) {
+                        (csrf_field(&s.csrf))
+                        input type="hidden" name="verb" value="release";
+                        h3 { "Release " (id) " from isolation" }
+                        label { "Reason (required) " input type="text" name="reason" required size="50"; }
+                        label { "Type the host id " strong { (id) } " to confirm " input type="text" name="confirm" required autocomplete="off"; }
+                        button type="submit" #release-button { "Release " (id) }
+                    }
+                } @else {
+                    form #isolate-form.danger method="post" action=(format!("/hosts/{id}/command")) {
+                        (csrf_field(&s.csrf))
+                        input type="hidden" name="verb" value="isolate";
+                        h3 { "Isolate " (id) " from the network" }
+                        p.note { "Only the collector stays reachable. The agent answers commands while isolated." }
+                        label { "Reason (required) " input type="text" name="reason" required size="50"; }
+                        label { "Type the host id " strong { (id) } " to confirm " input type="text" name="confirm" required autocomplete="off"; }
+                        button type="submit" #isolate-button { "Isolate " (id) }
+                    }
+                }
+                form #snapshot-form method="post" action=(format!("/hosts/{id}/command")) {
+                    (csrf_field(&s.csrf))
+                    input type="hidden" name="verb" value="snapshot";
+                    h3 { "Forensic snapshot" }
+                    label { "Files to include, one absolute path per line (the snapshot always takes the volatile state) " textarea name="files" rows="3" cols="60" {} }
+                    label { "Reason (required) " input type="text" name="reason" required size="50"; }
+                    button type="submit" #snapshot-button { "Take snapshot" }
+                }
+            }
+            h2 { "Triage" }
+            form #triage-form method="post" action=(format!("/hosts/{id}/triage")) {
+                (csrf_field(&s.csrf))
+                label { "Question "
+                    select name="question" #triage-question {
+                        @for (q, label) in QUESTIONS { option value=(q) { (label) } }
+                    }
+                }
+                label { "Path (stat, hash, ls) " input type="text" name="path" size="40"; }
+                button type="submit" #triage-button { "Ask" }
+            }
+        } @else {
+            p.note #no-response { "Your role (" (c.operator.role.as_str()) ") can read this host; isolation, snapshots and triage need a responder." }
+        }
+        h2 { "Findings" }
+        (findings_table(&mine, None))
+        h2 { "Commands" }
+        (commands_table(&commands))
+        details.sensors open[sensors_bad] {
+            summary { h2.inline { "Sensors: " (sensors_summary(&h)) } }
+            table.grid {
+                thead { tr { th { "Sensor" } th { "State" } th { "Detail" } } }
+                tbody { @for x in &h.sensors { tr { td { (t(&x.name)) } td { span class=(if x.state == "ok" { "badge ok" } else if x.state == "disabled" { "badge" } else { "badge bad" }) { (t(&x.state)) } } td { (t(&x.detail)) } } } }
+            }
+        }
+        h2 { "Recent telemetry (last hour, newest first)" }
+        table.grid #events {
+            thead { tr { th { "Observed (UTC)" } th { "Kind" } th { "Attributes" } } }
+            tbody {
+                @for e in events.iter().rev().take(50) {
+                    @if let Some(ev) = &e.event {
+                        tr {
+                            td { (time(ev.observed_unix_ms)) }
+                            td.kind { (t(&ev.kind)) }
+                            td.value { (attributes_text(&ev.attributes)) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(
+        &c.operator,
+        &s.csrf,
+        Nav::Hosts,
+        &format!("Host {id}"),
+        body,
+    ))
+}
+
+fn attributes_text(a: &BTreeMap<String, String>) -> String {
+    let v: Vec<String> = a.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    t(&v.join("  ")).into_owned()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct TriageForm {
+    question: String,
+    #[serde(default)]
+    path: String,
+}
+
+/// Queues a command and waits (up to `wait`) until the host has answered.
+async fn issue_and_wait(
+    c: &Shared,
+    host: &str,
+    verb: &str,
+    arguments: BTreeMap<String, String>,
+    reason: String,
+    wait: Duration,
+) -> Result<v1::CommandRecord, PageError> {
+    let mut client = c.client();
+    let mut last = client
+        .issue_command(v1::IssueCommandRequest {
+            host_id: host.to_owned(),
+            verb: verb.to_owned(),
+            arguments,
+            reason,
+            expires_in_secs: 0,
+        })
+        .await?
+        .into_inner();
+    let deadline = tokio::time::Instant::now() + wait;
+    while !finished(&last.state) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Some(found) = client
+            .list_commands(v1::ListCommandsRequest {
+                host_id: host.to_owned(),
+                command_id: last.id.clone(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .commands
+            .into_iter()
+            .next()
+        {
+            last = found;
+        }
+    }
+    Ok(last)
+}
+
+fn finished(state: &str) -> bool {
+    matches!(state, "succeeded" | "failed" | "expired")
+}
+
+/// `POST /hosts/{id}/triage`: asks, waits up to a minute, and shows the answer as a table.
+pub(crate) async fn triage(
+    State(c): State<Shared>,
+    Extension(s): Extension<Session>,
+    Path(id): Path<String>,
+    Form(form): Form<TriageForm>,
+) -> Page {
+    if !QUESTIONS.iter().any(|(q, _)| *q == form.question) {
+        return Err(PageError::bad(format!(
+            "unknown question {:?}",
+            form.question
+        )));
+    }
+    let mut arguments = BTreeMap::from([("question".to_owned(), form.question.clone())]);
+    if !form.path.trim().is_empty() {
+        arguments.insert("path".to_owned(), form.path.trim().to_owned());
+    }
+    let record = issue_and_wait(
+        &c,
+        &id,
+        "triage",
+        arguments,
+        String::new(),
+        Duration::from_secs(60),
+    )
+    .await?;
+    let title = format!("{} on {id}", form.question);
+    let body = if record.state != "succeeded" {
+        html! {
+            p.error #triage-error { "The host did not answer: " (record.state) " " (t(&record.result)) }
+            p { a href=(format!("/commands/{}", record.id)) { "Command " (record.id) } }
+        }
+    } else {
+        let answer: Value = serde_json::from_str(&record.result)
+            .map_err(|e| PageError::bad(format!("the agent's answer is not JSON: {e}")))?;
+        html! {
+            p { a href=(format!("/hosts/{id}")) { "Back to " (id) } " · command " a href=(format!("/commands/{}", record.id)) { (record.id) } }
+            (rows_table(&answer["rows"]))
+            @if answer["truncated"] == true { p.note { "Truncated: " (answer["total"]) " rows in all." } }
+        }
+    };
+    Ok(page(&c.operator, &s.csrf, Nav::Hosts, &title, body))
+}
+
+/// An array of JSON objects as a table, columns from every row.
+fn rows_table(rows: &Value) -> Markup {
+    let rows = rows.as_array().map(Vec::as_slice).unwrap_or_default();
+    let mut keys: Vec<&str> = Vec::new();
+    for r in rows {
+        if let Some(o) = r.as_object() {
+            for k in o.keys() {
+                if !keys.contains(&k.as_str()) {
+                    keys.push(k);
+                }
+            }
+        }
+    }
+    let columns = output::column_order(keys.into_iter());
+    html! {
+        table.grid #triage-rows {
+            thead { tr { @for c in &columns { th { (c.replace('_', " ")) } } } }
+            tbody {
+                @for r in rows {
+                    tr { @for c in &columns { td { (output::cell(c, &r[*c])) } } }
+                }
+            }
+        }
+        p.note { (rows.len()) " rows" }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CommandForm {
+    verb: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    confirm: String,
+    #[serde(default)]
+    files: String,
+}
+
+/// `POST /hosts/{id}/command`: isolate, release (reason and the host id typed
+/// to confirm), snapshot (reason, files); then the command's page.
+pub(crate) async fn command(
+    State(c): State<Shared>,
+    Path(id): Path<String>,
+    Form(form): Form<CommandForm>,
+) -> Result<Redirect, PageError> {
+    let mut arguments = BTreeMap::new();
+    match form.verb.as_str() {
+        "isolate" | "release" => {
+            if form.confirm.trim() != id {
+                return Err(PageError::bad(format!(
+                    "to {} a host, type its id ({id}) in the confirmation box",
+                    form.verb
+                )));
+            }
+        }
+        "snapshot" => {
+            let files: Vec<&str> = form
+                .files
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            if !files.is_empty() {
+                arguments.insert("files".to_owned(), files.join("\n"));
+            }
+        }
+        other => return Err(PageError::bad(format!("unknown command {other:?}"))),
+    }
+    if form.reason.trim().is_empty() {
+        return Err(PageError::bad(format!("{} needs a reason", form.verb)));
+    }
+    let record = c
+        .client()
+        .issue_command(v1::IssueCommandRequest {
+            host_id: id,
+            verb: form.verb,
+            arguments,
+            reason: form.reason.trim().to_owned(),
+            expires_in_secs: 0,
+        })
+        .await?
+        .into_inner();
+    Ok(Redirect::to(&format!("/commands/{}", record.id)))
+}
+
+fn commands_table(commands: &[v1::CommandRecord]) -> Markup {
+    html! {
+        table.grid.commands {
+            thead { tr { th { "ID" } th { "Issued (UTC)" } th { "Host" } th { "Verb" } th { "State" } th { "Operator" } th { "Reason" } th { "Result" } } }
+            tbody {
+                @for x in commands.iter().rev() {
+                    tr data-command=(x.id) {
+                        td { a href=(format!("/commands/{}", x.id)) { (x.id) } }
+                        td { (time(x.created_unix_ms)) }
+                        td { a href=(format!("/hosts/{}", x.host_id)) { (t(&x.host_id)) } }
+                        td { (t(&x.verb)) }
+                        td { span class=(format!("badge st-{}", x.state)) { (x.state) } }
+                        td { (t(&x.operator)) }
+                        td { (t(&x.reason)) }
+                        td.value { (t(&x.result.chars().take(200).collect::<String>())) }
+                    }
+                }
+            }
+        }
+        @if commands.is_empty() { p.empty { "No commands." } }
+    }
+}
+
+/// How many commands the queue page shows: the newest (a long history is
+/// read through `bannin commands`).
+const COMMANDS_SHOWN: u32 = 500;
+
+/// `GET /commands`: the queue, every host, the newest [`COMMANDS_SHOWN`].
+pub(crate) async fn commands(State(c): State<Shared>, Extension(s): Extension<Session>) -> Page {
+    let commands = c
+        .client()
+        .list_commands(v1::ListCommandsRequest {
+            limit: COMMANDS_SHOWN,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .commands;
+    let title = if commands.len() == COMMANDS_SHOWN as usize {
+        format!("Commands (the newest {COMMANDS_SHOWN}; `bannin commands` lists them all)")
+    } else {
+        "Commands".to_owned()
+    };
+    Ok(page(
+        &c.operator,
+        &s.csrf,
+        Nav::Commands,
+        &title,
+        commands_table(&commands),
+    ))
+}
+
+async fn find_command(c: &Shared, id: &str) -> Result<v1::CommandRecord, PageError> {
+    c.client()
+        .list_commands(v1::ListCommandsRequest {
+            host_id: String::new(),
+            command_id: id.to_owned(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .commands
+        .into_iter()
+        .next()
+        .ok_or_else(|| PageError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("no command {id}"),
+        })
+}
+
+/// `GET /commands/{id}`: one command; the script follows its state until it finishes.
+pub(crate) async fn command_page(
+    State(c): State<Shared>,
+    Extension(s): Extension<Session>,
+    Path(id): Path<String>,
+) -> Page {
+    let x = find_command(&c, &id).await?;
+    let done = finished(&x.state);
+    let body = html! {
+        (facts([
+            ("Host", html! { a href=(format!("/hosts/{}", x.host_id)) { (t(&x.host_id)) } }),
+            ("Verb", html! { (t(&x.verb)) }),
+            ("State", html! { span #command-state data-command=(x.id) data-finished=(done) class=(format!("badge st-{}", x.state)) { (x.state) } }),
+            ("Operator", html! { (t(&x.operator)) }),
+            ("Reason", html! { (t(&x.reason)) }),
+            ("Arguments", html! { (attributes_text(&x.arguments)) }),
+            ("Issued", time(x.created_unix_ms)),
+            ("Delivered", time(x.delivered_unix_ms)),
+            ("Finished", time(x.finished_unix_ms)),
+            ("Expires", time(x.expires_unix_ms)),
+        ]))
+        @if !done { p.note #command-progress aria-live="polite" { "Waiting for " (t(&x.host_id)) "… this page follows the command until the host answers." } }
+        h2 { "Result" }
+        pre #command-result { (lines(&x.result)) }
+        @if x.verb == "snapshot" && x.state == "succeeded" { p { a href="/evidence" { "The snapshot is in Evidence" } } }
+    };
+    Ok(page(
+        &c.operator,
+        &s.csrf,
+        Nav::Commands,
+        &format!("Command {id}"),
+        body,
+    ))
+}
+
+/// `GET /api/commands/{id}`: the command as JSON (what the page's script polls).
+pub(crate) async fn command_json(
+    State(c): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let x = find_command(&c, &id).await?;
+    Ok(axum::Json(output::command_json(&x)).into_response())
+}
