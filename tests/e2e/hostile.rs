@@ -104,7 +104,7 @@ async fn idle_sockets_from_several_addresses_starve_neither_operators_nor_agents
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stalled_handshakes_from_many_addresses_never_queue_an_operator() {
-    if !bannin_tests::runnable(&[bannin_tests::Need::OpenFiles(8192)]) {
+    if !bannin_tests::runnable(&[bannin_tests::Need::OpenFiles(16_384)]) {
         return;
     }
     use bannin_tests::stall::{Stall, client_hello, sources, stalled_connections};
@@ -631,7 +631,7 @@ async fn a_flooding_host_is_slowed_alone_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn operators_on_their_own_port_are_out_of_reach_of_an_agent_port_flood() {
-    if !bannin_tests::runnable(&[bannin_tests::Need::OpenFiles(8192)]) {
+    if !bannin_tests::runnable(&[bannin_tests::Need::OpenFiles(16_384)]) {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -469,6 +469,10 @@ async fn an_ordinary_session_raises_only_its_package_changes_and_real_changes_ar
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_ordinary_tools_on_three_hosts_are_not_a_spread() {
+    // Three whole-host agents: their process sensors read every process (root).
+    if !bannin_tests::runnable(&[bannin_tests::Need::Root]) {
+        return;
+    }
     let _alone = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = TestPki::new(dir.path());
