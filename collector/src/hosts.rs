@@ -324,8 +324,10 @@ impl HostRegistry {
                 revoked_keys.insert(k.clone(), host.clone());
             }
         }
-        self.revocations.send_modify(|n| *n += 1);
+        // Counted before the sessions hear of it: each ends itself as soon
+        // as it does (on another thread), and would no longer be counted.
         let live = self.lock().get(&host).map_or(0, |l| l.sessions.len());
+        self.revocations.send_modify(|n| *n += 1);
         Ok((live, keys))
     }
 

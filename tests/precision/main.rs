@@ -187,7 +187,9 @@ fn snapshot(operator: &Path) -> std::collections::BTreeMap<u64, u64> {
         .unwrap_or_default()
 }
 
-/// Findings new (or seen again) since `before`.
+/// Findings new (or seen again) since `before`, about what this test did:
+/// a finding about a process that is provably not the test's (see
+/// [`foreign`]) is left out, and printed.
 fn since(operator: &Path, before: &std::collections::BTreeMap<u64, u64>) -> Vec<serde_json::Value> {
     let (ok, findings, err) = bannin_json(operator, &["findings", "--limit", "100000"]);
     assert!(ok, "{err}");
@@ -201,7 +203,52 @@ fn since(operator: &Path, before: &std::collections::BTreeMap<u64, u64>) -> Vec<
             let count = f["count"].as_u64().unwrap_or(1);
             before.get(&id).is_none_or(|c| count > *c)
         })
+        .filter(|f| {
+            let other = foreign(f);
+            if other {
+                println!("not this test's (another process on the machine): {f}");
+            }
+            !other
+        })
         .collect()
+}
+
+/// Whether `f` is about a process the test provably did not start: its
+/// parent is still alive and does not descend from this test. A process
+/// whose parent has exited cannot be placed, and is judged (so a tool the
+/// test ran through apt or dpkg is never excused).
+fn foreign(f: &serde_json::Value) -> bool {
+    let Some(ppid) = f["attributes"]["ppid"]
+        .as_str()
+        .and_then(|p| p.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    let me = std::process::id();
+    let mut pid = ppid;
+    // Up the live ancestry: to this test (the test's), or to pid 1 (not).
+    for _ in 0..64 {
+        if pid == me {
+            return false;
+        }
+        if pid <= 1 {
+            return true;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            // Gone: whatever it was cannot be placed.
+            return false;
+        };
+        // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+        let Some(parent) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            return false;
+        };
+        pid = parent;
+    }
+    false
 }
 
 fn describe(findings: &[serde_json::Value]) -> String {
