@@ -53,6 +53,10 @@ impl Need {
                     return None;
                 }
                 if hard < n {
+                    // Root may raise the hard limit too.
+                    if netns::is_root() && setrlimit(Resource::RLIMIT_NOFILE, n, n).is_ok() {
+                        return None;
+                    }
                     return Some(format!(
                         "needs {n} open files; the hard limit is {hard} (ulimit -Hn)"
                     ));
