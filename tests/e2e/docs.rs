@@ -212,3 +212,46 @@ fn collector_modules_import_without_cycles() {
     // The check sees real edges (it would pass vacuously on none).
     assert!(graph["journal"].contains("op") && graph["op"].contains("ingest"));
 }
+
+/// Outside the journal's two implementations, cluster mode is named only by
+/// configuration (`config.rs`), the composition root (`lib.rs`, `main.rs`)
+/// and the status RPC (`operator_api/cluster.rs`): handlers, the store and
+/// everything else go through `journal::Journal`.
+#[test]
+fn only_the_journal_configuration_and_status_name_cluster_mode() {
+    let mut files = Vec::new();
+    rust_files(&repo().join("collector/src"), &mut files);
+    let allowed = [
+        "collector/src/config.rs",
+        "collector/src/journal.rs",
+        "collector/src/lib.rs",
+        "collector/src/main.rs",
+        "collector/src/operator_api/cluster.rs",
+    ];
+    let mut naming = Vec::new();
+    for file in &files {
+        if file.starts_with("collector/src/cluster/") || allowed.contains(&file.as_str()) {
+            continue;
+        }
+        let text = std::fs::read_to_string(repo().join(file)).expect("source");
+        let text = text
+            .find("#[cfg(test)]\nmod tests")
+            .map_or(text.as_str(), |i| &text[..i]);
+        let code: String = text
+            .lines()
+            .map(|l| l.split("//").next().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n");
+        if code.contains("crate::cluster") || code.contains("Arc<Cluster>") {
+            naming.push(file.clone());
+        }
+    }
+    assert!(
+        naming.is_empty(),
+        "these files name cluster mode instead of asking the journal: {naming:#?}"
+    );
+    // The check reads real code: the journal does name it.
+    let journal =
+        std::fs::read_to_string(repo().join("collector/src/journal.rs")).expect("journal");
+    assert!(journal.contains("crate::cluster"));
+}
