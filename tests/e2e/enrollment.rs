@@ -436,7 +436,9 @@ async fn a_revoked_host_is_cut_off_and_stays_off() {
     // (proof the collector was asked) before asserting it is still offline.
     let refusals = |log: &str| log.matches("Link down").count();
     let before = refusals(&agent.log_text());
-    eventually(Duration::from_secs(60), "the agent refused again", || {
+    // (Up to two minutes: seen once to take longer than one under the full
+    // suite's load; not explained yet.)
+    eventually(Duration::from_secs(120), "the agent refused again", || {
         let seen = refusals(&agent.log_text());
         async move { (seen > before).then_some(()) }
     })
