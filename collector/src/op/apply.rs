@@ -221,7 +221,6 @@ async fn put_operator(
     side: &SideEffects,
 ) -> Result<Result<u64, IngestError>, String> {
     let store = side.store.clone();
-
     let name = record.name.clone();
     blocking("applying an operator change", move || {
         store.put_operator(&record)?;
@@ -229,7 +228,7 @@ async fn put_operator(
     })
     .await?;
     side.operator_changes.send_modify(|n| *n += 1);
-    tracing::info!(operator = %name, "Operator change applied from the log");
+    tracing::info!(operator = %name, "Operator change applied");
     Ok(Ok(0))
 }
 
@@ -245,7 +244,7 @@ async fn revoke_host(
         hosts.revoke(revoked, &keys)
     })
     .await?;
-    tracing::warn!(host.id = %host, sessions_cut = cut, "Host revoked (from the log)");
+    tracing::warn!(host.id = %host, sessions_cut = cut, "Host revoked");
     Ok(Ok(u64::try_from(cut).unwrap_or(0)))
 }
 
@@ -255,26 +254,30 @@ async fn open_incident(
     seq: u64,
     side: &SideEffects,
 ) -> Result<Result<u64, IngestError>, String> {
-    let store = side.store.clone();
-    let carried = side.carried_out;
-
-    let id = blocking("opening an incident", move || {
-        // Carried out already (a re-read after a failed commit): the
-        // same incident, not a second one.
-        if store.counter(carried)? >= seq {
-            let same = store.incidents()?.into_iter().rev().find(|i| {
-                i.title == incident.title
-                    && i.opened_by == incident.opened_by
-                    && i.opened_unix_ms == incident.opened_unix_ms
-            });
-            return Ok(same.map_or(0, |i| i.id));
-        }
-        incident.id = store.next_incident_id()?;
-        store.put_incident(&incident)?;
-        store.set_counter_now(carried, seq)?;
-        store.make_durable()?;
-        Ok(incident.id)
-    })
+    let (title, by, at) = (
+        incident.title.clone(),
+        incident.opened_by.clone(),
+        incident.opened_unix_ms,
+    );
+    let id = once(
+        "opening an incident",
+        seq,
+        side,
+        // Carried out already: the same incident, not a second one.
+        move |store| {
+            let same = store
+                .incidents()?
+                .into_iter()
+                .rev()
+                .find(|i| i.title == title && i.opened_by == by && i.opened_unix_ms == at);
+            Ok(same.map_or(0, |i| i.id))
+        },
+        move |store| {
+            incident.id = store.next_incident_id()?;
+            store.put_incident(&incident)?;
+            Ok(incident.id)
+        },
+    )
     .await?;
     Ok(Ok(id))
 }
@@ -288,30 +291,29 @@ async fn update_incident(
     seq: u64,
     side: &SideEffects,
 ) -> Result<Result<u64, IngestError>, String> {
-    let store = side.store.clone();
-    let carried = side.carried_out;
-
-    let outcome = blocking("updating an incident", move || {
-        if store.counter(carried)? >= seq {
-            return Ok(Ok(id));
-        }
-        let Some(mut incident) = store.incident(id)? else {
-            return Ok(Err(format!("no incident {id}")));
-        };
-        // Refused here as it would be on a standalone collector (the
-        // caller checked it first; a concurrent change may have
-        // closed it since).
-        let outcome = match crate::incidents::apply(&mut incident, update, &operator, at_unix_ms) {
-            Ok(_) => {
-                store.put_incident(&incident)?;
-                Ok(id)
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        store.set_counter_now(carried, seq)?;
-        store.make_durable()?;
-        Ok(outcome)
-    })
+    let outcome = once(
+        "updating an incident",
+        seq,
+        side,
+        move |_| Ok(Ok(id)),
+        move |store| {
+            let Some(mut incident) = store.incident(id)? else {
+                return Ok(Err(format!("no incident {id}")));
+            };
+            // Refused here as it would be on a standalone collector (the
+            // caller checked it first; a concurrent change may have
+            // closed it since).
+            Ok(
+                match crate::incidents::apply(&mut incident, update, &operator, at_unix_ms) {
+                    Ok(_) => {
+                        store.put_incident(&incident)?;
+                        Ok(id)
+                    }
+                    Err(e) => Err(e.to_string()),
+                },
+            )
+        },
+    )
     .await?;
     Ok(outcome.map_err(IngestError::Journal))
 }
@@ -322,7 +324,6 @@ async fn put_token(
     side: &SideEffects,
 ) -> Result<Result<u64, IngestError>, String> {
     let store = side.store.clone();
-
     blocking("storing a token", move || {
         store.insert_token(&record)?;
         store.make_durable()
@@ -339,25 +340,21 @@ async fn use_token(
     seq: u64,
     side: &SideEffects,
 ) -> Result<Result<u64, IngestError>, String> {
-    let store = side.store.clone();
-    let carried = side.carried_out;
-
-    let outcome = blocking("using a token", move || {
-        if store.counter(carried)? >= seq {
-            return Ok(Ok(0));
-        }
-        let outcome = if store.token(&id)?.is_some() {
-            match store.use_token(&id, &host, at_unix_ms)? {
+    let outcome = once(
+        "using a token",
+        seq,
+        side,
+        |_| Ok(Ok(0)),
+        move |store| {
+            if store.token(&id)?.is_none() {
+                return Ok(Err(format!("no token {id}")));
+            }
+            Ok(match store.use_token(&id, &host, at_unix_ms)? {
                 Ok(_) => Ok(0),
                 Err(why) => Err(why.to_owned()),
-            }
-        } else {
-            Err(format!("no token {id}"))
-        };
-        store.set_counter_now(carried, seq)?;
-        store.make_durable()?;
-        Ok(outcome)
-    })
+            })
+        },
+    )
     .await?;
     Ok(outcome.map_err(IngestError::Journal))
 }
@@ -365,7 +362,6 @@ async fn use_token(
 /// A token revoked.
 async fn revoke_token(id: String, side: &SideEffects) -> Result<Result<u64, IngestError>, String> {
     let store = side.store.clone();
-
     blocking("revoking a token", move || {
         if store.token(&id)?.is_some() {
             store
@@ -388,7 +384,6 @@ async fn issue_command(
     side: &SideEffects,
 ) -> Result<Result<u64, IngestError>, String> {
     let store = side.store.clone();
-
     let host = command.host_id.clone();
     blocking("queueing a command", move || {
         // Its id is its log position: the same on every collector,
@@ -415,7 +410,6 @@ async fn update_command(
     side: &SideEffects,
 ) -> Result<Result<u64, IngestError>, String> {
     let store = side.store.clone();
-
     let moved = blocking("updating a command", move || {
         let Some(mut command) = store.command(id)? else {
             return Ok(0);
@@ -446,7 +440,6 @@ async fn label_host(
     side: &SideEffects,
 ) -> Result<Result<u64, IngestError>, String> {
     let store = side.store.clone();
-
     blocking("labelling a host", move || {
         let mut labels = store.host_labels(&host_id)?;
         for key in &remove {
@@ -475,6 +468,31 @@ fn command_moves(from: CommandState, to: CommandState) -> bool {
     }
 }
 
+/// Carries out an operation that must happen once per journal position
+/// (it takes an id or a token's use): `work` when the journal's position of
+/// the last one carried out is before `seq`, stored durably with that
+/// position; `again` (answering as the first time did) when it is not — a
+/// re-read after a failed commit.
+async fn once<T: Send + 'static>(
+    what: &str,
+    seq: u64,
+    side: &SideEffects,
+    again: impl FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+    work: impl FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, String> {
+    let (store, carried) = (side.store.clone(), side.carried_out);
+    blocking(what, move || {
+        if store.counter(carried)? >= seq {
+            return again(&store);
+        }
+        let done = work(&store)?;
+        store.set_counter_now(carried, seq)?;
+        store.make_durable()?;
+        Ok(done)
+    })
+    .await
+}
+
 /// Runs `work` on the blocking pool; a store error (or a panic) is the reason
 /// the applier starts again from the durable position.
 async fn blocking<T: Send + 'static>(
@@ -491,6 +509,73 @@ async fn blocking<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A re-read of the journal (after a failed commit) applies an
+    /// id-taking operation again at the same position: it answers as the
+    /// first time did and changes nothing.
+    #[tokio::test]
+    async fn an_operation_read_again_at_its_position_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("store")).expect("store");
+        let side = SideEffects {
+            store: store.clone(),
+            due: mpsc::unbounded_channel().0,
+            hosts: Arc::new(
+                crate::hosts::HostRegistry::load(store.clone(), 3, Arc::default()).expect("hosts"),
+            ),
+            operator_changes: Arc::new(watch::channel(0).0),
+            evidence: Arc::new(crate::evidence::Evidence::new(dir.path()).expect("evidence")),
+            carried_out: "test.carried_out",
+        };
+        let open = || Op::OpenIncident {
+            incident: crate::incidents::Incident {
+                id: 0,
+                title: "web-01 beacon".into(),
+                severity: "high".parse().expect("severity"),
+                status: "open".parse().expect("status"),
+                commander: "alice".into(),
+                findings: Vec::new(),
+                notes: Vec::new(),
+                opened_unix_ms: 7,
+                opened_by: "alice".into(),
+                closed_unix_ms: 0,
+            },
+        };
+        let answer = |begun: Result<Begun, String>| match begun.expect("applied") {
+            Begun::Done(reply) => reply.into_raise().expect("answer"),
+            Begun::Writer(..) => panic!("carried out, not written"),
+        };
+        let first = answer(begin(open(), 5, &side).await);
+        assert!(first > 0);
+        assert_eq!(
+            answer(begin(open(), 5, &side).await),
+            first,
+            "the same incident"
+        );
+        assert_eq!(store.incidents().expect("incidents").len(), 1);
+        // A later position is a new operation.
+        assert!(answer(begin(open(), 6, &side).await) > first);
+        assert_eq!(store.incidents().expect("incidents").len(), 2);
+
+        let (token, _) = crate::enroll::new_token(
+            "alice",
+            1,
+            std::time::Duration::from_secs(60),
+            Default::default(),
+            String::new(),
+        );
+        let id = token.id.clone();
+        answer(begin(Op::PutToken { record: token }, 7, &side).await);
+        let use_it = || Op::UseToken {
+            id: id.clone(),
+            host: "web-01".into(),
+            at_unix_ms: bannin_proto::now_unix_ms(),
+        };
+        answer(begin(use_it(), 8, &side).await);
+        // Read again at 8: the one use is not taken twice (nor refused).
+        answer(begin(use_it(), 8, &side).await);
+        assert_eq!(store.token(&id).expect("token").expect("kept").used, 1);
+    }
 
     #[test]
     fn a_command_moves_forward_only_and_once_final_never_again() {
