@@ -158,13 +158,29 @@ pub fn event_json(e: &v1::StoredEvent) -> Value {
     })
 }
 
+/// What a command does, as JSON: `{"isolate": {"allow": […], "confirm_local": false}}`.
+pub fn command_body_json(c: &v1::CommandBody) -> Value {
+    use v1::command_body::Kind;
+    let fields = match &c.kind {
+        None => return Value::Null,
+        Some(Kind::Ping(_) | Kind::Release(_)) => json!({}),
+        Some(Kind::Isolate(i)) => json!({ "allow": i.allow, "confirm_local": i.confirm_local }),
+        Some(Kind::Triage(t)) => json!({ "question": t.question, "path": t.path }),
+        Some(Kind::Snapshot(s)) => {
+            json!({ "files": s.files, "operator": s.operator, "reason": s.reason })
+        }
+        Some(Kind::Relearn(r)) => json!({ "sensor": r.sensor }),
+    };
+    json!({ c.name(): fields })
+}
+
 /// A command as JSON.
 pub fn command_json(c: &v1::CommandRecord) -> Value {
     json!({
         "id": c.id,
         "host_id": c.host_id,
         "verb": c.verb,
-        "arguments": c.arguments,
+        "command": c.command.as_ref().map(command_body_json),
         "operator": c.operator,
         "reason": c.reason,
         "state": c.state,

@@ -14,7 +14,7 @@
 //! whichever collector holds the host's stream — now, or when the host next
 //! connects — delivers it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,38 +23,37 @@ use bannin_proto::identity::HostId;
 use bannin_proto::{now_unix_ms, v1};
 
 use crate::journal::{Journal, Op, OpReply};
-use crate::model::{Action, Command, CommandState, Isolation};
+use crate::model::{Action, Command, CommandBody, CommandState, Isolate, Isolation};
 use crate::store::{Store, StoreError};
 
 /// Commands not delivered within this expire, unless the operator says otherwise.
 pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(7 * 86_400);
-/// Verbs agents understand.
-pub const VERBS: &[&str] = &[
-    "ping", "isolate", "release", "triage", "snapshot", "relearn",
-];
 /// Largest answer kept for a triage command (the agent bounds its answers to 1 MiB).
 const MAX_TRIAGE_RESULT: usize = 1024 * 1024 + 1024;
-/// Most arguments of one command, and longest argument or reason.
-const MAX_ARGUMENTS: usize = 64;
+/// Most entries of a command's list (allowed addresses, files), and longest
+/// entry or reason.
+const MAX_LIST: usize = 64;
 const MAX_TEXT: usize = 4096;
 
 /// Why a command was not queued or a result not recorded.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
-    /// Unknown verb.
-    #[error("unknown verb {0:?}; known verbs: ping, isolate, release, triage, snapshot, relearn")]
-    UnknownVerb(String),
+    /// The request names no command (an older CLI sends its verb as text).
+    #[error(
+        "no command given (ping, isolate, release, triage, snapshot or relearn); a bannin CLI older than this collector sends its verb as text: upgrade it"
+    )]
+    NoCommand,
     /// isolate and release need a reason.
     #[error("{0} needs a reason (--reason)")]
     NoReason(String),
-    /// Arguments too many or too long.
-    #[error("arguments or reason too large")]
+    /// The reason is too long.
+    #[error("the reason is too long (at most 4096 bytes)")]
     TooLarge,
-    /// An argument the verb cannot take.
-    #[error("{verb}: {problem}")]
+    /// An argument the command cannot take.
+    #[error("{command}: {problem}")]
     BadArgument {
-        /// The verb.
-        verb: String,
+        /// The command's name.
+        command: String,
         /// What is wrong.
         problem: String,
     },
@@ -108,76 +107,114 @@ fn bound_detail(detail: &mut String) {
     detail.push_str(&format!("… ({} bytes cut)", cut - end));
 }
 
-/// The typed command the agent reads (`Command.body`), built from the verb and
-/// its arguments as the queue stores them; a malformed argument is refused here,
-/// when the command is issued, not on the host.
-pub fn body(
-    verb: &str,
-    arguments: &BTreeMap<String, String>,
-) -> Result<v1::command::Body, CommandError> {
-    use v1::command::Body;
-    let arg = |name: &str| arguments.get(name).cloned().unwrap_or_default();
+/// The command an operator asked for, checked: what the queue keeps and the
+/// agent will get is known good, and a malformed command is refused here,
+/// when it is issued, not on the host. A snapshot's manifest names who asked
+/// and why as the collector knows them (`operator`, `reason`), whatever the
+/// request said.
+pub fn check(
+    command: Option<v1::CommandBody>,
+    operator: &str,
+    reason: &str,
+) -> Result<CommandBody, CommandError> {
+    use v1::command_body::Kind;
+    let Some(kind) = command.and_then(|c| c.kind) else {
+        return Err(CommandError::NoCommand);
+    };
+    let name = kind.name();
     let bad = |problem: String| CommandError::BadArgument {
-        verb: verb.to_owned(),
+        command: name.to_owned(),
         problem,
     };
-    Ok(match verb {
-        "ping" => Body::Ping(v1::PingCommand {}),
-        "isolate" => Body::Isolate(v1::IsolateCommand {
-            allow: arg("allow")
-                .split(',')
-                .map(str::trim)
-                .filter(|a| !a.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            confirm_local: arg("confirm_local") == "yes",
-        }),
-        "release" => Body::Release(v1::ReleaseCommand {}),
-        "triage" => {
-            let question = arg("question");
-            if !bannin_proto::vocab::TRIAGE_QUESTIONS.contains(&question.as_str()) {
+    let bounded = |what: &str, items: &[String]| {
+        if items.len() > MAX_LIST {
+            return Err(bad(format!("at most {MAX_LIST} {what}")));
+        }
+        match items
+            .iter()
+            .find(|i| i.len() > MAX_TEXT || i.contains('\0'))
+        {
+            Some(_) => Err(bad(format!("{what}: an entry is too long or holds a NUL"))),
+            None => Ok(()),
+        }
+    };
+    if reason.len() > MAX_TEXT {
+        return Err(CommandError::TooLarge);
+    }
+    let body = match kind {
+        Kind::Ping(_) => CommandBody::Ping,
+        Kind::Isolate(i) => {
+            bounded("allowed addresses", &i.allow)?;
+            if let Some(wrong) = i.allow.iter().find(|a| !is_address_or_network(a)) {
                 return Err(bad(format!(
-                    "unknown question {question:?}; known: {}",
+                    "allow: {wrong:?} is not an address or network (a.b.c.d, a.b.c.d/n, v6, v6/n)"
+                )));
+            }
+            CommandBody::Isolate(Isolate {
+                allow: i.allow,
+                confirm_local: i.confirm_local,
+            })
+        }
+        Kind::Release(_) => CommandBody::Release,
+        Kind::Triage(t) => {
+            if !bannin_proto::vocab::TRIAGE_QUESTIONS.contains(&t.question.as_str()) {
+                return Err(bad(format!(
+                    "unknown question {:?}; known: {}",
+                    t.question,
                     bannin_proto::vocab::TRIAGE_QUESTIONS.join(", ")
                 )));
             }
-            let path = arg("path");
-            let needs_path = matches!(question.as_str(), "stat" | "hash" | "ls");
-            if needs_path && !path.starts_with('/') {
-                return Err(bad(format!("{question} needs an absolute path")));
+            bounded("paths", std::slice::from_ref(&t.path))?;
+            let needs_path = matches!(t.question.as_str(), "stat" | "hash" | "ls");
+            if needs_path && !t.path.starts_with('/') {
+                return Err(bad(format!("{} needs an absolute path", t.question)));
             }
-            Body::Triage(v1::TriageCommand { question, path })
+            CommandBody::Triage {
+                question: t.question,
+                path: t.path,
+            }
         }
-        "snapshot" => Body::Snapshot(v1::SnapshotCommand {
-            operator: arg("operator"),
-            reason: arg("reason"),
-            files: arg("files")
-                .lines()
-                .filter(|l| !l.is_empty())
-                .map(str::to_owned)
-                .collect(),
-        }),
-        "relearn" => Body::Relearn(v1::RelearnCommand {
-            sensor: arg("sensor"),
-        }),
-        other => return Err(CommandError::UnknownVerb(other.to_owned())),
-    })
+        Kind::Snapshot(s) => {
+            bounded("files", &s.files)?;
+            if let Some(relative) = s.files.iter().find(|f| !f.starts_with('/')) {
+                return Err(bad(format!("{relative:?} is not an absolute path")));
+            }
+            CommandBody::Snapshot {
+                operator: operator.to_owned(),
+                reason: reason.to_owned(),
+                files: s.files,
+            }
+        }
+        Kind::Relearn(r) => {
+            bounded("sensors", std::slice::from_ref(&r.sensor))?;
+            CommandBody::Relearn { sensor: r.sensor }
+        }
+    };
+    if body.isolates().is_some() && reason.trim().is_empty() {
+        return Err(CommandError::NoReason(name.to_owned()));
+    }
+    Ok(body)
 }
 
-fn message(
-    id: String,
-    verb: &str,
-    arguments: BTreeMap<String, String>,
-) -> Box<v1::CollectorMessage> {
-    // Validated when issued; a command queued by an older collector that does not
-    // build goes out with its text form only, for the agent to refuse with a reason.
-    let body = body(verb, &arguments).ok();
+/// `a.b.c.d`, `a.b.c.d/n` (n ≤ 32), a v6 address or a v6 network (n ≤ 128):
+/// what the agent's isolation accepts in `allow`.
+fn is_address_or_network(text: &str) -> bool {
+    let (address, prefix) = match text.split_once('/') {
+        Some((a, n)) => (a, Some(n)),
+        None => (text, None),
+    };
+    let Ok(address) = address.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    let most = if address.is_ipv4() { 32 } else { 128 };
+    prefix.is_none_or(|n| n.parse::<u8>().is_ok_and(|n| n <= most))
+}
+
+fn message(id: String, body: &CommandBody) -> Box<v1::CollectorMessage> {
     Box::new(v1::CollectorMessage {
         body: Some(v1::collector_message::Body::Command(v1::Command {
             id,
-            verb: verb.to_owned(),
-            arguments,
-            body,
+            body: body.to_agent(),
         })),
     })
 }
@@ -219,43 +256,23 @@ impl Commands {
             .unwrap_or_else(|_| Err(StoreError::Corrupt("flush task panicked".into())))
     }
 
-    /// Queues a command, durably, and delivers it if the host is connected.
+    /// Queues a command ([`check`]ed), durably, and delivers it if the host
+    /// is connected.
     pub async fn issue(
         &self,
         host: &HostId,
-        verb: &str,
-        arguments: BTreeMap<String, String>,
+        body: CommandBody,
         operator: &str,
         reason: &str,
         expires_in: Duration,
     ) -> Result<Command, CommandError> {
-        if !VERBS.contains(&verb) {
-            return Err(CommandError::UnknownVerb(verb.to_owned()));
-        }
-        if (verb == "isolate" || verb == "release") && reason.trim().is_empty() {
-            return Err(CommandError::NoReason(verb.to_owned()));
-        }
-        if arguments.len() > MAX_ARGUMENTS
-            || reason.len() > MAX_TEXT
-            || arguments.iter().any(|(k, v)| k.len() + v.len() > MAX_TEXT)
-        {
-            return Err(CommandError::TooLarge);
-        }
-        let mut arguments = arguments;
-        if verb == "snapshot" {
-            // The manifest names who asked and why, as the collector knows it.
-            arguments.insert("operator".into(), operator.to_owned());
-            arguments.insert("reason".into(), reason.to_owned());
-        }
-        // Parsed once, here: what the agent will get is known good.
-        body(verb, &arguments)?;
+        let verb = body.name();
         let _guard = self.ops.lock().await;
         let now = now_unix_ms();
         let mut command = Command {
             id: 0,
             host_id: host.to_string(),
-            verb: verb.to_owned(),
-            arguments: arguments.clone(),
+            body: body.clone(),
             operator: operator.to_owned(),
             reason: reason.to_owned(),
             state: CommandState::Pending,
@@ -266,12 +283,16 @@ impl Commands {
                 .saturating_add(i64::try_from(expires_in.as_millis()).unwrap_or(i64::MAX)),
             result: String::new(),
         };
-        if verb == "isolate" || verb == "release" {
+        if let Some(isolated) = body.isolates() {
+            let isolate = match body {
+                CommandBody::Isolate(isolate) => isolate,
+                _ => Isolate::default(),
+            };
             self.set_isolation(
                 host.as_str(),
                 Isolation {
-                    isolated: verb == "isolate",
-                    arguments,
+                    isolated,
+                    isolate,
                     confirmed: false,
                 },
             )
@@ -330,7 +351,10 @@ impl Commands {
                 sent.insert((host.to_string(), format!("r{n}")));
             }
             let _ = tx
-                .send(Ok(message(format!("r{n}"), "isolate", desired.arguments)))
+                .send(Ok(message(
+                    format!("r{n}"),
+                    &CommandBody::Isolate(desired.isolate),
+                )))
                 .await;
         }
         // Commands delivered on an earlier session but never answered are sent
@@ -387,17 +411,11 @@ impl Commands {
                     continue;
                 }
             }
-            let sent = tx
-                .send(Ok(message(
-                    command.wire_id(),
-                    &command.verb,
-                    command.arguments.clone(),
-                )))
-                .await;
+            let sent = tx.send(Ok(message(command.wire_id(), &command.body))).await;
             if sent.is_err() {
                 break;
             }
-            tracing::info!(command.id = %command.wire_id(), host.id = host, verb = %command.verb, "Command delivered");
+            tracing::info!(command.id = %command.wire_id(), host.id = host, verb = command.body.name(), "Command delivered");
         }
         Ok(self.durable().await?)
     }
@@ -507,7 +525,7 @@ impl Commands {
             CommandState::Failed
         };
         command.finished_unix_ms = now;
-        if command.verb == "snapshot" {
+        if let CommandBody::Snapshot { .. } = command.body {
             // The agent's word is not enough: the collector's own checks decide.
             match self
                 .evidence
@@ -578,24 +596,23 @@ impl Commands {
                 _ => {}
             }
         }
-        let limit = if command.verb == "triage" {
-            MAX_TRIAGE_RESULT
-        } else {
-            MAX_TEXT
+        let limit = match command.body {
+            CommandBody::Triage { .. } => MAX_TRIAGE_RESULT,
+            _ => MAX_TEXT,
         };
         command.result = result.detail.chars().take(limit).collect();
         if !self.update(&command, command.state, now, None).await? {
             // Answered already through another collector.
             return Ok(());
         }
-        if (command.verb == "isolate" || command.verb == "release")
+        if let Some(isolates) = command.body.isolates()
             && let Some(mut desired) = self.store.isolation(host.as_str())?
             // Only the command that set the current desired state confirms it.
-            && desired.isolated == (command.verb == "isolate")
+            && desired.isolated == isolates
         {
             if result.ok {
                 desired.confirmed = true;
-            } else if command.verb == "isolate" {
+            } else if isolates {
                 // The agent rolled back: the host is not isolated. Say so.
                 desired.isolated = false;
                 desired.confirmed = true;
@@ -605,7 +622,7 @@ impl Commands {
         self.store.append_action(&Action {
             at_unix_ms: now,
             actor: format!("host:{host}"),
-            verb: format!("result.{}", command.verb),
+            verb: format!("result.{}", command.body.name()),
             target: command.wire_id(),
             reason: command.reason.clone(),
             // The log keeps the outcome, not a whole triage answer.
@@ -617,9 +634,9 @@ impl Commands {
         })?;
         self.durable().await?;
         if result.ok {
-            tracing::info!(command.id = %command.wire_id(), host.id = %host, verb = %command.verb, detail = %command.result, "Command succeeded");
+            tracing::info!(command.id = %command.wire_id(), host.id = %host, verb = command.body.name(), detail = %command.result, "Command succeeded");
         } else {
-            tracing::warn!(command.id = %command.wire_id(), host.id = %host, verb = %command.verb, detail = %command.result, "Command failed");
+            tracing::warn!(command.id = %command.wire_id(), host.id = %host, verb = command.body.name(), detail = %command.result, "Command failed");
         }
         Ok(())
     }
@@ -643,16 +660,16 @@ impl Commands {
                 self.store.append_action(&Action {
                     at_unix_ms: now,
                     actor: "collector".into(),
-                    verb: format!("expire.{}", command.verb),
+                    verb: format!("expire.{}", command.body.name()),
                     target: command.wire_id(),
                     reason: command.reason.clone(),
                     result: "expired before the host reconnected".into(),
                 })?;
-                if command.verb == "isolate" || command.verb == "release" {
+                if let Some(isolates) = command.body.isolates() {
                     // An expired isolate leaves the host as it was: not isolated.
                     if let Some(mut desired) = self.store.isolation(&command.host_id)?
                         && !desired.confirmed
-                        && desired.isolated == (command.verb == "isolate")
+                        && desired.isolated == isolates
                     {
                         desired.isolated = !desired.isolated;
                         desired.confirmed = true;
@@ -725,7 +742,7 @@ impl Commands {
             .and_then(|id| self.store.command(id).ok().flatten())
             .is_some_and(|c| {
                 c.host_id == host.as_str()
-                    && c.verb == "snapshot"
+                    && matches!(c.body, CommandBody::Snapshot { .. })
                     && c.state == CommandState::Delivered
             });
         if !expected {
@@ -759,14 +776,7 @@ mod tests {
         let mut ids = Vec::new();
         for reason in ["first", "second"] {
             let c = commands
-                .issue(
-                    &host,
-                    "ping",
-                    BTreeMap::new(),
-                    "alice",
-                    reason,
-                    DEFAULT_EXPIRY,
-                )
+                .issue(&host, CommandBody::Ping, "alice", reason, DEFAULT_EXPIRY)
                 .await
                 .expect("issue");
             ids.push(c.wire_id());
@@ -778,5 +788,89 @@ mod tests {
         for other in ["", "c", "x1", "c-1", "c99999", zero_padded.as_str()] {
             assert!(commands.get(other).expect("get").is_none(), "{other:?}");
         }
+    }
+
+    /// What an operator asks for is checked before anything is queued: each
+    /// malformed command is refused with what is wrong, and a snapshot's
+    /// manifest names the caller and the reason whatever the request said.
+    #[test]
+    fn a_command_is_checked_when_issued_and_a_snapshot_names_its_caller() {
+        use v1::CommandBody as Api;
+        let refused = |command: Option<Api>, reason: &str, needle: &str| {
+            let why = check(command.clone(), "alice", reason)
+                .expect_err(&format!("{command:?} refused"))
+                .to_string();
+            assert!(why.contains(needle), "{why:?} lacks {needle:?}");
+        };
+        refused(None, "", "no command given");
+        refused(Some(Api::default()), "", "no command given");
+        refused(Some(Api::isolate(vec![], false)), " ", "needs a reason");
+        refused(Some(Api::release()), "", "needs a reason");
+        for wrong in [
+            "10.0.0.1/33",
+            "example.com",
+            "10.0.0.1,10.0.0.2",
+            "::1/129",
+            "",
+        ] {
+            refused(
+                Some(Api::isolate(vec![wrong.into()], false)),
+                "why",
+                "is not an address or network",
+            );
+        }
+        refused(
+            Some(Api::isolate(vec!["10.0.0.1".into(); MAX_LIST + 1], false)),
+            "why",
+            "at most 64",
+        );
+        refused(Some(Api::triage("reboot", "")), "", "unknown question");
+        refused(Some(Api::triage("hash", "etc/passwd")), "", "absolute path");
+        refused(
+            Some(Api::snapshot(vec!["relative/file".into()])),
+            "why",
+            "not an absolute path",
+        );
+        refused(
+            Some(Api::snapshot(vec!["/a\0b".into()])),
+            "why",
+            "holds a NUL",
+        );
+        refused(Some(Api::ping()), &"x".repeat(MAX_TEXT + 1), "too long");
+
+        let isolate = check(
+            Some(Api::isolate(
+                vec![
+                    "10.0.0.5".into(),
+                    "192.0.2.0/24".into(),
+                    "2001:db8::/32".into(),
+                ],
+                true,
+            )),
+            "alice",
+            "case 7",
+        )
+        .expect("isolate");
+        assert_eq!(isolate.isolates(), Some(true));
+        let mut forged = Api::snapshot(vec!["/etc/passwd".into()]);
+        if let Some(v1::command_body::Kind::Snapshot(s)) = forged.kind.as_mut() {
+            s.operator = "mallory".into();
+            s.reason = "not the reason".into();
+        }
+        assert_eq!(
+            check(Some(forged), "alice", "case 7").expect("snapshot"),
+            CommandBody::Snapshot {
+                operator: "alice".into(),
+                reason: "case 7".into(),
+                files: vec!["/etc/passwd".into()],
+            }
+        );
+        assert_eq!(
+            check(Some(Api::triage("processes", "")), "alice", "").expect("triage"),
+            CommandBody::Triage {
+                question: "processes".into(),
+                path: String::new(),
+            }
+        );
     }
 }

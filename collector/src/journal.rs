@@ -396,15 +396,16 @@ mod tests {
 
     use super::{Op, OpReply};
     use crate::ingest::IngestError;
-    use crate::model::{Command, CommandState, FindingState, Isolation, NewFinding, Severity};
+    use crate::model::{
+        Command, CommandBody, CommandState, FindingState, Isolate, Isolation, NewFinding, Severity,
+    };
     use crate::store::Store;
 
     fn command(host: &str) -> Command {
         Command {
             id: 0,
             host_id: host.into(),
-            verb: "ping".into(),
-            arguments: BTreeMap::new(),
+            body: CommandBody::Ping,
             operator: "alice".into(),
             reason: "why".into(),
             state: CommandState::Pending,
@@ -521,7 +522,10 @@ mod tests {
         // The desired isolation state has one writer: the journal.
         let isolation = Isolation {
             isolated: true,
-            arguments: BTreeMap::new(),
+            isolate: Isolate {
+                allow: vec!["192.0.2.7".into()],
+                confirm_local: false,
+            },
             confirmed: false,
         };
         moved(

@@ -358,9 +358,7 @@ pub struct Command {
     /// Target host.
     pub host_id: String,
     /// What to do.
-    pub verb: String,
-    /// Arguments of the verb.
-    pub arguments: BTreeMap<String, String>,
+    pub body: CommandBody,
     /// Who asked.
     pub operator: String,
     /// Why.
@@ -390,8 +388,8 @@ impl Command {
         v1::CommandRecord {
             id: self.wire_id(),
             host_id: self.host_id.clone(),
-            verb: self.verb.clone(),
-            arguments: self.arguments.clone(),
+            verb: self.body.name().into(),
+            command: Some(self.body.to_api()),
             operator: self.operator.clone(),
             reason: self.reason.clone(),
             state: self.state.as_str().into(),
@@ -404,13 +402,109 @@ impl Command {
     }
 }
 
+/// What a command does, checked when it was issued ([`crate::commands`]):
+/// the queue keeps this, the operator API shows it as a `CommandBody`, the
+/// agent gets it as `Command.body`. No layer spells a verb or an argument as
+/// text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandBody {
+    /// Answer at once.
+    Ping,
+    /// Cut the host off but for its collector and what `Isolate` allows.
+    Isolate(Isolate),
+    /// Remove the isolation.
+    Release,
+    /// One read-only question.
+    Triage {
+        /// One of `bannin_proto::vocab::TRIAGE_QUESTIONS`.
+        question: String,
+        /// An absolute path for stat, hash and ls; "" otherwise.
+        path: String,
+    },
+    /// A forensic snapshot, streamed back as evidence.
+    Snapshot {
+        /// Who asked (the caller's certificate name), for the manifest.
+        operator: String,
+        /// Why, for the manifest.
+        reason: String,
+        /// Absolute paths of files to include.
+        files: Vec<String>,
+    },
+    /// Forget learned baselines.
+    Relearn {
+        /// One sensor, or "" for every baseline sensor.
+        sensor: String,
+    },
+}
+
+/// What an isolation lets through, besides the collector, DHCP and DNS.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Isolate {
+    /// Addresses or networks the host may still reach.
+    pub allow: Vec<String>,
+    /// The operator confirmed isolating the machine they work from.
+    pub confirm_local: bool,
+}
+
+impl CommandBody {
+    /// The command's name, as the action log and `bannin commands` show it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CommandBody::Ping => "ping",
+            CommandBody::Isolate(_) => "isolate",
+            CommandBody::Release => "release",
+            CommandBody::Triage { .. } => "triage",
+            CommandBody::Snapshot { .. } => "snapshot",
+            CommandBody::Relearn { .. } => "relearn",
+        }
+    }
+
+    /// The isolation state this command asks for: `Some(true)` for isolate,
+    /// `Some(false)` for release, `None` for every other command.
+    pub fn isolates(&self) -> Option<bool> {
+        match self {
+            CommandBody::Isolate(_) => Some(true),
+            CommandBody::Release => Some(false),
+            _ => None,
+        }
+    }
+
+    /// As the operator API shows it.
+    pub fn to_api(&self) -> v1::CommandBody {
+        match self {
+            CommandBody::Ping => v1::CommandBody::ping(),
+            CommandBody::Isolate(i) => v1::CommandBody::isolate(i.allow.clone(), i.confirm_local),
+            CommandBody::Release => v1::CommandBody::release(),
+            CommandBody::Triage { question, path } => {
+                v1::CommandBody::triage(question.clone(), path.clone())
+            }
+            CommandBody::Snapshot {
+                operator,
+                reason,
+                files,
+            } => v1::command_body::Kind::Snapshot(v1::SnapshotCommand {
+                operator: operator.clone(),
+                reason: reason.clone(),
+                files: files.clone(),
+            })
+            .into(),
+            CommandBody::Relearn { sensor } => v1::CommandBody::relearn(sensor.clone()),
+        }
+    }
+
+    /// As the agent gets it (`Command.body`).
+    pub fn to_agent(&self) -> Option<v1::command::Body> {
+        self.to_api().kind.map(Into::into)
+    }
+}
+
 /// What the collector wants a host's isolation to be, and whether the host confirmed it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Isolation {
     /// Whether the host should be isolated.
     pub isolated: bool,
-    /// Arguments of the isolation (allowed addresses).
-    pub arguments: BTreeMap<String, String>,
+    /// What the isolation lets through (sent again when the host reconnects).
+    pub isolate: Isolate,
     /// Whether the host has confirmed the current desired state.
     pub confirmed: bool,
 }

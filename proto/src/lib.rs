@@ -12,6 +12,8 @@
 //!   connecting side (a tonic `Channel` over our rustls client).
 //! - [`config`]: TOML loading with every problem reported at once (exit code 64).
 //! - [`labels`]: host label keys and values.
+//! - [`commands`]: the typed commands' names and the conversion between the
+//!   operator API's form and the agent link's.
 //! - [`process`]: logging set-up and process helpers for the binaries.
 //! - [`vocab`]: what every side shares: severity names, the SHA-256 hex digest,
 //!   the poison-tolerant lock.
@@ -21,6 +23,7 @@
 //! calling.
 
 pub mod codec;
+pub mod commands;
 pub mod config;
 pub mod evidence_names;
 #[cfg(test)]

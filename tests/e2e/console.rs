@@ -403,8 +403,8 @@ async fn viewer_flow(client: &Client, url: &str, base: &str) {
     let token = csrf(client).await;
     let (status, body) = fetch(
         client,
-        "/hosts/web-01/command",
-        &format!("csrf={token}&verb=release&reason=x&confirm=web-01"),
+        "/hosts/web-01/release",
+        &format!("csrf={token}&reason=x&confirm=web-01"),
         "same-origin",
     )
     .await;

@@ -255,3 +255,61 @@ fn only_the_journal_configuration_and_status_name_cluster_mode() {
         std::fs::read_to_string(repo().join("collector/src/journal.rs")).expect("journal");
     assert!(journal.contains("crate::cluster"));
 }
+
+/// Commands are typed end to end: outside the one reader of records written
+/// by the previous release (`collector/src/store/legacy.rs`), no shipped code
+/// compares a command's name as text or spells an argument by its text name.
+#[test]
+fn no_shipped_code_compares_a_command_verb_as_text() {
+    let names = [
+        "ping", "isolate", "release", "triage", "snapshot", "relearn",
+    ];
+    let text_arguments = [
+        "\"confirm_local\"",
+        "\"allow\"",
+        "\"files\"",
+        "\"question\"",
+    ];
+    let mut files = Vec::new();
+    for dir in ["collector/src", "agent/src", "cli/src", "proto/src"] {
+        rust_files(&repo().join(dir), &mut files);
+    }
+    let mut offending = Vec::new();
+    for file in &files {
+        if file == "collector/src/store/legacy.rs" {
+            continue;
+        }
+        let text = std::fs::read_to_string(repo().join(file)).expect("source");
+        let text = text
+            .find("#[cfg(test)]\nmod tests")
+            .map_or(text.as_str(), |i| &text[..i]);
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            let compares = names.iter().any(|name| {
+                let quoted = format!("\"{name}\"");
+                [
+                    format!("== {quoted}"),
+                    format!("!= {quoted}"),
+                    format!("{quoted} =>"),
+                    format!("{quoted} |"),
+                ]
+                .iter()
+                .any(|pattern| code.contains(pattern.as_str()))
+            });
+            let spells = text_arguments.iter().any(|a| {
+                code.contains(&format!("insert({a}")) || code.contains(&format!("get({a}"))
+            });
+            if compares || spells {
+                offending.push(format!("{file}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        offending.is_empty(),
+        "commands are compared or built as text: {offending:#?}"
+    );
+    // The check reads real code: the legacy reader does compare verbs.
+    let legacy = std::fs::read_to_string(repo().join("collector/src/store/legacy.rs"))
+        .expect("legacy reader");
+    assert!(legacy.contains("\"isolate\" =>"));
+}

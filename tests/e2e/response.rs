@@ -31,16 +31,15 @@ async fn command_state(
 async fn issue(
     client: &mut v1::operator_client::OperatorClient<tonic::transport::Channel>,
     host: &str,
-    verb: &str,
+    command: v1::CommandBody,
     expires_in_secs: u32,
 ) -> v1::CommandRecord {
     client
         .issue_command(v1::IssueCommandRequest {
             host_id: host.into(),
-            verb: verb.into(),
+            command: Some(command),
             reason: "test".into(),
             expires_in_secs,
-            ..Default::default()
         })
         .await
         .expect("issue")
@@ -53,8 +52,8 @@ async fn commands_for_an_offline_host_are_delivered_when_it_returns_and_expired_
     let pki = TestPki::new(dir.path());
     let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
     let mut client = operator_client(&pki.operator("alice"), collector.addr).await;
-    let waiting = issue(&mut client, "later-host", "ping", 0).await;
-    let expiring = issue(&mut client, "later-host", "ping", 1).await;
+    let waiting = issue(&mut client, "later-host", v1::CommandBody::ping(), 0).await;
+    let expiring = issue(&mut client, "later-host", v1::CommandBody::ping(), 1).await;
     assert_eq!(waiting.state, "pending");
     eventually(Duration::from_secs(20), "the 1 s command expired", || {
         let mut c = client.clone();
@@ -115,16 +114,50 @@ async fn commands_for_an_offline_host_are_delivered_when_it_returns_and_expired_
     let status = client
         .issue_command(v1::IssueCommandRequest {
             host_id: "later-host".into(),
-            verb: "reboot".into(),
             ..Default::default()
         })
         .await
-        .expect_err("unknown verb");
+        .expect_err("no command");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("no command given"),
+        "{}",
+        status.message()
+    );
+    // A request from a CLI that sends its verb as text (fields 2 and 3, now
+    // reserved): refused, saying why.
+    let old_cli = {
+        use prost::Message;
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct OldIssueCommandRequest {
+            #[prost(string, tag = "1")]
+            host_id: String,
+            #[prost(string, tag = "2")]
+            verb: String,
+            #[prost(string, tag = "4")]
+            reason: String,
+        }
+        let bytes = OldIssueCommandRequest {
+            host_id: "later-host".into(),
+            verb: "ping".into(),
+            reason: "old".into(),
+        }
+        .encode_to_vec();
+        v1::IssueCommandRequest::decode(bytes.as_slice()).expect("decodes")
+    };
+    let status = client
+        .issue_command(old_cli)
+        .await
+        .expect_err("a text verb");
+    assert!(
+        status.message().contains("upgrade it"),
+        "{}",
+        status.message()
+    );
     let status = client
         .issue_command(v1::IssueCommandRequest {
             host_id: "later-host".into(),
-            verb: "isolate".into(),
+            command: Some(v1::CommandBody::isolate(Vec::new(), false)),
             ..Default::default()
         })
         .await
@@ -1097,7 +1130,7 @@ async fn action_log_verify_names_the_entry_changed_in_the_store() {
         client
             .issue_command(v1::IssueCommandRequest {
                 host_id: "audited-host".into(),
-                verb: "ping".into(),
+                command: Some(v1::CommandBody::ping()),
                 reason: reason.into(),
                 ..Default::default()
             })

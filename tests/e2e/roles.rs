@@ -117,9 +117,15 @@ async fn call(c: &mut Client, f: &mut Fixture, verb: &str) -> Result<(), tonic::
         "ping" | "isolate" | "release" | "snapshot" | "triage" | "relearn" => c
             .issue_command(v1::IssueCommandRequest {
                 host_id: f.host.clone(),
-                verb: verb.into(),
+                command: Some(match verb {
+                    "ping" => v1::CommandBody::ping(),
+                    "isolate" => v1::CommandBody::isolate(Vec::new(), false),
+                    "release" => v1::CommandBody::release(),
+                    "snapshot" => v1::CommandBody::snapshot(Vec::new()),
+                    "triage" => v1::CommandBody::triage("processes", ""),
+                    _ => v1::CommandBody::relearn(""),
+                }),
                 reason: "matrix".into(),
-                arguments: [("question".to_owned(), "processes".to_owned())].into(),
                 expires_in_secs: 1,
             })
             .await
@@ -270,7 +276,7 @@ async fn fixture(
     admin
         .issue_command(v1::IssueCommandRequest {
             host_id: "snap-host".into(),
-            verb: "snapshot".into(),
+            command: Some(v1::CommandBody::snapshot(Vec::new())),
             reason: "matrix".into(),
             ..Default::default()
         })

@@ -1,9 +1,8 @@
 //! A collector's command, parsed once into a typed [`Command`] (as mini-redis's
 //! `cmd/` does): the wire's typed `body` (a proto `oneof`, built and checked by the
 //! collector) becomes the variant and its fields, and anything malformed is refused
-//! here with the reason, before anything runs. From a collector that sends no
-//! `body`, the verb and text arguments are parsed instead. Each command's `apply`
-//! lives in `response/cmd/`.
+//! here with the reason, before anything runs. Each command's `apply` lives in
+//! `response/cmd/`.
 
 use bannin_proto::v1;
 
@@ -66,12 +65,12 @@ pub struct Relearn {
 /// Why a command cannot be parsed.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
-    /// The verb is not one this agent knows.
-    #[error("verb {verb:?} is not supported by agent {version}", version = bannin_proto::VERSION)]
-    UnknownVerb {
-        /// The verb.
-        verb: String,
-    },
+    /// The command carries no typed body (or one this agent does not know).
+    #[error(
+        "no command this agent ({version}) knows: the collector is older than typed commands, or newer than this agent",
+        version = bannin_proto::VERSION
+    )]
+    NoBody,
     /// An `allow` entry is not an address or network.
     #[error("allow: {0}")]
     Allow(#[source] IsolationError),
@@ -81,18 +80,13 @@ pub enum ParseError {
 }
 
 impl Command {
-    /// Parses a command off the wire: its typed `body`, or, from a collector that
-    /// does not send one yet, its verb and text arguments.
+    /// Parses a command off the wire: its typed `body`. A command without one
+    /// comes from a collector older than typed commands, and is refused.
     pub fn parse(command: &v1::Command) -> Result<Self, ParseError> {
-        match &command.body {
-            Some(body) => Self::from_body(body),
-            None => Self::from_text(command),
-        }
-    }
-
-    /// The typed form.
-    fn from_body(body: &v1::command::Body) -> Result<Self, ParseError> {
         use v1::command::Body;
+        let Some(body) = &command.body else {
+            return Err(ParseError::NoBody);
+        };
         Ok(match body {
             Body::Ping(_) => Command::Ping,
             Body::Isolate(i) => Command::Isolate(Isolate {
@@ -120,47 +114,6 @@ impl Command {
         })
     }
 
-    /// The text form: the verb picks the command, arguments are parsed by name.
-    fn from_text(command: &v1::Command) -> Result<Self, ParseError> {
-        let args = &command.arguments;
-        let arg = |name: &str| args.get(name).map(String::as_str).unwrap_or_default();
-        let optional = |name: &str| Some(arg(name)).filter(|v| !v.is_empty()).map(str::to_owned);
-        Ok(match command.verb.as_str() {
-            "ping" => Command::Ping,
-            "isolate" => Command::Isolate(Isolate {
-                allow: arg("allow")
-                    .split(',')
-                    .filter(|s| !s.trim().is_empty())
-                    .map(Net::parse)
-                    .collect::<Result<_, _>>()
-                    .map_err(ParseError::Allow)?,
-                confirm_local: arg("confirm_local") == "yes",
-            }),
-            "release" => Command::Release,
-            "triage" => Command::Triage(Triage {
-                question: arg("question").parse()?,
-                path: optional("path"),
-            }),
-            "snapshot" => Command::Snapshot(Snapshot {
-                operator: arg("operator").to_owned(),
-                reason: arg("reason").to_owned(),
-                files: arg("files")
-                    .lines()
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-            }),
-            "relearn" => Command::Relearn(Relearn {
-                sensor: optional("sensor"),
-            }),
-            other => {
-                return Err(ParseError::UnknownVerb {
-                    verb: other.to_owned(),
-                });
-            }
-        })
-    }
-
     /// The verb, for logs.
     pub fn verb(&self) -> &'static str {
         match self {
@@ -176,101 +129,83 @@ impl Command {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
-    /// Arguments as the wire carries them.
-    fn arguments(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use v1::command::Body;
 
-    fn wire(verb: &str, args: &[(&str, &str)]) -> v1::Command {
+    fn wire(body: Body) -> v1::Command {
         v1::Command {
             id: "c1".into(),
-            verb: verb.into(),
-            arguments: arguments(args).into_iter().collect(),
-            body: None,
+            body: Some(body),
         }
     }
 
     #[test]
-    fn every_verb_parses_into_its_typed_command() {
+    fn every_command_parses_into_its_typed_command() {
         assert_eq!(
-            Command::parse(&wire("ping", &[])).expect("ping"),
+            Command::parse(&wire(Body::Ping(v1::PingCommand {}))).expect("ping"),
             Command::Ping
         );
         assert_eq!(
-            Command::parse(&wire("release", &[])).expect("release"),
+            Command::parse(&wire(Body::Release(v1::ReleaseCommand {}))).expect("release"),
             Command::Release
         );
-        let Ok(Command::Isolate(i)) = Command::parse(&wire(
-            "isolate",
-            &[("allow", "10.0.0.5,192.0.2.0/24"), ("confirm_local", "yes")],
-        )) else {
+        let Ok(Command::Isolate(i)) = Command::parse(&wire(Body::Isolate(v1::IsolateCommand {
+            allow: vec!["10.0.0.5".into(), "192.0.2.0/24".into()],
+            confirm_local: true,
+        }))) else {
             panic!("isolate");
         };
         assert_eq!(i.allow.len(), 2);
         assert!(i.confirm_local);
         assert_eq!(
-            Command::parse(&wire(
-                "triage",
-                &[("question", "stat"), ("path", "/etc/passwd")]
-            ))
+            Command::parse(&wire(Body::Triage(v1::TriageCommand {
+                question: "ls".into(),
+                path: "/dev/shm".into(),
+            })))
             .expect("triage"),
-            Command::Triage(Triage {
-                question: Question::Stat,
-                path: Some("/etc/passwd".into())
-            })
-        );
-        let Ok(Command::Snapshot(s)) = Command::parse(&wire(
-            "snapshot",
-            &[("files", "/a\n/b\n"), ("reason", "case 7")],
-        )) else {
-            panic!("snapshot");
-        };
-        assert_eq!(s.files, ["/a", "/b"]);
-        assert_eq!(s.reason, "case 7");
-        assert_eq!(
-            Command::parse(&wire("relearn", &[("sensor", "")])).expect("relearn"),
-            Command::Relearn(Relearn { sensor: None })
-        );
-    }
-
-    #[test]
-    fn the_typed_body_is_read_and_the_text_form_ignored() {
-        use v1::command::Body;
-        let mut command = wire("ping", &[]);
-        command.body = Some(Body::Triage(v1::TriageCommand {
-            question: "ls".into(),
-            path: "/dev/shm".into(),
-        }));
-        assert_eq!(
-            Command::parse(&command).expect("typed"),
             Command::Triage(Triage {
                 question: Question::Ls,
                 path: Some("/dev/shm".into())
             })
         );
-        command.body = Some(Body::Isolate(v1::IsolateCommand {
-            allow: vec!["10.0.0.5".into(), "nonsense".into()],
-            confirm_local: false,
-        }));
-        let err = Command::parse(&command).expect_err("bad allow");
-        assert!(err.to_string().contains("nonsense"), "{err}");
+        let Ok(Command::Snapshot(s)) = Command::parse(&wire(Body::Snapshot(v1::SnapshotCommand {
+            operator: "alice".into(),
+            reason: "case 7".into(),
+            files: vec!["/a".into(), "/b".into()],
+        }))) else {
+            panic!("snapshot");
+        };
+        assert_eq!(s.files, ["/a", "/b"]);
+        assert_eq!(s.reason, "case 7");
+        assert_eq!(
+            Command::parse(&wire(Body::Relearn(v1::RelearnCommand {
+                sensor: String::new()
+            })))
+            .expect("relearn"),
+            Command::Relearn(Relearn { sensor: None })
+        );
     }
 
     #[test]
     fn malformed_commands_are_refused_with_the_reason() {
-        let err = Command::parse(&wire("format-disk", &[])).expect_err("unknown verb");
-        assert!(err.to_string().contains("\"format-disk\" is not supported"));
-        let err = Command::parse(&wire("isolate", &[("allow", "10.0.0.5,not-an-ip")]))
-            .expect_err("bad allow");
+        let untyped = v1::Command {
+            id: "c1".into(),
+            body: None,
+        };
+        let err = Command::parse(&untyped).expect_err("no body");
+        assert!(err.to_string().contains("older than"), "{err}");
+        let err = Command::parse(&wire(Body::Isolate(v1::IsolateCommand {
+            allow: vec!["10.0.0.5".into(), "not-an-ip".into()],
+            confirm_local: false,
+        })))
+        .expect_err("bad allow");
         assert!(err.to_string().contains("not-an-ip"), "{err}");
-        let err = Command::parse(&wire("triage", &[("question", "rm")])).expect_err("bad question");
+        let err = Command::parse(&wire(Body::Triage(v1::TriageCommand {
+            question: "rm".into(),
+            path: String::new(),
+        })))
+        .expect_err("bad question");
         assert!(err.to_string().contains("unknown triage question"), "{err}");
     }
 }

@@ -381,7 +381,8 @@ impl Responder {
         command: v1::Command,
         out: &mpsc::Sender<v1::agent_message::Body>,
     ) -> v1::CommandResult {
-        tracing::info!(command.id = %command.id, verb = %command.verb, "Command received");
+        let verb = command.body.as_ref().map_or("", v1::command::Body::name);
+        tracing::info!(command.id = %command.id, verb, "Command received");
         let outcome = match Command::parse(&command) {
             Ok(parsed) => self.apply(parsed, &command.id, out).await,
             Err(e) => Err(e.into()),
@@ -446,7 +447,6 @@ mod lane_tests {
         v1::Command {
             id: id.into(),
             body: Some(body),
-            ..v1::Command::default()
         }
     }
 

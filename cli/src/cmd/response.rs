@@ -18,14 +18,8 @@ pub(crate) async fn isolate(
     yes_isolate_this_machine: bool,
     send: SendOptions,
 ) -> anyhow::Result<ExitCode> {
-    let mut arguments = std::collections::BTreeMap::new();
-    if !allow.is_empty() {
-        arguments.insert("allow".to_owned(), allow.join(","));
-    }
-    if yes_isolate_this_machine {
-        arguments.insert("confirm_local".to_owned(), "yes".to_owned());
-    }
-    send_command(client, &host, "isolate", arguments, reason, send, json).await
+    let command = v1::CommandBody::isolate(allow, yes_isolate_this_machine);
+    send_command(client, &host, command, reason, send, json).await
 }
 
 pub(crate) async fn release(
@@ -38,8 +32,7 @@ pub(crate) async fn release(
     send_command(
         client,
         &host,
-        "release",
-        Default::default(),
+        v1::CommandBody::release(),
         reason,
         send,
         json,
@@ -55,10 +48,8 @@ pub(crate) async fn relearn(
     reason: String,
     send: SendOptions,
 ) -> anyhow::Result<ExitCode> {
-    let arguments = sensor
-        .map(|s| std::collections::BTreeMap::from([("sensor".to_owned(), s)]))
-        .unwrap_or_default();
-    send_command(client, &host, "relearn", arguments, reason, send, json).await
+    let command = v1::CommandBody::relearn(sensor.unwrap_or_default());
+    send_command(client, &host, command, reason, send, json).await
 }
 
 pub(crate) async fn ping(
@@ -67,16 +58,8 @@ pub(crate) async fn ping(
     host: String,
     send: SendOptions,
 ) -> anyhow::Result<ExitCode> {
-    send_command(
-        client,
-        &host,
-        "ping",
-        Default::default(),
-        String::new(),
-        send,
-        json,
-    )
-    .await
+    let command = v1::CommandBody::ping();
+    send_command(client, &host, command, String::new(), send, json).await
 }
 
 pub(crate) async fn triage(
@@ -87,21 +70,8 @@ pub(crate) async fn triage(
     path: Option<String>,
     send: SendOptions,
 ) -> anyhow::Result<ExitCode> {
-    let mut arguments =
-        std::collections::BTreeMap::from([("question".to_owned(), question.clone())]);
-    if let Some(p) = path {
-        arguments.insert("path".to_owned(), p);
-    }
-    let record = issue_and_wait(
-        client,
-        &host,
-        "triage",
-        arguments,
-        String::new(),
-        &send,
-        true,
-    )
-    .await?;
+    let command = v1::CommandBody::triage(question.clone(), path.unwrap_or_default());
+    let record = issue_and_wait(client, &host, command, String::new(), &send, true).await?;
     if record.state != "succeeded" {
         anyhow::bail!(
             "triage {question} on {host}: {} {}",
@@ -131,14 +101,11 @@ pub(crate) async fn snapshot(
     reason: String,
     mut send: SendOptions,
 ) -> anyhow::Result<ExitCode> {
-    let mut arguments = std::collections::BTreeMap::new();
-    if !files.is_empty() {
-        arguments.insert("files".to_owned(), files.join("\n"));
-    }
     if send.wait_secs == 60 {
         send.wait_secs = 600;
     }
-    send_command(client, &host, "snapshot", arguments, reason, send, json).await
+    let command = v1::CommandBody::snapshot(files);
+    send_command(client, &host, command, reason, send, json).await
 }
 
 pub(crate) async fn commands(
@@ -211,13 +178,12 @@ pub(crate) async fn commands(
 async fn send_command(
     client: &mut Client,
     host: &str,
-    verb: &str,
-    arguments: std::collections::BTreeMap<String, String>,
+    command: v1::CommandBody,
     reason: String,
     send: SendOptions,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let last = issue_and_wait(client, host, verb, arguments, reason, &send, json).await?;
+    let last = issue_and_wait(client, host, command, reason, &send, json).await?;
     if json {
         print_json(&output::command_json(&last))?;
     } else {
@@ -240,17 +206,16 @@ async fn send_command(
 async fn issue_and_wait(
     client: &mut Client,
     host: &str,
-    verb: &str,
-    arguments: std::collections::BTreeMap<String, String>,
+    command: v1::CommandBody,
     reason: String,
     send: &SendOptions,
     quiet: bool,
 ) -> anyhow::Result<v1::CommandRecord> {
+    let verb = command.name();
     let queued = client
         .issue_command(v1::IssueCommandRequest {
             host_id: host.to_owned(),
-            verb: verb.to_owned(),
-            arguments,
+            command: Some(command),
             reason,
             expires_in_secs: send.expires_secs,
         })

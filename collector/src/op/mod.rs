@@ -68,7 +68,8 @@ pub enum Op {
     Isolation {
         /// The host.
         host_id: String,
-        /// The state.
+        /// The state (as the previous release wrote it, too).
+        #[serde(deserialize_with = "crate::store::legacy::isolation")]
         isolation: crate::model::Isolation,
     },
     /// An operator added, re-roled or disabled: every collector's operator
@@ -146,7 +147,9 @@ pub enum Op {
     /// collector holding the host's stream — or the one it next connects to —
     /// delivers it.
     IssueCommand {
-        /// The command (its id is given when applied).
+        /// The command (its id is given when applied; as the previous
+        /// release wrote it, too).
+        #[serde(deserialize_with = "crate::store::legacy::command")]
         command: crate::model::Command,
     },
     /// A command moved on (delivered, answered, expired) by the collector

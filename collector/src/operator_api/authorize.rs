@@ -168,8 +168,8 @@ async fn check(
     Err(Status::permission_denied(why))
 }
 
-/// `command.VERB` of a refused `IssueCommand` request (`command` when the
-/// request cannot be read or its verb is no command's name).
+/// `command.NAME` of a refused `IssueCommand` request (`command` when the
+/// request cannot be read or names no command).
 async fn command_verb(request: &mut http::Request<Body>) -> String {
     use prost::Message;
     /// A command request is small; a larger body is not read.
@@ -187,14 +187,12 @@ async fn command_verb(request: &mut http::Request<Body>) -> String {
         }
         _ => None,
     };
-    match message.and_then(|m| v1::IssueCommandRequest::decode(m).ok()) {
-        Some(r)
-            if !r.verb.is_empty()
-                && r.verb.len() <= 32
-                && r.verb.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') =>
-        {
-            format!("command.{}", r.verb)
-        }
+    match message
+        .and_then(|m| v1::IssueCommandRequest::decode(m).ok())
+        .and_then(|r| r.command)
+        .map(|c| c.name())
+    {
+        Some(name) if !name.is_empty() => format!("command.{name}"),
         _ => "command".into(),
     }
 }

@@ -33,8 +33,10 @@ async fn issue_as(
         0 => DEFAULT_EXPIRY,
         n => std::time::Duration::from_secs(u64::from(n)),
     };
+    let body = crate::commands::check(r.command, operator, &r.reason)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
     match commands
-        .issue(&host, &r.verb, r.arguments, operator, &r.reason, expires)
+        .issue(&host, body, operator, &r.reason, expires)
         .await
     {
         Ok(c) => Ok(c.to_wire()),

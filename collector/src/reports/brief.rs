@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::*;
 use crate::hosts::HostView;
-use crate::model::{Action, Command, CommandState, Event, Finding, Incident};
+use crate::model::{Action, Command, CommandBody, CommandState, Event, Finding, Incident};
 use crate::store::{EventQuery, Store, StoreError};
 
 /// The scoping brief (schema `bannin.brief/1`).
@@ -513,9 +513,8 @@ fn enabled_units(commands: &[Command], host: &str) -> Vec<String> {
 fn latest_triage(commands: &[Command], host: &str, question: &str) -> Option<Vec<Value>> {
     let c = commands.iter().rev().find(|c| {
         c.host_id == host
-            && c.verb == "triage"
             && c.state == CommandState::Succeeded
-            && c.arguments.get("question").map(String::as_str) == Some(question)
+            && matches!(&c.body, CommandBody::Triage { question: q, .. } if q == question)
     })?;
     let value: Value = serde_json::from_str(&c.result).ok()?;
     value["rows"].as_array().cloned()

@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::model::{Action, Command, CommandState, EvidenceRecord, Finding, Incident};
+use crate::model::{Action, Command, CommandBody, CommandState, EvidenceRecord, Finding, Incident};
 use crate::store::{Store, StoreError};
 
 /// Most events of one kind read per host for the network picture.
@@ -213,7 +213,7 @@ impl Facts {
         self.commands
             .iter()
             .filter(|c| {
-                c.verb == "isolate"
+                matches!(c.body, CommandBody::Isolate(_))
                     && c.state == CommandState::Succeeded
                     && c.finished_unix_ms >= first
             })

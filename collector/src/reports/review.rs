@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::*;
-use crate::model::{Command, CommandState};
+use crate::model::{Command, CommandBody, CommandState};
 
 /// The lessons-learned review (schema `bannin.review/1`).
 #[derive(Debug, Serialize)]
@@ -250,7 +250,8 @@ fn how_well_responded(
     let snapshots: Vec<&Command> = facts
         .commands
         .iter()
-        .filter(|c| c.verb == "snapshot" && c.state == CommandState::Succeeded)
+        .filter(|c| matches!(c.body, CommandBody::Snapshot { .. }))
+        .filter(|c| c.state == CommandState::Succeeded)
         .collect();
     match (isolated_at, snapshots.first()) {
         (Some(iso), Some(s)) if s.finished_unix_ms <= iso => out.push(
@@ -316,7 +317,7 @@ fn inhibited_recovery(facts: &Facts) -> Vec<String> {
         if matches!(c.state, CommandState::Failed | CommandState::Expired) {
             out.push(format!(
                 "{} on {} (command {}, by {}) {}: {}",
-                c.verb,
+                c.body.name(),
                 c.host_id,
                 c.wire_id(),
                 c.operator,

@@ -4,6 +4,9 @@
 //! Low-volume records written outside the ingest writer; each write is followed
 //! by [`Store::make_durable`] before it is acknowledged to anyone.
 
+use sled::Transactional;
+
+use super::legacy::{LegacyCommand, LegacyIsolation};
 use super::{Store, StoreError, decode, encode};
 use crate::model::{Command, Isolation};
 
@@ -82,6 +85,54 @@ impl Store {
         self.make_durable()
     }
 
+    /// Rewrites commands and isolation states stored by the previous release
+    /// (a verb and text arguments) as typed records, once, in one transaction:
+    /// a crash leaves the store as it was, and the next open does it again.
+    /// Before it has run every record is in the old form; after, none is.
+    pub(super) fn type_commands(&self) -> Result<(), StoreError> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
+        const TYPED: &str = "commands.typed";
+        if self.counter(TYPED)? > 0 {
+            return Ok(());
+        }
+        let mut commands = Vec::new();
+        for entry in self.commands.iter() {
+            let (key, value) = entry?;
+            let old: LegacyCommand = decode(&value, "command (previous release)")?;
+            let typed = Command::try_from(old).map_err(StoreError::Corrupt)?;
+            commands.push((key, encode(&typed, "command")?));
+        }
+        let mut isolation = Vec::new();
+        for entry in self.isolation.iter() {
+            let (key, value) = entry?;
+            let old: LegacyIsolation = decode(&value, "isolation (previous release)")?;
+            isolation.push((key, encode(&Isolation::from(old), "isolation")?));
+        }
+        let rewritten = commands.len() + isolation.len();
+        (&self.commands, &self.isolation, &self.records)
+            .transaction(|(c, i, r)| {
+                for (key, value) in &commands {
+                    c.insert(key, value.as_slice())?;
+                }
+                for (key, value) in &isolation {
+                    i.insert(key, value.as_slice())?;
+                }
+                r.insert(super::meta_key(TYPED), &1u64.to_be_bytes())?;
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => StoreError::from(e),
+                TransactionError::Abort(()) => StoreError::Corrupt("typing commands".into()),
+            })?;
+        if rewritten > 0 {
+            tracing::info!(
+                records = rewritten,
+                "Commands stored by the previous release rewritten as typed commands"
+            );
+        }
+        self.make_durable()
+    }
+
     /// One command.
     pub fn command(&self, id: u64) -> Result<Option<Command>, StoreError> {
         self.commands
@@ -118,14 +169,13 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::CommandState;
+    use crate::model::{CommandBody, CommandState};
 
     fn command(id: u64, state: CommandState) -> Command {
         Command {
             id,
             host_id: "web-01".into(),
-            verb: "ping".into(),
-            arguments: Default::default(),
+            body: CommandBody::Ping,
             operator: "alice".into(),
             reason: String::new(),
             state,
@@ -209,5 +259,116 @@ mod tests {
             .insert(1u64.to_be_bytes(), &[])
             .expect("stale");
         assert_eq!(open_ids(&store), [5]);
+    }
+
+    /// A store written by the previous release (verbs and text arguments) is
+    /// read typed after it is opened: every command and isolation state
+    /// rewritten once, open commands still open, and nothing rewritten twice.
+    #[test]
+    fn commands_stored_by_the_previous_release_are_typed_when_the_store_is_opened() {
+        use std::collections::BTreeMap;
+
+        use crate::model::Isolate;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let text = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let old = |id: u64, verb: &str, arguments, state| LegacyCommand {
+            id,
+            host_id: "web-01".into(),
+            verb: verb.into(),
+            arguments,
+            operator: "alice".into(),
+            reason: "case 7".into(),
+            state,
+            created_unix_ms: 1,
+            delivered_unix_ms: 0,
+            finished_unix_ms: 0,
+            expires_unix_ms: i64::MAX,
+            result: String::new(),
+        };
+        let legacy = [
+            old(1, "ping", text(&[]), CommandState::Succeeded),
+            old(
+                2,
+                "isolate",
+                text(&[("allow", "10.0.0.5,192.0.2.0/24")]),
+                CommandState::Delivered,
+            ),
+            old(
+                3,
+                "snapshot",
+                text(&[("files", "/etc/passwd\n/tmp/x"), ("operator", "alice")]),
+                CommandState::Pending,
+            ),
+        ];
+        for c in &legacy {
+            store
+                .commands
+                .insert(c.id.to_be_bytes(), encode(c, "old").expect("encode"))
+                .expect("put");
+            if !c.state.is_final() {
+                store
+                    .open_commands
+                    .insert(c.id.to_be_bytes(), &[])
+                    .expect("index");
+            }
+        }
+        let isolation = LegacyIsolation {
+            isolated: true,
+            arguments: text(&[("allow", "10.0.0.5,192.0.2.0/24")]),
+            confirmed: false,
+        };
+        store
+            .isolation
+            .insert("web-01", encode(&isolation, "old").expect("encode"))
+            .expect("put");
+        // As the previous release left it: never typed.
+        store
+            .records
+            .remove(super::super::meta_key("commands.typed"))
+            .expect("unmark");
+        store.make_durable().expect("durable");
+        drop(store);
+
+        let store = Store::reopen(dir.path());
+        let allow = Isolate {
+            allow: vec!["10.0.0.5".into(), "192.0.2.0/24".into()],
+            confirm_local: false,
+        };
+        let bodies: Vec<CommandBody> = store
+            .commands()
+            .expect("typed")
+            .into_iter()
+            .map(|c| c.body)
+            .collect();
+        assert_eq!(
+            bodies,
+            [
+                CommandBody::Ping,
+                CommandBody::Isolate(allow.clone()),
+                CommandBody::Snapshot {
+                    operator: "alice".into(),
+                    reason: String::new(),
+                    files: vec!["/etc/passwd".into(), "/tmp/x".into()],
+                },
+            ]
+        );
+        assert_eq!(open_ids(&store), [2, 3]);
+        let desired = store.isolation("web-01").expect("read").expect("kept");
+        assert_eq!((desired.isolated, desired.isolate), (true, allow));
+
+        // Typed records are not read as old ones again.
+        store
+            .put_command(&command(4, CommandState::Pending))
+            .expect("put");
+        drop(store);
+        let store = Store::reopen(dir.path());
+        assert_eq!(store.commands().expect("typed").len(), 4);
     }
 }

@@ -39,6 +39,7 @@ mod findings;
 mod hosts;
 mod identity;
 mod incidents;
+pub(crate) mod legacy;
 mod operators;
 
 use std::fs::File;
@@ -173,6 +174,7 @@ impl Store {
             action_lock: std::sync::Arc::new(std::sync::Mutex::new(())),
             data_file: std::sync::Arc::new((data_path, data_file)),
         };
+        store.type_commands()?;
         store.index_open_commands()?;
         Ok(store)
     }

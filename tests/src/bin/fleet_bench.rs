@@ -1255,12 +1255,16 @@ async fn isolate_client(
     let mut isolate = Histogram::<u64>::new(3)?;
     let mut release = Histogram::<u64>::new(3)?;
     for _ in 0..cycles {
-        for (verb, hist) in [("isolate", &mut isolate), ("release", &mut release)] {
+        for (command, hist) in [
+            (v1::CommandBody::isolate(Vec::new(), false), &mut isolate),
+            (v1::CommandBody::release(), &mut release),
+        ] {
+            let verb = command.name();
             let t0 = Instant::now();
             let issued = client
                 .issue_command(v1::IssueCommandRequest {
                     host_id: "bench-host".into(),
-                    verb: verb.into(),
+                    command: Some(command),
                     reason: "benchmark".into(),
                     ..Default::default()
                 })
@@ -2085,15 +2089,17 @@ fn print_cluster_idle(
 
 /// `queue`: the sweep over all commands against the open-commands index.
 fn queue(finished: u64, open: u64) -> anyhow::Result<()> {
-    use bannin_collector::model::{Command as QueuedCommand, CommandState};
+    use bannin_collector::model::{Command as QueuedCommand, CommandBody, CommandState};
     let dir = tempfile::tempdir()?;
     let store = bannin_collector::store::Store::open(dir.path())?;
     for id in 1..=finished + open {
         store.put_command(&QueuedCommand {
             id,
             host_id: format!("sim-{}", id % 20_000),
-            verb: "triage".into(),
-            arguments: [("question".to_owned(), "processes".to_owned())].into(),
+            body: CommandBody::Triage {
+                question: "processes".into(),
+                path: String::new(),
+            },
             operator: "alice".into(),
             reason: "sweep".into(),
             state: if id <= finished {

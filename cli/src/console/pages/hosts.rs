@@ -141,18 +141,16 @@ pub(crate) async fn host(
             h2 { "Response" }
             div.response {
                 @if h.isolation == "isolated" || h.isolation == "pending isolation" {
-                    form #release-form.danger method="post" action=(format!("/hosts/{id}/command")) {
+                    form #release-form.danger method="post" action=(format!("/hosts/{id}/release")) {
                         (csrf_field(&s.csrf))
-                        input type="hidden" name="verb" value="release";
                         h3 { "Release " (id) " from isolation" }
                         label { "Reason (required) " input type="text" name="reason" required size="50"; }
                         label { "Type the host id " strong { (id) } " to confirm " input type="text" name="confirm" required autocomplete="off"; }
                         button type="submit" #release-button { "Release " (id) }
                     }
                 } @else {
-                    form #isolate-form.danger method="post" action=(format!("/hosts/{id}/command")) {
+                    form #isolate-form.danger method="post" action=(format!("/hosts/{id}/isolate")) {
                         (csrf_field(&s.csrf))
-                        input type="hidden" name="verb" value="isolate";
                         h3 { "Isolate " (id) " from the network" }
                         p.note { "Only the collector stays reachable. The agent answers commands while isolated." }
                         label { "Reason (required) " input type="text" name="reason" required size="50"; }
@@ -160,9 +158,8 @@ pub(crate) async fn host(
                         button type="submit" #isolate-button { "Isolate " (id) }
                     }
                 }
-                form #snapshot-form method="post" action=(format!("/hosts/{id}/command")) {
+                form #snapshot-form method="post" action=(format!("/hosts/{id}/snapshot")) {
                     (csrf_field(&s.csrf))
-                    input type="hidden" name="verb" value="snapshot";
                     h3 { "Forensic snapshot" }
                     label { "Files to include, one absolute path per line (the snapshot always takes the volatile state) " textarea name="files" rows="3" cols="60" {} }
                     label { "Reason (required) " input type="text" name="reason" required size="50"; }
@@ -235,19 +232,15 @@ pub(crate) struct TriageForm {
 async fn issue_and_wait(
     c: &Shared,
     host: &str,
-    verb: &str,
-    arguments: BTreeMap<String, String>,
-    reason: String,
+    command: v1::CommandBody,
     wait: Duration,
 ) -> Result<v1::CommandRecord, PageError> {
     let mut client = c.client();
     let mut last = client
         .issue_command(v1::IssueCommandRequest {
             host_id: host.to_owned(),
-            verb: verb.to_owned(),
-            arguments,
-            reason,
-            expires_in_secs: 0,
+            command: Some(command),
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -289,19 +282,8 @@ pub(crate) async fn triage(
             form.question
         )));
     }
-    let mut arguments = BTreeMap::from([("question".to_owned(), form.question.clone())]);
-    if !form.path.trim().is_empty() {
-        arguments.insert("path".to_owned(), form.path.trim().to_owned());
-    }
-    let record = issue_and_wait(
-        &c,
-        &id,
-        "triage",
-        arguments,
-        String::new(),
-        Duration::from_secs(60),
-    )
-    .await?;
+    let command = v1::CommandBody::triage(form.question.clone(), form.path.trim());
+    let record = issue_and_wait(&c, &id, command, Duration::from_secs(60)).await?;
     let title = format!("{} on {id}", form.question);
     let body = if record.state != "succeeded" {
         html! {
@@ -349,7 +331,6 @@ fn rows_table(rows: &Value) -> Markup {
 
 #[derive(Deserialize)]
 pub(crate) struct CommandForm {
-    verb: String,
     #[serde(default)]
     reason: String,
     #[serde(default)]
@@ -358,45 +339,69 @@ pub(crate) struct CommandForm {
     files: String,
 }
 
-/// `POST /hosts/{id}/command`: isolate, release (reason and the host id typed
-/// to confirm), snapshot (reason, files); then the command's page.
-pub(crate) async fn command(
+/// `POST /hosts/{id}/isolate`: reason, and the host id typed to confirm; then
+/// the command's page.
+pub(crate) async fn isolate(
     State(c): State<Shared>,
     Path(id): Path<String>,
     Form(form): Form<CommandForm>,
 ) -> Result<Redirect, PageError> {
-    let mut arguments = BTreeMap::new();
-    match form.verb.as_str() {
-        "isolate" | "release" => {
-            if form.confirm.trim() != id {
-                return Err(PageError::bad(format!(
-                    "to {} a host, type its id ({id}) in the confirmation box",
-                    form.verb
-                )));
-            }
-        }
-        "snapshot" => {
-            let files: Vec<&str> = form
-                .files
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect();
-            if !files.is_empty() {
-                arguments.insert("files".to_owned(), files.join("\n"));
-            }
-        }
-        other => return Err(PageError::bad(format!("unknown command {other:?}"))),
+    confirmed(&id, &form, "isolate")?;
+    queue(&c, id, v1::CommandBody::isolate(Vec::new(), false), &form).await
+}
+
+/// `POST /hosts/{id}/release`: as [`isolate`].
+pub(crate) async fn release(
+    State(c): State<Shared>,
+    Path(id): Path<String>,
+    Form(form): Form<CommandForm>,
+) -> Result<Redirect, PageError> {
+    confirmed(&id, &form, "release")?;
+    queue(&c, id, v1::CommandBody::release(), &form).await
+}
+
+/// `POST /hosts/{id}/snapshot`: reason, and files one per line.
+pub(crate) async fn snapshot(
+    State(c): State<Shared>,
+    Path(id): Path<String>,
+    Form(form): Form<CommandForm>,
+) -> Result<Redirect, PageError> {
+    let files = form
+        .files
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    queue(&c, id, v1::CommandBody::snapshot(files), &form).await
+}
+
+/// A response that changes the host's network needs its id typed again.
+fn confirmed(id: &str, form: &CommandForm, what: &str) -> Result<(), PageError> {
+    if form.confirm.trim() == id {
+        return Ok(());
     }
+    Err(PageError::bad(format!(
+        "to {what} a host, type its id ({id}) in the confirmation box"
+    )))
+}
+
+/// Queues `command` for host `id` with the form's reason (required); then the
+/// command's page.
+async fn queue(
+    c: &Shared,
+    id: String,
+    command: v1::CommandBody,
+    form: &CommandForm,
+) -> Result<Redirect, PageError> {
     if form.reason.trim().is_empty() {
-        return Err(PageError::bad(format!("{} needs a reason", form.verb)));
+        return Err(PageError::bad(format!("{} needs a reason", command.name())));
     }
     let record = c
         .client()
         .issue_command(v1::IssueCommandRequest {
             host_id: id,
-            verb: form.verb,
-            arguments,
+            command: Some(command),
             reason: form.reason.trim().to_owned(),
             expires_in_secs: 0,
         })
@@ -490,7 +495,7 @@ pub(crate) async fn command_page(
             ("State", html! { span #command-state data-command=(x.id) data-finished=(done) class=(format!("badge st-{}", x.state)) { (x.state) } }),
             ("Operator", html! { (t(&x.operator)) }),
             ("Reason", html! { (t(&x.reason)) }),
-            ("Arguments", html! { (attributes_text(&x.arguments)) }),
+            ("Arguments", html! { (arguments_text(x.command.as_ref())) }),
             ("Issued", time(x.created_unix_ms)),
             ("Delivered", time(x.delivered_unix_ms)),
             ("Finished", time(x.finished_unix_ms)),
@@ -499,7 +504,7 @@ pub(crate) async fn command_page(
         @if !done { p.note #command-progress aria-live="polite" { "Waiting for " (t(&x.host_id)) "… this page follows the command until the host answers." } }
         h2 { "Result" }
         pre #command-result { (lines(&x.result)) }
-        @if x.verb == "snapshot" && x.state == "succeeded" { p { a href="/evidence" { "The snapshot is in Evidence" } } }
+        @if is_snapshot(&x) && x.state == "succeeded" { p { a href="/evidence" { "The snapshot is in Evidence" } } }
     };
     Ok(page(
         &c.operator,
@@ -517,4 +522,44 @@ pub(crate) async fn command_json(
 ) -> Result<Response, PageError> {
     let x = find_command(&c, &id).await?;
     Ok(axum::Json(output::command_json(&x)).into_response())
+}
+
+/// Whether the command is a snapshot.
+fn is_snapshot(x: &v1::CommandRecord) -> bool {
+    matches!(
+        x.command.as_ref().and_then(|c| c.kind.as_ref()),
+        Some(v1::command_body::Kind::Snapshot(_))
+    )
+}
+
+/// A command's arguments as `name: value` lines (lists joined with commas),
+/// from its JSON form.
+fn arguments_text(command: Option<&v1::CommandBody>) -> String {
+    let json = command.map(output::command_body_json).unwrap_or_default();
+    let Some(fields) = json
+        .as_object()
+        .and_then(|o| o.values().next())
+        .and_then(Value::as_object)
+    else {
+        return String::new();
+    };
+    fields
+        .iter()
+        .filter_map(|(name, value)| {
+            let text = match value {
+                Value::String(s) if s.is_empty() => return None,
+                Value::String(s) => s.clone(),
+                Value::Array(items) if items.is_empty() => return None,
+                Value::Array(items) => items
+                    .iter()
+                    .map(|i| i.as_str().unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                Value::Bool(false) => return None,
+                other => other.to_string(),
+            };
+            Some(format!("{name}: {text}"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
