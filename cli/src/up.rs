@@ -187,6 +187,7 @@ async fn follow_findings(
                 for (name, health) in board.snapshot() {
                     match health {
                         bannin_agent::sensors::Health::Ok => eprintln!("  sensor {name}: ok"),
+                        bannin_agent::sensors::Health::Working(how) => eprintln!("  sensor {name}: ok ({how})"),
                         bannin_agent::sensors::Health::Degraded(why) => eprintln!("  sensor {name}: DEGRADED: {why}"),
                         bannin_agent::sensors::Health::Failed(why) => eprintln!("  sensor {name}: FAILED: {why}"),
                         bannin_agent::sensors::Health::Disabled => eprintln!("  sensor {name}: disabled"),

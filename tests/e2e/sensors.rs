@@ -1214,6 +1214,163 @@ async fn a_process_shorter_than_the_poll_interval_is_seen_at_once_needs_root() {
     );
 }
 
+/// The complete record: 1,000 execs of a millisecond each, started by a shell
+/// that exits before most are judged, all reach the collector while both
+/// cores are busy — each with its arguments and its parent's executable and
+/// command line as they were at the exec (captured by eBPF, not read from a
+/// `/proc` entry that is gone) — and the process sensor says it runs on eBPF.
+/// Under CI a fallback to the connector fails here.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_short_execs_all_reach_the_collector_with_parent_fields_needs_root() {
+    if !bannin_tests::runnable(&[bannin_tests::Need::Root]) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("storm-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            enable: vec!["process"],
+            interval_secs: 600,
+            ..AgentOptions::default()
+        },
+    );
+    let client = operator_client(&pki.operator("alice"), collector.addr).await;
+    let health = eventually(Duration::from_secs(90), "process sensor running", || {
+        let client = client.clone();
+        async move {
+            let h = sensor_health(&client, "process").await;
+            (h.starts_with("process ok") || h.starts_with("process degraded")).then_some(h)
+        }
+    })
+    .await;
+    assert!(
+        health.contains("execs from eBPF"),
+        "the eBPF path runs, not a fallback: {health}; agent log:\n{}",
+        agent.log_text()
+    );
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hogs: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                }
+                x
+            })
+        })
+        .collect();
+    let marker = format!("storm{}", std::process::id());
+    let script = format!("i=0; while [ $i -lt 1000 ]; do /bin/true {marker}-$i; i=$((i+1)); done");
+    let ran = Command::new("/bin/sh")
+        .args(["-c", &script])
+        .status()
+        .expect("sh");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for h in hogs {
+        let _ = h.join();
+    }
+    assert!(ran.success());
+
+    let execs = eventually(Duration::from_secs(120), "1,000 execs stored", || {
+        let mut c = client.clone();
+        let marker = marker.clone();
+        async move {
+            let ours: Vec<_> = all_events(&mut c, "storm-host", "process.exec")
+                .await
+                .into_iter()
+                .filter_map(|e| e.event)
+                .filter(|e| {
+                    e.attributes
+                        .get("cmdline")
+                        .is_some_and(|c| c.starts_with(&format!("/bin/true {marker}-")))
+                })
+                .collect();
+            (ours.len() >= 1000).then_some(ours)
+        }
+    })
+    .await;
+    let runs: std::collections::BTreeSet<&str> = execs
+        .iter()
+        .filter_map(|e| e.attributes["cmdline"].split(' ').nth(1))
+        .collect();
+    assert_eq!(runs.len(), 1000, "each of the 1,000 exactly once");
+    for e in &execs {
+        let a = &e.attributes;
+        assert!(a["exe"].ends_with("/true"), "{a:?}");
+        assert!(
+            a.get("parent_exe").is_some_and(|p| p.ends_with("sh")),
+            "parent recorded as it was: {a:?}"
+        );
+        assert!(
+            a.get("parent_cmdline").is_some_and(|c| c.contains("while")),
+            "{a:?}"
+        );
+        assert!(a.contains_key("sha256"), "{a:?}");
+    }
+    let health = sensor_health(&client, "process").await;
+    assert!(
+        !health.contains("exec events lost"),
+        "nothing lost: {health}"
+    );
+}
+
+/// Where eBPF is not used (here: `exec_source = "connector"`, as on a kernel
+/// without BTF), the sensor falls back to the process events connector and
+/// `bannin hosts` says so, with what that path misses.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forced_fallback_says_so_in_the_hosts_health_needs_root() {
+    if !bannin_tests::runnable(&[bannin_tests::Need::Root]) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("fallback-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            enable: vec!["process"],
+            sensor_toml: vec![("process", "exec_source = \"connector\"".into())],
+            ..AgentOptions::default()
+        },
+    );
+    let client = operator_client(&pki.operator("alice"), collector.addr).await;
+    let health = eventually(Duration::from_secs(90), "process sensor health", || {
+        let client = client.clone();
+        async move {
+            let h = sensor_health(&client, "process").await;
+            h.starts_with("process degraded").then_some(h)
+        }
+    })
+    .await;
+    assert!(
+        health.contains("exec_source = \"connector\"")
+            && health.contains("execs from the process events connector")
+            && health.contains("missed"),
+        "{health}"
+    );
+    // What an operator reads: `bannin hosts --json`.
+    let operator = bannin_tests::operator_toml(dir.path(), &pki.operator("alice"), collector.addr);
+    let (ok, hosts, stderr) = bannin_tests::bannin_json(&operator, &["hosts"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        hosts
+            .to_string()
+            .contains("execs from the process events connector"),
+        "{hosts}"
+    );
+}
+
 /// A file dropped in a watched directory is checked when it appears (inotify),
 /// not at the next walk ten minutes later: a zip named like a picture in a new
 /// subdirectory, and a name made to hide.

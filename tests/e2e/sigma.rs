@@ -425,3 +425,90 @@ fn a_network_connection_rule_matches_a_real_connection_needs_root() {
     assert_eq!(f["attributes"]["event.SourceIp"], Host::Agent.v4(), "{f}");
     assert_eq!(f["severity"], "high", "{f}");
 }
+
+const PARENT_RULE: &str = r#"title: true run by the marker shell
+id: 0b6a4e0e-5c1b-4c53-9d0e-000000000009
+level: high
+logsource:
+  product: linux
+  category: process_creation
+detection:
+  child:
+    Image|endswith: /true
+  parent:
+    ParentCommandLine|contains: bannin-parent-marker
+    ParentImage|endswith:
+      - /sh
+      - /dash
+      - /bash
+  condition: child and parent
+"#;
+
+/// A rule on parent fields fires for a child whose parent had exited long
+/// before the sweep judged it: a shell that runs `/bin/true` and is gone in
+/// milliseconds. The parent's image and command line were captured at the
+/// exec (eBPF), not read from `/proc` afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rule_on_parent_fields_fires_when_the_parent_is_already_gone_needs_root() {
+    if !bannin_tests::runnable(&[bannin_tests::Need::Root]) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).expect("rules dir");
+    std::fs::write(rules.join("parent.yml"), PARENT_RULE).expect("rule");
+    let collector = CollectorProc::start(
+        &dir.path().join("collector"),
+        &pki,
+        free_port(),
+        &format!("[sigma]\npaths = [{:?}]\n", rules.display().to_string()),
+    );
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("parent-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            enable: vec!["process"],
+            interval_secs: 600,
+            ..AgentOptions::default()
+        },
+    );
+    let client = operator_client(&pki.operator("alice"), collector.addr).await;
+    eventually(Duration::from_secs(60), "exec telemetry", || {
+        let mut c = client.clone();
+        async move {
+            (!crate::all_events(&mut c, "parent-host", "process.exec")
+                .await
+                .is_empty())
+            .then_some(())
+        }
+    })
+    .await;
+    let ran = Command::new("/bin/sh")
+        .args(["-c", "/bin/true; : bannin-parent-marker"])
+        .status()
+        .expect("sh");
+    assert!(ran.success());
+    let title = "true run by the marker shell";
+    let found = eventually(Duration::from_secs(30), "the parent rule's finding", || {
+        let mut c = client.clone();
+        async move {
+            let f = all_findings(&mut c).await;
+            let m: Vec<v1::Finding> = sigma_findings(&f, "sigma.match", title)
+                .into_iter()
+                .cloned()
+                .collect();
+            (!m.is_empty()).then_some(m)
+        }
+    })
+    .await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    let m = &found[0];
+    assert!(m.attributes["event.Image"].ends_with("/true"), "{m:?}");
+    assert!(
+        m.attributes["event.ParentCommandLine"].contains("bannin-parent-marker"),
+        "{m:?}"
+    );
+}

@@ -377,6 +377,7 @@ pub(super) struct RawProcess {
     pub(super) max_hash_bytes: u64,
     pub(super) exec_telemetry: bool,
     pub(super) exec_events: bool,
+    pub(super) exec_source: String,
 }
 
 impl Default for RawProcess {
@@ -393,6 +394,7 @@ impl Default for RawProcess {
             max_hash_bytes: 256 * 1024 * 1024,
             exec_telemetry: true,
             exec_events: true,
+            exec_source: "auto".into(),
         }
     }
 }

@@ -76,9 +76,22 @@ pub struct ProcessConfig {
     pub max_hash_bytes: u64,
     /// Whether every new process is sent as `process.exec` telemetry.
     pub exec_telemetry: bool,
-    /// Whether execs come from the kernel's process events connector as they
-    /// happen (polling remains the fallback).
+    /// Whether execs come from the kernel as they happen (polling remains
+    /// the fallback).
     pub exec_events: bool,
+    /// Where they come from.
+    pub exec_source: ExecSource,
+}
+
+/// Where the process sensor hears of execs as they happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecSource {
+    /// eBPF, else the process events connector (saying why in health).
+    Auto,
+    /// eBPF only: the sensor fails, saying why, where it cannot load.
+    Ebpf,
+    /// The process events connector (no eBPF).
+    Connector,
 }
 
 /// `[sensors.file_access]`.

@@ -319,6 +319,17 @@ fn process(p: RawProcess, base: &Path, errors: &mut ConfigErrors) -> ProcessConf
         max_hash_bytes: p.max_hash_bytes,
         exec_telemetry: p.exec_telemetry,
         exec_events: p.exec_events,
+        exec_source: match p.exec_source.as_str() {
+            "auto" => ExecSource::Auto,
+            "ebpf" => ExecSource::Ebpf,
+            "connector" => ExecSource::Connector,
+            other => {
+                errors.push(format!(
+                    "sensors.process.exec_source = {other:?}: expected \"auto\", \"ebpf\" or \"connector\""
+                ));
+                ExecSource::Auto
+            }
+        },
     }
 }
 

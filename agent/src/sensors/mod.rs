@@ -43,6 +43,8 @@ use crate::spool::Spool;
 pub enum Health {
     /// Working fully.
     Ok,
+    /// Working fully; says how (which event source runs).
+    Working(String),
     /// Working, but seeing less than it should; says why.
     Degraded(String),
     /// Not working; says why.
@@ -59,6 +61,7 @@ impl Health {
     pub fn to_wire(&self, name: &str) -> v1::SensorHealth {
         let (state, detail) = match self {
             Health::Ok => ("ok", String::new()),
+            Health::Working(d) => ("ok", d.clone()),
             Health::Degraded(d) => ("degraded", d.clone()),
             Health::Failed(d) => ("failed", d.clone()),
             Health::Disabled => ("disabled", String::new()),
@@ -311,6 +314,7 @@ impl HealthBoard {
         if map.get(name) != Some(&health) {
             match &health {
                 Health::Ok => tracing::info!(sensor = name, "Sensor ok"),
+                Health::Working(how) => tracing::info!(sensor = name, how = %how, "Sensor ok"),
                 Health::Degraded(why) => {
                     tracing::warn!(sensor = name, reason = %why, "Sensor degraded")
                 }

@@ -27,8 +27,9 @@ use std::time::Duration;
 
 use bannin_proto::v1::Severity;
 
+use super::source::proc_events::Parent;
 use super::{Health, HostRoot, Sensor, SensorError, Sweep, event, running_as_root};
-use crate::config::ProcessConfig;
+use crate::config::{ExecSource, ProcessConfig};
 use crate::host::packages::{PackageIndex, SharedIndex};
 use crate::host::proc::{ProcInfo, digests_reader, parse_stat, read_proc};
 
@@ -60,8 +61,8 @@ pub struct Processes {
     users: crate::host::accounts::UserNames,
     /// Execs from the kernel's process events connector, when it listens.
     events: Option<std::sync::Arc<std::sync::Mutex<super::source::proc_events::ExecQueue>>>,
-    /// Why the connector is not listening, if it is not.
-    connector_problem: Option<String>,
+    /// Where execs come from, and what that misses.
+    exec_path: ExecPath,
     /// Notified by the connector's reader when execs are waiting.
     wake: std::sync::Arc<tokio::sync::Notify>,
     /// When `/proc` was last walked: a sweep woken by the connector sooner
@@ -105,6 +106,68 @@ struct Digests {
     file: crate::host::packages::FileDigest,
 }
 
+/// What the kernel told of an exec beyond its `/proc` fields.
+struct Captured {
+    parent: Option<Parent>,
+    argv_cut: bool,
+    cgroup: String,
+}
+
+/// Where the process sensor hears of execs as they happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ExecPath {
+    /// eBPF: every exec and fork, captured in the kernel as it happened.
+    Ebpf,
+    /// The process events connector, and why eBPF does not run.
+    Connector(String),
+    /// Neither: `/proc` is polled at each interval, and why.
+    Polling(String),
+    /// Exec events turned off in config: `/proc` is polled.
+    Off,
+}
+
+impl ExecPath {
+    /// Starts the best source `wanted` allows, queueing into `queue`.
+    fn start(
+        wanted: ExecSource,
+        root: &HostRoot,
+        queue: &std::sync::Arc<std::sync::Mutex<super::source::proc_events::ExecQueue>>,
+        wake: &std::sync::Arc<tokio::sync::Notify>,
+    ) -> Self {
+        use super::source::{exec_bpf, proc_events};
+        let no_ebpf = match wanted {
+            ExecSource::Connector => "eBPF not used (exec_source = \"connector\")".to_owned(),
+            ExecSource::Auto | ExecSource::Ebpf => {
+                match exec_bpf::start(root.clone(), queue.clone(), wake.clone()) {
+                    Ok(()) => return ExecPath::Ebpf,
+                    Err(why) => why,
+                }
+            }
+        };
+        if wanted == ExecSource::Ebpf {
+            return ExecPath::Polling(format!("{no_ebpf}, and exec_source = \"ebpf\""));
+        }
+        match proc_events::start(root.clone(), queue.clone(), wake.clone()) {
+            Ok(()) => ExecPath::Connector(no_ebpf),
+            Err(why) => ExecPath::Polling(format!("{no_ebpf}; {why}")),
+        }
+    }
+
+    /// What this path misses, for health (`None` for eBPF, which misses
+    /// nothing it does not count).
+    fn misses(&self) -> Option<String> {
+        match self {
+            ExecPath::Ebpf | ExecPath::Off => None,
+            ExecPath::Connector(why) => Some(format!(
+                "{why}: execs from the process events connector (a process that exits before it is read is missed, and counted; parent fields are read when judged)"
+            )),
+            ExecPath::Polling(why) => Some(format!(
+                "{why}: polling /proc only (processes shorter than the interval are missed)"
+            )),
+        }
+    }
+}
+
 impl Processes {
     /// A sensor reading under `root`, starting from the baseline it saved last.
     pub fn new(root: HostRoot, config: ProcessConfig, state: Option<ProcessState>) -> Self {
@@ -113,16 +176,15 @@ impl Processes {
             (s.baseline, set)
         });
         let wake = std::sync::Arc::new(tokio::sync::Notify::new());
-        let (events, connector_problem) = if config.exec_events {
+        let (events, exec_path) = if config.exec_events {
             let queue = std::sync::Arc::new(std::sync::Mutex::new(
                 super::source::proc_events::ExecQueue::default(),
             ));
-            match super::source::proc_events::start(root.clone(), queue.clone(), wake.clone()) {
-                Ok(()) => (Some(queue), None),
-                Err(why) => (None, Some(why)),
-            }
+            let path = ExecPath::start(config.exec_source, &root, &queue, &wake);
+            let listening = !matches!(path, ExecPath::Polling(_));
+            (listening.then_some(queue), path)
         } else {
-            (None, None)
+            (None, ExecPath::Off)
         };
         Self {
             users: crate::host::accounts::UserNames::new(root.clone()),
@@ -134,7 +196,7 @@ impl Processes {
             ioc: HashSet::new(),
             ioc_stamp: None,
             events,
-            connector_problem,
+            exec_path,
             wake,
             last_walk: None,
             walks: 0,
@@ -247,6 +309,7 @@ impl Processes {
         &mut self,
         info: &ProcInfo,
         hashed: Result<Digests, String>,
+        captured: Option<&Captured>,
         learning: bool,
         unhashed: &mut BTreeSet<String>,
         sweep: &mut Sweep,
@@ -265,9 +328,29 @@ impl Processes {
         if !info.cwd.is_empty() {
             a.insert("cwd".into(), info.cwd.clone());
         }
-        if let Some(parent) = self.read(info.ppid) {
+        // The parent as it was at the exec (eBPF), else as it is now.
+        let parent = match captured.and_then(|c| c.parent.clone()) {
+            Some(p) => Some(p),
+            None => self.read(info.ppid).map(|p| Parent {
+                exe: p.exe,
+                cmdline: p.cmdline,
+                comm: p.comm,
+            }),
+        };
+        if let Some(parent) = parent {
             a.insert("parent_exe".into(), parent.exe);
             a.insert("parent_cmdline".into(), parent.cmdline);
+            if !parent.comm.is_empty() {
+                a.insert("parent_comm".into(), parent.comm);
+            }
+        }
+        if let Some(c) = captured {
+            if c.argv_cut {
+                a.insert("cmdline_truncated".into(), "true".into());
+            }
+            if !c.cgroup.is_empty() {
+                a.insert("cgroup".into(), c.cgroup.clone());
+            }
         }
         match &hashed {
             Ok(d) => {
@@ -490,7 +573,7 @@ impl Processes {
                 continue;
             }
             let hashed = self.hash(pid, &info.exe, budget);
-            self.judge(&info, hashed, learning, unhashed, sweep);
+            self.judge(&info, hashed, None, learning, unhashed, sweep);
         }
         self.seen = now;
         Ok(unreadable)
@@ -536,16 +619,17 @@ impl Sensor for Processes {
         let mut unhashed = BTreeSet::new();
         // First what the kernel reported as it happened: short-lived processes
         // are gone from /proc by now, but were resolved when they started.
-        let (execs, lost, failed) = match &self.events {
+        let (execs, lost, gone, failed) = match &self.events {
             Some(q) => {
                 let mut q = bannin_proto::lock(q);
                 (
                     q.execs.drain(..).collect::<Vec<_>>(),
                     std::mem::take(&mut q.lost),
+                    std::mem::take(&mut q.gone),
                     q.failed.clone(),
                 )
             }
-            None => (Vec::new(), 0, None),
+            None => (Vec::new(), 0, 0, None),
         };
         for exec in execs {
             let info = exec.info;
@@ -561,7 +645,19 @@ impl Sensor for Processes {
                 Some(f) => self.hash_exe(f, &info.exe, &mut budget),
                 None => Err("exited before its executable could be opened".into()),
             };
-            self.judge(&info, hashed, learning, &mut unhashed, sweep);
+            let captured = Captured {
+                parent: exec.parent,
+                argv_cut: exec.argv_cut,
+                cgroup: exec.cgroup,
+            };
+            self.judge(
+                &info,
+                hashed,
+                Some(&captured),
+                learning,
+                &mut unhashed,
+                sweep,
+            );
             self.seen
                 .insert(info.pid, (info.start_ticks, info.exe.clone()));
         }
@@ -570,8 +666,15 @@ impl Sensor for Processes {
                 "{lost} exec events lost (queue or kernel buffer full)"
             ));
         }
-        if let Some(why) = self.connector_problem.as_ref().or(failed.as_ref()) {
+        if gone > 0 {
+            problems.push(format!(
+                "{gone} execs exited before the connector's reader could read them"
+            ));
+        }
+        if let Some(why) = &failed {
             problems.push(format!("{why}; polling /proc only"));
+        } else if let Some(misses) = self.exec_path.misses() {
+            problems.push(misses);
         }
         // Woken by the connector sooner than an interval after the last walk:
         // the queued execs were all there was to judge.
@@ -616,10 +719,18 @@ impl Sensor for Processes {
         if let Some(why) = unhashed.into_iter().find(|w| w.contains("budget")) {
             problems.push(why);
         }
-        Ok(if problems.is_empty() {
-            Health::Ok
-        } else {
-            Health::Degraded(problems.join("; "))
+        const EBPF: &str = "execs from eBPF (raw tracepoints): every exec and fork as it happens, every drop counted";
+        if self.exec_path == ExecPath::Ebpf && !problems.is_empty() {
+            // Which path runs, even when something else degrades the sensor.
+            problems.push(EBPF.into());
+        }
+        Ok(match (&self.exec_path, problems.is_empty()) {
+            (ExecPath::Ebpf, true) => Health::Working(EBPF.into()),
+            (ExecPath::Off, true) => {
+                Health::Working("exec events off in config: polling /proc only".into())
+            }
+            (_, true) => Health::Ok,
+            (_, false) => Health::Degraded(problems.join("; ")),
         })
     }
 }
@@ -827,6 +938,7 @@ mod tests {
             max_hash_bytes: 1 << 20,
             exec_telemetry: true,
             exec_events: false,
+            exec_source: ExecSource::Auto,
         }
     }
 

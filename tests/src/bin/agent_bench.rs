@@ -162,6 +162,7 @@ fn proc_sweep() -> anyhow::Result<()> {
             max_hash_bytes: 256 << 20,
             exec_telemetry: true,
             exec_events,
+            exec_source: bannin_agent::config::ExecSource::Connector,
         };
         let mut sensor = sensors::process::Processes::new(HostRoot("/".into()), config, None);
         sensor.sweep(&mut Sweep::default())?; // learns, hashes

@@ -2,7 +2,9 @@
 //! wake their sensor (`Sensor::waker`), so it sweeps at once instead of at its next
 //! interval.
 //!
-//! - [`proc_events`]: the kernel's process events connector (netlink `CN_IDX_PROC`).
+//! - [`exec_bpf`]: every exec and fork captured in the kernel (eBPF raw tracepoints).
+//! - [`proc_events`]: the kernel's process events connector (netlink `CN_IDX_PROC`),
+//!   the fallback where eBPF cannot load.
 //! - [`creations`]: inotify creations in watched directories.
 //! - [`changes`]: fanotify (or inotify) changes under the integrity sensor's critical paths.
 //! - [`journal`]: the systemd journal, through `journalctl --follow`.
@@ -11,5 +13,6 @@
 
 pub mod changes;
 pub mod creations;
+pub mod exec_bpf;
 pub mod journal;
 pub mod proc_events;

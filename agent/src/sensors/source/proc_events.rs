@@ -34,6 +34,24 @@ pub struct Exec {
     pub info: ProcInfo,
     /// Its executable, held open (None if it was already gone).
     pub exe_file: Option<std::fs::File>,
+    /// Its parent as it was at the exec (eBPF; the connector leaves it to
+    /// the sensor, which reads `/proc` when it judges the exec).
+    pub parent: Option<Parent>,
+    /// Whether the arguments (or the path) were longer than the probe keeps.
+    pub argv_cut: bool,
+    /// Its cgroup's path ("" when not known).
+    pub cgroup: String,
+}
+
+/// A parent process, as it was when its child started.
+#[derive(Debug, Clone, Default)]
+pub struct Parent {
+    /// Its executable.
+    pub exe: String,
+    /// Its arguments, space-joined.
+    pub cmdline: String,
+    /// Its short name.
+    pub comm: String,
 }
 
 /// Execs waiting for the process sensor.
@@ -43,6 +61,9 @@ pub struct ExecQueue {
     pub execs: VecDeque<Exec>,
     /// Execs lost: the queue was full, or the kernel's buffer overflowed.
     pub lost: u64,
+    /// Execs whose process exited before the connector's reader could read
+    /// it (the connector says only which pid exec'd; eBPF has no such loss).
+    pub gone: u64,
     /// Why the reader stopped, if it did.
     pub failed: Option<String>,
 }
@@ -153,11 +174,17 @@ pub fn start(
                     // A process gone before it could be read left nothing to judge.
                     match resolved {
                         Some(info) if q.execs.len() < MAX_QUEUED => {
-                            q.execs.push_back(Exec { info, exe_file });
+                            q.execs.push_back(Exec {
+                                info,
+                                exe_file,
+                                parent: None,
+                                argv_cut: false,
+                                cgroup: String::new(),
+                            });
                             queued = true;
                         }
                         Some(_) => q.lost += 1,
-                        None => {}
+                        None => q.gone += 1,
                     }
                 }
                 if queued {
