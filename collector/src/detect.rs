@@ -278,12 +278,14 @@ pub fn fingerprint(finding: &NewFinding) -> u64 {
 }
 
 /// Attributes of a Sigma match that differ between two runs of one command
-/// (process ids, an ephemeral source port): not part of what makes two matches
-/// the same finding.
-const SIGMA_VOLATILE: [&str; 3] = [
+/// (process ids, an ephemeral source port), or between two records of one
+/// thing (a connection seen open, `net.connection`, and when it closed,
+/// `net.flow`): not part of what makes two matches the same finding.
+const SIGMA_VOLATILE: [&str; 4] = [
     "event.ProcessId",
     "event.ParentProcessId",
     "event.SourcePort",
+    "event.kind",
 ];
 
 /// Fingerprint from its parts (also used to rebuild the fold index from stored findings).

@@ -1439,3 +1439,179 @@ async fn creations_in_watched_directories_are_reported_at_once() {
     assert_eq!(odd.attributes["path"], hidden_path);
     assert_eq!(odd.attributes["reason"], "dots_only");
 }
+
+/// The flow log: a connection that lasts a third of a second, far shorter
+/// than the connection sensor's interval, is recorded when it closes — with
+/// the process that opened it, its duration and the bytes each way — and the
+/// listening side's record names the process that owns the listener.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_connection_is_in_the_flow_log_with_its_process_needs_root() {
+    if !bannin_tests::runnable(&[
+        bannin_tests::Need::Root,
+        bannin_tests::Need::Program("python3", "python3"),
+    ]) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("flow-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            net_connection: true,
+            interval_secs: 600,
+            ..AgentOptions::default()
+        },
+    );
+    let client = operator_client(&pki.operator("alice"), collector.addr).await;
+    let health = eventually(Duration::from_secs(90), "connection sensor health", || {
+        let client = client.clone();
+        async move {
+            let h = sensor_health(&client, "net_connection").await;
+            h.contains("flows from eBPF").then_some(h)
+        }
+    })
+    .await;
+    assert!(!health.contains("lost"), "{health}");
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut peer, _) = listener.accept().expect("accept");
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).expect("read");
+        let _ = peer.write_all(b"");
+        got.len()
+    });
+    let script = format!(
+        "import socket, time\ns = socket.create_connection(('127.0.0.1', {port}))\ns.sendall(b'x' * 1000)\ntime.sleep(0.3)\ns.close()\n"
+    );
+    let client_proc = Command::new("python3")
+        .args(["-c", &script])
+        .spawn()
+        .expect("python3");
+    let pid = client_proc.id();
+    let status = Reaped(client_proc).0.wait().expect("wait");
+    assert!(status.success());
+    assert_eq!(server.join().expect("server"), 1000);
+
+    let port_text = port.to_string();
+    let flows = eventually(Duration::from_secs(30), "both sides' flows", || {
+        let mut c = client.clone();
+        let port_text = port_text.clone();
+        async move {
+            let ours: Vec<_> = all_events(&mut c, "flow-host", "net.flow")
+                .await
+                .into_iter()
+                .filter_map(|e| e.event)
+                .filter(|e| e.attributes.get("port") == Some(&port_text))
+                .collect();
+            (ours.len() >= 2).then_some(ours)
+        }
+    })
+    .await;
+    let out = flows
+        .iter()
+        .find(|e| e.attributes["direction"] == "outbound")
+        .unwrap_or_else(|| {
+            panic!(
+                "the outbound side: {flows:?}; agent log:\n{}",
+                agent.log_text()
+            )
+        });
+    let a = &out.attributes;
+    assert_eq!(a["pid"], pid.to_string(), "{a:?}");
+    assert!(a["exe"].contains("python3"), "{a:?}");
+    assert_eq!(a["bytes_sent"], "1000", "{a:?}");
+    assert_eq!(a["state"], "established", "{a:?}");
+    let took: u64 = a["duration_ms"].parse().expect("duration");
+    assert!((250..5_000).contains(&took), "{a:?}");
+    let inbound = flows
+        .iter()
+        .find(|e| e.attributes["direction"] == "inbound")
+        .expect("the listening side");
+    assert_eq!(
+        inbound.attributes["pid"],
+        std::process::id().to_string(),
+        "the listener's owner: {:?}",
+        inbound.attributes
+    );
+    assert_eq!(inbound.attributes["bytes_received"], "1000");
+}
+
+/// A dropper copied to /tmp, run for 50 ms and deleted while it runs, has
+/// its hash: the probe's record names the file the kernel ran (device and
+/// inode), the reader holds it open, and it is hashed through that handle
+/// after it is gone from the directory.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_self_deleting_dropper_has_its_hash_needs_root() {
+    if !bannin_tests::runnable(&[bannin_tests::Need::Root]) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("dropper-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            enable: vec!["process"],
+            interval_secs: 600,
+            ..AgentOptions::default()
+        },
+    );
+    let client = operator_client(&pki.operator("alice"), collector.addr).await;
+    eventually(Duration::from_secs(60), "exec telemetry", || {
+        let mut c = client.clone();
+        async move {
+            (!all_events(&mut c, "dropper-host", "process.exec")
+                .await
+                .is_empty())
+            .then_some(())
+        }
+    })
+    .await;
+    let tmp = tempfile::tempdir_in("/tmp").expect("tmp");
+    let dropper = tmp.path().join("upd");
+    let mut bytes = std::fs::read(which("sleep")).expect("sleep");
+    bytes.extend_from_slice(dir.path().to_string_lossy().as_bytes());
+    std::fs::write(&dropper, &bytes).expect("write");
+    std::fs::set_permissions(
+        &dropper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let sha = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(&bytes);
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let mut child = Command::new(&dropper).arg("0.05").spawn().expect("dropper");
+    std::fs::remove_file(&dropper).expect("delete itself");
+    assert!(child.wait().expect("wait").success());
+    let pid = child.id().to_string();
+    let exec = eventually(Duration::from_secs(30), "the dropper's exec", || {
+        let mut c = client.clone();
+        let pid = pid.clone();
+        async move {
+            all_events(&mut c, "dropper-host", "process.exec")
+                .await
+                .into_iter()
+                .filter_map(|e| e.event)
+                .find(|e| e.attributes.get("pid") == Some(&pid))
+        }
+    })
+    .await;
+    assert_eq!(
+        exec.attributes.get("sha256"),
+        Some(&sha),
+        "{:?}",
+        exec.attributes
+    );
+}

@@ -439,6 +439,14 @@ pub(super) struct RawNetConnection {
     pub(super) remote_admin_ports: Vec<u16>,
     #[serde(default)]
     pub(super) remote_admin_allow: Vec<String>,
+    #[serde(default = "d_true")]
+    pub(super) flows: bool,
+    #[serde(default = "d_max_flows")]
+    pub(super) max_flows_per_sweep: usize,
+}
+
+fn d_max_flows() -> usize {
+    2000
 }
 
 impl Default for RawNetConnection {
@@ -451,6 +459,8 @@ impl Default for RawNetConnection {
             flood_threshold: d_flood(),
             remote_admin_ports: d_admin_ports(),
             remote_admin_allow: Vec::new(),
+            flows: true,
+            max_flows_per_sweep: d_max_flows(),
         }
     }
 }

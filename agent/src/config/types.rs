@@ -59,6 +59,12 @@ pub struct NetConnectionConfig {
     /// Networks allowed to open sessions on those ports; empty: nobody is
     /// unapproved (the check is off).
     pub remote_admin_allow: Vec<ipnet::IpNet>,
+    /// Whether every TCP connection is reported when it closes (`net.flow`,
+    /// from eBPF).
+    pub flows: bool,
+    /// Most `net.flow` events of one sweep; past it, flows are folded into
+    /// one event per (direction, peer, port, program) with their count.
+    pub max_flows_per_sweep: usize,
 }
 
 /// `[sensors.process]`.

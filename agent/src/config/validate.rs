@@ -276,6 +276,12 @@ fn net_connection(c: RawNetConnection, errors: &mut ConfigErrors) -> NetConnecti
     if c.flood_threshold < 2 {
         errors.push("sensors.net_connection.flood_threshold must be at least 2");
     }
+    if !(1..=100_000).contains(&c.max_flows_per_sweep) {
+        errors.push(format!(
+            "sensors.net_connection.max_flows_per_sweep = {}: must be 1 to 100000",
+            c.max_flows_per_sweep
+        ));
+    }
     NetConnectionConfig {
         common,
         include_loopback: c.include_loopback,
@@ -283,6 +289,8 @@ fn net_connection(c: RawNetConnection, errors: &mut ConfigErrors) -> NetConnecti
         flood_threshold: c.flood_threshold,
         remote_admin_ports: c.remote_admin_ports,
         remote_admin_allow,
+        flows: c.flows,
+        max_flows_per_sweep: c.max_flows_per_sweep,
     }
 }
 

@@ -17,6 +17,13 @@
 //! - `net.unapproved_remote_access` (high): an inbound session on a
 //!   remote-administration port (ssh, RDP, VNC, WinRM) from a peer outside
 //!   `remote_admin_allow`; the check is on when that list is not empty.
+//!
+//! And a flow log, `net.flow` (telemetry): every TCP connection when it
+//! closes — start, end, duration, bytes each way, direction, process —
+//! captured in the kernel (`source::flow_bpf`), so that a connection of a
+//! third of a second is recorded as one of a day is. Past
+//! `max_flows_per_sweep`, flows are folded into one event per (direction,
+//! peer, port, program) with their count: bounded, and nothing uncounted.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::net::IpAddr;
@@ -24,6 +31,7 @@ use std::time::Duration;
 
 use bannin_proto::v1::Severity;
 
+use super::source::flow_bpf::{Flow, FlowQueue};
 use super::{Health, HostRoot, Sensor, SensorError, Sweep, event, running_as_root};
 use crate::config::NetConnectionConfig;
 use crate::host::net::{Socket, parse_sockets, socket_owners};
@@ -88,17 +96,40 @@ pub struct NetConnection {
     known: HashSet<String>,
     /// Peers at or over the flood threshold at the last sweep.
     flooding: HashSet<IpAddr>,
+    /// Closed connections from the kernel, when the flow probe runs.
+    flows: Option<std::sync::Arc<std::sync::Mutex<FlowQueue>>>,
+    /// Why the flow probe does not run, if it is wanted and does not.
+    flow_problem: Option<String>,
+    /// Notified by the flow reader when flows are waiting.
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    /// When `/proc/net` was last read: a sweep woken by flows sooner than an
+    /// interval after it only reports the flows.
+    last_read: Option<std::time::Instant>,
 }
 
 impl NetConnection {
     /// A sensor reading under `root`, remembering the peers it saved last.
     pub fn new(root: HostRoot, config: NetConnectionConfig, known: Option<Vec<String>>) -> Self {
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        let (flows, flow_problem) = if config.flows {
+            let queue = std::sync::Arc::new(std::sync::Mutex::new(FlowQueue::default()));
+            match super::source::flow_bpf::start(root.clone(), queue.clone(), wake.clone()) {
+                Ok(()) => (Some(queue), None),
+                Err(why) => (None, Some(why)),
+            }
+        } else {
+            (None, None)
+        };
         let mut sensor = Self {
             root,
             config,
             order: VecDeque::new(),
             known: HashSet::new(),
             flooding: HashSet::new(),
+            flows,
+            flow_problem,
+            wake,
+            last_read: None,
         };
         for key in known.unwrap_or_default() {
             sensor.remember(key);
@@ -191,7 +222,181 @@ impl Sensor for NetConnection {
         self.config.common.interval
     }
 
+    fn waker(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        self.flows.as_ref().map(|_| self.wake.clone())
+    }
+
     fn sweep(&mut self, sweep: &mut Sweep) -> Result<Health, SensorError> {
+        let (flows, lost, failed) = match &self.flows {
+            Some(q) => {
+                let mut q = bannin_proto::lock(q);
+                (
+                    q.flows.drain(..).collect::<Vec<_>>(),
+                    std::mem::take(&mut q.lost),
+                    q.failed.clone(),
+                )
+            }
+            None => (Vec::new(), 0, None),
+        };
+        self.report_flows(flows, sweep);
+        let mut problems = Vec::new();
+        if lost > 0 {
+            problems.push(format!(
+                "{lost} flow records lost (ring buffer or queue full)"
+            ));
+        }
+        if let Some(why) = failed.as_ref().or(self.flow_problem.as_ref()) {
+            problems.push(format!(
+                "{why}: no flow log (connections are seen only while open at a sweep)"
+            ));
+        }
+        // Woken by flows sooner than an interval after the last read of
+        // /proc/net: the flows were all there was to report.
+        let due = self.flows.is_none()
+            || self
+                .last_read
+                .is_none_or(|t| t.elapsed() + super::WAKE_DEBOUNCE >= self.config.common.interval);
+        let mut health = Health::Ok;
+        if due {
+            health = self.read_sockets(sweep)?;
+            self.last_read = Some(std::time::Instant::now());
+        }
+        Ok(match health {
+            Health::Degraded(why) => {
+                problems.insert(0, why);
+                Health::Degraded(problems.join("; "))
+            }
+            _ if !problems.is_empty() => Health::Degraded(problems.join("; ")),
+            _ if self.flows.is_some() => Health::Working(
+                "flows from eBPF (inet_sock_set_state): every TCP connection, start to close"
+                    .into(),
+            ),
+            other => other,
+        })
+    }
+}
+
+impl NetConnection {
+    /// `net.flow` events for closed connections, folding those past
+    /// `max_flows_per_sweep` into one per (direction, peer, port, program).
+    fn report_flows(&mut self, flows: Vec<Flow>, sweep: &mut Sweep) {
+        let shown: Vec<Flow> = flows
+            .into_iter()
+            .filter(|f| {
+                self.config.include_loopback
+                    || !(f.remote.0.is_loopback() || f.local.0.is_loopback())
+            })
+            .collect();
+        let limit = self.config.max_flows_per_sweep;
+        let mut folded: BTreeMap<(bool, IpAddr, u16, String), Vec<&Flow>> = BTreeMap::new();
+        for (n, flow) in shown.iter().enumerate() {
+            if n < limit {
+                sweep.events.push(flow_event(&[flow]));
+            } else {
+                let port = if flow.inbound {
+                    flow.local.1
+                } else {
+                    flow.remote.1
+                };
+                folded
+                    .entry((flow.inbound, flow.remote.0, port, flow.exe.clone()))
+                    .or_default()
+                    .push(flow);
+            }
+        }
+        for group in folded.values() {
+            sweep.events.push(flow_event(group));
+        }
+    }
+}
+
+/// One `net.flow` event: one connection, or several folded (`flows` > 1,
+/// bytes summed, the first start and the last end).
+fn flow_event(flows: &[&Flow]) -> bannin_proto::v1::Event {
+    let f = flows[0];
+    let port = if f.inbound { f.local.1 } else { f.remote.1 };
+    let start = flows.iter().filter_map(|f| f.start_unix_ms).min();
+    let end = flows
+        .iter()
+        .map(|f| f.end_unix_ms)
+        .max()
+        .unwrap_or(f.end_unix_ms);
+    let sent: u64 = flows.iter().map(|f| f.bytes_sent).sum();
+    let received: u64 = flows.iter().map(|f| f.bytes_received).sum();
+    let established = flows.iter().filter(|f| f.established).count();
+    let mut a = BTreeMap::from([
+        (
+            "direction".to_owned(),
+            if f.inbound { "inbound" } else { "outbound" }.to_owned(),
+        ),
+        ("protocol".to_owned(), "tcp".to_owned()),
+        ("remote_address".to_owned(), f.remote.0.to_string()),
+        ("remote_port".to_owned(), f.remote.1.to_string()),
+        ("local_address".to_owned(), f.local.0.to_string()),
+        ("local_port".to_owned(), f.local.1.to_string()),
+        ("port".to_owned(), port.to_string()),
+        ("end".to_owned(), bannin_proto::rfc3339(end)),
+        ("bytes_sent".to_owned(), sent.to_string()),
+        ("bytes_received".to_owned(), received.to_string()),
+        (
+            "state".to_owned(),
+            if established == flows.len() {
+                "established"
+            } else if established == 0 {
+                "failed"
+            } else {
+                "mixed"
+            }
+            .to_owned(),
+        ),
+    ]);
+    if let Some(start) = start {
+        a.insert("start".into(), bannin_proto::rfc3339(start));
+        a.insert("duration_ms".into(), (end - start).max(0).to_string());
+    }
+    if flows.len() > 1 {
+        a.insert("flows".into(), flows.len().to_string());
+    }
+    let mut by = String::new();
+    if f.pid != 0 {
+        a.insert("pid".into(), f.pid.to_string());
+        by = format!(" by {} (pid {})", f.comm, f.pid);
+    }
+    if !f.comm.is_empty() {
+        a.insert("comm".into(), f.comm.clone());
+    }
+    if !f.exe.is_empty() {
+        a.insert("exe".into(), f.exe.clone());
+    }
+    if f.uid != u32::MAX {
+        a.insert("uid".into(), f.uid.to_string());
+    }
+    let what = match (flows.len(), f.inbound) {
+        (1, true) => format!("inbound connection from {} to port {port}", f.remote.0),
+        (1, false) => format!("outbound connection to {} port {port}", f.remote.0),
+        (n, true) => format!("{n} inbound connections from {} to port {port}", f.remote.0),
+        (n, false) => format!("{n} outbound connections to {} port {port}", f.remote.0),
+    };
+    let took = a
+        .get("duration_ms")
+        .map(|d| format!(", {d} ms"))
+        .unwrap_or_default();
+    let mut e = event(
+        "net.flow",
+        Severity::Info,
+        false,
+        a,
+        format!("{what}{by}{took}, {sent} bytes sent, {received} received"),
+    );
+    // Observed when it closed, not when the sweep reported it.
+    e.observed_unix_ms = end;
+    e
+}
+
+impl NetConnection {
+    /// The established connections now in `/proc/net/tcp{,6}`: new peers as
+    /// `net.connection`, floods, unapproved remote access.
+    fn read_sockets(&mut self, sweep: &mut Sweep) -> Result<Health, SensorError> {
         let mut sockets = Vec::new();
         let mut unreadable = Vec::new();
         for protocol in ["tcp", "tcp6"] {
@@ -315,6 +520,8 @@ mod tests {
             flood_threshold: 100,
             remote_admin_ports: vec![22],
             remote_admin_allow: Vec::new(),
+            flows: false,
+            max_flows_per_sweep: 2000,
         }
     }
 

@@ -271,7 +271,9 @@ impl Processes {
         let opened = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if opened != exe {
+        // Deleted since (a dropper that removes itself): still the same file.
+        let bare = |p: &str| p.strip_suffix(" (deleted)").unwrap_or(p).to_owned();
+        if bare(&opened) != bare(exe) {
             return Err("a process executed another program while its executable was read".into());
         }
         self.hash_file(file, budget)
@@ -642,6 +644,9 @@ impl Sensor for Processes {
                 continue;
             }
             let hashed = match exec.exe_file {
+                // The very file the kernel ran, however it is named now (a
+                // dropper deletes itself at once).
+                Some(f) if exec.verified => self.hash_file(f, &mut budget),
                 Some(f) => self.hash_exe(f, &info.exe, &mut budget),
                 None => Err("exited before its executable could be opened".into()),
             };

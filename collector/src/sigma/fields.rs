@@ -20,7 +20,8 @@ pub enum Category {
     ProcessCreation,
     /// `file_event`, from the integrity, odd-name and watched-directory sensors.
     FileEvent,
-    /// `network_connection`, from `net.connection`.
+    /// `network_connection`, from `net.connection` (a connection seen open)
+    /// and `net.flow` (every TCP connection, when it closes).
     NetworkConnection,
 }
 
@@ -58,7 +59,7 @@ impl Category {
     pub fn of_event(kind: &str, attributes: &BTreeMap<String, String>) -> Option<Self> {
         match kind {
             "process.exec" => Some(Category::ProcessCreation),
-            "net.connection" => Some(Category::NetworkConnection),
+            "net.connection" | "net.flow" => Some(Category::NetworkConnection),
             "file.modified" => (attributes.get("change").map(String::as_str) != Some("removed"))
                 .then_some(Category::FileEvent),
             "file.executable_dropped" | "file.archive" | "file.odd_name" => {
@@ -71,9 +72,10 @@ impl Category {
 
 /// The event kinds that can carry a Sigma category (a cheap pre-filter on the
 /// decoded event header, before the attributes are decoded).
-pub const EVENT_KINDS: [&str; 6] = [
+pub const EVENT_KINDS: [&str; 7] = [
     "process.exec",
     "net.connection",
+    "net.flow",
     "file.modified",
     "file.executable_dropped",
     "file.archive",

@@ -331,6 +331,60 @@ fn conditions() {
     assert!(!matches(&s, &exec(&[("exe", "/x")])));
 }
 
+/// A connection is seen twice: open (`net.connection`) and closed
+/// (`net.flow`, every connection, however short). A network_connection rule
+/// matches both records, and their two matches are one finding (the same
+/// fingerprint), not two.
+#[test]
+fn a_flow_matches_network_connection_rules_and_folds_with_the_open_connection() {
+    let s = set(
+        "title: c\nlogsource:\n  product: linux\n  category: network_connection\ndetection:\n  sel:\n    DestinationIp: 203.0.113.7\n    DestinationPort: 4444\n    Image|endswith: /curl\n  condition: sel\n",
+    );
+    let record = |kind: &str, extra: &[(&'static str, &'static str)]| {
+        let mut pairs = vec![
+            ("direction", "outbound"),
+            ("remote_address", "203.0.113.7"),
+            ("remote_port", "4444"),
+            ("local_address", "10.0.0.5"),
+            ("local_port", "40000"),
+            ("exe", "/usr/bin/curl"),
+            ("protocol", "tcp"),
+        ];
+        pairs.extend_from_slice(extra);
+        event("web-01", kind, &pairs)
+    };
+    let open = s.evaluate(&record("net.connection", &[("pid", "7")]), "open");
+    let closed = s.evaluate(
+        &record(
+            "net.flow",
+            &[("pid", "7"), ("duration_ms", "300"), ("bytes_sent", "12")],
+        ),
+        "closed",
+    );
+    assert_eq!((open.findings.len(), closed.findings.len()), (1, 1));
+    assert_eq!(
+        crate::detect::fingerprint(&open.findings[0]),
+        crate::detect::fingerprint(&closed.findings[0]),
+        "{:?} {:?}",
+        open.findings[0].attributes,
+        closed.findings[0].attributes
+    );
+    let elsewhere = s.evaluate(
+        &event(
+            "web-01",
+            "net.flow",
+            &[
+                ("direction", "outbound"),
+                ("remote_address", "198.51.100.1"),
+                ("remote_port", "4444"),
+                ("exe", "/usr/bin/curl"),
+            ],
+        ),
+        "x",
+    );
+    assert!(elsewhere.findings.is_empty());
+}
+
 #[test]
 fn a_match_is_a_finding_with_the_rules_metadata() {
     let s = set(

@@ -17,10 +17,10 @@
 //! process sensor falls back to the process events connector and says so.
 
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex};
 
+use super::bpf::{Ring, load};
 use super::proc_events::{Exec, ExecQueue, Parent};
 use crate::host::HostRoot;
 use crate::host::proc::{MAX_CMDLINE, ProcInfo, read_proc};
@@ -169,20 +169,15 @@ pub fn start(
     queue: Arc<Mutex<ExecQueue>>,
     wake: Arc<tokio::sync::Notify>,
 ) -> Result<(), String> {
-    let mut ebpf = load().map_err(|e| format!("eBPF unavailable: {e}"))?;
-    let ring = ebpf
-        .take_map("events")
-        .ok_or("eBPF: the program has no events map")
-        .and_then(|m| {
-            aya::maps::RingBuf::try_from(m).map_err(|_| "eBPF: events is no ring buffer")
-        })?;
-    let drops = ebpf
-        .take_map("drops")
-        .ok_or("eBPF: the program has no drops map")
-        .and_then(|m| {
-            aya::maps::PerCpuArray::<_, u64>::try_from(m)
-                .map_err(|_| "eBPF: drops is no per-CPU array")
-        })?;
+    let mut ebpf = load(
+        OBJECT,
+        &[
+            ("bannin_exec", "sched_process_exec"),
+            ("bannin_fork", "sched_process_fork"),
+        ],
+    )
+    .map_err(|e| format!("eBPF unavailable: {e}"))?;
+    let ring = Ring::take(&mut ebpf, "events", "drops")?;
     let ticks = clock_ticks();
     std::thread::Builder::new()
         .name("bannin-ebpf".into())
@@ -195,39 +190,11 @@ pub fn start(
                 known: HashMap::new(),
                 order: VecDeque::new(),
                 cgroups: HashMap::new(),
-                kernel_drops: 0,
             };
-            reader.run(ring, &drops, &queue, &wake);
+            reader.run(ring, &queue, &wake);
         })
         .map_err(|e| format!("cannot start the eBPF reader: {e}"))?;
     Ok(())
-}
-
-/// The object, loaded and attached.
-fn load() -> Result<aya::Ebpf, String> {
-    let btf = aya::Btf::from_sys_fs().map_err(|e| format!("no kernel BTF ({e})"))?;
-    let mut ebpf = aya::EbpfLoader::new()
-        .btf(Some(&btf))
-        .load(OBJECT)
-        .map_err(|e| {
-            format!("loading the program: {e} (needs root, or CAP_BPF and CAP_PERFMON)")
-        })?;
-    drop(btf);
-    for (program, tracepoint) in [
-        ("bannin_exec", "sched_process_exec"),
-        ("bannin_fork", "sched_process_fork"),
-    ] {
-        let p: &mut aya::programs::RawTracePoint = ebpf
-            .program_mut(program)
-            .ok_or_else(|| format!("the object has no program {program}"))?
-            .try_into()
-            .map_err(|e| format!("{program}: {e}"))?;
-        p.load()
-            .map_err(|e| format!("{program}: the verifier refused it: {e}"))?;
-        p.attach(tracepoint)
-            .map_err(|e| format!("{program}: attaching to {tracepoint}: {e}"))?;
-    }
-    Ok(ebpf)
 }
 
 /// Clock ticks per second (`/proc/PID/stat`'s unit).
@@ -249,64 +216,42 @@ struct Reader {
     order: VecDeque<u32>,
     /// cgroup id → path under the cgroup mount ("" for one not found).
     cgroups: HashMap<u64, String>,
-    /// Records the kernel could not put in the ring buffer, as last counted.
-    kernel_drops: u64,
 }
 
 impl Reader {
-    fn run(
-        &mut self,
-        mut ring: aya::maps::RingBuf<aya::maps::MapData>,
-        drops: &aya::maps::PerCpuArray<aya::maps::MapData, u64>,
-        queue: &Mutex<ExecQueue>,
-        wake: &tokio::sync::Notify,
-    ) {
-        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    fn run(&mut self, mut ring: Ring, queue: &Mutex<ExecQueue>, wake: &tokio::sync::Notify) {
         loop {
-            let ready = {
-                let mut fds = [PollFd::new(ring.as_fd(), PollFlags::POLLIN)];
-                poll(&mut fds, PollTimeout::from(1000u16))
-            };
-            if let Err(error) = ready
-                && error != nix::errno::Errno::EINTR
-            {
-                tracing::error!(%error, "eBPF ring buffer failed; polling only");
-                bannin_proto::lock(queue).failed =
-                    Some(format!("eBPF ring buffer failed: {error}"));
-                return;
-            }
-            let mut queued = false;
+            let mut execs = Vec::new();
             let mut malformed = 0u64;
-            while let Some(item) = ring.next() {
-                match parse(&item) {
-                    Ok(Record::Fork {
-                        pid,
-                        ppid,
-                        start_boottime,
-                    }) => self.forked(pid, ppid, start_boottime),
-                    Ok(Record::Exec(record)) => {
-                        drop(item);
-                        let exec = self.resolve(record);
-                        let mut q = bannin_proto::lock(queue);
-                        if q.execs.len() < MAX_QUEUED {
-                            q.execs.push_back(exec);
-                            queued = true;
-                        } else {
-                            q.lost += 1;
-                        }
-                    }
-                    Err(_) => malformed += 1,
+            let polled = ring.poll(|bytes| match parse(bytes) {
+                Ok(Record::Fork {
+                    pid,
+                    ppid,
+                    start_boottime,
+                }) => self.forked(pid, ppid, start_boottime),
+                Ok(Record::Exec(record)) => execs.push(self.resolve(record)),
+                Err(_) => malformed += 1,
+            });
+            let dropped = match polled {
+                Ok(n) => n,
+                Err(error) => {
+                    tracing::error!(%error, "eBPF ring buffer failed; polling only");
+                    bannin_proto::lock(queue).failed =
+                        Some(format!("eBPF ring buffer failed: {error}"));
+                    return;
+                }
+            };
+            let mut q = bannin_proto::lock(queue);
+            q.lost += dropped + malformed;
+            let queued = !execs.is_empty();
+            for exec in execs {
+                if q.execs.len() < MAX_QUEUED {
+                    q.execs.push_back(exec);
+                } else {
+                    q.lost += 1;
                 }
             }
-            let in_kernel = drops
-                .get(&0, 0)
-                .map(|v| v.iter().sum::<u64>())
-                .unwrap_or(self.kernel_drops);
-            let new_drops = in_kernel.saturating_sub(self.kernel_drops) + malformed;
-            self.kernel_drops = in_kernel;
-            if new_drops > 0 {
-                bannin_proto::lock(queue).lost += new_drops;
-            }
+            drop(q);
             if queued {
                 wake.notify_one();
             }
@@ -404,6 +349,7 @@ impl Reader {
             },
         );
         Exec {
+            verified: exe_file.is_some(),
             info: ProcInfo {
                 pid: r.pid,
                 ppid: r.ppid,

@@ -3,6 +3,8 @@
 //! interval.
 //!
 //! - [`exec_bpf`]: every exec and fork captured in the kernel (eBPF raw tracepoints).
+//! - [`flow_bpf`]: every TCP connection from start to close (eBPF), a flow log.
+//! - [`bpf`]: what the two share (loading, ring buffers, drop counters).
 //! - [`proc_events`]: the kernel's process events connector (netlink `CN_IDX_PROC`),
 //!   the fallback where eBPF cannot load.
 //! - [`creations`]: inotify creations in watched directories.
@@ -11,8 +13,10 @@
 //!
 //! (The fanotify reader lives with its sensor in `sensors/file_access.rs`.)
 
+mod bpf;
 pub mod changes;
 pub mod creations;
 pub mod exec_bpf;
+pub mod flow_bpf;
 pub mod journal;
 pub mod proc_events;

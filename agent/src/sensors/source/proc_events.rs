@@ -34,6 +34,9 @@ pub struct Exec {
     pub info: ProcInfo,
     /// Its executable, held open (None if it was already gone).
     pub exe_file: Option<std::fs::File>,
+    /// Whether `exe_file` is known to be the file the kernel ran (eBPF
+    /// compared device and inode); else it is checked against `info.exe`.
+    pub verified: bool,
     /// Its parent as it was at the exec (eBPF; the connector leaves it to
     /// the sensor, which reads `/proc` when it judges the exec).
     pub parent: Option<Parent>,
@@ -177,6 +180,7 @@ pub fn start(
                             q.execs.push_back(Exec {
                                 info,
                                 exe_file,
+                                verified: false,
                                 parent: None,
                                 argv_cut: false,
                                 cgroup: String::new(),
