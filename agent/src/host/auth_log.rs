@@ -62,6 +62,22 @@ pub enum AuthEvent {
 /// prog[pid]: msg`), and RFC 5424 (`<PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD] MSG`,
 /// structured data with brackets and quotes inside values).
 pub fn split_syslog(line: &str) -> Option<(&str, &str)> {
+    parse_syslog(line).map(|s| (s.program, s.msg))
+}
+
+/// A syslog line's program, process id and message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Syslog<'a> {
+    /// The program (the tag before `[pid]`).
+    pub program: &'a str,
+    /// The process that wrote it, when the line says.
+    pub pid: Option<u32>,
+    /// The message.
+    pub msg: &'a str,
+}
+
+/// As [`split_syslog`], with the writer's process id.
+pub fn parse_syslog(line: &str) -> Option<Syslog<'_>> {
     let line = line.trim_start();
     if let Some(rest) = line.strip_prefix('<') {
         let (pri, after) = rest.split_once('>')?;
@@ -131,9 +147,9 @@ pub fn syslog_time(line: &str, now_ms: i64) -> Option<i64> {
 }
 
 /// `TIMESTAMP HOST APP PROCID MSGID SD MSG` (after `<PRI>1 `).
-fn split_rfc5424(line: &str) -> Option<(&str, &str)> {
+fn split_rfc5424(line: &str) -> Option<Syslog<'_>> {
     let mut fields = line.splitn(6, ' ');
-    let (_time, _host, app, _procid, _msgid) = (
+    let (_time, _host, app, procid, _msgid) = (
         fields.next()?,
         fields.next()?,
         fields.next()?,
@@ -142,7 +158,11 @@ fn split_rfc5424(line: &str) -> Option<(&str, &str)> {
     );
     let rest = fields.next().unwrap_or_default();
     let msg = skip_structured_data(rest)?;
-    Some((app, msg.trim_start_matches('\u{feff}')))
+    Some(Syslog {
+        program: app,
+        pid: procid.parse().ok(),
+        msg: msg.trim_start_matches('\u{feff}'),
+    })
 }
 
 /// The message after RFC 5424 structured data: `-`, or `[id k="v" …]…` where a
@@ -173,7 +193,7 @@ fn skip_structured_data(s: &str) -> Option<&str> {
 
 /// Classic syslog: a timestamp (three tokens, or one RFC 3339 token), an optional
 /// host, then `prog[pid]: msg`.
-fn split_classic(line: &str) -> Option<(&str, &str)> {
+fn split_classic(line: &str) -> Option<Syslog<'_>> {
     let mut rest = line;
     let stamp_tokens = if rest
         .get(..4)
@@ -199,9 +219,37 @@ fn split_classic(line: &str) -> Option<(&str, &str)> {
         .find(": ")
         .or_else(|| rest.ends_with(':').then(|| rest.len() - 1))?;
     let tag = &rest[..colon];
-    let program = tag.split('[').next().unwrap_or(tag);
+    let (program, pid) = match tag.split_once('[') {
+        Some((program, pid)) => (program, pid.trim_end_matches(']').parse().ok()),
+        None => (tag, None),
+    };
     let msg = rest.get(colon + 2..).unwrap_or_default();
-    Some((program, msg))
+    Some(Syslog { program, pid, msg })
+}
+
+/// The message after a message-ID tag some syslog daemons put first
+/// (`[ID 800047 auth.info] Failed password …`, Solaris and illumos style).
+fn without_message_id(msg: &str) -> &str {
+    match msg
+        .strip_prefix("[ID ")
+        .and_then(|rest| rest.split_once("] "))
+    {
+        Some((id, after))
+            if id
+                .split(' ')
+                .next()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            after
+        }
+        _ => msg,
+    }
+}
+
+/// The process that wrote an auth log line, when the line says (sshd writes
+/// every line of one connection's attempts from one process).
+pub fn auth_line_pid(line: &str) -> Option<u32> {
+    parse_syslog(line)?.pid
 }
 
 fn word_after<'a>(msg: &'a str, marker: &str) -> Option<&'a str> {
@@ -221,6 +269,7 @@ fn valid_source(s: &str) -> String {
 /// Parses one auth log line; `None` for lines that say nothing we use.
 pub fn parse_auth_line(line: &str) -> Option<AuthEvent> {
     let (program, msg) = split_syslog(line)?;
+    let msg = without_message_id(msg);
     if msg.starts_with("pam_faillock(") {
         return parse_faillock(msg);
     }
@@ -606,6 +655,88 @@ mod time_tests {
     }
 }
 
+/// One failed attempt, as counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// Account ("" if unknown).
+    pub user: String,
+    /// Source address or hostname.
+    pub source: String,
+    /// Whether the account does not exist.
+    pub invalid_user: bool,
+    /// sshd, su, sudo or pam.
+    pub service: &'static str,
+    /// When the log wrote it (Unix ms).
+    pub at: i64,
+}
+
+/// Pairs the lines sshd writes for one refused attempt. Which lines a setup
+/// writes varies: with PAM-only or keyboard-interactive authentication there
+/// may be no `Failed …` line at all, only PAM's `authentication failure`, a
+/// `maximum authentication attempts exceeded` or a `Connection closed by
+/// authenticating user`. Lines are paired by the sshd process that wrote
+/// them and the source they name: a line that states the attempt counts at
+/// once; a line that only accompanies one counts when no stating line of that
+/// process and source has come by the end of the next read — so every source
+/// a failure names is counted, once.
+#[derive(Debug, Default)]
+pub struct Pairing {
+    /// (process, source) of attempts stated recently, oldest first.
+    stated: std::collections::VecDeque<(u32, String)>,
+    /// Accompanying lines not yet paired, with the reads they have waited.
+    waiting: BTreeMap<(u32, String), (Attempt, u8)>,
+}
+
+/// Processes whose stated attempts are remembered, and unpaired lines kept.
+const MAX_PAIRED: usize = 4096;
+
+impl Pairing {
+    /// Takes one failed line (`counted`: it states the attempt); returns the
+    /// attempt if it counts now.
+    pub fn take(&mut self, pid: Option<u32>, attempt: Attempt, counted: bool) -> Option<Attempt> {
+        let key = (pid.unwrap_or(0), attempt.source.clone());
+        if counted {
+            self.waiting.remove(&key);
+            if !self.stated.contains(&key) {
+                if self.stated.len() >= MAX_PAIRED {
+                    self.stated.pop_front();
+                }
+                self.stated.push_back(key);
+            }
+            return Some(attempt);
+        }
+        // A line with no source cannot name one; one whose attempt was stated
+        // accompanies it.
+        if attempt.source.is_empty() || self.stated.contains(&key) {
+            return None;
+        }
+        if self.waiting.len() < MAX_PAIRED || self.waiting.contains_key(&key) {
+            let entry = self.waiting.entry(key).or_insert((attempt.clone(), 0));
+            if entry.0.user.is_empty() {
+                entry.0.user = attempt.user;
+                entry.0.invalid_user = attempt.invalid_user;
+            }
+        }
+        None
+    }
+
+    /// The end of one read: the accompanying lines that waited a whole read
+    /// for their attempt to be stated count now.
+    pub fn end_of_read(&mut self) -> Vec<Attempt> {
+        let mut due = Vec::new();
+        self.waiting.retain(|_, (attempt, waited)| {
+            if *waited >= 1 {
+                due.push(attempt.clone());
+                false
+            } else {
+                *waited += 1;
+                true
+            }
+        });
+        due
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -970,5 +1101,74 @@ mod tests {
             parse_lastlog(&lastlog),
             BTreeMap::from([(2, 1_700_000_000)])
         );
+    }
+
+    /// Where sshd writes no "Failed …" line (PAM-only, keyboard-interactive),
+    /// the lines that accompany an attempt name its source, once per sshd
+    /// process and source; where it does, the attempt counts once however
+    /// many lines accompany it. Message-ID-tagged lines are read.
+    #[test]
+    fn every_source_a_failure_names_counts_once() {
+        let log = [
+            // PAM only: two lines of process 100, source A.
+            "Dec  7 10:00:01 h sshd[100]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=198.51.100.1  user=root",
+            "Dec  7 10:00:03 h sshd[100]: Connection closed by authenticating user root 198.51.100.1 port 40000 [preauth]",
+            // Alone: process 200, source B.
+            "Dec  7 10:00:04 h sshd[200]: error: maximum authentication attempts exceeded for admin from 198.51.100.2 port 40001 ssh2 [preauth]",
+            // Alone: process 300, source C (the client gave up).
+            "Dec  7 10:00:05 h sshd[300]: Received disconnect from 198.51.100.3 port 40002:11: Auth fail [preauth]",
+            // Stated, with lines around it: process 400, source D, once.
+            "Dec  7 10:00:06 h sshd[400]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=198.51.100.4  user=bob",
+            "Dec  7 10:00:06 h sshd[400]: Failed password for bob from 198.51.100.4 port 40003 ssh2",
+            "Dec  7 10:00:07 h sshd[400]: Connection closed by authenticating user bob 198.51.100.4 port 40003 [preauth]",
+            // A message-ID tag (Solaris-style syslog): process 500, source E.
+            "Dec  7 10:00:08 h sshd[500]: [ID 800047 auth.info] Failed password for carol from 198.51.100.5 port 40004 ssh2",
+        ];
+        let mut pairing = Pairing::default();
+        let mut counted = Vec::new();
+        let read = |lines: &[&str], pairing: &mut Pairing| {
+            let mut out = Vec::new();
+            for line in lines {
+                if let Some(AuthEvent::Failed {
+                    user,
+                    source,
+                    invalid_user,
+                    service,
+                    counted,
+                }) = parse_auth_line(line)
+                {
+                    let attempt = Attempt {
+                        user,
+                        source,
+                        invalid_user,
+                        service,
+                        at: 0,
+                    };
+                    out.extend(pairing.take(auth_line_pid(line), attempt, counted));
+                }
+            }
+            out.extend(pairing.end_of_read());
+            out
+        };
+        counted.extend(read(&log, &mut pairing));
+        // Nothing more is written: the unpaired lines count at the end of the next read.
+        counted.extend(read(&[], &mut pairing));
+        counted.extend(read(&[], &mut pairing));
+        let mut sources: Vec<(String, String)> = counted
+            .iter()
+            .map(|a| (a.source.clone(), a.user.clone()))
+            .collect();
+        sources.sort();
+        assert_eq!(
+            sources,
+            [
+                ("198.51.100.1".to_owned(), "root".to_owned()),
+                ("198.51.100.2".to_owned(), "admin".to_owned()),
+                ("198.51.100.3".to_owned(), String::new()),
+                ("198.51.100.4".to_owned(), "bob".to_owned()),
+                ("198.51.100.5".to_owned(), "carol".to_owned()),
+            ]
+        );
+        assert_eq!(auth_line_pid(log[0]), Some(100));
     }
 }

@@ -39,7 +39,9 @@ use super::source::journal;
 use super::{Health, HostRoot, Sensor, SensorError, Sweep, event};
 use crate::config::LogsConfig;
 use crate::host::accounts::UserNames;
-use crate::host::auth_log::{AuthEvent, parse_auth_line, parse_lastlog, parse_utmp};
+use crate::host::auth_log::{
+    Attempt, AuthEvent, Pairing, auth_line_pid, parse_auth_line, parse_lastlog, parse_utmp,
+};
 
 /// Most bytes read from one file per sweep; the rest waits for the next.
 pub const MAX_READ_PER_SWEEP: u64 = 16 * 1024 * 1024;
@@ -93,6 +95,21 @@ pub struct Logs {
     multi: BTreeMap<String, BTreeSet<String>>,
     /// journalctl --follow, after the first sweep caught up.
     follower: Option<journal::Follower>,
+    /// sshd's lines of one attempt, paired.
+    pairing: Pairing,
+}
+
+/// One failed attempt into the sweep's failures, by (user, source, service).
+fn count_failure(failed: &mut BTreeMap<(String, String, &'static str), Vec<i64>>, a: Attempt) {
+    let user = if a.invalid_user {
+        format!("{} (invalid)", a.user)
+    } else {
+        a.user
+    };
+    failed
+        .entry((user, a.source, a.service))
+        .or_default()
+        .push(a.at);
 }
 
 impl Logs {
@@ -105,6 +122,7 @@ impl Logs {
             failures: BTreeMap::new(),
             multi: BTreeMap::new(),
             follower: None,
+            pairing: Pairing::default(),
         }
     }
 
@@ -241,14 +259,18 @@ impl Logs {
                 service,
                 counted,
             } => {
-                // Lines that accompany an attempt already counted are not a second one.
-                if counted {
-                    let user = if invalid_user {
-                        format!("{user} (invalid)")
-                    } else {
-                        user
-                    };
-                    failed.entry((user, source, service)).or_default().push(at);
+                // Lines that accompany an attempt are paired with it by the
+                // sshd process that wrote them: one attempt, counted once,
+                // whichever of its lines the setup writes.
+                let attempt = Attempt {
+                    user,
+                    source,
+                    invalid_user,
+                    service,
+                    at,
+                };
+                if let Some(a) = self.pairing.take(auth_line_pid(line), attempt, counted) {
+                    count_failure(failed, a);
                 }
             }
             AuthEvent::Sudo {
@@ -614,6 +636,9 @@ impl Sensor for Logs {
                 Err(e) => problems.push(e.to_string()),
             }
         }
+        for a in self.pairing.end_of_read() {
+            count_failure(&mut failed, a);
+        }
         self.failures(failed, &mut sweep.events);
         self.sessions(&mut sweep.events);
         if self.state != before {
@@ -724,6 +749,46 @@ mod tests {
                     .parse::<i64>()
                     .expect("ms"),
             20_000
+        );
+    }
+
+    /// A PAM-only log (no "Failed …" lines): every source a failure line
+    /// names is in the sweep's `account.login_failed`, once per sshd process,
+    /// by the end of the read after it.
+    #[test]
+    fn pam_and_disconnect_lines_that_stand_alone_name_their_sources() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = dir.path();
+        append(r, "/var/log/auth.log", "");
+        let mut sensor = Logs::new(HostRoot(r.into()), config(r), None);
+        sensor.sweep(&mut Sweep::default()).expect("first sweep");
+        append(
+            r,
+            "/var/log/auth.log",
+            "Dec  7 10:00:01 h sshd[100]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=198.51.100.1  user=root\n\
+             Dec  7 10:00:03 h sshd[100]: Connection closed by authenticating user root 198.51.100.1 port 40000 [preauth]\n\
+             Dec  7 10:00:04 h sshd[200]: error: maximum authentication attempts exceeded for admin from 198.51.100.2 port 40001 ssh2 [preauth]\n\
+             Dec  7 10:00:05 h sshd[300]: Received disconnect from 198.51.100.3 port 40002:11: Auth fail [preauth]\n",
+        );
+        let mut events = Vec::new();
+        for _ in 0..2 {
+            let mut s = Sweep::default();
+            sensor.sweep(&mut s).expect("sweep");
+            events.extend(s.events);
+        }
+        let mut sources: Vec<(String, String)> = events
+            .iter()
+            .filter(|e| e.kind == "account.login_failed")
+            .map(|e| (e.attributes["source"].clone(), e.attributes["count"].clone()))
+            .collect();
+        sources.sort();
+        assert_eq!(
+            sources,
+            [
+                ("198.51.100.1".to_owned(), "1".to_owned()),
+                ("198.51.100.2".to_owned(), "1".to_owned()),
+                ("198.51.100.3".to_owned(), "1".to_owned()),
+            ]
         );
     }
 
