@@ -213,6 +213,16 @@ const EXPLANATIONS: &[(&str, &str, &str)] = &[
         "T1496",
     ),
     ("host.silent", "no heartbeat for several intervals", ""),
+    (
+        "agent.data_loss",
+        "the agent's spool was full: events dropped before the collector acknowledged them",
+        "",
+    ),
+    (
+        "agent.events_lost",
+        "the kernel reported events the agent could not record (a full ring buffer or queue): the record has a gap, counted",
+        "",
+    ),
     ("host.clone", "one host identity live on two machines", ""),
     ("monitor.alert", "an alert from the monitoring system", ""),
     ("report.external", "reported by a third party", ""),

@@ -779,7 +779,12 @@ mod tests {
         let mut sources: Vec<(String, String)> = events
             .iter()
             .filter(|e| e.kind == "account.login_failed")
-            .map(|e| (e.attributes["source"].clone(), e.attributes["count"].clone()))
+            .map(|e| {
+                (
+                    e.attributes["source"].clone(),
+                    e.attributes["count"].clone(),
+                )
+            })
             .collect();
         sources.sort();
         assert_eq!(

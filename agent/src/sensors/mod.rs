@@ -285,6 +285,48 @@ pub fn load_state<T: DeserializeOwned>(
     }
 }
 
+/// Events a kernel source could not record (a full ring buffer or queue, a
+/// process gone before it could be read), reported as an `agent.events_lost`
+/// finding, as the spool reports its own loss: at once, then at most every
+/// [`LossReport::EVERY`] with the count since the last report, so a gap in
+/// the record is never silent and a busy host is not a stream of findings.
+#[derive(Debug, Default)]
+pub struct LossReport {
+    pending: u64,
+    last: Option<std::time::Instant>,
+}
+
+impl LossReport {
+    /// Shortest time between two reports of one source.
+    pub const EVERY: Duration = Duration::from_secs(600);
+
+    /// Counts `n` more events lost.
+    pub fn add(&mut self, n: u64) {
+        self.pending = self.pending.saturating_add(n);
+    }
+
+    /// The report to send now, if one is due: `sensor` lost `pending` `what`.
+    pub fn due(&mut self, sensor: &str, what: &str, why: &str) -> Option<v1::Event> {
+        if self.pending == 0 || self.last.is_some_and(|t| t.elapsed() < Self::EVERY) {
+            return None;
+        }
+        let lost = std::mem::take(&mut self.pending);
+        self.last = Some(std::time::Instant::now());
+        Some(event(
+            "agent.events_lost",
+            Severity::Medium,
+            true,
+            BTreeMap::from([
+                ("sensor".to_owned(), sensor.to_owned()),
+                ("what".to_owned(), what.to_owned()),
+                ("lost".to_owned(), lost.to_string()),
+                ("why".to_owned(), why.to_owned()),
+            ]),
+            format!("{lost} {what} not recorded ({why}): the record has a gap"),
+        ))
+    }
+}
+
 /// Builds an event.
 pub fn event(
     kind: &str,
@@ -761,5 +803,32 @@ mod tests {
             50,
             "telemetry is not folded"
         );
+    }
+
+    /// Lost events are reported at once, then at most every ten minutes with
+    /// the count since the last report: nothing uncounted, no stream of findings.
+    #[test]
+    fn a_loss_is_reported_at_once_then_summed() {
+        let mut losses = LossReport::default();
+        assert!(
+            losses.due("process", "execs", "full").is_none(),
+            "nothing lost"
+        );
+        losses.add(3);
+        let first = losses
+            .due("process", "execs", "full")
+            .expect("reported at once");
+        assert_eq!(first.kind, "agent.events_lost");
+        assert!(first.indicator);
+        assert_eq!(first.attributes["lost"], "3");
+        losses.add(2);
+        losses.add(5);
+        assert!(
+            losses.due("process", "execs", "full").is_none(),
+            "not again so soon"
+        );
+        losses.last = Some(std::time::Instant::now() - LossReport::EVERY);
+        let next = losses.due("process", "execs", "full").expect("summed");
+        assert_eq!(next.attributes["lost"], "7");
     }
 }

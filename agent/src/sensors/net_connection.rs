@@ -105,6 +105,8 @@ pub struct NetConnection {
     /// When `/proc/net` was last read: a sweep woken by flows sooner than an
     /// interval after it only reports the flows.
     last_read: Option<std::time::Instant>,
+    /// Flow records not kept, reported as `agent.events_lost`.
+    losses: super::LossReport,
 }
 
 impl NetConnection {
@@ -130,6 +132,7 @@ impl NetConnection {
             flow_problem,
             wake,
             last_read: None,
+            losses: super::LossReport::default(),
         };
         for key in known.unwrap_or_default() {
             sensor.remember(key);
@@ -245,6 +248,12 @@ impl Sensor for NetConnection {
                 "{lost} flow records lost (ring buffer or queue full)"
             ));
         }
+        self.losses.add(lost);
+        sweep.events.extend(self.losses.due(
+            "net_connection",
+            "connection records",
+            "the kernel's ring buffer or the agent's queue was full",
+        ));
         if let Some(why) = failed.as_ref().or(self.flow_problem.as_ref()) {
             problems.push(format!(
                 "{why}: no flow log (connections are seen only while open at a sweep)"

@@ -68,6 +68,8 @@ pub struct Processes {
     /// When `/proc` was last walked: a sweep woken by the connector sooner
     /// than an interval after it only judges the queued execs.
     last_walk: Option<std::time::Instant>,
+    /// Execs not recorded, reported as `agent.events_lost`.
+    losses: super::LossReport,
     /// Walks so far (every tenth re-reads every process).
     walks: u32,
     /// The OS package database (shared with the integrity sensor), loaded at the
@@ -199,6 +201,7 @@ impl Processes {
             exec_path,
             wake,
             last_walk: None,
+            losses: super::LossReport::default(),
             walks: 0,
             packages: SharedIndex::default(),
             own: own_executable(),
@@ -671,6 +674,16 @@ impl Sensor for Processes {
                 "{lost} exec events lost (queue or kernel buffer full)"
             ));
         }
+        self.losses.add(lost + gone);
+        sweep.events.extend(self.losses.due(
+            "process",
+            "execs",
+            if gone > 0 {
+                "exited before the process events connector's reader could read them, or a full buffer"
+            } else {
+                "the kernel's ring buffer or the agent's queue was full"
+            },
+        ));
         if gone > 0 {
             problems.push(format!(
                 "{gone} execs exited before the connector's reader could read them"

@@ -45,6 +45,20 @@ struct Args {
     /// each timed from the write to its finding at the collector.
     #[arg(long, value_name = "CHANGES")]
     integrity_latency: Option<usize>,
+    /// Only the kernel event sources (root): an exec storm through eBPF and
+    /// through the process events connector, and the flow probe's cost, each
+    /// in a child process of its own, for this many seconds.
+    #[arg(long, value_name = "SECS")]
+    kernel_events: Option<u64>,
+    /// Execs per second the storm aims at.
+    #[arg(long, default_value_t = 2000)]
+    exec_rate: u64,
+    /// Connections per second the flow run aims at.
+    #[arg(long, default_value_t = 500)]
+    connection_rate: u64,
+    /// (internal) One child run: `exec-ebpf`, `exec-connector`, `flow-on`, `flow-off`.
+    #[arg(long, hide = true)]
+    child: Option<String>,
 }
 
 fn common() -> SensorCommon {
@@ -792,8 +806,270 @@ fn spool_bench() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// CPU seconds (user + system) of this process's thread whose name starts
+/// with `prefix` (0 when there is none), or of the whole process for "".
+fn thread_cpu_secs(prefix: &str) -> f64 {
+    let ticks = |stat: &str| -> u64 {
+        stat.get(stat.rfind(')').map_or(0, |i| i + 2)..)
+            .map(|rest| {
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+                    + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            })
+            .unwrap_or(0)
+    };
+    if prefix.is_empty() {
+        return ticks(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default()) as f64
+            / 100.0;
+    }
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if name.trim().starts_with(prefix) {
+            total += ticks(&std::fs::read_to_string(task.path().join("stat")).unwrap_or_default());
+        }
+    }
+    total as f64 / 100.0
+}
+
+/// Two threads that keep both cores busy until `stop`.
+fn cpu_hogs(
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<std::thread::JoinHandle<u64>> {
+    (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("hog".into())
+                .spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    }
+                    x
+                })
+                .expect("hog")
+        })
+        .collect()
+}
+
+/// One exec storm through one source, in this (child) process: `rate` execs of
+/// `/bin/true` per second for `secs` beside two CPU hogs; prints one JSON line.
+fn exec_storm_child(ebpf: bool, secs: u64, rate: u64) -> anyhow::Result<()> {
+    use bannin_agent::sensors::source::{exec_bpf, proc_events};
+    use std::sync::{Arc, Mutex, atomic::AtomicBool};
+    let queue = Arc::new(Mutex::new(proc_events::ExecQueue::default()));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let root = HostRoot("/".into());
+    let (started, reader) = if ebpf {
+        (exec_bpf::start(root, queue.clone(), wake), "bannin-ebpf")
+    } else {
+        (
+            proc_events::start(root, queue.clone(), wake),
+            "bannin-proc-eve",
+        )
+    };
+    started.map_err(|e| anyhow::anyhow!(e))?;
+    let marker = format!("storm{}", std::process::id());
+    let stop = Arc::new(AtomicBool::new(false));
+    let hogs = cpu_hogs(&stop);
+    let cpu0 = thread_cpu_secs(reader);
+    let t0 = Instant::now();
+    let mut launched = 0u64;
+    let (mut recorded, mut with_parent) = (0u64, 0u64);
+    let mut drain = |q: &Mutex<proc_events::ExecQueue>| {
+        let mut q = bannin_proto::lock(q);
+        for e in q.execs.drain(..) {
+            if e.info.cmdline.contains(&marker) {
+                recorded += 1;
+                if e.parent.as_ref().is_some_and(|p| !p.exe.is_empty()) {
+                    with_parent += 1;
+                }
+            }
+        }
+    };
+    while t0.elapsed() < Duration::from_secs(secs) {
+        let due = (t0.elapsed().as_secs_f64() * rate as f64) as u64;
+        if launched >= due {
+            drain(&queue);
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
+        }
+        Command::new("/bin/true")
+            .arg(format!("{marker}-{launched}"))
+            .status()?;
+        launched += 1;
+        if launched.is_multiple_of(100) {
+            drain(&queue);
+        }
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(3));
+    drain(&queue);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for h in hogs {
+        let _ = h.join();
+    }
+    let cpu = thread_cpu_secs(reader) - cpu0;
+    let q = bannin_proto::lock(&queue);
+    println!(
+        "{}",
+        serde_json::json!({
+            "source": if ebpf { "ebpf" } else { "connector" },
+            "launched": launched,
+            "rate": launched as f64 / elapsed,
+            "recorded": recorded,
+            "with_parent": with_parent,
+            "lost_counted": q.lost,
+            "gone_counted": q.gone,
+            "reader_cpu_s": cpu,
+            "reader_cpu_pct": cpu / elapsed * 100.0,
+        })
+    );
+    Ok(())
+}
+
+/// `rate` loopback connections per second for `secs` (each: connect, 100
+/// bytes, close), with the flow probe on or off, in this (child) process;
+/// prints one JSON line with this process's CPU and the reader's.
+fn flow_child(on: bool, secs: u64, rate: u64) -> anyhow::Result<()> {
+    use bannin_agent::sensors::source::flow_bpf;
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    let queue = Arc::new(Mutex::new(flow_bpf::FlowQueue::default()));
+    if on {
+        flow_bpf::start(
+            HostRoot("/".into()),
+            queue.clone(),
+            Arc::new(tokio::sync::Notify::new()),
+        )
+        .map_err(|e| anyhow::anyhow!(e))?;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    std::thread::Builder::new()
+        .name("server".into())
+        .spawn(move || {
+            for peer in listener.incoming().flatten() {
+                let mut peer = peer;
+                let mut sink = Vec::new();
+                let _ = peer.read_to_end(&mut sink);
+            }
+        })?;
+    let process0 = thread_cpu_secs("");
+    let reader0 = thread_cpu_secs("bannin-ebpf-flo");
+    let t0 = Instant::now();
+    let mut made = 0u64;
+    let mut flows = 0u64;
+    while t0.elapsed() < Duration::from_secs(secs) {
+        let due = (t0.elapsed().as_secs_f64() * rate as f64) as u64;
+        if made >= due {
+            flows += bannin_proto::lock(&queue).flows.drain(..).count() as u64;
+            std::thread::sleep(Duration::from_micros(500));
+            continue;
+        }
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        c.write_all(&[1u8; 100])?;
+        drop(c);
+        made += 1;
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(2));
+    flows += bannin_proto::lock(&queue).flows.drain(..).count() as u64;
+    let process = thread_cpu_secs("") - process0;
+    let reader = thread_cpu_secs("bannin-ebpf-flo") - reader0;
+    println!(
+        "{}",
+        serde_json::json!({
+            "probe": on,
+            "connections": made,
+            "rate": made as f64 / elapsed,
+            "flows": flows,
+            "lost_counted": bannin_proto::lock(&queue).lost,
+            "process_cpu_pct": process / elapsed * 100.0,
+            "reader_cpu_pct": reader / elapsed * 100.0,
+        })
+    );
+    Ok(())
+}
+
+/// The kernel event sources: each run in a child of its own (a probe, once
+/// attached, stays for the life of its process).
+fn kernel_events(secs: u64, exec_rate: u64, connection_rate: u64) -> anyhow::Result<()> {
+    let me = std::env::current_exe()?;
+    let run = |child: &str| -> anyhow::Result<serde_json::Value> {
+        let out = Command::new(&me)
+            .args(["--child", child, "--kernel-events", &secs.to_string()])
+            .args(["--exec-rate", &exec_rate.to_string()])
+            .args(["--connection-rate", &connection_rate.to_string()])
+            .output()?;
+        if !out.status.success() {
+            bail!("{child}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().last().context("no result")?;
+        Ok(serde_json::from_str(line)?)
+    };
+    println!("## Exec storm: {exec_rate} execs/s aimed at, {secs} s, beside two CPU hogs");
+    println!(
+        "| source | launched | achieved rate | recorded | with parent fields | counted lost | reader CPU (% of a core) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for child in ["exec-ebpf", "exec-connector"] {
+        let r = run(child)?;
+        println!(
+            "| {} | {} | {:.0}/s | {} | {} | {} (+{} gone) | {:.2} |",
+            r["source"].as_str().unwrap_or_default(),
+            r["launched"],
+            r["rate"].as_f64().unwrap_or(0.0),
+            r["recorded"],
+            r["with_parent"],
+            r["lost_counted"],
+            r["gone_counted"],
+            r["reader_cpu_pct"].as_f64().unwrap_or(0.0)
+        );
+    }
+    println!();
+    println!("## Flow log: {connection_rate} loopback connections/s aimed at, {secs} s");
+    println!(
+        "| flow probe | connections | achieved rate | flows recorded | counted lost | generator process CPU (%) | reader CPU (%) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for child in ["flow-off", "flow-on"] {
+        let r = run(child)?;
+        println!(
+            "| {} | {} | {:.0}/s | {} | {} | {:.1} | {:.2} |",
+            if r["probe"] == true { "on" } else { "off" },
+            r["connections"],
+            r["rate"].as_f64().unwrap_or(0.0),
+            r["flows"],
+            r["lost_counted"],
+            r["process_cpu_pct"].as_f64().unwrap_or(0.0),
+            r["reader_cpu_pct"].as_f64().unwrap_or(0.0)
+        );
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(child) = &args.child {
+        let secs = args.kernel_events.unwrap_or(10);
+        return match child.as_str() {
+            "exec-ebpf" => exec_storm_child(true, secs, args.exec_rate),
+            "exec-connector" => exec_storm_child(false, secs, args.exec_rate),
+            "flow-on" => flow_child(true, secs, args.connection_rate),
+            "flow-off" => flow_child(false, secs, args.connection_rate),
+            other => bail!("unknown child run {other}"),
+        };
+    }
+    if let Some(secs) = args.kernel_events {
+        return kernel_events(secs, args.exec_rate, args.connection_rate);
+    }
     if args.spool {
         return spool_bench();
     }
