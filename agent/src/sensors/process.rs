@@ -8,6 +8,7 @@
 //! | `process.suspicious_exec` | it runs from a suspicious directory (`/tmp`, `/var/tmp`, `/dev/shm`) or its file was deleted | high |
 //! | `process.unknown_binary` | not installed by the package manager, and its SHA-256 is not in the learned baseline nor the allow list | medium |
 //! | `file.package_mismatch` | the executable is a packaged file whose content no longer matches its package (the `debsums` check), and it is running | critical |
+//! | `process.reverse_shell` | a shell or interpreter whose standard input, output or error is a network connection (T1059.004) | critical |
 //! | `process.exec` | telemetry: every new process (if `exec_telemetry`) | info |
 //!
 //! An executable the package manager installed, whose content matches the
@@ -30,6 +31,7 @@ use bannin_proto::v1::Severity;
 use super::source::proc_events::Parent;
 use super::{Health, HostRoot, Sensor, SensorError, Sweep, event, running_as_root};
 use crate::config::{ExecSource, ProcessConfig};
+use crate::host::net::inet_socket;
 use crate::host::packages::{PackageIndex, SharedIndex};
 use crate::host::proc::{ProcInfo, digests_reader, parse_stat, read_proc};
 
@@ -106,6 +108,63 @@ fn own_executable() -> Option<(String, FileId)> {
 struct Digests {
     sha256: String,
     file: crate::host::packages::FileDigest,
+}
+
+/// A `process.reverse_shell` finding's own attributes and summary.
+struct ShellFinding {
+    attributes: BTreeMap<String, String>,
+    summary: String,
+}
+
+/// Programs that give whoever holds their standard streams a command line:
+/// shells, script interpreters (any version: `python3.11`, `perl5.36.0`) and
+/// the relays of reverse-shell one-liners, by the executable's name or the
+/// process's.
+fn is_shell_like(exe: &str, comm: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "sh",
+        "bash",
+        "dash",
+        "zsh",
+        "ksh",
+        "ksh93",
+        "mksh",
+        "pdksh",
+        "ash",
+        "csh",
+        "tcsh",
+        "fish",
+        "busybox",
+        "nc",
+        "ncat",
+        "netcat",
+        "nc.openbsd",
+        "nc.traditional",
+        "socat",
+        "node",
+        "nodejs",
+        "tclsh",
+        "expect",
+        "awk",
+        "gawk",
+        "mawk",
+        "nawk",
+        "irb",
+        "telnet",
+    ];
+    const VERSIONED: &[&str] = &["python", "perl", "ruby", "php", "lua", "tclsh"];
+    let base = exe
+        .trim_end_matches(" (deleted)")
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    [base, comm].iter().any(|name| {
+        EXACT.contains(name)
+            || VERSIONED.iter().any(|p| {
+                name.strip_prefix(p)
+                    .is_some_and(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+            })
+    })
 }
 
 /// What the kernel told of an exec beyond its `/proc` fields.
@@ -436,6 +495,17 @@ impl Processes {
                 },
             ));
         }
+        if let Some(shell) = self.reverse_shell(info, &who) {
+            let mut b = a.clone();
+            b.extend(shell.attributes.clone());
+            sweep.events.push(event(
+                "process.reverse_shell",
+                Severity::Critical,
+                true,
+                b,
+                shell.summary,
+            ));
+        }
         if let Ok(Digests { sha256: sha, .. }) = &hashed {
             // A packaged file, intact or not, is the package database's to judge
             // (a mismatch was reported above), never a learned guess.
@@ -465,6 +535,55 @@ impl Processes {
                 format!("process {} (pid {pid}): {}", info.comm, info.cmdline),
             ));
         }
+    }
+
+    /// A shell or interpreter whose standard streams are a network
+    /// connection: whoever is at the other end has its command line
+    /// (`bash -i >& /dev/tcp/…`, a python or perl one-liner that `dup2`s a
+    /// socket, `nc -e`, a bind shell). Only TCP connections and connected UDP count: a
+    /// listening socket (socket activation) or a unix socket (journald's
+    /// stream, an ssh session's socketpair) is no one's command line.
+    fn reverse_shell(&self, info: &ProcInfo, who: &str) -> Option<ShellFinding> {
+        if info.std_sockets.iter().all(Option::is_none) || !is_shell_like(&info.exe, &info.comm) {
+            return None;
+        }
+        let mut streams = Vec::new();
+        let mut peer = None;
+        for (n, inode) in info.std_sockets.iter().enumerate() {
+            let Some(socket) = inode.and_then(|i| inet_socket(&self.root, info.pid, i)) else {
+                continue;
+            };
+            let connected = match socket.protocol {
+                "tcp" | "tcp6" => socket.state == 0x01,
+                _ => socket.remote.1 != 0,
+            };
+            if connected {
+                streams.push(["stdin", "stdout", "stderr"][n]);
+                peer.get_or_insert(socket);
+            }
+        }
+        let socket = peer?;
+        let remote = socket.remote.0.to_canonical();
+        let attributes = BTreeMap::from([
+            ("remote_address".to_owned(), remote.to_string()),
+            ("remote_port".to_owned(), socket.remote.1.to_string()),
+            (
+                "local_address".to_owned(),
+                socket.local.0.to_canonical().to_string(),
+            ),
+            ("local_port".to_owned(), socket.local.1.to_string()),
+            ("protocol".to_owned(), socket.protocol.to_owned()),
+            ("streams".to_owned(), streams.join(",")),
+            ("attack.technique".to_owned(), "T1059.004".to_owned()),
+        ]);
+        Some(ShellFinding {
+            attributes,
+            summary: format!(
+                "reverse shell: {who} has its {} connected to {remote} port {}",
+                streams.join(", "),
+                socket.remote.1
+            ),
+        })
     }
 
     fn allowed(&self, exe: &str, sha: &str) -> bool {
@@ -638,11 +757,15 @@ impl Sensor for Processes {
         };
         for exec in execs {
             let info = exec.info;
+            // Every eBPF record is an exec of its own (`exec bash -i >& …`
+            // runs bash again in the same process, now on a socket); the
+            // connector's may repeat what a walk already judged.
             if info.exe.is_empty()
-                || self
-                    .seen
-                    .get(&info.pid)
-                    .is_some_and(|(s, e)| *s == info.start_ticks && *e == info.exe)
+                || (!exec.verified
+                    && self
+                        .seen
+                        .get(&info.pid)
+                        .is_some_and(|(s, e)| *s == info.start_ticks && *e == info.exe))
             {
                 continue;
             }
@@ -1055,5 +1178,30 @@ mod tests {
         let mut s = Sweep::default();
         sensor.sweep(&mut s).expect("sweep");
         assert!(!s.events.iter().any(|e| e.indicator), "{:?}", s.events);
+    }
+
+    /// Shells, interpreters of any version and the relays of reverse-shell
+    /// one-liners are shell-like; ordinary programs are not.
+    #[test]
+    fn shells_and_interpreters_are_recognised_by_name() {
+        for (exe, comm) in [
+            ("/usr/bin/bash", "bash"),
+            ("/usr/bin/dash", "sh"),
+            ("/usr/bin/python3.11", "python3"),
+            ("/usr/bin/perl5.36.0", "perl"),
+            ("/usr/bin/nc.openbsd", "nc"),
+            ("/tmp/x (deleted)", "socat"),
+            ("/usr/bin/busybox", "sh"),
+        ] {
+            assert!(is_shell_like(exe, comm), "{exe} {comm}");
+        }
+        for (exe, comm) in [
+            ("/usr/sbin/sshd", "sshd"),
+            ("/usr/bin/curl", "curl"),
+            ("/usr/bin/python-config", "python-config"),
+            ("/usr/bin/shred", "shred"),
+        ] {
+            assert!(!is_shell_like(exe, comm), "{exe} {comm}");
+        }
     }
 }

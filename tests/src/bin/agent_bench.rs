@@ -879,7 +879,34 @@ fn exec_storm_child(ebpf: bool, secs: u64, rate: u64) -> anyhow::Result<()> {
     let hogs = cpu_hogs(&stop);
     let cpu0 = thread_cpu_secs(reader);
     let t0 = Instant::now();
-    let mut launched = 0u64;
+    // Four spawners, each a quarter of the rate (one alone cannot keep up
+    // beside the hogs).
+    const SPAWNERS: u64 = 4;
+    let spawners: Vec<_> = (0..SPAWNERS)
+        .map(|n| {
+            let marker = marker.clone();
+            std::thread::Builder::new()
+                .name("spawner".into())
+                .spawn(move || -> u64 {
+                    let mut launched = 0u64;
+                    let share = rate as f64 / SPAWNERS as f64;
+                    while t0.elapsed() < Duration::from_secs(secs) {
+                        let due = (t0.elapsed().as_secs_f64() * share) as u64;
+                        if launched >= due {
+                            std::thread::sleep(Duration::from_micros(200));
+                            continue;
+                        }
+                        let ok = Command::new("/bin/true")
+                            .arg(format!("{marker}-{n}-{launched}"))
+                            .status()
+                            .is_ok_and(|s| s.success());
+                        launched += u64::from(ok);
+                    }
+                    launched
+                })
+                .expect("spawner")
+        })
+        .collect();
     let (mut recorded, mut with_parent) = (0u64, 0u64);
     let mut drain = |q: &Mutex<proc_events::ExecQueue>| {
         let mut q = bannin_proto::lock(q);
@@ -893,20 +920,10 @@ fn exec_storm_child(ebpf: bool, secs: u64, rate: u64) -> anyhow::Result<()> {
         }
     };
     while t0.elapsed() < Duration::from_secs(secs) {
-        let due = (t0.elapsed().as_secs_f64() * rate as f64) as u64;
-        if launched >= due {
-            drain(&queue);
-            std::thread::sleep(Duration::from_micros(200));
-            continue;
-        }
-        Command::new("/bin/true")
-            .arg(format!("{marker}-{launched}"))
-            .status()?;
-        launched += 1;
-        if launched.is_multiple_of(100) {
-            drain(&queue);
-        }
+        drain(&queue);
+        std::thread::sleep(Duration::from_millis(10));
     }
+    let launched: u64 = spawners.into_iter().map(|s| s.join().unwrap_or(0)).sum();
     let elapsed = t0.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_secs(3));
     drain(&queue);

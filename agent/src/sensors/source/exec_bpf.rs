@@ -359,6 +359,11 @@ impl Reader {
                 exe,
                 cmdline,
                 cwd,
+                std_sockets: if exe_file.is_some() {
+                    crate::host::proc::std_sockets(&self.root, r.pid)
+                } else {
+                    [None; 3]
+                },
             },
             exe_file,
             parent,
