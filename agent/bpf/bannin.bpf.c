@@ -122,7 +122,10 @@ struct fork_event {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 2 * 1024 * 1024);
+	// About 2,500 execs of typical length: seconds of an exec storm. (Its
+	// data pages are mapped twice into the agent, as every ring buffer is,
+	// and show twice in its resident memory.)
+	__uint(max_entries, 1024 * 1024);
 } events SEC(".maps");
 
 // Records that did not fit in the ring buffer: [0] execs, [1] forks.

@@ -96,7 +96,8 @@ struct flow_event {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1024 * 1024);
+	// 2,500 records: seconds of a busy server's connections.
+	__uint(max_entries, 256 * 1024);
 } flows SEC(".maps");
 
 // Records that did not fit in the ring buffer.

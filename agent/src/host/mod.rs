@@ -10,12 +10,14 @@
 //! - [`packages`]: the OS package database (dpkg): packaged paths and their digests.
 //! - [`paths`]: escaping host paths for display.
 //! - [`handles`]: the kernel's file handles of directories (what fanotify reports).
+//! - [`memory`]: giving freed heap back to the system after an eBPF load.
 
 use std::path::{Path, PathBuf};
 
 pub mod accounts;
 pub mod auth_log;
 pub mod handles;
+pub mod memory;
 pub mod net;
 pub mod packages;
 pub mod paths;

@@ -28,6 +28,8 @@ pub(super) fn load(object: &[u8], programs: &[(&str, &str)]) -> Result<aya::Ebpf
         p.attach(tracepoint)
             .map_err(|e| format!("{program}: attaching to {tracepoint}: {e}"))?;
     }
+    // The kernel's BTF, parsed for the relocations, is freed: give it back.
+    crate::host::memory::return_freed_memory();
     Ok(ebpf)
 }
 
