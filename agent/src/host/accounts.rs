@@ -46,12 +46,7 @@ impl UserNames {
             .map(|m| (m.mtime(), m.size()));
         if stamp != self.stamp {
             self.names = std::fs::read_to_string(&passwd)
-                .map(|t| {
-                    parse_passwd(&t)
-                        .into_iter()
-                        .map(|u| (u.uid, u.name))
-                        .collect()
-                })
+                .map(|t| names_by_uid(&parse_passwd(&t)))
                 .unwrap_or_default();
             self.stamp = stamp;
         }
@@ -88,6 +83,18 @@ impl UserNames {
             }
         }
     }
+}
+
+/// Each uid's name: its first entry in passwd, as `getpwuid` answers. A
+/// second account with uid 0 (`useradd -o -u 0 NAME`) does not take root's
+/// name: root's processes stay `root`'s (the alias itself is reported as
+/// `account.uid0`).
+pub fn names_by_uid(users: &[User]) -> std::collections::HashMap<u32, String> {
+    let mut names = std::collections::HashMap::new();
+    for u in users {
+        names.entry(u.uid).or_insert_with(|| u.name.clone());
+    }
+    names
 }
 
 /// Parses `/etc/passwd`; malformed lines are skipped.
@@ -180,5 +187,31 @@ mod user_names_tests {
             !events[3].attributes.contains_key("user"),
             "no such account"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A second account with uid 0 does not take root's name: the first
+    /// passwd entry of a uid names it, as `getpwuid` does.
+    #[test]
+    fn a_uid0_alias_leaves_root_named_root() {
+        let users = parse_passwd(
+            "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\ntoor:x:0:0::/root:/bin/sh\n",
+        );
+        let names = names_by_uid(&users);
+        assert_eq!(names[&0], "root");
+        assert_eq!(names[&1000], "alice");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("etc")).expect("etc");
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/bash\ntoor:x:0:0::/root:/bin/sh\n",
+        )
+        .expect("passwd");
+        let mut resolver = UserNames::new(super::super::HostRoot(dir.path().into()));
+        assert_eq!(resolver.name(0), "root");
     }
 }

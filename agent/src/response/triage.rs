@@ -293,11 +293,9 @@ fn ls(real: &Path) -> Result<Vec<Value>, TriageError> {
 fn processes(root: &HostRoot) -> Vec<Value> {
     let boot = proc::boot_time(root);
     // Account names by uid, from the host's own passwd (a uid without one stays blank).
-    let names: std::collections::HashMap<u32, String> = users(root)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|u| Some((u["uid"].as_u64()? as u32, u["name"].as_str()?.to_owned())))
-        .collect();
+    let names = std::fs::read_to_string(root.join("/etc/passwd"))
+        .map(|t| accounts::names_by_uid(&accounts::parse_passwd(&t)))
+        .unwrap_or_default();
     // USER_HZ is 100 on every Linux architecture Bannin supports.
     const TICKS: i64 = 100;
     let mut rows = Vec::new();
