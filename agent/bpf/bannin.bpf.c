@@ -12,26 +12,7 @@
 // Built by agent/bpf/build.sh (Debian's clang and libbpf-dev); the object is
 // checked in beside this source so that building Bannin needs no clang.
 
-typedef unsigned char __u8;
-typedef unsigned short __u16;
-typedef unsigned int __u32;
-typedef unsigned long long __u64;
-typedef int __s32;
-typedef long long __s64;
-typedef __u16 __be16;
-typedef __u32 __be32;
-typedef __u32 __wsum;
-
-// From the kernel's UAPI (include/uapi/linux/bpf.h), which never renumbers.
-enum bpf_map_type {
-	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
-	BPF_MAP_TYPE_RINGBUF = 27,
-};
-
-#include <bpf/bpf_helpers.h>
-#include <bpf/bpf_core_read.h>
-
-char LICENSE[] SEC("license") = "GPL";
+#include "common.h"
 
 // --- The kernel structures read (CO-RE: offsets come from the kernel's BTF).
 

@@ -10,26 +10,7 @@
 // connect (SYN_SENT), which runs in the connecting process. Built as
 // bannin.bpf.c is (agent/bpf/build.sh).
 
-typedef unsigned char __u8;
-typedef unsigned short __u16;
-typedef unsigned int __u32;
-typedef unsigned long long __u64;
-typedef int __s32;
-typedef long long __s64;
-typedef __u16 __be16;
-typedef __u32 __be32;
-typedef __u32 __wsum;
-
-// From the kernel's UAPI (include/uapi/linux/bpf.h), which never renumbers.
-enum bpf_map_type {
-	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
-	BPF_MAP_TYPE_RINGBUF = 27,
-};
-
-#include <bpf/bpf_helpers.h>
-#include <bpf/bpf_core_read.h>
-
-char LICENSE[] SEC("license") = "GPL";
+#include "common.h"
 
 struct in6_addr {
 	__u8 s6_addr[16];

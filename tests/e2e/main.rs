@@ -31,6 +31,46 @@ use bannin_tests::eventually;
 use tonic::transport::Channel;
 use v1::operator_client::OperatorClient;
 
+/// A collector (with `collector_extra` in its configuration) and an agent
+/// running only the process sensor (its walk ten minutes apart, so what it
+/// reports came from the kernel's exec events), once the agent's first exec
+/// telemetry is stored.
+pub async fn process_host(
+    dir: &Path,
+    pki: &bannin_tests::TestPki,
+    host: &str,
+    collector_extra: &str,
+) -> (
+    bannin_tests::CollectorProc,
+    bannin_tests::Proc,
+    OperatorClient<Channel>,
+) {
+    let collector = bannin_tests::CollectorProc::start(
+        &dir.join("collector"),
+        pki,
+        bannin_tests::free_port(),
+        collector_extra,
+    );
+    let agent = bannin_tests::start_agent(
+        &dir.join("agent"),
+        &pki.agent(host),
+        collector.addr,
+        &bannin_tests::AgentOptions {
+            net_listener: false,
+            enable: vec!["process"],
+            interval_secs: 600,
+            ..bannin_tests::AgentOptions::default()
+        },
+    );
+    let client = bannin_tests::operator_client(&pki.operator("alice"), collector.addr).await;
+    eventually(Duration::from_secs(60), "exec telemetry", || {
+        let mut c = client.clone();
+        async move { (!all_events(&mut c, host, "process.exec").await.is_empty()).then_some(()) }
+    })
+    .await;
+    (collector, agent, client)
+}
+
 /// All events of one kind of a host, paging through the operator API.
 pub async fn all_events(
     client: &mut OperatorClient<Channel>,

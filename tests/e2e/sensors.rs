@@ -1254,29 +1254,14 @@ async fn a_thousand_short_execs_all_reach_the_collector_with_parent_fields_needs
         agent.log_text()
     );
 
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let hogs: Vec<_> = (0..2)
-        .map(|_| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut x = 0u64;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                }
-                x
-            })
-        })
-        .collect();
+    let hogs = bannin_tests::CpuHogs::start(2);
     let marker = format!("storm{}", std::process::id());
     let script = format!("i=0; while [ $i -lt 1000 ]; do /bin/true {marker}-$i; i=$((i+1)); done");
     let ran = Command::new("/bin/sh")
         .args(["-c", &script])
         .status()
         .expect("sh");
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for h in hogs {
-        let _ = h.join();
-    }
+    drop(hogs);
     assert!(ran.success());
 
     let execs = eventually(Duration::from_secs(120), "1,000 execs stored", || {
@@ -1554,29 +1539,8 @@ async fn a_self_deleting_dropper_has_its_hash_needs_root() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = TestPki::new(dir.path());
-    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
-    let _agent = start_agent(
-        &dir.path().join("agent"),
-        &pki.agent("dropper-host"),
-        collector.addr,
-        &AgentOptions {
-            net_listener: false,
-            enable: vec!["process"],
-            interval_secs: 600,
-            ..AgentOptions::default()
-        },
-    );
-    let client = operator_client(&pki.operator("alice"), collector.addr).await;
-    eventually(Duration::from_secs(60), "exec telemetry", || {
-        let mut c = client.clone();
-        async move {
-            (!all_events(&mut c, "dropper-host", "process.exec")
-                .await
-                .is_empty())
-            .then_some(())
-        }
-    })
-    .await;
+    let (_collector, _agent, client) =
+        crate::process_host(dir.path(), &pki, "dropper-host", "").await;
     let tmp = tempfile::tempdir_in("/tmp").expect("tmp");
     let dropper = tmp.path().join("upd");
     let mut bytes = std::fs::read(which("sleep")).expect("sleep");
@@ -1630,29 +1594,7 @@ async fn reverse_shells_are_found_and_shells_on_pipes_are_not_needs_root() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = TestPki::new(dir.path());
-    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
-    let agent = start_agent(
-        &dir.path().join("agent"),
-        &pki.agent("shell-host"),
-        collector.addr,
-        &AgentOptions {
-            net_listener: false,
-            enable: vec!["process"],
-            interval_secs: 600,
-            ..AgentOptions::default()
-        },
-    );
-    let client = operator_client(&pki.operator("alice"), collector.addr).await;
-    eventually(Duration::from_secs(60), "exec telemetry", || {
-        let mut c = client.clone();
-        async move {
-            (!all_events(&mut c, "shell-host", "process.exec")
-                .await
-                .is_empty())
-            .then_some(())
-        }
-    })
-    .await;
+    let (_collector, agent, client) = crate::process_host(dir.path(), &pki, "shell-host", "").await;
     // The attacker's end: a listener that holds each shell's connection open.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
     let port = listener.local_addr().expect("addr").port();

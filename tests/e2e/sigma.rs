@@ -458,33 +458,12 @@ async fn a_rule_on_parent_fields_fires_when_the_parent_is_already_gone_needs_roo
     let rules = dir.path().join("rules");
     std::fs::create_dir_all(&rules).expect("rules dir");
     std::fs::write(rules.join("parent.yml"), PARENT_RULE).expect("rule");
-    let collector = CollectorProc::start(
-        &dir.path().join("collector"),
+    let (_collector, _agent, client) = crate::process_host(
+        dir.path(),
         &pki,
-        free_port(),
+        "parent-host",
         &format!("[sigma]\npaths = [{:?}]\n", rules.display().to_string()),
-    );
-    let _agent = start_agent(
-        &dir.path().join("agent"),
-        &pki.agent("parent-host"),
-        collector.addr,
-        &AgentOptions {
-            net_listener: false,
-            enable: vec!["process"],
-            interval_secs: 600,
-            ..AgentOptions::default()
-        },
-    );
-    let client = operator_client(&pki.operator("alice"), collector.addr).await;
-    eventually(Duration::from_secs(60), "exec telemetry", || {
-        let mut c = client.clone();
-        async move {
-            (!crate::all_events(&mut c, "parent-host", "process.exec")
-                .await
-                .is_empty())
-            .then_some(())
-        }
-    })
+    )
     .await;
     let ran = Command::new("/bin/sh")
         .args(["-c", "/bin/true; : bannin-parent-marker"])

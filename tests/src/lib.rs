@@ -716,3 +716,42 @@ pub fn bannin_json(operator: &Path, args: &[&str]) -> (bool, serde_json::Value, 
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Threads that keep `n` cores busy until dropped (a loaded machine, for
+/// tests and benchmarks that must hold under load).
+pub struct CpuHogs {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<u64>>,
+}
+
+impl CpuHogs {
+    /// Starts `n` busy threads.
+    pub fn start(n: usize) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::Builder::new()
+                    .name("hog".into())
+                    .spawn(move || {
+                        let mut x = 0u64;
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                        }
+                        x
+                    })
+                    .expect("hog thread")
+            })
+            .collect();
+        Self { stop, threads }
+    }
+}
+
+impl Drop for CpuHogs {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}

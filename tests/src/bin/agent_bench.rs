@@ -836,32 +836,11 @@ fn thread_cpu_secs(prefix: &str) -> f64 {
     total as f64 / 100.0
 }
 
-/// Two threads that keep both cores busy until `stop`.
-fn cpu_hogs(
-    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> Vec<std::thread::JoinHandle<u64>> {
-    (0..2)
-        .map(|_| {
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("hog".into())
-                .spawn(move || {
-                    let mut x = 0u64;
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                    }
-                    x
-                })
-                .expect("hog")
-        })
-        .collect()
-}
-
 /// One exec storm through one source, in this (child) process: `rate` execs of
 /// `/bin/true` per second for `secs` beside two CPU hogs; prints one JSON line.
 fn exec_storm_child(ebpf: bool, secs: u64, rate: u64) -> anyhow::Result<()> {
     use bannin_agent::sensors::source::{exec_bpf, proc_events};
-    use std::sync::{Arc, Mutex, atomic::AtomicBool};
+    use std::sync::{Arc, Mutex};
     let queue = Arc::new(Mutex::new(proc_events::ExecQueue::default()));
     let wake = Arc::new(tokio::sync::Notify::new());
     let root = HostRoot("/".into());
@@ -875,8 +854,7 @@ fn exec_storm_child(ebpf: bool, secs: u64, rate: u64) -> anyhow::Result<()> {
     };
     started.map_err(|e| anyhow::anyhow!(e))?;
     let marker = format!("storm{}", std::process::id());
-    let stop = Arc::new(AtomicBool::new(false));
-    let hogs = cpu_hogs(&stop);
+    let hogs = bannin_tests::CpuHogs::start(2);
     let cpu0 = thread_cpu_secs(reader);
     let t0 = Instant::now();
     // Four spawners, each a quarter of the rate (one alone cannot keep up
@@ -927,10 +905,7 @@ fn exec_storm_child(ebpf: bool, secs: u64, rate: u64) -> anyhow::Result<()> {
     let elapsed = t0.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_secs(3));
     drain(&queue);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for h in hogs {
-        let _ = h.join();
-    }
+    drop(hogs);
     let cpu = thread_cpu_secs(reader) - cpu0;
     let q = bannin_proto::lock(&queue);
     println!(
