@@ -117,6 +117,21 @@ const EXPLANATIONS: &[(&str, &str, &str)] = &[
         "T1098",
     ),
     (
+        "account.user_changed",
+        "an account's uid, primary group, home or login shell changed",
+        "T1098",
+    ),
+    (
+        "account.ssh_key_added",
+        "a key that logs into an account over SSH was added, or its options changed",
+        "T1098.004",
+    ),
+    (
+        "account.ssh_key_removed",
+        "a key that logged into an account over SSH was removed",
+        "T1098.004",
+    ),
+    (
         "account.sudo",
         "a sudo use that was refused or by an unexpected user",
         "T1548.003",

@@ -1669,3 +1669,155 @@ async fn reverse_shells_are_found_and_shells_on_pipes_are_not_needs_root() {
     let _ = on_unix.wait();
     drop(held);
 }
+
+/// One `useradd` is one account finding that lists the files it changed and
+/// names the tool (not fourteen `file.modified`), and a key appended to
+/// root's `authorized_keys` is `account.ssh_key_added` naming the account,
+/// the key's fingerprint and the process that wrote it. Run for real: the
+/// shadow tools write into a host root the test made (`useradd --prefix`),
+/// watched by fanotify as `/etc` would be.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_useradd_is_one_finding_and_an_added_ssh_key_is_named_needs_root() {
+    if !bannin_tests::runnable(&[
+        bannin_tests::Need::Root,
+        bannin_tests::Need::Program("useradd", "passwd"),
+    ]) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let root = dir.path().join("host");
+    std::fs::create_dir_all(root.join("etc")).expect("etc");
+    std::fs::create_dir_all(root.join("root/.ssh")).expect(".ssh");
+    for (file, text) in [
+        (
+            "passwd",
+            "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+        ),
+        ("group", "root:x:0:\nsudo:x:27:\nnogroup:x:65534:\n"),
+        (
+            "shadow",
+            "root:*:20000:0:99999:7:::\nnobody:*:20000:0:99999:7:::\n",
+        ),
+        ("gshadow", "root:*::\nsudo:*::\nnogroup:*::\n"),
+        ("subuid", ""),
+        ("subgid", ""),
+    ] {
+        std::fs::write(root.join("etc").join(file), text).expect("account file");
+    }
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("account-host"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            root: Some(root.clone()),
+            enable: vec!["accounts", "file_integrity", "file_access"],
+            sensor_toml: vec![
+                (
+                    "file_integrity",
+                    "paths = [\"/etc\"]\nlibrary_paths = []\nhash_rate_mib = 0".into(),
+                ),
+                ("file_access", "paths = [\"/root/.ssh\"]".into()),
+            ],
+            ..AgentOptions::default()
+        },
+    );
+    let client = operator_client(&pki.operator("alice"), collector.addr).await;
+    for sensor in ["accounts", "file_integrity", "file_access"] {
+        crate::wait_sensor_ok(&client, sensor, Duration::from_secs(60)).await;
+    }
+    // The integrity baseline is in force once a probe is reported.
+    std::fs::write(root.join("etc/probe"), b"probe").expect("probe");
+    eventually(Duration::from_secs(30), "the probe reported", || {
+        let mut c = client.clone();
+        async move {
+            all_findings(&mut c)
+                .await
+                .iter()
+                .any(|f| f.kind == "file.modified" && f.attributes["path"] == "/etc/probe")
+                .then_some(())
+        }
+    })
+    .await;
+
+    let useradd = Command::new("useradd")
+        .arg("--prefix")
+        .arg(&root)
+        .args(["-M", "-U", "-s", "/bin/bash", "mallory"])
+        .output()
+        .expect("useradd");
+    assert!(useradd.status.success(), "{useradd:?}");
+    let account = eventually(Duration::from_secs(30), "account.new_user", || {
+        let mut c = client.clone();
+        async move {
+            all_findings(&mut c).await.into_iter().find(|f| {
+                f.kind == "account.new_user"
+                    && f.attributes.get("user").map(String::as_str) == Some("mallory")
+            })
+        }
+    })
+    .await;
+    assert_eq!(
+        account.attributes["by_exe"], "/usr/sbin/useradd",
+        "{account:?}"
+    );
+    for file in ["/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow"] {
+        assert!(
+            account.attributes["files"].split(", ").any(|f| f == file),
+            "{file} listed: {account:?}"
+        );
+    }
+    assert_eq!(
+        account.attributes["group"], "mallory",
+        "its own group folded in"
+    );
+
+    // A key appended by a shell's child, as an intruder would.
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC5Sk4fD/kD2wmeRxx8U2JDJSxpfjDbc95BhLIlJQgmd intruder@box";
+    let keys = root.join("root/.ssh/authorized_keys");
+    let append = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo '{key}' | cat >> '{}'; sleep 1",
+            keys.display()
+        ))
+        .status()
+        .expect("sh");
+    assert!(append.success());
+    let added = eventually(Duration::from_secs(30), "account.ssh_key_added", || {
+        let mut c = client.clone();
+        async move {
+            all_findings(&mut c)
+                .await
+                .into_iter()
+                .find(|f| f.kind == "account.ssh_key_added")
+        }
+    })
+    .await;
+    assert_eq!(added.attributes["user"], "root");
+    assert_eq!(added.attributes["path"], "/root/.ssh/authorized_keys");
+    assert_eq!(
+        added.attributes["fingerprint"],
+        "SHA256:r9jPzQxvSX1M2tMh6cyeh2ln41IrAogPTFWBqGpNT4c"
+    );
+    assert_eq!(added.attributes["comment"], "intruder@box");
+    assert_eq!(
+        added.attributes.get("by_comm").map(String::as_str),
+        Some("cat"),
+        "{added:?}"
+    );
+
+    // Both settle; nothing else was raised for either change.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut c = client.clone();
+    let all = all_findings(&mut c).await;
+    let noise: Vec<_> = all
+        .iter()
+        .filter(|f| f.kind != "account.new_user" && f.kind != "account.ssh_key_added")
+        .filter(|f| f.attributes.get("path").map(String::as_str) != Some("/etc/probe"))
+        .map(|f| (f.kind.clone(), f.summary.clone()))
+        .collect();
+    assert!(noise.is_empty(), "one finding per change: {noise:?}");
+}

@@ -25,6 +25,7 @@ pub struct UserNames {
     root: super::HostRoot,
     stamp: Option<(i64, u64)>,
     names: std::collections::HashMap<u32, String>,
+    aliases: std::collections::HashMap<u32, Vec<String>>,
 }
 
 impl UserNames {
@@ -34,23 +35,40 @@ impl UserNames {
             root,
             stamp: None,
             names: std::collections::HashMap::new(),
+            aliases: std::collections::HashMap::new(),
         }
     }
 
-    /// The name of `uid` ("" if it has none).
-    pub fn name(&mut self, uid: u32) -> String {
+    fn refresh(&mut self) {
         use std::os::unix::fs::MetadataExt;
         let passwd = self.root.join("/etc/passwd");
         let stamp = std::fs::metadata(&passwd)
             .ok()
             .map(|m| (m.mtime(), m.size()));
         if stamp != self.stamp {
-            self.names = std::fs::read_to_string(&passwd)
-                .map(|t| names_by_uid(&parse_passwd(&t)))
+            let users = std::fs::read_to_string(&passwd)
+                .map(|t| parse_passwd(&t))
                 .unwrap_or_default();
+            self.names = names_by_uid(&users);
+            self.aliases = aliases_by_uid(&users);
             self.stamp = stamp;
         }
+    }
+
+    /// The name of `uid` ("" if it has none).
+    pub fn name(&mut self, uid: u32) -> String {
+        self.refresh();
         self.names.get(&uid).cloned().unwrap_or_default()
+    }
+
+    /// The other names of `uid` (a uid with several accounts: `useradd -o`),
+    /// comma-separated; "" for a uid with one name or none.
+    pub fn aliases(&mut self, uid: u32) -> String {
+        self.refresh();
+        self.aliases
+            .get(&uid)
+            .map(|a| a.join(","))
+            .unwrap_or_default()
     }
 
     /// Gives every file and network event that names a uid (`uid`, or the
@@ -80,6 +98,10 @@ impl UserNames {
                 if !name.is_empty() {
                     e.attributes.insert("user".into(), name);
                 }
+                let aliases = self.aliases(uid);
+                if !aliases.is_empty() {
+                    e.attributes.insert("user_aliases".into(), aliases);
+                }
             }
         }
     }
@@ -95,6 +117,19 @@ pub fn names_by_uid(users: &[User]) -> std::collections::HashMap<u32, String> {
         names.entry(u.uid).or_insert_with(|| u.name.clone());
     }
     names
+}
+
+/// Each uid's other names, after the first (`toor` beside `root`): a uid
+/// with several accounts is worth saying, wherever its name is shown.
+pub fn aliases_by_uid(users: &[User]) -> std::collections::HashMap<u32, Vec<String>> {
+    let names = names_by_uid(users);
+    let mut aliases: std::collections::HashMap<u32, Vec<String>> = std::collections::HashMap::new();
+    for u in users {
+        if names.get(&u.uid) != Some(&u.name) {
+            aliases.entry(u.uid).or_default().push(u.name.clone());
+        }
+    }
+    aliases
 }
 
 /// Parses `/etc/passwd`; malformed lines are skipped.
@@ -213,5 +248,17 @@ mod tests {
         .expect("passwd");
         let mut resolver = UserNames::new(super::super::HostRoot(dir.path().into()));
         assert_eq!(resolver.name(0), "root");
+        // …and says the uid has another name.
+        assert_eq!(resolver.aliases(0), "toor");
+        assert_eq!(resolver.aliases(1000), "");
+        assert_eq!(aliases_by_uid(&users)[&0], ["toor"]);
+        let mut events = vec![bannin_proto::v1::Event {
+            kind: "net.connection".into(),
+            attributes: [("uid".to_owned(), "0".to_owned())].into(),
+            ..Default::default()
+        }];
+        resolver.name_events(&mut events);
+        assert_eq!(events[0].attributes["user"], "root");
+        assert_eq!(events[0].attributes["user_aliases"], "toor");
     }
 }

@@ -10,6 +10,7 @@
 //! - [`packages`]: the OS package database (dpkg): packaged paths and their digests.
 //! - [`paths`]: escaping host paths for display.
 //! - [`handles`]: the kernel's file handles of directories (what fanotify reports).
+//! - [`ssh_keys`]: the `authorized_keys` files `sshd` reads, and their keys.
 //! - [`memory`]: giving freed heap back to the system after an eBPF load.
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ pub mod net;
 pub mod packages;
 pub mod paths;
 pub mod proc;
+pub mod ssh_keys;
 
 /// The host's file system as sensors see it (`/` in production, a fixture in tests).
 #[derive(Debug, Clone)]
@@ -32,5 +34,14 @@ impl HostRoot {
     pub fn join(&self, path: impl AsRef<Path>) -> PathBuf {
         let p = path.as_ref();
         self.0.join(p.strip_prefix("/").unwrap_or(p))
+    }
+
+    /// The host path of `real`, a path on this machine under the root (what
+    /// the kernel reports); `real` itself when it is not under the root.
+    pub fn host_path(&self, real: &Path) -> PathBuf {
+        match real.strip_prefix(&self.0) {
+            Ok(rest) => Path::new("/").join(rest),
+            Err(_) => real.to_owned(),
+        }
     }
 }

@@ -292,10 +292,9 @@ fn ls(real: &Path) -> Result<Vec<Value>, TriageError> {
 
 fn processes(root: &HostRoot) -> Vec<Value> {
     let boot = proc::boot_time(root);
-    // Account names by uid, from the host's own passwd (a uid without one stays blank).
-    let names = std::fs::read_to_string(root.join("/etc/passwd"))
-        .map(|t| accounts::names_by_uid(&accounts::parse_passwd(&t)))
-        .unwrap_or_default();
+    // Account names by uid, from the host's own passwd (a uid without one
+    // stays blank), and a uid's other names where it has several.
+    let mut names = accounts::UserNames::new(root.clone());
     // USER_HZ is 100 on every Linux architecture Bannin supports.
     const TICKS: i64 = 100;
     let mut rows = Vec::new();
@@ -326,7 +325,8 @@ fn processes(root: &HostRoot) -> Vec<Value> {
             "pid": pid,
             "ppid": ppid,
             "uid": uid,
-            "user": uid.and_then(|u| names.get(&u)).cloned().unwrap_or_default(),
+            "user": uid.map(|u| names.name(u)).unwrap_or_default(),
+            "user_aliases": uid.map(|u| names.aliases(u)).unwrap_or_default(),
             "comm": comm,
             "exe": exe,
             "deleted_exe": exe.ends_with(" (deleted)"),

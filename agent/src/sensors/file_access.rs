@@ -20,12 +20,13 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bannin_proto::v1::Severity;
 
+use super::source::writers::{AccountWriters, Writer};
 use super::{Health, HostRoot, Sensor, SensorError, Sweep, event};
 use crate::config::FileAccessConfig;
 
@@ -58,10 +59,13 @@ struct Queue {
     accesses: VecDeque<Access>,
     dropped: u64,
     overflowed: bool,
+    /// Where writes to SSH key files are handed, the moment they are heard.
+    writers: Option<AccountWriters>,
 }
 
 /// The sensor.
 pub struct FileAccess {
+    root: HostRoot,
     config: FileAccessConfig,
     queue: Arc<Mutex<Queue>>,
     /// Why fanotify is not watching, if it is not.
@@ -97,11 +101,23 @@ impl FileAccess {
         let paths = expand(&root, &config.paths);
         let unavailable = start(&root, &paths, queue.clone()).err();
         Self {
+            root,
             config,
             queue,
             unavailable,
             recent: HashMap::new(),
         }
+    }
+
+    /// Hands every write to an SSH key file to the accounts sensor the
+    /// moment it is heard (so `account.ssh_key_added` names its writer), and
+    /// keeps such writes as telemetry here: the key finding is the finding.
+    pub fn with_writers(self, writers: AccountWriters) -> Self {
+        if self.unavailable.is_none() {
+            writers.attribute_keys();
+        }
+        bannin_proto::lock(&self.queue).writers = Some(writers);
+        self
     }
 
     fn allowed(&self, a: &Access) -> bool {
@@ -176,7 +192,9 @@ fn read_loop(group: &nix::sys::fanotify::Fanotify, root: &HostRoot, queue: &Mute
             let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let proc_dir = root.join(format!("/proc/{}", e.pid()));
+            // The kernel's pid is one of this agent's own `/proc`, whatever
+            // the host root.
+            let proc_dir = PathBuf::from(format!("/proc/{}", e.pid()));
             let access = Access {
                 path,
                 pid: e.pid(),
@@ -200,6 +218,21 @@ fn read_loop(group: &nix::sys::fanotify::Fanotify, root: &HostRoot, queue: &Mute
                     .ok()
                     .and_then(crate::host::proc::package_manager_of),
             };
+            let host = root.host_path(Path::new(&access.path));
+            if let Some(writers) = &q.writers
+                && access.what == "modify"
+                && writers.is_key_file(&host)
+            {
+                writers.record(
+                    host,
+                    Writer {
+                        pid: u32::try_from(access.pid).unwrap_or_default(),
+                        exe: access.exe.clone(),
+                        comm: access.comm.clone(),
+                        uid: access.uid.clone(),
+                    },
+                );
+            }
             if q.accesses.len() < MAX_QUEUED {
                 q.accesses.push_back(access);
             } else {
@@ -222,18 +255,26 @@ impl Sensor for FileAccess {
         if let Some(why) = &self.unavailable {
             return Ok(Health::Degraded(why.clone()));
         }
-        let (accesses, dropped, overflowed) = {
+        let (accesses, dropped, overflowed, writers) = {
             let mut q = bannin_proto::lock(&self.queue);
             let a: Vec<Access> = q.accesses.drain(..).collect();
             let d = std::mem::take(&mut q.dropped);
             let o = std::mem::take(&mut q.overflowed);
-            (a, d, o)
+            (a, d, o, q.writers.clone())
         };
+        // An open followed by a write of the same file by the same process is
+        // one access: the write.
+        let written: std::collections::HashSet<(i32, String)> = accesses
+            .iter()
+            .filter(|a| a.what == "modify")
+            .map(|a| (a.pid, a.path.clone()))
+            .collect();
         let now = Instant::now();
         self.recent
             .retain(|_, (at, _)| now.duration_since(*at) < REPEAT_WINDOW);
         for a in accesses {
-            if self.allowed(&a) {
+            if self.allowed(&a) || (a.what == "open" && written.contains(&(a.pid, a.path.clone())))
+            {
                 continue;
             }
             let key = (a.exe.clone(), a.path.clone());
@@ -257,6 +298,17 @@ impl Sensor for FileAccess {
                     .any(|x| x.as_os_str().as_bytes() == a.exe.as_bytes())
             {
                 Some("a backup tool reading".to_owned())
+            } else if writers
+                .as_ref()
+                .is_some_and(|w| w.is_key_file(&self.root.host_path(Path::new(&a.path))))
+            {
+                // Public keys: reading them is no theft, and what a write
+                // changed is the accounts sensor's finding, with the keys.
+                Some(
+                    "an SSH key file: its keys are reported by the accounts sensor \
+                     (account.ssh_key_added, account.ssh_key_removed)"
+                        .to_owned(),
+                )
             } else {
                 a.package_manager
                     .as_ref()

@@ -58,6 +58,7 @@ use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex};
 
 use super::source::changes::{Actor, Changes};
+use super::source::writers::{AccountWriters, Writer};
 use super::{Health, HostRoot, Sensor, SensorError, Sweep, event};
 use crate::config::FileIntegrityConfig;
 use crate::host::packages::Transaction;
@@ -298,6 +299,10 @@ pub struct FileIntegrity {
     deferred_since: Option<Instant>,
     /// A check met more than it may look at: rescan.
     force_full: bool,
+    /// Where account-tool changes to the account files, and changes to SSH
+    /// key files, go instead of `file.modified` (`None`: the accounts sensor
+    /// is off, so they stay findings here).
+    writers: Option<AccountWriters>,
 }
 
 impl FileIntegrity {
@@ -353,6 +358,60 @@ impl FileIntegrity {
             scan_problem: None,
             deferred_since: None,
             force_full: false,
+            writers: None,
+        }
+    }
+
+    /// Hands account-tool changes of the account files and every change of
+    /// an SSH key file to the accounts sensor (through `writers`), which
+    /// reports them as account findings, instead of raising them here.
+    pub fn with_writers(mut self, writers: AccountWriters) -> Self {
+        self.writers = Some(writers);
+        self
+    }
+
+    /// Hands what the accounts sensor reports to it: account files an
+    /// account tool changed (the kernel named the tool), and SSH key files
+    /// whatever changed them (the accounts sensor compares their keys). Their
+    /// `file.*` events are dropped; the same account files changed by
+    /// anything else stay `file.modified`.
+    fn fold_account_changes(
+        &self,
+        events: &mut Vec<bannin_proto::v1::Event>,
+        actors: &BTreeMap<PathBuf, Option<Actor>>,
+    ) {
+        let Some(writers) = &self.writers else { return };
+        let mut handed: BTreeMap<PathBuf, Option<Writer>> = BTreeMap::new();
+        events.retain(|e| {
+            if !matches!(
+                e.kind.as_str(),
+                "file.modified" | "file.permissions" | "file.timestamps"
+            ) || e.attributes.get("timestomp").map(String::as_str) == Some("true")
+            {
+                return true;
+            }
+            let Some(path) = e.attributes.get("path").map(PathBuf::from) else {
+                return true;
+            };
+            let writer = actors.get(&path).and_then(Option::as_ref).map(|a| Writer {
+                pid: a.pid,
+                exe: a.exe.clone(),
+                comm: a.comm.clone(),
+                uid: String::new(),
+            });
+            let fold = if writers.is_key_file(&path) {
+                true
+            } else {
+                AccountWriters::is_account_file(&path)
+                    && writer.as_ref().is_some_and(|w| w.account_tool().is_some())
+            };
+            if fold {
+                handed.insert(path, writer);
+            }
+            !fold
+        });
+        for (path, writer) in handed {
+            writers.record(path, writer.unwrap_or_default());
         }
     }
 
@@ -1267,6 +1326,19 @@ impl Sensor for FileIntegrity {
         let (changed, overflowed, package_db, watcher) = match &self.changes {
             Some(q) => {
                 let mut q = bannin_proto::lock(q);
+                // The kernel names who changes `/etc`: the accounts sensor may
+                // wait for it to name an account tool.
+                if let Some(w) = &self.writers
+                    && q.backend == "fanotify"
+                    && q.failed.is_none()
+                    && self
+                        .config
+                        .paths
+                        .iter()
+                        .any(|p| Path::new("/etc").starts_with(p))
+                {
+                    w.attribute_accounts();
+                }
                 let watcher = match (&q.failed, q.unwatched) {
                     (Some(why), _) => Some(format!(
                         "real-time watching stopped ({why}): changes are seen at each rescan only"
@@ -1369,6 +1441,7 @@ impl Sensor for FileIntegrity {
             .map(|(p, _)| p.clone())
             .collect();
         self.fold_package_changes(&mut sweep.events, &by_package_manager);
+        self.fold_account_changes(&mut sweep.events, &changed);
         attribute(&mut sweep.events, &changed);
         if std::mem::take(&mut self.state_dirty) {
             sweep.save_state(&IntegrityState {
@@ -1431,6 +1504,91 @@ mod tests {
             .collect();
         k.sort();
         k
+    }
+
+    #[test]
+    fn account_tools_and_key_files_are_handed_to_the_accounts_sensor() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = tempfile::tempdir().expect("store");
+        let writers = AccountWriters::default();
+        let sensor = FileIntegrity::new(
+            HostRoot(dir.path().into()),
+            config(vec![PathBuf::from("/etc")]),
+            store.path().into(),
+        )
+        .with_writers(writers.clone());
+        let modified = |path: &str| {
+            event(
+                "file.modified",
+                Severity::High,
+                true,
+                BTreeMap::from([("path".to_owned(), path.to_owned())]),
+                format!("critical file modified: {path}"),
+            )
+        };
+        let actor = |exe: &str| {
+            Some(Actor {
+                pid: 7,
+                exe: exe.into(),
+                comm: "x".into(),
+                package_manager: None,
+            })
+        };
+        let actors = BTreeMap::from([
+            (PathBuf::from("/etc/passwd"), actor("/usr/sbin/useradd")),
+            (PathBuf::from("/etc/shadow"), actor("/usr/bin/python3")),
+            (PathBuf::from("/etc/group"), None),
+            (PathBuf::from("/etc/hosts"), actor("/usr/sbin/useradd")),
+            (
+                PathBuf::from("/etc/ssh/authorized_keys"),
+                actor("/usr/bin/tee"),
+            ),
+        ]);
+        let mut events: Vec<_> = [
+            "/etc/passwd",
+            "/etc/shadow",
+            "/etc/group",
+            "/etc/hosts",
+            "/etc/ssh/authorized_keys",
+        ]
+        .into_iter()
+        .map(modified)
+        .collect();
+        sensor.fold_account_changes(&mut events, &actors);
+        let left: Vec<&str> = events
+            .iter()
+            .map(|e| e.attributes["path"].as_str())
+            .collect();
+        assert_eq!(
+            left,
+            ["/etc/shadow", "/etc/group", "/etc/hosts"],
+            "only an account tool's account files, and key files, are handed over"
+        );
+        let handed: Vec<(String, String)> = writers
+            .take()
+            .writes
+            .into_iter()
+            .map(|w| (w.path.display().to_string(), w.writer.exe))
+            .collect();
+        assert_eq!(
+            handed,
+            [
+                ("/etc/passwd".to_owned(), "/usr/sbin/useradd".to_owned()),
+                (
+                    "/etc/ssh/authorized_keys".to_owned(),
+                    "/usr/bin/tee".to_owned()
+                )
+            ]
+        );
+        // Without the accounts sensor, nothing is handed over.
+        let alone = FileIntegrity::new(
+            HostRoot(dir.path().into()),
+            config(vec![PathBuf::from("/etc")]),
+            store.path().into(),
+        );
+        let mut events = vec![modified("/etc/passwd")];
+        alone.fold_account_changes(&mut events, &actors);
+        assert_eq!(events.len(), 1);
     }
 
     #[test]

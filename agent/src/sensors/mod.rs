@@ -425,12 +425,22 @@ pub fn registry(
     } else {
         board.set("net_connection", Health::Disabled);
     }
-    if config.accounts.enabled {
-        sensors.push(Box::new(accounts::Accounts::new(
-            root.clone(),
-            config.accounts.clone(),
-            load_state(spool, "accounts")?,
-        )));
+    // Who wrote the account files and SSH keys, from the fanotify readers to
+    // the accounts sensor (only while it runs: otherwise those changes stay
+    // the other sensors' findings).
+    let writers = config
+        .accounts
+        .enabled
+        .then(source::writers::AccountWriters::default);
+    if let Some(writers) = &writers {
+        sensors.push(Box::new(
+            accounts::Accounts::new(
+                root.clone(),
+                config.accounts.clone(),
+                load_state(spool, "accounts")?,
+            )
+            .with_writers(writers.clone()),
+        ));
     } else {
         board.set("accounts", Health::Disabled);
     }
@@ -489,23 +499,26 @@ pub fn registry(
         let mut fim = config.file_integrity.clone();
         fim.paths.extend(std::env::current_exe().ok());
         fim.paths.extend(config.config_path.clone());
-        sensors.push(Box::new(
-            file_integrity::FileIntegrity::new(
-                root.clone(),
-                fim,
-                spool.dir().join(file_integrity::NAME),
-            )
-            .with_packages(packages.clone())
-            .with_state(load_state(spool, file_integrity::NAME)?),
-        ));
+        let mut sensor = file_integrity::FileIntegrity::new(
+            root.clone(),
+            fim,
+            spool.dir().join(file_integrity::NAME),
+        )
+        .with_packages(packages.clone())
+        .with_state(load_state(spool, file_integrity::NAME)?);
+        if let Some(writers) = &writers {
+            sensor = sensor.with_writers(writers.clone());
+        }
+        sensors.push(Box::new(sensor));
     } else {
         board.set(file_integrity::NAME, Health::Disabled);
     }
     if config.file_access.common.enabled {
-        sensors.push(Box::new(file_access::FileAccess::new(
-            root.clone(),
-            config.file_access.clone(),
-        )));
+        let mut sensor = file_access::FileAccess::new(root.clone(), config.file_access.clone());
+        if let Some(writers) = &writers {
+            sensor = sensor.with_writers(writers.clone());
+        }
+        sensors.push(Box::new(sensor));
     } else {
         board.set("file_access", Health::Disabled);
     }

@@ -389,6 +389,10 @@ impl Processes {
             ("user".to_owned(), self.user_name(info.uid)),
             ("start_ticks".to_owned(), info.start_ticks.to_string()),
         ]);
+        let aliases = self.users.aliases(info.uid);
+        if !aliases.is_empty() {
+            a.insert("user_aliases".into(), aliases);
+        }
         if !info.cwd.is_empty() {
             a.insert("cwd".into(), info.cwd.clone());
         }

@@ -9,6 +9,7 @@
 //!   the fallback where eBPF cannot load.
 //! - [`creations`]: inotify creations in watched directories.
 //! - [`changes`]: fanotify (or inotify) changes under the integrity sensor's critical paths.
+//! - [`writers`]: who wrote the account files and SSH keys, handed to the accounts sensor.
 //! - [`journal`]: the systemd journal, through `journalctl --follow`.
 //!
 //! (The fanotify reader lives with its sensor in `sensors/file_access.rs`.)
@@ -20,3 +21,4 @@ pub mod exec_bpf;
 pub mod flow_bpf;
 pub mod journal;
 pub mod proc_events;
+pub mod writers;
