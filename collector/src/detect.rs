@@ -117,6 +117,11 @@ const EXPLANATIONS: &[(&str, &str, &str)] = &[
         "T1098",
     ),
     (
+        "process.service_shell",
+        "an interactive shell started by a process that listens on a TCP port: a web shell's command line",
+        "T1505.003",
+    ),
+    (
         "account.user_changed",
         "an account's uid, primary group, home or login shell changed",
         "T1098",

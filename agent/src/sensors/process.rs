@@ -8,7 +8,8 @@
 //! | `process.suspicious_exec` | it runs from a suspicious directory (`/tmp`, `/var/tmp`, `/dev/shm`) or its file was deleted | high |
 //! | `process.unknown_binary` | not installed by the package manager, and its SHA-256 is not in the learned baseline nor the allow list | medium |
 //! | `file.package_mismatch` | the executable is a packaged file whose content no longer matches its package (the `debsums` check), and it is running | critical |
-//! | `process.reverse_shell` | a shell or interpreter whose standard input, output or error is a network connection (T1059.004) | critical |
+//! | `process.reverse_shell` | a shell or interpreter whose standard input, output or error is a network connection, at its exec or later while it runs (T1059.004) | critical |
+//! | `process.service_shell` | an interactive shell started by a process that listens on a TCP port (T1505.003) | high |
 //! | `process.exec` | telemetry: every new process (if `exec_telemetry`) | info |
 //!
 //! An executable the package manager installed, whose content matches the
@@ -57,6 +58,9 @@ pub struct Processes {
     /// pid → (start time, executable) of every process seen at the last sweep:
     /// a process that execs another program keeps its pid and start time.
     seen: HashMap<u32, (u64, String)>,
+    /// (pid, start time) of the processes reported as reverse shells: each
+    /// once, at its exec or when a walk finds it on a socket later.
+    reverse_shells: HashSet<(u32, u64)>,
     cache: HashMap<(u64, u64, i64, u64), Digests>,
     ioc: HashSet<String>,
     ioc_stamp: Option<(i64, u64)>,
@@ -114,6 +118,37 @@ struct Digests {
 struct ShellFinding {
     attributes: BTreeMap<String, String>,
     summary: String,
+}
+
+/// A shell (not an interpreter) that reads its commands from its input:
+/// `-i`, or no command (`-c`) and no script among its arguments.
+fn is_interactive_shell(exe: &str, cmdline: &str) -> bool {
+    const SHELLS: &[&str] = &[
+        "sh", "bash", "dash", "zsh", "ksh", "ksh93", "mksh", "ash", "csh", "tcsh", "fish",
+    ];
+    let base = exe
+        .trim_end_matches(" (deleted)")
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    if !SHELLS.contains(&base) {
+        return false;
+    }
+    let mut args = cmdline.split_whitespace().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.strip_prefix('-') {
+            // `--` ends the options: a script may follow.
+            Some("-") => return args.next().is_none(),
+            // `--login`, `--norc`…
+            Some(long) if long.starts_with('-') => {}
+            Some(flags) if flags.contains('i') => return true,
+            Some(flags) if flags.contains('c') => return false,
+            Some(_) => {}
+            // A script file: not interactive.
+            None => return false,
+        }
+    }
+    true
 }
 
 /// Programs that give whoever holds their standard streams a command line:
@@ -253,6 +288,7 @@ impl Processes {
             config,
             baseline,
             seen: HashMap::new(),
+            reverse_shells: HashSet::new(),
             cache: HashMap::new(),
             ioc: HashSet::new(),
             ioc_stamp: None,
@@ -379,47 +415,7 @@ impl Processes {
         sweep: &mut Sweep,
     ) {
         let pid = info.pid;
-        let mut a = BTreeMap::from([
-            ("pid".to_owned(), pid.to_string()),
-            ("ppid".to_owned(), info.ppid.to_string()),
-            ("comm".to_owned(), info.comm.clone()),
-            ("exe".to_owned(), info.exe.clone()),
-            ("cmdline".to_owned(), info.cmdline.clone()),
-            ("uid".to_owned(), info.uid.to_string()),
-            ("user".to_owned(), self.user_name(info.uid)),
-            ("start_ticks".to_owned(), info.start_ticks.to_string()),
-        ]);
-        let aliases = self.users.aliases(info.uid);
-        if !aliases.is_empty() {
-            a.insert("user_aliases".into(), aliases);
-        }
-        if !info.cwd.is_empty() {
-            a.insert("cwd".into(), info.cwd.clone());
-        }
-        // The parent as it was at the exec (eBPF), else as it is now.
-        let parent = match captured.and_then(|c| c.parent.clone()) {
-            Some(p) => Some(p),
-            None => self.read(info.ppid).map(|p| Parent {
-                exe: p.exe,
-                cmdline: p.cmdline,
-                comm: p.comm,
-            }),
-        };
-        if let Some(parent) = parent {
-            a.insert("parent_exe".into(), parent.exe);
-            a.insert("parent_cmdline".into(), parent.cmdline);
-            if !parent.comm.is_empty() {
-                a.insert("parent_comm".into(), parent.comm);
-            }
-        }
-        if let Some(c) = captured {
-            if c.argv_cut {
-                a.insert("cmdline_truncated".into(), "true".into());
-            }
-            if !c.cgroup.is_empty() {
-                a.insert("cgroup".into(), c.cgroup.clone());
-            }
-        }
+        let mut a = self.describe(info, captured);
         match &hashed {
             Ok(d) => {
                 a.insert("sha256".into(), d.sha256.clone());
@@ -499,7 +495,14 @@ impl Processes {
                 },
             ));
         }
-        if let Some(shell) = self.reverse_shell(info, &who) {
+        let reverse = self.reverse_shell(info, &who);
+        // A reverse shell is the finding; that its parent also serves is in it.
+        let service = reverse
+            .is_none()
+            .then(|| self.service_shell(info, &who))
+            .flatten();
+        if let Some(shell) = reverse {
+            self.reverse_shells.insert((pid, info.start_ticks));
             let mut b = a.clone();
             b.extend(shell.attributes.clone());
             sweep.events.push(event(
@@ -508,6 +511,17 @@ impl Processes {
                 true,
                 b,
                 shell.summary,
+            ));
+        }
+        if let Some((attributes, summary)) = service {
+            let mut b = a.clone();
+            b.extend(attributes);
+            sweep.events.push(event(
+                "process.service_shell",
+                Severity::High,
+                true,
+                b,
+                summary,
             ));
         }
         if let Ok(Digests { sha256: sha, .. }) = &hashed {
@@ -539,6 +553,133 @@ impl Processes {
                 format!("process {} (pid {pid}): {}", info.comm, info.cmdline),
             ));
         }
+    }
+
+    /// A shell that was not on a socket at its exec but is now (`dup2` of a
+    /// connected socket onto its standard streams while it runs), checked at
+    /// every walk for each running shell or interpreter not yet reported.
+    fn recheck_shell(&mut self, pid: u32, start: u64, exe: &str, sweep: &mut Sweep) {
+        if self.reverse_shells.contains(&(pid, start))
+            || !is_shell_like(exe, "")
+            || crate::host::proc::std_sockets(&self.root, pid)
+                .iter()
+                .all(Option::is_none)
+        {
+            return;
+        }
+        let Some(info) = self.read(pid).filter(|i| i.start_ticks == start) else {
+            return;
+        };
+        let a = self.describe(&info, None);
+        let who = format!("{} (pid {pid}, user {})", info.exe, a["user"]);
+        if let Some(shell) = self.reverse_shell(&info, &who) {
+            let mut b = a;
+            b.extend(shell.attributes);
+            b.insert("when".into(), "running".into());
+            self.reverse_shells.insert((pid, start));
+            sweep.events.push(event(
+                "process.reverse_shell",
+                Severity::Critical,
+                true,
+                b,
+                format!("{} (after it started)", shell.summary),
+            ));
+        }
+    }
+
+    /// The attributes every event of a process carries: who it is, its user,
+    /// its parent (as it was at the exec where the kernel said, else as it
+    /// is now).
+    fn describe(
+        &mut self,
+        info: &ProcInfo,
+        captured: Option<&Captured>,
+    ) -> BTreeMap<String, String> {
+        let pid = info.pid;
+        let mut a = BTreeMap::from([
+            ("pid".to_owned(), pid.to_string()),
+            ("ppid".to_owned(), info.ppid.to_string()),
+            ("comm".to_owned(), info.comm.clone()),
+            ("exe".to_owned(), info.exe.clone()),
+            ("cmdline".to_owned(), info.cmdline.clone()),
+            ("uid".to_owned(), info.uid.to_string()),
+            ("user".to_owned(), self.user_name(info.uid)),
+            ("start_ticks".to_owned(), info.start_ticks.to_string()),
+        ]);
+        let aliases = self.users.aliases(info.uid);
+        if !aliases.is_empty() {
+            a.insert("user_aliases".into(), aliases);
+        }
+        if !info.cwd.is_empty() {
+            a.insert("cwd".into(), info.cwd.clone());
+        }
+        // The parent as it was at the exec (eBPF), else as it is now.
+        let parent = match captured.and_then(|c| c.parent.clone()) {
+            Some(p) => Some(p),
+            None => self.read(info.ppid).map(|p| Parent {
+                exe: p.exe,
+                cmdline: p.cmdline,
+                comm: p.comm,
+            }),
+        };
+        if let Some(parent) = parent {
+            a.insert("parent_exe".into(), parent.exe);
+            a.insert("parent_cmdline".into(), parent.cmdline);
+            if !parent.comm.is_empty() {
+                a.insert("parent_comm".into(), parent.comm);
+            }
+        }
+        if let Some(c) = captured {
+            if c.argv_cut {
+                a.insert("cmdline_truncated".into(), "true".into());
+            }
+            if !c.cgroup.is_empty() {
+                a.insert("cgroup".into(), c.cgroup.clone());
+            }
+        }
+        a
+    }
+
+    /// An interactive shell started by a network service: a process that
+    /// listens on a TCP port (a web server, an application server) running
+    /// `sh -i`, or a bare shell reading commands from what the service hands
+    /// it — a web shell's upgrade to a command line (T1505.003). `sh -c
+    /// CMD` (a service running one command) and a script are not interactive;
+    /// the login services (sshd, dropbear, systemd's socket activation) are
+    /// how shells are meant to start.
+    fn service_shell(
+        &self,
+        info: &ProcInfo,
+        who: &str,
+    ) -> Option<(BTreeMap<String, String>, String)> {
+        const LOGIN_SERVICES: &[&str] = &["sshd", "sshd-session", "dropbear", "systemd", "init"];
+        if info.ppid <= 1 || !is_interactive_shell(&info.exe, &info.cmdline) {
+            return None;
+        }
+        let parent = self.read(info.ppid)?;
+        let name = parent.exe.rsplit('/').next().unwrap_or_default();
+        if LOGIN_SERVICES.contains(&name) {
+            return None;
+        }
+        let ports = crate::host::net::listening_ports(&self.root, info.ppid, 4096);
+        let first = *ports.first()?;
+        let ports = ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        Some((
+            BTreeMap::from([
+                ("service_pid".to_owned(), info.ppid.to_string()),
+                ("service_exe".to_owned(), parent.exe.clone()),
+                ("service_ports".to_owned(), ports),
+                ("attack.technique".to_owned(), "T1505.003".to_owned()),
+            ]),
+            format!(
+                "interactive shell started by a network service: {who}, child of {} (pid {}) listening on TCP port {first}",
+                parent.exe, info.ppid
+            ),
+        ))
     }
 
     /// A shell or interpreter whose standard streams are a network
@@ -671,7 +812,9 @@ impl Processes {
                     Err(_) => exe.is_empty(),
                 };
                 if same {
-                    now.insert(pid, (*start, exe.clone()));
+                    let (start, exe) = (*start, exe.clone());
+                    self.recheck_shell(pid, start, &exe, sweep);
+                    now.insert(pid, (start, exe));
                     continue;
                 }
             }
@@ -688,10 +831,12 @@ impl Processes {
                 .seen
                 .get(&pid)
                 .is_some_and(|(s, e)| *s == start && *e == exe);
-            now.insert(pid, (start, exe));
             if unchanged {
+                self.recheck_shell(pid, start, &exe, sweep);
+                now.insert(pid, (start, exe));
                 continue;
             }
+            now.insert(pid, (start, exe));
             let Some(info) = self.read(pid) else { continue };
             // Kernel threads have no executable.
             if info.exe.is_empty() {
@@ -703,6 +848,8 @@ impl Processes {
             let hashed = self.hash(pid, &info.exe, budget);
             self.judge(&info, hashed, None, learning, unhashed, sweep);
         }
+        self.reverse_shells
+            .retain(|(pid, start)| now.get(pid).is_some_and(|(s, _)| s == start));
         self.seen = now;
         Ok(unreadable)
     }
@@ -883,6 +1030,30 @@ impl Sensor for Processes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interactive_shells_are_told_from_commands_and_scripts() {
+        for (exe, cmdline) in [
+            ("/bin/sh", "sh -i"),
+            ("/usr/bin/bash", "bash"),
+            ("/usr/bin/bash", "-bash"),
+            ("/usr/bin/bash", "bash --norc -li"),
+            ("/bin/dash", "sh -s"),
+            ("/bin/sh", "sh --"),
+        ] {
+            assert!(is_interactive_shell(exe, cmdline), "{cmdline}");
+        }
+        for (exe, cmdline) in [
+            ("/bin/sh", "sh -c id"),
+            ("/bin/sh", "sh -ec true"),
+            ("/usr/bin/bash", "bash /opt/deploy.sh"),
+            ("/bin/sh", "sh -- script.sh"),
+            ("/usr/bin/python3", "python3 -i"),
+            ("/usr/bin/make", "make"),
+        ] {
+            assert!(!is_interactive_shell(exe, cmdline), "{cmdline}");
+        }
+    }
     use std::path::PathBuf;
 
     /// A fake `/proc/PID` whose `exe` links to `exe`.
