@@ -18,7 +18,7 @@
 //! account files or a key file ([`AccountWriters`]); the accounts sensor is
 //! woken by them and names that process on its findings (`by_pid`, `by_exe`,
 //! `by_comm`, `by_uid`). The account files an account tool (`useradd`,
-//! `usermod`, `passwd`…) changed are listed in its account finding (`files`)
+//! `usermod`, `passwd`…) changed are listed in its account finding (`changed_files`)
 //! instead of being raised one by one as `file.modified`: one `useradd` is one
 //! finding. When a change is seen before its writer is named, the sweep waits
 //! up to [`SETTLE`] for the readers before it reports.
@@ -483,7 +483,7 @@ fn key_events(
 
 /// Names who wrote each change on its events: key events by the writers of
 /// their file, account events by the account tools that wrote the account
-/// files (listed in `files`). Account-file writes no account event explains
+/// files (listed in `changed_files`). Account-file writes no account event explains
 /// are `account.files_changed` telemetry.
 fn attribute(events: &mut Vec<bannin_proto::v1::Event>, writes: &[Write]) {
     let account_writes: Vec<&Write> = writes
@@ -520,7 +520,8 @@ fn attribute(events: &mut Vec<bannin_proto::v1::Event>, writes: &[Write]) {
         } else if e.kind.starts_with("account.") && !tools.is_empty() {
             explained = true;
             name_writer(e, tools[0]);
-            e.attributes.insert("files".into(), files.join(", "));
+            e.attributes
+                .insert("changed_files".into(), files.join(", "));
             if tools.len() > 1 {
                 e.attributes.insert(
                     "tools".into(),
@@ -538,7 +539,7 @@ fn attribute(events: &mut Vec<bannin_proto::v1::Event>, writes: &[Write]) {
             "account.files_changed",
             Severity::Info,
             false,
-            BTreeMap::from([("files".to_owned(), files.join(", "))]),
+            BTreeMap::from([("changed_files".to_owned(), files.join(", "))]),
             format!("account files changed: {}", files.join(", ")),
         );
         name_writer(&mut e, tools[0]);
@@ -897,7 +898,7 @@ mod tests {
         assert_eq!(kinds(&s), ["account.new_user"], "one finding");
         let e = &s.events[0];
         assert_eq!(
-            e.attributes["files"],
+            e.attributes["changed_files"],
             "/etc/group, /etc/group-, /etc/passwd, /etc/passwd-, /etc/shadow"
         );
         assert_eq!(e.attributes["by_exe"], "/usr/sbin/useradd");

@@ -495,10 +495,16 @@ impl Processes {
                 },
             ));
         }
-        let reverse = self.reverse_shell(info, &who);
-        // A reverse shell is the finding; that its parent also serves is in it.
-        let service = reverse
-            .is_none()
+        // Once per process: `nc -e` is on its socket at its own exec and again
+        // at the shell's, in the same process.
+        let already = self.reverse_shells.contains(&(pid, info.start_ticks));
+        let reverse = if already {
+            None
+        } else {
+            self.reverse_shell(info, &who)
+        };
+        // A reverse shell is the finding; that its parent also serves is beside the point.
+        let service = (!already && reverse.is_none())
             .then(|| self.service_shell(info, &who))
             .flatten();
         if let Some(shell) = reverse {
