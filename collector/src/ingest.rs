@@ -12,7 +12,7 @@
 //! sequence is at or below the high water was already stored: it is dropped and
 //! acknowledged again, which makes at-least-once delivery exactly-once in effect.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread;
 
@@ -139,6 +139,10 @@ pub enum WriteRequest {
         /// What the message asks (`None`: a message no collector can read,
         /// applied as nothing so the chain of positions holds).
         request: Option<Box<WriteRequest>>,
+        /// State the applier computed from the log up to this message (a
+        /// named meta value: the operations already applied), committed
+        /// with the position so both restart alike after a crash.
+        state: Option<(&'static str, Vec<u8>)>,
     },
     /// Append an action to the action log's chain, in the journal's order.
     ChainAction {
@@ -573,6 +577,8 @@ struct Writer {
     /// that applied it), and whether the group in progress moved it.
     applied: u64,
     applied_dirty: bool,
+    /// The applier's state as of `applied`, to commit with it.
+    applier_state: BTreeMap<&'static str, Vec<u8>>,
 }
 
 impl Writer {
@@ -599,6 +605,7 @@ impl Writer {
             next_finding_id: store.last_finding_id()? + 1,
             applied: store.counter(APPLIED_COUNTER)?,
             applied_dirty: false,
+            applier_state: BTreeMap::new(),
             event_bytes: store.counter("event_bytes")?,
             folds: FoldIndex::new(config.fold_window_ms, FOLD_CAPACITY),
             store,
@@ -830,6 +837,9 @@ impl Writer {
         if std::mem::take(&mut self.applied_dirty) {
             set.set_counter(APPLIED_COUNTER, self.applied);
         }
+        for (name, value) in std::mem::take(&mut self.applier_state) {
+            set.set_meta_bytes(name, &value);
+        }
         let result = match failed {
             Some(e) => Err(e),
             None => self
@@ -899,6 +909,7 @@ impl Writer {
             Err(error) => tracing::error!(%error, "Cannot re-read the applied log position"),
         }
         self.applied_dirty = false;
+        self.applier_state.clear();
         self.folds = FoldIndex::new(self.config.fold_window_ms, FOLD_CAPACITY);
         if let Err(error) = self.rebuild_folds() {
             tracing::error!(%error, "Cannot rebuild the fold index");
@@ -976,6 +987,7 @@ impl Writer {
                 prev,
                 at,
                 request,
+                state,
             } => {
                 if prev != self.applied {
                     tracing::debug!(
@@ -991,6 +1003,9 @@ impl Writer {
                 }
                 self.applied = seq;
                 self.applied_dirty = true;
+                if let Some((name, value)) = state {
+                    self.applier_state.insert(name, value);
+                }
                 if let Some(request) = request {
                     return self.stage(*request, set, at, pending);
                 }

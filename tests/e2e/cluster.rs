@@ -1341,7 +1341,12 @@ async fn only_collectors_reach_the_log_and_appliers_refuse_what_no_collector_sig
     if !nats_here() {
         return;
     }
-    let (dir, pki, nats, [a, b]) = two_collectors_on_one_server();
+    // JetStream forgets message ids after 10 s here (the shortest allowed),
+    // so a verbatim replay can be tried past its duplicate window.
+    let (dir, pki, nats, [a, b]) = two_collectors_with(|name, nats| {
+        nats.collector_section(name, 1)
+            .replace("[cluster.tls]", "duplicate_window_secs = 10\n[cluster.tls]")
+    });
     let mut ops_a = client(&pki, a.addr).await;
     let mut ops_b = client(&pki, b.addr).await;
 
@@ -1435,9 +1440,28 @@ async fn only_collectors_reach_the_log_and_appliers_refuse_what_no_collector_sig
         publish_op(&js, &note, "a:1:4", Some(&signer), false).await,
         "the replay is a duplicate"
     );
+    // Past JetStream's duplicate window the same signed message is stored
+    // again, and every applier refuses it: each operation is applied once.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert!(
+        !publish_op(&js, &note, "a:1:4", Some(&signer), false).await,
+        "JetStream has forgotten the message id"
+    );
+    // A genuine operation far ahead, then one held back more than the
+    // window behind it: the late one is refused (replayed or withheld).
+    let later = bannin_collector::journal::Op::Raise {
+        host_id: "web-02".into(),
+        kind: "operator.note".into(),
+        severity: bannin_collector::model::Severity::Low,
+        observed_unix_ms: now_unix_ms(),
+        attributes: BTreeMap::new(),
+        summary: "a later note by collector a".into(),
+    };
+    assert!(!publish_op(&js, &later, "a:1:5000", Some(&signer), false).await);
+    assert!(!publish_op(&js, &note, "a:1:3", Some(&signer), false).await);
 
     for (name, ops) in [("A", &mut ops_a), ("B", &mut ops_b)] {
-        let status = eventually(Duration::from_secs(20), "five refusals counted", || {
+        let status = eventually(Duration::from_secs(20), "seven refusals counted", || {
             let mut ops = ops.clone();
             async move {
                 let s = ops
@@ -1445,11 +1469,15 @@ async fn only_collectors_reach_the_log_and_appliers_refuse_what_no_collector_sig
                     .await
                     .ok()?
                     .into_inner();
-                (s.refused >= 5).then_some(s)
+                (s.refused >= 7).then_some(s)
             }
         })
         .await;
-        assert_eq!(status.refused, 5, "{name}: {status:?}");
+        assert_eq!(status.refused, 7, "{name}: {status:?}");
+        assert!(
+            status.last_refused.contains("a:1:3") && status.last_refused.contains("behind"),
+            "{name}: {status:?}"
+        );
         assert!(!status.last_refused.is_empty(), "{name}: {status:?}");
         let findings = eventually(Duration::from_secs(20), "the signed note applied", || {
             let mut ops = ops.clone();
@@ -1463,9 +1491,10 @@ async fn only_collectors_reach_the_log_and_appliers_refuse_what_no_collector_sig
             findings
                 .iter()
                 .filter(|f| f.kind == "operator.note")
-                .count(),
-            1,
-            "{name}: the signed note applied once"
+                .map(|f| f.count)
+                .sum::<u64>(),
+            2,
+            "{name}: the signed note applied once, and the later one: {findings:?}"
         );
         assert!(
             findings.iter().all(|f| f.host_id != "victim"),
@@ -1503,7 +1532,7 @@ async fn only_collectors_reach_the_log_and_appliers_refuse_what_no_collector_sig
         .expect("bannin cluster");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("refused 5 message(s) of the cluster log"),
+        text.contains("refused 7 message(s) of the cluster log"),
         "bannin cluster: {text}"
     );
 }
@@ -1661,16 +1690,18 @@ fn cluster_view(status: &serde_json::Value) -> Option<(Vec<String>, serde_json::
 /// Collectors a and b on one NATS server, in a new directory.
 /// (The caller checks [`nats_here`].)
 fn two_collectors_on_one_server() -> (tempfile::TempDir, TestPki, NatsCluster, [CollectorProc; 2]) {
+    two_collectors_with(|name, nats| nats.collector_section(name, 1))
+}
+
+/// Two collectors on one NATS server, each with the `[cluster]` section `section` writes.
+fn two_collectors_with(
+    section: impl Fn(&str, &NatsCluster) -> String,
+) -> (tempfile::TempDir, TestPki, NatsCluster, [CollectorProc; 2]) {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = TestPki::new(dir.path());
     let nats = NatsCluster::start(&dir.path().join("nats"), &pki, 1);
-    let collectors = ["a", "b"].map(|name| {
-        CollectorProc::start_free(
-            &dir.path().join(name),
-            &pki,
-            &nats.collector_section(name, 1),
-        )
-    });
+    let collectors = ["a", "b"]
+        .map(|name| CollectorProc::start_free(&dir.path().join(name), &pki, &section(name, &nats)));
     (dir, pki, nats, collectors)
 }
 

@@ -107,6 +107,13 @@ async fn apply_from(
         failed.clone(),
     ));
     let mut prev = durable;
+    // The operations applied up to `durable`, committed with it.
+    let mut window = match side.store.meta_bytes(replay::STORE_KEY) {
+        Ok(None) => replay::OpWindow::default(),
+        Ok(Some(bytes)) => replay::OpWindow::decode(&bytes)
+            .ok_or_else(|| "the applied operations' window in the store is damaged".to_owned())?,
+        Err(e) => return Err(format!("reading the applied operations' window: {e}")),
+    };
     // A backstop to the heartbeats: when nothing arrives for a while, the
     // stream's last sequence says whether the log moved on without us.
     let mut idle = tokio::time::interval(STALL_CHECK);
@@ -158,31 +165,56 @@ async fn apply_from(
         }
         // Only what a collector of this CA signed is applied; anything else
         // is applied as nothing, so the position still moves past it.
-        if let Err(refusal) = cluster.verifier.check(
-            message.subject.as_str(),
-            message.headers.as_ref(),
-            &message.payload,
-            at,
-        ) {
-            let reason = format!("log {seq} ({}): {refusal}", message.subject);
-            tracing::warn!(log.seq = seq, subject = %message.subject, %refusal, "Refused a message of the cluster log");
-            cluster.refused.fetch_add(1, Ordering::Relaxed);
-            *bannin_proto::lock(&cluster.last_refused) = reason;
-            if writer
-                .send(WriteRequest::Applied {
-                    seq,
-                    prev,
-                    at,
-                    request: None,
-                })
-                .await
-                .is_err()
-            {
-                break Ok(());
+        // And each operation once (`replay`): a signed operation published
+        // again after JetStream's duplicate window is refused the same way.
+        let checked = cluster
+            .verifier
+            .check(
+                message.subject.as_str(),
+                message.headers.as_ref(),
+                &message.payload,
+                at,
+            )
+            .map_err(|r| r.to_string())
+            .and_then(|_signer| {
+                if message.subject.as_str() != OP_SUBJECT {
+                    return Ok(None);
+                }
+                let op_id = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(OP_HEADER))
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default();
+                let mut next = window.clone();
+                next.admit(&op_id).map_err(|r| r.to_string())?;
+                Ok(Some(next))
+            });
+        let state = match checked {
+            Ok(Some(next)) => {
+                window = next;
+                Some((replay::STORE_KEY, window.encode()))
             }
-            prev = seq;
-            continue;
-        }
+            Ok(None) => None,
+            Err(refusal) => {
+                refuse(cluster, seq, message.subject.as_str(), &refusal);
+                if writer
+                    .send(WriteRequest::Applied {
+                        seq,
+                        prev,
+                        at,
+                        request: None,
+                        state: None,
+                    })
+                    .await
+                    .is_err()
+                {
+                    break Ok(());
+                }
+                prev = seq;
+                continue;
+            }
+        };
         let (request, applying) = match decode(ingest, &message, seq, at) {
             Decoded::Batch(request, rx) => (Some(request), Applying::Batch(rx)),
             Decoded::Op(op_id, op) => {
@@ -213,6 +245,7 @@ async fn apply_from(
                 prev,
                 at,
                 request,
+                state,
             })
             .await
             .is_err()
@@ -227,6 +260,19 @@ async fn apply_from(
     drop(applying_tx);
     let _ = answers.await;
     outcome
+}
+
+/// Counts and logs a refused message of the log; `bannin cluster` shows
+/// the count and the last reason.
+fn refuse(cluster: &Cluster, seq: u64, subject: &str, refusal: &str) {
+    tracing::warn!(
+        log.seq = seq,
+        subject,
+        refusal,
+        "Refused a message of the cluster log"
+    );
+    cluster.refused.fetch_add(1, Ordering::Relaxed);
+    *bannin_proto::lock(&cluster.last_refused) = format!("log {seq} ({subject}): {refusal}");
 }
 
 /// The stream sequence of the last operation carried out by the applier

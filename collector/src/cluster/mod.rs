@@ -42,6 +42,7 @@ mod evidence;
 pub mod init;
 mod outbox;
 mod presence;
+pub mod replay;
 pub mod signing;
 mod sinks;
 

@@ -232,6 +232,11 @@ impl Store {
         }
     }
 
+    /// A named value (`None` when never set).
+    pub fn meta_bytes(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.records.get(meta_key(name))?.map(|v| v.to_vec()))
+    }
+
     /// Sets a named counter outside the writer's group commits (an export
     /// sink's cursor, owned by that sink alone). Durable at the next flush;
     /// a cursor lost to a crash only means some findings are delivered again.
@@ -266,6 +271,12 @@ impl WriteSet {
     /// Sets a named counter.
     pub fn set_counter(&mut self, name: &str, value: u64) {
         self.batch.insert(meta_key(name), &value.to_be_bytes());
+        self.writes += 1;
+    }
+
+    /// Sets a named value.
+    pub fn set_meta_bytes(&mut self, name: &str, value: &[u8]) {
+        self.batch.insert(meta_key(name), value);
         self.writes += 1;
     }
 
