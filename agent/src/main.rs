@@ -103,6 +103,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    bannin_agent::host::memory::limit_arenas();
     let cli = Cli::parse();
     // A check prints its own report: only warnings and errors are logged.
     let level = if matches!(cli.command, Command::Check { .. }) {

@@ -714,11 +714,14 @@ impl SharedIndex {
                 let generation = index.generation;
                 if index.refresh(root) {
                     index.generation = generation + 1;
+                    // Reading the database freed more than the index keeps.
+                    super::memory::return_freed_memory();
                 }
                 index.generation
             }
             None => {
                 *guard = Some(PackageIndex::load(root));
+                super::memory::return_freed_memory();
                 0
             }
         }

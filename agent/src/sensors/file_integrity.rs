@@ -1408,6 +1408,9 @@ impl Sensor for FileIntegrity {
                 return Err(SensorError::Interrupted);
             }
             self.last_full = Some(Instant::now());
+            // A rescan hashed and listed thousands of files: what it freed
+            // goes back to the system, not kept for the next one an hour away.
+            crate::host::memory::return_freed_memory();
             self.force_full = false;
             self.scan_problem = if stats.files == 0 {
                 Some("none of the configured paths exists".into())
