@@ -88,6 +88,9 @@ pub struct Commands {
     ops: tokio::sync::Mutex<()>,
     /// Where every change of a command, an isolation state or evidence goes.
     journal: Journal,
+    /// Cluster mode: which collector holds the older session of a host
+    /// live on two at once (commands go to that one only).
+    hosts: Option<std::sync::Arc<crate::hosts::HostRegistry>>,
 }
 
 /// Longest reconcile result detail kept in the action log.
@@ -235,7 +238,16 @@ impl Commands {
             reconciles: Mutex::new(std::collections::HashSet::new()),
             ops: tokio::sync::Mutex::new(()),
             journal,
+            hosts: None,
         }
+    }
+
+    /// Consults `hosts` before delivering: of two collectors holding one
+    /// host identity at once (a clone), only the one with the older session
+    /// delivers, so a command reaches exactly one machine.
+    pub fn with_hosts(mut self, hosts: std::sync::Arc<crate::hosts::HostRegistry>) -> Self {
+        self.hosts = Some(hosts);
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(u64, Outbound)>>> {
@@ -377,15 +389,29 @@ impl Commands {
         }
     }
 
-    /// Delivers `host`'s pending commands if it is connected here.
-    pub async fn deliver(&self, host: &str) -> Result<(), CommandError> {
+    /// Delivers `host`'s pending commands if it is connected here. `false`:
+    /// held, because another collector holds an older session of the same
+    /// identity and delivers them (ask again later: that session may end).
+    pub async fn deliver(&self, host: &str) -> Result<bool, CommandError> {
         self.deliver_pending(host, false).await
     }
 
-    async fn deliver_pending(&self, host: &str, unanswered_too: bool) -> Result<(), CommandError> {
+    async fn deliver_pending(
+        &self,
+        host: &str,
+        unanswered_too: bool,
+    ) -> Result<bool, CommandError> {
         let Some(tx) = self.sender(host) else {
-            return Ok(());
+            return Ok(true);
         };
+        if let Some(elder) = self
+            .hosts
+            .as_ref()
+            .and_then(|h| h.elder_elsewhere(host, now_unix_ms()))
+        {
+            tracing::info!(host.id = host, holder = %elder, "Commands held here: collector {elder} holds an older session of this host identity and delivers them");
+            return Ok(false);
+        }
         let _guard = self.ops.lock().await;
         let now = now_unix_ms();
         for command in self.store.open_commands()? {
@@ -417,7 +443,8 @@ impl Commands {
             }
             tracing::info!(command.id = %command.wire_id(), host.id = host, verb = command.body.name(), "Command delivered");
         }
-        Ok(self.durable().await?)
+        self.durable().await?;
+        Ok(true)
     }
 
     /// Moves a command to `state` through the journal and waits until it is

@@ -38,6 +38,9 @@ struct RemoteSession {
     since: i64,
     /// The last time that collector heard from it.
     last_seen: i64,
+    /// When that session began, as its collector says (0: a collector of an
+    /// earlier version, which does not say).
+    started: i64,
 }
 
 /// One live stream of a host.
@@ -135,6 +138,11 @@ pub struct Presence {
     pub last_seen_unix_ms: i64,
     /// The host's record as that collector keeps it.
     pub record: crate::model::HostRecord,
+    /// When that collector's session of the host began (Unix ms; 0 when
+    /// not said): of two collectors holding one identity at once, commands
+    /// go to the older session.
+    #[serde(default)]
+    pub session_started_unix_ms: i64,
 }
 
 impl HostRegistry {
@@ -523,6 +531,33 @@ impl HostRegistry {
         let _ = self.collector_name.set(name.to_owned());
     }
 
+    /// When this collector's oldest live session of `host` began.
+    pub fn session_started(&self, host: &str) -> Option<i64> {
+        self.lock()
+            .get(host)
+            .and_then(|l| l.sessions.iter().map(|s| s.started).min())
+    }
+
+    /// Cluster mode: the other collector whose live session of `host` began
+    /// before this collector's (ties: the smaller name) — one identity held
+    /// on two collectors at once, a clone. Commands go to that one session
+    /// only: both collectors compare the same two start times, so exactly
+    /// one delivers, whichever the command was issued through. `None`: this
+    /// collector's session is the one (or the only one).
+    pub fn elder_elsewhere(&self, host: &str, now: i64) -> Option<String> {
+        let me = self.collector_name.get()?;
+        let hosts = self.lock();
+        let live = hosts.get(host)?;
+        let mine = live.sessions.iter().map(|s| s.started).min()?;
+        let r = live.remote_session.as_ref()?;
+        let beat = i64::from(live.record.heartbeat_interval_secs.max(1)) * 1000;
+        // Heard from lately, and saying when it began.
+        if now - r.last_seen > 2 * beat || r.started == 0 {
+            return None;
+        }
+        ((r.started, r.collector.as_str()) < (mine, me.as_str())).then(|| r.collector.clone())
+    }
+
     /// A host's record as kept now.
     pub fn record(&self, host: &HostId) -> Option<HostRecord> {
         self.lock().get(host.as_str()).map(|l| l.record.clone())
@@ -575,6 +610,7 @@ impl HostRegistry {
                     hostname: presence.record.hostname.clone(),
                     since,
                     last_seen: presence.last_seen_unix_ms,
+                    started: presence.session_started_unix_ms,
                 });
             }
             live.remote = presence.collector;

@@ -238,18 +238,19 @@ impl Journal {
     }
 
     /// Says that this collector holds `host`'s stream (with its record as
-    /// now), or (`None`) no longer does, for the other collectors (nothing
+    /// now, and when its session began), or (`None`) no longer does, for the other collectors (nothing
     /// to say when alone).
-    pub async fn announce(&self, host: &str, record: Option<crate::model::HostRecord>) {
+    pub async fn announce(&self, host: &str, record: Option<(crate::model::HostRecord, i64)>) {
         let Kind::Log(cluster) = &*self.0 else {
             return;
         };
         let result = match record {
-            Some(record) => {
+            Some((record, session_started_unix_ms)) => {
                 let presence = crate::cluster::Presence {
                     collector: cluster.name().to_owned(),
                     last_seen_unix_ms: record.last_seen_unix_ms,
                     record,
+                    session_started_unix_ms,
                 };
                 cluster.put_presence(&presence).await
             }

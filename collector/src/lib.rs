@@ -201,11 +201,9 @@ pub async fn serve(
             journal::Journal::log(c.clone())
         }
     };
-    let commands = Arc::new(commands::Commands::new(
-        store.clone(),
-        evidence,
-        journal.clone(),
-    ));
+    let commands = Arc::new(
+        commands::Commands::new(store.clone(), evidence, journal.clone()).with_hosts(hosts.clone()),
+    );
     let denials = Arc::new(denials::Denials::new(store.clone()));
     let authority = match &config.enrollment {
         Some(e) => Some(Arc::new(
@@ -828,7 +826,12 @@ async fn deliver_due(
         };
         for host in hosts {
             match commands.deliver(&host).await {
-                Ok(()) => {}
+                Ok(true) => {}
+                // Another collector holds an older session of this identity;
+                // asked again while it lasts, in case it ends.
+                Ok(false) => {
+                    retry.insert(host);
+                }
                 Err(error) => {
                     tracing::warn!(host.id = %host, %error, "Cannot deliver a queued command; trying again");
                     retry.insert(host);

@@ -154,7 +154,10 @@ impl LinkService {
     /// stream, with its record (they list, correlate and watch it from that).
     async fn announce(&self, host: &HostId) {
         if let Some(record) = self.hosts.record(host) {
-            self.journal.announce(host.as_str(), Some(record)).await;
+            let started = self.hosts.session_started(host.as_str()).unwrap_or(0);
+            self.journal
+                .announce(host.as_str(), Some((record, started)))
+                .await;
         }
     }
 

@@ -1722,21 +1722,32 @@ async fn one_host_identity_live_on_two_collectors_is_a_clone_on_both() {
     let (_dir, pki, _nats, [a, b]) = two_collectors_on_one_server();
     // The real host on A, a machine with its copied key on B: both beat
     // every second.
+    // Each twin says which commands reached it.
     let stop = tokio_util::sync::CancellationToken::new();
+    let (got_tx, mut got) = tokio::sync::mpsc::unbounded_channel::<(&str, String)>();
     let mut beats = Vec::new();
-    for (addr, address) in [(a.addr, "10.40.0.1/24"), (b.addr, "10.40.0.2/24")] {
+    for (side, addr, address) in [("A", a.addr, "10.40.0.1/24"), ("B", b.addr, "10.40.0.2/24")] {
         let mut agent = SimAgent::connect(&pki, "twin", addr, &[address], &[])
             .await
             .expect("twin connects");
-        let stop = stop.clone();
+        let (stop, got_tx) = (stop.clone(), got_tx.clone());
         beats.push(tokio::spawn(async move {
             while !stop.is_cancelled() {
                 if agent.heartbeat().await.is_err() {
                     return;
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::select! {
+                    c = agent.next_command() => {
+                        if let Ok(c) = c {
+                            let _ = got_tx.send((side, c.id));
+                        }
+                    }
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
             }
         }));
+        // A's session is the older one.
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     for (name, addr) in [("A", a.addr), ("B", b.addr)] {
         let mut ops = client(&pki, addr).await;
@@ -1770,6 +1781,32 @@ async fn one_host_identity_live_on_two_collectors_is_a_clone_on_both() {
             "{name}: one finding, however many collectors saw it"
         );
     }
+    // A command for the identity, issued through either collector, reaches
+    // one machine: the older session's, on A.
+    for through in [b.addr, a.addr] {
+        let mut ops = client(&pki, through).await;
+        let issued = ops
+            .issue_command(v1::IssueCommandRequest {
+                host_id: "twin".into(),
+                command: Some(v1::CommandBody::ping()),
+                reason: "which twin".into(),
+                expires_in_secs: 60,
+            })
+            .await
+            .expect("issue")
+            .into_inner();
+        let (side, id) = tokio::time::timeout(Duration::from_secs(20), got.recv())
+            .await
+            .expect("the command reached a twin")
+            .expect("a twin");
+        assert_eq!(id, issued.id, "the command issued");
+        assert_eq!(side, "A", "the older session's collector delivers");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        got.try_recv().is_err(),
+        "each command reached one twin only"
+    );
     stop.cancel();
     for b in beats {
         let _ = b.await;
