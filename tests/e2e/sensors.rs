@@ -1984,3 +1984,97 @@ async fn reverse_and_service_shells_in_the_lab_needs_root() {
         .count();
     assert_eq!(shells, 3, "each shell once: {all:?}");
 }
+
+/// The flow log from the namespace lab: a 0.3 s connection from the agent
+/// host's namespace to the peer (10.77.0.3) is a `net.flow` with the pid and
+/// executable that opened it, the peer, the bytes and the duration — seen by
+/// the kernel probe whatever namespace the socket lives in.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_connection_to_the_lab_peer_is_in_the_flow_log_needs_root() {
+    use bannin_tests::netns::{Host, Lab};
+    if !bannin_tests::runnable(&[
+        bannin_tests::Need::Root,
+        bannin_tests::Need::Program("ip", "iproute2"),
+        bannin_tests::Need::Program("python3", "python3"),
+    ]) {
+        return;
+    }
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("lab-flows"),
+        collector.addr,
+        &AgentOptions {
+            net_listener: false,
+            net_connection: true,
+            interval_secs: 600,
+            ..AgentOptions::default()
+        },
+    );
+    let client = operator_client(&pki.operator("alice"), collector.addr).await;
+    eventually(Duration::from_secs(90), "flows from eBPF", || {
+        let client = client.clone();
+        async move {
+            sensor_health(&client, "net_connection")
+                .await
+                .contains("flows from eBPF")
+                .then_some(())
+        }
+    })
+    .await;
+    // The peer reads whatever it is sent until the sender closes.
+    let python = std::fs::canonicalize(which("python3")).expect("python3");
+    let _peer = Reaped(
+        lab.command(Host::Peer, &python)
+            .args([
+                "-c",
+                "import socket\ns = socket.socket()\ns.bind(('10.77.0.3', 4446))\ns.listen(4)\nwhile True:\n    c, _ = s.accept()\n    while c.recv(65536):\n        pass\n    c.close()\n",
+            ])
+            .spawn()
+            .expect("peer"),
+    );
+    eventually(Duration::from_secs(10), "the peer listens", || {
+        let up = lab.can_connect(Host::Agent, &Host::Peer.v4(), 4446);
+        async move { up.then_some(()) }
+    })
+    .await;
+    let sender = lab
+        .command(Host::Agent, &python)
+        .args([
+            "-c",
+            "import socket, time\ns = socket.create_connection(('10.77.0.3', 4446))\ns.sendall(b'x' * 1000)\ntime.sleep(0.3)\ns.close()\n",
+        ])
+        .spawn()
+        .expect("sender");
+    let pid = sender.id().to_string();
+    assert!(Reaped(sender).0.wait().expect("wait").success());
+    let flow = eventually(Duration::from_secs(30), "the sender's flow", || {
+        let mut c = client.clone();
+        let pid = pid.clone();
+        async move {
+            all_events(&mut c, "lab-flows", "net.flow")
+                .await
+                .into_iter()
+                .filter_map(|e| e.event)
+                .find(|e| e.attributes.get("pid") == Some(&pid))
+        }
+    })
+    .await;
+    let a = &flow.attributes;
+    assert_eq!(
+        a["direction"],
+        "outbound",
+        "{a:?}; agent log:\n{}",
+        agent.log_text()
+    );
+    assert_eq!(a["remote_address"], "10.77.0.3", "{a:?}");
+    assert_eq!(a["remote_port"], "4446", "{a:?}");
+    assert_eq!(a["local_address"], "10.77.0.2", "{a:?}");
+    assert_eq!(a["exe"], python.display().to_string(), "{a:?}");
+    assert_eq!(a["bytes_sent"], "1000", "{a:?}");
+    let took: u64 = a["duration_ms"].parse().expect("duration");
+    assert!((250..5_000).contains(&took), "{a:?}");
+}
