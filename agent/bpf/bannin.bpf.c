@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 //
-// Bannin's kernel probes: every exec and fork as it happens, captured in the
+// Bannin's kernel probes: every exec, fork and exit as it happens, captured in the
 // kernel at that moment, through a ring buffer to the agent
 // (agent/src/sensors/source/exec_bpf.rs reads what this writes).
 //
@@ -37,6 +37,7 @@ struct task_struct {
 	struct mm_struct *mm;
 	char comm[16];
 	__u64 start_boottime;
+	int exit_code;
 } __attribute__((preserve_access_index));
 
 struct super_block {
@@ -67,6 +68,7 @@ struct bpf_raw_tracepoint_args {
 
 #define KIND_EXEC 1
 #define KIND_FORK 2
+#define KIND_EXIT 3
 
 #define FLAG_ARGV_CUT 1
 #define FLAG_FILENAME_CUT 2
@@ -101,6 +103,16 @@ struct fork_event {
 	__u64 start_boottime;
 };
 
+struct exit_event {
+	__u32 kind;
+	__u32 pid;
+	// The wait status: exit code << 8, or the terminating signal.
+	__u32 code;
+	__u32 pad;
+	__u64 start_boottime;
+	__u64 exit_boottime;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	// About 2,500 execs of typical length: seconds of an exec storm. (Its
@@ -109,10 +121,10 @@ struct {
 	__uint(max_entries, 1024 * 1024);
 } events SEC(".maps");
 
-// Records that did not fit in the ring buffer: [0] execs, [1] forks.
+// Records that did not fit in the ring buffer: [0] execs, [1] forks, [2] exits.
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 3);
 	__type(key, __u32);
 	__type(value, __u64);
 } drops SEC(".maps");
@@ -202,6 +214,29 @@ int bannin_fork(struct bpf_raw_tracepoint_args *ctx)
 	e->ppid = BPF_CORE_READ(parent, tgid);
 	e->pad = 0;
 	e->start_boottime = BPF_CORE_READ(child, start_boottime);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+// sched_process_exit(struct task_struct *p): once per thread; the thread
+// group leader's exit stands for the process.
+SEC("raw_tracepoint/sched_process_exit")
+int bannin_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *task = (struct task_struct *)ctx->args[0];
+	if (BPF_CORE_READ(task, pid) != BPF_CORE_READ(task, tgid))
+		return 0;
+	struct exit_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		dropped(2);
+		return 0;
+	}
+	e->kind = KIND_EXIT;
+	e->pid = BPF_CORE_READ(task, tgid);
+	e->code = BPF_CORE_READ(task, exit_code);
+	e->pad = 0;
+	e->start_boottime = BPF_CORE_READ(task, start_boottime);
+	e->exit_boottime = bpf_ktime_get_boot_ns();
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }

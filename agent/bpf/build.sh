@@ -1,5 +1,5 @@
 #!/bin/sh
-# Rebuilds the agent's eBPF objects (bannin.bpf.o: execs and forks;
+# Rebuilds the agent's eBPF objects (bannin.bpf.o: execs, forks and exits;
 # flow.bpf.o: TCP connections) from their C sources. Needs clang, llvm-strip
 # and libbpf's headers (Debian: apt-get install clang llvm libbpf-dev). The
 # objects are checked in, so building Bannin needs none of it; .ci/run

@@ -1257,7 +1257,9 @@ async fn a_thousand_short_execs_all_reach_the_collector_with_parent_fields_needs
 
     let hogs = bannin_tests::CpuHogs::start(2);
     let marker = format!("storm{}", std::process::id());
-    let script = format!("i=0; while [ $i -lt 1000 ]; do /bin/true {marker}-$i; i=$((i+1)); done");
+    let script = format!(
+        "i=0; while [ $i -lt 1000 ]; do /bin/true {marker}-$i; i=$((i+1)); done; /bin/sh -c 'exit 3' {marker}-failed || true"
+    );
     let ran = Command::new("/bin/sh")
         .args(["-c", &script])
         .status()
@@ -1301,6 +1303,31 @@ async fn a_thousand_short_execs_all_reach_the_collector_with_parent_fields_needs
         );
         assert!(a.contains_key("sha256"), "{a:?}");
     }
+    // Short-lived: most were judged after they ended, and say how (the
+    // kernel's exit record); a run judged while still running says nothing.
+    let ended = execs
+        .iter()
+        .filter(|e| e.attributes.get("exit").map(String::as_str) == Some("exit 0"))
+        .count();
+    assert!(ended >= 900, "{ended} of 1,000 carry their exit");
+    let mut c = client.clone();
+    let failed = all_events(&mut c, "storm-host", "process.exec")
+        .await
+        .into_iter()
+        .filter_map(|e| e.event)
+        .find(|e| {
+            e.attributes
+                .get("cmdline")
+                .is_some_and(|c| c.ends_with(&format!("{marker}-failed")))
+        })
+        .expect("the failing command's exec");
+    assert_eq!(
+        failed.attributes.get("exit").map(String::as_str),
+        Some("exit 3"),
+        "{:?}",
+        failed.attributes
+    );
+    assert!(failed.attributes.contains_key("lived_ms"));
     let health = sensor_health(&client, "process").await;
     assert!(
         !health.contains("exec events lost"),

@@ -207,6 +207,8 @@ struct Captured {
     parent: Option<Parent>,
     argv_cut: bool,
     cgroup: String,
+    /// How it ended, when it ended before it was judged (eBPF).
+    exited: Option<super::source::proc_events::Exited>,
 }
 
 /// Where the process sensor hears of execs as they happen.
@@ -642,6 +644,11 @@ impl Processes {
             if !c.cgroup.is_empty() {
                 a.insert("cgroup".into(), c.cgroup.clone());
             }
+            // A short-lived process: how it ended is part of its record.
+            if let Some(x) = c.exited {
+                a.insert("exit".into(), x.describe());
+                a.insert("lived_ms".into(), x.lived_ms.to_string());
+            }
         }
         a
     }
@@ -900,19 +907,27 @@ impl Sensor for Processes {
         let mut unhashed = BTreeSet::new();
         // First what the kernel reported as it happened: short-lived processes
         // are gone from /proc by now, but were resolved when they started.
-        let (execs, lost, gone, failed) = match &self.events {
+        let (execs, mut exits, lost, gone, failed) = match &self.events {
             Some(q) => {
                 let mut q = bannin_proto::lock(q);
                 (
                     q.execs.drain(..).collect::<Vec<_>>(),
+                    std::mem::take(&mut q.exits),
                     std::mem::take(&mut q.lost),
                     std::mem::take(&mut q.gone),
                     q.failed.clone(),
                 )
             }
-            None => (Vec::new(), 0, 0, None),
+            None => (Vec::new(), HashMap::new(), 0, 0, None),
         };
-        for exec in execs {
+        // A process that execs again keeps its pid and start: how it ended
+        // belongs to the last program it ran.
+        let last: HashMap<(u32, u64), usize> = execs
+            .iter()
+            .enumerate()
+            .map(|(i, e)| ((e.info.pid, e.info.start_ticks), i))
+            .collect();
+        for (i, exec) in execs.into_iter().enumerate() {
             let info = exec.info;
             // Every eBPF record is an exec of its own (`exec bash -i >& …`
             // runs bash again in the same process, now on a socket); the
@@ -937,6 +952,9 @@ impl Sensor for Processes {
                 parent: exec.parent,
                 argv_cut: exec.argv_cut,
                 cgroup: exec.cgroup,
+                exited: (last.get(&(info.pid, info.start_ticks)) == Some(&i))
+                    .then(|| exits.remove(&(info.pid, info.start_ticks)))
+                    .flatten(),
             };
             self.judge(
                 &info,

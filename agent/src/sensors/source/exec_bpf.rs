@@ -1,10 +1,14 @@
-//! Every exec and fork, captured in the kernel when it happens (eBPF on the
-//! `sched_process_exec` and `sched_process_fork` raw tracepoints, through a
-//! ring buffer): the process, its parent, its uid, its arguments, its
-//! executable's identity and its cgroup, as they were at that moment. A
-//! process that lives a millisecond is recorded as fully as one that lives a
-//! day, and its parent's executable and command line come from the parent's
-//! own exec, recorded earlier, not from a `/proc` entry that may be gone.
+//! Every exec, fork and exit, captured in the kernel when it happens (eBPF on
+//! the `sched_process_exec`, `sched_process_fork` and `sched_process_exit`
+//! raw tracepoints, through a ring buffer): the process, its parent, its
+//! uid, its arguments, its executable's identity and its cgroup, as they
+//! were at that moment. A process that lives a millisecond is recorded as
+//! fully as one that lives a day, and its parent's executable and command
+//! line come from the parent's own exec, recorded earlier, not from a
+//! `/proc` entry that may be gone. An exit forgets the process (the table of
+//! parents holds the living, bounded at [`MAX_KNOWN`] besides) and, when it
+//! ended before its exec was judged, says how on the exec's record (`exit`,
+//! `lived_ms`).
 //!
 //! Nothing is lost without a count: a record the ring buffer had no room for
 //! is counted in the kernel (map `drops`), a record the agent's queue had no
@@ -21,7 +25,7 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex};
 
 use super::bpf::{Ring, load};
-use super::proc_events::{Exec, ExecQueue, Parent};
+use super::proc_events::{Exec, ExecQueue, Exited, Parent};
 use crate::host::HostRoot;
 use crate::host::proc::{MAX_CMDLINE, ProcInfo, read_proc};
 
@@ -30,12 +34,15 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!("../../../bpf/bannin.bpf.o");
 
 const KIND_EXEC: u32 = 1;
 const KIND_FORK: u32 = 2;
+const KIND_EXIT: u32 = 3;
 const FLAG_ARGV_CUT: u32 = 1;
 const FLAG_FILENAME_CUT: u32 = 2;
 /// `struct exec_event` up to its arguments (which take `argv_len` bytes after).
 const EXEC_HEADER: usize = 56 + 16 + 16 + 256;
 /// `struct fork_event`.
 const FORK_SIZE: usize = 24;
+/// `struct exit_event`.
+const EXIT_SIZE: usize = 32;
 /// Most execs queued between sweeps; past it they are counted as lost.
 const MAX_QUEUED: usize = 20_000;
 /// Processes remembered for their children's parent fields.
@@ -54,6 +61,17 @@ pub enum Record {
         ppid: u32,
         /// Its start, in nanoseconds since boot.
         start_boottime: u64,
+    },
+    /// A process ended (its thread group leader exited).
+    Exit {
+        /// The process.
+        pid: u32,
+        /// Its start, in nanoseconds since boot (which process of that pid).
+        start_boottime: u64,
+        /// When it ended, in nanoseconds since boot.
+        exit_boottime: u64,
+        /// The wait status: exit code << 8, or the signal that ended it.
+        status: u32,
     },
 }
 
@@ -123,6 +141,12 @@ pub fn parse(bytes: &[u8]) -> Result<Record, RecordError> {
             ppid: u32_at(8)?,
             start_boottime: u64_at(16)?,
         }),
+        KIND_EXIT if bytes.len() == EXIT_SIZE => Ok(Record::Exit {
+            pid: u32_at(4)?,
+            status: u32_at(8)?,
+            start_boottime: u64_at(16)?,
+            exit_boottime: u64_at(24)?,
+        }),
         KIND_EXEC if bytes.len() >= EXEC_HEADER => {
             let flags = u32_at(44)?;
             let argv_len = u32_at(48)? as usize;
@@ -174,6 +198,7 @@ pub fn start(
         &[
             ("bannin_exec", "sched_process_exec"),
             ("bannin_fork", "sched_process_fork"),
+            ("bannin_exit", "sched_process_exit"),
         ],
     )
     .map_err(|e| format!("eBPF unavailable: {e}"))?;
@@ -222,6 +247,7 @@ impl Reader {
     fn run(&mut self, mut ring: Ring, queue: &Mutex<ExecQueue>, wake: &tokio::sync::Notify) {
         loop {
             let mut execs = Vec::new();
+            let mut exits = Vec::new();
             let mut malformed = 0u64;
             let polled = ring.poll(|bytes| match parse(bytes) {
                 Ok(Record::Fork {
@@ -230,6 +256,12 @@ impl Reader {
                     start_boottime,
                 }) => self.forked(pid, ppid, start_boottime),
                 Ok(Record::Exec(record)) => execs.push(self.resolve(record)),
+                Ok(Record::Exit {
+                    pid,
+                    start_boottime,
+                    exit_boottime,
+                    status,
+                }) => exits.push((pid, start_boottime, exit_boottime, status)),
                 Err(_) => malformed += 1,
             });
             let dropped = match polled {
@@ -241,8 +273,21 @@ impl Reader {
                     return;
                 }
             };
+            for (pid, start, _, _) in &exits {
+                self.exited(*pid, *start);
+            }
             let mut q = bannin_proto::lock(queue);
             q.lost += dropped + malformed;
+            for (pid, start_boottime, exit_boottime, status) in exits {
+                q.exited(
+                    pid,
+                    start_boottime / (1_000_000_000 / self.ticks),
+                    Exited {
+                        lived_ms: exit_boottime.saturating_sub(start_boottime) / 1_000_000,
+                        status,
+                    },
+                );
+            }
             let queued = !execs.is_empty();
             for exec in execs {
                 if q.execs.len() < MAX_QUEUED {
@@ -269,6 +314,23 @@ impl Reader {
                 }
                 None => break,
             }
+        }
+    }
+
+    /// A process ended: its children no longer need it (they have their
+    /// own entries, and a reparented one names its new parent).
+    fn exited(&mut self, pid: u32, start_boottime: u64) {
+        if self
+            .known
+            .get(&pid)
+            .is_some_and(|k| k.start_boottime == start_boottime)
+        {
+            self.known.remove(&pid);
+        }
+        // The order keeps forgotten pids until it is compacted.
+        if self.order.len() > 2 * self.known.len() + 1024 {
+            let known = &self.known;
+            self.order.retain(|p| known.contains_key(p));
         }
     }
 
@@ -496,6 +558,23 @@ mod tests {
                 start_boottime: 42
             })
         );
+
+        let mut exit = Vec::new();
+        for v in [KIND_EXIT, 10, 256, 0] {
+            exit.extend_from_slice(&v.to_ne_bytes());
+        }
+        exit.extend_from_slice(&42u64.to_ne_bytes());
+        exit.extend_from_slice(&99u64.to_ne_bytes());
+        assert_eq!(
+            parse(&exit),
+            Ok(Record::Exit {
+                pid: 10,
+                status: 256,
+                start_boottime: 42,
+                exit_boottime: 99
+            })
+        );
+        assert!(parse(&exit[..24]).is_err(), "an exit of a fork's size");
 
         // Arguments said to be longer than the record holds.
         let mut short = exec_bytes(b"cat\0", 0);

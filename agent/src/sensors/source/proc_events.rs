@@ -8,7 +8,7 @@
 //!
 //! Needs CAP_NET_ADMIN; without it the process sensor polls alone and says so.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
@@ -69,6 +69,42 @@ pub struct ExecQueue {
     pub gone: u64,
     /// Why the reader stopped, if it did.
     pub failed: Option<String>,
+    /// Processes that ended since the last sweep (eBPF), by (pid, start
+    /// ticks): a short-lived process's exec carries how it ended.
+    pub exits: HashMap<(u32, u64), Exited>,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exited {
+    /// From its start to its end, in milliseconds.
+    pub lived_ms: u64,
+    /// The wait status: exit code << 8, or the signal that ended it.
+    pub status: u32,
+}
+
+impl Exited {
+    /// `exit 3`, or `signal 9`.
+    pub fn describe(&self) -> String {
+        if self.status & 0x7f == 0 {
+            format!("exit {}", (self.status >> 8) & 0xff)
+        } else {
+            format!("signal {}", self.status & 0x7f)
+        }
+    }
+}
+
+/// Most exits kept between sweeps (the oldest sweep's are dropped first).
+const MAX_EXITS: usize = 20_000;
+
+impl ExecQueue {
+    /// Records how a process ended, for its exec if that is still queued.
+    pub fn exited(&mut self, pid: u32, start_ticks: u64, how: Exited) {
+        if self.exits.len() >= MAX_EXITS {
+            self.exits.clear();
+        }
+        self.exits.insert((pid, start_ticks), how);
+    }
 }
 
 /// The listening message: nlmsghdr + cn_msg + PROC_CN_MCAST_LISTEN.
@@ -207,6 +243,21 @@ const fn libc_af_netlink() -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exit_says_its_code_or_its_signal() {
+        let x = |status| {
+            Exited {
+                lived_ms: 1,
+                status,
+            }
+            .describe()
+        };
+        assert_eq!(x(0), "exit 0");
+        assert_eq!(x(3 << 8), "exit 3");
+        assert_eq!(x(9), "signal 9");
+        assert_eq!(x(0x80 | 11), "signal 11", "with a core dump");
+    }
 
     #[test]
     fn exec_events_parse() {
