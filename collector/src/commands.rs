@@ -404,14 +404,6 @@ impl Commands {
         let Some(tx) = self.sender(host) else {
             return Ok(true);
         };
-        if let Some(elder) = self
-            .hosts
-            .as_ref()
-            .and_then(|h| h.elder_elsewhere(host, now_unix_ms()))
-        {
-            tracing::info!(host.id = host, holder = %elder, "Commands held here: collector {elder} holds an older session of this host identity and delivers them");
-            return Ok(false);
-        }
         let _guard = self.ops.lock().await;
         let now = now_unix_ms();
         for command in self.store.open_commands()? {
@@ -422,6 +414,14 @@ impl Commands {
             };
             if command.host_id != host || !due {
                 continue;
+            }
+            if let Some(elder) = self
+                .hosts
+                .as_ref()
+                .and_then(|h| h.elder_elsewhere(host, now))
+            {
+                tracing::info!(host.id = host, holder = %elder, "Commands held here: collector {elder} holds an older session of this host identity and delivers them");
+                return Ok(false);
             }
             if command.state == CommandState::Pending {
                 // Delivered in the journal before it goes out: the agent may

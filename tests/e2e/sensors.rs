@@ -1867,6 +1867,24 @@ async fn one_useradd_is_one_finding_and_an_added_ssh_key_is_named_needs_root() {
     assert!(noise.is_empty(), "one finding per change: {noise:?}");
 }
 
+/// Runs a python `script` on the lab's peer and waits until it accepts on `port`.
+async fn on_peer(lab: &bannin_tests::netns::Lab, script: &str, port: u16) -> Reaped {
+    use bannin_tests::netns::Host;
+    let python = std::fs::canonicalize(which("python3")).expect("python3");
+    let peer = Reaped(
+        lab.command(Host::Peer, &python)
+            .args(["-c", script])
+            .spawn()
+            .expect("a program on the peer"),
+    );
+    eventually(Duration::from_secs(10), "the peer listens", || {
+        let up = lab.can_connect(Host::Agent, &Host::Peer.v4(), port);
+        async move { up.then_some(()) }
+    })
+    .await;
+    peer
+}
+
 /// In the namespace lab, from the agent host's namespace to the peer: `nc
 /// -e`, and a running bash that turns its own standard streams into a
 /// connection (`exec 0<>/dev/tcp/…`, no new program: found by the walk, not
@@ -1903,19 +1921,11 @@ async fn reverse_and_service_shells_in_the_lab_needs_root() {
     crate::wait_sensor_ok(&client, "process", Duration::from_secs(60)).await;
     // The attacker's end, on the peer: holds every connection open.
     let python = std::fs::canonicalize(which("python3")).expect("python3");
-    let _peer = Reaped(
-        lab.command(Host::Peer, &python)
-            .args([
-                "-c",
-                "import socket\ns = socket.socket()\ns.bind(('10.77.0.3', 4444))\ns.listen(16)\nheld = []\nwhile True:\n    held.append(s.accept())\n",
-            ])
-            .spawn()
-            .expect("peer listener"),
-    );
-    eventually(Duration::from_secs(10), "the peer listens", || {
-        let up = lab.can_connect(Host::Agent, &Host::Peer.v4(), 4444);
-        async move { up.then_some(()) }
-    })
+    let _peer = on_peer(
+        &lab,
+        "import socket\ns = socket.socket()\ns.bind(('10.77.0.3', 4444))\ns.listen(16)\nheld = []\nwhile True:\n    held.append(s.accept())\n",
+        4444,
+    )
     .await;
     let nc = Reaped(
         lab.command(Host::Agent, Path::new("/bin/nc.traditional"))
@@ -2054,19 +2064,11 @@ async fn a_short_connection_to_the_lab_peer_is_in_the_flow_log_needs_root() {
     .await;
     // The peer reads whatever it is sent until the sender closes.
     let python = std::fs::canonicalize(which("python3")).expect("python3");
-    let _peer = Reaped(
-        lab.command(Host::Peer, &python)
-            .args([
-                "-c",
-                "import socket\ns = socket.socket()\ns.bind(('10.77.0.3', 4446))\ns.listen(4)\nwhile True:\n    c, _ = s.accept()\n    while c.recv(65536):\n        pass\n    c.close()\n",
-            ])
-            .spawn()
-            .expect("peer"),
-    );
-    eventually(Duration::from_secs(10), "the peer listens", || {
-        let up = lab.can_connect(Host::Agent, &Host::Peer.v4(), 4446);
-        async move { up.then_some(()) }
-    })
+    let _peer = on_peer(
+        &lab,
+        "import socket\ns = socket.socket()\ns.bind(('10.77.0.3', 4446))\ns.listen(4)\nwhile True:\n    c, _ = s.accept()\n    while c.recv(65536):\n        pass\n    c.close()\n",
+        4446,
+    )
     .await;
     let sender = lab
         .command(Host::Agent, &python)

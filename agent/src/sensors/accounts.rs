@@ -490,17 +490,11 @@ fn attribute(events: &mut Vec<bannin_proto::v1::Event>, writes: &[Write]) {
         .iter()
         .filter(|w| AccountWriters::is_account_file(&w.path))
         .collect();
+    // The tools' lock and scratch files are not worth listing.
     let mut files: Vec<String> = account_writes
         .iter()
+        .filter(|w| AccountWriters::is_account_database(&w.path))
         .map(|w| w.path.display().to_string())
-        .filter(|p| {
-            // The tools' transient lock and temporary files are not worth listing.
-            !(p.ends_with(".lock")
-                || p.ends_with('+')
-                || p.rsplit('.')
-                    .next()
-                    .is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit())))
-        })
         .collect();
     files.sort();
     files.dedup();
@@ -594,12 +588,18 @@ impl Sensor for Accounts {
             }
             judged = self.judge()?;
         }
-        let writes = self
+        let taken = self
             .writers
             .as_ref()
-            .map(|w| w.take().writes)
+            .map(AccountWriters::take)
             .unwrap_or_default();
-        attribute(&mut judged.events, &writes);
+        attribute(&mut judged.events, &taken.writes);
+        if taken.dropped > 0 && judged.health == Health::Ok {
+            judged.health = Health::Degraded(format!(
+                "{} writes of account or key files arrived faster than this sensor looked: their writers are not named",
+                taken.dropped
+            ));
+        }
         sweep.events.append(&mut judged.events);
         if self.state.as_ref() != Some(&judged.state) {
             sweep.save_state(&judged.state);

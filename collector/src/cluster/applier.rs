@@ -186,15 +186,11 @@ async fn apply_from(
                     .and_then(|h| h.get(OP_HEADER))
                     .map(|v| v.as_str().to_owned())
                     .unwrap_or_default();
-                let mut next = window.clone();
-                next.admit(&op_id).map_err(|r| r.to_string())?;
-                Ok(Some(next))
+                window.admit(&op_id).map_err(|r| r.to_string())?;
+                Ok(Some(()))
             });
         let state = match checked {
-            Ok(Some(next)) => {
-                window = next;
-                Some((replay::STORE_KEY, window.encode()))
-            }
+            Ok(Some(())) => Some((replay::STORE_KEY, window.encode())),
             Ok(None) => None,
             Err(refusal) => {
                 refuse(cluster, seq, message.subject.as_str(), &refusal);

@@ -57,7 +57,7 @@ struct Series {
 }
 
 impl OpWindow {
-    /// Admits `op_id` (and remembers it), or says why not.
+    /// Admits `op_id` (and remembers it), or says why not (and changes nothing).
     pub fn admit(&mut self, op_id: &str) -> Result<(), Replay> {
         let (series, n) = op_id
             .rsplit_once(':')

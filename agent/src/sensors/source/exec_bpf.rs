@@ -21,6 +21,7 @@
 //! process sensor falls back to the process events connector and says so.
 
 use std::collections::{HashMap, VecDeque};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex};
 
@@ -222,6 +223,14 @@ pub fn start(
     Ok(())
 }
 
+/// The path of the file `file` holds, as the kernel names it now (with
+/// ` (deleted)` once it is unlinked, as `/proc/PID/exe` shows it).
+fn held_path(file: &std::fs::File) -> Option<String> {
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
 /// Clock ticks per second (`/proc/PID/stat`'s unit).
 fn clock_ticks() -> u64 {
     nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
@@ -369,9 +378,11 @@ impl Reader {
             .ok()
             .filter(|f| f.metadata().is_ok_and(|m| same_file(&m, r.exe)))
             .map(|f| {
-                let path = std::fs::read_link(dir.join("exe"))
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .unwrap_or_else(|_| r.filename.clone());
+                // The path of the file held, not `/proc/PID/exe` read again:
+                // the process may have exec'd its next program in between
+                // (`env bash …`), and one program's name on another's
+                // content is a package mismatch that is not there.
+                let path = held_path(&f).unwrap_or_else(|| r.filename.clone());
                 (f, path)
             });
         let (exe_file, exe) = match running.or_else(|| self.at_path(&r)) {
@@ -529,6 +540,27 @@ mod tests {
 
     /// A record laid out as the probe writes it reads back field by field;
     /// anything shorter than its layout, or of an unknown kind, is refused.
+    /// The executable's path comes from the file held, not from a path read
+    /// again: what is at a path can change between the open and the read
+    /// (a process exec'ing its next program, `env bash …`).
+    #[test]
+    fn a_held_file_is_named_by_itself_not_by_where_it_was_opened() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (env, bash) = (dir.path().join("env"), dir.path().join("bash"));
+        std::fs::write(&env, b"env").expect("env");
+        std::fs::write(&bash, b"bash").expect("bash");
+        let held = std::fs::File::open(&env).expect("open");
+        // The path it was opened by now names another file.
+        std::fs::rename(&env, dir.path().join("env.old")).expect("rename");
+        std::fs::rename(&bash, &env).expect("rename");
+        assert_eq!(
+            held_path(&held).expect("path"),
+            dir.path().join("env.old").display().to_string()
+        );
+        std::fs::remove_file(dir.path().join("env.old")).expect("rm");
+        assert!(held_path(&held).expect("path").ends_with(" (deleted)"));
+    }
+
     #[test]
     fn records_parse_as_the_probe_lays_them_out() {
         let bytes = exec_bytes(b"cat\0/etc/sudoers\0", FLAG_ARGV_CUT);

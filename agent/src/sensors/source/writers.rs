@@ -154,6 +154,16 @@ impl AccountWriters {
         })
     }
 
+    /// Whether `host` is an account database itself or its `-` backup (what
+    /// a finding lists), not one of the tools' lock or scratch files.
+    pub fn is_account_database(host: &Path) -> bool {
+        host.parent() == Some(Path::new("/etc"))
+            && host
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| ACCOUNT_FILES.contains(&n.strip_suffix('-').unwrap_or(n)))
+    }
+
     /// Whether `host` is an SSH key file: one the accounts sensor reads, or
     /// any file named `authorized_keys*` (before its first sweep).
     pub fn is_key_file(&self, host: &Path) -> bool {
@@ -238,6 +248,17 @@ mod tests {
             "/etc/.pwd.lock",
         ] {
             assert!(AccountWriters::is_account_file(Path::new(p)), "{p}");
+        }
+        assert!(AccountWriters::is_account_database(Path::new(
+            "/etc/shadow-"
+        )));
+        for p in [
+            "/etc/shadow+",
+            "/etc/.pwd.lock",
+            "/etc/group.31337",
+            "/etc/passwd.lock",
+        ] {
+            assert!(!AccountWriters::is_account_database(Path::new(p)), "{p}");
         }
         for p in [
             "/etc/passwd.bak",
