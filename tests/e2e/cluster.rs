@@ -1479,20 +1479,24 @@ async fn only_collectors_reach_the_log_and_appliers_refuse_what_no_collector_sig
             "{name}: {status:?}"
         );
         assert!(!status.last_refused.is_empty(), "{name}: {status:?}");
-        let findings = eventually(Duration::from_secs(20), "the signed note applied", || {
+        // The refusals are counted as the applier reads; what it applies is
+        // committed by the writer just after: wait for both notes.
+        let notes = |f: &[v1::Finding]| {
+            f.iter()
+                .filter(|f| f.kind == "operator.note")
+                .map(|f| f.count)
+                .sum::<u64>()
+        };
+        let findings = eventually(Duration::from_secs(20), "both signed notes applied", || {
             let mut ops = ops.clone();
             async move {
                 let f = all_findings(&mut ops).await;
-                f.iter().any(|f| f.kind == "operator.note").then_some(f)
+                (notes(&f) >= 2).then_some(f)
             }
         })
         .await;
         assert_eq!(
-            findings
-                .iter()
-                .filter(|f| f.kind == "operator.note")
-                .map(|f| f.count)
-                .sum::<u64>(),
+            notes(&findings),
             2,
             "{name}: the signed note applied once, and the later one: {findings:?}"
         );
