@@ -64,6 +64,14 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: HostAction,
     },
+    /// Hunts: ask every host one question at once — where else is this file,
+    /// this process, this connection? A hunt reaches the hosts online now and
+    /// every selected host that connects before it expires; each host with
+    /// hits gets a `hunt.match` finding.
+    Hunt {
+        #[command(subcommand)]
+        action: HuntAction,
+    },
     /// Enrollment tokens: `bannin token create --uses 50 --expires 7d --label site=osaka`.
     Token {
         #[command(subcommand)]
@@ -400,6 +408,173 @@ pub(crate) enum HostAction {
         #[arg(long = "cert", value_name = "FILE")]
         certs: Vec<std::path::PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum HuntAction {
+    /// Start a hunt (responder) and follow its progress until every selected
+    /// host has answered; Ctrl-C stops following, not the hunt.
+    ///
+    /// Examples:
+    ///   bannin hunt start file-hash 9f86d0…08 --root /tmp --root /var/tmp --reason "IR-7 dropper"
+    ///   bannin hunt start process --exe '/dev/shm/*' --labels role=web --reason "IR-7"
+    ///   bannin hunt start connection --remote 203.0.113.0/24 --reason "IR-7 C2 range"
+    Start {
+        #[command(subcommand)]
+        question: HuntQuestionArg,
+        #[command(flatten)]
+        options: HuntOptions,
+    },
+    /// List hunts with where they stand.
+    List,
+    /// One hunt: every selected host's state (pending, running, done, failed,
+    /// expired, stopped), hits, cut rows and costs.
+    Show {
+        /// Hunt id (h3).
+        id: String,
+    },
+    /// The hits of a hunt, one row per hit (--json, or --csv for a spreadsheet).
+    Results {
+        /// Hunt id (h3).
+        id: String,
+        /// Comma-separated values, with a header.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+    },
+    /// Stop a hunt (responder): it reaches no more hosts and the hosts running it stop.
+    Stop {
+        /// Hunt id (h3).
+        id: String,
+        /// Why (recorded in the action log).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// What a hunt asks.
+#[derive(Subcommand, Clone)]
+pub(crate) enum HuntQuestionArg {
+    /// Files with this SHA-256.
+    FileHash {
+        /// Lowercase hex SHA-256.
+        sha256: String,
+        #[command(flatten)]
+        walk: HuntWalk,
+        /// Larger files are not read: 64M by default (K, M, G suffixes).
+        #[arg(long, value_parser = parse_bytes)]
+        max_size: Option<u64>,
+    },
+    /// Files whose name matches a glob (`*.so`, `.x*`); a pattern with a '/'
+    /// matches the whole path (`/tmp/**/.*`).
+    FileName {
+        /// The glob.
+        pattern: String,
+        #[command(flatten)]
+        walk: HuntWalk,
+    },
+    /// Processes; every option given must match.
+    Process {
+        /// Glob on the process name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Glob on the executable's path.
+        #[arg(long)]
+        exe: Option<String>,
+        /// Substring of the command line.
+        #[arg(long)]
+        cmdline: Option<String>,
+        /// SHA-256 of the executable.
+        #[arg(long)]
+        sha256: Option<String>,
+    },
+    /// Connections to an address or network, a port, or both.
+    Connection {
+        /// Remote address or network (a.b.c.d, a.b.c.d/n, v6, v6/n).
+        #[arg(long)]
+        remote: Option<String>,
+        /// Remote port.
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Listeners on a port.
+    Listener {
+        /// The port.
+        port: u16,
+    },
+    /// An account by name.
+    Account {
+        /// The account name.
+        name: String,
+    },
+    /// Any triage question, asked of every selected host.
+    Triage {
+        #[arg(value_parser = ["processes", "connections", "listeners", "logins", "users", "services", "stat", "hash", "ls"])]
+        question: String,
+        /// Absolute path (stat, hash, ls).
+        path: Option<String>,
+    },
+}
+
+/// Where a file question walks.
+#[derive(clap::Args, Clone)]
+pub(crate) struct HuntWalk {
+    /// A directory to walk (absolute); repeatable; `/` when none is given.
+    #[arg(long = "root")]
+    pub(crate) roots: Vec<String>,
+    /// Directories below a root (default 12).
+    #[arg(long)]
+    pub(crate) depth: Option<u32>,
+}
+
+/// Which hosts a hunt asks, for how long, and what it may cost them.
+#[derive(clap::Args, Clone)]
+pub(crate) struct HuntOptions {
+    /// Only hosts with this KEY=VALUE label (labels in force); repeatable, all must match.
+    #[arg(long = "labels", value_parser = parse_label)]
+    pub(crate) labels: Vec<(String, String)>,
+    /// Only this host; repeatable.
+    #[arg(long = "hosts")]
+    pub(crate) hosts: Vec<String>,
+    /// How long it reaches hosts that connect later: 30m, 24h, 7d.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub(crate) expires: u64,
+    /// Severity of the `hunt.match` finding of each host with hits.
+    #[arg(long, default_value = "medium", value_parser = ["low", "medium", "high", "critical"])]
+    pub(crate) severity: String,
+    /// Why (recorded in the action log and on every finding).
+    #[arg(long)]
+    pub(crate) reason: String,
+    /// Attach to this incident: its scoping brief lists the hunt and its hosts.
+    #[arg(long)]
+    pub(crate) incident: Option<u64>,
+    /// CPU time each host may spend: 2m by default.
+    #[arg(long, value_parser = parse_duration)]
+    pub(crate) max_cpu: Option<u64>,
+    /// Bytes each host may read: 4G by default (K, M, G suffixes).
+    #[arg(long, value_parser = parse_bytes)]
+    pub(crate) max_read: Option<u64>,
+    /// Hits each host keeps (the rest are counted): 1000 by default.
+    #[arg(long)]
+    pub(crate) max_hits: Option<u32>,
+    /// Print the hunt and return at once instead of following its progress.
+    #[arg(long)]
+    pub(crate) no_wait: bool,
+}
+
+/// 512, 64K, 16M, 4G → bytes.
+pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number with an optional K, M or G"))?;
+    let unit: u64 = match unit {
+        "" => 1,
+        "K" | "k" => 1 << 10,
+        "M" | "m" => 1 << 20,
+        "G" | "g" => 1 << 30,
+        _ => return Err(format!("{s:?}: the unit is K, M or G")),
+    };
+    Ok(n.saturating_mul(unit))
 }
 
 #[derive(Subcommand)]

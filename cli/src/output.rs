@@ -170,6 +170,11 @@ pub fn command_body_json(c: &v1::CommandBody) -> Value {
             json!({ "files": s.files, "operator": s.operator, "reason": s.reason })
         }
         Some(Kind::Relearn(r)) => json!({ "sensor": r.sensor }),
+        Some(Kind::Hunt(h)) => json!({
+            "hunt": h.hunt_id,
+            "question": h.question.as_ref().map(v1::HuntQuestion::describe).unwrap_or_default(),
+        }),
+        Some(Kind::StopHunt(s)) => json!({ "hunt": s.hunt_id }),
     };
     json!({ c.name(): fields })
 }
@@ -233,6 +238,7 @@ pub fn print_rows(rows: &Value) {
 
 /// Columns a responder scans first, in this order; the rest follow by name.
 const FIRST_COLUMNS: &[&str] = &[
+    "host_id",
     "pid",
     "ppid",
     "user",

@@ -91,6 +91,8 @@ pub struct Commands {
     /// Cluster mode: which collector holds the older session of a host
     /// live on two at once (commands go to that one only).
     hosts: Option<std::sync::Arc<crate::hosts::HostRegistry>>,
+    /// The hunts this collector sends to the hosts it holds.
+    hunts: Option<std::sync::Arc<crate::hunts::Hunts>>,
 }
 
 /// Longest reconcile result detail kept in the action log.
@@ -192,6 +194,12 @@ pub fn check(
             bounded("sensors", std::slice::from_ref(&r.sensor))?;
             CommandBody::Relearn { sensor: r.sensor }
         }
+        Kind::Hunt(_) | Kind::StopHunt(_) => {
+            return Err(bad(
+                "a hunt is started for every host it selects (`bannin hunt start`), not queued for one"
+                    .into(),
+            ));
+        }
     };
     if body.isolates().is_some() && reason.trim().is_empty() {
         return Err(CommandError::NoReason(name.to_owned()));
@@ -239,7 +247,72 @@ impl Commands {
             ops: tokio::sync::Mutex::new(()),
             journal,
             hosts: None,
+            hunts: None,
         }
+    }
+
+    /// Sends `hunts` to the hosts this collector holds, as they connect and
+    /// as hunts start or stop.
+    pub fn with_hunts(mut self, hunts: std::sync::Arc<crate::hunts::Hunts>) -> Self {
+        self.hunts = Some(hunts);
+        self
+    }
+
+    /// The hunts (`None` in tests that build a queue alone).
+    pub fn hunts(&self) -> Option<&std::sync::Arc<crate::hunts::Hunts>> {
+        self.hunts.as_ref()
+    }
+
+    /// Sends `host` the hunts due to it, if it is connected here (and no
+    /// older session of its identity is held elsewhere).
+    async fn send_hunts(&self, host: &str) -> Result<(), StoreError> {
+        let (Some(hunts), Some(tx)) = (&self.hunts, self.sender(host)) else {
+            return Ok(());
+        };
+        if self
+            .hosts
+            .as_ref()
+            .and_then(|h| h.elder_elsewhere(host, now_unix_ms()))
+            .is_some()
+        {
+            return Ok(());
+        }
+        for command in hunts.due_for(host)? {
+            tracing::info!(host.id = host, hunt.id = %command.id, "Hunt sent");
+            let message = Box::new(v1::CollectorMessage {
+                body: Some(v1::collector_message::Body::Command(command)),
+            });
+            if tx.send(Ok(message)).await.is_err() {
+                hunts.forget(host);
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hunt `id` started or stopped: the hosts connected here get it, or
+    /// its stop.
+    pub async fn deliver_hunt(&self, id: u64) -> Result<(), StoreError> {
+        let Some(hunts) = &self.hunts else {
+            return Ok(());
+        };
+        if hunts.stopped(id)? {
+            for (host, stop) in hunts.stops_for(id) {
+                if let Some(tx) = self.sender(&host) {
+                    let message = Box::new(v1::CollectorMessage {
+                        body: Some(v1::collector_message::Body::Command(stop)),
+                    });
+                    let _ = tx.send(Ok(message)).await;
+                    tracing::info!(host.id = %host, hunt.id = id, "Hunt stop sent");
+                }
+            }
+            return Ok(());
+        }
+        let live: Vec<String> = self.lock().keys().cloned().collect();
+        for host in live {
+            self.send_hunts(&host).await?;
+        }
+        Ok(())
     }
 
     /// Consults `hosts` before delivering: of two collectors holding one
@@ -375,6 +448,9 @@ impl Commands {
         if let Err(error) = self.deliver_pending(host.as_str(), true).await {
             tracing::error!(host.id = %host, %error, "Cannot deliver pending commands");
         }
+        if let Err(error) = self.send_hunts(host.as_str()).await {
+            tracing::error!(host.id = %host, %error, "Cannot send hunts");
+        }
         Ok(id)
     }
 
@@ -385,6 +461,9 @@ impl Commands {
             list.retain(|(id, _)| *id != session);
             if list.is_empty() {
                 sessions.remove(host.as_str());
+                if let Some(hunts) = &self.hunts {
+                    hunts.forget(host.as_str());
+                }
             }
         }
     }
@@ -393,6 +472,8 @@ impl Commands {
     /// held, because another collector holds an older session of the same
     /// identity and delivers them (ask again later: that session may end).
     pub async fn deliver(&self, host: &str) -> Result<bool, CommandError> {
+        // A label change may have put the host under a running hunt.
+        self.send_hunts(host).await?;
         self.deliver_pending(host, false).await
     }
 
@@ -496,6 +577,12 @@ impl Commands {
         host: &HostId,
         result: v1::CommandResult,
     ) -> Result<(), CommandError> {
+        if result.command_id.starts_with('h') {
+            if let Some(hunts) = &self.hunts {
+                hunts.answer(host.as_str(), result).await;
+            }
+            return Ok(());
+        }
         let _guard = self.ops.lock().await;
         let now = now_unix_ms();
         let mut result = result;

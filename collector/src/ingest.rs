@@ -172,6 +172,15 @@ pub enum WriteRequest {
         /// Answered (0) once durable.
         reply: oneshot::Sender<Result<u64, IngestError>>,
     },
+    /// Store hosts' answers to hunts, each host's first answer only, with a
+    /// `hunt.match` finding for every host with hits; answered with how many
+    /// were stored.
+    HuntAnswers {
+        /// The answers.
+        answers: Vec<crate::model::HuntAnswer>,
+        /// Answer.
+        reply: oneshot::Sender<Result<u64, IngestError>>,
+    },
     /// Mark a piece of evidence disposed of.
     DisposeEvidence {
         /// Its id (`e3`).
@@ -1054,6 +1063,24 @@ impl Writer {
                     let _ = reply.send(Err(IngestError::NoSuchEvidence(id)));
                 }
             },
+            WriteRequest::HuntAnswers { answers, reply } => {
+                let mut stored = 0;
+                for answer in answers {
+                    let Some(hunt) = self.store.hunt(answer.hunt_id)? else {
+                        continue;
+                    };
+                    if !self.store.put_hunt_answer(&answer)? {
+                        continue;
+                    }
+                    stored += 1;
+                    if answer.total > 0
+                        && let Ok(host_id) = HostId::new(answer.host_id.clone())
+                    {
+                        self.admit(hunt.match_finding(&answer, host_id), now)?;
+                    }
+                }
+                pending.push(Pending::Raise(reply, stored));
+            }
             WriteRequest::Raise { finding, reply } => {
                 // A suppressed finding answers 0: counted, not queued.
                 let id = self.admit(finding, now)?.unwrap_or(0);
@@ -1176,7 +1203,9 @@ fn reply_error(request: WriteRequest, error: impl Fn() -> IngestError) {
                 reply_error(*request, error);
             }
         }
-        WriteRequest::ChainAction { reply, .. } | WriteRequest::PutIsolation { reply, .. } => {
+        WriteRequest::ChainAction { reply, .. }
+        | WriteRequest::PutIsolation { reply, .. }
+        | WriteRequest::HuntAnswers { reply, .. } => {
             let _ = reply.send(Err(error()));
         }
         WriteRequest::Evidence { reply, .. } | WriteRequest::DisposeEvidence { reply, .. } => {

@@ -382,6 +382,7 @@ pub(crate) mod testing {
         let side = SideEffects {
             store: store.clone(),
             due: tokio::sync::mpsc::unbounded_channel().0,
+            hunts_due: tokio::sync::mpsc::unbounded_channel().0,
             hosts,
             operator_changes: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
             evidence: std::sync::Arc::new(crate::evidence::Evidence::new(dir).expect("evidence")),

@@ -40,6 +40,7 @@ pub mod evidence;
 mod fuzz;
 pub mod hosts;
 pub mod https;
+pub mod hunts;
 pub mod incidents;
 pub mod ingest;
 pub mod journal;
@@ -180,9 +181,12 @@ pub async fn serve(
     let operator_changes = Arc::new(tokio::sync::watch::channel(0).0);
     // Hosts with a command newly queued, for whoever holds their stream.
     let (due_tx, due_rx) = tokio::sync::mpsc::unbounded_channel();
+    // Hunts newly started or stopped, for the hosts this collector holds.
+    let (hunts_due_tx, hunts_due_rx) = tokio::sync::mpsc::unbounded_channel();
     let side = journal::SideEffects {
         store: store.clone(),
         due: due_tx,
+        hunts_due: hunts_due_tx,
         hosts: hosts.clone(),
         operator_changes: operator_changes.clone(),
         evidence: evidence.clone(),
@@ -201,8 +205,15 @@ pub async fn serve(
             journal::Journal::log(c.clone())
         }
     };
+    let hunts = Arc::new(hunts::Hunts::new(
+        store.clone(),
+        journal.clone(),
+        hosts.clone(),
+    ));
     let commands = Arc::new(
-        commands::Commands::new(store.clone(), evidence, journal.clone()).with_hosts(hosts.clone()),
+        commands::Commands::new(store.clone(), evidence, journal.clone())
+            .with_hosts(hosts.clone())
+            .with_hunts(hunts.clone()),
     );
     let denials = Arc::new(denials::Denials::new(store.clone()));
     let authority = match &config.enrollment {
@@ -290,6 +301,8 @@ pub async fn serve(
             ingest: ingest.clone(),
             denials: denials.clone(),
             due: due_rx,
+            hunts_due: hunts_due_rx,
+            hunts: hunts.clone(),
             config: config.clone(),
         },
         &tracker,
@@ -360,6 +373,9 @@ struct Chores {
     denials: Arc<denials::Denials>,
     /// Hosts with a command newly queued.
     due: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// Hunts newly started or stopped.
+    hunts_due: tokio::sync::mpsc::UnboundedReceiver<u64>,
+    hunts: Arc<hunts::Hunts>,
     config: CollectorConfig,
 }
 
@@ -375,11 +391,21 @@ fn spawn_chores(chores: Chores, tracker: &TaskTracker, shutdown: &CancellationTo
         ingest,
         denials,
         due,
+        hunts_due,
+        hunts,
         config,
     } = chores;
     tracker.spawn(
         deliver_due(commands.clone(), due, shutdown.child_token())
             .instrument(tracing::info_span!("commands")),
+    );
+    tracker.spawn(
+        deliver_hunts(commands.clone(), hunts_due, shutdown.child_token())
+            .instrument(tracing::info_span!("hunts")),
+    );
+    let stop = shutdown.child_token();
+    tracker.spawn(
+        async move { hunts.record(stop).await }.instrument(tracing::info_span!("hunt_answers")),
     );
     let stop = shutdown.child_token();
     tracker.spawn(async move {
@@ -801,6 +827,27 @@ fn bootstrap_operators(store: &Store, config: &CollectorConfig) -> Result<(), St
         tracing::info!(operator = %name, "Bootstrap admin registered");
     }
     store.make_durable()
+}
+
+/// Sends hunts the journal started (or their stops) to the hosts whose
+/// streams this collector holds, as it applies them.
+async fn deliver_hunts(
+    commands: Arc<commands::Commands>,
+    mut due: tokio::sync::mpsc::UnboundedReceiver<u64>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let id = tokio::select! {
+            () = shutdown.cancelled() => return,
+            id = due.recv() => match id {
+                Some(id) => id,
+                None => return,
+            },
+        };
+        if let Err(error) = commands.deliver_hunt(id).await {
+            tracing::error!(hunt.id = id, %error, "Cannot send a hunt");
+        }
+    }
 }
 
 /// Delivers the commands the journal queued for hosts whose streams this

@@ -350,6 +350,147 @@ impl CommandState {
     }
 }
 
+/// A hunt: one question asked of every host it selects, online now or
+/// connecting before it expires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hunt {
+    /// Id (its journal position; `h3` on the wire).
+    pub id: u64,
+    /// The question, as the operator API encodes it (checked when started).
+    pub question: Vec<u8>,
+    /// The question in one line.
+    pub description: String,
+    /// Hosts whose labels in force hold all of these (empty: every host).
+    pub labels: BTreeMap<String, String>,
+    /// Only these hosts (empty: every host the labels select).
+    pub hosts: Vec<String>,
+    /// Who started it.
+    pub operator: String,
+    /// Why.
+    pub reason: String,
+    /// Severity of the `hunt.match` findings.
+    pub severity: Severity,
+    /// When started.
+    pub created_unix_ms: i64,
+    /// When it stops reaching hosts.
+    pub expires_unix_ms: i64,
+    /// When stopped (0: not stopped), and by whom.
+    pub stopped_unix_ms: i64,
+    /// Who stopped it.
+    pub stopped_by: String,
+    /// The incident it is attached to (0: none).
+    pub incident: u64,
+    /// Caps on every host (0: the agent's defaults).
+    pub max_cpu_ms: u64,
+    /// Bytes a host may read for it.
+    pub max_read_bytes: u64,
+    /// Hits a host keeps.
+    pub max_hits: u32,
+}
+
+impl Hunt {
+    /// The id as the wire carries it.
+    pub fn wire_id(&self) -> String {
+        format!("h{}", self.id)
+    }
+
+    /// Whether it still reaches hosts at `now`.
+    pub fn active(&self, now: i64) -> bool {
+        self.stopped_unix_ms == 0 && now <= self.expires_unix_ms
+    }
+
+    /// "running", "stopped" or "expired".
+    pub fn state(&self, now: i64) -> &'static str {
+        if self.stopped_unix_ms != 0 {
+            "stopped"
+        } else if now > self.expires_unix_ms {
+            "expired"
+        } else {
+            "running"
+        }
+    }
+
+    /// Whether it selects `host` with `labels` in force.
+    pub fn selects(&self, host: &str, labels: &BTreeMap<String, String>) -> bool {
+        (self.hosts.is_empty() || self.hosts.iter().any(|h| h == host))
+            && self.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+
+    /// The question, decoded.
+    pub fn question(&self) -> v1::HuntQuestion {
+        prost::Message::decode(self.question.as_slice()).unwrap_or_default()
+    }
+
+    /// The `hunt.match` finding of a host's answer with hits.
+    pub fn match_finding(&self, answer: &HuntAnswer, host_id: HostId) -> NewFinding {
+        let mut attributes = BTreeMap::from([
+            ("hunt".to_owned(), self.wire_id()),
+            ("question".to_owned(), self.description.clone()),
+            ("hits".to_owned(), answer.total.to_string()),
+            ("hunt_reason".to_owned(), self.reason.clone()),
+            ("hunt_operator".to_owned(), self.operator.clone()),
+        ]);
+        if let Some(first) = answer.hits.first() {
+            attributes.insert("first_hit".to_owned(), first.chars().take(1024).collect());
+        }
+        if self.incident != 0 {
+            attributes.insert("incident".to_owned(), self.incident.to_string());
+        }
+        NewFinding {
+            summary: format!(
+                "Hunt {} ({}): {} hit(s) on {host_id}",
+                self.wire_id(),
+                self.description,
+                answer.total
+            ),
+            host_id,
+            kind: "hunt.match".into(),
+            severity: self.severity,
+            observed_unix_ms: answer.answered_unix_ms,
+            attributes,
+        }
+    }
+
+    /// What the agent gets.
+    pub fn to_agent(&self) -> v1::Command {
+        v1::Command {
+            id: self.wire_id(),
+            body: Some(v1::command::Body::Hunt(v1::HuntCommand {
+                hunt_id: self.wire_id(),
+                question: Some(self.question()),
+                max_cpu_ms: self.max_cpu_ms,
+                max_read_bytes: self.max_read_bytes,
+                max_hits: self.max_hits,
+            })),
+        }
+    }
+}
+
+/// One host's answer to a hunt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HuntAnswer {
+    /// The hunt.
+    pub hunt_id: u64,
+    /// The host.
+    pub host_id: String,
+    /// Answered (`false`: failed, `detail` says why).
+    pub ok: bool,
+    /// The rows kept, as JSON objects.
+    pub hits: Vec<String>,
+    /// Hits found (more than `hits` when a cap cut them).
+    pub total: u64,
+    /// The cap reached (`cpu`, `bytes`), or why it failed.
+    pub detail: String,
+    /// Files looked at, bytes read, CPU time used.
+    pub files: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// CPU time, ms.
+    pub cpu_ms: u64,
+    /// When the answer arrived.
+    pub answered_unix_ms: i64,
+}
+
 /// A command in the durable queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Command {

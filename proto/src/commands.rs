@@ -67,7 +67,8 @@ impl From<Kind> for v1::CommandBody {
 }
 
 impl Kind {
-    /// The command's name: ping, isolate, release, triage, snapshot or relearn.
+    /// The command's name: ping, isolate, release, triage, snapshot, relearn,
+    /// hunt or stop_hunt.
     pub fn name(&self) -> &'static str {
         match self {
             Kind::Ping(_) => "ping",
@@ -76,6 +77,8 @@ impl Kind {
             Kind::Triage(_) => "triage",
             Kind::Snapshot(_) => "snapshot",
             Kind::Relearn(_) => "relearn",
+            Kind::Hunt(_) => "hunt",
+            Kind::StopHunt(_) => "stop_hunt",
         }
     }
 }
@@ -96,6 +99,8 @@ impl From<Kind> for Body {
             Kind::Triage(c) => Body::Triage(c),
             Kind::Snapshot(c) => Body::Snapshot(c),
             Kind::Relearn(c) => Body::Relearn(c),
+            Kind::Hunt(c) => Body::Hunt(c),
+            Kind::StopHunt(c) => Body::StopHunt(c),
         }
     }
 }
@@ -109,6 +114,8 @@ impl From<Body> for Kind {
             Body::Triage(c) => Kind::Triage(c),
             Body::Snapshot(c) => Kind::Snapshot(c),
             Body::Relearn(c) => Kind::Relearn(c),
+            Body::Hunt(c) => Kind::Hunt(c),
+            Body::StopHunt(c) => Kind::StopHunt(c),
         }
     }
 }
@@ -133,6 +140,26 @@ mod tests {
             (v1::CommandBody::triage("stat", "/etc/passwd"), "triage"),
             (v1::CommandBody::snapshot(vec!["/a".into()]), "snapshot"),
             (v1::CommandBody::relearn("file_integrity"), "relearn"),
+            (
+                Kind::Hunt(v1::HuntCommand {
+                    hunt_id: "h1".into(),
+                    question: Some(v1::HuntQuestion {
+                        kind: Some(v1::hunt_question::Kind::Listener(v1::ListenerQuestion {
+                            port: 22,
+                        })),
+                    }),
+                    ..Default::default()
+                })
+                .into(),
+                "hunt",
+            ),
+            (
+                Kind::StopHunt(v1::StopHuntCommand {
+                    hunt_id: "h1".into(),
+                })
+                .into(),
+                "stop_hunt",
+            ),
         ];
         for (command, name) in all {
             assert_eq!(command.name(), name);

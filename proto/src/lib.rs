@@ -29,6 +29,7 @@ pub mod evidence_names;
 #[cfg(test)]
 mod fuzz;
 pub mod hello;
+pub mod hunts;
 pub mod identity;
 pub mod labels;
 pub mod process;

@@ -24,6 +24,11 @@ pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
     hex(Sha256::digest(bytes.as_ref()))
 }
 
+/// Whether `text` is a SHA-256 as Bannin writes one: 64 lower-case hex digits.
+pub fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// Locks `m`, taking the data even if a thread panicked while holding it: every
 /// critical section in Bannin leaves its data consistent at each step (counters,
 /// queues, maps of live sessions), so a panic elsewhere must not stop the rest.

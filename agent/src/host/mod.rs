@@ -22,6 +22,7 @@ pub mod memory;
 pub mod net;
 pub mod packages;
 pub mod paths;
+pub mod priority;
 pub mod proc;
 pub mod ssh_keys;
 

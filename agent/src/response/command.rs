@@ -24,6 +24,10 @@ pub enum Command {
     Snapshot(Snapshot),
     /// Forget learned baselines before the next sweep.
     Relearn(Relearn),
+    /// Answer a hunt's question (on the hunt lane, at low priority).
+    Hunt(super::hunt::Hunt),
+    /// Cancel a hunt's work here.
+    StopHunt(String),
 }
 
 /// `isolate`'s arguments.
@@ -77,6 +81,9 @@ pub enum ParseError {
     /// A triage question this agent does not know.
     #[error(transparent)]
     Question(#[from] super::triage::TriageError),
+    /// A hunt question this agent refuses.
+    #[error(transparent)]
+    Hunt(#[from] bannin_proto::hunts::QuestionError),
 }
 
 impl Command {
@@ -111,6 +118,16 @@ impl Command {
             Body::Relearn(r) => Command::Relearn(Relearn {
                 sensor: Some(r.sensor.clone()).filter(|s| !s.is_empty()),
             }),
+            Body::Hunt(h) => {
+                let question = h.question.clone().unwrap_or_default();
+                question.check()?;
+                Command::Hunt(super::hunt::Hunt {
+                    id: h.hunt_id.clone(),
+                    question,
+                    caps: super::hunt::Caps::of(h),
+                })
+            }
+            Body::StopHunt(s) => Command::StopHunt(s.hunt_id.clone()),
         })
     }
 
@@ -123,6 +140,8 @@ impl Command {
             Command::Triage(_) => "triage",
             Command::Snapshot(_) => "snapshot",
             Command::Relearn(_) => "relearn",
+            Command::Hunt(_) => "hunt",
+            Command::StopHunt(_) => "stop_hunt",
         }
     }
 }

@@ -10,6 +10,7 @@
 
 mod cmd;
 pub mod command;
+pub mod hunt;
 pub mod isolate;
 pub mod snapshot;
 pub mod triage;
@@ -62,6 +63,12 @@ pub enum ResponseError {
     /// A triage question could not be answered.
     #[error(transparent)]
     Triage(#[from] TriageError),
+    /// A hunt could not be answered (or was stopped).
+    #[error(transparent)]
+    Hunt(#[from] hunt::HuntError),
+    /// A hunt's thread ended without an answer.
+    #[error("the hunt's thread ended without an answer")]
+    HuntThread,
     /// A relearn named a sensor without a baseline.
     #[error(transparent)]
     Relearn(#[from] crate::sensors::NoBaseline),
@@ -193,6 +200,10 @@ pub const COMMAND_TIME_LIMIT: Duration = Duration::from_secs(60);
 pub const TRIAGE_TIME_LIMIT: Duration = Duration::from_secs(120);
 /// The longest a snapshot may take.
 pub const SNAPSHOT_TIME_LIMIT: Duration = Duration::from_secs(1800);
+/// The longest a hunt may take here (its CPU and read caps usually end it first).
+pub const HUNT_TIME_LIMIT: Duration = Duration::from_secs(3600);
+/// Hunts that may wait their turn (one runs at a time); past it a new one is refused at once.
+pub const MAX_QUEUED_HUNTS: usize = 8;
 
 /// Carries out commands.
 pub struct Responder {
@@ -203,6 +214,8 @@ pub struct Responder {
     /// What the collector's name last resolved to while isolated (said once per change).
     collector_seen: std::sync::Mutex<Vec<std::net::SocketAddr>>,
     started: Instant,
+    /// Hunts queued or running here, by id, with their stop flags.
+    hunts: std::sync::Mutex<std::collections::HashMap<String, Arc<std::sync::atomic::AtomicBool>>>,
 }
 
 impl Responder {
@@ -214,7 +227,43 @@ impl Responder {
             controls,
             collector_seen: std::sync::Mutex::new(Vec::new()),
             started: Instant::now(),
+            hunts: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// The stop flag of hunt `id` (made when the hunt was queued).
+    fn hunt_flag(&self, id: &str) -> Arc<std::sync::atomic::AtomicBool> {
+        bannin_proto::lock(&self.hunts)
+            .entry(id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Hunt `id` answered (or failed): a new delivery of it runs it again.
+    fn hunt_done(&self, id: &str) {
+        bannin_proto::lock(&self.hunts).remove(id);
+    }
+
+    /// Asks hunt `id` to stop; `false` when it is neither queued nor running.
+    fn stop_hunt(&self, id: &str) -> bool {
+        match bannin_proto::lock(&self.hunts).get(id) {
+            Some(flag) => {
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Queues hunt `id` unless it is queued or running already (the
+    /// collector sends an unanswered hunt again on every new stream).
+    fn queue_hunt(&self, id: &str) -> bool {
+        let mut hunts = bannin_proto::lock(&self.hunts);
+        if hunts.contains_key(id) {
+            return false;
+        }
+        hunts.insert(id.to_owned(), Arc::default());
+        true
     }
 
     fn persisted(&self) -> Option<Persisted> {
@@ -259,6 +308,9 @@ impl Responder {
         // snapshots (which read files and may take minutes) one after another
         // on their own, so an isolate never waits behind a snapshot.
         let (work_tx, mut work_rx) = mpsc::channel::<v1::Command>(MAX_QUEUED_WORK);
+        // Hunts have a lane of their own: a long scan never delays a triage
+        // or a snapshot, and never an isolate (which runs right here).
+        let (hunt_tx, mut hunt_rx) = mpsc::channel::<v1::Command>(MAX_QUEUED_HUNTS);
         let urgent = async {
             let mut refresh = tokio::time::interval(Duration::from_secs(60));
             loop {
@@ -266,6 +318,29 @@ impl Responder {
                     () = shutdown.cancelled() => return,
                     command = commands.recv() => {
                         let Some(command) = command else { return };
+                        if let Ok(Command::Hunt(hunt)) = Command::parse(&command) {
+                            if !self.queue_hunt(&hunt.id) {
+                                continue;
+                            }
+                            let refused = match hunt_tx.try_send(command) {
+                                Ok(()) => continue,
+                                Err(mpsc::error::TrySendError::Full(_)) => {
+                                    self.hunt_done(&hunt.id);
+                                    v1::CommandResult {
+                                        command_id: hunt.id,
+                                        ok: false,
+                                        detail: format!(
+                                            "the agent is busy: {MAX_QUEUED_HUNTS} hunts are queued; it gets the hunt again when it reconnects"
+                                        ),
+                                    }
+                                }
+                                Err(mpsc::error::TrySendError::Closed(_)) => return,
+                            };
+                            if results.send(v1::agent_message::Body::CommandResult(refused)).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
                         let slow = matches!(
                             Command::parse(&command),
                             Ok(Command::Triage(_) | Command::Snapshot(_))
@@ -313,12 +388,33 @@ impl Responder {
                 }
             }
         };
+        let hunts = async {
+            loop {
+                let command = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    command = hunt_rx.recv() => command,
+                };
+                let Some(command) = command else { return };
+                let result = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    result = self.handle_within(command, &results) => result,
+                };
+                if results
+                    .send(v1::agent_message::Body::CommandResult(result))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        };
         tokio::join!(
             async {
                 urgent.await;
-                // The work lane ends with the urgent one (its sender is dropped).
+                // The work and hunt lanes end with the urgent one (their senders are dropped).
             },
-            work
+            work,
+            hunts
         );
     }
 
@@ -332,6 +428,7 @@ impl Responder {
         let limit = match Command::parse(&command) {
             Ok(Command::Snapshot(_)) => SNAPSHOT_TIME_LIMIT,
             Ok(Command::Triage(_)) => TRIAGE_TIME_LIMIT,
+            Ok(Command::Hunt(_)) => HUNT_TIME_LIMIT,
             _ => COMMAND_TIME_LIMIT,
         };
         let id = command.id.clone();
@@ -418,6 +515,8 @@ impl Responder {
             Command::Triage(c) => cmd::triage::apply(self, c).await,
             Command::Snapshot(c) => cmd::snapshot::apply(self, c, id, out).await,
             Command::Relearn(c) => cmd::relearn::apply(self, c),
+            Command::Hunt(h) => cmd::hunt::apply(self, h).await,
+            Command::StopHunt(id) => Ok(cmd::hunt::stop(self, &id)),
         }
     }
 }

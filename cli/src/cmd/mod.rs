@@ -7,6 +7,7 @@ mod events;
 mod evidence;
 mod findings;
 mod hosts;
+mod hunts;
 mod incidents;
 mod operators;
 mod response;
@@ -123,6 +124,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
         } => hosts::revoke(&mut client, json, host, reason, certs).await,
         Command::Token { action } => tokens::token(&mut client, json, action).await,
+        Command::Hunt { action } => hunts::hunt(&mut client, json, action).await,
         Command::Commands { host, limit } => {
             response::commands(&mut client, json, host, limit.unwrap_or(0)).await
         }

@@ -26,6 +26,9 @@ pub struct SideEffects {
     /// Hosts with a command newly queued: delivered by this collector if it
     /// holds their stream.
     pub due: mpsc::UnboundedSender<String>,
+    /// Hunts newly started or stopped: this collector tells the hosts it
+    /// holds.
+    pub hunts_due: mpsc::UnboundedSender<u64>,
     /// Its host registry (revocations, silence).
     pub hosts: Arc<crate::hosts::HostRegistry>,
     /// Bumped when operators change (live operator streams re-check).
@@ -119,6 +122,12 @@ pub async fn begin(op: Op, seq: u64, side: &SideEffects) -> Result<Begun, String
             set,
             remove,
         } => label_host(host_id, set, remove, side).await.map(done),
+        Op::StartHunt { hunt } => start_hunt(hunt, seq, side).await.map(done),
+        Op::StopHunt {
+            id,
+            operator,
+            at_unix_ms,
+        } => stop_hunt(id, operator, at_unix_ms, side).await.map(done),
         writer_op => Ok(to_writer(writer_op, seq, side)),
     }
 }
@@ -189,6 +198,13 @@ fn to_writer(op: Op, seq: u64, side: &SideEffects) -> Begun {
             writer(
                 WriteRequest::DisposeEvidence { id, reply },
                 Pending::Evidence(true, rx),
+            )
+        }
+        Op::HuntAnswers { answers } => {
+            let (reply, rx) = oneshot::channel();
+            writer(
+                WriteRequest::HuntAnswers { answers, reply },
+                Pending::Raise(rx),
             )
         }
         Op::SetState {
@@ -432,6 +448,55 @@ async fn update_command(
     Ok(Ok(moved))
 }
 
+/// A hunt stored under its journal position as its id; this collector's
+/// hosts are due it.
+async fn start_hunt(
+    mut hunt: crate::model::Hunt,
+    seq: u64,
+    side: &SideEffects,
+) -> Result<Result<u64, IngestError>, String> {
+    let store = side.store.clone();
+    blocking("starting a hunt", move || {
+        // Its id is its log position, as a command's.
+        hunt.id = seq;
+        if store.hunt(seq)?.is_none() {
+            store.put_hunt(&hunt)?;
+            store.make_durable()?;
+        }
+        Ok(())
+    })
+    .await?;
+    let _ = side.hunts_due.send(seq);
+    Ok(Ok(seq))
+}
+
+/// A hunt stopped (once: a second stop changes nothing); answers 1 when it
+/// stopped now.
+async fn stop_hunt(
+    id: u64,
+    operator: String,
+    at_unix_ms: i64,
+    side: &SideEffects,
+) -> Result<Result<u64, IngestError>, String> {
+    let store = side.store.clone();
+    let stopped = blocking("stopping a hunt", move || {
+        let Some(mut hunt) = store.hunt(id)? else {
+            return Ok(0);
+        };
+        if hunt.stopped_unix_ms != 0 {
+            return Ok(0);
+        }
+        hunt.stopped_unix_ms = at_unix_ms.max(1);
+        hunt.stopped_by = operator;
+        store.put_hunt(&hunt)?;
+        store.make_durable()?;
+        Ok(1)
+    })
+    .await?;
+    let _ = side.hunts_due.send(id);
+    Ok(Ok(stopped))
+}
+
 /// Operator-set labels of a host changed (the change, not the whole set).
 async fn label_host(
     host_id: String,
@@ -520,6 +585,7 @@ mod tests {
         let side = SideEffects {
             store: store.clone(),
             due: mpsc::unbounded_channel().0,
+            hunts_due: mpsc::unbounded_channel().0,
             hosts: Arc::new(
                 crate::hosts::HostRegistry::load(store.clone(), 3, Arc::default()).expect("hosts"),
             ),

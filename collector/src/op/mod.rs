@@ -152,6 +152,30 @@ pub enum Op {
         #[serde(deserialize_with = "crate::store::legacy::command")]
         command: crate::model::Command,
     },
+    /// A hunt started, through any collector: applying it gives it its id
+    /// (its log position), and every collector sends it to the hosts it
+    /// holds that the hunt selects.
+    StartHunt {
+        /// The hunt (its id is given when applied).
+        hunt: crate::model::Hunt,
+    },
+    /// A hunt stopped: it reaches no more hosts, and every collector tells
+    /// the hosts it sent it to.
+    StopHunt {
+        /// Its id.
+        id: u64,
+        /// Who.
+        operator: String,
+        /// When (that collector's clock).
+        at_unix_ms: i64,
+    },
+    /// Hosts' answers to hunts, as the collectors holding them heard them:
+    /// stored with their `hunt.match` findings in one commit (a host's first
+    /// answer stands).
+    HuntAnswers {
+        /// The answers.
+        answers: Vec<crate::model::HuntAnswer>,
+    },
     /// A command moved on (delivered, answered, expired) by the collector
     /// that delivered it, heard the answer or expired it. Applied only as a
     /// move forward: a final state is never changed again.

@@ -180,6 +180,14 @@ pub(crate) enum Rpc {
     SetHostLabels,
     /// `ClusterStatus`.
     ClusterStatus,
+    /// `StartHunt`.
+    StartHunt,
+    /// `ListHunts`.
+    ListHunts,
+    /// `ShowHunt`.
+    ShowHunt,
+    /// `StopHunt`.
+    StopHunt,
 }
 
 impl Rpc {
@@ -221,6 +229,10 @@ impl Rpc {
             "AddFinding" => Rpc::AddFinding,
             "SetHostLabels" => Rpc::SetHostLabels,
             "ClusterStatus" => Rpc::ClusterStatus,
+            "StartHunt" => Rpc::StartHunt,
+            "ListHunts" => Rpc::ListHunts,
+            "ShowHunt" => Rpc::ShowHunt,
+            "StopHunt" => Rpc::StopHunt,
             _ => return None,
         })
     }
@@ -264,6 +276,10 @@ impl Rpc {
             Rpc::AddFinding => (Responder, "finding.add"),
             Rpc::SetHostLabels => (Admin, "host.label"),
             Rpc::ClusterStatus => (Viewer, "cluster.status"),
+            Rpc::StartHunt => (Responder, "hunt.start"),
+            Rpc::ListHunts => (Viewer, "hunt.list"),
+            Rpc::ShowHunt => (Viewer, "hunt.show"),
+            Rpc::StopHunt => (Responder, "hunt.stop"),
         }
     }
 }
@@ -275,6 +291,7 @@ pub(crate) mod commands;
 mod evidence;
 mod findings;
 mod hosts;
+mod hunts;
 mod incidents;
 mod operators;
 mod rules;
@@ -508,6 +525,34 @@ impl Operator for OperatorService {
         request: Request<v1::RevokeHostRequest>,
     ) -> Result<Response<v1::RevokeHostResponse>, Status> {
         hosts::revoke_host(self, request).await
+    }
+
+    async fn start_hunt(
+        &self,
+        request: Request<v1::StartHuntRequest>,
+    ) -> Result<Response<v1::Hunt>, Status> {
+        hunts::start_hunt(self, request).await
+    }
+
+    async fn list_hunts(
+        &self,
+        request: Request<v1::ListHuntsRequest>,
+    ) -> Result<Response<v1::ListHuntsResponse>, Status> {
+        hunts::list_hunts(self, request).await
+    }
+
+    async fn show_hunt(
+        &self,
+        request: Request<v1::ShowHuntRequest>,
+    ) -> Result<Response<v1::HuntDetail>, Status> {
+        hunts::show_hunt(self, request).await
+    }
+
+    async fn stop_hunt(
+        &self,
+        request: Request<v1::StopHuntRequest>,
+    ) -> Result<Response<v1::Hunt>, Status> {
+        hunts::stop_hunt(self, request).await
     }
 
     async fn list_sinks(

@@ -37,6 +37,7 @@ mod events;
 mod evidence;
 mod findings;
 mod hosts;
+mod hunts;
 mod identity;
 mod incidents;
 pub(crate) mod legacy;
@@ -106,6 +107,9 @@ pub struct Store {
     /// Action log entries waiting for the journal to order them (key: an
     /// outbox id, increasing).
     action_outbox: sled::Tree,
+    /// Hunts by id, and their answers by (hunt, host).
+    hunts: sled::Tree,
+    hunt_answers: sled::Tree,
     /// Set when [`Store::append_action`] writes to the outbox;
     /// notified at every entry.
     outbox: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<tokio::sync::Notify>>>,
@@ -148,6 +152,8 @@ impl Store {
         let host_keys = db.open_tree("host_keys")?;
         let revoked_keys = db.open_tree("revoked_keys")?;
         let action_outbox = db.open_tree("action_outbox")?;
+        let hunts = db.open_tree("hunts")?;
+        let hunt_answers = db.open_tree("hunt_answers")?;
         let data_path = dir.join("db");
         let data_file = File::open(&data_path).map_err(|source| StoreError::Io {
             path: data_path.clone(),
@@ -170,6 +176,8 @@ impl Store {
             host_keys,
             revoked_keys,
             action_outbox,
+            hunts,
+            hunt_answers,
             outbox: std::sync::Arc::new(std::sync::OnceLock::new()),
             action_lock: std::sync::Arc::new(std::sync::Mutex::new(())),
             data_file: std::sync::Arc::new((data_path, data_file)),
