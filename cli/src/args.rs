@@ -423,7 +423,7 @@ pub(crate) enum HuntAction {
         #[command(subcommand)]
         question: HuntQuestionArg,
         #[command(flatten)]
-        options: HuntOptions,
+        options: Box<HuntOptions>,
     },
     /// List hunts with where they stand.
     List,
@@ -530,34 +530,34 @@ pub(crate) struct HuntWalk {
 #[derive(clap::Args, Clone)]
 pub(crate) struct HuntOptions {
     /// Only hosts with this KEY=VALUE label (labels in force); repeatable, all must match.
-    #[arg(long = "labels", value_parser = parse_label)]
+    #[arg(long = "labels", global = true, value_parser = parse_label)]
     pub(crate) labels: Vec<(String, String)>,
     /// Only this host; repeatable.
-    #[arg(long = "hosts")]
+    #[arg(long = "hosts", global = true)]
     pub(crate) hosts: Vec<String>,
     /// How long it reaches hosts that connect later: 30m, 24h, 7d.
-    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    #[arg(long, global = true, default_value = "24h", value_parser = parse_duration)]
     pub(crate) expires: u64,
     /// Severity of the `hunt.match` finding of each host with hits.
-    #[arg(long, default_value = "medium", value_parser = ["low", "medium", "high", "critical"])]
+    #[arg(long, global = true, default_value = "medium", value_parser = ["low", "medium", "high", "critical"])]
     pub(crate) severity: String,
     /// Why (recorded in the action log and on every finding).
-    #[arg(long)]
-    pub(crate) reason: String,
+    #[arg(long, global = true)]
+    pub(crate) reason: Option<String>,
     /// Attach to this incident: its scoping brief lists the hunt and its hosts.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub(crate) incident: Option<u64>,
     /// CPU time each host may spend: 2m by default.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, global = true, value_parser = parse_duration)]
     pub(crate) max_cpu: Option<u64>,
     /// Bytes each host may read: 4G by default (K, M, G suffixes).
-    #[arg(long, value_parser = parse_bytes)]
+    #[arg(long, global = true, value_parser = parse_bytes)]
     pub(crate) max_read: Option<u64>,
     /// Hits each host keeps (the rest are counted): 1000 by default.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub(crate) max_hits: Option<u32>,
     /// Print the hunt and return at once instead of following its progress.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub(crate) no_wait: bool,
 }
 

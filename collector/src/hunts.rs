@@ -175,10 +175,14 @@ impl Hunts {
             return Err(HuntError::NoReason);
         }
         if request.reason.len() > MAX_REASON {
-            return Err(HuntError::Bad("the reason is too long (at most 4096 bytes)".into()));
+            return Err(HuntError::Bad(
+                "the reason is too long (at most 4096 bytes)".into(),
+            ));
         }
         if request.expires_in > MAX_EXPIRY {
-            return Err(HuntError::Bad("a hunt runs 30 days at most (--expires)".into()));
+            return Err(HuntError::Bad(
+                "a hunt runs 30 days at most (--expires)".into(),
+            ));
         }
         if request.hosts.len() > MAX_HOSTS {
             return Err(HuntError::Bad(format!("at most {MAX_HOSTS} hosts")));
@@ -264,7 +268,7 @@ impl Hunts {
             },
         })?;
         self.durable().await?;
-        Ok(self.get(id)?)
+        self.get(id)
     }
 
     /// One hunt by its wire id (`h3`).
@@ -410,13 +414,27 @@ impl Hunts {
             .get_mut(host)
             .is_some_and(|ids| ids.remove(&id));
         if !was_sent {
-            tracing::warn!(host.id = host, hunt.id = id, "Answer to a hunt not sent to this host ignored");
+            tracing::warn!(
+                host.id = host,
+                hunt.id = id,
+                "Answer to a hunt not sent to this host ignored"
+            );
             return;
         }
         let answer = read_answer(id, host, &result);
-        tracing::info!(host.id = host, hunt.id = id, ok = answer.ok, hits = answer.total, "Hunt answered");
+        tracing::info!(
+            host.id = host,
+            hunt.id = id,
+            ok = answer.ok,
+            hits = answer.total,
+            "Hunt answered"
+        );
         if self.answers.send(answer).await.is_err() {
-            tracing::error!(host.id = host, hunt.id = id, "Hunt answer lost: the recorder stopped");
+            tracing::error!(
+                host.id = host,
+                hunt.id = id,
+                "Hunt answer lost: the recorder stopped"
+            );
         }
     }
 
@@ -487,7 +505,13 @@ fn read_answer(hunt_id: u64, host: &str, result: &v1::CommandResult) -> HuntAnsw
     let text = |s: &str| -> String {
         s.chars()
             .take(512)
-            .map(|c| if bannin_proto::hello::is_unsafe_char(c) { '?' } else { c })
+            .map(|c| {
+                if bannin_proto::hello::is_unsafe_char(c) {
+                    '?'
+                } else {
+                    c
+                }
+            })
             .collect()
     };
     if !result.ok {
@@ -546,15 +570,23 @@ mod tests {
         let a = read_answer(
             3,
             "web-01",
-            &result(r#"{"hits":[{"path":"/x"},"junk",7,{"big":"a"}],"total":9,"capped":"cpu","files":4,"bytes":10,"cpu_ms":2}"#),
+            &result(
+                r#"{"hits":[{"path":"/x"},"junk",7,{"big":"a"}],"total":9,"capped":"cpu","files":4,"bytes":10,"cpu_ms":2}"#,
+            ),
         );
         assert!(a.ok);
         assert_eq!(a.hits, [r#"{"path":"/x"}"#, r#"{"big":"a"}"#]);
         assert_eq!(a.total, 9);
         assert!(a.detail.contains("CPU cap"), "{a:?}");
-        let big = format!(r#"{{"hits":[{{"x":"{}"}}],"total":1}}"#, "a".repeat(MAX_ROW_BYTES));
+        let big = format!(
+            r#"{{"hits":[{{"x":"{}"}}],"total":1}}"#,
+            "a".repeat(MAX_ROW_BYTES)
+        );
         let a = read_answer(3, "web-01", &result(&big));
-        assert!(a.hits.is_empty() && a.total == 1, "an oversized row is not kept");
+        assert!(
+            a.hits.is_empty() && a.total == 1,
+            "an oversized row is not kept"
+        );
         let a = read_answer(3, "web-01", &result("not json"));
         assert!(!a.ok && a.detail.contains("not JSON"));
         let failed = v1::CommandResult {

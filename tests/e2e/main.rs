@@ -11,6 +11,7 @@ mod durability;
 mod enrollment;
 mod hostile;
 mod hostile_input;
+mod hunts;
 mod identity;
 mod incidents;
 mod packages;

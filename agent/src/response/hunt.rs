@@ -195,7 +195,7 @@ pub fn run(root: &HostRoot, hunt: &Hunt, stop: &AtomicBool) -> Result<Answer, Hu
             )?;
         }
         Some(Kind::FileName(q)) => {
-            let matcher = glob(&q.pattern).map_err(|e| triage::TriageError::Refused(e))?;
+            let matcher = glob(&q.pattern).map_err(triage::TriageError::Refused)?;
             let whole_path = q.pattern.contains('/');
             walk(
                 root,

@@ -19,7 +19,7 @@ pub(crate) async fn hunt(
 ) -> anyhow::Result<ExitCode> {
     let status = |s: tonic::Status| anyhow::anyhow!("{}", s.message());
     match action {
-        HuntAction::Start { question, options } => start(client, json, question, options).await,
+        HuntAction::Start { question, options } => start(client, json, question, *options).await,
         HuntAction::List => {
             let hunts = client
                 .list_hunts(v1::ListHuntsRequest {})
@@ -66,11 +66,20 @@ pub(crate) async fn hunt(
                 short_time(h.expires_unix_ms)
             );
             if h.stopped_unix_ms != 0 {
-                crate::say!("stopped {} by {}", short_time(h.stopped_unix_ms), h.stopped_by);
+                crate::say!(
+                    "stopped {} by {}",
+                    short_time(h.stopped_unix_ms),
+                    h.stopped_by
+                );
             }
             if !h.labels.is_empty() || !h.hosts.is_empty() {
-                let labels: Vec<String> = h.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                crate::say!("selects: labels [{}] hosts [{}]", labels.join(", "), h.hosts.join(", "));
+                let labels: Vec<String> =
+                    h.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                crate::say!(
+                    "selects: labels [{}] hosts [{}]",
+                    labels.join(", "),
+                    h.hosts.join(", ")
+                );
             }
             crate::say!("{}", progress_line(h));
             let rows: Value = detail.hosts.iter().map(host_json).collect();
@@ -99,7 +108,9 @@ pub(crate) async fn hunt(
                 output::print_rows(&Value::Array(rows));
                 let cut: u64 = detail.hosts.iter().map(|h| h.cut).sum();
                 if cut > 0 {
-                    eprintln!("{cut} more hit(s) were counted but not kept (the per-host cap, --max-hits)");
+                    eprintln!(
+                        "{cut} more hit(s) were counted but not kept (the per-host cap, --max-hits)"
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -185,6 +196,11 @@ async fn start(
     arg: HuntQuestionArg,
     o: HuntOptions,
 ) -> anyhow::Result<ExitCode> {
+    let Some(reason) = o.reason.filter(|r| !r.trim().is_empty()) else {
+        anyhow::bail!(
+            "a hunt needs a reason (--reason): it is recorded in the action log and on every finding"
+        );
+    };
     let question = question(arg);
     // Refused here with the same words the collector would use.
     question.check()?;
@@ -194,7 +210,7 @@ async fn start(
         hosts: o.hosts,
         expires_in_secs: u32::try_from(o.expires).unwrap_or(u32::MAX),
         severity: o.severity,
-        reason: o.reason,
+        reason,
         incident: o.incident.unwrap_or(0),
         max_cpu_ms: o.max_cpu.map_or(0, |s| s.saturating_mul(1000)),
         max_read_bytes: o.max_read.unwrap_or(0),
@@ -209,7 +225,12 @@ async fn start(
         if json {
             print_json(&hunt_json(&hunt))?;
         } else {
-            crate::say!("{} started: {} ({})", hunt.id, hunt.description, progress_line(&hunt));
+            crate::say!(
+                "{} started: {} ({})",
+                hunt.id,
+                hunt.description,
+                progress_line(&hunt)
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -247,9 +268,7 @@ async fn start(
     if tty {
         eprintln!();
     }
-    let waiting = current
-        .hosts_selected
-        .saturating_sub(current.answered);
+    let waiting = current.hosts_selected.saturating_sub(current.answered);
     if waiting > 0 && current.state == "running" {
         eprintln!(
             "{waiting} host(s) have not answered; offline hosts answer when they connect, until {}",
@@ -332,7 +351,14 @@ fn print_csv(rows: &[Value]) {
             s.to_owned()
         }
     };
-    println!("{}", columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(","));
+    println!(
+        "{}",
+        columns
+            .iter()
+            .map(|c| quote(c))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     for r in rows {
         let cells: Vec<String> = columns
             .iter()

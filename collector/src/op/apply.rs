@@ -505,6 +505,7 @@ async fn label_host(
     side: &SideEffects,
 ) -> Result<Result<u64, IngestError>, String> {
     let store = side.store.clone();
+    let host = host_id.clone();
     blocking("labelling a host", move || {
         let mut labels = store.host_labels(&host_id)?;
         for key in &remove {
@@ -515,6 +516,8 @@ async fn label_host(
         store.make_durable()
     })
     .await?;
+    // A running hunt may select it now.
+    let _ = side.due.send(host);
     Ok(Ok(0))
 }
 

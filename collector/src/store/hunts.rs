@@ -85,7 +85,11 @@ mod tests {
             answered_unix_ms: 1,
         };
         assert!(store.put_hunt_answer(&answer(1, "web-01", 2)).expect("put"));
-        assert!(!store.put_hunt_answer(&answer(1, "web-01", 9)).expect("again"));
+        assert!(
+            !store
+                .put_hunt_answer(&answer(1, "web-01", 9))
+                .expect("again")
+        );
         assert!(store.put_hunt_answer(&answer(1, "web-02", 0)).expect("put"));
         assert!(store.put_hunt_answer(&answer(2, "web-01", 0)).expect("put"));
         let first = store.hunt_answers(1).expect("answers");
