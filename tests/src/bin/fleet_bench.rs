@@ -69,6 +69,17 @@ enum Cmd {
         #[arg(long)]
         baseline_collector: Option<PathBuf>,
     },
+    /// Hunt fan-out: N connected simulated agents answer a cheap hunt; time
+    /// from start to every answer stored, collector memory meanwhile; against
+    /// the same fleet asked one queued command per host (ping) in the same run.
+    Hunt {
+        /// Agents.
+        #[arg(long, default_value_t = 10_000)]
+        agents: usize,
+        /// Hosts asked by the per-host command baseline (a sample of the fleet).
+        #[arg(long, default_value_t = 1000)]
+        baseline_hosts: usize,
+    },
     /// Resident memory of the collector with N idle connected agents.
     Idle {
         /// Fleet sizes, comma separated.
@@ -253,6 +264,10 @@ fn main() -> anyhow::Result<()> {
                 .await
             }
             Cmd::Idle { agents } => idle(&agents).await,
+            Cmd::Hunt {
+                agents,
+                baseline_hosts,
+            } => hunt(agents, baseline_hosts).await,
             Cmd::Sigma {
                 rules,
                 agents,
@@ -991,6 +1006,188 @@ async fn idle(agents: &[usize]) -> anyhow::Result<()> {
             let _ = t.await;
         }
         drop(collector);
+    }
+    Ok(())
+}
+
+/// Hunt fan-out (see `Cmd::Hunt`).
+async fn hunt(n: usize, baseline_hosts: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = TestPki::new(dir.path());
+    eprintln!("issuing {n} agent certificates…");
+    let configs = agent_configs_in_memory(&pki, n)?;
+    let collector = start_collector(&dir.path().join("hunt"), &pki)?;
+    let addr = collector.addr;
+    let stop = CancellationToken::new();
+    let permits = Arc::new(tokio::sync::Semaphore::new(200));
+    let connected = Arc::new(AtomicU64::new(0));
+    let answered = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for (index, (host, config)) in configs.into_iter().enumerate() {
+        let (stop, permits, connected, answered) = (
+            stop.clone(),
+            permits.clone(),
+            connected.clone(),
+            answered.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let permit = permits.acquire_owned().await?;
+            let mut client = connect(addr, config, index).await?;
+            let (tx, rx) = mpsc::channel(4);
+            tx.send(v1::AgentMessage {
+                body: Some(agent_message::Body::Hello(v1::Hello {
+                    host_id: host,
+                    heartbeat_interval_secs: 30,
+                    ..Default::default()
+                })),
+            })
+            .await?;
+            let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
+            inbound.message().await?;
+            drop(permit);
+            connected.fetch_add(1, Ordering::Relaxed);
+            loop {
+                let message = tokio::select! {
+                    () = stop.cancelled() => break,
+                    m = inbound.message() => m,
+                };
+                let Ok(Some(message)) = message else { break };
+                let Some(collector_message::Body::Command(command)) = message.body else {
+                    continue;
+                };
+                // Every tenth host has one hit.
+                let detail = match command.body {
+                    Some(v1::command::Body::Hunt(_)) if index % 10 == 0 => {
+                        r#"{"hits":[{"name":"backup2","uid":0}],"total":1,"cut":0,"capped":"","files":0,"bytes":0,"cpu_ms":1}"#
+                    }
+                    Some(v1::command::Body::Hunt(_)) => {
+                        r#"{"hits":[],"total":0,"cut":0,"capped":"","files":0,"bytes":0,"cpu_ms":1}"#
+                    }
+                    _ => "pong",
+                };
+                answered.fetch_add(1, Ordering::Relaxed);
+                tx.send(v1::AgentMessage {
+                    body: Some(agent_message::Body::CommandResult(v1::CommandResult {
+                        command_id: command.id,
+                        ok: true,
+                        detail: detail.into(),
+                    })),
+                })
+                .await?;
+            }
+            drop(tx);
+            anyhow::Ok(())
+        }));
+    }
+    let started = Instant::now();
+    while connected.load(Ordering::Relaxed) < n as u64
+        && started.elapsed() < Duration::from_secs(600)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "{} of {n} agents connected in {:.1} s",
+        connected.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = collector.rss_bytes();
+    let mut ops = bannin_tests::operator_client(&pki.operator("bench"), addr).await;
+
+    // The hunt: one record, sent to every connected host.
+    let t0 = Instant::now();
+    let hunt = ops
+        .start_hunt(v1::StartHuntRequest {
+            question: Some(v1::HuntQuestion {
+                kind: Some(v1::hunt_question::Kind::Account(v1::AccountQuestion {
+                    name: "backup2".into(),
+                })),
+            }),
+            reason: "bench".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let started_in = t0.elapsed();
+    let mut peak = before;
+    let mut last = v1::Hunt::default();
+    while t0.elapsed() < Duration::from_secs(600) {
+        peak = peak.max(collector.rss_bytes());
+        let shown = ops
+            .list_hunts(v1::ListHuntsRequest {})
+            .await?
+            .into_inner()
+            .hunts;
+        if let Some(h) = shown.into_iter().find(|h| h.id == hunt.id) {
+            last = h;
+        }
+        if last.answered as usize >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let hunt_secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "hunt {}: started in {:.2} s, {}/{} answered ({} with hits) in {hunt_secs:.1} s",
+        hunt.id,
+        started_in.as_secs_f64(),
+        last.answered,
+        n,
+        last.with_hits
+    );
+
+    // Baseline: one queued command per host (ping), for a sample of the fleet.
+    let sample = baseline_hosts.min(n);
+    let t1 = Instant::now();
+    let mut ids = Vec::new();
+    for i in 0..sample {
+        let record = ops
+            .issue_command(v1::IssueCommandRequest {
+                host_id: format!("sim-{i:05}"),
+                command: Some(v1::CommandBody::ping()),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        ids.push(record.id);
+        peak = peak.max(collector.rss_bytes());
+    }
+    let issued_in = t1.elapsed().as_secs_f64();
+    loop {
+        let commands = ops
+            .list_commands(v1::ListCommandsRequest::default())
+            .await?
+            .into_inner()
+            .commands;
+        let done = commands.iter().filter(|c| c.state == "succeeded").count();
+        if done >= sample || t1.elapsed() > Duration::from_secs(900) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let baseline_secs = t1.elapsed().as_secs_f64();
+    let per_host_hunt = hunt_secs / n as f64 * 1000.0;
+    let per_host_base = baseline_secs / sample as f64 * 1000.0;
+    println!(
+        "| what | hosts | all answered (s) | ms per host | collector RSS before → peak (MiB) |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| hunt (one record, sent on the open streams) | {} | {hunt_secs:.1} | {per_host_hunt:.2} | {} → {} |",
+        last.answered,
+        before >> 20,
+        peak >> 20
+    );
+    println!(
+        "| baseline: one queued ping per host (issued in {issued_in:.1} s) | {sample} | {baseline_secs:.1} | {per_host_base:.2} | |"
+    );
+    println!(
+        "\nper host, the hunt is {:.1}× the per-host command queue",
+        per_host_base / per_host_hunt.max(f64::EPSILON)
+    );
+    stop.cancel();
+    for t in tasks {
+        let _ = t.await;
     }
     Ok(())
 }
