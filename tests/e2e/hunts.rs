@@ -116,6 +116,18 @@ async fn a_hunt_reaches_the_hosts_it_selects_now_and_later_and_finds_what_was_pl
     .await;
     drop(web2);
 
+    let (ok, _, err) = bannin_json(
+        &operator,
+        &[
+            "incident",
+            "open",
+            "--title",
+            "IR-7 dropper",
+            "--severity",
+            "high",
+        ],
+    );
+    assert!(ok, "{err}");
     let root = plant.display().to_string();
     let (ok, started, err) = bannin_json(
         &operator,
@@ -132,6 +144,8 @@ async fn a_hunt_reaches_the_hosts_it_selects_now_and_later_and_finds_what_was_pl
             "IR-7 dropper",
             "--severity",
             "high",
+            "--incident",
+            "1",
         ],
     );
     assert!(ok, "{err}");
@@ -210,6 +224,16 @@ async fn a_hunt_reaches_the_hosts_it_selects_now_and_later_and_finds_what_was_pl
             |f| f.kind == "hunt.match" && f.severity == bannin_proto::v1::Severity::High as i32
         )
     );
+
+    // The incident's scoping brief lists the hunt and the hosts it found.
+    let (ok, brief, err) = bannin_json(&operator, &["incident", "brief", "1"]);
+    assert!(ok, "{err}");
+    let hunts = brief["hunts"].as_array().expect("hunts in the brief");
+    assert_eq!(hunts.len(), 1, "{brief}");
+    assert_eq!(hunts[0]["id"], id.as_str());
+    for h in ["web-01", "web-02", "db-01"] {
+        assert_eq!(hunts[0]["hosts_with_hits"][h], 1, "{brief}");
+    }
 
     // A process hunt finds a running process by its executable.
     let bin = dir.path().join("tools");

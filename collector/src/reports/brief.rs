@@ -33,6 +33,29 @@ pub struct Brief {
     pub network: Network,
     /// Affected sites: location → hosts.
     pub sites: BTreeMap<String, Vec<String>>,
+    /// Hunts attached to the incident: where else it was looked for, and found.
+    pub hunts: Vec<HuntLine>,
+}
+
+/// A hunt attached to the incident and what it found.
+#[derive(Debug, Serialize)]
+pub struct HuntLine {
+    /// Its id (`h3`).
+    pub id: String,
+    /// The question.
+    pub question: String,
+    /// running, stopped or expired.
+    pub state: &'static str,
+    /// Who started it, when and why.
+    pub operator: String,
+    /// When.
+    pub started_at: String,
+    /// Why.
+    pub reason: String,
+    /// Hosts that answered.
+    pub answered: usize,
+    /// Hosts with hits, and how many each.
+    pub hosts_with_hits: BTreeMap<String, u64>,
 }
 
 /// The incident's header.
@@ -362,9 +385,28 @@ pub fn brief(
             result: a.result.clone(),
         })
         .collect();
+    let now = bannin_proto::now_unix_ms();
+    let hunts = facts
+        .hunts
+        .iter()
+        .map(|(hunt, answers)| HuntLine {
+            id: hunt.wire_id(),
+            question: hunt.description.clone(),
+            state: hunt.state(now),
+            operator: hunt.operator.clone(),
+            started_at: rfc3339(hunt.created_unix_ms),
+            reason: hunt.reason.clone(),
+            answered: answers.len(),
+            hosts_with_hits: answers
+                .iter()
+                .filter(|a| a.total > 0)
+                .map(|a| (a.host_id.clone(), a.total))
+                .collect(),
+        })
+        .collect();
     Ok(Brief {
         schema: "bannin.brief/1",
-        generated_at: rfc3339(bannin_proto::now_unix_ms()),
+        generated_at: rfc3339(now),
         incident: IncidentSummary::of(incident),
         first_indicator,
         indicators,
@@ -372,6 +414,7 @@ pub fn brief(
         actions_taken,
         network,
         sites,
+        hunts,
     })
 }
 

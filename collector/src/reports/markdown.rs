@@ -182,6 +182,34 @@ impl Brief {
             m.push('\n');
         }
 
+        if !self.hunts.is_empty() {
+            m.push_str("## Hunts: where else\n\n");
+            m.push_str("| hunt | question | state | started | by | answered | hosts with hits |\n|---|---|---|---|---|---|---|\n");
+            for h in &self.hunts {
+                let hits: Vec<String> = h
+                    .hosts_with_hits
+                    .iter()
+                    .map(|(host, n)| format!("{host} ({n})"))
+                    .collect();
+                let _ = writeln!(
+                    m,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    md(&h.id),
+                    md(&h.question),
+                    h.state,
+                    md(&h.started_at),
+                    md(&h.operator),
+                    h.answered,
+                    md(&if hits.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        hits.join(", ")
+                    })
+                );
+            }
+            m.push('\n');
+        }
+
         m.push_str("## Response actions already taken\n\n");
         if self.actions_taken.is_empty() {
             m.push_str("None recorded.\n");
@@ -447,6 +475,16 @@ mod corpus {
                 sources: vec![h(), h()],
             },
             sites: BTreeMap::from([(h(), vec![h(), h()])]),
+            hunts: vec![HuntLine {
+                id: h(),
+                question: h(),
+                state: "running",
+                operator: h(),
+                started_at: h(),
+                reason: h(),
+                answered: 2,
+                hosts_with_hits: BTreeMap::from([(h(), 1)]),
+            }],
         }
     }
 

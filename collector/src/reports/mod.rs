@@ -123,6 +123,8 @@ pub struct Facts {
     pub commands: Vec<Command>,
     /// Evidence from affected hosts.
     pub evidence: Vec<EvidenceRecord>,
+    /// Hunts attached to the incident, with their answers.
+    pub hunts: Vec<(crate::model::Hunt, Vec<crate::model::HuntAnswer>)>,
 }
 
 impl Facts {
@@ -158,6 +160,13 @@ impl Facts {
             .into_iter()
             .filter(|e| affected.contains(&e.host_id))
             .collect();
+        let mut hunts = Vec::new();
+        for hunt in store.hunts()? {
+            if hunt.incident == incident.id {
+                let answers = store.hunt_answers(hunt.id)?;
+                hunts.push((hunt, answers));
+            }
+        }
         Ok(Self {
             incident,
             findings,
@@ -165,6 +174,7 @@ impl Facts {
             actions,
             commands,
             evidence,
+            hunts,
         })
     }
 
