@@ -368,8 +368,8 @@ mod corpus {
 
     use super::super::TimelineItem;
     use super::super::brief::{
-        ActionLine, Asset, Brief, FirstIndicator, Flow, IncidentSummary, IndicatorLine, Network,
-        Service,
+        ActionLine, Asset, Brief, FirstIndicator, Flow, HuntLine, IncidentSummary, IndicatorLine,
+        Network, Service,
     };
     use super::super::review::{Metrics, Question, Review};
 
