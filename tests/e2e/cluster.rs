@@ -1816,3 +1816,75 @@ async fn one_host_identity_live_on_two_collectors_is_a_clone_on_both() {
         let _ = b.await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hunt_started_through_one_collector_is_answered_by_a_host_on_the_other() {
+    if !nats_here() {
+        return;
+    }
+    let (dir, pki, _nats, [a, b]) = two_collectors_on_one_server();
+    let [on_a, on_b] = operators_of(dir.path(), &pki, [&a, &b]);
+    let plant = dir.path().join("plant");
+    std::fs::create_dir_all(&plant).expect("mkdir");
+    let implant = format!("cluster implant {}\n", bannin_proto::now_unix_ms());
+    std::fs::write(plant.join(".y"), &implant).expect("plant");
+    let sha = bannin_proto::sha256_hex(implant.as_bytes());
+    // The host is held by B only.
+    let _agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("web-09"),
+        b.addr,
+        &AgentOptions {
+            net_listener: false,
+            ..AgentOptions::default()
+        },
+    );
+    let ops_b = client(&pki, b.addr).await;
+    eventually(Duration::from_secs(30), "web-09 on B", || {
+        listed(ops_b.clone(), "web-09")
+    })
+    .await;
+    let root = plant.display().to_string();
+    let (ok, started, err) = bannin_json(
+        &on_a,
+        &[
+            "hunt",
+            "start",
+            "file-hash",
+            &sha,
+            "--root",
+            &root,
+            "--reason",
+            "cluster hunt",
+        ],
+    );
+    assert!(ok, "started through A: {err}");
+    let id = started["id"].as_str().expect("id").to_owned();
+    // Answered by the host on B, readable through both.
+    for operator in [&on_a, &on_b] {
+        let shown = eventually(Duration::from_secs(30), "the answer on both", || {
+            let (operator, id) = (operator.clone(), id.clone());
+            async move {
+                let (_, shown, _) = bannin_json(&operator, &["hunt", "show", &id]);
+                shown["hosts"]
+                    .as_array()?
+                    .iter()
+                    .any(|h| h["host_id"] == "web-09" && h["state"] == "done")
+                    .then_some(shown)
+            }
+        })
+        .await;
+        assert_eq!(shown["with_hits"], 1, "{shown}");
+        let (_, rows, _) = bannin_json(operator, &["hunt", "results", &id]);
+        assert!(
+            rows.as_array()
+                .is_some_and(|r| r.len() == 1 && r[0]["sha256"] == sha.as_str()),
+            "{rows}"
+        );
+    }
+    // Stopped through B: both say so.
+    let (ok, _, err) = bannin_json(&on_b, &["hunt", "stop", &id, "--reason", "done"]);
+    assert!(ok, "{err}");
+    let (_, shown, _) = bannin_json(&on_a, &["hunt", "show", &id]);
+    assert_eq!(shown["state"], "stopped", "{shown}");
+}
