@@ -367,3 +367,67 @@ async fn a_hunt_reaches_the_hosts_it_selects_now_and_later_and_finds_what_was_pl
     let (ok, list, _) = bannin_json(&operator, &["hunt", "list"]);
     assert!(ok && list.as_array().map(Vec::len) == Some(4), "{list}");
 }
+
+/// An isolate sent while the host scans for a hunt is enforced as fast as
+/// without one: hunts have their own lane on the agent, isolation the urgent one.
+#[test]
+fn an_isolate_during_a_scan_is_enforced_within_a_second_needs_root() {
+    if !bannin_tests::runnable(&[bannin_tests::Need::Root]) {
+        return;
+    }
+    let mut site = crate::response::Site::new();
+    let took = |record: &Value| {
+        crate::incidents::ms(&record["finished"]) - crate::incidents::ms(&record["created"])
+    };
+    // Without a scan first: the baseline of this run.
+    let (ok, alone, err) = site.cli(&["isolate", "web-01", "--reason", "baseline"]);
+    assert!(ok && alone["state"] == "succeeded", "{alone} {err}");
+    let (ok, _, err) = site.cli(&["release", "web-01", "--reason", "baseline"]);
+    assert!(ok, "{err}");
+
+    // A wide scan: every file of the machine, hashed, with caps that do not end it soon.
+    let (ok, started, err) = site.cli(&[
+        "hunt",
+        "start",
+        "file-hash",
+        &"0".repeat(64),
+        "--root",
+        "/",
+        "--depth",
+        "64",
+        "--max-size",
+        "4G",
+        "--max-cpu",
+        "10m",
+        "--reason",
+        "wide",
+    ]);
+    assert!(ok, "{err}");
+    let id = started["id"].as_str().expect("id").to_owned();
+    site.wait_until(
+        |s| {
+            let (_, shown, _) = s.cli(&["hunt", "show", &id]);
+            state(&shown, "web-01") == "running"
+        },
+        "the scan running",
+    );
+    let (ok, during, err) = site.cli(&["isolate", "web-01", "--reason", "during a scan"]);
+    assert!(ok && during["state"] == "succeeded", "{during} {err}");
+    assert!(site.reachability().iter().all(|r| !r), "isolated");
+    let (_, shown, _) = site.cli(&["hunt", "show", &id]);
+    assert_eq!(
+        state(&shown, "web-01"),
+        "running",
+        "the scan was still running: {shown}"
+    );
+    assert!(
+        took(&during) <= 1000,
+        "isolate during a scan took {} ms (without one: {} ms)",
+        took(&during),
+        took(&alone)
+    );
+    let (ok, _, err) = site.cli(&["hunt", "stop", &id, "--reason", "done"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = site.cli(&["release", "web-01", "--reason", "done"]);
+    assert!(ok, "{err}");
+}

@@ -119,7 +119,7 @@ async fn an_incident_runs_from_open_to_closed_with_its_timeline() {
 }
 
 /// Milliseconds since the epoch of an RFC 3339 time the CLI printed.
-fn ms(text: &serde_json::Value) -> i64 {
+pub(crate) fn ms(text: &serde_json::Value) -> i64 {
     let text = text
         .as_str()
         .unwrap_or_else(|| panic!("a time, not {text}"));
