@@ -85,7 +85,77 @@ function followCommand(state) {
   window.setTimeout(poll, 500);
 }
 
+// A hunt's progress line, live; the page reloads when new answers arrive
+// (unless a filter is being typed) and when the hunt ends.
+function followHunt(progress) {
+  const id = progress.dataset.hunt;
+  let answered = progress.dataset.answered;
+  const poll = async () => {
+    try {
+      const response = await fetch("/api/hunts/" + encodeURIComponent(id), { credentials: "same-origin" });
+      if (response.ok) {
+        const h = await response.json();
+        progress.textContent = h.progress;
+        const filter = document.getElementById("hunt-filter");
+        const typing = filter && filter.value !== "";
+        if (h.state !== "running" || (String(h.answered) !== answered && !typing)) {
+          answered = String(h.answered);
+          window.location.reload();
+          return;
+        }
+      }
+    } catch (e) {
+      // The console went away; keep trying.
+    }
+    window.setTimeout(poll, 1000);
+  };
+  window.setTimeout(poll, 1000);
+}
+
+// Tables with class "sortable": a click on a header sorts by that column
+// (numbers as numbers), a second click reverses.
+function sortable(table) {
+  table.querySelectorAll("thead th").forEach((th, index) => {
+    th.tabIndex = 0;
+    th.setAttribute("role", "button");
+    const sort = () => {
+      const body = table.tBodies[0];
+      const up = th.dataset.sorted !== "up";
+      table.querySelectorAll("thead th").forEach((o) => { delete o.dataset.sorted; o.removeAttribute("aria-sort"); });
+      th.dataset.sorted = up ? "up" : "down";
+      th.setAttribute("aria-sort", up ? "ascending" : "descending");
+      const rows = [...body.rows];
+      const key = (row) => row.cells[index] ? row.cells[index].textContent.trim() : "";
+      rows.sort((a, b) => {
+        const x = key(a), y = key(b);
+        const nx = Number(x), ny = Number(y);
+        const c = x !== "" && y !== "" && !isNaN(nx) && !isNaN(ny) ? nx - ny : x.localeCompare(y);
+        return up ? c : -c;
+      });
+      rows.forEach((r) => body.appendChild(r));
+    };
+    th.addEventListener("click", sort);
+    th.addEventListener("keydown", (e) => { if (e.key === "Enter") sort(); });
+  });
+}
+
+// An input with data-filter="TABLE": shows the rows of TABLE holding its text.
+function filterRows(input) {
+  const table = document.getElementById(input.dataset.filter);
+  if (!table) return;
+  input.addEventListener("input", () => {
+    const text = input.value.toLowerCase();
+    [...table.tBodies[0].rows].forEach((row) => {
+      row.hidden = text !== "" && !row.textContent.toLowerCase().includes(text);
+    });
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  const progress = document.getElementById("hunt-progress");
+  if (progress && progress.dataset.running === "true") followHunt(progress);
+  document.querySelectorAll("table.sortable").forEach(sortable);
+  document.querySelectorAll("input[data-filter]").forEach(filterRows);
   const queue = document.getElementById("queue");
   if (queue && queue.dataset.stream) followQueue(queue);
   const state = document.getElementById("command-state");

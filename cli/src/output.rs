@@ -605,9 +605,66 @@ pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Rows (JSON objects) as CSV with a header (RFC 4180 quoting), columns as
+/// the tables order them; peer text made inert.
+pub fn csv(rows: &[Value]) -> String {
+    let mut keys = std::collections::BTreeSet::new();
+    for r in rows {
+        if let Some(o) = r.as_object() {
+            keys.extend(o.keys().map(String::as_str));
+        }
+    }
+    let columns = column_order(keys.into_iter());
+    let quote = |s: &str| {
+        // A cell a spreadsheet would run as a formula is quoted as text.
+        let s = if s.starts_with(['=', '+', '-', '@']) {
+            format!("'{s}")
+        } else {
+            s.to_owned()
+        };
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s
+        }
+    };
+    let mut out = columns
+        .iter()
+        .map(|c| quote(c))
+        .collect::<Vec<_>>()
+        .join(",");
+    out.push('\n');
+    for r in rows {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|c| match &r[*c] {
+                Value::String(s) => quote(&inert(s)),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            })
+            .collect();
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_quotes_what_needs_quoting_and_defuses_formulas() {
+        let rows = [
+            serde_json::json!({ "host_id": "web-01", "path": "/tmp/a,b \"c\"", "size": 3 }),
+            serde_json::json!({ "host_id": "web-02", "path": "=HYPERLINK(\"x\")", "size": -1 }),
+        ];
+        let text = csv(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "host_id,size,path");
+        assert_eq!(lines[1], r#"web-01,3,"/tmp/a,b ""c""""#);
+        assert_eq!(lines[2], r#"web-02,-1,"'=HYPERLINK(""x"")""#);
+    }
 
     #[test]
     fn triage_tables_put_pid_user_exe_first_and_command_lines_last() {

@@ -373,6 +373,68 @@ async fn responder_flow(site: &Site, client: &Client, url: &str, base: &str) {
             response.lines().next().unwrap_or_default()
         );
     }
+    // A hunt started in the browser: an account every host has; live progress,
+    // the hit in a filterable table, a CSV download link.
+    client.goto(&format!("{base}/hunts")).await.expect("hunts");
+    wait_for(client, "#new-hunt select[name=question]", 10)
+        .await
+        .select_by_value("account")
+        .await
+        .expect("select");
+    fill(client, "#new-hunt input[name=value]", "root").await;
+    fill(
+        client,
+        "#new-hunt input[name=reason]",
+        "console e2e: where else",
+    )
+    .await;
+    click(client, "#new-hunt button[type=submit]").await;
+    wait_until_js(
+        client,
+        "return (document.getElementById('hunt-progress')?.textContent || '').startsWith('1/1 answered · 1 with hits')",
+        60,
+        "the hunt answered, live",
+    )
+    .await;
+    wait_until_js(
+        client,
+        "return [...document.querySelectorAll('#hunt-hits tbody tr')].some(tr => tr.textContent.includes('web-01') && tr.textContent.includes('root'))",
+        30,
+        "the hit in the table",
+    )
+    .await;
+    fill(client, "#hunt-filter", "no-such-host").await;
+    let visible = client
+        .execute(
+            "return [...document.querySelectorAll('#hunt-hits tbody tr')].filter(tr => !tr.hidden).length",
+            vec![],
+        )
+        .await
+        .expect("visible rows");
+    assert_eq!(visible, json!(0), "the filter hides what does not match");
+    let csv_link = client
+        .execute(
+            "return document.getElementById('hunt-csv').getAttribute('href')",
+            vec![],
+        )
+        .await
+        .expect("csv link");
+    let csv_link = csv_link.as_str().unwrap_or_default().to_owned();
+    assert!(csv_link.ends_with("/results.csv"), "{csv_link}");
+    let csv = client
+        .execute_async(
+            "const [path, done] = arguments; fetch(path, {credentials: 'same-origin'}).then(r => r.text()).then(done)",
+            vec![json!(csv_link)],
+        )
+        .await
+        .expect("csv");
+    let csv = csv.as_str().unwrap_or_default();
+    assert!(
+        csv.starts_with("host_id,") && csv.contains("web-01") && csv.contains("root"),
+        "{csv}"
+    );
+    screenshot(client, "12-hunt").await;
+
     // Release from the host page, as isolation was: reason and the host id.
     respond(client, base, "release", "console e2e: cleaned", "web-01").await;
     command_succeeds(client, "the release command to succeed").await;

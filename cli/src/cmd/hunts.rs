@@ -103,7 +103,7 @@ pub(crate) async fn hunt(
             if json {
                 print_json(&rows)?;
             } else if csv {
-                print_csv(&rows);
+                print!("{}", output::csv(&rows));
             } else {
                 output::print_rows(&Value::Array(rows));
                 let cut: u64 = detail.hosts.iter().map(|h| h.cut).sum();
@@ -333,41 +333,4 @@ fn host_json(h: &v1::HuntHost) -> Value {
         "cpu_ms": h.cpu_ms,
         "detail": h.detail,
     })
-}
-
-/// Rows as CSV (RFC 4180 quoting), columns as the table orders them.
-fn print_csv(rows: &[Value]) {
-    let mut keys = std::collections::BTreeSet::new();
-    for r in rows {
-        if let Some(o) = r.as_object() {
-            keys.extend(o.keys().map(String::as_str));
-        }
-    }
-    let columns = output::column_order(keys.into_iter());
-    let quote = |s: &str| {
-        if s.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_owned()
-        }
-    };
-    println!(
-        "{}",
-        columns
-            .iter()
-            .map(|c| quote(c))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
-    for r in rows {
-        let cells: Vec<String> = columns
-            .iter()
-            .map(|c| match &r[*c] {
-                Value::String(s) => quote(&output::inert(s)),
-                Value::Null => String::new(),
-                other => quote(&other.to_string()),
-            })
-            .collect();
-        println!("{}", cells.join(","));
-    }
 }

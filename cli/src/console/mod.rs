@@ -263,6 +263,11 @@ pub(crate) fn router(console: Shared) -> Router {
             get(pages::incident).post(pages::update_incident),
         )
         .route("/incidents/{id}/{kind}", get(pages::report))
+        .route("/hunts", get(pages::hunts).post(pages::start_hunt))
+        .route("/hunts/{id}", get(pages::hunt))
+        .route("/hunts/{id}/stop", post(pages::stop_hunt))
+        .route("/hunts/{id}/results.csv", get(pages::hunt_csv))
+        .route("/api/hunts/{id}", get(pages::hunt_json))
         .route("/evidence", get(pages::evidence))
         .route("/evidence/{id}", get(pages::evidence_item))
         .route("/evidence/{id}/verify", post(pages::verify_evidence))

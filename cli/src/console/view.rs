@@ -16,16 +16,18 @@ pub(crate) enum Nav {
     Hosts,
     Commands,
     Incidents,
+    Hunts,
     Evidence,
     Actions,
 }
 
-const NAV: [(Nav, &str, &str); 7] = [
+const NAV: [(Nav, &str, &str); 8] = [
     (Nav::Overview, "/", "Overview"),
     (Nav::Findings, "/findings", "Findings"),
     (Nav::Hosts, "/hosts", "Hosts"),
     (Nav::Commands, "/commands", "Commands"),
     (Nav::Incidents, "/incidents", "Incidents"),
+    (Nav::Hunts, "/hunts", "Hunts"),
     (Nav::Evidence, "/evidence", "Evidence"),
     (Nav::Actions, "/actions", "Actions"),
 ];

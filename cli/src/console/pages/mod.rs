@@ -311,6 +311,7 @@ mod actions;
 mod evidence;
 mod findings;
 mod hosts;
+mod hunts;
 mod incidents;
 mod overview;
 
@@ -318,6 +319,7 @@ pub(crate) use actions::*;
 pub(crate) use evidence::*;
 pub(crate) use findings::*;
 pub(crate) use hosts::*;
+pub(crate) use hunts::*;
 pub(crate) use incidents::*;
 pub(crate) use overview::*;
 
