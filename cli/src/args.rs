@@ -266,6 +266,11 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 1000)]
         limit: u32,
     },
+    /// Search what the collector holds, across every host, through its index:
+    /// which hosts match, how many events each, first and last seen, then the
+    /// events. Examples: `bannin search --ip 203.0.113.0/24 --since 30d`,
+    /// `bannin search --sha256 9f86…`, `bannin search --user backup2 --hosts web-01`.
+    Search(SearchArgs),
     /// Serve a web console for this operator on loopback (as `kubectl proxy`
     /// does): it talks to the collector with this operator's certificate, so
     /// every action is yours, checked by your role and logged as yours.
@@ -274,6 +279,42 @@ pub(crate) enum Command {
     /// machine (over SSH, forward the same port number: `ssh -L PORT:127.0.0.1:PORT HOST`;
     /// the console accepts only its own address in the Host header). Runs until Ctrl-C.
     Console(crate::console::ConsoleArgs),
+}
+
+/// `bannin search`: exactly one of the fields.
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("field").required(true).multiple(false)))]
+pub(crate) struct SearchArgs {
+    /// An address, or a network (a.b.c.d/n, v6/n), of either end.
+    #[arg(long, group = "field")]
+    pub(crate) ip: Option<String>,
+    /// A port of either end.
+    #[arg(long, group = "field")]
+    pub(crate) port: Option<u16>,
+    /// A file's or executable's SHA-256.
+    #[arg(long, group = "field")]
+    pub(crate) sha256: Option<String>,
+    /// An executable's path.
+    #[arg(long, group = "field")]
+    pub(crate) exe: Option<String>,
+    /// An account name.
+    #[arg(long, group = "field")]
+    pub(crate) user: Option<String>,
+    /// A process name (comm).
+    #[arg(long, group = "field")]
+    pub(crate) process: Option<String>,
+    /// An event kind (net.connection, process.exec, …).
+    #[arg(long, group = "field")]
+    pub(crate) kind: Option<String>,
+    /// Only events received since TIME: RFC 3339 or an age (30m, 12h, 7d); 7d by default.
+    #[arg(long)]
+    pub(crate) since: Option<String>,
+    /// Only this host; repeatable.
+    #[arg(long = "hosts")]
+    pub(crate) hosts: Vec<String>,
+    /// Events listed at most (the hosts' counts are complete).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) limit: u32,
 }
 
 /// Options shared by commands sent to hosts.

@@ -211,6 +211,10 @@ pub struct PreparedBatch {
     pub telemetry: Vec<(String, i64, std::collections::BTreeMap<String, String>)>,
     /// Sigma detections that feed correlation rules, with their events.
     pub sigma_feed: Vec<(SigmaEvent<'static>, Vec<rsigma_eval::EvaluationResult>)>,
+    /// When it was received (its events' records carry the same time).
+    pub received_unix_ms: i64,
+    /// The search index's terms of its events: (index in the batch, observed, terms).
+    pub index: Vec<(u32, i64, crate::store::search::Terms)>,
 }
 
 /// What `bannin rules` shows of the rules at work.
@@ -438,6 +442,7 @@ impl Ingest {
         let mut telemetry = Vec::new();
         let mut sigma_feed = Vec::new();
         let mut budget = crate::sigma::Budget::new(sigma.limits.batch_budget);
+        let mut search = Vec::with_capacity(batch.events.len());
         for (index, raw) in batch.events.iter().enumerate() {
             let header =
                 v1::EventHeader::decode(raw.clone()).map_err(|e| IngestError::Malformed {
@@ -464,13 +469,19 @@ impl Ingest {
                     }
                 }
             }
-            if !(header.indicator || for_correlation) {
-                continue;
-            }
+            // Every event is decoded once, for the search index.
             let event = v1::Event::decode(raw.clone()).map_err(|e| IngestError::Malformed {
                 index,
                 reason: e.to_string(),
             })?;
+            search.push((
+                u32::try_from(index).unwrap_or(u32::MAX),
+                event.observed_unix_ms,
+                crate::store::search::terms(&event),
+            ));
+            if !(header.indicator || for_correlation) {
+                continue;
+            }
             if header.indicator {
                 if let Some(f) = self.detector.detect(host, &Event::from_wire(event, now)) {
                     findings.push(f);
@@ -488,6 +499,8 @@ impl Ingest {
             findings,
             telemetry,
             sigma_feed,
+            received_unix_ms: now,
+            index: search,
         })
     }
 
@@ -986,6 +999,12 @@ impl Writer {
                 }
                 self.event_bytes +=
                     set.add_event_records(host.as_str(), batch.sequence, batch.records);
+                set.add_index(
+                    host.as_str(),
+                    batch.sequence,
+                    batch.received_unix_ms,
+                    batch.index,
+                );
                 set.set_high_water(host.as_str(), batch.sequence);
                 self.high_water
                     .insert(host.as_str().to_owned(), batch.sequence);
@@ -1126,6 +1145,13 @@ impl Writer {
                 let hosts: Vec<String> = self.high_water.keys().cloned().collect();
                 let excess = self.event_bytes.saturating_sub(max_bytes);
                 let (removed, freed) = self.store.prune_events(&hosts, cutoff_unix_ms, excess)?;
+                let unindexed = self.store.prune_index(cutoff_unix_ms)?;
+                if unindexed > 0 {
+                    tracing::info!(
+                        entries.removed = unindexed,
+                        "Search index retention applied"
+                    );
+                }
                 self.event_bytes = self.event_bytes.saturating_sub(freed);
                 self.folds.prune(now);
                 if removed > 0 {

@@ -2106,4 +2106,32 @@ async fn a_short_connection_to_the_lab_peer_is_in_the_flow_log_needs_root() {
     assert_eq!(a["bytes_sent"], "1000", "{a:?}");
     let took: u64 = a["duration_ms"].parse().expect("duration");
     assert!((250..5_000).contains(&took), "{a:?}");
+
+    // `bannin search` finds the host that reached the lab's peer, by its
+    // address and by its network, through the index.
+    let operator = bannin_tests::operator_toml(dir.path(), &pki.operator("alice"), collector.addr);
+    for ip in ["10.77.0.3", "10.77.0.0/24"] {
+        let (ok, found, err) =
+            bannin_tests::bannin_json(&operator, &["search", "--ip", ip, "--limit", "1000"]);
+        assert!(ok, "{ip}: {err}");
+        let host = found["hosts"]
+            .as_array()
+            .and_then(|h| h.iter().find(|h| h["host_id"] == "lab-flows"))
+            .unwrap_or_else(|| panic!("{ip}: {found}"));
+        assert!(host["events"].as_u64() >= Some(1), "{found}");
+        assert!(
+            found["events"].as_array().is_some_and(|e| e
+                .iter()
+                .any(|e| { e["kind"] == "net.flow" && e["attributes"]["pid"] == pid.as_str() })),
+            "{ip}: {found}"
+        );
+    }
+    let (_, other, _) = bannin_tests::bannin_json(&operator, &["search", "--ip", "10.78.0.0/16"]);
+    assert_eq!(other["hosts"], serde_json::json!([]), "{other}");
+    let (ok, by_port, err) = bannin_tests::bannin_json(&operator, &["search", "--port", "4446"]);
+    assert!(ok, "{err}");
+    assert!(
+        by_port["hosts"].to_string().contains("lab-flows"),
+        "{by_port}"
+    );
 }

@@ -134,5 +134,6 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             kind,
             limit,
         } => events::events(&mut client, json, host, since, kind, limit).await,
+        Command::Search(args) => events::search(&mut client, json, args).await,
     }
 }

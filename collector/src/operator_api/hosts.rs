@@ -279,3 +279,120 @@ pub(super) async fn set_host_labels(
         .unwrap_or_default();
     Ok(Response::new(host))
 }
+
+/// Most index entries one search reads.
+const MAX_SEARCH_ENTRIES: usize = 5_000_000;
+/// Longest look back of a search.
+const MAX_SEARCH_DAYS: i64 = 400;
+
+/// `Search`: through the index, never over every event.
+pub(super) async fn search(
+    svc: &OperatorService,
+    request: Request<v1::SearchRequest>,
+) -> Result<Response<v1::SearchResponse>, Status> {
+    use crate::store::search::{DAY_MS, Field, SearchQuery, ip_bytes};
+    let r = request.into_inner();
+    let bad = |m: String| Status::invalid_argument(m);
+    let value = r.value.trim();
+    if value.is_empty() || value.len() > crate::store::search::MAX_VALUE {
+        return Err(bad("search: give a value (at most 512 bytes)".into()));
+    }
+    let (field, value, through) = match r.field.as_str() {
+        "ip" => {
+            let net = bannin_proto::hunts::network(value).ok_or_else(|| {
+                bad(format!(
+                    "{value:?} is not an address or network (a.b.c.d, a.b.c.d/n, v6, v6/n)"
+                ))
+            })?;
+            let (first, last) = (ip_bytes(net.network()), ip_bytes(net.broadcast()));
+            let through = (first != last).then_some(last);
+            (Field::Ip, first, through)
+        }
+        "port" => {
+            let port: u16 = value
+                .parse()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| bad(format!("{value:?} is not a port")))?;
+            (Field::Port, port.to_string().into_bytes(), None)
+        }
+        "sha256" => {
+            let v = value.to_ascii_lowercase();
+            if !bannin_proto::vocab::is_sha256_hex(&v) {
+                return Err(bad(format!("{value:?} is not a SHA-256 (64 hex digits)")));
+            }
+            (Field::Sha256, v.into_bytes(), None)
+        }
+        "exe" => (Field::Exe, value.as_bytes().to_vec(), None),
+        "user" => (Field::User, value.as_bytes().to_vec(), None),
+        "process" => (Field::Process, value.as_bytes().to_vec(), None),
+        "kind" => (Field::Kind, value.as_bytes().to_vec(), None),
+        other => {
+            return Err(bad(format!(
+                "unknown search field {other:?}: ip, port, sha256, exe, user, process or kind"
+            )));
+        }
+    };
+    let now = bannin_proto::now_unix_ms();
+    let since = match r.since_unix_ms {
+        0 => now - 7 * DAY_MS,
+        s => s.max(now - MAX_SEARCH_DAYS * DAY_MS),
+    };
+    let query = SearchQuery {
+        field,
+        value,
+        through,
+        since_unix_ms: since,
+        hosts: r.hosts,
+        limit: match r.limit {
+            0 => 100,
+            n => (n as usize).min(10_000),
+        },
+        max_entries: MAX_SEARCH_ENTRIES,
+    };
+    let store = svc.store.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        let answer = store.search(&query)?;
+        let mut events = Vec::with_capacity(answer.events.len());
+        for (host, sequence, index) in &answer.events {
+            // An entry whose batch the byte bound removed is skipped.
+            if let Some(e) = store.event_at(host, *sequence, *index)? {
+                events.push(v1::StoredEvent {
+                    host_id: host.clone(),
+                    sequence: *sequence,
+                    received_unix_ms: e.received_unix_ms,
+                    event: Some(v1::Event {
+                        kind: e.kind,
+                        severity: e.severity.to_wire() as i32,
+                        observed_unix_ms: e.observed_unix_ms,
+                        attributes: e.attributes.into_iter().collect(),
+                        summary: e.summary,
+                        indicator: e.indicator,
+                    }),
+                });
+            }
+        }
+        Ok::<_, crate::store::StoreError>((answer, events))
+    })
+    .await
+    .map_err(|e| Status::internal(format!("search task: {e}")))?
+    .map_err(|e| internal("searching", &e))?;
+    let (answer, events) = found;
+    let mut hosts: Vec<v1::SearchHost> = answer
+        .hosts
+        .into_iter()
+        .map(|(host_id, m)| v1::SearchHost {
+            host_id,
+            events: m.events,
+            first_unix_ms: m.first_unix_ms,
+            last_unix_ms: m.last_unix_ms,
+        })
+        .collect();
+    hosts.sort_by(|a, b| b.events.cmp(&a.events).then(a.host_id.cmp(&b.host_id)));
+    Ok(Response::new(v1::SearchResponse {
+        hosts,
+        events,
+        entries: answer.entries,
+        truncated: answer.truncated,
+    }))
+}

@@ -188,6 +188,8 @@ pub(crate) enum Rpc {
     ShowHunt,
     /// `StopHunt`.
     StopHunt,
+    /// `Search`.
+    Search,
 }
 
 impl Rpc {
@@ -233,6 +235,7 @@ impl Rpc {
             "ListHunts" => Rpc::ListHunts,
             "ShowHunt" => Rpc::ShowHunt,
             "StopHunt" => Rpc::StopHunt,
+            "Search" => Rpc::Search,
             _ => return None,
         })
     }
@@ -280,6 +283,7 @@ impl Rpc {
             Rpc::ListHunts => (Viewer, "hunt.list"),
             Rpc::ShowHunt => (Viewer, "hunt.show"),
             Rpc::StopHunt => (Responder, "hunt.stop"),
+            Rpc::Search => (Viewer, "search"),
         }
     }
 }
@@ -553,6 +557,13 @@ impl Operator for OperatorService {
         request: Request<v1::StopHuntRequest>,
     ) -> Result<Response<v1::Hunt>, Status> {
         hunts::stop_hunt(self, request).await
+    }
+
+    async fn search(
+        &self,
+        request: Request<v1::SearchRequest>,
+    ) -> Result<Response<v1::SearchResponse>, Status> {
+        hosts::search(self, request).await
     }
 
     async fn list_sinks(

@@ -43,7 +43,7 @@ fn key(host: &str, sequence: u64, chunk: u16) -> Vec<u8> {
 /// Decodes the events of one record.
 type DecodedRecord = (i64, Vec<Result<v1::Event, prost::DecodeError>>);
 
-fn decode_record(value: &[u8]) -> Result<DecodedRecord, StoreError> {
+pub(super) fn decode_record(value: &[u8]) -> Result<DecodedRecord, StoreError> {
     let received = received_of(value);
     let body = lz4_flex::decompress_size_prepended(value.get(8..).unwrap_or_default())
         .map_err(|e| StoreError::Corrupt(format!("event record: {e}")))?;

@@ -42,6 +42,7 @@ mod identity;
 mod incidents;
 pub(crate) mod legacy;
 mod operators;
+pub mod search;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -81,6 +82,7 @@ const PREFIX_HIGH_WATER: u8 = b'S';
 const PREFIX_EVENT: u8 = b'E';
 const PREFIX_FINDING: u8 = b'F';
 const PREFIX_META: u8 = b'M';
+const PREFIX_INDEX: u8 = b'I';
 
 /// The collector's store. Cheap to clone; all clones share one database.
 #[derive(Clone)]
