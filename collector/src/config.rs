@@ -24,6 +24,7 @@
 //! [events]
 //! retention_days = 30
 //! max_bytes = 10737418240
+//! index = true                      # the search index (`bannin search`)
 //! ```
 
 use std::collections::BTreeMap;
@@ -334,6 +335,8 @@ struct RawEvents {
     retention_days: u64,
     #[serde(default = "default_event_bytes")]
     max_bytes: u64,
+    #[serde(default = "default_index")]
+    index: bool,
 }
 
 impl Default for RawEvents {
@@ -341,8 +344,13 @@ impl Default for RawEvents {
         Self {
             retention_days: default_retention_days(),
             max_bytes: default_event_bytes(),
+            index: default_index(),
         }
     }
+}
+
+fn default_index() -> bool {
+    true
 }
 
 fn default_retention_days() -> u64 {
@@ -382,6 +390,8 @@ pub struct CollectorConfig {
     pub event_retention: Duration,
     /// Most bytes of raw events kept.
     pub event_max_bytes: u64,
+    /// Whether events are indexed for `bannin search`.
+    pub event_index: bool,
     /// Operators made admin when the operator table is empty (first start).
     pub bootstrap_admins: Vec<bannin_proto::identity::OperatorName>,
     /// Suppression rules, in file order.
@@ -766,6 +776,7 @@ impl CollectorConfig {
             severity_overrides,
             event_retention: Duration::from_secs(raw.events.retention_days * 86_400),
             event_max_bytes: raw.events.max_bytes,
+            event_index: raw.events.index,
         })
     }
 }

@@ -271,6 +271,8 @@ pub struct Ingest {
     latest_finding: watch::Receiver<u64>,
     stats: Arc<Mutex<RuleStats>>,
     sigma: Arc<RwLock<Arc<SigmaSet>>>,
+    /// Whether prepared batches carry their search index terms.
+    index: bool,
 }
 
 /// A batch handed over for storage; [`Receipt::durable`] waits until it is
@@ -314,6 +316,8 @@ pub struct IngestConfig {
     pub fleet: Arc<FleetView>,
     /// Sigma rules in force at start.
     pub sigma: Arc<SigmaSet>,
+    /// Whether events are indexed for `bannin search` (`[events] index`).
+    pub index: bool,
 }
 
 impl IngestConfig {
@@ -326,6 +330,7 @@ impl IngestConfig {
             correlation: CorrelationConfig::default(),
             fleet: Arc::new(FleetView::default()),
             sigma: Arc::new(SigmaSet::default()),
+            index: true,
         }
     }
 }
@@ -345,6 +350,7 @@ impl Ingest {
         let detector = Arc::new(config.detector.clone());
         let stats = Arc::new(Mutex::new(RuleStats::default()));
         let sigma = Arc::new(RwLock::new(config.sigma.clone()));
+        let index = config.index;
         let mut writer = Writer::new(store, config, high_water.clone(), latest_tx, stats.clone())?;
         let handle = thread::Builder::new()
             .name("bannin-writer".into())
@@ -361,6 +367,7 @@ impl Ingest {
                 latest_finding: latest_rx,
                 stats,
                 sigma,
+                index,
             },
             handle,
         ))
@@ -469,18 +476,20 @@ impl Ingest {
                     }
                 }
             }
-            // Every event is decoded once, for the search index.
+            if !(header.indicator || for_correlation || self.index) {
+                continue;
+            }
+            // With the search index on, every event is decoded (once).
             let event = v1::Event::decode(raw.clone()).map_err(|e| IngestError::Malformed {
                 index,
                 reason: e.to_string(),
             })?;
-            search.push((
-                u32::try_from(index).unwrap_or(u32::MAX),
-                event.observed_unix_ms,
-                crate::store::search::terms(&event),
-            ));
-            if !(header.indicator || for_correlation) {
-                continue;
+            if self.index {
+                search.push((
+                    u32::try_from(index).unwrap_or(u32::MAX),
+                    event.observed_unix_ms,
+                    crate::store::search::terms(&event),
+                ));
             }
             if header.indicator {
                 if let Some(f) = self.detector.detect(host, &Event::from_wire(event, now)) {

@@ -145,6 +145,7 @@ pub async fn serve(
             correlation: config.correlation.clone(),
             fleet: fleet.clone(),
             sigma,
+            index: config.event_index,
         },
     )?;
     let cluster = match config.cluster.clone() {
@@ -344,6 +345,7 @@ pub async fn serve(
         shutdown: shutdown.child_token(),
         operator_changes,
         journal,
+        search_index: config.event_index,
     };
     drop(ingest);
     run(

@@ -291,6 +291,11 @@ pub(super) async fn search(
     request: Request<v1::SearchRequest>,
 ) -> Result<Response<v1::SearchResponse>, Status> {
     use crate::store::search::{DAY_MS, Field, SearchQuery, ip_bytes};
+    if !svc.search_index {
+        return Err(Status::failed_precondition(
+            "this collector does not index events ([events] index = false in collector.toml)",
+        ));
+    }
     let r = request.into_inner();
     let bad = |m: String| Status::invalid_argument(m);
     let value = r.value.trim();

@@ -35,6 +35,8 @@ pub struct OperatorService {
     pub(crate) operator_changes: Arc<tokio::sync::watch::Sender<u64>>,
     /// Where every change goes.
     pub(crate) journal: crate::journal::Journal,
+    /// Whether events are indexed (`[events] index`): `Search` answers.
+    pub(crate) search_index: bool,
 }
 
 /// The rules from the collector's configuration, for `bannin rules`.

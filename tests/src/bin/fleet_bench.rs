@@ -80,6 +80,22 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         baseline_hosts: usize,
     },
+    /// Search over stored events: `events` events (connections to a pool of
+    /// 65,536 addresses, executions of a pool of 4,096 hashes) loaded into a
+    /// collector with the index and one without; ingest rate of both, store
+    /// size of both, p50/p99 of searches for an address and for a hash, and a
+    /// full scan of every host's events for the same address.
+    Search {
+        /// Events stored in all.
+        #[arg(long, default_value_t = 10_000_000)]
+        events: usize,
+        /// Agents sending them.
+        #[arg(long, default_value_t = 100)]
+        agents: usize,
+        /// Searches of each kind timed.
+        #[arg(long, default_value_t = 100)]
+        searches: usize,
+    },
     /// Resident memory of the collector with N idle connected agents.
     Idle {
         /// Fleet sizes, comma separated.
@@ -264,6 +280,11 @@ fn main() -> anyhow::Result<()> {
                 .await
             }
             Cmd::Idle { agents } => idle(&agents).await,
+            Cmd::Search {
+                events,
+                agents,
+                searches,
+            } => search(events, agents, searches).await,
             Cmd::Hunt {
                 agents,
                 baseline_hosts,
@@ -1007,6 +1028,261 @@ async fn idle(agents: &[usize]) -> anyhow::Result<()> {
         }
         drop(collector);
     }
+    Ok(())
+}
+
+/// Events of the search bench: half connections (remote address from a pool
+/// of 65,536 in 10.0.0.0/16, a port of 64), half executions (a hash of a pool
+/// of 4,096).
+fn search_events(n: usize, agent: usize, batch: u64) -> Vec<v1::Event> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64
+        ^ (agent as u64).wrapping_mul(0x2545_f491_4f6c_dd1d)
+        ^ batch.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17);
+    let mut next = move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    let now = bannin_proto::now_unix_ms();
+    (0..n)
+        .map(|i| {
+            let r = next();
+            let attributes: std::collections::BTreeMap<String, String> = if i % 2 == 0 {
+                [
+                    ("remote_address".to_owned(), search_ip(r % 65_536)),
+                    (
+                        "remote_port".to_owned(),
+                        (8000 + (r >> 20) % 64).to_string(),
+                    ),
+                    ("local_address".to_owned(), "192.168.1.10".to_owned()),
+                    (
+                        "local_port".to_owned(),
+                        (30_000 + (r >> 30) % 20_000).to_string(),
+                    ),
+                    ("exe".to_owned(), "/usr/bin/curl".to_owned()),
+                    ("pid".to_owned(), (1000 + (r >> 40) % 60_000).to_string()),
+                ]
+                .into()
+            } else {
+                [
+                    ("exe".to_owned(), format!("/usr/local/bin/tool{}", r % 4096)),
+                    ("sha256".to_owned(), search_hash(r % 4096)),
+                    (
+                        "user".to_owned(),
+                        ["root", "www-data", "alice", "bob"][((r >> 16) % 4) as usize].to_owned(),
+                    ),
+                    ("comm".to_owned(), format!("tool{}", r % 4096)),
+                    ("pid".to_owned(), (1000 + (r >> 40) % 60_000).to_string()),
+                ]
+                .into()
+            };
+            v1::Event {
+                kind: if i % 2 == 0 {
+                    "net.flow"
+                } else {
+                    "process.exec"
+                }
+                .into(),
+                severity: v1::Severity::Info as i32,
+                observed_unix_ms: now,
+                attributes,
+                summary: String::new(),
+                indicator: false,
+            }
+        })
+        .collect()
+}
+
+fn search_ip(n: u64) -> String {
+    format!("10.0.{}.{}", n / 256, n % 256)
+}
+
+fn search_hash(n: u64) -> String {
+    format!("{:064x}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
+/// Sends `batches` batches of `batch_events` events from every agent and
+/// waits for every acknowledgement; events per second.
+async fn load_fixed(
+    addr: SocketAddr,
+    configs: &[(String, Arc<ClientConfig>)],
+    batches: u64,
+    batch_events: usize,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (index, (host, config)) in configs.iter().cloned().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let mut client = connect(addr, config, index).await?;
+            let (tx, rx) = mpsc::channel(8);
+            tx.send(v1::AgentMessage {
+                body: Some(agent_message::Body::Hello(v1::Hello {
+                    host_id: host,
+                    heartbeat_interval_secs: 30,
+                    ..Default::default()
+                })),
+            })
+            .await?;
+            let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
+            inbound.message().await?;
+            let mut sent = 0u64;
+            let mut acked = 0u64;
+            while acked < batches {
+                while sent < batches && sent < acked + 4 {
+                    sent += 1;
+                    let batch = v1::TelemetryBatch::from_events(
+                        sent,
+                        &search_events(batch_events, index, sent),
+                    );
+                    tx.send(v1::AgentMessage {
+                        body: Some(agent_message::Body::Batch(batch)),
+                    })
+                    .await?;
+                }
+                match inbound.message().await? {
+                    Some(v1::CollectorMessage {
+                        body: Some(collector_message::Body::Ack(a)),
+                    }) => acked = acked.max(a.sequence),
+                    Some(_) => {}
+                    None => anyhow::bail!("stream ended"),
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let total = configs.len() as f64 * batches as f64 * batch_events as f64;
+    Ok(total / started.elapsed().as_secs_f64())
+}
+
+/// Search over stored events (see `Cmd::Search`).
+async fn search(events: usize, agents: usize, searches: usize) -> anyhow::Result<()> {
+    const BATCH: usize = 1000;
+    let dir = tempfile::tempdir()?;
+    let pki = TestPki::new(dir.path());
+    let configs = agent_configs_in_memory(&pki, agents)?;
+    let batches = (events / agents / BATCH).max(1) as u64;
+    let stored = agents as u64 * batches * BATCH as u64;
+    let limits = "[hosts]\nmax_events_per_sec = 10000000\nmax_bytes_per_sec = 10000000000\n[events]\nmax_bytes = 107374182400\n";
+    let without = start_collector_with(
+        &dir.path().join("without"),
+        &pki,
+        &format!("{limits}index = false\n"),
+    )?;
+    eprintln!("loading {stored} events without the index…");
+    let rate_without = load_fixed(without.addr, &configs, batches, BATCH).await?;
+    drop(without);
+    let size_without = dir_size(&dir.path().join("without/store"));
+    let with = start_collector_with(&dir.path().join("with"), &pki, limits)?;
+    eprintln!("loading {stored} events with the index…");
+    let rate_with = load_fixed(with.addr, &configs, batches, BATCH).await?;
+    let size_with = dir_size(&dir.path().join("with/store"));
+    let mut ops = bannin_tests::operator_client(&pki.operator("bench"), with.addr).await;
+    let times = |field: &str| (field.to_owned(), Histogram::<u64>::new(3));
+    let mut results = Vec::new();
+    for field in ["ip", "sha256", "ip /24"] {
+        let (name, hist) = times(field);
+        let mut hist = hist?;
+        let mut matched = 0u64;
+        for i in 0..searches as u64 {
+            let n = i.wrapping_mul(7919) % 65_536;
+            let (f, value) = match field {
+                "ip" => ("ip", search_ip(n)),
+                "sha256" => ("sha256", search_hash(n % 4096)),
+                _ => ("ip", format!("10.0.{}.0/24", n % 256)),
+            };
+            let t = Instant::now();
+            let found = ops
+                .search(v1::SearchRequest {
+                    field: f.into(),
+                    value,
+                    limit: 100,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            hist.record(t.elapsed().as_micros() as u64)?;
+            matched += found.hosts.iter().map(|h| h.events).sum::<u64>();
+        }
+        results.push((name, hist, matched / searches.max(1) as u64));
+    }
+    // The baseline: every host's events read and filtered for one address.
+    let wanted = search_ip(0);
+    let t = Instant::now();
+    let mut scanned = 0u64;
+    let mut found = 0u64;
+    for (host, _) in &configs {
+        let mut after = 0u64;
+        loop {
+            let page = ops
+                .list_events(v1::ListEventsRequest {
+                    host_id: host.clone(),
+                    after_sequence: after,
+                    limit: 10_000,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            for e in &page.events {
+                scanned += 1;
+                after = after.max(e.sequence);
+                if e.event
+                    .as_ref()
+                    .and_then(|e| e.attributes.get("remote_address"))
+                    == Some(&wanted)
+                {
+                    found += 1;
+                }
+            }
+            if !page.truncated || page.events.is_empty() {
+                break;
+            }
+        }
+    }
+    let scan_ms = t.elapsed().as_secs_f64() * 1000.0;
+    println!("| | events | ingest events/s | store MiB | bytes per event |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| without the index | {stored} | {rate_without:.0} | {} | {:.0} |",
+        size_without >> 20,
+        size_without as f64 / stored as f64
+    );
+    println!(
+        "| with the index | {stored} | {rate_with:.0} | {} | {:.0} |",
+        size_with >> 20,
+        size_with as f64 / stored as f64
+    );
+    println!(
+        "| ratio with / without | | {:.0} % | {:.0} % | |",
+        100.0 * rate_with / rate_without.max(1.0),
+        100.0 * size_with as f64 / size_without.max(1) as f64
+    );
+    println!();
+    println!(
+        "| search (100 events listed) | searches | matching events (mean) | p50 ms | p99 ms | max ms |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, hist, matched) in &results {
+        println!(
+            "| {name} | {searches} | {matched} | {:.1} | {:.1} | {:.1} |",
+            hist.value_at_quantile(0.5) as f64 / 1000.0,
+            hist.value_at_quantile(0.99) as f64 / 1000.0,
+            hist.max() as f64 / 1000.0
+        );
+    }
+    println!(
+        "| baseline: every host's events read (ListEvents) and filtered for one address | 1 | {found} | {scan_ms:.0} | | |"
+    );
+    eprintln!("scanned {scanned} events");
+    let p99_ip = results[0].1.value_at_quantile(0.99) as f64 / 1000.0;
+    println!(
+        "\nthe full scan took {:.0}× the p99 of an address search",
+        scan_ms / p99_ip.max(0.001)
+    );
+    drop(with);
     Ok(())
 }
 
