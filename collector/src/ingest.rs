@@ -213,8 +213,8 @@ pub struct PreparedBatch {
     pub sigma_feed: Vec<(SigmaEvent<'static>, Vec<rsigma_eval::EvaluationResult>)>,
     /// When it was received (its events' records carry the same time).
     pub received_unix_ms: i64,
-    /// The search index's terms of its events: (index in the batch, observed, terms).
-    pub index: Vec<(u32, i64, crate::store::search::Terms)>,
+    /// The search index's filter of its events (`None`: the index is off).
+    pub index: Option<crate::store::search::BatchIndex>,
 }
 
 /// What `bannin rules` shows of the rules at work.
@@ -449,7 +449,7 @@ impl Ingest {
         let mut telemetry = Vec::new();
         let mut sigma_feed = Vec::new();
         let mut budget = crate::sigma::Budget::new(sigma.limits.batch_budget);
-        let mut search = Vec::with_capacity(batch.events.len());
+        let mut search = self.index.then(crate::store::search::BatchIndex::default);
         for (index, raw) in batch.events.iter().enumerate() {
             let header =
                 v1::EventHeader::decode(raw.clone()).map_err(|e| IngestError::Malformed {
@@ -484,12 +484,8 @@ impl Ingest {
                 index,
                 reason: e.to_string(),
             })?;
-            if self.index {
-                search.push((
-                    u32::try_from(index).unwrap_or(u32::MAX),
-                    event.observed_unix_ms,
-                    crate::store::search::terms(&event),
-                ));
+            if let Some(search) = search.as_mut() {
+                search.add(event.observed_unix_ms, &event);
             }
             if header.indicator {
                 if let Some(f) = self.detector.detect(host, &Event::from_wire(event, now)) {
@@ -1008,12 +1004,9 @@ impl Writer {
                 }
                 self.event_bytes +=
                     set.add_event_records(host.as_str(), batch.sequence, batch.records);
-                set.add_index(
-                    host.as_str(),
-                    batch.sequence,
-                    batch.received_unix_ms,
-                    batch.index,
-                );
+                if let Some(index) = &batch.index {
+                    set.add_index(host.as_str(), batch.sequence, batch.received_unix_ms, index);
+                }
                 set.set_high_water(host.as_str(), batch.sequence);
                 self.high_water
                     .insert(host.as_str().to_owned(), batch.sequence);

@@ -280,8 +280,8 @@ pub(super) async fn set_host_labels(
     Ok(Response::new(host))
 }
 
-/// Most index entries one search reads.
-const MAX_SEARCH_ENTRIES: usize = 5_000_000;
+/// Batches one search decodes at most (those whose filter may hold the term).
+const MAX_SEARCH_BATCHES: usize = 200_000;
 /// Longest look back of a search.
 const MAX_SEARCH_DAYS: i64 = 400;
 
@@ -290,7 +290,7 @@ pub(super) async fn search(
     svc: &OperatorService,
     request: Request<v1::SearchRequest>,
 ) -> Result<Response<v1::SearchResponse>, Status> {
-    use crate::store::search::{DAY_MS, Field, SearchQuery, ip_bytes};
+    use crate::store::search::{DAY_MS, Field, SearchError, SearchQuery, Wanted};
     if !svc.search_index {
         return Err(Status::failed_precondition(
             "this collector does not index events ([events] index = false in collector.toml)",
@@ -302,16 +302,14 @@ pub(super) async fn search(
     if value.is_empty() || value.len() > crate::store::search::MAX_VALUE {
         return Err(bad("search: give a value (at most 512 bytes)".into()));
     }
-    let (field, value, through) = match r.field.as_str() {
+    let wanted = match r.field.as_str() {
         "ip" => {
             let net = bannin_proto::hunts::network(value).ok_or_else(|| {
                 bad(format!(
                     "{value:?} is not an address or network (a.b.c.d, a.b.c.d/n, v6, v6/n)"
                 ))
             })?;
-            let (first, last) = (ip_bytes(net.network()), ip_bytes(net.broadcast()));
-            let through = (first != last).then_some(last);
-            (Field::Ip, first, through)
+            Wanted::Network(net)
         }
         "port" => {
             let port: u16 = value
@@ -319,19 +317,19 @@ pub(super) async fn search(
                 .ok()
                 .filter(|p| *p != 0)
                 .ok_or_else(|| bad(format!("{value:?} is not a port")))?;
-            (Field::Port, port.to_string().into_bytes(), None)
+            Wanted::Value(Field::Port, port.to_string().into_bytes())
         }
         "sha256" => {
             let v = value.to_ascii_lowercase();
             if !bannin_proto::vocab::is_sha256_hex(&v) {
                 return Err(bad(format!("{value:?} is not a SHA-256 (64 hex digits)")));
             }
-            (Field::Sha256, v.into_bytes(), None)
+            Wanted::Value(Field::Sha256, v.into_bytes())
         }
-        "exe" => (Field::Exe, value.as_bytes().to_vec(), None),
-        "user" => (Field::User, value.as_bytes().to_vec(), None),
-        "process" => (Field::Process, value.as_bytes().to_vec(), None),
-        "kind" => (Field::Kind, value.as_bytes().to_vec(), None),
+        "exe" => Wanted::Value(Field::Exe, value.as_bytes().to_vec()),
+        "user" => Wanted::Value(Field::User, value.as_bytes().to_vec()),
+        "process" => Wanted::Value(Field::Process, value.as_bytes().to_vec()),
+        "kind" => Wanted::Value(Field::Kind, value.as_bytes().to_vec()),
         other => {
             return Err(bad(format!(
                 "unknown search field {other:?}: ip, port, sha256, exe, user, process or kind"
@@ -344,45 +342,40 @@ pub(super) async fn search(
         s => s.max(now - MAX_SEARCH_DAYS * DAY_MS),
     };
     let query = SearchQuery {
-        field,
-        value,
-        through,
+        wanted,
         since_unix_ms: since,
         hosts: r.hosts,
         limit: match r.limit {
             0 => 100,
             n => (n as usize).min(10_000),
         },
-        max_entries: MAX_SEARCH_ENTRIES,
+        max_batches: MAX_SEARCH_BATCHES,
     };
     let store = svc.store.clone();
-    let found = tokio::task::spawn_blocking(move || {
-        let answer = store.search(&query)?;
-        let mut events = Vec::with_capacity(answer.events.len());
-        for (host, sequence, index) in &answer.events {
-            // An entry whose batch the byte bound removed is skipped.
-            if let Some(e) = store.event_at(host, *sequence, *index)? {
-                events.push(v1::StoredEvent {
-                    host_id: host.clone(),
-                    sequence: *sequence,
-                    received_unix_ms: e.received_unix_ms,
-                    event: Some(v1::Event {
-                        kind: e.kind,
-                        severity: e.severity.to_wire() as i32,
-                        observed_unix_ms: e.observed_unix_ms,
-                        attributes: e.attributes.into_iter().collect(),
-                        summary: e.summary,
-                        indicator: e.indicator,
-                    }),
-                });
-            }
-        }
-        Ok::<_, crate::store::StoreError>((answer, events))
-    })
-    .await
-    .map_err(|e| Status::internal(format!("search task: {e}")))?
-    .map_err(|e| internal("searching", &e))?;
-    let (answer, events) = found;
+    let answer = tokio::task::spawn_blocking(move || store.search(&query))
+        .await
+        .map_err(|e| Status::internal(format!("search task: {e}")))?
+        .map_err(|e| match e {
+            SearchError::Refused(r) => bad(r.to_string()),
+            SearchError::Store(e) => internal("searching", &e),
+        })?;
+    let events = answer
+        .events
+        .into_iter()
+        .map(|(host, sequence, e)| v1::StoredEvent {
+            host_id: host,
+            sequence,
+            received_unix_ms: e.received_unix_ms,
+            event: Some(v1::Event {
+                kind: e.kind,
+                severity: e.severity.to_wire() as i32,
+                observed_unix_ms: e.observed_unix_ms,
+                attributes: e.attributes.into_iter().collect(),
+                summary: e.summary,
+                indicator: e.indicator,
+            }),
+        })
+        .collect();
     let mut hosts: Vec<v1::SearchHost> = answer
         .hosts
         .into_iter()
@@ -397,7 +390,7 @@ pub(super) async fn search(
     Ok(Response::new(v1::SearchResponse {
         hosts,
         events,
-        entries: answer.entries,
+        entries: answer.filters,
         truncated: answer.truncated,
     }))
 }
