@@ -25,7 +25,7 @@ use crate::detect::{Detector, FoldIndex, fingerprint, fingerprint_parts};
 use crate::model::{Event, Finding, FindingState, NewFinding, StateChange};
 use crate::rules::{SuppressRule, hits_counter, last_hit_counter};
 use crate::sigma::{SigmaEvent, SigmaSet};
-use crate::store::{Store, StoreError, WriteSet, encode_events};
+use crate::store::{Store, StoreError, WriteSet, encode_event_chunks};
 
 /// Most requests folded into one group commit.
 const MAX_GROUP: usize = 4096;
@@ -213,8 +213,8 @@ pub struct PreparedBatch {
     pub sigma_feed: Vec<(SigmaEvent<'static>, Vec<rsigma_eval::EvaluationResult>)>,
     /// When it was received (its events' records carry the same time).
     pub received_unix_ms: i64,
-    /// The search index's filter of its events (`None`: the index is off).
-    pub index: Option<crate::store::search::BatchIndex>,
+    /// The search index's filter of each of its records (empty: the index is off).
+    pub index: Vec<crate::store::search::BatchIndex>,
 }
 
 /// What `bannin rules` shows of the rules at work.
@@ -449,7 +449,8 @@ impl Ingest {
         let mut telemetry = Vec::new();
         let mut sigma_feed = Vec::new();
         let mut budget = crate::sigma::Budget::new(sigma.limits.batch_budget);
-        let mut search = self.index.then(crate::store::search::BatchIndex::default);
+        // Each event's observed time and terms, for the index's filters.
+        let mut search: Vec<(i64, Vec<crate::store::search::Term>)> = Vec::new();
         for (index, raw) in batch.events.iter().enumerate() {
             let header =
                 v1::EventHeader::decode(raw.clone()).map_err(|e| IngestError::Malformed {
@@ -484,8 +485,8 @@ impl Ingest {
                 index,
                 reason: e.to_string(),
             })?;
-            if let Some(search) = search.as_mut() {
-                search.add(event.observed_unix_ms, &event);
+            if self.index {
+                search.push((event.observed_unix_ms, crate::store::search::terms(&event)));
             }
             if header.indicator {
                 if let Some(f) = self.detector.detect(host, &Event::from_wire(event, now)) {
@@ -498,14 +499,30 @@ impl Ingest {
         if budget.skipped > 0 {
             findings.push(sigma_skipped(host, budget.skipped, &sigma.limits, now));
         }
+        let chunks = encode_event_chunks(now, &batch.events);
+        // One filter per record, of the events it holds.
+        let index = if self.index {
+            chunks
+                .iter()
+                .map(|(_, range)| {
+                    let mut index = crate::store::search::BatchIndex::default();
+                    for (observed, terms) in search.get(range.clone()).unwrap_or_default() {
+                        index.add_terms(*observed, terms);
+                    }
+                    index
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(PreparedBatch {
             sequence: batch.sequence,
-            records: encode_events(now, &batch.events),
+            records: chunks.into_iter().map(|(r, _)| r).collect(),
             findings,
             telemetry,
             sigma_feed,
             received_unix_ms: now,
-            index: search,
+            index,
         })
     }
 
@@ -1004,8 +1021,13 @@ impl Writer {
                 }
                 self.event_bytes +=
                     set.add_event_records(host.as_str(), batch.sequence, batch.records);
-                if let Some(index) = &batch.index {
-                    set.add_index(host.as_str(), batch.sequence, batch.received_unix_ms, index);
+                if !batch.index.is_empty() {
+                    set.add_index(
+                        host.as_str(),
+                        batch.sequence,
+                        batch.received_unix_ms,
+                        &batch.index,
+                    );
                 }
                 set.set_high_water(host.as_str(), batch.sequence);
                 self.high_water

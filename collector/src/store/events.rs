@@ -44,6 +44,20 @@ fn key(host: &str, sequence: u64, chunk: u16) -> Vec<u8> {
 type DecodedRecord = (i64, Vec<Result<v1::Event, prost::DecodeError>>);
 
 pub(super) fn decode_record(value: &[u8]) -> Result<DecodedRecord, StoreError> {
+    decode_record_where(value, |_| true)
+}
+
+/// The key of one stored record of a batch.
+pub(super) fn record_key(host: &str, sequence: u64, chunk: u16) -> Vec<u8> {
+    key(host, sequence, chunk)
+}
+
+/// [`decode_record`], decoding only the events whose encoded bytes `keep`
+/// accepts (a search's literal check before the decoder runs).
+pub(super) fn decode_record_where(
+    value: &[u8],
+    keep: impl Fn(&[u8]) -> bool,
+) -> Result<DecodedRecord, StoreError> {
     let received = received_of(value);
     let body = lz4_flex::decompress_size_prepended(value.get(8..).unwrap_or_default())
         .map_err(|e| StoreError::Corrupt(format!("event record: {e}")))?;
@@ -56,7 +70,10 @@ pub(super) fn decode_record(value: &[u8]) -> Result<DecodedRecord, StoreError> {
         if len > body.remaining() {
             return Err(StoreError::Corrupt("event record truncated".into()));
         }
-        events.push(v1::Event::decode(body.split_to(len)));
+        let raw = body.split_to(len);
+        if keep(&raw) {
+            events.push(v1::Event::decode(raw));
+        }
     }
     Ok((received, events))
 }
@@ -219,8 +236,20 @@ impl WriteSet {
 /// Pure CPU work, done by the caller (a link session) so the single writer
 /// thread only inserts.
 pub fn encode_events(received_unix_ms: i64, events: &[Bytes]) -> Vec<Vec<u8>> {
+    encode_event_chunks(received_unix_ms, events)
+        .into_iter()
+        .map(|(record, _)| record)
+        .collect()
+}
+
+/// [`encode_events`], with the range of events each record holds (the
+/// search index keeps one filter per record).
+pub fn encode_event_chunks(
+    received_unix_ms: i64,
+    events: &[Bytes],
+) -> Vec<(Vec<u8>, std::ops::Range<usize>)> {
     let mut records = Vec::new();
-    encode_range(received_unix_ms, events, &mut records);
+    encode_range(received_unix_ms, events, 0, &mut records);
     records
 }
 
@@ -228,7 +257,12 @@ pub fn encode_events(received_unix_ms: i64, events: &[Bytes]) -> Vec<Vec<u8>> {
 /// record that still comes out too large is split in two.
 const RAW_CHUNK_BYTES: usize = 48 * 1024;
 
-fn encode_range(received_unix_ms: i64, events: &[Bytes], records: &mut Vec<Vec<u8>>) {
+fn encode_range(
+    received_unix_ms: i64,
+    events: &[Bytes],
+    offset: usize,
+    records: &mut Vec<(Vec<u8>, std::ops::Range<usize>)>,
+) {
     let mut start = 0;
     while start < events.len() {
         let mut end = start;
@@ -245,13 +279,18 @@ fn encode_range(received_unix_ms: i64, events: &[Bytes], records: &mut Vec<Vec<u
         let compressed = lz4_flex::compress_prepend_size(&body);
         if compressed.len() > CHUNK_BYTES && end - start > 1 {
             let mid = start + (end - start) / 2;
-            encode_range(received_unix_ms, &events[start..mid], records);
-            encode_range(received_unix_ms, &events[mid..end], records);
+            encode_range(
+                received_unix_ms,
+                &events[start..mid],
+                offset + start,
+                records,
+            );
+            encode_range(received_unix_ms, &events[mid..end], offset + mid, records);
         } else {
             let mut value = Vec::with_capacity(8 + compressed.len());
             value.extend_from_slice(&received_unix_ms.to_be_bytes());
             value.extend_from_slice(&compressed);
-            records.push(value);
+            records.push((value, offset + start..offset + end));
         }
         start = end;
     }

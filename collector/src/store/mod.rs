@@ -47,7 +47,7 @@ pub mod search;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-pub use events::{EventQuery, encode_events};
+pub use events::{EventQuery, encode_event_chunks, encode_events};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]

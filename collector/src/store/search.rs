@@ -5,15 +5,19 @@
 //! the writer in the same commit as the batch.
 //!
 //! A search reads the filters of the days it covers (a few bytes per event)
-//! and decodes only the batches whose filter says "maybe", where it checks
+//! and decodes only the records whose filter says "maybe", where it checks
 //! each event; it never reads the other events. One key per term and event
 //! was tried first: sled took 2.3 KB and a hundredth of the ingest rate per
 //! indexed event (BENCHMARKS.md), so the index is one record per batch, as
 //! the events are.
 //!
 //! Records live in the `records` tree under [`PREFIX_INDEX`]: `I | day (u32
-//! BE, of receipt) | host | 0 | sequence (u64 BE)` → `1 | first observed (i64
-//! BE) | last observed (i64 BE) | k (u8) | filter bits`. The day comes first
+//! BE, of receipt) | host | 0 | sequence (u64 BE) | record (u16 BE)` → `1 |
+//! first observed (i64 BE) | last observed (i64 BE) | k (u8) | filter bits`:
+//! one filter per stored record of events (about a hundred events), so a
+//! "maybe" decodes one record, not a whole batch. Before an event of it is
+//! decoded, its encoded bytes must hold the value's text where there is one
+//! (a hash, a path, a name, a v4 address): most events are skipped unread. The day comes first
 //! so retention removes whole days ([`Store::prune_index`], with the events'
 //! retention); a filter whose batch the byte bound removed earlier finds
 //! nothing when read. The hash is FNV-1a (stable across builds and machines:
@@ -24,7 +28,7 @@ use std::hash::Hasher;
 
 use bannin_proto::v1;
 
-use super::{PREFIX_EVENT, PREFIX_INDEX, Store, StoreError, WriteSet};
+use super::{PREFIX_INDEX, Store, StoreError, WriteSet};
 
 /// Longest text value indexed.
 pub const MAX_VALUE: usize = 512;
@@ -180,11 +184,16 @@ pub struct BatchIndex {
 impl BatchIndex {
     /// Adds one event.
     pub fn add(&mut self, observed_unix_ms: i64, event: &v1::Event) {
+        self.add_terms(observed_unix_ms, &terms(event));
+    }
+
+    /// Adds one event's [`terms`].
+    pub fn add_terms(&mut self, observed_unix_ms: i64, terms: &[Term]) {
         if self.hashes.is_empty() || observed_unix_ms < self.first_unix_ms {
             self.first_unix_ms = observed_unix_ms;
         }
         self.last_unix_ms = self.last_unix_ms.max(observed_unix_ms);
-        hashes(&terms(event), &mut self.hashes);
+        hashes(terms, &mut self.hashes);
     }
 
     /// The record: version, time span, k, filter bits.
@@ -225,22 +234,26 @@ fn may_hold(record: &[u8], h: u64) -> bool {
 }
 
 impl WriteSet {
-    /// Stores a batch's filter, received at `received_unix_ms`.
+    /// Stores the filters of a batch's records (in record order), received
+    /// at `received_unix_ms`.
     pub fn add_index(
         &mut self,
         host: &str,
         sequence: u64,
         received_unix_ms: i64,
-        index: &BatchIndex,
+        records: &[BatchIndex],
     ) {
-        let mut k = Vec::with_capacity(14 + host.len());
-        k.push(PREFIX_INDEX);
-        k.extend_from_slice(&day_of(received_unix_ms).to_be_bytes());
-        k.extend_from_slice(host.as_bytes());
-        k.push(0);
-        k.extend_from_slice(&sequence.to_be_bytes());
-        self.batch.insert(k, index.encode());
-        self.writes += 1;
+        for (chunk, index) in records.iter().enumerate() {
+            let mut k = Vec::with_capacity(16 + host.len());
+            k.push(PREFIX_INDEX);
+            k.extend_from_slice(&day_of(received_unix_ms).to_be_bytes());
+            k.extend_from_slice(host.as_bytes());
+            k.push(0);
+            k.extend_from_slice(&sequence.to_be_bytes());
+            k.extend_from_slice(&u16::try_from(chunk).unwrap_or(u16::MAX).to_be_bytes());
+            self.batch.insert(k, index.encode());
+            self.writes += 1;
+        }
     }
 }
 
@@ -283,6 +296,20 @@ impl Wanted {
                 "a network of at least /{} is needed (the index knows /{} networks)",
                 indexed[2], indexed[2]
             ))),
+        }
+    }
+
+    /// Text an encoded event holding it must contain (its value as the
+    /// agent writes it), where there is one: checked before decoding.
+    fn literals(&self) -> Vec<Vec<u8>> {
+        match self {
+            Wanted::Value(Field::Ip, bytes) => match bytes_ip(bytes) {
+                Some(ip @ std::net::IpAddr::V4(_)) => vec![ip.to_string().into_bytes()],
+                _ => Vec::new(),
+            },
+            Wanted::Value(Field::Sha256, v) => vec![v.clone(), v.to_ascii_uppercase()],
+            Wanted::Value(_, v) => vec![v.clone()],
+            Wanted::Network(_) => Vec::new(),
         }
     }
 
@@ -351,6 +378,7 @@ impl Store {
     /// newest day first, and the events of the batches they point to.
     pub fn search(&self, query: &SearchQuery) -> Result<SearchAnswer, SearchError> {
         let wanted = query.wanted.hash().map_err(SearchError::Refused)?;
+        let literals = query.wanted.literals();
         let mut answer = SearchAnswer::default();
         let today = day_of(bannin_proto::now_unix_ms());
         for day in (day_of(query.since_unix_ms)..=today).rev() {
@@ -363,12 +391,15 @@ impl Store {
                     continue;
                 }
                 let rest = k.get(prefix.len()..).unwrap_or_default();
-                let Some(split) = rest.len().checked_sub(9) else {
+                let Some(split) = rest.len().checked_sub(11) else {
                     continue;
                 };
                 let (host, tail) = rest.split_at(split);
                 let host = String::from_utf8_lossy(host).into_owned();
-                let Ok(sequence) = <[u8; 8]>::try_from(&tail[1..]).map(u64::from_be_bytes) else {
+                let (Ok(sequence), Ok(chunk)) = (
+                    <[u8; 8]>::try_from(&tail[1..9]).map(u64::from_be_bytes),
+                    <[u8; 2]>::try_from(&tail[9..11]).map(u16::from_be_bytes),
+                ) else {
                     continue;
                 };
                 if !query.hosts.is_empty() && !query.hosts.contains(&host) {
@@ -379,7 +410,21 @@ impl Store {
                     return Ok(answer);
                 }
                 answer.batches += 1;
-                for (received, event) in self.batch_events(&host, sequence)? {
+                let Some(record) = self
+                    .records
+                    .get(super::events::record_key(&host, sequence, chunk))
+                    .map_err(StoreError::from)?
+                else {
+                    // Removed by the byte bound before its day ended.
+                    continue;
+                };
+                let (received, events) = super::events::decode_record_where(&record, |raw| {
+                    literals.is_empty()
+                        || literals
+                            .iter()
+                            .any(|l| memchr::memmem::find(raw, l).is_some())
+                })?;
+                for event in events.into_iter().filter_map(Result::ok) {
                     if !query.wanted.matches(&event) {
                         continue;
                     }
@@ -400,26 +445,6 @@ impl Store {
             }
         }
         Ok(answer)
-    }
-
-    /// A stored batch's events, decoded (none when retention removed it).
-    fn batch_events(&self, host: &str, sequence: u64) -> Result<Vec<(i64, v1::Event)>, StoreError> {
-        let mut start = vec![PREFIX_EVENT];
-        start.extend_from_slice(host.as_bytes());
-        start.push(0);
-        start.extend_from_slice(&sequence.to_be_bytes());
-        let mut out = Vec::new();
-        for item in self.records.scan_prefix(&start) {
-            let (_, v) = item?;
-            let (received, events) = super::events::decode_record(&v)?;
-            out.extend(
-                events
-                    .into_iter()
-                    .filter_map(Result::ok)
-                    .map(|e| (received, e)),
-            );
-        }
-        Ok(out)
     }
 
     /// Removes the filters of days received before `cutoff_unix_ms`; returns
@@ -460,7 +485,7 @@ impl From<sled::Error> for SearchError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::events::encode_events;
+    use crate::store::events::encode_event_chunks;
 
     fn event(kind: &str, attributes: &[(&str, &str)]) -> v1::Event {
         v1::Event {
@@ -478,12 +503,19 @@ mod tests {
         use prost::Message;
         let now = bannin_proto::now_unix_ms();
         let raw: Vec<bytes::Bytes> = events.iter().map(|e| e.encode_to_vec().into()).collect();
-        set.add_event_records(host, sequence, encode_events(now, &raw));
-        let mut index = BatchIndex::default();
-        for e in events {
-            index.add(e.observed_unix_ms, e);
-        }
-        set.add_index(host, sequence, now, &index);
+        let chunks = encode_event_chunks(now, &raw);
+        let indexes: Vec<BatchIndex> = chunks
+            .iter()
+            .map(|(_, range)| {
+                let mut index = BatchIndex::default();
+                for e in &events[range.clone()] {
+                    index.add(e.observed_unix_ms, e);
+                }
+                index
+            })
+            .collect();
+        set.add_event_records(host, sequence, chunks.into_iter().map(|(r, _)| r).collect());
+        set.add_index(host, sequence, now, &indexes);
     }
 
     #[test]
