@@ -303,7 +303,8 @@ pub async fn serve(
             denials: denials.clone(),
             due: due_rx,
             hunts_due: hunts_due_rx,
-            hunts: hunts.clone(),
+            // The last handle here: held past the serving, it would keep the writer (through its journal) from stopping.
+            hunts,
             config: config.clone(),
         },
         &tracker,
