@@ -1825,7 +1825,7 @@ async fn one_useradd_is_one_finding_and_an_added_ssh_key_is_named_needs_root() {
     let append = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "echo '{key}' | cat >> '{}'; sleep 1",
+            "{{ echo '{key}'; sleep 1; }} | cat >> '{}'",
             keys.display()
         ))
         .status()
