@@ -605,6 +605,21 @@ pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A hunt's progress in one line: `412/1000 answered · 3 with hits · 12 offline, pending`.
+pub fn hunt_progress(h: &v1::Hunt) -> String {
+    let mut line = format!(
+        "{}/{} answered · {} with hits",
+        h.answered, h.hosts_selected, h.with_hits
+    );
+    if h.failed > 0 {
+        line.push_str(&format!(" · {} failed", h.failed));
+    }
+    if h.offline > 0 {
+        line.push_str(&format!(" · {} offline, pending", h.offline));
+    }
+    line
+}
+
 /// Rows (JSON objects) as CSV with a header (RFC 4180 quoting), columns as
 /// the tables order them; peer text made inert.
 pub fn csv(rows: &[Value]) -> String {

@@ -354,11 +354,16 @@ fn hash_file(
     let Ok(file) = crate::host::paths::open_regular(path, meta) else {
         return Ok(None);
     };
-    let mut file = file.take(meta.len());
+    hash_counted(file.take(meta.len()), run)
+}
+
+/// SHA-256 of what `reader` holds, counting the bytes read and stopping at
+/// a cap (`None`) or a stop (`Err`); `None` when reading fails.
+fn hash_counted(mut reader: impl Read, run: &mut Run<'_>) -> Result<Option<String>, HuntError> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let n = match file.read(&mut buf) {
+        let n = match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(_) => return Ok(None),
@@ -419,24 +424,10 @@ fn processes(root: &HostRoot, q: &v1::ProcessQuestion, run: &mut Run<'_>) -> Res
 /// still reads a deleted executable).
 fn exe_digest(root: &HostRoot, pid: u64, run: &mut Run<'_>) -> Result<Option<String>, HuntError> {
     let path = root.join(format!("/proc/{pid}/exe"));
-    let Ok(mut file) = std::fs::File::open(&path) else {
+    let Ok(file) = std::fs::File::open(&path) else {
         return Ok(None);
     };
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(_) => return Ok(None),
-        };
-        run.answer.bytes += n as u64;
-        hasher.update(&buf[..n]);
-        if !run.go_on()? {
-            return Ok(None);
-        }
-    }
-    Ok(Some(bannin_proto::hex(hasher.finalize())))
+    hash_counted(file, run)
 }
 
 /// Sockets of the host's network namespace (listening or not) that `wanted`

@@ -40,7 +40,7 @@ pub(crate) async fn hunt(
                         short_time(h.created_unix_ms),
                         h.operator,
                         h.description,
-                        progress_line(h)
+                        output::hunt_progress(h)
                     );
                 }
             }
@@ -81,7 +81,7 @@ pub(crate) async fn hunt(
                     h.hosts.join(", ")
                 );
             }
-            crate::say!("{}", progress_line(h));
+            crate::say!("{}", output::hunt_progress(h));
             let rows: Value = detail.hosts.iter().map(host_json).collect();
             output::print_rows(&rows);
             Ok(ExitCode::SUCCESS)
@@ -124,7 +124,7 @@ pub(crate) async fn hunt(
             if json {
                 print_json(&hunt_json(&h))?;
             } else {
-                crate::say!("{} {}: {}", h.id, h.state, progress_line(&h));
+                crate::say!("{} {}: {}", h.id, h.state, output::hunt_progress(&h));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -229,7 +229,7 @@ async fn start(
                 "{} started: {} ({})",
                 hunt.id,
                 hunt.description,
-                progress_line(&hunt)
+                output::hunt_progress(&hunt)
             );
         }
         return Ok(ExitCode::SUCCESS);
@@ -244,7 +244,7 @@ async fn start(
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
-        let line = progress_line(&current);
+        let line = output::hunt_progress(&current);
         if line != last {
             if tty {
                 eprint!("\r\x1b[2K{line}");
@@ -280,21 +280,6 @@ async fn start(
         current.id, current.id
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// `412/1000 answered · 3 with hits · 12 offline, pending`.
-fn progress_line(h: &v1::Hunt) -> String {
-    let mut line = format!(
-        "{}/{} answered · {} with hits",
-        h.answered, h.hosts_selected, h.with_hits
-    );
-    if h.failed > 0 {
-        line.push_str(&format!(" · {} failed", h.failed));
-    }
-    if h.offline > 0 {
-        line.push_str(&format!(" · {} offline, pending", h.offline));
-    }
-    line
 }
 
 fn hunt_json(h: &v1::Hunt) -> Value {

@@ -64,7 +64,7 @@ pub(crate) async fn hunts(State(c): State<Shared>, Extension(s): Extension<Sessi
                         td { (t(&h.operator)) }
                         td { a href=(format!("/hunts/{}", h.id)) { (t(&h.description)) } }
                         td { (h.state) }
-                        td { (progress_line(h)) }
+                        td { (output::hunt_progress(h)) }
                     }
                 }
             }
@@ -196,21 +196,6 @@ pub(crate) async fn start_hunt(
     Ok(Redirect::to(&format!("/hunts/{}", hunt.id)))
 }
 
-/// `412/1000 answered · 3 with hits · 12 offline, pending`.
-fn progress_line(h: &v1::Hunt) -> String {
-    let mut line = format!(
-        "{}/{} answered · {} with hits",
-        h.answered, h.hosts_selected, h.with_hits
-    );
-    if h.failed > 0 {
-        line.push_str(&format!(" · {} failed", h.failed));
-    }
-    if h.offline > 0 {
-        line.push_str(&format!(" · {} offline, pending", h.offline));
-    }
-    line
-}
-
 async fn detail(c: &Shared, id: &str) -> Result<v1::HuntDetail, PageError> {
     Ok(c.client()
         .show_hunt(v1::ShowHuntRequest { id: id.to_owned() })
@@ -255,7 +240,7 @@ pub(crate) async fn hunt(
             ("Question", html! { span #hunt-question { (t(&h.description)) } }),
             ("State", html! { span #hunt-state { (h.state) } }),
             ("Progress", html! {
-                span #hunt-progress data-hunt=(h.id) data-running=(h.state == "running") data-answered=(h.answered) { (progress_line(&h)) }
+                span #hunt-progress data-hunt=(h.id) data-running=(h.state == "running") data-answered=(h.answered) { (output::hunt_progress(&h)) }
             }),
             ("Selects", html! {
                 @if labels.is_empty() && h.hosts.is_empty() { "every host" }
@@ -328,7 +313,7 @@ pub(crate) async fn hunt_json(
         "id": h.id,
         "state": h.state,
         "answered": h.answered,
-        "progress": progress_line(&h),
+        "progress": output::hunt_progress(&h),
     }))
     .into_response())
 }
