@@ -204,6 +204,40 @@ pub(crate) enum Command {
         #[command(flatten)]
         send: SendOptions,
     },
+    /// Capture packets on a host as evidence (responder): the filter (tcpdump's
+    /// syntax) is compiled by the host's libpcap and applied in the kernel; the
+    /// pcapng file comes back in a bundle with a manifest, hashed at both ends
+    /// and held with its chain of custody like a snapshot. It works on an
+    /// isolated host: it captures what still reaches it.
+    ///
+    /// Examples:
+    ///   bannin capture web-01 --seconds 60 --filter 'host 203.0.113.7' --reason "IR-7 C2 traffic"
+    ///   bannin capture web-01 --seconds 300 --interface eth0 --max-bytes 200M --reason "IR-7"
+    /// Then: bannin evidence export eN --to DIR …, and `tcpdump -r` on
+    /// artifacts/capture.pcapng inside the bundle.
+    Capture {
+        /// Host id.
+        host: String,
+        /// How long to capture (1 to 3600).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3600))]
+        seconds: u32,
+        /// A pcap filter expression, e.g. 'tcp port 443 and host 203.0.113.7'.
+        #[arg(long, default_value = "")]
+        filter: String,
+        /// An interface to capture on; repeatable (default: every interface
+        /// that is up but loopback).
+        #[arg(long = "interface", value_name = "IF")]
+        interfaces: Vec<String>,
+        /// Stop once this many bytes of packets are kept (K, M, G; default
+        /// 64M, at most 1G).
+        #[arg(long, value_parser = parse_bytes)]
+        max_bytes: Option<u64>,
+        /// Why (recorded in the manifest and the action log).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        send: SendOptions,
+    },
     /// The action log: every command, result and expiry, hash-chained.
     /// `bannin actions verify` walks the chain and names the first entry that no
     /// longer matches.
@@ -460,6 +494,7 @@ pub(crate) enum HuntAction {
     ///   bannin hunt start file-hash 9f86d0…08 --root /tmp --root /var/tmp --reason "IR-7 dropper"
     ///   bannin hunt start process --exe '/dev/shm/*' --labels role=web --reason "IR-7"
     ///   bannin hunt start connection --remote 203.0.113.0/24 --reason "IR-7 C2 range"
+    ///   bannin hunt start yara rules/webshells.yar --root /var/www --reason "IR-7"
     Start {
         #[command(subcommand)]
         question: HuntQuestionArg,
@@ -502,6 +537,18 @@ pub(crate) enum HuntQuestionArg {
         #[command(flatten)]
         walk: HuntWalk,
         /// Larger files are not read: 64M by default (K, M, G suffixes).
+        #[arg(long, value_parser = parse_bytes)]
+        max_size: Option<u64>,
+    },
+    /// Files any rule of a YARA rule file matches (YARA-X; the collector
+    /// compiles the rules and refuses a set that does not compile, and
+    /// `include` is refused). Modules: console, elf, hash, math, string, time.
+    Yara {
+        /// The rule file (at most 1 MiB).
+        rules: std::path::PathBuf,
+        #[command(flatten)]
+        walk: HuntWalk,
+        /// Larger files are not scanned: 64M by default (K, M, G suffixes).
         #[arg(long, value_parser = parse_bytes)]
         max_size: Option<u64>,
     },

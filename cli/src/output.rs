@@ -175,6 +175,14 @@ pub fn command_body_json(c: &v1::CommandBody) -> Value {
             "question": h.question.as_ref().map(v1::HuntQuestion::describe).unwrap_or_default(),
         }),
         Some(Kind::StopHunt(s)) => json!({ "hunt": s.hunt_id }),
+        Some(Kind::Capture(c)) => json!({
+            "seconds": c.seconds,
+            "filter": c.filter,
+            "interfaces": c.interfaces,
+            "max_bytes": c.max_bytes,
+            "operator": c.operator,
+            "reason": c.reason,
+        }),
     };
     json!({ c.name(): fields })
 }

@@ -194,6 +194,43 @@ pub fn check(
             bounded("sensors", std::slice::from_ref(&r.sensor))?;
             CommandBody::Relearn { sensor: r.sensor }
         }
+        Kind::Capture(c) => {
+            if c.seconds == 0 || c.seconds > MAX_CAPTURE_SECONDS {
+                return Err(bad(format!(
+                    "{} seconds: from 1 to {MAX_CAPTURE_SECONDS}",
+                    c.seconds
+                )));
+            }
+            if c.max_bytes > MAX_CAPTURE_BYTES {
+                return Err(bad(format!(
+                    "{} bytes: at most {MAX_CAPTURE_BYTES} (1 GiB)",
+                    c.max_bytes
+                )));
+            }
+            bounded("filters", std::slice::from_ref(&c.filter))?;
+            if c.filter.chars().any(|ch| ch.is_control() && ch != ' ') {
+                return Err(bad("the filter holds a control character".into()));
+            }
+            if c.interfaces.len() > 16 {
+                return Err(bad("at most 16 interfaces".into()));
+            }
+            if let Some(wrong) = c.interfaces.iter().find(|i| !is_interface_name(i)) {
+                return Err(bad(format!(
+                    "{wrong:?} is not an interface name (1 to 15 characters, no '/', ':' or spaces)"
+                )));
+            }
+            if reason.trim().is_empty() {
+                return Err(CommandError::NoReason(name.to_owned()));
+            }
+            CommandBody::Capture(crate::model::Capture {
+                operator: operator.to_owned(),
+                reason: reason.to_owned(),
+                seconds: c.seconds,
+                filter: c.filter,
+                interfaces: c.interfaces,
+                max_bytes: c.max_bytes,
+            })
+        }
         Kind::Hunt(_) | Kind::StopHunt(_) => {
             return Err(bad(
                 "a hunt is started for every host it selects (`bannin hunt start`), not queued for one"
@@ -205,6 +242,21 @@ pub fn check(
         return Err(CommandError::NoReason(name.to_owned()));
     }
     Ok(body)
+}
+
+/// The longest capture.
+pub const MAX_CAPTURE_SECONDS: u32 = 3600;
+/// The most bytes of packets one capture may keep.
+pub const MAX_CAPTURE_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// What Linux accepts as an interface name: 1 to 15 bytes, no '/', ':' or whitespace.
+fn is_interface_name(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
 }
 
 /// `a.b.c.d`, `a.b.c.d/n` (n ≤ 32), a v6 address or a v6 network (n ≤ 128):
@@ -639,7 +691,7 @@ impl Commands {
             CommandState::Failed
         };
         command.finished_unix_ms = now;
-        if let CommandBody::Snapshot { .. } = command.body {
+        if command.body.collects_evidence() {
             // The agent's word is not enough: the collector's own checks decide.
             match self
                 .evidence
@@ -856,7 +908,7 @@ impl Commands {
             .and_then(|id| self.store.command(id).ok().flatten())
             .is_some_and(|c| {
                 c.host_id == host.as_str()
-                    && matches!(c.body, CommandBody::Snapshot { .. })
+                    && c.body.collects_evidence()
                     && c.state == CommandState::Delivered
             });
         if !expected {
@@ -978,6 +1030,44 @@ mod tests {
                 reason: "case 7".into(),
                 files: vec!["/etc/passwd".into()],
             }
+        );
+        let capture = |seconds, filter: &str, interfaces: &[&str], max_bytes| {
+            Some(Api::from(v1::command_body::Kind::Capture(
+                v1::CaptureCommand {
+                    operator: "mallory".into(),
+                    reason: "forged".into(),
+                    seconds,
+                    filter: filter.into(),
+                    interfaces: interfaces.iter().map(|i| (*i).to_owned()).collect(),
+                    max_bytes,
+                },
+            )))
+        };
+        refused(capture(0, "", &[], 0), "why", "from 1 to 3600");
+        refused(capture(3601, "", &[], 0), "why", "from 1 to 3600");
+        refused(capture(10, "", &[], 2 << 30), "why", "at most");
+        refused(capture(10, "", &["../../x"], 0), "why", "not an interface");
+        refused(
+            capture(10, "", &["eth0 eth1"], 0),
+            "why",
+            "not an interface",
+        );
+        refused(
+            capture(10, "tcp\nport 1", &[], 0),
+            "why",
+            "control character",
+        );
+        refused(capture(10, "tcp", &[], 0), " ", "reason");
+        assert_eq!(
+            check(capture(10, "tcp port 22", &["eth0"], 0), "alice", "case 7").expect("capture"),
+            CommandBody::Capture(crate::model::Capture {
+                operator: "alice".into(),
+                reason: "case 7".into(),
+                seconds: 10,
+                filter: "tcp port 22".into(),
+                interfaces: vec!["eth0".into()],
+                max_bytes: 0,
+            })
         );
         assert_eq!(
             check(Some(Api::triage("processes", "")), "alice", "").expect("triage"),

@@ -58,6 +58,9 @@ pub enum HuntError {
     /// A hunt needs a reason.
     #[error("a hunt needs a reason (--reason)")]
     NoReason,
+    /// The YARA rules do not compile.
+    #[error("yara: the rules do not compile:\n{0}")]
+    Rules(String),
     /// An argument is out of bounds.
     #[error("{0}")]
     Bad(String),
@@ -70,6 +73,41 @@ pub enum HuntError {
     /// The journal did not take it (nothing changed).
     #[error("the hunt was not taken: {0}; nothing changed, try again")]
     Journal(String),
+}
+
+/// Compiles a hunt's YARA rules as the agents will, to refuse a set that
+/// does not compile before any host gets it. `include` is refused: a rule
+/// must never read a file of the collector (or of a host).
+pub fn check_rules(source: &str) -> Result<(), HuntError> {
+    let mut compiler = yara_x::Compiler::new();
+    compiler.enable_includes(false);
+    compiler
+        .add_source(source)
+        .map_err(|e| HuntError::Rules(e.to_string()))?;
+    let rules = compiler.build();
+    if rules.iter().len() == 0 {
+        return Err(HuntError::Rules("the source declares no rule".into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod rule_tests {
+    use super::*;
+
+    #[test]
+    fn rules_that_do_not_compile_or_include_a_file_are_refused_with_the_reason() {
+        assert!(check_rules("rule ok { strings: $a = \"x\" condition: $a }").is_ok());
+        let err = check_rules("rule broken { condition: $missing }").expect_err("bad rule");
+        assert!(err.to_string().contains("missing"), "{err}");
+        let err = check_rules("include \"/etc/shadow\"\nrule x { condition: true }")
+            .expect_err("include");
+        assert!(err.to_string().contains("include"), "{err}");
+        let err = check_rules("// nothing here").expect_err("no rule");
+        assert!(err.to_string().contains("no rule"), "{err}");
+        let err = check_rules("import \"pe\"\nrule x { condition: pe.is_pe }").expect_err("pe");
+        assert!(err.to_string().contains("pe"), "{err}");
+    }
 }
 
 /// What an operator asks for.
@@ -171,6 +209,12 @@ impl Hunts {
     /// Starts a hunt: checked, through the journal, in the action log.
     pub async fn start(&self, operator: &str, request: StartRequest) -> Result<Hunt, HuntError> {
         request.question.check()?;
+        if let Some(v1::hunt_question::Kind::Yara(q)) = &request.question.kind {
+            let rules = q.rules.clone();
+            tokio::task::spawn_blocking(move || check_rules(&rules))
+                .await
+                .map_err(|e| HuntError::Rules(format!("the compiler failed: {e}")))??;
+        }
         if request.reason.trim().is_empty() {
             return Err(HuntError::NoReason);
         }

@@ -576,6 +576,26 @@ pub enum CommandBody {
         /// One sensor, or "" for every baseline sensor.
         sensor: String,
     },
+    /// A packet capture, streamed back as evidence (last: stored records
+    /// name variants by position).
+    Capture(Capture),
+}
+
+/// What a capture asks for, checked when it was issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capture {
+    /// Who asked (the caller's certificate name), for the manifest.
+    pub operator: String,
+    /// Why, for the manifest.
+    pub reason: String,
+    /// How long, 1 to 3600 seconds.
+    pub seconds: u32,
+    /// A pcap filter expression ("" for every packet), compiled on the host.
+    pub filter: String,
+    /// Interfaces (none: every interface that is up but loopback).
+    pub interfaces: Vec<String>,
+    /// Bytes of packets kept at most (0: the agent's default, 64 MiB).
+    pub max_bytes: u64,
 }
 
 /// What an isolation lets through, besides the collector, DHCP and DNS.
@@ -597,7 +617,14 @@ impl CommandBody {
             CommandBody::Triage { .. } => "triage",
             CommandBody::Snapshot { .. } => "snapshot",
             CommandBody::Relearn { .. } => "relearn",
+            CommandBody::Capture(_) => "capture",
         }
+    }
+
+    /// Whether the command streams evidence back (a snapshot, a capture):
+    /// only such a command, delivered to that very host, may upload.
+    pub fn collects_evidence(&self) -> bool {
+        matches!(self, CommandBody::Snapshot { .. } | CommandBody::Capture(_))
     }
 
     /// The isolation state this command asks for: `Some(true)` for isolate,
@@ -630,6 +657,15 @@ impl CommandBody {
             })
             .into(),
             CommandBody::Relearn { sensor } => v1::CommandBody::relearn(sensor.clone()),
+            CommandBody::Capture(c) => v1::command_body::Kind::Capture(v1::CaptureCommand {
+                operator: c.operator.clone(),
+                reason: c.reason.clone(),
+                seconds: c.seconds,
+                filter: c.filter.clone(),
+                interfaces: c.interfaces.clone(),
+                max_bytes: c.max_bytes,
+            })
+            .into(),
         }
     }
 

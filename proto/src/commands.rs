@@ -68,7 +68,7 @@ impl From<Kind> for v1::CommandBody {
 
 impl Kind {
     /// The command's name: ping, isolate, release, triage, snapshot, relearn,
-    /// hunt or stop_hunt.
+    /// hunt, stop_hunt or capture.
     pub fn name(&self) -> &'static str {
         match self {
             Kind::Ping(_) => "ping",
@@ -79,6 +79,7 @@ impl Kind {
             Kind::Relearn(_) => "relearn",
             Kind::Hunt(_) => "hunt",
             Kind::StopHunt(_) => "stop_hunt",
+            Kind::Capture(_) => "capture",
         }
     }
 }
@@ -101,6 +102,7 @@ impl From<Kind> for Body {
             Kind::Relearn(c) => Body::Relearn(c),
             Kind::Hunt(c) => Body::Hunt(c),
             Kind::StopHunt(c) => Body::StopHunt(c),
+            Kind::Capture(c) => Body::Capture(c),
         }
     }
 }
@@ -116,6 +118,7 @@ impl From<Body> for Kind {
             Body::Relearn(c) => Kind::Relearn(c),
             Body::Hunt(c) => Kind::Hunt(c),
             Body::StopHunt(c) => Kind::StopHunt(c),
+            Body::Capture(c) => Kind::Capture(c),
         }
     }
 }

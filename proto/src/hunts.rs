@@ -14,6 +14,8 @@ pub const DEFAULT_DEPTH: u32 = 12;
 pub const DEFAULT_MAX_SIZE: u64 = 64 * 1024 * 1024;
 /// Longest pattern or name.
 const MAX_TEXT: usize = 1024;
+/// Longest YARA rule set (source text).
+pub const MAX_RULES_BYTES: usize = 1024 * 1024;
 
 /// Why a hunt question is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,6 +49,7 @@ impl v1::HuntQuestion {
             Some(Kind::Listener(_)) => "listener",
             Some(Kind::Account(_)) => "account",
             Some(Kind::Triage(_)) => "triage",
+            Some(Kind::Yara(_)) => "yara",
         }
     }
 
@@ -95,6 +98,18 @@ impl v1::HuntQuestion {
             None => return Err(bad("no question given".into())),
             Some(Kind::FileHash(q)) => {
                 sha(&q.sha256)?;
+                roots(&q.roots, q.max_depth)?;
+            }
+            Some(Kind::Yara(q)) => {
+                if q.rules.trim().is_empty() {
+                    return Err(bad("no rules given".into()));
+                }
+                if q.rules.len() > MAX_RULES_BYTES || q.rules.contains('\0') {
+                    return Err(bad(format!(
+                        "the rules are over {} KiB or hold a NUL",
+                        MAX_RULES_BYTES / 1024
+                    )));
+                }
                 roots(&q.roots, q.max_depth)?;
             }
             Some(Kind::FileName(q)) => {
@@ -188,6 +203,15 @@ impl v1::HuntQuestion {
             Some(Kind::FileName(q)) => {
                 format!("files named {:?} under {}", q.pattern, roots(&q.roots))
             }
+            Some(Kind::Yara(q)) => {
+                let names = rule_names(&q.rules);
+                let shown = match names.len() {
+                    0 => "no rule".to_owned(),
+                    1..=3 => names.join(", "),
+                    n => format!("{}, … ({n} rules)", names[..3].join(", ")),
+                };
+                format!("files matching YARA {shown} under {}", roots(&q.roots))
+            }
             Some(Kind::Process(q)) => {
                 let mut parts = Vec::new();
                 for (what, v) in [
@@ -213,6 +237,24 @@ impl v1::HuntQuestion {
             Some(Kind::Triage(t)) => format!("triage {} {}", t.question, t.path),
         }
     }
+}
+
+/// The names of the rules a YARA source declares (`rule X`, `private rule X`,
+/// `global rule X` at a line's start), for people; the compiler is the judge.
+pub fn rule_names(source: &str) -> Vec<&str> {
+    source
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let mut word = words.next()?;
+            while matches!(word, "private" | "global") {
+                word = words.next()?;
+            }
+            (word == "rule").then(|| words.next()).flatten()
+        })
+        .map(|name| name.split([':', '{']).next().unwrap_or(name))
+        .filter(|name| !name.is_empty())
+        .collect()
 }
 
 /// `a.b.c.d`, `a.b.c.d/n`, a v6 address or network, as a network.
@@ -256,6 +298,10 @@ mod tests {
             q(Kind::Account(v1::AccountQuestion {
                 name: "backup".into(),
             })),
+            q(Kind::Yara(v1::YaraQuestion {
+                rules: "rule a { condition: true }".into(),
+                ..Default::default()
+            })),
         ];
         for g in &good {
             assert_eq!(g.check(), Ok(()), "{g:?}");
@@ -297,6 +343,20 @@ mod tests {
                 "give a name",
             ),
             (
+                q(Kind::Yara(v1::YaraQuestion {
+                    rules: "  ".into(),
+                    ..Default::default()
+                })),
+                "no rules",
+            ),
+            (
+                q(Kind::Yara(v1::YaraQuestion {
+                    rules: "x".repeat(MAX_RULES_BYTES + 1),
+                    ..Default::default()
+                })),
+                "over 1024 KiB",
+            ),
+            (
                 q(Kind::Connection(v1::ConnectionQuestion {
                     remote: "10.0.0.0/33".into(),
                     port: 0,
@@ -317,5 +377,11 @@ mod tests {
             let err = question.check().expect_err("refused").to_string();
             assert!(err.contains(why), "{question:?}: {err}");
         }
+    }
+
+    #[test]
+    fn rule_names_are_read_for_people() {
+        let source = "import \"elf\"\nrule a { condition: true }\nprivate rule b : tag {\n condition: true }\nglobal rule c{ condition: true }\n// rule commented\n";
+        assert_eq!(rule_names(source), ["a", "b", "c"]);
     }
 }

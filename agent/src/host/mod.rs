@@ -21,6 +21,7 @@ pub mod handles;
 pub mod memory;
 pub mod net;
 pub mod packages;
+pub mod packets;
 pub mod paths;
 pub mod priority;
 pub mod proc;

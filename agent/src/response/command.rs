@@ -28,6 +28,19 @@ pub enum Command {
     Hunt(super::hunt::Hunt),
     /// Cancel a hunt's work here.
     StopHunt(String),
+    /// Capture packets and stream them to the collector as evidence.
+    Capture(Capture),
+}
+
+/// `capture`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capture {
+    /// Who asked (for the manifest).
+    pub operator: String,
+    /// Why.
+    pub reason: String,
+    /// What to capture, bounded.
+    pub request: super::capture::Request,
 }
 
 /// `isolate`'s arguments.
@@ -84,6 +97,9 @@ pub enum ParseError {
     /// A hunt question this agent refuses.
     #[error(transparent)]
     Hunt(#[from] bannin_proto::hunts::QuestionError),
+    /// A capture out of bounds.
+    #[error("capture: {0}")]
+    Capture(String),
 }
 
 impl Command {
@@ -128,6 +144,7 @@ impl Command {
                 })
             }
             Body::StopHunt(s) => Command::StopHunt(s.hunt_id.clone()),
+            Body::Capture(c) => Command::Capture(Capture::parse(c)?),
         })
     }
 
@@ -142,7 +159,40 @@ impl Command {
             Command::Relearn(_) => "relearn",
             Command::Hunt(_) => "hunt",
             Command::StopHunt(_) => "stop_hunt",
+            Command::Capture(_) => "capture",
         }
+    }
+}
+
+impl Capture {
+    fn parse(c: &v1::CaptureCommand) -> Result<Self, ParseError> {
+        use super::capture::{DEFAULT_MAX_BYTES, MAX_BYTES, MAX_SECONDS};
+        if c.seconds == 0 || c.seconds > MAX_SECONDS {
+            return Err(ParseError::Capture(format!(
+                "{} seconds: from 1 to {MAX_SECONDS}",
+                c.seconds
+            )));
+        }
+        if c.max_bytes > MAX_BYTES {
+            return Err(ParseError::Capture(format!(
+                "{} bytes: at most {MAX_BYTES}",
+                c.max_bytes
+            )));
+        }
+        Ok(Capture {
+            operator: c.operator.clone(),
+            reason: c.reason.clone(),
+            request: super::capture::Request {
+                seconds: c.seconds,
+                filter: c.filter.clone(),
+                interfaces: c.interfaces.clone(),
+                max_bytes: if c.max_bytes == 0 {
+                    DEFAULT_MAX_BYTES
+                } else {
+                    c.max_bytes
+                },
+            },
+        })
     }
 }
 

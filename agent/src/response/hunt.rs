@@ -87,6 +87,20 @@ pub enum HuntError {
     /// A triage question failed.
     #[error(transparent)]
     Triage(#[from] triage::TriageError),
+    /// The YARA rules do not compile here.
+    #[error("the YARA rules do not compile: {0}")]
+    Rules(String),
+}
+
+/// Compiles a hunt's YARA rules as the collector checks them: `include`
+/// refused (a rule never reads a file of the host it is compiled on).
+pub fn compile_rules(source: &str) -> Result<yara_x::Rules, HuntError> {
+    let mut compiler = yara_x::Compiler::new();
+    compiler.enable_includes(false);
+    compiler
+        .add_source(source)
+        .map_err(|e| HuntError::Rules(e.to_string()))?;
+    Ok(compiler.build())
 }
 
 /// What a hunt found and what it cost.
@@ -194,6 +208,7 @@ pub fn run(root: &HostRoot, hunt: &Hunt, stop: &AtomicBool) -> Result<Answer, Hu
                 },
             )?;
         }
+        Some(Kind::Yara(q)) => yara(root, q, &mut run)?,
         Some(Kind::FileName(q)) => {
             let matcher = glob(&q.pattern).map_err(triage::TriageError::Refused)?;
             let whole_path = q.pattern.contains('/');
@@ -251,6 +266,51 @@ pub fn run(root: &HostRoot, hunt: &Hunt, stop: &AtomicBool) -> Result<Answer, Hu
     run.go_on()?;
     run.answer.cpu_ms = priority::thread_cpu_ms().saturating_sub(run.cpu_start);
     Ok(run.answer)
+}
+
+/// Longest one file's scan may take (a pathological rule on a large file).
+const YARA_FILE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Files under the question's roots that any of its rules match: each file
+/// read once into a buffer the scan reuses, its bytes counted against the cap.
+fn yara(root: &HostRoot, q: &v1::YaraQuestion, run: &mut Run<'_>) -> Result<(), HuntError> {
+    let rules = compile_rules(&q.rules)?;
+    let mut scanner = yara_x::Scanner::new(&rules);
+    scanner.set_timeout(YARA_FILE_TIMEOUT);
+    let max_size = if q.max_size == 0 {
+        DEFAULT_MAX_SIZE
+    } else {
+        q.max_size
+    };
+    let mut data = Vec::new();
+    walk(
+        root,
+        &q.roots,
+        q.max_depth,
+        run,
+        &mut |run, shown, path, meta| {
+            if meta.len() > max_size || meta.len() == 0 {
+                return Ok(());
+            }
+            let Ok(file) = crate::host::paths::open_regular(path, meta) else {
+                return Ok(());
+            };
+            data.clear();
+            if file.take(meta.len()).read_to_end(&mut data).is_err() {
+                return Ok(());
+            }
+            run.answer.bytes += data.len() as u64;
+            let Ok(results) = scanner.scan(&data) else {
+                return Ok(());
+            };
+            let matched: Vec<&str> = results.matching_rules().map(|r| r.identifier()).collect();
+            if !matched.is_empty() {
+                let sha256 = bannin_proto::sha256_hex(&data);
+                run.hit(json!({ "path": shown, "rules": matched, "sha256": sha256, "size": meta.len(), "mtime": mtime(meta), "uid": uid(meta) }));
+            }
+            Ok(())
+        },
+    )
 }
 
 fn mtime(meta: &std::fs::Metadata) -> i64 {
@@ -554,6 +614,38 @@ mod tests {
         });
         let answer = run(&root, &hunt(q, WIDE), &stop).expect("answer");
         assert_eq!(answer.total, 1, "{answer:?}");
+    }
+
+    #[test]
+    fn a_yara_hunt_names_the_rules_that_match_and_refuses_includes() {
+        let (dir, sha) = planted();
+        let root = HostRoot(dir.path().to_owned());
+        let stop = AtomicBool::new(false);
+        let rules = r##"
+            rule implant_echo { strings: $a = "echo implant" condition: $a }
+            rule shell_script { strings: $s = "#!/bin/sh" condition: $s at 0 }
+            rule never { strings: $n = "not in any file" condition: $n }
+        "##;
+        let q = Kind::Yara(v1::YaraQuestion {
+            rules: rules.into(),
+            ..Default::default()
+        });
+        let answer = run(&root, &hunt(q, WIDE), &stop).expect("answer");
+        assert_eq!(answer.total, 1, "{answer:?}");
+        assert_eq!(answer.hits[0]["path"], "/srv/www/deep/.x");
+        assert_eq!(
+            answer.hits[0]["rules"],
+            json!(["implant_echo", "shell_script"])
+        );
+        assert_eq!(answer.hits[0]["sha256"], sha.as_str());
+        assert!(answer.bytes > 0, "scanned bytes are counted: {answer:?}");
+
+        let q = Kind::Yara(v1::YaraQuestion {
+            rules: "include \"/etc/passwd\"\nrule x { condition: true }".into(),
+            ..Default::default()
+        });
+        let err = run(&root, &hunt(q, WIDE), &stop).expect_err("include refused");
+        assert!(err.to_string().contains("include"), "{err}");
     }
 
     #[test]

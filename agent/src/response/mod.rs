@@ -1,5 +1,5 @@
 //! Answers the collector's commands: `ping`, `isolate`, `release`, `triage`,
-//! `snapshot`, `relearn`.
+//! `snapshot`, `relearn`, `hunt`, `stop_hunt` and `capture`.
 //!
 //! A command is parsed once into a typed [`command::Command`] (refused there if
 //! malformed); each command's `apply` lives in `cmd/`, one file per command, and
@@ -8,6 +8,7 @@
 //! whichever stream is open. The isolation state is persisted in the spool, and
 //! [`Responder::restore`] re-applies it before the agent does anything else.
 
+pub mod capture;
 mod cmd;
 pub mod command;
 pub mod hunt;
@@ -66,9 +67,12 @@ pub enum ResponseError {
     /// A hunt could not be answered (or was stopped).
     #[error(transparent)]
     Hunt(#[from] hunt::HuntError),
-    /// A hunt's thread ended without an answer.
-    #[error("the hunt's thread ended without an answer")]
-    HuntThread,
+    /// A command's thread ended without an answer.
+    #[error("the {0} thread ended without an answer")]
+    Thread(&'static str),
+    /// A packet capture failed.
+    #[error(transparent)]
+    Capture(#[from] capture::CaptureError),
     /// A relearn named a sensor without a baseline.
     #[error(transparent)]
     Relearn(#[from] crate::sensors::NoBaseline),
@@ -204,6 +208,10 @@ pub const SNAPSHOT_TIME_LIMIT: Duration = Duration::from_secs(1800);
 pub const HUNT_TIME_LIMIT: Duration = Duration::from_secs(3600);
 /// Hunts that may wait their turn (one runs at a time); past it a new one is refused at once.
 pub const MAX_QUEUED_HUNTS: usize = 8;
+/// Captures that may wait their turn (one runs at a time).
+pub const MAX_QUEUED_CAPTURES: usize = 4;
+/// What a capture may take beyond its own duration (sealing and streaming it).
+pub const CAPTURE_GRACE: Duration = Duration::from_secs(600);
 
 /// Carries out commands.
 pub struct Responder {
@@ -307,10 +315,12 @@ impl Responder {
         // Two lanes: isolate, release, ping and relearn at once; triage and
         // snapshots (which read files and may take minutes) one after another
         // on their own, so an isolate never waits behind a snapshot.
-        let (work_tx, mut work_rx) = mpsc::channel::<v1::Command>(MAX_QUEUED_WORK);
+        let (work_tx, work_rx) = mpsc::channel::<v1::Command>(MAX_QUEUED_WORK);
         // Hunts have a lane of their own: a long scan never delays a triage
         // or a snapshot, and never an isolate (which runs right here).
-        let (hunt_tx, mut hunt_rx) = mpsc::channel::<v1::Command>(MAX_QUEUED_HUNTS);
+        let (hunt_tx, hunt_rx) = mpsc::channel::<v1::Command>(MAX_QUEUED_HUNTS);
+        // So have captures, which wait on the wire for up to an hour.
+        let (capture_tx, capture_rx) = mpsc::channel::<v1::Command>(MAX_QUEUED_CAPTURES);
         let urgent = async {
             let mut refresh = tokio::time::interval(Duration::from_secs(60));
             loop {
@@ -341,24 +351,28 @@ impl Responder {
                             }
                             continue;
                         }
-                        let slow = matches!(
-                            Command::parse(&command),
-                            Ok(Command::Triage(_) | Command::Snapshot(_))
-                        );
-                        let result = if slow {
-                            match work_tx.try_send(command) {
+                        let lane = match Command::parse(&command) {
+                            Ok(Command::Triage(_) | Command::Snapshot(_)) => {
+                                Some((&work_tx, MAX_QUEUED_WORK, "triage and snapshot commands"))
+                            }
+                            Ok(Command::Capture(_)) => {
+                                Some((&capture_tx, MAX_QUEUED_CAPTURES, "captures"))
+                            }
+                            _ => None,
+                        };
+                        let result = match lane {
+                            Some((lane, most, what)) => match lane.try_send(command) {
                                 Ok(()) => continue,
                                 Err(mpsc::error::TrySendError::Full(c)) => v1::CommandResult {
                                     command_id: c.id,
                                     ok: false,
                                     detail: format!(
-                                        "the agent is busy: {MAX_QUEUED_WORK} triage and snapshot commands are queued; try again later"
+                                        "the agent is busy: {most} {what} are queued; try again later"
                                     ),
                                 },
                                 Err(mpsc::error::TrySendError::Closed(_)) => return,
-                            }
-                        } else {
-                            self.handle_within(command, &results).await
+                            },
+                            None => self.handle_within(command, &results).await,
                         };
                         if results.send(v1::agent_message::Body::CommandResult(result)).await.is_err() {
                             return;
@@ -368,54 +382,40 @@ impl Responder {
                 }
             }
         };
-        let work = async {
-            loop {
-                let command = tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    command = work_rx.recv() => command,
-                };
-                let Some(command) = command else { return };
-                let result = tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    result = self.handle_within(command, &results) => result,
-                };
-                if results
-                    .send(v1::agent_message::Body::CommandResult(result))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        };
-        let hunts = async {
-            loop {
-                let command = tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    command = hunt_rx.recv() => command,
-                };
-                let Some(command) = command else { return };
-                let result = tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    result = self.handle_within(command, &results) => result,
-                };
-                if results
-                    .send(v1::agent_message::Body::CommandResult(result))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        };
+        // Every lane ends on shutdown.
         tokio::join!(
-            async {
-                urgent.await;
-                // The work and hunt lanes end with the urgent one (their senders are dropped).
-            },
-            work,
-            hunts
+            urgent,
+            self.lane(work_rx, &results, &shutdown),
+            self.lane(hunt_rx, &results, &shutdown),
+            self.lane(capture_rx, &results, &shutdown),
         );
+    }
+
+    /// One lane: its commands carried out one after another, each result sent back.
+    async fn lane(
+        &self,
+        mut commands: mpsc::Receiver<v1::Command>,
+        results: &mpsc::Sender<v1::agent_message::Body>,
+        shutdown: &CancellationToken,
+    ) {
+        loop {
+            let command = tokio::select! {
+                () = shutdown.cancelled() => return,
+                command = commands.recv() => command,
+            };
+            let Some(command) = command else { return };
+            let result = tokio::select! {
+                () = shutdown.cancelled() => return,
+                result = self.handle_within(command, results) => result,
+            };
+            if results
+                .send(v1::agent_message::Body::CommandResult(result))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
     }
 
     /// [`Self::handle`] within the command's time limit: past it, a failed
@@ -429,6 +429,9 @@ impl Responder {
             Ok(Command::Snapshot(_)) => SNAPSHOT_TIME_LIMIT,
             Ok(Command::Triage(_)) => TRIAGE_TIME_LIMIT,
             Ok(Command::Hunt(_)) => HUNT_TIME_LIMIT,
+            Ok(Command::Capture(c)) => {
+                Duration::from_secs(u64::from(c.request.seconds)) + CAPTURE_GRACE
+            }
             _ => COMMAND_TIME_LIMIT,
         };
         let id = command.id.clone();
@@ -517,6 +520,7 @@ impl Responder {
             Command::Relearn(c) => cmd::relearn::apply(self, c),
             Command::Hunt(h) => cmd::hunt::apply(self, h).await,
             Command::StopHunt(id) => Ok(cmd::hunt::stop(self, &id)),
+            Command::Capture(c) => cmd::capture::apply(self, c, id, out).await,
         }
     }
 }

@@ -89,6 +89,9 @@ pub struct Manifest {
     pub artifacts: Vec<Artifact>,
     /// What could not be collected, and why.
     pub skipped: Vec<Skipped>,
+    /// For a packet capture: the interfaces, the filter, what was kept and why it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<serde_json::Value>,
 }
 
 fn now_rfc3339() -> String {
@@ -341,17 +344,12 @@ pub fn collect<W: Write>(
     out: W,
 ) -> std::io::Result<Manifest> {
     let encoder = zstd::Encoder::new(out, 3)?;
-    let manifest = Manifest {
-        host_id: host_id.to_owned(),
-        agent_version: bannin_proto::VERSION.into(),
-        command_id: request.command_id.clone(),
-        operator: request.operator.clone(),
-        reason: request.reason.clone(),
-        started: now_rfc3339(),
-        finished: String::new(),
-        artifacts: Vec::new(),
-        skipped: Vec::new(),
-    };
+    let manifest = manifest_now(
+        host_id,
+        &request.command_id,
+        &request.operator,
+        &request.reason,
+    );
     let mut b = Bundle {
         tar: tar::Builder::new(encoder),
         manifest,
@@ -445,17 +443,87 @@ pub fn collect<W: Write>(
         }
     }
     b.manifest.finished = now_rfc3339();
-    let manifest = b.manifest.clone();
+    finish(b.tar, b.manifest)
+}
+
+/// Writes `manifest` as the bundle's last entry and ends the archive.
+fn finish<W: Write>(
+    mut tar: tar::Builder<zstd::Encoder<'static, W>>,
+    manifest: Manifest,
+) -> std::io::Result<Manifest> {
     let json = serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::other)?;
     let mut header = tar::Header::new_gnu();
     header.set_size(json.len() as u64);
     header.set_mode(0o600);
     header.set_cksum();
-    b.tar
-        .append_data(&mut header, "manifest.json", json.as_slice())?;
-    let encoder = b.tar.into_inner()?;
+    tar.append_data(&mut header, "manifest.json", json.as_slice())?;
+    let encoder = tar.into_inner()?;
     encoder.finish()?.flush()?;
     Ok(manifest)
+}
+
+/// The start of a manifest for a bundle collected now.
+pub fn manifest_now(host_id: &str, command_id: &str, operator: &str, reason: &str) -> Manifest {
+    Manifest {
+        host_id: host_id.to_owned(),
+        agent_version: bannin_proto::VERSION.into(),
+        command_id: command_id.to_owned(),
+        operator: operator.to_owned(),
+        reason: reason.to_owned(),
+        started: now_rfc3339(),
+        finished: String::new(),
+        artifacts: Vec::new(),
+        skipped: Vec::new(),
+        capture: None,
+    }
+}
+
+/// Seals one file already collected (a packet capture) in a bundle: the file
+/// as `artifacts/NAME`, streamed and hashed as it is written, then the
+/// manifest (whose `finished` is set now).
+pub fn seal_one<W: Write>(
+    mut manifest: Manifest,
+    name: &str,
+    source: &str,
+    file: &Path,
+    out: W,
+) -> std::io::Result<Manifest> {
+    struct Hashing<R> {
+        inner: R,
+        hasher: Sha256,
+    }
+    impl<R: Read> Read for Hashing<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.hasher.update(&buf[..n]);
+            Ok(n)
+        }
+    }
+    let mut tar = tar::Builder::new(zstd::Encoder::new(out, 3)?);
+    let opened = std::fs::File::open(file)?;
+    let size = opened.metadata()?.len();
+    let mut header = tar::Header::new_gnu();
+    header.set_size(size);
+    header.set_mode(0o600);
+    header.set_mtime(u64::try_from(bannin_proto::now_unix_ms() / 1000).unwrap_or(0));
+    header.set_cksum();
+    let path = format!(
+        "artifacts/{}",
+        bannin_proto::evidence_names::artifact_name(name)
+    );
+    let mut reader = Hashing {
+        inner: opened.take(size),
+        hasher: Sha256::new(),
+    };
+    tar.append_data(&mut header, &path, &mut reader)?;
+    manifest.artifacts.push(Artifact {
+        path,
+        source: source.to_owned(),
+        size,
+        sha256: bannin_proto::hex(reader.hasher.finalize()),
+    });
+    manifest.finished = now_rfc3339();
+    finish(tar, manifest)
 }
 
 /// Default output file name for an offline snapshot.

@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use bannin_proto::v1;
 use bannin_proto::v1::hunt_question::Kind;
 use serde_json::{Value, json};
@@ -139,7 +140,7 @@ async fn show(client: &mut Client, id: &str) -> anyhow::Result<v1::HuntDetail> {
         .into_inner())
 }
 
-fn question(arg: HuntQuestionArg) -> v1::HuntQuestion {
+fn question(arg: HuntQuestionArg) -> anyhow::Result<v1::HuntQuestion> {
     let walk = |w: HuntWalk| (w.roots, w.depth.unwrap_or(0));
     let kind = match arg {
         HuntQuestionArg::FileHash {
@@ -150,6 +151,26 @@ fn question(arg: HuntQuestionArg) -> v1::HuntQuestion {
             let (roots, max_depth) = walk(w);
             Kind::FileHash(v1::FileHashQuestion {
                 sha256: sha256.to_ascii_lowercase(),
+                roots,
+                max_depth,
+                max_size: max_size.unwrap_or(0),
+            })
+        }
+        HuntQuestionArg::Yara {
+            rules,
+            walk: w,
+            max_size,
+        } => {
+            let (roots, max_depth) = walk(w);
+            let size = std::fs::metadata(&rules)
+                .with_context(|| format!("reading {}", rules.display()))?
+                .len();
+            if size > bannin_proto::hunts::MAX_RULES_BYTES as u64 {
+                anyhow::bail!("{}: {size} bytes, over 1 MiB", rules.display());
+            }
+            Kind::Yara(v1::YaraQuestion {
+                rules: std::fs::read_to_string(&rules)
+                    .with_context(|| format!("reading {}", rules.display()))?,
                 roots,
                 max_depth,
                 max_size: max_size.unwrap_or(0),
@@ -187,7 +208,7 @@ fn question(arg: HuntQuestionArg) -> v1::HuntQuestion {
             path: path.unwrap_or_default(),
         }),
     };
-    v1::HuntQuestion { kind: Some(kind) }
+    Ok(v1::HuntQuestion { kind: Some(kind) })
 }
 
 async fn start(
@@ -201,7 +222,7 @@ async fn start(
             "a hunt needs a reason (--reason): it is recorded in the action log and on every finding"
         );
     };
-    let question = question(arg);
+    let question = question(arg)?;
     // Refused here with the same words the collector would use.
     question.check()?;
     let request = v1::StartHuntRequest {

@@ -99,6 +99,24 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             reason,
             send,
         } => response::snapshot(&mut client, json, host, files, reason, send).await,
+        Command::Capture {
+            host,
+            seconds,
+            filter,
+            interfaces,
+            max_bytes,
+            reason,
+            send,
+        } => {
+            let capture = v1::CaptureCommand {
+                seconds,
+                filter,
+                interfaces,
+                max_bytes: max_bytes.unwrap_or(0),
+                ..Default::default()
+            };
+            response::capture(&mut client, json, host, capture, reason, send).await
+        }
         Command::Actions {
             verify: Some(_), ..
         } => actions::verify(&mut client, json).await,

@@ -108,6 +108,33 @@ pub(crate) async fn snapshot(
     send_command(client, &host, command, reason, send, json).await
 }
 
+pub(crate) async fn capture(
+    client: &mut Client,
+    json: bool,
+    host: String,
+    capture: v1::CaptureCommand,
+    reason: String,
+    mut send: SendOptions,
+) -> anyhow::Result<ExitCode> {
+    if send.wait_secs == 60 {
+        // The capture's own time, then sealing and streaming it.
+        send.wait_secs = u64::from(capture.seconds) + 300;
+    }
+    if !json && !send.no_wait {
+        eprintln!(
+            "capture {host}: {} s of packets{}; the evidence follows",
+            capture.seconds,
+            if capture.filter.is_empty() {
+                String::new()
+            } else {
+                format!(" matching {:?}", capture.filter)
+            }
+        );
+    }
+    let command = v1::command_body::Kind::Capture(capture).into();
+    send_command(client, &host, command, reason, send, json).await
+}
+
 pub(crate) async fn commands(
     client: &mut Client,
     json: bool,

@@ -35,7 +35,7 @@ pub(in crate::response) async fn apply(
             let _ = tx.send(hunt::run(&root, &command, &stop));
         });
     let outcome = match spawned {
-        Ok(_) => rx.await.map_err(|_| ResponseError::HuntThread),
+        Ok(_) => rx.await.map_err(|_| ResponseError::Thread("hunt")),
         Err(e) => Err(ResponseError::Collect(e)),
     };
     responder.hunt_done(&id);

@@ -1,5 +1,6 @@
 //! One file per command, each with its `apply` (the verb's whole behaviour).
 
+pub(super) mod capture;
 pub(super) mod hunt;
 pub(super) mod isolate;
 pub(super) mod ping;
