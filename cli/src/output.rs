@@ -344,6 +344,9 @@ pub fn evidence_detail_json(d: &v1::EvidenceDetail) -> Value {
         "custody": d.custody.iter().map(action_json).collect::<Vec<_>>(),
         "verified": d.verified,
         "verify_result": d.verify_result,
+        // What the bundle holds (who, why, when, every artifact; a capture's
+        // interfaces, filter and counts), null when disposed of or unreadable.
+        "manifest": serde_json::from_str::<Value>(&d.manifest_json).unwrap_or(Value::Null),
     })
 }
 

@@ -235,6 +235,90 @@ async fn a_hunt_reaches_the_hosts_it_selects_now_and_later_and_finds_what_was_pl
         assert_eq!(hunts[0]["hosts_with_hits"][h], 1, "{brief}");
     }
 
+    // A YARA hunt finds the same file by its content; rules that do not
+    // compile, or that include a file, are refused before the hunt starts.
+    let rules = dir.path().join("implant.yar");
+    std::fs::write(
+        &rules,
+        "rule dropper_implant {\n  strings:\n    $tag = \"# implant \"\n    $sh = \"#!/bin/sh\"\n  condition:\n    $sh at 0 and $tag\n}\n",
+    )
+    .expect("rules");
+    let broken = dir.path().join("broken.yar");
+    std::fs::write(&broken, "rule broken { condition: $nothing }").expect("rules");
+    let (ok, _, err) = bannin_json(
+        &operator,
+        &[
+            "hunt",
+            "start",
+            "yara",
+            &broken.display().to_string(),
+            "--reason",
+            "IR-7",
+        ],
+    );
+    assert!(
+        !ok && err.contains("do not compile") && err.contains("nothing"),
+        "{err}"
+    );
+    let sneaky = dir.path().join("sneaky.yar");
+    std::fs::write(
+        &sneaky,
+        "include \"/etc/shadow\"\nrule x { condition: true }",
+    )
+    .expect("rules");
+    let (ok, _, err) = bannin_json(
+        &operator,
+        &[
+            "hunt",
+            "start",
+            "yara",
+            &sneaky.display().to_string(),
+            "--reason",
+            "IR-7",
+        ],
+    );
+    assert!(!ok && err.contains("include"), "{err}");
+    let (ok, started, err) = bannin_json(
+        &operator,
+        &[
+            "hunt",
+            "start",
+            "yara",
+            &rules.display().to_string(),
+            "--root",
+            &root,
+            "--hosts",
+            "web-01",
+            "--reason",
+            "IR-7 dropper by content",
+        ],
+    );
+    assert!(ok, "{err}");
+    let yara_hunt = started["id"].as_str().expect("id").to_owned();
+    let shown = hunt_until(&operator, &yara_hunt, "yara hunt answered", |s| {
+        state(s, "web-01") == "done"
+    })
+    .await;
+    assert!(
+        shown["question"]
+            .as_str()
+            .is_some_and(|q| q.contains("dropper_implant")),
+        "{shown}"
+    );
+    let (_, rows, _) = bannin_json(&operator, &["hunt", "results", &yara_hunt]);
+    let rows = rows.as_array().expect("rows");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["path"], planted_path.as_str());
+    assert_eq!(
+        rows[0]["sha256"],
+        sha.as_str(),
+        "the same file as the hash hunt's"
+    );
+    assert!(
+        rows[0]["rules"].to_string().contains("dropper_implant"),
+        "{rows:?}"
+    );
+
     // A process hunt finds a running process by its executable.
     let bin = dir.path().join("tools");
     std::fs::create_dir_all(&bin).expect("mkdir");
@@ -369,11 +453,12 @@ async fn a_hunt_reaches_the_hosts_it_selects_now_and_later_and_finds_what_was_pl
 
     // The list shows them all.
     let (ok, list, _) = bannin_json(&operator, &["hunt", "list"]);
-    assert!(ok && list.as_array().map(Vec::len) == Some(4), "{list}");
+    assert!(ok && list.as_array().map(Vec::len) == Some(5), "{list}");
 }
 
-/// An isolate sent while the host scans for a hunt is enforced as fast as
-/// without one: hunts have their own lane on the agent, isolation the urgent one.
+/// An isolate sent while the host runs a YARA scan for a hunt is enforced as
+/// fast as without one: hunts have their own lane on the agent, isolation the
+/// urgent one.
 #[test]
 fn an_isolate_during_a_scan_is_enforced_within_a_second_needs_root() {
     if !bannin_tests::runnable(&[bannin_tests::Need::Root]) {
@@ -389,12 +474,17 @@ fn an_isolate_during_a_scan_is_enforced_within_a_second_needs_root() {
     let (ok, _, err) = site.cli(&["release", "web-01", "--reason", "baseline"]);
     assert!(ok, "{err}");
 
-    // A wide scan: every file of the machine, hashed, with caps that do not end it soon.
+    // A wide YARA scan: every file of the machine, with caps that do not end it soon.
+    let rules = site.dir.path().join("wide.yar");
+    let text: String = (0..50)
+        .map(|i| format!("rule r{i} {{ strings: $a = \"bannin-never-{i}\" $b = {{ 4? 5? 4? 46 [2-8] 0{} }} condition: any of them }}\n", i % 10))
+        .collect();
+    std::fs::write(&rules, text).expect("rules");
     let (ok, started, err) = site.cli(&[
         "hunt",
         "start",
-        "file-hash",
-        &"0".repeat(64),
+        "yara",
+        rules.to_str().expect("utf8"),
         "--root",
         "/",
         "--depth",

@@ -1318,3 +1318,173 @@ fn evidence_custody_verify_export_and_dispose() {
         "custody is part of the one hash chain: {verdict}"
     );
 }
+
+/// `bannin capture` on an isolated host: what still reaches it (connection
+/// attempts from the lab's peer, which the isolation drops) is captured, what
+/// the filter refuses is not, the bundle is held as verified evidence, and
+/// Debian's `tcpdump -r` reads the pcapng from the exported bundle.
+#[test]
+fn a_capture_on_an_isolated_host_is_evidence_that_tcpdump_reads_needs_root() {
+    use bannin_tests::Need;
+    if !bannin_tests::runnable(&[Need::Root, Need::Program("tcpdump", "tcpdump")]) {
+        return;
+    }
+    let mut site = Site::new();
+    let (ok, record, err) = site.cli(&["isolate", "web-01", "--reason", "IR-9 contain"]);
+    assert!(ok && record["state"] == "succeeded", "{record} {err}");
+
+    // Refused before it reaches the host: out of bounds, or no reason.
+    let (ok, _, err) = site.cli(&["capture", "web-01", "--seconds", "5", "--reason", " "]);
+    assert!(!ok && err.contains("reason"), "{err}");
+    let (ok, _, err) = site.cli(&[
+        "capture",
+        "web-01",
+        "--seconds",
+        "5",
+        "--interface",
+        "../x",
+        "--reason",
+        "IR-9",
+    ]);
+    assert!(!ok && err.contains("not an interface"), "{err}");
+    // A filter libpcap refuses fails on the host, with libpcap's words.
+    let (ok, record, _) = site.cli(&[
+        "capture",
+        "web-01",
+        "--seconds",
+        "5",
+        "--filter",
+        "tcp port banana",
+        "--reason",
+        "IR-9",
+    ]);
+    assert!(!ok && record["state"] == "failed", "{record}");
+    assert!(
+        record["result"]
+            .as_str()
+            .is_some_and(|r| r.contains("banana")),
+        "{record}"
+    );
+
+    let peer = Host::Peer.v4();
+    let agent = Host::Agent.v4();
+    let (record, ok, err) = std::thread::scope(|s| {
+        let capture = s.spawn(|| {
+            site.cli(&[
+                "capture",
+                "web-01",
+                "--seconds",
+                "8",
+                "--filter",
+                "tcp port 9001",
+                "--reason",
+                "IR-9 what still reaches the host",
+            ])
+        });
+        // Connection attempts to the agent's listener (dropped by the
+        // isolation, seen on the wire), and UDP the filter refuses.
+        std::thread::sleep(Duration::from_secs(2));
+        for _ in 0..3 {
+            assert!(
+                !site.lab.can_connect(Host::Peer, &agent, 9001),
+                "the host is isolated"
+            );
+            let sent = site
+                .lab
+                .command(Host::Peer, Path::new("python3"))
+                .args([
+                    "-c",
+                    "import socket,sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'noise', (sys.argv[1], 5999))",
+                    &agent,
+                ])
+                .status()
+                .expect("python3");
+            assert!(sent.success());
+        }
+        let (ok, record, err) = capture.join().expect("capture thread");
+        (record, ok, err)
+    });
+    assert!(ok && record["state"] == "succeeded", "{record} {err}");
+    let result = record["result"].as_str().unwrap_or_default();
+    assert!(result.contains("stored and verified"), "{result}");
+
+    // Held as evidence, with custody; it verifies.
+    let (ok, list, err) = site.cli(&["evidence", "list"]);
+    assert!(ok, "{err}");
+    let item = list
+        .as_array()
+        .and_then(|l| l.iter().find(|e| e["command_id"] == record["id"]))
+        .unwrap_or_else(|| panic!("the capture is evidence: {list}"))
+        .clone();
+    let id = item["id"].as_str().expect("evidence id").to_owned();
+    let (ok, verified, err) = site.cli(&["evidence", "verify", &id]);
+    assert!(ok, "{verified} {err}");
+    let (ok, shown, err) = site.cli(&["evidence", "show", &id]);
+    assert!(ok, "{err}");
+    let capture = &shown["manifest"]["capture"];
+    assert_eq!(capture["filter"], "tcp port 9001", "{shown}");
+    assert_eq!(capture["interfaces"][0]["name"], "eth0", "{shown}");
+    assert!(capture["packets"].as_u64() >= Some(3), "{shown}");
+    assert_eq!(
+        shown["manifest"]["reason"],
+        "IR-9 what still reaches the host"
+    );
+
+    // Exported, unpacked, read back with tcpdump.
+    let export = site.dir.path().join("capture-export");
+    let (ok, _, err) = site.cli(&[
+        "evidence",
+        "export",
+        &id,
+        "--to",
+        export.to_str().expect("utf8"),
+        "--recipient",
+        "CSIRT",
+        "--reason",
+        "analysis",
+    ]);
+    assert!(ok, "{err}");
+    let bundle = std::fs::read_dir(&export)
+        .expect("export dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.zst"))
+        .expect("the bundle is exported");
+    let tar = zstd::decode_all(std::fs::File::open(&bundle).expect("bundle")).expect("zstd");
+    let mut archive = tar::Archive::new(tar.as_slice());
+    let pcap = site.dir.path().join("capture.pcapng");
+    let mut found = false;
+    for entry in archive.entries().expect("tar") {
+        let mut entry = entry.expect("entry");
+        if entry.path().expect("path").to_string_lossy() == "artifacts/capture.pcapng" {
+            entry.unpack(&pcap).expect("unpack");
+            found = true;
+        }
+    }
+    assert!(found, "the bundle holds artifacts/capture.pcapng");
+    let read = Command::new("tcpdump")
+        .args(["-nn", "-r"])
+        .arg(&pcap)
+        .output()
+        .expect("tcpdump");
+    let shown = String::from_utf8_lossy(&read.stdout);
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let syns = shown
+        .lines()
+        .filter(|l| {
+            l.contains(&format!("{peer}.")) && l.contains(&format!("> {agent}.9001: Flags [S]"))
+        })
+        .count();
+    assert!(
+        syns >= 3,
+        "the peer's SYNs to 9001 are in the capture:\n{shown}"
+    );
+    assert!(
+        !shown.contains("5999") && !shown.contains("UDP"),
+        "what the filter refuses is not:\n{shown}"
+    );
+}
