@@ -1329,7 +1329,7 @@ fn a_capture_on_an_isolated_host_is_evidence_that_tcpdump_reads_needs_root() {
     if !bannin_tests::runnable(&[Need::Root, Need::Program("tcpdump", "tcpdump")]) {
         return;
     }
-    let mut site = Site::new();
+    let site = Site::new();
     let (ok, record, err) = site.cli(&["isolate", "web-01", "--reason", "IR-9 contain"]);
     assert!(ok && record["state"] == "succeeded", "{record} {err}");
 
