@@ -78,16 +78,19 @@ pub enum HuntError {
 /// Compiles a hunt's YARA rules as the agents will, to refuse a set that
 /// does not compile before any host gets it. `include` is refused: a rule
 /// must never read a file of the collector (or of a host).
+///
+/// Every error is found while the source is added; the native code the
+/// agents build from it is not built here, so the collector never needs
+/// executable memory (its unit keeps `MemoryDenyWriteExecute`).
 pub fn check_rules(source: &str) -> Result<(), HuntError> {
+    if bannin_proto::hunts::rule_names(source).is_empty() {
+        return Err(HuntError::Rules("the source declares no rule".into()));
+    }
     let mut compiler = yara_x::Compiler::new();
     compiler.enable_includes(false);
     compiler
         .add_source(source)
         .map_err(|e| HuntError::Rules(e.to_string()))?;
-    let rules = compiler.build();
-    if rules.iter().len() == 0 {
-        return Err(HuntError::Rules("the source declares no rule".into()));
-    }
     Ok(())
 }
 

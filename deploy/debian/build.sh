@@ -47,7 +47,7 @@ trap 'rm -rf "$work"' EXIT
 # install SRC DEST MODE under the package root $1
 put() { install -D -m "$4" "$2" "$1/$3"; }
 
-common_control() { # name description depends
+common_control() { # name description depends [recommends]
   cat <<EOF
 Package: $1
 Version: $version
@@ -56,6 +56,10 @@ Maintainer: Bannin maintainers <maintainers@bannin.invalid>
 Section: admin
 Priority: optional
 Depends: $3
+EOF
+  # The agent's capture filters are compiled by libpcap, loaded when a filter is given.
+  if [ -n "${4:-}" ]; then echo "Recommends: $4"; fi
+  cat <<EOF
 Homepage: https://example.invalid/bannin
 Description: $2
 EOF
@@ -70,7 +74,7 @@ put "$root" README.md usr/share/doc/bannin-agent/README.md 0644
 put "$root" deploy/README.md usr/share/doc/bannin-agent/DEPLOY.md 0644
 mkdir -p "$root/DEBIAN"
 {
-  common_control bannin-agent "Bannin endpoint agent: indicators of compromise to the collector over mutual TLS" "libc6, nftables"
+  common_control bannin-agent "Bannin endpoint agent: indicators of compromise to the collector over mutual TLS" "libc6, nftables" "libpcap0.8"
   echo " Watches processes, files, accounts, logs, network and hardware for the"
   echo " indicators of NIST SP 800-61, spools them durably and streams them to a"
   echo " Bannin collector. Enroll with: bannin-agent enroll --collector HOST:PORT"

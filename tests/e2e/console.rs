@@ -435,6 +435,54 @@ async fn responder_flow(site: &Site, client: &Client, url: &str, base: &str) {
     );
     screenshot(client, "12-hunt").await;
 
+    // Search: the hosts that sent a kind of event this host has sent.
+    let (_, events, _) = site.cli(&["events", "web-01"]);
+    let kind = events[0]["kind"]
+        .as_str()
+        .expect("an event kind")
+        .to_owned();
+    client
+        .goto(&format!("{base}/search"))
+        .await
+        .expect("search");
+    wait_for(client, "#search-form select[name=field]", 10)
+        .await
+        .select_by_value("kind")
+        .await
+        .expect("select");
+    fill(client, "#search-form input[name=value]", &kind).await;
+    click(client, "#search-button").await;
+    wait_until_js(
+        client,
+        "return [...document.querySelectorAll('#search-hosts tbody tr')].some(tr => tr.textContent.includes('web-01'))",
+        30,
+        "the host in the search results",
+    )
+    .await;
+    assert!(text(client, "#search-events").await.contains(&kind));
+    screenshot(client, "13-search").await;
+
+    // A packet capture from the host page, held as evidence.
+    client
+        .goto(&format!("{base}/hosts/web-01"))
+        .await
+        .expect("host page");
+    fill(client, "#capture-form input[name=seconds]", "2").await;
+    fill(client, "#capture-form input[name=filter]", "tcp port 9001").await;
+    fill(
+        client,
+        "#capture-form input[name=reason]",
+        "console e2e: capture",
+    )
+    .await;
+    click(client, "#capture-button").await;
+    command_succeeds(client, "the capture to succeed").await;
+    assert!(
+        text(client, "#command-result")
+            .await
+            .contains("stored and verified")
+    );
+
     // Release from the host page, as isolation was: reason and the host id.
     respond(client, base, "release", "console e2e: cleaned", "web-01").await;
     command_succeeds(client, "the release command to succeed").await;

@@ -133,7 +133,8 @@ fn debian_packages_carry_their_files_modes_units_and_conffiles() {
     let unit =
         std::fs::read_to_string(repo.join("deploy/systemd/bannin-agent.service")).expect("unit");
     for line in [
-        "CapabilityBoundingSet=CAP_DAC_READ_SEARCH CAP_SYS_PTRACE CAP_NET_ADMIN CAP_SYS_ADMIN",
+        "CapabilityBoundingSet=CAP_DAC_READ_SEARCH CAP_SYS_PTRACE CAP_NET_ADMIN CAP_SYS_ADMIN CAP_NET_RAW",
+        "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK AF_PACKET",
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
         "MemoryMax=",

@@ -17,17 +17,19 @@ pub(crate) enum Nav {
     Commands,
     Incidents,
     Hunts,
+    Search,
     Evidence,
     Actions,
 }
 
-const NAV: [(Nav, &str, &str); 8] = [
+const NAV: [(Nav, &str, &str); 9] = [
     (Nav::Overview, "/", "Overview"),
     (Nav::Findings, "/findings", "Findings"),
     (Nav::Hosts, "/hosts", "Hosts"),
     (Nav::Commands, "/commands", "Commands"),
     (Nav::Incidents, "/incidents", "Incidents"),
     (Nav::Hunts, "/hunts", "Hunts"),
+    (Nav::Search, "/search", "Search"),
     (Nav::Evidence, "/evidence", "Evidence"),
     (Nav::Actions, "/actions", "Actions"),
 ];

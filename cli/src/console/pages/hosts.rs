@@ -165,6 +165,17 @@ pub(crate) async fn host(
                     label { "Reason (required) " input type="text" name="reason" required size="50"; }
                     button type="submit" #snapshot-button { "Take snapshot" }
                 }
+                form #capture-form method="post" action=(format!("/hosts/{id}/capture")) {
+                    (csrf_field(&s.csrf))
+                    h3 { "Packet capture" }
+                    p.note { "Packets from the wire, filtered in the host's kernel, held as evidence (pcapng). Works on an isolated host: it captures what still reaches it." }
+                    label { "Seconds (1–3600) " input type="number" name="seconds" min="1" max="3600" value="60" required; }
+                    label { "Filter (tcpdump syntax, empty for all) " input type="text" name="filter" size="40" placeholder="host 203.0.113.7 and tcp port 443"; }
+                    label { "Interfaces (comma-separated, empty for every interface that is up) " input type="text" name="interfaces" size="20"; }
+                    label { "Size cap " input type="text" name="max_bytes" size="8" placeholder="64M"; }
+                    label { "Reason (required) " input type="text" name="reason" required size="50"; }
+                    button type="submit" #capture-button { "Capture" }
+                }
             }
             h2 { "Triage" }
             form #triage-form method="post" action=(format!("/hosts/{id}/triage")) {
@@ -216,7 +227,7 @@ pub(crate) async fn host(
     ))
 }
 
-fn attributes_text(a: &BTreeMap<String, String>) -> String {
+pub(super) fn attributes_text(a: &BTreeMap<String, String>) -> String {
     let v: Vec<String> = a.iter().map(|(k, v)| format!("{k}={v}")).collect();
     t(&v.join("  ")).into_owned()
 }
@@ -337,6 +348,52 @@ pub(crate) struct CommandForm {
     confirm: String,
     #[serde(default)]
     files: String,
+    #[serde(default)]
+    seconds: String,
+    #[serde(default)]
+    filter: String,
+    #[serde(default)]
+    interfaces: String,
+    #[serde(default)]
+    max_bytes: String,
+}
+
+/// `POST /hosts/{id}/capture`: seconds, filter, interfaces, size cap and
+/// reason; then the command's page (the collector checks the bounds).
+pub(crate) async fn capture(
+    State(c): State<Shared>,
+    Path(id): Path<String>,
+    Form(form): Form<CommandForm>,
+) -> Result<Redirect, PageError> {
+    let seconds = form
+        .seconds
+        .trim()
+        .parse()
+        .map_err(|_| PageError::bad("seconds: a whole number from 1 to 3600"))?;
+    let max_bytes = match form.max_bytes.trim() {
+        "" => 0,
+        text => crate::args::parse_bytes(text).map_err(PageError::bad)?,
+    };
+    let capture = v1::CaptureCommand {
+        seconds,
+        filter: form.filter.trim().to_owned(),
+        interfaces: form
+            .interfaces
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        max_bytes,
+        ..Default::default()
+    };
+    queue(
+        &c,
+        id,
+        v1::command_body::Kind::Capture(capture).into(),
+        &form,
+    )
+    .await
 }
 
 /// `POST /hosts/{id}/isolate`: reason, and the host id typed to confirm; then
@@ -504,7 +561,7 @@ pub(crate) async fn command_page(
         @if !done { p.note #command-progress aria-live="polite" { "Waiting for " (t(&x.host_id)) "… this page follows the command until the host answers." } }
         h2 { "Result" }
         pre #command-result { (lines(&x.result)) }
-        @if is_snapshot(&x) && x.state == "succeeded" { p { a href="/evidence" { "The snapshot is in Evidence" } } }
+        @if is_evidence(&x) && x.state == "succeeded" { p { a href="/evidence" { "The " (x.verb) " is in Evidence" } } }
     };
     Ok(page(
         &c.operator,
@@ -524,11 +581,11 @@ pub(crate) async fn command_json(
     Ok(axum::Json(output::command_json(&x)).into_response())
 }
 
-/// Whether the command is a snapshot.
-fn is_snapshot(x: &v1::CommandRecord) -> bool {
+/// Whether the command collects evidence (a snapshot, a capture).
+fn is_evidence(x: &v1::CommandRecord) -> bool {
     matches!(
         x.command.as_ref().and_then(|c| c.kind.as_ref()),
-        Some(v1::command_body::Kind::Snapshot(_))
+        Some(v1::command_body::Kind::Snapshot(_) | v1::command_body::Kind::Capture(_))
     )
 }
 

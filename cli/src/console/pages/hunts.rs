@@ -4,7 +4,7 @@
 use super::*;
 
 /// The questions the start form offers: (value, label, what the value is).
-const QUESTIONS: [(&str, &str, &str); 10] = [
+const QUESTIONS: [(&str, &str, &str); 11] = [
     ("file_hash", "Files by SHA-256", "SHA-256"),
     (
         "file_name",
@@ -35,6 +35,7 @@ const QUESTIONS: [(&str, &str, &str); 10] = [
     ("connection_port", "Connections to a port", "port"),
     ("listener", "Listeners on a port", "port"),
     ("account", "An account by name", "account name"),
+    ("yara", "Files matching YARA rules (rules below)", "—"),
 ];
 
 fn split(text: &str) -> Vec<String> {
@@ -80,7 +81,8 @@ pub(crate) async fn hunts(State(c): State<Shared>, Extension(s): Extension<Sessi
                         @for (value, label, _) in QUESTIONS { option value=(value) { (label) } }
                     }
                 }
-                label { "Value " input type="text" name="value" required size="40" placeholder="SHA-256, glob, address, port or name"; }
+                label { "Value " input type="text" name="value" size="40" placeholder="SHA-256, glob, address, port or name"; }
+                label { "YARA rules (for the YARA question; compiled by the collector before the hunt starts) " textarea name="rules" rows="6" cols="70" placeholder="rule webshell { strings: $a = \"eval(base64_decode\" condition: $a }" {} }
                 label { "Roots (files) " input type="text" name="roots" size="30" placeholder="/tmp, /var/tmp (default /)"; }
                 label { "Labels " input type="text" name="labels" size="20" placeholder="role=web"; }
                 label { "Hosts " input type="text" name="hosts" size="20" placeholder="all"; }
@@ -102,7 +104,10 @@ pub(crate) async fn hunts(State(c): State<Shared>, Extension(s): Extension<Sessi
 #[derive(Deserialize)]
 pub(crate) struct StartForm {
     question: String,
+    #[serde(default)]
     value: String,
+    #[serde(default)]
+    rules: String,
     #[serde(default)]
     roots: String,
     #[serde(default)]
@@ -161,6 +166,11 @@ fn question(form: &StartForm) -> Result<v1::HuntQuestion, PageError> {
         }),
         "listener" => Kind::Listener(v1::ListenerQuestion { port: port()? }),
         "account" => Kind::Account(v1::AccountQuestion { name: value }),
+        "yara" => Kind::Yara(v1::YaraQuestion {
+            rules: form.rules.clone(),
+            roots,
+            ..Default::default()
+        }),
         other => return Err(PageError::bad(format!("unknown question {other:?}"))),
     };
     let question = v1::HuntQuestion { kind: Some(kind) };

@@ -314,6 +314,7 @@ mod hosts;
 mod hunts;
 mod incidents;
 mod overview;
+mod search;
 
 pub(crate) use actions::*;
 pub(crate) use evidence::*;
@@ -322,6 +323,7 @@ pub(crate) use hosts::*;
 pub(crate) use hunts::*;
 pub(crate) use incidents::*;
 pub(crate) use overview::*;
+pub(crate) use search::*;
 
 #[cfg(test)]
 mod tests {
