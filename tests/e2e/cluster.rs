@@ -724,6 +724,47 @@ async fn two_collectors_fail_over_with_nothing_acknowledged_lost_and_one_fleet()
         "custody recorded on B and on A, one chain: {custody}"
     );
 
+    // A packet capture issued through A (root: a packet socket; on loopback,
+    // read-only) goes through the log like any command, and the evidence B
+    // receives is listed and verifies through A.
+    if bannin_tests::netns::is_root() {
+        let (ok, capture, stderr) = bannin_json(
+            &through_a,
+            &[
+                "capture",
+                "cluster-agent",
+                "--seconds",
+                "1",
+                "--interface",
+                "lo",
+                "--filter",
+                "tcp port 1",
+                "--reason",
+                "cluster capture",
+            ],
+        );
+        assert!(
+            ok && capture["state"] == "succeeded",
+            "capture through A: {capture} {stderr}"
+        );
+        let held = eventually(Duration::from_secs(20), "the capture listed on A", || {
+            let through_a = through_a.clone();
+            let command = capture["id"].clone();
+            async move {
+                let (_, list, _) = bannin_json(&through_a, &["evidence", "list"]);
+                list.as_array()?
+                    .iter()
+                    .find(|e| e["command_id"] == command)
+                    .cloned()
+            }
+        })
+        .await;
+        let id = held["id"].as_str().expect("id");
+        let (ok, verified, stderr) = bannin_json(&through_a, &["evidence", "verify", id]);
+        assert!(ok, "the capture verifies through A: {verified} {stderr}");
+        assert_eq!(verified["manifest"]["capture"]["filter"], "tcp port 1");
+    }
+
     // The action log is one chain, in one order, on both collectors: what A
     // recorded (the forwarding) and what B recorded (the state change, the
     // command's result) alike, and it verifies on both.

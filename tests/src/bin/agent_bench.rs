@@ -56,6 +56,11 @@ struct Args {
     /// Connections per second the flow run aims at.
     #[arg(long, default_value_t = 500)]
     connection_rate: u64,
+    /// Only the YARA hunt: a 100-rule set over this tree, by the agent's hunt
+    /// (YARA-X, one thread at low priority, as a host runs it) against Debian's
+    /// `yara` on the same tree, single-threaded and with its default threads.
+    #[arg(long, value_name = "ROOT")]
+    yara: Option<PathBuf>,
     /// (internal) One child run: `exec-ebpf`, `exec-connector`, `flow-on`, `flow-off`.
     #[arg(long, hide = true)]
     child: Option<String>,
@@ -1047,6 +1052,298 @@ fn kernel_events(secs: u64, exec_rate: u64, connection_rate: u64) -> anyhow::Res
     Ok(())
 }
 
+/// A 100-rule set of the kinds of rules responders hunt with: text strings
+/// (plain, `nocase`, `wide`), hex patterns with wildcards and jumps, regular
+/// expressions, and conditions on the file's header and size.
+fn yara_rules() -> String {
+    const TEXT: [&str; 40] = [
+        "bash -i >& /dev/tcp/",
+        "nc -e /bin/sh",
+        "/bin/sh -i",
+        "eval(base64_decode(",
+        "stratum+tcp://",
+        "xmrig",
+        "LD_PRELOAD=",
+        "/etc/ld.so.preload",
+        "chattr +i",
+        "HISTFILE=/dev/null",
+        "unset HISTFILE",
+        "iptables -F",
+        "setenforce 0",
+        "python -c 'import socket",
+        "Mozilla/4.0 (compatible; MSIE 6.0",
+        "mimikatz",
+        "meterpreter",
+        "ReflectiveLoader",
+        "beacon.x64.dll",
+        "cobaltstrike",
+        "/dev/shm/.x",
+        "wget -q -O - http",
+        "curl -fsSL http",
+        "base64 -d | sh",
+        "chmod 777 /tmp",
+        "crontab -r",
+        "echo ssh-rsa",
+        ">> /root/.ssh/authorized_keys",
+        "pkill -9 kinsing",
+        "kdevtmpfsi",
+        "/tmp/.ICE-unix/.",
+        "masscan",
+        "zmap -p",
+        "Tsunami",
+        "BillGates",
+        "XorDDoS",
+        "Mirai",
+        "GET /shell?",
+        "cmd.exe /c",
+        "powershell -enc",
+    ];
+    const HEX: [&str; 30] = [
+        "48 31 C0 [2-6] 0F 05",
+        "6A 29 58 99 6A 02 5F 6A 01 5E 0F 05",
+        "31 C0 50 68 2F 2F 73 68 68 2F 62 69 6E",
+        "48 B8 2F 62 69 6E 2F 73 68 00",
+        "E8 ?? ?? ?? ?? 5E 31 C0",
+        "FF D5 6A 0A 41 5E",
+        "55 50 58 21",
+        "4D 5A 90 00 03 00",
+        "7F 45 4C 46 ?? ?? ?? ?? ?? ?? ?? ?? ?? ?? ?? ?? 03 00",
+        "B0 3B 0F 05",
+        "48 8D 3D ?? ?? ?? ?? 48 31 F6 [0-4] B0 3B",
+        "68 7F 00 00 01 66 68 11 5C",
+        "66 68 ?? ?? 66 6A 02",
+        "C7 44 24 ?? 2F 74 6D 70",
+        "90 90 90 90 90 90 90 90 CC",
+        "DE AD BE EF CA FE BA BE",
+        "31 DB F7 E3 53 43 53 6A 02",
+        "6A 66 58 6A 01 5B",
+        "CD 80 93 59 B0 3F CD 80",
+        "52 68 6E 2F 73 68 68 2F 2F 62 69",
+        "89 E1 B0 0B CD 80",
+        "0F 05 48 97 48 B9 02 00",
+        "48 89 E6 0F 05 48 83 F8",
+        "41 B8 ?? ?? ?? ?? 4C 89 E9",
+        "E9 ?? ?? ?? ?? 00 00 00 00 4B 49 4E",
+        "5B 6B 77 6F 72 6B 65 72",
+        "2E 2F 2E 72 6F 6F 74",
+        "4C 44 5F 50 52 45 4C 4F 41 44",
+        "2F 70 72 6F 63 2F 73 65 6C 66 2F 65 78 65",
+        "7E 2F 2E 63 6F 6E 66 69 67 2F 2E",
+    ];
+    const REGEX: [&str; 20] = [
+        r#"/https?:\/\/[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}:[0-9]{2,5}\/[a-z]{4,8}/"#,
+        r#"/stratum\+tcp:\/\/[a-z0-9.\-]+:[0-9]{2,5}/"#,
+        r#"/\/dev\/tcp\/[0-9]{1,3}(\.[0-9]{1,3}){3}\/[0-9]{2,5}/"#,
+        r#"/ssh-rsa AAAA[0-9A-Za-z+\/]{100,}[=]{0,2} [a-z]{1,8}@kali/"#,
+        r#"/eval\(gzinflate\(base64_decode\(/"#,
+        r#"/\$_(GET|POST|REQUEST)\[['"][a-z0-9]{1,12}['"]\]\)\s*;\s*\?>/"#,
+        r#"/nohup [a-z\/.]{1,40} >\/dev\/null 2>&1 &/"#,
+        r#"/(wget|curl) [^\n]{0,80}\| ?(ba)?sh/"#,
+        r#"/echo [A-Za-z0-9+\/]{40,}={0,2} ?\| ?base64 -d/"#,
+        r#"/[a-z0-9]{32}\.onion/"#,
+        r#"/xmr[a-z]{0,8}\.(com|net|org)\/[a-z]{3,10}/"#,
+        r#"/pool\.minexmr\.com:[0-9]{4}/"#,
+        r#"/\/tmp\/\.[a-z]{1,3}\/[a-z]{4,10}/"#,
+        r#"/chmod \+x \/tmp\/[a-z0-9]{4,12}; ?\/tmp\//"#,
+        r#"/useradd -o -u 0 [a-z]{3,12}/"#,
+        r#"/\* \* \* \* \* (root )?(curl|wget)/"#,
+        r#"/socat (exec|EXEC):[^\n]{0,40}tcp/"#,
+        r#"/perl -e ['"]use Socket;/"#,
+        r#"/php -r ['"]\$sock=fsockopen/"#,
+        r#"/ruby -rsocket -e/"#,
+    ];
+    let mut out = String::new();
+    for (i, s) in TEXT.iter().enumerate() {
+        let modifiers = match i % 4 {
+            1 => " nocase",
+            2 => " ascii wide",
+            _ => "",
+        };
+        let escaped = s.replace('\\', "\\\\").replace('"', "\\\"");
+        out.push_str(&format!(
+            "rule text_{i} {{ strings: $a = \"{escaped}\"{modifiers} condition: $a }}\n"
+        ));
+    }
+    for (i, h) in HEX.iter().enumerate() {
+        let condition = match i % 3 {
+            0 => "$h",
+            1 => "uint32(0) == 0x464c457f and $h",
+            _ => "filesize < 10MB and $h",
+        };
+        out.push_str(&format!(
+            "rule hex_{i} {{ strings: $h = {{ {h} }} condition: {condition} }}\n"
+        ));
+    }
+    for (i, r) in REGEX.iter().enumerate() {
+        out.push_str(&format!(
+            "rule regex_{i} {{ strings: $r = {r} condition: $r }}\n"
+        ));
+    }
+    out.push_str(
+        "rule elf_shell_marker { strings: $a = \"/bin/sh\" $b = \"socket\" $c = \"connect\" \
+         condition: uint32(0) == 0x464c457f and filesize < 200KB and all of them }\n",
+    );
+    out.push_str(
+        "rule script_downloader { strings: $a = \"#!/bin/sh\" $b = \"wget \" $c = \"chmod +x\" \
+         condition: $a at 0 and $b and $c }\n",
+    );
+    out.push_str("rule gnu_libc_marker { strings: $a = \"GNU C Library\" condition: $a }\n");
+    out.push_str(
+        "rule many_urls { strings: $u = /https?:\\/\\/[a-z0-9.\\-]{4,40}\\// condition: #u > 50 }\n",
+    );
+    out.push_str(
+        "rule upx_elf { strings: $u = \"UPX!\" condition: uint32(0) == 0x464c457f and $u in (0..1024) }\n",
+    );
+    for i in 0..5 {
+        out.push_str(&format!(
+            "rule marker_{i} {{ strings: $m = \"bannin-bench-never-{i}\" condition: $m }}\n"
+        ));
+    }
+    out
+}
+
+/// The agent's YARA hunt over `root` against Debian's `yara` on the same tree
+/// and rules: files and MB per second, the hits of each (which must agree),
+/// and the hunt's CPU time against its cap.
+fn yara_bench(root: &Path) -> anyhow::Result<()> {
+    use bannin_agent::response::hunt::{self, Caps, Hunt};
+    use bannin_proto::v1;
+    ensure_package("yara", "yara")?;
+    let dir = tempfile::tempdir()?;
+    let rules = dir.path().join("bench.yar");
+    let text = yara_rules();
+    let count = bannin_proto::hunts::rule_names(&text).len();
+    std::fs::write(&rules, &text)?;
+    let max_size: u64 = 64 * 1024 * 1024;
+    let root_text = root.display().to_string();
+    let run_yara = |threads: Option<&str>| -> anyhow::Result<(Duration, std::collections::BTreeSet<(String, String)>)> {
+        let mut c = Command::new("yara");
+        c.args(["-r", "-N", "-w", "-z", &max_size.to_string()]);
+        if let Some(t) = threads {
+            c.args(["-p", t]);
+        }
+        c.arg(&rules).arg(root);
+        let t = Instant::now();
+        let out = c.output().context("yara")?;
+        let took = t.elapsed();
+        let hits = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(r, p)| (r.to_owned(), p.to_owned()))
+            .collect();
+        Ok((took, hits))
+    };
+    let run_hunt = || -> anyhow::Result<(Duration, serde_json::Value)> {
+        let hunt = Hunt {
+            id: "hbench".into(),
+            question: v1::HuntQuestion {
+                kind: Some(v1::hunt_question::Kind::Yara(v1::YaraQuestion {
+                    rules: text.clone(),
+                    roots: vec![root_text.clone()],
+                    max_depth: 64,
+                    max_size,
+                })),
+            },
+            caps: Caps {
+                cpu_ms: 3_600_000,
+                read_bytes: u64::MAX,
+                hits: hunt::MAX_HITS,
+            },
+        };
+        // As a host runs it: a thread of its own at nice 19 in the idle I/O class.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                bannin_agent::host::priority::lower();
+                let stop = std::sync::atomic::AtomicBool::new(false);
+                let t = Instant::now();
+                let answer = hunt::run(&HostRoot("/".into()), &hunt, &stop)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let took = t.elapsed();
+                Ok((took, serde_json::from_str(&answer.to_json())?))
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the hunt thread panicked"))?
+        })
+    };
+    println!("YARA: {count} rules over {root_text} (files up to 64 MiB, no symlinks followed)");
+    // Each once untimed, so both read from a warm page cache.
+    run_yara(Some("1"))?;
+    run_hunt()?;
+    let (hunt_time, answer) = run_hunt()?;
+    let (yara_one, yara_hits) = run_yara(Some("1"))?;
+    let (yara_default, _) = run_yara(None)?;
+    let files = answer["files"].as_u64().unwrap_or(0);
+    let bytes = answer["bytes"].as_u64().unwrap_or(0);
+    let cpu_ms = answer["cpu_ms"].as_u64().unwrap_or(0);
+    let mut hunt_hits = std::collections::BTreeSet::new();
+    for hit in answer["hits"].as_array().into_iter().flatten() {
+        let path = hit["path"].as_str().unwrap_or_default();
+        for rule in hit["rules"].as_array().into_iter().flatten() {
+            hunt_hits.insert((
+                rule.as_str().unwrap_or_default().to_owned(),
+                path.to_owned(),
+            ));
+        }
+    }
+    let rate = |d: Duration| {
+        let s = d.as_secs_f64().max(1e-9);
+        (files as f64 / s, bytes as f64 / s / 1e6)
+    };
+    let (hf, hm) = rate(hunt_time);
+    let (yf, ym) = rate(yara_one);
+    let (df, dm) = rate(yara_default);
+    println!(
+        "  bannin hunt (1 thread, nice 19, idle I/O): {:.1} s, {files} files, {:.0} MB; {hf:.0} files/s, {hm:.0} MB/s; CPU {:.1} s",
+        hunt_time.as_secs_f64(),
+        bytes as f64 / 1e6,
+        cpu_ms as f64 / 1000.0
+    );
+    println!(
+        "  yara -p 1:                               {:.1} s; {yf:.0} files/s, {ym:.0} MB/s",
+        yara_one.as_secs_f64()
+    );
+    println!(
+        "  yara (its default threads):              {:.1} s; {df:.0} files/s, {dm:.0} MB/s",
+        yara_default.as_secs_f64()
+    );
+    println!(
+        "  ratio bannin / yara -p 1: {:.2}x; bannin / yara default: {:.2}x",
+        yara_one.as_secs_f64() / hunt_time.as_secs_f64(),
+        yara_default.as_secs_f64() / hunt_time.as_secs_f64()
+    );
+    println!(
+        "  CPU against the default cap: {:.1} s of {:.0} s ({}); capped hunts report `cpu` and a partial answer",
+        cpu_ms as f64 / 1000.0,
+        hunt::DEFAULT_CPU_MS as f64 / 1000.0,
+        if cpu_ms <= hunt::DEFAULT_CPU_MS {
+            "inside"
+        } else {
+            "over: the default cap would end this scan early"
+        }
+    );
+    // The answer keeps the hits that fit in 512 KiB and counts the rest:
+    // files with hits are compared by count, (rule, file) pairs over the kept files.
+    let yara_files: std::collections::BTreeSet<&String> =
+        yara_hits.iter().map(|(_, p)| p).collect();
+    let kept: std::collections::BTreeSet<&String> = hunt_hits.iter().map(|(_, p)| p).collect();
+    let yara_on_kept: std::collections::BTreeSet<_> = yara_hits
+        .iter()
+        .filter(|(_, p)| kept.contains(p))
+        .cloned()
+        .collect();
+    let only_yara: Vec<_> = yara_on_kept.difference(&hunt_hits).take(5).collect();
+    let only_hunt: Vec<_> = hunt_hits.difference(&yara_on_kept).take(5).collect();
+    println!(
+        "  files with hits: bannin {}, yara {}; on the {} files the answer kept, (rule, file) pairs: bannin {}, yara {}; only yara: {only_yara:?}; only bannin: {only_hunt:?}",
+        answer["total"],
+        yara_files.len(),
+        kept.len(),
+        hunt_hits.len(),
+        yara_on_kept.len()
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(child) = &args.child {
@@ -1064,6 +1361,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.spool {
         return spool_bench();
+    }
+    if let Some(root) = &args.yara {
+        return yara_bench(root);
     }
     if let Some(changes) = args.integrity_latency {
         return integrity_latency(changes.max(1));
