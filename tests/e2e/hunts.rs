@@ -465,6 +465,63 @@ fn an_isolate_during_a_scan_is_enforced_within_a_second_needs_root() {
         return;
     }
     let mut site = crate::response::Site::new();
+
+    // A connection hunt finds a connection the lab host holds open to its peer,
+    // with the process that owns it.
+    let peer = bannin_tests::netns::Host::Peer.v4();
+    let mut holder = site
+        .lab
+        .command(bannin_tests::netns::Host::Agent, Path::new("python3"))
+        .args([
+            "-c",
+            "import socket, sys, time\ns = socket.create_connection((sys.argv[1], 9000))\ntime.sleep(120)\n",
+            &peer,
+        ])
+        .spawn()
+        .expect("python3");
+    // Connected before the hunt asks (the lab's own probes left time_wait sockets).
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let (ok, started, err) = site.cli(&[
+        "hunt",
+        "start",
+        "connection",
+        "--remote",
+        &peer,
+        "--port",
+        "9000",
+        "--reason",
+        "IR-7 C2",
+    ]);
+    assert!(ok, "{err}");
+    let id = started["id"].as_str().expect("id").to_owned();
+    let mut rows = Value::Null;
+    site.wait_until(
+        |s| {
+            let (_, shown, _) = s.cli(&["hunt", "show", &id]);
+            state(&shown, "web-01") == "done"
+        },
+        "the connection hunt answered",
+    );
+    for _ in 0..20 {
+        rows = site.cli(&["hunt", "results", &id]).1;
+        if rows.as_array().is_some_and(|r| !r.is_empty()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let hit = rows
+        .as_array()
+        .and_then(|r| {
+            r.iter().find(|r| {
+                r["remote"] == format!("{peer}:9000").as_str() && r["state"] == "established"
+            })
+        })
+        .unwrap_or_else(|| panic!("the lab connection: {rows}"))
+        .clone();
+    assert_eq!(hit["comm"], "python3", "the owning process is named: {hit}");
+
     let took = |record: &Value| {
         crate::incidents::ms(&record["finished"]) - crate::incidents::ms(&record["created"])
     };
