@@ -310,6 +310,9 @@ interval_secs = 5
 
 [sensors.file_odd_name]
 interval_secs = 10
+# This directory (the collector's store and evidence, this agent's spool) is
+# Bannin's own: a stored snapshot is not an archive dropped on the host.
+exclude = [{own}]
 
 [response]
 # This agent runs on the machine you operate from: isolating it needs
@@ -319,6 +322,12 @@ local_operator = true
             ca = relative(data, &pki.ca_cert()).display(),
             cert = relative(data, &cert).display(),
             key = relative(data, &key).display(),
+            own = toml::Value::String(
+                std::fs::canonicalize(data)
+                    .unwrap_or_else(|_| data.to_owned())
+                    .display()
+                    .to_string()
+            ),
         );
         write_file(&agent_toml, &text, 0o600, false)?;
         host

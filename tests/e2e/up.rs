@@ -71,6 +71,50 @@ async fn bannin_up_from_a_fresh_directory_reports_a_finding_and_stops_cleanly() 
     let _ = std::fs::remove_file(&odd);
     assert_eq!(finding["host_id"], host_id.as_str(), "{finding}");
 
+    // The data directory sits under /tmp, which the agent watches: a snapshot's
+    // bundle (in the agent's spool, then in the collector's evidence) is
+    // Bannin's own, never a `file.archive` — while an archive beside it is one.
+    let (ok, snapshot, err) = bannin_json(
+        &operator,
+        &[
+            "snapshot",
+            &host_id,
+            "--reason",
+            "own data is not a finding",
+        ],
+    );
+    assert!(ok && snapshot["state"] == "succeeded", "{snapshot} {err}");
+    let beside = dir.path().join("beside.tar.zst");
+    std::fs::write(&beside, b"\x28\xb5\x2f\xfd\0\0\0\0").expect("an archive beside");
+    let beside_text = beside.display().to_string();
+    let archives = eventually(
+        Duration::from_secs(60),
+        "the archive beside it reported",
+        || {
+            let operator = operator.clone();
+            let beside_text = beside_text.clone();
+            async move {
+                let (_, findings, _) = bannin_json(&operator, &["findings"]);
+                let archives: Vec<String> = findings
+                    .as_array()?
+                    .iter()
+                    .filter(|f| f["kind"] == "file.archive")
+                    .filter_map(|f| f["attributes"]["path"].as_str().map(str::to_owned))
+                    .collect();
+                archives.contains(&beside_text).then_some(archives)
+            }
+        },
+    )
+    .await;
+    let data_text = std::fs::canonicalize(&data)
+        .expect("data")
+        .display()
+        .to_string();
+    assert!(
+        archives.iter().all(|p| !p.starts_with(&data_text)),
+        "Bannin's own data is not a finding: {archives:?}"
+    );
+
     // `--console`: the web console's one-time login link is printed and works once.
     let log = up.log_text();
     let url = log

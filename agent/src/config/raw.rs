@@ -507,6 +507,8 @@ pub(super) struct RawOddName {
     pub(super) realtime: bool,
     #[serde(default = "d_watches")]
     pub(super) max_watches: usize,
+    #[serde(default)]
+    pub(super) exclude: Vec<PathBuf>,
 }
 
 pub(super) fn d_watches() -> usize {
@@ -534,6 +536,7 @@ impl Default for RawOddName {
             max_entries: d_entries(),
             realtime: true,
             max_watches: d_watches(),
+            exclude: Vec::new(),
         }
     }
 }

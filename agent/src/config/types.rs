@@ -41,6 +41,9 @@ pub struct OddNameConfig {
     pub realtime: bool,
     /// Most directories watched by inotify.
     pub max_watches: usize,
+    /// Directories never reported or entered: Bannin's own data (the spool,
+    /// always; `exclude` adds more, e.g. a local collector's data directory).
+    pub exclude: Vec<PathBuf>,
 }
 
 /// `[sensors.net_connection]`.

@@ -83,6 +83,7 @@ impl AgentConfig {
                 "sensors.learn_secs = {learn_secs}: at most 2592000 (30 days)"
             ));
         }
+        let file_odd_name = file_odd_name(s.file_odd_name, fold_after, &spool_dir, e);
         let l = &s.net_listener;
         let net_listener = common(e, "net_listener", l.enabled, l.interval_secs, &l.severity);
         let config = Self {
@@ -112,7 +113,7 @@ impl AgentConfig {
             resources: resources(s.resources, e),
             file_integrity: file_integrity(s.file_integrity, e),
             logs: logs(s.logs, e),
-            file_odd_name: file_odd_name(s.file_odd_name, fold_after, e),
+            file_odd_name,
         };
         errors.into_result()?;
         Ok(config)
@@ -230,7 +231,12 @@ fn absolute<'a>(
 }
 
 /// `[sensors.file_odd_name]`.
-fn file_odd_name(o: RawOddName, fold_after: usize, errors: &mut ConfigErrors) -> OddNameConfig {
+fn file_odd_name(
+    o: RawOddName,
+    fold_after: usize,
+    spool_dir: &Path,
+    errors: &mut ConfigErrors,
+) -> OddNameConfig {
     let common = common(
         errors,
         "file_odd_name",
@@ -239,6 +245,11 @@ fn file_odd_name(o: RawOddName, fold_after: usize, errors: &mut ConfigErrors) ->
         &o.severity,
     );
     absolute("sensors.file_odd_name.paths", &o.paths, errors);
+    absolute("sensors.file_odd_name.exclude", &o.exclude, errors);
+    // The agent's own spool holds its snapshot and capture bundles while they
+    // are sent: never a finding.
+    let mut exclude = o.exclude;
+    exclude.push(std::fs::canonicalize(spool_dir).unwrap_or_else(|_| spool_dir.to_owned()));
     OddNameConfig {
         common,
         paths: o.paths,
@@ -249,6 +260,7 @@ fn file_odd_name(o: RawOddName, fold_after: usize, errors: &mut ConfigErrors) ->
         max_events: fold_after,
         realtime: o.realtime,
         max_watches: o.max_watches.max(1),
+        exclude,
     }
 }
 

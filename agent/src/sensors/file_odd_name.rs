@@ -288,6 +288,9 @@ impl OddNames {
     /// Checks one entry found at `depth`: its name, its first bytes if it
     /// changed since the last walk, and below it if it is a directory.
     fn consider(&self, child: PathBuf, meta: std::fs::Metadata, depth: usize, walk: &mut Walk) {
+        if self.config.exclude.iter().any(|x| child.starts_with(x)) {
+            return;
+        }
         if let Some(name) = child.file_name() {
             if let Some(why) = oddity(name, self.config.dotfiles_unexpected) {
                 walk.odd.push((child.clone(), why, meta.clone()));
@@ -693,6 +696,7 @@ mod realtime_tests {
             max_events: 100,
             realtime: true,
             max_watches: 100,
+            exclude: vec![PathBuf::from("/w/own")],
         };
         OddNames::new(HostRoot(root.to_path_buf()), config, None)
     }
@@ -713,8 +717,10 @@ mod realtime_tests {
     #[test]
     fn creations_are_checked_without_a_walk_and_nothing_is_forgotten() {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(dir.path().join("w")).expect("w");
+        std::fs::create_dir_all(dir.path().join("w/own")).expect("w");
         std::fs::write(dir.path().join("w/ old"), b"x").expect("old odd");
+        // Bannin's own data (`exclude`): never a finding, at the walk or after.
+        std::fs::write(dir.path().join("w/own/ odd"), b"x").expect("own odd");
         let mut s = sensor(dir.path());
         let first = sweep_until(&mut s, 1);
         assert_eq!(first.len(), 1, "{first:?}");
@@ -723,6 +729,11 @@ mod realtime_tests {
         std::fs::create_dir(dir.path().join("w/sub")).expect("sub");
         std::fs::write(dir.path().join("w/sub/report.pdf"), b"PK\x05\x06\0\0\0\0").expect("zip");
         std::fs::write(dir.path().join("w/\u{7}bell"), b"x").expect("odd");
+        std::fs::write(
+            dir.path().join("w/own/e1.tar.zst"),
+            b"\x28\xb5\x2f\xfd\0\0\0\0",
+        )
+        .expect("own bundle");
         let found = sweep_until(&mut s, 2);
         let kinds: BTreeSet<(String, String)> = found
             .iter()

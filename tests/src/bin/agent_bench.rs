@@ -264,6 +264,7 @@ fn storm() -> anyhow::Result<()> {
         max_events: 20,
         realtime: true,
         max_watches: 1024,
+        exclude: Vec::new(),
     };
     let mut sensor = sensors::file_odd_name::OddNames::new(HostRoot("/".into()), config, None);
     sensor.sweep(&mut Sweep::default())?;
