@@ -215,7 +215,15 @@ async fn responder_flow(site: &Site, client: &Client, url: &str, base: &str) {
     .await;
     screenshot(client, "03-finding").await;
 
-    // Open an incident from it.
+    // Open an incident from it: at the finding's severity, not "high" for all.
+    let finding_severity = client
+        .execute(
+            "return document.querySelector('#open-incident select[name=severity]').value",
+            vec![],
+        )
+        .await
+        .expect("severity");
+    assert_eq!(finding_severity, json!("medium"), "file.odd_name is medium");
     click(client, "#open-incident-button").await;
     wait_for(client, "#incident-title", 10).await;
     assert!(
@@ -223,6 +231,17 @@ async fn responder_flow(site: &Site, client: &Client, url: &str, base: &str) {
         "the timeline starts with the finding"
     );
     screenshot(client, "04-incident").await;
+    // The finding's page now links the incident that holds it.
+    client
+        .goto(&format!("{base}/findings/{finding}"))
+        .await
+        .expect("finding page");
+    assert!(
+        text(client, "#finding-incidents")
+            .await
+            .contains("incident 1"),
+        "the finding links its incident"
+    );
 
     // The host page, and a triage question answered in a table.
     client
@@ -247,6 +266,10 @@ async fn responder_flow(site: &Site, client: &Client, url: &str, base: &str) {
         "the agent's listeners (the python server on 9001)"
     );
     assert!(text(client, "#triage-rows").await.contains("9001"));
+    assert!(
+        text(client, "#triage-rows").await.contains("python3"),
+        "a listener names its process"
+    );
     screenshot(client, "06-triage").await;
 
     // Isolate with a reason; the confirmation must name the host.

@@ -338,8 +338,10 @@ fn processes(root: &HostRoot) -> Vec<Value> {
     rows
 }
 
+/// Listening or connected sockets, each with the process that owns it (pid,
+/// name, executable) and its user's name, sorted by protocol then local port.
 fn sockets(root: &HostRoot, listening: bool) -> Vec<Value> {
-    let mut rows = Vec::new();
+    let mut found = Vec::new();
     for protocol in ["tcp", "tcp6", "udp", "udp6"] {
         let Ok(text) = std::fs::read_to_string(root.join(format!("/proc/net/{protocol}"))) else {
             continue;
@@ -354,17 +356,44 @@ fn sockets(root: &HostRoot, listening: bool) -> Vec<Value> {
             if is_listener != listening {
                 continue;
             }
-            rows.push(json!({
+            found.push((protocol, s));
+        }
+    }
+    found.sort_by_key(|(protocol, s)| (*protocol, s.local.1, s.local.0, s.remote.1));
+    let inodes: BTreeSet<u64> = found
+        .iter()
+        .map(|(_, s)| s.inode)
+        .filter(|i| *i != 0)
+        .collect();
+    let owners = crate::host::net::socket_owners(root, &inodes);
+    let names: std::collections::BTreeMap<u32, String> =
+        std::fs::read_to_string(root.join("/etc/passwd"))
+            .map(|text| {
+                accounts::parse_passwd(&text)
+                    .into_iter()
+                    .map(|u| (u.uid, u.name))
+                    .collect()
+            })
+            .unwrap_or_default();
+    found
+        .into_iter()
+        .map(|(protocol, s)| {
+            let tcp = protocol.starts_with("tcp");
+            let owner = owners.get(&s.inode);
+            json!({
                 "protocol": protocol,
                 "local": format!("{}:{}", s.local.0, s.local.1),
                 "remote": format!("{}:{}", s.remote.0, s.remote.1),
                 "state": if tcp { tcp_state(s.state) } else { "udp" },
+                "pid": owner.map(|o| o.0),
+                "process": owner.map(|o| escape(Path::new(&o.1))),
+                "exe": owner.map(|o| escape(Path::new(&o.2))),
+                "user": names.get(&s.uid).map_or_else(|| s.uid.to_string(), |n| escape(Path::new(n))),
                 "uid": s.uid,
                 "inode": s.inode,
-            }));
-        }
-    }
-    rows
+            })
+        })
+        .collect()
 }
 
 fn users(root: &HostRoot) -> Result<Vec<Value>, TriageError> {
@@ -455,6 +484,48 @@ mod tests {
 
     fn root() -> HostRoot {
         HostRoot(PathBuf::from("/"))
+    }
+
+    #[test]
+    fn listeners_name_their_process_and_user_and_are_sorted() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let answer: Value =
+            serde_json::from_str(&answer(&root(), Question::Listeners, None).expect("listeners"))
+                .expect("json");
+        let rows = answer["rows"].as_array().expect("rows");
+        let mine = rows
+            .iter()
+            .find(|r| r["local"] == format!("127.0.0.1:{port}").as_str())
+            .unwrap_or_else(|| panic!("our listener: {answer}"));
+        assert_eq!(mine["pid"], std::process::id(), "{mine}");
+        assert!(
+            mine["process"].as_str().is_some_and(|p| !p.is_empty()),
+            "{mine}"
+        );
+        assert!(
+            mine["exe"].as_str().is_some_and(|e| e.starts_with('/')),
+            "{mine}"
+        );
+        let uid = nix::unistd::getuid().as_raw();
+        if uid == 0 {
+            assert_eq!(mine["user"], "root", "{mine}");
+        }
+        let order: Vec<(String, u64)> = rows
+            .iter()
+            .map(|r| {
+                let local = r["local"].as_str().unwrap_or_default();
+                let port = local
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                (r["protocol"].as_str().unwrap_or_default().to_owned(), port)
+            })
+            .collect();
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(order, sorted, "sorted by protocol, then port");
     }
 
     #[test]

@@ -110,6 +110,23 @@ pub(crate) async fn finding(
     Path(id): Path<u64>,
 ) -> Page {
     let f = one_finding(&c, id).await?;
+    // The incidents that hold it (a handful; the list is read whole).
+    let holding: Vec<v1::Incident> = c
+        .client()
+        .list_incidents(v1::ListIncidentsRequest {})
+        .await?
+        .into_inner()
+        .incidents
+        .into_iter()
+        .filter(|i| i.findings.contains(&id))
+        .collect();
+    // A new incident starts at the finding's severity (an incident has no "info").
+    let incident_severity = match output::severity(f.severity) {
+        "critical" => "critical",
+        "high" => "high",
+        "medium" => "medium",
+        _ => "low",
+    };
     let chain: Vec<u64> = f
         .attributes
         .get("correlated_findings")
@@ -127,6 +144,15 @@ pub(crate) async fn finding(
             ("Last observed", time(f.last_observed_unix_ms)),
             ("Received", time(f.received_unix_ms)),
             ("Count", html! { (f.count) }),
+            ("Incidents", html! {
+                span #finding-incidents {
+                    @if holding.is_empty() { "none" }
+                    @for (n, i) in holding.iter().enumerate() {
+                        @if n > 0 { ", " }
+                        a href=(format!("/incidents/{}", i.id)) { "incident " (i.id) ": " (t(&i.title)) " (" (i.status) ")" }
+                    }
+                }
+            }),
         ]))
         @if !chain.is_empty() {
             h2 { "Correlated findings" }
@@ -161,7 +187,7 @@ pub(crate) async fn finding(
                 (csrf_field(&s.csrf))
                 input type="hidden" name="findings" value=(id);
                 label { "Title " input type="text" name="title" required value=(format!("{} on {}", f.kind, f.host_id)) size="50"; }
-                (incident_severity_select("high"))
+                (incident_severity_select(incident_severity))
                 label { "Commander " input type="text" name="commander" value=(c.operator.name); }
                 button type="submit" #open-incident-button { "Open incident" }
             }
