@@ -231,6 +231,35 @@ async fn responder_flow(site: &Site, client: &Client, url: &str, base: &str) {
         "the timeline starts with the finding"
     );
     screenshot(client, "04-incident").await;
+    // The overview's cards count what they link to (open: new or acknowledged,
+    // and the finding above is acknowledged now).
+    client.goto(&format!("{base}/")).await.expect("overview");
+    let card = client
+        .execute(
+            "const c = document.querySelector('.count[data-severity=medium]'); return [c.textContent, c.parentElement.getAttribute('href')]",
+            vec![],
+        )
+        .await
+        .expect("card");
+    let counted: usize = card[0]
+        .as_str()
+        .and_then(|c| c.parse().ok())
+        .expect("count");
+    let link = card[1].as_str().expect("href").to_owned();
+    assert!(counted >= 1, "{card}");
+    client
+        .goto(&format!("{base}{link}"))
+        .await
+        .expect("card's list");
+    let listed = client
+        .find_all(Locator::Css("#queue tbody tr"))
+        .await
+        .expect("rows")
+        .len();
+    assert_eq!(
+        listed, counted,
+        "the medium card's count and its list ({link})"
+    );
     // The finding's page now links the incident that holds it.
     client
         .goto(&format!("{base}/findings/{finding}"))

@@ -54,7 +54,7 @@ pub(crate) async fn findings(
     let body = html! {
         form.filters method="get" action="/findings" {
             (sel("Severity", &filter.severity, &SEVERITIES))
-            (sel("State", &filter.state, &["new", "acknowledged", "resolved", "false_positive"]))
+            (sel("State", &filter.state, &["open", "new", "acknowledged", "resolved", "false_positive"]))
             label { "Kind " input type="text" name="kind" value=(t(&filter.kind)) placeholder="process.* or a kind"; }
             label { "Host " input type="text" name="host" value=(filter.host) list="host-ids"; }
             label { "Label " input type="text" name="label" value=(filter.label) placeholder="zone=PCI"; }

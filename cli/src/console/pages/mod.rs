@@ -235,13 +235,18 @@ impl Filter {
             "" => None,
             name => Some(v1::Severity::from_name(name).ok_or_else(|| unknown("severity", name))?),
         };
-        let state = match self.state.as_str() {
-            "" => None,
-            name => Some(output::finding_state(name).ok_or_else(|| unknown("state", name))?),
+        // "open": new or acknowledged, what the overview's cards count.
+        let states: Vec<i32> = match self.state.as_str() {
+            "" => Vec::new(),
+            "open" => vec![
+                v1::FindingState::New as i32,
+                v1::FindingState::Acknowledged as i32,
+            ],
+            name => vec![output::finding_state(name).ok_or_else(|| unknown("state", name))? as i32],
         };
         Ok(v1::FindingFilter {
             severities: severity.map(|s| s as i32).into_iter().collect(),
-            states: state.map(|s| s as i32).into_iter().collect(),
+            states,
             kinds: one(&self.kind).into_iter().collect(),
             host_id: self.host.clone(),
             labels: one(&self.label).into_iter().collect(),

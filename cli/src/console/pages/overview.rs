@@ -32,7 +32,8 @@ pub(crate) async fn overview(State(c): State<Shared>, Extension(s): Extension<Se
         }
         section.cards {
             @for sev in SEVERITIES {
-                a.card href=(format!("/findings?severity={sev}&state=new")) {
+                // The count is of open findings (new or acknowledged): so is the list it opens.
+                a.card href=(format!("/findings?severity={sev}&state=open")) {
                     span.count data-severity=(sev) { (by_severity.get(sev).copied().unwrap_or(0)) }
                     (severity(sev))
                 }
@@ -40,6 +41,21 @@ pub(crate) async fn overview(State(c): State<Shared>, Extension(s): Extension<Se
             a.card href="/hosts" { span.count #hosts-online { (online) " / " (hosts.len()) } span { "hosts online" } }
             a.card href="/hosts" { span.count { (isolated) } span { "isolated" } }
             a.card href="/incidents" { span.count { (open_incidents) } span { "open incidents" } }
+        }
+        h2 { "Newest high and critical findings still open" }
+        @let urgent: Vec<&v1::Finding> = open
+            .iter()
+            .copied()
+            .filter(|f| matches!(output::severity(f.severity), "high" | "critical"))
+            .take(10)
+            .collect();
+        @if urgent.is_empty() {
+            p.empty #urgent-empty { "None open." }
+        } @else {
+            table.grid #urgent {
+                thead { tr { th { "ID" } th { "Observed (UTC)" } th { "Severity" } th { "Host" } th { "Kind" } th { "State" } th { "Count" } th { "Summary" } } }
+                tbody { (finding_rows(&urgent)) }
+            }
         }
         h2 { "Findings per hour, last 24 hours" }
         (hourly_chart(&findings, now_ms()))
