@@ -802,6 +802,14 @@ pub(crate) struct FindingFilterArgs {
     /// (repeatable: every one must match).
     #[arg(long = "label")]
     pub(crate) label: Vec<String>,
+    /// Only findings holding every word of this text, ignoring case, in their
+    /// summary, kind, host or any attribute: a path, a pid, a user, a hash, an
+    /// address (searched by the collector).
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) search: Option<String>,
+    /// Only findings observed within this long before now (30m, 24h, 7d).
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) within: Option<String>,
 }
 
 #[derive(Subcommand)]

@@ -260,6 +260,79 @@ async fn responder_flow(site: &Site, client: &Client, url: &str, base: &str) {
         listed, counted,
         "the medium card's count and its list ({link})"
     );
+    // Search (by the collector): the words of a path find its finding.
+    for name in ["bulk-one", "bulk-two", "bulk-three"] {
+        std::fs::write(site.watched.join(format!(" {name}")), b"x").expect("odd file");
+    }
+    let mut bulk_ids: Vec<u64> = Vec::new();
+    for _ in 0..150 {
+        let (_, found, _) = site.cli(&["findings", "--search", "BULK- watched"]);
+        bulk_ids = found
+            .as_array()
+            .map(|a| a.iter().filter_map(|f| f["id"].as_u64()).collect())
+            .unwrap_or_default();
+        if bulk_ids.len() == 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        bulk_ids.len(),
+        3,
+        "`bannin findings --search` finds the three by path"
+    );
+    client
+        .goto(&format!("{base}/findings"))
+        .await
+        .expect("findings");
+    fill(client, "#findings-filter input[name=q]", "bulk-two").await;
+    click(client, "#filter-button").await;
+    wait_until_js(
+        client,
+        "const rows = [...document.querySelectorAll('#queue tbody tr')]; return rows.length === 1 && rows[0].textContent.includes('bulk-two')",
+        10,
+        "the search by path",
+    )
+    .await;
+    // Grouped by kind, the three are one group, acknowledged in one action;
+    // the action log has one entry per finding.
+    client
+        .goto(&format!("{base}/findings?q=bulk-&group=kind"))
+        .await
+        .expect("grouped");
+    let group = text(client, "#groups tbody tr").await;
+    assert!(
+        group.contains("file.odd_name") && group.contains('3'),
+        "{group}"
+    );
+    fill(
+        client,
+        "#bulk-0 input[name=note]",
+        "one action for the group",
+    )
+    .await;
+    click(client, "#bulk-0 button[value=acknowledged]").await;
+    wait_for(client, "#groups", 10).await;
+    for id in &bulk_ids {
+        let (_, shown, _) = site.cli(&["finding", "show", &id.to_string()]);
+        assert_eq!(shown["state"], "acknowledged", "{shown}");
+    }
+    let (_, actions, _) = site.cli(&["actions"]);
+    let acked = actions
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|x| {
+                    x["verb"] == "finding.state"
+                        && x["result"].to_string().contains("acknowledged")
+                        && bulk_ids
+                            .iter()
+                            .any(|id| x["target"] == format!("finding {id}").as_str())
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(acked, 3, "one action-log entry per finding: {actions}");
     // The finding's page now links the incident that holds it.
     client
         .goto(&format!("{base}/findings/{finding}"))

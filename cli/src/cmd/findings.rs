@@ -36,6 +36,12 @@ pub(crate) fn filter(args: &FindingFilterArgs) -> anyhow::Result<v1::FindingFilt
         kinds: args.kind.clone(),
         host_id: args.host.clone().unwrap_or_default(),
         labels: args.label.clone(),
+        text: args.search.clone().unwrap_or_default(),
+        since_unix_ms: match &args.within {
+            Some(d) => parse_since(d)?,
+            None => 0,
+        },
+        until_unix_ms: 0,
     })
 }
 

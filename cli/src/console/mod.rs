@@ -243,6 +243,7 @@ pub(crate) fn router(console: Shared) -> Router {
         .route("/static/console.js", get(pages::js))
         .route("/findings", get(pages::findings))
         .route("/findings/stream", get(pages::findings_stream))
+        .route("/findings/bulk", post(pages::bulk_state))
         .route("/findings/{id}", get(pages::finding))
         .route("/findings/{id}/state", post(pages::finding_state))
         .route("/hosts", get(pages::hosts))

@@ -37,7 +37,15 @@ pub(super) struct Filter {
     labels: Vec<(String, Option<String>)>,
     /// Each host's verdict on the labels, read once.
     hosts: std::collections::HashMap<String, bool>,
+    /// Lower-case words, each found somewhere in the finding.
+    words: Vec<String>,
+    /// Last observed at or after / before (0: open).
+    since: i64,
+    until: i64,
 }
+
+/// Longest free-text search.
+const MAX_TEXT: usize = 1024;
 
 impl Filter {
     /// The filter asked for, or why it cannot be read.
@@ -103,6 +111,11 @@ impl Filter {
                 Ok((k.to_owned(), v))
             })
             .collect::<Result<_, Status>>()?;
+        if f.text.len() > MAX_TEXT || f.text.chars().any(char::is_control) {
+            return Err(Status::invalid_argument(format!(
+                "a search text is at most {MAX_TEXT} bytes, printable"
+            )));
+        }
         Ok(Self {
             severities,
             states,
@@ -110,6 +123,26 @@ impl Filter {
             host: f.host_id.clone(),
             labels,
             hosts: Default::default(),
+            words: f
+                .text
+                .split_whitespace()
+                .map(str::to_lowercase)
+                .take(MAX_VALUES)
+                .collect(),
+            since: f.since_unix_ms,
+            until: f.until_unix_ms,
+        })
+    }
+
+    /// Whether every word is in the finding's text (summary, kind, host, attribute values).
+    fn has_words(&self, f: &Finding) -> bool {
+        self.words.iter().all(|word| {
+            let found =
+                |s: &str| s.len() >= word.len() && (s.to_lowercase().contains(word.as_str()));
+            found(&f.summary)
+                || found(&f.kind)
+                || found(&f.host_id)
+                || f.attributes.values().any(|v| found(v))
         })
     }
 
@@ -119,6 +152,9 @@ impl Filter {
             && self.kinds.is_empty()
             && self.host.is_empty()
             && self.labels.is_empty()
+            && self.words.is_empty()
+            && self.since == 0
+            && self.until == 0
     }
 
     /// Whether `f` passes (its host's labels read from `store`, once).
@@ -133,7 +169,10 @@ impl Filter {
                     } else {
                         f.kind == *k
                     }
-                }));
+                }))
+            && (self.since == 0 || f.last_observed_unix_ms.max(f.observed_unix_ms) >= self.since)
+            && (self.until == 0 || f.observed_unix_ms < self.until)
+            && self.has_words(f);
         if !passes || self.labels.is_empty() {
             return Ok(passes);
         }
@@ -440,7 +479,13 @@ mod tests {
                 },
             )
             .expect("labels");
-        let exec = finding(1, "web-01", "process.suspicious_exec", Severity::High);
+        let mut exec = finding(1, "web-01", "process.suspicious_exec", Severity::High);
+        exec.attributes
+            .insert("path".into(), "/dev/shm/.X/kworker".into());
+        exec.attributes.insert("pid".into(), "4242".into());
+        exec.summary = "Executable run from a volatile directory".into();
+        exec.observed_unix_ms = 1_000;
+        exec.last_observed_unix_ms = 5_000;
         let other = finding(2, "web-02", "net.listener", Severity::Low);
         let keep = |filter: v1::FindingFilter, f: &Finding| {
             Filter::of(Some(&filter))
@@ -449,6 +494,33 @@ mod tests {
                 .expect("store")
         };
         assert!(keep(v1::FindingFilter::default(), &exec));
+        for (text, passes) in [
+            ("/dev/shm/.x", true),
+            ("4242", true),
+            ("VOLATILE kworker", true),
+            ("web-01 suspicious", true),
+            ("kworker 4243", false),
+        ] {
+            let filter = v1::FindingFilter {
+                text: text.into(),
+                ..Default::default()
+            };
+            assert_eq!(keep(filter.clone(), &exec), passes, "{text}");
+            assert!(!keep(filter, &other), "{text}");
+        }
+        for (since, until, passes) in [
+            (4_000, 0, true),
+            (6_000, 0, false),
+            (0, 1_000, false),
+            (0, 1_001, true),
+        ] {
+            let filter = v1::FindingFilter {
+                since_unix_ms: since,
+                until_unix_ms: until,
+                ..Default::default()
+            };
+            assert_eq!(keep(filter, &exec), passes, "{since}..{until}");
+        }
         let high = v1::FindingFilter {
             severities: vec![v1::Severity::High as i32, v1::Severity::Critical as i32],
             ..Default::default()

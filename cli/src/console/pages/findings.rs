@@ -9,6 +9,9 @@ pub(crate) async fn findings(
     Query(filter): Query<Filter>,
 ) -> Page {
     let hosts = hosts_list(&c).await?;
+    if !filter.group.is_empty() {
+        return grouped(c, s, filter, hosts).await;
+    }
     // The collector filters; the newest that pass.
     let found = c
         .client()
@@ -39,11 +42,29 @@ pub(crate) async fn findings(
         stream.push('&');
     }
     stream = format!("/findings/stream?{stream}since={last}");
-    let sel = |name: &str, value: &str, options: &[&str]| {
+    let ids: Vec<String> = shown.iter().map(|f| f.id.to_string()).collect();
+    let body = html! {
+        (filter_form(&filter, &hosts))
+        p.live #live-status aria-live="polite" { "Live: new findings appear at the top." }
+        (findings_table(&shown, Some(stream)))
+        @if shown.len() == SHOWN { p.note { "Showing the newest " (SHOWN) "; narrow the filter to see older ones." } }
+        @if c.operator.role >= Role::Responder && !shown.is_empty() {
+            (bulk_form(&s, &ids, &filter, &format!("all {} shown", shown.len()), "bulk-all"))
+        }
+    };
+    Ok(page(&c.operator, &s.csrf, Nav::Findings, "Findings", body))
+}
+
+/// Most findings a grouped view reads (newest first).
+const GROUPED: usize = 10_000;
+
+/// The filters, the search box and the grouping, as one GET form (the URL is the view).
+fn filter_form(filter: &Filter, hosts: &[v1::Host]) -> Markup {
+    let sel = |name: &str, field: &str, value: &str, options: &[&str], any: &str| {
         html! {
             label { (name) " "
-                select name=(name.to_lowercase()) {
-                    option value="" { "any" }
+                select name=(field) {
+                    option value="" { (any) }
                     @for o in options {
                         @if *o == value { option value=(o) selected { (o) } } @else { option value=(o) { (o) } }
                     }
@@ -51,22 +72,217 @@ pub(crate) async fn findings(
             }
         }
     };
-    let body = html! {
-        form.filters method="get" action="/findings" {
-            (sel("Severity", &filter.severity, &SEVERITIES))
-            (sel("State", &filter.state, &["open", "new", "acknowledged", "resolved", "false_positive"]))
+    html! {
+        form.filters #findings-filter method="get" action="/findings" {
+            label { "Search " input type="search" name="q" value=(filter.q) size="28" placeholder="path, pid, user, hash, address…"; }
+            (sel("Severity", "severity", &filter.severity, &SEVERITIES, "any"))
+            (sel("State", "state", &filter.state, &["open", "new", "acknowledged", "resolved", "false_positive"], "any"))
             label { "Kind " input type="text" name="kind" value=(t(&filter.kind)) placeholder="process.* or a kind"; }
             label { "Host " input type="text" name="host" value=(filter.host) list="host-ids"; }
             label { "Label " input type="text" name="label" value=(filter.label) placeholder="zone=PCI"; }
-            datalist #host-ids { @for h in &hosts { option value=(t(&h.host_id)) {} } }
-            button type="submit" { "Filter" }
+            (sel("Group by", "group", &filter.group, &["kind", "host", "summary"], "none"))
+            datalist #host-ids { @for h in hosts { option value=(t(&h.host_id)) {} } }
+            button type="submit" #filter-button { "Filter" }
             a href="/findings" { "Clear" }
         }
-        p.live #live-status aria-live="polite" { "Live: new findings appear at the top." }
-        (findings_table(&shown, Some(stream)))
-        @if shown.len() == SHOWN { p.note { "Showing the newest " (SHOWN) "; narrow the filter to see older ones." } }
+    }
+}
+
+/// A form that sets one state on every finding in `ids`, with one note.
+fn bulk_form(s: &Session, ids: &[String], filter: &Filter, what: &str, id: &str) -> Markup {
+    html! {
+        form.bulk id=(id) method="post" action="/findings/bulk" {
+            (csrf_field(&s.csrf))
+            input type="hidden" name="ids" value=(ids.join(","));
+            input type="hidden" name="back" value=(filter.query());
+            label { "Note " input type="text" name="note" size="30"; }
+            button type="submit" name="state" value="acknowledged" { "Acknowledge " (what) }
+            button type="submit" name="state" value="resolved" { "Resolve " (what) }
+            button type="submit" name="state" value="false_positive" { "False positive: " (what) }
+        }
+    }
+}
+
+/// `GET /findings?group=kind|host|summary`: the findings that pass, grouped,
+/// each group with its count, worst severity, states and last observation,
+/// a link to its findings and one action for all of them.
+async fn grouped(c: Shared, s: Session, filter: Filter, hosts: Vec<v1::Host>) -> Page {
+    let key_of = |f: &v1::Finding| -> String {
+        match filter.group.as_str() {
+            "kind" => f.kind.clone(),
+            "host" => f.host_id.clone(),
+            _ => f.summary.clone(),
+        }
     };
-    Ok(page(&c.operator, &s.csrf, Nav::Findings, "Findings", body))
+    if !matches!(filter.group.as_str(), "kind" | "host" | "summary") {
+        return Err(PageError::bad(format!(
+            "unknown grouping {:?}",
+            filter.group
+        )));
+    }
+    let wire = filter.wire()?;
+    let mut found: Vec<v1::Finding> = Vec::new();
+    let mut before = 0;
+    let mut complete = false;
+    while found.len() < GROUPED {
+        let page = c
+            .client()
+            .list_findings(v1::ListFindingsRequest {
+                newest_first: true,
+                before_id: before,
+                limit: 1000,
+                filter: Some(wire.clone()),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        found.extend(page.findings);
+        if page.scanned_to <= 1 {
+            complete = true;
+            break;
+        }
+        before = page.scanned_to;
+    }
+    struct Group {
+        count: u64,
+        worst: i32,
+        open: usize,
+        last: i64,
+        ids: Vec<String>,
+        sample: String,
+    }
+    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+    for f in &found {
+        let g = groups.entry(key_of(f)).or_insert(Group {
+            count: 0,
+            worst: 0,
+            open: 0,
+            last: 0,
+            ids: Vec::new(),
+            sample: f.kind.clone(),
+        });
+        g.count += 1;
+        g.worst = g.worst.max(f.severity);
+        g.last = g.last.max(f.last_observed_unix_ms.max(f.observed_unix_ms));
+        if matches!(output::state(f.state), "new" | "acknowledged") {
+            g.open += 1;
+        }
+        g.ids.push(f.id.to_string());
+    }
+    let mut ordered: Vec<(String, Group)> = groups.into_iter().collect();
+    ordered.sort_by(|a, b| b.1.worst.cmp(&a.1.worst).then(b.1.count.cmp(&a.1.count)));
+    let can_act = c.operator.role >= Role::Responder;
+    let link = |key: &str, sample: &str| {
+        let mut f = filter.clone();
+        f.group = String::new();
+        match filter.group.as_str() {
+            "kind" => f.kind = key.to_owned(),
+            "host" => f.host = key.to_owned(),
+            _ => {
+                f.kind = sample.to_owned();
+                f.q = key.chars().take(200).collect();
+            }
+        }
+        format!("/findings?{}", f.query())
+    };
+    let body = html! {
+        (filter_form(&filter, &hosts))
+        @if !complete { p.note { "Grouped over the newest " (found.len()) " findings that pass." } }
+        table.grid.sortable #groups {
+            thead { tr { th { (filter.group) } th { "Findings" } th { "Open" } th { "Worst" } th { "Last observed (UTC)" } @if can_act { th { "All of them" } } } }
+            tbody {
+                @for (n, (key, g)) in ordered.iter().enumerate() {
+                    tr data-group=(t(key)) {
+                        td.summary { a href=(link(key, &g.sample)) { (t(key)) } }
+                        td.num { (g.count) }
+                        td.num { (g.open) }
+                        td { (severity(output::severity(g.worst))) }
+                        td { (time(g.last)) }
+                        @if can_act { td { (bulk_form(&s, &g.ids, &filter, &format!("{}", g.count), &format!("bulk-{n}"))) } }
+                    }
+                }
+            }
+        }
+        @if ordered.is_empty() { p.empty #queue-empty { "No findings." } }
+    };
+    Ok(page(
+        &c.operator,
+        &s.csrf,
+        Nav::Findings,
+        "Findings, grouped",
+        body,
+    ))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct BulkForm {
+    ids: String,
+    state: String,
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    back: String,
+}
+
+/// Most findings one bulk action changes.
+const MAX_BULK: usize = GROUPED;
+
+/// `POST /findings/bulk`: one state, one note, for every listed finding (each
+/// change is its own entry in the action log); then the view it came from.
+pub(crate) async fn bulk_state(
+    State(c): State<Shared>,
+    Form(form): Form<BulkForm>,
+) -> Result<Redirect, PageError> {
+    let state = match form.state.as_str() {
+        "acknowledged" => v1::FindingState::Acknowledged,
+        "resolved" => v1::FindingState::Resolved,
+        "false_positive" => v1::FindingState::FalsePositive,
+        other => return Err(PageError::bad(format!("unknown state {other:?}"))),
+    };
+    let ids: Vec<u64> = form
+        .ids
+        .split(',')
+        .filter(|i| !i.trim().is_empty())
+        .map(|i| i.trim().parse())
+        .collect::<Result<_, _>>()
+        .map_err(|_| PageError::bad("ids: finding ids separated by commas"))?;
+    if ids.len() > MAX_BULK {
+        return Err(PageError::bad(format!(
+            "at most {MAX_BULK} findings at once"
+        )));
+    }
+    let mut client = c.client();
+    for id in ids {
+        client
+            .set_finding_state(v1::SetFindingStateRequest {
+                id,
+                state: state as i32,
+                note: form.note.clone(),
+            })
+            .await?;
+    }
+    // Back to the view: its query only, re-encoded (never another site).
+    let back: Filter = serde_urlencoded_filter(&form.back);
+    Ok(Redirect::to(&format!("/findings?{}", back.query())))
+}
+
+/// The filter a view's query string names (what it cannot read is dropped).
+fn serde_urlencoded_filter(query: &str) -> Filter {
+    let mut f = Filter::default();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        let v = v.into_owned();
+        match k.as_ref() {
+            "severity" => f.severity = v,
+            "kind" => f.kind = v,
+            "host" => f.host = v,
+            "state" => f.state = v,
+            "label" => f.label = v,
+            "q" => f.q = v,
+            "group" => f.group = v,
+            _ => {}
+        }
+    }
+    f
 }
 
 /// `GET /findings/stream`: server-sent events, one per new finding that passes the filter.

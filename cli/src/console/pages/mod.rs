@@ -217,6 +217,13 @@ pub(crate) struct Filter {
     /// `key=value`: the finding's host carries this label.
     #[serde(default)]
     label: String,
+    /// Words found in the summary, kind, host or any attribute (a path, a pid,
+    /// a user, a hash, an address); searched by the collector.
+    #[serde(default)]
+    q: String,
+    /// Group the page by `kind`, `host` or `summary` (the page only).
+    #[serde(default)]
+    group: String,
     /// For the stream: only findings after this id.
     #[serde(default)]
     since: u64,
@@ -250,6 +257,8 @@ impl Filter {
             kinds: one(&self.kind).into_iter().collect(),
             host_id: self.host.clone(),
             labels: one(&self.label).into_iter().collect(),
+            text: self.q.trim().to_owned(),
+            ..Default::default()
         })
     }
 
@@ -261,6 +270,8 @@ impl Filter {
             ("host", &self.host),
             ("state", &self.state),
             ("label", &self.label),
+            ("q", &self.q),
+            ("group", &self.group),
         ] {
             if !v.is_empty() {
                 q.append_pair(k, v);
@@ -389,6 +400,8 @@ mod tests {
             host: "web-01".into(),
             label: "zone=PCI".into(),
             since: 7,
+            q: " /dev/shm  kworker ".into(),
+            group: "kind".into(),
         };
         assert_eq!(
             filter.wire().expect("known names"),
@@ -398,7 +411,21 @@ mod tests {
                 kinds: vec!["process.*".into()],
                 host_id: "web-01".into(),
                 labels: vec!["zone=PCI".into()],
+                text: "/dev/shm  kworker".into(),
+                ..Default::default()
             }
+        );
+        // "open" is new or acknowledged.
+        let open = Filter {
+            state: "open".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            open.wire().expect("open").states,
+            [
+                v1::FindingState::New as i32,
+                v1::FindingState::Acknowledged as i32
+            ]
         );
         // An unknown name from a hand-made URL is refused, not read as
         // "any" (which would show everything).
