@@ -96,6 +96,19 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         searches: usize,
     },
+    /// Findings search at volume: `findings` findings written into a store,
+    /// a release collector started on it, then through the operator API the
+    /// first page (100, newest first) of: no filter (the baseline), a kind, a
+    /// common word, a rare path, a pid, a word found nowhere; and the grouped
+    /// view the console reads (every passing finding, pages of 1,000, up to 10,000).
+    Findings {
+        /// Findings stored.
+        #[arg(long, default_value_t = 1_000_000)]
+        findings: u64,
+        /// Runs of each query timed.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
     /// Resident memory of the collector with N idle connected agents.
     Idle {
         /// Fleet sizes, comma separated.
@@ -280,6 +293,7 @@ fn main() -> anyhow::Result<()> {
                 .await
             }
             Cmd::Idle { agents } => idle(&agents).await,
+            Cmd::Findings { findings, runs } => findings_search(findings, runs).await,
             Cmd::Search {
                 events,
                 agents,
@@ -1159,6 +1173,207 @@ async fn load_fixed(
 }
 
 /// Search over stored events (see `Cmd::Search`).
+/// See [`Cmd::Findings`].
+async fn findings_search(count: u64, runs: usize) -> anyhow::Result<()> {
+    use bannin_collector::model::{Finding, FindingState, Severity};
+    const KINDS: [&str; 20] = [
+        "file.odd_name",
+        "file.archive",
+        "file.modified",
+        "file.timestamps",
+        "process.unknown_binary",
+        "process.suspicious_exec",
+        "process.reverse_shell",
+        "net.new_listener",
+        "net.connection_flood",
+        "account.added",
+        "account.sudoers",
+        "auth.failures",
+        "auth.brute_force",
+        "system.reboot",
+        "hardware.usb",
+        "resources.cpu",
+        "logs.antivirus",
+        "ssh.key_added",
+        "hunt.match",
+        "sigma.match",
+    ];
+    let dir = tempfile::tempdir()?;
+    let pki = TestPki::new(dir.path());
+    let data = dir.path().join("c");
+    {
+        let store = bannin_collector::store::Store::open(&data.join("store"))?;
+        eprintln!("writing {count} findings…");
+        let mut set = bannin_collector::store::WriteSet::default();
+        for id in 1..=count {
+            let kind = KINDS[(id % 20) as usize];
+            let host = format!("host-{:04}", id % 1000);
+            let path = format!("/srv/app{}/data/file-{id}.bin", id % 97);
+            let f = Finding {
+                id,
+                host_id: host.clone(),
+                kind: kind.into(),
+                severity: [Severity::Low, Severity::Medium, Severity::High][(id % 3) as usize],
+                state: if id % 4 == 0 {
+                    FindingState::Acknowledged
+                } else {
+                    FindingState::New
+                },
+                observed_unix_ms: 1_700_000_000_000 + id as i64 * 1000,
+                received_unix_ms: 1_700_000_000_000 + id as i64 * 1000,
+                last_observed_unix_ms: 1_700_000_000_000 + id as i64 * 1000,
+                count: 1,
+                attributes: std::collections::BTreeMap::from([
+                    ("path".to_owned(), path.clone()),
+                    ("pid".to_owned(), (10_000 + id % 50_000).to_string()),
+                    (
+                        "user".to_owned(),
+                        ["root", "www-data", "backup", "ana"][(id % 4) as usize].to_owned(),
+                    ),
+                ]),
+                summary: format!("{kind} on {host}: {path}"),
+                history: Vec::new(),
+            };
+            set.put_finding(&f)?;
+            if set.len() >= 10_000 {
+                store.apply(std::mem::take(&mut set))?;
+            }
+        }
+        store.apply(set)?;
+        store.make_durable()?;
+    }
+    let server = start_collector_with(&data, &pki, "")?;
+    let mut ops = bannin_tests::operator_client(&pki.operator("bench"), server.addr).await;
+    let newest = count;
+    let queries: Vec<(&str, v1::FindingFilter)> = vec![
+        ("no filter (baseline)", v1::FindingFilter::default()),
+        (
+            "a kind",
+            v1::FindingFilter {
+                kinds: vec!["process.reverse_shell".into()],
+                ..Default::default()
+            },
+        ),
+        (
+            "a common word (1 in 4)",
+            v1::FindingFilter {
+                text: "www-data".into(),
+                ..Default::default()
+            },
+        ),
+        (
+            "a rare path (1 finding)",
+            v1::FindingFilter {
+                text: format!("file-{}.bin", newest / 2),
+                ..Default::default()
+            },
+        ),
+        (
+            "a pid (1 in 50,000)",
+            v1::FindingFilter {
+                text: format!("{}", 10_000 + (newest / 3) % 50_000),
+                ..Default::default()
+            },
+        ),
+        (
+            "a word found nowhere",
+            v1::FindingFilter {
+                text: "no-such-thing".into(),
+                ..Default::default()
+            },
+        ),
+    ];
+    println!(
+        "Findings search over {count} stored findings: first page of 100, newest first ({runs} runs each)"
+    );
+    println!("| query | found on the first page | findings read | p50 ms | p99 ms |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, filter) in &queries {
+        let mut hist = Histogram::<u64>::new(3)?;
+        let mut found = 0;
+        let mut read = 0;
+        for _ in 0..runs {
+            let t = Instant::now();
+            let page = ops
+                .list_findings(v1::ListFindingsRequest {
+                    newest_first: true,
+                    limit: 100,
+                    filter: Some(filter.clone()),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            hist.record(t.elapsed().as_micros() as u64)?;
+            found = page.findings.len();
+            read = if page.scanned_to == 0 {
+                0
+            } else {
+                newest - page.scanned_to + 1
+            };
+        }
+        println!(
+            "| {name} | {found} | {read} | {:.1} | {:.1} |",
+            hist.value_at_quantile(0.5) as f64 / 1000.0,
+            hist.value_at_quantile(0.99) as f64 / 1000.0
+        );
+    }
+    // The grouped view: what the console reads for `group=…` (pages of 1,000
+    // newest first, until 10,000 pass or the queue ends).
+    for (name, filter) in [
+        (
+            "grouped: open findings of one kind family",
+            v1::FindingFilter {
+                kinds: vec!["file.".into()],
+                states: vec![
+                    v1::FindingState::New as i32,
+                    v1::FindingState::Acknowledged as i32,
+                ],
+                ..Default::default()
+            },
+        ),
+        (
+            "grouped: a common word",
+            v1::FindingFilter {
+                text: "www-data".into(),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let mut hist = Histogram::<u64>::new(3)?;
+        let mut total = 0;
+        for _ in 0..runs.min(5) {
+            let t = Instant::now();
+            let (mut got, mut before) = (0usize, 0u64);
+            while got < 10_000 {
+                let page = ops
+                    .list_findings(v1::ListFindingsRequest {
+                        newest_first: true,
+                        before_id: before,
+                        limit: 1000,
+                        filter: Some(filter.clone()),
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner();
+                got += page.findings.len();
+                if page.scanned_to <= 1 {
+                    break;
+                }
+                before = page.scanned_to;
+            }
+            hist.record(t.elapsed().as_micros() as u64)?;
+            total = got;
+        }
+        println!(
+            "| {name} | {total} (all pages) | | {:.1} | {:.1} |",
+            hist.value_at_quantile(0.5) as f64 / 1000.0,
+            hist.value_at_quantile(0.99) as f64 / 1000.0
+        );
+    }
+    drop(server);
+    Ok(())
+}
+
 async fn search(events: usize, agents: usize, searches: usize) -> anyhow::Result<()> {
     const BATCH: usize = 1000;
     let dir = tempfile::tempdir()?;
