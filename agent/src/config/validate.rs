@@ -246,10 +246,17 @@ fn file_odd_name(
     );
     absolute("sensors.file_odd_name.paths", &o.paths, errors);
     absolute("sensors.file_odd_name.exclude", &o.exclude, errors);
+    if o.exclude.iter().any(|x| x.parent().is_none()) {
+        errors.push("sensors.file_odd_name.exclude: \"/\" would blind the sensor to everything");
+    }
     // The agent's own spool holds its snapshot and capture bundles while they
-    // are sent: never a finding.
+    // are sent: never a finding. A standalone check has none (an empty path,
+    // which every path starts with): nothing is left out then.
     let mut exclude = o.exclude;
-    exclude.push(std::fs::canonicalize(spool_dir).unwrap_or_else(|_| spool_dir.to_owned()));
+    let own = std::fs::canonicalize(spool_dir).unwrap_or_else(|_| spool_dir.to_owned());
+    if own.is_absolute() && own.parent().is_some() {
+        exclude.push(own);
+    }
     OddNameConfig {
         common,
         paths: o.paths,
