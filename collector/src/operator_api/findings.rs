@@ -134,16 +134,20 @@ impl Filter {
         })
     }
 
-    /// Whether every word is in the finding's text (summary, kind, host, attribute values).
+    /// Whether every word is in the finding's text (summary, kind, host,
+    /// attribute values), each field lower-cased once.
     fn has_words(&self, f: &Finding) -> bool {
-        self.words.iter().all(|word| {
-            let found =
-                |s: &str| s.len() >= word.len() && (s.to_lowercase().contains(word.as_str()));
-            found(&f.summary)
-                || found(&f.kind)
-                || found(&f.host_id)
-                || f.attributes.values().any(|v| found(v))
-        })
+        if self.words.is_empty() {
+            return true;
+        }
+        let fields: Vec<String> = [&f.summary, &f.kind, &f.host_id]
+            .into_iter()
+            .chain(f.attributes.values())
+            .map(|s| s.to_lowercase())
+            .collect();
+        self.words
+            .iter()
+            .all(|word| fields.iter().any(|s| s.contains(word.as_str())))
     }
 
     fn is_empty(&self) -> bool {

@@ -3,23 +3,14 @@
 //! bundle, streamed to the collector in verified chunks, then removed.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use bannin_proto::v1;
 use tokio::sync::mpsc;
 
 use super::super::command::Capture;
 use super::super::{Responder, ResponseError, capture, snapshot, stream_file};
-
-/// Sets the capture's stop flag when dropped (its command timed out, or the
-/// agent is stopping): the thread ends within a poll's wait.
-struct StopOnDrop(Arc<AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
+use super::StopOnDrop;
 
 /// Captures, seals and streams; answers with what was captured and the bundle's hash.
 pub(in crate::response) async fn apply(

@@ -1,22 +1,10 @@
 //! `hunt` and `stop_hunt`: a hunt's question answered on a thread of its own
 //! at the lowest priority, cancellable; a stop sets its flag.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use super::super::hunt::{self, Hunt};
 use super::super::{Responder, ResponseError};
+use super::StopOnDrop;
 use crate::host::HostRoot;
-
-/// Sets a hunt's stop flag when dropped: a hunt whose command timed out, or
-/// whose lane stopped, stops too.
-struct StopOnDrop(Arc<AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
 
 /// Runs the hunt; the answer (hits and costs) as JSON text.
 pub(in crate::response) async fn apply(

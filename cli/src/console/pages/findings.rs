@@ -224,6 +224,16 @@ pub(crate) struct BulkForm {
     back: String,
 }
 
+/// A state a responder may set (a finding is never set back to new).
+fn triage_state(name: &str) -> Result<v1::FindingState, PageError> {
+    match name {
+        "acknowledged" => Ok(v1::FindingState::Acknowledged),
+        "resolved" => Ok(v1::FindingState::Resolved),
+        "false_positive" => Ok(v1::FindingState::FalsePositive),
+        other => Err(PageError::bad(format!("unknown state {other:?}"))),
+    }
+}
+
 /// Most findings one bulk action changes.
 const MAX_BULK: usize = GROUPED;
 
@@ -233,12 +243,7 @@ pub(crate) async fn bulk_state(
     State(c): State<Shared>,
     Form(form): Form<BulkForm>,
 ) -> Result<Redirect, PageError> {
-    let state = match form.state.as_str() {
-        "acknowledged" => v1::FindingState::Acknowledged,
-        "resolved" => v1::FindingState::Resolved,
-        "false_positive" => v1::FindingState::FalsePositive,
-        other => return Err(PageError::bad(format!("unknown state {other:?}"))),
-    };
+    let state = triage_state(&form.state)?;
     let ids: Vec<u64> = form
         .ids
         .split(',')
@@ -261,28 +266,15 @@ pub(crate) async fn bulk_state(
             })
             .await?;
     }
-    // Back to the view: its query only, re-encoded (never another site).
-    let back: Filter = serde_urlencoded_filter(&form.back);
+    // Back to the view: its query read as the page reads it, and written
+    // again (never another site); one it cannot read is the plain queue.
+    let back = format!("/findings?{}", form.back)
+        .parse::<axum::http::Uri>()
+        .ok()
+        .and_then(|uri| Query::<Filter>::try_from_uri(&uri).ok())
+        .map(|Query(f)| f)
+        .unwrap_or_default();
     Ok(Redirect::to(&format!("/findings?{}", back.query())))
-}
-
-/// The filter a view's query string names (what it cannot read is dropped).
-fn serde_urlencoded_filter(query: &str) -> Filter {
-    let mut f = Filter::default();
-    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        let v = v.into_owned();
-        match k.as_ref() {
-            "severity" => f.severity = v,
-            "kind" => f.kind = v,
-            "host" => f.host = v,
-            "state" => f.state = v,
-            "label" => f.label = v,
-            "q" => f.q = v,
-            "group" => f.group = v,
-            _ => {}
-        }
-    }
-    f
 }
 
 /// `GET /findings/stream`: server-sent events, one per new finding that passes the filter.
@@ -433,12 +425,7 @@ pub(crate) async fn finding_state(
     Path(id): Path<u64>,
     Form(form): Form<StateForm>,
 ) -> Result<Redirect, PageError> {
-    let state = match form.state.as_str() {
-        "acknowledged" => v1::FindingState::Acknowledged,
-        "resolved" => v1::FindingState::Resolved,
-        "false_positive" => v1::FindingState::FalsePositive,
-        other => return Err(PageError::bad(format!("unknown state {other:?}"))),
-    };
+    let state = triage_state(&form.state)?;
     c.client()
         .set_finding_state(v1::SetFindingStateRequest {
             id,
