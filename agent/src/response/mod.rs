@@ -312,7 +312,7 @@ impl Responder {
         results: mpsc::Sender<v1::agent_message::Body>,
         shutdown: CancellationToken,
     ) {
-        // Two lanes: isolate, release, ping and relearn at once; triage and
+        // Lanes: isolate, release, ping and relearn at once; triage and
         // snapshots (which read files and may take minutes) one after another
         // on their own, so an isolate never waits behind a snapshot.
         let (work_tx, work_rx) = mpsc::channel::<v1::Command>(MAX_QUEUED_WORK);
