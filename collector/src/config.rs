@@ -202,6 +202,11 @@ struct RawSink {
     headers: BTreeMap<String, String>,
     // syslog tls, https webhook
     ca: Option<PathBuf>,
+    // every type
+    format: Option<String>,
+    state_changes: Option<bool>,
+    #[serde(default)]
+    telemetry: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -435,7 +440,7 @@ fn check_rule_name(
 }
 
 fn sinks(errors: &mut ConfigErrors, base: &Path, raw: &[RawSink]) -> Vec<crate::sinks::SinkConfig> {
-    use crate::sinks::{SinkConfig, SinkKind, SyslogTransport};
+    use crate::sinks::{SinkConfig, SinkFormat, SinkKind, SyslogTransport};
     let mut names = std::collections::BTreeSet::new();
     let mut out = Vec::new();
     for r in raw {
@@ -527,10 +532,28 @@ fn sinks(errors: &mut ConfigErrors, base: &Path, raw: &[RawSink]) -> Vec<crate::
                 None
             }
         };
+        let format = match r.format.as_deref().unwrap_or("bannin") {
+            "bannin" => SinkFormat::Bannin,
+            "ocsf" => SinkFormat::Ocsf,
+            other => {
+                errors.push(format!("{at}: format {other:?}: expected bannin or ocsf"));
+                SinkFormat::Bannin
+            }
+        };
+        for pattern in &r.telemetry {
+            if let Err(why) = crate::sinks::check_telemetry_pattern(pattern, format) {
+                errors.push(format!("{at}: telemetry {pattern:?}: {why}"));
+            }
+        }
         if let Some(kind) = kind {
             out.push(SinkConfig {
                 name: r.name.clone(),
                 kind,
+                format,
+                // OCSF consumers expect a finding's updates; Bannin's own shape
+                // keeps what it always exported unless asked.
+                state_changes: r.state_changes.unwrap_or(format == SinkFormat::Ocsf),
+                telemetry: r.telemetry.clone(),
             });
         }
     }
@@ -955,6 +978,35 @@ mod tests {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }
         assert_eq!(err.problems.len(), 6, "{text}");
+    }
+
+    #[test]
+    fn a_sink_format_and_telemetry_are_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("collector.toml");
+        std::fs::write(
+            &path,
+            concat!(
+                "[[sink]]\nname = \"a\"\ntype = \"jsonl\"\npath = \"a.jsonl\"\nformat = \"cef\"\n",
+                "[[sink]]\nname = \"b\"\ntype = \"jsonl\"\npath = \"b.jsonl\"\nformat = \"ocsf\"\n",
+                "telemetry = [\"system.boot\", \"file.*\", \"Process.Exec\", \"a*b\"]\n",
+            ),
+        )
+        .expect("write");
+        let text = CollectorConfig::load(&path)
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            text.contains("format \"cef\": expected bannin or ocsf"),
+            "{text}"
+        );
+        assert!(
+            text.contains("telemetry \"system.boot\": no OCSF class"),
+            "{text}"
+        );
+        assert!(text.contains("telemetry \"Process.Exec\""), "{text}");
+        assert!(text.contains("telemetry \"a*b\""), "{text}");
+        assert!(!text.contains("telemetry \"file.*\""), "{text}");
     }
 }
 

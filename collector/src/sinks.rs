@@ -11,8 +11,15 @@
 //! it reads the store, the writer never waits for it. Its lag, last error and
 //! last delivery are shown by `bannin sinks`.
 //!
-//! What is exported is each new finding once, as the collector stored it
-//! (later folds and state changes are not re-sent).
+//! What is exported, per sink:
+//! - each new finding once, as the collector stored it (later folds are not
+//!   re-sent);
+//! - with `state_changes`, each acknowledgement, resolution and false-positive
+//!   mark, read from the action log after a cursor of its own (`NAME=states`);
+//! - with `telemetry = [kinds]`, the hosts' raw events of those kinds, read
+//!   from the store after a cursor per host (`NAME=events=HOST`).
+//!
+//! In the sink's `format`: Bannin's own JSON, or OCSF ([`ocsf`]).
 //!
 //! Cluster mode: every collector configures the same sinks, but one at a time
 //! runs each — the one holding its lease in the `BANNIN_SINK_LEASES` bucket —
@@ -32,8 +39,10 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::journal::{Journal, SINK_LEASE_RENEW, SinkLease};
-use crate::model::{Finding, Severity};
-use crate::store::Store;
+use crate::model::{Event, Finding, FindingState, HostRecord, Severity, StateChange};
+use crate::store::{EventQuery, Store};
+
+pub mod ocsf;
 
 /// Findings read and delivered per round.
 const BATCH: usize = 256;
@@ -97,6 +106,219 @@ pub struct SinkConfig {
     pub name: String,
     /// Where and how.
     pub kind: SinkKind,
+    /// The shape of what is written.
+    pub format: SinkFormat,
+    /// Whether findings' state changes are exported.
+    pub state_changes: bool,
+    /// Event kinds exported as telemetry (`process.exec`, `file.*`); empty: none.
+    pub telemetry: Vec<String>,
+}
+
+/// The shape a sink writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkFormat {
+    /// Bannin's own JSON (and RFC 5424 structured data for syslog).
+    Bannin,
+    /// OCSF [`ocsf::VERSION`] JSON.
+    Ocsf,
+}
+
+/// Whether `pattern` is a telemetry kind a sink can export: an event kind
+/// (`process.exec`) or a prefix ending in `*` (`file.*`); in OCSF, one that
+/// names at least one kind with an OCSF class.
+pub fn check_telemetry_pattern(pattern: &str, format: SinkFormat) -> Result<(), String> {
+    let body = pattern.strip_suffix('*').unwrap_or(pattern);
+    if pattern.is_empty()
+        || body.contains('*')
+        || !body
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_')
+    {
+        return Err("an event kind (process.exec) or a prefix ending in * (file.*)".into());
+    }
+    if format == SinkFormat::Ocsf {
+        let mapped = [
+            "process.exec",
+            "file.modified",
+            "net.flow",
+            "net.connection",
+            "net.listener",
+            "account.login",
+            "account.login_failed",
+        ];
+        let any = if pattern.ends_with('*') {
+            mapped.iter().any(|k| k.starts_with(body))
+        } else {
+            ocsf::maps_kind(body)
+        };
+        if !any {
+            return Err(
+                "no OCSF class for it: OCSF sinks export process.exec, file.*, net.flow, net.connection, net.listener, net.new_listener, account.login and account.login_failed".into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether an event of `kind` is exported by a sink with these patterns.
+fn wants(patterns: &[String], format: SinkFormat, kind: &str) -> bool {
+    (format == SinkFormat::Bannin || ocsf::maps_kind(kind))
+        && patterns.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => kind.starts_with(prefix),
+            None => p == kind,
+        })
+}
+
+/// One record a sink delivers.
+#[derive(Debug, Clone)]
+pub enum Record {
+    /// A new finding.
+    Finding(Finding),
+    /// A state change of a finding (the finding as stored now, and the change).
+    Update(Finding, StateChange),
+    /// A telemetry event: its host, its batch's sequence and its place in it.
+    Event {
+        /// The host that sent it.
+        host: String,
+        /// Its batch.
+        sequence: u64,
+        /// Its place in the batch.
+        index: usize,
+        /// The event.
+        event: Event,
+    },
+}
+
+impl Record {
+    /// The record as one JSON value, in `format`; `hosts` resolves a host id
+    /// to its record (OCSF's `device`).
+    pub fn json(
+        &self,
+        format: SinkFormat,
+        hosts: &mut impl FnMut(&str) -> Option<HostRecord>,
+    ) -> serde_json::Value {
+        match (format, self) {
+            (SinkFormat::Bannin, Record::Finding(f)) => finding_json(f),
+            (SinkFormat::Bannin, Record::Update(f, c)) => {
+                let mut v = finding_json(f);
+                v["record"] = "finding.state".into();
+                v["change"] = serde_json::json!({
+                    "state": c.state.as_str(),
+                    "operator": c.operator,
+                    "at_unix_ms": c.at_unix_ms,
+                    "note": c.note,
+                });
+                v
+            }
+            (
+                SinkFormat::Bannin,
+                Record::Event {
+                    host,
+                    sequence,
+                    event,
+                    ..
+                },
+            ) => serde_json::json!({
+                "record": "event",
+                "host_id": host,
+                "sequence": sequence,
+                "kind": event.kind,
+                "severity": event.severity.name(),
+                "indicator": event.indicator,
+                "observed_unix_ms": event.observed_unix_ms,
+                "received_unix_ms": event.received_unix_ms,
+                "attributes": event.attributes,
+                "summary": event.summary,
+            }),
+            (SinkFormat::Ocsf, Record::Finding(f)) => {
+                // As it was created: its state then was new.
+                let created = Finding {
+                    state: FindingState::New,
+                    ..f.clone()
+                };
+                ocsf::finding(&created, hosts(&f.host_id).as_ref(), None)
+            }
+            (SinkFormat::Ocsf, Record::Update(f, c)) => {
+                ocsf::finding(f, hosts(&f.host_id).as_ref(), Some(c))
+            }
+            (
+                SinkFormat::Ocsf,
+                Record::Event {
+                    host,
+                    sequence,
+                    index,
+                    event,
+                },
+            ) => ocsf::event(host, hosts(host).as_ref(), event, *sequence, *index)
+                .unwrap_or(serde_json::Value::Null),
+        }
+    }
+
+    fn severity(&self) -> Severity {
+        match self {
+            Record::Finding(f) | Record::Update(f, _) => f.severity,
+            Record::Event { event, .. } => event.severity,
+        }
+    }
+
+    fn host(&self) -> &str {
+        match self {
+            Record::Finding(f) | Record::Update(f, _) => &f.host_id,
+            Record::Event { host, .. } => host,
+        }
+    }
+
+    fn time(&self) -> i64 {
+        match self {
+            Record::Finding(f) => f.observed_unix_ms,
+            Record::Update(_, c) => c.at_unix_ms,
+            Record::Event { event, .. } => event.observed_unix_ms,
+        }
+    }
+
+    fn msgid(&self) -> &str {
+        match self {
+            Record::Finding(f) => &f.kind,
+            Record::Update(..) => "finding.state",
+            Record::Event { event, .. } => &event.kind,
+        }
+    }
+}
+
+/// What one round read: the records, and the cursors to save once they are
+/// delivered (key, position).
+#[derive(Debug, Default)]
+struct Round {
+    records: Vec<Record>,
+    cursors: Vec<(String, u64)>,
+}
+
+/// The cursor key of a sink's state-change stream.
+fn states_key(sink: &str) -> String {
+    format!("{sink}=states")
+}
+
+/// The cursor key of a sink's telemetry from one host.
+fn events_key(sink: &str, host: &str) -> String {
+    format!("{sink}=events={host}")
+}
+
+/// `finding N` → N.
+fn finding_target(target: &str) -> Option<u64> {
+    target.strip_prefix("finding ")?.parse().ok()
+}
+
+/// The state an applied `finding.state` entry records (`acknowledged (kind on host)`).
+fn state_of_result(result: &str) -> Option<FindingState> {
+    let word = result.split_whitespace().next()?;
+    [
+        FindingState::New,
+        FindingState::Acknowledged,
+        FindingState::Resolved,
+        FindingState::FalsePositive,
+    ]
+    .into_iter()
+    .find(|s| s.as_str() == word)
 }
 
 /// What `bannin sinks` shows of one sink.
@@ -150,6 +372,7 @@ pub fn start(
             syslog: None,
             journal: journal.clone(),
             lease: None,
+            cursors: BTreeMap::new(),
         };
         tracker.spawn(runner.run(latest.clone(), shutdown.child_token()));
     }
@@ -232,6 +455,9 @@ struct Runner {
     /// This collector's lease (its revision and when it was last renewed),
     /// if it holds one.
     lease: Option<(u64, tokio::time::Instant)>,
+    /// The cursors as this collector last read or saved them, while it
+    /// holds the lease (key: [`states_key`], [`events_key`] or the name).
+    cursors: BTreeMap<String, u64>,
 }
 
 impl Runner {
@@ -245,7 +471,8 @@ impl Runner {
         loop {
             if !self.hold().await {
                 // Another collector runs it: stand by, showing its progress.
-                if let Ok(cursor) = self.cursor().await {
+                self.cursors.clear();
+                if let Ok(cursor) = self.journal.sink_cursor(&self.config.name).await {
                     self.update(|s| s.cursor = cursor);
                 }
                 tokio::select! {
@@ -270,14 +497,14 @@ impl Runner {
                 s.latest = newest;
                 s.cursor = cursor;
             });
-            let pending = match self.store.findings_after(cursor, BATCH) {
-                Ok(p) => p,
+            let round = match self.read(cursor).await {
+                Ok(r) => r,
                 Err(error) => {
-                    self.failed(&error.to_string());
-                    Vec::new()
+                    self.failed(&error);
+                    Round::default()
                 }
             };
-            if pending.is_empty() {
+            if round.cursors.is_empty() {
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     changed = latest.changed() => if changed.is_err() { return },
@@ -285,26 +512,33 @@ impl Runner {
                 }
                 continue;
             }
-            let last = pending.last().map_or(cursor, |f| f.id);
-            let delivered = tokio::select! {
-                () = shutdown.cancelled() => return,
-                r = self.deliver(&pending) => r,
+            let delivered = if round.records.is_empty() {
+                // Read past events this sink does not export: only cursors move.
+                Ok(())
+            } else {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    r = self.deliver(&round.records) => r,
+                }
             };
             match delivered {
                 Ok(()) => {
                     backoff = Duration::from_secs(1);
-                    if let Err(error) = self.save_cursor(last).await {
+                    if let Err(error) = self.save_cursors(&round.cursors).await {
                         self.failed(&error);
                         continue;
                     }
-                    let n = pending.len() as u64;
+                    let n = round.records.len() as u64;
+                    let findings_cursor = self.cursors.get(&name).copied().unwrap_or(cursor);
                     self.update(|s| {
-                        s.cursor = last;
+                        s.cursor = findings_cursor;
                         s.delivered += n;
                         s.last_error.clear();
-                        s.last_delivery_unix_ms = bannin_proto::now_unix_ms();
+                        if n > 0 {
+                            s.last_delivery_unix_ms = bannin_proto::now_unix_ms();
+                        }
                     });
-                    tracing::debug!(sink = %name, findings = n, cursor = last, "Delivered");
+                    tracing::debug!(sink = %name, records = n, cursor = findings_cursor, "Delivered");
                 }
                 Err(error) => {
                     self.syslog = None;
@@ -339,6 +573,10 @@ impl Runner {
         let held = self.lease.map(|(revision, _)| revision);
         match self.journal.lease_sink(&self.config.name, held).await {
             Ok(SinkLease::Held(revision)) => {
+                if held.is_none() {
+                    // Another collector may have moved the cursors meanwhile.
+                    self.cursors.clear();
+                }
                 let me = self.journal.collector().unwrap_or_default().to_owned();
                 if held.is_none() && !me.is_empty() {
                     tracing::info!(sink = %self.config.name, "Running this sink (lease taken)");
@@ -366,14 +604,120 @@ impl Runner {
         }
     }
 
-    async fn cursor(&self) -> Result<u64, String> {
-        self.journal.sink_cursor(&self.config.name).await
+    async fn cursor(&mut self) -> Result<u64, String> {
+        let name = self.config.name.clone();
+        self.cursor_of(&name).await
     }
 
-    async fn save_cursor(&self, cursor: u64) -> Result<(), String> {
-        self.journal
-            .set_sink_cursor(&self.config.name, cursor)
-            .await
+    /// A cursor, read from the journal once per lease and kept.
+    async fn cursor_of(&mut self, key: &str) -> Result<u64, String> {
+        if let Some(c) = self.cursors.get(key) {
+            return Ok(*c);
+        }
+        let c = self.journal.sink_cursor(key).await?;
+        self.cursors.insert(key.to_owned(), c);
+        Ok(c)
+    }
+
+    async fn save_cursors(&mut self, cursors: &[(String, u64)]) -> Result<(), String> {
+        for (key, position) in cursors {
+            self.journal.set_sink_cursor(key, *position).await?;
+            self.cursors.insert(key.clone(), *position);
+        }
+        Ok(())
+    }
+
+    /// The next round: findings after `cursor`, then state changes and
+    /// telemetry after theirs, at most about [`BATCH`] records of each.
+    async fn read(&mut self, cursor: u64) -> Result<Round, String> {
+        let name = self.config.name.clone();
+        let mut round = Round::default();
+        let findings = self
+            .store
+            .findings_after(cursor, BATCH)
+            .map_err(|e| e.to_string())?;
+        if let Some(last) = findings.last() {
+            round.cursors.push((name.clone(), last.id));
+        }
+        round
+            .records
+            .extend(findings.into_iter().map(Record::Finding));
+        if self.config.state_changes {
+            let key = states_key(&name);
+            let after = self.cursor_of(&key).await?;
+            let (page, _) = self
+                .store
+                .actions_page(after, BATCH, |a| a.action.verb == "finding.state")
+                .map_err(|e| e.to_string())?;
+            let mut moved = page.last().map(|e| e.seq);
+            if moved.is_none() {
+                // Nothing to export: skip what was read, so the next round starts later.
+                let last = self.store.last_action_seq().map_err(|e| e.to_string())?;
+                moved = (last > after).then_some(last);
+            }
+            for entry in page {
+                let (Some(id), Some(state)) = (
+                    finding_target(&entry.action.target),
+                    state_of_result(&entry.action.result),
+                ) else {
+                    continue;
+                };
+                let Some(f) = self.store.finding(id).map_err(|e| e.to_string())? else {
+                    continue;
+                };
+                let change = StateChange {
+                    state,
+                    operator: entry.action.actor.clone(),
+                    at_unix_ms: entry.action.at_unix_ms,
+                    note: entry.action.reason.clone(),
+                };
+                round.records.push(Record::Update(f, change));
+            }
+            if let Some(seq) = moved {
+                round.cursors.push((key, seq));
+            }
+        }
+        if !self.config.telemetry.is_empty() {
+            let hosts = self.store.hosts().map_err(|e| e.to_string())?;
+            for host in hosts {
+                if round.records.len() >= 4 * BATCH {
+                    break;
+                }
+                let key = events_key(&name, &host.host_id);
+                let after = self.cursor_of(&key).await?;
+                let query = EventQuery {
+                    after_sequence: after,
+                    limit: BATCH,
+                    ..EventQuery::default()
+                };
+                let (events, _) = self
+                    .store
+                    .events(&host.host_id, &query)
+                    .map_err(|e| e.to_string())?;
+                let Some(last) = events.last().map(|(s, _)| *s) else {
+                    continue;
+                };
+                let mut index = 0;
+                let mut previous = None;
+                for (sequence, event) in events {
+                    if previous != Some(sequence) {
+                        index = 0;
+                        previous = Some(sequence);
+                    }
+                    if wants(&self.config.telemetry, self.config.format, &event.kind) {
+                        round.records.push(Record::Event {
+                            host: host.host_id.clone(),
+                            sequence,
+                            index,
+                            event,
+                        });
+                    }
+                    index += 1;
+                }
+                round.cursors.push((key, last));
+            }
+        }
+        Ok(round)
     }
 
     fn update(&self, f: impl FnOnce(&mut SinkStatus)) {
@@ -386,16 +730,25 @@ impl Runner {
         self.update(|s| s.last_error = error.to_owned());
     }
 
-    async fn deliver(&mut self, findings: &[Finding]) -> Result<(), SinkError> {
+    async fn deliver(&mut self, records: &[Record]) -> Result<(), SinkError> {
+        let format = self.config.format;
+        let mut known: BTreeMap<String, Option<HostRecord>> = BTreeMap::new();
+        let store = self.store.clone();
+        let mut hosts = move |id: &str| {
+            known
+                .entry(id.to_owned())
+                .or_insert_with(|| store.host(id).ok().flatten())
+                .clone()
+        };
         match self.config.kind.clone() {
             SinkKind::JsonLines {
                 path,
                 max_bytes,
                 keep,
             } => {
-                let lines: String = findings
+                let lines: String = records
                     .iter()
-                    .map(|f| format!("{}\n", finding_json(f)))
+                    .map(|r| format!("{}\n", r.json(format, &mut hosts)))
                     .collect();
                 tokio::task::spawn_blocking(move || {
                     append_rotating(&path, lines.as_bytes(), max_bytes, keep)
@@ -415,8 +768,11 @@ impl Runner {
                 let Some(conn) = self.syslog.as_mut() else {
                     return Err(SinkError::Io(std::io::Error::other("not connected")));
                 };
-                for f in findings {
-                    let message = rfc5424(f, facility, &app_name);
+                for r in records {
+                    let message = match (format, r) {
+                        (SinkFormat::Bannin, Record::Finding(f)) => rfc5424(f, facility, &app_name),
+                        _ => rfc5424_json(r, &r.json(format, &mut hosts), facility, &app_name),
+                    };
                     match conn {
                         SyslogConn::Tcp(s) => {
                             s.write_all(format!("{} {message}", message.len()).as_bytes())
@@ -445,8 +801,10 @@ impl Runner {
                 Ok(())
             }
             SinkKind::Webhook { url, ca, headers } => {
-                let body = serde_json::Value::Array(findings.iter().map(finding_json).collect())
-                    .to_string();
+                let body = serde_json::Value::Array(
+                    records.iter().map(|r| r.json(format, &mut hosts)).collect(),
+                )
+                .to_string();
                 post(&url, ca.as_deref(), &headers, body).await
             }
         }
@@ -640,6 +998,7 @@ where
 /// A finding as exported (JSON lines, webhooks).
 pub fn finding_json(f: &Finding) -> serde_json::Value {
     serde_json::json!({
+        "record": "finding",
         "id": f.id,
         "host_id": f.host_id,
         "kind": f.kind,
@@ -653,9 +1012,9 @@ pub fn finding_json(f: &Finding) -> serde_json::Value {
     })
 }
 
-/// One finding as an RFC 5424 message.
-pub fn rfc5424(f: &Finding, facility: u8, app_name: &str) -> String {
-    let severity = match f.severity {
+/// RFC 5424's PRI and TIMESTAMP for a record.
+fn syslog_head(s: Severity, unix_ms: i64, facility: u8) -> (u16, String) {
+    let severity = match s {
         Severity::Critical => 2,
         Severity::High => 3,
         Severity::Medium => 4,
@@ -663,26 +1022,46 @@ pub fn rfc5424(f: &Finding, facility: u8, app_name: &str) -> String {
         Severity::Info => 6,
     };
     let pri = u16::from(facility) * 8 + severity;
-    let time =
-        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(f.observed_unix_ms) * 1_000_000)
-            .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_else(|| "-".into());
-    let field = |s: &str, max: usize| -> String {
-        let printable: String = s
-            .chars()
-            .filter(|c| c.is_ascii_graphic())
-            .take(max)
-            .collect();
-        if printable.is_empty() {
-            "-".into()
-        } else {
-            printable
-        }
-    };
+    let time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "-".into());
+    (pri, time)
+}
+
+/// An RFC 5424 header field: printable ASCII, at most `max`, `-` when empty.
+fn syslog_field(s: &str, max: usize) -> String {
+    let printable: String = s
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(max)
+        .collect();
+    if printable.is_empty() {
+        "-".into()
+    } else {
+        printable
+    }
+}
+
+/// A record whose message is its JSON (OCSF, state changes, telemetry): no
+/// structured data, the JSON on one line as MSG.
+fn rfc5424_json(r: &Record, json: &serde_json::Value, facility: u8, app_name: &str) -> String {
+    let (pri, time) = syslog_head(r.severity(), r.time(), facility);
+    format!(
+        "<{pri}>1 {time} {host} {app} - {msgid} - {json}",
+        host = syslog_field(r.host(), 255),
+        app = syslog_field(app_name, 48),
+        msgid = syslog_field(r.msgid(), 32),
+    )
+}
+
+/// One finding as an RFC 5424 message.
+pub fn rfc5424(f: &Finding, facility: u8, app_name: &str) -> String {
+    let (pri, time) = syslog_head(f.severity, f.observed_unix_ms, facility);
+    let field = syslog_field;
     let escape = |s: &str| {
         s.replace('\\', "\\\\")
             .replace('"', "\\\"")
@@ -720,6 +1099,68 @@ mod tests {
             summary: "odd name \"x\"\nsecond line".into(),
             history: Vec::new(),
         }
+    }
+
+    #[test]
+    fn bannin_records_say_what_they_are_and_carry_the_change() {
+        let mut no_hosts = |_: &str| None;
+        let created = Record::Finding(finding(7)).json(SinkFormat::Bannin, &mut no_hosts);
+        assert_eq!(created["record"], "finding");
+        assert_eq!(created["id"], 7);
+        let change = StateChange {
+            state: FindingState::Resolved,
+            operator: "alice".into(),
+            at_unix_ms: 9,
+            note: "patched".into(),
+        };
+        let update = Record::Update(finding(7), change).json(SinkFormat::Bannin, &mut no_hosts);
+        assert_eq!(update["record"], "finding.state");
+        assert_eq!(update["change"]["state"], "resolved");
+        assert_eq!(update["change"]["operator"], "alice");
+        let event = Record::Event {
+            host: "web-01".into(),
+            sequence: 3,
+            index: 0,
+            event: Event {
+                kind: "process.exec".into(),
+                severity: Severity::Info,
+                observed_unix_ms: 1,
+                received_unix_ms: 2,
+                indicator: false,
+                attributes: BTreeMap::from([("pid".to_owned(), "5".to_owned())]),
+                summary: "exec".into(),
+            },
+        };
+        let v = event.json(SinkFormat::Bannin, &mut no_hosts);
+        assert_eq!(v["record"], "event");
+        assert_eq!(v["attributes"]["pid"], "5");
+        // Over syslog: the JSON is the message, after an RFC 5424 header.
+        let m = rfc5424_json(&event, &v, 16, "bannin");
+        assert!(
+            m.starts_with("<134>1 1970-01-01T00:00:00.001Z web-01 bannin - process.exec - {"),
+            "{m}"
+        );
+        assert!(wants(
+            &["process.*".into()],
+            SinkFormat::Bannin,
+            "process.exec"
+        ));
+        assert!(!wants(
+            &["process.*".into()],
+            SinkFormat::Bannin,
+            "net.flow"
+        ));
+        assert!(!wants(
+            &["system.*".into()],
+            SinkFormat::Ocsf,
+            "system.boot"
+        ));
+        assert_eq!(
+            state_of_result("false_positive (file.odd_name on web-01)"),
+            Some(FindingState::FalsePositive)
+        );
+        assert_eq!(state_of_result("denied: not a responder"), None);
+        assert_eq!(finding_target("finding 12"), Some(12));
     }
 
     #[test]

@@ -391,3 +391,200 @@ socket = {unix:?}
         assert!(sink["last_error"].is_null(), "{s}");
     }
 }
+
+/// The kinds of OCSF record the test provokes, as (class_uid, activity_id).
+const OCSF_EXPECTED: [(u64, u64, &str); 6] = [
+    (2004, 1, "a new finding (Detection Finding: Create)"),
+    (2004, 2, "an acknowledgement (Detection Finding: Update)"),
+    (1007, 1, "an exec (Process Activity: Launch)"),
+    (1001, 1, "a file created (File System Activity: Create)"),
+    (4001, 2, "a closed connection (Network Activity: Close)"),
+    (3002, 1, "a login (Authentication: Logon)"),
+];
+
+fn ocsf_records(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
+/// A real agent's findings, state changes and telemetry, exported by an OCSF
+/// sink, validate against the published OCSF schema (the `ocsf-json-schema`
+/// package's export, checked with `jsonschema`; tests/ocsf/validate.py), and
+/// every class Bannin maps is among them.
+#[tokio::test(flavor = "multi_thread")]
+async fn ocsf_records_from_a_real_agent_validate_against_the_published_schema_needs_root() {
+    use bannin_tests::Need;
+    if !bannin_tests::runnable(&[Need::Root, Need::OcsfValidator]) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let lake = dir.path().join("lake.jsonl");
+    let sink = format!(
+        r#"
+[[sink]]
+name = "lake"
+type = "jsonl"
+path = {:?}
+format = "ocsf"
+telemetry = ["process.exec", "file.*", "net.flow", "account.login*"]
+"#,
+        lake.display().to_string()
+    );
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), &sink);
+    let watched = dir.path().join("watched");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&watched).expect("watched");
+    std::fs::create_dir_all(&logs).expect("logs");
+    let auth = logs.join("auth.log");
+    std::fs::write(&auth, "").expect("auth");
+    let agent = bannin_tests::start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("ocsf-host"),
+        collector.addr,
+        &bannin_tests::AgentOptions {
+            watch: vec![watched.clone()],
+            net_listener: false,
+            net_connection: true,
+            enable: vec!["process", "logs"],
+            sensor_toml: vec![(
+                "logs",
+                format!(
+                    "auth_logs = [{:?}]\nclamav_logs = []\nsuricata_eve = []\npattern_files = []\n",
+                    auth.display().to_string()
+                ),
+            )],
+            ..bannin_tests::AgentOptions::default()
+        },
+    );
+    let mut client = operator_client(&pki.operator("alice"), collector.addr).await;
+    crate::wait_sensor_ok(&client, "logs", Duration::from_secs(60)).await;
+    crate::wait_sensor_ok(&client, "process", Duration::from_secs(60)).await;
+
+    // An exec, a short connection, an odd name (a finding), a login and a failure.
+    let status = std::process::Command::new("/bin/true")
+        .status()
+        .expect("true");
+    assert!(status.success());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let port = listener.local_addr().expect("addr").port();
+    {
+        use std::io::Write;
+        let mut out = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let (_inbound, _) = listener.accept().expect("accept");
+        out.write_all(b"ocsf").expect("write");
+    }
+    std::fs::write(watched.join("invoice.pdf "), b"%PDF").expect("odd name");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&auth)
+        .and_then(|mut f| {
+            std::io::Write::write_all(
+                &mut f,
+                concat!(
+                    "Dec  7 10:00:01 ocsf-host sshd[700]: Accepted publickey for alice from 198.51.100.7 port 50022 ssh2: ED25519 SHA256:abc\n",
+                    "Dec  7 10:00:02 ocsf-host sshd[701]: Failed password for invalid user bob from 198.51.100.8 port 50023 ssh2\n",
+                )
+                .as_bytes(),
+            )
+        })
+        .expect("auth lines");
+
+    let finding = eventually(Duration::from_secs(60), "the odd-name finding", || {
+        let mut c = client.clone();
+        async move {
+            all_findings(&mut c)
+                .await
+                .into_iter()
+                .find(|f| f.kind == "file.odd_name")
+        }
+    })
+    .await;
+    client
+        .set_finding_state(bannin_proto::v1::SetFindingStateRequest {
+            id: finding.id,
+            state: bannin_proto::v1::FindingState::Acknowledged as i32,
+            note: "looking".into(),
+        })
+        .await
+        .expect("acknowledge");
+
+    let missing = |records: &[serde_json::Value]| -> Vec<&str> {
+        OCSF_EXPECTED
+            .iter()
+            .filter(|(class, activity, _)| {
+                !records
+                    .iter()
+                    .any(|r| r["class_uid"] == *class && r["activity_id"] == *activity)
+            })
+            .map(|(_, _, what)| *what)
+            .collect()
+    };
+    let mut records = ocsf_records(&lake);
+    for _ in 0..600 {
+        if missing(&records).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        records = ocsf_records(&lake);
+    }
+    assert!(
+        missing(&records).is_empty(),
+        "not exported within 60 s: {:?}; exported: {:?}; agent log:\n{}",
+        missing(&records),
+        records
+            .iter()
+            .map(|r| format!(
+                "{}/{} {}",
+                r["class_uid"], r["activity_id"], r["metadata"]["event_code"]
+            ))
+            .collect::<BTreeSet<_>>(),
+        agent.log_text()
+    );
+
+    // The update names who and why, and carries the finding's id.
+    let update = records
+        .iter()
+        .find(|r| r["class_uid"] == 2004 && r["activity_id"] == 2)
+        .expect("update");
+    assert_eq!(update["finding_info"]["uid"], finding.id.to_string());
+    assert_eq!(update["status_id"], 2, "acknowledged is In Progress");
+    assert_eq!(update["comment"], "acknowledged by alice: looking");
+    // The exec names the process and its parent (this test).
+    let ours = std::process::id();
+    assert!(
+        records.iter().any(|r| r["class_uid"] == 1007
+            && r["process"]["file"]["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("bin/true"))
+            && r["actor"]["process"]["pid"] == ours),
+        "the exec of /bin/true by pid {ours}"
+    );
+    // The flow and the login carry their endpoints.
+    assert!(records.iter().any(|r| r["class_uid"] == 4001
+        && r["dst_endpoint"]["port"] == port
+        && r["traffic"]["bytes_out"] == 4));
+    assert!(records.iter().any(|r| r["class_uid"] == 3002
+        && r["status_id"] == 2
+        && r["src_endpoint"]["ip"] == "198.51.100.8"));
+    for r in &records {
+        assert_eq!(r["device"]["uid"], "ocsf-host", "{r}");
+    }
+
+    let out = std::process::Command::new(bannin_tests::ocsf_python())
+        .arg(bannin_tests::workspace().join("tests/ocsf/validate.py"))
+        .arg(bannin_collector::sinks::ocsf::VERSION)
+        .arg(&lake)
+        .output()
+        .expect("the OCSF validator");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "records that do not validate:\n{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains(" 0 invalid"), "{report}");
+}

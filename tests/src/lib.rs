@@ -33,6 +33,9 @@ pub enum Need {
     /// This many open files: the soft limit is raised to it when the hard
     /// limit allows (children started after inherit it).
     OpenFiles(u64),
+    /// The OCSF schema validator (tests/ocsf/setup.sh: a Python virtual
+    /// environment with the published schema's packages, from PyPI).
+    OcsfValidator,
 }
 
 impl Need {
@@ -43,6 +46,10 @@ impl Need {
             Self::Program(program, package) if !on_path(program) => {
                 Some(format!("needs {program} (apt-get install {package})"))
             }
+            Self::OcsfValidator if !ocsf_python().is_file() => Some(format!(
+                "needs the OCSF validator at {} (run tests/ocsf/setup.sh; it needs python3-venv)",
+                ocsf_python().display()
+            )),
             Self::Browser if !browser::available() => Some(
                 "needs chromium and chromedriver (apt-get install chromium chromium-driver)".into(),
             ),
@@ -68,6 +75,19 @@ impl Need {
             _ => None,
         }
     }
+}
+
+/// The workspace's root directory.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The Python of the OCSF validator's virtual environment (tests/ocsf/setup.sh).
+pub fn ocsf_python() -> PathBuf {
+    workspace().join("target/ocsf-venv/bin/python3")
 }
 
 fn on_path(program: &str) -> bool {

@@ -90,6 +90,15 @@ impl Store {
         Ok(seq)
     }
 
+    /// The position of the newest entry of the action log (0: empty).
+    pub fn last_action_seq(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .actions
+            .last()?
+            .and_then(|(k, _)| k.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0))
+    }
+
     /// The action log, oldest first.
     pub fn actions(&self) -> Result<Vec<ChainedAction>, StoreError> {
         self.actions
