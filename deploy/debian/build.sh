@@ -1,48 +1,56 @@
 #!/usr/bin/env bash
-# Builds the Debian packages bannin-agent and bannin-collector from the workspace's
-# binaries, with dpkg-deb (Debian's own tool, nothing else to install).
+# Builds the Debian packages bannin-agent and bannin-collector, and their
+# bannin-agent-dbgsym and bannin-collector-dbgsym, from the workspace's binaries
+# with dpkg-deb (Debian's own tool, nothing else to install).
 #
-#   deploy/debian/build.sh [--profile release|dist|debug] [--out DIR] [--no-build] [--fast]
+#   deploy/debian/build.sh [--profile dist|release|debug] [--out DIR] [--no-build] [--fast]
 #
-# --fast compresses with gzip -1 instead of xz (tests: debug binaries are large).
-#
-# Default: `cargo build --profile release` of the three binaries, packages in
-# target/debian/. The version is the workspace's. Configs under /etc/bannin are
-# conffiles: dpkg never overwrites one an administrator changed.
+# Default: `cargo build --profile dist` (fat LTO, one codegen unit) of the three
+# binaries, packages in target/debian/. The binaries are shipped stripped; their
+# debug information goes to the -dbgsym packages (/usr/lib/debug/.build-id/),
+# as Debian's own tooling does. --fast compresses with gzip -1 instead of xz
+# (tests: debug binaries are large). The version is the workspace's. Configs
+# under /etc/bannin are conffiles: dpkg never overwrites one an administrator changed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+usage() { sed -n '2,13p' "$0"; }
+. deploy/package-lib.sh
 
-profile=release
-out=target/debian
-build=yes
+parse_args "$@"
+out=${out:-target/debian}
 compress=(-Zxz)
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --profile) profile="$2"; shift 2 ;;
-    --out) out="$2"; shift 2 ;;
-    --no-build) build=no; shift ;;
-    --fast) compress=(-Zgzip -z1); shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
-    *) echo "build.sh: unknown argument $1" >&2; exit 64 ;;
-  esac
-done
+[ "$fast" = yes ] && compress=(-Zgzip -z1)
+build_bins
 
-case "$profile" in
-  debug|dev) cargo_profile=dev; bins=target/debug ;;
-  *) cargo_profile="$profile"; bins="target/$profile" ;;
-esac
-if [ "$build" = yes ]; then
-  cargo build --locked --profile "$cargo_profile" -p bannin-agent -p bannin-collector -p bannin
-fi
-for b in bannin-agent bannin-collector bannin; do
-  [ -x "$bins/$b" ] || { echo "build.sh: $bins/$b missing" >&2; exit 1; }
-done
-
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 arch=$(dpkg --print-architecture)
 mkdir -p "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+
+# installed_size ROOT: what dpkg shows as Installed-Size (KiB), without DEBIAN/.
+installed_size() { du -sk --exclude=DEBIAN "$1" | cut -f1; }
+
+# dbgsym NAME: builds NAME-dbgsym from $work/NAME-dbgsym (what stage_bin moved there).
+dbgsym() {
+  local name=$1 root="$work/$1-dbgsym"
+  local ids
+  ids=$(find "$root/usr/lib/debug/.build-id" -name '*.debug' | sed 's|.*/\(..\)/\(.*\)\.debug|\1\2|' | sort | tr '\n' ' ')
+  mkdir -p "$root/DEBIAN"
+  cat >"$root/DEBIAN/control" <<EOF
+Package: $name-dbgsym
+Version: $version
+Architecture: $arch
+Maintainer: Bannin maintainers <maintainers@bannin.invalid>
+Section: debug
+Priority: optional
+Depends: $name (= $version)
+Installed-Size: $(installed_size "$root")
+Auto-Built-Package: debug-symbols
+Build-Ids: ${ids% }
+Description: debug symbols for $name
+EOF
+  dpkg-deb --root-owner-group "${compress[@]}" --build "$root" "$out/$name-dbgsym_${version}_${arch}.deb" >/dev/null
+}
 
 # install SRC DEST MODE under the package root $1
 put() { install -D -m "$4" "$2" "$1/$3"; }
@@ -55,6 +63,7 @@ Architecture: $arch
 Maintainer: Bannin maintainers <maintainers@bannin.invalid>
 Section: admin
 Priority: optional
+Installed-Size: $(installed_size "$root")
 Depends: $3
 EOF
   # The agent's capture filters are compiled by libpcap, loaded when a filter is given.
@@ -67,7 +76,7 @@ EOF
 
 ### bannin-agent
 root="$work/bannin-agent"
-put "$root" "$bins/bannin-agent" usr/bin/bannin-agent 0755
+stage_bin "$bins/bannin-agent" "$root" usr/bin/bannin-agent "$work/bannin-agent-dbgsym"
 put "$root" deploy/systemd/bannin-agent.service lib/systemd/system/bannin-agent.service 0644
 put "$root" deploy/agent.example.toml etc/bannin/agent.toml 0600
 put "$root" README.md usr/share/doc/bannin-agent/README.md 0644
@@ -120,11 +129,12 @@ exit 0
 EOF
 chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
 dpkg-deb --root-owner-group "${compress[@]}" --build "$root" "$out/bannin-agent_${version}_${arch}.deb" >/dev/null
+dbgsym bannin-agent
 
 ### bannin-collector (and the operator CLI)
 root="$work/bannin-collector"
-put "$root" "$bins/bannin-collector" usr/bin/bannin-collector 0755
-put "$root" "$bins/bannin" usr/bin/bannin 0755
+stage_bin "$bins/bannin-collector" "$root" usr/bin/bannin-collector "$work/bannin-collector-dbgsym"
+stage_bin "$bins/bannin" "$root" usr/bin/bannin "$work/bannin-collector-dbgsym"
 put "$root" deploy/systemd/bannin-collector.service lib/systemd/system/bannin-collector.service 0644
 put "$root" deploy/collector.example.toml etc/bannin/collector.toml 0640
 put "$root" README.md usr/share/doc/bannin-collector/README.md 0644
@@ -174,6 +184,8 @@ exit 0
 EOF
 chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
 dpkg-deb --root-owner-group "${compress[@]}" --build "$root" "$out/bannin-collector_${version}_${arch}.deb" >/dev/null
+dbgsym bannin-collector
 
-echo "$out/bannin-agent_${version}_${arch}.deb"
-echo "$out/bannin-collector_${version}_${arch}.deb"
+for name in bannin-agent bannin-collector bannin-agent-dbgsym bannin-collector-dbgsym; do
+  echo "$out/${name}_${version}_${arch}.deb"
+done

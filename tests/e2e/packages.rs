@@ -1,10 +1,90 @@
-//! The Debian packages: built from this build's binaries by
-//! deploy/debian/build.sh, then inspected — files, modes, owners, units,
-//! conffiles, maintainer scripts. (.ci/run also installs, upgrades over a
-//! changed config, and purges the agent package.)
+//! The Debian and rpm packages: built from this build's binaries by
+//! deploy/debian/build.sh and deploy/rpm/build.sh, then inspected — files,
+//! modes, owners, units, conffiles, maintainer scripts, stripped binaries whose
+//! debug information is in the -dbgsym / -debuginfo package under their build
+//! id. The rpms are also installed into a `--root` directory. (.ci/run also
+//! installs, upgrades over a changed config, and purges the agent .deb, and
+//! builds the default packages — the `dist` profile — and bounds their size.)
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// The GNU build id of an ELF file.
+fn build_id(elf: &Path) -> String {
+    let out = Command::new("readelf")
+        .arg("-n")
+        .arg(elf)
+        .output()
+        .expect("readelf");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Build ID: ").map(str::to_owned))
+        .unwrap_or_else(|| panic!("{} has no build id", elf.display()))
+}
+
+/// Asserts `elf` has no symbol table and no debug sections, and that
+/// `debug_files` (paths in the debug package) hold its debug information
+/// under its build id.
+fn assert_stripped_with_debug_elsewhere(elf: &Path, debug_files: &[String]) {
+    let out = Command::new("readelf")
+        .args(["-S", "-W"])
+        .arg(elf)
+        .output()
+        .expect("readelf");
+    let sections = String::from_utf8_lossy(&out.stdout);
+    for section in [".symtab", ".debug_info", ".debug_line"] {
+        assert!(
+            !sections.contains(section),
+            "{} ships {section}: not stripped",
+            elf.display()
+        );
+    }
+    let id = build_id(elf);
+    let expected = format!("/usr/lib/debug/.build-id/{}/{}.debug", &id[..2], &id[2..]);
+    assert!(
+        debug_files.iter().any(|f| f == &expected),
+        "{expected} (the debug information of {}) missing from {debug_files:?}",
+        elf.display()
+    );
+}
+
+fn run(command: &mut Command) -> String {
+    let out = command.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a package build script with the debug build's binaries; returns the
+/// packages it printed.
+fn build_packages(script: &str, out: &Path) -> Vec<PathBuf> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // Build what is packaged (a no-op when fresh), rather than rely on another test
+    // having built the binaries that build.sh --no-build picks up.
+    for name in ["bannin-agent", "bannin-collector", "bannin"] {
+        bannin_tests::bin(name);
+    }
+    run(Command::new("bash")
+        .arg(repo.join(script))
+        .args(["--profile", "debug", "--no-build", "--fast", "--out"])
+        .arg(out))
+    .lines()
+    .map(PathBuf::from)
+    .collect()
+}
+
+fn named<'a>(packages: &'a [PathBuf], prefix: &str) -> &'a Path {
+    packages
+        .iter()
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+        })
+        .unwrap_or_else(|| panic!("no {prefix}… among {packages:?}"))
+}
 
 fn dpkg_deb(args: &[&str], deb: &Path) -> String {
     let out = Command::new("dpkg-deb")
@@ -45,35 +125,36 @@ fn entry<'a>(list: &'a [(String, String, String)], path: &str) -> &'a (String, S
 fn debian_packages_carry_their_files_modes_units_and_conffiles() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = tempfile::tempdir().expect("tempdir");
-    // Build what is packaged (a no-op when fresh), rather than rely on another test
-    // having built the binaries that build.sh --no-build picks up.
-    for name in ["bannin-agent", "bannin-collector", "bannin"] {
-        bannin_tests::bin(name);
+    let debs = build_packages("deploy/debian/build.sh", out.path());
+    assert_eq!(debs.len(), 4, "{debs:?}");
+    let agent = named(&debs, "bannin-agent_");
+    let collector = named(&debs, "bannin-collector_");
+
+    // Stripped binaries; their debug information in the -dbgsym packages.
+    let unpacked = tempfile::tempdir().expect("tempdir");
+    for (deb, dbgsym, bins) in [
+        (agent, "bannin-agent-dbgsym_", &["usr/bin/bannin-agent"][..]),
+        (
+            collector,
+            "bannin-collector-dbgsym_",
+            &["usr/bin/bannin-collector", "usr/bin/bannin"][..],
+        ),
+    ] {
+        run(Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(deb)
+            .arg(unpacked.path()));
+        let dbgsym = named(&debs, dbgsym);
+        let debug_files: Vec<String> = contents(dbgsym).into_iter().map(|e| e.2).collect();
+        let fields = dpkg_deb(&["-f"], dbgsym);
+        for bin in bins {
+            let elf = unpacked.path().join(bin);
+            assert_stripped_with_debug_elsewhere(&elf, &debug_files);
+            assert!(fields.contains(&build_id(&elf)), "Build-Ids: {fields}");
+        }
+        assert!(fields.contains("Section: debug"), "{fields}");
     }
-    let built = Command::new("bash")
-        .arg(repo.join("deploy/debian/build.sh"))
-        .args(["--profile", "debug", "--no-build", "--fast", "--out"])
-        .arg(out.path())
-        .output()
-        .expect("build.sh");
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let debs: Vec<_> = String::from_utf8_lossy(&built.stdout)
-        .lines()
-        .map(std::path::PathBuf::from)
-        .collect();
-    assert_eq!(debs.len(), 2, "{debs:?}");
-    let agent = debs
-        .iter()
-        .find(|d| d.to_string_lossy().contains("bannin-agent_"))
-        .expect("agent deb");
-    let collector = debs
-        .iter()
-        .find(|d| d.to_string_lossy().contains("bannin-collector_"))
-        .expect("collector deb");
+    assert!(dpkg_deb(&["-f"], agent).contains("Installed-Size: "));
 
     let files = contents(agent);
     assert_eq!(entry(&files, "/usr/bin/bannin-agent").0, "-rwxr-xr-x");
@@ -187,4 +268,189 @@ fn debian_packages_carry_their_files_modes_units_and_conffiles() {
         unit.lines().any(|l| l == "CapabilityBoundingSet="),
         "the collector needs no capability"
     );
+}
+
+/// The rpm packages: metadata, file list, modes, configs and scriptlets read
+/// with `rpm -qp`, then installed into a `--root` directory (without their
+/// scriptlets, which would run as root on this machine) and the installed
+/// paths' modes and owners checked. Not tested here: a real RHEL-family host
+/// (systemd's handling of the scriptlets, SELinux labels).
+#[test]
+fn rpm_packages_carry_their_files_modes_units_and_configs() {
+    use std::os::unix::fs::MetadataExt;
+    if !bannin_tests::runnable(&[bannin_tests::Need::Program("rpmbuild", "rpm")]) {
+        return;
+    }
+    let out = tempfile::tempdir().expect("tempdir");
+    let rpms = build_packages("deploy/rpm/build.sh", out.path());
+    assert_eq!(rpms.len(), 4, "{rpms:?}");
+    let agent = named(&rpms, "bannin-agent-0");
+    let collector = named(&rpms, "bannin-collector-0");
+    let qp = |args: &[&str], rpm: &Path| run(Command::new("rpm").arg("-qp").args(args).arg(rpm));
+
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        qp(&["--qf", "%{NAME} %{VERSION} %{LICENSE}"], agent),
+        format!("bannin-agent {version} Apache-2.0")
+    );
+    let requires = qp(&["--requires"], agent);
+    assert!(requires.lines().any(|l| l == "nftables"), "{requires}");
+    assert!(qp(&["--recommends"], agent).lines().any(|l| l == "libpcap"));
+    // Modes and owners as packaged (rpm -qplv: mode, links, owner, group, size, date, path).
+    let listing = |rpm: &Path| -> Vec<(String, String, String, String)> {
+        qp(&["-lv"], rpm)
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                Some((
+                    f.first()?.to_string(),
+                    f.get(2)?.to_string(),
+                    f.get(3)?.to_string(),
+                    f.last()?.to_string(),
+                ))
+            })
+            .collect()
+    };
+    let expect = |list: &[(String, String, String, String)],
+                  path: &str,
+                  mode: &str,
+                  owner: &str,
+                  group: &str| {
+        let e = list
+            .iter()
+            .find(|e| e.3 == path)
+            .unwrap_or_else(|| panic!("{path} not in the package: {list:?}"));
+        assert_eq!(
+            (e.0.as_str(), e.1.as_str(), e.2.as_str()),
+            (mode, owner, group),
+            "{path}"
+        );
+    };
+    let files = listing(agent);
+    expect(
+        &files,
+        "/usr/bin/bannin-agent",
+        "-rwxr-xr-x",
+        "root",
+        "root",
+    );
+    expect(
+        &files,
+        "/etc/bannin/agent.toml",
+        "-rw-------",
+        "root",
+        "root",
+    );
+    expect(&files, "/etc/bannin/agent", "drwx------", "root", "root");
+    expect(
+        &files,
+        "/var/lib/bannin-agent",
+        "drwx------",
+        "root",
+        "root",
+    );
+    expect(
+        &files,
+        "/usr/lib/systemd/system/bannin-agent.service",
+        "-rw-r--r--",
+        "root",
+        "root",
+    );
+    let files = listing(collector);
+    expect(
+        &files,
+        "/etc/bannin/collector.toml",
+        "-rw-r-----",
+        "root",
+        "bannin",
+    );
+    expect(&files, "/etc/bannin/pki", "drwxr-x---", "root", "bannin");
+    expect(&files, "/var/lib/bannin", "drwx------", "bannin", "bannin");
+    expect(&files, "/usr/bin/bannin", "-rwxr-xr-x", "root", "root");
+    // Configs are kept across upgrades (%config(noreplace)).
+    assert_eq!(qp(&["-c"], agent).trim(), "/etc/bannin/agent.toml");
+    assert_eq!(qp(&["-c"], collector).trim(), "/etc/bannin/collector.toml");
+    let scripts = qp(&["--scripts"], collector);
+    assert!(
+        scripts.contains("useradd -r -g bannin") && scripts.contains("systemctl enable"),
+        "{scripts}"
+    );
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = tempfile::tempdir().expect("tempdir");
+    let r = root.path();
+    std::fs::create_dir_all(r.join("etc")).expect("etc");
+    // Owners are resolved from the root's own account files.
+    std::fs::write(
+        r.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nbannin:x:990:990::/var/lib/bannin:/sbin/nologin\n",
+    )
+    .expect("passwd");
+    std::fs::write(r.join("etc/group"), "root:x:0:\nbannin:x:990:\n").expect("group");
+    run(Command::new("rpm").arg("--root").arg(r).arg("--initdb"));
+    let debuginfo = [
+        named(&rpms, "bannin-agent-debuginfo"),
+        named(&rpms, "bannin-collector-debuginfo"),
+    ];
+    run(Command::new("rpm")
+        .arg("--root")
+        .arg(r)
+        .args(["-i", "--nodeps", "--noscripts"])
+        .arg(agent)
+        .arg(collector)
+        .args(debuginfo));
+    let installed =
+        run(Command::new("rpm")
+            .arg("--root")
+            .arg(r)
+            .args(["-qa", "--qf", "%{NAME}\n"]));
+    assert_eq!(installed.lines().count(), 4, "{installed}");
+    let stat = |p: &str| std::fs::metadata(r.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    for (path, mode, uid, gid) in [
+        ("usr/bin/bannin-agent", 0o755, 0, 0),
+        ("etc/bannin/agent.toml", 0o600, 0, 0),
+        ("etc/bannin/agent", 0o700, 0, 0),
+        ("var/lib/bannin-agent", 0o700, 0, 0),
+        ("etc/bannin/collector.toml", 0o640, 0, 990),
+        ("etc/bannin/pki", 0o750, 0, 990),
+        ("var/lib/bannin", 0o700, 990, 990),
+    ] {
+        let m = stat(path);
+        assert_eq!(
+            (m.mode() & 0o7777, m.uid(), m.gid()),
+            (mode, uid, gid),
+            "{path}: mode, uid, gid"
+        );
+    }
+    // The hardened units are the .deb's, byte for byte.
+    assert_eq!(
+        std::fs::read(r.join("usr/lib/systemd/system/bannin-agent.service")).expect("unit"),
+        std::fs::read(repo.join("deploy/systemd/bannin-agent.service")).expect("unit")
+    );
+    let debug_files: Vec<String> = debuginfo
+        .iter()
+        .flat_map(|p| {
+            qp(&["-l"], p)
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for bin in [
+        "usr/bin/bannin-agent",
+        "usr/bin/bannin-collector",
+        "usr/bin/bannin",
+    ] {
+        let elf = r.join(bin);
+        assert_stripped_with_debug_elsewhere(&elf, &debug_files);
+        let id = build_id(&elf);
+        assert!(
+            r.join(format!(
+                "usr/lib/debug/.build-id/{}/{}.debug",
+                &id[..2],
+                &id[2..]
+            ))
+            .is_file(),
+            "{bin}'s debug information is installed by its -debuginfo package"
+        );
+    }
 }
