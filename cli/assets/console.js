@@ -54,7 +54,9 @@ function followQueue(table) {
   source.addEventListener("finding", (message) => {
     const f = JSON.parse(message.data);
     if (body.querySelector('tr[data-finding="' + String(Number(f.id)) + '"]')) return;
-    body.insertBefore(findingRow(f), body.firstChild);
+    const row = findingRow(f);
+    body.insertBefore(row, body.firstChild);
+    formatTimes(row);
     const empty = document.getElementById("queue-empty");
     if (empty) empty.remove();
     while (body.rows.length > 500) body.deleteRow(body.rows.length - 1);
@@ -151,7 +153,54 @@ function filterRows(input) {
   });
 }
 
+// Times: the server writes them in UTC. The operator may show them in this
+// browser's time zone instead (kept in localStorage), and each says how long
+// ago it was (refreshed every 30 s); the UTC form stays on hover.
+const TZ_KEY = "bannin.tz";
+
+function ago(ms) {
+  const future = ms < 0;
+  const s = Math.abs(ms) / 1000;
+  let text;
+  if (s < 45) return "just now";
+  else if (s < 90 * 60) text = Math.round(s / 60) + " min";
+  else if (s < 36 * 3600) text = Math.round(s / 3600) + " h";
+  else text = Math.round(s / 86400) + " d";
+  return future ? "in " + text : text + " ago";
+}
+
+function formatTimes(root) {
+  const local = localStorage.getItem(TZ_KEY) === "local";
+  const now = Date.now();
+  (root || document).querySelectorAll("time[datetime]").forEach((t) => {
+    const d = new Date(t.dateTime);
+    if (isNaN(d.getTime())) return;
+    if (!t.dataset.utc) t.dataset.utc = t.textContent;
+    t.textContent = local
+      ? d.toLocaleString(undefined, {
+          year: "numeric", month: "2-digit", day: "2-digit",
+          hour: "2-digit", minute: "2-digit", second: "2-digit",
+          hour12: false, timeZoneName: "short",
+        })
+      : t.dataset.utc;
+    t.dataset.ago = ago(now - d.getTime());
+    t.title = t.dataset.utc + " · " + t.dataset.ago;
+  });
+}
+
+function timeZoneChoice(select) {
+  select.value = localStorage.getItem(TZ_KEY) === "local" ? "local" : "utc";
+  select.addEventListener("change", () => {
+    localStorage.setItem(TZ_KEY, select.value);
+    formatTimes();
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  const tz = document.getElementById("tz");
+  if (tz) timeZoneChoice(tz);
+  formatTimes();
+  setInterval(() => formatTimes(), 30000);
   const progress = document.getElementById("hunt-progress");
   if (progress && progress.dataset.running === "true") followHunt(progress);
   document.querySelectorAll("table.sortable").forEach(sortable);

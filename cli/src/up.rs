@@ -191,7 +191,12 @@ async fn follow_findings(
                         bannin_agent::sensors::Health::Degraded(why) => eprintln!("  sensor {name}: DEGRADED: {why}"),
                         bannin_agent::sensors::Health::Failed(why) => eprintln!("  sensor {name}: FAILED: {why}"),
                         bannin_agent::sensors::Health::Disabled => eprintln!("  sensor {name}: disabled"),
-                        bannin_agent::sensors::Health::Learning(until) => eprintln!("  baselines: learning quietly until {until} ([sensors] learn_secs)"),
+                        bannin_agent::sensors::Health::Learning(until) => {
+                            eprintln!("  baselines: learning quietly until {until} ([sensors] learn_secs)");
+                            eprintln!("    until then, what is only new to this host (listening ports, binaries not from a package, services, devices) is learned, not raised;");
+                            eprintln!("    hidden and odd file names, dropped executables, integrity changes, reverse shells and log indicators are raised at once.");
+                            eprintln!("    to see everything now: stop, then `bannin up --learn-secs 0 --data bannin-demo` (a fresh agent; the first run's choice sticks)");
+                        }
                     }
                 }
             }

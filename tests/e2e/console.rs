@@ -558,6 +558,15 @@ async fn responder_flow(site: &Site, client: &Client, url: &str, base: &str) {
         csv.starts_with("host_id,") && csv.contains("web-01") && csv.contains("root"),
         "{csv}"
     );
+    // The icon browsers ask for is served (before: a 404 in every session).
+    let icon = client
+        .execute_async(
+            "const [done] = arguments; fetch('/favicon.ico').then(r => r.status + ' ' + r.headers.get('content-type')).then(done)",
+            vec![],
+        )
+        .await
+        .expect("favicon");
+    assert_eq!(icon.as_str(), Some("200 image/svg+xml"));
     screenshot(client, "12-hunt").await;
 
     // Search: the hosts that sent a kind of event this host has sent.

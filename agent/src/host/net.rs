@@ -150,7 +150,7 @@ pub fn socket_owners(
                 let exe = std::fs::read_link(base.join("exe"))
                     .map(|p| p.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                found.insert(inode, (pid, comm, exe));
+                found.insert(inode, (pid, super::proc::full_name(&comm, &exe), exe));
             }
         }
         if found.len() == wanted.len() {

@@ -49,6 +49,24 @@ pub fn std_sockets(root: &HostRoot, pid: u32) -> [Option<u64>; 3] {
     [fd(0), fd(1), fd(2)]
 }
 
+/// A process's name as people know it. The kernel keeps only the first 15
+/// bytes of it (`comm`: `bannin-collecto`); when the name fills those and the
+/// executable's file name starts with it, the file name is the whole name.
+pub fn full_name(comm: &str, exe: &str) -> String {
+    const KEPT: usize = 15;
+    if comm.len() == KEPT {
+        let file = exe
+            .trim_end_matches(" (deleted)")
+            .rsplit('/')
+            .next()
+            .unwrap_or_default();
+        if file.len() > KEPT && file.starts_with(comm) {
+            return file.to_owned();
+        }
+    }
+    comm.to_owned()
+}
+
 /// Parses `/proc/PID/stat`: (comm, ppid, start time). The comm may hold spaces
 /// and parentheses, so fields are counted from the last `)`.
 pub fn parse_stat(text: &str) -> Option<(String, u32, u64)> {
@@ -214,6 +232,23 @@ pub fn package_manager_of(pid: u32) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_cut_by_the_kernel_are_made_whole_from_the_executable() {
+        let exe = "/usr/bin/bannin-collector";
+        assert_eq!(full_name("bannin-collecto", exe), "bannin-collector");
+        assert_eq!(
+            full_name("bannin-collecto", "/usr/bin/bannin-collector (deleted)"),
+            "bannin-collector"
+        );
+        // A name that is not cut, or an executable that is not its source, stays.
+        assert_eq!(full_name("sshd", "/usr/sbin/sshd"), "sshd");
+        assert_eq!(full_name("kworker/0:1-eve", ""), "kworker/0:1-eve");
+        assert_eq!(
+            full_name("python3-script0", "/usr/bin/python3.11"),
+            "python3-script0"
+        );
+    }
 
     #[test]
     fn a_process_under_a_package_manager_is_known_as_such() {

@@ -327,7 +327,7 @@ fn processes(root: &HostRoot) -> Vec<Value> {
             "uid": uid,
             "user": uid.map(|u| names.name(u)).unwrap_or_default(),
             "user_aliases": uid.map(|u| names.aliases(u)).unwrap_or_default(),
-            "comm": comm,
+            "comm": proc::full_name(&comm, &exe),
             "exe": exe,
             "deleted_exe": exe.ends_with(" (deleted)"),
             "cmdline": cmdline,

@@ -241,6 +241,8 @@ pub(crate) fn router(console: Shared) -> Router {
         .route("/logout", post(pages::logout))
         .route("/static/console.css", get(pages::css))
         .route("/static/console.js", get(pages::js))
+        .route("/static/favicon.svg", get(pages::favicon))
+        .route("/favicon.ico", get(pages::favicon))
         .route("/findings", get(pages::findings))
         .route("/findings/stream", get(pages::findings_stream))
         .route("/findings/bulk", post(pages::bulk_state))
@@ -326,7 +328,7 @@ async fn check(console: &Console, request: Request) -> Result<Request, Response>
     {
         return Err(refuse(StatusCode::MISDIRECTED_REQUEST, r));
     }
-    if path == "/login" || path.starts_with("/static/") {
+    if path == "/login" || path.starts_with("/static/") || path == "/favicon.ico" {
         return Ok(request);
     }
     let session = match console

@@ -45,6 +45,7 @@ pub(crate) fn page(operator: &Operator, csrf: &str, nav: Nav, title: &str, body:
                 meta name="csrf-token" content=(csrf);
                 title { (title) " · Bannin" }
                 link rel="stylesheet" href="/static/console.css";
+                link rel="icon" type="image/svg+xml" href="/static/favicon.svg";
                 script src="/static/console.js" defer {}
             }
             body {
@@ -61,6 +62,13 @@ pub(crate) fn page(operator: &Operator, csrf: &str, nav: Nav, title: &str, body:
                         }
                     }
                     span.who {
+                        label.tz {
+                            span.visually-hidden { "Times in " }
+                            select #tz title="Show times in UTC or in this browser's time zone" {
+                                option value="utc" { "UTC" }
+                                option value="local" { "Local time" }
+                            }
+                        }
                         span #operator { (operator.name) }
                         " · "
                         span #role { (operator.role.as_str()) }
@@ -98,6 +106,33 @@ pub(crate) fn time(ms: i64) -> Markup {
     html! { time datetime=(crate::output::rfc3339(ms)) { (short_time(ms)) } }
 }
 
+/// A size for people (`1.40 MiB`), the exact bytes on hover.
+pub(crate) fn size(bytes: u64) -> Markup {
+    html! { span.size title=(format!("{bytes} bytes")) { (human_size(bytes)) } }
+}
+
+/// `bytes` in binary units, three significant figures: `812 B`, `1.40 KiB`, `23.4 MiB`.
+pub(crate) fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let digits = if value >= 100.0 {
+        0
+    } else if value >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{value:.digits$} {}", UNITS[unit])
+}
+
 /// A key/value table.
 pub(crate) fn facts<'a>(rows: impl IntoIterator<Item = (&'a str, Markup)>) -> Markup {
     html! {
@@ -120,6 +155,7 @@ pub(crate) fn refusal_page(message: &str) -> Markup {
                 meta charset="utf-8";
                 title { "Refused · Bannin" }
                 link rel="stylesheet" href="/static/console.css";
+                link rel="icon" type="image/svg+xml" href="/static/favicon.svg";
             }
             body {
                 main #main {
@@ -181,6 +217,7 @@ impl IntoResponse for PageError {
                     meta charset="utf-8";
                     title { (title) " · Bannin" }
                     link rel="stylesheet" href="/static/console.css";
+                    link rel="icon" type="image/svg+xml" href="/static/favicon.svg";
                 }
                 body {
                     main #main {
@@ -236,5 +273,17 @@ mod tests {
         assert!(!out.contains("<b>eve") && !out.contains("<script>x") && !out.contains("<i>t"));
         assert!(out.contains("&lt;b&gt;eve&lt;/b&gt;"));
         assert!(out.contains("content=\"t&quot;ok\""), "{out}");
+    }
+
+    #[test]
+    fn sizes_read_in_binary_units() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1024), "1.00 KiB");
+        assert_eq!(human_size(1_468_006), "1.40 MiB");
+        assert_eq!(human_size(24_499_118), "23.4 MiB");
+        assert_eq!(human_size(300 * 1024 * 1024 * 1024), "300 GiB");
+        assert_eq!(human_size(u64::MAX), "16384 PiB");
+        assert!(size(2048).into_string().contains("title=\"2048 bytes\""));
     }
 }

@@ -21,7 +21,7 @@ pub(crate) async fn evidence(State(c): State<Shared>, Extension(s): Extension<Se
                         td { (t(&e.host_id)) }
                         td { (t(&e.operator)) }
                         td { (t(&e.reason)) }
-                        td.num { (e.size) }
+                        td.num { (view::size(e.size)) }
                         td.hash { (e.sha256) }
                         td { (e.state) }
                     }
@@ -50,7 +50,7 @@ fn evidence_body(
         }
         (facts([
             ("SHA-256", html! { span.hash { (r.sha256) } }),
-            ("Size", html! { (r.size) " bytes" }),
+            ("Size", view::size(r.size)),
             ("Host", html! { (t(&r.host_id)) }),
             ("Command", html! { a href=(format!("/commands/{}", r.command_id)) { (r.command_id) } }),
             ("Collected by", html! { (t(&r.operator)) }),

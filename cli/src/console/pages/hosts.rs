@@ -135,7 +135,7 @@ pub(crate) async fn host(
             ("First seen", time(h.first_seen_unix_ms)),
             ("Last seen", time(h.last_seen_unix_ms)),
             ("Labels", html! { (labels_text(&h.labels)) }),
-            ("Spool", html! { (h.spool_bytes) " bytes" }),
+            ("Spool", view::size(h.spool_bytes)),
         ]))
         @if can_act {
             h2 { "Response" }

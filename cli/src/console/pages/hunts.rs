@@ -281,7 +281,7 @@ pub(crate) async fn hunt(
                         td { @if x.online { "yes" } }
                         td { (time(x.answered_unix_ms)) }
                         td.num { (x.files) }
-                        td.num { (x.bytes) }
+                        td.num { (view::size(x.bytes)) }
                         td.num { (x.cpu_ms) }
                         td { (t(&x.detail)) }
                     }

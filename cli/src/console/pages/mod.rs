@@ -111,6 +111,20 @@ pub(crate) async fn js() -> Response {
         .into_response()
 }
 
+/// `GET /static/favicon.svg`, and `/favicon.ico` for browsers that ask for it
+/// whatever the page links (an SVG either way: every browser the console
+/// supports reads one).
+pub(crate) async fn favicon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "max-age=86400"),
+        ],
+        include_str!("../../../assets/favicon.svg"),
+    )
+        .into_response()
+}
+
 /// Anything else.
 pub(crate) async fn not_found() -> PageError {
     PageError {
