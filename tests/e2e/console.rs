@@ -457,6 +457,36 @@ async fn responder_flow(site: &Site, client: &Client, url: &str, base: &str) {
         log.contains("alice") && log.contains("console e2e: contain web-01"),
         "the isolation is in the log as alice's, with her reason"
     );
+    // Newest first, and targets are links to what they name.
+    let order = client
+        .execute(
+            "return [...document.querySelectorAll('table.actions tbody tr td:first-child')].map(td => Number(td.textContent))",
+            vec![],
+        )
+        .await
+        .expect("seqs");
+    let seqs: Vec<u64> = order
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(serde_json::Value::as_u64)
+        .collect();
+    assert!(
+        seqs.len() > 1 && seqs.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {seqs:?}"
+    );
+    let links = client
+        .execute(
+            "return [...document.querySelectorAll('table.actions a')].map(a => a.getAttribute('href'))",
+            vec![],
+        )
+        .await
+        .expect("links");
+    let links = links.to_string();
+    assert!(
+        links.contains("\"/hosts/web-01\"") && links.contains("/commands/c"),
+        "host and command targets are links: {links}"
+    );
     click(client, "#verify-actions").await;
     assert!(
         text(client, "#verify-result").await.contains("verifies"),

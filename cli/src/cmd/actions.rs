@@ -57,6 +57,7 @@ pub(crate) async fn list(
                 incident: incident.unwrap_or(0),
                 after_seq: after,
                 limit: u32::try_from(left.min(PAGE)).unwrap_or(1000),
+                ..Default::default()
             })
             .await
             .map_err(|s| anyhow::anyhow!("{}", s.message()))?

@@ -40,18 +40,29 @@ pub(super) async fn list_actions(
             )
         }
     };
-    let (page, next) = svc
-        .store
-        .actions_page(r.after_seq, super::page(r.limit), |a| {
-            (host.is_empty() || a.action.target == host || a.action.actor == actor)
-                && incident
-                    .as_ref()
-                    .is_none_or(|scope| scope.concerns(&a.action))
-        })
-        .map_err(|e| internal("reading the action log", &e))?;
+    let keep = |a: &crate::model::ChainedAction| {
+        (host.is_empty() || a.action.target == host || a.action.actor == actor)
+            && incident
+                .as_ref()
+                .is_none_or(|scope| scope.concerns(&a.action))
+    };
+    let (page, next_after, next_before) = if r.newest_first {
+        let (page, next) = svc
+            .store
+            .actions_page_newest(r.before_seq, super::page(r.limit), keep)
+            .map_err(|e| internal("reading the action log", &e))?;
+        (page, None, next)
+    } else {
+        let (page, next) = svc
+            .store
+            .actions_page(r.after_seq, super::page(r.limit), keep)
+            .map_err(|e| internal("reading the action log", &e))?;
+        (page, next, None)
+    };
     Ok(Response::new(v1::ListActionsResponse {
         actions: page.into_iter().map(action_to_wire).collect(),
-        next_after_seq: next.unwrap_or(0),
+        next_after_seq: next_after.unwrap_or(0),
+        next_before_seq: next_before.unwrap_or(0),
     }))
 }
 

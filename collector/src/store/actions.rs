@@ -134,6 +134,31 @@ impl Store {
         Ok((page, None))
     }
 
+    /// [`Store::actions_page`] newest first: up to `limit` entries before
+    /// position `before` (0: from the newest) that `keep` accepts, and where
+    /// the next, older page starts (its `before`; `None` at the oldest).
+    pub fn actions_page_newest(
+        &self,
+        before: u64,
+        limit: usize,
+        mut keep: impl FnMut(&ChainedAction) -> bool,
+    ) -> Result<(Vec<ChainedAction>, Option<u64>), StoreError> {
+        let mut page = Vec::new();
+        let end = if before == 0 { u64::MAX } else { before };
+        for item in self.actions.range(..end.to_be_bytes()).rev() {
+            let (_, v) = item?;
+            let entry: ChainedAction = decode(&v, "action")?;
+            if !keep(&entry) {
+                continue;
+            }
+            if page.len() == limit {
+                return Ok((page, Some(entry.seq + 1)));
+            }
+            page.push(entry);
+        }
+        Ok((page, None))
+    }
+
     /// Every entry `keep` accepts, oldest first, read one entry at a time:
     /// memory grows with what is kept, not with the log.
     pub fn actions_matching(
@@ -282,5 +307,27 @@ mod tests {
         assert_eq!((all.len(), next), (25, None));
         let (tail, _) = store.actions_page(23, 100, |_| true).expect("page");
         assert_eq!(tail.iter().map(|a| a.seq).collect::<Vec<_>>(), [24, 25]);
+
+        // Newest first: the same entries, in reverse, each once.
+        let mut seen = Vec::new();
+        let mut before = 0;
+        loop {
+            let (page, next) = store
+                .actions_page_newest(before, 5, |a| a.action.actor == "even")
+                .expect("page");
+            seen.extend(page.iter().map(|a| a.seq));
+            match next {
+                Some(n) => before = n,
+                None => break,
+            }
+        }
+        let mut newest: Vec<u64> = (1..=25).step_by(2).collect();
+        newest.reverse();
+        assert_eq!(seen, newest, "every kept entry once, newest first");
+        let (head, next) = store.actions_page_newest(0, 2, |_| true).expect("page");
+        assert_eq!(head.iter().map(|a| a.seq).collect::<Vec<_>>(), [25, 24]);
+        assert_eq!(next, Some(24));
+        let (older, _) = store.actions_page_newest(24, 2, |_| true).expect("page");
+        assert_eq!(older.iter().map(|a| a.seq).collect::<Vec<_>>(), [23, 22]);
     }
 }
