@@ -347,6 +347,7 @@ pub async fn serve(
         operator_changes,
         journal,
         search_index: config.event_index,
+        denials: denials.clone(),
     };
     drop(ingest);
     run(

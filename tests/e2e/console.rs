@@ -528,6 +528,23 @@ async fn responder_flow(site: &Site, client: &Client, url: &str, base: &str) {
             response.lines().next().unwrap_or_default()
         );
     }
+    // The console's own refusals are in the action log, as its operator's.
+    client
+        .goto(&format!("{base}/actions"))
+        .await
+        .expect("actions");
+    let log = text(client, "table.actions").await;
+    for needle in [
+        "denied.console",
+        "POST /actions/verify: the request did not carry this session's CSRF token",
+        "not logged in",
+        "rebind.example:80",
+    ] {
+        assert!(
+            log.contains(needle),
+            "{needle} not in the action log:\n{log}"
+        );
+    }
     // A hunt started in the browser: an account every host has; live progress,
     // the hit in a filterable table, a CSV download link.
     client.goto(&format!("{base}/hunts")).await.expect("hunts");

@@ -107,6 +107,27 @@ impl Console {
     pub(crate) fn client(&self) -> Client {
         self.client.clone()
     }
+
+    /// Writes a refusal the console made itself to the collector's action log
+    /// (as this console's operator; repeats are coalesced there). Best effort:
+    /// the refusal stands whether or not the collector answers within 2 s.
+    pub(crate) async fn record_refusal(&self, method: &str, path: &str, reason: &str) {
+        let mut client = self.client();
+        let call = client.record_console_refusal(bannin_proto::v1::ConsoleRefusal {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            reason: reason.to_owned(),
+        });
+        match tokio::time::timeout(std::time::Duration::from_secs(2), call).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(status)) => {
+                tracing::warn!(%path, error = %status.message(), "console refusal not written to the action log");
+            }
+            Err(_) => {
+                tracing::warn!(%path, "console refusal not written to the action log: no answer within 2 s");
+            }
+        }
+    }
 }
 
 /// The Content-Security-Policy on every response: scripts and styles only from
@@ -318,15 +339,23 @@ async fn check(console: &Console, request: Request) -> Result<Request, Response>
             .map(str::to_owned)
     };
     let path = request.uri().path().to_owned();
+    let method = request.method().as_str().to_owned();
+    // Every refusal is also the operator's entry in the collector's action log.
     let refuse = |status: StatusCode, refusal: auth::Refusal| {
-        tracing::warn!(path = %path, reason = %refusal, "console request refused");
-        (status, view::refusal_page(&refusal.to_string())).into_response()
+        let (path, method) = (path.clone(), method.clone());
+        async move {
+            tracing::warn!(path = %path, reason = %refusal, "console request refused");
+            console
+                .record_refusal(&method, &path, &refusal.to_string())
+                .await;
+            (status, view::refusal_page(&refusal.to_string())).into_response()
+        }
     };
     if let Err(r) = console
         .auth
         .check_host(header_str(&request, header::HOST).as_deref())
     {
-        return Err(refuse(StatusCode::MISDIRECTED_REQUEST, r));
+        return Err(refuse(StatusCode::MISDIRECTED_REQUEST, r).await);
     }
     if path == "/login" || path.starts_with("/static/") || path == "/favicon.ico" {
         return Ok(request);
@@ -336,7 +365,7 @@ async fn check(console: &Console, request: Request) -> Result<Request, Response>
         .session(header_str(&request, header::COOKIE).as_deref())
     {
         Ok(s) => s,
-        Err(r) => return Err(refuse(StatusCode::UNAUTHORIZED, r)),
+        Err(r) => return Err(refuse(StatusCode::UNAUTHORIZED, r).await),
     };
     if request.method() == Method::GET || request.method() == Method::HEAD {
         let mut request = request;
@@ -356,7 +385,7 @@ async fn check(console: &Console, request: Request) -> Result<Request, Response>
         .find(|(k, _)| k == "csrf")
         .map(|(_, v)| v.into_owned());
     if let Err(r) = auth::check_csrf(&session, sent.as_deref().or(from_form.as_deref())) {
-        return Err(refuse(StatusCode::FORBIDDEN, r));
+        return Err(refuse(StatusCode::FORBIDDEN, r).await);
     }
     let mut request = Request::from_parts(parts, Body::from(bytes));
     request.extensions_mut().insert(session);

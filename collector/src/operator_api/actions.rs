@@ -66,6 +66,38 @@ pub(super) async fn list_actions(
     }))
 }
 
+/// Text from a caller, cut to `max` bytes at a character boundary, control
+/// characters shown as `?`.
+fn bounded(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if out.len() + c.len_utf8() > max {
+            break;
+        }
+        out.push(if c.is_control() { '?' } else { c });
+    }
+    out
+}
+
+/// `RecordConsoleRefusal`: the console's own refusals in the action log, as
+/// the caller's (the certificate names who; the request only says what).
+pub(super) async fn record_console_refusal(
+    svc: &OperatorService,
+    request: Request<v1::ConsoleRefusal>,
+) -> Result<Response<v1::ConsoleRefusalRecorded>, Status> {
+    let name = caller(&request)?;
+    let r = request.into_inner();
+    let why = format!(
+        "{} {}: {}",
+        bounded(&r.method, 16),
+        bounded(&r.path, 512),
+        bounded(&r.reason, 500)
+    );
+    tracing::warn!(operator = %name, %why, "Console refused a request");
+    let written = svc.denials.refused(name.as_str(), "console", &why).await;
+    Ok(Response::new(v1::ConsoleRefusalRecorded { written }))
+}
+
 /// `VerifyActions`.
 pub(super) async fn verify_actions(
     svc: &OperatorService,
@@ -93,4 +125,17 @@ pub(super) async fn verify_actions(
         }
     };
     Ok(Response::new(response))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bounded;
+
+    #[test]
+    fn console_refusal_text_is_cut_and_cleaned() {
+        assert_eq!(bounded("GET", 16), "GET");
+        assert_eq!(bounded("a\u{1b}[2Jb\n", 16), "a?[2Jb?");
+        assert_eq!(bounded(&"é".repeat(10), 5), "éé");
+        assert_eq!(bounded(&"x".repeat(600), 500).len(), 500);
+    }
 }

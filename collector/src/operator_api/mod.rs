@@ -37,6 +37,8 @@ pub struct OperatorService {
     pub(crate) journal: crate::journal::Journal,
     /// Whether events are indexed (`[events] index`): `Search` answers.
     pub(crate) search_index: bool,
+    /// The refusal log (coalesced), shared with the authorization layer.
+    pub(crate) denials: Arc<crate::denials::Denials>,
 }
 
 /// The rules from the collector's configuration, for `bannin rules`.
@@ -192,6 +194,8 @@ pub(crate) enum Rpc {
     StopHunt,
     /// `Search`.
     Search,
+    /// `RecordConsoleRefusal`.
+    RecordConsoleRefusal,
 }
 
 impl Rpc {
@@ -238,6 +242,7 @@ impl Rpc {
             "ShowHunt" => Rpc::ShowHunt,
             "StopHunt" => Rpc::StopHunt,
             "Search" => Rpc::Search,
+            "RecordConsoleRefusal" => Rpc::RecordConsoleRefusal,
             _ => return None,
         })
     }
@@ -286,6 +291,7 @@ impl Rpc {
             Rpc::ShowHunt => (Viewer, "hunt.show"),
             Rpc::StopHunt => (Responder, "hunt.stop"),
             Rpc::Search => (Viewer, "search"),
+            Rpc::RecordConsoleRefusal => (Viewer, "console.refusal"),
         }
     }
 }
@@ -566,6 +572,13 @@ impl Operator for OperatorService {
         request: Request<v1::SearchRequest>,
     ) -> Result<Response<v1::SearchResponse>, Status> {
         hosts::search(self, request).await
+    }
+
+    async fn record_console_refusal(
+        &self,
+        request: Request<v1::ConsoleRefusal>,
+    ) -> Result<Response<v1::ConsoleRefusalRecorded>, Status> {
+        actions::record_console_refusal(self, request).await
     }
 
     async fn list_sinks(

@@ -403,7 +403,7 @@ pub(crate) async fn isolate(
     Path(id): Path<String>,
     Form(form): Form<CommandForm>,
 ) -> Result<Redirect, PageError> {
-    confirmed(&id, &form, "isolate")?;
+    confirmed(&c, &id, &form, "isolate").await?;
     queue(&c, id, v1::CommandBody::isolate(Vec::new(), false), &form).await
 }
 
@@ -413,7 +413,7 @@ pub(crate) async fn release(
     Path(id): Path<String>,
     Form(form): Form<CommandForm>,
 ) -> Result<Redirect, PageError> {
-    confirmed(&id, &form, "release")?;
+    confirmed(&c, &id, &form, "release").await?;
     queue(&c, id, v1::CommandBody::release(), &form).await
 }
 
@@ -433,14 +433,20 @@ pub(crate) async fn snapshot(
     queue(&c, id, v1::CommandBody::snapshot(files), &form).await
 }
 
-/// A response that changes the host's network needs its id typed again.
-fn confirmed(id: &str, form: &CommandForm, what: &str) -> Result<(), PageError> {
+/// A response that changes the host's network needs its id typed again; a
+/// wrong one is refused, and the refusal is in the action log.
+async fn confirmed(c: &Shared, id: &str, form: &CommandForm, what: &str) -> Result<(), PageError> {
     if form.confirm.trim() == id {
         return Ok(());
     }
-    Err(PageError::bad(format!(
-        "to {what} a host, type its id ({id}) in the confirmation box"
-    )))
+    let why = format!("to {what} a host, type its id ({id}) in the confirmation box");
+    c.record_refusal(
+        "POST",
+        &format!("/hosts/{id}/{what}"),
+        &format!("{why}; typed {:?}, reason {:?}", form.confirm, form.reason),
+    )
+    .await;
+    Err(PageError::bad(why))
 }
 
 /// Queues `command` for host `id` with the form's reason (required); then the
