@@ -260,6 +260,27 @@ async fn responder_flow(site: &Site, client: &Client, url: &str, base: &str) {
         listed, counted,
         "the medium card's count and its list ({link})"
     );
+    // The hosts table: each host's open count is the list it links to.
+    client.goto(&format!("{base}/")).await.expect("overview");
+    let row = client
+        .execute(
+            "const a = document.querySelector('#worst-hosts tbody tr td:nth-child(3) a'); return [a.textContent, a.getAttribute('href')]",
+            vec![],
+        )
+        .await
+        .expect("worst hosts");
+    let open: usize = row[0].as_str().and_then(|c| c.parse().ok()).expect("open");
+    let link = row[1].as_str().expect("href").to_owned();
+    client
+        .goto(&format!("{base}{link}"))
+        .await
+        .expect("host's open findings");
+    let listed = client
+        .find_all(Locator::Css("#queue tbody tr"))
+        .await
+        .expect("rows")
+        .len();
+    assert_eq!(listed, open, "the host's open count and its list ({link})");
     // Search (by the collector): the words of a path find its finding.
     for name in ["bulk-one", "bulk-two", "bulk-three"] {
         std::fs::write(site.watched.join(format!(" {name}")), b"x").expect("odd file");

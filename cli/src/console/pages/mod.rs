@@ -402,6 +402,38 @@ mod tests {
     }
 
     #[test]
+    fn hosts_are_ordered_by_their_worst_open_finding_then_by_how_many() {
+        let f = [
+            finding(1, "many-medium", "k", v1::Severity::Medium, 1),
+            finding(2, "many-medium", "k", v1::Severity::Medium, 1),
+            finding(3, "many-medium", "k", v1::Severity::Medium, 1),
+            finding(4, "one-critical", "k", v1::Severity::Critical, 1),
+            finding(5, "two-high", "k", v1::Severity::High, 1),
+            finding(6, "two-high", "k", v1::Severity::Low, 1),
+        ];
+        let refs: Vec<&v1::Finding> = f.iter().collect();
+        let hosts = [v1::Host {
+            host_id: "two-high".into(),
+            online: true,
+            isolation: "isolated".into(),
+            ..Default::default()
+        }];
+        let table = overview::worst_hosts(&refs, &hosts).into_string();
+        let at = |h: &str| {
+            table
+                .find(&format!("data-host=\"{h}\""))
+                .unwrap_or(usize::MAX)
+        };
+        assert!(at("one-critical") < at("two-high"), "{table}");
+        assert!(at("two-high") < at("many-medium"), "{table}");
+        assert!(
+            table.contains("href=\"/findings?host=many-medium&amp;state=open\">3<"),
+            "{table}"
+        );
+        assert!(table.contains("isolated"), "{table}");
+    }
+
+    #[test]
     fn the_page_filter_is_asked_of_the_collector_as_typed() {
         assert_eq!(
             Filter::default().wire().expect("empty"),

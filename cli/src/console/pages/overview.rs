@@ -57,12 +57,77 @@ pub(crate) async fn overview(State(c): State<Shared>, Extension(s): Extension<Se
                 tbody { (finding_rows(&urgent)) }
             }
         }
+        h2 { "Hosts with open findings, worst first" }
+        (worst_hosts(&open, &hosts))
         h2 { "Findings per hour, last 24 hours" }
         (hourly_chart(&findings, now_ms()))
         h2 { "Open findings per host" }
         (host_chart(&open))
     };
     Ok(page(&c.operator, &s.csrf, Nav::Overview, "Overview", body))
+}
+
+/// Hosts with open findings, ordered by their worst open severity, then by how
+/// many are open; each row links to exactly those findings.
+pub(super) fn worst_hosts(open: &[&v1::Finding], hosts: &[v1::Host]) -> Markup {
+    // Per host: open findings per severity (index into SEVERITIES, most severe first).
+    let mut per: BTreeMap<&str, [usize; 5]> = BTreeMap::new();
+    for f in open {
+        if let Some(k) = SEVERITIES
+            .iter()
+            .position(|s| *s == output::severity(f.severity))
+        {
+            per.entry(f.host_id.as_str()).or_default()[k] += 1;
+        }
+    }
+    let mut rows: Vec<(&str, [usize; 5], usize)> = per
+        .into_iter()
+        .map(|(h, counts)| {
+            let worst = counts.iter().position(|n| *n > 0).unwrap_or(4);
+            (h, counts, worst)
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        a.2.cmp(&b.2)
+            .then(b.1.iter().sum::<usize>().cmp(&a.1.iter().sum::<usize>()))
+            .then(a.0.cmp(b.0))
+    });
+    let shown = rows.len().min(20);
+    html! {
+        @if rows.is_empty() {
+            p.empty #worst-hosts-empty { "No open findings." }
+        } @else {
+            table.grid #worst-hosts {
+                thead { tr {
+                    th { "Host" } th { "Worst" } th.num { "Open" }
+                    @for sev in SEVERITIES { th.num { (sev) } }
+                    th { "Status" }
+                } }
+                tbody {
+                    @for (host, counts, worst) in rows.iter().take(shown) {
+                        @let status = hosts.iter().find(|h| h.host_id == *host);
+                        tr data-host=(host) {
+                            td { a href=(format!("/hosts/{host}")) { (host) } }
+                            td { (severity(SEVERITIES[*worst])) }
+                            td.num { a href=(format!("/findings?host={host}&state=open")) { (counts.iter().sum::<usize>()) } }
+                            @for n in counts { td.num { @if *n > 0 { (n) } } }
+                            td {
+                                @match status {
+                                    Some(h) if h.isolation == "isolated" => "isolated",
+                                    Some(h) if h.online => "online",
+                                    Some(_) => "offline",
+                                    None => "unknown",
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if rows.len() > shown {
+                p.note { (rows.len() - shown) " more hosts with open findings: " a href="/findings?state=open&group=host" { "grouped by host" } }
+            }
+        }
+    }
 }
 
 /// Stacked bars: findings observed per hour over the last 24 hours, by severity.
