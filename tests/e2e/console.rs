@@ -372,6 +372,61 @@ async fn responder_flow(site: &Site, client: &Client, url: &str, base: &str) {
         .await
         .expect("host page");
     assert_eq!(text(client, "#host-status").await, "online");
+    // Its findings come first, and every section is one click away.
+    let layout = client
+        .execute(
+            "return [document.querySelector('main h2').id, [...document.querySelectorAll('nav.sections a')].map(a => a.getAttribute('href')).join(' ')]",
+            vec![],
+        )
+        .await
+        .expect("layout");
+    assert_eq!(layout[0], "findings", "{layout}");
+    assert_eq!(
+        layout[1], "#findings #response #triage #commands #sensors #telemetry",
+        "{layout}"
+    );
+    // Telemetry filtered by kind: only that kind is listed.
+    let kinds_shown = || async {
+        let kinds = client
+            .execute(
+                "return [...document.querySelectorAll('#events td.kind')].map(td => td.textContent)",
+                vec![],
+            )
+            .await
+            .expect("kinds");
+        kinds
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter_map(|k| k.as_str().map(str::to_owned))
+            .collect::<Vec<String>>()
+    };
+    let all = kinds_shown().await;
+    let first = all.first().expect("the host has telemetry").clone();
+    let prefix = format!("{}.", first.split('.').next().unwrap_or_default());
+    client
+        .goto(&format!("{base}/hosts/web-01?kind={prefix}*&minutes=1440"))
+        .await
+        .expect("filtered host page");
+    let kinds = kinds_shown().await;
+    assert!(
+        !kinds.is_empty() && kinds.iter().all(|k| k.starts_with(&prefix)),
+        "{prefix}*: {kinds:?}"
+    );
+    client
+        .goto(&format!("{base}/hosts/web-01?kind=no.such_kind&minutes=5"))
+        .await
+        .expect("filtered host page");
+    assert!(kinds_shown().await.is_empty());
+    assert!(
+        text(client, "#telemetry-count")
+            .await
+            .starts_with("0 event")
+    );
+    client
+        .goto(&format!("{base}/hosts/web-01"))
+        .await
+        .expect("host page");
     screenshot(client, "05-host").await;
     wait_for(client, "#triage-question", 10)
         .await

@@ -69,11 +69,83 @@ const QUESTIONS: [(&str, &str); 9] = [
     ("ls", "Directory listing"),
 ];
 
-/// `GET /hosts/{id}`.
+/// The telemetry shown on a host's page: a kind (`net.flow`, or a prefix
+/// `net.*`) and a window.
+#[derive(Deserialize, Default)]
+pub(crate) struct TelemetryQuery {
+    #[serde(default)]
+    kind: String,
+    /// Minutes back from now (default 60).
+    #[serde(default)]
+    minutes: u32,
+}
+
+/// Windows offered for the host's telemetry, in minutes.
+const WINDOWS: [(u32, &str); 5] = [
+    (5, "5 minutes"),
+    (15, "15 minutes"),
+    (60, "hour"),
+    (360, "6 hours"),
+    (1440, "24 hours"),
+];
+/// Events shown on a host's page (the newest of the window).
+const EVENTS_SHOWN: usize = 200;
+/// Events read at most to find the newest of the window.
+const EVENTS_READ: usize = 20_000;
+
+/// The newest [`EVENTS_SHOWN`] events of `host` in the window, newest first,
+/// and whether the window held more than [`EVENTS_READ`] (then the newest
+/// read are shown, not the newest of all).
+async fn newest_events(
+    c: &Shared,
+    host: &str,
+    q: &TelemetryQuery,
+) -> Result<(Vec<v1::StoredEvent>, bool), PageError> {
+    let minutes = if q.minutes == 0 {
+        60
+    } else {
+        q.minutes.min(1440)
+    };
+    let mut kept = std::collections::VecDeque::with_capacity(EVENTS_SHOWN);
+    let mut after = 0;
+    let mut read = 0;
+    loop {
+        let page = c
+            .client()
+            .list_events(v1::ListEventsRequest {
+                host_id: host.to_owned(),
+                since_unix_ms: now_ms() - i64::from(minutes) * 60_000,
+                kind: q.kind.trim().to_owned(),
+                limit: 1000,
+                after_sequence: after,
+            })
+            .await?
+            .into_inner();
+        read += page.events.len();
+        if let Some(last) = page.events.last() {
+            after = last.sequence;
+        }
+        for e in page.events {
+            if kept.len() == EVENTS_SHOWN {
+                kept.pop_front();
+            }
+            kept.push_back(e);
+        }
+        if !page.truncated {
+            return Ok((kept.into_iter().rev().collect(), false));
+        }
+        if read >= EVENTS_READ {
+            return Ok((kept.into_iter().rev().collect(), true));
+        }
+    }
+}
+
+/// `GET /hosts/{id}[?kind=K&minutes=M]`.
 pub(crate) async fn host(
     State(c): State<Shared>,
     Extension(s): Extension<Session>,
     Path(id): Path<String>,
+    Query(tq): Query<TelemetryQuery>,
 ) -> Page {
     let hosts = hosts_list(&c).await?;
     let h = hosts
@@ -98,17 +170,12 @@ pub(crate) async fn host(
         .into_inner()
         .findings;
     let mine: Vec<&v1::Finding> = found.iter().collect();
-    let events = c
-        .client()
-        .list_events(v1::ListEventsRequest {
-            host_id: id.clone(),
-            since_unix_ms: now_ms() - 3_600_000,
-            limit: 1000,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .events;
+    let (events, cut) = newest_events(&c, &id, &tq).await?;
+    let minutes = if tq.minutes == 0 {
+        60
+    } else {
+        tq.minutes.min(1440)
+    };
     let commands = c
         .client()
         .list_commands(v1::ListCommandsRequest {
@@ -137,8 +204,17 @@ pub(crate) async fn host(
             ("Labels", html! { (labels_text(&h.labels)) }),
             ("Spool", view::size(h.spool_bytes)),
         ]))
+        nav.sections aria-label="Sections of this page" {
+            a href="#findings" { "Findings (" (mine.len()) ")" }
+            @if can_act { a href="#response" { "Response" } a href="#triage" { "Triage" } }
+            a href="#commands" { "Commands (" (commands.len()) ")" }
+            a href="#sensors" { "Sensors" }
+            a href="#telemetry" { "Telemetry" }
+        }
+        h2 #findings { "Findings" }
+        (findings_table(&mine, None))
         @if can_act {
-            h2 { "Response" }
+            h2 #response { "Response" }
             div.response {
                 @if h.isolation == "isolated" || h.isolation == "pending isolation" {
                     form #release-form.danger method="post" action=(format!("/hosts/{id}/release")) {
@@ -177,7 +253,7 @@ pub(crate) async fn host(
                     button type="submit" #capture-button { "Capture" }
                 }
             }
-            h2 { "Triage" }
+            h2 #triage { "Triage" }
             form #triage-form method="post" action=(format!("/hosts/{id}/triage")) {
                 (csrf_field(&s.csrf))
                 label { "Question "
@@ -191,22 +267,36 @@ pub(crate) async fn host(
         } @else {
             p.note #no-response { "Your role (" (c.operator.role.as_str()) ") can read this host; isolation, snapshots and triage need a responder." }
         }
-        h2 { "Findings" }
-        (findings_table(&mine, None))
-        h2 { "Commands" }
+        h2 #commands { "Commands" }
         (commands_table(&commands))
-        details.sensors open[sensors_bad] {
+        details.sensors #sensors open[sensors_bad] {
             summary { h2.inline { "Sensors: " (sensors_summary(&h)) } }
             table.grid {
                 thead { tr { th { "Sensor" } th { "State" } th { "Detail" } } }
                 tbody { @for x in &h.sensors { tr { td { (t(&x.name)) } td { span class=(if x.state == "ok" { "badge ok" } else if x.state == "disabled" { "badge" } else { "badge bad" }) { (t(&x.state)) } } td { (t(&x.detail)) } } } }
             }
         }
-        h2 { "Recent telemetry (last hour, newest first)" }
+        h2 #telemetry { "Telemetry, newest first" }
+        form.filters #telemetry-filter method="get" action=(format!("/hosts/{id}")) {
+            label { "Kind " input type="text" name="kind" value=(tq.kind) size="18" placeholder="net.flow or net.*"; }
+            label { "Last "
+                select name="minutes" {
+                    @for (m, label) in WINDOWS {
+                        option value=(m) selected[m == minutes] { (label) }
+                    }
+                }
+            }
+            button type="submit" { "Show" }
+        }
+        p.note #telemetry-count {
+            (events.len()) " event(s)"
+            @if events.len() == EVENTS_SHOWN { ", the newest " (EVENTS_SHOWN) }
+            @if cut { " (the window holds more than " (EVENTS_READ) ": narrow it, or use `bannin events`)" }
+        }
         table.grid #events {
             thead { tr { th { "Observed (UTC)" } th { "Kind" } th { "Attributes" } } }
             tbody {
-                @for e in events.iter().rev().take(50) {
+                @for e in &events {
                     @if let Some(ev) = &e.event {
                         tr {
                             td { (time(ev.observed_unix_ms)) }
