@@ -518,6 +518,39 @@ async fn responder_flow(site: &Site, client: &Client, url: &str, base: &str) {
         .await
         .expect("commands");
     assert!(text(client, "table.commands").await.contains("isolate"));
+    // The triage answer is a row count linking to its command's page, where it
+    // is the same table as on the host page (not raw JSON).
+    let answer = client
+        .execute(
+            "const a = document.querySelector('table.commands a.rows'); return a ? [a.textContent, a.getAttribute('href')] : null",
+            vec![],
+        )
+        .await
+        .expect("rows link");
+    let href = answer[1]
+        .as_str()
+        .expect("a triage answer in the queue")
+        .to_owned();
+    let count: usize = answer[0]
+        .as_str()
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("N rows");
+    assert!(!text(client, "table.commands").await.contains("\"rows\""));
+    client
+        .goto(&format!("{base}{href}"))
+        .await
+        .expect("command");
+    let rows = client
+        .find_all(Locator::Css("#triage-rows tbody tr"))
+        .await
+        .expect("rows")
+        .len();
+    assert_eq!(rows, count, "{href}: the answer as a table");
+    client
+        .goto(&format!("{base}/commands"))
+        .await
+        .expect("commands");
     screenshot(client, "09-commands").await;
     client
         .goto(&format!("{base}/evidence"))

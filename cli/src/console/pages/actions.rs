@@ -44,6 +44,19 @@ pub(super) fn action_link(verb: &str, target: &str) -> Option<String> {
     None
 }
 
+/// An entry's result: a triage answer (the log keeps its first 256
+/// characters) as a link to the command's page, where it is a table.
+fn action_result(a: &v1::ActionEntry) -> Markup {
+    if a.verb == "result.triage"
+        && let Some(answer) = a.result.strip_prefix("succeeded: {")
+        && answer.starts_with("\"")
+        && let Some(href) = action_link(&a.verb, &a.target)
+    {
+        return html! { "succeeded: " a.rows href=(href) { "the answer, as a table" } };
+    }
+    html! { (t(&a.result.chars().take(300).collect::<String>())) }
+}
+
 fn linked(verb: &str, text: &str) -> Markup {
     match action_link(verb, text) {
         Some(href) => html! { a href=(href) { (t(text)) } },
@@ -64,7 +77,7 @@ pub(super) fn actions_table(entries: &[v1::ActionEntry]) -> Markup {
                         td { (t(&a.verb)) }
                         td { (linked(&a.verb, &a.target)) }
                         td { (t(&a.reason)) }
-                        td.value { (t(&a.result.chars().take(300).collect::<String>())) }
+                        td.value { (action_result(a)) }
                     }
                 }
             }

@@ -403,6 +403,32 @@ pub(crate) async fn triage(
     Ok(page(&c.operator, &s.csrf, Nav::Hosts, &title, body))
 }
 
+/// A triage answer's rows, if `result` is one (`{"rows": [...], ...}`).
+pub(super) fn triage_rows(result: &str) -> Option<Value> {
+    if !result.trim_start().starts_with('{') {
+        return None;
+    }
+    let answer: Value = serde_json::from_str(result).ok()?;
+    answer.get("rows")?.is_array().then_some(answer)
+}
+
+/// A command's result in a table cell: a triage answer as its row count,
+/// linked to the command's page where it is a table; anything else as text,
+/// cut to `max` characters.
+pub(super) fn result_cell(result: &str, command: Option<&str>, max: usize) -> Markup {
+    match triage_rows(result) {
+        Some(answer) => {
+            let n = answer["rows"].as_array().map_or(0, Vec::len);
+            let what = format!("{n} row{}", if n == 1 { "" } else { "s" });
+            match command {
+                Some(id) => html! { a.rows href=(format!("/commands/{id}")) { (what) " (table)" } },
+                None => html! { (what) },
+            }
+        }
+        None => html! { (t(&result.chars().take(max).collect::<String>())) },
+    }
+}
+
 /// An array of JSON objects as a table, columns from every row.
 fn rows_table(rows: &Value) -> Markup {
     let rows = rows.as_array().map(Vec::as_slice).unwrap_or_default();
@@ -577,7 +603,7 @@ fn commands_table(commands: &[v1::CommandRecord]) -> Markup {
                         td { span class=(format!("badge st-{}", x.state)) { (x.state) } }
                         td { (t(&x.operator)) }
                         td { (t(&x.reason)) }
-                        td.value { (t(&x.result.chars().take(200).collect::<String>())) }
+                        td.value { (result_cell(&x.result, Some(&x.id), 200)) }
                     }
                 }
             }
@@ -656,7 +682,13 @@ pub(crate) async fn command_page(
         ]))
         @if !done { p.note #command-progress aria-live="polite" { "Waiting for " (t(&x.host_id)) "… this page follows the command until the host answers." } }
         h2 { "Result" }
-        pre #command-result { (lines(&x.result)) }
+        @match triage_rows(&x.result) {
+            Some(answer) => {
+                (rows_table(&answer["rows"]))
+                @if answer["truncated"] == true { p.note { "Truncated: " (answer["total"]) " rows in all." } }
+            }
+            None => pre #command-result { (lines(&x.result)) }
+        }
         @if is_evidence(&x) && x.state == "succeeded" { p { a href="/evidence" { "The " (x.verb) " is in Evidence" } } }
     };
     Ok(page(
