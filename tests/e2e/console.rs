@@ -510,6 +510,15 @@ async fn responder_flow(site: &Site, client: &Client, url: &str, base: &str) {
             .expect("count"),
         json!(0)
     );
+    // Its tables stay inside the report's box.
+    let overflow = client
+        .execute(
+            "const r = document.querySelector('#report').getBoundingClientRect(); return [...document.querySelectorAll('#report table')].filter(t => t.getBoundingClientRect().right > r.right + 1).length",
+            vec![],
+        )
+        .await
+        .expect("overflow");
+    assert_eq!(overflow, json!(0), "a brief table runs past its box");
     screenshot(client, "08-brief").await;
 
     // Commands, evidence, and the action log with its verification.
