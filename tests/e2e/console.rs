@@ -465,6 +465,15 @@ async fn responder_flow(site: &Site, client: &Client, url: &str, base: &str) {
             .contains("type its id (web-01)"),
         "a confirmation naming another host is refused"
     );
+    // On the host's page again, with its navigation and the reason as typed.
+    let kept = client
+        .execute(
+            "return [document.querySelector('#isolate-form input[name=reason]').value, document.querySelectorAll('header.top nav a, nav.sections a').length > 0]",
+            vec![],
+        )
+        .await
+        .expect("form");
+    assert_eq!(kept, json!(["console e2e: contain web-01", true]));
     assert_eq!(site.host_field("isolation"), Some("not isolated".into()));
     respond(
         client,

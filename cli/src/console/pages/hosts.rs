@@ -78,6 +78,12 @@ pub(crate) struct TelemetryQuery {
     /// Minutes back from now (default 60).
     #[serde(default)]
     minutes: u32,
+    /// A response refused by the console (`isolate`, `release`): shown above
+    /// its form, which keeps the `reason` the responder typed.
+    #[serde(default)]
+    refused: String,
+    #[serde(default)]
+    reason: String,
 }
 
 /// Windows offered for the host's telemetry, in minutes.
@@ -220,7 +226,8 @@ pub(crate) async fn host(
                     form #release-form.danger method="post" action=(format!("/hosts/{id}/release")) {
                         (csrf_field(&s.csrf))
                         h3 { "Release " (id) " from isolation" }
-                        label { "Reason (required) " input type="text" name="reason" required size="50"; }
+                        @if tq.refused == "release" { p.error #error role="alert" { "Not released: " (confirm_refusal(&id, "release")) "." } }
+                        label { "Reason (required) " input type="text" name="reason" required size="50" value=(if tq.refused == "release" { tq.reason.as_str() } else { "" }); }
                         label { "Type the host id " strong { (id) } " to confirm " input type="text" name="confirm" required autocomplete="off"; }
                         button type="submit" #release-button { "Release " (id) }
                     }
@@ -229,7 +236,8 @@ pub(crate) async fn host(
                         (csrf_field(&s.csrf))
                         h3 { "Isolate " (id) " from the network" }
                         p.note { "Only the collector stays reachable. The agent answers commands while isolated." }
-                        label { "Reason (required) " input type="text" name="reason" required size="50"; }
+                        @if tq.refused == "isolate" { p.error #error role="alert" { "Not isolated: " (confirm_refusal(&id, "isolate")) "." } }
+                        label { "Reason (required) " input type="text" name="reason" required size="50" value=(if tq.refused == "isolate" { tq.reason.as_str() } else { "" }); }
                         label { "Type the host id " strong { (id) } " to confirm " input type="text" name="confirm" required autocomplete="off"; }
                         button type="submit" #isolate-button { "Isolate " (id) }
                     }
@@ -519,7 +527,9 @@ pub(crate) async fn isolate(
     Path(id): Path<String>,
     Form(form): Form<CommandForm>,
 ) -> Result<Redirect, PageError> {
-    confirmed(&c, &id, &form, "isolate").await?;
+    if let Err(back) = confirmed(&c, &id, &form, "isolate").await {
+        return Ok(back);
+    }
     queue(&c, id, v1::CommandBody::isolate(Vec::new(), false), &form).await
 }
 
@@ -529,7 +539,9 @@ pub(crate) async fn release(
     Path(id): Path<String>,
     Form(form): Form<CommandForm>,
 ) -> Result<Redirect, PageError> {
-    confirmed(&c, &id, &form, "release").await?;
+    if let Err(back) = confirmed(&c, &id, &form, "release").await {
+        return Ok(back);
+    }
     queue(&c, id, v1::CommandBody::release(), &form).await
 }
 
@@ -549,20 +561,37 @@ pub(crate) async fn snapshot(
     queue(&c, id, v1::CommandBody::snapshot(files), &form).await
 }
 
+/// Why a response was refused for want of its host id typed to confirm it.
+fn confirm_refusal(id: &str, what: &str) -> String {
+    format!("to {what} a host, type its id ({id}) in the confirmation box")
+}
+
 /// A response that changes the host's network needs its id typed again; a
-/// wrong one is refused, and the refusal is in the action log.
-async fn confirmed(c: &Shared, id: &str, form: &CommandForm, what: &str) -> Result<(), PageError> {
+/// wrong one is refused — back to the host's page, where the form says why
+/// and keeps the reason typed — and the refusal is in the action log.
+async fn confirmed(c: &Shared, id: &str, form: &CommandForm, what: &str) -> Result<(), Redirect> {
     if form.confirm.trim() == id {
         return Ok(());
     }
-    let why = format!("to {what} a host, type its id ({id}) in the confirmation box");
     c.record_refusal(
         "POST",
         &format!("/hosts/{id}/{what}"),
-        &format!("{why}; typed {:?}, reason {:?}", form.confirm, form.reason),
+        &format!(
+            "{}; typed {:?}, reason {:?}",
+            confirm_refusal(id, what),
+            form.confirm,
+            form.reason
+        ),
     )
     .await;
-    Err(PageError::bad(why))
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("refused", what);
+    q.append_pair("reason", &form.reason);
+    let host: String = form_urlencoded::byte_serialize(id.as_bytes()).collect();
+    Err(Redirect::to(&format!(
+        "/hosts/{host}?{}#response",
+        q.finish()
+    )))
 }
 
 /// Queues `command` for host `id` with the form's reason (required); then the
