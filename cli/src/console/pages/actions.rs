@@ -34,10 +34,8 @@ pub(super) fn action_link(verb: &str, target: &str) -> Option<String> {
     if numbered(target, 'h') && verb.starts_with("hunt") {
         return Some(format!("/hunts/{target}"));
     }
-    let host_verb = verb.starts_with("command.")
-        || verb.starts_with("host.")
-        || verb == "isolation.reconcile"
-        || verb == "relearn";
+    let host_verb =
+        verb.starts_with("command.") || verb.starts_with("host.") || verb == "isolation.reconcile";
     if host_verb && bannin_proto::identity::HostId::new(target).is_ok() {
         return Some(format!("/hosts/{}", enc(target)));
     }

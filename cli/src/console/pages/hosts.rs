@@ -78,12 +78,31 @@ pub(crate) struct TelemetryQuery {
     /// Minutes back from now (default 60).
     #[serde(default)]
     minutes: u32,
-    /// A response refused by the console (`isolate`, `release`): shown above
-    /// its form, which keeps the `reason` the responder typed.
+    /// A response refused by the console: shown above its form, which keeps
+    /// the `reason` the responder typed.
     #[serde(default)]
-    refused: String,
+    refused: Option<Refused>,
     #[serde(default)]
     reason: String,
+}
+
+/// A network response the console refused for want of its confirmation.
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Refused {
+    /// Isolation.
+    Isolate,
+    /// Release.
+    Release,
+}
+
+impl Refused {
+    fn verb(self) -> &'static str {
+        match self {
+            Refused::Isolate => "isolate",
+            Refused::Release => "release",
+        }
+    }
 }
 
 /// Windows offered for the host's telemetry, in minutes.
@@ -226,8 +245,8 @@ pub(crate) async fn host(
                     form #release-form.danger method="post" action=(format!("/hosts/{id}/release")) {
                         (csrf_field(&s.csrf))
                         h3 { "Release " (id) " from isolation" }
-                        @if tq.refused == "release" { p.error #error role="alert" { "Not released: " (confirm_refusal(&id, "release")) "." } }
-                        label { "Reason (required) " input type="text" name="reason" required size="50" value=(if tq.refused == "release" { tq.reason.as_str() } else { "" }); }
+                        @if tq.refused == Some(Refused::Release) { p.error #error role="alert" { "Not released: " (confirm_refusal(&id, Refused::Release)) "." } }
+                        label { "Reason (required) " input type="text" name="reason" required size="50" value=(if tq.refused == Some(Refused::Release) { tq.reason.as_str() } else { "" }); }
                         label { "Type the host id " strong { (id) } " to confirm " input type="text" name="confirm" required autocomplete="off"; }
                         button type="submit" #release-button { "Release " (id) }
                     }
@@ -236,8 +255,8 @@ pub(crate) async fn host(
                         (csrf_field(&s.csrf))
                         h3 { "Isolate " (id) " from the network" }
                         p.note { "Only the collector stays reachable. The agent answers commands while isolated." }
-                        @if tq.refused == "isolate" { p.error #error role="alert" { "Not isolated: " (confirm_refusal(&id, "isolate")) "." } }
-                        label { "Reason (required) " input type="text" name="reason" required size="50" value=(if tq.refused == "isolate" { tq.reason.as_str() } else { "" }); }
+                        @if tq.refused == Some(Refused::Isolate) { p.error #error role="alert" { "Not isolated: " (confirm_refusal(&id, Refused::Isolate)) "." } }
+                        label { "Reason (required) " input type="text" name="reason" required size="50" value=(if tq.refused == Some(Refused::Isolate) { tq.reason.as_str() } else { "" }); }
                         label { "Type the host id " strong { (id) } " to confirm " input type="text" name="confirm" required autocomplete="off"; }
                         button type="submit" #isolate-button { "Isolate " (id) }
                     }
@@ -527,7 +546,7 @@ pub(crate) async fn isolate(
     Path(id): Path<String>,
     Form(form): Form<CommandForm>,
 ) -> Result<Redirect, PageError> {
-    if let Err(back) = confirmed(&c, &id, &form, "isolate").await {
+    if let Err(back) = confirmed(&c, &id, &form, Refused::Isolate).await {
         return Ok(back);
     }
     queue(&c, id, v1::CommandBody::isolate(Vec::new(), false), &form).await
@@ -539,7 +558,7 @@ pub(crate) async fn release(
     Path(id): Path<String>,
     Form(form): Form<CommandForm>,
 ) -> Result<Redirect, PageError> {
-    if let Err(back) = confirmed(&c, &id, &form, "release").await {
+    if let Err(back) = confirmed(&c, &id, &form, Refused::Release).await {
         return Ok(back);
     }
     queue(&c, id, v1::CommandBody::release(), &form).await
@@ -562,20 +581,28 @@ pub(crate) async fn snapshot(
 }
 
 /// Why a response was refused for want of its host id typed to confirm it.
-fn confirm_refusal(id: &str, what: &str) -> String {
-    format!("to {what} a host, type its id ({id}) in the confirmation box")
+fn confirm_refusal(id: &str, what: Refused) -> String {
+    format!(
+        "to {} a host, type its id ({id}) in the confirmation box",
+        what.verb()
+    )
 }
 
 /// A response that changes the host's network needs its id typed again; a
 /// wrong one is refused — back to the host's page, where the form says why
 /// and keeps the reason typed — and the refusal is in the action log.
-async fn confirmed(c: &Shared, id: &str, form: &CommandForm, what: &str) -> Result<(), Redirect> {
+async fn confirmed(
+    c: &Shared,
+    id: &str,
+    form: &CommandForm,
+    what: Refused,
+) -> Result<(), Redirect> {
     if form.confirm.trim() == id {
         return Ok(());
     }
     c.record_refusal(
         "POST",
-        &format!("/hosts/{id}/{what}"),
+        &format!("/hosts/{id}/{}", what.verb()),
         &format!(
             "{}; typed {:?}, reason {:?}",
             confirm_refusal(id, what),
@@ -585,7 +612,7 @@ async fn confirmed(c: &Shared, id: &str, form: &CommandForm, what: &str) -> Resu
     )
     .await;
     let mut q = form_urlencoded::Serializer::new(String::new());
-    q.append_pair("refused", what);
+    q.append_pair("refused", what.verb());
     q.append_pair("reason", &form.reason);
     let host: String = form_urlencoded::byte_serialize(id.as_bytes()).collect();
     Err(Redirect::to(&format!(
