@@ -7,7 +7,7 @@
 //! | a new finding | Detection Finding (2004) | Create (1) |
 //! | a finding acknowledged, resolved, marked false positive | Detection Finding (2004) | Update (2) |
 //! | `process.exec` | Process Activity (1007) | Launch (1) |
-//! | `file.*` changes | File System Activity (1001) | Create (1), Update (3), Delete (4), Set Attributes (8?) |
+//! | `file.*` changes | File System Activity (1001) | Create (1), Read (2, `file.access`), Update (3), Delete (4), Set Attributes (8) |
 //! | `net.flow`, `net.connection` | Network Activity (4001) | Close (2) / Fail (4), Open (1) |
 //! | `net.new_listener`, `net.listener` | Network Activity (4001) | Listen (7) |
 //! | `account.login`, `account.login_failed` | Authentication (3002) | Logon (1) |
@@ -20,7 +20,8 @@
 //! only: Bannin's attributes are text, and OCSF's `unmapped` is free-form.
 //!
 //! Checked against the published schema (the `ocsf-json-schema` package's
-//! export of OCSF 1.4.0, with `jsonschema`) by the e2e test `sinks_ocsf`.
+//! export of OCSF 1.4.0, with `jsonschema`) in the e2e test
+//! `sinks::ocsf_records_from_a_real_agent_validate_against_the_published_schema_needs_root`.
 
 use std::collections::BTreeMap;
 
