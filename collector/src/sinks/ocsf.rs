@@ -189,54 +189,81 @@ fn file(path: &str, a: &BTreeMap<String, String>, with_details: bool) -> Value {
     Value::Object(f)
 }
 
-/// The process an event names (`pid`, `exe`, `cmdline`, `comm`, user), and its
-/// parent (`ppid`, `parent_exe`, `parent_cmdline`, `parent_comm`).
-fn process(a: &BTreeMap<String, String>) -> Option<Value> {
+/// The attributes that name one process in an event.
+struct Names {
+    pid: &'static str,
+    exe: &'static str,
+    cmdline: &'static str,
+    comm: &'static str,
+    /// Whether the event's `sha256`, `size` and owner describe this
+    /// process's executable (only for the process the event is about).
+    its_file: bool,
+}
+
+/// The process the event is about.
+const ITSELF: Names = Names {
+    pid: "pid",
+    exe: "exe",
+    cmdline: "cmdline",
+    comm: "comm",
+    its_file: true,
+};
+/// Its parent, as captured at the exec.
+const PARENT: Names = Names {
+    pid: "ppid",
+    exe: "parent_exe",
+    cmdline: "parent_cmdline",
+    comm: "parent_comm",
+    its_file: false,
+};
+/// The writer of a file, as fanotify named it.
+const WRITER: Names = Names {
+    pid: "by_pid",
+    exe: "by_exe",
+    cmdline: "",
+    comm: "by_comm",
+    its_file: false,
+};
+/// The reader of a file (`file.access`).
+const READER: Names = Names {
+    its_file: false,
+    ..ITSELF
+};
+
+/// One process object from the attributes `names` picks, or `None` without
+/// its pid (OCSF's process needs a pid or a uid: an exe alone stays under
+/// `unmapped`).
+fn named_process(a: &BTreeMap<String, String>, names: &Names) -> Option<Map<String, Value>> {
     let mut p = Map::new();
-    if let Some(pid) = number(a, "pid") {
-        p.insert("pid".into(), json!(pid));
-    }
-    if let Some(exe) = text(a, "exe") {
-        p.insert("file".into(), file(exe, a, true));
+    p.insert("pid".into(), json!(number(a, names.pid)?));
+    let exe = text(a, names.exe);
+    if let Some(exe) = exe {
+        p.insert("file".into(), file(exe, a, names.its_file));
         p.insert("path".into(), json!(exe));
     }
-    if let Some(cmd) = text(a, "cmdline") {
+    if let Some(cmd) = text(a, names.cmdline) {
         p.insert("cmd_line".into(), json!(cmd));
     }
-    match (text(a, "comm"), text(a, "exe")) {
-        (Some(comm), _) => {
-            p.insert("name".into(), json!(comm));
-        }
-        (None, Some(exe)) => {
-            p.insert("name".into(), json!(base_name(exe)));
-        }
-        _ => {}
+    if let Some(name) = text(a, names.comm).or(exe.map(base_name)) {
+        p.insert("name".into(), json!(name));
     }
+    Some(p)
+}
+
+/// The process an event names (`pid`, `exe`, `cmdline`, `comm`, `cwd`, user),
+/// and its parent (`ppid`, `parent_exe`, `parent_cmdline`, `parent_comm`).
+fn process(a: &BTreeMap<String, String>) -> Option<Value> {
+    let mut p = named_process(a, &ITSELF)?;
     if let Some(cwd) = text(a, "cwd") {
         p.insert("working_directory".into(), json!(cwd));
     }
     if let Some(u) = user(a, "user", "uid") {
         p.insert("user".into(), u);
     }
-    let mut parent = Map::new();
-    if let Some(ppid) = number(a, "ppid") {
-        parent.insert("pid".into(), json!(ppid));
-    }
-    if let Some(exe) = text(a, "parent_exe") {
-        parent.insert("file".into(), file(exe, a, false));
-        parent.insert("path".into(), json!(exe));
-    }
-    if let Some(cmd) = text(a, "parent_cmdline") {
-        parent.insert("cmd_line".into(), json!(cmd));
-    }
-    if let Some(comm) = text(a, "parent_comm") {
-        parent.insert("name".into(), json!(comm));
-    }
-    // A process object needs a pid or a uid: an exe alone is kept under `unmapped`.
-    if parent.contains_key("pid") {
+    if let Some(parent) = named_process(a, &PARENT) {
         p.insert("parent_process".into(), Value::Object(parent));
     }
-    p.contains_key("pid").then_some(Value::Object(p))
+    Some(Value::Object(p))
 }
 
 /// An endpoint from an address and a port attribute.
@@ -504,20 +531,10 @@ pub fn event(
                 activity_name,
             )
             .write(&mut out, e.severity);
-            // The writer, when the kernel named it (fanotify); else the file's owner.
-            let mut writer = BTreeMap::new();
-            for (from, to) in [
-                ("by_pid", "pid"),
-                ("by_exe", "exe"),
-                ("by_comm", "comm"),
-                ("pid", "pid"),
-                ("exe", "exe"),
-            ] {
-                if let Some(v) = text(a, from) {
-                    writer.entry(to.to_owned()).or_insert_with(|| v.to_owned());
-                }
-            }
-            let actor = process(&writer)
+            // The writer, when the kernel named it (fanotify), or the reader
+            // (`file.access`); else the file's owner.
+            let actor = named_process(a, &WRITER)
+                .or_else(|| named_process(a, &READER))
                 .map(|p| json!({ "process": p }))
                 .or_else(|| user(a, "user", "uid").map(|u| json!({ "user": u })))
                 .unwrap_or_else(|| json!({ "app_name": "bannin-agent" }));
@@ -764,6 +781,26 @@ mod tests {
         assert_eq!(v["traffic"]["bytes_in"], 20);
         assert_eq!(v["connection_info"]["direction_id"], 1);
         assert_eq!(v["start_time"], -290);
+
+        let changed = Event {
+            kind: "file.modified".into(),
+            attributes: attrs(&[
+                ("path", "/etc/passwd"),
+                ("change", "modified"),
+                ("sha256", "cd"),
+                ("by_pid", "42"),
+                ("by_exe", "/usr/sbin/useradd"),
+            ]),
+            ..exec.clone()
+        };
+        let v = event("h", None, &changed, 3, 2).expect("mapped");
+        assert_eq!(v["class_uid"], 1001);
+        assert_eq!(v["activity_id"], 3);
+        assert_eq!(v["actor"]["process"]["pid"], 42);
+        assert_eq!(v["actor"]["process"]["name"], "useradd");
+        // The hash is the changed file's, not the writer's executable's.
+        assert_eq!(v["file"]["hashes"][0]["value"], "cd");
+        assert!(v["actor"]["process"]["file"].get("hashes").is_none(), "{v}");
 
         let other = Event {
             kind: "system.boot".into(),
