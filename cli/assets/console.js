@@ -18,25 +18,89 @@ function link(href, text) {
   return a;
 }
 
-function findingRow(f) {
-  const tr = document.createElement("tr");
-  tr.dataset.finding = String(f.id);
-  tr.className = "fresh";
-  cell(tr, link("/findings/" + encodeURIComponent(f.id), String(f.id)));
+function timeOf(rfc3339, text) {
   const t = document.createElement("time");
-  t.dateTime = f.observed_rfc3339;
-  t.textContent = f.observed;
-  cell(tr, t);
+  t.dateTime = rfc3339;
+  t.textContent = text;
+  return t;
+}
+
+// A finding's row, as the server writes it (finding_rows_with).
+function findingRow(f, pick) {
+  const tr = document.createElement("tr");
+  const id = String(Number(f.id));
+  tr.dataset.finding = id;
+  tr.className = "fresh";
+  if (pick) {
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.className = "pick";
+    box.value = id;
+    box.setAttribute("aria-label", "pick finding " + id);
+    cell(tr, box, "pick");
+  }
+  cell(tr, link("/findings/" + id, id));
+  cell(tr, timeOf(f.observed_rfc3339, f.observed));
   const sev = document.createElement("span");
   sev.className = "sev sev-" + String(f.severity).replace(/[^a-z]/g, "");
   sev.textContent = f.severity;
   cell(tr, sev);
   cell(tr, link("/hosts/" + encodeURIComponent(f.host_id), f.host_id));
   cell(tr, f.kind, "kind");
-  cell(tr, f.state);
-  cell(tr, String(f.count), "num");
+  const live = (td, part) => { td.id = "f" + id + "-" + part; td.dataset.live = ""; };
+  live(cell(tr, f.state), "state");
+  live(cell(tr, String(f.count), "num"), "count");
+  live(cell(tr, timeOf(f.last_rfc3339, f.last)), "last");
   cell(tr, f.summary, "summary");
   return tr;
+}
+
+// Elements with data-live and an id are read again every few seconds (the
+// same page, fetched in the background) and replaced by their new version:
+// finding states and counts, the overview's cards, the hosts' status.
+// Nothing is re-read while the tab is hidden.
+function liveParts(seconds) {
+  if (!document.querySelector("[data-live][id]")) return;
+  const refresh = async () => {
+    if (document.hidden) return;
+    try {
+      const response = await fetch(window.location.href, { credentials: "same-origin" });
+      if (!response.ok) return;
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+      document.querySelectorAll("[data-live][id]").forEach((old) => {
+        const next = fresh.getElementById(old.id);
+        if (next && next.innerHTML !== old.innerHTML) {
+          old.innerHTML = next.innerHTML;
+          old.classList.add("changed");
+          formatTimes(old);
+        }
+      });
+      document.body.dataset.liveRefreshed = String(Date.now());
+    } catch (e) {
+      // The console went away; try again at the next tick.
+    }
+  };
+  window.setInterval(refresh, seconds * 1000);
+}
+
+// Boxes in front of the queue's rows: the "picked" bulk form acts on the
+// checked ones (its ids are filled in when it is sent).
+function picking(table) {
+  const all = document.getElementById("pick-all");
+  const form = document.getElementById("bulk-picked");
+  const boxes = () => [...table.querySelectorAll("tbody input.pick")];
+  const count = () => {
+    const n = boxes().filter((b) => b.checked).length;
+    if (form) {
+      form.querySelector("input[name=ids]").value = boxes().filter((b) => b.checked).map((b) => b.value).join(",");
+      form.querySelectorAll("button").forEach((b) => { b.disabled = n === 0; });
+      const label = document.getElementById("picked-count");
+      if (label) label.textContent = String(n);
+    }
+  };
+  if (all) all.addEventListener("change", () => { boxes().forEach((b) => { b.checked = all.checked; }); count(); });
+  table.addEventListener("change", (e) => { if (e.target.classList.contains("pick")) count(); });
+  count();
 }
 
 function followQueue(table) {
@@ -54,7 +118,7 @@ function followQueue(table) {
   source.addEventListener("finding", (message) => {
     const f = JSON.parse(message.data);
     if (body.querySelector('tr[data-finding="' + String(Number(f.id)) + '"]')) return;
-    const row = findingRow(f);
+    const row = findingRow(f, table.dataset.pick === "true");
     body.insertBefore(row, body.firstChild);
     formatTimes(row);
     const empty = document.getElementById("queue-empty");
@@ -207,6 +271,8 @@ document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("input[data-filter]").forEach(filterRows);
   const queue = document.getElementById("queue");
   if (queue && queue.dataset.stream) followQueue(queue);
+  if (queue && queue.dataset.pick === "true") picking(queue);
+  liveParts(Number(document.body.dataset.liveSecs || "10"));
   const state = document.getElementById("command-state");
   if (state && state.dataset.finished === "false") followCommand(state);
 });

@@ -92,6 +92,16 @@ pub(crate) enum Command {
         /// Every finding after --since, read a page at a time (ignores --limit).
         #[arg(long, conflicts_with_all = ["follow", "limit"])]
         all: bool,
+        /// Sort on the collector, most urgent first: severity, last-seen,
+        /// count, host, kind or state (the newest 10,000 that pass; --limit
+        /// of them are printed).
+        #[arg(long, value_parser = ["severity", "last-seen", "count", "host", "kind", "state"], conflicts_with_all = ["follow", "all"])]
+        sort: Option<String>,
+        /// Count the findings that pass by kind, host or summary (same
+        /// summary: one event seen many times), worst first, with the option
+        /// that lists or changes each group (`bannin finding ack …`).
+        #[arg(long, value_parser = ["kind", "host", "summary"], conflicts_with_all = ["follow", "all", "sort"])]
+        group: Option<String>,
         #[command(flatten)]
         filter: FindingFilterArgs,
     },
@@ -810,6 +820,23 @@ pub(crate) struct FindingFilterArgs {
     /// Only findings observed within this long before now (30m, 24h, 7d).
     #[arg(long, value_name = "DURATION")]
     pub(crate) within: Option<String>,
+    /// Only findings with exactly this summary (what `--group summary` lists).
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) summary: Option<String>,
+}
+
+impl FindingFilterArgs {
+    /// Whether no filter option was given.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.severity.is_empty()
+            && self.state.is_empty()
+            && self.kind.is_empty()
+            && self.host.is_none()
+            && self.label.is_empty()
+            && self.search.is_none()
+            && self.within.is_none()
+            && self.summary.is_none()
+    }
 }
 
 #[derive(Subcommand)]
@@ -841,30 +868,29 @@ pub(crate) enum FindingAction {
         #[arg(long, default_value = "")]
         reporter: String,
     },
-    /// Acknowledge: you are on it.
-    Ack {
-        /// Finding id.
-        id: u64,
-        /// Why, for the record.
-        #[arg(long, default_value = "")]
-        note: String,
-    },
-    /// Resolve: dealt with.
-    Resolve {
-        /// Finding id.
-        id: u64,
-        /// Why, for the record.
-        #[arg(long, default_value = "")]
-        note: String,
-    },
-    /// Mark as a false positive.
-    FalsePositive {
-        /// Finding id.
-        id: u64,
-        /// Why, for the record.
-        #[arg(long, default_value = "")]
-        note: String,
-    },
+    /// Acknowledge: you are on it. One finding, several (`ack 12 13 14`), or
+    /// every finding a filter selects (`ack --kind file.* --search useradd`).
+    Ack(StateChange),
+    /// Resolve: dealt with (by id or by filter, as `ack`).
+    Resolve(StateChange),
+    /// Mark as a false positive (by id or by filter, as `ack`).
+    FalsePositive(StateChange),
+}
+
+/// Which findings a state change is for, and why.
+#[derive(clap::Args)]
+pub(crate) struct StateChange {
+    /// Finding ids. Without them, every finding the filter options select
+    /// (at least one is needed; at most 10,000 findings change at once).
+    pub(crate) ids: Vec<u64>,
+    /// Why, for the record (one note for all of them).
+    #[arg(long, default_value = "")]
+    pub(crate) note: String,
+    /// List the findings that would change, and change nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    #[command(flatten)]
+    pub(crate) filter: FindingFilterArgs,
 }
 
 /// RFC 3339, or an age such as 30s, 15m, 2h, 7d.

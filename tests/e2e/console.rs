@@ -354,6 +354,103 @@ async fn responder_flow(site: &Site, client: &Client, url: &str, base: &str) {
         })
         .unwrap_or(0);
     assert_eq!(acked, 3, "one action-log entry per finding: {actions}");
+
+    // Picked rows: one box checked, one action for it alone; the page says
+    // what changed.
+    client
+        .goto(&format!("{base}/findings?q=bulk-"))
+        .await
+        .expect("findings");
+    let one = bulk_ids[0];
+    click(client, &format!("#queue input.pick[value='{one}']")).await;
+    assert_eq!(text(client, "#picked-count").await, "1");
+    fill(client, "#bulk-picked input[name=note]", "picked one").await;
+    click(client, "#bulk-picked button[value=resolved]").await;
+    wait_for(client, "#bulk-done", 10).await;
+    assert!(
+        text(client, "#bulk-done")
+            .await
+            .contains("1 finding now resolved"),
+        "the page says what changed"
+    );
+    for id in &bulk_ids {
+        let (_, shown, _) = site.cli(&["finding", "show", &id.to_string()]);
+        let want = if *id == one {
+            "resolved"
+        } else {
+            "acknowledged"
+        };
+        assert_eq!(shown["state"], want, "{shown}");
+    }
+    // States stay live: a change made elsewhere shows without a reload.
+    client
+        .execute("window.__notReloaded = true; return true", vec![])
+        .await
+        .expect("marker");
+    let two = bulk_ids[1];
+    let (ok, _, err) = site.cli(&["finding", "false-positive", &two.to_string()]);
+    assert!(ok, "{err}");
+    wait_until_js(
+        client,
+        &format!("return document.getElementById('f{two}-state').textContent.trim() === 'false_positive' && window.__notReloaded === true"),
+        30,
+        "the state changed elsewhere, shown in place",
+    )
+    .await;
+    // Sorted on the collector by a column header: by state, new first.
+    click(client, "#queue th a[data-sort=state]").await;
+    wait_until_js(
+        client,
+        "return location.search.includes('sort=state') && document.querySelectorAll('#queue tbody tr').length === 3",
+        10,
+        "the queue sorted by state",
+    )
+    .await;
+    let states = client
+        .execute(
+            "return [...document.querySelectorAll('#queue tbody tr')].map(tr => tr.querySelector('[id$=-state]').textContent.trim())",
+            vec![],
+        )
+        .await
+        .expect("states");
+    assert_eq!(
+        states,
+        json!(["acknowledged", "resolved", "false_positive"])
+    );
+    // Search by pid: a listener started now is a finding naming its pid,
+    // found by `pid:N` (the field) and by the number alone.
+    let mut listener = site.lab.command(Host::Agent, Path::new("python3"));
+    listener.args(["-m", "http.server", "9107", "--bind", "127.0.0.1"]);
+    let _listener = Proc::spawn(listener, site.dir.path().join("listener-9107.log"));
+    let mut pid = String::new();
+    for _ in 0..150 {
+        let (_, found, _) =
+            site.cli(&["findings", "--kind", "net.new_listener", "--search", "9107"]);
+        if let Some(p) = found.as_array().and_then(|a| {
+            a.iter()
+                .find_map(|f| f["attributes"]["pid"].as_str().map(str::to_owned))
+        }) {
+            pid = p;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!pid.is_empty(), "the new listener's finding names its pid");
+    for q in [format!("pid:{pid}"), pid.clone()] {
+        client
+            .goto(&format!("{base}/findings"))
+            .await
+            .expect("findings");
+        fill(client, "#findings-filter input[name=q]", &q).await;
+        click(client, "#filter-button").await;
+        wait_until_js(
+            client,
+            "const rows = [...document.querySelectorAll('#queue tbody tr')]; return rows.length >= 1 && rows.some(tr => tr.textContent.includes('9107'))",
+            10,
+            &format!("the search by pid ({q})"),
+        )
+        .await;
+    }
     // The finding's page now links the incident that holds it.
     client
         .goto(&format!("{base}/findings/{finding}"))
@@ -835,7 +932,9 @@ fn console_in_a_real_browser_needs_root() {
     if !bannin_tests::runnable(&[bannin_tests::Need::Root, bannin_tests::Need::Browser]) {
         return;
     }
-    let site = Site::new();
+    // The listener sensor on: a listener started during the test is a finding
+    // that names its pid (the search by pid).
+    let site = Site::with(|o| o.net_listener = true);
     // A viewer, registered by the admin.
     let (ok, _, err) = site.cli(&["operator", "add", "victor", "--role", "viewer"]);
     assert!(ok, "{err}");

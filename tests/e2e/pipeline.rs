@@ -259,6 +259,183 @@ async fn host_silent_is_raised_when_an_agent_stops() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn findings_are_sorted_grouped_and_changed_in_bulk_on_the_collector() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let operator = operator_toml(dir.path(), &pki.operator("alice"), collector.addr);
+    // Twelve findings: four hosts, three kinds, severities spread.
+    let kinds = ["report.user", "report.threat", "report.external"];
+    let severities = ["low", "medium", "high", "critical"];
+    let hosts = ["web-01", "web-02", "web-03", "web-04"];
+    let mut agents = Vec::new();
+    for host in hosts {
+        agents.push(
+            SimAgent::connect(&pki, host, collector.addr, &[], &[])
+                .await
+                .expect("connect"),
+        );
+    }
+    for (h, host) in hosts.iter().enumerate() {
+        for (k, kind) in kinds.iter().enumerate() {
+            let text = format!("reported on {host}: /srv/{kind}/{h}");
+            let (ok, _, err) = bannin_json(
+                &operator,
+                &[
+                    "finding",
+                    "add",
+                    "--host",
+                    host,
+                    "--kind",
+                    kind,
+                    "--severity",
+                    severities[(h + k) % 4],
+                    "--text",
+                    &text,
+                ],
+            );
+            assert!(ok, "{err}");
+        }
+    }
+    let rank = |s: &str| severities.iter().position(|x| *x == s).expect("severity");
+    // Sorted on the collector, worst first.
+    let (ok, sorted, err) = bannin_json(&operator, &["findings", "--sort", "severity"]);
+    assert!(ok, "{err}");
+    let sorted: Vec<usize> = sorted
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|f| rank(f["severity"].as_str().expect("severity")))
+        .collect();
+    assert_eq!(sorted.len(), 12);
+    assert!(sorted.windows(2).all(|w| w[0] >= w[1]), "{sorted:?}");
+    // Grouped on the collector: three kinds of four, each with the options
+    // that select it.
+    let (ok, groups, err) = bannin_json(&operator, &["findings", "--group", "kind"]);
+    assert!(ok, "{err}");
+    let groups = groups.as_array().expect("array");
+    assert_eq!(groups.len(), 3, "{groups:?}");
+    for g in groups {
+        assert_eq!(g["count"], 4, "{g}");
+        assert_eq!(g["open"], 4, "{g}");
+        assert_eq!(
+            g["options"],
+            format!("--kind {}", g["key"].as_str().expect("key"))
+        );
+    }
+    let (ok, by_host, err) = bannin_json(
+        &operator,
+        &[
+            "findings",
+            "--group",
+            "host",
+            "--search",
+            "/srv/report.user/",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(by_host.as_array().map(Vec::len), Some(4), "{by_host}");
+    // A dry run lists what would change and changes nothing.
+    let out = std::process::Command::new(bannin_tests::bin("bannin"))
+        .args([
+            "finding",
+            "ack",
+            "--kind",
+            "report.user",
+            "--dry-run",
+            "--config",
+        ])
+        .arg(&operator)
+        .output()
+        .expect("bannin");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("4 of 4 findings would become acknowledged"),
+        "{err}"
+    );
+    let (_, open, _) = bannin_json(&operator, &["findings", "--state", "new"]);
+    assert_eq!(open.as_array().map(Vec::len), Some(12));
+    // One request, one note, every finding of a group: each its own entry.
+    let (ok, done, err) = bannin_json(
+        &operator,
+        &[
+            "finding",
+            "ack",
+            "--kind",
+            "report.user",
+            "--note",
+            "one campaign",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        (done["matched"].as_u64(), done["changed"].as_u64()),
+        (Some(4), Some(4)),
+        "{done}"
+    );
+    let (_, acked, _) = bannin_json(&operator, &["findings", "--state", "acknowledged"]);
+    let acked = acked.as_array().expect("array");
+    assert_eq!(acked.len(), 4);
+    assert!(acked.iter().all(|f| f["kind"] == "report.user"));
+    let (ok, log, err) = bannin_json(&operator, &["actions"]);
+    assert!(ok, "{err}");
+    let entries: Vec<&serde_json::Value> = log
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|a| a["verb"] == "finding.state" && a["reason"] == "one campaign")
+        .collect();
+    assert_eq!(entries.len(), 4, "{log}");
+    // Again: nothing changes, nothing is logged again.
+    let (ok, again, err) = bannin_json(
+        &operator,
+        &[
+            "finding",
+            "ack",
+            "--kind",
+            "report.user",
+            "--note",
+            "one campaign",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        (again["changed"].as_u64(), again["unchanged"].as_u64()),
+        (Some(0), Some(4))
+    );
+    // By ids.
+    let ids: Vec<String> = acked.iter().map(|f| f["id"].to_string()).collect();
+    let mut args = vec!["finding", "resolve"];
+    args.extend(ids.iter().map(String::as_str));
+    let (ok, resolved, err) = bannin_json(&operator, &args);
+    assert!(ok, "{err}");
+    assert_eq!(resolved["changed"].as_u64(), Some(4));
+    // Without ids or a filter, and with both, it is refused before anything is sent.
+    let (ok, _, err) = bannin_json(&operator, &["finding", "ack"]);
+    assert!(!ok && err.contains("name the findings"), "{err}");
+    let (ok, _, err) = bannin_json(&operator, &["finding", "ack", "1", "--kind", "report.user"]);
+    assert!(!ok && err.contains("not both"), "{err}");
+    // The collector refuses an empty filter too (it would change every finding).
+    let mut client = operator_client(&pki.operator("alice"), collector.addr).await;
+    let refused = client
+        .set_finding_states(v1::SetFindingStatesRequest {
+            state: v1::FindingState::Resolved as i32,
+            filter: Some(v1::FindingFilter::default()),
+            ..Default::default()
+        })
+        .await
+        .expect_err("an empty filter");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    let (_, open, _) = bannin_json(&operator, &["findings", "--state", "new"]);
+    assert_eq!(
+        open.as_array().map(Vec::len),
+        Some(8),
+        "nothing else changed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_collector_filters_findings_and_reads_one_by_id() {
     use tokio_stream::StreamExt;
     let dir = tempfile::tempdir().expect("tempdir");

@@ -114,6 +114,21 @@ async fn call(c: &mut Client, f: &mut Fixture, verb: &str) -> Result<(), tonic::
             })
             .await
             .err(),
+        "ack.bulk" => c
+            .set_finding_states(v1::SetFindingStatesRequest {
+                ids: vec![f.finding().await],
+                state: 2,
+                ..Default::default()
+            })
+            .await
+            .err(),
+        "findings.group" => c
+            .group_findings(v1::GroupFindingsRequest {
+                by: v1::FindingGroupBy::Kind as i32,
+                ..Default::default()
+            })
+            .await
+            .err(),
         "ping" | "isolate" | "release" | "snapshot" | "triage" | "relearn" => c
             .issue_command(v1::IssueCommandRequest {
                 host_id: f.host.clone(),
@@ -320,6 +335,7 @@ async fn fixture(
 const VIEWER_VERBS: &[&str] = &[
     "hosts",
     "findings",
+    "findings.group",
     "follow",
     "events",
     "commands",
@@ -336,6 +352,7 @@ const VIEWER_VERBS: &[&str] = &[
 ];
 const RESPONDER_VERBS: &[&str] = &[
     "ack",
+    "ack.bulk",
     "ping",
     "isolate",
     "release",

@@ -42,7 +42,183 @@ pub(crate) fn filter(args: &FindingFilterArgs) -> anyhow::Result<v1::FindingFilt
             None => 0,
         },
         until_unix_ms: 0,
+        summary: args.summary.clone().unwrap_or_default(),
     })
+}
+
+/// The CLI options that select what `filter` selects (a group's own filter,
+/// printed so it can be listed or changed).
+fn filter_options(filter: &v1::FindingFilter) -> String {
+    let quote = |s: &str| {
+        if !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-/:=*".contains(c))
+        {
+            s.to_owned()
+        } else {
+            format!("'{}'", s.replace('\'', r"'\''"))
+        }
+    };
+    let mut out = Vec::new();
+    for s in &filter.severities {
+        out.push(format!("--severity {}", output::severity(*s)));
+    }
+    for s in &filter.states {
+        out.push(format!("--state {}", output::state(*s)));
+    }
+    for k in &filter.kinds {
+        out.push(format!("--kind {}", quote(k)));
+    }
+    if !filter.host_id.is_empty() {
+        out.push(format!("--host {}", quote(&filter.host_id)));
+    }
+    for l in &filter.labels {
+        out.push(format!("--label {}", quote(l)));
+    }
+    if !filter.text.is_empty() {
+        out.push(format!("--search {}", quote(&filter.text)));
+    }
+    if !filter.summary.is_empty() {
+        out.push(format!("--summary {}", quote(&filter.summary)));
+    }
+    out.join(" ")
+}
+
+/// `bannin findings --sort ORDER`: sorted on the collector.
+pub(crate) async fn sorted(
+    client: &mut Client,
+    json: bool,
+    order: &str,
+    limit: Option<u32>,
+    filter: v1::FindingFilter,
+) -> anyhow::Result<ExitCode> {
+    let order = match order {
+        "severity" => v1::FindingOrder::Severity,
+        "last-seen" => v1::FindingOrder::LastObserved,
+        "count" => v1::FindingOrder::Count,
+        "host" => v1::FindingOrder::Host,
+        "kind" => v1::FindingOrder::Kind,
+        _ => v1::FindingOrder::State,
+    };
+    let page = client
+        .list_findings(v1::ListFindingsRequest {
+            newest_first: true,
+            order: order as i32,
+            limit: limit.unwrap_or(0),
+            filter: Some(filter),
+            ..Default::default()
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))
+        .context("listing findings")?
+        .into_inner();
+    if !page.ordered_all {
+        eprintln!(
+            "sorted the newest {} findings that pass; narrow the filter to sort them all",
+            page.ordered
+        );
+    } else if page.findings.len() < page.ordered as usize {
+        eprintln!(
+            "showing {} of {} findings; --limit shows more",
+            page.findings.len(),
+            page.ordered
+        );
+    }
+    if json {
+        print_json(&page.findings.iter().map(finding_json).collect::<Vec<_>>())?;
+    } else {
+        for f in &page.findings {
+            crate::say!("{}", finding_line(f));
+        }
+        if page.findings.is_empty() {
+            eprintln!("no findings");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bannin findings --group BY`: counted on the collector, worst first.
+pub(crate) async fn group(
+    client: &mut Client,
+    json: bool,
+    by: &str,
+    filter: v1::FindingFilter,
+) -> anyhow::Result<ExitCode> {
+    let by = match by {
+        "kind" => v1::FindingGroupBy::Kind,
+        "host" => v1::FindingGroupBy::Host,
+        _ => v1::FindingGroupBy::Summary,
+    };
+    let answer = client
+        .group_findings(v1::GroupFindingsRequest {
+            filter: Some(filter),
+            by: by as i32,
+            limit: 0,
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))
+        .context("grouping findings")?
+        .into_inner();
+    if !answer.complete {
+        eprintln!(
+            "grouped the newest {} findings that pass (the collector stopped reading at finding {}); narrow the filter to group them all",
+            answer.grouped, answer.scanned_to
+        );
+    }
+    if answer.total_groups > answer.groups.len() as u64 {
+        eprintln!(
+            "showing the worst {} of {} groups",
+            answer.groups.len(),
+            answer.total_groups
+        );
+    }
+    if json {
+        let groups: Vec<serde_json::Value> = answer
+            .groups
+            .iter()
+            .map(|g| {
+                serde_json::json!({
+                    "key": g.key,
+                    "count": g.count,
+                    "open": g.open,
+                    "worst": output::severity(g.worst),
+                    "last_observed": output::rfc3339(g.last_observed_unix_ms),
+                    "newest_id": g.newest_id,
+                    "options": g.filter.as_ref().map(filter_options).unwrap_or_default(),
+                })
+            })
+            .collect();
+        return print_json(&groups).map(|()| ExitCode::SUCCESS);
+    }
+    if answer.groups.is_empty() {
+        eprintln!("no findings");
+        return Ok(ExitCode::SUCCESS);
+    }
+    crate::say!(
+        "{:<8} {:>7} {:>7}  {:<19}  {}",
+        "WORST",
+        "COUNT",
+        "OPEN",
+        "LAST OBSERVED",
+        "GROUP (and the options that select it)"
+    );
+    for g in &answer.groups {
+        crate::say!(
+            "{:<8} {:>7} {:>7}  {}  {}",
+            output::severity(g.worst),
+            g.count,
+            g.open,
+            short_time(g.last_observed_unix_ms),
+            g.key
+        );
+        if let Some(f) = &g.filter {
+            crate::say!("{:<46}{}", "", filter_options(f));
+        }
+    }
+    eprintln!(
+        "list a group: bannin findings OPTIONS; change it: bannin finding ack|resolve|false-positive --note WHY OPTIONS"
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) async fn list(
@@ -148,7 +324,7 @@ pub(crate) async fn finding(
     json: bool,
     action: FindingAction,
 ) -> anyhow::Result<ExitCode> {
-    let (id, state, note) = match action {
+    let (change, state) = match action {
         FindingAction::Show { id } => {
             let found = client
                 .get_finding(v1::GetFindingRequest { id })
@@ -206,10 +382,14 @@ pub(crate) async fn finding(
             print_finding(&f, json)?;
             return Ok(ExitCode::SUCCESS);
         }
-        FindingAction::Ack { id, note } => (id, v1::FindingState::Acknowledged, note),
-        FindingAction::Resolve { id, note } => (id, v1::FindingState::Resolved, note),
-        FindingAction::FalsePositive { id, note } => (id, v1::FindingState::FalsePositive, note),
+        FindingAction::Ack(change) => (change, v1::FindingState::Acknowledged),
+        FindingAction::Resolve(change) => (change, v1::FindingState::Resolved),
+        FindingAction::FalsePositive(change) => (change, v1::FindingState::FalsePositive),
     };
+    if change.ids.len() != 1 || !change.filter.is_empty() || change.dry_run {
+        return set_states(client, json, change, state).await;
+    }
+    let (id, note) = (change.ids[0], change.note);
     let f = client
         .set_finding_state(v1::SetFindingStateRequest {
             id,
@@ -223,6 +403,97 @@ pub(crate) async fn finding(
     print_finding(&f, json)?;
 
     Ok(ExitCode::SUCCESS)
+}
+
+/// `bannin finding ack|resolve|false-positive` for several findings, or
+/// every finding a filter selects: one request, each change logged.
+async fn set_states(
+    client: &mut Client,
+    json: bool,
+    change: StateChange,
+    state: v1::FindingState,
+) -> anyhow::Result<ExitCode> {
+    let by_filter = change.ids.is_empty();
+    if by_filter && change.filter.is_empty() {
+        anyhow::bail!(
+            "name the findings: ids (`ack 12 13`), or filter options (`ack --kind file.* --search useradd`)"
+        );
+    }
+    if !by_filter && !change.filter.is_empty() {
+        anyhow::bail!("give finding ids or filter options, not both");
+    }
+    let filter = filter(&change.filter)?;
+    if change.dry_run {
+        let findings = if by_filter {
+            read_findings(client, 0, Some(10_001), &filter).await?.0
+        } else {
+            let mut out = Vec::new();
+            for &id in &change.ids {
+                let f = client
+                    .get_finding(v1::GetFindingRequest { id })
+                    .await
+                    .map_err(|s| anyhow::anyhow!("{}", s.message()))
+                    .with_context(|| format!("reading finding {id}"))?
+                    .into_inner();
+                out.push(f);
+            }
+            out
+        };
+        let would: Vec<&v1::Finding> = findings
+            .iter()
+            .filter(|f| f.state != state as i32)
+            .collect();
+        if json {
+            print_json(&would.iter().map(|f| finding_json(f)).collect::<Vec<_>>())?;
+        } else {
+            for f in &would {
+                crate::say!("{}", finding_line(f));
+            }
+        }
+        eprintln!(
+            "dry run: {} of {} findings would become {} (nothing changed)",
+            would.len(),
+            findings.len(),
+            output::state(state as i32)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let answer = client
+        .set_finding_states(v1::SetFindingStatesRequest {
+            ids: change.ids,
+            filter: by_filter.then_some(filter),
+            state: state as i32,
+            note: change.note,
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))
+        .context("changing findings")?
+        .into_inner();
+    if json {
+        print_json(&serde_json::json!({
+            "state": output::state(state as i32),
+            "matched": answer.matched,
+            "changed": answer.changed,
+            "unchanged": answer.unchanged,
+            "refused": answer.refused,
+        }))?;
+    } else {
+        crate::say!(
+            "{} finding(s) now {}; {} already were; {} refused",
+            answer.changed,
+            output::state(state as i32),
+            answer.unchanged,
+            answer.matched - answer.changed - answer.unchanged
+        );
+        for why in &answer.refused {
+            eprintln!("{}", output::inert(why));
+        }
+    }
+    Ok(if answer.changed + answer.unchanged == answer.matched {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Every host's labels (empty when the hosts cannot be listed).

@@ -46,10 +46,18 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             since,
             limit,
             all,
+            sort,
+            group,
             filter,
         } => {
             let limit = if all { None } else { Some(limit) };
             let filter = findings::filter(&filter)?;
+            if let Some(by) = group {
+                return findings::group(&mut client, json, &by, filter).await;
+            }
+            if let Some(order) = sort {
+                return findings::sorted(&mut client, json, &order, limit, filter).await;
+            }
             findings::list(&mut client, json, follow, since, limit, filter).await
         }
         Command::Finding { action } => findings::finding(&mut client, json, action).await,

@@ -34,6 +34,10 @@ const NAV: [(Nav, &str, &str); 9] = [
     (Nav::Actions, "/actions", "Actions"),
 ];
 
+/// How often a page's `data-live` parts are read again, in seconds
+/// (`liveParts` in console.js).
+pub(crate) const LIVE_SECS: u32 = 10;
+
 /// A whole page: head, navigation, who is logged in, and `body`.
 pub(crate) fn page(operator: &Operator, csrf: &str, nav: Nav, title: &str, body: Markup) -> Markup {
     html! {
@@ -48,7 +52,7 @@ pub(crate) fn page(operator: &Operator, csrf: &str, nav: Nav, title: &str, body:
                 link rel="icon" type="image/svg+xml" href="/static/favicon.svg";
                 script src="/static/console.js" defer {}
             }
-            body {
+            body data-live-secs=(LIVE_SECS) {
                 a.skip href="#main" { "Skip to content" }
                 header.top {
                     span.brand { "Bannin" }

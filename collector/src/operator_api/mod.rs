@@ -126,6 +126,10 @@ pub(crate) enum Rpc {
     FollowFindings,
     /// `SetFindingState`.
     SetFindingState,
+    /// `GroupFindings`.
+    GroupFindings,
+    /// `SetFindingStates`.
+    SetFindingStates,
     /// `ListEvents`.
     ListEvents,
     /// `IssueCommand`.
@@ -208,6 +212,8 @@ impl Rpc {
             "GetFinding" => Rpc::GetFinding,
             "FollowFindings" => Rpc::FollowFindings,
             "SetFindingState" => Rpc::SetFindingState,
+            "GroupFindings" => Rpc::GroupFindings,
+            "SetFindingStates" => Rpc::SetFindingStates,
             "ListEvents" => Rpc::ListEvents,
             "IssueCommand" => Rpc::IssueCommand,
             "ListCommands" => Rpc::ListCommands,
@@ -257,6 +263,8 @@ impl Rpc {
             Rpc::GetFinding => (Viewer, "findings.get"),
             Rpc::FollowFindings => (Viewer, "findings.follow"),
             Rpc::SetFindingState => (Responder, "finding.state"),
+            Rpc::GroupFindings => (Viewer, "findings.group"),
+            Rpc::SetFindingStates => (Responder, "finding.states"),
             Rpc::ListEvents => (Viewer, "events.list"),
             Rpc::IssueCommand => (Responder, "command"),
             Rpc::ListCommands => (Viewer, "commands.list"),
@@ -360,6 +368,20 @@ impl Operator for OperatorService {
         request: Request<v1::SetFindingStateRequest>,
     ) -> Result<Response<v1::Finding>, Status> {
         findings::set_finding_state(self, request).await
+    }
+
+    async fn group_findings(
+        &self,
+        request: Request<v1::GroupFindingsRequest>,
+    ) -> Result<Response<v1::GroupFindingsResponse>, Status> {
+        findings::group_findings(self, request).await
+    }
+
+    async fn set_finding_states(
+        &self,
+        request: Request<v1::SetFindingStatesRequest>,
+    ) -> Result<Response<v1::SetFindingStatesResponse>, Status> {
+        findings::set_finding_states(self, request).await
     }
 
     async fn list_events(

@@ -1,5 +1,6 @@
 //! Findings: the durable, ordered queue responders work from.
 
+use super::finding_index::{FindingNeeds, ids_of};
 use super::{PREFIX_FINDING, Store, StoreError, WriteSet, decode, encode};
 use crate::model::Finding;
 
@@ -8,6 +9,10 @@ fn decode_finding(item: sled::Result<(sled::IVec, sled::IVec)>) -> Result<Findin
     let (k, v) = item?;
     decode(&v, &format!("finding {}", String::from_utf8_lossy(&k)))
 }
+
+/// Most index summaries one filtered page reads (a million findings are
+/// 3,907 of them).
+pub const MAX_BLOCKS: usize = 16_384;
 
 fn key(id: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
@@ -29,15 +34,53 @@ impl Store {
     /// upper bound) that `keep` keeps, oldest first or `newest_first`,
     /// reading at most `budget` findings; with the id of the last one read
     /// (0: none), where the next page starts when `keep` passed few.
+    ///
+    /// Where `needs` narrows the search, only the blocks the index says may
+    /// hold an answer are read ([`super::finding_index`]), at most
+    /// [`MAX_BLOCKS`] summaries a page; `keep` still decides.
     pub fn findings_matching(
         &self,
         range: (u64, u64),
         newest_first: bool,
         limit: usize,
         budget: usize,
+        needs: &FindingNeeds,
         mut keep: impl FnMut(&Finding) -> Result<bool, StoreError>,
     ) -> Result<(Vec<Finding>, u64), StoreError> {
         let (since, before) = range;
+        if needs.narrows() {
+            let (mut found, mut read, mut stopped) = (Vec::new(), 0usize, None);
+            let edge = self.candidate_blocks(range, newest_first, needs, MAX_BLOCKS, |block| {
+                let (lo, hi) = ids_of(block, since, before);
+                let records = self.records.range(&key(lo)[..]..&key(hi)[..]);
+                let records: Box<dyn Iterator<Item = _>> = if newest_first {
+                    Box::new(records.rev())
+                } else {
+                    Box::new(records)
+                };
+                for item in records {
+                    let finding = decode_finding(item)?;
+                    read += 1;
+                    let id = finding.id;
+                    if keep(&finding)? {
+                        found.push(finding);
+                    }
+                    if found.len() >= limit || read >= budget {
+                        stopped = Some(id);
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            })?;
+            let scanned_to = match stopped {
+                Some(id) => id,
+                // Ascending, the last block may reach past the newest finding:
+                // the next page must not start beyond it.
+                None if !newest_first => edge.min(self.last_finding_id()?),
+                None => edge,
+            };
+            return Ok((found, scanned_to));
+        }
         let start = key(since.saturating_add(1));
         let end = match before {
             0 => vec![PREFIX_FINDING + 1],
@@ -143,6 +186,7 @@ impl WriteSet {
     pub fn put_finding(&mut self, finding: &Finding) -> Result<(), StoreError> {
         let bytes = encode(finding, &format!("finding {}", finding.id))?;
         self.batch.insert(&key(finding.id), bytes);
+        self.findings.insert(finding.id, finding.clone());
         self.writes += 1;
         Ok(())
     }

@@ -16,6 +16,8 @@
 //! | `E` host-id `\0` sequence(u64 BE) chunk(u16 BE) | received time (i64 BE), then some of the batch's [`crate::model::Event`]s (postcard); see [`events`] |
 //! | `F` id(u64 BE) | [`crate::model::Finding`] (postcard) |
 //! | `M` name | counters (u64 BE) |
+//! | `X` block(u64 BE) | what the block's findings may hold; see [`finding_index`] |
+//! | `I` day … | the event search index; see [`search`] |
 //!
 //! Tree `hosts` holds [`crate::model::HostRecord`]s by host id; it is inventory,
 //! rewritten on every hello, and need not be atomic with ingest; tree `labels`
@@ -35,6 +37,7 @@ mod actions;
 mod commands;
 mod events;
 mod evidence;
+mod finding_index;
 mod findings;
 mod hosts;
 mod hunts;
@@ -48,6 +51,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 pub use events::{EventQuery, encode_event_chunks, encode_events};
+pub use finding_index::FindingNeeds;
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +87,7 @@ const PREFIX_EVENT: u8 = b'E';
 const PREFIX_FINDING: u8 = b'F';
 const PREFIX_META: u8 = b'M';
 const PREFIX_INDEX: u8 = b'I';
+const PREFIX_FINDING_INDEX: u8 = b'X';
 
 /// The collector's store. Cheap to clone; all clones share one database.
 #[derive(Clone)]
@@ -117,6 +122,8 @@ pub struct Store {
     outbox: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<tokio::sync::Notify>>>,
     /// Serialises appends to the action log (its hash chain).
     action_lock: std::sync::Arc<std::sync::Mutex<()>>,
+    /// Serialises writes of findings (the index's counts move with them).
+    finding_lock: std::sync::Arc<std::sync::Mutex<()>>,
     data_file: std::sync::Arc<(PathBuf, File)>,
 }
 
@@ -182,10 +189,12 @@ impl Store {
             hunt_answers,
             outbox: std::sync::Arc::new(std::sync::OnceLock::new()),
             action_lock: std::sync::Arc::new(std::sync::Mutex::new(())),
+            finding_lock: std::sync::Arc::new(std::sync::Mutex::new(())),
             data_file: std::sync::Arc::new((data_path, data_file)),
         };
         store.type_commands()?;
         store.index_open_commands()?;
+        store.index_findings()?;
         Ok(store)
     }
 
@@ -209,7 +218,18 @@ impl Store {
 
     /// Applies a write set atomically. Not durable until [`Store::make_durable`].
     pub fn apply(&self, set: WriteSet) -> Result<(), StoreError> {
-        self.records.apply_batch(set.batch)?;
+        let WriteSet {
+            mut batch,
+            findings,
+            ..
+        } = set;
+        if findings.is_empty() {
+            self.records.apply_batch(batch)?;
+            return Ok(());
+        }
+        let _writing = bannin_proto::lock(&self.finding_lock);
+        self.index_changed(&findings, &mut batch)?;
+        self.records.apply_batch(batch)?;
         Ok(())
     }
 
@@ -266,6 +286,8 @@ impl Store {
 pub struct WriteSet {
     batch: sled::Batch,
     writes: usize,
+    /// The findings written, by id: [`Store::apply`] indexes them.
+    findings: std::collections::BTreeMap<u64, crate::model::Finding>,
 }
 
 impl WriteSet {

@@ -2,7 +2,8 @@
 
 use super::*;
 
-/// `GET /findings`: the queue, filtered, newest first, live.
+/// `GET /findings`: the queue, filtered, newest first and live, or sorted
+/// on the collector; with a box per row for bulk actions.
 pub(crate) async fn findings(
     State(c): State<Shared>,
     Extension(s): Extension<Session>,
@@ -12,51 +13,70 @@ pub(crate) async fn findings(
     if !filter.group.is_empty() {
         return grouped(c, s, filter, hosts).await;
     }
-    // The collector filters; the newest that pass.
+    let order = filter.order()?;
+    // The collector filters (and sorts); the page shows what it answers.
     let found = c
         .client()
         .list_findings(v1::ListFindingsRequest {
-            newest_first: true,
+            newest_first: filter.dir != "asc",
             limit: SHOWN as u32,
             filter: Some(filter.wire()?),
+            order: order as i32,
             ..Default::default()
         })
         .await?
         .into_inner();
-    // The live stream starts after the newest finding of all, passing or not.
-    let last = c
-        .client()
-        .list_findings(v1::ListFindingsRequest {
-            newest_first: true,
-            limit: 1,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .findings
-        .first()
-        .map_or(0, |f| f.id);
+    let sorted = order != v1::FindingOrder::Id;
+    // The live stream starts after the newest finding of all, passing or not;
+    // a sorted view has no place to put new rows, so it has none.
+    let stream = if sorted {
+        None
+    } else {
+        let last = c
+            .client()
+            .list_findings(v1::ListFindingsRequest {
+                newest_first: true,
+                limit: 1,
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .findings
+            .first()
+            .map_or(0, |f| f.id);
+        let mut stream = filter.query();
+        if !stream.is_empty() {
+            stream.push('&');
+        }
+        Some(format!("/findings/stream?{stream}since={last}"))
+    };
     let shown: Vec<&v1::Finding> = found.findings.iter().collect();
-    let mut stream = filter.query();
-    if !stream.is_empty() {
-        stream.push('&');
-    }
-    stream = format!("/findings/stream?{stream}since={last}");
+    let can_act = c.operator.role >= Role::Responder;
     let ids: Vec<String> = shown.iter().map(|f| f.id.to_string()).collect();
     let body = html! {
         (filter_form(&filter, &hosts))
-        p.live #live-status aria-live="polite" { "Live: new findings appear at the top." }
-        (findings_table(&shown, Some(stream)))
-        @if shown.len() == SHOWN { p.note { "Showing the newest " (SHOWN) "; narrow the filter to see older ones." } }
-        @if c.operator.role >= Role::Responder && !shown.is_empty() {
-            (bulk_form(&s, &ids, &filter, &format!("all {} shown", shown.len()), "bulk-all"))
+        @if !filter.done.is_empty() { p.notice #bulk-done role="status" { (t(&filter.done)) } }
+        @if sorted {
+            p.live #live-status {
+                "Sorted by " (filter.sort) " on the collector"
+                @if found.ordered_all { " (all " (found.ordered) " that pass)" } @else { " (the newest " (found.ordered) " that pass)" }
+                ". New findings are not added while sorted; states and counts stay live. "
+                a href=(format!("/findings?{}", Filter { sort: String::new(), dir: String::new(), ..filter.clone() }.query())) { "Newest first, live" }
+            }
+        } @else {
+            p.live #live-status aria-live="polite" { "Live: new findings appear at the top." }
+        }
+        @if can_act && !shown.is_empty() {
+            (bulk_form(&s, BulkTarget::Picked, &filter, "picked", "bulk-picked"))
+        }
+        (findings_table(&shown, stream, Some(&filter), can_act))
+        @if shown.len() == SHOWN { p.note { "Showing the first " (SHOWN) "; narrow the filter to see the others." } }
+        @if can_act && !shown.is_empty() {
+            (bulk_form(&s, BulkTarget::Ids(&ids), &filter, &format!("all {} shown", shown.len()), "bulk-all"))
         }
     };
     Ok(page(&c.operator, &s.csrf, Nav::Findings, "Findings", body))
 }
-
-/// Most findings a grouped view reads (newest first).
-const GROUPED: usize = 10_000;
 
 /// The filters, the search box and the grouping, as one GET form (the URL is the view).
 fn filter_form(filter: &Filter, hosts: &[v1::Host]) -> Markup {
@@ -81,6 +101,9 @@ fn filter_form(filter: &Filter, hosts: &[v1::Host]) -> Markup {
             label { "Host " input type="text" name="host" value=(filter.host) list="host-ids"; }
             label { "Label " input type="text" name="label" value=(filter.label) placeholder="zone=PCI"; }
             (sel("Group by", "group", &filter.group, &["kind", "host", "summary"], "none"))
+            @if !filter.sort.is_empty() { input type="hidden" name="sort" value=(filter.sort); }
+            @if !filter.dir.is_empty() { input type="hidden" name="dir" value=(filter.dir); }
+            @if !filter.summary.is_empty() { input type="hidden" name="summary" value=(filter.summary); }
             datalist #host-ids { @for h in hosts { option value=(t(&h.host_id)) {} } }
             button type="submit" #filter-button { "Filter" }
             a href="/findings" { "Clear" }
@@ -88,13 +111,29 @@ fn filter_form(filter: &Filter, hosts: &[v1::Host]) -> Markup {
     }
 }
 
-/// A form that sets one state on every finding in `ids`, with one note.
-fn bulk_form(s: &Session, ids: &[String], filter: &Filter, what: &str, id: &str) -> Markup {
+/// What a bulk form acts on.
+enum BulkTarget<'a> {
+    /// These findings.
+    Ids(&'a [String]),
+    /// The rows picked in the queue (filled in by the page's script).
+    Picked,
+    /// Every finding this view selects (a group), as the collector finds them.
+    View(&'a Filter),
+}
+
+/// A form that sets one state on every finding it names, with one note.
+fn bulk_form(s: &Session, target: BulkTarget<'_>, back: &Filter, what: &str, id: &str) -> Markup {
+    let picked = matches!(target, BulkTarget::Picked);
     html! {
         form.bulk id=(id) method="post" action="/findings/bulk" {
             (csrf_field(&s.csrf))
-            input type="hidden" name="ids" value=(ids.join(","));
-            input type="hidden" name="back" value=(filter.query());
+            @match target {
+                BulkTarget::Ids(ids) => { input type="hidden" name="ids" value=(ids.join(",")); }
+                BulkTarget::Picked => { input type="hidden" name="ids" value=""; }
+                BulkTarget::View(view) => { input type="hidden" name="view" value=(view.query()); }
+            }
+            input type="hidden" name="back" value=(back.query());
+            @if picked { span.picked { span #picked-count { "0" } " picked: " } }
             label { "Note " input type="text" name="note" size="30"; }
             button type="submit" name="state" value="acknowledged" { "Acknowledge " (what) }
             button type="submit" name="state" value="resolved" { "Resolve " (what) }
@@ -103,107 +142,64 @@ fn bulk_form(s: &Session, ids: &[String], filter: &Filter, what: &str, id: &str)
     }
 }
 
-/// `GET /findings?group=kind|host|summary`: the findings that pass, grouped,
-/// each group with its count, worst severity, states and last observation,
-/// a link to its findings and one action for all of them.
+/// `GET /findings?group=kind|host|summary`: the findings that pass, grouped
+/// and counted by the collector, worst first, each group with a link to its
+/// findings and one action for all of them.
 async fn grouped(c: Shared, s: Session, filter: Filter, hosts: Vec<v1::Host>) -> Page {
-    let key_of = |f: &v1::Finding| -> String {
-        match filter.group.as_str() {
-            "kind" => f.kind.clone(),
-            "host" => f.host_id.clone(),
-            _ => f.summary.clone(),
-        }
+    let by = match filter.group.as_str() {
+        "kind" => v1::FindingGroupBy::Kind,
+        "host" => v1::FindingGroupBy::Host,
+        "summary" => v1::FindingGroupBy::Summary,
+        other => return Err(PageError::bad(format!("unknown grouping {other:?}"))),
     };
-    if !matches!(filter.group.as_str(), "kind" | "host" | "summary") {
-        return Err(PageError::bad(format!(
-            "unknown grouping {:?}",
-            filter.group
-        )));
-    }
-    let wire = filter.wire()?;
-    let mut found: Vec<v1::Finding> = Vec::new();
-    let mut before = 0;
-    let mut complete = false;
-    while found.len() < GROUPED {
-        let page = c
-            .client()
-            .list_findings(v1::ListFindingsRequest {
-                newest_first: true,
-                before_id: before,
-                limit: 1000,
-                filter: Some(wire.clone()),
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        found.extend(page.findings);
-        if page.scanned_to <= 1 {
-            complete = true;
-            break;
-        }
-        before = page.scanned_to;
-    }
-    struct Group {
-        count: u64,
-        worst: i32,
-        open: usize,
-        last: i64,
-        ids: Vec<String>,
-        sample: String,
-    }
-    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
-    for f in &found {
-        let g = groups.entry(key_of(f)).or_insert(Group {
-            count: 0,
-            worst: 0,
-            open: 0,
-            last: 0,
-            ids: Vec::new(),
-            sample: f.kind.clone(),
-        });
-        g.count += 1;
-        g.worst = g.worst.max(f.severity);
-        g.last = g.last.max(f.last_observed_unix_ms.max(f.observed_unix_ms));
-        if matches!(output::state(f.state), "new" | "acknowledged") {
-            g.open += 1;
-        }
-        g.ids.push(f.id.to_string());
-    }
-    let mut ordered: Vec<(String, Group)> = groups.into_iter().collect();
-    ordered.sort_by(|a, b| b.1.worst.cmp(&a.1.worst).then(b.1.count.cmp(&a.1.count)));
+    let answer = c
+        .client()
+        .group_findings(v1::GroupFindingsRequest {
+            filter: Some(filter.wire()?),
+            by: by as i32,
+            limit: GROUPS,
+        })
+        .await?
+        .into_inner();
     let can_act = c.operator.role >= Role::Responder;
-    let link = |key: &str, sample: &str| {
+    // The group's own view: the filter narrowed to it, ungrouped.
+    let view_of = |key: &str| {
         let mut f = filter.clone();
         f.group = String::new();
-        match filter.group.as_str() {
-            "kind" => f.kind = key.to_owned(),
-            "host" => f.host = key.to_owned(),
-            _ => {
-                f.kind = sample.to_owned();
-                f.q = key.chars().take(200).collect();
-            }
+        f.done = String::new();
+        match by {
+            v1::FindingGroupBy::Kind => f.kind = key.to_owned(),
+            v1::FindingGroupBy::Host => f.host = key.to_owned(),
+            _ => f.summary = key.to_owned(),
         }
-        format!("/findings?{}", f.query())
+        f
     };
     let body = html! {
         (filter_form(&filter, &hosts))
-        @if !complete { p.note { "Grouped over the newest " (found.len()) " findings that pass." } }
+        @if !filter.done.is_empty() { p.notice #bulk-done role="status" { (t(&filter.done)) } }
+        p.note #groups-note {
+            (answer.grouped) " findings in " (answer.total_groups) " groups, counted by the collector"
+            @if !answer.complete { " (the newest ones only: narrow the filter to count them all)" }
+            @if answer.total_groups > answer.groups.len() as u64 { "; the worst " (answer.groups.len()) " are shown" }
+            "."
+        }
         table.grid.sortable #groups {
             thead { tr { th { (filter.group) } th { "Findings" } th { "Open" } th { "Worst" } th { "Last observed (UTC)" } @if can_act { th { "All of them" } } } }
             tbody {
-                @for (n, (key, g)) in ordered.iter().enumerate() {
-                    tr data-group=(t(key)) {
-                        td.summary { a href=(link(key, &g.sample)) { (t(key)) } }
+                @for (n, g) in answer.groups.iter().enumerate() {
+                    @let view = view_of(&g.key);
+                    tr data-group=(t(&g.key)) {
+                        td.summary { a href=(format!("/findings?{}", view.query())) { (t(&g.key)) } }
                         td.num { (g.count) }
                         td.num { (g.open) }
                         td { (severity(output::severity(g.worst))) }
-                        td { (time(g.last)) }
-                        @if can_act { td { (bulk_form(&s, &g.ids, &filter, &format!("{}", g.count), &format!("bulk-{n}"))) } }
+                        td { (time(g.last_observed_unix_ms)) }
+                        @if can_act { td { (bulk_form(&s, BulkTarget::View(&view), &filter, &format!("{}", g.count), &format!("bulk-{n}"))) } }
                     }
                 }
             }
         }
-        @if ordered.is_empty() { p.empty #queue-empty { "No findings." } }
+        @if answer.groups.is_empty() { p.empty #queue-empty { "No findings." } }
     };
     Ok(page(
         &c.operator,
@@ -214,9 +210,16 @@ async fn grouped(c: Shared, s: Session, filter: Filter, hosts: Vec<v1::Host>) ->
     ))
 }
 
+/// Most groups a grouped view shows.
+const GROUPS: u32 = 500;
+
 #[derive(Deserialize)]
 pub(crate) struct BulkForm {
+    #[serde(default)]
     ids: String,
+    /// A view's query: every finding it selects.
+    #[serde(default)]
+    view: String,
     state: String,
     #[serde(default)]
     note: String,
@@ -234,11 +237,21 @@ fn triage_state(name: &str) -> Result<v1::FindingState, PageError> {
     }
 }
 
-/// Most findings one bulk action changes.
-const MAX_BULK: usize = GROUPED;
+/// A view's query read as the findings page reads it (never another site's
+/// address); one it cannot read is the plain queue.
+fn view_of(query: &str) -> Filter {
+    format!("/findings?{query}")
+        .parse::<axum::http::Uri>()
+        .ok()
+        .and_then(|uri| Query::<Filter>::try_from_uri(&uri).ok())
+        .map(|Query(f)| f)
+        .unwrap_or_default()
+}
 
-/// `POST /findings/bulk`: one state, one note, for every listed finding (each
-/// change is its own entry in the action log); then the view it came from.
+/// `POST /findings/bulk`: one state, one note, for the listed findings or
+/// every finding a view selects, in one request to the collector (each
+/// change is its own entry in the action log); then the view it came from,
+/// saying what changed.
 pub(crate) async fn bulk_state(
     State(c): State<Shared>,
     Form(form): Form<BulkForm>,
@@ -251,30 +264,55 @@ pub(crate) async fn bulk_state(
         .map(|i| i.trim().parse())
         .collect::<Result<_, _>>()
         .map_err(|_| PageError::bad("ids: finding ids separated by commas"))?;
-    if ids.len() > MAX_BULK {
-        return Err(PageError::bad(format!(
-            "at most {MAX_BULK} findings at once"
-        )));
+    let filter = if ids.is_empty() {
+        if form.view.is_empty() {
+            return Err(PageError::bad("no findings picked"));
+        }
+        let view = view_of(&form.view);
+        let wire = view.wire()?;
+        if wire == v1::FindingFilter::default() {
+            return Err(PageError::bad(
+                "a bulk action over a view needs a filter (it would change every finding)",
+            ));
+        }
+        Some(wire)
+    } else {
+        None
+    };
+    let answer = c
+        .client()
+        .set_finding_states(v1::SetFindingStatesRequest {
+            ids,
+            filter,
+            state: state as i32,
+            note: form.note.clone(),
+        })
+        .await?
+        .into_inner();
+    let mut back = view_of(&form.back);
+    back.done = format!(
+        "{} finding{} now {}{}{}.",
+        answer.changed,
+        if answer.changed == 1 { "" } else { "s" },
+        output::state(state as i32),
+        if answer.unchanged > 0 {
+            format!("; {} already were", answer.unchanged)
+        } else {
+            String::new()
+        },
+        match answer.refused.first() {
+            Some(why) => format!("; {} refused ({why})", answer.refused.len()),
+            None => String::new(),
+        }
+    );
+    let mut query = back.query();
+    let mut done = form_urlencoded::Serializer::new(String::new());
+    done.append_pair("done", &back.done);
+    if !query.is_empty() {
+        query.push('&');
     }
-    let mut client = c.client();
-    for id in ids {
-        client
-            .set_finding_state(v1::SetFindingStateRequest {
-                id,
-                state: state as i32,
-                note: form.note.clone(),
-            })
-            .await?;
-    }
-    // Back to the view: its query read as the page reads it, and written
-    // again (never another site); one it cannot read is the plain queue.
-    let back = format!("/findings?{}", form.back)
-        .parse::<axum::http::Uri>()
-        .ok()
-        .and_then(|uri| Query::<Filter>::try_from_uri(&uri).ok())
-        .map(|Query(f)| f)
-        .unwrap_or_default();
-    Ok(Redirect::to(&format!("/findings?{}", back.query())))
+    query.push_str(&done.finish());
+    Ok(Redirect::to(&format!("/findings?{query}")))
 }
 
 /// `GET /findings/stream`: server-sent events, one per new finding that passes the filter.

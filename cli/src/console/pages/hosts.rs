@@ -42,11 +42,12 @@ pub(crate) async fn hosts(State(c): State<Shared>, Extension(s): Extension<Sessi
                     tr data-host=(t(&h.host_id)) {
                         td { a href=(format!("/hosts/{}", h.host_id)) { (t(&h.host_id)) } }
                         td { (t(&h.hostname)) }
-                        td { @if h.revoked { span.badge.bad { "revoked" } } @else if h.online { span.badge.ok { "online" } } @else { span.badge { "offline" } } }
-                        td { span class=(if h.isolation == "isolated" { "badge bad" } else { "badge" }) { (h.isolation) } }
-                        td { (sensors_summary(h)) }
+                        // Status, isolation, sensors and last contact are read again while the page is open.
+                        td id=(format!("h-{}-status", h.host_id)) data-live { @if h.revoked { span.badge.bad { "revoked" } } @else if h.online { span.badge.ok { "online" } } @else { span.badge { "offline" } } }
+                        td id=(format!("h-{}-isolation", h.host_id)) data-live { span class=(if h.isolation == "isolated" { "badge bad" } else { "badge" }) { (h.isolation) } }
+                        td id=(format!("h-{}-sensors", h.host_id)) data-live { (sensors_summary(h)) }
                         td { (labels_text(&h.labels)) }
-                        td { (time(h.last_seen_unix_ms)) }
+                        td id=(format!("h-{}-seen", h.host_id)) data-live { (time(h.last_seen_unix_ms)) }
                         td { (t(&h.agent_version)) }
                     }
                 }
@@ -237,7 +238,7 @@ pub(crate) async fn host(
             a href="#telemetry" { "Telemetry" }
         }
         h2 #findings { "Findings" }
-        (findings_table(&mine, None))
+        (findings_table(&mine, None, None, false))
         @if can_act {
             h2 #response { "Response" }
             div.response {

@@ -235,9 +235,22 @@ pub(crate) struct Filter {
     /// a user, a hash, an address); searched by the collector.
     #[serde(default)]
     q: String,
-    /// Group the page by `kind`, `host` or `summary` (the page only).
+    /// Group by `kind`, `host` or `summary` (counted by the collector).
     #[serde(default)]
     group: String,
+    /// Exactly this summary (a "same summary" group's findings).
+    #[serde(default)]
+    summary: String,
+    /// Sort by `severity`, `last`, `count`, `host`, `kind` or `state`
+    /// (on the collector; empty: newest first).
+    #[serde(default)]
+    sort: String,
+    /// `asc`: the sort the other way round.
+    #[serde(default)]
+    dir: String,
+    /// What the last bulk action did (shown once; not part of the view).
+    #[serde(default)]
+    done: String,
     /// For the stream: only findings after this id.
     #[serde(default)]
     since: u64,
@@ -272,7 +285,22 @@ impl Filter {
             host_id: self.host.clone(),
             labels: one(&self.label).into_iter().collect(),
             text: self.q.trim().to_owned(),
+            summary: self.summary.clone(),
             ..Default::default()
+        })
+    }
+
+    /// The collector's order for `sort` (`Id`: newest first).
+    fn order(&self) -> Result<v1::FindingOrder, PageError> {
+        Ok(match self.sort.as_str() {
+            "" => v1::FindingOrder::Id,
+            "severity" => v1::FindingOrder::Severity,
+            "last" => v1::FindingOrder::LastObserved,
+            "count" => v1::FindingOrder::Count,
+            "host" => v1::FindingOrder::Host,
+            "kind" => v1::FindingOrder::Kind,
+            "state" => v1::FindingOrder::State,
+            other => return Err(PageError::bad(format!("unknown sort {other:?}"))),
         })
     }
 
@@ -286,6 +314,9 @@ impl Filter {
             ("label", &self.label),
             ("q", &self.q),
             ("group", &self.group),
+            ("summary", &self.summary),
+            ("sort", &self.sort),
+            ("dir", &self.dir),
         ] {
             if !v.is_empty() {
                 q.append_pair(k, v);
@@ -305,33 +336,90 @@ fn finding_row_json(f: &v1::Finding) -> Value {
         "state": output::state(f.state),
         "observed": output::short_time(f.observed_unix_ms),
         "observed_rfc3339": output::rfc3339(f.observed_unix_ms),
+        "last": output::short_time(f.last_observed_unix_ms.max(f.observed_unix_ms)),
+        "last_rfc3339": output::rfc3339(f.last_observed_unix_ms.max(f.observed_unix_ms)),
         "count": f.count,
         "summary": t(&f.summary),
     })
 }
 
+/// Findings as table rows. Their state, count and last observation are
+/// `data-live`: the page refreshes them in place (`view::LIVE_SECS`).
 fn finding_rows(findings: &[&v1::Finding]) -> Markup {
+    finding_rows_with(findings, false)
+}
+
+/// [`finding_rows`], with a box in front of each to pick it for a bulk action.
+fn finding_rows_with(findings: &[&v1::Finding], pick: bool) -> Markup {
     html! {
         @for f in findings {
             tr data-finding=(f.id) {
+                @if pick { td.pick { input.pick type="checkbox" value=(f.id) aria-label=(format!("pick finding {}", f.id)); } }
                 td { a href=(format!("/findings/{}", f.id)) { (f.id) } }
                 td { (time(f.observed_unix_ms)) }
                 td { (severity(output::severity(f.severity))) }
                 td { a href=(format!("/hosts/{}", f.host_id)) { (t(&f.host_id)) } }
                 td.kind { (t(&f.kind)) }
-                td { (output::state(f.state)) }
-                td.num { (f.count) }
+                td id=(format!("f{}-state", f.id)) data-live { (output::state(f.state)) }
+                td.num id=(format!("f{}-count", f.id)) data-live { (f.count) }
+                td id=(format!("f{}-last", f.id)) data-live { (time(f.last_observed_unix_ms.max(f.observed_unix_ms))) }
                 td.summary { (t(&f.summary)) }
             }
         }
     }
 }
 
-fn findings_table(findings: &[&v1::Finding], live: Option<String>) -> Markup {
+/// The finding queue's columns: `(title, sort key)`; a key sorts on the
+/// collector when its header is clicked.
+const QUEUE_COLUMNS: [(&str, &str); 9] = [
+    ("ID", ""),
+    ("Observed (UTC)", ""),
+    ("Severity", "severity"),
+    ("Host", "host"),
+    ("Kind", "kind"),
+    ("State", "state"),
+    ("Count", "count"),
+    ("Last observed", "last"),
+    ("Summary", ""),
+];
+
+/// The queue: `live` is its stream of new rows; `sorting` the view whose
+/// headers sort on the collector (None: plain headers); `pick` puts a box in
+/// front of each row for bulk actions.
+fn findings_table(
+    findings: &[&v1::Finding],
+    live: Option<String>,
+    sorting: Option<&Filter>,
+    pick: bool,
+) -> Markup {
+    let header = |title: &str, key: &str| match sorting {
+        Some(view) if !key.is_empty() => {
+            let mut next = view.clone();
+            let current = view.sort == key;
+            next.dir = if current && view.dir != "asc" {
+                "asc".into()
+            } else {
+                String::new()
+            };
+            next.sort = key.to_owned();
+            let mark = match (current, view.dir == "asc") {
+                (false, _) => "",
+                (true, false) => " ▼",
+                (true, true) => " ▲",
+            };
+            html! { th aria-sort=[current.then_some(if view.dir == "asc" { "ascending" } else { "descending" })] {
+                a.sort href=(format!("/findings?{}", next.query())) data-sort=(key) { (title) (mark) }
+            } }
+        }
+        _ => html! { th { (title) } },
+    };
     html! {
-        table.grid #queue data-stream=[live] {
-            thead { tr { th { "ID" } th { "Observed (UTC)" } th { "Severity" } th { "Host" } th { "Kind" } th { "State" } th { "Count" } th { "Summary" } } }
-            tbody { (finding_rows(findings)) }
+        table.grid #queue data-stream=[live] data-pick=[pick.then_some("true")] {
+            thead { tr {
+                @if pick { th.pick { input #pick-all type="checkbox" aria-label="pick every finding shown"; } }
+                @for (title, key) in QUEUE_COLUMNS { (header(title, key)) }
+            } }
+            tbody { (finding_rows_with(findings, pick)) }
         }
         @if findings.is_empty() { p.empty #queue-empty { "No findings." } }
     }
@@ -448,6 +536,10 @@ mod tests {
             since: 7,
             q: " /dev/shm  kworker ".into(),
             group: "kind".into(),
+            summary: "same summary".into(),
+            sort: "severity".into(),
+            dir: "asc".into(),
+            done: "2 findings now resolved.".into(),
         };
         assert_eq!(
             filter.wire().expect("known names"),
@@ -458,9 +550,25 @@ mod tests {
                 host_id: "web-01".into(),
                 labels: vec!["zone=PCI".into()],
                 text: "/dev/shm  kworker".into(),
+                summary: "same summary".into(),
                 ..Default::default()
             }
         );
+        assert_eq!(filter.order().ok(), Some(v1::FindingOrder::Severity));
+        // The view's URL keeps everything but what the last action did.
+        let query = filter.query();
+        assert!(
+            query.contains("sort=severity")
+                && query.contains("dir=asc")
+                && query.contains("summary=same+summary"),
+            "{query}"
+        );
+        assert!(!query.contains("done"), "{query}");
+        let odd_sort = Filter {
+            sort: "colour".into(),
+            ..Default::default()
+        };
+        assert!(odd_sort.order().is_err());
         // "open" is new or acknowledged.
         let open = Filter {
             state: "open".into(),

@@ -30,7 +30,7 @@ pub(crate) async fn overview(State(c): State<Shared>, Extension(s): Extension<Se
         @if !scan.complete {
             p.note { "Counts and charts over the newest " (scan.scanned) " findings." }
         }
-        section.cards {
+        section.cards #cards data-live {
             @for sev in SEVERITIES {
                 // The count is of open findings (new or acknowledged): so is the list it opens.
                 a.card href=(format!("/findings?severity={sev}&state=open")) {
@@ -49,16 +49,18 @@ pub(crate) async fn overview(State(c): State<Shared>, Extension(s): Extension<Se
             .filter(|f| matches!(output::severity(f.severity), "high" | "critical"))
             .take(10)
             .collect();
-        @if urgent.is_empty() {
-            p.empty #urgent-empty { "None open." }
-        } @else {
-            table.grid #urgent {
-                thead { tr { th { "ID" } th { "Observed (UTC)" } th { "Severity" } th { "Host" } th { "Kind" } th { "State" } th { "Count" } th { "Summary" } } }
-                tbody { (finding_rows(&urgent)) }
+        div #urgent-live data-live {
+            @if urgent.is_empty() {
+                p.empty #urgent-empty { "None open." }
+            } @else {
+                table.grid #urgent {
+                    thead { tr { @for (title, _) in QUEUE_COLUMNS { th { (title) } } } }
+                    tbody { (finding_rows(&urgent)) }
+                }
             }
         }
         h2 { "Hosts with open findings, worst first" }
-        (worst_hosts(&open, &hosts))
+        div #worst-hosts-live data-live { (worst_hosts(&open, &hosts)) }
         h2 { "Findings per hour, last 24 hours" }
         (hourly_chart(&findings, now_ms()))
         h2 { "Open findings per host" }
