@@ -626,6 +626,18 @@ async fn responder_flow(site: &Site, client: &Client, url: &str, base: &str) {
         .expect("overflow");
     assert_eq!(overflow, json!(0), "a brief table runs past its box");
     screenshot(client, "08-brief").await;
+    // The incident's timeline names the triage answer by its size and its
+    // command, not as cut JSON.
+    client
+        .goto(&format!("{base}/incidents/1"))
+        .await
+        .expect("incident");
+    let timeline = text(client, "#timeline").await;
+    assert!(
+        timeline.contains("listeners, ") && timeline.contains("(the table: command c"),
+        "{timeline}"
+    );
+    assert!(!timeline.contains("\"rows\""), "{timeline}");
 
     // Commands, evidence, and the action log with its verification.
     client

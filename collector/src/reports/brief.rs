@@ -382,7 +382,7 @@ pub fn brief(
             verb: a.verb.clone(),
             target: a.target.clone(),
             reason: a.reason.clone(),
-            result: a.result.clone(),
+            result: facts.action_result(a),
         })
         .collect();
     let now = bannin_proto::now_unix_ms();

@@ -178,6 +178,32 @@ impl Facts {
         })
     }
 
+    /// An action's result as a report shows it: a triage answer (the log
+    /// keeps only its first characters, cut JSON) as its size and the command
+    /// whose page holds it as a table; anything else as logged.
+    pub fn action_result(&self, a: &Action) -> String {
+        if a.verb != "result.triage" {
+            return a.result.clone();
+        }
+        let answer = self.commands.iter().find_map(|c| match &c.body {
+            CommandBody::Triage { question, .. } if c.wire_id() == a.target => {
+                let rows = serde_json::from_str::<serde_json::Value>(&c.result)
+                    .ok()
+                    .and_then(|v| v["rows"].as_array().map(Vec::len));
+                Some((question.clone(), rows, c.state.as_str()))
+            }
+            _ => None,
+        });
+        match answer {
+            Some((question, Some(rows), state)) => format!(
+                "{state}: {question}, {rows} row{} (the table: command {})",
+                if rows == 1 { "" } else { "s" },
+                a.target
+            ),
+            _ => a.result.clone(),
+        }
+    }
+
     /// Findings, actions and notes in time order.
     pub fn timeline(&self) -> Vec<TimelineItem> {
         let mut out = Vec::new();
@@ -200,8 +226,9 @@ impl Facts {
             if !a.reason.is_empty() {
                 let _ = write!(text, " (reason: {})", a.reason);
             }
-            if !a.result.is_empty() {
-                let _ = write!(text, ": {}", a.result);
+            let result = self.action_result(a);
+            if !result.is_empty() {
+                let _ = write!(text, ": {result}");
             }
             out.push(item(a.at_unix_ms, "action", text));
         }
