@@ -620,6 +620,14 @@ pub(super) async fn follow_findings(
     Ok(Response::new(ReceiverStream::new(rx)))
 }
 
+/// The state a change asks for, and its note, as a request may give them.
+fn requested_state(state: i32, note: &str) -> Result<FindingState, Status> {
+    if note.len() > 4096 {
+        return Err(Status::invalid_argument("note is longer than 4096 bytes"));
+    }
+    FindingState::from_wire(state).ok_or_else(|| Status::invalid_argument("unknown finding state"))
+}
+
 /// `SetFindingState`.
 pub(super) async fn set_finding_state(
     svc: &OperatorService,
@@ -627,11 +635,7 @@ pub(super) async fn set_finding_state(
 ) -> Result<Response<v1::Finding>, Status> {
     let name = caller(&request)?;
     let r = request.into_inner();
-    let state = FindingState::from_wire(r.state)
-        .ok_or_else(|| Status::invalid_argument("unknown finding state"))?;
-    if r.note.len() > 4096 {
-        return Err(Status::invalid_argument("note is longer than 4096 bytes"));
-    }
+    let state = requested_state(r.state, &r.note)?;
     let f = change_state(svc, &name.to_string(), r.id, state, r.note).await?;
     svc.flush().await?;
     Ok(Response::new(f.to_wire()))
@@ -696,11 +700,7 @@ pub(super) async fn set_finding_states(
     use futures_util::StreamExt as _;
     let name = caller(&request)?;
     let r = request.into_inner();
-    let state = FindingState::from_wire(r.state)
-        .ok_or_else(|| Status::invalid_argument("unknown finding state"))?;
-    if r.note.len() > 4096 {
-        return Err(Status::invalid_argument("note is longer than 4096 bytes"));
-    }
+    let state = requested_state(r.state, &r.note)?;
     if r.ids.len() > MAX_BULK {
         return Err(Status::invalid_argument(format!(
             "at most {MAX_BULK} findings at once"
