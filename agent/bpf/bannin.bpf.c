@@ -88,11 +88,12 @@ struct exec_event {
 	__u32 exe_dev; // the kernel's encoding: major << 20 | minor
 	__u32 flags;
 	__u32 argv_len;
-	__u32 pad;
+	__u32 filename_len;
 	char comm[16];
 	char parent_comm[16];
-	char filename[FILENAME_MAX];
-	char argv[ARGV_MAX];
+	// The filename (filename_len bytes, no NUL), then the arguments
+	// (argv_len bytes): only what they fill goes out.
+	char data[FILENAME_MAX + ARGV_MAX];
 };
 
 struct fork_event {
@@ -115,10 +116,12 @@ struct exit_event {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	// About 2,500 execs of typical length: seconds of an exec storm. (Its
-	// data pages are mapped twice into the agent, as every ring buffer is,
-	// and show twice in its resident memory.)
-	__uint(max_entries, 1024 * 1024);
+	// About 2,900 execs of typical length (180 bytes: an 88-byte header, a
+	// 20-byte path, 70 bytes of arguments), with their forks and exits:
+	// more than a second of an exec storm. (Its data pages are mapped twice
+	// into the agent, as every ring buffer is, and show twice in its
+	// resident memory.)
+	__uint(max_entries, 512 * 1024);
 } events SEC(".maps");
 
 // Records that did not fit in the ring buffer: [0] execs, [1] forks, [2] exits.
@@ -164,14 +167,18 @@ int bannin_exec(struct bpf_raw_tracepoint_args *ctx)
 	e->exe_ino = BPF_CORE_READ(bprm, file, f_inode, i_ino);
 	e->exe_dev = BPF_CORE_READ(bprm, file, f_inode, i_sb, s_dev);
 	e->flags = 0;
-	e->pad = 0;
 	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
 	BPF_CORE_READ_STR_INTO(&e->parent_comm, task, real_parent, comm);
 
 	const char *filename = BPF_CORE_READ(bprm, filename);
-	long n = bpf_probe_read_kernel_str(e->filename, FILENAME_MAX, filename);
+	long n = bpf_probe_read_kernel_str(e->data, FILENAME_MAX, filename);
 	if (n == FILENAME_MAX)
 		e->flags |= FLAG_FILENAME_CUT;
+	// n counts the NUL, which is not sent; the mask bounds the offset of the
+	// arguments for the verifier (a no-op: n is at most FILENAME_MAX).
+	__u32 name_len = n > 0 ? n - 1 : 0;
+	name_len &= FILENAME_MAX - 1;
+	e->filename_len = name_len;
 
 	// The arguments, as the new program's stack holds them (NUL-separated).
 	unsigned long start = BPF_CORE_READ(task, mm, arg_start);
@@ -182,12 +189,12 @@ int bannin_exec(struct bpf_raw_tracepoint_args *ctx)
 		e->flags |= FLAG_ARGV_CUT;
 	}
 	len &= ARGV_MAX - 1;
-	if (len > 0 && bpf_probe_read_user(e->argv, len, (const void *)start) != 0)
+	if (len > 0 && bpf_probe_read_user(e->data + name_len, len, (const void *)start) != 0)
 		len = 0;
 	e->argv_len = len;
 
-	// Only what was filled goes out: most command lines are short.
-	__u64 size = sizeof(*e) - ARGV_MAX + len;
+	// Only what was filled goes out: most paths and command lines are short.
+	__u64 size = sizeof(*e) - FILENAME_MAX - ARGV_MAX + name_len + len;
 	if (size > sizeof(*e))
 		size = sizeof(*e);
 	if (bpf_ringbuf_output(&events, e, size, 0) != 0)

@@ -137,10 +137,11 @@ proptest! {
         let _ = crate::host::packages::installed(&status);
         let _ = crate::host::packages::md5sums(&text).count();
         let _ = crate::host::packages::md5sums(&format!("0123456789abcdef0123456789abcdef  {file}\n{text}")).count();
-        let _ = crate::host::packages::parse_rpm_query(&text);
+        let scope = crate::host::packages::Scope::default();
+        let _ = crate::host::packages::parse_rpm_query(&text, &scope);
         let _ = crate::host::packages::parse_rpm_query(&format!(
             "{name}\t{version}\t8\n\t{text}\t0\t{file}\n"
-        ));
+        ), &scope);
     }
 
     #[test]

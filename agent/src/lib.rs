@@ -206,6 +206,7 @@ pub async fn run_with_health(
         link.run(shutdown.child_token())
             .instrument(tracing::info_span!("link", host.id = %host)),
     );
+    tracker.spawn(crate::host::memory::keep_lean(shutdown.child_token()));
     tracker.close();
     tracing::info!(host.id = %host, collectors = ?config.link.addresses, "Agent running");
     shutdown.cancelled().await;

@@ -231,7 +231,18 @@ fn standalone_check(
 }
 
 fn run(config: AgentConfig) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    // Two workers whatever the core count: the agent's async work (the link,
+    // the spooler, the sensors' schedules) is light; sweeps run on blocking
+    // threads and the kernel-event readers on their own. One worker per core
+    // would be 64 threads and their stacks on a 64-core server. Blocking
+    // threads idle for 3 s end (tokio's default keeps them 10 s, long enough
+    // that sensors sweeping every 5–10 s kept a dozen alive).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_keep_alive(std::time::Duration::from_secs(3))
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();

@@ -1114,6 +1114,23 @@ async fn sensor_health(
     client: &bannin_proto::v1::operator_client::OperatorClient<tonic::transport::Channel>,
     sensor: &str,
 ) -> String {
+    sensor_health_where(client, |_| true, sensor).await
+}
+
+/// [`sensor_health`] of one host.
+async fn sensor_health_of(
+    client: &bannin_proto::v1::operator_client::OperatorClient<tonic::transport::Channel>,
+    host: &str,
+    sensor: &str,
+) -> String {
+    sensor_health_where(client, |h| h.host_id == host, sensor).await
+}
+
+async fn sensor_health_where(
+    client: &bannin_proto::v1::operator_client::OperatorClient<tonic::transport::Channel>,
+    host: impl Fn(&v1::Host) -> bool,
+    sensor: &str,
+) -> String {
     let mut c = client.clone();
     let Ok(hosts) = c.list_hosts(v1::ListHostsRequest {}).await else {
         return "collector unreachable".into();
@@ -1122,6 +1139,7 @@ async fn sensor_health(
         .into_inner()
         .hosts
         .iter()
+        .filter(|h| host(h))
         .flat_map(|h| &h.sensors)
         .filter(|s| s.name == sensor)
         .map(|s| format!("{} {}: {}", s.name, s.state, s.detail))
@@ -1381,6 +1399,134 @@ async fn a_forced_fallback_says_so_in_the_hosts_health_needs_root() {
             .to_string()
             .contains("execs from the process events connector"),
         "{hosts}"
+    );
+}
+
+/// The kernel probes load under the restrictions the shipped systemd unit puts
+/// on the agent — its capability bounding set, no new privileges, its syscall
+/// deny list (`@debug` holds `perf_event_open` and `ptrace`) with EPERM —
+/// read from `deploy/systemd/bannin-agent.service` itself: execs and flows come
+/// from eBPF, and an exec is recorded with its parent. The control: the same
+/// restrictions plus a denied `bpf()` make the agent fall back and say so, so
+/// the emulated filter does bite. (Mount and cgroup restrictions are not
+/// emulated: see `bannin_tests::sandbox`.)
+#[tokio::test(flavor = "multi_thread")]
+async fn the_kernel_probes_run_under_the_shipped_unit_s_restrictions_needs_root() {
+    if !bannin_tests::runnable(&[
+        bannin_tests::Need::Root,
+        bannin_tests::Need::Program("systemd-analyze", "systemd"),
+    ]) {
+        return;
+    }
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/systemd/bannin-agent.service");
+    let sandbox =
+        bannin_tests::sandbox::Sandbox::from_unit(&unit).expect("the unit's restrictions");
+    assert!(
+        sandbox.denied.contains("perf_event_open") && sandbox.denied.contains("ptrace"),
+        "groups expanded: {:?}",
+        sandbox.denied
+    );
+    assert!(
+        sandbox.no_new_privs && sandbox.keep_caps.contains(&21),
+        "{sandbox:?}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new(dir.path());
+    let collector = CollectorProc::start(&dir.path().join("collector"), &pki, free_port(), "");
+    let options = |sandbox: bannin_tests::sandbox::Sandbox| AgentOptions {
+        net_listener: false,
+        net_connection: true,
+        enable: vec!["process"],
+        interval_secs: 600,
+        sandbox: Some(sandbox),
+        ..AgentOptions::default()
+    };
+    let agent = start_agent(
+        &dir.path().join("agent"),
+        &pki.agent("unit-host"),
+        collector.addr,
+        &options(sandbox.clone()),
+    );
+    // The restrictions are in force on the running agent.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.pid())).expect("status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let mask = sandbox.keep_caps.iter().fold(0u64, |m, c| m | 1 << c);
+    assert_eq!(field("NoNewPrivs:"), "1", "{status}");
+    assert_eq!(field("Seccomp:"), "2", "{status}");
+    assert_eq!(field("CapBnd:"), format!("{mask:016x}"), "{status}");
+    assert_eq!(field("CapEff:"), format!("{mask:016x}"), "{status}");
+
+    let client = operator_client(&pki.operator("alice"), collector.addr).await;
+    for (sensor, says) in [
+        ("process", "execs from eBPF"),
+        ("net_connection", "flows from eBPF"),
+    ] {
+        let health = eventually(Duration::from_secs(90), "sensor running", || {
+            let client = client.clone();
+            async move {
+                let h = sensor_health(&client, sensor).await;
+                (h.starts_with(&format!("{sensor} ok"))
+                    || h.starts_with(&format!("{sensor} degraded")))
+                .then_some(h)
+            }
+        })
+        .await;
+        assert!(
+            health.contains(says),
+            "{says} under the unit: {health}; agent log:\n{}",
+            agent.log_text()
+        );
+    }
+    let marker = format!("unit{}", std::process::id());
+    let ran = Command::new("/bin/sh")
+        .args(["-c", &format!("/bin/true {marker}")])
+        .status()
+        .expect("sh");
+    assert!(ran.success());
+    let exec = eventually(Duration::from_secs(60), "the exec stored", || {
+        let mut c = client.clone();
+        let marker = marker.clone();
+        async move {
+            all_events(&mut c, "unit-host", "process.exec")
+                .await
+                .into_iter()
+                .filter_map(|e| e.event)
+                .find(|e| e.attributes.get("cmdline") == Some(&format!("/bin/true {marker}")))
+        }
+    })
+    .await;
+    assert!(
+        exec.attributes
+            .get("parent_cmdline")
+            .is_some_and(|c| c.contains(&marker)),
+        "{:?}",
+        exec.attributes
+    );
+
+    // The control: bpf() denied as the unit denies the rest.
+    let _denied = start_agent(
+        &dir.path().join("agent-denied"),
+        &pki.agent("denied-host"),
+        collector.addr,
+        &options(sandbox.deny(&["bpf"])),
+    );
+    let health = eventually(Duration::from_secs(90), "fallback health", || {
+        let client = client.clone();
+        async move {
+            let h = sensor_health_of(&client, "denied-host", "process").await;
+            h.starts_with("process degraded").then_some(h)
+        }
+    })
+    .await;
+    assert!(
+        !health.contains("execs from eBPF") && health.contains("process events connector"),
+        "{health}"
     );
 }
 

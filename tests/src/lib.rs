@@ -11,6 +11,7 @@ pub mod browser;
 pub mod https;
 pub mod nats;
 pub mod netns;
+pub mod sandbox;
 pub mod sim;
 pub mod stall;
 
@@ -515,6 +516,8 @@ pub struct AgentOptions {
     pub sensors: String,
     /// Further collectors after the first (`[collector] addresses`, cluster mode).
     pub more_collectors: Vec<SocketAddr>,
+    /// Restrictions the agent process runs under (a systemd unit's, emulated).
+    pub sandbox: Option<sandbox::Sandbox>,
 }
 
 /// Sensors the harness turns off unless a test enables them.
@@ -550,6 +553,7 @@ impl Default for AgentOptions {
             more_collectors: Vec::new(),
             learn_secs: 0,
             sensors: String::new(),
+            sandbox: None,
         }
     }
 }
@@ -677,6 +681,9 @@ pub fn start_agent(
     let mut command = Command::new(bin("bannin-agent"));
     command.arg("run").arg("--config").arg(&config);
     command.envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    if let Some(sandbox) = &options.sandbox {
+        sandbox.apply(&mut command).expect("the agent's sandbox");
+    }
     let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
     Proc::spawn(command, dir.join(format!("agent-{n}.log")))
 }

@@ -11,7 +11,8 @@
 //! - [`paths`]: escaping host paths for display.
 //! - [`handles`]: the kernel's file handles of directories (what fanotify reports).
 //! - [`ssh_keys`]: the `authorized_keys` files `sshd` reads, and their keys.
-//! - [`memory`]: giving freed heap back to the system after an eBPF load.
+//! - [`memory`]: giving freed heap back to the system after an eBPF load, and
+//!   the pages of code run only at start once the agent is running.
 
 use std::path::{Path, PathBuf};
 

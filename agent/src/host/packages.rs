@@ -25,9 +25,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::path::Path;
-#[cfg(test)]
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::HostRoot;
 
@@ -119,6 +117,51 @@ impl Packaged<'_> {
     }
 }
 
+/// Where packages keep data no process runs: documentation, manuals,
+/// translations, icons, fonts, time zones, C headers. Half of a Debian host's
+/// packaged files (45,000 of 94,000 on the development machine) and half the
+/// index's memory.
+const NOT_RUN: &[&str] = &[
+    "/usr/share/doc",
+    "/usr/share/man",
+    "/usr/share/info",
+    "/usr/share/locale",
+    "/usr/share/icons",
+    "/usr/share/fonts",
+    "/usr/share/zoneinfo",
+    "/usr/share/i18n",
+    "/usr/share/gtk-doc",
+    "/usr/share/help",
+    "/usr/include",
+];
+
+/// Which packaged files an index keeps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// Leave out files under [`NOT_RUN`] that no watched path covers.
+    lean: bool,
+    watched: Vec<PathBuf>,
+}
+
+impl Scope {
+    /// What the sensors ask about: executables the process sensor sees run
+    /// (anywhere but [`NOT_RUN`]: an executable there is not what its package
+    /// installed, and an unpackaged executable is judged the stricter way)
+    /// and every file under the integrity sensor's `watched` paths.
+    pub fn for_sensors(watched: &[PathBuf]) -> Self {
+        Self {
+            lean: true,
+            watched: watched.to_vec(),
+        }
+    }
+
+    fn keeps(&self, path: &str) -> bool {
+        !self.lean
+            || !NOT_RUN.iter().any(|n| Path::new(path).starts_with(n))
+            || self.watched.iter().any(|w| Path::new(path).starts_with(w))
+    }
+}
+
 /// The index of every packaged regular file and its digest.
 #[derive(Debug, Default)]
 pub struct PackageIndex {
@@ -141,6 +184,8 @@ pub struct PackageIndex {
     problem: Option<String>,
     /// Bumped by [`SharedIndex::refresh`] on every reload.
     generation: u64,
+    /// What it keeps, again on reload.
+    scope: Scope,
 }
 
 /// The bit of an owner that marks a configuration file.
@@ -244,15 +289,22 @@ impl PackageIndex {
     /// Reads the package database under `root`. Never fails: a host without one
     /// gets an empty index and, where one was expected, [`Self::problem`].
     pub fn load(root: &HostRoot) -> Self {
-        Self::load_with(root, Path::new("rpm"))
+        Self::load_with(root, Path::new("rpm"), &Scope::default())
     }
 
-    /// [`Self::load`], running `rpm_tool` where the database is rpm's.
-    pub fn load_with(root: &HostRoot, rpm_tool: &Path) -> Self {
+    /// [`Self::load`] of the files `scope` keeps, running `rpm_tool` where the
+    /// database is rpm's.
+    pub fn load_with(root: &HostRoot, rpm_tool: &Path, scope: &Scope) -> Self {
+        let mut index = Self::load_all(root, rpm_tool, scope);
+        index.scope = scope.clone();
+        index
+    }
+
+    fn load_all(root: &HostRoot, rpm_tool: &Path, scope: &Scope) -> Self {
         let status_path = root.join(DPKG_STATUS);
         let Ok(status) = std::fs::read_to_string(&status_path) else {
             return match rpm_db(root) {
-                Some(db) => Self::load_rpm(root, rpm_tool, db),
+                Some(db) => Self::load_rpm(root, rpm_tool, db, scope),
                 None => Self::default(),
             };
         };
@@ -296,11 +348,11 @@ impl PackageIndex {
                 p
             };
             if let Some((_, text)) = &found {
-                for (path, md5) in md5sums(text) {
+                for (path, md5) in md5sums(text).filter(|(path, _)| scope.keeps(path)) {
                     entries.push((path_hash(&path), prefix(&md5), owner));
                 }
             }
-            for (path, md5) in &conffiles {
+            for (path, md5) in conffiles.iter().filter(|(path, _)| scope.keeps(path)) {
                 entries.push((path_hash(path), prefix(md5), owner | CONFFILE));
             }
         }
@@ -342,7 +394,7 @@ impl PackageIndex {
     }
 
     /// Reads the rpm database through `tool` (`rpm --root ROOT -qa --queryformat`).
-    fn load_rpm(root: &HostRoot, tool: &Path, db: std::path::PathBuf) -> Self {
+    fn load_rpm(root: &HostRoot, tool: &Path, db: std::path::PathBuf, scope: &Scope) -> Self {
         let mut command = std::process::Command::new(tool);
         if root.0 != Path::new("/") {
             command.arg("--root").arg(&root.0);
@@ -368,7 +420,7 @@ impl PackageIndex {
                 ));
             }
         };
-        let (packages, all, entries) = parse_rpm_query(&text);
+        let (packages, all, entries) = parse_rpm_query(&text, scope);
         let mut index = Self::build(entries, packages, all);
         index.stamp = stamp(&db);
         index.db = Some(db);
@@ -403,7 +455,7 @@ impl PackageIndex {
         if now == self.stamp {
             return false;
         }
-        *self = Self::load(root);
+        *self = Self::load_with(root, Path::new("rpm"), &self.scope.clone());
         true
     }
 
@@ -505,6 +557,7 @@ fn rpm_db(root: &HostRoot) -> Option<std::path::PathBuf> {
 #[allow(clippy::type_complexity)]
 pub(crate) fn parse_rpm_query(
     text: &str,
+    scope: &Scope,
 ) -> (
     Vec<Package>,
     Vec<(String, String)>,
@@ -522,6 +575,9 @@ pub(crate) fn parse_rpm_query(
             let flags: u32 = flags.trim().parse().unwrap_or(0);
             if digest.len() < 16 || flags & RPMFILE_GHOST != 0 || !path.starts_with('/') {
                 continue; // directories, symlinks, ghosts
+            }
+            if !scope.keeps(path) {
+                continue;
             }
             let mut prefix = [0u8; 8];
             let Some(bytes) = (0..8)
@@ -702,9 +758,17 @@ pub fn transaction_running(root: &HostRoot) -> bool {
 /// changes, held once. A `std::sync::Mutex`: sweeps run on the blocking pool and
 /// hold it for a lookup or a reload, never across an `.await`.
 #[derive(Debug, Clone, Default)]
-pub struct SharedIndex(std::sync::Arc<std::sync::Mutex<Option<PackageIndex>>>);
+pub struct SharedIndex(
+    std::sync::Arc<std::sync::Mutex<Option<PackageIndex>>>,
+    Scope,
+);
 
 impl SharedIndex {
+    /// An index of the files `scope` keeps (the default keeps every one).
+    pub fn new(scope: Scope) -> Self {
+        Self(Default::default(), scope)
+    }
+
     /// Loads the index if it is not yet, reloads it if the database changed;
     /// returns its generation (which changes with every load).
     pub fn refresh(&self, root: &HostRoot) -> u64 {
@@ -720,7 +784,7 @@ impl SharedIndex {
                 index.generation
             }
             None => {
-                *guard = Some(PackageIndex::load(root));
+                *guard = Some(PackageIndex::load_with(root, Path::new("rpm"), &self.1));
                 super::memory::return_freed_memory();
                 0
             }
@@ -814,6 +878,55 @@ mod tests {
         assert!(index.lookup("/tmp/head").is_none());
     }
 
+    /// The sensors' index leaves out documentation, manuals and headers, but
+    /// not what the integrity sensor watches there, and keeps its scope when
+    /// the database changes. The full index keeps everything.
+    #[test]
+    fn the_sensors_index_keeps_what_they_can_ask_about() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files: &[(&str, &[u8])] = &[
+            ("/usr/bin/tool", b"tool"),
+            ("/usr/share/doc/tool/README", b"readme"),
+            ("/usr/share/man/man1/tool.1.gz", b"man"),
+            ("/usr/include/tool.h", b"h"),
+            ("/usr/share/tool/helper.sh", b"helper"),
+        ];
+        write_fixture(dir.path(), &[("tool", "1.0", files)]);
+        let root = HostRoot(dir.path().to_owned());
+        assert_eq!(PackageIndex::load(&root).len(), 5);
+        let shared = SharedIndex::new(Scope::for_sensors(&[PathBuf::from("/usr/share/man")]));
+        shared.refresh(&root);
+        let kept = |shared: &SharedIndex| {
+            let guard = shared.lock();
+            let index = guard.as_ref().expect("loaded");
+            files
+                .iter()
+                .filter(|(p, _)| index.lookup(p).is_some())
+                .map(|(p, _)| *p)
+                .collect::<Vec<_>>()
+        };
+        let expected = [
+            "/usr/bin/tool",
+            "/usr/share/man/man1/tool.1.gz",
+            "/usr/share/tool/helper.sh",
+        ];
+        assert_eq!(kept(&shared), expected);
+        // A transaction: the reload keeps the same scope.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        write_fixture(dir.path(), &[("tool", "1.1", files)]);
+        let generation = shared.refresh(&root);
+        assert_eq!(generation, 1, "reloaded");
+        assert_eq!(kept(&shared), expected);
+        assert_eq!(
+            shared
+                .lock()
+                .as_ref()
+                .and_then(|i| i.lookup("/usr/bin/tool"))
+                .map(|p| p.package.version.clone()),
+            Some("1.1".to_owned())
+        );
+    }
+
     #[test]
     fn removed_packages_and_a_changed_status_are_followed() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -889,7 +1002,8 @@ mod tests {
         assert!(index.is_empty() && index.problem().is_none());
         std::fs::create_dir_all(dir.path().join("var/lib/rpm")).expect("rpm");
         std::fs::write(dir.path().join("var/lib/rpm/rpmdb.sqlite"), b"").expect("db");
-        let index = PackageIndex::load_with(&root, Path::new("/nonexistent/rpm"));
+        let index =
+            PackageIndex::load_with(&root, Path::new("/nonexistent/rpm"), &Scope::default());
         assert!(index.is_empty());
         assert!(
             index
@@ -937,7 +1051,7 @@ mod tests {
         std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .expect("chmod");
         let root = HostRoot(dir.path().to_owned());
-        let index = PackageIndex::load_with(&root, &tool);
+        let index = PackageIndex::load_with(&root, &tool, &Scope::default());
         assert!(index.problem().is_none(), "{:?}", index.problem());
         assert_eq!(
             index.len(),

@@ -444,8 +444,21 @@ pub fn registry(
     } else {
         board.set("accounts", Health::Disabled);
     }
-    // One package index for the sensors that consult it.
-    let packages = crate::host::packages::SharedIndex::default();
+    // One package index for the sensors that consult it: of the files they can
+    // ask about (executables, and whatever integrity watches).
+    let watched = if config.file_integrity.common.enabled {
+        let fim = &config.file_integrity;
+        fim.paths
+            .iter()
+            .chain(&fim.library_paths)
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let packages = crate::host::packages::SharedIndex::new(
+        crate::host::packages::Scope::for_sensors(&watched),
+    );
     if config.process.common.enabled {
         sensors.push(Box::new(
             process::Processes::new(

@@ -545,6 +545,27 @@ fn package_index() {
         "lookup: {:.2} µs (mean of 2000, {found} found)",
         started.elapsed().as_secs_f64() * 1e6 / 2000.0
     );
+    // What the agent holds: the files its sensors can ask about (with the
+    // default integrity paths), against everything above.
+    let defaults = bannin_agent::AgentConfig::load_standalone(None).expect("defaults");
+    let fim = &defaults.file_integrity;
+    let watched: Vec<_> = fim
+        .paths
+        .iter()
+        .chain(&fim.library_paths)
+        .cloned()
+        .collect();
+    let scoped = PackageIndex::load_with(
+        &root,
+        std::path::Path::new("rpm"),
+        &bannin_agent::host::packages::Scope::for_sensors(&watched),
+    );
+    println!(
+        "the sensors' index (default integrity paths): {} files, {:.2} MiB on the heap ({:.2} of everything)",
+        scoped.len(),
+        scoped.heap_bytes() as f64 / (1024.0 * 1024.0),
+        scoped.heap_bytes() as f64 / index.heap_bytes().max(1) as f64
+    );
 }
 
 /// Real-time integrity, end to end: a collector and an agent (debug builds, as

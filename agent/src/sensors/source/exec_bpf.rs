@@ -38,8 +38,9 @@ const KIND_FORK: u32 = 2;
 const KIND_EXIT: u32 = 3;
 const FLAG_ARGV_CUT: u32 = 1;
 const FLAG_FILENAME_CUT: u32 = 2;
-/// `struct exec_event` up to its arguments (which take `argv_len` bytes after).
-const EXEC_HEADER: usize = 56 + 16 + 16 + 256;
+/// `struct exec_event` up to its data: the filename (`filename_len` bytes),
+/// then the arguments (`argv_len` bytes).
+const EXEC_HEADER: usize = 56 + 16 + 16;
 /// `struct fork_event`.
 const FORK_SIZE: usize = 24;
 /// `struct exit_event`.
@@ -151,9 +152,10 @@ pub fn parse(bytes: &[u8]) -> Result<Record, RecordError> {
         KIND_EXEC if bytes.len() >= EXEC_HEADER => {
             let flags = u32_at(44)?;
             let argv_len = u32_at(48)? as usize;
-            let argv = bytes
-                .get(EXEC_HEADER..EXEC_HEADER + argv_len)
-                .ok_or_else(bad)?;
+            let filename_len = u32_at(52)? as usize;
+            let argv_at = EXEC_HEADER + filename_len;
+            let filename = bytes.get(EXEC_HEADER..argv_at).ok_or_else(bad)?;
+            let argv = bytes.get(argv_at..argv_at + argv_len).ok_or_else(bad)?;
             let dev = u32_at(40)?;
             Ok(Record::Exec(ExecRecord {
                 pid: u32_at(4)?,
@@ -164,7 +166,7 @@ pub fn parse(bytes: &[u8]) -> Result<Record, RecordError> {
                 exe: ((dev >> 20, dev & 0xf_ffff), u64_at(32)?),
                 comm: text(&bytes[56..72]),
                 parent_comm: text(&bytes[72..88]),
-                filename: text(&bytes[88..EXEC_HEADER]),
+                filename: text(filename),
                 filename_cut: flags & FLAG_FILENAME_CUT != 0,
                 argv: argv
                     .split(|b| *b == 0)
@@ -525,7 +527,7 @@ mod tests {
         b.extend_from_slice(&((8u32 << 20) | 1).to_ne_bytes());
         b.extend_from_slice(&flags.to_ne_bytes());
         b.extend_from_slice(&(argv.len() as u32).to_ne_bytes());
-        b.extend_from_slice(&0u32.to_ne_bytes());
+        b.extend_from_slice(&(b"/usr/bin/cat".len() as u32).to_ne_bytes());
         let mut fixed = |s: &str, n: usize| {
             let mut f = s.as_bytes().to_vec();
             f.resize(n, 0);
@@ -533,7 +535,7 @@ mod tests {
         };
         fixed("cat", 16);
         fixed("bash", 16);
-        fixed("/usr/bin/cat", 256);
+        b.extend_from_slice(b"/usr/bin/cat");
         b.extend_from_slice(argv);
         b
     }
@@ -564,7 +566,7 @@ mod tests {
     #[test]
     fn records_parse_as_the_probe_lays_them_out() {
         let bytes = exec_bytes(b"cat\0/etc/sudoers\0", FLAG_ARGV_CUT);
-        assert_eq!(bytes.len(), EXEC_HEADER + 17);
+        assert_eq!(bytes.len(), EXEC_HEADER + 12 + 17, "only what is filled");
         let Ok(Record::Exec(e)) = parse(&bytes) else {
             panic!("an exec");
         };
@@ -610,8 +612,14 @@ mod tests {
 
         // Arguments said to be longer than the record holds.
         let mut short = exec_bytes(b"cat\0", 0);
-        short.truncate(EXEC_HEADER + 2);
-        assert_eq!(parse(&short), Err(RecordError::Malformed(EXEC_HEADER + 2)));
+        short.truncate(EXEC_HEADER + 12 + 2);
+        assert_eq!(
+            parse(&short),
+            Err(RecordError::Malformed(EXEC_HEADER + 12 + 2))
+        );
+        // A filename said to be longer than the record holds.
+        short.truncate(EXEC_HEADER + 5);
+        assert_eq!(parse(&short), Err(RecordError::Malformed(EXEC_HEADER + 5)));
         assert!(parse(&fork[..20]).is_err());
         assert!(parse(&[9, 0, 0, 0]).is_err());
         assert!(parse(&[]).is_err());
