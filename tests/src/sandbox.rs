@@ -93,7 +93,10 @@ impl Sandbox {
             ..Self::default()
         };
         let mut caps_set = false;
-        for line in text.lines() {
+        for line in text.lines().map(str::trim) {
+            if line.starts_with('#') || line.starts_with(';') {
+                continue;
+            }
             let Some((key, value)) = line.split_once('=') else {
                 continue;
             };

@@ -95,10 +95,9 @@ pub fn trim() -> std::io::Result<Released> {
 /// Unmaps the resident pages of this process's own executable that were never
 /// written: its code and read-only data (`r-xp` and `r--p` mappings with no
 /// anonymous page), and drops them from the page cache; a page that runs
-/// again is read back, one page at a time. A mapping
-/// holding a written page (the
-/// relocated read-only data, or code a debugger put a breakpoint in) is left
-/// alone: `MADV_DONTNEED` would drop what was written.
+/// again is read back, one page at a time. A mapping holding a written page
+/// (the relocated read-only data, or code a debugger put a breakpoint in) is
+/// left alone: `MADV_DONTNEED` would drop what was written.
 pub fn release_code_pages() -> std::io::Result<Released> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::MetadataExt;
@@ -112,10 +111,9 @@ pub fn release_code_pages() -> std::io::Result<Released> {
             // executable, private, read-only and holding no written page
             // (checked in smaps just now; a read-only mapping cannot gain one
             // without mprotect or ptrace). On such a mapping these advices
-            // only change how pages are read in (MADV_RANDOM), evict clean
-            // file pages (MADV_PAGEOUT) or drop page table entries
-            // (MADV_DONTNEED): the next access maps the same file page again,
-            // so no memory any code can observe changes.
+            // only change how pages are read in (MADV_RANDOM) or drop page
+            // table entries (MADV_DONTNEED): the next access maps the same
+            // file page again, so no memory any code can observe changes.
             let rc =
                 unsafe { libc::madvise(mapping.start as *mut libc::c_void, mapping.len, advice) };
             if rc == 0 {

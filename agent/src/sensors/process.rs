@@ -89,6 +89,12 @@ pub struct Processes {
     /// too large to hash): a copy elsewhere, or another file put at that path
     /// (which the integrity sensor watches), is judged as any program is.
     own: Option<(String, FileId)>,
+    /// This agent's own process id, when the sensor reads the real host: the
+    /// agent itself is never judged, whatever its executable has become
+    /// since it started (replaced by an upgrade or a rebuild, it shows as
+    /// `… (deleted)` until the agent restarts; the integrity sensor reports
+    /// the file).
+    own_pid: Option<u32>,
 }
 
 /// Device, inode, mtime and size: which file, unchanged.
@@ -284,6 +290,7 @@ impl Processes {
         } else {
             (None, ExecPath::Off)
         };
+        let own_pid = (root.0 == Path::new("/")).then(std::process::id);
         Self {
             users: crate::host::accounts::UserNames::new(root.clone()),
             root,
@@ -300,8 +307,9 @@ impl Processes {
             last_walk: None,
             losses: super::LossReport::default(),
             walks: 0,
-            packages: SharedIndex::default(),
             own: own_executable(),
+            own_pid,
+            packages: SharedIndex::default(),
         }
     }
 
@@ -477,10 +485,11 @@ impl Processes {
                 format!("known-bad executable running: {who}, sha256 {sha}"),
             ));
         }
-        let own = self.own.as_ref().is_some_and(|(path, id)| {
-            // The agent's own path, as the agent sees it (not under `root`).
-            *path == info.exe && file_id(Path::new(path)) == Some(*id)
-        });
+        let own = self.own_pid == Some(pid)
+            || self.own.as_ref().is_some_and(|(path, id)| {
+                // The agent's own path, as the agent sees it (not under `root`).
+                *path == info.exe && file_id(Path::new(path)) == Some(*id)
+            });
         if let Some(why) = self.suspicious(&info.exe).filter(|_| !own) {
             let mut b = a.clone();
             b.insert("reason".into(), why.into());
@@ -1164,6 +1173,21 @@ mod tests {
                 .any(|e| e.kind == "process.suspicious_exec" && e.attributes["pid"] == "500"),
             "{:?}",
             third.events
+        );
+        // The agent's own process, its binary replaced since it started (a
+        // rebuild, an upgrade before the restart): never judged; another
+        // process running a deleted file still is.
+        sensor.own_pid = Some(600);
+        let gone = tmp.join("bannin (deleted)");
+        fixture_process(root, 600, 1, &gone, "bannin");
+        fixture_process(root, 700, 1, &gone, "bannin");
+        let mut fourth = Sweep::default();
+        sensor.sweep(&mut fourth).expect("sweep");
+        assert_eq!(
+            indicators(&fourth),
+            [("process.suspicious_exec".into(), "700".into())],
+            "{:?}",
+            fourth.events
         );
     }
 
